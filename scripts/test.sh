@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian packages) and runs the whole test suite.
+# Tests that need root and cgroups run for real; with CI=true a missing prerequisite fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg_cmd in "stress-ng:stress-ng" "tmux:tmux" "promtool:prometheus" "dbus-daemon:dbus" \
+               "qemu-system-x86_64:qemu-system-x86" "busybox:busybox-static" "cpio:cpio" \
+               "systemd-analyze:systemd" "zstd:zstd" "xz:xz-utils"; do
+  cmd=${pkg_cmd%%:*}; pkg=${pkg_cmd##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo test --release --all-targets "$@"

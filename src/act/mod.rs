@@ -1,0 +1,3 @@
+//! Act: signal a victim race-free through a pidfd, escalate SIGTERM → SIGKILL, release its memory.
+pub mod kill;
+pub mod pidfd;

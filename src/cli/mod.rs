@@ -1,0 +1,110 @@
+//! The command line: one file per subcommand, each a thin layer over the library.
+//! Exit codes follow `docs/cli-contract.md`: 0 success, 1 runtime failure, 2 bad usage or config.
+
+pub mod check_config;
+pub mod doctor;
+pub mod drill;
+pub mod events;
+pub mod explain;
+pub mod hog;
+pub mod protect;
+pub mod run;
+pub mod top;
+pub mod why;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// An error that is the user's to fix (bad flag, bad config): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Linux out-of-memory guard: acts before the kernel's OOM killer, explains its reports,
+/// predicts who dies next.
+#[derive(Debug, Parser)]
+#[command(
+    name = "oomguard",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  oomguard run --dry-run                 watch the whole machine, kill nothing, log decisions\n  oomguard run --scope cgroup:/app       guard one cgroup with the default levels (10%,5%)\n  oomguard explain /var/log/kern.log     explain every kernel OOM report in a log\n  oomguard top --once                    who the kernel would kill next\n\nExit codes: 0 success, 1 runtime failure, 2 bad usage or config."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The guard daemon: watch memory, swap and pressure and kill the best victim early.
+    Run(run::RunArgs),
+    /// Explain kernel OOM reports found in kernel logs.
+    Explain(explain::ExplainArgs),
+    /// Live view of who the kernel (and oomguard) would kill next.
+    Top(top::TopArgs),
+    /// Why one process ranks where it does: its badness term by term.
+    Why(why::WhyArgs),
+    /// Apply the rules' oom_score_adj values once, or list which process matches which rule.
+    Protect(protect::ProtectArgs),
+    /// Audit the machine's OOM configuration and say what to fix (Nagios exit codes).
+    Doctor(doctor::DoctorArgs),
+    /// A safe OOM fire drill in a scratch memory cgroup.
+    Drill(drill::DrillArgs),
+    /// Read the event log back.
+    Events(events::EventsArgs),
+    /// Validate a config file; names the line of an error (exit 2).
+    CheckConfig(check_config::CheckConfigArgs),
+    /// A memory hog for drills and tests (allocates and touches memory up to --max).
+    #[command(hide = true)]
+    Hog(hog::HogArgs),
+}
+
+/// Parses the arguments, runs the subcommand, maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Explain(a) => explain::run(a),
+        Command::Top(a) => top::run(a),
+        Command::Why(a) => why::run(a),
+        Command::Protect(a) => protect::run(a),
+        Command::Doctor(a) => doctor::run(a),
+        Command::Drill(a) => drill::run(a),
+        Command::Events(a) => events::run(a),
+        Command::CheckConfig(a) => check_config::run(a),
+        Command::Hog(a) => hog::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    }
+}
+
+/// Prints an error chain and picks the exit code: 0 for a broken pipe (`| head`), 2 for usage
+/// and config errors, 1 otherwise.
+pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    for cause in e.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return ExitCode::SUCCESS;
+        }
+    }
+    eprintln!("oomguard: {e:#}");
+    let usage = e.chain().any(|c| {
+        c.downcast_ref::<UsageError>().is_some()
+            || c.downcast_ref::<crate::config::ConfigError>()
+                .is_some_and(|ce| !matches!(ce, crate::config::ConfigError::Read { .. }))
+    });
+    if usage {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Placeholder for a subcommand that is not built yet: says so plainly and fails.
+pub(crate) fn not_built(name: &str) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("'oomguard {name}' is not built yet in this version")
+}

@@ -1,0 +1,384 @@
+//! The TOML config file: raw values first (every field optional, unknown keys refused), then
+//! one validated [`Config`]. Errors name the file and the line, so `check-config` and the
+//! daemon's SIGHUP reload can point at the mistake.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::decide::policy::{Rule, RuleKind, UserMatch};
+use crate::values::{Dur, KillUnit, LevelPair, PsiSpec, ScopeSpec, ValueError};
+
+/// The path read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/oomguard/oomguard.toml";
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    run: RawRun,
+    #[serde(default)]
+    protect: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    prefer: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    avoid: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    scope: Option<Spanned<String>>,
+    mem_min: Option<Spanned<String>>,
+    swap_min: Option<Spanned<String>>,
+    mem_min_size: Option<Spanned<String>>,
+    swap_min_size: Option<Spanned<String>>,
+    psi: Option<Spanned<String>>,
+    kill_unit: Option<Spanned<String>>,
+    term_grace: Option<Spanned<String>>,
+    event_log: Option<Spanned<String>>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<Spanned<String>>,
+    cmdline: Option<Spanned<String>>,
+    exe: Option<Spanned<String>>,
+    user: Option<Spanned<UserValue>>,
+    cgroup: Option<Spanned<String>>,
+    unit: Option<Spanned<String>>,
+    oom_score_adj: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum UserValue {
+    Uid(u32),
+    Name(String),
+}
+
+/// Daemon settings that may come from the file; `None` = not set there.
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings {
+    pub scope: Option<ScopeSpec>,
+    pub mem_min: Option<LevelPair>,
+    pub swap_min: Option<LevelPair>,
+    pub mem_min_size: Option<LevelPair>,
+    pub swap_min_size: Option<LevelPair>,
+    pub psi: Option<PsiSpec>,
+    pub kill_unit: Option<KillUnit>,
+    pub term_grace: Option<Duration>,
+    pub event_log: Option<PathBuf>,
+    pub dry_run: Option<bool>,
+}
+
+/// A validated config file.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Where it came from (`None`: built-in defaults).
+    pub path: Option<PathBuf>,
+    pub run: RunSettings,
+    /// The file's rules in file order (protect, prefer and avoid tables interleaved as written).
+    pub rules: Vec<Rule>,
+}
+
+impl Config {
+    /// Reads `path`, or the default path when it exists, or returns the built-in defaults.
+    pub fn load(
+        path: Option<&Path>,
+        users: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let d = Path::new(DEFAULT_CONFIG_PATH);
+                if !d.exists() {
+                    return Ok(Config::default());
+                }
+                d.to_path_buf()
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::parse(&text, &path, users)
+    }
+
+    /// Parses and validates the text of a config file.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        users: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let msg = e.message().trim().to_string();
+            match line {
+                Some(line) => ConfigError::Invalid {
+                    path: path.into(),
+                    line,
+                    message: msg,
+                },
+                None => ConfigError::Syntax {
+                    path: path.into(),
+                    message: msg,
+                },
+            }
+        })?;
+        let at = |span: std::ops::Range<usize>, message: String| ConfigError::Invalid {
+            path: path.into(),
+            line: line_of(text, span.start),
+            message,
+        };
+        let val = |v: &Option<Spanned<String>>,
+                   key: &str,
+                   f: &dyn Fn(&str) -> Result<(), ValueError>|
+         -> Result<(), ConfigError> {
+            if let Some(s) = v {
+                f(s.get_ref()).map_err(|e| at(s.span(), format!("run.{key}: {e}")))?;
+            }
+            Ok(())
+        };
+        let r = &raw.run;
+        let mut run = RunSettings::default();
+        val(&r.scope, "scope", &|s| s.parse::<ScopeSpec>().map(|_| ()))?;
+        run.scope = r.scope.as_ref().and_then(|s| s.get_ref().parse().ok());
+        val(&r.mem_min, "mem_min", &|s| {
+            LevelPair::parse_pct(s).map(|_| ())
+        })?;
+        run.mem_min = r
+            .mem_min
+            .as_ref()
+            .and_then(|s| LevelPair::parse_pct(s.get_ref()).ok());
+        val(&r.swap_min, "swap_min", &|s| {
+            LevelPair::parse_pct(s).map(|_| ())
+        })?;
+        run.swap_min = r
+            .swap_min
+            .as_ref()
+            .and_then(|s| LevelPair::parse_pct(s.get_ref()).ok());
+        val(&r.mem_min_size, "mem_min_size", &|s| {
+            LevelPair::parse_size(s).map(|_| ())
+        })?;
+        run.mem_min_size = r
+            .mem_min_size
+            .as_ref()
+            .and_then(|s| LevelPair::parse_size(s.get_ref()).ok());
+        val(&r.swap_min_size, "swap_min_size", &|s| {
+            LevelPair::parse_size(s).map(|_| ())
+        })?;
+        run.swap_min_size = r
+            .swap_min_size
+            .as_ref()
+            .and_then(|s| LevelPair::parse_size(s.get_ref()).ok());
+        val(&r.psi, "psi", &|s| s.parse::<PsiSpec>().map(|_| ()))?;
+        run.psi = r.psi.as_ref().and_then(|s| s.get_ref().parse().ok());
+        val(&r.kill_unit, "kill_unit", &|s| {
+            s.parse::<KillUnit>().map(|_| ())
+        })?;
+        run.kill_unit = r.kill_unit.as_ref().and_then(|s| s.get_ref().parse().ok());
+        val(&r.term_grace, "term_grace", &|s| {
+            s.parse::<Dur>().map(|_| ())
+        })?;
+        run.term_grace = r
+            .term_grace
+            .as_ref()
+            .and_then(|s| s.get_ref().parse::<Dur>().ok())
+            .map(|d| d.0);
+        run.event_log = r.event_log.as_ref().map(|s| PathBuf::from(s.get_ref()));
+        run.dry_run = r.dry_run;
+
+        let mut spanned: Vec<(usize, RuleKind, &Spanned<RawRule>)> = Vec::new();
+        for (kind, list) in [
+            (RuleKind::Protect, &raw.protect),
+            (RuleKind::Prefer, &raw.prefer),
+            (RuleKind::Avoid, &raw.avoid),
+        ] {
+            for rr in list {
+                spanned.push((rr.span().start, kind, rr));
+            }
+        }
+        spanned.sort_by_key(|(start, _, _)| *start);
+        let mut rules = Vec::new();
+        for (start, kind, rr) in spanned {
+            let line = line_of(text, start);
+            let raw_rule = rr.get_ref();
+            let regex =
+                |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Regex>, ConfigError> {
+                    match v {
+                        None => Ok(None),
+                        Some(s) => Regex::new(s.get_ref()).map(Some).map_err(|e| {
+                            at(
+                                s.span(),
+                                format!("[[{}]] {key}: bad regex: {e}", kind.as_str()),
+                            )
+                        }),
+                    }
+                };
+            let rule = Rule {
+                kind,
+                name: regex(&raw_rule.name, "name")?,
+                cmdline: regex(&raw_rule.cmdline, "cmdline")?,
+                exe: regex(&raw_rule.exe, "exe")?,
+                user: raw_rule.user.as_ref().map(|u| match u.get_ref() {
+                    UserValue::Uid(n) => UserMatch {
+                        written: n.to_string(),
+                        uid: Some(*n),
+                    },
+                    UserValue::Name(s) => UserMatch {
+                        written: s.clone(),
+                        uid: s.parse::<u32>().ok().or_else(|| users(s)),
+                    },
+                }),
+                cgroup: regex(&raw_rule.cgroup, "cgroup")?,
+                unit: regex(&raw_rule.unit, "unit")?,
+                oom_score_adj: match &raw_rule.oom_score_adj {
+                    None => None,
+                    Some(a) => {
+                        let v = *a.get_ref();
+                        if !(-1000..=1000).contains(&v) {
+                            return Err(at(
+                                a.span(),
+                                format!(
+                                    "[[{}]] oom_score_adj = {v} is outside -1000..1000",
+                                    kind.as_str()
+                                ),
+                            ));
+                        }
+                        Some(v as i16)
+                    }
+                },
+                origin: format!("{}:{line}", path.display()),
+            };
+            let has_field = rule.name.is_some() || rule.needs_more_than_name();
+            if !has_field {
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    line,
+                    message: format!(
+                        "[[{}]] has no match field; give at least one of name, cmdline, exe, user, cgroup, unit",
+                        kind.as_str()
+                    ),
+                });
+            }
+            rules.push(rule);
+        }
+        Ok(Config {
+            path: Some(path.to_path_buf()),
+            run,
+            rules,
+        })
+    }
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Looks a user name up in `ROOT/etc/passwd`.
+pub fn passwd_lookup(root: &Path) -> impl Fn(&str) -> Option<u32> + use<> {
+    let text = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    move |name: &str| {
+        text.lines().find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(name)).then(|| f.nth(1).and_then(|u| u.parse().ok()))?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_users(_: &str) -> Option<u32> {
+        None
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("t.toml"), &no_users)
+    }
+
+    #[test]
+    fn rules_keep_file_order_across_tables() {
+        let c = parse(
+            "[[avoid]]\nuser = 113\n\n[[protect]]\nname = \"^sshd$\"\noom_score_adj = -900\n\n[[prefer]]\ncmdline = \"renderer\"\n",
+        )
+        .unwrap();
+        let kinds: Vec<_> = c.rules.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [RuleKind::Avoid, RuleKind::Protect, RuleKind::Prefer]
+        );
+        assert_eq!(c.rules[1].oom_score_adj, Some(-900));
+        assert_eq!(c.rules[1].origin, "t.toml:4");
+        assert_eq!(c.rules[0].user.as_ref().unwrap().uid, Some(113));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("[run]\nmem_min = \"10,5\"\nmem_mni = \"3\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:3:") && e.contains("mem_mni"), "{e}");
+        let e = parse("[[protect]]\nname = \"(\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:2:") && e.contains("bad regex"), "{e}");
+        let e = parse("\n[[protect]]\noom_score_adj = -900\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.toml:2:") && e.contains("no match field"),
+            "{e}"
+        );
+        let e = parse("[run]\nterm_grace = \"2\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:2:") && e.contains("no unit"), "{e}");
+        let e = parse("[[avoid]]\nname = \"x\"\noom_score_adj = 2000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:3:"), "{e}");
+    }
+
+    #[test]
+    fn run_settings_parse() {
+        let c = parse("[run]\nscope = \"cgroup:/a\"\nmem_min = \"20\"\npsi = \"full:10:2s\"\nterm_grace = \"500ms\"\ndry_run = true\n")
+            .unwrap();
+        assert_eq!(c.run.scope, Some(ScopeSpec::Cgroup("/a".into())));
+        assert_eq!(c.run.term_grace, Some(Duration::from_millis(500)));
+        assert_eq!(c.run.dry_run, Some(true));
+        assert!(c.run.psi.is_some());
+    }
+}

@@ -1,0 +1,287 @@
+//! The contract's rules (`[[protect]]`, `[[prefer]]`, `[[avoid]]`) and how they change the
+//! choice: protect is never chosen, prefer / avoid are scored as if their `oom_score_adj` were
+//! 300 higher / lower. The first rule that matches decides.
+
+use regex::Regex;
+use serde::Serialize;
+
+/// The kind of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    Protect,
+    Prefer,
+    Avoid,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Protect => "protect",
+            RuleKind::Prefer => "prefer",
+            RuleKind::Avoid => "avoid",
+        }
+    }
+    /// The adj shift a rule of this kind applies to oomguard's own ranking.
+    pub fn adj_shift(self) -> i64 {
+        match self {
+            RuleKind::Protect => 0,
+            RuleKind::Prefer => 300,
+            RuleKind::Avoid => -300,
+        }
+    }
+}
+
+/// A user given by name or by uid. A name that does not resolve matches nothing.
+#[derive(Debug, Clone)]
+pub struct UserMatch {
+    pub written: String,
+    pub uid: Option<u32>,
+}
+
+/// One rule: all given fields must match (AND).
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub kind: RuleKind,
+    pub name: Option<Regex>,
+    pub cmdline: Option<Regex>,
+    pub exe: Option<Regex>,
+    pub user: Option<UserMatch>,
+    pub cgroup: Option<Regex>,
+    pub unit: Option<Regex>,
+    pub oom_score_adj: Option<i16>,
+    /// Where the rule came from: `--protect '^sshd$'` or `FILE:LINE`.
+    pub origin: String,
+}
+
+/// What a rule may look at. Fields not yet read are `None` and only read when a rule needs them.
+pub trait ProcFacts {
+    fn comm(&self) -> &str;
+    fn uid(&mut self) -> Option<u32>;
+    fn cmdline(&mut self) -> Option<&str>;
+    fn exe(&mut self) -> Option<&str>;
+    fn cgroup(&mut self) -> Option<&str>;
+}
+
+impl Rule {
+    /// A rule with only a name regex (the `--protect/--prefer/--avoid REGEX` flags).
+    pub fn name_only(kind: RuleKind, regex: &str) -> Result<Rule, regex::Error> {
+        Ok(Rule {
+            kind,
+            name: Some(Regex::new(regex)?),
+            cmdline: None,
+            exe: None,
+            user: None,
+            cgroup: None,
+            unit: None,
+            oom_score_adj: None,
+            origin: format!("--{} '{}'", kind.as_str(), regex),
+        })
+    }
+
+    /// Which fields the rule needs beyond the name (callers read them lazily).
+    pub fn needs_more_than_name(&self) -> bool {
+        self.cmdline.is_some()
+            || self.exe.is_some()
+            || self.user.is_some()
+            || self.cgroup.is_some()
+            || self.unit.is_some()
+    }
+
+    pub fn matches(&self, p: &mut dyn ProcFacts) -> bool {
+        if let Some(re) = &self.name
+            && !re.is_match(p.comm())
+        {
+            return false;
+        }
+        if let Some(u) = &self.user {
+            match (u.uid, p.uid()) {
+                (Some(want), Some(have)) if want == have => {}
+                _ => return false,
+            }
+        }
+        if let Some(re) = &self.cmdline {
+            match p.cmdline() {
+                Some(c) if re.is_match(c) => {}
+                _ => return false,
+            }
+        }
+        if let Some(re) = &self.exe {
+            match p.exe() {
+                Some(c) if re.is_match(c) => {}
+                _ => return false,
+            }
+        }
+        if let Some(re) = &self.cgroup {
+            match p.cgroup() {
+                Some(c) if re.is_match(c) => {}
+                _ => return false,
+            }
+        }
+        if let Some(re) = &self.unit {
+            match p.cgroup().and_then(unit_of_cgroup) {
+                Some(c) if re.is_match(c) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// A one-line description for logs and `why`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.name {
+            parts.push(format!("name =~ /{}/", r.as_str()));
+        }
+        if let Some(r) = &self.cmdline {
+            parts.push(format!("cmdline =~ /{}/", r.as_str()));
+        }
+        if let Some(r) = &self.exe {
+            parts.push(format!("exe =~ /{}/", r.as_str()));
+        }
+        if let Some(u) = &self.user {
+            parts.push(format!("user = {}", u.written));
+        }
+        if let Some(r) = &self.cgroup {
+            parts.push(format!("cgroup =~ /{}/", r.as_str()));
+        }
+        if let Some(r) = &self.unit {
+            parts.push(format!("unit =~ /{}/", r.as_str()));
+        }
+        if let Some(a) = self.oom_score_adj {
+            parts.push(format!("oom_score_adj = {a}"));
+        }
+        format!(
+            "{} [{}] ({})",
+            self.kind.as_str(),
+            parts.join(", "),
+            self.origin
+        )
+    }
+}
+
+/// The systemd unit named by a cgroup path: the last component that ends in a unit suffix.
+pub fn unit_of_cgroup(path: &str) -> Option<&str> {
+    const SUFFIXES: [&str; 4] = [".service", ".scope", ".slice", ".socket"];
+    path.rsplit('/')
+        .find(|c| SUFFIXES.iter().any(|s| c.ends_with(s) && c.len() > s.len()))
+}
+
+/// The ordered rule list: command-line rules first, then the config file's in file order.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// The first rule that matches, if any.
+    pub fn classify(&self, p: &mut dyn ProcFacts) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.matches(p))
+    }
+    pub fn any_needs_more_than_name(&self) -> bool {
+        self.rules.iter().any(Rule::needs_more_than_name)
+    }
+    pub fn has_adj_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.oom_score_adj.is_some())
+    }
+}
+
+/// The adj oomguard ranks a process by: its own adj shifted by a prefer/avoid rule, clamped.
+pub fn effective_adj(adj: i16, kind: Option<RuleKind>) -> i64 {
+    let shift = kind.map_or(0, RuleKind::adj_shift);
+    (adj as i64 + shift).clamp(-1000, 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct P {
+        comm: &'static str,
+        uid: u32,
+        cmdline: &'static str,
+        cgroup: &'static str,
+    }
+    impl ProcFacts for P {
+        fn comm(&self) -> &str {
+            self.comm
+        }
+        fn uid(&mut self) -> Option<u32> {
+            Some(self.uid)
+        }
+        fn cmdline(&mut self) -> Option<&str> {
+            Some(self.cmdline)
+        }
+        fn exe(&mut self) -> Option<&str> {
+            None
+        }
+        fn cgroup(&mut self) -> Option<&str> {
+            Some(self.cgroup)
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_decides_and_fields_are_anded() {
+        let mut avoid = Rule::name_only(RuleKind::Avoid, "postgres").unwrap();
+        avoid.user = Some(UserMatch {
+            written: "postgres".into(),
+            uid: Some(113),
+        });
+        let policy = Policy {
+            rules: vec![
+                Rule::name_only(RuleKind::Protect, "^sshd$").unwrap(),
+                avoid,
+                Rule::name_only(RuleKind::Prefer, "post").unwrap(),
+            ],
+        };
+        let mut pg = P {
+            comm: "postgres",
+            uid: 113,
+            cmdline: "postgres -D x",
+            cgroup: "/",
+        };
+        assert_eq!(policy.classify(&mut pg).unwrap().kind, RuleKind::Avoid);
+        let mut pg_other = P { uid: 0, ..pg };
+        assert_eq!(
+            policy.classify(&mut pg_other).unwrap().kind,
+            RuleKind::Prefer
+        );
+        let mut sshd_session = P {
+            comm: "sshd-session",
+            uid: 0,
+            cmdline: "",
+            cgroup: "/",
+        };
+        assert!(policy.classify(&mut sshd_session).is_none());
+        let mut sshd = P {
+            comm: "sshd",
+            ..sshd_session
+        };
+        assert_eq!(policy.classify(&mut sshd).unwrap().kind, RuleKind::Protect);
+    }
+
+    #[test]
+    fn unit_is_the_last_unit_component() {
+        assert_eq!(
+            unit_of_cgroup("/system.slice/nginx.service"),
+            Some("nginx.service")
+        );
+        assert_eq!(
+            unit_of_cgroup("/user.slice/user-1000.slice/session-2.scope"),
+            Some("session-2.scope")
+        );
+        assert_eq!(
+            unit_of_cgroup("/docker/abc"),
+            Some("docker").filter(|_| false)
+        );
+        assert_eq!(unit_of_cgroup("/"), None);
+    }
+
+    #[test]
+    fn prefer_and_avoid_shift_by_300_and_clamp() {
+        assert_eq!(effective_adj(0, Some(RuleKind::Prefer)), 300);
+        assert_eq!(effective_adj(900, Some(RuleKind::Prefer)), 1000);
+        assert_eq!(effective_adj(-800, Some(RuleKind::Avoid)), -1000);
+        assert_eq!(effective_adj(5, None), 5);
+    }
+}

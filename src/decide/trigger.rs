@@ -1,0 +1,274 @@
+//! Levels and the trigger: when memory (and swap, when there is any) is low enough to act,
+//! and how soon to look again.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::values::{LevelPair, PsiSpec};
+
+/// The scope's memory at one instant, in kB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemState {
+    pub total_kb: u64,
+    pub available_kb: u64,
+    pub swap_total_kb: u64,
+    pub swap_free_kb: u64,
+}
+
+impl MemState {
+    /// Total pages the kernel scores against: RAM + swap (system) or limit + swap (cgroup).
+    pub fn totalpages(&self, page_kb: u64) -> u64 {
+        (self.total_kb + self.swap_total_kb) / page_kb.max(1)
+    }
+}
+
+/// The levels as given (percentages and/or sizes), before a scope's totals are known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelSpec {
+    pub mem_pct: Option<LevelPair>,
+    pub mem_size: Option<LevelPair>,
+    pub swap_pct: Option<LevelPair>,
+    pub swap_size: Option<LevelPair>,
+    pub psi: Option<PsiSpec>,
+}
+
+/// Resolved levels in kB for one scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Levels {
+    pub mem_term_kb: u64,
+    pub mem_kill_kb: u64,
+    pub swap_term_kb: u64,
+    pub swap_kill_kb: u64,
+}
+
+fn lower(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> (u64, u64) {
+    match (a, b) {
+        (Some(x), Some(y)) => (x.0.min(y.0), x.1.min(y.1)),
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => (0, 0),
+    }
+}
+
+impl LevelSpec {
+    /// Levels for a scope: a percentage and a size given together → the lower one counts.
+    pub fn resolve(&self, mem: &MemState) -> Levels {
+        let pair =
+            |p: &Option<LevelPair>, total: u64| p.map(|p| (p.term.kb(total), p.kill.kb(total)));
+        let (mem_term_kb, mem_kill_kb) = lower(
+            pair(&self.mem_pct, mem.total_kb),
+            pair(&self.mem_size, mem.total_kb),
+        );
+        let (swap_term_kb, swap_kill_kb) = lower(
+            pair(&self.swap_pct, mem.swap_total_kb),
+            pair(&self.swap_size, mem.swap_total_kb),
+        );
+        Levels {
+            mem_term_kb,
+            mem_kill_kb,
+            swap_term_kb,
+            swap_kill_kb,
+        }
+    }
+}
+
+/// What the levels say now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    None,
+    Term,
+    Kill,
+}
+
+/// Why the trigger fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Available memory (and swap, if any) below the SIGKILL level.
+    LowMemoryKill,
+    /// Available memory (and swap, if any) below the SIGTERM level.
+    LowMemoryTerm,
+    /// The stall share stayed above the PSI level while memory was below twice the term level.
+    Pressure,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::LowMemoryKill => "low_memory_kill",
+            Reason::LowMemoryTerm => "low_memory_term",
+            Reason::Pressure => "pressure",
+        }
+    }
+}
+
+impl Levels {
+    fn swap_low(&self, mem: &MemState, kill: bool) -> bool {
+        mem.swap_total_kb == 0
+            || mem.swap_free_kb
+                <= if kill {
+                    self.swap_kill_kb
+                } else {
+                    self.swap_term_kb
+                }
+    }
+
+    /// Evaluates the levels. `psi_share` is the stall share over the PSI window (percent),
+    /// `None` when PSI is not configured or not yet known.
+    pub fn evaluate(
+        &self,
+        mem: &MemState,
+        psi: Option<(PsiSpec, f64)>,
+    ) -> (Severity, Option<Reason>) {
+        let avail = mem.available_kb;
+        if avail <= self.mem_kill_kb && self.swap_low(mem, true) {
+            return (Severity::Kill, Some(Reason::LowMemoryKill));
+        }
+        if avail <= self.mem_term_kb && self.swap_low(mem, false) {
+            return (Severity::Term, Some(Reason::LowMemoryTerm));
+        }
+        if let Some((spec, share)) = psi
+            && share >= spec.pct.0
+            && avail <= self.mem_term_kb.saturating_mul(2)
+        {
+            return (Severity::Term, Some(Reason::Pressure));
+        }
+        (Severity::None, None)
+    }
+
+    /// Memory counts as recovered once available memory is back above the term level (with a
+    /// little hysteresis) or swap is no longer low.
+    pub fn recovered(&self, mem: &MemState) -> bool {
+        mem.available_kb > self.mem_term_kb + self.mem_term_kb / 8 || !self.swap_low(mem, false)
+    }
+
+    /// How long to sleep before the next look: the time the headroom lasts at a fast fill rate
+    /// (6 GiB/s for RAM, 800 MiB/s for swap, as earlyoom assumes), between 5 ms and 1 s.
+    pub fn next_poll(&self, mem: &MemState) -> Duration {
+        let mem_head_mib = mem.available_kb.saturating_sub(self.mem_term_kb) as f64 / 1024.0;
+        let swap_head_mib = if mem.swap_total_kb == 0 {
+            0.0
+        } else {
+            mem.swap_free_kb.saturating_sub(self.swap_term_kb) as f64 / 1024.0
+        };
+        let ms = mem_head_mib / 6.0 + swap_head_mib / 0.8;
+        Duration::from_micros((ms * 1000.0) as u64)
+            .clamp(Duration::from_millis(5), Duration::from_secs(1))
+    }
+
+    /// "Near": within twice the term level, where the ranking is kept fresh.
+    pub fn near(&self, mem: &MemState) -> bool {
+        mem.available_kb <= self.mem_term_kb.saturating_mul(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(mem: &str, swap: &str) -> LevelSpec {
+        LevelSpec {
+            mem_pct: Some(LevelPair::parse_pct(mem).unwrap()),
+            mem_size: None,
+            swap_pct: Some(LevelPair::parse_pct(swap).unwrap()),
+            swap_size: None,
+            psi: None,
+        }
+    }
+
+    #[test]
+    fn without_swap_memory_alone_counts() {
+        let m = MemState {
+            total_kb: 1000,
+            available_kb: 80,
+            swap_total_kb: 0,
+            swap_free_kb: 0,
+        };
+        let l = spec("10,5", "10,5").resolve(&m);
+        assert_eq!((l.mem_term_kb, l.mem_kill_kb), (100, 50));
+        assert_eq!(
+            l.evaluate(&m, None),
+            (Severity::Term, Some(Reason::LowMemoryTerm))
+        );
+        let m2 = MemState {
+            available_kb: 40,
+            ..m
+        };
+        assert_eq!(l.evaluate(&m2, None).0, Severity::Kill);
+        let m3 = MemState {
+            available_kb: 200,
+            ..m
+        };
+        assert_eq!(l.evaluate(&m3, None).0, Severity::None);
+    }
+
+    #[test]
+    fn with_swap_both_must_be_low() {
+        let m = MemState {
+            total_kb: 1000,
+            available_kb: 40,
+            swap_total_kb: 1000,
+            swap_free_kb: 500,
+        };
+        let l = spec("10,5", "10,5").resolve(&m);
+        assert_eq!(l.evaluate(&m, None).0, Severity::None);
+        let m2 = MemState {
+            swap_free_kb: 90,
+            ..m
+        };
+        assert_eq!(l.evaluate(&m2, None).0, Severity::Term);
+        let m3 = MemState {
+            swap_free_kb: 10,
+            ..m
+        };
+        assert_eq!(l.evaluate(&m3, None).0, Severity::Kill);
+    }
+
+    #[test]
+    fn size_and_pct_lower_wins_and_psi_needs_the_soft_floor() {
+        let m = MemState {
+            total_kb: 1 << 20,
+            available_kb: 150 << 10,
+            swap_total_kb: 0,
+            swap_free_kb: 0,
+        };
+        let mut s = spec("10,5", "10,5");
+        s.mem_size = Some(LevelPair::parse_size("64M,32M").unwrap());
+        let l = s.resolve(&m);
+        assert_eq!(l.mem_term_kb, 64 << 10);
+        let psi: PsiSpec = "some:20:2s".parse().unwrap();
+        // 150 MiB available > 2 × 64 MiB: pressure alone does not act.
+        assert_eq!(l.evaluate(&m, Some((psi, 50.0))).0, Severity::None);
+        let m2 = MemState {
+            available_kb: 100 << 10,
+            ..m
+        };
+        assert_eq!(
+            l.evaluate(&m2, Some((psi, 50.0))),
+            (Severity::Term, Some(Reason::Pressure))
+        );
+        assert_eq!(l.evaluate(&m2, Some((psi, 10.0))).0, Severity::None);
+    }
+
+    #[test]
+    fn poll_interval_adapts() {
+        let l = Levels {
+            mem_term_kb: 100 << 10,
+            mem_kill_kb: 50 << 10,
+            swap_term_kb: 0,
+            swap_kill_kb: 0,
+        };
+        let far = MemState {
+            total_kb: 24 << 20,
+            available_kb: 20 << 20,
+            ..Default::default()
+        };
+        assert_eq!(l.next_poll(&far), Duration::from_secs(1));
+        let near = MemState {
+            available_kb: 110 << 10,
+            ..far
+        };
+        assert!(l.next_poll(&near) < Duration::from_millis(5) + Duration::from_micros(1));
+    }
+}

@@ -1,0 +1,4 @@
+//! The `oomguard` binary: parse arguments, call the library, map errors to exit codes.
+fn main() -> std::process::ExitCode {
+    oomguard::cli::main()
+}

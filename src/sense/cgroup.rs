@@ -1,0 +1,327 @@
+//! Memory cgroups, v1 and v2: find the mounts, resolve a scope path, read limit / usage /
+//! reclaimable file pages / swap / the kernel's OOM kill counter, and list the processes of a
+//! group and all its descendants.
+
+use std::path::{Path, PathBuf};
+
+use super::{Root, parse_u64, read_into};
+
+/// Which cgroup hierarchy a group lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CgVersion {
+    V1,
+    V2,
+}
+
+/// Where the memory controller is mounted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mounts {
+    /// The cgroup2 mount, only if the memory controller is enabled there.
+    pub v2_memory: Option<PathBuf>,
+    /// Any cgroup2 mount (for `memory.pressure` and the like).
+    pub v2_any: Option<PathBuf>,
+    /// The cgroup v1 mount that carries the memory controller.
+    pub v1_memory: Option<PathBuf>,
+}
+
+impl Mounts {
+    /// Reads `ROOT/proc/self/mountinfo`; paths returned are real paths (not under the root).
+    pub fn discover(root: &Root) -> Mounts {
+        let text = std::fs::read(root.path("proc/self/mountinfo")).unwrap_or_default();
+        let mut m = Mounts::parse_mountinfo(&text);
+        if let Some(v2) = &m.v2_any {
+            let ctl = std::fs::read_to_string(root.path(v2).join("cgroup.controllers"))
+                .unwrap_or_default();
+            if ctl.split_whitespace().any(|c| c == "memory") {
+                m.v2_memory = Some(v2.clone());
+            }
+        }
+        m
+    }
+
+    fn parse_mountinfo(text: &[u8]) -> Mounts {
+        let mut m = Mounts::default();
+        for line in String::from_utf8_lossy(text).lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            if pre.len() < 5 || post.len() < 3 {
+                continue;
+            }
+            let mount_point = PathBuf::from(unescape_mountinfo(pre[4]));
+            match post[0] {
+                "cgroup2" if m.v2_any.is_none() => m.v2_any = Some(mount_point),
+                "cgroup" if post[2].split(',').any(|o| o == "memory") => {
+                    m.v1_memory.get_or_insert(mount_point);
+                }
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// A resolved cgroup scope.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    pub version: CgVersion,
+    /// The group's directory (real path; read through the root).
+    pub dir: PathBuf,
+    /// The path as printed in `/proc/PID/cgroup` (relative to the mount), e.g. `/app`.
+    pub rel: String,
+    /// The mount the group lives under.
+    pub mount: PathBuf,
+}
+
+/// A scope path that does not name a memory cgroup.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cgroup '{0}' was not found: give a cgroup directory (e.g. /sys/fs/cgroup/memory/app) or a path as in /proc/PID/cgroup, under a mount with the memory controller ({1})"
+)]
+pub struct CgroupNotFound(pub String, pub String);
+
+/// One reading of a group's memory, all in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgMemory {
+    /// The effective limit: the group's own or its nearest limited ancestor's. `None`: unlimited
+    /// all the way up (the scope then takes the system's memory).
+    pub limit: Option<u64>,
+    /// Usage of the group whose limit applies (the domain).
+    pub usage: u64,
+    /// Reclaimable file pages of the domain (`total_inactive_file` / `inactive_file`).
+    pub inactive_file: u64,
+    /// Swap limit and usage of the domain, when the hierarchy accounts swap.
+    pub swap_limit: Option<u64>,
+    pub swap_usage: Option<u64>,
+}
+
+/// Values at or above this are "no limit" (v1 prints PAGE_COUNTER_MAX pages in bytes).
+const UNLIMITED: u64 = 1 << 60;
+
+impl Cgroup {
+    /// Resolves the user's `PATH`: a directory, or a `/proc/PID/cgroup` path under the v2
+    /// memory mount, else under the v1 memory mount.
+    pub fn resolve(root: &Root, mounts: &Mounts, path: &Path) -> Result<Cgroup, CgroupNotFound> {
+        let candidates = [
+            (CgVersion::V2, mounts.v2_memory.as_ref()),
+            (CgVersion::V1, mounts.v1_memory.as_ref()),
+        ];
+        // A directory given directly.
+        for (version, mount) in candidates {
+            if let Some(mount) = mount
+                && let Ok(rel) = path.strip_prefix(mount)
+                && root.path(path).is_dir()
+            {
+                return Ok(Cgroup {
+                    version,
+                    dir: path.to_path_buf(),
+                    rel: format!("/{}", rel.display()).replace("//", "/"),
+                    mount: mount.clone(),
+                });
+            }
+        }
+        // A path as in /proc/PID/cgroup.
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        for (version, mount) in candidates {
+            if let Some(mount) = mount {
+                let dir = mount.join(rel);
+                if root.path(&dir).is_dir() {
+                    return Ok(Cgroup {
+                        version,
+                        rel: format!("/{}", rel.display())
+                            .trim_end_matches('/')
+                            .to_string()
+                            .replace("//", "/"),
+                        dir,
+                        mount: mount.clone(),
+                    });
+                }
+            }
+        }
+        let seen = format!(
+            "v2 memory mount: {}, v1 memory mount: {}",
+            mounts
+                .v2_memory
+                .as_ref()
+                .map_or("none".into(), |p| p.display().to_string()),
+            mounts
+                .v1_memory
+                .as_ref()
+                .map_or("none".into(), |p| p.display().to_string())
+        );
+        Err(CgroupNotFound(path.display().to_string(), seen))
+    }
+
+    fn read_u64(root: &Root, dir: &Path, file: &str, buf: &mut Vec<u8>) -> Option<u64> {
+        read_into(&root.path(dir.join(file)), buf).ok()?;
+        if buf.starts_with(b"max") {
+            return Some(u64::MAX);
+        }
+        parse_u64(buf)
+    }
+
+    fn stat_value(root: &Root, dir: &Path, key: &[u8], buf: &mut Vec<u8>) -> Option<u64> {
+        read_into(&root.path(dir.join("memory.stat")), buf).ok()?;
+        buf.split(|&b| b == b'\n').find_map(|l| {
+            let rest = l.strip_prefix(key)?;
+            rest.first().filter(|&&b| b == b' ')?;
+            parse_u64(rest)
+        })
+    }
+
+    /// The nearest directory from the group up to the mount that has a memory limit.
+    fn limited_domain(&self, root: &Root, buf: &mut Vec<u8>) -> Option<(PathBuf, u64)> {
+        let file = match self.version {
+            CgVersion::V1 => "memory.limit_in_bytes",
+            CgVersion::V2 => "memory.max",
+        };
+        let mut dir = self.dir.clone();
+        loop {
+            if let Some(l) = Self::read_u64(root, &dir, file, buf)
+                && l < UNLIMITED
+            {
+                return Some((dir, l));
+            }
+            if dir == self.mount || !dir.pop() || !dir.starts_with(&self.mount) {
+                return None;
+            }
+        }
+    }
+
+    /// Reads the memory of the group's domain. `buf` is reused.
+    pub fn read_memory(&self, root: &Root, buf: &mut Vec<u8>) -> std::io::Result<CgMemory> {
+        let (domain, limit) = match self.limited_domain(root, buf) {
+            Some((d, l)) => (d, Some(l)),
+            None => (self.dir.clone(), None),
+        };
+        let (usage_file, inactive_key) = match self.version {
+            CgVersion::V1 => ("memory.usage_in_bytes", &b"total_inactive_file"[..]),
+            CgVersion::V2 => ("memory.current", &b"inactive_file"[..]),
+        };
+        let usage = Self::read_u64(root, &domain, usage_file, buf).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("cannot read {}", domain.join(usage_file).display()),
+            )
+        })?;
+        let inactive_file = Self::stat_value(root, &domain, inactive_key, buf).unwrap_or(0);
+        let (swap_limit, swap_usage) = match self.version {
+            CgVersion::V1 => {
+                let memsw_limit = Self::read_u64(root, &domain, "memory.memsw.limit_in_bytes", buf);
+                let memsw_usage = Self::read_u64(root, &domain, "memory.memsw.usage_in_bytes", buf);
+                match (memsw_limit, memsw_usage) {
+                    (Some(l), Some(u)) => (
+                        (l < UNLIMITED).then(|| l.saturating_sub(limit.unwrap_or(0))),
+                        Some(u.saturating_sub(usage)),
+                    ),
+                    _ => (None, None),
+                }
+            }
+            CgVersion::V2 => (
+                Self::read_u64(root, &domain, "memory.swap.max", buf).filter(|&l| l < UNLIMITED),
+                Self::read_u64(root, &domain, "memory.swap.current", buf),
+            ),
+        };
+        Ok(CgMemory {
+            limit,
+            usage,
+            inactive_file,
+            swap_limit,
+            swap_usage,
+        })
+    }
+
+    /// The kernel's OOM kill counter for the group (v1 `memory.oom_control`, v2 `memory.events`).
+    pub fn oom_kills(&self, root: &Root, buf: &mut Vec<u8>) -> Option<u64> {
+        let file = match self.version {
+            CgVersion::V1 => "memory.oom_control",
+            CgVersion::V2 => "memory.events",
+        };
+        read_into(&root.path(self.dir.join(file)), buf).ok()?;
+        buf.split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(b"oom_kill ").and_then(parse_u64))
+    }
+
+    /// Appends the PIDs of the group and all its descendants to `out`.
+    pub fn procs(&self, root: &Root, out: &mut Vec<i32>, buf: &mut Vec<u8>) {
+        collect_procs(root, &self.dir, out, buf);
+    }
+
+    /// The pressure file of the group, if the hierarchy has one (v2).
+    pub fn pressure_path(&self) -> Option<PathBuf> {
+        (self.version == CgVersion::V2).then(|| self.dir.join("memory.pressure"))
+    }
+}
+
+fn collect_procs(root: &Root, dir: &Path, out: &mut Vec<i32>, buf: &mut Vec<u8>) {
+    let real = root.path(dir);
+    if read_into(&real.join("cgroup.procs"), buf).is_ok() {
+        out.extend(
+            buf.split(|&b| b == b'\n')
+                .filter_map(|l| parse_u64(l).and_then(|v| i32::try_from(v).ok())),
+        );
+    }
+    let Ok(rd) = std::fs::read_dir(&real) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_procs(root, &dir.join(e.file_name()), out, buf);
+        }
+    }
+}
+
+/// The memory-controller cgroup path of a process from `/proc/PID/cgroup` text: the v2 line
+/// (`0::/path`) when `prefer_v2`, else the v1 line whose controllers include `memory`.
+pub fn memory_path_of(text: &str, prefer_v2: bool) -> Option<&str> {
+    let mut v1 = None;
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+        if ctl.is_empty() {
+            v2 = Some(path);
+        } else if ctl.split(',').any(|c| c == "memory") {
+            v1 = Some(path);
+        }
+    }
+    if prefer_v2 { v2.or(v1) } else { v1.or(v2) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_finds_v1_memory_and_v2() {
+        let t = b"30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n32 25 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let m = Mounts::parse_mountinfo(t);
+        assert_eq!(
+            m.v1_memory.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/memory"))
+        );
+        assert_eq!(
+            m.v2_any.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(m.v2_memory, None);
+    }
+
+    #[test]
+    fn memory_path_prefers_the_asked_hierarchy() {
+        let t = "9:name=systemd:/\n4:memory:/process_api/x\n0::/user.slice\n";
+        assert_eq!(memory_path_of(t, false), Some("/process_api/x"));
+        assert_eq!(memory_path_of(t, true), Some("/user.slice"));
+        assert_eq!(memory_path_of("0::/a:b\n", false), Some("/a:b"));
+    }
+}

@@ -1,0 +1,371 @@
+//! Processes under `ROOT/proc`: the hot-path reader the daemon scans with (a directory fd, one
+//! reused buffer, `openat` + `read`, no allocation per process) and parsers for `stat`, `status`
+//! and `oom_score_adj`. Slower, allocating readers (cmdline, exe, cgroup) serve the few
+//! processes a decision names.
+
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{Mode, OFlags, RawDir};
+
+use super::{Root, parse_i64, parse_u64};
+
+/// PF_KTHREAD in `/proc/PID/stat` field 9.
+pub const PF_KTHREAD: u32 = 0x0020_0000;
+/// PF_EXITING: the task is in do_exit(), its memory is being (or about to be) freed.
+pub const PF_EXITING: u32 = 0x0000_0004;
+
+/// A process name as the kernel keeps it (`comm`, 15 bytes for user tasks; longer for some
+/// kernel threads), stored inline so a scan allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Comm {
+    len: u8,
+    bytes: [u8; 64],
+}
+
+impl Default for Comm {
+    fn default() -> Self {
+        Comm {
+            len: 0,
+            bytes: [0; 64],
+        }
+    }
+}
+
+impl Comm {
+    pub fn new(b: &[u8]) -> Comm {
+        let mut c = Comm::default();
+        let n = b.len().min(64);
+        c.bytes[..n].copy_from_slice(&b[..n]);
+        c.len = n as u8;
+        c
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+    /// The name as text (invalid UTF-8 shown with replacement characters).
+    pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.as_bytes())
+    }
+    /// The name as `&str` when it is valid UTF-8 (for regex matching without allocating).
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.as_bytes()).ok()
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_string_lossy())
+    }
+}
+
+/// The fields of `/proc/PID/stat` the guard uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: i32,
+    pub comm: Comm,
+    pub state: u8,
+    pub ppid: i32,
+    pub flags: u32,
+    /// Start time in clock ticks since boot: with the PID, identifies the process.
+    pub starttime: u64,
+    /// Resident pages (`get_mm_rss`: anon + file + shmem), the counter the OOM killer reads.
+    pub rss_pages: u64,
+}
+
+impl Stat {
+    /// Parses `/proc/PID/stat`. The name may hold spaces and parentheses: it ends at the last
+    /// `") "`.
+    pub fn parse(text: &[u8]) -> Option<Stat> {
+        let open = text.iter().position(|&b| b == b'(')?;
+        let close = text.windows(2).rposition(|w| w == b") ")?;
+        if close < open {
+            return None;
+        }
+        let pid = parse_i64(&text[..open])? as i32;
+        let comm = Comm::new(&text[open + 1..close]);
+        let mut fields = text[close + 2..].split(|&b| b == b' ');
+        let mut next = || fields.next();
+        let state = *next()?.first()?;
+        let ppid = parse_i64(next()?)? as i32;
+        // pgrp session tty_nr tpgid
+        for _ in 0..4 {
+            next()?;
+        }
+        let flags = parse_u64(next()?)? as u32;
+        // minflt cminflt majflt cmajflt utime stime cutime cstime priority nice num_threads itrealvalue
+        for _ in 0..12 {
+            next()?;
+        }
+        let starttime = parse_u64(next()?)?;
+        let _vsize = next()?;
+        let rss_pages = parse_i64(next()?)?.max(0) as u64;
+        Some(Stat {
+            pid,
+            comm,
+            state,
+            ppid,
+            flags,
+            starttime,
+            rss_pages,
+        })
+    }
+
+    pub fn is_kthread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+    pub fn is_exiting(&self) -> bool {
+        self.flags & PF_EXITING != 0
+    }
+    pub fn is_zombie(&self) -> bool {
+        self.state == b'Z' || self.state == b'X'
+    }
+}
+
+/// The fields of `/proc/PID/status` the guard uses (kB unless named otherwise).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Real uid.
+    pub uid: Option<u32>,
+    pub rss_anon_kb: u64,
+    pub rss_file_kb: u64,
+    pub rss_shmem_kb: u64,
+    pub swap_kb: u64,
+    /// `VmPTE` (page tables; 4.15+ all levels, before PTE pages only).
+    pub pte_kb: u64,
+    /// `VmPMD` (4.4–4.14 only).
+    pub pmd_kb: u64,
+    /// `Kthread: 1` (6.4+).
+    pub kthread: bool,
+    /// SIGKILL pending (per thread or shared): somebody is already killing it.
+    pub sigkill_pending: bool,
+    /// The process has an mm (a VmSize line); zombies and kernel threads have none.
+    pub has_mm: bool,
+}
+
+impl Status {
+    pub fn parse(text: &[u8]) -> Status {
+        let mut s = Status::default();
+        for line in text.split(|&b| b == b'\n') {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (key, rest) = (&line[..colon], &line[colon + 1..]);
+            match key {
+                b"Uid" => s.uid = parse_u64(rest).map(|v| v as u32),
+                b"VmSize" => s.has_mm = true,
+                b"RssAnon" => s.rss_anon_kb = parse_u64(rest).unwrap_or(0),
+                b"RssFile" => s.rss_file_kb = parse_u64(rest).unwrap_or(0),
+                b"RssShmem" => s.rss_shmem_kb = parse_u64(rest).unwrap_or(0),
+                b"VmSwap" => s.swap_kb = parse_u64(rest).unwrap_or(0),
+                b"VmPTE" => s.pte_kb = parse_u64(rest).unwrap_or(0),
+                b"VmPMD" => s.pmd_kb = parse_u64(rest).unwrap_or(0),
+                b"Kthread" => s.kthread = parse_u64(rest) == Some(1),
+                b"SigPnd" | b"ShdPnd" => {
+                    // Hex mask; SIGKILL (9) is bit 8.
+                    let hex = rest.trim_ascii();
+                    if hex.len() >= 3 {
+                        let digit = hex[hex.len() - 3];
+                        let v = (digit as char).to_digit(16).unwrap_or(0);
+                        if v & 1 != 0 {
+                            s.sigkill_pending = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+/// The hot-path reader: `openat` relative to a `/proc` directory fd, into one reused buffer.
+pub struct ProcReader {
+    root: Root,
+    dir: OwnedFd,
+    buf: Vec<u8>,
+    dirbuf: Vec<MaybeUninit<u8>>,
+    /// Page size in kB (the kernel's unit for rss and badness).
+    pub page_kb: u64,
+    /// Clock ticks per second (the unit of `starttime`).
+    pub ticks: u64,
+}
+
+impl ProcReader {
+    pub fn open(root: &Root) -> std::io::Result<ProcReader> {
+        let path = root.path("proc");
+        let dir = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+        })?;
+        Ok(ProcReader {
+            root: root.clone(),
+            dir,
+            buf: Vec::with_capacity(16 * 1024),
+            dirbuf: vec![MaybeUninit::uninit(); 32 * 1024],
+            page_kb: (rustix::param::page_size() / 1024).max(1) as u64,
+            ticks: rustix::param::clock_ticks_per_second(),
+        })
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// Appends every numeric entry of `/proc` (the thread-group leaders) to `out`.
+    pub fn pids(&mut self, out: &mut Vec<i32>) -> std::io::Result<()> {
+        rustix::fs::seek(&self.dir, rustix::fs::SeekFrom::Start(0))?;
+        let mut it = RawDir::new(&self.dir, &mut self.dirbuf);
+        while let Some(e) = it.next() {
+            let e = e?;
+            let name = e.file_name().to_bytes();
+            if name.first().is_some_and(u8::is_ascii_digit)
+                && let Some(pid) = parse_u64(name)
+            {
+                out.push(pid as i32);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `/proc/PID/FILE` into the internal buffer; `None` if it is gone or unreadable.
+    fn read(&mut self, pid: i32, file: &str) -> Option<&[u8]> {
+        let mut name = [0u8; 48];
+        let n = {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut name[..]);
+            write!(cur, "{pid}/{file}").ok()?;
+            cur.position() as usize
+        };
+        let path = std::str::from_utf8(&name[..n]).ok()?;
+        let fd = rustix::fs::openat(
+            &self.dir,
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        self.buf.clear();
+        loop {
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(4096);
+            }
+            let spare = self.buf.spare_capacity_mut();
+            let (init, _) = rustix::io::read(&fd, spare).ok()?;
+            let got = init.len();
+            if got == 0 {
+                break;
+            }
+            // SAFETY: `read` initialised `got` bytes of the spare capacity.
+            unsafe { self.buf.set_len(self.buf.len() + got) };
+        }
+        Some(&self.buf)
+    }
+
+    pub fn stat(&mut self, pid: i32) -> Option<Stat> {
+        self.read(pid, "stat").and_then(Stat::parse)
+    }
+
+    pub fn status(&mut self, pid: i32) -> Option<Status> {
+        self.read(pid, "status").map(Status::parse)
+    }
+
+    pub fn oom_score_adj(&mut self, pid: i32) -> Option<i16> {
+        self.read(pid, "oom_score_adj")
+            .and_then(parse_i64)
+            .map(|v| v as i16)
+    }
+
+    /// The kernel's own `/proc/PID/oom_score`.
+    pub fn oom_score(&mut self, pid: i32) -> Option<u64> {
+        self.read(pid, "oom_score").and_then(parse_u64)
+    }
+
+    /// The arguments joined by single spaces (empty for kernel threads and zombies).
+    pub fn cmdline(&mut self, pid: i32) -> Option<String> {
+        let b = self.read(pid, "cmdline")?;
+        let mut s = String::from_utf8_lossy(b).replace('\0', " ");
+        s.truncate(s.trim_end().len());
+        Some(s)
+    }
+
+    pub fn exe(&self, pid: i32) -> Option<String> {
+        std::fs::read_link(self.root.path(format!("proc/{pid}/exe")))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    /// The raw `/proc/PID/cgroup` text.
+    pub fn cgroup_text(&mut self, pid: i32) -> Option<String> {
+        self.read(pid, "cgroup")
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &[u8] = b"4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 10000000 2560 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+
+    #[test]
+    fn stat_name_with_spaces_and_parens() {
+        let s = Stat::parse(STAT).unwrap();
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.comm.as_str(), Some("a (b) c"));
+        assert_eq!(s.state, b'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.flags, 4194560);
+        assert_eq!(s.starttime, 987654);
+        assert_eq!(s.rss_pages, 2560);
+        assert!(!s.is_kthread());
+        let k = Stat::parse(b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 2 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 0 1 0 0 0 0 0\n").unwrap();
+        assert!(k.is_kthread());
+        let resolved =
+            Stat::parse(b"7 ((resolved)) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 3 0\n")
+                .unwrap();
+        assert_eq!(resolved.comm.as_str(), Some("(resolved)"));
+    }
+
+    #[test]
+    fn truncated_stat_is_none() {
+        assert!(Stat::parse(b"4242 (x) S 1 2").is_none());
+        assert!(Stat::parse(b"").is_none());
+        assert!(Stat::parse(b"garbage) ").is_none());
+    }
+
+    #[test]
+    fn status_fields_and_pending_sigkill() {
+        let t = b"Name:\tx\nUid:\t1000\t1000\t1000\t1000\nVmSize:\t 100 kB\nRssAnon:\t  4 kB\nRssFile:\t 8 kB\nRssShmem:\t 0 kB\nVmPTE:\t 44 kB\nVmSwap:\t 12 kB\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000100\n";
+        let s = Status::parse(t);
+        assert_eq!(s.uid, Some(1000));
+        assert_eq!(
+            (s.rss_anon_kb, s.rss_file_kb, s.swap_kb, s.pte_kb),
+            (4, 8, 12, 44)
+        );
+        assert!(s.sigkill_pending && s.has_mm);
+        let z = Status::parse(
+            b"Name:\tz\nUid:\t0\t0\t0\t0\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n",
+        );
+        assert!(!z.sigkill_pending && !z.has_mm);
+    }
+
+    #[test]
+    fn reader_sees_itself() {
+        let mut r = ProcReader::open(&Root::default()).unwrap();
+        let me = std::process::id() as i32;
+        let mut pids = Vec::new();
+        r.pids(&mut pids).unwrap();
+        assert!(pids.contains(&me));
+        let s = r.stat(me).unwrap();
+        assert_eq!(s.pid, me);
+        assert!(s.rss_pages > 0);
+        assert!(r.status(me).unwrap().has_mm);
+        assert!(r.oom_score_adj(me).is_some());
+        assert!(r.stat(i32::MAX).is_none());
+    }
+}

@@ -1,0 +1,189 @@
+//! Pressure stall information: `/proc/pressure/memory` or a cgroup's `memory.pressure`.
+//! The guard uses the cumulative `total` counters (µs), not `avg10`, which lags by seconds;
+//! [`PsiWindow`] turns samples of them into a stall share over a window. Triggers
+//! ([`register_trigger`]) make the kernel wake the daemon through poll(2).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::parse_u64;
+use crate::values::PsiKind;
+
+/// One reading of a pressure file.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pressure {
+    pub some_avg10: f64,
+    pub full_avg10: f64,
+    /// Cumulative stall time in µs.
+    pub some_total_us: u64,
+    pub full_total_us: Option<u64>,
+}
+
+impl Pressure {
+    pub fn parse(text: &[u8]) -> Option<Pressure> {
+        let mut p = Pressure::default();
+        let mut seen = false;
+        for line in text.split(|&b| b == b'\n') {
+            let (is_full, rest) = if let Some(r) = line.strip_prefix(b"some ") {
+                (false, r)
+            } else if let Some(r) = line.strip_prefix(b"full ") {
+                (true, r)
+            } else {
+                continue;
+            };
+            let mut avg10 = 0.0;
+            let mut total = None;
+            for field in rest.split(|&b| b == b' ') {
+                if let Some(v) = field.strip_prefix(b"avg10=") {
+                    avg10 = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0.0);
+                } else if let Some(v) = field.strip_prefix(b"total=") {
+                    total = parse_u64(v);
+                }
+            }
+            let total = total?;
+            if is_full {
+                p.full_avg10 = avg10;
+                p.full_total_us = Some(total);
+            } else {
+                p.some_avg10 = avg10;
+                p.some_total_us = total;
+                seen = true;
+            }
+        }
+        seen.then_some(p)
+    }
+
+    pub fn total_us(&self, kind: PsiKind) -> u64 {
+        match kind {
+            PsiKind::Some => self.some_total_us,
+            PsiKind::Full => self.full_total_us.unwrap_or(0),
+        }
+    }
+}
+
+/// A ring of `(time, total_us)` samples covering a window; the share is Δstall / Δtime.
+#[derive(Debug)]
+pub struct PsiWindow {
+    window: Duration,
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl PsiWindow {
+    pub fn new(window: Duration) -> PsiWindow {
+        PsiWindow {
+            window,
+            samples: VecDeque::with_capacity(256),
+        }
+    }
+
+    /// Adds a sample and returns the stall share in percent over the covered span, once the
+    /// samples span at least the whole window (before that: `None`).
+    pub fn push(&mut self, now: Instant, total_us: u64) -> Option<f64> {
+        // Keep one sample at or before the window start, drop older ones.
+        while self.samples.len() >= 2 && now.duration_since(self.samples[1].0) >= self.window {
+            self.samples.pop_front();
+        }
+        if self.samples.len() == self.samples.capacity() {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((now, total_us));
+        let (t0, v0) = *self.samples.front()?;
+        let span = now.duration_since(t0);
+        if span < self.window || span.is_zero() {
+            return None;
+        }
+        let stalled = total_us.saturating_sub(v0) as f64;
+        Some((stalled / span.as_micros() as f64 * 100.0).min(100.0))
+    }
+}
+
+/// How a trigger registration ended.
+#[derive(Debug)]
+pub enum Trigger {
+    /// Registered: poll the fd for POLLPRI.
+    Armed { fd: OwnedFd, window: Duration },
+    /// The kernel refused; the message says why and what was tried.
+    Refused(String),
+}
+
+/// Registers a PSI trigger `"<kind> <stall_us> <window_us>"` on `path`. Tries the wanted window
+/// first; if the kernel refuses it (unprivileged writers need multiples of 2 s), retries with the
+/// next multiple of 2 s and says so in `note`.
+pub fn register_trigger(
+    path: &Path,
+    kind: PsiKind,
+    share_pct: f64,
+    window: Duration,
+) -> (Trigger, Option<String>) {
+    let try_one = |w: Duration| -> std::io::Result<OwnedFd> {
+        let mut f = File::options().read(true).write(true).open(path)?;
+        let w_us = w.as_micros() as u64;
+        let stall = ((w_us as f64 * share_pct / 100.0) as u64).clamp(1, w_us);
+        // The kernel overwrites the last byte written with NUL: end with one ourselves.
+        let s = format!("{} {} {}\0", kind.as_str(), stall, w_us);
+        f.write_all(s.as_bytes())?;
+        Ok(OwnedFd::from(f))
+    };
+    match try_one(window) {
+        Ok(fd) => (Trigger::Armed { fd, window }, None),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let secs = window.as_secs_f64();
+            let w2 = Duration::from_secs((((secs / 2.0).ceil() as u64).max(1) * 2).min(10));
+            match try_one(w2) {
+                Ok(fd) => (
+                    Trigger::Armed { fd, window: w2 },
+                    Some(format!(
+                        "PSI trigger on {}: the kernel refused a {} ms window (without CAP_SYS_RESOURCE windows must be multiples of 2 s); using {} s",
+                        path.display(),
+                        window.as_millis(),
+                        w2.as_secs()
+                    )),
+                ),
+                Err(e2) => (
+                    Trigger::Refused(format!(
+                        "{}: {e2} (also refused {} ms: {e})",
+                        path.display(),
+                        window.as_millis()
+                    )),
+                    None,
+                ),
+            }
+        }
+        Err(e) => (Trigger::Refused(format!("{}: {e}", path.display())), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_some_and_full() {
+        let p = Pressure::parse(b"some avg10=1.50 avg60=0.00 avg300=0.00 total=12345\nfull avg10=0.25 avg60=0.00 avg300=0.00 total=678\n").unwrap();
+        assert_eq!(p.some_total_us, 12345);
+        assert_eq!(p.full_total_us, Some(678));
+        assert!((p.some_avg10 - 1.5).abs() < 1e-9);
+        assert!(Pressure::parse(b"nonsense").is_none());
+    }
+
+    #[test]
+    fn window_share_from_total_deltas() {
+        let t0 = Instant::now();
+        let mut w = PsiWindow::new(Duration::from_secs(1));
+        assert_eq!(w.push(t0, 0), None);
+        assert_eq!(w.push(t0 + Duration::from_millis(500), 100_000), None);
+        // 1 s later, 300 ms stalled: 30 %.
+        let s = w.push(t0 + Duration::from_secs(1), 300_000).unwrap();
+        assert!((s - 30.0).abs() < 1e-6, "{s}");
+        // The oldest sample slides out: from 0.5 s to 1.6 s, 500 ms stalled of 1.1 s.
+        let s = w.push(t0 + Duration::from_millis(1600), 600_000).unwrap();
+        assert!((s - 500.0 / 1100.0 * 100.0).abs() < 1e-6, "{s}");
+    }
+}

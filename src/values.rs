@@ -1,0 +1,475 @@
+//! Value syntax shared by the command line and the config file (`docs/cli-contract.md`):
+//! PCT, SIZE, DURATION, level pairs, PSI triggers, scopes and kill units. Each parser names
+//! the bad value and says what would have been accepted, so the CLI can print it as is.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Why a value did not parse. The message is complete: it quotes the value and lists what fits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ValueError> {
+    Err(ValueError(msg.into()))
+}
+
+fn parse_number(s: &str, what: &str) -> Result<f64, ValueError> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| ValueError(format!("{what}: '{s}' is not a number")))?;
+    if !v.is_finite() || v < 0.0 {
+        return err(format!(
+            "{what}: '{s}' must be a finite number of 0 or more"
+        ));
+    }
+    Ok(v)
+}
+
+/// A percentage of the scope's total, 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Pct(pub f64);
+
+impl FromStr for Pct {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let t = s.trim();
+        let t = t.strip_suffix('%').unwrap_or(t);
+        let v = parse_number(t, "percentage")?;
+        if v > 100.0 {
+            return err(format!("percentage '{s}' is above 100"));
+        }
+        Ok(Pct(v))
+    }
+}
+
+impl fmt::Display for Pct {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+/// A size in bytes, written with a binary unit (`512M`, `1.5GiB`, `64k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+const SIZE_UNITS: &str = "K, M, G or T (1024-based; KiB/MiB/GiB/TiB and KB/MB/GB/TB also accepted)";
+
+impl FromStr for Size {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.is_empty() {
+            return err(format!(
+                "size '{s}' does not start with a number (e.g. 512M)"
+            ));
+        }
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" => {
+                return err(format!(
+                    "size '{s}' has no unit: write it with {SIZE_UNITS}, e.g. {s}M"
+                ));
+            }
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
+            other => {
+                return err(format!(
+                    "size '{s}': unknown unit '{other}'; use {SIZE_UNITS}"
+                ));
+            }
+        };
+        let v = parse_number(num, "size")?;
+        let bytes = v * mult as f64;
+        if bytes > u64::MAX as f64 / 2.0 {
+            return err(format!("size '{s}' is too large"));
+        }
+        Ok(Size(bytes.round() as u64))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        for (unit, m) in [
+            ("T", 1u64 << 40),
+            ("G", 1 << 30),
+            ("M", 1 << 20),
+            ("K", 1 << 10),
+        ] {
+            if b >= m && b % m == 0 {
+                return write!(f, "{}{unit}", b / m);
+            }
+        }
+        if b >= 1 << 20 {
+            write!(f, "{:.1}M", b as f64 / (1u64 << 20) as f64)
+        } else {
+            write!(f, "{b}B")
+        }
+    }
+}
+
+/// A duration with a unit: `500ms`, `1.5s`, `2m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.is_empty() {
+            return err(format!(
+                "duration '{s}' does not start with a number (e.g. 2s)"
+            ));
+        }
+        let secs_per: f64 = match unit.trim() {
+            "" => {
+                return err(format!(
+                    "duration '{s}' has no unit: write ms, s, m or h, e.g. {s}s"
+                ));
+            }
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            other => {
+                return err(format!(
+                    "duration '{s}': unknown unit '{other}'; use ms, s, m or h"
+                ));
+            }
+        };
+        let v = parse_number(num, "duration")?;
+        let secs = v * secs_per;
+        if secs > 1e9 {
+            return err(format!("duration '{s}' is too long"));
+        }
+        Ok(Dur(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+/// A level: a share of the scope's total or an absolute size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Level {
+    Pct(Pct),
+    Size(Size),
+}
+
+impl Level {
+    /// The level in kB for a scope whose total is `total_kb`.
+    pub fn kb(&self, total_kb: u64) -> u64 {
+        match self {
+            Level::Pct(p) => (total_kb as f64 * p.0 / 100.0) as u64,
+            Level::Size(s) => s.0 / 1024,
+        }
+    }
+    fn half(&self) -> Level {
+        match self {
+            Level::Pct(p) => Level::Pct(Pct(p.0 / 2.0)),
+            Level::Size(s) => Level::Size(Size(s.0 / 2)),
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Level::Pct(p) => p.fmt(f),
+            Level::Size(s) => s.fmt(f),
+        }
+    }
+}
+
+/// `TERM[,KILL]`: below TERM send SIGTERM, below KILL send SIGKILL. KILL omitted = half of TERM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelPair {
+    pub term: Level,
+    pub kill: Level,
+}
+
+impl LevelPair {
+    pub fn parse_pct(s: &str) -> Result<Self, ValueError> {
+        Self::parse_with(s, |x| x.parse::<Pct>().map(Level::Pct))
+    }
+    pub fn parse_size(s: &str) -> Result<Self, ValueError> {
+        Self::parse_with(s, |x| x.parse::<Size>().map(Level::Size))
+    }
+    /// Either kind: a value with `%` or without a unit is a PCT, one with a unit a SIZE.
+    pub fn parse_any(s: &str) -> Result<Self, ValueError> {
+        Self::parse_with(s, |x| {
+            let t = x.trim();
+            if t.ends_with('%') || t.parse::<f64>().is_ok() {
+                t.parse::<Pct>().map(Level::Pct)
+            } else {
+                t.parse::<Size>().map(Level::Size)
+            }
+        })
+    }
+    fn parse_with(
+        s: &str,
+        one: impl Fn(&str) -> Result<Level, ValueError>,
+    ) -> Result<Self, ValueError> {
+        let mut parts = s.split(',');
+        let term = one(parts.next().unwrap_or(""))?;
+        let kill = match parts.next() {
+            Some(k) => one(k)?,
+            None => term.half(),
+        };
+        if parts.next().is_some() {
+            return err(format!(
+                "level pair '{s}' has more than two values; write TERM[,KILL]"
+            ));
+        }
+        let bigger = match (term, kill) {
+            (Level::Pct(t), Level::Pct(k)) => k.0 > t.0,
+            (Level::Size(t), Level::Size(k)) => k.0 > t.0,
+            _ => return err(format!("level pair '{s}' mixes a percentage and a size")),
+        };
+        if bigger {
+            return err(format!(
+                "level pair '{s}': the KILL level ({kill}) is above the TERM level ({term}); \
+                 KILL must be the lower one"
+            ));
+        }
+        Ok(LevelPair { term, kill })
+    }
+}
+
+impl fmt::Display for LevelPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{}", self.term, self.kill)
+    }
+}
+
+/// Which PSI line a trigger watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PsiKind {
+    Some,
+    Full,
+}
+
+impl PsiKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PsiKind::Some => "some",
+            PsiKind::Full => "full",
+        }
+    }
+}
+
+/// `some|full:PCT:DURATION`: stall share above PCT over the window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PsiSpec {
+    pub kind: PsiKind,
+    pub pct: Pct,
+    pub window: Duration,
+}
+
+impl FromStr for PsiSpec {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 3 {
+            return err(format!(
+                "PSI trigger '{s}' must be some|full:PCT:DURATION, e.g. full:20:2s"
+            ));
+        }
+        let kind = match parts[0] {
+            "some" => PsiKind::Some,
+            "full" => PsiKind::Full,
+            other => {
+                return err(format!(
+                    "PSI trigger '{s}': '{other}' is not 'some' or 'full'"
+                ));
+            }
+        };
+        let pct: Pct = parts[1].parse()?;
+        let window = parts[2].parse::<Dur>()?.0;
+        if window < Duration::from_millis(100) || window > Duration::from_secs(600) {
+            return err(format!(
+                "PSI trigger '{s}': the window must be between 100ms and 10m"
+            ));
+        }
+        Ok(PsiSpec { kind, pct, window })
+    }
+}
+
+impl fmt::Display for PsiSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}",
+            self.kind.as_str(),
+            self.pct.0,
+            Dur(self.window)
+        )
+    }
+}
+
+/// What the daemon watches: the whole machine or one cgroup (and its descendants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeSpec {
+    System,
+    /// As written by the user: a cgroup directory or a path as in `/proc/PID/cgroup`.
+    Cgroup(PathBuf),
+}
+
+impl FromStr for ScopeSpec {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        if s == "system" {
+            return Ok(ScopeSpec::System);
+        }
+        match s.strip_prefix("cgroup:") {
+            Some(p) if p.starts_with('/') => Ok(ScopeSpec::Cgroup(PathBuf::from(p))),
+            Some(p) => err(format!(
+                "scope '{s}': the cgroup path '{p}' must be absolute (e.g. cgroup:/system.slice/nginx.service)"
+            )),
+            None => err(format!("scope '{s}' must be 'system' or 'cgroup:PATH'")),
+        }
+    }
+}
+
+impl fmt::Display for ScopeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScopeSpec::System => f.write_str("system"),
+            ScopeSpec::Cgroup(p) => write!(f, "cgroup:{}", p.display()),
+        }
+    }
+}
+
+/// What one kill decision signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillUnit {
+    /// The victim process only.
+    #[default]
+    Process,
+    /// The victim and all its descendants.
+    Tree,
+    /// Every process of the victim's leaf cgroup (v2: `cgroup.kill`).
+    Cgroup,
+}
+
+impl FromStr for KillUnit {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        match s {
+            "process" => Ok(KillUnit::Process),
+            "tree" => Ok(KillUnit::Tree),
+            "cgroup" => Ok(KillUnit::Cgroup),
+            _ => err(format!("kill unit '{s}' must be process, tree or cgroup")),
+        }
+    }
+}
+
+impl fmt::Display for KillUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KillUnit::Process => "process",
+            KillUnit::Tree => "tree",
+            KillUnit::Cgroup => "cgroup",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pct_accepts_decimals_and_percent_sign() {
+        assert_eq!("10".parse::<Pct>().unwrap(), Pct(10.0));
+        assert_eq!("7.5".parse::<Pct>().unwrap(), Pct(7.5));
+        assert_eq!("10%".parse::<Pct>().unwrap(), Pct(10.0));
+        assert!("101".parse::<Pct>().is_err());
+        assert!("-1".parse::<Pct>().is_err());
+        assert!("ten".parse::<Pct>().is_err());
+    }
+
+    #[test]
+    fn size_units_are_binary_and_case_insensitive() {
+        assert_eq!("512M".parse::<Size>().unwrap(), Size(512 << 20));
+        assert_eq!("1.5GiB".parse::<Size>().unwrap(), Size(3 << 29));
+        assert_eq!("64k".parse::<Size>().unwrap(), Size(64 << 10));
+        assert_eq!("2TB".parse::<Size>().unwrap(), Size(2 << 40));
+        let e = "512".parse::<Size>().unwrap_err().0;
+        assert!(e.contains("no unit") && e.contains("K, M, G or T"), "{e}");
+        assert!("5X".parse::<Size>().unwrap_err().0.contains("unknown unit"));
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(
+            "500ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            "1.5s".parse::<Dur>().unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert_eq!("2m".parse::<Dur>().unwrap().0, Duration::from_secs(120));
+        assert_eq!("1h".parse::<Dur>().unwrap().0, Duration::from_secs(3600));
+        assert!("2".parse::<Dur>().unwrap_err().0.contains("no unit"));
+    }
+
+    #[test]
+    fn level_pairs_default_kill_to_half_and_refuse_kill_above_term() {
+        let p = LevelPair::parse_pct("10").unwrap();
+        assert_eq!(p.kill, Level::Pct(Pct(5.0)));
+        let p = LevelPair::parse_size("800M,400M").unwrap();
+        assert_eq!(p.term, Level::Size(Size(800 << 20)));
+        assert_eq!(p.kill.kb(0), 400 * 1024);
+        assert!(
+            LevelPair::parse_pct("5,10")
+                .unwrap_err()
+                .0
+                .contains("above")
+        );
+        assert!(LevelPair::parse_pct("5,4,3").is_err());
+        assert_eq!(Level::Pct(Pct(10.0)).kb(1000), 100);
+    }
+
+    #[test]
+    fn psi_scope_and_kill_unit() {
+        let p: PsiSpec = "full:20:2s".parse().unwrap();
+        assert_eq!(p.kind, PsiKind::Full);
+        assert_eq!(p.window, Duration::from_secs(2));
+        assert!("half:20:2s".parse::<PsiSpec>().is_err());
+        assert!("full:20".parse::<PsiSpec>().is_err());
+        assert!("full:20:2".parse::<PsiSpec>().is_err());
+        assert_eq!("system".parse::<ScopeSpec>().unwrap(), ScopeSpec::System);
+        assert_eq!(
+            "cgroup:/a/b".parse::<ScopeSpec>().unwrap(),
+            ScopeSpec::Cgroup("/a/b".into())
+        );
+        assert!("cgroup:a".parse::<ScopeSpec>().is_err());
+        assert!("box".parse::<ScopeSpec>().is_err());
+        assert_eq!("tree".parse::<KillUnit>().unwrap(), KillUnit::Tree);
+        assert!("all".parse::<KillUnit>().is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! The CLI contract's basics: usage errors exit 2 and name the problem.
+use crate::util::oomguard;
+
+#[test]
+fn check_config_names_the_line_and_exits_2() {
+    let d = crate::util::tempdir();
+    let f = d.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "[[protect]]\nname = \"^sshd$\"\n\n[[avoid]]\nnmae = \"x\"\n",
+    )
+    .unwrap();
+    let out = oomguard(&["check-config", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:5") && err.contains("nmae"), "{err}");
+    std::fs::write(&f, "[[protect]]\nname = \"^sshd$\"\noom_score_adj = -900\n").unwrap();
+    let out = oomguard(&["check-config", f.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = oomguard(&[
+        "check-config",
+        d.path().join("missing.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn unknown_flag_exits_2() {
+    let out = oomguard(&["run", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,4 @@
+//! One integration-test binary; each module tests one feature end to end.
+mod util;
+
+mod cli_basics;

@@ -1,0 +1,218 @@
+//! Shared test helpers: CI detection (tests that need root and cgroups must not skip in CI),
+//! test memory cgroups that clean up after themselves, children that are ended on drop.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// True when running in CI (`CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Checks a precondition of a test. Missing in CI: panic (CI must run everything). Missing
+/// elsewhere: print why and return false so the test can return early.
+pub fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        if in_ci() {
+            panic!("CI=true but the environment lacks: {what}");
+        }
+        eprintln!("SKIPPED (not in CI): {what}");
+    }
+    ok
+}
+
+/// The oomguard binary built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_oomguard"))
+}
+
+/// `../shared/corpus/oom-reports` beside the project root, if present.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/oom-reports");
+    p.is_dir().then_some(p)
+}
+
+/// The v1 memory cgroup directory of this process (`/sys/fs/cgroup/memory` + own path).
+pub fn own_v1_memory_cgroup() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+        ctl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    })?;
+    let dir = Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
+    dir.join("memory.limit_in_bytes").exists().then_some(dir)
+}
+
+/// A memory cgroup (v1) made for one test under this process's own group, removed on drop:
+/// processes still in it are SIGKILLed (they are the test's own), then the directory is removed.
+pub struct TestCgroup {
+    pub dir: PathBuf,
+}
+
+impl TestCgroup {
+    /// Makes `<own group>/oomguard-test-<name>-<pid>` with the given limit. `None` (after
+    /// `require`) when the machine has no usable v1 memory controller.
+    pub fn new(name: &str, limit_bytes: u64) -> Option<TestCgroup> {
+        let base = own_v1_memory_cgroup();
+        if !require(
+            base.is_some(),
+            "a writable cgroup v1 memory controller (run as root)",
+        ) {
+            return None;
+        }
+        let dir = base?.join(format!("oomguard-test-{name}-{}", std::process::id()));
+        if dir.exists() {
+            let _ = TestCgroup { dir: dir.clone() };
+        }
+        let made = std::fs::create_dir(&dir).is_ok()
+            && std::fs::write(dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).is_ok();
+        if !require(made, &format!("creating memory cgroup {}", dir.display())) {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(TestCgroup { dir })
+    }
+
+    /// The path as printed in /proc/PID/cgroup.
+    pub fn rel(&self) -> String {
+        let s = self.dir.to_string_lossy();
+        s.strip_prefix("/sys/fs/cgroup/memory")
+            .unwrap_or(&s)
+            .to_string()
+    }
+
+    pub fn procs(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// The kernel's OOM kill count for this group.
+    pub fn kernel_oom_kills(&self) -> u64 {
+        std::fs::read_to_string(self.dir.join("memory.oom_control"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Starts `cmd` inside the group: the child moves itself in before exec, so not one page
+    /// of the program is charged elsewhere.
+    pub fn spawn(&self, cmd: &mut Command) -> Child {
+        use std::os::unix::process::CommandExt;
+        let procs = self.dir.join("cgroup.procs");
+        let procs_c = std::ffi::CString::new(procs.to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: only async-signal-safe calls (open/write/close) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs_c.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let r = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+                libc::close(fd);
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().expect("spawn in test cgroup")
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = self.procs();
+            // Also sub-groups a test made.
+            let subdirs: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for s in &subdirs {
+                for pid in std::fs::read_to_string(s.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                {
+                    if let Ok(p) = pid.trim().parse::<i32>() {
+                        // SAFETY: kill(2) on a process this test put into its own cgroup.
+                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    }
+                }
+                let _ = std::fs::remove_dir(s);
+            }
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                // SAFETY: kill(2) on a process this test put into its own cgroup.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A child process that is killed and reaped when dropped.
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+    /// Waits for the child to exit (up to `timeout`), returning its status.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Runs oomguard with args, capturing output.
+pub fn oomguard(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run oomguard")
+}
