@@ -1,3 +1,55 @@
-//! Record: the event log (JSON lines, fsynced) and log lines on stderr.
+//! Record: the event log (JSON lines, fsynced), log lines, and the [`Observer`] hook through
+//! which metrics, notifications, hooks and the after-kill watch list learn what the daemon saw
+//! and did.
 pub mod eventlog;
 pub mod log;
+
+use std::time::Duration;
+
+use crate::decide::trigger::{Levels, MemState};
+
+/// Why the daemon woke up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wake {
+    /// The poll timeout ran out.
+    Timer,
+    /// A cgroup v1 usage threshold (eventfd) fired.
+    Threshold,
+    /// A cgroup v1 `memory.pressure_level` event fired.
+    PressureLevel,
+    /// A PSI trigger fired.
+    Psi,
+    /// Process events (fork/exec/comm) arrived.
+    ProcEvent,
+}
+
+/// One wake-up of the daemon, as observers see it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Sample {
+    pub mem: MemState,
+    pub levels: Levels,
+    /// Stall shares over the configured window (percent), when known.
+    pub psi_some: Option<f64>,
+    pub psi_full: Option<f64>,
+    /// avg10 from the pressure file, when readable.
+    pub psi_some_avg10: Option<f64>,
+    pub psi_full_avg10: Option<f64>,
+    pub wake: Wake,
+    /// How long the process scan of this wake-up took, if one ran.
+    pub scan: Option<Duration>,
+    /// Processes the scan looked at.
+    pub scanned: usize,
+}
+
+/// Something that wants to know what the daemon saw and did. Called on the daemon's thread:
+/// implementations must return quickly (hand slow work to a thread of their own).
+pub trait Observer: Send {
+    /// Every wake-up.
+    fn sample(&mut self, _s: &Sample) {}
+    /// Every record appended to the event log, as written.
+    fn record(&mut self, _rec: &serde_json::Value) {}
+    /// A kill is about to be signalled (`rec` is the `kill` record without signals/outcome).
+    /// Must not delay the kill.
+    fn before_kill(&mut self, _rec: &serde_json::Value) {}
+}

@@ -4,6 +4,7 @@ pub mod cgroup;
 pub mod meminfo;
 pub mod procs;
 pub mod psi;
+pub mod scope;
 pub mod vmstat;
 
 use std::path::{Path, PathBuf};

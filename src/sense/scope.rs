@@ -1,0 +1,293 @@
+//! A scope: the whole machine or one memory cgroup. One reader answers what every wake-up
+//! needs — the scope's memory and swap, its pressure file, its processes and the kernel's OOM
+//! kill counter — through buffers it owns.
+
+use std::path::PathBuf;
+
+use super::cgroup::{CgVersion, Cgroup, CgroupNotFound, Mounts};
+use super::meminfo::{Meminfo, MeminfoError};
+use super::{Root, read_into};
+use crate::decide::trigger::MemState;
+use crate::values::ScopeSpec;
+
+/// Reading the scope failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error(transparent)]
+    NotFound(#[from] CgroupNotFound),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Meminfo {
+        path: PathBuf,
+        #[source]
+        source: MeminfoError,
+    },
+}
+
+/// The resolved scope.
+#[derive(Debug, Clone)]
+pub enum ScopeKind {
+    System,
+    Cgroup(Cgroup),
+}
+
+/// A scope and its reusable read buffer.
+#[derive(Debug)]
+pub struct Scope {
+    pub root: Root,
+    pub kind: ScopeKind,
+    pub mounts: Mounts,
+    buf: Vec<u8>,
+}
+
+impl Scope {
+    /// Resolves a scope spec against the mounts found under `root`.
+    pub fn resolve(root: &Root, spec: &ScopeSpec) -> Result<Scope, ScopeError> {
+        let mounts = Mounts::discover(root);
+        let kind = match spec {
+            ScopeSpec::System => ScopeKind::System,
+            ScopeSpec::Cgroup(p) => ScopeKind::Cgroup(Cgroup::resolve(root, &mounts, p)?),
+        };
+        Ok(Scope {
+            root: root.clone(),
+            kind,
+            mounts,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// `system` or `cgroup:PATH` (the path as in /proc/PID/cgroup).
+    pub fn label(&self) -> String {
+        match &self.kind {
+            ScopeKind::System => "system".into(),
+            ScopeKind::Cgroup(c) => format!("cgroup:{}", c.rel),
+        }
+    }
+
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        match &self.kind {
+            ScopeKind::System => None,
+            ScopeKind::Cgroup(c) => Some(c),
+        }
+    }
+
+    /// `/proc/meminfo`, parsed.
+    pub fn meminfo(&mut self) -> Result<Meminfo, ScopeError> {
+        let path = self.root.path("proc/meminfo");
+        read_into(&path, &mut self.buf).map_err(|source| ScopeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Meminfo::parse(&self.buf).map_err(|source| ScopeError::Meminfo { path, source })
+    }
+
+    /// The scope's memory now. For a cgroup: total = the effective limit (the group's or its
+    /// nearest limited ancestor's; unlimited all the way up = the machine's), available = limit
+    /// − usage + inactive file, swap = what the group may still swap (bounded by the machine's
+    /// free swap).
+    pub fn memory(&mut self) -> Result<MemState, ScopeError> {
+        let mi = self.meminfo()?;
+        let cg = match &self.kind {
+            ScopeKind::System => {
+                return Ok(MemState {
+                    total_kb: mi.mem_total_kb,
+                    available_kb: mi.available_kb(),
+                    swap_total_kb: mi.swap_total_kb,
+                    swap_free_kb: mi.swap_free_kb,
+                });
+            }
+            ScopeKind::Cgroup(c) => c,
+        };
+        let m = cg
+            .read_memory(&self.root, &mut self.buf)
+            .map_err(|source| ScopeError::Io {
+                path: self.root.path(&cg.dir),
+                source,
+            })?;
+        let Some(limit) = m.limit else {
+            return Ok(MemState {
+                total_kb: mi.mem_total_kb,
+                available_kb: mi.available_kb(),
+                swap_total_kb: mi.swap_total_kb,
+                swap_free_kb: mi.swap_free_kb,
+            });
+        };
+        let total_kb = (limit / 1024).min(mi.mem_total_kb);
+        let available_kb = ((limit.saturating_sub(m.usage) + m.inactive_file) / 1024)
+            .min(total_kb)
+            .min(mi.available_kb());
+        let (swap_total_kb, swap_free_kb) = if mi.swap_total_kb == 0 {
+            (0, 0)
+        } else {
+            let total = m
+                .swap_limit
+                .map_or(mi.swap_total_kb, |l| (l / 1024).min(mi.swap_total_kb));
+            let used = m.swap_usage.unwrap_or(0) / 1024;
+            (total, total.saturating_sub(used).min(mi.swap_free_kb))
+        };
+        Ok(MemState {
+            total_kb,
+            available_kb,
+            swap_total_kb,
+            swap_free_kb,
+        })
+    }
+
+    /// The kernel's OOM kill counter for the scope (`/proc/vmstat` or the cgroup's file).
+    pub fn kernel_oom_kills(&mut self) -> Option<u64> {
+        match &self.kind {
+            ScopeKind::System => {
+                read_into(&self.root.path("proc/vmstat"), &mut self.buf).ok()?;
+                super::vmstat::Vmstat::parse(&self.buf).oom_kill
+            }
+            ScopeKind::Cgroup(c) => c.oom_kills(&self.root, &mut self.buf),
+        }
+    }
+
+    /// Where the kernel OOM counter lives (for records).
+    pub fn oom_counter_source(&self) -> String {
+        match &self.kind {
+            ScopeKind::System => "/proc/vmstat oom_kill".into(),
+            ScopeKind::Cgroup(c) => match c.version {
+                CgVersion::V1 => format!("{}/memory.oom_control oom_kill", c.dir.display()),
+                CgVersion::V2 => format!("{}/memory.events oom_kill", c.dir.display()),
+            },
+        }
+    }
+
+    /// The pressure file to read and to register triggers on (real path).
+    pub fn pressure_path(&self) -> Option<PathBuf> {
+        match &self.kind {
+            ScopeKind::System => Some(PathBuf::from("/proc/pressure/memory")),
+            ScopeKind::Cgroup(c) => c.pressure_path(),
+        }
+        .filter(|p| self.root.path(p).exists())
+    }
+
+    /// For a cgroup scope, appends its processes (group and descendants) to `out` and returns
+    /// true; for the system scope returns false (callers walk /proc).
+    pub fn cgroup_pids(&mut self, out: &mut Vec<i32>) -> bool {
+        match &self.kind {
+            ScopeKind::System => false,
+            ScopeKind::Cgroup(c) => {
+                c.procs(&self.root, out, &mut self.buf);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A fixture tree with a v1 memory hierarchy: /app (no limit) under /lim (1 GiB).
+    fn fixture(swap: bool) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("proc/self")).unwrap();
+        fs::write(
+            r.join("proc/meminfo"),
+            format!(
+                "MemTotal: 4000000 kB\nMemFree: 100 kB\nMemAvailable: 3000000 kB\nSwapTotal: {} kB\nSwapFree: {} kB\n",
+                if swap { 2000000 } else { 0 },
+                if swap { 1500000 } else { 0 }
+            ),
+        )
+        .unwrap();
+        fs::write(
+            r.join("proc/self/mountinfo"),
+            "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+        )
+        .unwrap();
+        let lim = r.join("sys/fs/cgroup/memory/lim");
+        let app = lim.join("app");
+        fs::create_dir_all(app.join("sub")).unwrap();
+        fs::write(
+            r.join("sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        )
+        .unwrap();
+        fs::write(lim.join("memory.limit_in_bytes"), "1073741824\n").unwrap();
+        fs::write(lim.join("memory.usage_in_bytes"), "1000000000\n").unwrap();
+        fs::write(
+            lim.join("memory.stat"),
+            "cache 0\ninactive_file 1\ntotal_inactive_file 20000000\n",
+        )
+        .unwrap();
+        fs::write(
+            lim.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        )
+        .unwrap();
+        fs::write(app.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        fs::write(app.join("memory.usage_in_bytes"), "500000000\n").unwrap();
+        fs::write(
+            app.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        )
+        .unwrap();
+        fs::write(app.join("cgroup.procs"), "10\n11\n").unwrap();
+        fs::write(app.join("sub/cgroup.procs"), "12\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn unlimited_group_takes_the_nearest_limited_ancestor() {
+        let d = fixture(false);
+        let root = Root::new(d.path());
+        let mut s = Scope::resolve(&root, &"cgroup:/lim/app".parse().unwrap()).unwrap();
+        assert_eq!(s.label(), "cgroup:/lim/app");
+        let m = s.memory().unwrap();
+        assert_eq!(m.total_kb, 1048576);
+        // (1073741824 - 1000000000 + 20000000) / 1024
+        assert_eq!(m.available_kb, 91_544);
+        assert_eq!(m.swap_total_kb, 0);
+        let mut pids = Vec::new();
+        assert!(s.cgroup_pids(&mut pids));
+        pids.sort();
+        assert_eq!(pids, [10, 11, 12]);
+        assert_eq!(s.kernel_oom_kills(), Some(1));
+        // The directory form resolves to the same group.
+        let s2 = Scope::resolve(
+            &root,
+            &"cgroup:/sys/fs/cgroup/memory/lim/app".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s2.label(), "cgroup:/lim/app");
+    }
+
+    #[test]
+    fn unlimited_all_the_way_up_is_the_machine_and_missing_groups_are_clear_errors() {
+        let d = fixture(true);
+        let root = Root::new(d.path());
+        fs::write(
+            d.path()
+                .join("sys/fs/cgroup/memory/lim/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        )
+        .unwrap();
+        let mut s = Scope::resolve(&root, &"cgroup:/lim/app".parse().unwrap()).unwrap();
+        let m = s.memory().unwrap();
+        assert_eq!(
+            (m.total_kb, m.available_kb, m.swap_total_kb, m.swap_free_kb),
+            (4000000, 3000000, 2000000, 1500000)
+        );
+        let e = Scope::resolve(&root, &"cgroup:/nope".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'/nope' was not found")
+                && e.contains("v1 memory mount: /sys/fs/cgroup/memory"),
+            "{e}"
+        );
+        let mut sys = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        assert_eq!(sys.memory().unwrap().available_kb, 3000000);
+    }
+}
