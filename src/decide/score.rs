@@ -13,6 +13,21 @@ pub struct Terms {
 }
 
 impl Terms {
+    /// The terms from `/proc/PID/stat` (rss: the approximate `get_mm_rss` counter the OOM killer
+    /// itself reads) and `/proc/PID/status` (`VmSwap`, `VmPTE` [+ `VmPMD` on 4.4–4.14]).
+    pub fn from_proc(
+        stat: &crate::sense::procs::Stat,
+        status: &crate::sense::procs::Status,
+        page_kb: u64,
+    ) -> Terms {
+        let page_kb = page_kb.max(1);
+        Terms {
+            rss_pages: stat.rss_pages,
+            swap_pages: status.swap_kb / page_kb,
+            pgtables_pages: (status.pte_kb + status.pmd_kb) / page_kb,
+        }
+    }
+
     pub fn points(&self) -> i64 {
         (self.rss_pages + self.swap_pages + self.pgtables_pages) as i64
     }
