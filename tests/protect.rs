@@ -123,7 +123,9 @@ fn event_path_alone_adjusts_a_new_process_on_exec() {
     let rec = wait_record(&logp, child.pid());
     assert_eq!(rec["action"], "protect");
     assert_eq!(rec["outcome"], "written");
-    assert_eq!(rec["via"], "exec", "{rec}");
+    // By the time the fork event is handled the child may already have exec'd: either event
+    // does it, never a scan.
+    assert!(rec["via"] == "exec" || rec["via"] == "fork", "{rec}");
     assert_eq!(rec["comm"], "oomg-prot-test");
     assert_eq!(rec["oom_score_adj"], 500);
     assert_eq!(rec["old_oom_score_adj"], 0);
