@@ -2,4 +2,5 @@
 mod util;
 
 mod cli_basics;
+mod doctor;
 mod protect;
