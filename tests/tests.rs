@@ -3,4 +3,5 @@ mod util;
 
 mod cli_basics;
 mod doctor;
+mod drill;
 mod protect;
