@@ -354,3 +354,42 @@ fn protect_once_and_list_on_real_processes() {
     // Neither flag: usage error.
     assert_eq!(oomguard(&["protect"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_cgroup_scope_adjusts_only_its_own_processes() {
+    if !connector_ok() {
+        return;
+    }
+    let Some(cg) = crate::util::TestCgroup::new("protect-scope", 256 << 20) else {
+        return;
+    };
+    let root = Root::default();
+    let scope = oomguard::sense::scope::Scope::resolve(
+        &root,
+        &format!("cgroup:{}", cg.dir.display()).parse().unwrap(),
+    )
+    .unwrap();
+    let g = Guardian::spawn(
+        &root,
+        ScopeFilter::of(&scope),
+        Policy {
+            rules: vec![rule("^oomg-scope$", 700)],
+        },
+        None,
+        GuardianOptions::default(),
+    )
+    .unwrap();
+    let d = tempdir();
+    let mut outside_cmd = named_sleep(d.path(), "oomg-scope");
+    let outside = Reaped(outside_cmd.spawn().unwrap());
+    let inside = Reaped(cg.spawn(&mut outside_cmd));
+    assert!(
+        wait_for_adj(inside.pid(), 700, Duration::from_secs(5)).is_some(),
+        "inside: {:?}",
+        adj_of(inside.pid())
+    );
+    // Give the guardian every chance to get the outside one wrong.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(adj_of(outside.pid()), Some(0));
+    g.stop();
+}
