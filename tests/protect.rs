@@ -393,3 +393,51 @@ fn a_cgroup_scope_adjusts_only_its_own_processes() {
     assert_eq!(adj_of(outside.pid()), Some(0));
     g.stop();
 }
+
+#[test]
+fn protect_watch_applies_rules_to_new_processes_until_stopped() {
+    if !connector_ok() {
+        return;
+    }
+    let d = tempdir();
+    let cfg = d.path().join("rules.toml");
+    std::fs::write(
+        &cfg,
+        "[[protect]]\nname = \"^oomg-watch$\"\noom_score_adj = 321\n",
+    )
+    .unwrap();
+    let logp = d.path().join("events.jsonl");
+    let mut w = Reaped(
+        Command::new(crate::util::bin())
+            .args(["protect", "--watch", "--no-scan", "--config"])
+            .arg(&cfg)
+            .arg("--event-log")
+            .arg(&logp)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The first log line says it is watching; only then start the process.
+    let mut err = std::io::BufReader::new(w.0.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("watching system (process events)"), "{line}");
+    let p = Reaped(named_sleep(d.path(), "oomg-watch").spawn().unwrap());
+    assert!(wait_for_adj(p.pid(), 321, Duration::from_secs(5)).is_some());
+    let rec = wait_record(&logp, p.pid());
+    assert_eq!(rec["outcome"], "written");
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(
+        line.contains(&format!(
+            "pid {} (oomg-watch) oom_score_adj 0 -> 321",
+            p.pid()
+        )),
+        "{line}"
+    );
+    // SAFETY: SIGTERM to the oomguard this test started.
+    unsafe { libc::kill(w.pid(), libc::SIGTERM) };
+    let st = w
+        .wait_timeout(Duration::from_secs(5))
+        .expect("--watch did not stop");
+    assert_eq!(st.code(), Some(0));
+}

@@ -13,7 +13,6 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -44,24 +43,6 @@ pub struct DrillArgs {
     /// How much the hog tries to allocate (default: four times the limit).
     #[arg(long, hide = true, value_parser = |s: &str| s.parse::<Size>())]
     pub hog_max: Option<Size>,
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn catch_interrupts() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
 }
 
 /// The scratch memory cgroup; removed on drop after every process in it is killed.
@@ -282,7 +263,7 @@ fn say(json: bool, msg: std::fmt::Arguments) {
 }
 
 pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
-    catch_interrupts();
+    super::interrupt::catch();
     let limit = a.limit.0.max(8 << 20);
     let hog_max = a.hog_max.map_or(limit * 4, |s| s.0);
     let log_path = a.event_log.clone().unwrap_or_else(eventlog::default_path);
@@ -321,7 +302,7 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     let status = loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if super::interrupt::interrupted() {
             break None;
         }
         if let Some(s) = hog.try_wait().context("waiting for the hog")? {
@@ -333,7 +314,7 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(10));
     };
     let seconds = started.elapsed().as_secs_f64();
-    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    let interrupted = super::interrupt::interrupted();
     // Let the kernel finish its report before reading it.
     std::thread::sleep(Duration::from_millis(100));
     let oom_kills = scratch.oom_kills().saturating_sub(before);

@@ -7,6 +7,7 @@ pub mod drill;
 pub mod events;
 pub mod explain;
 pub mod hog;
+mod interrupt;
 pub mod protect;
 pub mod run;
 pub mod top;

@@ -11,18 +11,20 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::act::protect::{Match, Outcome, Protector, ScopeFilter};
+use crate::act::protect::{Guardian, GuardianOptions, Match, Outcome, Protector, ScopeFilter};
 use crate::config::{Config, passwd_lookup};
 use crate::decide::policy::Policy;
 use crate::record::eventlog::EventLog;
 use crate::sense::Root;
 use crate::sense::scope::Scope;
-use crate::values::ScopeSpec;
+use crate::values::{Dur, ScopeSpec};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    group(clap::ArgGroup::new("mode").required(true).args(["once", "list"])),
-    after_help = "Examples:\n  oomguard protect --list                       which process matches which rule, current and target oom_score_adj\n  oomguard protect --once --config /etc/oomguard/oomguard.toml\n                                                write every rule's oom_score_adj to its processes, then exit\n  oomguard protect --list --json | jq '.matches[] | select(.current != .target)'\n\nRules come from the config file ([[protect]], [[prefer]], [[avoid]] with oom_score_adj).\nLowering a value below 0 needs CAP_SYS_RESOURCE: each refused process is reported (EACCES)\nand the others are still written; the exit code is then 1."
+    group(clap::ArgGroup::new("mode").required(true).args(["once", "list", "watch"])),
+    after_help = "Examples:\n  oomguard protect --list                       which process matches which rule, current and target oom_score_adj\n  oomguard protect --once --config /etc/oomguard/oomguard.toml\n                                                write every rule's oom_score_adj to its processes, then exit\n  oomguard protect --watch --event-log /var/log/oomguard-protect.jsonl
+                                                keep applying them to every new process until Ctrl-C
+  oomguard protect --list --json | jq '.matches[] | select(.current != .target)'\n\nRules come from the config file ([[protect]], [[prefer]], [[avoid]] with oom_score_adj).\nLowering a value below 0 needs CAP_SYS_RESOURCE: each refused process is reported (EACCES)\nand the others are still written; the exit code is then 1."
 )]
 pub struct ProtectArgs {
     /// Write each matching process's rule value once and exit.
@@ -31,6 +33,16 @@ pub struct ProtectArgs {
     /// List the processes that rules match, with current and target oom_score_adj.
     #[arg(long)]
     pub list: bool,
+    /// Keep applying the rules in the foreground: on every new process, exec and name change
+    /// (netlink proc connector), plus a periodic scan; until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: the safety-net scan interval.
+    #[arg(long, default_value = "60s", value_parser = |s: &str| s.parse::<Dur>())]
+    pub scan_interval: Dur,
+    /// With --watch: no periodic scan at all, process events only (tests).
+    #[arg(long, hide = true)]
+    pub no_scan: bool,
     /// The config file with the rules (default: /etc/oomguard/oomguard.toml if it exists).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -73,6 +85,9 @@ pub fn run(a: ProtectArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let has_adj = policy.has_adj_rules();
+    if a.watch {
+        return watch(&root, &scope, policy, log, &a);
+    }
     let mut p = Protector::new(&root, ScopeFilter::of(&scope), policy, log)
         .context("cannot read the process table")?;
     let matches = p.matches().context("cannot list processes")?;
@@ -200,4 +215,47 @@ fn print_list(matches: &[Match], json: bool) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `--watch`: the daemon's protection thread in the foreground.
+fn watch(
+    root: &Root,
+    scope: &Scope,
+    policy: Policy,
+    log: Option<EventLog>,
+    a: &ProtectArgs,
+) -> anyhow::Result<ExitCode> {
+    crate::record::log::init(false);
+    if !policy.has_adj_rules() {
+        return Err(super::UsageError(
+            "--watch: no rule carries oom_score_adj, so there is nothing to keep applied".into(),
+        )
+        .into());
+    }
+    super::interrupt::catch();
+    let opts = GuardianOptions {
+        scan_interval: (!a.no_scan).then_some(a.scan_interval.0),
+        rcvbuf: None,
+    };
+    let g = Guardian::spawn(root, ScopeFilter::of(scope), policy, log, opts)
+        .context("cannot start the protection thread")?;
+    log::info!(
+        "protect: watching {} ({}{})",
+        scope.label(),
+        if g.event_driven {
+            "process events"
+        } else {
+            "no proc connector: scans only"
+        },
+        if a.no_scan {
+            String::new()
+        } else {
+            format!(", a scan every {:?}", a.scan_interval.0)
+        }
+    );
+    while !super::interrupt::interrupted() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    g.stop();
+    Ok(ExitCode::SUCCESS)
 }
