@@ -5,3 +5,4 @@ mod cli_basics;
 mod doctor;
 mod drill;
 mod protect;
+mod run_cgroup;
