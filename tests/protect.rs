@@ -98,7 +98,7 @@ fn event_path_alone_adjusts_a_new_process_on_exec() {
     let log = EventLog::open(&logp, "system").unwrap();
     let g = Guardian::spawn(
         &Root::default(),
-        ScopeFilter::System,
+        ScopeFilter::system(),
         Policy {
             rules: vec![rule("^oomg-prot-test$", 500)],
         },
@@ -151,7 +151,7 @@ fn a_name_change_triggers_the_rule_and_refusals_are_reported_per_process() {
     let logp = d.path().join("events.jsonl");
     let g = Guardian::spawn(
         &Root::default(),
-        ScopeFilter::System,
+        ScopeFilter::system(),
         Policy {
             rules: vec![rule("^oomg-prot-comm$", 400), rule("^oomg-prot-neg$", -500)],
         },
@@ -246,7 +246,7 @@ fn lost_events_make_the_protector_rescan_everything() {
     let logp = d.path().join("events.jsonl");
     let mut prot = Protector::new(
         &Root::new(d.path()),
-        ScopeFilter::System,
+        ScopeFilter::system(),
         Policy {
             rules: vec![rule("^oomg-fixture$", 300)],
         },
@@ -440,4 +440,105 @@ fn protect_watch_applies_rules_to_new_processes_until_stopped() {
         .wait_timeout(Duration::from_secs(5))
         .expect("--watch did not stop");
     assert_eq!(st.code(), Some(0));
+}
+
+/// Starts `oomguard run` with `args`; returns it once it logs that it is guarding, and a
+/// channel with its later stderr lines.
+fn start_daemon(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(crate::util::bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            eprintln!("[daemon] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let d = Reaped(child);
+    let t0 = Instant::now();
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the daemon did not start");
+        if l.contains("guarding") {
+            return (d, rx);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20));
+    }
+}
+
+#[test]
+fn the_daemon_applies_rules_in_its_scope_and_reloads_them() {
+    if !connector_ok() {
+        return;
+    }
+    let Some(cg) = crate::util::TestCgroup::new("protect-run", 256 << 20) else {
+        return;
+    };
+    let d = tempdir();
+    let cfg = d.path().join("rules.toml");
+    std::fs::write(
+        &cfg,
+        "[[protect]]\nname = \"^oomg-run$\"\noom_score_adj = 450\n",
+    )
+    .unwrap();
+    let logp = d.path().join("events.jsonl");
+    let scope = format!("cgroup:{}", cg.rel());
+    let (mut daemon, lines) = start_daemon(&[
+        "run",
+        "--dry-run",
+        "--scope",
+        &scope,
+        "--no-protect-scan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--event-log",
+        logp.to_str().unwrap(),
+    ]);
+    let mut cmd = named_sleep(d.path(), "oomg-run");
+    let outside = Reaped(cmd.spawn().unwrap());
+    let inside = Reaped(cg.spawn(&mut cmd));
+    assert!(
+        wait_for_adj(inside.pid(), 450, Duration::from_secs(5)).is_some(),
+        "{:?}",
+        adj_of(inside.pid())
+    );
+    let rec = wait_record(&logp, inside.pid());
+    assert_eq!(rec["action"], "protect");
+    assert_eq!(rec["scope"], scope);
+    assert!(rec["via"] == "exec" || rec["via"] == "fork", "{rec}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(adj_of(outside.pid()), Some(0), "outside the scope");
+
+    // SIGHUP with a new value: running processes are rewritten, new ones get it.
+    std::fs::write(
+        &cfg,
+        "[[protect]]\nname = \"^oomg-run$\"\noom_score_adj = 650\n",
+    )
+    .unwrap();
+    // SAFETY: SIGHUP to the daemon this test started.
+    unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
+    assert!(
+        wait_for_adj(inside.pid(), 650, Duration::from_secs(5)).is_some(),
+        "not rewritten after reload: {:?}",
+        adj_of(inside.pid())
+    );
+    let again = Reaped(cg.spawn(&mut cmd));
+    assert!(wait_for_adj(again.pid(), 650, Duration::from_secs(5)).is_some());
+    assert_eq!(adj_of(outside.pid()), Some(0));
+    // SAFETY: SIGINT to the daemon this test started.
+    unsafe { libc::kill(daemon.pid(), libc::SIGINT) };
+    assert!(daemon.wait_timeout(Duration::from_secs(10)).is_some());
+    let log: Vec<String> = lines.try_iter().collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("protect: pid") && l.contains("-> 650")),
+        "{log:?}"
+    );
 }

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::decide::policy::{Policy, ProcFacts, Rule, RuleKind};
+use crate::decide::policy::{Policy, RuleKind};
+use crate::decide::victim::classify;
 use crate::record::eventlog::EventLog;
 use crate::sense::Root;
 use crate::sense::cgroup::{CgVersion, memory_path_of};
@@ -71,82 +72,34 @@ pub fn write_adj(root: &Root, pid: i32, value: i16) -> (Outcome, Option<String>)
     }
 }
 
-/// The facts of a live process, read lazily through a [`ProcReader`] as rules ask for them.
-pub struct LiveProc<'a> {
-    reader: &'a mut ProcReader,
-    pid: i32,
-    comm: String,
-    uid: Option<Option<u32>>,
-    cmdline: Option<Option<String>>,
-    exe: Option<Option<String>>,
-    cgroup: Option<Option<String>>,
-}
-
-impl<'a> LiveProc<'a> {
-    pub fn new(reader: &'a mut ProcReader, pid: i32, comm: String) -> LiveProc<'a> {
-        LiveProc {
-            reader,
-            pid,
-            comm,
-            uid: None,
-            cmdline: None,
-            exe: None,
-            cgroup: None,
-        }
-    }
-}
-
-impl ProcFacts for LiveProc<'_> {
-    fn comm(&self) -> &str {
-        &self.comm
-    }
-    fn uid(&mut self) -> Option<u32> {
-        let (r, pid) = (&mut *self.reader, self.pid);
-        *self
-            .uid
-            .get_or_insert_with(|| r.status(pid).and_then(|s| s.uid))
-    }
-    fn cmdline(&mut self) -> Option<&str> {
-        let (r, pid) = (&mut *self.reader, self.pid);
-        self.cmdline
-            .get_or_insert_with(|| r.cmdline(pid))
-            .as_deref()
-    }
-    fn exe(&mut self) -> Option<&str> {
-        let (r, pid) = (&*self.reader, self.pid);
-        self.exe.get_or_insert_with(|| r.exe(pid)).as_deref()
-    }
-    fn cgroup(&mut self) -> Option<&str> {
-        let (r, pid) = (&mut *self.reader, self.pid);
-        self.cgroup
-            .get_or_insert_with(|| {
-                r.cgroup_text(pid)
-                    .and_then(|t| memory_path_of(&t, true).map(str::to_string))
-            })
-            .as_deref()
-    }
-}
-
-/// Which processes the rules apply to: all, or those of one memory cgroup and its descendants.
-#[derive(Debug, Clone)]
-pub enum ScopeFilter {
-    System,
-    Cgroup { rel: String, version: CgVersion },
+/// Which processes the rules apply to (all, or those of one memory cgroup and its
+/// descendants), and which cgroup path rules' `cgroup`/`unit` fields see (as the daemon's
+/// ranking does: the v2 path when the memory controller is on cgroup2, else the v1 one).
+#[derive(Debug, Clone, Default)]
+pub struct ScopeFilter {
+    /// The scope's group as in /proc/PID/cgroup, and its hierarchy; `None`: the whole system.
+    pub cgroup: Option<(String, CgVersion)>,
+    pub prefer_v2: bool,
 }
 
 impl ScopeFilter {
+    /// Every process.
+    pub fn system() -> ScopeFilter {
+        ScopeFilter::default()
+    }
+
     pub fn of(scope: &Scope) -> ScopeFilter {
-        match &scope.kind {
-            ScopeKind::System => ScopeFilter::System,
-            ScopeKind::Cgroup(c) => ScopeFilter::Cgroup {
-                rel: c.rel.clone(),
-                version: c.version,
+        ScopeFilter {
+            cgroup: match &scope.kind {
+                ScopeKind::System => None,
+                ScopeKind::Cgroup(c) => Some((c.rel.clone(), c.version)),
             },
+            prefer_v2: scope.mounts.v2_memory.is_some(),
         }
     }
 
     fn contains(&self, reader: &mut ProcReader, pid: i32) -> bool {
-        let ScopeFilter::Cgroup { rel, version } = self else {
+        let Some((rel, version)) = &self.cgroup else {
             return true;
         };
         let Some(text) = reader.cgroup_text(pid) else {
@@ -259,13 +212,21 @@ impl Protector {
         if !self.filter.contains(&mut self.reader, pid) {
             return None;
         }
+        // The uid costs a read of `status`: only when a rule looks at it.
+        let uid = if self.policy.rules.iter().any(|r| r.user.is_some()) {
+            self.reader.status(pid).and_then(|s| s.uid)
+        } else {
+            None
+        };
+        let idx = classify(
+            &mut self.reader,
+            &self.policy,
+            pid,
+            &stat.comm,
+            uid,
+            self.filter.prefer_v2,
+        )?;
         let comm = stat.comm.to_string_lossy().into_owned();
-        let mut facts = LiveProc::new(&mut self.reader, pid, comm.clone());
-        let idx = self
-            .policy
-            .rules
-            .iter()
-            .position(|r: &Rule| r.matches(&mut facts))?;
         Some((idx, comm, stat.starttime))
     }
 
@@ -427,7 +388,7 @@ impl Protector {
 }
 
 /// How the [`Guardian`] runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct GuardianOptions {
     /// The safety-net scan; `None` turns it off (process events only). Without a working proc
     /// connector a 1 s scan runs regardless.
@@ -444,6 +405,16 @@ pub struct Guardian {
     /// True when the proc connector is in use (else only scans run).
     pub event_driven: bool,
     handle: Option<JoinHandle<()>>,
+}
+
+/// Hands a new policy to a running [`Guardian`] (cloneable, for reload closures).
+#[derive(Clone)]
+pub struct PolicyUpdater(Arc<Mutex<Option<Policy>>>);
+
+impl PolicyUpdater {
+    pub fn set(&self, policy: Policy) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(policy);
+    }
 }
 
 /// Without the connector, scans run at least this often.
@@ -500,7 +471,53 @@ impl Guardian {
 
     /// Replaces the rules (SIGHUP reload); every process is checked again.
     pub fn set_policy(&self, policy: Policy) {
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(policy);
+        self.updater().set(policy);
+    }
+
+    pub fn updater(&self) -> PolicyUpdater {
+        PolicyUpdater(self.pending.clone())
+    }
+
+    /// The daemon's protection thread: started only when some rule carries `oom_score_adj`
+    /// (`None` otherwise). Writes happen in `--dry-run` too: protection is not a kill, and the
+    /// rule asks for it explicitly.
+    pub fn for_daemon(
+        root: &Root,
+        scope: &crate::values::ScopeSpec,
+        policy: &Policy,
+        event_log: &std::path::Path,
+        opts: GuardianOptions,
+    ) -> anyhow::Result<Option<Guardian>> {
+        use anyhow::Context;
+        if !policy.has_adj_rules() {
+            return Ok(None);
+        }
+        let scope = Scope::resolve(root, scope).context("protection: cannot resolve the scope")?;
+        let log = EventLog::open(event_log, &scope.label())?;
+        let n = policy
+            .rules
+            .iter()
+            .filter(|r| r.oom_score_adj.is_some())
+            .count();
+        let g = Guardian::spawn(
+            root,
+            ScopeFilter::of(&scope),
+            policy.clone(),
+            Some(log),
+            opts,
+        )
+        .context("cannot start the protection thread")?;
+        log::info!(
+            "protection: {n} rule(s) with oom_score_adj applied to {} on {}{} (also in --dry-run: protection is not a kill)",
+            scope.label(),
+            if g.event_driven {
+                "every fork, exec and name change"
+            } else {
+                "a scan every second (no proc connector)"
+            },
+            opts_desc(&opts, g.event_driven),
+        );
+        Ok(Some(g))
     }
 
     pub fn stats(&self) -> &Stats {
@@ -523,6 +540,14 @@ impl Guardian {
 impl Drop for Guardian {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+fn opts_desc(opts: &GuardianOptions, event_driven: bool) -> String {
+    match (event_driven, opts.scan_interval) {
+        (true, Some(i)) => format!(", and a safety-net scan every {i:?}"),
+        (true, None) => ", no periodic scan".into(),
+        (false, _) => String::new(),
     }
 }
 
