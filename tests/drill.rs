@@ -140,3 +140,42 @@ fn ctrl_c_cleans_up_the_hog_and_the_group() {
     assert!(!scratch[0].exists(), "{} left behind", scratch[0].display());
     assert!(rest.iter().any(|l| l.contains("cleaned up")), "{rest:?}");
 }
+
+#[test]
+fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
+    if !require(
+        own_v1_memory_cgroup().is_some(),
+        "a writable cgroup v1 memory controller (run as root)",
+    ) {
+        return;
+    }
+    let d = tempdir();
+    let log = d.path().join("events.jsonl");
+    let out = Command::new(bin())
+        .args(["drill", "--with-daemon", "--json", "--event-log"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["killed_by"], "oomguard", "{v}");
+    assert_eq!(v["oom_kills"], 0, "the kernel had to act: {v}");
+    assert!(v["cleaned_up"].as_bool().unwrap());
+    let pid = v["hog_pid"].as_i64().unwrap();
+    let (recs, _) = oomguard::record::eventlog::read_all(&log).unwrap();
+    let kill = recs.iter().find(|r| r["action"] == "kill").unwrap();
+    assert_eq!(kill["victim"]["pid"], pid);
+    assert!(kill["scope"].as_str().unwrap().contains("oomguard-drill-"));
+    // The daemon is gone too.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[daemon]") && err.contains("stopping"),
+        "{err}"
+    );
+}

@@ -40,6 +40,10 @@ pub struct DrillArgs {
     /// One JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Run oomguard's daemon on the scratch group (`oomguard run --scope cgroup:<scratch>`,
+    /// real kills, confined to that group) and see it kill the hog before the kernel does.
+    #[arg(long)]
+    pub with_daemon: bool,
     /// How much the hog tries to allocate (default: four times the limit).
     #[arg(long, hide = true, value_parser = |s: &str| s.parse::<Size>())]
     pub hog_max: Option<Size>,
@@ -222,6 +226,79 @@ impl Drop for Scratch {
     }
 }
 
+/// `oomguard run` on the scratch group, stopped (SIGINT, then SIGKILL) and reaped on drop.
+struct GuardDaemon(Child, Option<std::thread::JoinHandle<()>>);
+
+impl GuardDaemon {
+    fn start(exe: &std::path::Path, scope: &str, log: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::BufRead;
+        let mut child = Command::new(exe)
+            .args(["run", "--scope", scope, "--event-log"])
+            .arg(log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start oomguard run")?;
+        let stderr = child.stderr.take().context("daemon stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let forward = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("  [daemon] {line}");
+                if line.contains("guarding") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let d = GuardDaemon(child, Some(forward));
+        rx.recv_timeout(Duration::from_secs(20))
+            .context("oomguard run did not start guarding the scratch group within 20 s")?;
+        Ok(d)
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for GuardDaemon {
+    fn drop(&mut self) {
+        // SAFETY: SIGINT to the daemon this drill started.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        // Its last log lines, then end of file.
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The daemon's `kill` record about `pid` (it is written once the victim is gone).
+fn wait_kill_record(log: &std::path::Path, pid: i32) -> Option<serde_json::Value> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if let Ok((recs, _)) = eventlog::read_all(log)
+            && let Some(r) = recs
+                .into_iter()
+                .find(|r| r["action"] == "kill" && r["victim"]["pid"] == pid)
+        {
+            return Some(r);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// New kernel log lines since `open`: `/dev/kmsg` positioned at its end.
 struct Kmsg(Option<std::fs::File>);
 
@@ -285,6 +362,19 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     );
     let before = scratch.oom_kills();
     let exe = std::env::current_exe().context("cannot find the oomguard binary")?;
+    let daemon = if a.with_daemon {
+        let d = GuardDaemon::start(&exe, &scope, &log_path)?;
+        say(
+            a.json,
+            format_args!(
+                "started oomguard run --scope {scope} (pid {}), real kills confined to the scratch group",
+                d.pid()
+            ),
+        );
+        Some(d)
+    } else {
+        None
+    };
     let started = Instant::now();
     let mut hog = scratch.spawn(
         Command::new(&exe)
@@ -325,9 +415,19 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|l| summarise_kill_line(l).filter(|_| l.contains(&format!(" {hog_pid} "))))
         .collect();
     use std::os::unix::process::ExitStatusExt;
+    let signalled = status.is_some_and(|s| s.signal().is_some());
     let sigkilled = status.is_some_and(|s| s.signal() == Some(libc::SIGKILL));
-    let killed_by = (sigkilled && oom_kills > 0).then_some("kernel");
-    if killed_by.is_some() {
+    let daemon_rec = match &daemon {
+        Some(_) if signalled => wait_kill_record(&log_path, hog_pid),
+        _ => None,
+    };
+    let killed_by = if daemon_rec.is_some() {
+        Some("oomguard")
+    } else {
+        (sigkilled && oom_kills > 0).then_some("kernel")
+    };
+    // The daemon records kernel kills in its scope itself.
+    if killed_by == Some("kernel") && daemon.is_none() {
         let comm = "oomguard";
         log.append(
             "kernel_kill",
@@ -349,6 +449,7 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         let _ = hog.kill();
     }
     let _ = hog.wait();
+    drop(daemon);
     let cleaned_up = scratch.remove();
     let r = DrillResult {
         cgroup: scratch.dir.clone(),
@@ -367,6 +468,21 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         cleaned_up,
         interrupted,
         hog_status: status.map(|s| s.to_string()),
+        daemon_signals: daemon_rec
+            .as_ref()
+            .and_then(|r| r["signals"].as_array())
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        format!(
+                            "{} after {} ms",
+                            s["signal"].as_str().unwrap_or("?"),
+                            s["ms"]
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     drop(scratch);
     if a.json {
@@ -407,6 +523,8 @@ struct DrillResult {
     interrupted: bool,
     #[serde(skip)]
     hog_status: Option<String>,
+    /// The daemon's signals from its `kill` record.
+    daemon_signals: Vec<String>,
 }
 
 impl DrillResult {
@@ -429,6 +547,12 @@ impl DrillResult {
                         self.oom_kills
                     ),
                 );
+                if !self.daemon_signals.is_empty() {
+                    say(
+                        false,
+                        format_args!("oomguard sent {}", self.daemon_signals.join(", ")),
+                    );
+                }
                 for l in &self.kernel_log {
                     say(false, format_args!("kernel log: {l}"));
                 }
