@@ -31,12 +31,31 @@ fn alive(pid: i64) -> bool {
             .contains(") Z ")
 }
 
-#[test]
-fn the_kernel_kills_the_hog_inside_the_scratch_group_and_it_is_recorded() {
-    if !require(
+fn v1_available() -> bool {
+    require(
         own_v1_memory_cgroup().is_some(),
         "a writable cgroup v1 memory controller (run as root)",
-    ) {
+    )
+}
+
+/// Runs `oomguard drill ARGS --json --event-log LOG`: exit code, the document, stderr.
+fn drill_json(args: &[&str], log: &std::path::Path) -> (Option<i32>, serde_json::Value, String) {
+    let out = Command::new(bin())
+        .arg("drill")
+        .args(args)
+        .args(["--json", "--event-log"])
+        .arg(log)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{err}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), v, err)
+}
+
+#[test]
+fn the_kernel_kills_the_hog_inside_the_scratch_group_and_it_is_recorded() {
+    if !v1_available() {
         return;
     }
     let d = tempdir();
@@ -84,10 +103,7 @@ fn the_kernel_kills_the_hog_inside_the_scratch_group_and_it_is_recorded() {
 
 #[test]
 fn ctrl_c_cleans_up_the_hog_and_the_group() {
-    if !require(
-        own_v1_memory_cgroup().is_some(),
-        "a writable cgroup v1 memory controller (run as root)",
-    ) {
+    if !v1_available() {
         return;
     }
     let d = tempdir();
@@ -143,27 +159,13 @@ fn ctrl_c_cleans_up_the_hog_and_the_group() {
 
 #[test]
 fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
-    if !require(
-        own_v1_memory_cgroup().is_some(),
-        "a writable cgroup v1 memory controller (run as root)",
-    ) {
+    if !v1_available() {
         return;
     }
     let d = tempdir();
     let log = d.path().join("events.jsonl");
-    let out = Command::new(bin())
-        .args(["drill", "--with-daemon", "--json", "--event-log"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert_eq!(out.status.code(), Some(0), "{v}");
+    let (code, v, err) = drill_json(&["--with-daemon"], &log);
+    assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["killed_by"], "oomguard", "{v}");
     assert_eq!(v["oom_kills"], 0, "the kernel had to act: {v}");
     assert!(v["cleaned_up"].as_bool().unwrap());
@@ -173,7 +175,6 @@ fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
     assert_eq!(kill["victim"]["pid"], pid);
     assert!(kill["scope"].as_str().unwrap().contains("oomguard-drill-"));
     // The daemon is gone too.
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("[daemon]") && err.contains("stopping"),
         "{err}"

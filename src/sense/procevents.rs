@@ -139,37 +139,31 @@ pub fn parse_messages(buf: &[u8], seqs: &mut SeqTracker, out: &mut Vec<ProcEvent
         if what != PROC_EVENT_NONE && seqs.gap(cpu, seq) {
             out.push(ProcEvent::Lost);
         }
-        let d = 16;
-        let i32_at = |o: usize| u32_at(ev, d + o).map(|v| v as i32);
+        // event_data follows the 16-byte header: fork has 4 words, the others 2 first.
+        let need = if what == PROC_EVENT_FORK { 16 } else { 8 };
+        if ev.len() < 16 + need {
+            continue;
+        }
+        let word = |o: usize| u32_at(ev, 16 + o).map_or(0, |v| v as i32);
+        let (w0, w1) = (word(0), word(4));
         let parsed = match what {
-            PROC_EVENT_FORK => (|| {
-                Some(ProcEvent::Fork {
-                    parent_tgid: i32_at(4)?,
-                    child_pid: i32_at(8)?,
-                    child_tgid: i32_at(12)?,
-                    ts_ns,
-                })
-            })(),
-            PROC_EVENT_EXEC => (|| {
-                Some(ProcEvent::Exec {
-                    pid: i32_at(0)?,
-                    tgid: i32_at(4)?,
-                    ts_ns,
-                })
-            })(),
-            PROC_EVENT_COMM => (|| {
-                Some(ProcEvent::Comm {
-                    pid: i32_at(0)?,
-                    tgid: i32_at(4)?,
-                    ts_ns,
-                })
-            })(),
-            PROC_EVENT_EXIT => (|| {
-                Some(ProcEvent::Exit {
-                    pid: i32_at(0)?,
-                    tgid: i32_at(4)?,
-                })
-            })(),
+            PROC_EVENT_FORK => Some(ProcEvent::Fork {
+                parent_tgid: w1,
+                child_pid: word(8),
+                child_tgid: word(12),
+                ts_ns,
+            }),
+            PROC_EVENT_EXEC => Some(ProcEvent::Exec {
+                pid: w0,
+                tgid: w1,
+                ts_ns,
+            }),
+            PROC_EVENT_COMM => Some(ProcEvent::Comm {
+                pid: w0,
+                tgid: w1,
+                ts_ns,
+            }),
+            PROC_EVENT_EXIT => Some(ProcEvent::Exit { pid: w0, tgid: w1 }),
             _ => None,
         };
         out.extend(parsed);
