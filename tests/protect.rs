@@ -304,8 +304,22 @@ fn protect_once_and_list_on_real_processes() {
     assert!(m["target"].is_null());
     assert_eq!(find(&v, neg.pid())["target"], -600);
 
-    let out = oomguard(&["protect", "--once", "--config", c]);
+    let logp = d.path().join("events.jsonl");
+    let out = oomguard(&[
+        "protect",
+        "--once",
+        "--config",
+        c,
+        "--event-log",
+        logp.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
+    let rec = wait_record(&logp, pos.pid());
+    assert_eq!(
+        (rec["outcome"].as_str(), rec["via"].as_str()),
+        (Some("written"), Some("once"))
+    );
+    assert_eq!(wait_record(&logp, neg.pid())["rule_kind"], "avoid");
     assert_eq!(adj_of(pos.pid()), Some(600), "{text}");
     assert_eq!(adj_of(none.pid()), Some(0));
     if has_cap_sys_resource() {
