@@ -25,7 +25,8 @@ use crate::values::{Dur, Size};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  oomguard drill                       64 MiB scratch group, the kernel's OOM killer ends the hog\n  oomguard drill --limit 256M --timeout 1m\n  oomguard drill --json | jq .killed_by\n\nThe scratch group is made under this shell's own memory cgroup and removed afterwards, also on\nCtrl-C. Only processes inside it are ever signalled. The kill is appended to the event log as a\n'kernel_kill' record (scope cgroup:<scratch group>)."
+    after_help = "Examples:\n  oomguard drill                       64 MiB scratch group, the kernel's OOM killer ends the hog\n  oomguard drill --limit 256M --timeout 1m\n  oomguard drill --with-daemon         oomguard run on the scratch group kills it first
+  oomguard drill --json | jq .killed_by\n\nThe scratch group is made under this shell's own memory cgroup and removed afterwards, also on\nCtrl-C. Only processes inside it are ever signalled. The kill is appended to the event log as a\n'kernel_kill' record (scope cgroup:<scratch group>)."
 )]
 pub struct DrillArgs {
     /// Memory limit of the scratch group.

@@ -22,9 +22,18 @@ use crate::values::{Dur, ScopeSpec};
 #[derive(Debug, clap::Args)]
 #[command(
     group(clap::ArgGroup::new("mode").required(true).args(["once", "list", "watch"])),
-    after_help = "Examples:\n  oomguard protect --list                       which process matches which rule, current and target oom_score_adj\n  oomguard protect --once --config /etc/oomguard/oomguard.toml\n                                                write every rule's oom_score_adj to its processes, then exit\n  oomguard protect --watch --event-log /var/log/oomguard-protect.jsonl
-                                                keep applying them to every new process until Ctrl-C
-  oomguard protect --list --json | jq '.matches[] | select(.current != .target)'\n\nRules come from the config file ([[protect]], [[prefer]], [[avoid]] with oom_score_adj).\nLowering a value below 0 needs CAP_SYS_RESOURCE: each refused process is reported (EACCES)\nand the others are still written; the exit code is then 1."
+    after_help = "Examples:
+  oomguard protect --list
+      which process matches which rule, its current and target oom_score_adj
+  oomguard protect --once --config /etc/oomguard/oomguard.toml
+      write every rule's oom_score_adj to its processes, then exit
+  oomguard protect --watch --event-log /var/log/oomguard-protect.jsonl
+      keep applying them to every new process until Ctrl-C (the daemon does this too)
+  oomguard protect --list --json | jq '.matches[] | select(.current != .target)'
+
+Rules come from the config file ([[protect]], [[prefer]], [[avoid]] with oom_score_adj).
+Lowering a value below 0 needs CAP_SYS_RESOURCE: each refused process is reported (EACCES)
+and the others are still written; the exit code is then 1."
 )]
 pub struct ProtectArgs {
     /// Write each matching process's rule value once and exit.
