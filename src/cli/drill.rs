@@ -60,9 +60,9 @@ struct Scratch {
 
 impl Scratch {
     /// Makes `<own memory cgroup>/oomguard-drill-<pid>` with `limit` bytes and no swap.
-    fn create(limit: u64) -> anyhow::Result<Scratch> {
-        let root = Root::default();
-        let mounts = Mounts::discover(&root);
+    /// Makes the group under `root` (`/` except in tests; `dir` is then under the root).
+    fn create(root: &Root, limit: u64) -> anyhow::Result<Scratch> {
+        let mounts = Mounts::discover(root);
         let (mount, version) = match (&mounts.v2_memory, &mounts.v1_memory) {
             (Some(m), _) => (m.clone(), CgVersion::V2),
             (None, Some(m)) => (m.clone(), CgVersion::V1),
@@ -70,12 +70,12 @@ impl Scratch {
                 "no memory cgroup controller is mounted (neither on cgroup2 nor v1): a drill needs one"
             ),
         };
-        let text = std::fs::read_to_string("/proc/self/cgroup")
+        let text = std::fs::read_to_string(root.path("proc/self/cgroup"))
             .context("cannot read /proc/self/cgroup")?;
         let own = memory_path_of(&text, version == CgVersion::V2)
             .context("/proc/self/cgroup names no memory cgroup")?;
         let name = format!("oomguard-drill-{}", std::process::id());
-        let parent = mount.join(own.trim_start_matches('/'));
+        let parent = root.path(mount.join(own.trim_start_matches('/')));
         let dir = parent.join(&name);
         if version == CgVersion::V2 {
             let ctl =
@@ -346,7 +346,7 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     let hog_max = a.hog_max.map_or(limit * 4, |s| s.0);
     let log_path = a.event_log.clone().unwrap_or_else(eventlog::default_path);
     let mut kmsg = Kmsg::open();
-    let scratch = Scratch::create(limit)?;
+    let scratch = Scratch::create(&Root::default(), limit)?;
     let scope = format!("cgroup:{}", scratch.rel);
     let log = EventLog::open(&log_path, &scope)?;
     say(
@@ -593,5 +593,62 @@ impl DrillResult {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The v2 layout (the build machine has the memory controller on v1 only): the memory
+    /// controller is delegated to the children of the caller's group and the limit goes to
+    /// the new group's memory.max.
+    #[test]
+    fn v2_scratch_group_is_made_under_the_callers_group_with_memory_max() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let own = r.join("sys/fs/cgroup/user.slice/drill.scope");
+        std::fs::create_dir_all(r.join("proc/self")).unwrap();
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(
+            r.join("proc/self/mountinfo"),
+            "25 1 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("sys/fs/cgroup/cgroup.controllers"),
+            "cpu memory pids\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("proc/self/cgroup"),
+            "1:name=systemd:/x\n0::/user.slice/drill.scope\n",
+        )
+        .unwrap();
+        std::fs::write(own.join("cgroup.subtree_control"), "pids\n").unwrap();
+        let s = Scratch::create(&Root::new(r), 32 << 20).unwrap();
+        assert_eq!(s.version, CgVersion::V2);
+        let name = format!("oomguard-drill-{}", std::process::id());
+        assert_eq!(s.rel, format!("/user.slice/drill.scope/{name}"));
+        assert_eq!(s.dir, own.join(&name));
+        assert_eq!(
+            std::fs::read_to_string(s.dir.join("memory.max")).unwrap(),
+            "33554432"
+        );
+        assert_eq!(
+            std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
+            "+memory"
+        );
+        // A second drill of the same process cannot reuse the group.
+        assert!(
+            format!(
+                "{:#}",
+                Scratch::create(&Root::new(r), 1 << 20).err().unwrap()
+            )
+            .contains("cannot create the scratch cgroup")
+        );
+        std::fs::remove_file(s.dir.join("memory.max")).unwrap();
+        assert!(s.remove());
+        assert!(!own.join(&name).exists());
     }
 }
