@@ -556,3 +556,54 @@ fn the_daemon_applies_rules_in_its_scope_and_reloads_them() {
         "{log:?}"
     );
 }
+
+#[test]
+fn a_reload_that_adds_the_first_adj_rule_starts_protection() {
+    if !connector_ok() {
+        return;
+    }
+    let Some(cg) = crate::util::TestCgroup::new("protect-reload", 256 << 20) else {
+        return;
+    };
+    let d = tempdir();
+    let cfg = d.path().join("rules.toml");
+    std::fs::write(&cfg, "[[avoid]]\nname = \"^oomg-late$\"\n").unwrap();
+    let logp = d.path().join("events.jsonl");
+    let scope = format!("cgroup:{}", cg.rel());
+    let (mut daemon, lines) = start_daemon(&[
+        "run",
+        "--dry-run",
+        "--scope",
+        &scope,
+        "--no-protect-scan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--event-log",
+        logp.to_str().unwrap(),
+    ]);
+    let mut cmd = named_sleep(d.path(), "oomg-late");
+    let early = Reaped(cg.spawn(&mut cmd));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(adj_of(early.pid()), Some(0), "no rule carries a value yet");
+    std::fs::write(
+        &cfg,
+        "[[avoid]]\nname = \"^oomg-late$\"\noom_score_adj = 250\n",
+    )
+    .unwrap();
+    // SAFETY: SIGHUP to the daemon this test started.
+    unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
+    assert!(
+        wait_for_adj(early.pid(), 250, Duration::from_secs(5)).is_some(),
+        "running process not adjusted after the reload"
+    );
+    let late = Reaped(cg.spawn(&mut cmd));
+    assert!(wait_for_adj(late.pid(), 250, Duration::from_secs(5)).is_some());
+    // SAFETY: SIGINT to the daemon this test started.
+    unsafe { libc::kill(daemon.pid(), libc::SIGINT) };
+    assert!(daemon.wait_timeout(Duration::from_secs(10)).is_some());
+    assert!(
+        lines
+            .try_iter()
+            .any(|l| l.contains("protection: 1 rule(s)"))
+    );
+}
