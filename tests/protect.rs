@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use oomguard::act::protect::{Guardian, GuardianOptions, Protector, ScopeFilter};
@@ -110,17 +111,29 @@ fn event_path_alone_adjusts_a_new_process_on_exec() {
     )
     .unwrap();
     assert!(g.event_driven);
-    let rescans_at_start = g.stats().rescans.load(std::sync::atomic::Ordering::Relaxed);
+    let rescans_at_start = g.stats().rescans.load(Relaxed);
     let mut cmd = named_sleep(d.path(), "oomg-prot-test");
-    let child = Reaped(cmd.spawn().unwrap());
-    let seen = wait_for_adj(child.pid(), 500, Duration::from_secs(5));
-    assert!(
-        seen.is_some(),
-        "pid {} still has oom_score_adj {:?}",
-        child.pid(),
-        adj_of(child.pid())
-    );
-    let rec = wait_record(&logp, child.pid());
+    // The kernel may drop events under load (it says so: ENOBUFS or a sequence gap); the
+    // rescan that follows then does the write. Such an attempt proves nothing about the event
+    // path, so a fresh process is started (at most 5 times).
+    let mut attempts = 0;
+    let (child, rec, seen) = loop {
+        attempts += 1;
+        let child = Reaped(cmd.spawn().unwrap());
+        let seen = wait_for_adj(child.pid(), 500, Duration::from_secs(5));
+        assert!(
+            seen.is_some(),
+            "pid {} still has oom_score_adj {:?}",
+            child.pid(),
+            adj_of(child.pid())
+        );
+        let rec = wait_record(&logp, child.pid());
+        if rec["via"] == "lost" && attempts < 5 {
+            eprintln!("events were lost during attempt {attempts}; again");
+            continue;
+        }
+        break (child, rec, seen);
+    };
     assert_eq!(rec["action"], "protect");
     assert_eq!(rec["outcome"], "written");
     // By the time the fork event is handled the child may already have exec'd: either event
@@ -130,14 +143,15 @@ fn event_path_alone_adjusts_a_new_process_on_exec() {
     assert_eq!(rec["oom_score_adj"], 500);
     assert_eq!(rec["old_oom_score_adj"], 0);
     eprintln!(
-        "protect latency: {:.3} ms from the kernel's exec event to the completed write; seen by the test {:.3} ms after spawn() returned",
+        "protect latency: {:.3} ms from the kernel's event to the completed write; seen by the test {:.3} ms after spawn() returned",
         rec["latency_ms"].as_f64().unwrap(),
         seen.unwrap().as_secs_f64() * 1000.0
     );
-    // No periodic scan ran: only the one at start.
+    drop(child);
+    // No periodic scan ran: every scan after the one at start answered a lost-events signal.
     assert_eq!(
-        g.stats().rescans.load(std::sync::atomic::Ordering::Relaxed),
-        rescans_at_start
+        g.stats().rescans.load(Relaxed),
+        rescans_at_start + g.stats().lost.load(Relaxed)
     );
     g.stop();
 }
@@ -159,24 +173,31 @@ fn a_name_change_triggers_the_rule_and_refusals_are_reported_per_process() {
         GuardianOptions::default(),
     )
     .unwrap();
-    // The shell renames itself (a write to its own /proc/PID/comm), then waits on stdin.
-    let sh = Reaped(
-        Command::new("sh")
-            .args([
-                "-c",
-                "sleep 0.2; printf oomg-prot-comm > /proc/$$/comm; read x",
-            ])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(
-        wait_for_adj(sh.pid(), 400, Duration::from_secs(5)).is_some(),
-        "renamed shell not adjusted: {:?}",
-        adj_of(sh.pid())
-    );
-    let rec = wait_record(&logp, sh.pid());
-    assert_eq!(rec["via"], "comm", "{rec}");
+    // The shell renames itself (a write to its own /proc/PID/comm), then waits on stdin. As
+    // above, an attempt during which the kernel dropped events is repeated (at most 5 times).
+    for attempt in 1..=5 {
+        let sh = Reaped(
+            Command::new("sh")
+                .args([
+                    "-c",
+                    "sleep 0.2; printf oomg-prot-comm > /proc/$$/comm; read x",
+                ])
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        assert!(
+            wait_for_adj(sh.pid(), 400, Duration::from_secs(5)).is_some(),
+            "renamed shell not adjusted: {:?}",
+            adj_of(sh.pid())
+        );
+        let rec = wait_record(&logp, sh.pid());
+        if rec["via"] == "lost" && attempt < 5 {
+            continue;
+        }
+        assert_eq!(rec["via"], "comm", "{rec}");
+        break;
+    }
 
     let mut cmd = named_sleep(d.path(), "oomg-prot-neg");
     let neg = Reaped(cmd.spawn().unwrap());
@@ -228,6 +249,8 @@ fn an_overrun_connector_reports_lost_events() {
         "{} events, none lost",
         out.len()
     );
+    // Reported by the socket itself (ENOBUFS), not only inferred from sequence numbers.
+    assert!(ev.overruns > 0);
 }
 
 #[test]
@@ -259,8 +282,8 @@ fn lost_events_make_the_protector_rescan_everything() {
         "300\n"
     );
     let stats = &prot.stats;
-    assert_eq!(stats.lost.load(std::sync::atomic::Ordering::Relaxed), 1);
-    assert_eq!(stats.rescans.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(stats.lost.load(Relaxed), 1);
+    assert_eq!(stats.rescans.load(Relaxed), 1);
     let recs = records(&logp);
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["via"], "lost");

@@ -42,12 +42,17 @@ pub struct DrillArgs {
     #[arg(long)]
     pub json: bool,
     /// Run oomguard's daemon on the scratch group (`oomguard run --scope cgroup:<scratch>`,
-    /// real kills, confined to that group) and see it kill the hog before the kernel does.
+    /// real kills, confined to that group) and see it kill the hog before the kernel does. The
+    /// hog then grows by the limit per second (a fast leak) instead of at memory bandwidth.
     #[arg(long)]
     pub with_daemon: bool,
     /// How much the hog tries to allocate (default: four times the limit).
     #[arg(long, hide = true, value_parser = |s: &str| s.parse::<Size>())]
     pub hog_max: Option<Size>,
+    /// The hog's allocation rate per second (default: as fast as it can; with --with-daemon
+    /// the limit per second).
+    #[arg(long, hide = true, value_parser = |s: &str| s.parse::<Size>())]
+    pub hog_rate: Option<Size>,
 }
 
 /// The scratch memory cgroup; removed on drop after every process in it is killed.
@@ -377,9 +382,14 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let started = Instant::now();
+    let rate = a.hog_rate.map(|r| r.0).or(a.with_daemon.then_some(limit));
+    let mut hog_cmd = Command::new(&exe);
+    hog_cmd.args(["hog", "--max", &format!("{}K", hog_max >> 10)]);
+    if let Some(r) = rate {
+        hog_cmd.args(["--rate", &format!("{}K", (r >> 10).max(1))]);
+    }
     let mut hog = scratch.spawn(
-        Command::new(&exe)
-            .args(["hog", "--max", &format!("{}K", hog_max >> 10)])
+        hog_cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .process_group(0),
@@ -388,8 +398,12 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     say(
         a.json,
         format_args!(
-            "started hog {hog_pid} inside it, allocating up to {} MiB",
-            hog_max >> 20
+            "started hog {hog_pid} inside it, allocating up to {} MiB{}",
+            hog_max >> 20,
+            rate.map_or(" as fast as it can".into(), |r| format!(
+                " at {} MiB/s",
+                r >> 20
+            ))
         ),
     );
     let status = loop {
@@ -544,7 +558,7 @@ impl DrillResult {
                 say(
                     false,
                     format_args!(
-                        "{killer} killed the hog {pid} after {secs:.2} s (oom_kill +{}){peak}",
+                        "{killer} killed the hog {pid} after {secs:.2} s (kernel OOM kills in the group: {}){peak}",
                         self.oom_kills
                     ),
                 );

@@ -21,6 +21,7 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
 
+#[cfg(test)]
 const PROC_EVENT_NONE: u32 = 0;
 const PROC_EVENT_FORK: u32 = 0x1;
 const PROC_EVENT_EXEC: u32 = 0x2;
@@ -136,7 +137,10 @@ pub fn parse_messages(buf: &[u8], seqs: &mut SeqTracker, out: &mut Vec<ProcEvent
         else {
             continue;
         };
-        if what != PROC_EVENT_NONE && seqs.gap(cpu, seq) {
+        // Every message counts, acks (PROC_EVENT_NONE) too: since 6.6 they take their
+        // sequence number from the same per-CPU counter (older kernels send them with
+        // cpu = -1, which the tracker ignores).
+        if seqs.gap(cpu, seq) {
             out.push(ProcEvent::Lost);
         }
         // event_data follows the 16-byte header: fork has 4 words, the others 2 first.
@@ -175,6 +179,9 @@ pub struct ProcEvents {
     fd: OwnedFd,
     buf: Vec<u8>,
     seqs: SeqTracker,
+    /// How often the socket overran (ENOBUFS) and how often a sequence gap showed a loss.
+    pub overruns: u64,
+    pub gaps: u64,
 }
 
 impl ProcEvents {
@@ -251,6 +258,8 @@ impl ProcEvents {
             fd,
             buf: vec![0; 64 * 1024],
             seqs: SeqTracker::default(),
+            overruns: 0,
+            gaps: 0,
         })
     }
 
@@ -292,6 +301,7 @@ impl ProcEvents {
                     Some(libc::EAGAIN) => return Ok(()),
                     Some(libc::EINTR) => continue,
                     Some(libc::ENOBUFS) => {
+                        self.overruns += 1;
                         out.push(ProcEvent::Lost);
                         continue;
                     }
@@ -301,7 +311,12 @@ impl ProcEvents {
             if n == 0 {
                 return Ok(());
             }
+            let before = out.len();
             parse_messages(&self.buf[..n as usize], &mut self.seqs, out);
+            self.gaps += out[before..]
+                .iter()
+                .filter(|e| **e == ProcEvent::Lost)
+                .count() as u64;
         }
     }
 }
@@ -355,6 +370,9 @@ mod tests {
         buf.extend(msg(PROC_EVENT_COMM, 1, 5, &[101, 101, 0, 0, 0, 0]));
         buf.extend(msg(PROC_EVENT_EXIT, 0, 13, &[101, 101, 0, 9]));
         buf.extend(msg(0x4, 0, 14, &[1, 1, 0, 0])); // uid change: skipped
+        buf.extend(msg(PROC_EVENT_NONE, 0, 15, &[0, 0])); // another listener's ack
+        buf.extend(msg(PROC_EVENT_NONE, u32::MAX, 99, &[0, 0])); // a pre-6.6 ack
+        buf.extend(msg(PROC_EVENT_EXEC, 0, 16, &[102, 102]));
         let mut seqs = SeqTracker::default();
         let mut out = Vec::new();
         parse_messages(&buf, &mut seqs, &mut out);
@@ -381,6 +399,12 @@ mod tests {
                 ProcEvent::Exit {
                     pid: 101,
                     tgid: 101
+                },
+                // No gap: the acks took 15, the old-style one is ignored.
+                ProcEvent::Exec {
+                    pid: 102,
+                    tgid: 102,
+                    ts_ns: 77
                 },
             ]
         );
