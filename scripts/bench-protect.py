@@ -25,8 +25,8 @@ os.symlink(shutil.which("sleep"), link)
 def adj(pid):
     try:
         with open(f"/proc/{pid}/oom_score_adj") as f:
-            return int(f.read())
-    except OSError:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -42,6 +42,7 @@ def measure(label):
         p.wait()
     lat.sort()
     print(f"{label:10} n={N} p50={statistics.median(lat):8.2f} ms  p95={lat[int(N * .95) - 1]:8.2f} ms  max={lat[-1]:8.2f} ms")
+    sys.stdout.flush()
     return statistics.median(lat)
 
 
@@ -59,7 +60,7 @@ kernel = sorted(r["latency_ms"] for r in map(json.loads, open(log)) if "latency_
 if kernel:
     print(f"{'':10} from the kernel's event to the completed write: p50={statistics.median(kernel):.3f} ms max={kernel[-1]:.3f} ms")
 
-cron = subprocess.Popen(["sh", "-c", f"while :; do for p in $(pgrep -x oomg-bench); do echo {TARGET} > /proc/$p/oom_score_adj; done; sleep 1; done"])
+cron = subprocess.Popen(["sh", "-c", f"while :; do for p in $(pgrep -x oomg-bench); do echo {TARGET} 2>/dev/null > /proc/$p/oom_score_adj; done; sleep 1; done"])
 theirs = measure("cron-1s")
 cron.kill()
 cron.wait()
