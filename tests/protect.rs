@@ -510,6 +510,26 @@ fn start_daemon(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<String>) {
     }
 }
 
+/// `oomguard run --dry-run` on `scope` with the rules of `cfg` and no periodic protection
+/// scan (process events only).
+fn start_dry_run(
+    scope: &str,
+    cfg: &Path,
+    log: &Path,
+) -> (Reaped, std::sync::mpsc::Receiver<String>) {
+    start_daemon(&[
+        "run",
+        "--dry-run",
+        "--scope",
+        scope,
+        "--no-protect-scan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--event-log",
+        log.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn the_daemon_applies_rules_in_its_scope_and_reloads_them() {
     if !connector_ok() {
@@ -527,17 +547,7 @@ fn the_daemon_applies_rules_in_its_scope_and_reloads_them() {
     .unwrap();
     let logp = d.path().join("events.jsonl");
     let scope = format!("cgroup:{}", cg.rel());
-    let (mut daemon, lines) = start_daemon(&[
-        "run",
-        "--dry-run",
-        "--scope",
-        &scope,
-        "--no-protect-scan",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--event-log",
-        logp.to_str().unwrap(),
-    ]);
+    let (mut daemon, lines) = start_dry_run(&scope, &cfg, &logp);
     let mut cmd = named_sleep(d.path(), "oomg-run");
     let outside = Reaped(cmd.spawn().unwrap());
     let inside = Reaped(cg.spawn(&mut cmd));
@@ -593,17 +603,7 @@ fn a_reload_that_adds_the_first_adj_rule_starts_protection() {
     std::fs::write(&cfg, "[[avoid]]\nname = \"^oomg-late$\"\n").unwrap();
     let logp = d.path().join("events.jsonl");
     let scope = format!("cgroup:{}", cg.rel());
-    let (mut daemon, lines) = start_daemon(&[
-        "run",
-        "--dry-run",
-        "--scope",
-        &scope,
-        "--no-protect-scan",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--event-log",
-        logp.to_str().unwrap(),
-    ]);
+    let (mut daemon, lines) = start_dry_run(&scope, &cfg, &logp);
     let mut cmd = named_sleep(d.path(), "oomg-late");
     let early = Reaped(cg.spawn(&mut cmd));
     std::thread::sleep(Duration::from_millis(100));
