@@ -2,4 +2,7 @@
 mod util;
 
 mod cli_basics;
+mod doctor;
+mod drill;
+mod protect;
 mod run_cgroup;

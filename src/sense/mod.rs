@@ -2,6 +2,7 @@
 //! a fixture tree in tests); every parser takes bytes and allocates nothing per call.
 pub mod cgroup;
 pub mod meminfo;
+pub mod procevents;
 pub mod procs;
 pub mod psi;
 pub mod scope;
