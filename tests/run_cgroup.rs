@@ -327,3 +327,118 @@ fn dry_run_kills_nothing_and_records_the_would_be_victim() {
     );
     assert_eq!(cg.kernel_oom_kills(), 0);
 }
+
+#[test]
+fn kill_unit_tree_takes_the_victims_descendants_and_nothing_else() {
+    let Some(cg) = TestCgroup::new("tree", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let bystander = hog(&cg, &["--name", "bystander", "--max", "20M"]);
+    wait_rss(&bystander, 20 * MIB);
+    let d = Daemon::start(&cg, &log, &["--kill-unit", "tree"]);
+    let mut h = hog(
+        &cg,
+        &[
+            "--name",
+            "parent",
+            "--children",
+            "3",
+            "--max",
+            "2G",
+            "--rate",
+            "200M",
+        ],
+    );
+    let st = h
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the tree's root was not killed");
+    assert!(signal_of(st).is_some(), "{st:?}");
+    let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
+    assert_eq!(rec["victim"]["comm"], "parent", "{rec}");
+    assert!(
+        rec["kill_unit"]
+            .as_str()
+            .unwrap()
+            .starts_with("tree (4 processes)"),
+        "{rec}"
+    );
+    let pids: std::collections::BTreeSet<i64> = rec["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 4, "{rec}");
+    // Only the bystander is left in the group.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cg.procs().len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(cg.procs(), vec![bystander.pid()]);
+    assert_eq!(cg.kernel_oom_kills(), 0);
+}
+
+/// Runs inside a private PID namespace (see the next test): a PID is freed and handed to a new
+/// process; the old candidate's pidfd target must be refused and the new process left alone.
+#[test]
+fn pid_reuse_inner() {
+    if std::env::var("OOMGUARD_PIDNS_INNER").is_err() {
+        return;
+    }
+    use oomguard::act::pidfd::{Target, TargetError};
+    use oomguard::sense::{Root, procs::ProcReader};
+    let mut reader = ProcReader::open(&Root::default()).unwrap();
+    let mut old = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = old.id() as i32;
+    let old_start = reader.stat(pid).unwrap().starttime;
+    old.kill().unwrap();
+    old.wait().unwrap();
+    // Let the clock tick so the start times differ, then make the next fork take the same PID.
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+    let mut new = Command::new("sleep").arg("60").spawn().unwrap();
+    assert_eq!(new.id() as i32, pid, "the PID was not reused");
+    let err = Target::open(&mut reader, pid, old_start).unwrap_err();
+    assert!(matches!(err, TargetError::Reused { .. }), "{err}");
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "the new owner of the PID was signalled"
+    );
+    let _ = new.kill();
+    let _ = new.wait();
+    println!("REUSE-REFUSED");
+}
+
+#[test]
+fn a_reused_pid_is_never_signalled() {
+    let unshare = Command::new("unshare")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !crate::util::require(
+        unshare && rustix::process::geteuid().is_root(),
+        "root and unshare(1) for a private PID namespace",
+    ) {
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "run_cgroup::pid_reuse_inner",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("OOMGUARD_PIDNS_INNER", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("REUSE-REFUSED"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

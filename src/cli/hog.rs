@@ -24,6 +24,9 @@ pub struct HogArgs {
     /// Wait this long before allocating.
     #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
     pub delay: Option<Dur>,
+    /// Start this many idle child processes first (a process tree for `--kill-unit tree`).
+    #[arg(long, default_value_t = 0)]
+    pub children: usize,
     /// Set the process name (comm, up to 15 bytes) so rules and tests can tell hogs apart.
     #[arg(long)]
     pub name: Option<String>,
@@ -44,6 +47,10 @@ pub fn run(a: HogArgs) -> anyhow::Result<ExitCode> {
     if a.ignore_term {
         // SAFETY: installing SIG_IGN for SIGTERM has no handler code to race with.
         unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    }
+    let mut kids = Vec::new();
+    for _ in 0..a.children {
+        kids.push(std::process::Command::new("sleep").arg("3600").spawn()?);
     }
     println!("hog {} ready", std::process::id());
     if let Some(d) = a.delay {
@@ -94,5 +101,9 @@ pub fn run(a: HogArgs) -> anyhow::Result<ExitCode> {
         },
     }
     drop(held);
+    for mut k in kids {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
     Ok(ExitCode::SUCCESS)
 }

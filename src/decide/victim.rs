@@ -482,3 +482,179 @@ impl Ranker {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::policy::Rule;
+    use crate::sense::Root;
+    use crate::values::ScopeSpec;
+    use std::fs;
+    use std::path::Path;
+
+    /// Writes a fake process: stat (comm, state, flags, start, rss), statm, status, adj.
+    fn proc(
+        root: &Path,
+        pid: i32,
+        comm: &str,
+        state: char,
+        flags: u32,
+        start: u64,
+        rss: u64,
+        swap_kb: u64,
+        adj: i16,
+    ) {
+        let d = root.join(format!("proc/{pid}"));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("stat"),
+            format!("{pid} ({comm}) {state} 1 {pid} {pid} 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 {start} 100000 {rss} 18446744073709551615 0 0\n"),
+        )
+        .unwrap();
+        fs::write(d.join("statm"), format!("1000 {rss} 10 1 0 50 0\n")).unwrap();
+        let mm = if state == 'Z' || flags & 0x0020_0000 != 0 {
+            ""
+        } else {
+            "VmSize:\t 4000 kB\n"
+        };
+        fs::write(
+            d.join("status"),
+            format!("Name:\t{comm}\nUid:\t1000\t1000\t1000\t1000\n{mm}VmPTE:\t 8 kB\nVmSwap:\t {swap_kb} kB\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n"),
+        )
+        .unwrap();
+        fs::write(d.join("oom_score_adj"), format!("{adj}\n")).unwrap();
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let r = dir.path();
+            fs::create_dir_all(r.join("proc/self")).unwrap();
+            fs::write(
+                r.join("proc/meminfo"),
+                "MemTotal: 4000000 kB\nMemAvailable: 100000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+            )
+            .unwrap();
+            fs::write(r.join("proc/self/mountinfo"), "").unwrap();
+            proc(r, 1, "init", 'S', 0, 1, 90_000, 0, 0);
+            proc(r, 2, "kthreadd", 'S', 0x0020_0000, 2, 0, 0, 0);
+            proc(r, 100, "web (worker) 1", 'S', 0, 500, 30_000, 0, 0);
+            proc(r, 101, "db", 'S', 0, 400, 50_000, 0, -1000);
+            proc(r, 102, "zombie", 'Z', 0, 300, 0, 0, 0);
+            proc(r, 103, "swapper", 'S', 0, 450, 10_000, 100_000, 0);
+            proc(r, 104, "small", 'S', 0, 600, 1_000, 0, 0);
+            Fixture { dir }
+        }
+        fn root(&self) -> Root {
+            Root::new(self.dir.path())
+        }
+    }
+
+    fn ranked(fx: &Fixture, policy: &Policy) -> (Ranker, ProcReader) {
+        let root = fx.root();
+        let mut reader = ProcReader::open(&root).unwrap();
+        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let mut r = Ranker::new(4, false);
+        r.refresh(&mut reader, &mut scope, policy, 1_000_000, false, 0);
+        (r, reader)
+    }
+
+    #[test]
+    fn never_chooses_init_kernel_threads_zombies_or_adj_minus_1000() {
+        let fx = Fixture::new();
+        let policy = Policy::default();
+        let (mut r, mut reader) = ranked(&fx, &policy);
+        let sel = r.select(&mut reader, &policy, 0);
+        let v = sel.victim.unwrap();
+        // swapper: 10 000 rss + 25 000 swap pages + 2 pte pages beats web's 30 002.
+        assert_eq!((v.pid, v.comm.as_str()), (103, "swapper"));
+        assert_eq!(v.badness, 10_000 + 25_000 + 2);
+        let pids: Vec<i32> = sel.candidates.iter().map(|c| c.pid).collect();
+        assert_eq!(pids, [103, 100, 104]);
+        assert_eq!(sel.candidates[1].comm, "web (worker) 1");
+    }
+
+    #[test]
+    fn rules_protect_and_prefer() {
+        let fx = Fixture::new();
+        let policy = Policy {
+            rules: vec![
+                Rule::name_only(RuleKind::Protect, "^swapper$").unwrap(),
+                Rule::name_only(RuleKind::Prefer, "^small$").unwrap(),
+            ],
+        };
+        let (mut r, mut reader) = ranked(&fx, &policy);
+        let sel = r.select(&mut reader, &policy, 0);
+        // small: 1 002 pages + 300 × (1 000 000 / 1000) = 301 002 > web's 30 002.
+        let v = sel.victim.unwrap();
+        assert_eq!(v.comm, "small");
+        assert_eq!(v.score, 1_002 + 300_000);
+        assert_eq!(
+            v.badness, 1_002,
+            "the kernel's badness does not include the rule's shift"
+        );
+        assert!(v.rule.as_deref().unwrap().starts_with("prefer"));
+        assert!(sel.candidates.iter().all(|c| c.comm != "swapper"));
+    }
+
+    #[test]
+    fn vanished_and_unreadable_processes_are_skipped_and_a_reused_pid_is_relearned() {
+        let fx = Fixture::new();
+        let policy = Policy::default();
+        let (mut r, mut reader) = ranked(&fx, &policy);
+        let root = fx.dir.path();
+        // swapper exits; web becomes unreadable (status gone) but its stat stays.
+        fs::remove_dir_all(root.join("proc/103")).unwrap();
+        fs::remove_file(root.join("proc/100/status")).unwrap();
+        // PID 104 now belongs to a new, larger process (another start time).
+        proc(root, 104, "newcomer", 'S', 0, 9_999, 40_000, 0, 0);
+        let sel = r.select(&mut reader, &policy, 0);
+        let v = sel.victim.unwrap();
+        assert_eq!(
+            (v.pid, v.comm.as_str(), v.starttime),
+            (104, "newcomer", 9_999)
+        );
+        assert!(
+            sel.candidates.iter().all(|c| c.pid != 103 && c.pid != 100),
+            "{:?}",
+            sel.candidates
+        );
+    }
+
+    #[test]
+    fn a_large_process_with_sigkill_pending_blocks_a_new_choice() {
+        let fx = Fixture::new();
+        let policy = Policy::default();
+        let (mut r, mut reader) = ranked(&fx, &policy);
+        let st = fx.dir.path().join("proc/103/status");
+        let t = fs::read_to_string(&st)
+            .unwrap()
+            .replace("ShdPnd:\t0000000000000000", "ShdPnd:\t0000000000000100");
+        fs::write(&st, t).unwrap();
+        let sel = r.select(&mut reader, &policy, 0);
+        assert_eq!(sel.in_progress.as_ref().map(|p| p.0), Some(103));
+    }
+
+    #[test]
+    fn descendants_follow_ppid_links() {
+        let fx = Fixture::new();
+        let root = fx.dir.path();
+        for (pid, ppid) in [(200, 100), (201, 200), (202, 100)] {
+            proc(root, pid, "child", 'S', 0, 700 + pid as u64, 10, 0, 0);
+            let p = root.join(format!("proc/{pid}/stat"));
+            let t = fs::read_to_string(&p)
+                .unwrap()
+                .replacen(" S 1 ", &format!(" S {ppid} "), 1);
+            fs::write(p, t).unwrap();
+        }
+        let policy = Policy::default();
+        let (r, _) = ranked(&fx, &policy);
+        let mut d: Vec<i32> = r.descendants(100).into_iter().map(|x| x.0).collect();
+        d.sort();
+        assert_eq!(d, [200, 201, 202]);
+    }
+}

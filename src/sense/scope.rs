@@ -203,6 +203,7 @@ impl Scope {
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::Path;
 
     /// A fixture tree with a v1 memory hierarchy: /app (no limit) under /lim (1 GiB).
     fn fixture(swap: bool) -> tempfile::TempDir {
@@ -306,5 +307,63 @@ mod tests {
         );
         let mut sys = Scope::resolve(&root, &ScopeSpec::System).unwrap();
         assert_eq!(sys.memory().unwrap().available_kb, 3000000);
+    }
+
+    #[test]
+    fn v2_layout_with_swap_and_events() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("proc/self")).unwrap();
+        fs::write(
+            r.join("proc/meminfo"),
+            "MemTotal: 8000000 kB\nMemAvailable: 6000000 kB\nSwapTotal: 1048576 kB\nSwapFree: 1000000 kB\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("proc/self/mountinfo"),
+            "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        let cg = r.join("sys/fs/cgroup");
+        let app = cg.join("system.slice/app.service");
+        fs::create_dir_all(&app).unwrap();
+        fs::write(cg.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        fs::write(cg.join("system.slice/memory.max"), "max\n").unwrap();
+        fs::write(app.join("memory.max"), "536870912\n").unwrap();
+        fs::write(app.join("memory.current"), "500000000\n").unwrap();
+        fs::write(
+            app.join("memory.stat"),
+            "anon 1\nfile 2\ninactive_file 10000000\nactive_file 5\n",
+        )
+        .unwrap();
+        fs::write(app.join("memory.swap.max"), "268435456\n").unwrap();
+        fs::write(app.join("memory.swap.current"), "68435456\n").unwrap();
+        fs::write(
+            app.join("memory.events"),
+            "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n",
+        )
+        .unwrap();
+        fs::write(
+            app.join("memory.pressure"),
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+        )
+        .unwrap();
+        fs::write(app.join("cgroup.procs"), "77\n").unwrap();
+        let root = Root::new(r);
+        let mut s =
+            Scope::resolve(&root, &"cgroup:/system.slice/app.service".parse().unwrap()).unwrap();
+        assert_eq!(s.cgroup().unwrap().version, CgVersion::V2);
+        let m = s.memory().unwrap();
+        assert_eq!(m.total_kb, 524288);
+        assert_eq!(m.available_kb, (536870912 - 500000000 + 10000000) / 1024);
+        assert_eq!((m.swap_total_kb, m.swap_free_kb), (262144, 262144 - 66831));
+        assert_eq!(s.kernel_oom_kills(), Some(2));
+        assert_eq!(
+            s.pressure_path().unwrap(),
+            Path::new("/sys/fs/cgroup/system.slice/app.service/memory.pressure")
+        );
+        let mut pids = Vec::new();
+        s.cgroup_pids(&mut pids);
+        assert_eq!(pids, [77]);
     }
 }
