@@ -2,3 +2,5 @@
 mod util;
 
 mod cli_basics;
+mod fleet_metrics;
+mod fleet_util;

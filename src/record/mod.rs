@@ -3,6 +3,7 @@
 //! and did.
 pub mod eventlog;
 pub mod log;
+pub mod metrics;
 
 use std::time::Duration;
 
