@@ -2,5 +2,6 @@
 mod util;
 
 mod cli_basics;
+mod fleet_events;
 mod fleet_metrics;
 mod fleet_util;
