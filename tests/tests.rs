@@ -4,4 +4,5 @@ mod util;
 mod cli_basics;
 mod fleet_events;
 mod fleet_metrics;
+mod fleet_observers;
 mod fleet_util;

@@ -177,11 +177,6 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells whether the warning level is crossed now (the warn observer calls this).
-    pub fn set_warn_active(&self, active: bool) {
-        self.lock().warn_active = Some(active);
-    }
-
     /// The whole exposition text.
     pub fn render(&self) -> String {
         let s = self.lock();
@@ -480,6 +475,13 @@ impl Observer for Metrics {
     }
 
     fn record(&mut self, rec: &Value) {
+        self.observe(rec);
+    }
+}
+
+impl Metrics {
+    /// Counts one event-log record (also for records written outside the daemon's loop).
+    pub fn observe(&self, rec: &Value) {
         let action = str_at(rec, &["action"]).to_string();
         let mut s = self.lock();
         *s.records.entry(action.clone()).or_default() += 1;
@@ -517,7 +519,13 @@ impl Observer for Metrics {
             "kernel_kill" => {
                 s.kernel_kills += rec.get("oom_kills").and_then(Value::as_u64).unwrap_or(1)
             }
-            "warn" => s.warnings += 1,
+            "warn" => {
+                let high = str_at(rec, &["state"]) != "cleared";
+                if high {
+                    s.warnings += 1;
+                }
+                s.warn_active = Some(high);
+            }
             "missing" => s.missing += 1,
             "restart" => {
                 let result = if rec.get("ok").and_then(Value::as_bool) == Some(true) {

@@ -1,9 +1,13 @@
 //! Record: the event log (JSON lines, fsynced), log lines, and the [`Observer`] hook through
 //! which metrics, notifications, hooks and the after-kill watch list learn what the daemon saw
 //! and did.
+pub mod emit;
 pub mod eventlog;
+pub mod hooks;
 pub mod log;
 pub mod metrics;
+pub mod warn;
+pub mod watch;
 
 use std::time::Duration;
 
