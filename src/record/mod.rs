@@ -4,8 +4,11 @@
 pub mod emit;
 pub mod eventlog;
 pub mod hooks;
+pub mod journald;
 pub mod log;
 pub mod metrics;
+pub mod notify;
+pub mod systemd;
 pub mod warn;
 pub mod watch;
 
