@@ -4,5 +4,6 @@ mod util;
 mod cli_basics;
 mod fleet_events;
 mod fleet_metrics;
+mod fleet_notify;
 mod fleet_observers;
 mod fleet_util;

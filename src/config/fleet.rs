@@ -40,6 +40,7 @@ pub(super) struct RawNotify {
     dbus_signal: Option<bool>,
     desktop: Option<bool>,
     user_runtime_dir: Option<String>,
+    system_bus: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +108,9 @@ pub struct NotifySettings {
     pub desktop: bool,
     /// Where the users' runtime directories (with their session bus socket `bus`) live.
     pub user_runtime_dir: String,
+    /// The system bus address (`None`: `DBUS_SYSTEM_BUS_ADDRESS` or the standard socket), e.g.
+    /// a host socket mounted elsewhere in a container.
+    pub system_bus: Option<String>,
 }
 
 impl Default for NotifySettings {
@@ -115,6 +119,7 @@ impl Default for NotifySettings {
             dbus_signal: true,
             desktop: true,
             user_runtime_dir: "/run/user".into(),
+            system_bus: None,
         }
     }
 }
@@ -239,6 +244,7 @@ pub(super) fn validate(raw: RawFleet, at: At) -> Result<FleetSettings, super::Co
         if let Some(d) = &n.user_runtime_dir {
             f.notify.user_runtime_dir = d.clone();
         }
+        f.notify.system_bus = n.system_bus.clone();
     }
     for w in raw.watch {
         let span = w.span();

@@ -118,8 +118,8 @@ pub fn send_desktop(socket: &Path, d: &Desktop) -> zbus::Result<u32> {
     reply.body().deserialize::<u32>()
 }
 
-/// The notification observer: queues records for its thread.
-#[derive(Debug)]
+/// The notification observer: queues records for its thread. Clones share the thread.
+#[derive(Debug, Clone)]
 pub struct Notify {
     tx: SyncSender<Value>,
 }
@@ -164,7 +164,12 @@ fn worker(rx: Receiver<Value>, s: NotifySettings) {
         if s.dbus_signal {
             // Reconnect at most every 10 s after a failure.
             if system.is_none() && last_fail.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                match Connection::system() {
+                let conn = match &s.system_bus {
+                    Some(addr) => zbus::blocking::connection::Builder::address(addr.as_str())
+                        .and_then(|b| b.build()),
+                    None => Connection::system(),
+                };
+                match conn {
                     Ok(c) => system = Some(c),
                     Err(e) => {
                         last_fail = Some(Instant::now());
