@@ -112,6 +112,13 @@ pub struct Journal;
 
 impl Observer for Journal {
     fn record(&mut self, rec: &Value) {
+        self.record_entry(rec);
+    }
+}
+
+impl Journal {
+    /// Logs the structured entry of one record.
+    pub fn record_entry(&self, rec: &Value) {
         let f = fields(rec);
         let kv: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let level = match rec.get("action").and_then(Value::as_str) {

@@ -3,6 +3,7 @@
 //! and did.
 pub mod emit;
 pub mod eventlog;
+pub mod fleet;
 pub mod hooks;
 pub mod journald;
 pub mod log;
