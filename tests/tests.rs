@@ -6,4 +6,5 @@ mod fleet_events;
 mod fleet_metrics;
 mod fleet_notify;
 mod fleet_observers;
+mod fleet_packaging;
 mod fleet_util;
