@@ -19,3 +19,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo test --release --all-targets "$@"
+
+# The Debian package: build (cargo-deb, installed if missing), dpkg -i, run, dpkg -r, purge.
+./scripts/deb-check.sh
