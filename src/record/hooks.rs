@@ -214,8 +214,15 @@ impl Hooks {
 
 impl Observer for Hooks {
     fn before_kill(&mut self, rec: &Value) {
+        // The daemon hands over the kill record before it is written: name what it is.
+        let mut rec = rec.clone();
+        if let Value::Object(m) = &mut rec {
+            m.entry("action").or_insert_with(|| "kill".into());
+            m.entry("time")
+                .or_insert_with(|| super::eventlog::now_rfc3339().into());
+        }
         let argv = self.settings.pre_kill.clone();
-        self.launch("pre_kill", &argv, rec);
+        self.launch("pre_kill", &argv, &rec);
     }
 
     fn record(&mut self, rec: &Value) {
