@@ -7,4 +7,6 @@ mod fleet_metrics;
 mod fleet_notify;
 mod fleet_observers;
 mod fleet_packaging;
+mod fleet_run;
 mod fleet_util;
+mod run_cgroup;

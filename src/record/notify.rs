@@ -89,13 +89,17 @@ pub fn session_buses(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Sends one desktop notification over the bus at `socket`; returns the notification id.
-pub fn send_desktop(socket: &Path, d: &Desktop) -> zbus::Result<u32> {
-    let conn = zbus::blocking::connection::Builder::address(
+/// Connects to the session bus at `socket`.
+pub fn connect_session(socket: &Path) -> zbus::Result<Connection> {
+    zbus::blocking::connection::Builder::address(
         format!("unix:path={}", socket.display()).as_str(),
     )?
     .method_timeout(Duration::from_secs(5))
-    .build()?;
+    .build()
+}
+
+/// Sends one desktop notification over `conn`; returns the notification id.
+pub fn send_desktop(conn: &Connection, d: &Desktop) -> zbus::Result<u32> {
     let mut hints: HashMap<&str, zvariant::Value> = HashMap::new();
     hints.insert("urgency", zvariant::Value::U8(d.urgency));
     hints.insert("desktop-entry", zvariant::Value::from("oomguard"));
@@ -160,6 +164,8 @@ fn worker(rx: Receiver<Value>, s: NotifySettings) {
     let mut system: Option<Connection> = None;
     let mut last_fail: Option<Instant> = None;
     let mut warned = false;
+    // Session bus connections by socket, kept while they work.
+    let mut sessions: HashMap<PathBuf, Connection> = HashMap::new();
     while let Ok(rec) = rx.recv() {
         if s.dbus_signal {
             // Reconnect at most every 10 s after a failure.
@@ -199,10 +205,28 @@ fn worker(rx: Receiver<Value>, s: NotifySettings) {
         if s.desktop
             && let Some(d) = desktop_for(&rec)
         {
-            for bus in session_buses(Path::new(&s.user_runtime_dir)) {
-                match send_desktop(&bus, &d) {
+            let buses = session_buses(Path::new(&s.user_runtime_dir));
+            sessions.retain(|k, _| buses.contains(k));
+            for bus in buses {
+                let conn = match sessions.get(&bus) {
+                    Some(c) => c.clone(),
+                    None => match connect_session(&bus) {
+                        Ok(c) => {
+                            sessions.insert(bus.clone(), c.clone());
+                            c
+                        }
+                        Err(e) => {
+                            log::debug!("cannot reach session bus {}: {e}", bus.display());
+                            continue;
+                        }
+                    },
+                };
+                match send_desktop(&conn, &d) {
                     Ok(id) => log::debug!("desktop notification {id} sent on {}", bus.display()),
-                    Err(e) => log::debug!("desktop notification on {} failed: {e}", bus.display()),
+                    Err(e) => {
+                        log::debug!("desktop notification on {} failed: {e}", bus.display());
+                        sessions.remove(&bus);
+                    }
                 }
             }
         }
