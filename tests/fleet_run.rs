@@ -313,3 +313,43 @@ max_restarts = 1
         "{summaries:?}"
     );
 }
+
+#[test]
+fn sighup_refuses_a_bad_config_naming_the_line_and_keeps_running() {
+    let Some(cg) = TestCgroup::new("fleethup", 200 * MIB) else {
+        return;
+    };
+    let d = tempdir();
+    let cfg = d.path().join("oomguard.toml");
+    std::fs::write(&cfg, "[warn]\nlevel = \"90%\"\n").unwrap();
+    let mut run = Run::start(
+        &cg,
+        &d.path().join("events.jsonl"),
+        &["--dry-run", "--config", cfg.to_str().unwrap()],
+        &[],
+    );
+    std::fs::write(
+        &cfg,
+        "[warn]\nlevel = \"90%\"\n\n[[watch]]\nrestart = [\"true\"]\n",
+    )
+    .unwrap();
+    // SAFETY: SIGHUP to the daemon this test started.
+    unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
+    let l = run.expect_line("reload refused", Duration::from_secs(10));
+    assert!(
+        l.contains("oomguard.toml:4") && l.contains("no match field"),
+        "{l}"
+    );
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "the daemon kept running"
+    );
+    std::fs::write(
+        &cfg,
+        "[warn]\nlevel = \"90%\"\n\n[[protect]]\nname = \"^sshd$\"\n",
+    )
+    .unwrap();
+    unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
+    let l = run.expect_line("config reloaded", Duration::from_secs(10));
+    assert!(l.contains("1 rules"), "{l}");
+}
