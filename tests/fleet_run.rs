@@ -15,7 +15,8 @@ use serde_json::Value;
 use crate::fleet_metrics::{prom_query, start_prometheus};
 use crate::fleet_notify::{buses, monitor_signals, notification_server};
 use crate::fleet_util::{free_port, have, wait_for};
-use crate::util::{Reaped, TestCgroup, bin, oomguard, require, tempdir};
+use crate::run_cgroup::hog;
+use crate::util::{TestCgroup, bin, oomguard, require, tempdir};
 
 const MIB: u64 = 1 << 20;
 
@@ -83,28 +84,8 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        // SAFETY: SIGINT to the daemon this test started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::util::interrupt_and_reap(&mut self.child);
     }
-}
-
-fn hog(cg: &TestCgroup, args: &[&str]) -> Reaped {
-    let mut cmd = Command::new(bin());
-    cmd.arg("hog")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    Reaped(cg.spawn(&mut cmd))
 }
 
 #[test]

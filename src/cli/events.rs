@@ -337,7 +337,7 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         // Only complete lines now; a partial tail is picked up by --follow or reported.
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         offset = complete as u64;
-        let (recs, warnings) = parse_lines(&text[..complete], &path, 0);
+        let (recs, warnings) = eventlog::parse_lines(&text[..complete], &path);
         for w in &warnings {
             eprintln!("oomguard: warning: {w}");
         }
@@ -361,26 +361,6 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         follow(&path, offset, &filter, args.json, &mut out)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Parses complete JSON lines; bad lines become warnings naming their line number.
-fn parse_lines(bytes: &[u8], path: &Path, first_line: usize) -> (Vec<Value>, Vec<String>) {
-    let mut recs = Vec::new();
-    let mut warns = Vec::new();
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<Value>(line) {
-            Ok(v) => recs.push(v),
-            Err(e) => warns.push(format!(
-                "{}:{}: skipped a bad record ({e})",
-                path.display(),
-                first_line + i + 1
-            )),
-        }
-    }
-    (recs, warns)
 }
 
 /// Prints records appended after `offset`, forever (until killed). Survives the file being
@@ -413,7 +393,7 @@ fn follow(
                 pending.extend_from_slice(&buf);
                 if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
                     let complete: Vec<u8> = pending.drain(..=end).collect();
-                    let (recs, warns) = parse_lines(&complete, path, 0);
+                    let (recs, warns) = eventlog::parse_lines(&complete, path);
                     for w in warns {
                         eprintln!("oomguard: warning: {w}");
                     }

@@ -105,26 +105,42 @@ pub fn run_program(
     out
 }
 
-fn put(env: &mut Vec<(String, String)>, k: &str, v: Option<&Value>) {
-    let s = match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => return,
-        Some(v) => v.to_string(),
+/// A record's key facts as `OOMGUARD_*` name/value pairs: `ACTION`, `TIME`, `SCOPE`, `HOST`,
+/// `OOM_KILLS`, `WATCH`, `STATE`, `OK`; the victim's `PID`, `COMM`, `CMDLINE`, `UID`, `RSS_KB`,
+/// `OOM_SCORE_ADJ`, `SCORE`, `CGROUP`, `RULE` (each after `victim_prefix`); the trigger's
+/// `REASON`, `SEVERITY`, `AVAILABLE_KB`, `TOTAL_KB`; the outcome's `EXITED`, `FREED_KB`,
+/// `EXIT_MS`. Absent and null fields are left out.
+pub fn event_fields(rec: &Value, victim_prefix: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut put = |prefix: &str, obj: Option<&Value>, keys: &[&str]| {
+        let Some(obj) = obj else { return };
+        for k in keys {
+            let v = match obj.get(k) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => continue,
+                Some(v) => v.to_string(),
+            };
+            out.push((format!("OOMGUARD_{prefix}{}", k.to_ascii_uppercase()), v));
+        }
     };
-    env.push((format!("OOMGUARD_{k}"), s));
-}
-
-/// The environment a hook gets: `OOMGUARD_HOOK`, `_ACTION`, `_TIME`, `_SCOPE`, `_HOST`,
-/// `_PID`, `_COMM`, `_CMDLINE`, `_UID`, `_RSS_KB`, `_OOM_SCORE_ADJ`, `_SCORE`, `_CGROUP`,
-/// `_RULE`, `_REASON`, `_SEVERITY`, `_AVAILABLE_KB`, `_TOTAL_KB`, and after a kill `_EXITED`,
-/// `_FREED_KB`, or `_OOM_KILLS` for a kernel kill.
-pub fn hook_env(hook: &str, rec: &Value) -> Vec<(String, String)> {
-    let mut env = vec![("OOMGUARD_HOOK".to_string(), hook.to_string())];
-    for k in ["action", "time", "scope", "host", "oom_kills"] {
-        put(&mut env, &k.to_ascii_uppercase(), rec.get(k));
-    }
-    if let Some(v) = rec.get("victim") {
-        for k in [
+    put(
+        "",
+        Some(rec),
+        &[
+            "action",
+            "time",
+            "scope",
+            "host",
+            "oom_kills",
+            "watch",
+            "state",
+            "ok",
+        ],
+    );
+    put(
+        victim_prefix,
+        rec.get("victim"),
+        &[
             "pid",
             "comm",
             "cmdline",
@@ -134,20 +150,22 @@ pub fn hook_env(hook: &str, rec: &Value) -> Vec<(String, String)> {
             "score",
             "cgroup",
             "rule",
-        ] {
-            put(&mut env, &k.to_ascii_uppercase(), v.get(k));
-        }
-    }
-    if let Some(t) = rec.get("trigger") {
-        for k in ["reason", "severity", "available_kb", "total_kb"] {
-            put(&mut env, &k.to_ascii_uppercase(), t.get(k));
-        }
-    }
-    if let Some(o) = rec.get("outcome") {
-        for k in ["exited", "freed_kb"] {
-            put(&mut env, &k.to_ascii_uppercase(), o.get(k));
-        }
-    }
+        ],
+    );
+    put(
+        "",
+        rec.get("trigger"),
+        &["reason", "severity", "available_kb", "total_kb"],
+    );
+    put("", rec.get("outcome"), &["exited", "freed_kb", "exit_ms"]);
+    out
+}
+
+/// The environment a hook gets: `OOMGUARD_HOOK` (`pre_kill`/`post_kill`) and
+/// [`event_fields`] with the victim's facts unprefixed (`OOMGUARD_PID`, `OOMGUARD_COMM`, ...).
+pub fn hook_env(hook: &str, rec: &Value) -> Vec<(String, String)> {
+    let mut env = vec![("OOMGUARD_HOOK".to_string(), hook.to_string())];
+    env.extend(event_fields(rec, ""));
     env
 }
 

@@ -37,57 +37,11 @@ pub fn init(verbose: bool) -> bool {
     false
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        v => Some(v.to_string()),
-    }
-}
-
-/// The journal fields of an event record.
+/// The journal fields of an event record: `MESSAGE_ID` and the record's facts
+/// (`OOMGUARD_ACTION`, `OOMGUARD_VICTIM_PID`, `OOMGUARD_VICTIM_COMM`, `OOMGUARD_REASON`, ...).
 pub fn fields(rec: &Value) -> Vec<(String, String)> {
     let mut out = vec![("MESSAGE_ID".to_string(), EVENT_MESSAGE_ID.to_string())];
-    let mut put = |k: &str, v: Option<&Value>| {
-        if let Some(s) = v.and_then(text) {
-            out.push((format!("OOMGUARD_{k}"), s));
-        }
-    };
-    for k in [
-        "action",
-        "scope",
-        "time",
-        "oom_kills",
-        "watch",
-        "state",
-        "ok",
-    ] {
-        put(&k.to_ascii_uppercase(), rec.get(k));
-    }
-    if let Some(v) = rec.get("victim") {
-        for k in [
-            "pid",
-            "comm",
-            "uid",
-            "rss_kb",
-            "oom_score_adj",
-            "score",
-            "cgroup",
-            "rule",
-        ] {
-            put(&format!("VICTIM_{}", k.to_ascii_uppercase()), v.get(k));
-        }
-    }
-    if let Some(t) = rec.get("trigger") {
-        for k in ["reason", "severity", "available_kb", "total_kb"] {
-            put(&k.to_ascii_uppercase(), t.get(k));
-        }
-    }
-    if let Some(o) = rec.get("outcome") {
-        for k in ["exited", "freed_kb", "exit_ms"] {
-            put(&k.to_ascii_uppercase(), o.get(k));
-        }
-    }
+    out.extend(super::hooks::event_fields(rec, "VICTIM_"));
     out
 }
 
@@ -98,7 +52,7 @@ pub fn message(rec: &Value) -> String {
     match rec.get("victim") {
         Some(v) => format!(
             "{action}: pid {} ({}) {detail}",
-            v.get("pid").and_then(text).unwrap_or_default(),
+            v.get("pid").map(Value::to_string).unwrap_or_default(),
             v.get("comm").and_then(Value::as_str).unwrap_or("?")
         ),
         None => format!("{action}: {detail}"),
