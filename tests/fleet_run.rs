@@ -334,3 +334,35 @@ fn sighup_refuses_a_bad_config_naming_the_line_and_keeps_running() {
     let l = run.expect_line("config reloaded", Duration::from_secs(10));
     assert!(l.contains("1 rules"), "{l}");
 }
+
+#[test]
+fn sighup_reload_applies_a_new_warning_level() {
+    let Some(cg) = TestCgroup::new("fleetwarn", 200 * MIB) else {
+        return;
+    };
+    let d = tempdir();
+    let cfg = d.path().join("oomguard.toml");
+    std::fs::write(&cfg, "[warn]\nlevel = \"95%\"\n").unwrap();
+    let mut run = Run::start(
+        &cg,
+        &d.path().join("events.jsonl"),
+        &["--dry-run", "--config", cfg.to_str().unwrap()],
+        &[],
+    );
+    let h = hog(&cg, &["--name", "half", "--max", "110M"]);
+    crate::run_cgroup::wait_rss(&h, 100 * MIB);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        run.records().iter().all(|r| r["action"] != "warn"),
+        "55% used is below the 95% warning level: {:?}",
+        run.records()
+    );
+    std::fs::write(&cfg, "[warn]\nlevel = \"40%\"\n").unwrap();
+    // SAFETY: SIGHUP to the daemon this test started.
+    unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
+    run.expect_line("fleet features restarted", Duration::from_secs(10));
+    let w = run.wait_record("warn", |r| r["action"] == "warn");
+    assert_eq!(w["state"], "high");
+    assert_eq!(w["level_pct"], 40.0);
+    assert!(run.child.try_wait().unwrap().is_none());
+}

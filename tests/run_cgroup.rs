@@ -100,7 +100,7 @@ pub(crate) fn hog(cg: &TestCgroup, args: &[&str]) -> Reaped {
 }
 
 /// Waits until `p` has at least `bytes` resident.
-fn wait_rss(p: &Reaped, bytes: u64) {
+pub(crate) fn wait_rss(p: &Reaped, bytes: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status =

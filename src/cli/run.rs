@@ -195,16 +195,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for n in crate::daemon::protect_self() {
         log::warn!("{n}");
     }
-    let reload_args = args.clone();
-    let reload: crate::daemon::Reload = Box::new(move || settings(&reload_args));
     let root = s.root.clone();
+    let fleet = Config::load(args.config.as_deref(), &passwd_lookup(root.as_path()))?.fleet;
+    let reloader = crate::record::fleet::Reloader::default();
+    let fleet_reload = reloader.clone();
+    let reload_args = args.clone();
+    let reload: crate::daemon::Reload = Box::new(move || {
+        let s = settings(&reload_args)?;
+        let users = passwd_lookup(s.root.as_path());
+        fleet_reload.push(Config::load(reload_args.config.as_deref(), &users)?.fleet);
+        Ok(s)
+    });
     let mut d = Daemon::new(s, Vec::new(), flags.clone(), Some(pipe_r), Some(reload))?;
-    let users = passwd_lookup(root.as_path());
-    let fleet = Config::load(args.config.as_deref(), &users)?.fleet;
-    let built = crate::record::fleet::build(&fleet, args.metrics, d.event_log().clone(), root)?;
-    for o in built.observers {
-        d.add_observer(o);
-    }
+    let built =
+        crate::record::fleet::build(&fleet, args.metrics, d.event_log().clone(), root, reloader)?;
+    d.add_observer(Box::new(built.observer));
     d.run()?;
     crate::record::systemd::stopping();
     let _ = flags.stop.load(Ordering::Relaxed);

@@ -40,6 +40,10 @@ impl WarnState {
         }
     }
 
+    pub fn is_high(&self) -> bool {
+        self.high
+    }
+
     pub fn step(&mut self, used: f64) -> Option<Change> {
         if !self.high && used >= self.level {
             self.high = true;
@@ -78,6 +82,18 @@ impl Warn {
             state: WarnState::new(level, settings.clear_pct),
             emit,
         })
+    }
+}
+
+impl Warn {
+    /// Starts in the raised state (a reload while memory use is high must not warn again).
+    pub fn with_high(mut self, high: bool) -> Warn {
+        self.state.high = high;
+        self
+    }
+
+    pub fn is_high(&self) -> bool {
+        self.state.is_high()
     }
 }
 
