@@ -2,6 +2,9 @@
 //! use). Crossing it logs, writes a `warn` record (`state: "high"`) and so notifies; the
 //! warning clears (`state: "cleared"`) only once use falls below the clear level, so it does
 //! not flap. Never kills.
+//!
+//! Wire format of a `warn` record: `state` (`high` or `cleared`), `used_pct` (one decimal),
+//! `level_pct`, `clear_pct`, `available_kb`, `total_kb`, besides the common fields.
 
 use serde::Serialize;
 

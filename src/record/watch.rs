@@ -3,6 +3,13 @@
 //! watched program still runs, records `missing` for what is gone and runs its restart command
 //! (argv, no shell) at most `max_restarts` times over the daemon's life, recording each
 //! `restart` and its result. Follow-up records carry `after`: the event they follow.
+//!
+//! Wire format, besides the common fields:
+//! - `missing`: `watch` (the entry's first match pattern), `restart` (its argv, maybe empty),
+//!   `restarts_left`, `after` {`time`, `action`, `pid`, `comm`} (the kill or kernel kill).
+//! - `restart`: `watch`, `argv`, `attempt` (1-based), `max_restarts`, `ok` (exit status 0),
+//!   `exit_code`, `timed_out`, `error` (could not start), `ms`, `running_after` (the program
+//!   was found running after the command), `after`.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
