@@ -130,6 +130,21 @@ fn prometheus_scrapes_the_running_daemon_and_systemd_hears_ready_and_watchdog() 
     );
     assert!(pings >= 3, "watchdog pings: {got}");
     assert!(got.contains("STATUS=guarding"), "{got}");
+    // A reload is announced (RELOADING=1 with the monotonic time), then READY=1 again.
+    // SAFETY: SIGHUP to the daemon this test started.
+    unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
+        let n = sock.recv(&mut buf).expect("notify datagrams after SIGHUP");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.contains("RELOADING=1") || !seen.is_empty() {
+            seen.push(msg);
+        }
+    }
+    assert!(
+        seen[0].contains("RELOADING=1") && seen[0].contains("MONOTONIC_USEC="),
+        "{seen:?}"
+    );
 
     let mut big = hog(&cg, &["--name", "bigone", "--max", "370M"]);
     run.wait_record("dry_run", |r| r["action"] == "dry_run");

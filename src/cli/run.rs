@@ -201,10 +201,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let fleet_reload = reloader.clone();
     let reload_args = args.clone();
     let reload: crate::daemon::Reload = Box::new(move || {
-        let s = settings(&reload_args)?;
-        let users = passwd_lookup(s.root.as_path());
-        fleet_reload.push(Config::load(reload_args.config.as_deref(), &users)?.fleet);
-        Ok(s)
+        crate::record::systemd::reloading(false);
+        let r = settings(&reload_args).and_then(|s| {
+            let users = passwd_lookup(s.root.as_path());
+            fleet_reload.push(Config::load(reload_args.config.as_deref(), &users)?.fleet);
+            Ok(s)
+        });
+        crate::record::systemd::reloading(true);
+        r
     });
     let mut d = Daemon::new(s, Vec::new(), flags.clone(), Some(pipe_r), Some(reload))?;
     let built =
