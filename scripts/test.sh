@@ -24,4 +24,4 @@ if [ $# -eq 0 ]; then
   ./scripts/deb-check.sh
 fi
 
-cargo test --release --all-targets "$@"
+cargo test --release "$@"

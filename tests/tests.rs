@@ -2,6 +2,8 @@
 mod util;
 
 mod cli_basics;
+mod doctor;
+mod drill;
 mod fleet_events;
 mod fleet_metrics;
 mod fleet_notify;
@@ -9,4 +11,5 @@ mod fleet_observers;
 mod fleet_packaging;
 mod fleet_run;
 mod fleet_util;
+mod protect;
 mod run_cgroup;

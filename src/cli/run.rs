@@ -88,6 +88,13 @@ pub struct RunArgs {
     /// `[metrics] listen`).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// The protection rules' safety-net scan interval (rules with oom_score_adj are applied on
+    /// every process event; this scan catches what events miss).
+    #[arg(long, hide = true, value_name = "DURATION", default_value = "60s", value_parser = |s: &str| s.parse::<Dur>())]
+    pub protect_scan_interval: Dur,
+    /// No periodic protection scan: process events only (tests).
+    #[arg(long, hide = true)]
+    pub no_protect_scan: bool,
     /// More log lines.
     #[arg(short, long)]
     pub verbose: bool,
@@ -200,13 +207,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let reloader = crate::record::fleet::Reloader::default();
     let fleet_reload = reloader.clone();
     let reload_args = args.clone();
+    let protect_opts = crate::act::protect::GuardianOptions {
+        scan_interval: (!args.no_protect_scan).then_some(args.protect_scan_interval.0),
+        rcvbuf: None,
+    };
+    // The protection thread lives as long as the reload closure, i.e. the daemon.
+    let mut guardian = crate::act::protect::Guardian::for_daemon(
+        &s.root,
+        &s.scope,
+        &s.policy,
+        &s.event_log,
+        protect_opts,
+    )?;
     let reload: crate::daemon::Reload = Box::new(move || {
         crate::record::systemd::reloading(false);
-        let r = settings(&reload_args).and_then(|s| {
-            let users = passwd_lookup(s.root.as_path());
+        let mut apply = || -> anyhow::Result<Settings> {
+            let new = settings(&reload_args)?;
+            let users = passwd_lookup(new.root.as_path());
             fleet_reload.push(Config::load(reload_args.config.as_deref(), &users)?.fleet);
-            Ok(s)
-        });
+            match &guardian {
+                Some(g) => g.set_policy(new.policy.clone()),
+                None => {
+                    guardian = crate::act::protect::Guardian::for_daemon(
+                        &new.root,
+                        &new.scope,
+                        &new.policy,
+                        &new.event_log,
+                        protect_opts,
+                    )?
+                }
+            }
+            Ok(new)
+        };
+        let r = apply();
         crate::record::systemd::reloading(true);
         r
     });
