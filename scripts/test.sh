@@ -18,4 +18,10 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The Debian package: build (cargo-deb, installed if missing), dpkg -i, run, dpkg -r, purge.
+# Skipped when test filters are given; run first so the test runner's summary comes last.
+if [ $# -eq 0 ]; then
+  ./scripts/deb-check.sh
+fi
+
 cargo test --release "$@"

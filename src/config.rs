@@ -12,6 +12,8 @@ use toml::Spanned;
 use crate::decide::policy::{Rule, RuleKind, UserMatch};
 use crate::values::{Dur, KillUnit, LevelPair, PsiSpec, ScopeSpec, ValueError};
 
+pub mod fleet;
+
 /// The path read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/oomguard/oomguard.toml";
 
@@ -45,6 +47,12 @@ struct RawFile {
     prefer: Vec<Spanned<RawRule>>,
     #[serde(default)]
     avoid: Vec<Spanned<RawRule>>,
+    metrics: Option<fleet::RawMetrics>,
+    warn: Option<fleet::RawWarn>,
+    hooks: Option<fleet::RawHooks>,
+    notify: Option<fleet::RawNotify>,
+    #[serde(default)]
+    watch: Vec<Spanned<fleet::RawWatch>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +112,8 @@ pub struct Config {
     pub run: RunSettings,
     /// The file's rules in file order (protect, prefer and avoid tables interleaved as written).
     pub rules: Vec<Rule>,
+    /// `[metrics]`, `[warn]`, `[hooks]`, `[notify]`, `[[watch]]`.
+    pub fleet: fleet::FleetSettings,
 }
 
 impl Config {
@@ -288,10 +298,21 @@ impl Config {
             }
             rules.push(rule);
         }
+        let fleet = fleet::validate(
+            fleet::RawFleet {
+                metrics: raw.metrics.as_ref(),
+                warn: raw.warn.as_ref(),
+                hooks: raw.hooks.as_ref(),
+                notify: raw.notify.as_ref(),
+                watch: &raw.watch,
+            },
+            &at,
+        )?;
         Ok(Config {
             path: Some(path.to_path_buf()),
             run,
             rules,
+            fleet,
         })
     }
 }

@@ -85,21 +85,11 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SAFETY: SIGINT to the daemon this test started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::util::interrupt_and_reap(&mut self.child);
     }
 }
 
-fn hog(cg: &TestCgroup, args: &[&str]) -> Reaped {
+pub(crate) fn hog(cg: &TestCgroup, args: &[&str]) -> Reaped {
     let mut cmd = Command::new(bin());
     cmd.arg("hog")
         .args(args)
@@ -110,7 +100,7 @@ fn hog(cg: &TestCgroup, args: &[&str]) -> Reaped {
 }
 
 /// Waits until `p` has at least `bytes` resident.
-fn wait_rss(p: &Reaped, bytes: u64) {
+pub(crate) fn wait_rss(p: &Reaped, bytes: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status =

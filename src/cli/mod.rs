@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod drill;
 pub mod events;
 pub mod explain;
+pub mod generate;
 pub mod hog;
 mod interrupt;
 pub mod protect;
@@ -59,6 +60,9 @@ pub enum Command {
     /// A memory hog for drills and tests (allocates and touches memory up to --max).
     #[command(hide = true)]
     Hog(hog::HogArgs),
+    /// Write man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 /// Parses the arguments, runs the subcommand, maps the outcome to an exit code.
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Events(a) => events::run(a),
         Command::CheckConfig(a) => check_config::run(a),
         Command::Hog(a) => hog::run(a),
+        Command::Generate(a) => generate::run(a),
     };
     match result {
         Ok(code) => code,

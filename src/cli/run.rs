@@ -26,6 +26,9 @@ use crate::values::{Dur, KillUnit, LevelPair, PsiSpec, ScopeSpec};
       guard one cgroup against its own limit
   oomguard run --mem-min-size 800M,400M --protect '^sshd$' --prefer 'chrome'
   oomguard run --psi full:20:2s --kill-unit tree
+  oomguard run --metrics 127.0.0.1:9577
+      also serve Prometheus metrics (warnings, hooks, notifications, the after-kill watch
+      list: see the [warn], [hooks], [notify] and [[watch]] sections of the config file)
 
 Levels: below the TERM level oomguard sends SIGTERM, below the KILL level SIGKILL (KILL omitted =
 half of TERM). With swap, memory AND swap must both be low; without swap, memory alone counts.
@@ -81,6 +84,10 @@ pub struct RunArgs {
     /// Root of the filesystem to read /proc and /sys from (for tests on fixture trees).
     #[arg(long, hide = true, default_value = "/")]
     pub root: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9577; overrides
+    /// `[metrics] listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// The protection rules' safety-net scan interval (rules with oom_score_adj are applied on
     /// every process event; this scan catches what events miss).
     #[arg(long, hide = true, value_name = "DURATION", default_value = "60s", value_parser = |s: &str| s.parse::<Dur>())]
@@ -170,7 +177,7 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    crate::record::log::init(args.verbose);
+    crate::record::journald::init(args.verbose);
     let s = settings(&args)?;
     let flags = Flags::default();
     let (pipe_r, pipe_w) = rustix::pipe::pipe_with(
@@ -195,6 +202,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for n in crate::daemon::protect_self() {
         log::warn!("{n}");
     }
+    let root = s.root.clone();
+    let fleet = Config::load(args.config.as_deref(), &passwd_lookup(root.as_path()))?.fleet;
+    let reloader = crate::record::fleet::Reloader::default();
+    let fleet_reload = reloader.clone();
     let reload_args = args.clone();
     let protect_opts = crate::act::protect::GuardianOptions {
         scan_interval: (!args.no_protect_scan).then_some(args.protect_scan_interval.0),
@@ -209,23 +220,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         protect_opts,
     )?;
     let reload: crate::daemon::Reload = Box::new(move || {
-        let new = settings(&reload_args)?;
-        match &guardian {
-            Some(g) => g.set_policy(new.policy.clone()),
-            None => {
-                guardian = crate::act::protect::Guardian::for_daemon(
-                    &new.root,
-                    &new.scope,
-                    &new.policy,
-                    &new.event_log,
-                    protect_opts,
-                )?
+        crate::record::systemd::reloading(false);
+        let mut apply = || -> anyhow::Result<Settings> {
+            let new = settings(&reload_args)?;
+            let users = passwd_lookup(new.root.as_path());
+            fleet_reload.push(Config::load(reload_args.config.as_deref(), &users)?.fleet);
+            match &guardian {
+                Some(g) => g.set_policy(new.policy.clone()),
+                None => {
+                    guardian = crate::act::protect::Guardian::for_daemon(
+                        &new.root,
+                        &new.scope,
+                        &new.policy,
+                        &new.event_log,
+                        protect_opts,
+                    )?
+                }
             }
-        }
-        Ok(new)
+            Ok(new)
+        };
+        let r = apply();
+        crate::record::systemd::reloading(true);
+        r
     });
     let mut d = Daemon::new(s, Vec::new(), flags.clone(), Some(pipe_r), Some(reload))?;
+    let built =
+        crate::record::fleet::build(&fleet, args.metrics, d.event_log().clone(), root, reloader)?;
+    d.add_observer(Box::new(built.observer));
     d.run()?;
+    crate::record::systemd::stopping();
     let _ = flags.stop.load(Ordering::Relaxed);
     Ok(ExitCode::SUCCESS)
 }

@@ -203,6 +203,16 @@ impl Daemon {
         self.scope.label()
     }
 
+    /// The event log the daemon writes (fleet features append their own records to it).
+    pub fn event_log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Adds an observer after start-up (the fleet features, built once the log is open).
+    pub fn add_observer(&mut self, o: Box<dyn Observer>) {
+        self.observers.push(o);
+    }
+
     fn pgalloc(&mut self) -> u64 {
         self.scope.pgalloc()
     }

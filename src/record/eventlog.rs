@@ -127,6 +127,11 @@ impl EventLog {
 /// reported in the returned warnings (with its line number).
 pub fn read_all(path: &Path) -> std::io::Result<(Vec<Value>, Vec<String>)> {
     let text = std::fs::read(path)?;
+    Ok(parse_lines(&text, path))
+}
+
+/// Parses JSON lines read from `path` (named in the warnings about bad lines).
+pub fn parse_lines(text: &[u8], path: &Path) -> (Vec<Value>, Vec<String>) {
     let mut recs = Vec::new();
     let mut warnings = Vec::new();
     for (i, line) in text.split(|&b| b == b'\n').enumerate() {
@@ -142,7 +147,7 @@ pub fn read_all(path: &Path) -> std::io::Result<(Vec<Value>, Vec<String>)> {
             )),
         }
     }
-    Ok((recs, warnings))
+    (recs, warnings)
 }
 
 #[cfg(test)]

@@ -1,8 +1,17 @@
 //! Record: the event log (JSON lines, fsynced), log lines, and the [`Observer`] hook through
 //! which metrics, notifications, hooks and the after-kill watch list learn what the daemon saw
 //! and did.
+pub mod emit;
 pub mod eventlog;
+pub mod fleet;
+pub mod hooks;
+pub mod journald;
 pub mod log;
+pub mod metrics;
+pub mod notify;
+pub mod systemd;
+pub mod warn;
+pub mod watch;
 
 use std::time::Duration;
 

@@ -203,6 +203,21 @@ impl Drop for Reaped {
     }
 }
 
+/// Stops a daemon this test started: SIGINT, up to 5 s to exit, then SIGKILL; always reaped.
+pub fn interrupt_and_reap(child: &mut Child) {
+    // SAFETY: SIGINT to a child process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A fresh temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")

@@ -1,0 +1,59 @@
+//! The path of records that fleet features write themselves (`warn`, `missing`, `restart`):
+//! into the event log, then to the sinks that want every record (metrics, notifications),
+//! as the daemon does for its own records.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::eventlog::EventLog;
+
+type Sink = Arc<dyn Fn(&Value) + Send + Sync>;
+
+/// Appends records and hands each, as written, to the sinks. Cheap to clone; usable from any
+/// thread.
+#[derive(Clone)]
+pub struct Emitter {
+    log: EventLog,
+    sinks: Vec<Sink>,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter")
+            .field("log", &self.log.path())
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl Emitter {
+    pub fn new(log: EventLog) -> Emitter {
+        Emitter {
+            log,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// Adds a sink that sees every record this emitter writes.
+    pub fn add_sink(&mut self, f: impl Fn(&Value) + Send + Sync + 'static) {
+        self.sinks.push(Arc::new(f));
+    }
+
+    /// Writes one record; a write failure is logged (the feature goes on without it).
+    pub fn emit(&self, action: &str, body: &impl Serialize) -> Option<Value> {
+        match self.log.append(action, body) {
+            Ok(rec) => {
+                for s in &self.sinks {
+                    s(&rec);
+                }
+                Some(rec)
+            }
+            Err(e) => {
+                log::error!("cannot record '{action}': {e}");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! `[hooks]`: `pre_kill` and `post_kill` programs, run without a shell, with the event's JSON
+//! on stdin and its key facts in `OOMGUARD_*` environment variables. Each run has its own
+//! thread and a timeout (the program's whole process group is killed when it runs out), so a
+//! slow or failing hook never delays a kill.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Observer;
+use crate::config::fleet::HookSettings;
+
+/// How many hook programs may run at once; more are skipped with a warning.
+const MAX_RUNNING: usize = 16;
+
+/// The outcome of running a program with a timeout.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunOutcome {
+    /// Exited with status 0.
+    pub ok: bool,
+    pub exit_code: Option<i32>,
+    /// Killed by this signal (the timeout sends SIGKILL).
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    /// Could not be started, or failed to wait.
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+/// Runs `argv` (no shell) with extra environment and `stdin`, in its own process group; kills
+/// the group after `timeout`. Blocks the calling thread: call it from a thread of its own.
+pub fn run_program(
+    argv: &[String],
+    env: &[(String, String)],
+    stdin: &[u8],
+    timeout: Duration,
+) -> RunOutcome {
+    let start = Instant::now();
+    let mut out = RunOutcome {
+        ok: false,
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        error: None,
+        ms: 0,
+    };
+    let Some((prog, args)) = argv.split_first() else {
+        out.error = Some("empty command".into());
+        return out;
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            out.error = Some(format!("cannot start {prog}: {e}"));
+            return out;
+        }
+    };
+    if let Some(mut pipe) = child.stdin.take() {
+        let data = stdin.to_vec();
+        // A program that does not read its stdin must not hold us up.
+        let _ = std::thread::Builder::new()
+            .name("oomguard-hook-stdin".into())
+            .spawn(move || {
+                let _ = pipe.write_all(&data);
+            });
+    }
+    let pgid = child.id() as i32;
+    let deadline = start + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) => {}
+            Err(e) => {
+                out.error = Some(format!("waiting for {prog}: {e}"));
+                break None;
+            }
+        }
+        if Instant::now() >= deadline {
+            out.timed_out = true;
+            // SAFETY: kill(2) on the process group this function created for the program.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            break child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if let Some(s) = status {
+        use std::os::unix::process::ExitStatusExt;
+        out.exit_code = s.code();
+        out.signal = s.signal();
+        out.ok = s.success() && !out.timed_out;
+    }
+    out.ms = start.elapsed().as_millis() as u64;
+    out
+}
+
+/// A record's key facts as `OOMGUARD_*` name/value pairs: `ACTION`, `TIME`, `SCOPE`, `HOST`,
+/// `OOM_KILLS`, `WATCH`, `STATE`, `OK`; the victim's `PID`, `COMM`, `CMDLINE`, `UID`, `RSS_KB`,
+/// `OOM_SCORE_ADJ`, `SCORE`, `CGROUP`, `RULE` (each after `victim_prefix`); the trigger's
+/// `REASON`, `SEVERITY`, `AVAILABLE_KB`, `TOTAL_KB`; the outcome's `EXITED`, `FREED_KB`,
+/// `EXIT_MS`. Absent and null fields are left out.
+pub fn event_fields(rec: &Value, victim_prefix: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut put = |prefix: &str, obj: Option<&Value>, keys: &[&str]| {
+        let Some(obj) = obj else { return };
+        for k in keys {
+            let v = match obj.get(k) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => continue,
+                Some(v) => v.to_string(),
+            };
+            out.push((format!("OOMGUARD_{prefix}{}", k.to_ascii_uppercase()), v));
+        }
+    };
+    put(
+        "",
+        Some(rec),
+        &[
+            "action",
+            "time",
+            "scope",
+            "host",
+            "oom_kills",
+            "watch",
+            "state",
+            "ok",
+        ],
+    );
+    put(
+        victim_prefix,
+        rec.get("victim"),
+        &[
+            "pid",
+            "comm",
+            "cmdline",
+            "uid",
+            "rss_kb",
+            "oom_score_adj",
+            "score",
+            "cgroup",
+            "rule",
+        ],
+    );
+    put(
+        "",
+        rec.get("trigger"),
+        &["reason", "severity", "available_kb", "total_kb"],
+    );
+    put("", rec.get("outcome"), &["exited", "freed_kb", "exit_ms"]);
+    out
+}
+
+/// The environment a hook gets: `OOMGUARD_HOOK` (`pre_kill`/`post_kill`) and
+/// [`event_fields`] with the victim's facts unprefixed (`OOMGUARD_PID`, `OOMGUARD_COMM`, ...).
+pub fn hook_env(hook: &str, rec: &Value) -> Vec<(String, String)> {
+    let mut env = vec![("OOMGUARD_HOOK".to_string(), hook.to_string())];
+    env.extend(event_fields(rec, ""));
+    env
+}
+
+/// The hooks observer.
+#[derive(Debug)]
+pub struct Hooks {
+    settings: HookSettings,
+    running: Arc<AtomicUsize>,
+}
+
+impl Hooks {
+    pub fn new(settings: HookSettings) -> Hooks {
+        Hooks {
+            settings,
+            running: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Starts `argv` for `rec` on a thread of its own and returns at once.
+    fn launch(&self, hook: &'static str, argv: &[String], rec: &Value) {
+        if argv.is_empty() {
+            return;
+        }
+        if self.running.fetch_add(1, Ordering::SeqCst) >= MAX_RUNNING {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("{hook} hook skipped: {MAX_RUNNING} hooks are still running");
+            return;
+        }
+        let argv = argv.to_vec();
+        let env = hook_env(hook, rec);
+        let stdin = serde_json::to_vec(rec).unwrap_or_default();
+        let timeout = self.settings.timeout;
+        let running = self.running.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("oomguard-{hook}"))
+            .spawn(move || {
+                let r = run_program(&argv, &env, &stdin, timeout);
+                running.fetch_sub(1, Ordering::SeqCst);
+                if r.timed_out {
+                    log::warn!(
+                        "{hook} hook {} ran longer than {}ms and was killed",
+                        argv[0],
+                        timeout.as_millis()
+                    );
+                } else if let Some(e) = &r.error {
+                    log::warn!("{hook} hook failed: {e}");
+                } else if !r.ok {
+                    log::warn!(
+                        "{hook} hook {} failed (exit code {:?}, signal {:?})",
+                        argv[0],
+                        r.exit_code,
+                        r.signal
+                    );
+                } else {
+                    log::debug!("{hook} hook {} done in {}ms", argv[0], r.ms);
+                }
+            });
+        if let Err(e) = spawned {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("{hook} hook not started: {e}");
+        }
+    }
+}
+
+impl Observer for Hooks {
+    fn before_kill(&mut self, rec: &Value) {
+        // The daemon hands over the kill record before it is written: name what it is.
+        let mut rec = rec.clone();
+        if let Value::Object(m) = &mut rec {
+            m.entry("action").or_insert_with(|| "kill".into());
+            m.entry("time")
+                .or_insert_with(|| super::eventlog::now_rfc3339().into());
+        }
+        let argv = self.settings.pre_kill.clone();
+        self.launch("pre_kill", &argv, &rec);
+    }
+
+    fn record(&mut self, rec: &Value) {
+        let action = rec.get("action").and_then(Value::as_str);
+        if matches!(action, Some("kill") | Some("kernel_kill")) {
+            let argv = self.settings.post_kill.clone();
+            self.launch("post_kill", &argv, rec);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_carries_the_victim_and_trigger() {
+        let rec = serde_json::json!({"action": "kill", "time": "t", "scope": "system",
+            "victim": {"pid": 7, "comm": "hog", "rss_kb": 10, "rule": null},
+            "trigger": {"reason": "low_memory_kill"}, "outcome": {"exited": true}});
+        let env = hook_env("post_kill", &rec);
+        let get = |k: &str| env.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("OOMGUARD_HOOK"), Some("post_kill"));
+        assert_eq!(get("OOMGUARD_PID"), Some("7"));
+        assert_eq!(get("OOMGUARD_COMM"), Some("hog"));
+        assert_eq!(get("OOMGUARD_REASON"), Some("low_memory_kill"));
+        assert_eq!(get("OOMGUARD_EXITED"), Some("true"));
+        assert_eq!(get("OOMGUARD_RULE"), None);
+    }
+
+    #[test]
+    fn a_program_past_its_timeout_is_killed() {
+        let argv: Vec<String> = ["sh", "-c", "sleep 30"].map(String::from).to_vec();
+        let r = run_program(&argv, &[], b"", Duration::from_millis(200));
+        assert!(r.timed_out && !r.ok, "{r:?}");
+        assert_eq!(r.signal, Some(libc::SIGKILL));
+        assert!(r.ms < 5000);
+        let r = run_program(&["/nonexistent/x".into()], &[], b"", Duration::from_secs(1));
+        assert!(r.error.is_some() && !r.ok);
+        let r = run_program(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "read l; [ \"$l\" = hi ] && exit 3".into(),
+            ],
+            &[],
+            b"hi\n",
+            Duration::from_secs(5),
+        );
+        assert_eq!(r.exit_code, Some(3));
+    }
+}

@@ -1,0 +1,258 @@
+//! `[notify]`: tells people and programs what happened, over D-Bus, from a thread of its own
+//! (a bus call may block; the daemon must not).
+//!
+//! - System-bus signal, for every event record: path `/org/oomguard/Events`, interface
+//!   `org.oomguard.Events1`, member `Event`, arguments `(s action, s record_json)`. Subscribe
+//!   with `dbus-monitor --system "interface='org.oomguard.Events1'"`. The bus address comes
+//!   from `DBUS_SYSTEM_BUS_ADDRESS` when set.
+//! - Desktop notifications (`org.freedesktop.Notifications.Notify`) for kills, kernel kills,
+//!   warnings and missing watched programs, sent to every logged-in user's session bus
+//!   (`USER_RUNTIME_DIR/UID/bus`, as systemd-logind lays them out). D-Bus is the same under
+//!   Wayland and X11, so this reaches either desktop.
+//!
+//! No async runtime: zbus's blocking API (its internal executor thread, no tokio).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use zbus::blocking::Connection;
+use zbus::zvariant;
+
+use super::Observer;
+use crate::config::fleet::NotifySettings;
+
+pub const SIGNAL_PATH: &str = "/org/oomguard/Events";
+pub const SIGNAL_INTERFACE: &str = "org.oomguard.Events1";
+pub const SIGNAL_MEMBER: &str = "Event";
+
+/// What a desktop notification says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desktop {
+    pub summary: String,
+    pub body: String,
+    /// 0 low, 1 normal, 2 critical.
+    pub urgency: u8,
+}
+
+/// The desktop notification for a record, if it deserves one.
+pub fn desktop_for(rec: &Value) -> Option<Desktop> {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+    let victim = rec.get("victim").unwrap_or(&Value::Null);
+    let detail = crate::cli::events::detail(rec);
+    let host = s(rec, "host");
+    match rec.get("action")?.as_str()? {
+        "kill" => Some(Desktop {
+            summary: format!("Out of memory: {} was stopped", s(victim, "comm")),
+            body: format!(
+                "oomguard stopped {} (pid {}) on {host} to keep the system responsive: {detail}.",
+                s(victim, "comm"),
+                victim.get("pid").map(|p| p.to_string()).unwrap_or_default()
+            ),
+            urgency: 2,
+        }),
+        "kernel_kill" => Some(Desktop {
+            summary: "Out of memory: the kernel killed a process".into(),
+            body: format!("On {host}: {detail}. See `oomguard explain` for who and why."),
+            urgency: 2,
+        }),
+        "warn" if rec.get("state").and_then(Value::as_str) == Some("high") => Some(Desktop {
+            summary: "Memory is running low".into(),
+            body: format!("On {host}: {detail}. Close what you do not need."),
+            urgency: 1,
+        }),
+        "missing" => Some(Desktop {
+            summary: format!("{} stopped after an out-of-memory event", s(rec, "watch")),
+            body: format!("On {host}: {detail}."),
+            urgency: 2,
+        }),
+        _ => None,
+    }
+}
+
+/// The session bus sockets of logged-in users: `DIR/*/bus`.
+pub fn session_buses(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path().join("bus"))
+                .filter(|p| {
+                    use std::os::unix::fs::FileTypeExt;
+                    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Connects to the session bus at `socket`.
+pub fn connect_session(socket: &Path) -> zbus::Result<Connection> {
+    zbus::blocking::connection::Builder::address(
+        format!("unix:path={}", socket.display()).as_str(),
+    )?
+    .method_timeout(Duration::from_secs(5))
+    .build()
+}
+
+/// Sends one desktop notification over `conn`; returns the notification id.
+pub fn send_desktop(conn: &Connection, d: &Desktop) -> zbus::Result<u32> {
+    let mut hints: HashMap<&str, zvariant::Value> = HashMap::new();
+    hints.insert("urgency", zvariant::Value::U8(d.urgency));
+    hints.insert("desktop-entry", zvariant::Value::from("oomguard"));
+    let reply = conn.call_method(
+        Some("org.freedesktop.Notifications"),
+        "/org/freedesktop/Notifications",
+        Some("org.freedesktop.Notifications"),
+        "Notify",
+        &(
+            "oomguard",
+            0u32,
+            "dialog-warning",
+            d.summary.as_str(),
+            d.body.as_str(),
+            Vec::<&str>::new(),
+            hints,
+            -1i32,
+        ),
+    )?;
+    reply.body().deserialize::<u32>()
+}
+
+/// The notification observer: queues records for its thread. Clones share the thread.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    tx: SyncSender<Value>,
+}
+
+impl Notify {
+    /// Starts the notification thread; `None` when both kinds are off.
+    pub fn start(settings: &NotifySettings) -> Option<Notify> {
+        if !settings.dbus_signal && !settings.desktop {
+            return None;
+        }
+        let (tx, rx) = sync_channel(256);
+        let s = settings.clone();
+        std::thread::Builder::new()
+            .name("oomguard-notify".into())
+            .spawn(move || worker(rx, s))
+            .map_err(|e| log::error!("notifications not started: {e}"))
+            .ok()?;
+        Some(Notify { tx })
+    }
+
+    /// Queues a record (never blocks; a full queue drops it with a debug line).
+    pub fn send(&self, rec: &Value) {
+        match self.tx.try_send(rec.clone()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => log::debug!("notification queue full; dropped one"),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+impl Observer for Notify {
+    fn record(&mut self, rec: &Value) {
+        self.send(rec);
+    }
+}
+
+fn worker(rx: Receiver<Value>, s: NotifySettings) {
+    let mut system: Option<Connection> = None;
+    let mut last_fail: Option<Instant> = None;
+    let mut warned = false;
+    // Session bus connections by socket, kept while they work.
+    let mut sessions: HashMap<PathBuf, Connection> = HashMap::new();
+    while let Ok(rec) = rx.recv() {
+        if s.dbus_signal {
+            // Reconnect at most every 10 s after a failure.
+            if system.is_none() && last_fail.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                let conn = match &s.system_bus {
+                    Some(addr) => zbus::blocking::connection::Builder::address(addr.as_str())
+                        .and_then(|b| b.build()),
+                    None => Connection::system(),
+                };
+                match conn {
+                    Ok(c) => system = Some(c),
+                    Err(e) => {
+                        last_fail = Some(Instant::now());
+                        if !warned {
+                            log::warn!("no D-Bus system bus, no event signals for now: {e}");
+                            warned = true;
+                        }
+                    }
+                }
+            }
+            if let Some(c) = &system {
+                let action = rec.get("action").and_then(Value::as_str).unwrap_or("");
+                let json = rec.to_string();
+                if let Err(e) = c.emit_signal(
+                    None::<&str>,
+                    SIGNAL_PATH,
+                    SIGNAL_INTERFACE,
+                    SIGNAL_MEMBER,
+                    &(action, json.as_str()),
+                ) {
+                    log::warn!("D-Bus event signal failed: {e}");
+                    system = None;
+                    last_fail = Some(Instant::now());
+                }
+            }
+        }
+        if s.desktop
+            && let Some(d) = desktop_for(&rec)
+        {
+            let buses = session_buses(Path::new(&s.user_runtime_dir));
+            sessions.retain(|k, _| buses.contains(k));
+            for bus in buses {
+                let conn = match sessions.get(&bus) {
+                    Some(c) => c.clone(),
+                    None => match connect_session(&bus) {
+                        Ok(c) => {
+                            sessions.insert(bus.clone(), c.clone());
+                            c
+                        }
+                        Err(e) => {
+                            log::debug!("cannot reach session bus {}: {e}", bus.display());
+                            continue;
+                        }
+                    },
+                };
+                match send_desktop(&conn, &d) {
+                    Ok(id) => log::debug!("desktop notification {id} sent on {}", bus.display()),
+                    Err(e) => {
+                        log::debug!("desktop notification on {} failed: {e}", bus.display());
+                        sessions.remove(&bus);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_deserves_a_desktop_notification() {
+        let kill = serde_json::json!({"action": "kill", "host": "box",
+            "victim": {"pid": 7, "comm": "hog", "rss_kb": 1048576}, "trigger": {"reason": "low_memory_kill"}});
+        let d = desktop_for(&kill).unwrap();
+        assert_eq!(d.summary, "Out of memory: hog was stopped");
+        assert!(
+            d.body.contains("pid 7") && d.body.contains("rss 1G"),
+            "{}",
+            d.body
+        );
+        assert_eq!(d.urgency, 2);
+        let warn = serde_json::json!({"action": "warn", "state": "high", "used_pct": 90.0});
+        assert_eq!(desktop_for(&warn).unwrap().urgency, 1);
+        let cleared = serde_json::json!({"action": "warn", "state": "cleared"});
+        assert!(desktop_for(&cleared).is_none());
+        assert!(desktop_for(&serde_json::json!({"action": "dry_run"})).is_none());
+    }
+}

@@ -1,0 +1,176 @@
+//! `[warn]`: a warning level below the kill levels (default: 85% of the scope's memory in
+//! use). Crossing it logs, writes a `warn` record (`state: "high"`) and so notifies; the
+//! warning clears (`state: "cleared"`) only once use falls below the clear level, so it does
+//! not flap. Never kills.
+//!
+//! Wire format of a `warn` record: `state` (`high` or `cleared`), `used_pct` (one decimal),
+//! `level_pct`, `clear_pct`, `available_kb`, `total_kb`, besides the common fields.
+
+use serde::Serialize;
+
+use super::emit::Emitter;
+use super::{Observer, Sample};
+use crate::config::fleet::WarnSettings;
+use crate::decide::trigger::MemState;
+
+/// The hysteresis state machine, apart from I/O.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarnState {
+    level: f64,
+    clear: f64,
+    high: bool,
+}
+
+/// A change of the warning state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Raised,
+    Cleared,
+}
+
+/// Percent of the scope's memory in use.
+pub fn used_pct(m: &MemState) -> Option<f64> {
+    (m.total_kb > 0)
+        .then(|| 100.0 * m.total_kb.saturating_sub(m.available_kb) as f64 / m.total_kb as f64)
+}
+
+impl WarnState {
+    pub fn new(level: f64, clear: f64) -> WarnState {
+        WarnState {
+            level,
+            clear: clear.min(level),
+            high: false,
+        }
+    }
+
+    pub fn is_high(&self) -> bool {
+        self.high
+    }
+
+    pub fn step(&mut self, used: f64) -> Option<Change> {
+        if !self.high && used >= self.level {
+            self.high = true;
+            Some(Change::Raised)
+        } else if self.high && used < self.clear {
+            self.high = false;
+            Some(Change::Cleared)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WarnRecord {
+    state: &'static str,
+    used_pct: f64,
+    level_pct: f64,
+    clear_pct: f64,
+    available_kb: u64,
+    total_kb: u64,
+}
+
+/// The warning observer.
+#[derive(Debug)]
+pub struct Warn {
+    state: WarnState,
+    emit: Emitter,
+}
+
+impl Warn {
+    /// `None` when the warning is switched off.
+    pub fn new(settings: &WarnSettings, emit: Emitter) -> Option<Warn> {
+        let level = settings.level_pct?;
+        Some(Warn {
+            state: WarnState::new(level, settings.clear_pct),
+            emit,
+        })
+    }
+}
+
+impl Warn {
+    /// Starts in the raised state (a reload while memory use is high must not warn again).
+    pub fn with_high(mut self, high: bool) -> Warn {
+        self.state.high = high;
+        self
+    }
+
+    pub fn is_high(&self) -> bool {
+        self.state.is_high()
+    }
+}
+
+impl Observer for Warn {
+    fn sample(&mut self, s: &Sample) {
+        let Some(used) = used_pct(&s.mem) else {
+            return;
+        };
+        let Some(change) = self.state.step(used) else {
+            return;
+        };
+        let rec = WarnRecord {
+            state: match change {
+                Change::Raised => "high",
+                Change::Cleared => "cleared",
+            },
+            used_pct: (used * 10.0).round() / 10.0,
+            level_pct: self.state.level,
+            clear_pct: self.state.clear,
+            available_kb: s.mem.available_kb,
+            total_kb: s.mem.total_kb,
+        };
+        match change {
+            Change::Raised => log::warn!(
+                "memory use {:.1}% reached the warning level {}% ({} kB available)",
+                used,
+                self.state.level,
+                s.mem.available_kb
+            ),
+            Change::Cleared => log::info!(
+                "memory use {:.1}% is below {}% again; warning cleared",
+                used,
+                self.state.clear
+            ),
+        }
+        self.emit.emit("warn", &rec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hysteresis_does_not_flap() {
+        let mut w = WarnState::new(85.0, 80.0);
+        let seq = [50.0, 85.0, 86.0, 84.0, 81.0, 86.0, 79.9, 82.0, 90.0];
+        let got: Vec<_> = seq.iter().map(|u| w.step(*u)).collect();
+        use Change::*;
+        assert_eq!(
+            got,
+            [
+                None,
+                Some(Raised),
+                None,
+                None,
+                None,
+                None,
+                Some(Cleared),
+                None,
+                Some(Raised)
+            ]
+        );
+    }
+
+    #[test]
+    fn used_share_of_the_scope() {
+        let m = MemState {
+            total_kb: 1000,
+            available_kb: 150,
+            swap_total_kb: 0,
+            swap_free_kb: 0,
+        };
+        assert_eq!(used_pct(&m), Some(85.0));
+        assert_eq!(used_pct(&MemState { total_kb: 0, ..m }), None);
+    }
+}
