@@ -493,6 +493,7 @@ mod tests {
     use std::path::Path;
 
     /// Writes a fake process: stat (comm, state, flags, start, rss), statm, status, adj.
+    #[expect(clippy::too_many_arguments, reason = "one fixture row, spelled out at each call")]
     fn proc(
         root: &Path,
         pid: i32,
