@@ -564,6 +564,104 @@ pub fn rank(procs: &mut [Proc]) {
     }
 }
 
+/// How `top --group` sums processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// A process and all its descendants, rooted below PID 1 (or at the scope's top).
+    Tree,
+    /// The memory cgroup.
+    Cgroup,
+    /// The systemd unit.
+    Unit,
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tree" => Ok(GroupBy::Tree),
+            "cgroup" => Ok(GroupBy::Cgroup),
+            "unit" => Ok(GroupBy::Unit),
+            _ => Err(format!(
+                "'{s}' is not a group mode: use tree, cgroup or unit"
+            )),
+        }
+    }
+}
+
+/// Processes summed by tree, cgroup or unit.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// `PID comm` of the tree's root, the cgroup path or the unit (`-`: none).
+    pub key: String,
+    /// Members in oomguard's order (their ranks ascending).
+    pub members: Vec<i32>,
+    pub terms: Terms,
+    /// The best (lowest) rank of a member.
+    pub best_rank: usize,
+    pub has_next_victim: bool,
+}
+
+/// The root of `pid`'s tree: the highest ancestor that is in `parent` and not PID 1, 0 or 2.
+fn tree_root(pid: i32, parent: &HashMap<i32, i32>) -> i32 {
+    let mut cur = pid;
+    for _ in 0..4096 {
+        match parent.get(&cur) {
+            Some(&pp) if pp > 2 && parent.contains_key(&pp) => cur = pp,
+            _ => break,
+        }
+    }
+    cur
+}
+
+/// Sums a snapshot's processes by `by`, largest (most points) first. Immune processes count
+/// (their memory is part of the group) but kernel threads hold none.
+pub fn group(snap: &Snapshot, by: GroupBy) -> Vec<Group> {
+    let parent: HashMap<i32, i32> = snap.procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    let comm: HashMap<i32, String> = snap
+        .procs
+        .iter()
+        .map(|p| (p.pid, p.comm.to_string_lossy().into_owned()))
+        .collect();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for p in &snap.procs {
+        let key = match by {
+            GroupBy::Tree => {
+                let r = tree_root(p.pid, &parent);
+                format!("{r} {}", comm.get(&r).map_or("?", String::as_str))
+            }
+            GroupBy::Cgroup => p.cgroup.clone().unwrap_or_else(|| "-".into()),
+            GroupBy::Unit => p.unit.clone().unwrap_or_else(|| "-".into()),
+        };
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push(Group {
+                key,
+                members: Vec::new(),
+                terms: Terms::default(),
+                best_rank: usize::MAX,
+                has_next_victim: false,
+            });
+            groups.len() - 1
+        });
+        let g = &mut groups[i];
+        g.members.push(p.pid);
+        g.terms.rss_pages += p.terms.rss_pages;
+        g.terms.swap_pages += p.terms.swap_pages;
+        g.terms.pgtables_pages += p.terms.pgtables_pages;
+        g.best_rank = g.best_rank.min(p.rank);
+        g.has_next_victim |= p.verdict == Verdict::NextVictim;
+    }
+    groups.sort_by(|a, b| {
+        b.terms
+            .points()
+            .cmp(&a.terms.points())
+            .then(a.best_rank.cmp(&b.best_rank))
+    });
+    groups
+}
+
 /// User names from `ROOT/etc/passwd`, by uid.
 #[derive(Debug, Default, Clone)]
 pub struct UserNames(HashMap<u32, String>);
@@ -677,5 +775,45 @@ mod tests {
         let u = UserNames::parse("root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n");
         assert_eq!(u.name(Some(65534)), "nobody");
         assert_eq!(u.name(Some(7)), "7");
+    }
+
+    #[test]
+    fn groups_sum_trees_and_cgroups() {
+        // 100 (apache) with three small workers; 200 alone but bigger than any worker.
+        let mut v = vec![
+            p(100, 1000, 0, None, None),
+            p(101, 3000, 0, None, None),
+            p(102, 3000, 0, None, None),
+            p(103, 3000, 0, None, None),
+            p(200, 5000, 0, None, None),
+        ];
+        for q in &mut v[1..4] {
+            q.ppid = 100;
+            q.cgroup = Some("/web".into());
+        }
+        rank(&mut v);
+        assert_eq!(v[0].pid, 200);
+        let snap = Snapshot {
+            scope: "system".into(),
+            memory: MemState::default(),
+            ctx: Context {
+                page_kb: 4,
+                global_totalpages: 1_000_000,
+                totalpages: 1_000_000,
+                era: ScoreEra::Signed,
+                self_pid: 0,
+            },
+            procs: v,
+            kernel_threads: 0,
+            unreadable: Unreadable::default(),
+        };
+        let g = group(&snap, GroupBy::Tree);
+        assert_eq!(g[0].key, "100 x");
+        assert_eq!(g[0].terms.rss_pages, 10_000);
+        assert_eq!(g[0].members.len(), 4);
+        assert_eq!((g[1].key.as_str(), g[1].has_next_victim), ("200 x", true));
+        let c = group(&snap, GroupBy::Cgroup);
+        assert_eq!((c[0].key.as_str(), c[0].terms.rss_pages), ("/web", 9000));
+        assert_eq!((c[1].key.as_str(), c[1].terms.rss_pages), ("-", 6000));
     }
 }
