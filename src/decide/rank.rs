@@ -232,8 +232,8 @@ pub struct Ranker {
     pids: Vec<i32>,
 }
 
-/// The lazily read facts a rule may look at.
-struct Facts<'a> {
+/// The facts a rule may look at: name, uid and cgroup known, cmdline and exe read on demand.
+pub struct LazyFacts<'a> {
     reader: &'a mut ProcReader,
     pid: i32,
     comm: &'a str,
@@ -243,7 +243,27 @@ struct Facts<'a> {
     exe: Option<Option<String>>,
 }
 
-impl ProcFacts for Facts<'_> {
+impl<'a> LazyFacts<'a> {
+    pub fn new(
+        reader: &'a mut ProcReader,
+        pid: i32,
+        comm: &'a str,
+        uid: Option<u32>,
+        cgroup: Option<&'a str>,
+    ) -> LazyFacts<'a> {
+        LazyFacts {
+            reader,
+            pid,
+            comm,
+            uid,
+            cgroup,
+            cmdline: None,
+            exe: None,
+        }
+    }
+}
+
+impl ProcFacts for LazyFacts<'_> {
     fn comm(&self) -> &str {
         self.comm
     }
@@ -448,15 +468,7 @@ impl Ranker {
             None => (None, None),
         };
         let name = comm.to_string_lossy();
-        let mut facts = Facts {
-            reader: &mut self.reader,
-            pid,
-            comm: &name,
-            uid,
-            cgroup: cgroup.as_deref(),
-            cmdline: None,
-            exe: None,
-        };
+        let mut facts = LazyFacts::new(&mut self.reader, pid, &name, uid, cgroup.as_deref());
         let rule = self.policy.rules.iter().position(|r| r.matches(&mut facts));
         let daemon = name == "oomguard" && facts.cmdline().is_some_and(is_daemon_cmdline);
         let unread_exe = matches!(facts.exe, Some(None));
