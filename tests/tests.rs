@@ -2,3 +2,5 @@
 mod util;
 
 mod cli_basics;
+mod predict;
+mod predict_live;
