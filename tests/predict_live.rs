@@ -84,7 +84,7 @@ impl Drop for Tmux {
     }
 }
 
-fn row<'a>(screen: &'a str, pid: i32) -> Option<&'a str> {
+fn row(screen: &str, pid: i32) -> Option<&str> {
     let p = pid.to_string();
     screen
         .lines()
