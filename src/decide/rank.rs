@@ -16,7 +16,7 @@ use super::score::{ScoreEra, Terms, badness, oom_score};
 use super::trigger::MemState;
 use crate::sense::Root;
 use crate::sense::cgroup::memory_path_of;
-use crate::sense::procs::{Comm, ProcReader};
+use crate::sense::procs::{Comm, ProcReader, Status};
 use crate::sense::scope::{Scope, ScopeError};
 
 /// Why a process can never be chosen.
@@ -205,7 +205,7 @@ impl Snapshot {
 
 /// What does not change while a process lives (keyed by pid, starttime and name): its cgroup,
 /// unit, rule and whether it is an oomguard daemon.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Cached {
     starttime: u64,
     comm: Comm,
@@ -216,6 +216,10 @@ struct Cached {
     unread_exe: bool,
     unread_cmdline: bool,
     unread_cgroup: bool,
+    /// The last full reading and the statm (size, resident) it was taken at.
+    last: Option<((u64, u64), Proc)>,
+    /// `/proc/PID/statm` kept open for the incremental path (re-read with pread at 0).
+    statm_fd: Option<std::os::fd::OwnedFd>,
 }
 
 /// Takes snapshots of a scope; keeps per-process facts between refreshes (the live view).
@@ -227,6 +231,15 @@ pub struct Ranker {
     pub self_pid: i32,
     /// Include kernel threads in snapshots.
     pub kernel_threads: bool,
+    /// Incremental refresh (1: off, every snapshot reads every process in full). With N > 1
+    /// an unchanged process is read in full (stat, status, oom_score_adj) only every 6·N
+    /// snapshots; in between `statm` is read every time and `oom_score_adj` every N; a
+    /// process whose size, resident pages or adj changed, a new one, and the PIDs in
+    /// `always_full` are read in full. The live view uses this to stay cheap.
+    pub full_every: u32,
+    /// PIDs read in full on every snapshot (the rows on screen).
+    pub always_full: Vec<i32>,
+    tick: u32,
     prefer_v2: bool,
     cache: HashMap<i32, Cached>,
     pids: Vec<i32>,
@@ -335,6 +348,9 @@ impl Ranker {
             era: ScoreEra::from_release(&release),
             self_pid: std::process::id() as i32,
             kernel_threads: false,
+            full_every: 1,
+            always_full: Vec::new(),
+            tick: 0,
             prefer_v2,
             cache: HashMap::new(),
             pids: Vec::new(),
@@ -359,6 +375,11 @@ impl Ranker {
     /// Reads one process and scores it (unranked: `rank` 0, verdict candidate/immune/rule).
     /// `None` when it is gone or unreadable (`unread` counts the latter).
     pub fn read_proc(&mut self, pid: i32, ctx: &Context, unread: &mut Unreadable) -> Option<Proc> {
+        if self.full_every > 1
+            && let Some(p) = self.read_quick(pid, ctx)
+        {
+            return Some(p);
+        }
         let Some(stat) = self.reader.stat(pid) else {
             if self.reader.root().path(format!("proc/{pid}")).exists() {
                 unread.processes += 1;
@@ -367,17 +388,15 @@ impl Ranker {
         };
         let kthread = stat.is_kthread();
         let status = if kthread {
-            Default::default()
+            Status::default()
         } else {
-            match self.reader.status(pid) {
-                Some(s) => s,
-                None => {
-                    if self.reader.root().path(format!("proc/{pid}")).exists() {
-                        unread.processes += 1;
-                    }
-                    return None;
+            let Some(status) = self.reader.status(pid) else {
+                if self.reader.root().path(format!("proc/{pid}")).exists() {
+                    unread.processes += 1;
                 }
-            }
+                return None;
+            };
+            status
         };
         let adj = if kthread {
             0
@@ -398,11 +417,11 @@ impl Ranker {
             None
         };
         // Facts that live as long as the process (and its name) do.
-        let fresh = self
+        let known = self
             .cache
             .get(&pid)
             .is_some_and(|c| c.starttime == stat.starttime && c.comm == stat.comm);
-        if !fresh && immune_kernel != Some(Immune::KernelThread) {
+        if !known && !kthread {
             let cached = self.read_facts(pid, &stat.comm, status.uid, stat.starttime);
             self.cache.insert(pid, cached);
         }
@@ -416,12 +435,7 @@ impl Ranker {
         let immune = immune_kernel.or((pid == ctx.self_pid || daemon).then_some(Immune::Oomguard));
         let rule = cached.and_then(|c| c.rule);
         let rule_kind = rule.map(|i| self.policy.rules[i].kind);
-        let kernel_ok = immune.is_none_or(|i| !i.kernel_immune());
-        let badness_scope = kernel_ok.then(|| badness(&terms, adj as i64, ctx.totalpages));
-        let badness_global = kernel_ok.then(|| badness(&terms, adj as i64, ctx.global_totalpages));
-        let effective = (immune.is_none() && rule_kind != Some(RuleKind::Protect))
-            .then(|| badness(&terms, effective_adj(adj, rule_kind), ctx.totalpages));
-        Some(Proc {
+        let mut p = Proc {
             pid,
             ppid: stat.ppid,
             comm: stat.comm,
@@ -439,22 +453,74 @@ impl Ranker {
             rule,
             rule_kind,
             immune,
-            badness: badness_scope,
-            oom_score: oom_score(badness_global, ctx.global_totalpages, ctx.era),
-            effective,
+            badness: None,
+            oom_score: 0,
+            effective: None,
             rank: 0,
             kernel_rank: None,
-            verdict: if immune.is_some() {
-                Verdict::Immune
-            } else {
-                match rule_kind {
-                    Some(RuleKind::Protect) => Verdict::Protected,
-                    Some(RuleKind::Prefer) => Verdict::Preferred,
-                    Some(RuleKind::Avoid) => Verdict::Avoided,
-                    None => Verdict::Candidate,
-                }
-            },
-        })
+            verdict: Verdict::Candidate,
+        };
+        score(&mut p, ctx);
+        if self.full_every > 1
+            && !kthread
+            && let Some(statm) = self.statm(pid)
+            && let Some(c) = self.cache.get_mut(&pid)
+        {
+            c.last = Some((statm, p.clone()));
+        }
+        Some(p)
+    }
+
+    /// The incremental path: the last full reading again when `/proc/PID/statm` (size and
+    /// resident pages) has not changed and the process is not due for a full read.
+    fn read_quick(&mut self, pid: i32, ctx: &Context) -> Option<Proc> {
+        let slot = (pid as u32).wrapping_add(self.tick) % (self.full_every * 6);
+        if slot == 0 || self.always_full.contains(&pid) {
+            return None;
+        }
+        self.cache.get(&pid)?.last.as_ref()?;
+        let statm = self.statm(pid)?;
+        // Every full_every snapshots, oom_score_adj too (it changes without the memory).
+        let adj = if slot % self.full_every == 0 {
+            Some(self.reader.oom_score_adj(pid)?)
+        } else {
+            None
+        };
+        let (statm0, last) = self.cache.get(&pid)?.last.as_ref()?;
+        if statm != *statm0 || adj.is_some_and(|a| a != last.adj) {
+            return None;
+        }
+        let mut p = last.clone();
+        score(&mut p, ctx);
+        Some(p)
+    }
+
+    /// (size, resident) pages from `/proc/PID/statm`, through a descriptor kept open while the
+    /// process lives (a dead process's descriptor reads ESRCH: dropped, `None`).
+    fn statm(&mut self, pid: i32) -> Option<(u64, u64)> {
+        let c = self.cache.get_mut(&pid)?;
+        if c.statm_fd.is_none() {
+            let path = self.reader.root().path(format!("proc/{pid}/statm"));
+            c.statm_fd = rustix::fs::open(
+                &path,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok();
+        }
+        let mut buf = [0u8; 160];
+        let n = match rustix::io::pread(c.statm_fd.as_ref()?, &mut buf, 0) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                c.statm_fd = None;
+                return None;
+            }
+        };
+        let mut f = buf[..n].split(|&b| b == b' ');
+        Some((
+            crate::sense::parse_u64(f.next()?)?,
+            crate::sense::parse_u64(f.next()?)?,
+        ))
     }
 
     fn read_facts(&mut self, pid: i32, comm: &Comm, uid: Option<u32>, starttime: u64) -> Cached {
@@ -483,12 +549,15 @@ impl Ranker {
             unread_exe,
             unread_cmdline,
             unread_cgroup,
+            last: None,
+            statm_fd: None,
         }
     }
 
     /// Every process of the scope, scored, ranked and judged.
     pub fn snapshot(&mut self) -> Result<Snapshot, ScopeError> {
         let (memory, ctx) = self.context()?;
+        self.tick = self.tick.wrapping_add(1);
         let mut pids = std::mem::take(&mut self.pids);
         pids.clear();
         if !self.scope.cgroup_pids(&mut pids) {
@@ -530,6 +599,30 @@ impl Ranker {
             unreadable,
         })
     }
+}
+
+/// Computes a process's badness, oom_score, effective score and base verdict from its terms,
+/// adj, immunity and rule (rank and kernel rank are reset for [`rank`]).
+fn score(p: &mut Proc, ctx: &Context) {
+    let kernel_ok = p.immune.is_none_or(|i| !i.kernel_immune());
+    let adj = p.adj as i64;
+    p.badness = kernel_ok.then(|| badness(&p.terms, adj, ctx.totalpages));
+    let global = kernel_ok.then(|| badness(&p.terms, adj, ctx.global_totalpages));
+    p.oom_score = oom_score(global, ctx.global_totalpages, ctx.era);
+    p.effective = (p.immune.is_none() && p.rule_kind != Some(RuleKind::Protect))
+        .then(|| badness(&p.terms, effective_adj(p.adj, p.rule_kind), ctx.totalpages));
+    p.rank = 0;
+    p.kernel_rank = None;
+    p.verdict = if p.immune.is_some() {
+        Verdict::Immune
+    } else {
+        match p.rule_kind {
+            Some(RuleKind::Protect) => Verdict::Protected,
+            Some(RuleKind::Prefer) => Verdict::Preferred,
+            Some(RuleKind::Avoid) => Verdict::Avoided,
+            None => Verdict::Candidate,
+        }
+    };
 }
 
 /// Sorts processes into oomguard's order and sets `rank`, `kernel_rank` and the next victim.

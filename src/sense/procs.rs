@@ -255,6 +255,7 @@ impl ProcReader {
                 self.buf.reserve(4096);
             }
             let spare = self.buf.spare_capacity_mut();
+            let asked = spare.len();
             let (init, _) = rustix::io::read(&fd, spare).ok()?;
             let got = init.len();
             if got == 0 {
@@ -262,6 +263,10 @@ impl ProcReader {
             }
             // SAFETY: `read` initialised `got` bytes of the spare capacity.
             unsafe { self.buf.set_len(self.buf.len() + got) };
+            // /proc generates these files whole: a short read is the end (saves one read).
+            if got < asked {
+                break;
+            }
         }
         Some(&self.buf)
     }
@@ -272,6 +277,13 @@ impl ProcReader {
 
     pub fn status(&mut self, pid: i32) -> Option<Status> {
         self.read(pid, "status").map(Status::parse)
+    }
+
+    /// `/proc/PID/statm`: (size, resident) in pages — the cheapest look at a process's memory.
+    pub fn statm(&mut self, pid: i32) -> Option<(u64, u64)> {
+        let b = self.read(pid, "statm")?;
+        let mut f = b.split(|&c| c == b' ');
+        Some((parse_u64(f.next()?)?, parse_u64(f.next()?)?))
     }
 
     pub fn oom_score_adj(&mut self, pid: i32) -> Option<i16> {

@@ -40,6 +40,8 @@ struct App {
     color: bool,
     interval: Duration,
     rows_limit: Option<usize>,
+    /// Table rows on screen at the last draw.
+    height: usize,
 }
 
 #[derive(PartialEq)]
@@ -64,7 +66,18 @@ pub fn run(p: Predict, args: &TopArgs, interval: Duration) -> anyhow::Result<Exi
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         interval,
         rows_limit: args.rows,
+        height: 50,
     };
+    // The incremental refresh keeps /proc/PID/statm open for every process.
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let max = lim.maximum.unwrap_or(1 << 20);
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(max.min(1 << 20)),
+            maximum: lim.maximum,
+        },
+    );
     let mut terminal = ratatui::try_init()?;
     let result = app.main_loop(&mut terminal);
     ratatui::restore();
@@ -104,6 +117,17 @@ impl App {
     }
 
     fn refresh(&mut self) {
+        // Rows on screen are read in full every time; the others as soon as their size,
+        // resident pages (statm, every refresh) or oom_score_adj (every 5) change, and in
+        // full every 30 refreshes.
+        let mut on_screen = Vec::new();
+        if let Some(snap) = &self.snap {
+            let mut v = filtered(snap, Some(&self.filter));
+            self.sort.apply(&mut v);
+            on_screen.extend(v.iter().take(self.selected + self.height).map(|p| p.pid));
+        }
+        self.p.ranker.always_full = on_screen;
+        self.p.ranker.full_every = 5;
         match self.p.ranker.snapshot() {
             Ok(s) => {
                 self.levels = level_spec(&self.p.config).resolve(&s.memory);
@@ -322,6 +346,7 @@ impl App {
         .areas(f.area());
         f.render_widget(Paragraph::new(self.header()), head);
         let height = body.height.saturating_sub(1) as usize;
+        self.height = height;
         match self.group {
             None => self.draw_procs(f, body, height),
             Some(by) => self.draw_groups(f, body, height, by),
