@@ -38,6 +38,13 @@ pub fn hog(cg: &TestCgroup, max: &str) -> Reaped {
     child
 }
 
+/// A 1 GiB test group with one hog per size (in that order), all holding their memory.
+pub fn group_with_hogs(name: &str, sizes: &[&str]) -> Option<(TestCgroup, Vec<Reaped>)> {
+    let cg = TestCgroup::new(name, 1 << 30)?;
+    let hogs = sizes.iter().map(|s| hog(&cg, s)).collect();
+    Some((cg, hogs))
+}
+
 /// Sets a process's oom_score_adj (only raising works without CAP_SYS_RESOURCE).
 pub fn set_adj(pid: i32, adj: i32) {
     std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
@@ -81,12 +88,12 @@ fn meminfo_kb(key: &str) -> u64 {
 /// between our reads and the kernel's (re-read up to 20 times to find a stable moment first).
 #[test]
 fn computed_oom_score_equals_the_kernels() {
-    let Some(cg) = TestCgroup::new("predict-score", 1 << 30) else {
+    let Some((_cg, hogs)) = group_with_hogs("predict-score", &["300M", "64M", "16M"]) else {
         return;
     };
-    let big = hog(&cg, "300M");
-    let mid = hog(&cg, "64M");
-    let small = hog(&cg, "16M");
+    let [big, mid, small] = &hogs[..] else {
+        unreachable!()
+    };
     set_adj(mid.pid(), 123);
     set_adj(small.pid(), 1000);
     let mine = [(big.pid(), 0), (mid.pid(), 123), (small.pid(), 1000)];
@@ -176,7 +183,6 @@ fn computed_oom_score_equals_the_kernels() {
     // The adj 1000 hog: (1000 + (points + 1000 * (totalpages/1000)) * 1000 / totalpages) * 2/3.
     let s = kernel_score(small.pid()).unwrap();
     assert!((1332..=1334).contains(&s), "adj 1000 scores {s}");
-    drop((big, mid, small));
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
@@ -205,12 +211,12 @@ fn by_pid(doc: &serde_json::Value, pid: i32) -> &serde_json::Value {
 /// big (200M, adj 0) ≈ 51k pages, mid (64M, adj 300) ≈ 16k + 78.6k, small (32M, adj 0) ≈ 8k.
 #[test]
 fn top_ranks_a_cgroup_by_badness_and_follows_the_rules() {
-    let Some(cg) = TestCgroup::new("predict-top", 1 << 30) else {
+    let Some((cg, hogs)) = group_with_hogs("predict-top", &["200M", "64M", "32M"]) else {
         return;
     };
-    let big = hog(&cg, "200M");
-    let mid = hog(&cg, "64M");
-    let small = hog(&cg, "32M");
+    let [big, mid, small] = &hogs[..] else {
+        unreachable!()
+    };
     set_adj(mid.pid(), 300);
     let scope = format!("cgroup:{}", cg.rel());
     let empty = crate::util::tempdir();
@@ -324,7 +330,6 @@ fn top_ranks_a_cgroup_by_badness_and_follows_the_rules() {
         "{text}"
     );
     assert!(lines[3].contains(&big.pid().to_string()), "{text}");
-    drop((big, mid, small));
 }
 
 /// Group mode sums a parent and its workers (the php-fpm case): a shell with three 24M
@@ -394,11 +399,12 @@ fn group_mode_sums_trees_and_cgroups() {
 /// `why`: terms in pages and kB, kernel score agreeing with /proc, rank, who goes first.
 #[test]
 fn why_explains_one_process_and_refuses_missing_ones() {
-    let Some(cg) = TestCgroup::new("predict-why", 1 << 30) else {
+    let Some((cg, hogs)) = group_with_hogs("predict-why", &["128M", "32M"]) else {
         return;
     };
-    let big = hog(&cg, "128M");
-    let small = hog(&cg, "32M");
+    let [big, small] = &hogs[..] else {
+        unreachable!()
+    };
     set_adj(small.pid(), 50);
     let scope = format!("cgroup:{}", cg.rel());
     let pid = small.pid().to_string();
@@ -459,7 +465,6 @@ fn why_explains_one_process_and_refuses_missing_ones() {
     let out = oomguard(&["why", "1", "--scope", &scope]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in scope"));
-    drop((big, small));
 }
 
 /// Without root: everything readable is shown, and what could not be read is said.

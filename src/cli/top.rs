@@ -326,22 +326,28 @@ pub fn rule_of<'a>(p: &Proc, policy: &'a Policy) -> Option<&'a Rule> {
     p.rule.and_then(|i| policy.rules.get(i))
 }
 
+/// The columns of the process table (plain and live).
+pub const COLUMNS: [&str; 11] = [
+    "RANK",
+    "PID",
+    "USER",
+    "NAME",
+    "RSS",
+    "SWAP",
+    "ADJ",
+    "SCORE",
+    "SHARE",
+    "VERDICT",
+    "CGROUP/UNIT",
+];
+
 fn table(snap: &Snapshot, users: &UserNames, rows: &[&Proc], _policy: &Policy) -> String {
     use std::fmt::Write as _;
     let pk = snap.ctx.page_kb;
+    let c = COLUMNS;
     let mut s = format!(
         "{:>5} {:>7} {:<10} {:<16} {:>8} {:>8} {:>5} {:>5} {:>6} {:<11} {}\n",
-        "RANK",
-        "PID",
-        "USER",
-        "NAME",
-        "RSS",
-        "SWAP",
-        "ADJ",
-        "SCORE",
-        "SHARE",
-        "VERDICT",
-        "CGROUP/UNIT"
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
     );
     for p in rows {
         let mut user = users.name(p.uid);
@@ -391,7 +397,7 @@ fn group_table(snap: &Snapshot, by: GroupBy, n: Option<usize>) -> String {
             human_kb(g.terms.rss_pages * pk),
             human_kb(g.terms.swap_pages * pk),
             human_kb(g.terms.pgtables_pages * pk),
-            g.terms.points() as f64 * 100.0 / snap.ctx.totalpages.max(1) as f64,
+            g.share_pct(snap.ctx.totalpages),
             g.best_rank,
             g.key,
             if g.has_next_victim {
@@ -480,7 +486,7 @@ fn json_groups(snap: &Snapshot, by: GroupBy, n: Option<usize>) -> serde_json::Va
                 "swap_kb": g.terms.swap_pages * pk,
                 "pgtables_kb": g.terms.pgtables_pages * pk,
                 "points": g.terms.points(),
-                "share_pct": (g.terms.points() as f64 * 10000.0 / snap.ctx.totalpages.max(1) as f64).round() / 100.0,
+                "share_pct": (g.share_pct(snap.ctx.totalpages) * 100.0).round() / 100.0,
                 "best_rank": g.best_rank,
                 "has_next_victim": g.has_next_victim,
             })

@@ -708,6 +708,13 @@ pub struct Group {
     pub has_next_victim: bool,
 }
 
+impl Group {
+    /// The share of the scope's totalpages its points make, in %.
+    pub fn share_pct(&self, totalpages: u64) -> f64 {
+        self.terms.points() as f64 * 100.0 / totalpages.max(1) as f64
+    }
+}
+
 /// The root of `pid`'s tree: the highest ancestor that is in `parent` and not PID 1, 0 or 2.
 fn tree_root(pid: i32, parent: &HashMap<i32, i32>) -> i32 {
     let mut cur = pid;

@@ -411,20 +411,7 @@ impl App {
                 where_of(p).to_string().into(),
             ])
         });
-        let header = Row::new([
-            "RANK",
-            "PID",
-            "USER",
-            "NAME",
-            "RSS",
-            "SWAP",
-            "ADJ",
-            "SCORE",
-            "SHARE",
-            "VERDICT",
-            "CGROUP/UNIT",
-        ])
-        .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+        let header = Row::new(super::COLUMNS);
         let widths = [
             Constraint::Length(5),
             Constraint::Length(7),
@@ -438,11 +425,7 @@ impl App {
             Constraint::Length(11),
             Constraint::Fill(1),
         ];
-        let table = Table::new(rows, widths)
-            .header(header)
-            .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-        let mut state = TableState::default().with_selected(Some(self.selected - offset));
-        f.render_stateful_widget(table, area, &mut state);
+        render_table(f, area, rows, header, &widths, self.selected - offset);
     }
 
     fn draw_groups(
@@ -462,10 +445,7 @@ impl App {
                 g.members.len().to_string(),
                 human_kb(g.terms.rss_pages * pk),
                 human_kb(g.terms.swap_pages * pk),
-                format!(
-                    "{:.1}%",
-                    g.terms.points() as f64 * 100.0 / snap.ctx.totalpages.max(1) as f64
-                ),
+                format!("{:.1}%", g.share_pct(snap.ctx.totalpages)),
                 g.best_rank.to_string(),
                 format!(
                     "{}{}",
@@ -478,8 +458,7 @@ impl App {
                 ),
             ])
         });
-        let header = Row::new(["PROCS", "RSS", "SWAP", "SHARE", "BEST", "GROUP"])
-            .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+        let header = Row::new(["PROCS", "RSS", "SWAP", "SHARE", "BEST", "GROUP"]);
         let widths = [
             Constraint::Length(6),
             Constraint::Length(8),
@@ -488,10 +467,22 @@ impl App {
             Constraint::Length(6),
             Constraint::Fill(1),
         ];
-        let table = Table::new(rows, widths)
-            .header(header)
-            .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-        let mut state = TableState::default().with_selected(Some(self.selected - offset));
-        f.render_stateful_widget(table, area, &mut state);
+        render_table(f, area, rows, header, &widths, self.selected - offset);
     }
+}
+
+/// A table with a bold header and the selected row reversed.
+fn render_table<'a>(
+    f: &mut Frame,
+    area: ratatui::layout::Rect,
+    rows: impl IntoIterator<Item = Row<'a>>,
+    header: Row<'a>,
+    widths: &[Constraint],
+    selected: usize,
+) {
+    let table = Table::new(rows, widths.iter().copied())
+        .header(header.style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(Some(selected));
+    f.render_stateful_widget(table, area, &mut state);
 }
