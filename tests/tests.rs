@@ -4,3 +4,4 @@ mod util;
 mod cli_basics;
 mod predict;
 mod predict_live;
+mod run_cgroup;
