@@ -330,6 +330,13 @@ fn top_ranks_a_cgroup_by_badness_and_follows_the_rules() {
         "{text}"
     );
     assert!(lines[3].contains(&big.pid().to_string()), "{text}");
+    // Without --once, stdout not a terminal: the same plain table, no terminal codes.
+    let out = oomguard(&["top", "-n", "2", "--scope", &scope, "--config", nr]);
+    let piped = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !piped.contains('\x1b') && piped.lines().count() == 4,
+        "{piped:?}"
+    );
 }
 
 /// Group mode sums a parent and its workers (the php-fpm case): a shell with three 24M
