@@ -508,3 +508,33 @@ fn unprivileged_user_sees_the_table_and_is_told_what_was_unreadable() {
     // PID 1 is root's, yet its score is there.
     assert!(stdout.lines().any(|l| l.contains(" immune ")), "{stdout}");
 }
+
+/// Processes that come and go during a refresh are dropped silently: a group where a shell
+/// forks short-lived children all the time never makes `top` fail or complain.
+#[test]
+fn vanishing_processes_are_dropped_silently() {
+    let Some(cg) = TestCgroup::new("predict-churn", 256 << 20) else {
+        return;
+    };
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "while :; do /bin/true; done"])
+        .stdin(Stdio::null());
+    let churn = Reaped(cg.spawn(&mut sh));
+    let scope = format!("cgroup:{}", cg.rel());
+    for _ in 0..20 {
+        let out = oomguard(&["top", "--json", "--scope", &scope]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["notes"], serde_json::json!([]));
+        assert!(procs(&doc).iter().any(|p| p["pid"] == churn.pid()));
+    }
+}

@@ -155,7 +155,11 @@ impl SortKey {
 Keys in the live view: s sort column, / filter by name, c switch scope (system or
 cgroup:PATH), g group mode, up/down select, q or Esc quit.
 Verdicts: next_victim, candidate, protected, preferred, avoided, immune (PID 1, kernel
-threads, zombies, oom_score_adj -1000, oomguard itself).")]
+threads, zombies, oom_score_adj -1000, oomguard itself).
+Columns: SCORE is /proc/PID/oom_score as the kernel computes it; SHARE is (rss + swap + page
+tables) / the scope's totalpages (RAM + swap, or the cgroup's limit + swap). Rows are in
+oomguard's order: the kernel's badness with prefer/avoid shifting adj by +/-300, protected and
+immune processes last.")]
 pub struct TopArgs {
     #[command(flatten)]
     pub predict: PredictArgs,
