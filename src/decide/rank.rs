@@ -234,11 +234,12 @@ pub struct Ranker {
     /// Incremental refresh (1: off, every snapshot reads every process in full). With N > 1
     /// an unchanged process is read in full (stat, status, oom_score_adj) only every 6·N
     /// snapshots; in between `statm` is read every time and `oom_score_adj` every N; a
-    /// process whose size, resident pages or adj changed, a new one, and the PIDs in
-    /// `always_full` are read in full. The live view uses this to stay cheap.
+    /// process whose size, resident pages or adj changed and a new one are read in full; the
+    /// PIDs in `watched` have their adj checked on every snapshot. The live view uses this
+    /// to stay cheap.
     pub full_every: u32,
-    /// PIDs read in full on every snapshot (the rows on screen).
-    pub always_full: Vec<i32>,
+    /// PIDs whose oom_score_adj is checked on every snapshot (the rows on screen).
+    pub watched: Vec<i32>,
     tick: u32,
     prefer_v2: bool,
     cache: HashMap<i32, Cached>,
@@ -349,7 +350,7 @@ impl Ranker {
             self_pid: std::process::id() as i32,
             kernel_threads: false,
             full_every: 1,
-            always_full: Vec::new(),
+            watched: Vec::new(),
             tick: 0,
             prefer_v2,
             cache: HashMap::new(),
@@ -475,13 +476,14 @@ impl Ranker {
     /// resident pages) has not changed and the process is not due for a full read.
     fn read_quick(&mut self, pid: i32, ctx: &Context) -> Option<Proc> {
         let slot = (pid as u32).wrapping_add(self.tick) % (self.full_every * 6);
-        if slot == 0 || self.always_full.contains(&pid) {
+        if slot == 0 {
             return None;
         }
         self.cache.get(&pid)?.last.as_ref()?;
         let statm = self.statm(pid)?;
-        // Every full_every snapshots, oom_score_adj too (it changes without the memory).
-        let adj = if slot % self.full_every == 0 {
+        // Every full_every snapshots (rows on screen: every time), oom_score_adj too: it
+        // changes without the memory.
+        let adj = if slot % self.full_every == 0 || self.watched.contains(&pid) {
             Some(self.reader.oom_score_adj(pid)?)
         } else {
             None

@@ -117,16 +117,16 @@ impl App {
     }
 
     fn refresh(&mut self) {
-        // Rows on screen are read in full every time; the others as soon as their size,
-        // resident pages (statm, every refresh) or oom_score_adj (every 5) change, and in
-        // full every 30 refreshes.
+        // Every process is read in full as soon as its size or resident pages (statm, every
+        // refresh) or its oom_score_adj (every refresh on screen, every 5 off screen) change,
+        // and every 30 refreshes anyway.
         let mut on_screen = Vec::new();
         if let Some(snap) = &self.snap {
             let mut v = filtered(snap, Some(&self.filter));
             self.sort.apply(&mut v);
             on_screen.extend(v.iter().take(self.selected + self.height).map(|p| p.pid));
         }
-        self.p.ranker.always_full = on_screen;
+        self.p.ranker.watched = on_screen;
         self.p.ranker.full_every = 5;
         match self.p.ranker.snapshot() {
             Ok(s) => {
