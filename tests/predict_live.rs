@@ -138,6 +138,16 @@ fn live_view_in_tmux_shows_filters_sorts_switches_scope_and_quits() {
     t.keys(&["g", "g", "g"]);
     t.wait_for("back to processes", |s| row(s, big.pid()).is_some());
 
+    // An adj written now shows on the next refresh: sleep (adj 1000) overtakes the hog.
+    crate::predict::set_adj(sleeper.pid(), 1000);
+    let s = t.wait_for("sleep as the next victim", |s| {
+        row(s, sleeper.pid()).is_some_and(|r| r.contains("next_victim") && r.contains(" 1000 "))
+    });
+    assert!(
+        row(&s, big.pid()).is_some_and(|r| r.contains("candidate")),
+        "{s}"
+    );
+
     // Switch scope to the system: PID 1 appears; then back to a scope that does not exist.
     t.keys(&["c"]);
     t.wait_for("the scope prompt", |s| {
