@@ -11,5 +11,7 @@ mod fleet_observers;
 mod fleet_packaging;
 mod fleet_run;
 mod fleet_util;
+mod predict;
+mod predict_live;
 mod protect;
 mod run_cgroup;

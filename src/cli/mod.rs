@@ -122,6 +122,33 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// The rules of the contract's order: `--protect/--prefer/--avoid REGEX` flags first (name-only
+/// rules), then the config file's rules in file order.
+pub(crate) fn policy_rules(
+    protect: &[String],
+    prefer: &[String],
+    avoid: &[String],
+    config: &crate::config::Config,
+) -> Result<Vec<crate::decide::policy::Rule>, UsageError> {
+    use crate::decide::policy::{Rule, RuleKind};
+    let mut rules = Vec::new();
+    for (kind, list) in [
+        (RuleKind::Protect, protect),
+        (RuleKind::Prefer, prefer),
+        (RuleKind::Avoid, avoid),
+    ] {
+        for re in list {
+            rules.push(
+                Rule::name_only(kind, re).map_err(|e| {
+                    UsageError(format!("--{} '{re}': bad regex: {e}", kind.as_str()))
+                })?,
+            );
+        }
+    }
+    rules.extend(config.rules.iter().cloned());
+    Ok(rules)
+}
+
 /// Placeholder for a subcommand that is not built yet: says so plainly and fails.
 pub(crate) fn not_built(name: &str) -> anyhow::Result<ExitCode> {
     anyhow::bail!("'oomguard {name}' is not built yet in this version")

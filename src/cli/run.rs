@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::UsageError;
 use crate::config::{Config, passwd_lookup};
 use crate::daemon::{Daemon, Flags, Settings};
-use crate::decide::policy::{Policy, Rule, RuleKind};
+use crate::decide::policy::Policy;
 use crate::decide::trigger::LevelSpec;
 use crate::record::eventlog;
 use crate::sense::Root;
@@ -106,21 +105,7 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     let users = passwd_lookup(root.as_path());
     let cfg = Config::load(args.config.as_deref(), &users)?;
     let r = &cfg.run;
-    let mut rules = Vec::new();
-    for (kind, list) in [
-        (RuleKind::Protect, &args.protect),
-        (RuleKind::Prefer, &args.prefer),
-        (RuleKind::Avoid, &args.avoid),
-    ] {
-        for re in list {
-            rules.push(
-                Rule::name_only(kind, re).map_err(|e| {
-                    UsageError(format!("--{} '{re}': bad regex: {e}", kind.as_str()))
-                })?,
-            );
-        }
-    }
-    rules.extend(cfg.rules.iter().cloned());
+    let rules = super::policy_rules(&args.protect, &args.prefer, &args.avoid, &cfg)?;
     for rule in &rules {
         if let Some(u) = &rule.user
             && u.uid.is_none()

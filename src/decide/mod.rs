@@ -1,5 +1,6 @@
 //! Decide: the kernel's badness score, oomguard's rules, and the levels that trigger a kill.
 pub mod policy;
+pub mod rank;
 pub mod score;
 pub mod trigger;
 pub mod victim;

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::policy::{Policy, ProcFacts, RuleKind, effective_adj};
+use super::policy::{Policy, RuleKind, effective_adj};
 use super::score::{self, Terms};
-use crate::sense::cgroup::memory_path_of;
 use crate::sense::procs::{Comm, ProcReader, Stat};
 use crate::sense::scope::Scope;
 
@@ -108,50 +107,6 @@ pub struct Ranker {
     prefer_v2_path: bool,
 }
 
-/// Lazily read facts for rule matching (only newcomers pay for cmdline/exe/cgroup).
-struct Facts<'a> {
-    reader: &'a mut ProcReader,
-    pid: i32,
-    comm: String,
-    uid: Option<u32>,
-    cmdline: Option<Option<String>>,
-    exe: Option<Option<String>>,
-    cgroup: Option<Option<String>>,
-    prefer_v2: bool,
-}
-
-impl ProcFacts for Facts<'_> {
-    fn comm(&self) -> &str {
-        &self.comm
-    }
-    fn uid(&mut self) -> Option<u32> {
-        self.uid
-    }
-    fn cmdline(&mut self) -> Option<&str> {
-        if self.cmdline.is_none() {
-            self.cmdline = Some(self.reader.cmdline(self.pid));
-        }
-        self.cmdline.as_ref().and_then(|c| c.as_deref())
-    }
-    fn exe(&mut self) -> Option<&str> {
-        if self.exe.is_none() {
-            self.exe = Some(self.reader.exe(self.pid));
-        }
-        self.exe.as_ref().and_then(|c| c.as_deref())
-    }
-    fn cgroup(&mut self) -> Option<&str> {
-        if self.cgroup.is_none() {
-            let prefer_v2 = self.prefer_v2;
-            self.cgroup = Some(
-                self.reader
-                    .cgroup_text(self.pid)
-                    .and_then(|t| memory_path_of(&t, prefer_v2).map(str::to_string)),
-            );
-        }
-        self.cgroup.as_ref().and_then(|c| c.as_deref())
-    }
-}
-
 /// Classifies one process with the policy (first matching rule).
 pub fn classify(
     reader: &mut ProcReader,
@@ -164,16 +119,8 @@ pub fn classify(
     if policy.rules.is_empty() {
         return None;
     }
-    let mut f = Facts {
-        reader,
-        pid,
-        comm: comm.to_string_lossy().into_owned(),
-        uid,
-        cmdline: None,
-        exe: None,
-        cgroup: None,
-        prefer_v2,
-    };
+    let name = comm.to_string_lossy();
+    let mut f = super::rank::LazyFacts::lazy(reader, pid, &name, uid, prefer_v2);
     policy.rules.iter().position(|r| r.matches(&mut f))
 }
 
@@ -493,7 +440,10 @@ mod tests {
     use std::path::Path;
 
     /// Writes a fake process: stat (comm, state, flags, start, rss), statm, status, adj.
-    #[expect(clippy::too_many_arguments, reason = "one fixture row, spelled out at each call")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one fixture row, spelled out at each call"
+    )]
     fn proc(
         root: &Path,
         pid: i32,

@@ -276,13 +276,18 @@ impl ProcReader {
     /// counters as `stat`'s rss). The cheapest per-process read the kernel offers for it; it
     /// says nothing of identity, so callers check the start time where that matters.
     pub fn statm_rss(&mut self, pid: i32) -> Option<u64> {
-        let b = self.read(pid, "statm")?;
-        let sp = b.iter().position(|&c| c == b' ')?;
-        parse_u64(&b[sp + 1..])
+        self.statm(pid).map(|(_, resident)| resident)
     }
 
     pub fn status(&mut self, pid: i32) -> Option<Status> {
         self.read(pid, "status").map(Status::parse)
+    }
+
+    /// `/proc/PID/statm`: (size, resident) in pages — the cheapest look at a process's memory.
+    pub fn statm(&mut self, pid: i32) -> Option<(u64, u64)> {
+        let b = self.read(pid, "statm")?;
+        let mut f = b.split(|&c| c == b' ');
+        Some((parse_u64(f.next()?)?, parse_u64(f.next()?)?))
     }
 
     pub fn oom_score_adj(&mut self, pid: i32) -> Option<i16> {

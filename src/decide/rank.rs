@@ -1,0 +1,963 @@
+//! The ranking model behind `top` and `why`: a snapshot of every process of a scope with its
+//! badness terms, `oom_score_adj`, the kernel's badness and `/proc/PID/oom_score` (computed, not
+//! read), oomguard's effective score under the rules, its rank and its verdict.
+//!
+//! Order (the daemon's, per the contract): processes oomguard may choose, by effective badness
+//! (the kernel's badness with prefer/avoid shifting adj by ±300), most recently started first on
+//! ties (as the kernel's scan); then protected processes; then the immune ones (PID 1, kernel
+//! threads, zombies, adj −1000, oomguard's own processes). Rank 1 is the next victim.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::policy::{Policy, ProcFacts, RuleKind, effective_adj, unit_of_cgroup};
+use super::score::{ScoreEra, Terms, badness, oom_score};
+use super::trigger::MemState;
+use crate::sense::Root;
+use crate::sense::cgroup::memory_path_of;
+use crate::sense::procs::{Comm, ProcReader, Status};
+use crate::sense::scope::{Scope, ScopeError};
+
+/// Why a process can never be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Immune {
+    Init,
+    KernelThread,
+    Zombie,
+    AdjMin,
+    Oomguard,
+}
+
+impl Immune {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Immune::Init => "PID 1 (init) is never killed",
+            Immune::KernelThread => "a kernel thread has no user memory to free",
+            Immune::Zombie => "a zombie (or exiting process) has no memory left to free",
+            Immune::AdjMin => "oom_score_adj -1000 makes it unkillable for the kernel and oomguard",
+            Immune::Oomguard => "oomguard never chooses itself",
+        }
+    }
+    /// The kernel never picks these either (except oomguard's own processes).
+    pub fn kernel_immune(self) -> bool {
+        !matches!(self, Immune::Oomguard)
+    }
+}
+
+/// oomguard's verdict on a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    NextVictim,
+    Candidate,
+    Protected,
+    Preferred,
+    Avoided,
+    Immune,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::NextVictim => "next_victim",
+            Verdict::Candidate => "candidate",
+            Verdict::Protected => "protected",
+            Verdict::Preferred => "preferred",
+            Verdict::Avoided => "avoided",
+            Verdict::Immune => "immune",
+        }
+    }
+}
+
+/// One process of the snapshot.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: i32,
+    pub ppid: i32,
+    pub comm: Comm,
+    pub state: u8,
+    pub starttime: u64,
+    pub uid: Option<u32>,
+    pub terms: Terms,
+    pub rss_anon_kb: u64,
+    pub rss_file_kb: u64,
+    pub rss_shmem_kb: u64,
+    pub adj: i16,
+    pub exiting: bool,
+    /// The memory-controller cgroup path as in `/proc/PID/cgroup`.
+    pub cgroup: Option<String>,
+    /// The systemd unit its cgroup path names.
+    pub unit: Option<String>,
+    /// Index of the first matching rule in the policy.
+    pub rule: Option<usize>,
+    pub rule_kind: Option<RuleKind>,
+    pub immune: Option<Immune>,
+    /// The kernel's badness against the scope's totalpages (`None`: the kernel never picks it).
+    pub badness: Option<i64>,
+    /// `/proc/PID/oom_score` as the kernel computes it (always against the global totalpages).
+    pub oom_score: i64,
+    /// oomguard's score: badness with the rule's adj shift (`None`: never chosen).
+    pub effective: Option<i64>,
+    /// 1-based position in oomguard's order.
+    pub rank: usize,
+    /// 1-based position in the kernel's order among those it may kill (`None`: never).
+    pub kernel_rank: Option<usize>,
+    pub verdict: Verdict,
+}
+
+impl Proc {
+    pub fn rss_kb(&self, page_kb: u64) -> u64 {
+        self.terms.rss_pages * page_kb
+    }
+    pub fn swap_kb(&self, page_kb: u64) -> u64 {
+        self.terms.swap_pages * page_kb
+    }
+    pub fn pgtables_kb(&self, page_kb: u64) -> u64 {
+        self.terms.pgtables_pages * page_kb
+    }
+    /// The share of the scope's totalpages its points (rss + swap + page tables) make, in %.
+    pub fn share_pct(&self, totalpages: u64) -> f64 {
+        self.terms.points() as f64 * 100.0 / totalpages.max(1) as f64
+    }
+}
+
+/// The figures a snapshot is computed against.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    pub page_kb: u64,
+    /// RAM + swap of the machine in pages: what `/proc/PID/oom_score` divides by.
+    pub global_totalpages: u64,
+    /// The scope's totalpages (the machine's, or the cgroup's limit + swap).
+    pub totalpages: u64,
+    pub era: ScoreEra,
+    pub self_pid: i32,
+}
+
+/// Something a snapshot could not read (said once, with a count).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unreadable {
+    /// Processes that exist but whose stat/status could not be read (e.g. `hidepid`).
+    pub processes: usize,
+    /// Processes whose `exe` link could not be read for an `exe` rule (needs root).
+    pub exe: usize,
+    /// Processes whose cmdline could not be read.
+    pub cmdline: usize,
+    /// Processes whose cgroup could not be read.
+    pub cgroup: usize,
+}
+
+impl Unreadable {
+    /// Human notes, empty when everything was read.
+    pub fn notes(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.processes > 0 {
+            v.push(format!(
+                "could not read /proc/PID/stat or status of {} processes (hidepid or permissions; run as root to see them)",
+                self.processes
+            ));
+        }
+        if self.exe > 0 {
+            v.push(format!(
+                "could not read /proc/PID/exe of {} processes, so exe rules could not match them (needs root or the same user)",
+                self.exe
+            ));
+        }
+        if self.cmdline > 0 {
+            v.push(format!(
+                "could not read /proc/PID/cmdline of {} processes",
+                self.cmdline
+            ));
+        }
+        if self.cgroup > 0 {
+            v.push(format!(
+                "could not read /proc/PID/cgroup of {} processes",
+                self.cgroup
+            ));
+        }
+        v
+    }
+}
+
+/// A ranked view of one scope at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub scope: String,
+    pub memory: MemState,
+    pub ctx: Context,
+    /// In oomguard's order (rank 1 first).
+    pub procs: Vec<Proc>,
+    pub kernel_threads: usize,
+    pub unreadable: Unreadable,
+}
+
+impl Snapshot {
+    pub fn find(&self, pid: i32) -> Option<&Proc> {
+        self.procs.iter().find(|p| p.pid == pid)
+    }
+    pub fn next_victim(&self) -> Option<&Proc> {
+        self.procs
+            .first()
+            .filter(|p| p.verdict == Verdict::NextVictim)
+    }
+}
+
+/// What does not change while a process lives (keyed by pid, starttime and name): its cgroup,
+/// unit, rule and whether it is an oomguard daemon.
+#[derive(Debug)]
+struct Cached {
+    starttime: u64,
+    comm: Comm,
+    cgroup: Option<String>,
+    unit: Option<String>,
+    rule: Option<usize>,
+    daemon: bool,
+    unread_exe: bool,
+    unread_cmdline: bool,
+    unread_cgroup: bool,
+    /// The last full reading and the statm (size, resident) it was taken at.
+    last: Option<((u64, u64), Proc)>,
+    /// `/proc/PID/statm` kept open for the incremental path (re-read with pread at 0).
+    statm_fd: Option<std::os::fd::OwnedFd>,
+}
+
+/// Takes snapshots of a scope; keeps per-process facts between refreshes (the live view).
+pub struct Ranker {
+    pub reader: ProcReader,
+    pub scope: Scope,
+    pub policy: Policy,
+    pub era: ScoreEra,
+    pub self_pid: i32,
+    /// Include kernel threads in snapshots.
+    pub kernel_threads: bool,
+    /// Incremental refresh (1: off, every snapshot reads every process in full). With N > 1
+    /// an unchanged process is read in full (stat, status, oom_score_adj) only every 6·N
+    /// snapshots; in between `statm` is read every time and `oom_score_adj` every N; a
+    /// process whose size, resident pages or adj changed and a new one are read in full; the
+    /// PIDs in `watched` have their adj checked on every snapshot. The live view uses this
+    /// to stay cheap.
+    pub full_every: u32,
+    /// PIDs whose oom_score_adj is checked on every snapshot (the rows on screen).
+    pub watched: Vec<i32>,
+    tick: u32,
+    prefer_v2: bool,
+    cache: HashMap<i32, Cached>,
+    pids: Vec<i32>,
+}
+
+/// The facts a rule may look at: name, uid and cgroup known, cmdline and exe read on demand.
+pub struct LazyFacts<'a> {
+    reader: &'a mut ProcReader,
+    pid: i32,
+    comm: &'a str,
+    uid: Option<u32>,
+    cgroup: Option<Option<String>>,
+    cmdline: Option<Option<String>>,
+    exe: Option<Option<String>>,
+    prefer_v2: bool,
+}
+
+impl<'a> LazyFacts<'a> {
+    /// Facts with the cgroup path already known (as the caller read it).
+    pub fn new(
+        reader: &'a mut ProcReader,
+        pid: i32,
+        comm: &'a str,
+        uid: Option<u32>,
+        cgroup: Option<&'a str>,
+    ) -> LazyFacts<'a> {
+        LazyFacts {
+            reader,
+            pid,
+            comm,
+            uid,
+            cgroup: Some(cgroup.map(str::to_string)),
+            cmdline: None,
+            exe: None,
+            prefer_v2: false,
+        }
+    }
+
+    /// Facts that read the cgroup path (the memory controller's: the v2 line when
+    /// `prefer_v2`, else the v1 memory line) only if a rule asks for it.
+    pub fn lazy(
+        reader: &'a mut ProcReader,
+        pid: i32,
+        comm: &'a str,
+        uid: Option<u32>,
+        prefer_v2: bool,
+    ) -> LazyFacts<'a> {
+        LazyFacts {
+            reader,
+            pid,
+            comm,
+            uid,
+            cgroup: None,
+            cmdline: None,
+            exe: None,
+            prefer_v2,
+        }
+    }
+}
+
+impl ProcFacts for LazyFacts<'_> {
+    fn comm(&self) -> &str {
+        self.comm
+    }
+    fn uid(&mut self) -> Option<u32> {
+        self.uid
+    }
+    fn cmdline(&mut self) -> Option<&str> {
+        if self.cmdline.is_none() {
+            self.cmdline = Some(self.reader.cmdline(self.pid));
+        }
+        self.cmdline.as_ref().and_then(|c| c.as_deref())
+    }
+    fn exe(&mut self) -> Option<&str> {
+        if self.exe.is_none() {
+            self.exe = Some(self.reader.exe(self.pid));
+        }
+        self.exe.as_ref().and_then(|c| c.as_deref())
+    }
+    fn cgroup(&mut self) -> Option<&str> {
+        if self.cgroup.is_none() {
+            let prefer_v2 = self.prefer_v2;
+            self.cgroup = Some(self.reader.cgroup_text(self.pid).and_then(|t| {
+                crate::sense::cgroup::memory_path_of(&t, prefer_v2).map(str::to_string)
+            }));
+        }
+        self.cgroup.as_ref().and_then(|c| c.as_deref())
+    }
+}
+
+/// The systemd unit a process's cgroup text names: from the v2 line, the `name=systemd` line,
+/// then any other line.
+pub fn unit_of_cgroup_text(text: &str) -> Option<String> {
+    let mut best: Option<(u8, &str)> = None;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctl), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let Some(unit) = unit_of_cgroup(path) else {
+            continue;
+        };
+        let pref = match ctl {
+            "" => 0,
+            "name=systemd" => 1,
+            _ => 2,
+        };
+        if best.is_none_or(|(p, _)| pref < p) {
+            best = Some((pref, unit));
+        }
+    }
+    best.map(|(_, u)| u.to_string())
+}
+
+/// Is this cmdline an oomguard daemon (`oomguard [options] run ...`)?
+fn is_daemon_cmdline(cmdline: &str) -> bool {
+    cmdline
+        .split(' ')
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|a| a == "run")
+}
+
+impl Ranker {
+    pub fn new(root: &Root, scope: Scope, policy: Policy) -> std::io::Result<Ranker> {
+        let reader = ProcReader::open(root)?;
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        let prefer_v2 = scope.mounts.v2_memory.is_some();
+        Ok(Ranker {
+            reader,
+            scope,
+            policy,
+            era: ScoreEra::from_release(&release),
+            self_pid: std::process::id() as i32,
+            kernel_threads: false,
+            full_every: 1,
+            watched: Vec::new(),
+            tick: 0,
+            prefer_v2,
+            cache: HashMap::new(),
+            pids: Vec::new(),
+        })
+    }
+
+    /// The figures of the scope now.
+    pub fn context(&mut self) -> Result<(MemState, Context), ScopeError> {
+        let memory = self.scope.memory()?;
+        let mi = self.scope.meminfo()?;
+        let page_kb = self.reader.page_kb;
+        let ctx = Context {
+            page_kb,
+            global_totalpages: mi.mem_total_kb / page_kb + mi.swap_total_kb / page_kb,
+            totalpages: memory.totalpages(page_kb),
+            era: self.era,
+            self_pid: self.self_pid,
+        };
+        Ok((memory, ctx))
+    }
+
+    /// Reads one process and scores it (unranked: `rank` 0, verdict candidate/immune/rule).
+    /// `None` when it is gone or unreadable (`unread` counts the latter).
+    pub fn read_proc(&mut self, pid: i32, ctx: &Context, unread: &mut Unreadable) -> Option<Proc> {
+        if self.full_every > 1
+            && let Some(p) = self.read_quick(pid, ctx)
+        {
+            return Some(p);
+        }
+        let Some(stat) = self.reader.stat(pid) else {
+            if self.reader.root().path(format!("proc/{pid}")).exists() {
+                unread.processes += 1;
+            }
+            return None;
+        };
+        let kthread = stat.is_kthread();
+        let status = if kthread {
+            Status::default()
+        } else {
+            let Some(status) = self.reader.status(pid) else {
+                if self.reader.root().path(format!("proc/{pid}")).exists() {
+                    unread.processes += 1;
+                }
+                return None;
+            };
+            status
+        };
+        let adj = if kthread {
+            0
+        } else {
+            self.reader.oom_score_adj(pid).unwrap_or(0)
+        };
+        let terms = Terms::from_proc(&stat, &status, ctx.page_kb);
+        let zombie = stat.is_zombie() || (!kthread && !status.has_mm);
+        let immune_kernel = if pid == 1 {
+            Some(Immune::Init)
+        } else if kthread || status.kthread {
+            Some(Immune::KernelThread)
+        } else if zombie {
+            Some(Immune::Zombie)
+        } else if adj == -1000 {
+            Some(Immune::AdjMin)
+        } else {
+            None
+        };
+        // Facts that live as long as the process (and its name) do.
+        let known = self
+            .cache
+            .get(&pid)
+            .is_some_and(|c| c.starttime == stat.starttime && c.comm == stat.comm);
+        if !known && !kthread {
+            let cached = self.read_facts(pid, &stat.comm, status.uid, stat.starttime);
+            self.cache.insert(pid, cached);
+        }
+        let cached = self.cache.get(&pid).filter(|_| !kthread);
+        if let Some(c) = cached {
+            unread.exe += c.unread_exe as usize;
+            unread.cmdline += c.unread_cmdline as usize;
+            unread.cgroup += c.unread_cgroup as usize;
+        }
+        let daemon = cached.is_some_and(|c| c.daemon);
+        let immune = immune_kernel.or((pid == ctx.self_pid || daemon).then_some(Immune::Oomguard));
+        let rule = cached.and_then(|c| c.rule);
+        let rule_kind = rule.map(|i| self.policy.rules[i].kind);
+        let mut p = Proc {
+            pid,
+            ppid: stat.ppid,
+            comm: stat.comm,
+            state: stat.state,
+            starttime: stat.starttime,
+            uid: status.uid,
+            terms,
+            rss_anon_kb: status.rss_anon_kb,
+            rss_file_kb: status.rss_file_kb,
+            rss_shmem_kb: status.rss_shmem_kb,
+            adj,
+            exiting: stat.is_exiting() || status.sigkill_pending,
+            cgroup: cached.and_then(|c| c.cgroup.clone()),
+            unit: cached.and_then(|c| c.unit.clone()),
+            rule,
+            rule_kind,
+            immune,
+            badness: None,
+            oom_score: 0,
+            effective: None,
+            rank: 0,
+            kernel_rank: None,
+            verdict: Verdict::Candidate,
+        };
+        score(&mut p, ctx);
+        if self.full_every > 1
+            && !kthread
+            && let Some(statm) = self.statm(pid)
+            && let Some(c) = self.cache.get_mut(&pid)
+        {
+            c.last = Some((statm, p.clone()));
+        }
+        Some(p)
+    }
+
+    /// The incremental path: the last full reading again when `/proc/PID/statm` (size and
+    /// resident pages) has not changed and the process is not due for a full read.
+    fn read_quick(&mut self, pid: i32, ctx: &Context) -> Option<Proc> {
+        let slot = (pid as u32).wrapping_add(self.tick) % (self.full_every * 6);
+        if slot == 0 {
+            return None;
+        }
+        self.cache.get(&pid)?.last.as_ref()?;
+        let statm = self.statm(pid)?;
+        // Every full_every snapshots (rows on screen: every time), oom_score_adj too: it
+        // changes without the memory.
+        let adj = if slot % self.full_every == 0 || self.watched.contains(&pid) {
+            Some(self.reader.oom_score_adj(pid)?)
+        } else {
+            None
+        };
+        let (statm0, last) = self.cache.get(&pid)?.last.as_ref()?;
+        if statm != *statm0 || adj.is_some_and(|a| a != last.adj) {
+            return None;
+        }
+        let mut p = last.clone();
+        score(&mut p, ctx);
+        Some(p)
+    }
+
+    /// (size, resident) pages from `/proc/PID/statm`, through a descriptor kept open while the
+    /// process lives (a dead process's descriptor reads ESRCH: dropped, `None`).
+    fn statm(&mut self, pid: i32) -> Option<(u64, u64)> {
+        let c = self.cache.get_mut(&pid)?;
+        if c.statm_fd.is_none() {
+            let path = self.reader.root().path(format!("proc/{pid}/statm"));
+            c.statm_fd = rustix::fs::open(
+                &path,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok();
+        }
+        let mut buf = [0u8; 160];
+        let n = match rustix::io::pread(c.statm_fd.as_ref()?, &mut buf, 0) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                c.statm_fd = None;
+                return None;
+            }
+        };
+        let mut f = buf[..n].split(|&b| b == b' ');
+        Some((
+            crate::sense::parse_u64(f.next()?)?,
+            crate::sense::parse_u64(f.next()?)?,
+        ))
+    }
+
+    fn read_facts(&mut self, pid: i32, comm: &Comm, uid: Option<u32>, starttime: u64) -> Cached {
+        let cg_text = self.reader.cgroup_text(pid);
+        let unread_cgroup = cg_text.is_none();
+        let (cgroup, unit) = match &cg_text {
+            Some(t) => (
+                memory_path_of(t, self.prefer_v2).map(str::to_string),
+                unit_of_cgroup_text(t),
+            ),
+            None => (None, None),
+        };
+        let name = comm.to_string_lossy();
+        let mut facts = LazyFacts::new(&mut self.reader, pid, &name, uid, cgroup.as_deref());
+        let rule = self.policy.rules.iter().position(|r| r.matches(&mut facts));
+        let daemon = name == "oomguard" && facts.cmdline().is_some_and(is_daemon_cmdline);
+        let unread_exe = matches!(facts.exe, Some(None));
+        let unread_cmdline = matches!(facts.cmdline, Some(None));
+        Cached {
+            starttime,
+            comm: *comm,
+            cgroup,
+            unit,
+            rule,
+            daemon,
+            unread_exe,
+            unread_cmdline,
+            unread_cgroup,
+            last: None,
+            statm_fd: None,
+        }
+    }
+
+    /// Every process of the scope, scored, ranked and judged.
+    pub fn snapshot(&mut self) -> Result<Snapshot, ScopeError> {
+        let (memory, ctx) = self.context()?;
+        self.tick = self.tick.wrapping_add(1);
+        let mut pids = std::mem::take(&mut self.pids);
+        pids.clear();
+        if !self.scope.cgroup_pids(&mut pids) {
+            self.reader
+                .pids(&mut pids)
+                .map_err(|source| ScopeError::Io {
+                    path: self.reader.root().path("proc"),
+                    source,
+                })?;
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        let mut unreadable = Unreadable::default();
+        let mut procs = Vec::with_capacity(pids.len());
+        let mut kernel_threads = 0;
+        for &pid in &pids {
+            if let Some(p) = self.read_proc(pid, &ctx, &mut unreadable) {
+                if p.immune == Some(Immune::KernelThread) {
+                    kernel_threads += 1;
+                    if !self.kernel_threads {
+                        continue;
+                    }
+                }
+                procs.push(p);
+            }
+        }
+        // Forget processes that are gone.
+        if self.cache.len() > pids.len() + 64 {
+            self.cache.retain(|pid, _| pids.binary_search(pid).is_ok());
+        }
+        self.pids = pids;
+        rank(&mut procs);
+        Ok(Snapshot {
+            scope: self.scope.label(),
+            memory,
+            ctx,
+            procs,
+            kernel_threads,
+            unreadable,
+        })
+    }
+}
+
+/// Computes a process's badness, oom_score, effective score and base verdict from its terms,
+/// adj, immunity and rule (rank and kernel rank are reset for [`rank`]).
+fn score(p: &mut Proc, ctx: &Context) {
+    let kernel_ok = p.immune.is_none_or(|i| !i.kernel_immune());
+    let adj = p.adj as i64;
+    p.badness = kernel_ok.then(|| badness(&p.terms, adj, ctx.totalpages));
+    let global = kernel_ok.then(|| badness(&p.terms, adj, ctx.global_totalpages));
+    p.oom_score = oom_score(global, ctx.global_totalpages, ctx.era);
+    p.effective = (p.immune.is_none() && p.rule_kind != Some(RuleKind::Protect))
+        .then(|| badness(&p.terms, effective_adj(p.adj, p.rule_kind), ctx.totalpages));
+    p.rank = 0;
+    p.kernel_rank = None;
+    p.verdict = if p.immune.is_some() {
+        Verdict::Immune
+    } else {
+        match p.rule_kind {
+            Some(RuleKind::Protect) => Verdict::Protected,
+            Some(RuleKind::Prefer) => Verdict::Preferred,
+            Some(RuleKind::Avoid) => Verdict::Avoided,
+            None => Verdict::Candidate,
+        }
+    };
+}
+
+/// Sorts processes into oomguard's order and sets `rank`, `kernel_rank` and the next victim.
+pub fn rank(procs: &mut [Proc]) {
+    // Kernel order first (its own rank), then oomguard's.
+    let mut idx: Vec<usize> = (0..procs.len())
+        .filter(|&i| procs[i].badness.is_some())
+        .collect();
+    idx.sort_by(|&a, &b| {
+        let (pa, pb) = (&procs[a], &procs[b]);
+        pb.badness
+            .cmp(&pa.badness)
+            .then(pb.starttime.cmp(&pa.starttime))
+            .then(pb.pid.cmp(&pa.pid))
+    });
+    for (r, i) in idx.into_iter().enumerate() {
+        procs[i].kernel_rank = Some(r + 1);
+    }
+    let class = |p: &Proc| -> u8 {
+        if p.effective.is_some() {
+            0
+        } else if p.immune.is_none() {
+            1
+        } else {
+            2
+        }
+    };
+    procs.sort_by(|a, b| {
+        class(a)
+            .cmp(&class(b))
+            .then(b.effective.cmp(&a.effective))
+            .then(b.badness.cmp(&a.badness))
+            .then(b.terms.points().cmp(&a.terms.points()))
+            .then(b.starttime.cmp(&a.starttime))
+            .then(b.pid.cmp(&a.pid))
+    });
+    for (r, p) in procs.iter_mut().enumerate() {
+        p.rank = r + 1;
+    }
+    if let Some(first) = procs.first_mut()
+        && first.effective.is_some()
+    {
+        first.verdict = Verdict::NextVictim;
+    }
+}
+
+/// How `top --group` sums processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// A process and all its descendants, rooted below PID 1 (or at the scope's top).
+    Tree,
+    /// The memory cgroup.
+    Cgroup,
+    /// The systemd unit.
+    Unit,
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tree" => Ok(GroupBy::Tree),
+            "cgroup" => Ok(GroupBy::Cgroup),
+            "unit" => Ok(GroupBy::Unit),
+            _ => Err(format!(
+                "'{s}' is not a group mode: use tree, cgroup or unit"
+            )),
+        }
+    }
+}
+
+/// Processes summed by tree, cgroup or unit.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// `PID comm` of the tree's root, the cgroup path or the unit (`-`: none).
+    pub key: String,
+    /// Members in oomguard's order (their ranks ascending).
+    pub members: Vec<i32>,
+    pub terms: Terms,
+    /// The best (lowest) rank of a member.
+    pub best_rank: usize,
+    pub has_next_victim: bool,
+}
+
+impl Group {
+    /// The share of the scope's totalpages its points make, in %.
+    pub fn share_pct(&self, totalpages: u64) -> f64 {
+        self.terms.points() as f64 * 100.0 / totalpages.max(1) as f64
+    }
+}
+
+/// The root of `pid`'s tree: the highest ancestor that is in `parent` and not PID 1, 0 or 2.
+fn tree_root(pid: i32, parent: &HashMap<i32, i32>) -> i32 {
+    let mut cur = pid;
+    for _ in 0..4096 {
+        match parent.get(&cur) {
+            Some(&pp) if pp > 2 && parent.contains_key(&pp) => cur = pp,
+            _ => break,
+        }
+    }
+    cur
+}
+
+/// Sums a snapshot's processes by `by`, largest (most points) first. Immune processes count
+/// (their memory is part of the group) but kernel threads hold none.
+pub fn group(snap: &Snapshot, by: GroupBy) -> Vec<Group> {
+    let parent: HashMap<i32, i32> = snap.procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    let comm: HashMap<i32, String> = snap
+        .procs
+        .iter()
+        .map(|p| (p.pid, p.comm.to_string_lossy().into_owned()))
+        .collect();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for p in &snap.procs {
+        let key = match by {
+            GroupBy::Tree => {
+                let r = tree_root(p.pid, &parent);
+                format!("{r} {}", comm.get(&r).map_or("?", String::as_str))
+            }
+            GroupBy::Cgroup => p.cgroup.clone().unwrap_or_else(|| "-".into()),
+            GroupBy::Unit => p.unit.clone().unwrap_or_else(|| "-".into()),
+        };
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push(Group {
+                key,
+                members: Vec::new(),
+                terms: Terms::default(),
+                best_rank: usize::MAX,
+                has_next_victim: false,
+            });
+            groups.len() - 1
+        });
+        let g = &mut groups[i];
+        g.members.push(p.pid);
+        g.terms.rss_pages += p.terms.rss_pages;
+        g.terms.swap_pages += p.terms.swap_pages;
+        g.terms.pgtables_pages += p.terms.pgtables_pages;
+        g.best_rank = g.best_rank.min(p.rank);
+        g.has_next_victim |= p.verdict == Verdict::NextVictim;
+    }
+    groups.sort_by(|a, b| {
+        b.terms
+            .points()
+            .cmp(&a.terms.points())
+            .then(a.best_rank.cmp(&b.best_rank))
+    });
+    groups
+}
+
+/// User names from `ROOT/etc/passwd`, by uid.
+#[derive(Debug, Default, Clone)]
+pub struct UserNames(HashMap<u32, String>);
+
+impl UserNames {
+    pub fn load(root: &Root) -> UserNames {
+        let text = std::fs::read_to_string(root.path("etc/passwd")).unwrap_or_default();
+        UserNames::parse(&text)
+    }
+    pub fn parse(text: &str) -> UserNames {
+        let mut m = HashMap::new();
+        for l in text.lines() {
+            let mut f = l.split(':');
+            if let (Some(name), Some(uid)) = (f.next(), f.nth(1))
+                && let Ok(uid) = uid.parse()
+            {
+                m.entry(uid).or_insert_with(|| name.to_string());
+            }
+        }
+        UserNames(m)
+    }
+    /// The name, or the number when unknown.
+    pub fn name(&self, uid: Option<u32>) -> String {
+        match uid {
+            None => "?".into(),
+            Some(u) => self.0.get(&u).cloned().unwrap_or_else(|| u.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pid: i32, rss: u64, adj: i16, kind: Option<RuleKind>, immune: Option<Immune>) -> Proc {
+        let terms = Terms {
+            rss_pages: rss,
+            ..Default::default()
+        };
+        let total = 1_000_000;
+        let kernel_ok = immune.is_none_or(|i| !i.kernel_immune());
+        let b = kernel_ok.then(|| badness(&terms, adj as i64, total));
+        Proc {
+            pid,
+            ppid: 1,
+            comm: Comm::new(b"x"),
+            state: b'S',
+            starttime: pid as u64,
+            uid: Some(0),
+            terms,
+            rss_anon_kb: 0,
+            rss_file_kb: 0,
+            rss_shmem_kb: 0,
+            adj,
+            exiting: false,
+            cgroup: None,
+            unit: None,
+            rule: None,
+            rule_kind: kind,
+            immune,
+            badness: b,
+            oom_score: 0,
+            effective: (immune.is_none() && kind != Some(RuleKind::Protect))
+                .then(|| badness(&terms, effective_adj(adj, kind), total)),
+            rank: 0,
+            kernel_rank: None,
+            verdict: Verdict::Candidate,
+        }
+    }
+
+    #[test]
+    fn rules_reorder_and_protected_and_immune_go_last() {
+        let mut v = vec![
+            p(10, 5000, 0, None, None),
+            p(11, 9000, 0, Some(RuleKind::Protect), None),
+            p(12, 1000, 0, Some(RuleKind::Prefer), None),
+            p(13, 20000, -1000, None, Some(Immune::AdjMin)),
+            p(14, 7000, 0, Some(RuleKind::Avoid), None),
+            p(15, 99999, 0, None, Some(Immune::Oomguard)),
+        ];
+        rank(&mut v);
+        let order: Vec<i32> = v.iter().map(|p| p.pid).collect();
+        // prefer: 1000 + 300*1000 wins; avoid: 7000 - 300000 goes below 10.
+        assert_eq!(order, [12, 10, 14, 11, 15, 13]);
+        assert_eq!(v[0].verdict, Verdict::NextVictim);
+        assert_eq!(v[0].rank, 1);
+        // The kernel's order ignores rules: oomguard (15) first, adj -1000 never.
+        let k: Vec<(i32, Option<usize>)> = v.iter().map(|p| (p.pid, p.kernel_rank)).collect();
+        assert!(k.contains(&(15, Some(1))) && k.contains(&(11, Some(2))));
+        assert!(k.contains(&(13, None)));
+    }
+
+    #[test]
+    fn ties_go_to_the_most_recent_process() {
+        let mut v = vec![p(20, 100, 0, None, None), p(21, 100, 0, None, None)];
+        rank(&mut v);
+        assert_eq!(v[0].pid, 21);
+    }
+
+    #[test]
+    fn units_and_daemons() {
+        let t = "9:name=systemd:/system.slice/nginx.service\n4:memory:/x\n0::/\n";
+        assert_eq!(unit_of_cgroup_text(t).as_deref(), Some("nginx.service"));
+        let t2 = "4:memory:/system.slice/a.service\n0::/user.slice/user-1.slice/session-3.scope\n";
+        assert_eq!(unit_of_cgroup_text(t2).as_deref(), Some("session-3.scope"));
+        assert_eq!(unit_of_cgroup_text("0::/\n"), None);
+        assert!(is_daemon_cmdline("/usr/bin/oomguard run --dry-run"));
+        assert!(is_daemon_cmdline("oomguard --verbose run"));
+        assert!(!is_daemon_cmdline("oomguard hog --max 1M"));
+        assert!(!is_daemon_cmdline("oomguard"));
+        let u = UserNames::parse("root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n");
+        assert_eq!(u.name(Some(65534)), "nobody");
+        assert_eq!(u.name(Some(7)), "7");
+    }
+
+    #[test]
+    fn groups_sum_trees_and_cgroups() {
+        // 100 (apache) with three small workers; 200 alone but bigger than any worker.
+        let mut v = vec![
+            p(100, 1000, 0, None, None),
+            p(101, 3000, 0, None, None),
+            p(102, 3000, 0, None, None),
+            p(103, 3000, 0, None, None),
+            p(200, 5000, 0, None, None),
+        ];
+        for q in &mut v[1..4] {
+            q.ppid = 100;
+            q.cgroup = Some("/web".into());
+        }
+        rank(&mut v);
+        assert_eq!(v[0].pid, 200);
+        let snap = Snapshot {
+            scope: "system".into(),
+            memory: MemState::default(),
+            ctx: Context {
+                page_kb: 4,
+                global_totalpages: 1_000_000,
+                totalpages: 1_000_000,
+                era: ScoreEra::Signed,
+                self_pid: 0,
+            },
+            procs: v,
+            kernel_threads: 0,
+            unreadable: Unreadable::default(),
+        };
+        let g = group(&snap, GroupBy::Tree);
+        assert_eq!(g[0].key, "100 x");
+        assert_eq!(g[0].terms.rss_pages, 10_000);
+        assert_eq!(g[0].members.len(), 4);
+        assert_eq!((g[1].key.as_str(), g[1].has_next_victim), ("200 x", true));
+        let c = group(&snap, GroupBy::Cgroup);
+        assert_eq!((c[0].key.as_str(), c[0].terms.rss_pages), ("/web", 9000));
+        assert_eq!((c[1].key.as_str(), c[1].terms.rss_pages), ("-", 6000));
+    }
+}

@@ -1,0 +1,171 @@
+//! The live view of `oomguard top`, driven in a real terminal: tmux starts it, keys go in with
+//! `send-keys`, the screen comes back with `capture-pane -p`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::predict::hog;
+use crate::util::{Reaped, TestCgroup, bin, require};
+
+/// A tmux server of its own (socket named after the test), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str) -> Option<Tmux> {
+        let have = Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !require(have, "tmux (scripts/test.sh installs it)") {
+            return None;
+        }
+        let t = Tmux {
+            socket: format!("oomguard-test-live-{}", std::process::id()),
+        };
+        let ok = t
+            .cmd(&[
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "40",
+                "-s",
+                "top",
+                cmd,
+            ])
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Some(t)
+    }
+    fn cmd(&self, args: &[&str]) -> std::process::ExitStatus {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("tmux")
+    }
+    fn keys(&self, keys: &[&str]) {
+        let mut a = vec!["send-keys", "-t", "top"];
+        a.extend_from_slice(keys);
+        assert!(self.cmd(&a).success(), "send-keys {keys:?}");
+    }
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "top"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    /// Waits until the screen satisfies `ok` (up to 15 s), returning it.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn row(screen: &str, pid: i32) -> Option<&str> {
+    let p = pid.to_string();
+    screen
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(p.as_str()))
+}
+
+#[test]
+fn live_view_in_tmux_shows_filters_sorts_switches_scope_and_quits() {
+    let Some(cg) = TestCgroup::new("predict-live", 1 << 30) else {
+        return;
+    };
+    let big = hog(&cg, "96M");
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("120").stdin(Stdio::null());
+    let sleeper = Reaped(cg.spawn(&mut sleeper));
+    let scope = format!("cgroup:{}", cg.rel());
+    let cmd = format!(
+        "{} top --scope {scope}; echo top-exit=$?; sleep 60",
+        bin().display()
+    );
+    let Some(t) = Tmux::start(&cmd) else { return };
+
+    // The header and the hog as the next victim.
+    let s = t.wait_for("the hog's row", |s| row(s, big.pid()).is_some());
+    assert!(s.contains("oomguard top") && s.contains(&scope), "{s}");
+    assert!(s.contains("mem") && s.contains("SIGTERM at"), "{s}");
+    assert!(s.contains("psi") && s.contains("swap"), "{s}");
+    let r = row(&s, big.pid()).unwrap();
+    assert!(r.contains("next_victim") && r.contains("oomguard"), "{r}");
+    assert!(row(&s, sleeper.pid()).is_some_and(|r| r.contains("sleep")));
+
+    // Filter by name: only sleep stays.
+    t.keys(&["/"]);
+    t.keys(&["-l", "slee"]);
+    let s = t.wait_for("the filter", |s| {
+        row(s, big.pid()).is_none() && s.contains("filter name: slee")
+    });
+    assert!(row(&s, sleeper.pid()).is_some(), "{s}");
+    t.keys(&["Enter"]);
+    t.wait_for("the filter kept", |s| s.contains("/ filter [slee]"));
+    t.keys(&["/", "Escape"]);
+    t.wait_for("the filter cleared", |s| row(s, big.pid()).is_some());
+
+    // Sort by rss, then group by tree.
+    t.keys(&["s"]);
+    t.wait_for("sort rss", |s| s.contains("sort rss"));
+    t.keys(&["g"]);
+    t.wait_for("tree groups", |s| {
+        s.contains("PROCS") && s.contains("next victim")
+    });
+    t.keys(&["g", "g", "g"]);
+    t.wait_for("back to processes", |s| row(s, big.pid()).is_some());
+
+    // An adj written now shows on the next refresh: sleep (adj 1000) overtakes the hog.
+    crate::predict::set_adj(sleeper.pid(), 1000);
+    let s = t.wait_for("sleep as the next victim", |s| {
+        row(s, sleeper.pid()).is_some_and(|r| r.contains("next_victim") && r.contains(" 1000 "))
+    });
+    assert!(
+        row(&s, big.pid()).is_some_and(|r| r.contains("candidate")),
+        "{s}"
+    );
+
+    // Switch scope to the system: PID 1 appears; then back to a scope that does not exist.
+    t.keys(&["c"]);
+    t.wait_for("the scope prompt", |s| {
+        s.contains("scope (system or cgroup:PATH): system")
+    });
+    t.keys(&["Enter"]);
+    let s = t.wait_for("the system scope", |s| s.contains("scope system"));
+    assert!(!s.contains(&scope), "{s}");
+    t.keys(&[
+        "c", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace",
+    ]);
+    t.keys(&["-l", "cgroup:/no/such/group"]);
+    t.keys(&["Enter"]);
+    t.wait_for("the refusal", |s| s.contains("cannot switch scope"));
+
+    // Quit: the shell prints the exit code.
+    t.keys(&["q"]);
+    let s = t.wait_for("exit", |s| s.contains("top-exit="));
+    assert!(s.contains("top-exit=0"), "{s}");
+    drop((big, sleeper));
+}
