@@ -2,4 +2,5 @@
 mod util;
 
 mod cli_basics;
+mod run_cgroup;
 mod vm_scenarios;

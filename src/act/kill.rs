@@ -1,1 +1,167 @@
-//! (in progress)
+//! One kill: the victim (and, by `--kill-unit`, its descendants or its whole leaf cgroup),
+//! pinned by pidfds before any signal, signalled together, each signal recorded with the
+//! milliseconds since the decision.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rustix::process::Signal;
+use serde::Serialize;
+
+use super::pidfd::{Target, TargetError};
+use crate::decide::victim::{Candidate, Ranker};
+use crate::sense::cgroup::{CgVersion, memory_path_of};
+use crate::sense::procs::ProcReader;
+use crate::sense::scope::Scope;
+use crate::values::KillUnit;
+
+/// One signal sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignalSent {
+    pub signal: &'static str,
+    /// Milliseconds since the decision.
+    pub ms: u64,
+    pub pid: i32,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The processes of one kill decision, pinned.
+#[derive(Debug)]
+pub struct Kill {
+    pub victim: Target,
+    pub others: Vec<Target>,
+    /// v2 leaf cgroup's `cgroup.kill` (real path) for `--kill-unit cgroup`.
+    pub cgroup_kill: Option<PathBuf>,
+    pub signals: Vec<SignalSent>,
+    pub decided: Instant,
+    pub released: bool,
+    /// What the unit resolved to, for the record (`process`, `tree (3 processes)`, …).
+    pub unit_note: String,
+}
+
+fn name(sig: Signal) -> &'static str {
+    if sig == Signal::KILL {
+        "SIGKILL"
+    } else {
+        "SIGTERM"
+    }
+}
+
+impl Kill {
+    /// Pins the victim and the rest of its kill unit. Fails only if the victim itself cannot be
+    /// pinned (gone or PID reused); members of the unit that vanish are skipped.
+    pub fn plan(
+        reader: &mut ProcReader,
+        ranker: &Ranker,
+        scope: &Scope,
+        unit: KillUnit,
+        victim: &Candidate,
+        decided: Instant,
+    ) -> Result<Kill, TargetError> {
+        let main = Target::open(reader, victim.pid, victim.starttime)?;
+        let mut kill = Kill {
+            victim: main,
+            others: Vec::new(),
+            cgroup_kill: None,
+            signals: Vec::new(),
+            decided,
+            released: false,
+            unit_note: "process".into(),
+        };
+        let me = std::process::id() as i32;
+        match unit {
+            KillUnit::Process => {}
+            KillUnit::Tree => {
+                for (pid, start) in ranker.descendants(victim.pid) {
+                    if let Ok(t) = Target::open(reader, pid, start) {
+                        kill.others.push(t);
+                    }
+                }
+                kill.unit_note = format!("tree ({} processes)", kill.others.len() + 1);
+            }
+            KillUnit::Cgroup => {
+                let prefer_v2 = scope.mounts.v2_memory.is_some();
+                let text = reader.cgroup_text(victim.pid).unwrap_or_default();
+                let leaf = memory_path_of(&text, prefer_v2).unwrap_or("/").to_string();
+                let (mount, version) = match (prefer_v2, &scope.mounts) {
+                    (true, m) => (m.v2_memory.clone(), CgVersion::V2),
+                    (false, m) => (m.v1_memory.clone(), CgVersion::V1),
+                };
+                match mount {
+                    Some(mount) if leaf != "/" => {
+                        let dir = mount.join(leaf.trim_start_matches('/'));
+                        if version == CgVersion::V2
+                            && scope.root.path(dir.join("cgroup.kill")).exists()
+                        {
+                            kill.cgroup_kill = Some(scope.root.path(dir.join("cgroup.kill")));
+                        }
+                        let procs =
+                            std::fs::read_to_string(scope.root.path(dir.join("cgroup.procs")))
+                                .unwrap_or_default();
+                        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                            if pid == victim.pid || pid == me || pid == 1 {
+                                continue;
+                            }
+                            if let Some(st) = reader.stat(pid)
+                                && let Ok(t) = Target::open(reader, pid, st.starttime)
+                            {
+                                kill.others.push(t);
+                            }
+                        }
+                        kill.unit_note =
+                            format!("cgroup {leaf} ({} processes)", kill.others.len() + 1);
+                    }
+                    _ => {
+                        kill.unit_note = "process (the victim is in the root cgroup; not killing a whole root group)".into();
+                    }
+                }
+            }
+        }
+        Ok(kill)
+    }
+
+    /// Sends `sig` to every pinned process (SIGKILL to a v2 group goes through `cgroup.kill`).
+    pub fn signal_all(&mut self, sig: Signal) {
+        let ms = self.decided.elapsed().as_millis() as u64;
+        let mut push = |pid: i32, r: std::io::Result<()>| {
+            self.signals.push(SignalSent {
+                signal: name(sig),
+                ms,
+                pid,
+                ok: r.is_ok(),
+                error: r.err().map(|e| e.to_string()),
+            });
+        };
+        push(self.victim.pid, self.victim.signal(sig));
+        if sig == Signal::KILL
+            && let Some(ck) = &self.cgroup_kill
+        {
+            let r = std::fs::write(ck, "1");
+            if r.is_ok() {
+                for t in &self.others {
+                    push(t.pid, Ok(()));
+                }
+                return;
+            }
+        }
+        for t in &self.others {
+            push(t.pid, t.signal(sig));
+        }
+    }
+
+    /// `process_mrelease` on every pinned process (after SIGKILL only).
+    pub fn release(&mut self) {
+        let mut any = false;
+        for t in std::iter::once(&self.victim).chain(&self.others) {
+            any |= t.mrelease().is_ok();
+        }
+        self.released |= any;
+    }
+
+    /// True once the victim and every other pinned process has exited.
+    pub fn all_exited(&self) -> bool {
+        self.victim.exited() && self.others.iter().all(Target::exited)
+    }
+}

@@ -24,6 +24,9 @@ pub struct HogArgs {
     /// Wait this long before allocating.
     #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
     pub delay: Option<Dur>,
+    /// Set the process name (comm, up to 15 bytes) so rules and tests can tell hogs apart.
+    #[arg(long)]
+    pub name: Option<String>,
     /// Exit after holding the memory this long (default: hold until killed).
     #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
     pub hold: Option<Dur>,
@@ -32,6 +35,12 @@ pub struct HogArgs {
 const CHUNK: usize = 1 << 20;
 
 pub fn run(a: HogArgs) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &a.name {
+        let c = std::ffi::CString::new(name.as_bytes())
+            .map_err(|_| anyhow::anyhow!("--name must not contain NUL"))?;
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from a valid pointer.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+    }
     if a.ignore_term {
         // SAFETY: installing SIG_IGN for SIGTERM has no handler code to race with.
         unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };

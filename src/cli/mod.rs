@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The guard daemon: watch memory, swap and pressure and kill the best victim early.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Explain kernel OOM reports found in kernel logs.
     Explain(explain::ExplainArgs),
     /// Live view of who the kernel (and oomguard) would kill next.
@@ -64,7 +64,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Explain(a) => explain::run(a),
         Command::Top(a) => top::run(a),
         Command::Why(a) => why::run(a),

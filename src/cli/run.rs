@@ -1,9 +1,197 @@
-//! `oomguard run`.
+//! `oomguard run`: the guard daemon. Flags override the config file; the config file overrides
+//! the built-in defaults (`--mem-min 10,5 --swap-min 10,5`, scope `system`, kill unit `process`,
+//! term grace 2 s).
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+use anyhow::Context;
 
-pub fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    super::not_built("run")
+use super::UsageError;
+use crate::config::{Config, passwd_lookup};
+use crate::daemon::{Daemon, Flags, Settings};
+use crate::decide::policy::{Policy, Rule, RuleKind};
+use crate::decide::trigger::LevelSpec;
+use crate::record::eventlog;
+use crate::sense::Root;
+use crate::values::{Dur, KillUnit, LevelPair, PsiSpec, ScopeSpec};
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  oomguard run --dry-run
+      watch the whole machine with the defaults, log and record what would be killed
+  oomguard run --scope cgroup:/system.slice/app.service --mem-min 15,8
+      guard one cgroup against its own limit
+  oomguard run --mem-min-size 800M,400M --protect '^sshd$' --prefer 'chrome'
+  oomguard run --psi full:20:2s --kill-unit tree
+
+Levels: below the TERM level oomguard sends SIGTERM, below the KILL level SIGKILL (KILL omitted =
+half of TERM). With swap, memory AND swap must both be low; without swap, memory alone counts.
+With --psi it also acts when the stall share stays above PCT over the window while available
+memory is below twice the TERM level. Values: PCT `10`, `7.5%`; SIZE `512M`, `1.5GiB`;
+DURATION `500ms`, `2s`.
+
+Every kill or would-be kill is one line on stderr and one JSON record in the event log
+(default /var/lib/oomguard/events.jsonl as root). SIGHUP reloads the config file.")]
+pub struct RunArgs {
+    /// Config file (default: /etc/oomguard/oomguard.toml if it exists; none is needed).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Decide and record, but never signal anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// What to guard: `system` or `cgroup:PATH` (a cgroup directory or a path as in /proc/PID/cgroup).
+    #[arg(long, value_name = "SCOPE", value_parser = |s: &str| s.parse::<ScopeSpec>())]
+    pub scope: Option<ScopeSpec>,
+    /// Available-memory levels TERM[,KILL] in percent of the scope's total [default: 10,5].
+    #[arg(long, value_name = "PCT[,PCT]", value_parser = LevelPair::parse_pct)]
+    pub mem_min: Option<LevelPair>,
+    /// Free-swap levels TERM[,KILL] in percent of the swap total [default: 10,5].
+    #[arg(long, value_name = "PCT[,PCT]", value_parser = LevelPair::parse_pct)]
+    pub swap_min: Option<LevelPair>,
+    /// Available-memory levels as sizes (with --mem-min too, the lower one counts).
+    #[arg(long, value_name = "SIZE[,SIZE]", value_parser = LevelPair::parse_size)]
+    pub mem_min_size: Option<LevelPair>,
+    /// Free-swap levels as sizes (with --swap-min too, the lower one counts).
+    #[arg(long, value_name = "SIZE[,SIZE]", value_parser = LevelPair::parse_size)]
+    pub swap_min_size: Option<LevelPair>,
+    /// Pressure trigger some|full:PCT:DURATION, e.g. full:20:2s.
+    #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<PsiSpec>())]
+    pub psi: Option<PsiSpec>,
+    /// Never choose processes whose name matches (repeatable; a `[[protect]]` rule with only `name`).
+    #[arg(long, value_name = "REGEX")]
+    pub protect: Vec<String>,
+    /// Choose matching processes first (scored as if oom_score_adj were 300 higher).
+    #[arg(long, value_name = "REGEX")]
+    pub prefer: Vec<String>,
+    /// Choose matching processes last (scored as if oom_score_adj were 300 lower).
+    #[arg(long, value_name = "REGEX")]
+    pub avoid: Vec<String>,
+    /// What one decision kills: process, tree (with descendants) or cgroup (the victim's leaf group).
+    #[arg(long, value_name = "UNIT", value_parser = |s: &str| s.parse::<KillUnit>())]
+    pub kill_unit: Option<KillUnit>,
+    /// Time between SIGTERM and SIGKILL [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| s.parse::<Dur>())]
+    pub term_grace: Option<Dur>,
+    /// Event log (JSON lines) [default: /var/lib/oomguard/events.jsonl as root, else under $XDG_STATE_HOME].
+    #[arg(long, value_name = "FILE")]
+    pub event_log: Option<PathBuf>,
+    /// Root of the filesystem to read /proc and /sys from (for tests on fixture trees).
+    #[arg(long, hide = true, default_value = "/")]
+    pub root: PathBuf,
+    /// More log lines.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Builds the daemon's settings from the flags and the config file.
+pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+    let root = Root::new(&args.root);
+    let users = passwd_lookup(root.as_path());
+    let cfg = Config::load(args.config.as_deref(), &users)?;
+    let r = &cfg.run;
+    let mut rules = Vec::new();
+    for (kind, list) in [
+        (RuleKind::Protect, &args.protect),
+        (RuleKind::Prefer, &args.prefer),
+        (RuleKind::Avoid, &args.avoid),
+    ] {
+        for re in list {
+            rules.push(
+                Rule::name_only(kind, re).map_err(|e| {
+                    UsageError(format!("--{} '{re}': bad regex: {e}", kind.as_str()))
+                })?,
+            );
+        }
+    }
+    rules.extend(cfg.rules.iter().cloned());
+    for rule in &rules {
+        if let Some(u) = &rule.user
+            && u.uid.is_none()
+        {
+            log::warn!(
+                "{}: user '{}' does not exist here; the rule matches nothing",
+                rule.origin,
+                u.written
+            );
+        }
+    }
+    let mem_pct = args.mem_min.or(r.mem_min);
+    let mem_size = args.mem_min_size.or(r.mem_min_size);
+    let swap_pct = args.swap_min.or(r.swap_min);
+    let swap_size = args.swap_min_size.or(r.swap_min_size);
+    let default_pair = LevelPair::parse_pct("10,5").expect("default levels parse");
+    let levels = LevelSpec {
+        mem_pct: mem_pct.or(if mem_size.is_none() {
+            Some(default_pair)
+        } else {
+            None
+        }),
+        mem_size,
+        swap_pct: swap_pct.or(if swap_size.is_none() {
+            Some(default_pair)
+        } else {
+            None
+        }),
+        swap_size,
+        psi: args.psi.or(r.psi),
+    };
+    Ok(Settings {
+        scope: args
+            .scope
+            .clone()
+            .or_else(|| r.scope.clone())
+            .unwrap_or(ScopeSpec::System),
+        levels,
+        kill_unit: args.kill_unit.or(r.kill_unit).unwrap_or_default(),
+        term_grace: args
+            .term_grace
+            .map(|d| d.0)
+            .or(r.term_grace)
+            .unwrap_or(Duration::from_secs(2)),
+        dry_run: args.dry_run || r.dry_run.unwrap_or(false),
+        event_log: args
+            .event_log
+            .clone()
+            .or_else(|| r.event_log.clone())
+            .unwrap_or_else(eventlog::default_path),
+        policy: Policy { rules },
+        root,
+    })
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    crate::record::log::init(args.verbose);
+    let s = settings(&args)?;
+    let flags = Flags::default();
+    let (pipe_r, pipe_w) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .context("cannot create the signal pipe")?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, flags.stop.clone())
+            .context("cannot install signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, flags.reload.clone())
+        .context("cannot install signal handlers")?;
+    let pipe_w = std::sync::Arc::new(pipe_w);
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::low_level::pipe::register(sig, pipe_w.try_clone().context("signal pipe")?)
+            .context("cannot install signal handlers")?;
+    }
+    for n in crate::daemon::protect_self() {
+        log::warn!("{n}");
+    }
+    let reload_args = args.clone();
+    let reload: crate::daemon::Reload = Box::new(move || settings(&reload_args));
+    let mut d = Daemon::new(s, Vec::new(), flags.clone(), Some(pipe_r), Some(reload))?;
+    d.run()?;
+    let _ = flags.stop.load(Ordering::Relaxed);
+    Ok(ExitCode::SUCCESS)
 }

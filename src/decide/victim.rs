@@ -1,1 +1,429 @@
-//! (in progress)
+//! Choosing the victim: a ranked candidate table kept between wake-ups, and a precise choice
+//! when a level is crossed.
+//!
+//! A full scan ([`Ranker::refresh`]) costs one read of `/proc/PID/stat` per known process (plus
+//! `status` and `oom_score_adj` for newcomers, for everyone while swap is in use, and every tenth
+//! scan otherwise), into buffers reused across scans. The choice ([`Ranker::select`]) re-reads
+//! precisely (stat + status + adj) only the top of the table, in order of the estimate, and stops
+//! once no process further down could overtake the best one: every process's badness can have
+//! grown since the scan by at most the pages allocated system-wide since then (the `pgalloc`
+//! counters), so a process whose estimate plus that bound is below the best precise score cannot
+//! be the right victim.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::policy::{Policy, ProcFacts, RuleKind, effective_adj};
+use super::score::{self, Terms};
+use crate::sense::cgroup::memory_path_of;
+use crate::sense::procs::{Comm, ProcReader, Stat};
+use crate::sense::scope::Scope;
+
+/// What the table knows of one process.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    starttime: u64,
+    ppid: i32,
+    comm: Comm,
+    rss_pages: u64,
+    swap_pages: u64,
+    pgtables_pages: u64,
+    adj: i16,
+    uid: Option<u32>,
+    /// Index of the first matching rule.
+    rule: Option<u16>,
+    /// PID 1, kernel threads, oomguard itself, zombies, adj −1000: never chosen.
+    immune: bool,
+    seen_gen: u32,
+    detail_gen: u32,
+}
+
+impl Entry {
+    fn points(&self) -> i64 {
+        (self.rss_pages + self.swap_pages + self.pgtables_pages) as i64
+    }
+}
+
+/// A scored process, as records and the CLI show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    pub pid: i32,
+    #[serde(skip)]
+    pub starttime: u64,
+    pub comm: String,
+    pub uid: Option<u32>,
+    pub rss_kb: u64,
+    pub swap_kb: u64,
+    pub pgtables_kb: u64,
+    pub oom_score_adj: i16,
+    /// The kernel's badness (pages, adj scaled in).
+    pub badness: i64,
+    /// oomguard's score: badness with a prefer/avoid rule's ±300 adj shift (pages).
+    pub score: i64,
+    /// The rule that matched, if any (`kind` and where it came from).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip)]
+    pub rule_kind: Option<RuleKind>,
+}
+
+/// The outcome of a choice.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// The best victim (highest score), if any process is eligible.
+    pub victim: Option<Candidate>,
+    /// The top candidates, best first (the victim included), at most five.
+    pub candidates: Vec<Candidate>,
+    /// A large process already on its way out (exiting or SIGKILL pending): its memory is being
+    /// freed, so no new victim may be chosen now.
+    pub in_progress: Option<(i32, String)>,
+    /// How many processes were re-read precisely.
+    pub precise_reads: usize,
+}
+
+/// The ranked candidate table.
+pub struct Ranker {
+    table: HashMap<i32, Entry>,
+    pids: Vec<i32>,
+    order: Vec<(i64, i32)>,
+    generation: u32,
+    self_pid: i32,
+    scanned_at: Option<Instant>,
+    pgalloc_at_scan: u64,
+    totalpages: u64,
+    page_kb: u64,
+    /// Match rules' `cgroup`/`unit` against the v2 path rather than the v1 memory path.
+    prefer_v2_path: bool,
+}
+
+/// Lazily read facts for rule matching (only newcomers pay for cmdline/exe/cgroup).
+struct Facts<'a> {
+    reader: &'a mut ProcReader,
+    pid: i32,
+    comm: String,
+    uid: Option<u32>,
+    cmdline: Option<Option<String>>,
+    exe: Option<Option<String>>,
+    cgroup: Option<Option<String>>,
+    prefer_v2: bool,
+}
+
+impl ProcFacts for Facts<'_> {
+    fn comm(&self) -> &str {
+        &self.comm
+    }
+    fn uid(&mut self) -> Option<u32> {
+        self.uid
+    }
+    fn cmdline(&mut self) -> Option<&str> {
+        if self.cmdline.is_none() {
+            self.cmdline = Some(self.reader.cmdline(self.pid));
+        }
+        self.cmdline.as_ref().and_then(|c| c.as_deref())
+    }
+    fn exe(&mut self) -> Option<&str> {
+        if self.exe.is_none() {
+            self.exe = Some(self.reader.exe(self.pid));
+        }
+        self.exe.as_ref().and_then(|c| c.as_deref())
+    }
+    fn cgroup(&mut self) -> Option<&str> {
+        if self.cgroup.is_none() {
+            let prefer_v2 = self.prefer_v2;
+            self.cgroup = Some(
+                self.reader
+                    .cgroup_text(self.pid)
+                    .and_then(|t| memory_path_of(&t, prefer_v2).map(str::to_string)),
+            );
+        }
+        self.cgroup.as_ref().and_then(|c| c.as_deref())
+    }
+}
+
+/// Classifies one process with the policy (first matching rule).
+pub fn classify(
+    reader: &mut ProcReader,
+    policy: &Policy,
+    pid: i32,
+    comm: &Comm,
+    uid: Option<u32>,
+    prefer_v2: bool,
+) -> Option<usize> {
+    if policy.rules.is_empty() {
+        return None;
+    }
+    let mut f = Facts {
+        reader,
+        pid,
+        comm: comm.to_string_lossy().into_owned(),
+        uid,
+        cmdline: None,
+        exe: None,
+        cgroup: None,
+        prefer_v2,
+    };
+    policy.rules.iter().position(|r| r.matches(&mut f))
+}
+
+impl Ranker {
+    pub fn new(page_kb: u64, prefer_v2_path: bool) -> Ranker {
+        Ranker {
+            table: HashMap::with_capacity(4096),
+            pids: Vec::with_capacity(4096),
+            order: Vec::with_capacity(4096),
+            generation: 0,
+            self_pid: std::process::id() as i32,
+            scanned_at: None,
+            pgalloc_at_scan: 0,
+            totalpages: 1,
+            page_kb: page_kb.max(1),
+            prefer_v2_path,
+        }
+    }
+
+    /// Time since the last full scan (`None`: never scanned).
+    pub fn age(&self) -> Option<Duration> {
+        self.scanned_at.map(|t| t.elapsed())
+    }
+
+    pub fn pgalloc_at_scan(&self) -> u64 {
+        self.pgalloc_at_scan
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Forgets rule matches (after a config reload).
+    pub fn reset_rules(&mut self) {
+        self.table.clear();
+    }
+
+    /// A full scan of the scope's processes. Returns how many were looked at.
+    pub fn refresh(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        totalpages: u64,
+        swap_in_use: bool,
+        pgalloc_now: u64,
+    ) -> usize {
+        self.generation = self.generation.wrapping_add(1);
+        self.totalpages = totalpages.max(1);
+        self.pids.clear();
+        if !scope.cgroup_pids(&mut self.pids) {
+            let _ = reader.pids(&mut self.pids);
+        }
+        let generation = self.generation;
+        for i in 0..self.pids.len() {
+            let pid = self.pids[i];
+            let Some(st) = reader.stat(pid) else { continue };
+            let known = self
+                .table
+                .get(&pid)
+                .is_some_and(|e| e.starttime == st.starttime && e.comm == st.comm);
+            if known {
+                let e = self.table.get_mut(&pid).expect("known entry");
+                e.rss_pages = st.rss_pages;
+                e.ppid = st.ppid;
+                e.seen_gen = generation;
+                if st.is_zombie() {
+                    e.immune = true;
+                }
+                let stale = generation.wrapping_sub(e.detail_gen) >= 10;
+                if !e.immune && (swap_in_use || stale) {
+                    let mut e2 = *e;
+                    self.read_detail(reader, &mut e2, pid);
+                    self.table.insert(pid, e2);
+                }
+            } else {
+                let e = self.new_entry(reader, policy, &st);
+                self.table.insert(pid, e);
+            }
+        }
+        self.table.retain(|_, e| e.seen_gen == generation);
+        self.scanned_at = Some(Instant::now());
+        self.pgalloc_at_scan = pgalloc_now;
+        self.pids.len()
+    }
+
+    fn read_detail(&self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
+        if let Some(status) = reader.status(pid) {
+            e.swap_pages = status.swap_kb / self.page_kb;
+            e.pgtables_pages = (status.pte_kb + status.pmd_kb) / self.page_kb;
+            e.uid = status.uid;
+            if !status.has_mm {
+                e.immune = true;
+            }
+        }
+        if let Some(adj) = reader.oom_score_adj(pid) {
+            e.adj = adj;
+            if adj <= -1000 {
+                e.immune = true;
+            }
+        }
+        e.detail_gen = self.generation;
+    }
+
+    fn new_entry(&self, reader: &mut ProcReader, policy: &Policy, st: &Stat) -> Entry {
+        let mut e = Entry {
+            starttime: st.starttime,
+            ppid: st.ppid,
+            comm: st.comm,
+            rss_pages: st.rss_pages,
+            swap_pages: 0,
+            pgtables_pages: 0,
+            adj: 0,
+            uid: None,
+            rule: None,
+            immune: st.pid == 1 || st.pid == self.self_pid || st.is_kthread() || st.is_zombie(),
+            seen_gen: self.generation,
+            detail_gen: self.generation,
+        };
+        if !e.immune {
+            self.read_detail(reader, &mut e, st.pid);
+            e.rule = classify(reader, policy, st.pid, &st.comm, e.uid, self.prefer_v2_path)
+                .map(|i| i as u16);
+        }
+        e
+    }
+
+    fn kind(policy: &Policy, rule: Option<u16>) -> Option<RuleKind> {
+        rule.and_then(|i| policy.rules.get(i as usize))
+            .map(|r| r.kind)
+    }
+
+    /// Chooses the victim: re-reads the top of the table precisely, in order of the estimate,
+    /// until nothing below could overtake the best (see the module docs). `growth_bound_pages`
+    /// is how many pages anyone may have gained since the scan.
+    pub fn select(
+        &mut self,
+        reader: &mut ProcReader,
+        policy: &Policy,
+        growth_bound_pages: u64,
+    ) -> Selection {
+        let unit = (self.totalpages / 1000) as i64;
+        self.order.clear();
+        for (&pid, e) in &self.table {
+            if e.immune || Self::kind(policy, e.rule) == Some(RuleKind::Protect) {
+                continue;
+            }
+            let est = e.points() + effective_adj(e.adj, Self::kind(policy, e.rule)) * unit;
+            self.order.push((est, pid));
+        }
+        self.order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
+        let mut sel = Selection::default();
+        let big = (self.totalpages / 100).max(1) as i64;
+        let growth = growth_bound_pages as i64;
+        const MAX_PRECISE: usize = 64;
+        for i in 0..self.order.len() {
+            let (est, pid) = self.order[i];
+            // Nothing from here down can overtake the best: stop (after a few more for the
+            // record's runner-up list).
+            if let Some(best) = sel.candidates.first()
+                && est.saturating_add(growth) < best.score
+                && (sel.candidates.len() >= 5 || sel.precise_reads >= 16)
+            {
+                break;
+            }
+            if sel.precise_reads >= MAX_PRECISE {
+                break;
+            }
+            let Some(mut e) = self.table.get(&pid).copied() else {
+                continue;
+            };
+            sel.precise_reads += 1;
+            let Some(st) = reader.stat(pid) else { continue };
+            if st.starttime != e.starttime {
+                continue;
+            }
+            if st.is_exiting() && !st.is_zombie() {
+                if e.points() >= big && sel.in_progress.is_none() {
+                    sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
+                }
+                continue;
+            }
+            let Some(status) = reader.status(pid) else {
+                continue;
+            };
+            if status.sigkill_pending {
+                if e.points().max(st.rss_pages as i64) >= big && sel.in_progress.is_none() {
+                    sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
+                }
+                continue;
+            }
+            if !status.has_mm {
+                continue;
+            }
+            let Some(adj) = reader.oom_score_adj(pid) else {
+                continue;
+            };
+            if adj <= -1000 {
+                continue;
+            }
+            let terms = Terms::from_proc(&st, &status, self.page_kb);
+            e.rss_pages = terms.rss_pages;
+            e.swap_pages = terms.swap_pages;
+            e.pgtables_pages = terms.pgtables_pages;
+            e.adj = adj;
+            e.uid = status.uid;
+            self.table.insert(pid, e);
+            let kind = Self::kind(policy, e.rule);
+            let badness = score::badness(&terms, adj as i64, self.totalpages);
+            let score = terms.points() + effective_adj(adj, kind) * unit;
+            let c = Candidate {
+                pid,
+                starttime: e.starttime,
+                comm: st.comm.to_string_lossy().into_owned(),
+                uid: status.uid,
+                rss_kb: terms.rss_pages * self.page_kb,
+                swap_kb: status.swap_kb,
+                pgtables_kb: status.pte_kb + status.pmd_kb,
+                oom_score_adj: adj,
+                badness,
+                score,
+                rule: e
+                    .rule
+                    .and_then(|i| policy.rules.get(i as usize))
+                    .map(|r| format!("{} ({})", r.kind.as_str(), r.origin)),
+                rule_kind: kind,
+            };
+            // Ties go to the most recently started process, as the kernel's scan order does.
+            let at = sel
+                .candidates
+                .iter()
+                .position(|o| (c.score, c.starttime) > (o.score, o.starttime))
+                .unwrap_or(sel.candidates.len());
+            if at < 5 {
+                sel.candidates.insert(at, c);
+                sel.candidates.truncate(5);
+            }
+        }
+        sel.victim = sel.candidates.first().cloned();
+        sel
+    }
+
+    /// The live descendants of `pid` known to the table (for `--kill-unit tree`), children
+    /// before grandchildren, with their start times.
+    pub fn descendants(&self, pid: i32) -> Vec<(i32, u64)> {
+        let mut out: Vec<(i32, u64)> = Vec::new();
+        let mut frontier = vec![pid];
+        while let Some(p) = frontier.pop() {
+            for (&c, e) in &self.table {
+                if e.ppid == p && c != self.self_pid && c != 1 && !out.iter().any(|&(x, _)| x == c)
+                {
+                    out.push((c, e.starttime));
+                    frontier.push(c);
+                }
+            }
+        }
+        out
+    }
+}

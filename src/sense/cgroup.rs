@@ -180,7 +180,7 @@ impl Cgroup {
     }
 
     /// The nearest directory from the group up to the mount that has a memory limit.
-    fn limited_domain(&self, root: &Root, buf: &mut Vec<u8>) -> Option<(PathBuf, u64)> {
+    pub fn limited_domain(&self, root: &Root, buf: &mut Vec<u8>) -> Option<(PathBuf, u64)> {
         let file = match self.version {
             CgVersion::V1 => "memory.limit_in_bytes",
             CgVersion::V2 => "memory.max",

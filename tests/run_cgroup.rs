@@ -1,0 +1,329 @@
+//! `oomguard run --scope cgroup:…` against real processes in a real memory cgroup (v1 here):
+//! the daemon must kill the hog before the kernel does (the group's kernel `oom_kill` count stays
+//! 0) and nothing else. No retries: a race the daemon loses is a bug.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{Reaped, TestCgroup, bin, tempdir};
+
+const MIB: u64 = 1 << 20;
+
+/// A running daemon, stopped (SIGINT) and reaped on drop.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(cg: &TestCgroup, log: &Path, extra: &[&str]) -> Daemon {
+        let scope = format!("cgroup:{}", cg.rel());
+        let mut child = Command::new(bin())
+            .args([
+                "run",
+                "--scope",
+                &scope,
+                "--event-log",
+                log.to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        // Wait for the start-up line: from then on it is guarding.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[daemon] {line}");
+                if line.contains("guarding")
+                    && let Some(t) = ready.take()
+                {
+                    let _ = t.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("daemon did not start");
+        Daemon {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.records().into_iter().find(&pred) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} record within {timeout:?}: {:?}",
+                self.records()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: SIGINT to the daemon this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hog(cg: &TestCgroup, args: &[&str]) -> Reaped {
+    let mut cmd = Command::new(bin());
+    cmd.arg("hog")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Reaped(cg.spawn(&mut cmd))
+}
+
+/// Waits until `p` has at least `bytes` resident.
+fn wait_rss(p: &Reaped, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap_or_default();
+        let rss_kb: u64 = status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        if rss_kb * 1024 >= bytes {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {} never reached {} MiB",
+            p.pid(),
+            bytes / MIB
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal_of(st: std::process::ExitStatus) -> Option<i32> {
+    st.signal()
+}
+
+/// One storm: a bystander and a hog; the daemon must kill the hog, before the kernel.
+fn storm(name: &str, hog_args: &[&str]) {
+    let Some(cg) = TestCgroup::new(name, 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let bystander = hog(&cg, &["--name", "bystander", "--max", "30M"]);
+    wait_rss(&bystander, 30 * MIB);
+    let d = Daemon::start(&cg, &log, &[]);
+    let mut args = vec!["--name", "hog"];
+    args.extend_from_slice(hog_args);
+    let mut h = hog(&cg, &args);
+    let st = h
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the hog was not killed within 60 s");
+    let sig = signal_of(st);
+    assert!(
+        matches!(sig, Some(libc::SIGTERM) | Some(libc::SIGKILL)),
+        "hog ended by {st:?}"
+    );
+    let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
+    assert_eq!(
+        cg.kernel_oom_kills(),
+        0,
+        "the kernel's OOM killer fired first (lost race); record: {rec}"
+    );
+    assert_eq!(rec["victim"]["pid"], h.pid(), "{rec}");
+    assert_eq!(rec["victim"]["comm"], "hog", "{rec}");
+    assert!(
+        rec["trigger"]["available_kb"].as_u64().unwrap()
+            <= rec["trigger"]["mem_term_kb"].as_u64().unwrap(),
+        "{rec}"
+    );
+    assert_eq!(rec["outcome"]["exited"], true, "{rec}");
+    assert!(!rec["signals"].as_array().unwrap().is_empty());
+    assert!(
+        rec["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["comm"] == "bystander"),
+        "{rec}"
+    );
+    let mut bystander = bystander;
+    assert!(
+        bystander.0.try_wait().unwrap().is_none(),
+        "the bystander died too"
+    );
+    assert_eq!(
+        d.records().iter().filter(|r| r["action"] == "kill").count(),
+        1,
+        "{:?}",
+        d.records()
+    );
+}
+
+#[test]
+fn kills_a_hog_allocating_as_fast_as_it_can() {
+    storm("fast1", &["--max", "2G"]);
+}
+
+#[test]
+fn kills_a_multithreaded_hog_allocating_as_fast_as_it_can() {
+    storm("fast4", &["--max", "2G", "--threads", "4"]);
+}
+
+#[test]
+fn kills_a_paced_hog() {
+    storm("paced", &["--max", "2G", "--rate", "400M"]);
+}
+
+#[test]
+fn kills_a_slow_leak() {
+    storm("leak", &["--max", "2G", "--rate", "40M"]);
+}
+
+#[test]
+fn spares_a_larger_protected_process_and_kills_the_next() {
+    let Some(cg) = TestCgroup::new("protect", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let big = hog(&cg, &["--name", "bigdb", "--max", "250M"]);
+    wait_rss(&big, 250 * MIB);
+    let d = Daemon::start(&cg, &log, &["--protect", "^bigdb$"]);
+    let mut leak = hog(&cg, &["--name", "leaker", "--max", "2G", "--rate", "100M"]);
+    let st = leak
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the leaker was not killed");
+    assert!(signal_of(st).is_some(), "{st:?}");
+    let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
+    assert_eq!(rec["victim"]["comm"], "leaker", "{rec}");
+    assert_eq!(cg.kernel_oom_kills(), 0);
+    // The protected one was larger at the decision, and is not even a candidate.
+    assert!(
+        rec["victim"]["rss_kb"].as_u64().unwrap() < 250 * 1024,
+        "{rec}"
+    );
+    assert!(
+        !rec["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["comm"] == "bigdb"),
+        "{rec}"
+    );
+    let mut big = big;
+    assert!(
+        big.0.try_wait().unwrap().is_none(),
+        "the protected process died"
+    );
+}
+
+#[test]
+fn a_sigterm_ignoring_victim_is_sigkilled_after_the_grace_time() {
+    let Some(cg) = TestCgroup::new("ignterm", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    // Term below 80 MiB available, kill below 20 MiB: the hog settles in between (~60 MiB free).
+    let d = Daemon::start(
+        &cg,
+        &log,
+        &["--mem-min-size", "80M,20M", "--term-grace", "1s"],
+    );
+    let mut h = hog(
+        &cg,
+        &["--name", "stubborn", "--ignore-term", "--max", "340M"],
+    );
+    let st = h
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the stubborn hog was not killed");
+    assert_eq!(signal_of(st), Some(libc::SIGKILL), "{st:?}");
+    let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
+    let sigs = rec["signals"].as_array().unwrap();
+    assert_eq!(sigs[0]["signal"], "SIGTERM", "{rec}");
+    let k = sigs
+        .iter()
+        .find(|s| s["signal"] == "SIGKILL")
+        .expect("a SIGKILL was sent");
+    assert!(
+        k["ms"].as_u64().unwrap() >= 1000,
+        "SIGKILL before the grace time: {rec}"
+    );
+    assert_eq!(rec["outcome"]["exited"], true);
+    assert_eq!(cg.kernel_oom_kills(), 0);
+}
+
+#[test]
+fn dry_run_kills_nothing_and_records_the_would_be_victim() {
+    let Some(cg) = TestCgroup::new("dry", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let d = Daemon::start(&cg, &log, &["--dry-run"]);
+    let small = hog(&cg, &["--name", "small", "--max", "20M"]);
+    let mut big = hog(&cg, &["--name", "big", "--max", "370M"]);
+    wait_rss(&big, 360 * MIB);
+    let rec = d.wait_for("dry_run", Duration::from_secs(10), |r| {
+        r["action"] == "dry_run"
+    });
+    assert_eq!(rec["victim"]["pid"], big.pid(), "{rec}");
+    assert_eq!(rec["victim"]["comm"], "big");
+    assert!(
+        rec.get("signals").is_none() && rec.get("outcome").is_none(),
+        "{rec}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        big.0.try_wait().unwrap().is_none(),
+        "dry run killed the hog"
+    );
+    let mut small = small;
+    assert!(small.0.try_wait().unwrap().is_none());
+    let recs = d.records();
+    assert!(recs.iter().all(|r| r["action"] != "kill"), "{recs:?}");
+    // Cadence: one record when the trigger first fires, not one per wake-up.
+    assert_eq!(
+        recs.iter().filter(|r| r["action"] == "dry_run").count(),
+        1,
+        "{recs:?}"
+    );
+    assert_eq!(cg.kernel_oom_kills(), 0);
+}
