@@ -100,6 +100,41 @@ load_mod() {
 }
 for m in virtio_pci virtio_blk zram lzo_rle loop; do load_mod "$m"; done
 
+# nohang (VM_NOHANG=1, for the benchmark): a Python program, so the guest also gets Debian's
+# python3.11 with only the stdlib modules nohang imports (found by running the unpacked
+# interpreter with -v on the host on `nohang --check`, which only reads its config), ~8 MiB.
+if [ -n "${VM_NOHANG:-}" ]; then
+  py=$work/nohang-pkgs
+  if [ ! -x "$py/usr/sbin/nohang" ]; then
+    ls "$work"/debs/nohang_*.deb >/dev/null 2>&1 ||
+      download nohang python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libffi8
+    rm -rf "$py"; mkdir -p "$py"
+    for d in "$work"/debs/{nohang,python3.11-minimal,libpython3.11-minimal,libpython3.11-stdlib,libffi8}_*.deb; do
+      dpkg-deb -x "$d" "$py"
+    done
+  fi
+  # shellcheck disable=SC2016
+  { PYTHONHOME=$py/usr "$py/usr/bin/python3.11" -v "$py/usr/sbin/nohang" --check -c "$py/etc/nohang/nohang.conf"
+    PYTHONHOME=$py/usr "$py/usr/bin/python3.11" -v -c 'import random, logging, threading, shlex, subprocess'
+  } 2>&1 >/dev/null | grep -oE "$py/usr/lib/python3\.11/[^' ]+\.(py|so)" | sort -u |
+    grep -v sitecustomize | while read -r f; do
+      rel=${f#"$py"}; mkdir -p "$root$(dirname "$rel")"; cp "$f" "$root$rel"
+      pyc=$(dirname "$f")/__pycache__/$(basename "$f" .py).cpython-311.pyc
+      if [ -e "$pyc" ]; then mkdir -p "$root$(dirname "$rel")/__pycache__"; cp "$pyc" "$root$(dirname "$rel")/__pycache__/"; fi
+    done
+  mkdir -p "$root/usr/sbin" "$root/etc/nohang"
+  cp "$py/usr/bin/python3.11" "$root/usr/bin/python3.11"
+  ln -sf python3.11 "$root/usr/bin/python3"
+  cp "$py/usr/sbin/nohang" "$root/usr/sbin/nohang"
+  cp "$py/etc/nohang/nohang.conf" "$root/etc/nohang/nohang.conf"
+  for b in "$py/usr/bin/python3.11" "$py"/usr/lib/python3.11/lib-dynload/_ctypes.*.so; do
+    LD_LIBRARY_PATH=$py/usr/lib/x86_64-linux-gnu ldd "$b" | awk '{for(i=1;i<=NF;i++) if ($i ~ /^\//) print $i}' |
+      while read -r lib; do
+        dest=${lib#"$py"}; mkdir -p "$root$(dirname "$dest")"; cp -L "$lib" "$root$dest"
+      done
+  done
+fi
+
 cp "$here/init" "$root/init"
 cp "$here/lib.sh" "$root/vm/lib.sh"
 cp "$here"/scenarios/*.sh "$root/vm/scenarios/"

@@ -52,6 +52,16 @@ start_daemon() {
     earlyoom)
       # shellcheck disable=SC2086
       earlyoom -r 0 $DARGS >/tmp/daemon.log 2>&1 & ;;
+    nohang)
+      # Debian's config with the same levels as the others: act at 10 % / 5 % of memory
+      # and swap (its defaults are 5 % / 2 %).
+      sed -e 's/^soft_threshold_min_mem *=.*/soft_threshold_min_mem = 10 %/' \
+          -e 's/^hard_threshold_min_mem *=.*/hard_threshold_min_mem = 5 %/' \
+          -e 's/^soft_threshold_min_swap *=.*/soft_threshold_min_swap = 10 %/' \
+          -e 's/^hard_threshold_min_swap *=.*/hard_threshold_min_swap = 5 %/' \
+          /etc/nohang/nohang.conf >/tmp/nohang.conf
+      python3.11 /usr/sbin/nohang --monitor -c /tmp/nohang.conf >/tmp/daemon.log 2>&1 &
+      DAEMON_SETTLE=${DAEMON_SETTLE:-4} ;;
   esac
   DPID=$!
   sleep "${DAEMON_SETTLE:-1.5}"
@@ -98,9 +108,10 @@ report_common() {
   if [ -r /tmp/events.jsonl ]; then
     while IFS= read -r line; do res event "$line"; done </tmp/events.jsonl
   fi
-  if [ "${DAEMON:-none}" = earlyoom ]; then
-    grep -i 'sending SIG' /tmp/daemon.log | sed 's/^/earlyoom_kill=/' >>/tmp/result
-  fi
+  case "${DAEMON:-none}" in
+    earlyoom) grep -i 'sending SIG' /tmp/daemon.log | sed 's/^/earlyoom_kill=/' >>/tmp/result ;;
+    nohang) grep -iE 'SIGTERM|SIGKILL|victim' /tmp/daemon.log | sed 's/^/nohang_kill=/' >>/tmp/result ;;
+  esac
   if [ -n "$VM_DEBUG" ]; then
     sed 's/^/daemon_log=/' /tmp/daemon.log >>/tmp/result 2>/dev/null
   fi
