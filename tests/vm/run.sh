@@ -7,7 +7,8 @@
 # variables of the guest (see each scenario). Run tests/vm/build.sh first.
 # Environment: VM_MEM (512M), VM_SMP (1), VM_TIMEOUT (seconds, 120), VM_DISK (size of a blank
 # virtio disk for SWAP=disk, e.g. 256M), VM_DEBUG=1 (guest output and dmesg into the log),
-# VM_LOG (file for the whole serial console; default: a temporary file removed on success).
+# VM_LOG (file for the whole serial console; default: a temporary file removed on success),
+# VM_NICE (niceness of qemu: the tests use 10 so that timing-sensitive host tests keep the CPU).
 # Exit: 0 with results, 1 when the VM produced no result block (the console log is printed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,7 +42,7 @@ fi
 log=${VM_LOG:-$tmp/console.log}
 start=$(date +%s.%N)
 set +e
-timeout --kill-after=5 "${VM_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -m "${VM_MEM:-512M}" \
+nice -n "${VM_NICE:-0}" timeout --kill-after=5 "${VM_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -m "${VM_MEM:-512M}" \
   -smp "${VM_SMP:-1}" -nographic -no-reboot -nodefaults -serial stdio -net none \
   -kernel "$work/vmlinuz" -initrd "$tmp/initrd" "${disk[@]}" \
   -append "console=ttyS0 psi=1 panic=-1 loglevel=1 oops=panic" </dev/null >"$log" 2>&1
