@@ -195,21 +195,22 @@ fn assert_oomguard_won(o: &Outcome) {
     );
 }
 
+/// `boot` once the harness is built; `None` (after `require`) when it cannot be.
+fn vm(name: &str, scenario: &str, vars: &[&str], env: &[(&str, &str)]) -> Option<Outcome> {
+    harness_ready().then(|| boot(name, scenario, vars, env))
+}
+
 fn system_storm(name: &str, vars: &[&str]) -> Option<Outcome> {
-    if !harness_ready() {
-        return None;
-    }
     let mut v = vec!["DAEMON=oomguard"];
     v.extend_from_slice(vars);
-    Some(boot(name, "storm", &v, &[]))
+    vm(name, "storm", &v, &[])
 }
 
 #[test]
 fn vm_kernel_alone_kills_the_hog_by_global_oom() {
-    if !harness_ready() {
+    let Some(o) = vm("kernel_alone", "storm", &["DAEMON=none", "STORM=fast"], &[]) else {
         return;
-    }
-    let o = boot("kernel_alone", "storm", &["DAEMON=none", "STORM=fast"], &[]);
+    };
     o.check(
         o.num("kernel_oom_kills") >= 1.0,
         "vmstat oom_kill did not move",
@@ -228,15 +229,14 @@ fn vm_kernel_alone_kills_the_hog_by_global_oom() {
 
 #[test]
 fn vm_earlyoom_against_a_fast_hog() {
-    if !harness_ready() {
-        return;
-    }
-    let o = boot(
+    let Some(o) = vm(
         "earlyoom_fast",
         "storm",
         &["DAEMON=earlyoom", "STORM=fast"],
         &[],
-    );
+    ) else {
+        return;
+    };
     o.check(!o.flag("storm_alive"), "the hog survived");
     o.check(o.flag("daemon_alive"), "earlyoom is gone");
     o.check(o.flag("innocent_alive"), "the innocent died");
@@ -250,10 +250,9 @@ fn vm_earlyoom_against_a_fast_hog() {
 
 #[test]
 fn vm_explain_reads_the_guest_kernel_oom_report() {
-    if !harness_ready() {
+    let Some(o) = vm("explain", "explain", &[], &[]) else {
         return;
-    }
-    let o = boot("explain", "explain", &[], &[]);
+    };
     o.check(o.num("hog_exit") == 137.0, "the hog did not die of SIGKILL");
     o.check(
         o.num("oom_kills_after") == o.num("oom_kills_before") + 1.0,
@@ -366,38 +365,39 @@ fn vm_oomguard_no_second_kill_when_the_kernel_wins() {
     );
 }
 
+/// A storm with swap (`zram` or `disk`): the swap is really used, and oomguard still wins.
+fn swap_storm(kind: &str, env: &[(&str, &str)]) {
+    let swap = format!("SWAP={kind}");
+    let Some(o) = vm(
+        &format!("oomguard_swap_{kind}"),
+        "storm",
+        &[
+            "DAEMON=oomguard",
+            "STORM=fast",
+            &swap,
+            "SWAP_SIZE=256M",
+            "HOG_MAX=3G",
+        ],
+        env,
+    ) else {
+        return;
+    };
+    o.check(o.num("swap_total_kb") > 0.0, "no swap");
+    o.check(
+        o.num("min_swapfree_kb") < o.num("swap_total_kb") / 2.0,
+        "the storm did not use the swap",
+    );
+    assert_oomguard_won(&o);
+}
+
 #[test]
 fn vm_oomguard_with_swap_on_zram() {
-    if let Some(o) = system_storm(
-        "oomguard_zram",
-        &["STORM=fast", "SWAP=zram", "SWAP_SIZE=256M", "HOG_MAX=3G"],
-    ) {
-        o.check(o.num("swap_total_kb") > 0.0, "no swap on zram");
-        o.check(
-            o.num("min_swapfree_kb") < o.num("swap_total_kb") / 2.0,
-            "the storm did not use the zram swap",
-        );
-        assert_oomguard_won(&o);
-    }
+    swap_storm("zram", &[]);
 }
 
 #[test]
 fn vm_oomguard_with_swap_on_a_disk_image() {
-    if !harness_ready() {
-        return;
-    }
-    let o = boot(
-        "oomguard_disk_swap",
-        "storm",
-        &["DAEMON=oomguard", "STORM=fast", "SWAP=disk", "HOG_MAX=3G"],
-        &[("VM_DISK", "256M")],
-    );
-    o.check(o.num("swap_total_kb") > 0.0, "no swap on the disk");
-    o.check(
-        o.num("min_swapfree_kb") < o.num("swap_total_kb") / 2.0,
-        "the storm did not use the disk swap",
-    );
-    assert_oomguard_won(&o);
+    swap_storm("disk", &[("VM_DISK", "256M")]);
 }
 
 #[test]
@@ -458,10 +458,9 @@ fn vm_oomguard_kills_a_fork_storm_as_a_tree() {
 
 #[test]
 fn vm_kernel_memcg_oom_group_kills_the_whole_job() {
-    if !harness_ready() {
+    let Some(o) = vm("cgroup_kernel", "cgroup", &["DAEMON=none"], &[]) else {
         return;
-    }
-    let o = boot("cgroup_kernel", "cgroup", &["DAEMON=none"], &[]);
+    };
     o.check(o.flag("oom_group"), "memory.oom.group is not set");
     o.check(o.num("app_oom_kill") >= 1.0, "no memcg OOM kill in app");
     o.check(
@@ -477,10 +476,9 @@ fn vm_kernel_memcg_oom_group_kills_the_whole_job() {
 
 #[test]
 fn vm_oomguard_cgroup_v2_scope_kills_the_job_group() {
-    if !harness_ready() {
+    let Some(o) = vm("cgroup_oomguard", "cgroup", &["DAEMON=oomguard"], &[]) else {
         return;
-    }
-    let o = boot("cgroup_oomguard", "cgroup", &["DAEMON=oomguard"], &[]);
+    };
     o.check(!o.flag("storm_alive"), "the hog survived");
     o.check(
         !o.flag("jobmate_alive"),
