@@ -15,5 +15,6 @@ if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-matplotlib >/dev/null
 fi
 cargo build --release --quiet
-VM_NOHANG=1 tests/vm/build.sh target/release/oomguard
+export VM_NOHANG=1
+tests/vm/build.sh target/release/oomguard
 exec /usr/bin/python3 scripts/bench_vm.py "$@"

@@ -6,7 +6,7 @@
 #
 #   tests/vm/build.sh [OOMGUARD_BINARY]     (default: target/release/oomguard)
 #
-# Output in tests/vm/work/ (git-ignored): vmlinuz, initrd.cpio. Idempotent: downloads happen
+# Output in tests/vm/work/ (git-ignored): vmlinuz, initrd.cpio (VM_NOHANG=1: initrd-nohang.cpio). Idempotent: downloads happen
 # once; the initramfs is rebuilt on every call (about a second). Needs root only for apt-get.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -66,7 +66,9 @@ fi
 
 [ -x "$oomguard" ] || { log "no oomguard binary at $oomguard (cargo build --release)"; exit 1; }
 
-root=$work/root
+# The nohang build is a file of its own, so the tests and the benchmark can run side by side.
+flavour=${VM_NOHANG:+-nohang}
+root=$work/root$flavour
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/modules,vm/scenarios,usr/bin}
 cp /bin/busybox "$root/bin/busybox"
@@ -140,6 +142,7 @@ cp "$here/lib.sh" "$root/vm/lib.sh"
 cp "$here"/scenarios/*.sh "$root/vm/scenarios/"
 chmod +x "$root/init"
 
-(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$work/initrd.cpio.tmp"
-mv "$work/initrd.cpio.tmp" "$work/initrd.cpio"
-log "kernel $kver, initramfs $(du -h "$work/initrd.cpio" | cut -f1)"
+out=$work/initrd$flavour.cpio
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$out.tmp.$$"
+mv "$out.tmp.$$" "$out"
+log "kernel $kver, initramfs $out $(du -h "$out" | cut -f1)"

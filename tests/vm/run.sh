@@ -8,7 +8,7 @@
 # Environment: VM_MEM (512M), VM_SMP (1), VM_TIMEOUT (seconds, 120), VM_DISK (size of a blank
 # virtio disk for SWAP=disk, e.g. 256M), VM_DEBUG=1 (guest output and dmesg into the log),
 # VM_LOG (file for the whole serial console; default: a temporary file removed on success),
-# VM_NICE (niceness of qemu: the tests use 10 so that timing-sensitive host tests keep the CPU).
+# VM_NOHANG=1 (boot the initramfs with nohang), VM_NICE (niceness of qemu: the tests use 10 so that timing-sensitive host tests keep the CPU).
 # Exit: 0 with results, 1 when the VM produced no result block (the console log is printed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +16,8 @@ work=${VM_WORK:-$here/work}
 [ $# -ge 1 ] || { echo "usage: $0 SCENARIO [VAR=VALUE...]" >&2; exit 2; }
 scenario=$1; shift
 [ -r "$here/scenarios/$scenario.sh" ] || { echo "no scenario $scenario" >&2; exit 2; }
-[ -r "$work/initrd.cpio" ] || { echo "run tests/vm/build.sh first" >&2; exit 1; }
+initrd=$work/initrd${VM_NOHANG:+-nohang}.cpio
+[ -r "$initrd" ] || { echo "run ${VM_NOHANG:+VM_NOHANG=1 }tests/vm/build.sh first" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/oomguard-vm.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -31,7 +32,7 @@ mkdir -p "$tmp/env/vm"
   done
 } >"$tmp/env/vm/run.env"
 # A second cpio archive appended to the first: the kernel unpacks both.
-cp "$work/initrd.cpio" "$tmp/initrd"
+cp "$initrd" "$tmp/initrd"
 (cd "$tmp/env" && find . | cpio -o -H newc --quiet) >>"$tmp/initrd"
 
 disk=()
