@@ -5,7 +5,9 @@
  *   vmprobe watch FILE RECOVER_KB PID... sample every 5 ms until SIGTERM: lowest MemAvailable,
  *                                        when each PID died, when vmstat oom_kill first moved,
  *                                        when MemAvailable got back above RECOVER_KB after the
- *                                        first death; writes key=value lines to FILE on exit
+ *                                        first death, when MemAvailable first fell below 10 % of
+ *                                        MemTotal (the daemons' SIGTERM level); writes key=value
+ *                                        lines to FILE on exit
  *   vmprobe forkstorm N CHILD_MB PARENT_MB_PER_CHILD INTERVAL_MS
  *                                        a parent ("forkstorm") that forks N children
  *                                        ("stormchild", each touching CHILD_MB and sleeping) and
@@ -97,7 +99,7 @@ static int watch(const char *file, long recover_kb, int npids, char **pids) {
         death[i] = -1;
     }
     static char mem[8192], vm[16384];
-    double t0 = now_ms(), first_death = -1, oom_first = -1, recovered = -1;
+    double t0 = now_ms(), first_death = -1, oom_first = -1, recovered = -1, below10 = -1;
     long min_avail = -1, min_swapfree = -1, oom0 = -1, oom_last = 0, samples = 0;
     struct timespec five = {0, 5 * 1000 * 1000};
     while (!stop) {
@@ -105,6 +107,8 @@ static int watch(const char *file, long recover_kb, int npids, char **pids) {
         if (slurp("/proc/meminfo", mem, sizeof mem) > 0) {
             long avail = field(mem, "MemAvailable:");
             long sf = field(mem, "SwapFree:");
+            long total = field(mem, "MemTotal:");
+            if (below10 < 0 && avail >= 0 && avail * 10 < total) below10 = t;
             if (avail >= 0 && (min_avail < 0 || avail < min_avail)) min_avail = avail;
             if (sf >= 0 && (min_swapfree < 0 || sf < min_swapfree)) min_swapfree = sf;
             if (first_death >= 0 && recovered < 0 && avail >= recover_kb) recovered = t;
@@ -130,7 +134,8 @@ static int watch(const char *file, long recover_kb, int npids, char **pids) {
             now_ms() - t0, samples, min_avail, min_swapfree);
     fprintf(f, "kernel_oom_first_ms=%.1f\nkernel_oom_kills=%ld\n", oom_first,
             oom0 < 0 ? 0 : oom_last - oom0);
-    fprintf(f, "first_death_ms=%.1f\nrecovered_ms=%.1f\n", first_death, recovered);
+    fprintf(f, "first_death_ms=%.1f\nrecovered_ms=%.1f\nbelow10_ms=%.1f\n", first_death, recovered,
+            below10);
     for (int i = 0; i < npids; i++) fprintf(f, "death_ms_%d=%.1f\n", pid[i], death[i]);
     fclose(f);
     return 0;
