@@ -41,13 +41,24 @@ if [ -n "${VM_DISK:-}" ]; then
   disk=(-drive "file=$tmp/disk.img,if=virtio,format=raw,cache=unsafe")
 fi
 log=${VM_LOG:-$tmp/console.log}
+boot() {
+  nice -n "${VM_NICE:-0}" timeout --kill-after=5 "${VM_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg \
+    -m "${VM_MEM:-512M}" -smp "${VM_SMP:-1}" -nographic -no-reboot -nodefaults -serial stdio -net none \
+    -kernel "$work/vmlinuz" -initrd "$tmp/initrd" "${disk[@]}" \
+    -append "console=ttyS0 psi=1 panic=-1 loglevel=1 oops=panic no_timer_check" </dev/null >"$log" 2>&1
+}
 start=$(date +%s.%N)
 set +e
-nice -n "${VM_NICE:-0}" timeout --kill-after=5 "${VM_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -m "${VM_MEM:-512M}" \
-  -smp "${VM_SMP:-1}" -nographic -no-reboot -nodefaults -serial stdio -net none \
-  -kernel "$work/vmlinuz" -initrd "$tmp/initrd" "${disk[@]}" \
-  -append "console=ttyS0 psi=1 panic=-1 loglevel=1 oops=panic" </dev/null >"$log" 2>&1
+boot
 rc=$?
+# A kernel that died before it ran our init (under heavy host load TCG can fail the kernel's
+# early boot checks) is booted once more; anything after init started is never retried.
+if ! grep -q 'vm: scenario .* on ' "$log"; then
+  echo "vm: $scenario: the kernel did not reach init (qemu exit $rc), booting again:" >&2
+  grep -m3 -E 'panic|BUG|Oops' "$log" >&2
+  boot
+  rc=$?
+fi
 set -e
 end=$(date +%s.%N)
 if ! grep -q '^===OOMTEST-RESULT-END===' "$log"; then
