@@ -18,4 +18,4 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo test --release --all-targets "$@"
+cargo test --release "$@"

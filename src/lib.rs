@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod decide;
+pub mod doctor;
 pub mod record;
 pub mod report;
 pub mod sense;

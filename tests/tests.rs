@@ -2,5 +2,8 @@
 mod util;
 
 mod cli_basics;
+mod doctor;
+mod drill;
+mod protect;
 mod run_cgroup;
 mod vm_scenarios;

@@ -19,8 +19,10 @@ use crate::values::KillUnit;
 #[derive(Debug, Clone, Serialize)]
 pub struct SignalSent {
     pub signal: &'static str,
-    /// Milliseconds since the decision.
+    /// Milliseconds since the wake-up that led to the decision.
     pub ms: u64,
+    /// The same in microseconds (decision latency: wake-up to signal).
+    pub us: u64,
     pub pid: i32,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,11 +126,12 @@ impl Kill {
 
     /// Sends `sig` to every pinned process (SIGKILL to a v2 group goes through `cgroup.kill`).
     pub fn signal_all(&mut self, sig: Signal) {
-        let ms = self.decided.elapsed().as_millis() as u64;
+        let us = self.decided.elapsed().as_micros() as u64;
         let mut push = |pid: i32, r: std::io::Result<()>| {
             self.signals.push(SignalSent {
                 signal: name(sig),
-                ms,
+                ms: us / 1000,
+                us,
                 pid,
                 ok: r.is_ok(),
                 error: r.err().map(|e| e.to_string()),

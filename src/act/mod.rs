@@ -1,3 +1,4 @@
 //! Act: signal a victim race-free through a pidfd, escalate SIGTERM → SIGKILL, release its memory.
 pub mod kill;
 pub mod pidfd;
+pub mod protect;

@@ -7,6 +7,7 @@ pub mod drill;
 pub mod events;
 pub mod explain;
 pub mod hog;
+mod interrupt;
 pub mod protect;
 pub mod run;
 pub mod top;
@@ -62,7 +63,19 @@ pub enum Command {
 
 /// Parses the arguments, runs the subcommand, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // doctor is a Nagios plugin: its usage errors are UNKNOWN (3).
+            let doctor = std::env::args().nth(1).as_deref() == Some("doctor");
+            return match e.exit_code() {
+                0 => ExitCode::SUCCESS,
+                _ if doctor => ExitCode::from(3),
+                c => ExitCode::from(c as u8),
+            };
+        }
+    };
     let result = match cli.command {
         Command::Run(a) => run::run(*a),
         Command::Explain(a) => explain::run(a),

@@ -81,6 +81,13 @@ pub struct RunArgs {
     /// Root of the filesystem to read /proc and /sys from (for tests on fixture trees).
     #[arg(long, hide = true, default_value = "/")]
     pub root: PathBuf,
+    /// The protection rules' safety-net scan interval (rules with oom_score_adj are applied on
+    /// every process event; this scan catches what events miss).
+    #[arg(long, hide = true, value_name = "DURATION", default_value = "60s", value_parser = |s: &str| s.parse::<Dur>())]
+    pub protect_scan_interval: Dur,
+    /// No periodic protection scan: process events only (tests).
+    #[arg(long, hide = true)]
+    pub no_protect_scan: bool,
     /// More log lines.
     #[arg(short, long)]
     pub verbose: bool,
@@ -189,7 +196,34 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         log::warn!("{n}");
     }
     let reload_args = args.clone();
-    let reload: crate::daemon::Reload = Box::new(move || settings(&reload_args));
+    let protect_opts = crate::act::protect::GuardianOptions {
+        scan_interval: (!args.no_protect_scan).then_some(args.protect_scan_interval.0),
+        rcvbuf: None,
+    };
+    // The protection thread lives as long as the reload closure, i.e. the daemon.
+    let mut guardian = crate::act::protect::Guardian::for_daemon(
+        &s.root,
+        &s.scope,
+        &s.policy,
+        &s.event_log,
+        protect_opts,
+    )?;
+    let reload: crate::daemon::Reload = Box::new(move || {
+        let new = settings(&reload_args)?;
+        match &guardian {
+            Some(g) => g.set_policy(new.policy.clone()),
+            None => {
+                guardian = crate::act::protect::Guardian::for_daemon(
+                    &new.root,
+                    &new.scope,
+                    &new.policy,
+                    &new.event_log,
+                    protect_opts,
+                )?
+            }
+        }
+        Ok(new)
+    });
     let mut d = Daemon::new(s, Vec::new(), flags.clone(), Some(pipe_r), Some(reload))?;
     d.run()?;
     let _ = flags.stop.load(Ordering::Relaxed);

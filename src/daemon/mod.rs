@@ -27,11 +27,10 @@ use crate::decide::trigger::{LevelSpec, Levels, MemState, Reason, Severity};
 use crate::decide::victim::{Candidate, Ranker, Selection};
 use crate::record::eventlog::EventLog;
 use crate::record::{Observer, Sample, Wake};
-use crate::sense::Root;
 use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
 use crate::sense::scope::Scope;
-use crate::sense::vmstat::Vmstat;
+use crate::sense::{KeptFile, Root};
 use crate::values::{KillUnit, PsiKind, ScopeSpec};
 
 /// Everything the loop needs to know, validated.
@@ -139,12 +138,13 @@ pub struct Daemon {
     observers: Vec<Box<dyn Observer>>,
     flags: Flags,
     reload: Option<Reload>,
-    pressure_path: Option<PathBuf>,
+    pressure: Option<KeptFile>,
     psi_window: Option<PsiWindow>,
     psi_some: PsiWindow,
     psi_full: PsiWindow,
     buf: Vec<u8>,
     last_oom_kills: Option<u64>,
+    last_oom_check: Instant,
     /// Kills are held back until memory recovers or this instant passes.
     hold_until: Option<Instant>,
     dry_last: Option<(i32, u64, Instant)>,
@@ -172,7 +172,7 @@ impl Daemon {
         let psi_kind = s.levels.psi.map_or(PsiKind::Some, |p| p.kind);
         let waker = wake::Waker::new(&mut scope, &levels, mem.total_kb, psi_kind, signal_pipe);
         let prefer_v2 = scope.mounts.v2_memory.is_some();
-        let pressure_path = scope.pressure_path().map(|p| s.root.path(p));
+        let pressure = scope.pressure_path().map(|p| KeptFile::new(s.root.path(p)));
         let psi_window = s.levels.psi.map(|p| PsiWindow::new(p.window));
         let page_kb = reader.page_kb;
         Ok(Daemon {
@@ -184,12 +184,13 @@ impl Daemon {
             observers,
             flags,
             reload,
-            pressure_path,
+            pressure,
             psi_window,
             psi_some: PsiWindow::new(Duration::from_secs(10)),
             psi_full: PsiWindow::new(Duration::from_secs(10)),
             buf: Vec::with_capacity(8192),
             last_oom_kills: None,
+            last_oom_check: Instant::now(),
             hold_until: None,
             dry_last: None,
             warned_nothing: None,
@@ -203,15 +204,11 @@ impl Daemon {
     }
 
     fn pgalloc(&mut self) -> u64 {
-        match crate::sense::read_into(&self.s.root.path("proc/vmstat"), &mut self.buf) {
-            Ok(_) => Vmstat::parse(&self.buf).pgalloc,
-            Err(_) => u64::MAX,
-        }
+        self.scope.pgalloc()
     }
 
     fn read_pressure(&mut self) -> Option<Pressure> {
-        let p = self.pressure_path.as_ref()?;
-        crate::sense::read_into(p, &mut self.buf).ok()?;
+        self.pressure.as_mut()?.read_into(&mut self.buf).ok()?;
         Pressure::parse(&self.buf)
     }
 
@@ -254,6 +251,9 @@ impl Daemon {
             self.log.path().display()
         );
         for n in std::mem::take(&mut self.waker.notes) {
+            log::warn!("{n}");
+        }
+        if let Some(n) = trim_and_lock() {
             log::warn!("{n}");
         }
         self.last_oom_kills = self.scope.kernel_oom_kills();
@@ -308,7 +308,12 @@ impl Daemon {
         let levels = self.s.levels.resolve(&mem);
         self.waker
             .rearm_if_changed(&mut self.scope, &levels, mem.total_kb);
-        let pressure = self.read_pressure();
+        // Pressure is read only when something uses it (a --psi trigger, or observers).
+        let pressure = if self.s.levels.psi.is_some() || !self.observers.is_empty() {
+            self.read_pressure()
+        } else {
+            None
+        };
         let (mut psi_some, mut psi_full, mut psi_user) = (None, None, None);
         if let Some(p) = pressure {
             psi_some = self.psi_some.push(now, p.some_total_us);
@@ -323,8 +328,17 @@ impl Daemon {
         let mut scanned = 0;
         let (sev, reason) = levels.evaluate(&mem, psi_user);
 
-        // The kernel's OOM killer acted in the scope: record it, and hold back.
-        if let Some(k) = self.scope.kernel_oom_kills() {
+        // The kernel's OOM killer acted in the scope: record it, and hold back. Checked on every
+        // wake-up near the levels, every 5 s when far (idle CPU).
+        let check_kernel = sev != Severity::None
+            || levels.near(&mem)
+            || self.last_oom_check.elapsed() >= Duration::from_secs(5);
+        if check_kernel
+            && let Some(k) = {
+                self.last_oom_check = now;
+                self.scope.kernel_oom_kills()
+            }
+        {
             let prev = self.last_oom_kills.replace(k);
             if let Some(prev) = prev
                 && k > prev
@@ -483,6 +497,17 @@ impl Daemon {
     ) -> anyhow::Result<Duration> {
         let sel = self.select(mem);
         let decision_us = now.elapsed().as_micros() as u64;
+        log::debug!(
+            "decision in {decision_us} us: {} ({} precise reads, {} processes in the table)",
+            sel.victim
+                .as_ref()
+                .map_or("no victim".to_string(), |v| format!(
+                    "{} ({}) score {}",
+                    v.comm, v.pid, v.score
+                )),
+            sel.precise_reads,
+            self.ranker.len()
+        );
         if let Some((pid, comm)) = &sel.in_progress {
             if self
                 .warned_progress
@@ -746,18 +771,53 @@ fn victim_rec(v: &Candidate, cmdline: String, cgroup: Option<String>) -> VictimR
     }
 }
 
-/// Protects the daemon itself: memory locked (on fault, so idle RSS stays small), lowest
-/// `oom_score_adj` and highest priority where permitted. Returns warnings for what was refused.
+/// Drops the page-table entries of code and read-only file pages that only start-up used
+/// (argument and config parsing), then locks memory on fault: the daemon keeps exactly the
+/// pages its loop touches, and those can never be reclaimed or swapped. Only file-backed,
+/// read-only, private mappings with no copied-on-write pages are dropped (they re-fault from
+/// the page cache unchanged); relocated (RELRO) and writable mappings are left alone.
+pub fn trim_and_lock() -> Option<String> {
+    if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
+        let mut current: Option<(usize, usize, bool)> = None;
+        let mut drop_ranges = Vec::new();
+        for line in smaps.lines() {
+            let mut f = line.split_whitespace();
+            let first = f.next().unwrap_or("");
+            if let Some((a, b)) = first.split_once('-')
+                && let (Ok(start), Ok(end)) =
+                    (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                let perms = f.next().unwrap_or("");
+                let path = f.nth(3).unwrap_or("");
+                let eligible = perms.len() == 4
+                    && &perms[1..2] == "-"
+                    && &perms[3..4] == "p"
+                    && path.starts_with('/');
+                current = Some((start, end, eligible));
+            } else if first == "Anonymous:"
+                && let Some((start, end, true)) = current
+                && f.next() == Some("0")
+            {
+                drop_ranges.push((start, end));
+            }
+        }
+        for (start, end) in drop_ranges {
+            // SAFETY: the range is a whole read-only private file mapping without anonymous
+            // (copied) pages; MADV_DONTNEED only drops PTEs, which re-fault with the same
+            // file contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+    use rustix::mm::MlockAllFlags;
+    rustix::mm::mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
+        .err()
+        .map(|e| format!("mlockall failed ({e}); the daemon's memory may be swapped or reclaimed under pressure"))
+}
+
+/// Protects the daemon itself: lowest `oom_score_adj` and highest priority where permitted
+/// (memory is locked later, by [`trim_and_lock`]). Returns warnings for what was refused.
 pub fn protect_self() -> Vec<String> {
     let mut notes = Vec::new();
-    use rustix::mm::MlockAllFlags;
-    if let Err(e) = rustix::mm::mlockall(
-        MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT,
-    ) {
-        notes.push(format!(
-            "mlockall failed ({e}); the daemon's memory may be swapped or reclaimed under pressure"
-        ));
-    }
     if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
         notes.push(format!(
             "cannot set our own oom_score_adj to -1000 ({e}; needs CAP_SYS_RESOURCE): the kernel's OOM killer could pick oomguard"

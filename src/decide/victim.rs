@@ -26,7 +26,8 @@ use crate::sense::scope::Scope;
 struct Entry {
     starttime: u64,
     ppid: i32,
-    comm: Comm,
+    /// A hash of the name: a change means exec or a rename, so the rules are matched again.
+    comm_hash: u64,
     rss_pages: u64,
     swap_pages: u64,
     pgtables_pages: u64,
@@ -44,6 +45,13 @@ impl Entry {
     fn points(&self) -> i64 {
         (self.rss_pages + self.swap_pages + self.pgtables_pages) as i64
     }
+}
+
+fn comm_hash(c: &Comm) -> u64 {
+    // FNV-1a: tiny, no allocation, plenty for telling one name from another.
+    c.as_bytes().iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// A scored process, as records and the CLI show it.
@@ -87,7 +95,9 @@ pub struct Selection {
 pub struct Ranker {
     table: HashMap<i32, Entry>,
     pids: Vec<i32>,
-    order: Vec<(i64, i32)>,
+    order: Vec<(i64, u64, i32)>,
+    /// (score with fresh rss, start time, pid) of pass 1, best first.
+    fresh: Vec<(i64, u64, i32)>,
     generation: u32,
     self_pid: i32,
     scanned_at: Option<Instant>,
@@ -170,9 +180,10 @@ pub fn classify(
 impl Ranker {
     pub fn new(page_kb: u64, prefer_v2_path: bool) -> Ranker {
         Ranker {
-            table: HashMap::with_capacity(4096),
-            pids: Vec::with_capacity(4096),
-            order: Vec::with_capacity(4096),
+            table: HashMap::new(),
+            pids: Vec::new(),
+            order: Vec::new(),
+            fresh: Vec::with_capacity(64),
             generation: 0,
             self_pid: std::process::id() as i32,
             scanned_at: None,
@@ -224,19 +235,22 @@ impl Ranker {
         let generation = self.generation;
         for i in 0..self.pids.len() {
             let pid = self.pids[i];
-            let Some(st) = reader.stat(pid) else { continue };
-            let known = self
-                .table
-                .get(&pid)
-                .is_some_and(|e| e.starttime == st.starttime && e.comm == st.comm);
-            if known {
-                let e = self.table.get_mut(&pid).expect("known entry");
-                e.rss_pages = st.rss_pages;
-                e.ppid = st.ppid;
-                e.seen_gen = generation;
-                if st.is_zombie() {
-                    e.immune = true;
+            if let Some(e) = self.table.get_mut(&pid) {
+                // Known: one read of statm. Identity (start time) and renames are checked when
+                // the process comes near the top (`select`).
+                let Some(rss) = reader.statm_rss(pid) else {
+                    continue;
+                };
+                if e.immune && e.rss_pages == 0 && rss > 0 {
+                    // A kernel thread or zombie has no memory: this PID belongs to someone new.
+                    if let Some(st) = reader.stat(pid) {
+                        let fresh = self.new_entry(reader, policy, &st);
+                        self.table.insert(pid, fresh);
+                    }
+                    continue;
                 }
+                e.rss_pages = rss;
+                e.seen_gen = generation;
                 let stale = generation.wrapping_sub(e.detail_gen) >= 10;
                 if !e.immune && (swap_in_use || stale) {
                     let mut e2 = *e;
@@ -244,6 +258,7 @@ impl Ranker {
                     self.table.insert(pid, e2);
                 }
             } else {
+                let Some(st) = reader.stat(pid) else { continue };
                 let e = self.new_entry(reader, policy, &st);
                 self.table.insert(pid, e);
             }
@@ -276,7 +291,7 @@ impl Ranker {
         let mut e = Entry {
             starttime: st.starttime,
             ppid: st.ppid,
-            comm: st.comm,
+            comm_hash: comm_hash(&st.comm),
             rss_pages: st.rss_pages,
             swap_pages: 0,
             pgtables_pages: 0,
@@ -300,9 +315,12 @@ impl Ranker {
             .map(|r| r.kind)
     }
 
-    /// Chooses the victim: re-reads the top of the table precisely, in order of the estimate,
-    /// until nothing below could overtake the best (see the module docs). `growth_bound_pages`
-    /// is how many pages anyone may have gained since the scan.
+    /// Chooses the victim in two passes. First the rss of the top of the table is re-read
+    /// (`stat` only), in order of the estimate, until nothing below could overtake the best (see
+    /// the module docs); `growth_bound_pages` is how many pages anyone may have gained since the
+    /// scan. Then the best few are verified in full (`status` for swap, page tables and a pending
+    /// SIGKILL; `oom_score_adj`), until the best verified score is at least the next unverified
+    /// estimate.
     pub fn select(
         &mut self,
         reader: &mut ProcReader,
@@ -316,24 +334,27 @@ impl Ranker {
                 continue;
             }
             let est = e.points() + effective_adj(e.adj, Self::kind(policy, e.rule)) * unit;
-            self.order.push((est, pid));
+            self.order.push((est, e.starttime, pid));
         }
-        self.order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
+        // Best first; among equal estimates the most recently started (the kernel's tie-break).
+        self.order
+            .sort_unstable_by_key(|o| std::cmp::Reverse((o.0, o.1)));
         let mut sel = Selection::default();
         let big = (self.totalpages / 100).max(1) as i64;
         let growth = growth_bound_pages as i64;
-        const MAX_PRECISE: usize = 64;
+        const MAX_STAT_READS: usize = 64;
+
+        // Pass 1: fresh rss for the top of the table.
+        self.fresh.clear();
         for i in 0..self.order.len() {
-            let (est, pid) = self.order[i];
-            // Nothing from here down can overtake the best: stop (after a few more for the
-            // record's runner-up list).
-            if let Some(best) = sel.candidates.first()
-                && est.saturating_add(growth) < best.score
-                && (sel.candidates.len() >= 5 || sel.precise_reads >= 16)
+            let (est, start, pid) = self.order[i];
+            if let Some(&(best, best_start, _)) = self.fresh.first()
+                && (est.saturating_add(growth), start) <= (best, best_start)
+                && (self.fresh.len() >= 5 || sel.precise_reads >= 16)
             {
                 break;
             }
-            if sel.precise_reads >= MAX_PRECISE {
+            if sel.precise_reads >= MAX_STAT_READS {
                 break;
             }
             let Some(mut e) = self.table.get(&pid).copied() else {
@@ -341,19 +362,54 @@ impl Ranker {
             };
             sel.precise_reads += 1;
             let Some(st) = reader.stat(pid) else { continue };
-            if st.starttime != e.starttime {
-                continue;
+            if st.starttime != e.starttime || e.comm_hash != comm_hash(&st.comm) {
+                // The PID was reused, or the process exec'd or renamed itself since the scan:
+                // learn it afresh (rules included) and judge it as it is now.
+                e = self.new_entry(reader, policy, &st);
+                self.table.insert(pid, e);
+                if e.immune || Self::kind(policy, e.rule) == Some(RuleKind::Protect) {
+                    continue;
+                }
             }
+            let est = e.points() + effective_adj(e.adj, Self::kind(policy, e.rule)) * unit;
             if st.is_exiting() && !st.is_zombie() {
                 if e.points() >= big && sel.in_progress.is_none() {
                     sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
                 }
                 continue;
             }
+            if st.is_zombie() {
+                continue;
+            }
+            let score = est - e.rss_pages as i64 + st.rss_pages as i64;
+            let at = self
+                .fresh
+                .partition_point(|&(s, t, _)| (s, t) > (score, st.starttime));
+            self.fresh.insert(at, (score, st.starttime, pid));
+        }
+
+        // Pass 2: verify in full, best first.
+        let mut i = 0;
+        while i < self.fresh.len() {
+            let (score_a, _, pid) = self.fresh[i];
+            i += 1;
+            if let Some(best) = sel.candidates.first()
+                && best.score >= score_a
+                && sel.candidates.len() >= 5
+            {
+                break;
+            }
+            let Some(mut e) = self.table.get(&pid).copied() else {
+                continue;
+            };
+            let Some(st) = reader.stat(pid) else { continue };
+            if st.starttime != e.starttime {
+                continue;
+            }
             let Some(status) = reader.status(pid) else {
                 continue;
             };
-            if status.sigkill_pending {
+            if status.sigkill_pending || (st.is_exiting() && !st.is_zombie()) {
                 if e.points().max(st.rss_pages as i64) >= big && sel.in_progress.is_none() {
                     sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
                 }
@@ -395,7 +451,6 @@ impl Ranker {
                     .map(|r| format!("{} ({})", r.kind.as_str(), r.origin)),
                 rule_kind: kind,
             };
-            // Ties go to the most recently started process, as the kernel's scan order does.
             let at = sel
                 .candidates
                 .iter()

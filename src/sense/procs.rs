@@ -255,19 +255,30 @@ impl ProcReader {
                 self.buf.reserve(4096);
             }
             let spare = self.buf.spare_capacity_mut();
+            let room = spare.len();
             let (init, _) = rustix::io::read(&fd, spare).ok()?;
             let got = init.len();
-            if got == 0 {
-                break;
-            }
             // SAFETY: `read` initialised `got` bytes of the spare capacity.
             unsafe { self.buf.set_len(self.buf.len() + got) };
+            // proc files are generated whole: a short read is the end (saves a syscall).
+            if got == 0 || got < room {
+                break;
+            }
         }
         Some(&self.buf)
     }
 
     pub fn stat(&mut self, pid: i32) -> Option<Stat> {
         self.read(pid, "stat").and_then(Stat::parse)
+    }
+
+    /// Resident pages from `/proc/PID/statm` (its second field: anon + file + shmem, the same
+    /// counters as `stat`'s rss). The cheapest per-process read the kernel offers for it; it
+    /// says nothing of identity, so callers check the start time where that matters.
+    pub fn statm_rss(&mut self, pid: i32) -> Option<u64> {
+        let b = self.read(pid, "statm")?;
+        let sp = b.iter().position(|&c| c == b' ')?;
+        parse_u64(&b[sp + 1..])
     }
 
     pub fn status(&mut self, pid: i32) -> Option<Status> {
@@ -366,6 +377,12 @@ mod tests {
         assert!(s.rss_pages > 0);
         assert!(r.status(me).unwrap().has_mm);
         assert!(r.oom_score_adj(me).is_some());
+        let rss = r.statm_rss(me).unwrap();
+        assert!(
+            rss > 0 && rss.abs_diff(s.rss_pages) < 1024,
+            "{rss} vs {}",
+            s.rss_pages
+        );
         assert!(r.stat(i32::MAX).is_none());
     }
 }

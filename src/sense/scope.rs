@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::cgroup::{CgVersion, Cgroup, CgroupNotFound, Mounts};
 use super::meminfo::{Meminfo, MeminfoError};
-use super::{Root, read_into};
+use super::{KeptFile, Root};
 use crate::decide::trigger::MemState;
 use crate::values::ScopeSpec;
 
@@ -43,6 +43,8 @@ pub struct Scope {
     pub kind: ScopeKind,
     pub mounts: Mounts,
     buf: Vec<u8>,
+    meminfo: KeptFile,
+    vmstat: KeptFile,
 }
 
 impl Scope {
@@ -58,6 +60,8 @@ impl Scope {
             kind,
             mounts,
             buf: Vec::with_capacity(8192),
+            meminfo: KeptFile::new(root.path("proc/meminfo")),
+            vmstat: KeptFile::new(root.path("proc/vmstat")),
         })
     }
 
@@ -78,12 +82,16 @@ impl Scope {
 
     /// `/proc/meminfo`, parsed.
     pub fn meminfo(&mut self) -> Result<Meminfo, ScopeError> {
-        let path = self.root.path("proc/meminfo");
-        read_into(&path, &mut self.buf).map_err(|source| ScopeError::Io {
-            path: path.clone(),
+        if let Err(source) = self.meminfo.read_into(&mut self.buf) {
+            return Err(ScopeError::Io {
+                path: self.meminfo.path().to_path_buf(),
+                source,
+            });
+        }
+        Meminfo::parse(&self.buf).map_err(|source| ScopeError::Meminfo {
+            path: self.meminfo.path().to_path_buf(),
             source,
-        })?;
-        Meminfo::parse(&self.buf).map_err(|source| ScopeError::Meminfo { path, source })
+        })
     }
 
     /// The scope's memory now. For a cgroup: total = the effective limit (the group's or its
@@ -142,10 +150,19 @@ impl Scope {
     pub fn kernel_oom_kills(&mut self) -> Option<u64> {
         match &self.kind {
             ScopeKind::System => {
-                read_into(&self.root.path("proc/vmstat"), &mut self.buf).ok()?;
+                self.vmstat.read_into(&mut self.buf).ok()?;
                 super::vmstat::Vmstat::parse(&self.buf).oom_kill
             }
             ScopeKind::Cgroup(c) => c.oom_kills(&self.root, &mut self.buf),
+        }
+    }
+
+    /// The page allocation counters (sum of `pgalloc_*` in `/proc/vmstat`); `u64::MAX` when
+    /// unreadable (which makes every growth bound useless, forcing a rescan).
+    pub fn pgalloc(&mut self) -> u64 {
+        match self.vmstat.read_into(&mut self.buf) {
+            Ok(_) => super::vmstat::Vmstat::parse(&self.buf).pgalloc,
+            Err(_) => u64::MAX,
         }
     }
 

@@ -1,0 +1,606 @@
+//! Protection writes: a rule's `oom_score_adj` written to every matching process of the scope,
+//! so the kernel's OOM killer agrees with oomguard's rules.
+//!
+//! [`Protector`] classifies one process and writes its target value (reporting written /
+//! refused / gone per process, never failing the caller); [`Guardian`] is the daemon's thread
+//! that does it the moment a process forks, execs or changes its name (netlink proc connector),
+//! with an optional slow periodic scan as a safety net and a full rescan whenever the connector
+//! reports lost events.
+//!
+//! Each write or refusal is a `protect` record in the event log with these fields: `pid`,
+//! `comm`, `cmdline`, `rule` (its origin, `FILE:LINE`), `rule_kind`, `old_oom_score_adj`,
+//! `oom_score_adj` (the target), `outcome` (`written` | `refused` | `gone` | `failed`), `error`
+//! (when not written), `via` (`start` | `fork` | `exec` | `comm` | `lost` | `scan` | `reload` |
+//! `once`), `latency_ms` (event-driven writes: from the kernel's event to the completed write).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::decide::policy::{Policy, RuleKind};
+use crate::decide::victim::classify;
+use crate::record::eventlog::EventLog;
+use crate::sense::Root;
+use crate::sense::cgroup::{CgVersion, memory_path_of};
+use crate::sense::procevents::{ProcEvent, ProcEvents, monotonic_ns};
+use crate::sense::procs::ProcReader;
+use crate::sense::scope::{Scope, ScopeKind};
+
+/// What became of one write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Written,
+    /// EACCES/EPERM: lowering below 0 needs CAP_SYS_RESOURCE.
+    Refused,
+    /// The process exited before the write.
+    Gone,
+    /// Any other error.
+    Failed,
+}
+
+/// The result of writing `value` to `/proc/PID/oom_score_adj`, with a message for the failures.
+pub fn write_adj(root: &Root, pid: i32, value: i16) -> (Outcome, Option<String>) {
+    let path = root.path(format!("proc/{pid}/oom_score_adj"));
+    let res = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()));
+    match res {
+        Ok(()) => (Outcome::Written, None),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) => (
+                Outcome::Refused,
+                Some(format!(
+                    "EACCES: permission denied writing {}: lowering oom_score_adj below 0 needs CAP_SYS_RESOURCE",
+                    path.display()
+                )),
+            ),
+            Some(libc::ENOENT) | Some(libc::ESRCH) => {
+                (Outcome::Gone, Some("the process exited".into()))
+            }
+            _ => (
+                Outcome::Failed,
+                Some(format!("cannot write {}: {e}", path.display())),
+            ),
+        },
+    }
+}
+
+/// Which processes the rules apply to (all, or those of one memory cgroup and its
+/// descendants), and which cgroup path rules' `cgroup`/`unit` fields see (as the daemon's
+/// ranking does: the v2 path when the memory controller is on cgroup2, else the v1 one).
+#[derive(Debug, Clone, Default)]
+pub struct ScopeFilter {
+    /// The scope's group as in /proc/PID/cgroup, and its hierarchy; `None`: the whole system.
+    pub cgroup: Option<(String, CgVersion)>,
+    pub prefer_v2: bool,
+}
+
+impl ScopeFilter {
+    /// Every process.
+    pub fn system() -> ScopeFilter {
+        ScopeFilter::default()
+    }
+
+    pub fn of(scope: &Scope) -> ScopeFilter {
+        ScopeFilter {
+            cgroup: match &scope.kind {
+                ScopeKind::System => None,
+                ScopeKind::Cgroup(c) => Some((c.rel.clone(), c.version)),
+            },
+            prefer_v2: scope.mounts.v2_memory.is_some(),
+        }
+    }
+
+    fn contains(&self, reader: &mut ProcReader, pid: i32) -> bool {
+        let Some((rel, version)) = &self.cgroup else {
+            return true;
+        };
+        let Some(text) = reader.cgroup_text(pid) else {
+            return false;
+        };
+        let Some(path) = memory_path_of(&text, *version == CgVersion::V2) else {
+            return false;
+        };
+        path_within(path, rel)
+    }
+}
+
+/// True when cgroup `path` is `group` or below it (component-wise).
+fn path_within(path: &str, group: &str) -> bool {
+    let group = group.trim_end_matches('/');
+    group.is_empty()
+        || path == group
+        || path
+            .strip_prefix(group)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// One process that a rule matches, with its current and target value.
+#[derive(Debug, Clone, Serialize)]
+pub struct Match {
+    pub pid: i32,
+    pub comm: String,
+    pub cmdline: String,
+    /// Where the rule came from (`FILE:LINE` or the flag).
+    pub rule: String,
+    pub rule_kind: RuleKind,
+    pub current: Option<i16>,
+    /// The rule's `oom_score_adj`, if it has one.
+    pub target: Option<i16>,
+}
+
+/// One write (or refusal), as recorded in the event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub pid: i32,
+    pub comm: String,
+    pub cmdline: String,
+    pub rule: String,
+    pub rule_kind: RuleKind,
+    pub old_oom_score_adj: Option<i16>,
+    pub oom_score_adj: i16,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub via: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+}
+
+/// Counters of what the protection did (for tests, metrics and `--verbose`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub events: AtomicU64,
+    pub written: AtomicU64,
+    pub refused: AtomicU64,
+    pub gone: AtomicU64,
+    pub rescans: AtomicU64,
+    pub lost: AtomicU64,
+}
+
+/// Classifies processes and writes their rule's `oom_score_adj`.
+pub struct Protector {
+    root: Root,
+    reader: ProcReader,
+    filter: ScopeFilter,
+    policy: Policy,
+    log: Option<EventLog>,
+    /// Processes whose write was refused: (starttime, target), not retried by scans.
+    refused: HashMap<i32, (u64, i16)>,
+    pub stats: Arc<Stats>,
+    pids: Vec<i32>,
+}
+
+impl Protector {
+    pub fn new(
+        root: &Root,
+        filter: ScopeFilter,
+        policy: Policy,
+        log: Option<EventLog>,
+    ) -> std::io::Result<Protector> {
+        Ok(Protector {
+            root: root.clone(),
+            reader: ProcReader::open(root)?,
+            filter,
+            policy,
+            log,
+            refused: HashMap::new(),
+            stats: Arc::default(),
+            pids: Vec::new(),
+        })
+    }
+
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+        self.refused.clear();
+    }
+
+    /// The first rule matching `pid`, with the process's name and start time; `None` for
+    /// kernel threads, zombies, processes outside the scope and gone ones.
+    fn classify(&mut self, pid: i32) -> Option<(usize, String, u64)> {
+        let stat = self.reader.stat(pid)?;
+        if stat.is_kthread() || stat.is_zombie() {
+            return None;
+        }
+        if !self.filter.contains(&mut self.reader, pid) {
+            return None;
+        }
+        // The uid costs a read of `status`: only when a rule looks at it.
+        let uid = if self.policy.rules.iter().any(|r| r.user.is_some()) {
+            self.reader.status(pid).and_then(|s| s.uid)
+        } else {
+            None
+        };
+        let idx = classify(
+            &mut self.reader,
+            &self.policy,
+            pid,
+            &stat.comm,
+            uid,
+            self.filter.prefer_v2,
+        )?;
+        let comm = stat.comm.to_string_lossy().into_owned();
+        Some((idx, comm, stat.starttime))
+    }
+
+    /// Applies the rules to one process. `event_ns`: the kernel's timestamp of the event that
+    /// caused the check (for the latency). Returns what was written or refused, if anything.
+    pub fn check(&mut self, pid: i32, via: &'static str, event_ns: Option<u64>) -> Option<Applied> {
+        let (idx, comm, start) = self.classify(pid)?;
+        let rule = &self.policy.rules[idx];
+        let target = rule.oom_score_adj?;
+        let current = self.reader.oom_score_adj(pid);
+        if current == Some(target) {
+            return None;
+        }
+        let by_event = matches!(via, "fork" | "exec" | "comm");
+        if !by_event && self.refused.get(&pid) == Some(&(start, target)) {
+            return None;
+        }
+        let (outcome, error) = write_adj(&self.root, pid, target);
+        let latency_ms = event_ns.map(|ns| monotonic_ns().saturating_sub(ns) as f64 / 1_000_000.0);
+        let rule = &self.policy.rules[idx];
+        let applied = Applied {
+            pid,
+            comm,
+            cmdline: self.reader.cmdline(pid).unwrap_or_default(),
+            rule: rule.origin.clone(),
+            rule_kind: rule.kind,
+            old_oom_score_adj: current,
+            oom_score_adj: target,
+            outcome,
+            error,
+            via,
+            latency_ms,
+        };
+        match applied.outcome {
+            Outcome::Written => {
+                self.refused.remove(&pid);
+                self.stats.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Refused | Outcome::Failed => {
+                self.refused.insert(pid, (start, target));
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Gone => {
+                self.stats.gone.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        self.report(&applied);
+        Some(applied)
+    }
+
+    fn report(&self, a: &Applied) {
+        let old = a.old_oom_score_adj.map_or("?".into(), |v| v.to_string());
+        match a.outcome {
+            Outcome::Written => log::info!(
+                "protect: pid {} ({}) oom_score_adj {old} -> {} (rule {}, via {}{})",
+                a.pid,
+                a.comm,
+                a.oom_score_adj,
+                a.rule,
+                a.via,
+                a.latency_ms
+                    .map_or(String::new(), |l| format!(", {l:.2} ms after the event"))
+            ),
+            _ => log::warn!(
+                "protect: pid {} ({}) keeps oom_score_adj {old}, not {}: {} (rule {})",
+                a.pid,
+                a.comm,
+                a.oom_score_adj,
+                a.error.as_deref().unwrap_or("failed"),
+                a.rule
+            ),
+        }
+        if let Some(log) = &self.log
+            && let Err(e) = log.append("protect", a)
+        {
+            log::error!("{e}");
+        }
+    }
+
+    /// Applies the rules to every process of the scope.
+    pub fn scan(&mut self, via: &'static str) -> Vec<Applied> {
+        self.stats.rescans.fetch_add(1, Ordering::Relaxed);
+        let mut pids = std::mem::take(&mut self.pids);
+        pids.clear();
+        if let Err(e) = self.reader.pids(&mut pids) {
+            log::error!("protect: cannot list processes: {e}");
+        }
+        pids.sort_unstable();
+        let out = pids
+            .iter()
+            .filter_map(|&pid| self.check(pid, via, None))
+            .collect();
+        self.refused.retain(|p, _| pids.binary_search(p).is_ok());
+        self.pids = pids;
+        out
+    }
+
+    /// Every process of the scope that a rule matches, with current and target values.
+    pub fn matches(&mut self) -> std::io::Result<Vec<Match>> {
+        let mut pids = Vec::new();
+        self.reader.pids(&mut pids)?;
+        pids.sort_unstable();
+        let mut out = Vec::new();
+        for pid in pids {
+            let Some((idx, comm, _)) = self.classify(pid) else {
+                continue;
+            };
+            let rule = &self.policy.rules[idx];
+            let (origin, kind, target) = (rule.origin.clone(), rule.kind, rule.oom_score_adj);
+            out.push(Match {
+                pid,
+                comm,
+                cmdline: self.reader.cmdline(pid).unwrap_or_default(),
+                rule: origin,
+                rule_kind: kind,
+                current: self.reader.oom_score_adj(pid),
+                target,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Handles a batch of process events; a lost-events signal (any number) means one rescan.
+    pub fn handle(&mut self, events: &[ProcEvent]) {
+        self.stats
+            .events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let mut lost = false;
+        for ev in events {
+            match *ev {
+                ProcEvent::Fork {
+                    child_pid,
+                    child_tgid,
+                    ts_ns,
+                    ..
+                } if child_pid == child_tgid => {
+                    self.check(child_tgid, "fork", Some(ts_ns));
+                }
+                ProcEvent::Exec { tgid, ts_ns, .. } => {
+                    self.check(tgid, "exec", Some(ts_ns));
+                }
+                ProcEvent::Comm { tgid, ts_ns, .. } => {
+                    self.check(tgid, "comm", Some(ts_ns));
+                }
+                ProcEvent::Exit { pid, tgid } if pid == tgid => {
+                    self.refused.remove(&pid);
+                }
+                ProcEvent::Lost => lost = true,
+                _ => {}
+            }
+        }
+        if lost {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+            log::warn!("protect: the kernel dropped process events; rescanning all processes");
+            self.scan("lost");
+        }
+    }
+}
+
+/// How the [`Guardian`] runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardianOptions {
+    /// The safety-net scan; `None` turns it off (process events only). Without a working proc
+    /// connector a 1 s scan runs regardless.
+    pub scan_interval: Option<Duration>,
+    /// The connector socket's receive buffer (bytes); `None`: 4 MiB.
+    pub rcvbuf: Option<usize>,
+}
+
+/// The protection thread: started by the daemon when rules carry `oom_score_adj`.
+pub struct Guardian {
+    stop: Arc<AtomicBool>,
+    pending: Arc<Mutex<Option<Policy>>>,
+    stats: Arc<Stats>,
+    /// True when the proc connector is in use (else only scans run).
+    pub event_driven: bool,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Hands a new policy to a running [`Guardian`] (cloneable, for reload closures).
+#[derive(Clone)]
+pub struct PolicyUpdater(Arc<Mutex<Option<Policy>>>);
+
+impl PolicyUpdater {
+    pub fn set(&self, policy: Policy) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(policy);
+    }
+}
+
+/// Without the connector, scans run at least this often.
+const FALLBACK_SCAN: Duration = Duration::from_secs(1);
+/// How often the thread looks at its stop flag and a new policy.
+const TICK: Duration = Duration::from_millis(200);
+
+impl Guardian {
+    /// Subscribes to process events (before returning, so no process started afterwards is
+    /// missed), applies the rules to all processes of the scope, then keeps applying them.
+    pub fn spawn(
+        root: &Root,
+        filter: ScopeFilter,
+        policy: Policy,
+        log: Option<EventLog>,
+        opts: GuardianOptions,
+    ) -> std::io::Result<Guardian> {
+        let mut protector = Protector::new(root, filter, policy, log)?;
+        let events = if root.is_real() {
+            match ProcEvents::open(opts.rcvbuf) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    log::warn!(
+                        "protect: {e}; falling back to a scan every {} s",
+                        FALLBACK_SCAN.as_secs()
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let event_driven = events.is_some();
+        let interval = match (&events, opts.scan_interval) {
+            (None, i) => Some(i.map_or(FALLBACK_SCAN, |i| i.min(FALLBACK_SCAN))),
+            (Some(_), i) => i,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let pending: Arc<Mutex<Option<Policy>>> = Arc::default();
+        let stats = protector.stats.clone();
+        protector.scan("start");
+        let (stop2, pending2) = (stop.clone(), pending.clone());
+        let handle = std::thread::Builder::new()
+            .name("oomguard-protect".into())
+            .spawn(move || run_loop(protector, events, interval, &stop2, &pending2))?;
+        Ok(Guardian {
+            stop,
+            pending,
+            stats,
+            event_driven,
+            handle: Some(handle),
+        })
+    }
+
+    /// Replaces the rules (SIGHUP reload); every process is checked again.
+    pub fn set_policy(&self, policy: Policy) {
+        self.updater().set(policy);
+    }
+
+    pub fn updater(&self) -> PolicyUpdater {
+        PolicyUpdater(self.pending.clone())
+    }
+
+    /// The daemon's protection thread: started only when some rule carries `oom_score_adj`
+    /// (`None` otherwise). Writes happen in `--dry-run` too: protection is not a kill, and the
+    /// rule asks for it explicitly.
+    pub fn for_daemon(
+        root: &Root,
+        scope: &crate::values::ScopeSpec,
+        policy: &Policy,
+        event_log: &std::path::Path,
+        opts: GuardianOptions,
+    ) -> anyhow::Result<Option<Guardian>> {
+        use anyhow::Context;
+        if !policy.has_adj_rules() {
+            return Ok(None);
+        }
+        let scope = Scope::resolve(root, scope).context("protection: cannot resolve the scope")?;
+        let log = EventLog::open(event_log, &scope.label())?;
+        let n = policy
+            .rules
+            .iter()
+            .filter(|r| r.oom_score_adj.is_some())
+            .count();
+        let g = Guardian::spawn(
+            root,
+            ScopeFilter::of(&scope),
+            policy.clone(),
+            Some(log),
+            opts,
+        )
+        .context("cannot start the protection thread")?;
+        log::info!(
+            "protection: {n} rule(s) with oom_score_adj applied to {} on {}{} (also in --dry-run: protection is not a kill)",
+            scope.label(),
+            if g.event_driven {
+                "every fork, exec and name change"
+            } else {
+                "a scan every second (no proc connector)"
+            },
+            opts_desc(&opts, g.event_driven),
+        );
+        Ok(Some(g))
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn opts_desc(opts: &GuardianOptions, event_driven: bool) -> String {
+    match (event_driven, opts.scan_interval) {
+        (true, Some(i)) => format!(", and a safety-net scan every {i:?}"),
+        (true, None) => ", no periodic scan".into(),
+        (false, _) => String::new(),
+    }
+}
+
+fn run_loop(
+    mut p: Protector,
+    mut events: Option<ProcEvents>,
+    interval: Option<Duration>,
+    stop: &AtomicBool,
+    pending: &Mutex<Option<Policy>>,
+) {
+    let mut next_scan = interval.map(|i| Instant::now() + i);
+    let mut batch = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(policy) = pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            p.set_policy(policy);
+            p.scan("reload");
+        }
+        let now = Instant::now();
+        let wait = next_scan.map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
+        batch.clear();
+        match &mut events {
+            Some(ev) => {
+                if let Err(e) = ev.wait(wait, &mut batch) {
+                    log::error!(
+                        "protect: reading process events failed ({e}); falling back to scans"
+                    );
+                    events = None;
+                    next_scan = Some(Instant::now());
+                }
+            }
+            None => std::thread::sleep(wait),
+        }
+        if !batch.is_empty() {
+            p.handle(&batch);
+        }
+        if let Some(t) = next_scan
+            && Instant::now() >= t
+        {
+            p.scan("scan");
+            next_scan = Some(Instant::now() + interval.unwrap_or(FALLBACK_SCAN));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_paths_nest_by_component() {
+        assert!(path_within("/a/b", "/a"));
+        assert!(path_within("/a", "/a"));
+        assert!(!path_within("/ab", "/a"));
+        assert!(path_within("/anything", "/"));
+    }
+}

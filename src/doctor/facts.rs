@@ -1,0 +1,331 @@
+//! What `doctor` reads: every file through the root, so fixture trees can model any box.
+//! Gathering never fails on a missing file; the checks say what they could not read.
+
+use std::path::Path;
+
+use crate::config::{Config, passwd_lookup};
+use crate::sense::cgroup::{CgVersion, Mounts};
+use crate::sense::meminfo::Meminfo;
+use crate::sense::procs::ProcReader;
+use crate::sense::vmstat::Vmstat;
+use crate::sense::{Root, parse_i64, parse_u64};
+
+/// One line of `/proc/swaps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapDev {
+    pub name: String,
+    pub kind: String,
+    pub size_kb: u64,
+    pub used_kb: u64,
+}
+
+impl SwapDev {
+    pub fn is_zram(&self) -> bool {
+        self.name.starts_with("/dev/zram")
+    }
+}
+
+/// Parses `/proc/swaps` (a header line, then one device per line).
+pub fn parse_swaps(text: &str) -> Vec<SwapDev> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(SwapDev {
+                name: f.first()?.to_string(),
+                kind: f.get(1)?.to_string(),
+                size_kb: f.get(2)?.parse().ok()?,
+                used_kb: f.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// A process as doctor sees it.
+#[derive(Debug, Clone)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub comm: String,
+    pub cmdline: String,
+    pub adj: Option<i16>,
+    pub rss_kb: u64,
+}
+
+/// A memory cgroup of a service (or a top-level group) and whether it has a limit.
+#[derive(Debug, Clone)]
+pub struct GroupLimit {
+    pub path: String,
+    pub limited: bool,
+}
+
+/// The `vm.*` sysctls doctor looks at (`None`: not readable / not on this kernel).
+#[derive(Debug, Clone, Default)]
+pub struct Sysctls {
+    pub swappiness: Option<i64>,
+    pub overcommit_memory: Option<i64>,
+    pub overcommit_ratio: Option<i64>,
+    pub overcommit_kbytes: Option<i64>,
+    pub panic_on_oom: Option<i64>,
+    pub oom_kill_allocating_task: Option<i64>,
+    pub oom_dump_tasks: Option<i64>,
+    pub min_free_kbytes: Option<i64>,
+    pub watermark_scale_factor: Option<i64>,
+}
+
+/// Everything the checks need.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub meminfo: Option<Meminfo>,
+    pub swaps: Option<Vec<SwapDev>>,
+    pub vm: Sysctls,
+    pub psi_memory: bool,
+    pub mounts: Mounts,
+    pub groups: Vec<GroupLimit>,
+    pub procs: Vec<ProcInfo>,
+    pub oom_kills: Option<u64>,
+    /// The last kernel OOM kills, one line each (newest last).
+    pub last_kills: Vec<String>,
+    /// The oomguard config: path and either its rule count or the error.
+    pub config: Option<(String, Result<Config, String>)>,
+    /// Unit files of oomguard that exist.
+    pub units: Vec<String>,
+}
+
+fn read_i64(root: &Root, rel: &str) -> Option<i64> {
+    parse_i64(&std::fs::read(root.path(rel)).ok()?)
+}
+
+impl Facts {
+    /// Reads everything under `root`. `exclude_pid`: the calling process (not a daemon).
+    pub fn gather(root: &Root, exclude_pid: Option<i32>) -> Facts {
+        let meminfo = std::fs::read(root.path("proc/meminfo"))
+            .ok()
+            .and_then(|b| Meminfo::parse(&b).ok());
+        let swaps = std::fs::read_to_string(root.path("proc/swaps"))
+            .ok()
+            .map(|t| parse_swaps(&t));
+        let sys = |name: &str| read_i64(root, &format!("proc/sys/vm/{name}"));
+        let vm = Sysctls {
+            swappiness: sys("swappiness"),
+            overcommit_memory: sys("overcommit_memory"),
+            overcommit_ratio: sys("overcommit_ratio"),
+            overcommit_kbytes: sys("overcommit_kbytes"),
+            panic_on_oom: sys("panic_on_oom"),
+            oom_kill_allocating_task: sys("oom_kill_allocating_task"),
+            oom_dump_tasks: sys("oom_dump_tasks"),
+            min_free_kbytes: sys("min_free_kbytes"),
+            watermark_scale_factor: sys("watermark_scale_factor"),
+        };
+        let mounts = Mounts::discover(root);
+        let groups = service_groups(root, &mounts);
+        let oom_kills = std::fs::read(root.path("proc/vmstat"))
+            .ok()
+            .and_then(|b| Vmstat::parse(&b).oom_kill);
+        let config_path = root.path(crate::config::DEFAULT_CONFIG_PATH);
+        let config = config_path.exists().then(|| {
+            let users = passwd_lookup(root.as_path());
+            (
+                crate::config::DEFAULT_CONFIG_PATH.to_string(),
+                Config::load(Some(&config_path), &users).map_err(|e| e.to_string()),
+            )
+        });
+        let units = [
+            "etc/systemd/system/oomguard.service",
+            "lib/systemd/system/oomguard.service",
+            "usr/lib/systemd/system/oomguard.service",
+        ]
+        .iter()
+        .filter(|p| root.path(p).exists())
+        .map(|p| format!("/{p}"))
+        .collect();
+        Facts {
+            meminfo,
+            swaps,
+            vm,
+            psi_memory: root.path("proc/pressure/memory").exists(),
+            groups,
+            procs: processes(root, exclude_pid),
+            oom_kills,
+            last_kills: last_oom_kills(root, 3),
+            config,
+            units,
+            mounts,
+        }
+    }
+}
+
+fn processes(root: &Root, exclude_pid: Option<i32>) -> Vec<ProcInfo> {
+    let Ok(mut r) = ProcReader::open(root) else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    if r.pids(&mut pids).is_err() {
+        return Vec::new();
+    }
+    pids.sort_unstable();
+    let page_kb = r.page_kb;
+    pids.into_iter()
+        .filter(|&p| Some(p) != exclude_pid)
+        .filter_map(|pid| {
+            let st = r.stat(pid)?;
+            if st.is_kthread() || st.is_zombie() {
+                return None;
+            }
+            Some(ProcInfo {
+                pid,
+                comm: st.comm.to_string_lossy().into_owned(),
+                cmdline: r.cmdline(pid).unwrap_or_default(),
+                adj: r.oom_score_adj(pid),
+                rss_kb: st.rss_pages * page_kb,
+            })
+        })
+        .collect()
+}
+
+/// Service groups and their limits: `system.slice/*` when there is one, else the top-level
+/// groups of the memory hierarchy.
+fn service_groups(root: &Root, mounts: &Mounts) -> Vec<GroupLimit> {
+    let (mount, version) = match (&mounts.v2_memory, &mounts.v1_memory) {
+        (Some(m), _) => (m, CgVersion::V2),
+        (None, Some(m)) => (m, CgVersion::V1),
+        _ => return Vec::new(),
+    };
+    let slice = mount.join("system.slice");
+    let base = if root.path(&slice).is_dir() {
+        slice
+    } else {
+        mount.clone()
+    };
+    let Ok(rd) = std::fs::read_dir(root.path(&base)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<GroupLimit> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let dir = root.path(base.join(e.file_name()));
+            GroupLimit {
+                path: format!(
+                    "/{}",
+                    Path::new(&base)
+                        .join(e.file_name())
+                        .strip_prefix(mount)
+                        .unwrap_or(Path::new(""))
+                        .display()
+                ),
+                limited: has_limit(&dir, version),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+fn has_limit(dir: &Path, version: CgVersion) -> bool {
+    const UNLIMITED: u64 = 1 << 60;
+    let limited = |file: &str| {
+        std::fs::read(dir.join(file))
+            .ok()
+            .is_some_and(|b| !b.starts_with(b"max") && parse_u64(&b).is_some_and(|v| v < UNLIMITED))
+    };
+    match version {
+        CgVersion::V2 => limited("memory.max") || limited("memory.high"),
+        CgVersion::V1 => limited("memory.limit_in_bytes"),
+    }
+}
+
+/// The last `n` kernel OOM kills from the kernel log (`/dev/kmsg`), one line each: the
+/// kernel's own "Killed process" line, trimmed. A stand-in until `explain` can summarise the
+/// whole report (see [`summarise_kill_line`]).
+pub fn last_oom_kills(root: &Root, n: usize) -> Vec<String> {
+    let text = read_kmsg(&root.path("dev/kmsg"));
+    let mut kills: Vec<String> = text
+        .lines()
+        .filter_map(summarise_kill_line)
+        .collect::<Vec<_>>();
+    let skip = kills.len().saturating_sub(n);
+    kills.drain(..skip);
+    kills
+}
+
+/// One kernel log line → a short summary if it is an OOM kill line.
+/// `"...: Memory cgroup out of memory: Killed process 123 (hog) total-vm:..., anon-rss:524288kB, ..."`
+/// → `"memcg OOM killed 123 (hog), anon-rss 512 MiB"`.
+pub fn summarise_kill_line(line: &str) -> Option<String> {
+    let at = line.find("Killed process ")?;
+    let rest = &line[at + "Killed process ".len()..];
+    let who_end = rest.find(')').map_or(rest.len(), |i| i + 1);
+    let who = &rest[..who_end];
+    let kind = if line.contains("Memory cgroup out of memory") {
+        "memcg OOM"
+    } else {
+        "OOM"
+    };
+    let anon = rest.split([' ', ',']).find_map(|f| {
+        f.strip_prefix("anon-rss:")
+            .and_then(|v| v.strip_suffix("kB"))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    Some(match anon {
+        Some(kb) => format!("{kind} killed {who}, anon-rss {} MiB", kb / 1024),
+        None => format!("{kind} killed {who}"),
+    })
+}
+
+/// The kernel log buffer: `/dev/kmsg` read without blocking (a plain file in fixtures).
+fn read_kmsg(path: &Path) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return String::new();
+    };
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if !out.ends_with(b"\n") {
+                    out.push(b'\n');
+                }
+            }
+            // EPIPE: a record was overwritten while reading; go on with the next.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+        if out.len() > 16 << 20 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swaps_and_kill_lines() {
+        let s = parse_swaps(
+            "Filename\tType\tSize\tUsed\tPriority\n/dev/zram0 partition 2097148 1024 100\n/swapfile file 4194300 0 -2\n",
+        );
+        assert_eq!(s.len(), 2);
+        assert!(s[0].is_zram() && !s[1].is_zram());
+        assert_eq!(s[1].size_kb, 4194300);
+        assert!(parse_swaps("Filename Type Size Used Priority\n").is_empty());
+        assert_eq!(
+            summarise_kill_line("6,1234,567,-;Memory cgroup out of memory: Killed process 4242 (oomguard) total-vm:600000kB, anon-rss:524288kB, file-rss:0kB").as_deref(),
+            Some("memcg OOM killed 4242 (oomguard), anon-rss 512 MiB")
+        );
+        assert_eq!(
+            summarise_kill_line("[ 12.3] Out of memory: Killed process 7 (java)").as_deref(),
+            Some("OOM killed 7 (java)")
+        );
+        assert_eq!(summarise_kill_line("eth0: link up"), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! `oomguard doctor` on fixture trees: a healthy box passes every check; each broken tree
+//! (an overlay on the healthy one, `DELETE` listing files to remove) fails exactly the checks
+//! it breaks, with the right severity, fix and Nagios exit code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::util::{oomguard, tempdir};
+
+const IDS: [&str; 19] = [
+    "swap",
+    "swappiness",
+    "overcommit",
+    "commit_limit",
+    "panic_on_oom",
+    "oom_kill_allocating_task",
+    "oom_dump_tasks",
+    "min_free_kbytes",
+    "watermark_scale_factor",
+    "psi",
+    "cgroup_version",
+    "cgroup_limits",
+    "immune_processes",
+    "sshd",
+    "headroom",
+    "oom_kills",
+    "other_oom_daemons",
+    "config",
+    "oomguard_service",
+];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/doctor")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_tree(&e.path(), &dst);
+        } else if e.file_name() != "DELETE" {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+/// The healthy tree with `overlay` applied, in a fresh temporary directory.
+fn tree(overlay: Option<&str>) -> tempfile::TempDir {
+    let d = tempdir();
+    copy_tree(&fixtures().join("healthy"), d.path());
+    if let Some(o) = overlay {
+        let o = fixtures().join(o);
+        copy_tree(&o, d.path());
+        if let Ok(list) = std::fs::read_to_string(o.join("DELETE")) {
+            for rel in list.lines().filter(|l| !l.is_empty()) {
+                let p = d.path().join(rel);
+                if p.is_dir() {
+                    std::fs::remove_dir_all(p).unwrap();
+                } else {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+        }
+    }
+    d
+}
+
+/// Runs `doctor --json` on the tree; returns exit code and id → check.
+fn doctor(root: &Path) -> (i32, BTreeMap<String, serde_json::Value>) {
+    let out = oomguard(&["doctor", "--json", "--root", root.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 1, "only 'checks' at the top: {v}");
+    let mut map = BTreeMap::new();
+    for c in v["checks"].as_array().unwrap() {
+        let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["fix", "found", "id", "severity", "why"], "{c}");
+        assert!(c["fix"].is_null() || c["fix"].is_string());
+        assert!(["ok", "warn", "critical"].contains(&c["severity"].as_str().unwrap()));
+        map.insert(c["id"].as_str().unwrap().to_string(), c.clone());
+    }
+    (out.status.code().unwrap(), map)
+}
+
+/// The overlay fails exactly `expect` (id → severity); every other check is ok.
+fn assert_only(
+    overlay: &str,
+    expect: &[(&str, &str)],
+    code: i32,
+) -> BTreeMap<String, serde_json::Value> {
+    let d = tree(Some(overlay));
+    let (got, checks) = doctor(d.path());
+    for id in IDS {
+        let want = expect
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or("ok", |(_, s)| *s);
+        let c = &checks[id];
+        assert_eq!(c["severity"], want, "{overlay}: {id}: {c}");
+        if want != "ok" {
+            assert!(
+                c["fix"].as_str().is_some_and(|f| !f.is_empty()),
+                "{overlay}: {id} has no fix: {c}"
+            );
+            assert!(!c["why"].as_str().unwrap().is_empty());
+        }
+    }
+    assert_eq!(got, code, "{overlay}: exit code");
+    checks
+}
+
+#[test]
+fn a_healthy_box_passes_every_check_with_stable_ids() {
+    let d = tree(None);
+    let (code, checks) = doctor(d.path());
+    let ids: Vec<&str> = checks.keys().map(String::as_str).collect();
+    let mut want = IDS.to_vec();
+    want.sort();
+    assert_eq!(ids, want);
+    for (id, c) in &checks {
+        assert_eq!(c["severity"], "ok", "{id}: {c}");
+    }
+    assert_eq!(code, 0);
+    assert!(
+        checks["swap"]["found"]
+            .as_str()
+            .unwrap()
+            .contains("/dev/zram0")
+    );
+    assert!(checks["sshd"]["found"].as_str().unwrap().contains("-900"));
+    assert!(
+        checks["oomguard_service"]["found"]
+            .as_str()
+            .unwrap()
+            .contains("pid 600")
+    );
+    // Text output: a summary line and no terminal codes when piped.
+    let out = oomguard(&["doctor", "--root", d.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("doctor OK: 0 critical, 0 warning(s), 19 ok"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'));
+}
+
+#[test]
+fn broken_boxes_fail_exactly_what_they_break() {
+    let c = assert_only("no-swap", &[("swap", "warn")], 1);
+    assert!(c["swap"]["fix"].as_str().unwrap().contains("swapon"));
+    let c = assert_only("overcommit-always", &[("overcommit", "warn")], 1);
+    assert!(
+        c["overcommit"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("vm.overcommit_memory=0")
+    );
+    let c = assert_only("panic-on-oom", &[("panic_on_oom", "critical")], 2);
+    assert_eq!(
+        c["panic_on_oom"]["fix"],
+        "sysctl -w vm.panic_on_oom=0 && echo 'vm.panic_on_oom = 0' >> /etc/sysctl.d/90-oomguard.conf"
+    );
+    let c = assert_only("immune-hog", &[("immune_processes", "warn")], 1);
+    assert!(
+        c["immune_processes"]["found"]
+            .as_str()
+            .unwrap()
+            .contains("java (800")
+    );
+    let c = assert_only("sshd-unprotected", &[("sshd", "warn")], 1);
+    let fix = c["sshd"]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("OOMScoreAdjust=-900") && fix.contains("[[protect]]"),
+        "{fix}"
+    );
+    let c = assert_only("earlyoom", &[("other_oom_daemons", "warn")], 1);
+    assert!(
+        c["other_oom_daemons"]["found"]
+            .as_str()
+            .unwrap()
+            .contains("earlyoom (pid 900)")
+    );
+    let c = assert_only("oom-kills", &[("oom_kills", "warn")], 1);
+    let found = c["oom_kills"]["found"].as_str().unwrap();
+    assert!(
+        found.starts_with("2 OOM kill(s)")
+            && found.contains("memcg OOM killed 4242 (hog), anon-rss 512 MiB")
+            && found.contains("OOM killed 777 (java)"),
+        "{found}"
+    );
+    let c = assert_only(
+        "cgroup-v1-no-psi",
+        &[
+            ("psi", "warn"),
+            ("cgroup_version", "warn"),
+            ("cgroup_limits", "warn"),
+        ],
+        1,
+    );
+    assert!(
+        c["cgroup_limits"]["found"].as_str().unwrap().contains(
+            "1 of 2 service groups have a memory limit; without: /system.slice/ssh.service"
+        )
+    );
+    assert_only("service-down", &[("oomguard_service", "critical")], 2);
+    assert_only(
+        "low-headroom",
+        &[("headroom", "critical"), ("swap", "warn")],
+        2,
+    );
+    let c = assert_only("bad-config", &[("config", "critical")], 2);
+    assert!(
+        c["config"]["found"]
+            .as_str()
+            .unwrap()
+            .contains("oom_score_ajd")
+    );
+    assert_only(
+        "sysctls",
+        &[
+            ("swappiness", "warn"),
+            ("oom_kill_allocating_task", "warn"),
+            ("oom_dump_tasks", "warn"),
+            ("min_free_kbytes", "warn"),
+            ("watermark_scale_factor", "warn"),
+        ],
+        1,
+    );
+    assert_only("strict-overcommit-full", &[("commit_limit", "critical")], 2);
+}
+
+#[test]
+fn nothing_readable_or_bad_usage_is_unknown() {
+    let d = tempdir();
+    let out = oomguard(&["doctor", "--root", d.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("doctor UNKNOWN"));
+    assert_eq!(
+        oomguard(&["doctor", "--no-such-flag"]).status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn this_machine_gets_a_complete_checklist() {
+    let (code, checks) = doctor(Path::new("/"));
+    assert_eq!(checks.len(), IDS.len());
+    assert!((0..=2).contains(&code));
+}

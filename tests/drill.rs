@@ -1,0 +1,182 @@
+//! `oomguard drill` for real (cgroup v1 here): the kernel kills the hog inside the scratch
+//! group, the kill is recorded, the group is gone afterwards — also after Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{bin, own_v1_memory_cgroup, require, tempdir};
+
+fn drill_dirs() -> Vec<std::path::PathBuf> {
+    let Some(own) = own_v1_memory_cgroup() else {
+        return Vec::new();
+    };
+    std::fs::read_dir(own)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("oomguard-drill-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn alive(pid: i64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn v1_available() -> bool {
+    require(
+        own_v1_memory_cgroup().is_some(),
+        "a writable cgroup v1 memory controller (run as root)",
+    )
+}
+
+/// Runs `oomguard drill ARGS --json --event-log LOG`: exit code, the document, stderr.
+fn drill_json(args: &[&str], log: &std::path::Path) -> (Option<i32>, serde_json::Value, String) {
+    let out = Command::new(bin())
+        .arg("drill")
+        .args(args)
+        .args(["--json", "--event-log"])
+        .arg(log)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{err}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), v, err)
+}
+
+#[test]
+fn the_kernel_kills_the_hog_inside_the_scratch_group_and_it_is_recorded() {
+    if !v1_available() {
+        return;
+    }
+    let d = tempdir();
+    let log = d.path().join("events.jsonl");
+    let out = Command::new(bin())
+        .args(["drill", "--limit", "24M", "--json", "--event-log"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["killed_by"], "kernel");
+    assert_eq!(v["version"], "v1");
+    assert_eq!(v["limit_kb"], 24 * 1024);
+    assert!(v["oom_kills"].as_u64().unwrap() >= 1);
+    assert!(v["cleaned_up"].as_bool().unwrap());
+    let pid = v["hog_pid"].as_i64().unwrap();
+    assert!(!alive(pid));
+    assert!(!std::path::Path::new(v["cgroup"].as_str().unwrap()).exists());
+    // The peak stayed at the limit: the memory was charged inside the scratch group.
+    assert!(v["peak_kb"].as_u64().unwrap() <= 24 * 1024);
+    let (recs, _) = oomguard::record::eventlog::read_all(&log).unwrap();
+    let rec = recs.iter().find(|r| r["action"] == "kernel_kill").unwrap();
+    assert_eq!(rec["victim"]["pid"], pid);
+    assert!(rec["scope"].as_str().unwrap().starts_with("cgroup:/"));
+    assert!(rec["scope"].as_str().unwrap().contains("oomguard-drill-"));
+    // Text mode says what happened, step by step.
+    let out = Command::new(bin())
+        .args(["drill", "--limit", "16M", "--event-log"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("memcg OOM killer killed the hog") && text.contains("PASSED"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ctrl_c_cleans_up_the_hog_and_the_group() {
+    if !v1_available() {
+        return;
+    }
+    let d = tempdir();
+    // A hog that stays under the limit: only Ctrl-C ends this drill.
+    let mut child = Command::new(bin())
+        .args([
+            "drill",
+            "--limit",
+            "64M",
+            "--hog-max",
+            "8M",
+            "--timeout",
+            "60s",
+            "--event-log",
+        ])
+        .arg(d.path().join("events.jsonl"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut hog = None;
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        if let Some(rest) = l.strip_prefix("drill: started hog ") {
+            hog = rest.split(' ').next().and_then(|p| p.parse::<i64>().ok());
+            break;
+        }
+    }
+    let hog = hog.expect("drill started no hog");
+    let scratch: Vec<_> = drill_dirs()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(&format!("-{}", child.id())))
+        .collect();
+    assert_eq!(scratch.len(), 1);
+    assert!(alive(hog));
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: SIGINT to the drill this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "drill did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(!alive(hog), "hog {hog} survived");
+    assert!(!scratch[0].exists(), "{} left behind", scratch[0].display());
+    assert!(rest.iter().any(|l| l.contains("cleaned up")), "{rest:?}");
+}
+
+#[test]
+fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
+    if !v1_available() {
+        return;
+    }
+    let d = tempdir();
+    let log = d.path().join("events.jsonl");
+    let (code, v, err) = drill_json(&["--with-daemon"], &log);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["killed_by"], "oomguard", "{v}");
+    assert_eq!(v["oom_kills"], 0, "the kernel had to act: {v}");
+    assert!(v["cleaned_up"].as_bool().unwrap());
+    let pid = v["hog_pid"].as_i64().unwrap();
+    let (recs, _) = oomguard::record::eventlog::read_all(&log).unwrap();
+    let kill = recs.iter().find(|r| r["action"] == "kill").unwrap();
+    assert_eq!(kill["victim"]["pid"], pid);
+    assert!(kill["scope"].as_str().unwrap().contains("oomguard-drill-"));
+    // The daemon is gone too.
+    assert!(
+        err.contains("[daemon]") && err.contains("stopping"),
+        "{err}"
+    );
+}
