@@ -15,3 +15,4 @@ mod predict;
 mod predict_live;
 mod protect;
 mod run_cgroup;
+mod vm_scenarios;

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Builds what the VM scenarios boot: a Debian cloud kernel (downloaded as a .deb with apt-get
+# and unpacked, never installed on this host) and an initramfs holding busybox, oomguard and its
+# shared libraries, earlyoom (from its Debian package, unpacked), the vmprobe helper, the kernel
+# modules the scenarios load, the guest init and the scenarios.
+#
+#   tests/vm/build.sh [OOMGUARD_BINARY]     (default: target/release/oomguard)
+#
+# Output in tests/vm/work/ (git-ignored): vmlinuz, initrd.cpio (VM_NOHANG=1: initrd-nohang.cpio). Idempotent: downloads happen
+# once; the initramfs is rebuilt on every call (about a second). Needs root only for apt-get.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+work=${VM_WORK:-$here/work}
+oomguard=${1:-$repo/target/release/oomguard}
+mkdir -p "$work/debs"
+
+log() { echo "vm/build: $*" >&2; }
+
+# Host tools, from Debian packages.
+need=()
+for pc in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio gcc:gcc \
+          dpkg-deb:dpkg; do
+  command -v "${pc%%:*}" >/dev/null 2>&1 || need+=("${pc##*:}")
+done
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+# The initramfs needs a static busybox (the busybox package is dynamic).
+if [ -x /bin/busybox ] && ldd /bin/busybox >/dev/null 2>&1; then need+=(busybox-static); fi
+apt_updated=
+apt_update() { [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }; }
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_update
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# apt-get download writes as _apt where it can; a root-owned work dir makes it warn only.
+download() { (cd "$work/debs" && apt-get download -q "$@" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true); }
+
+# Kernel: the newest linux-image-*-cloud-amd64 that apt offers (what the meta-package points at).
+if [ ! -e "$work/vmlinuz" ] || [ ! -d "$work/kpkg/lib/modules" ]; then
+  kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  if [ -z "$kpkg" ]; then apt_update; kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); fi
+  [ -n "$kpkg" ] || { log "apt offers no linux-image-cloud-amd64"; exit 1; }
+  log "downloading $kpkg"
+  rm -f "$work"/debs/linux-image-*.deb
+  download "$kpkg"
+  rm -rf "$work/kpkg"; mkdir -p "$work/kpkg"
+  dpkg-deb -x "$work"/debs/linux-image-*.deb "$work/kpkg"
+  ln -sf "$(ls "$work"/kpkg/boot/vmlinuz-*)" "$work/vmlinuz"
+fi
+kver=$(basename "$(ls -d "$work"/kpkg/lib/modules/*)")
+
+# earlyoom, unpacked from its Debian package (a daemon: never installed or started on the host).
+if [ ! -x "$work/earlyoom/usr/bin/earlyoom" ]; then
+  ls "$work"/debs/earlyoom_*.deb >/dev/null 2>&1 || { download earlyoom || { apt_update; download earlyoom; }; }
+  rm -rf "$work/earlyoom"; mkdir -p "$work/earlyoom"
+  dpkg-deb -x "$work"/debs/earlyoom_*.deb "$work/earlyoom"
+fi
+
+# vmprobe, static.
+if [ ! -x "$work/vmprobe" ] || [ "$here/vmprobe.c" -nt "$work/vmprobe" ]; then
+  gcc -O2 -static -Wall -o "$work/vmprobe" "$here/vmprobe.c"
+fi
+
+[ -x "$oomguard" ] || { log "no oomguard binary at $oomguard (cargo build --release)"; exit 1; }
+
+# The nohang build is a file of its own, so the tests and the benchmark can run side by side.
+flavour=${VM_NOHANG:+-nohang}
+root=$work/root$flavour
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/modules,vm/scenarios,usr/bin}
+cp /bin/busybox "$root/bin/busybox"
+cp "$oomguard" "$root/bin/oomguard"
+cp "$work/earlyoom/usr/bin/earlyoom" "$root/bin/earlyoom"
+cp "$work/vmprobe" "$root/bin/vmprobe"
+# Process names the scenarios tell apart (comm is the name exec'd): all run `oomguard hog`.
+for n in hog innocent precious bystander jobmate; do ln -s oomguard "$root/bin/$n"; done
+
+# Shared libraries of the dynamic binaries, at the same paths.
+for b in "$oomguard" "$work/earlyoom/usr/bin/earlyoom"; do
+  ldd "$b" | awk '{for(i=1;i<=NF;i++) if ($i ~ /^\//) print $i}' | while read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+done
+
+# Kernel modules with their dependencies (from each module's depends= field), in load order.
+mods=$work/kpkg/lib/modules/$kver
+: >"$root/vm/modules.list"
+declare -A loaded=()
+load_mod() {
+  local name=$1 f dep
+  [ -z "${loaded[$name]:-}" ] || return 0
+  f=$(find "$mods/kernel" -name "$name.ko" -o -name "${name//_/-}.ko" | head -n1)
+  [ -n "$f" ] || { log "module $name not in $kver (built in?)"; loaded[$name]=builtin; return 0; }
+  loaded[$name]=1
+  for dep in $(strings -a "$f" | sed -n 's/^depends=//p' | tr ',' ' '); do load_mod "$dep"; done
+  cp "$f" "$root/lib/modules/"
+  basename "$f" >>"$root/vm/modules.list"
+}
+for m in virtio_pci virtio_blk zram lzo_rle loop; do load_mod "$m"; done
+
+# nohang (VM_NOHANG=1, for the benchmark): a Python program, so the guest also gets Debian's
+# python3.11 with only the stdlib modules nohang imports (found by running the unpacked
+# interpreter with -v on the host on `nohang --check`, which only reads its config), ~8 MiB.
+if [ -n "${VM_NOHANG:-}" ]; then
+  py=$work/nohang-pkgs
+  if [ ! -x "$py/usr/sbin/nohang" ]; then
+    ls "$work"/debs/nohang_*.deb >/dev/null 2>&1 ||
+      download nohang python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libffi8
+    rm -rf "$py"; mkdir -p "$py"
+    for d in "$work"/debs/{nohang,python3.11-minimal,libpython3.11-minimal,libpython3.11-stdlib,libffi8}_*.deb; do
+      dpkg-deb -x "$d" "$py"
+    done
+  fi
+  # shellcheck disable=SC2016
+  { PYTHONHOME=$py/usr "$py/usr/bin/python3.11" -v "$py/usr/sbin/nohang" --check -c "$py/etc/nohang/nohang.conf"
+    PYTHONHOME=$py/usr "$py/usr/bin/python3.11" -v -c 'import random, logging, threading, shlex, subprocess'
+  } 2>&1 >/dev/null | grep -oE "$py/usr/lib/python3\.11/[^' ]+\.(py|so)" | sort -u |
+    grep -v sitecustomize | while read -r f; do
+      rel=${f#"$py"}; mkdir -p "$root$(dirname "$rel")"; cp "$f" "$root$rel"
+      pyc=$(dirname "$f")/__pycache__/$(basename "$f" .py).cpython-311.pyc
+      if [ -e "$pyc" ]; then mkdir -p "$root$(dirname "$rel")/__pycache__"; cp "$pyc" "$root$(dirname "$rel")/__pycache__/"; fi
+    done
+  mkdir -p "$root/usr/sbin" "$root/etc/nohang"
+  cp "$py/usr/bin/python3.11" "$root/usr/bin/python3.11"
+  ln -sf python3.11 "$root/usr/bin/python3"
+  cp "$py/usr/sbin/nohang" "$root/usr/sbin/nohang"
+  cp "$py/etc/nohang/nohang.conf" "$root/etc/nohang/nohang.conf"
+  for b in "$py/usr/bin/python3.11" "$py"/usr/lib/python3.11/lib-dynload/_ctypes.*.so; do
+    LD_LIBRARY_PATH=$py/usr/lib/x86_64-linux-gnu ldd "$b" | awk '{for(i=1;i<=NF;i++) if ($i ~ /^\//) print $i}' |
+      while read -r lib; do
+        dest=${lib#"$py"}; mkdir -p "$root$(dirname "$dest")"; cp -L "$lib" "$root$dest"
+      done
+  done
+fi
+
+cp "$here/init" "$root/init"
+cp "$here/lib.sh" "$root/vm/lib.sh"
+cp "$here"/scenarios/*.sh "$root/vm/scenarios/"
+chmod +x "$root/init"
+
+out=$work/initrd$flavour.cpio
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$out.tmp.$$"
+mv "$out.tmp.$$" "$out"
+log "kernel $kver, initramfs $out $(du -h "$out" | cut -f1)"

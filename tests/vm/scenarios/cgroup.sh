@@ -1,0 +1,39 @@
+# cgroup v2 scope: app (memory.max = APP_MAX) holds job (memory.oom.group = 1: hog + jobmate)
+# and other (bystander); innocent runs outside. DAEMON=oomguard runs with
+# --scope cgroup:/sys/fs/cgroup/app --kill-unit cgroup; DAEMON=none leaves it to the kernel.
+cg=/sys/fs/cgroup
+echo +memory >$cg/cgroup.subtree_control
+mkdir -p $cg/app
+echo "${APP_MAX:-160M}" >$cg/app/memory.max
+echo +memory >$cg/app/cgroup.subtree_control
+mkdir -p $cg/app/job $cg/app/other
+echo 1 >$cg/app/job/memory.oom.group
+res oom_group "$(cat $cg/app/job/memory.oom.group)"
+hold innocent 16M; INNOCENT=$HELD
+sh -c "echo \$\$ >$cg/app/other/cgroup.procs; exec bystander hog --max 24M" >/tmp/bystander.out 2>&1 &
+BYST=$!
+sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec jobmate hog --max 16M" >/tmp/jobmate.out 2>&1 &
+MATE=$!
+wait_for 30 holding /tmp/bystander.out; wait_for 30 holding /tmp/jobmate.out
+DARGS="--scope cgroup:$cg/app --kill-unit cgroup $DARGS"
+if [ "${DAEMON:-none}" = oomguard ]; then
+  # shellcheck disable=SC2086
+  oomguard run --event-log /tmp/events.jsonl $DARGS >/tmp/daemon.log 2>&1 &
+  DPID=$!
+  sleep 1.5
+else DPID=; fi
+res oom_kills_before "$(oom_kills)"
+start_gated sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec hog hog --max 1G"
+res storm_pid "$STORM_PID"
+# shellcheck disable=SC2086
+start_watch_and_go "$STORM_PID" "$MATE" "$BYST" "$INNOCENT" $DPID
+wait_for 60 dead "$STORM_PID"
+sleep "${SETTLE:-2}"
+stop_watch
+alive "$STORM_PID" && res storm_alive 1 || res storm_alive 0
+alive "$MATE" && res jobmate_alive 1 || res jobmate_alive 0
+alive "$BYST" && res bystander_alive 1 || res bystander_alive 0
+alive "$INNOCENT" && res innocent_alive 1 || res innocent_alive 0
+res app_oom_kill "$(awk '$1=="oom_kill"{print $2}' $cg/app/memory.events)"
+res job_oom_kill "$(awk '$1=="oom_kill"{print $2}' $cg/app/job/memory.events)"
+report_common

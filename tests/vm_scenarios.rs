@@ -1,0 +1,507 @@
+//! System-wide scenarios in throwaway VMs (tests/vm/): a Debian cloud kernel under
+//! `qemu-system-x86_64 -accel tcg`, 512 MiB, one scenario per boot. Global OOMs, swap, zram,
+//! cgroup v2 and negative `oom_score_adj` can only be tested there (never on this host).
+//!
+//! Each test boots one scenario, reads the facts the guest reports (who died and when, the
+//! kernel's `oom_kill` count, the daemon's event log) and asserts on them. At most two VMs run at
+//! once. In CI a missing qemu or kernel is a failure; elsewhere the tests skip with a message.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Condvar, Mutex, OnceLock};
+
+use crate::util::{bin, in_ci, require};
+
+fn vm_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm")
+}
+
+/// Builds the kernel and initramfs once per test run. `false` (after `require`) when it
+/// cannot be built here.
+fn harness_ready() -> bool {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(vm_dir().join("build.sh"))
+            .arg(bin())
+            .output()
+            .map_err(|e| format!("running tests/vm/build.sh: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "tests/vm/build.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            if in_ci() {
+                panic!("CI=true but the VM harness cannot be built: {e}");
+            }
+            require(false, &format!("the VM harness (qemu, kernel): {e}"))
+        }
+    }
+}
+
+/// At most `VM_JOBS` (default 2) VMs at once.
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+fn with_slot<T>(f: impl FnOnce() -> T) -> T {
+    static SLOTS: Slots = Slots {
+        busy: Mutex::new(0),
+        freed: Condvar::new(),
+    };
+    let max: usize = std::env::var("VM_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    {
+        let mut b = SLOTS.busy.lock().unwrap();
+        while *b >= max {
+            b = SLOTS.freed.wait(b).unwrap();
+        }
+        *b += 1;
+    }
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            *SLOTS.busy.lock().unwrap() -= 1;
+            SLOTS.freed.notify_one();
+        }
+    }
+    let _r = Release;
+    f()
+}
+
+/// What one VM run reported.
+#[derive(Debug)]
+struct Outcome {
+    name: String,
+    kv: HashMap<String, String>,
+    events: Vec<serde_json::Value>,
+    text: String,
+}
+
+impl Outcome {
+    fn get(&self, k: &str) -> &str {
+        self.kv.get(k).map(String::as_str).unwrap_or_else(|| {
+            panic!(
+                "{}: the guest did not report {k}:\n{}",
+                self.name, self.text
+            )
+        })
+    }
+    fn num(&self, k: &str) -> f64 {
+        let v = self.get(k);
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: {k}={v} is not a number", self.name))
+    }
+    fn flag(&self, k: &str) -> bool {
+        self.get(k) == "1"
+    }
+    fn storm_pid(&self) -> i64 {
+        self.num("storm_pid") as i64
+    }
+    /// oomguard's `kill` records.
+    fn kills(&self) -> Vec<&serde_json::Value> {
+        self.events
+            .iter()
+            .filter(|e| e["action"] == "kill")
+            .collect()
+    }
+    fn kill_victims(&self) -> Vec<i64> {
+        self.kills()
+            .iter()
+            .filter_map(|e| e["victim"]["pid"].as_i64())
+            .collect()
+    }
+    fn check(&self, ok: bool, what: &str) {
+        assert!(ok, "{}: {what}\nguest report:\n{}", self.name, self.text);
+    }
+}
+
+/// Boots `scenario` with guest variables `vars` (`KEY=VALUE`) and host environment `env`.
+fn boot(name: &str, scenario: &str, vars: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let out = with_slot(|| {
+        let mut c = Command::new("bash");
+        c.arg(vm_dir().join("run.sh")).arg(scenario).args(vars);
+        // Host tests that race real hogs run beside these: qemu yields the CPU to them.
+        c.env("VM_NICE", "10");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("running tests/vm/run.sh")
+    });
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name}: the VM gave no result:\n{}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut kv = HashMap::new();
+    let mut events = Vec::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if k == "event" {
+            match serde_json::from_str(v) {
+                Ok(j) => events.push(j),
+                Err(e) => panic!("{name}: an event log line is not JSON ({e}): {v}"),
+            }
+        } else {
+            kv.insert(k.to_string(), v.to_string());
+        }
+    }
+    eprintln!(
+        "{name}: {} s of host time",
+        kv.get("host_seconds").map_or("?", String::as_str)
+    );
+    Outcome {
+        name: name.to_string(),
+        kv,
+        events,
+        text,
+    }
+}
+
+/// oomguard ended the storm before the kernel's OOM killer fired, killed only the storm, and
+/// every other watched process lives.
+fn assert_oomguard_won(o: &Outcome) {
+    o.check(!o.flag("storm_alive"), "the storm process is still alive");
+    o.check(
+        o.num("kernel_oom_kills") == 0.0 && o.num("kernel_oom_kills_total") == 0.0,
+        "the kernel's OOM killer fired (vmstat oom_kill moved)",
+    );
+    o.check(o.flag("innocent_alive"), "an innocent process died");
+    o.check(o.flag("daemon_alive"), "oomguard itself is gone");
+    let victims = o.kill_victims();
+    o.check(!victims.is_empty(), "no kill record in the event log");
+    o.check(
+        victims.iter().all(|&p| p == o.storm_pid()),
+        &format!(
+            "oomguard killed {victims:?}, not only the storm {}",
+            o.storm_pid()
+        ),
+    );
+}
+
+/// `boot` once the harness is built; `None` (after `require`) when it cannot be.
+fn vm(name: &str, scenario: &str, vars: &[&str], env: &[(&str, &str)]) -> Option<Outcome> {
+    harness_ready().then(|| boot(name, scenario, vars, env))
+}
+
+fn system_storm(name: &str, vars: &[&str]) -> Option<Outcome> {
+    let mut v = vec!["DAEMON=oomguard"];
+    v.extend_from_slice(vars);
+    vm(name, "storm", &v, &[])
+}
+
+#[test]
+fn vm_kernel_alone_kills_the_hog_by_global_oom() {
+    let Some(o) = vm("kernel_alone", "storm", &["DAEMON=none", "STORM=fast"], &[]) else {
+        return;
+    };
+    o.check(
+        o.num("kernel_oom_kills") >= 1.0,
+        "vmstat oom_kill did not move",
+    );
+    o.check(
+        o.num("storm_exit") == 137.0,
+        "the hog did not die of SIGKILL",
+    );
+    let me = format!("{}:hog", o.storm_pid());
+    o.check(
+        o.get("kernel_victims").split_whitespace().any(|v| v == me),
+        "the kernel log does not name the hog as its victim",
+    );
+    o.check(o.flag("innocent_alive"), "the kernel killed the innocent");
+}
+
+#[test]
+fn vm_earlyoom_against_a_fast_hog() {
+    let Some(o) = vm(
+        "earlyoom_fast",
+        "storm",
+        &["DAEMON=earlyoom", "STORM=fast"],
+        &[],
+    ) else {
+        return;
+    };
+    o.check(!o.flag("storm_alive"), "the hog survived");
+    o.check(o.flag("daemon_alive"), "earlyoom is gone");
+    o.check(o.flag("innocent_alive"), "the innocent died");
+    let by_earlyoom = o.text.contains(&format!("to process {} ", o.storm_pid()));
+    let by_kernel = o.num("kernel_oom_kills") >= 1.0;
+    o.check(
+        by_earlyoom || by_kernel,
+        "the hog died but neither earlyoom nor the kernel killed it",
+    );
+}
+
+#[test]
+fn vm_explain_reads_the_guest_kernel_oom_report() {
+    let Some(o) = vm("explain", "explain", &[], &[]) else {
+        return;
+    };
+    o.check(o.num("hog_exit") == 137.0, "the hog did not die of SIGKILL");
+    o.check(
+        o.num("oom_kills_after") == o.num("oom_kills_before") + 1.0,
+        "the kernel did not kill exactly once",
+    );
+    o.check(o.num("explain_exit") == 0.0, "oomguard explain failed");
+    let doc: serde_json::Value = serde_json::from_str(o.get("explain_json"))
+        .unwrap_or_else(|e| panic!("explain --json is not JSON ({e}):\n{}", o.text));
+    let events = doc["events"].as_array().cloned().unwrap_or_default();
+    o.check(
+        events.len() == 1,
+        "explain did not find exactly one OOM event",
+    );
+    let ev = &events[0];
+    o.check(ev["kind"] == "global", "the event is not a global OOM");
+    o.check(
+        ev["victim"]["pid"].as_i64() == Some(o.num("hog_pid") as i64),
+        "explain's victim pid is not the hog's",
+    );
+    o.check(
+        ev["victim"]["comm"] == "hog",
+        "explain's victim comm is not hog",
+    );
+    o.check(
+        ev["victim"]["anon_rss_kb"].as_i64().unwrap_or(0) > 100 * 1024,
+        "explain's victim anon-rss is not the hog's hundreds of MiB",
+    );
+    let tasks = ev["tasks"].as_array().cloned().unwrap_or_default();
+    o.check(
+        tasks.iter().any(|t| t["name"] == "innocent"),
+        "the task dump lacks the innocent process",
+    );
+}
+
+#[test]
+fn vm_oomguard_beats_the_kernel_fast_hog_one_thread() {
+    if let Some(o) = system_storm("oomguard_fast1", &["STORM=fast", "THREADS=1"]) {
+        assert_oomguard_won(&o);
+    }
+}
+
+#[test]
+fn vm_oomguard_beats_the_kernel_fast_hog_four_threads() {
+    if let Some(o) = system_storm("oomguard_fast4", &["STORM=fast", "THREADS=4"]) {
+        assert_oomguard_won(&o);
+    }
+}
+
+#[test]
+fn vm_oomguard_beats_the_kernel_slow_leak() {
+    if let Some(o) = system_storm("oomguard_slow", &["STORM=slow", "RATE=40M"]) {
+        assert_oomguard_won(&o);
+    }
+}
+
+fn protected(adj: &str) {
+    let adj_var = format!("PROTECT_ADJ={adj}");
+    let name = format!("oomguard_protect{adj}");
+    let Some(o) = system_storm(
+        &name,
+        &["STORM=slow", "RATE=40M", "PRECIOUS_SIZE=220M", &adj_var],
+    ) else {
+        return;
+    };
+    o.check(
+        o.get("precious_adj") == adj,
+        "the rule's oom_score_adj was not written to the protected process",
+    );
+    o.check(o.flag("precious_alive"), "the protected process died");
+    assert_oomguard_won(&o);
+}
+
+#[test]
+fn vm_oomguard_protect_rule_minus_900() {
+    protected("-900");
+}
+
+#[test]
+fn vm_oomguard_protect_rule_minus_1000() {
+    protected("-1000");
+}
+
+/// Levels so low that the kernel usually fires first: whoever wins, oomguard must not add a
+/// second kill of an innocent process while the kernel's victim is freeing its memory.
+#[test]
+fn vm_oomguard_no_second_kill_when_the_kernel_wins() {
+    let Some(o) = system_storm(
+        "oomguard_race",
+        &[
+            "STORM=fast",
+            "THREADS=4",
+            "BYSTANDER_SIZE=64M",
+            "DARGS=--mem-min 1,0.5",
+            "SETTLE=3",
+        ],
+    ) else {
+        return;
+    };
+    eprintln!(
+        "oomguard_race: kernel fired: {}",
+        o.num("kernel_oom_kills") > 0.0
+    );
+    o.check(!o.flag("storm_alive"), "the hog survived");
+    o.check(o.flag("bystander_alive"), "a second, innocent process died");
+    o.check(o.flag("innocent_alive"), "an innocent process died");
+    let victims = o.kill_victims();
+    o.check(
+        victims.iter().all(|&p| p == o.storm_pid()),
+        &format!("oomguard killed {victims:?} besides the hog"),
+    );
+}
+
+/// A storm with swap (`zram` or `disk`): the swap is really used, and oomguard still wins.
+fn swap_storm(kind: &str, env: &[(&str, &str)]) {
+    let swap = format!("SWAP={kind}");
+    let Some(o) = vm(
+        &format!("oomguard_swap_{kind}"),
+        "storm",
+        &[
+            "DAEMON=oomguard",
+            "STORM=fast",
+            &swap,
+            "SWAP_SIZE=256M",
+            "HOG_MAX=3G",
+        ],
+        env,
+    ) else {
+        return;
+    };
+    o.check(o.num("swap_total_kb") > 0.0, "no swap");
+    o.check(
+        o.num("min_swapfree_kb") < o.num("swap_total_kb") / 2.0,
+        "the storm did not use the swap",
+    );
+    assert_oomguard_won(&o);
+}
+
+#[test]
+fn vm_oomguard_with_swap_on_zram() {
+    swap_storm("zram", &[]);
+}
+
+#[test]
+fn vm_oomguard_with_swap_on_a_disk_image() {
+    swap_storm("disk", &[("VM_DISK", "256M")]);
+}
+
+#[test]
+fn vm_oomguard_sigkills_a_victim_that_ignores_sigterm() {
+    let Some(o) = system_storm(
+        "oomguard_ignore_term",
+        &[
+            "STORM=ignore_term",
+            "DARGS=--term-grace 1s",
+            "STORM_TIMEOUT=30",
+        ],
+    ) else {
+        return;
+    };
+    assert_oomguard_won(&o);
+    o.check(
+        o.num("storm_exit") == 137.0,
+        "the victim did not die of SIGKILL",
+    );
+    let signals = o.kills()[0]["signals"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let at = |sig: &str| {
+        signals
+            .iter()
+            .find(|s| s["signal"] == sig && s["pid"].as_i64() == Some(o.storm_pid()))
+            .and_then(|s| s["ms"].as_f64())
+    };
+    let (term, kill) = (at("SIGTERM"), at("SIGKILL"));
+    o.check(
+        matches!((term, kill), (Some(t), Some(k)) if k > t),
+        &format!("the kill record lacks SIGTERM then SIGKILL to the victim: {signals:?}"),
+    );
+}
+
+#[test]
+fn vm_oomguard_kills_a_fork_storm_as_a_tree() {
+    let Some(o) = system_storm(
+        "oomguard_forkstorm",
+        &["STORM=forkstorm", "DARGS=--kill-unit tree"],
+    ) else {
+        return;
+    };
+    o.check(!o.flag("storm_alive"), "the fork storm's parent survived");
+    o.check(
+        o.num("stormchildren_alive") == 0.0,
+        "children of the storm survived the tree kill",
+    );
+    o.check(
+        o.num("kernel_oom_kills") == 0.0,
+        "the kernel's OOM killer fired",
+    );
+    o.check(o.flag("innocent_alive"), "an innocent process died");
+    o.check(!o.kills().is_empty(), "no kill record in the event log");
+    let comms: Vec<&str> = o
+        .kills()
+        .iter()
+        .filter_map(|e| e["victim"]["comm"].as_str())
+        .collect();
+    o.check(
+        comms
+            .iter()
+            .all(|c| *c == "forkstorm" || *c == "stormchild"),
+        &format!("oomguard killed outside the storm: {comms:?}"),
+    );
+}
+
+#[test]
+fn vm_kernel_memcg_oom_group_kills_the_whole_job() {
+    let Some(o) = vm("cgroup_kernel", "cgroup", &["DAEMON=none"], &[]) else {
+        return;
+    };
+    o.check(o.flag("oom_group"), "memory.oom.group is not set");
+    o.check(o.num("app_oom_kill") >= 1.0, "no memcg OOM kill in app");
+    o.check(
+        !o.flag("storm_alive") && !o.flag("jobmate_alive"),
+        "oom.group spared a job member",
+    );
+    o.check(
+        o.flag("bystander_alive"),
+        "the sibling group's process died",
+    );
+    o.check(o.flag("innocent_alive"), "a process outside the group died");
+}
+
+#[test]
+fn vm_oomguard_cgroup_v2_scope_kills_the_job_group() {
+    let Some(o) = vm("cgroup_oomguard", "cgroup", &["DAEMON=oomguard"], &[]) else {
+        return;
+    };
+    o.check(!o.flag("storm_alive"), "the hog survived");
+    o.check(
+        !o.flag("jobmate_alive"),
+        "--kill-unit cgroup spared the hog's group mate",
+    );
+    o.check(
+        o.num("app_oom_kill") == 0.0,
+        "the kernel's memcg OOM killer fired in the scope",
+    );
+    o.check(
+        o.flag("bystander_alive"),
+        "the sibling group's process died",
+    );
+    o.check(o.flag("innocent_alive"), "a process outside the scope died");
+    o.check(!o.kills().is_empty(), "no kill record in the event log");
+}
