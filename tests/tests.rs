@@ -2,3 +2,4 @@
 mod util;
 
 mod cli_basics;
+mod explain_corpus;

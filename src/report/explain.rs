@@ -1,0 +1,1 @@
+//! Explanations of one OOM event: recomputed badness ranking, human text, advice.

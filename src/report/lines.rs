@@ -1,0 +1,248 @@
+//! Streaming logical lines of a kernel log: physical lines split into prefix and message,
+//! wrapped continuation lines re-joined, other programs' lines dropped. Memory stays bounded
+//! (one buffer, lines longer than [`MAX_LINE`] are cut). While the parser does not need every
+//! line, the reader jumps between lines holding an OOM keyword (a multi-pattern search over
+//! the buffer), which keeps it near `grep` speed on long logs.
+
+use std::io::{self, Read};
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
+
+use super::prefix::{Split, Stamp, split};
+
+/// Longest line kept; the rest of a longer line is dropped.
+pub const MAX_LINE: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
+/// Most wrapped continuation lines joined to one message.
+const MAX_JOINS: usize = 4;
+/// A wrapped line at most this wide was wrapped at a word boundary (mail clients), so the
+/// continuation is joined with a space; a wider one was cut at a terminal edge mid-word.
+const WORD_WRAP_WIDTH: usize = 78;
+
+/// Every line that can start, end or extend an OOM report outside its middle part.
+const KEYWORDS: [&str; 15] = [
+    "oom-killer",
+    "illed process",
+    "ill process",
+    "oom-kill:",
+    "oom_reaper",
+    "Task in ",
+    "Tasks in ",
+    "Memory limit reached",
+    "pid  ]",
+    "pid ]",
+    "Kernel panic",
+    "no killable",
+    "Comm: ",
+    "comm: ",
+    "dump_header",
+];
+
+fn keywords() -> &'static AhoCorasick {
+    static AC: OnceLock<AhoCorasick> = OnceLock::new();
+    AC.get_or_init(|| AhoCorasick::new(KEYWORDS).expect("static patterns"))
+}
+
+/// One kernel message: text without prefix, and its stamp.
+#[derive(Debug)]
+pub struct Logical<'a> {
+    pub msg: &'a [u8],
+    pub stamp: Stamp<'a>,
+}
+
+/// Reads logical kernel lines from any byte stream.
+pub struct LogLines<R> {
+    reader: R,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    tagged: bool,
+    joined: Vec<u8>,
+}
+
+impl<R: Read> LogLines<R> {
+    pub fn new(reader: R) -> Self {
+        LogLines {
+            reader,
+            buf: Vec::with_capacity(CHUNK),
+            pos: 0,
+            eof: false,
+            tagged: false,
+            joined: Vec::new(),
+        }
+    }
+
+    /// Drops consumed bytes and reads more. False at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + CHUNK, 0);
+        loop {
+            match self.reader.read(&mut self.buf[old..]) {
+                Ok(0) => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.buf.truncate(old + n);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// End (exclusive, without newline) and next start of the physical line at `from`
+    /// (relative to `pos`), reading more input as needed. None at end of input.
+    fn line_at(&mut self, from: usize) -> io::Result<Option<(usize, usize)>> {
+        loop {
+            let start = self.pos + from;
+            let avail = &self.buf[start.min(self.buf.len())..];
+            if let Some(nl) = memchr::memchr(b'\n', &avail[..avail.len().min(MAX_LINE)]) {
+                return Ok(Some((from + nl, from + nl + 1)));
+            }
+            if avail.len() >= MAX_LINE {
+                // Cut an over-long line; the remainder is read as further lines.
+                return Ok(Some((from + MAX_LINE, from + MAX_LINE)));
+            }
+            if !self.fill()? {
+                let avail = self.buf.len().saturating_sub(self.pos + from);
+                if avail == 0 {
+                    return Ok(None);
+                }
+                return Ok(Some((from + avail, from + avail)));
+            }
+        }
+    }
+
+    fn text(&self, from: usize, end: usize) -> &[u8] {
+        let s = &self.buf[self.pos + from..self.pos + end];
+        s.strip_suffix(b"\r").unwrap_or(s)
+    }
+
+    /// With `skip`, moves `pos` to the start of the next line holding a keyword (or of the
+    /// prefixed line it continues). False at end of input.
+    fn skip_to_candidate(&mut self) -> io::Result<bool> {
+        loop {
+            let hay = &self.buf[self.pos..];
+            if let Some(m) = keywords().find(hay) {
+                let mut start = memchr::memrchr(b'\n', &hay[..m.start()]).map_or(0, |i| i + 1);
+                // A keyword on a wrapped continuation line: start at the line it continues.
+                for _ in 0..MAX_JOINS {
+                    if start == 0 || split(&hay[start..], self.tagged).has_prefix {
+                        break;
+                    }
+                    let prev = memchr::memrchr(b'\n', &hay[..start - 1]).map_or(0, |i| i + 1);
+                    if split(&hay[prev..start - 1], self.tagged).has_prefix {
+                        start = prev;
+                        break;
+                    }
+                    start = prev;
+                }
+                self.pos += start;
+                return Ok(true);
+            }
+            // Keep only the unfinished last line (a keyword may complete in it).
+            let keep = memchr::memrchr(b'\n', hay).map_or(0, |i| i + 1);
+            self.pos += keep;
+            if !self.fill()? {
+                return Ok(self.pos < self.buf.len());
+            }
+        }
+    }
+
+    /// The next kernel message. With `skip`, lines without an OOM keyword may be skipped.
+    pub fn next_line(&mut self, skip: bool) -> io::Result<Option<Logical<'_>>> {
+        loop {
+            if skip && !self.skip_to_candidate()? {
+                return Ok(None);
+            }
+            let Some((end0, mut next)) = self.line_at(0)? else {
+                return Ok(None);
+            };
+            let first = split(self.text(0, end0), self.tagged);
+            let (has_prefix, kmsg, kernel) = (first.has_prefix, first.kmsg, first.kernel);
+            self.tagged |= first.tagged;
+            let mut joins: Vec<(usize, usize, bool)> = Vec::new();
+            let mut prev_width = end0;
+            if has_prefix {
+                for _ in 0..MAX_JOINS {
+                    let Some((e, n)) = self.line_at(next)? else {
+                        break;
+                    };
+                    let t = self.text(next, e);
+                    if t.is_empty() {
+                        break;
+                    }
+                    if kmsg {
+                        if t[0] == b' ' {
+                            next = n; // record metadata ("SUBSYSTEM=…")
+                            continue;
+                        }
+                        break;
+                    }
+                    if split(t, self.tagged).has_prefix {
+                        break;
+                    }
+                    joins.push((next, e, prev_width <= WORD_WRAP_WIDTH));
+                    prev_width = e - next;
+                    next = n;
+                }
+            }
+            if !kernel {
+                self.pos += next;
+                continue;
+            }
+            // Re-split now that the buffer no longer moves.
+            let consumed = next;
+            let line_end = if self.buf.get(self.pos + end0 - 1) == Some(&b'\r') && end0 > 0 {
+                end0 - 1
+            } else {
+                end0
+            };
+            let base = self.pos;
+            self.pos += consumed;
+            let whole = &self.buf[base..base + line_end];
+            let Split { msg, stamp, .. } = split(whole, self.tagged);
+            if joins.is_empty() {
+                return Ok(Some(Logical { msg, stamp }));
+            }
+            self.joined.clear();
+            self.joined.extend_from_slice(msg);
+            for (s, e, space) in joins {
+                let mut t = &self.buf[base + s..base + e];
+                t = t.strip_suffix(b"\r").unwrap_or(t);
+                if space {
+                    self.joined.push(b' ');
+                }
+                self.joined.extend_from_slice(t);
+                if self.joined.len() > MAX_LINE {
+                    break;
+                }
+            }
+            let whole = &self.buf[base..base + line_end];
+            let stamp = split(whole, self.tagged).stamp;
+            return Ok(Some(Logical {
+                msg: &self.joined,
+                stamp,
+            }));
+        }
+    }
+}
