@@ -27,8 +27,16 @@ fn compare(entry: &Value, ev: &OomEvent, kill: Option<&Kill>, first: bool, out: 
     let f = |k: &str| entry.get(k).cloned().unwrap_or(Value::Null);
     let inv = ev.invoker.as_ref();
     check("kind", &f("kind"), serde_json::to_value(ev.kind).unwrap());
-    check("invoker_comm", &f("invoker_comm"), inv.map(|i| i.comm.clone()).into());
-    check("invoker_pid", &f("invoker_pid"), inv.and_then(|i| i.pid).into());
+    check(
+        "invoker_comm",
+        &f("invoker_comm"),
+        inv.map(|i| i.comm.clone()).into(),
+    );
+    check(
+        "invoker_pid",
+        &f("invoker_pid"),
+        inv.and_then(|i| i.pid).into(),
+    );
     check(
         "invoker_oom_score_adj",
         &f("invoker_oom_score_adj"),
@@ -43,13 +51,37 @@ fn compare(entry: &Value, ev: &OomEvent, kill: Option<&Kill>, first: bool, out: 
         check("task_memcg", &f("task_memcg"), ev.task_memcg.clone().into());
     }
     check("victim_pid", &f("victim_pid"), kill.map(|k| k.pid).into());
-    check("victim_comm", &f("victim_comm"), kill.and_then(|k| k.comm.clone()).into());
-    check("total_vm_kb", &f("total_vm_kb"), kill.and_then(|k| k.total_vm_kb).into());
-    check("anon_rss_kb", &f("anon_rss_kb"), kill.and_then(|k| k.anon_rss_kb).into());
-    check("file_rss_kb", &f("file_rss_kb"), kill.and_then(|k| k.file_rss_kb).into());
-    check("shmem_rss_kb", &f("shmem_rss_kb"), kill.and_then(|k| k.shmem_rss_kb).into());
+    check(
+        "victim_comm",
+        &f("victim_comm"),
+        kill.and_then(|k| k.comm.clone()).into(),
+    );
+    check(
+        "total_vm_kb",
+        &f("total_vm_kb"),
+        kill.and_then(|k| k.total_vm_kb).into(),
+    );
+    check(
+        "anon_rss_kb",
+        &f("anon_rss_kb"),
+        kill.and_then(|k| k.anon_rss_kb).into(),
+    );
+    check(
+        "file_rss_kb",
+        &f("file_rss_kb"),
+        kill.and_then(|k| k.file_rss_kb).into(),
+    );
+    check(
+        "shmem_rss_kb",
+        &f("shmem_rss_kb"),
+        kill.and_then(|k| k.shmem_rss_kb).into(),
+    );
     check("uid", &f("uid"), kill.and_then(|k| k.uid).into());
-    check("pgtables_kb", &f("pgtables_kb"), kill.and_then(|k| k.pgtables_kb).into());
+    check(
+        "pgtables_kb",
+        &f("pgtables_kb"),
+        kill.and_then(|k| k.pgtables_kb).into(),
+    );
     check(
         "victim_oom_score_adj",
         &f("victim_oom_score_adj"),
@@ -71,7 +103,11 @@ fn compare(entry: &Value, ev: &OomEvent, kill: Option<&Kill>, first: bool, out: 
             .is_some_and(|r| kill.is_some_and(|k| k.pid == r.pid));
         check("reaped", &Value::Bool(true), Value::Bool(ok));
     }
-    check("chosen_pid", &f("chosen_pid"), ev.chosen.as_ref().map(|c| c.pid).into());
+    check(
+        "chosen_pid",
+        &f("chosen_pid"),
+        ev.chosen.as_ref().map(|c| c.pid).into(),
+    );
     check(
         "chosen_comm",
         &f("chosen_comm"),
@@ -111,7 +147,11 @@ fn check_report(log: &Path, facts: &Value) -> Vec<String> {
             };
             let mut diffs = Vec::new();
             compare(entry, ev, kill, j == 0, &mut diffs);
-            out.extend(diffs.into_iter().map(|d| format!("invocation {n} kill {}: {d}", j + 1)));
+            out.extend(
+                diffs
+                    .into_iter()
+                    .map(|d| format!("invocation {n} kill {}: {d}", j + 1)),
+            );
         }
         if ev.also_killed.len() + 1 > kills.len() && !kills.is_empty() {
             out.push(format!(
@@ -127,7 +167,10 @@ fn check_report(log: &Path, facts: &Value) -> Vec<String> {
 #[test]
 fn every_corpus_report_matches_its_facts() {
     let dir = corpus_dir().or_else(corpus_from_env);
-    if !require(dir.is_some(), "the OOM report corpus ../shared/corpus/oom-reports") {
+    if !require(
+        dir.is_some(),
+        "the OOM report corpus ../shared/corpus/oom-reports",
+    ) {
         return;
     }
     let dir = dir.unwrap();
@@ -147,12 +190,27 @@ fn every_corpus_report_matches_its_facts() {
             serde_json::from_str(&std::fs::read_to_string(&json).expect("facts json")).unwrap();
         facts_checked += facts["events"]
             .as_array()
-            .map(|a| a.iter().map(|e| e.as_object().map_or(0, |o| o.values().filter(|v| !v.is_null()).count())).sum::<usize>())
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        e.as_object()
+                            .map_or(0, |o| o.values().filter(|v| !v.is_null()).count())
+                    })
+                    .sum::<usize>()
+            })
             .unwrap_or(0);
         for d in check_report(log, &facts) {
-            failures.push(format!("{}: {d}", log.file_name().unwrap().to_string_lossy()));
+            failures.push(format!(
+                "{}: {d}",
+                log.file_name().unwrap().to_string_lossy()
+            ));
         }
     }
     eprintln!("{} reports, {facts_checked} non-null facts", logs.len());
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

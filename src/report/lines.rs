@@ -198,7 +198,7 @@ impl<R: Read> LogLines<R> {
                         }
                         break;
                     }
-                    if split(t, self.tagged).has_prefix {
+                    if split(t, self.tagged).has_prefix || !continues(t) {
                         break;
                     }
                     joins.push((next, e, prev_width <= WORD_WRAP_WIDTH));
@@ -245,4 +245,10 @@ impl<R: Read> LogLines<R> {
             }));
         }
     }
+}
+
+/// Whether an unprefixed line can be the wrapped rest of the line before: not an elision
+/// mark a person left (`[...]`, `<trim>`, `...`, `(...snipped...)`).
+fn continues(t: &[u8]) -> bool {
+    !(t.starts_with(b"[") || t.starts_with(b"<") || t.starts_with(b"...") || t.starts_with(b"(..."))
 }

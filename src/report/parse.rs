@@ -257,7 +257,7 @@ impl Parser {
             self.cpu(inv, stamp);
             return;
         }
-        if find(t, b"dump_header").is_some() {
+        if is_dump_header_frame(t) {
             if self.tentative.is_some() && !self.cur.as_ref().is_some_and(|c| !c.finished) {
                 self.start(stamp);
             }
@@ -408,8 +408,10 @@ impl Parser {
             }
             return;
         }
-        if self.cur.as_ref().is_some_and(|c| !c.finished) {
-            return;
+        if self.cur.as_ref().is_some_and(|c| {
+            !c.finished || matches!(c.ev.kind, Some(Kind::Panic | Kind::NoKillable))
+        }) {
+            return; // inside a report, or the stack dump of its panic
         }
         self.tentative = Some((
             Invoker {
@@ -547,11 +549,9 @@ impl Parser {
         let score = score_at.and_then(|e| int_at(&after[e + 8..]).map(|x| x.0));
         let prefix = trim_end(&t[..i]);
         let prefix = prefix.strip_suffix(b":").unwrap_or(prefix);
-        let c = if self
-            .cur
-            .as_ref()
-            .is_some_and(|c| !c.finished && c.ev.chosen.as_ref().is_none_or(|ch| ch.score.is_none()))
-        {
+        let c = if self.cur.as_ref().is_some_and(|c| {
+            !c.finished && c.ev.chosen.as_ref().is_none_or(|ch| ch.score.is_none())
+        }) {
             self.cur.as_mut().expect("checked")
         } else {
             self.start(stamp)
@@ -579,7 +579,12 @@ impl Parser {
             }
         }
         let c = match self.cur.as_mut() {
-            Some(c) if c.ev.victim.is_none() && !matches!(c.ev.kind, Some(Kind::Panic | Kind::NoKillable)) => c,
+            Some(c)
+                if c.ev.victim.is_none()
+                    && !matches!(c.ev.kind, Some(Kind::Panic | Kind::NoKillable)) =>
+            {
+                c
+            }
             _ => self.start(stamp),
         };
         c.finished = true;
@@ -720,10 +725,7 @@ fn parse_killed(t: &[u8], i: usize) -> Option<Kill> {
             .filter_map(|tail| rfind(after, tail))
             .filter(|e| *e > s)
             .min()
-            .or_else(|| {
-                let tt = trim_end(after);
-                (tt.ends_with(b")") && tt.len() - 1 > s).then(|| tt.len() - 1)
-            });
+            .or_else(|| memchr::memrchr(b')', after).filter(|e| *e > s));
         if let Some(e) = close {
             kill.comm = Some(lossy(&after[s + 1..e]));
             fields = &after[e + 1..];
@@ -741,6 +743,19 @@ fn parse_killed(t: &[u8], i: usize) -> Option<Kill> {
         kill.uid = int_after(&after[..open.unwrap_or(after.len())], b"UID ");
     }
     Some(kill)
+}
+
+/// A reliable call-trace frame of `dump_header` (`dump_header+0x4c/0x22b`, old
+/// `[<addr>] dump_header+…`, ARM `[<addr>] (dump_header.isra.7+…)`); not a `? ` guess.
+fn is_dump_header_frame(t: &[u8]) -> bool {
+    let mut f = t;
+    if f.starts_with(b"[<")
+        && let Some(e) = find(f, b">] ")
+    {
+        f = &f[e + 3..];
+    }
+    let f = f.strip_prefix(b"(").unwrap_or(f);
+    f.starts_with(b"dump_header")
 }
 
 fn is_dump_header(t: &[u8]) -> bool {
@@ -834,16 +849,11 @@ fn cpu_line(t: &[u8]) -> Option<(i64, Vec<u8>)> {
         return None;
     };
     let c = &t[comm_at..];
-    let end = [
-        &b" Not tainted"[..],
-        b" Tainted:",
-        b" Kdump:",
-        b" Not",
-    ]
-    .iter()
-    .filter_map(|m| find(c, m))
-    .min()
-    .unwrap_or(c.len());
+    let end = [&b" Not tainted"[..], b" Tainted:", b" Kdump:", b" Not"]
+        .iter()
+        .filter_map(|m| find(c, m))
+        .min()
+        .unwrap_or(c.len());
     Some((pid, trim_end(&c[..end]).to_vec()))
 }
 

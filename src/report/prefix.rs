@@ -36,8 +36,7 @@ pub struct Split<'a> {
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-    b"Dec",
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
 const DAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
 
@@ -128,7 +127,11 @@ pub fn split(line: &[u8], tagged_stream: bool) -> Split<'_> {
         out.has_prefix = true;
         out.kernel = kernel;
         out.msg = rest;
-        if let Some((stamp, rest)) = rest.first().filter(|b| **b == b'[').and(bracket_stamp(rest)) {
+        if let Some((stamp, rest)) = rest
+            .first()
+            .filter(|b| **b == b'[')
+            .and(bracket_stamp(rest))
+        {
             out.stamp = stamp;
             out.msg = skip_caller(rest);
         }
@@ -202,7 +205,10 @@ fn seconds(s: &[u8]) -> Option<(f64, usize)> {
     if int == 0 || int > 12 || s.get(int) != Some(&b'.') {
         return None;
     }
-    let frac = s[int + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let frac = s[int + 1..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     if frac == 0 || frac > 9 {
         return None;
     }
@@ -278,7 +284,10 @@ fn hms(s: &[u8]) -> bool {
 fn syslog_stamp(line: &[u8]) -> Option<&[u8]> {
     let mut n = month_day_time(line)?;
     if line.get(n) == Some(&b'.') {
-        n += 1 + line[n + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        n += 1 + line[n + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
     }
     if line.get(n) != Some(&b' ') {
         return None;
@@ -304,7 +313,10 @@ fn iso_stamp(line: &[u8]) -> Option<(&[u8], &[u8])> {
     }
     let mut n = 19;
     if matches!(line.get(n), Some(b'.') | Some(b',')) {
-        n += 1 + line[n + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        n += 1 + line[n + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
     }
     match line.get(n) {
         Some(b'Z') => n += 1,
@@ -339,8 +351,18 @@ fn dmesg_x(line: &[u8]) -> Option<(bool, &[u8])> {
     let c1 = memchr::memchr(b':', &line[..line.len().min(10)])?;
     let fac = trim_end(&line[..c1]);
     const FACS: [&[u8]; 12] = [
-        b"kern", b"user", b"mail", b"daemon", b"auth", b"syslog", b"lpr", b"news", b"uucp",
-        b"cron", b"authpriv", b"ftp",
+        b"kern",
+        b"user",
+        b"mail",
+        b"daemon",
+        b"auth",
+        b"syslog",
+        b"lpr",
+        b"news",
+        b"uucp",
+        b"cron",
+        b"authpriv",
+        b"ftp",
     ];
     if !FACS.contains(&fac) {
         return None;
@@ -415,7 +437,11 @@ pub(crate) fn trim_start(s: &[u8]) -> &[u8] {
 }
 
 pub(crate) fn trim_end(s: &[u8]) -> &[u8] {
-    let n = s.iter().rev().take_while(|b| b.is_ascii_whitespace()).count();
+    let n = s
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
     &s[..s.len() - n]
 }
 
@@ -429,7 +455,9 @@ mod tests {
             String::from_utf8_lossy(s.msg).into_owned(),
             s.kernel,
             s.stamp.monotonic_s,
-            s.stamp.wallclock.map(|w| String::from_utf8_lossy(w).into_owned()),
+            s.stamp
+                .wallclock
+                .map(|w| String::from_utf8_lossy(w).into_owned()),
         )
     }
 
@@ -437,21 +465,33 @@ mod tests {
     fn formats() {
         assert_eq!(msg("[  123.456789] hello").0, "hello");
         assert_eq!(msg("[  123.456789] hello").2, Some(123.456789));
-        assert_eq!(msg("[  246.610518][ T1778] random invoked").0, "random invoked");
+        assert_eq!(
+            msg("[  246.610518][ T1778] random invoked").0,
+            "random invoked"
+        );
         assert_eq!(msg("[Thu May 14 23:17:24 2020] python3 x").0, "python3 x");
         assert_eq!(
             msg("[Thu May 14 23:17:24 2020] x").3.as_deref(),
             Some("Thu May 14 23:17:24 2020")
         );
-        assert_eq!(msg("2024-02-20T19:15:36,123456+00:00 oom-kill:x").0, "oom-kill:x");
+        assert_eq!(
+            msg("2024-02-20T19:15:36,123456+00:00 oom-kill:x").0,
+            "oom-kill:x"
+        );
         let s = msg("May 19 18:14:43 aks-np kernel: [  139.201253] bash invoked");
-        assert_eq!((s.0.as_str(), s.1, s.2), ("bash invoked", true, Some(139.201253)));
+        assert_eq!(
+            (s.0.as_str(), s.1, s.2),
+            ("bash invoked", true, Some(139.201253))
+        );
         let s = msg("Oct 12 19:00:20 aks-node containerd[1234]: Memory cgroup out of memory");
         assert!(!s.1);
         let s = msg("Aug  6 18:26:50 FileServer kernel: Killed process 1 (x)");
         assert_eq!((s.0.as_str(), s.1), ("Killed process 1 (x)", true));
         let s = msg("4,19685342,241227987454,-,caller=T12845;dumpsys invoked");
-        assert_eq!((s.0.as_str(), s.1, s.2), ("dumpsys invoked", true, Some(241227.987454)));
+        assert_eq!(
+            (s.0.as_str(), s.1, s.2),
+            ("dumpsys invoked", true, Some(241227.987454))
+        );
         assert!(!msg("12,5,100,-;vmh: hello").1);
         assert_eq!(msg("[  123.456789] host kernel: hi").0, "host kernel: hi");
         assert_eq!(split(b"[  123.456789] host kernel: hi", true).msg, b"hi");
