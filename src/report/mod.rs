@@ -15,6 +15,7 @@ pub mod lines;
 pub mod parse;
 pub mod prefix;
 pub mod source;
+pub mod time;
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};

@@ -161,3 +161,62 @@ impl Journal {
         }
     }
 }
+
+/// Follows `/dev/kmsg` from now on and calls `on_event` for each OOM event as it completes
+/// (a report is complete when the next one starts or after `quiet` without new records).
+/// Returns only on a read error or when `on_event` fails.
+pub fn follow_kmsg(
+    path: &Path,
+    quiet: std::time::Duration,
+    mut on_event: impl FnMut(OomEvent) -> io::Result<()>,
+) -> Result<(), ReportError> {
+    use rustix::event::{PollFd, PollFlags, poll};
+
+    let mut k = Kmsg::open(path, true)?;
+    k.seek_end().map_err(|source| ReportError::Kmsg {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut parser = super::parse::Parser::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut last = std::time::Instant::now();
+    let read_err = |source: io::Error| ReportError::Read {
+        what: path.display().to_string(),
+        source,
+    };
+    loop {
+        match k.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => {
+                let line = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+                let s = super::prefix::split(line, false);
+                if s.kernel {
+                    parser.push(s.msg, &s.stamp);
+                }
+                last = std::time::Instant::now();
+                for ev in parser.take_ready() {
+                    on_event(ev).map_err(read_err)?;
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        }
+        if last.elapsed() >= quiet {
+            for ev in parser.flush() {
+                on_event(ev).map_err(read_err)?;
+            }
+        }
+        let fd = k.fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(read_err(e.into())),
+        }
+    }
+}
