@@ -3,3 +3,4 @@ mod util;
 
 mod cli_basics;
 mod explain_corpus;
+mod explain_real;

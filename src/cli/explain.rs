@@ -113,7 +113,20 @@ impl<W: Write> Out<'_, W> {
         Ok(())
     }
 
-    fn event(&mut self, ev: &OomEvent, src: &str, live: bool) -> io::Result<()> {
+    fn event(&mut self, mut ev: OomEvent, src: &str, live: bool) -> io::Result<()> {
+        // Live sources of this boot: place seconds-since-boot on the wall clock.
+        if live
+            && ev.time.wallclock.is_none()
+            && let (Some(m), Some(boot)) = (ev.time.monotonic_s, self.boot)
+            && let Ok(t) = boot.checked_add(jiff::SignedDuration::from_secs_f64(m))
+        {
+            ev.time.wallclock = Some(
+                t.to_zoned(self.now.time_zone().clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+                    .to_string(),
+            );
+        }
+        let ev = &ev;
         if let Some(since) = self.since {
             let boot = if live { self.boot } else { None };
             match crate::report::time::instant(&ev.time, boot, self.now) {
@@ -211,7 +224,7 @@ pub fn run(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if a.follow {
         out.begin()?;
         source::follow_kmsg(Path::new(KMSG), std::time::Duration::from_secs(3), |ev| {
-            out.event(&ev, KMSG, true)
+            out.event(ev, KMSG, true)
         })?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -262,7 +275,7 @@ pub fn run(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         };
         for ev in events(reader) {
             let ev = ev.with_context(|| format!("reading {name}"))?;
-            out.event(&ev, &name, live)?;
+            out.event(ev, &name, live)?;
         }
         if let Some(j) = journal {
             j.finish()?;
