@@ -22,17 +22,21 @@ fn explains_a_real_memcg_oom_read_back_from_kmsg() {
         return;
     };
     let sleeper = Reaped(cg.spawn(Command::new("sleep").arg("300").stdout(Stdio::null())));
-    let small = Reaped(cg.spawn(
-        Command::new(bin())
-            .args(["hog", "--max", "8M"])
-            .stdout(Stdio::null()),
-    ));
+    let small = Reaped(
+        cg.spawn(
+            Command::new(bin())
+                .args(["hog", "--max", "8M"])
+                .stdout(Stdio::null()),
+        ),
+    );
     std::thread::sleep(Duration::from_millis(300));
-    let mut hog = Reaped(cg.spawn(
-        Command::new(bin())
-            .args(["hog", "--max", "512M", "--threads", "4"])
-            .stdout(Stdio::null()),
-    ));
+    let mut hog = Reaped(
+        cg.spawn(
+            Command::new(bin())
+                .args(["hog", "--max", "512M", "--threads", "4"])
+                .stdout(Stdio::null()),
+        ),
+    );
     let status = hog.wait_timeout(Duration::from_secs(60));
     assert!(status.is_some(), "the hog was not killed within 60 s");
     assert!(cg.kernel_oom_kills() >= 1, "the kernel counted no OOM kill");
@@ -54,7 +58,13 @@ fn explains_a_real_memcg_oom_read_back_from_kmsg() {
         .iter()
         .rev()
         .find(|e| e["victim"]["pid"].as_i64() == Some(hog.pid() as i64))
-        .unwrap_or_else(|| panic!("no event with victim pid {} in {} events", hog.pid(), events.len()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no event with victim pid {} in {} events",
+                hog.pid(),
+                events.len()
+            )
+        });
     assert_eq!(ev["victim"]["comm"], "oomguard");
     assert_eq!(ev["kind"], "memcg");
     assert_eq!(ev["constraint"], "CONSTRAINT_MEMCG");
@@ -64,10 +74,16 @@ fn explains_a_real_memcg_oom_read_back_from_kmsg() {
     // The invoker is one of the hog's threads (or the hog itself).
     let inv = ev["invoker"]["pid"].as_i64().expect("invoker pid");
     let hog_threads: Vec<i64> = std::fs::read_dir(format!("/proc/{}/task", hog.pid()))
-        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     assert!(
-        inv == hog.pid() as i64 || hog_threads.contains(&inv) || ev["invoker"]["comm"] == "oomguard",
+        inv == hog.pid() as i64
+            || hog_threads.contains(&inv)
+            || ev["invoker"]["comm"] == "oomguard",
         "invoker {inv} is not the hog"
     );
     // The task dump lists every process of the group, and the victim ranks first.

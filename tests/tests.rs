@@ -3,4 +3,5 @@ mod util;
 
 mod cli_basics;
 mod explain_corpus;
+mod explain_formats;
 mod explain_real;

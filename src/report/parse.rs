@@ -573,7 +573,7 @@ impl Parser {
             if v.pid == kill.pid || c.ev.also_killed.iter().any(|k| k.pid == kill.pid) {
                 return; // printed twice: one kill
             }
-            if c.group {
+            if c.group && kill.message == v.message {
                 c.ev.also_killed.push(kill);
                 return;
             }
