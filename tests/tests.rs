@@ -4,4 +4,5 @@ mod util;
 mod cli_basics;
 mod explain_corpus;
 mod explain_formats;
+mod explain_props;
 mod explain_real;
