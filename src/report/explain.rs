@@ -442,7 +442,7 @@ pub fn render(ev: &OomEvent) -> String {
             a.ranking.len()
         );
         let mut by_use: Vec<&Ranked> = a.ranking.iter().collect();
-        by_use.sort_by(|x, y| y.usage_pages.cmp(&x.usage_pages));
+        by_use.sort_by_key(|y| std::cmp::Reverse(y.usage_pages));
         for r in by_use.iter().take(5) {
             let _ = writeln!(
                 s,

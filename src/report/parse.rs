@@ -258,7 +258,7 @@ impl Parser {
             return;
         }
         if is_dump_header_frame(t) {
-            if self.tentative.is_some() && !self.cur.as_ref().is_some_and(|c| !c.finished) {
+            if self.tentative.is_some() && self.cur.as_ref().is_none_or(|c| c.finished) {
                 self.start(stamp);
             }
             return;
@@ -827,7 +827,7 @@ fn dump_row(t: &[u8], cols: &[Col]) -> Option<Task> {
         task.pgtables_bytes = Some((ptes.unwrap_or(0) + pmds.unwrap_or(0)) * 4096);
     }
     let name = trim_start(rest);
-    if name.is_empty() || !rest.first().is_some_and(|b| *b == b' ') {
+    if name.is_empty() || rest.first().is_none_or(|b| *b != b' ') {
         return None;
     }
     task.name = lossy(name);

@@ -240,17 +240,19 @@ fn bracket_stamp(line: &[u8]) -> Option<(Stamp<'_>, &[u8])> {
         return None;
     }
     // dmesg -T: "Www Mmm dd hh:mm:ss yyyy"
-    if inner.len() == 24 && DAYS.iter().any(|d| inner.starts_with(&d[..])) && inner[3] == b' ' {
-        if syslog_stamp(&inner[4..]).is_some() || month_day_time(&inner[4..]).is_some() {
-            return Some((
-                Stamp {
-                    raw: Some(inner),
-                    monotonic_s: None,
-                    wallclock: Some(inner),
-                },
-                rest,
-            ));
-        }
+    if inner.len() == 24
+        && DAYS.iter().any(|d| inner.starts_with(&d[..]))
+        && inner[3] == b' '
+        && month_day_time(&inner[4..]).is_some()
+    {
+        return Some((
+            Stamp {
+                raw: Some(inner),
+                monotonic_s: None,
+                wallclock: Some(inner),
+            },
+            rest,
+        ));
     }
     None
 }
