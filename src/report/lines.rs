@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use aho_corasick::AhoCorasick;
 
-use super::prefix::{Split, Stamp, split};
+use super::prefix::{Stamp, split};
 
 /// Longest line kept; the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -23,25 +23,47 @@ const WORD_WRAP_WIDTH: usize = 78;
 /// Every line that can start, end or extend an OOM report outside its middle part.
 const KEYWORDS: [&str; 15] = [
     "oom-killer",
-    "illed process",
-    "ill process",
+    "Killed process",
+    "Kill process",
+    "kill process",
     "oom-kill:",
     "oom_reaper",
     "Task in ",
     "Tasks in ",
     "Memory limit reached",
-    "pid  ]",
-    "pid ]",
+    "]   uid",
     "Kernel panic",
-    "no killable",
-    "Comm: ",
-    "comm: ",
+    "killable process",
+    "PID: ",
+    "Pid: ",
     "dump_header",
 ];
 
-fn keywords() -> &'static AhoCorasick {
-    static AC: OnceLock<AhoCorasick> = OnceLock::new();
-    AC.get_or_init(|| AhoCorasick::new(KEYWORDS).expect("static patterns"))
+/// Finds the next keyword: SIMD Teddy where the CPU has it, else an Aho-Corasick automaton.
+enum Finder {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Finder {
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match self {
+            Finder::Packed(s) => s.find(hay).map(|m| m.start()),
+            Finder::Automaton(a) => a.find(hay).map(|m| m.start()),
+        }
+    }
+}
+
+fn keywords() -> &'static Finder {
+    static F: OnceLock<Finder> = OnceLock::new();
+    F.get_or_init(|| {
+        let mut b = aho_corasick::packed::Config::new().builder();
+        b.extend(KEYWORDS);
+        match b.build() {
+            Some(s) => Finder::Packed(s),
+            None => Finder::Automaton(AhoCorasick::new(KEYWORDS).expect("static patterns")),
+        }
+    })
 }
 
 /// One kernel message: text without prefix, and its stamp.
@@ -59,6 +81,8 @@ pub struct LogLines<R> {
     eof: bool,
     tagged: bool,
     joined: Vec<u8>,
+    /// The prefix split of the line at `pos`, when already computed.
+    peek: Option<Off>,
 }
 
 impl<R: Read> LogLines<R> {
@@ -70,6 +94,7 @@ impl<R: Read> LogLines<R> {
             eof: false,
             tagged: false,
             joined: Vec::new(),
+            peek: None,
         }
     }
 
@@ -143,10 +168,11 @@ impl<R: Read> LogLines<R> {
         loop {
             let hay = &self.buf[self.pos..];
             if let Some(m) = keywords().find(hay) {
-                let mut start = memchr::memrchr(b'\n', &hay[..m.start()]).map_or(0, |i| i + 1);
+                let mut start = memchr::memrchr(b'\n', &hay[..m]).map_or(0, |i| i + 1);
                 // A keyword on a wrapped continuation line: start at the line it continues.
+                let line_end = memchr::memchr(b'\n', &hay[m..]).map_or(hay.len(), |e| m + e);
                 for _ in 0..MAX_JOINS {
-                    if start == 0 || split(&hay[start..], self.tagged).has_prefix {
+                    if start == 0 || split(&hay[start..line_end], self.tagged).has_prefix {
                         break;
                     }
                     let prev = memchr::memrchr(b'\n', &hay[..start - 1]).map_or(0, |i| i + 1);
@@ -171,18 +197,27 @@ impl<R: Read> LogLines<R> {
     /// The next kernel message. With `skip`, lines without an OOM keyword may be skipped.
     pub fn next_line(&mut self, skip: bool) -> io::Result<Option<Logical<'_>>> {
         loop {
-            if skip && !self.skip_to_candidate()? {
-                return Ok(None);
+            if skip {
+                let before = self.pos;
+                if !self.skip_to_candidate()? {
+                    return Ok(None);
+                }
+                if self.pos != before {
+                    self.peek = None;
+                }
             }
             let Some((end0, mut next)) = self.line_at(0)? else {
                 return Ok(None);
             };
-            let first = split(self.text(0, end0), self.tagged);
-            let (has_prefix, kmsg, kernel) = (first.has_prefix, first.kmsg, first.kernel);
+            let first = match self.peek.take() {
+                Some(p) => p,
+                None => offsets(self.text(0, end0), self.tagged),
+            };
             self.tagged |= first.tagged;
             let mut joins: Vec<(usize, usize, bool)> = Vec::new();
             let mut prev_width = end0;
-            if has_prefix {
+            let mut peek = None;
+            if first.has_prefix {
                 for _ in 0..MAX_JOINS {
                     let Some((e, n)) = self.line_at(next)? else {
                         break;
@@ -191,14 +226,16 @@ impl<R: Read> LogLines<R> {
                     if t.is_empty() {
                         break;
                     }
-                    if kmsg {
+                    if first.kmsg {
                         if t[0] == b' ' {
                             next = n; // record metadata ("SUBSYSTEM=…")
                             continue;
                         }
                         break;
                     }
-                    if split(t, self.tagged).has_prefix || !continues(t) {
+                    let o = offsets(t, self.tagged);
+                    if o.has_prefix || !continues(t) {
+                        peek = Some(o);
                         break;
                     }
                     joins.push((next, e, prev_width <= WORD_WRAP_WIDTH));
@@ -206,21 +243,16 @@ impl<R: Read> LogLines<R> {
                     next = n;
                 }
             }
-            if !kernel {
-                self.pos += next;
+            let base = self.pos;
+            let line_len = self.text(0, end0).len();
+            self.pos += next;
+            self.peek = peek;
+            if !first.kernel {
                 continue;
             }
-            // Re-split now that the buffer no longer moves.
-            let consumed = next;
-            let line_end = if self.buf.get(self.pos + end0 - 1) == Some(&b'\r') && end0 > 0 {
-                end0 - 1
-            } else {
-                end0
-            };
-            let base = self.pos;
-            self.pos += consumed;
-            let whole = &self.buf[base..base + line_end];
-            let Split { msg, stamp, .. } = split(whole, self.tagged);
+            let whole = &self.buf[base..base + line_len];
+            let stamp = first.stamp(whole);
+            let msg = &whole[first.msg..];
             if joins.is_empty() {
                 return Ok(Some(Logical { msg, stamp }));
             }
@@ -229,7 +261,7 @@ impl<R: Read> LogLines<R> {
             for (s, e, space) in joins {
                 let mut t = &self.buf[base + s..base + e];
                 t = t.strip_suffix(b"\r").unwrap_or(t);
-                if space {
+                if space && !self.joined.is_empty() {
                     self.joined.push(b' ');
                 }
                 self.joined.extend_from_slice(t);
@@ -237,13 +269,54 @@ impl<R: Read> LogLines<R> {
                     break;
                 }
             }
-            let whole = &self.buf[base..base + line_end];
-            let stamp = split(whole, self.tagged).stamp;
             return Ok(Some(Logical {
                 msg: &self.joined,
                 stamp,
             }));
         }
+    }
+}
+
+/// A [`Split`] as offsets into its line, so it can be kept while the buffer moves.
+#[derive(Debug, Clone, Copy)]
+struct Off {
+    msg: usize,
+    raw: Option<(usize, usize)>,
+    wall: Option<(usize, usize)>,
+    mono: Option<f64>,
+    kernel: bool,
+    has_prefix: bool,
+    kmsg: bool,
+    tagged: bool,
+}
+
+impl Off {
+    fn stamp<'a>(&self, line: &'a [u8]) -> Stamp<'a> {
+        let at = |r: Option<(usize, usize)>| r.and_then(|(a, b)| line.get(a..b));
+        Stamp {
+            raw: at(self.raw),
+            monotonic_s: self.mono,
+            wallclock: at(self.wall),
+        }
+    }
+}
+
+fn offsets(line: &[u8], tagged: bool) -> Off {
+    let s = split(line, tagged);
+    let base = line.as_ptr() as usize;
+    let rel = |x: &[u8]| {
+        let a = (x.as_ptr() as usize).saturating_sub(base);
+        (a, a + x.len())
+    };
+    Off {
+        msg: line.len() - s.msg.len(),
+        raw: s.stamp.raw.map(rel),
+        wall: s.stamp.wallclock.map(rel),
+        mono: s.stamp.monotonic_s,
+        kernel: s.kernel,
+        has_prefix: s.has_prefix,
+        kmsg: s.kmsg,
+        tagged: s.tagged,
     }
 }
 

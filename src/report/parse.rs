@@ -74,12 +74,48 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
+/// Prebuilt searchers for the needles every line is checked for.
+struct Finders {
+    header: memchr::memmem::Finder<'static>,
+    killed: memchr::memmem::Finder<'static>,
+    kill: memchr::memmem::Finder<'static>,
 }
 
-fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::rfind(hay, needle)
+fn finders() -> &'static Finders {
+    static F: std::sync::OnceLock<Finders> = std::sync::OnceLock::new();
+    F.get_or_init(|| Finders {
+        header: memchr::memmem::Finder::new(b"invoked oom-killer:"),
+        killed: memchr::memmem::Finder::new(b"Killed process "),
+        kill: memchr::memmem::Finder::new(b"ill process "),
+    })
+}
+
+/// First occurrence of `needle` (lines are short: a memchr on the first byte beats building
+/// a substring searcher per call).
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(first, &hay[i..]) {
+        let at = i + p;
+        if hay[at + 1..].starts_with(rest) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// Last occurrence of `needle`.
+pub(crate) fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut end = hay.len();
+    while let Some(at) = memchr::memrchr(first, &hay[..end]) {
+        if hay[at + 1..].starts_with(rest) {
+            return Some(at);
+        }
+        end = at;
+    }
+    None
 }
 
 /// Leading signed integer (after optional spaces): (value, bytes consumed incl. spaces).
@@ -186,13 +222,20 @@ impl Parser {
         if t.is_empty() {
             return;
         }
+        if msg[0] == b' ' && self.tentative.is_none() {
+            // Stack frames and continuation lines: only Mem-Info's matter.
+            if let Some(c) = self.cur.as_mut().filter(|c| !c.finished && c.in_meminfo) {
+                meminfo_counters(t, &mut c.ev.memory);
+            }
+            return;
+        }
         if let Some((_, _, left)) = &mut self.tentative {
             *left = left.saturating_sub(1);
             if *left == 0 {
                 self.tentative = None;
             }
         }
-        if let Some(i) = find(t, b"invoked oom-killer:") {
+        if let Some(i) = finders().header.find(t) {
             self.header(t, i, stamp);
             return;
         }
@@ -200,11 +243,11 @@ impl Parser {
             self.header(t, 0, stamp);
             return;
         }
-        if let Some(i) = find(t, b"Killed process ") {
+        if let Some(i) = finders().killed.find(t) {
             self.killed(t, i, stamp);
             return;
         }
-        if let Some(i) = find(t, b"ill process ") {
+        if let Some(i) = finders().kill.find(t) {
             if i > 0 && (t[i - 1] == b'K' || t[i - 1] == b'k') {
                 self.kill_process(t, i - 1, stamp);
                 return;

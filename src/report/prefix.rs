@@ -174,12 +174,12 @@ fn skip_one_space(s: &[u8]) -> &[u8] {
 /// `host tag: msg` → (tag is the kernel, msg). Host: no spaces; tag: no spaces, may end in
 /// `[pid]`.
 fn host_tag(s: &[u8]) -> Option<(bool, &[u8])> {
-    let sp = memchr::memchr(b' ', s)?;
+    let sp = memchr::memchr(b' ', &s[..s.len().min(256)])?;
     if sp == 0 || s[..sp].contains(&b':') {
         return None;
     }
     let rest = &s[sp + 1..];
-    let colon = memchr::memchr(b':', rest)?;
+    let colon = memchr::memchr(b':', &rest[..rest.len().min(72)])?;
     let tag = &rest[..colon];
     if tag.is_empty() || tag.len() > 64 || tag.contains(&b' ') {
         return None;
@@ -213,8 +213,10 @@ fn seconds(s: &[u8]) -> Option<(f64, usize)> {
         return None;
     }
     let n = int + 1 + frac;
-    let text = std::str::from_utf8(&s[..n]).ok()?;
-    Some((text.parse().ok()?, n))
+    let digits = |d: &[u8]| d.iter().fold(0u64, |a, b| a * 10 + u64::from(b - b'0'));
+    let whole = digits(&s[..int]) as f64;
+    let part = digits(&s[int + 1..n]) as f64 / 10f64.powi(frac as i32);
+    Some((whole + part, n))
 }
 
 /// `[  123.456789]`, `[  123.456789 <    0.000012>]` (short-delta), `[Thu May 14 23:17:24 2020]`.
