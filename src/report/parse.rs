@@ -229,6 +229,15 @@ impl Parser {
             }
             return;
         }
+        // Task-dump rows, the bulk of a report: straight to the row parser.
+        if t[0] == b'['
+            && let Some(c) = self.cur.as_mut().filter(|c| !c.finished)
+            && let Some(cols) = &c.cols
+            && let Some(task) = dump_row(t, cols)
+        {
+            c.ev.tasks.get_or_insert_with(Vec::new).push(task);
+            return;
+        }
         if let Some((_, _, left)) = &mut self.tentative {
             *left = left.saturating_sub(1);
             if *left == 0 {

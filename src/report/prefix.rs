@@ -143,7 +143,8 @@ pub fn split(line: &[u8], tagged_stream: bool) -> Split<'_> {
 /// After a stamp: either `host kernel: msg` (journal / syslog with high-precision time),
 /// another program's `host tag: msg`, or the kernel's message directly (dmesg).
 fn with_tag<'a>(mut out: Split<'a>, rest: &'a [u8], tagged_stream: bool) -> Split<'a> {
-    if let Some((kernel, msg)) = host_tag(rest)
+    if (tagged_stream || kernel_tag_follows(rest))
+        && let Some((kernel, msg)) = host_tag(rest)
         && (kernel || tagged_stream)
     {
         out.tagged = true;
@@ -153,6 +154,12 @@ fn with_tag<'a>(mut out: Split<'a>, rest: &'a [u8], tagged_stream: bool) -> Spli
     }
     out.msg = rest;
     out
+}
+
+/// Cheap test for `host kernel:` at the start of `s` (before the full [`host_tag`] parse).
+fn kernel_tag_follows(s: &[u8]) -> bool {
+    memchr::memchr(b' ', &s[..s.len().min(256)])
+        .is_some_and(|sp| s[sp + 1..].starts_with(b"kernel"))
 }
 
 /// syslog `kernel: [  139.201253] msg`: the kernel's own stamp inside the message.
