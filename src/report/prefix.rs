@@ -504,7 +504,7 @@ mod tests {
             ("dumpsys invoked", true, Some(241227.987454))
         );
         assert!(!msg("12,5,100,-;vmh: hello").1);
-        assert_eq!(msg("[  123.456789] host kernel: hi").0, "host kernel: hi");
+        assert_eq!(msg("[  123.456789] host kernel: hi").0, "hi");
         assert_eq!(split(b"[  123.456789] host kernel: hi", true).msg, b"hi");
         assert!(!split(b"[  123.456789] host systemd[1]: hi", true).kernel);
         assert_eq!(msg("2024-01-02T03:04:05+0000 host kernel: hi").0, "hi");
