@@ -17,6 +17,19 @@ pub fn corpus_from_env() -> Option<std::path::PathBuf> {
         .filter(|p| p.is_dir())
 }
 
+/// The corpus's report logs, sorted; None when the corpus is not there.
+pub fn corpus_logs() -> Option<Vec<std::path::PathBuf>> {
+    let dir = corpus_dir().or_else(corpus_from_env)?;
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    Some(logs)
+}
+
 /// Compares one corpus entry with the event of its invocation; pushes each difference.
 fn compare(entry: &Value, ev: &OomEvent, kill: Option<&Kill>, first: bool, out: &mut Vec<String>) {
     let mut check = |name: &str, want: &Value, got: Value| {
@@ -166,21 +179,14 @@ fn check_report(log: &Path, facts: &Value) -> Vec<String> {
 
 #[test]
 fn every_corpus_report_matches_its_facts() {
-    let dir = corpus_dir().or_else(corpus_from_env);
+    let logs = corpus_logs();
     if !require(
-        dir.is_some(),
+        logs.is_some(),
         "the OOM report corpus ../shared/corpus/oom-reports",
     ) {
         return;
     }
-    let dir = dir.unwrap();
-    let mut logs: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    logs.sort();
+    let logs = logs.unwrap();
     assert!(logs.len() >= 40, "corpus has only {} reports", logs.len());
     let mut failures = Vec::new();
     let mut facts_checked = 0usize;

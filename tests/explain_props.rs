@@ -5,21 +5,12 @@
 
 use proptest::prelude::*;
 
-use crate::explain_corpus::corpus_from_env;
-use crate::util::{corpus_dir, require};
+use crate::explain_corpus::corpus_logs;
+use crate::util::require;
 
 fn corpus_lines() -> Vec<Vec<Vec<u8>>> {
-    let Some(dir) = corpus_dir().or_else(corpus_from_env) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    files.sort();
-    files
+    corpus_logs()
+        .unwrap_or_default()
         .iter()
         .map(|p| {
             std::fs::read(p)

@@ -75,18 +75,11 @@ pub fn split(line: &[u8], tagged_stream: bool) -> Split<'_> {
             return out;
         }
         // journalctl -o short-unix: "1700000000.123456 host kernel: msg".
-        if let Some((secs, n)) = seconds(line)
+        if let Some((_, n)) = seconds(line)
             && line.get(n) == Some(&b' ')
-            && let Some((kernel, msg)) = host_tag(&line[n + 1..])
+            && let Some(tag) = host_tag(&line[n + 1..])
         {
-            out.has_prefix = true;
-            out.tagged = true;
-            out.stamp.raw = Some(&line[..n]);
-            out.stamp.wallclock = Some(&line[..n]);
-            let _ = secs;
-            out.kernel = kernel;
-            out.msg = msg;
-            return if kernel { inner_dmesg(out) } else { out };
+            return tagged(out, &line[..n], tag);
         }
         return out;
     }
@@ -101,27 +94,15 @@ pub fn split(line: &[u8], tagged_stream: bool) -> Split<'_> {
     }
     if let Some(rest) = syslog_stamp(line) {
         let ts = &line[..line.len() - rest.len() - 1];
-        if let Some((kernel, msg)) = host_tag(rest) {
-            out.has_prefix = true;
-            out.tagged = true;
-            out.stamp.raw = Some(ts);
-            out.stamp.wallclock = Some(ts);
-            out.kernel = kernel;
-            out.msg = msg;
-            return if kernel { inner_dmesg(out) } else { out };
+        if let Some(tag) = host_tag(rest) {
+            return tagged(out, ts, tag);
         }
         return out;
     }
     if let Some((ts, rest)) = full_stamp(line)
-        && let Some((kernel, msg)) = host_tag(rest)
+        && let Some(tag) = host_tag(rest)
     {
-        out.has_prefix = true;
-        out.tagged = true;
-        out.stamp.raw = Some(ts);
-        out.stamp.wallclock = Some(ts);
-        out.kernel = kernel;
-        out.msg = msg;
-        return if kernel { inner_dmesg(out) } else { out };
+        return tagged(out, ts, tag);
     }
     if let Some((kernel, rest)) = dmesg_x(line) {
         out.has_prefix = true;
@@ -138,6 +119,17 @@ pub fn split(line: &[u8], tagged_stream: bool) -> Split<'_> {
         return out;
     }
     out
+}
+
+/// A wall-clock stamp followed by `host tag:` (syslog, journal).
+fn tagged<'a>(mut out: Split<'a>, ts: &'a [u8], (kernel, msg): (bool, &'a [u8])) -> Split<'a> {
+    out.has_prefix = true;
+    out.tagged = true;
+    out.stamp.raw = Some(ts);
+    out.stamp.wallclock = Some(ts);
+    out.kernel = kernel;
+    out.msg = msg;
+    if kernel { inner_dmesg(out) } else { out }
 }
 
 /// After a stamp: either `host kernel: msg` (journal / syslog with high-precision time),
