@@ -97,3 +97,66 @@ fn explains_a_real_memcg_oom_read_back_from_kmsg() {
     assert_eq!(ev["analysis"]["victim_rank"], 1);
     assert!(ev["time"]["monotonic_s"].as_f64().is_some());
 }
+
+/// `--follow` prints the event of an OOM that happens while it runs (JSON, one per line).
+#[test]
+fn follow_prints_a_new_oom_as_it_happens() {
+    use std::io::{BufRead, BufReader};
+    if !require(
+        std::fs::File::open("/dev/kmsg").is_ok(),
+        "read access to /dev/kmsg (root)",
+    ) {
+        return;
+    }
+    let Some(cg) = TestCgroup::new("explain-follow", 48 << 20) else {
+        return;
+    };
+    let mut follower = Reaped(
+        Command::new(bin())
+            .args(["explain", "--follow", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start explain --follow"),
+    );
+    let stdout = follower.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut hog = Reaped(
+        cg.spawn(
+            Command::new(bin())
+                .args(["hog", "--max", "256M", "--threads", "2"])
+                .stdout(Stdio::null()),
+        ),
+    );
+    assert!(
+        hog.wait_timeout(Duration::from_secs(60)).is_some(),
+        "hog not killed"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&line).expect("one JSON object per line");
+        if v["victim"]["pid"].as_i64() == Some(hog.pid() as i64) {
+            assert_eq!(v["kind"], "memcg");
+            assert_eq!(v["memcg"].as_str(), Some(cg.rel().as_str()));
+            return;
+        }
+        seen.push(line);
+    }
+    panic!(
+        "no event for hog {} within 20 s; saw {} others",
+        hog.pid(),
+        seen.len()
+    );
+}

@@ -564,8 +564,8 @@ fn why_line(ev: &OomEvent, a: &Analysis) -> Option<String> {
                 .or(ev.victim.as_ref().map(|v| v.pid))
     })?;
     let margin = a.margin_pages.unwrap_or(0);
-    let detail = if rank == 1 {
-        match a.ranking.iter().filter(|r| r.eligible).nth(1) {
+    if rank == 1 {
+        let detail = match a.ranking.iter().filter(|r| r.eligible).nth(1) {
             Some(next) => format!(
                 "ahead of {} (pid {}) by {} pages ({})",
                 next.name,
@@ -574,27 +574,20 @@ fn why_line(ev: &OomEvent, a: &Analysis) -> Option<String> {
                 pages(margin.unsigned_abs())
             ),
             None => "the only candidate".into(),
-        }
-    } else {
-        let top = a.ranking.iter().find(|r| r.eligible)?;
-        format!(
-            "{} (pid {}) scored {} pages more; the kernel's counters at selection time (per-CPU lag, a task exiting or already reaped) must have differed from the dump",
-            top.name,
-            top.pid,
-            margin.unsigned_abs()
-        )
-    };
+        };
+        return Some(format!(
+            "highest badness: rank 1 of {eligible} eligible tasks with {} pages{approx}; {detail}",
+            chosen.points
+        ));
+    }
+    let top = a.ranking.iter().find(|r| r.eligible)?;
     Some(format!(
-        "highest badness: rank {rank} of {eligible} eligible tasks with {} pages{approx}; {detail}",
-        chosen.points
+        "not the highest badness: rank {rank} of {eligible} eligible tasks with {} pages{approx}; {} (pid {}) scored {} pages more but was passed over. The kernel skips tasks it already killed and reaped (MMF_OOM_SKIP), tasks exiting or in vfork, and reads per-CPU counters that lag; the dump shows none of this",
+        chosen.points,
+        top.name,
+        top.pid,
+        margin.unsigned_abs()
     ))
-    .map(|s| {
-        if rank == 1 {
-            s
-        } else {
-            s.replacen("highest badness", "not the highest badness", 1)
-        }
-    })
 }
 
 /// One line for `--summary`: time, kind, victim, size, who asked, cgroup.
