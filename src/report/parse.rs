@@ -49,7 +49,16 @@ struct Current {
     cols: Option<Vec<Col>>,
     /// Inside Mem-Info (global memory counters are read only there).
     in_meminfo: bool,
+    /// Lines since the last one that belongs to a report (see [`STALE_AFTER_DUMP`]).
+    idle: u32,
 }
+
+/// An open report whose task dump has ended gets its kill line within a few lines; one that
+/// has not after this many unrelated lines was cut off (the log is truncated, or the kill was
+/// filtered out) and is closed, so the rest of the log is not read line by line.
+const STALE_AFTER_DUMP: u32 = 40;
+/// The same before the task dump (stack traces, Mem-Info, slab tables come first).
+const STALE_BEFORE_DUMP: u32 = 400;
 
 /// Parses kernel messages into [`OomEvent`]s; feed lines with [`Parser::push`].
 #[derive(Debug, Default)]
@@ -222,10 +231,24 @@ impl Parser {
         if t.is_empty() {
             return;
         }
+        if let Some(c) = self.cur.as_mut().filter(|c| !c.finished) {
+            c.idle += 1;
+            let dumped = c.ev.tasks.as_ref().is_some_and(|t| !t.is_empty());
+            if c.idle
+                > if dumped {
+                    STALE_AFTER_DUMP
+                } else {
+                    STALE_BEFORE_DUMP
+                }
+            {
+                c.finished = true;
+            }
+        }
         if msg[0] == b' ' && self.tentative.is_none() {
             // Stack frames and continuation lines: only Mem-Info's matter.
             if let Some(c) = self.cur.as_mut().filter(|c| !c.finished && c.in_meminfo) {
                 meminfo_counters(t, &mut c.ev.memory);
+                c.idle = 0;
             }
             return;
         }
@@ -236,6 +259,7 @@ impl Parser {
             && let Some(task) = dump_row(t, cols)
         {
             c.ev.tasks.get_or_insert_with(Vec::new).push(task);
+            c.idle = 0;
             return;
         }
         if let Some((_, _, left)) = &mut self.tentative {
@@ -330,6 +354,7 @@ impl Parser {
         }
         if t.starts_with(b"Mem-Info:") {
             c.in_meminfo = true;
+            c.idle = 0;
             return;
         }
         if let Some(rest) = t.strip_prefix(b"memory: usage ") {
@@ -372,6 +397,7 @@ impl Parser {
         }
         if !t.starts_with(b"Node ") && c.in_meminfo {
             meminfo_counters(t, &mut c.ev.memory);
+            c.idle = 0;
             return;
         }
         if let Some(j) = find(t, b" cpuset=")
