@@ -140,8 +140,11 @@ fn int_at(s: &[u8]) -> Option<(i64, usize)> {
         return None;
     }
     let n = neg as usize + digits;
-    let v: i64 = std::str::from_utf8(&t[..n]).ok()?.parse().ok()?;
-    Some((v, sp + n))
+    let mut v: i64 = 0;
+    for b in &t[neg as usize..n] {
+        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+    }
+    Some((if neg { -v } else { v }, sp + n))
 }
 
 fn uint_at(s: &[u8]) -> Option<u64> {
