@@ -13,12 +13,12 @@ use super::event::OomEvent;
 /// Failures to get at kernel log text.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot open {}: {source}", path.display())]
+    #[error("cannot open {}", path.display())]
     Open { path: PathBuf, source: io::Error },
-    #[error("cannot read {what}: {source}")]
+    #[error("cannot read {what}")]
     Read { what: String, source: io::Error },
     #[error(
-        "cannot read the kernel ring buffer {}: {source} (run as root, or give a log file such as /var/log/kern.log, or use --journalctl)",
+        "cannot read the kernel ring buffer {} (run as root, or give a log file such as /var/log/kern.log, or use --journalctl)",
         path.display()
     )]
     Kmsg { path: PathBuf, source: io::Error },
