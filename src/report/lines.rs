@@ -20,8 +20,9 @@ const MAX_JOINS: usize = 4;
 /// continuation is joined with a space; a wider one was cut at a terminal edge mid-word.
 const WORD_WRAP_WIDTH: usize = 78;
 
-/// Every line that can start, end or extend an OOM report outside its middle part.
-const KEYWORDS: [&str; 15] = [
+/// Every line that can start, end or extend an OOM report outside its middle part. (A
+/// `dump_header` frame matters only after a `PID:` line, when every line is read anyway.)
+const KEYWORDS: [&str; 14] = [
     "oom-killer",
     "Killed process",
     "Kill process",
@@ -36,7 +37,6 @@ const KEYWORDS: [&str; 15] = [
     "killable process",
     "PID: ",
     "Pid: ",
-    "dump_header",
 ];
 
 /// Finds the next keyword: SIMD Teddy where the CPU has it, else an Aho-Corasick automaton.
