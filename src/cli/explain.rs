@@ -1,9 +1,286 @@
-//! `oomguard explain`.
+//! `oomguard explain`: find the kernel OOM reports in kernel logs and explain each one.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct ExplainArgs {}
+use anyhow::Context;
+use serde::Serialize;
 
-pub fn run(_args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    super::not_built("explain")
+use super::UsageError;
+use crate::report::explain::{Analysis, analyse, render, summary_line};
+use crate::report::source::{self, Journal, KMSG, Kmsg};
+use crate::report::{OomEvent, events};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  oomguard explain                          the kernel ring buffer (/dev/kmsg; needs root)
+  oomguard explain /var/log/kern.log        every OOM report in a log
+  oomguard explain --summary /var/log/kern.log.*.gz   one line per event over rotated logs
+  dmesg -T | oomguard explain -             from standard input
+  oomguard explain --journalctl --since 2h  the journal's kernel messages of the last two hours
+  oomguard explain --kmsg --json            machine-readable, from the ring buffer
+  oomguard explain --follow                 print each new OOM event as the kernel reports it
+
+Reads dmesg (also -T, --time-format iso, -x), syslog, journalctl short formats, raw
+/dev/kmsg records and prefix-less text; .gz, .xz and .zst files are decompressed.
+Exit codes: 0 success (also when no report was found), 1 a source cannot be read, 2 bad usage.")]
+pub struct ExplainArgs {
+    /// Kernel log files (plain, .gz, .xz, .zst), or - for standard input. None: the kernel
+    /// ring buffer.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Read the kernel ring buffer (/dev/kmsg) to its end, without waiting.
+    #[arg(long, conflicts_with_all = ["paths", "journalctl"])]
+    pub kmsg: bool,
+    /// Read the kernel messages of the systemd journal (journalctl -k).
+    #[arg(long, conflicts_with = "paths")]
+    pub journalctl: bool,
+    /// Keep reading /dev/kmsg and print each new OOM event as it completes (JSON: one
+    /// object per line).
+    #[arg(long, conflicts_with_all = ["paths", "journalctl", "kmsg", "summary"])]
+    pub follow: bool,
+    /// One JSON document {"events": [...]} on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// One line per event (time, kind, victim, size, who asked, cgroup).
+    #[arg(long, conflicts_with = "json")]
+    pub summary: bool,
+    /// Only events at or after TIME: a DURATION ago (2h), RFC 3339, or 'YYYY-MM-DD[ HH:MM]'.
+    /// Events whose time cannot be placed are left out (counted on stderr).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+}
+
+/// One event of `--json`: the parsed facts plus the analysis.
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    #[serde(flatten)]
+    event: &'a OomEvent,
+    source: &'a str,
+    analysis: JsonAnalysis<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonAnalysis<'a> {
+    victim_rank: Option<usize>,
+    eligible_tasks: usize,
+    margin_pages: Option<i64>,
+    total_pages: Option<u64>,
+    approximate: bool,
+    not_by_badness: Option<&'a str>,
+    advice: &'a [String],
+}
+
+enum Src {
+    Stdin,
+    File(PathBuf),
+    Kmsg,
+    Journal,
+}
+
+impl Src {
+    fn name(&self) -> String {
+        match self {
+            Src::Stdin => "-".into(),
+            Src::File(p) => p.display().to_string(),
+            Src::Kmsg => KMSG.into(),
+            Src::Journal => "journalctl -k".into(),
+        }
+    }
+}
+
+/// Writes events as they come, in the chosen format.
+struct Out<'a, W: Write> {
+    w: W,
+    json: bool,
+    summary: bool,
+    json_lines: bool,
+    count: usize,
+    since: Option<jiff::Timestamp>,
+    boot: Option<jiff::Timestamp>,
+    now: &'a jiff::Zoned,
+    undated: usize,
+}
+
+impl<W: Write> Out<'_, W> {
+    fn begin(&mut self) -> io::Result<()> {
+        if self.json && !self.json_lines {
+            self.w.write_all(b"{\"events\": [")?;
+        } else if self.summary {
+            writeln!(self.w, "TIME  KIND  VICTIM  RSS  INVOKER  CGROUP")?;
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, mut ev: OomEvent, src: &str, live: bool) -> io::Result<()> {
+        // Live sources of this boot: place seconds-since-boot on the wall clock.
+        if live
+            && ev.time.wallclock.is_none()
+            && let (Some(m), Some(boot)) = (ev.time.monotonic_s, self.boot)
+            && let Ok(t) = boot.checked_add(jiff::SignedDuration::from_secs_f64(m))
+        {
+            ev.time.wallclock = Some(
+                t.to_zoned(self.now.time_zone().clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+                    .to_string(),
+            );
+        }
+        let ev = &ev;
+        if let Some(since) = self.since {
+            let boot = if live { self.boot } else { None };
+            match crate::report::time::instant(&ev.time, boot, self.now) {
+                Some(t) if t >= since => {}
+                Some(_) => return Ok(()),
+                None => {
+                    self.undated += 1;
+                    return Ok(());
+                }
+            }
+        }
+        self.count += 1;
+        if self.json {
+            let a: Analysis = analyse(ev);
+            let j = JsonEvent {
+                event: ev,
+                source: src,
+                analysis: JsonAnalysis {
+                    victim_rank: a.victim_rank,
+                    eligible_tasks: a.ranking.iter().filter(|r| r.eligible).count(),
+                    margin_pages: a.margin_pages,
+                    total_pages: a.total_pages,
+                    approximate: a.approximate,
+                    not_by_badness: a.not_by_badness.as_deref(),
+                    advice: &a.advice,
+                },
+            };
+            if self.json_lines {
+                serde_json::to_writer(&mut self.w, &j)?;
+                self.w.write_all(b"\n")?;
+                self.w.flush()?;
+            } else {
+                if self.count > 1 {
+                    self.w.write_all(b",")?;
+                }
+                self.w.write_all(b"\n  ")?;
+                serde_json::to_writer(&mut self.w, &j)?;
+            }
+        } else if self.summary {
+            writeln!(self.w, "{}", summary_line(ev))?;
+        } else {
+            if self.count > 1 {
+                writeln!(self.w)?;
+            }
+            write!(self.w, "[{}] {src}: {}", self.count, render(ev))?;
+            self.w.flush()?;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, sources: &str) -> io::Result<()> {
+        if self.json && !self.json_lines {
+            self.w.write_all(b"\n]}\n")?;
+        } else if self.count == 0 && !self.summary {
+            writeln!(self.w, "No kernel OOM report found in {sources}.")?;
+        }
+        self.w.flush()?;
+        if self.undated > 0 {
+            eprintln!(
+                "oomguard: {} event(s) left out by --since: their time is not in the log",
+                self.undated
+            );
+        }
+        Ok(())
+    }
+}
+
+/// When this machine booted (now minus /proc/uptime), for monotonic stamps of live sources.
+fn boot_time(now: &jiff::Zoned) -> Option<jiff::Timestamp> {
+    let up = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs: f64 = up.split_whitespace().next()?.parse().ok()?;
+    now.timestamp()
+        .checked_sub(jiff::SignedDuration::from_secs_f64(secs))
+        .ok()
+}
+
+pub fn run(a: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let now = jiff::Zoned::now();
+    let since = match &a.since {
+        Some(s) => Some(crate::report::time::parse_since(s, &now).map_err(UsageError)?),
+        None => None,
+    };
+    let stdout = io::stdout();
+    let mut out = Out {
+        w: io::BufWriter::new(stdout.lock()),
+        json: a.json,
+        summary: a.summary,
+        json_lines: a.follow,
+        count: 0,
+        since,
+        boot: boot_time(&now),
+        now: &now,
+        undated: 0,
+    };
+    if a.follow {
+        out.begin()?;
+        source::follow_kmsg(Path::new(KMSG), std::time::Duration::from_secs(3), |ev| {
+            out.event(ev, KMSG, true)
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sources: Vec<Src> = if a.kmsg || (a.paths.is_empty() && !a.journalctl) {
+        vec![Src::Kmsg]
+    } else if a.journalctl {
+        vec![Src::Journal]
+    } else {
+        a.paths
+            .iter()
+            .map(|p| {
+                if p.as_os_str() == "-" {
+                    Src::Stdin
+                } else {
+                    Src::File(p.clone())
+                }
+            })
+            .collect()
+    };
+    if sources.iter().filter(|s| matches!(s, Src::Stdin)).count() > 1 {
+        return Err(UsageError("'-' (standard input) can be given only once".into()).into());
+    }
+    out.begin()?;
+    let names: Vec<String> = sources.iter().map(Src::name).collect();
+    for src in &sources {
+        let name = src.name();
+        let mut journal = None;
+        let (reader, live): (Box<dyn BufRead>, bool) = match src {
+            Src::Stdin => (
+                source::decompress(BufReader::with_capacity(256 * 1024, io::stdin()))
+                    .context("reading standard input")?,
+                false,
+            ),
+            Src::File(p) => (source::open_file(p)?, false),
+            Src::Kmsg => (
+                Box::new(BufReader::with_capacity(
+                    256 * 1024,
+                    Kmsg::open(Path::new(KMSG), true)?,
+                )),
+                true,
+            ),
+            Src::Journal => {
+                let mut j = Journal::spawn()?;
+                let stdout = j.child.stdout.take().context("journalctl stdout")?;
+                journal = Some(j);
+                (Box::new(BufReader::with_capacity(256 * 1024, stdout)), true)
+            }
+        };
+        for ev in events(reader) {
+            let ev = ev.with_context(|| format!("reading {name}"))?;
+            out.event(ev, &name, live)?;
+        }
+        if let Some(j) = journal {
+            j.finish()?;
+        }
+    }
+    out.end(&names.join(", "))?;
+    Ok(ExitCode::SUCCESS)
 }

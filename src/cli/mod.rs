@@ -148,8 +148,3 @@ pub(crate) fn policy_rules(
     rules.extend(config.rules.iter().cloned());
     Ok(rules)
 }
-
-/// Placeholder for a subcommand that is not built yet: says so plainly and fails.
-pub(crate) fn not_built(name: &str) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("'oomguard {name}' is not built yet in this version")
-}

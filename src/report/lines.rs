@@ -1,0 +1,327 @@
+//! Streaming logical lines of a kernel log: physical lines split into prefix and message,
+//! wrapped continuation lines re-joined, other programs' lines dropped. Memory stays bounded
+//! (one buffer, lines longer than [`MAX_LINE`] are cut). While the parser does not need every
+//! line, the reader jumps between lines holding an OOM keyword (a multi-pattern search over
+//! the buffer), which keeps it near `grep` speed on long logs.
+
+use std::io::{self, Read};
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
+
+use super::prefix::{Stamp, split};
+
+/// Longest line kept; the rest of a longer line is dropped.
+pub const MAX_LINE: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
+/// Most wrapped continuation lines joined to one message.
+const MAX_JOINS: usize = 4;
+/// A wrapped line at most this wide was wrapped at a word boundary (mail clients), so the
+/// continuation is joined with a space; a wider one was cut at a terminal edge mid-word.
+const WORD_WRAP_WIDTH: usize = 78;
+
+/// Every line that can start, end or extend an OOM report outside its middle part. (A
+/// `dump_header` frame matters only after a `PID:` line, when every line is read anyway.)
+const KEYWORDS: [&str; 14] = [
+    "oom-killer",
+    "Killed process",
+    "Kill process",
+    "kill process",
+    "oom-kill:",
+    "oom_reaper",
+    "Task in ",
+    "Tasks in ",
+    "Memory limit reached",
+    "]   uid",
+    "Kernel panic",
+    "killable process",
+    "PID: ",
+    "Pid: ",
+];
+
+/// Finds the next keyword: SIMD Teddy where the CPU has it, else an Aho-Corasick automaton.
+enum Finder {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Finder {
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match self {
+            Finder::Packed(s) => s.find(hay).map(|m| m.start()),
+            Finder::Automaton(a) => a.find(hay).map(|m| m.start()),
+        }
+    }
+}
+
+fn keywords() -> &'static Finder {
+    static F: OnceLock<Finder> = OnceLock::new();
+    F.get_or_init(|| {
+        let mut b = aho_corasick::packed::Config::new().builder();
+        b.extend(KEYWORDS);
+        match b.build() {
+            Some(s) => Finder::Packed(s),
+            None => Finder::Automaton(AhoCorasick::new(KEYWORDS).expect("static patterns")),
+        }
+    })
+}
+
+/// One kernel message: text without prefix, and its stamp.
+#[derive(Debug)]
+pub struct Logical<'a> {
+    pub msg: &'a [u8],
+    pub stamp: Stamp<'a>,
+}
+
+/// Reads logical kernel lines from any byte stream.
+pub struct LogLines<R> {
+    reader: R,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    tagged: bool,
+    joined: Vec<u8>,
+    /// The prefix split of the line at `pos`, when already computed.
+    peek: Option<Off>,
+}
+
+impl<R: Read> LogLines<R> {
+    pub fn new(reader: R) -> Self {
+        LogLines {
+            reader,
+            buf: Vec::with_capacity(CHUNK),
+            pos: 0,
+            eof: false,
+            tagged: false,
+            joined: Vec::new(),
+            peek: None,
+        }
+    }
+
+    /// Drops consumed bytes and reads more. False at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + CHUNK, 0);
+        loop {
+            match self.reader.read(&mut self.buf[old..]) {
+                Ok(0) => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.buf.truncate(old + n);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// End (exclusive, without newline) and next start of the physical line at `from`
+    /// (relative to `pos`), reading more input as needed. None at end of input.
+    fn line_at(&mut self, from: usize) -> io::Result<Option<(usize, usize)>> {
+        loop {
+            let start = self.pos + from;
+            let avail = &self.buf[start.min(self.buf.len())..];
+            if let Some(nl) = memchr::memchr(b'\n', &avail[..avail.len().min(MAX_LINE)]) {
+                return Ok(Some((from + nl, from + nl + 1)));
+            }
+            if avail.len() >= MAX_LINE {
+                // Cut an over-long line; the remainder is read as further lines.
+                return Ok(Some((from + MAX_LINE, from + MAX_LINE)));
+            }
+            if !self.fill()? {
+                let avail = self.buf.len().saturating_sub(self.pos + from);
+                if avail == 0 {
+                    return Ok(None);
+                }
+                return Ok(Some((from + avail, from + avail)));
+            }
+        }
+    }
+
+    fn text(&self, from: usize, end: usize) -> &[u8] {
+        let s = &self.buf[self.pos + from..self.pos + end];
+        s.strip_suffix(b"\r").unwrap_or(s)
+    }
+
+    /// With `skip`, moves `pos` to the start of the next line holding a keyword (or of the
+    /// prefixed line it continues). False at end of input.
+    fn skip_to_candidate(&mut self) -> io::Result<bool> {
+        loop {
+            let hay = &self.buf[self.pos..];
+            if let Some(m) = keywords().find(hay) {
+                let mut start = memchr::memrchr(b'\n', &hay[..m]).map_or(0, |i| i + 1);
+                // A keyword on a wrapped continuation line: start at the line it continues.
+                let line_end = memchr::memchr(b'\n', &hay[m..]).map_or(hay.len(), |e| m + e);
+                for _ in 0..MAX_JOINS {
+                    if start == 0 || split(&hay[start..line_end], self.tagged).has_prefix {
+                        break;
+                    }
+                    let prev = memchr::memrchr(b'\n', &hay[..start - 1]).map_or(0, |i| i + 1);
+                    if split(&hay[prev..start - 1], self.tagged).has_prefix {
+                        start = prev;
+                        break;
+                    }
+                    start = prev;
+                }
+                self.pos += start;
+                return Ok(true);
+            }
+            // Keep only the unfinished last line (a keyword may complete in it).
+            let keep = memchr::memrchr(b'\n', hay).map_or(0, |i| i + 1);
+            self.pos += keep;
+            if !self.fill()? {
+                return Ok(self.pos < self.buf.len());
+            }
+        }
+    }
+
+    /// The next kernel message. With `skip`, lines without an OOM keyword may be skipped.
+    pub fn next_line(&mut self, skip: bool) -> io::Result<Option<Logical<'_>>> {
+        loop {
+            if skip {
+                let before = self.pos;
+                if !self.skip_to_candidate()? {
+                    return Ok(None);
+                }
+                if self.pos != before {
+                    self.peek = None;
+                }
+            }
+            let Some((end0, mut next)) = self.line_at(0)? else {
+                return Ok(None);
+            };
+            let first = match self.peek.take() {
+                Some(p) => p,
+                None => offsets(self.text(0, end0), self.tagged),
+            };
+            self.tagged |= first.tagged;
+            let mut joins: Vec<(usize, usize, bool)> = Vec::new();
+            let mut prev_width = end0;
+            let mut peek = None;
+            if first.has_prefix {
+                for _ in 0..MAX_JOINS {
+                    let Some((e, n)) = self.line_at(next)? else {
+                        break;
+                    };
+                    let t = self.text(next, e);
+                    if t.is_empty() {
+                        break;
+                    }
+                    if first.kmsg {
+                        if t[0] == b' ' {
+                            next = n; // record metadata ("SUBSYSTEM=…")
+                            continue;
+                        }
+                        break;
+                    }
+                    let o = offsets(t, self.tagged);
+                    if o.has_prefix || !continues(t) {
+                        peek = Some(o);
+                        break;
+                    }
+                    joins.push((next, e, prev_width <= WORD_WRAP_WIDTH));
+                    prev_width = e - next;
+                    next = n;
+                }
+            }
+            let base = self.pos;
+            let line_len = self.text(0, end0).len();
+            self.pos += next;
+            self.peek = peek;
+            if !first.kernel {
+                continue;
+            }
+            let whole = &self.buf[base..base + line_len];
+            let stamp = first.stamp(whole);
+            let msg = &whole[first.msg..];
+            if joins.is_empty() {
+                return Ok(Some(Logical { msg, stamp }));
+            }
+            self.joined.clear();
+            self.joined.extend_from_slice(msg);
+            for (s, e, space) in joins {
+                let mut t = &self.buf[base + s..base + e];
+                t = t.strip_suffix(b"\r").unwrap_or(t);
+                if space && !self.joined.is_empty() {
+                    self.joined.push(b' ');
+                }
+                self.joined.extend_from_slice(t);
+                if self.joined.len() > MAX_LINE {
+                    break;
+                }
+            }
+            return Ok(Some(Logical {
+                msg: &self.joined,
+                stamp,
+            }));
+        }
+    }
+}
+
+/// A [`Split`] as offsets into its line, so it can be kept while the buffer moves.
+#[derive(Debug, Clone, Copy)]
+struct Off {
+    msg: usize,
+    raw: Option<(usize, usize)>,
+    wall: Option<(usize, usize)>,
+    mono: Option<f64>,
+    kernel: bool,
+    has_prefix: bool,
+    kmsg: bool,
+    tagged: bool,
+}
+
+impl Off {
+    fn stamp<'a>(&self, line: &'a [u8]) -> Stamp<'a> {
+        let at = |r: Option<(usize, usize)>| r.and_then(|(a, b)| line.get(a..b));
+        Stamp {
+            raw: at(self.raw),
+            monotonic_s: self.mono,
+            wallclock: at(self.wall),
+        }
+    }
+}
+
+fn offsets(line: &[u8], tagged: bool) -> Off {
+    let s = split(line, tagged);
+    let base = line.as_ptr() as usize;
+    let rel = |x: &[u8]| {
+        let a = (x.as_ptr() as usize).saturating_sub(base);
+        (a, a + x.len())
+    };
+    Off {
+        msg: line.len() - s.msg.len(),
+        raw: s.stamp.raw.map(rel),
+        wall: s.stamp.wallclock.map(rel),
+        mono: s.stamp.monotonic_s,
+        kernel: s.kernel,
+        has_prefix: s.has_prefix,
+        kmsg: s.kmsg,
+        tagged: s.tagged,
+    }
+}
+
+/// Whether an unprefixed line can be the wrapped rest of the line before: not an elision
+/// mark a person left (`[...]`, `<trim>`, `...`, `(...snipped...)`).
+fn continues(t: &[u8]) -> bool {
+    !(t.starts_with(b"[") || t.starts_with(b"<") || t.starts_with(b"...") || t.starts_with(b"(..."))
+}

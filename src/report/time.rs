@@ -1,0 +1,178 @@
+//! Event times as instants, for `--since`: the wall-clock text of a line prefix (dmesg -T,
+//! iso, syslog, journal formats), or seconds since boot plus a known boot time (live sources).
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+
+use super::event::Time;
+
+/// The instant of an event time. `boot`: when the machine whose monotonic stamps these are
+/// booted (only for live sources of this boot). `now`: to place year-less syslog dates.
+pub fn instant(t: &Time, boot: Option<Timestamp>, now: &Zoned) -> Option<Timestamp> {
+    if let Some(w) = &t.wallclock
+        && let Some(ts) = parse_wallclock(w, now)
+    {
+        return Some(ts);
+    }
+    let m = t.monotonic_s?;
+    let boot = boot?;
+    boot.checked_add(jiff::SignedDuration::from_secs_f64(m))
+        .ok()
+}
+
+/// Wall-clock text in any of the prefix formats, read in the system time zone unless it
+/// carries an offset.
+pub fn parse_wallclock(w: &str, now: &Zoned) -> Option<Timestamp> {
+    let tz = now.time_zone().clone();
+    let w = w.trim();
+    if let Ok(ts) = w.parse::<Timestamp>() {
+        return Some(ts);
+    }
+    // ISO with a ",frac" or an offset without colon: normalise.
+    let norm = w.replacen(',', ".", 1);
+    if let Ok(ts) = norm.parse::<Timestamp>() {
+        return Some(ts);
+    }
+    if let Ok(z) =
+        jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%.f%z", &norm).and_then(|b| b.to_timestamp())
+    {
+        return Some(z);
+    }
+    if let Ok(dt) = norm.replacen(' ', "T", 1).parse::<DateTime>() {
+        return local(dt, &tz);
+    }
+    // journal short-full: "Mon 2024-01-02 03:04:05 UTC"
+    if w.len() > 4 && w.as_bytes()[3] == b' ' {
+        let rest = &w[4..];
+        let mut it = rest.splitn(3, ' ');
+        if let (Some(d), Some(t), zone) = (it.next(), it.next(), it.next())
+            && let Ok(dt) = format!("{d}T{t}").parse::<DateTime>()
+        {
+            let tz = match zone {
+                Some("UTC") | Some("GMT") => TimeZone::UTC,
+                _ => tz.clone(),
+            };
+            if let Some(ts) = local(dt, &tz) {
+                return Some(ts);
+            }
+        }
+    }
+    // short-unix: seconds since the epoch.
+    if let Ok(secs) = w.parse::<f64>() {
+        return Timestamp::from_second(secs as i64).ok();
+    }
+    // dmesg -T: "Thu May 14 23:17:24 2020"
+    if let Ok(b) = jiff::fmt::strtime::parse("%a %b %e %H:%M:%S %Y", w)
+        && let Ok(dt) = b.to_datetime()
+    {
+        return local(dt, &tz);
+    }
+    // syslog: "May 19 18:14:43[.frac]" — the year is not printed: this year, or the last
+    // one when that would lie in the future.
+    let base = w.split('.').next().unwrap_or(w);
+    let year = now.year();
+    for y in [year, year - 1] {
+        if let Ok(b) = jiff::fmt::strtime::parse("%b %e %H:%M:%S %Y", format!("{base} {y}"))
+            && let Ok(dt) = b.to_datetime()
+            && let Some(ts) = local(dt, &tz)
+            && ts <= now.timestamp() + jiff::SignedDuration::from_hours(24)
+        {
+            return Some(ts);
+        }
+    }
+    None
+}
+
+fn local(dt: DateTime, tz: &TimeZone) -> Option<Timestamp> {
+    dt.to_zoned(tz.clone()).ok().map(|z| z.timestamp())
+}
+
+/// `--since` values: a DURATION ago (`2h`, `30m`), RFC 3339, or `YYYY-MM-DD[ HH:MM[:SS]]`
+/// in the system time zone.
+pub fn parse_since(s: &str, now: &Zoned) -> Result<Timestamp, String> {
+    if let Ok(d) = s.parse::<crate::values::Dur>() {
+        let d = jiff::SignedDuration::try_from(d.0).map_err(|e| e.to_string())?;
+        return now
+            .timestamp()
+            .checked_sub(d)
+            .map_err(|e| format!("--since {s}: {e}"));
+    }
+    if let Some(ts) = parse_wallclock(s, now) {
+        return Ok(ts);
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>()
+        && let Some(ts) = local(
+            d.to_datetime(jiff::civil::Time::midnight()),
+            now.time_zone(),
+        )
+    {
+        return Ok(ts);
+    }
+    if let Ok(dt) = format!("{}:00", s.replacen(' ', "T", 1)).parse::<DateTime>()
+        && let Some(ts) = local(dt, now.time_zone())
+    {
+        return Ok(ts);
+    }
+    Err(format!(
+        "--since '{s}': expected a DURATION ago (2h, 30m), RFC 3339 (2026-11-30T18:00:00Z) or 'YYYY-MM-DD[ HH:MM[:SS]]'"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Zoned {
+        "2026-11-30T18:00:00[UTC]".parse().unwrap()
+    }
+
+    #[test]
+    fn wallclock_formats() {
+        let n = now();
+        let ts = |s: &str| parse_wallclock(s, &n).map(|t| t.to_string());
+        assert_eq!(
+            ts("2024-02-20T19:15:36Z").as_deref(),
+            Some("2024-02-20T19:15:36Z")
+        );
+        assert_eq!(
+            ts("2024-02-20T19:15:36,500000+00:00").as_deref(),
+            Some("2024-02-20T19:15:36.5Z")
+        );
+        assert_eq!(
+            ts("Thu May 14 23:17:24 2020").as_deref(),
+            Some("2020-05-14T23:17:24Z")
+        );
+        assert_eq!(
+            ts("May 19 18:14:43").as_deref(),
+            Some("2026-05-19T18:14:43Z")
+        );
+        assert_eq!(
+            ts("Dec 19 18:14:43").as_deref(),
+            Some("2025-12-19T18:14:43Z")
+        );
+        assert_eq!(
+            ts("Mon 2024-01-01 03:04:05 UTC").as_deref(),
+            Some("2024-01-01T03:04:05Z")
+        );
+        assert_eq!(ts("1700000000.5").as_deref(), Some("2023-11-14T22:13:20Z"));
+    }
+
+    #[test]
+    fn since_values() {
+        let n = now();
+        assert_eq!(
+            parse_since("2h", &n).unwrap().to_string(),
+            "2026-11-30T16:00:00Z"
+        );
+        assert_eq!(
+            parse_since("2026-11-30", &n).unwrap().to_string(),
+            "2026-11-30T00:00:00Z"
+        );
+        assert_eq!(
+            parse_since("2026-11-30 17:30", &n).unwrap().to_string(),
+            "2026-11-30T17:30:00Z"
+        );
+        assert!(parse_since("yesterday-ish", &n).is_err());
+    }
+}
