@@ -238,14 +238,26 @@ fn has_limit(dir: &Path, version: CgVersion) -> bool {
 /// kernel's own "Killed process" line, trimmed. A stand-in until `explain` can summarise the
 /// whole report (see [`summarise_kill_line`]).
 pub fn last_oom_kills(root: &Root, n: usize) -> Vec<String> {
-    let text = read_kmsg(&root.path("dev/kmsg"));
-    let mut kills: Vec<String> = text
-        .lines()
-        .filter_map(summarise_kill_line)
-        .collect::<Vec<_>>();
+    // The kernel log read through `explain`'s parser: one summary per OOM invocation.
+    let events = crate::report::source::read_kmsg_at(&root.path("dev/kmsg")).unwrap_or_default();
+    let mut kills: Vec<String> = events.iter().filter_map(summarise_event).collect();
     let skip = kills.len().saturating_sub(n);
     kills.drain(..skip);
     kills
+}
+
+/// One parsed OOM event → `"memcg OOM killed 123 (hog), anon-rss 512 MiB"` (kills only).
+pub fn summarise_event(ev: &crate::report::OomEvent) -> Option<String> {
+    let v = ev.victim.as_ref()?;
+    let kind = match ev.kind {
+        Some(crate::report::Kind::Memcg) => "memcg OOM",
+        _ => "OOM",
+    };
+    let who = format!("{} ({})", v.pid, v.comm.as_deref().unwrap_or("?"));
+    Some(match v.anon_rss_kb {
+        Some(kb) => format!("{kind} killed {who}, anon-rss {} MiB", kb / 1024),
+        None => format!("{kind} killed {who}"),
+    })
 }
 
 /// One kernel log line → a short summary if it is an OOM kill line.
@@ -272,38 +284,6 @@ pub fn summarise_kill_line(line: &str) -> Option<String> {
     })
 }
 
-/// The kernel log buffer: `/dev/kmsg` read without blocking (a plain file in fixtures).
-fn read_kmsg(path: &Path) -> String {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let Ok(mut f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    else {
-        return String::new();
-    };
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                if !out.ends_with(b"\n") {
-                    out.push(b'\n');
-                }
-            }
-            // EPIPE: a record was overwritten while reading; go on with the next.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(_) => break,
-        }
-        if out.len() > 16 << 20 {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 #[cfg(test)]
 mod tests {
