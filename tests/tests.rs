@@ -6,6 +6,7 @@ mod doctor;
 mod drill;
 mod explain_corpus;
 mod explain_formats;
+mod explain_fuzz_regressions;
 mod explain_props;
 mod explain_real;
 mod fleet_events;

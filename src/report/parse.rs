@@ -905,7 +905,11 @@ fn dump_row(t: &[u8], cols: &[Col]) -> Option<Task> {
         }
     }
     if task.pgtables_bytes.is_none() && ptes.is_some() {
-        task.pgtables_bytes = Some((ptes.unwrap_or(0) + pmds.unwrap_or(0)) * 4096);
+        task.pgtables_bytes = Some(
+            ptes.unwrap_or(0)
+                .saturating_add(pmds.unwrap_or(0))
+                .saturating_mul(4096),
+        );
     }
     let name = trim_start(rest);
     if name.is_empty() || rest.first().is_none_or(|b| *b != b' ') {
