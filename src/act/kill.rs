@@ -9,11 +9,34 @@ use rustix::process::Signal;
 use serde::Serialize;
 
 use super::pidfd::{Target, TargetError};
-use crate::decide::victim::{Candidate, Ranker};
+use crate::decide::victim::Candidate;
 use crate::sense::cgroup::{CgVersion, memory_path_of};
 use crate::sense::procs::ProcReader;
 use crate::sense::scope::Scope;
 use crate::values::KillUnit;
+
+/// The live descendants of `root` from a fresh walk of /proc (parent links from `stat`), with
+/// their start times; never PID 1 or oomguard itself.
+pub fn descendants_now(reader: &mut ProcReader, root: i32) -> Vec<(i32, u64)> {
+    let mut pids = Vec::new();
+    let _ = reader.pids(&mut pids);
+    let me = std::process::id() as i32;
+    let links: Vec<(i32, i32, u64)> = pids
+        .iter()
+        .filter_map(|&p| reader.stat(p).map(|s| (p, s.ppid, s.starttime)))
+        .collect();
+    let mut out: Vec<(i32, u64)> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(p, ppid, start) in &links {
+            if ppid == parent && p != me && p != 1 && !out.iter().any(|&(x, _)| x == p) {
+                out.push((p, start));
+                frontier.push(p);
+            }
+        }
+    }
+    out
+}
 
 /// One signal sent.
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +79,6 @@ impl Kill {
     /// pinned (gone or PID reused); members of the unit that vanish are skipped.
     pub fn plan(
         reader: &mut ProcReader,
-        ranker: &Ranker,
         scope: &Scope,
         unit: KillUnit,
         victim: &Candidate,
@@ -76,7 +98,8 @@ impl Kill {
         match unit {
             KillUnit::Process => {}
             KillUnit::Tree => {
-                for (pid, start) in ranker.descendants(victim.pid) {
+                // A fresh walk of /proc, not the ranker's table: a storm forks faster than scans.
+                for (pid, start) in descendants_now(reader, victim.pid) {
                     if let Ok(t) = Target::open(reader, pid, start) {
                         kill.others.push(t);
                     }

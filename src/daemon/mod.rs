@@ -595,7 +595,6 @@ impl Daemon {
 
         let mut kill = match Kill::plan(
             &mut self.reader,
-            &self.ranker,
             &self.scope,
             self.s.kill_unit,
             &victim,

@@ -24,7 +24,6 @@ use crate::sense::scope::Scope;
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     starttime: u64,
-    ppid: i32,
     /// A hash of the name: a change means exec or a rename, so the rules are matched again.
     comm_hash: u64,
     rss_pages: u64,
@@ -237,7 +236,6 @@ impl Ranker {
     fn new_entry(&self, reader: &mut ProcReader, policy: &Policy, st: &Stat) -> Entry {
         let mut e = Entry {
             starttime: st.starttime,
-            ppid: st.ppid,
             comm_hash: comm_hash(&st.comm),
             rss_pages: st.rss_pages,
             swap_pages: 0,
@@ -411,23 +409,6 @@ impl Ranker {
         sel.victim = sel.candidates.first().cloned();
         sel
     }
-
-    /// The live descendants of `pid` known to the table (for `--kill-unit tree`), children
-    /// before grandchildren, with their start times.
-    pub fn descendants(&self, pid: i32) -> Vec<(i32, u64)> {
-        let mut out: Vec<(i32, u64)> = Vec::new();
-        let mut frontier = vec![pid];
-        while let Some(p) = frontier.pop() {
-            for (&c, e) in &self.table {
-                if e.ppid == p && c != self.self_pid && c != 1 && !out.iter().any(|&(x, _)| x == c)
-                {
-                    out.push((c, e.starttime));
-                    frontier.push(c);
-                }
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -588,24 +569,5 @@ mod tests {
         fs::write(&st, t).unwrap();
         let sel = r.select(&mut reader, &policy, 0);
         assert_eq!(sel.in_progress.as_ref().map(|p| p.0), Some(103));
-    }
-
-    #[test]
-    fn descendants_follow_ppid_links() {
-        let fx = Fixture::new();
-        let root = fx.dir.path();
-        for (pid, ppid) in [(200, 100), (201, 200), (202, 100)] {
-            proc(root, pid, "child", 'S', 0, 700 + pid as u64, 10, 0, 0);
-            let p = root.join(format!("proc/{pid}/stat"));
-            let t = fs::read_to_string(&p)
-                .unwrap()
-                .replacen(" S 1 ", &format!(" S {ppid} "), 1);
-            fs::write(p, t).unwrap();
-        }
-        let policy = Policy::default();
-        let (r, _) = ranked(&fx, &policy);
-        let mut d: Vec<i32> = r.descendants(100).into_iter().map(|x| x.0).collect();
-        d.sort();
-        assert_eq!(d, [200, 201, 202]);
     }
 }

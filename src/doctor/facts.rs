@@ -284,7 +284,6 @@ pub fn summarise_kill_line(line: &str) -> Option<String> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
