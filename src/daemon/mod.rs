@@ -245,18 +245,7 @@ impl Daemon {
             } else {
                 " (no swap: memory alone counts)".into()
             },
-            {
-                let pg = self.pgalloc();
-                let tp = mem.totalpages(self.reader.page_kb);
-                self.ranker.refresh(
-                    &mut self.reader,
-                    &mut self.scope,
-                    &self.s.policy,
-                    tp,
-                    mem.swap_total_kb > mem.swap_free_kb,
-                    pg,
-                )
-            },
+            self.refresh(&mem),
             self.waker.describe(),
             self.log.path().display()
         );

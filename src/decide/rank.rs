@@ -569,8 +569,19 @@ impl Ranker {
         let mut facts = LazyFacts::new(&mut self.reader, pid, &name, uid, cgroup.as_deref());
         let rule = self.policy.rules.iter().position(|r| r.matches(&mut facts));
         let daemon = name == "oomguard" && facts.cmdline().is_some_and(is_daemon_cmdline);
-        let unread_exe = matches!(facts.exe, Some(None));
-        let unread_cmdline = matches!(facts.cmdline, Some(None));
+        let mut unread_exe = matches!(facts.exe, Some(None));
+        let mut unread_cmdline = matches!(facts.cmdline, Some(None));
+        let mut unread_cgroup = unread_cgroup;
+        // A failed read of a process that has since exited is a vanished process, dropped
+        // silently; only a living one counts as unreadable.
+        if (unread_exe || unread_cmdline || unread_cgroup)
+            && self
+                .reader
+                .stat(pid)
+                .is_none_or(|s| s.starttime != starttime)
+        {
+            (unread_exe, unread_cmdline, unread_cgroup) = (false, false, false);
+        }
         Cached {
             starttime,
             comm: *comm,
