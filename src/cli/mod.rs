@@ -122,29 +122,42 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
     }
 }
 
-/// The rules of the contract's order: `--protect/--prefer/--avoid REGEX` flags first (name-only
-/// rules), then the config file's rules in file order.
-pub(crate) fn policy_rules(
-    protect: &[String],
-    prefer: &[String],
-    avoid: &[String],
-    config: &crate::config::Config,
-) -> Result<Vec<crate::decide::policy::Rule>, UsageError> {
-    use crate::decide::policy::{Rule, RuleKind};
-    let mut rules = Vec::new();
-    for (kind, list) in [
-        (RuleKind::Protect, protect),
-        (RuleKind::Prefer, prefer),
-        (RuleKind::Avoid, avoid),
-    ] {
-        for re in list {
-            rules.push(
-                Rule::name_only(kind, re).map_err(|e| {
+/// `--protect/--prefer/--avoid REGEX` (repeatable): rules with only `name`, shared by every
+/// subcommand that applies the policy.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RuleFlags {
+    /// Never choose processes whose name matches (repeatable; a `[[protect]]` rule with only `name`).
+    #[arg(long, value_name = "REGEX")]
+    pub protect: Vec<String>,
+    /// Choose matching processes first (scored as if oom_score_adj were 300 higher).
+    #[arg(long, value_name = "REGEX")]
+    pub prefer: Vec<String>,
+    /// Choose matching processes last (scored as if oom_score_adj were 300 lower).
+    #[arg(long, value_name = "REGEX")]
+    pub avoid: Vec<String>,
+}
+
+impl RuleFlags {
+    /// The rules in the contract's order: these flags first, then the config file's rules in
+    /// file order.
+    pub fn rules(
+        &self,
+        config: &crate::config::Config,
+    ) -> Result<Vec<crate::decide::policy::Rule>, UsageError> {
+        use crate::decide::policy::{Rule, RuleKind};
+        let mut rules = Vec::new();
+        for (kind, list) in [
+            (RuleKind::Protect, &self.protect),
+            (RuleKind::Prefer, &self.prefer),
+            (RuleKind::Avoid, &self.avoid),
+        ] {
+            for re in list {
+                rules.push(Rule::name_only(kind, re).map_err(|e| {
                     UsageError(format!("--{} '{re}': bad regex: {e}", kind.as_str()))
-                })?,
-            );
+                })?);
+            }
         }
+        rules.extend(config.rules.iter().cloned());
+        Ok(rules)
     }
-    rules.extend(config.rules.iter().cloned());
-    Ok(rules)
 }

@@ -62,15 +62,8 @@ pub struct RunArgs {
     /// Pressure trigger some|full:PCT:DURATION, e.g. full:20:2s.
     #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<PsiSpec>())]
     pub psi: Option<PsiSpec>,
-    /// Never choose processes whose name matches (repeatable; a `[[protect]]` rule with only `name`).
-    #[arg(long, value_name = "REGEX")]
-    pub protect: Vec<String>,
-    /// Choose matching processes first (scored as if oom_score_adj were 300 higher).
-    #[arg(long, value_name = "REGEX")]
-    pub prefer: Vec<String>,
-    /// Choose matching processes last (scored as if oom_score_adj were 300 lower).
-    #[arg(long, value_name = "REGEX")]
-    pub avoid: Vec<String>,
+    #[command(flatten)]
+    pub rules: super::RuleFlags,
     /// What one decision kills: process, tree (with descendants) or cgroup (the victim's leaf group).
     #[arg(long, value_name = "UNIT", value_parser = |s: &str| s.parse::<KillUnit>())]
     pub kill_unit: Option<KillUnit>,
@@ -105,7 +98,7 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     let users = passwd_lookup(root.as_path());
     let cfg = Config::load(args.config.as_deref(), &users)?;
     let r = &cfg.run;
-    let rules = super::policy_rules(&args.protect, &args.prefer, &args.avoid, &cfg)?;
+    let rules = args.rules.rules(&cfg)?;
     for rule in &rules {
         if let Some(u) = &rule.user
             && u.uid.is_none()

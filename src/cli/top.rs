@@ -31,15 +31,8 @@ pub struct PredictArgs {
     /// exists).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Protect processes whose name matches REGEX (repeatable).
-    #[arg(long, value_name = "REGEX")]
-    pub protect: Vec<String>,
-    /// Prefer processes whose name matches REGEX (repeatable).
-    #[arg(long, value_name = "REGEX")]
-    pub prefer: Vec<String>,
-    /// Avoid processes whose name matches REGEX (repeatable).
-    #[arg(long, value_name = "REGEX")]
-    pub avoid: Vec<String>,
+    #[command(flatten)]
+    pub rules: super::RuleFlags,
 }
 
 /// What `top` and `why` start from: the ranker for the scope, the config, user names.
@@ -55,7 +48,7 @@ impl PredictArgs {
         let root = Root::default();
         let users = passwd_lookup(root.as_path());
         let config = Config::load(self.config.as_deref(), &users)?;
-        let rules = super::policy_rules(&self.protect, &self.prefer, &self.avoid, &config)?;
+        let rules = self.rules.rules(&config)?;
         let spec = self
             .scope
             .clone()
