@@ -50,6 +50,20 @@ pub struct SignalSent {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The errno name when the signal failed (`EPERM`: not permitted, e.g. another user's
+    /// process without CAP_KILL; `ESRCH`: the process exited before the signal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<&'static str>,
+}
+
+fn errno_name(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::ESRCH) => "ESRCH",
+        Some(libc::EINVAL) => "EINVAL",
+        Some(libc::EACCES) => "EACCES",
+        _ => "other",
+    }
 }
 
 /// The processes of one kill decision, pinned.
@@ -66,11 +80,11 @@ pub struct Kill {
     pub unit_note: String,
 }
 
-fn name(sig: Signal) -> &'static str {
-    if sig == Signal::KILL {
-        "SIGKILL"
-    } else {
-        "SIGTERM"
+fn name(sig: Option<Signal>) -> &'static str {
+    match sig {
+        Some(Signal::KILL) => "SIGKILL",
+        Some(_) => "SIGTERM",
+        None => "0",
     }
 }
 
@@ -149,19 +163,38 @@ impl Kill {
 
     /// Sends `sig` to every pinned process (SIGKILL to a v2 group goes through `cgroup.kill`).
     pub fn signal_all(&mut self, sig: Signal) {
+        self.send(Some(sig));
+    }
+
+    /// The same path as [`Kill::signal_all`] with signal 0 (checks, sends nothing; `cgroup.kill`
+    /// is not written): the start-up warm-up, so the first real kill runs resident code.
+    pub fn probe_all(&mut self) {
+        self.send(None);
+    }
+
+    fn send(&mut self, sig: Option<Signal>) {
         let us = self.decided.elapsed().as_micros() as u64;
+        let fire = |t: &Target| match sig {
+            Some(s) => t.signal(s),
+            None => t.probe(),
+        };
         let mut push = |pid: i32, r: std::io::Result<()>| {
+            let (error, errno) = match &r {
+                Ok(()) => (None, None),
+                Err(e) => (Some(e.to_string()), Some(errno_name(e))),
+            };
             self.signals.push(SignalSent {
                 signal: name(sig),
                 ms: us / 1000,
                 us,
                 pid,
                 ok: r.is_ok(),
-                error: r.err().map(|e| e.to_string()),
+                error,
+                errno,
             });
         };
-        push(self.victim.pid, self.victim.signal(sig));
-        if sig == Signal::KILL
+        push(self.victim.pid, fire(&self.victim));
+        if sig == Some(Signal::KILL)
             && let Some(ck) = &self.cgroup_kill
         {
             let r = std::fs::write(ck, "1");
@@ -173,8 +206,17 @@ impl Kill {
             }
         }
         for t in &self.others {
-            push(t.pid, t.signal(sig));
+            push(t.pid, fire(t));
         }
+    }
+
+    /// The victim's own signal, if it failed (the last one sent to it).
+    pub fn victim_failed(&self) -> Option<&SignalSent> {
+        self.signals
+            .iter()
+            .rev()
+            .find(|s| s.pid == self.victim.pid)
+            .filter(|s| !s.ok)
     }
 
     /// `process_mrelease` on every pinned process (after SIGKILL only).

@@ -67,6 +67,27 @@ impl Target {
         rustix::process::pidfd_send_signal(&self.fd, sig).map_err(Into::into)
     }
 
+    /// `pidfd_send_signal` with signal 0: the kernel checks that the process exists and that we
+    /// may signal it, and sends nothing. The daemon's start-up warm-up runs it on itself so the
+    /// signalling path is resident before the first real kill.
+    pub fn probe(&self) -> std::io::Result<()> {
+        // SAFETY: a plain syscall on a pidfd we own; a null siginfo is allowed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                0,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
     /// True once the process has exited (the pidfd becomes readable).
     pub fn exited(&self) -> bool {
         self.wait(Duration::ZERO)
@@ -115,11 +136,15 @@ mod tests {
         assert!(matches!(e, TargetError::Reused { .. }), "{e}");
         let t = Target::open(&mut r, pid, st.starttime).unwrap();
         assert!(!t.exited());
+        // Signal 0 checks and sends nothing: the child lives on.
+        t.probe().unwrap();
+        assert!(!t.wait(Duration::from_millis(50)));
         t.signal(Signal::KILL).unwrap();
         let _ = child.wait();
         assert!(t.wait(Duration::from_secs(5)));
         // Reaped: a signal through the stale pidfd fails instead of hitting a new process.
         assert!(t.signal(Signal::TERM).is_err());
+        assert_eq!(t.probe().unwrap_err().raw_os_error(), Some(libc::ESRCH));
         assert!(matches!(
             Target::open(&mut r, pid, st.starttime),
             Err(TargetError::Gone(_)) | Err(TargetError::Reused { .. })

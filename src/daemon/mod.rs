@@ -7,7 +7,16 @@
 //!   has SIGKILL pending (the kernel's victim, or anyone's) blocks new choices; a rise of the
 //!   kernel's OOM kill counter is recorded and holds kills back until memory recovers;
 //! - every signal goes through a pidfd verified against the scored start time;
-//! - every kill or would-be kill is one fsynced event-log record and one log line.
+//! - every kill or would-be kill is one fsynced event-log record and one log line;
+//! - a signal that fails (EPERM, ESRCH) is a `kill_failed` record with `ok: false`, never a
+//!   `kill`; that process is not chosen again and the next candidate is tried (or, if none is
+//!   left, the loop waits; a kernel OOM kill that follows is still recorded as `kernel_kill`);
+//! - a kill that frees almost nothing while memory stays low (the memory is held by tmpfs or
+//!   shm files, or pinned page cache, which no process exit frees) is followed by a
+//!   `kill_backoff` record and no further kills until memory recovers or more of it is taken;
+//! - the kill path is resident: after `mlockall` a warm-up decision at start runs the choice,
+//!   pinning, signalling (signal 0 to ourselves), and record code, so the first real kill takes
+//!   no page faults; each `kill` record carries the faults it did take (`faults`).
 
 pub mod wake;
 
@@ -106,18 +115,96 @@ struct Outcome {
     available_after_kb: u64,
 }
 
+/// Page faults of the daemon's loop thread (`getrusage(RUSAGE_THREAD)`) during one kill.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Faults {
+    minflt: u64,
+    majflt: u64,
+}
+
+impl Faults {
+    fn now() -> Faults {
+        // SAFETY: getrusage fills the zeroed struct we pass; no other pointers.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+            return Faults::default();
+        }
+        Faults {
+            minflt: ru.ru_minflt as u64,
+            majflt: ru.ru_majflt as u64,
+        }
+    }
+
+    fn since(self, start: Faults) -> Faults {
+        Faults {
+            minflt: self.minflt.saturating_sub(start.minflt),
+            majflt: self.majflt.saturating_sub(start.majflt),
+        }
+    }
+}
+
+/// `kill` records: the faults from the start of the decision to the first signal
+/// (`to_signal`: choice, pinning, the pre-kill record, the signal) and to the outcome
+/// (`to_outcome`: also the escalation and the wait for the exit).
+#[derive(Debug, Serialize)]
+struct KillFaults {
+    to_signal: Faults,
+    to_outcome: Faults,
+}
+
+/// `kill`, `kill_failed` and `dry_run` records.
 #[derive(Debug, Serialize)]
 struct DecisionRec<'a> {
     trigger: TriggerRec,
     victim: VictimRec<'a>,
     candidates: &'a [Candidate],
     kill_unit: String,
+    /// `kill`: true; `kill_failed`: false (the victim's signal failed: see `signals[].errno`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ok: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signals: Option<&'a [SignalSent]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome: Option<Outcome>,
+    /// `kill_failed`: what the daemon does next (`next_candidate` or `wait`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    then: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faults: Option<KillFaults>,
     decision_us: u64,
 }
+
+/// `kill_backoff` record: a kill freed almost nothing while memory stayed low, so the daemon
+/// stops killing until memory recovers or `available_kb` falls by another `tiny_kb`.
+#[derive(Debug, Serialize)]
+struct BackoffRec<'a> {
+    /// The victim of the kill that freed almost nothing.
+    pid: i32,
+    comm: &'a str,
+    rss_kb: u64,
+    freed_kb: u64,
+    /// Below this a kill counts as freeing nothing (1/64 of the scope's memory, at least 1 MiB).
+    tiny_kb: u64,
+    available_kb: u64,
+    total_kb: u64,
+    mem_term_kb: u64,
+    /// Memory held by tmpfs/shm files in the scope (`total_shmem` of a v1 group's memory.stat,
+    /// `shmem` of a v2 group's, `Shmem` of /proc/meminfo): no process exit frees it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shmem_kb: Option<u64>,
+    shmem_source: String,
+    reason: &'static str,
+}
+
+/// Why kills are held back after one that freed nothing.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    available_kb: u64,
+    tiny_kb: u64,
+}
+
+/// At most this many refused victims are remembered (oldest forgotten first).
+const MAX_REFUSED: usize = 32;
 
 #[derive(Debug, Serialize)]
 struct KernelKillRec {
@@ -150,6 +237,11 @@ pub struct Daemon {
     dry_last: Option<(i32, u64, Instant)>,
     warned_nothing: Option<Instant>,
     warned_progress: Option<Instant>,
+    /// Victims whose signal failed (pid, start time): never chosen again.
+    refused: Vec<(i32, u64)>,
+    /// Set by a kill that freed nothing; cleared when memory recovers or falls further.
+    backoff: Option<Backoff>,
+    warned_backoff: Option<Instant>,
 }
 
 impl Daemon {
@@ -195,6 +287,9 @@ impl Daemon {
             dry_last: None,
             warned_nothing: None,
             warned_progress: None,
+            refused: Vec::with_capacity(MAX_REFUSED),
+            backoff: None,
+            warned_backoff: None,
             s,
         })
     }
@@ -255,6 +350,8 @@ impl Daemon {
         if let Some(n) = trim_and_lock() {
             log::warn!("{n}");
         }
+        // After the lock: what the warm-up faults in stays (MCL_FUTURE | MCL_ONFAULT).
+        self.warm_up();
         self.last_oom_kills = self.scope.kernel_oom_kills();
         let mut wake = Wake::Timer;
         while !self.flags.stop.load(Ordering::Relaxed) {
@@ -390,6 +487,9 @@ impl Daemon {
             self.dry_last = None;
             if levels.recovered(&mem) {
                 self.hold_until = None;
+                if self.backoff.take().is_some() {
+                    log::info!("memory recovered in {}; kills re-armed", self.scope.label());
+                }
             }
             return Ok(self.poll_interval(&levels, &mem));
         }
@@ -494,6 +594,33 @@ impl Daemon {
         reason: Reason,
         psi: Option<(crate::values::PsiSpec, f64)>,
     ) -> anyhow::Result<Duration> {
+        let faults0 = Faults::now();
+        if !self.s.dry_run
+            && let Some(b) = self.backoff
+        {
+            if mem.available_kb.saturating_add(b.tiny_kb) <= b.available_kb {
+                log::info!(
+                    "memory in {} fell by another {} MiB since the kill that freed nothing; kills re-armed",
+                    self.scope.label(),
+                    (b.available_kb - mem.available_kb) / 1024
+                );
+                self.backoff = None;
+            } else {
+                if self
+                    .warned_backoff
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
+                {
+                    log::warn!(
+                        "memory is still low in {} ({} of {} MiB available) but the last kill freed almost nothing; not killing more until memory recovers or falls further",
+                        self.scope.label(),
+                        mem.available_kb / 1024,
+                        mem.total_kb / 1024
+                    );
+                    self.warned_backoff = Some(Instant::now());
+                }
+                return Ok(Duration::from_millis(100));
+            }
+        }
         let sel = self.select(mem);
         let decision_us = now.elapsed().as_micros() as u64;
         log::debug!(
@@ -519,16 +646,30 @@ impl Daemon {
             }
             return Ok(Duration::from_millis(10));
         }
-        let Some(victim) = sel.victim.clone() else {
+        // The best candidate whose signal has not failed before.
+        let refused = &self.refused;
+        let allowed = |c: &&Candidate| !refused.contains(&(c.pid, c.starttime));
+        let pick = sel
+            .victim
+            .as_ref()
+            .filter(allowed)
+            .or_else(|| sel.candidates.iter().find(allowed))
+            .cloned();
+        let Some(victim) = pick else {
             if self
                 .warned_nothing
                 .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
             {
                 log::warn!(
-                    "memory is low in {} ({} of {} MiB available) but no process may be killed (all protected or immune)",
+                    "memory is low in {} ({} of {} MiB available) but no process may be killed ({})",
                     self.scope.label(),
                     mem.available_kb / 1024,
-                    mem.total_kb / 1024
+                    mem.total_kb / 1024,
+                    if sel.victim.is_some() {
+                        "our signals to the remaining candidates failed; waiting"
+                    } else {
+                        "all protected or immune"
+                    }
                 );
                 self.warned_nothing = Some(Instant::now());
             }
@@ -571,8 +712,11 @@ impl Daemon {
                     victim: victim_rec(&victim, cmdline, cgroup),
                     candidates: &sel.candidates,
                     kill_unit: self.s.kill_unit.to_string(),
+                    ok: None,
                     signals: None,
                     outcome: None,
+                    then: None,
+                    faults: None,
                     decision_us,
                 };
                 self.append("dry_run", &rec);
@@ -605,8 +749,11 @@ impl Daemon {
             victim: victim_rec(&victim, cmdline.clone(), cgroup.clone()),
             candidates: &sel.candidates,
             kill_unit: kill.unit_note.clone(),
+            ok: None,
             signals: None,
             outcome: None,
+            then: None,
+            faults: None,
             decision_us,
         };
         if !self.observers.is_empty()
@@ -622,6 +769,37 @@ impl Daemon {
             Signal::TERM
         };
         kill.signal_all(first);
+        let to_signal = Faults::now().since(faults0);
+        if let Some(f) = kill.victim_failed() {
+            // Not a kill: say so, never choose this process again, try the next one.
+            log::warn!(
+                "could not signal {} ({}): {}; not a kill",
+                victim.comm,
+                victim.pid,
+                f.error.as_deref().unwrap_or("unknown error")
+            );
+            if self.refused.len() >= MAX_REFUSED {
+                self.refused.remove(0);
+            }
+            self.refused.push((victim.pid, victim.starttime));
+            let more = sel
+                .candidates
+                .iter()
+                .any(|c| !self.refused.contains(&(c.pid, c.starttime)));
+            let rec = DecisionRec {
+                ok: Some(false),
+                signals: Some(&kill.signals),
+                then: Some(if more { "next_candidate" } else { "wait" }),
+                ..pre
+            };
+            self.append("kill_failed", &rec);
+            self.ranker_forget();
+            return Ok(if more {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            });
+        }
         if first == Signal::KILL {
             kill.release();
         }
@@ -648,9 +826,23 @@ impl Daemon {
             levels.mem_term_kb / 1024,
         );
         let outcome = self.escalate(&mut kill, first, mem.available_kb)?;
+        let faults = KillFaults {
+            to_signal,
+            to_outcome: Faults::now().since(faults0),
+        };
+        log::debug!(
+            "page faults of the kill: {} minor, {} major to the first signal; {} minor, {} major to the outcome",
+            faults.to_signal.minflt,
+            faults.to_signal.majflt,
+            faults.to_outcome.minflt,
+            faults.to_outcome.majflt
+        );
+        let freed_kb = outcome.freed_kb;
         let rec = DecisionRec {
+            ok: Some(true),
             signals: Some(&kill.signals),
             outcome: Some(outcome),
+            faults: Some(faults),
             ..pre
         };
         if let Some(o) = &rec.outcome {
@@ -665,8 +857,170 @@ impl Daemon {
         }
         self.append("kill", &rec);
         self.last_oom_kills = self.scope.kernel_oom_kills().or(self.last_oom_kills);
+        self.check_freed(&victim, freed_kb)?;
         self.ranker_forget();
         Ok(Duration::ZERO)
+    }
+
+    /// After a kill: if it freed almost nothing and memory is still below the levels, the memory
+    /// is held by something no exit frees (tmpfs/shm files, pinned page cache). Killing more
+    /// would only kill innocents, so record why and back off.
+    fn check_freed(&mut self, victim: &Candidate, freed_kb: u64) -> anyhow::Result<()> {
+        let mem = self.scope.memory()?;
+        let tiny_kb = (mem.total_kb / 64).max(1024);
+        if freed_kb >= tiny_kb {
+            return Ok(());
+        }
+        let levels = self.s.levels.resolve(&mem);
+        let (sev, _) = levels.evaluate(&mem, None);
+        if sev == Severity::None {
+            return Ok(());
+        }
+        let (shmem_kb, shmem_source) = self.shmem_kb();
+        log::warn!(
+            "killing {} ({}) freed only {} kB and {} still has {} of {} MiB available{}: backing off (no more kills until memory recovers or falls by another {} MiB)",
+            victim.comm,
+            victim.pid,
+            freed_kb,
+            self.scope.label(),
+            mem.available_kb / 1024,
+            mem.total_kb / 1024,
+            shmem_kb.map_or(String::new(), |s| format!(
+                "; {} MiB are tmpfs/shm files ({shmem_source}), which no kill frees",
+                s / 1024
+            )),
+            tiny_kb / 1024
+        );
+        let rec = BackoffRec {
+            pid: victim.pid,
+            comm: &victim.comm,
+            rss_kb: victim.rss_kb,
+            freed_kb,
+            tiny_kb,
+            available_kb: mem.available_kb,
+            total_kb: mem.total_kb,
+            mem_term_kb: levels.mem_term_kb,
+            shmem_kb,
+            shmem_source,
+            reason: "the kill freed almost nothing while memory stayed low (tmpfs/shm files or pinned page cache hold it)",
+        };
+        self.append("kill_backoff", &rec);
+        self.backoff = Some(Backoff {
+            available_kb: mem.available_kb,
+            tiny_kb,
+        });
+        self.warned_backoff = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Memory held by tmpfs/shm files in the scope, in kB, and where it was read.
+    fn shmem_kb(&self) -> (Option<u64>, String) {
+        let (path, key, unit) = match self.scope.cgroup() {
+            None => (PathBuf::from("/proc/meminfo"), "Shmem:", 1),
+            Some(c) => (
+                c.dir.join("memory.stat"),
+                match c.version {
+                    crate::sense::cgroup::CgVersion::V1 => "total_shmem",
+                    crate::sense::cgroup::CgVersion::V2 => "shmem",
+                },
+                1024,
+            ),
+        };
+        let text = std::fs::read_to_string(self.s.root.path(&path)).unwrap_or_default();
+        let v = text.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(key))
+                .then(|| f.next()?.parse::<u64>().ok())
+                .flatten()
+        });
+        (v.map(|v| v / unit), format!("{} {key}", path.display()))
+    }
+
+    /// A decision at start that runs the kill path's code without signalling anyone: the
+    /// choice, pinning (ourselves, by pidfd), signal 0 through the pidfd, `process_mrelease`
+    /// (refused for a live process), the record's serialization. Runs after `mlockall`
+    /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
+    /// kill takes no page faults.
+    fn warm_up(&mut self) {
+        let f0 = Faults::now();
+        let Ok(mem) = self.scope.memory() else {
+            return;
+        };
+        let levels = self.s.levels.resolve(&mem);
+        let _ = levels.evaluate(&mem, None);
+        let _ = self.scope.kernel_oom_kills();
+        let sel = self.select(&mem);
+        let me = std::process::id() as i32;
+        let Some(st) = self.reader.stat(me) else {
+            return;
+        };
+        let cand = Candidate {
+            pid: me,
+            starttime: st.starttime,
+            comm: "oomguard".into(),
+            uid: None,
+            rss_kb: 0,
+            swap_kb: 0,
+            pgtables_kb: 0,
+            oom_score_adj: 0,
+            badness: 0,
+            score: 0,
+            rule: None,
+            rule_kind: None,
+        };
+        let allowed = |c: &&Candidate| !self.refused.contains(&(c.pid, c.starttime));
+        let _ = sel.candidates.iter().find(allowed);
+        let cmdline = self.reader.cmdline(me).unwrap_or_default();
+        let cgroup = self.reader.cgroup_text(me).and_then(|t| {
+            crate::sense::cgroup::memory_path_of(&t, self.scope.mounts.v2_memory.is_some())
+                .map(str::to_string)
+        });
+        let now = Instant::now();
+        match Kill::plan(&mut self.reader, &self.scope, self.s.kill_unit, &cand, now) {
+            Ok(mut kill) => {
+                kill.probe_all();
+                let _ = kill.victim_failed();
+                let _ = kill.all_exited();
+                kill.release();
+                let rec = DecisionRec {
+                    trigger: Self::trigger_rec(
+                        &mem,
+                        &levels,
+                        Severity::Kill,
+                        Reason::LowMemoryKill,
+                        None,
+                    ),
+                    victim: victim_rec(&cand, cmdline, cgroup),
+                    candidates: &sel.candidates,
+                    kill_unit: kill.unit_note.clone(),
+                    ok: Some(true),
+                    signals: Some(&kill.signals),
+                    outcome: Some(Outcome {
+                        exited: false,
+                        exit_ms: None,
+                        freed_kb: 0,
+                        released: kill.released,
+                        available_after_kb: mem.available_kb,
+                    }),
+                    then: None,
+                    faults: Some(KillFaults {
+                        to_signal: Faults::now().since(f0),
+                        to_outcome: Faults::default(),
+                    }),
+                    decision_us: now.elapsed().as_micros() as u64,
+                };
+                if let Ok(v) = serde_json::to_value(&rec) {
+                    let _ = serde_json::to_vec(&v);
+                }
+            }
+            Err(e) => log::warn!("kill path warm-up: cannot pin ourselves ({e})"),
+        }
+        let f = Faults::now().since(f0);
+        log::debug!(
+            "kill path warmed up ({} minor, {} major page faults)",
+            f.minflt,
+            f.majflt
+        );
     }
 
     fn ranker_forget(&mut self) {
