@@ -17,6 +17,7 @@ mod fleet_packaging;
 mod fleet_run;
 mod fleet_util;
 mod kill_path;
+mod order;
 mod predict;
 mod predict_live;
 mod protect;

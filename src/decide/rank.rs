@@ -2,49 +2,24 @@
 //! badness terms, `oom_score_adj`, the kernel's badness and `/proc/PID/oom_score` (computed, not
 //! read), oomguard's effective score under the rules, its rank and its verdict.
 //!
-//! Order (the daemon's, per the contract): processes oomguard may choose, by effective badness
-//! (the kernel's badness with prefer/avoid shifting adj by ±300), most recently started first on
-//! ties (as the kernel's scan); then protected processes; then the immune ones (PID 1, kernel
-//! threads, zombies, adj −1000, oomguard's own processes). Rank 1 is the next victim.
+//! Order: first the processes oomguard may choose, in the daemon's own victim order
+//! ([`super::order`]: immunity, prefer/avoid, tie-break); then protected processes; then the
+//! immune ones (PID 1, kernel threads, zombies, adj −1000, oomguard daemons). Rank 1 is the next
+//! victim, the process the daemon would choose.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::policy::{Policy, ProcFacts, RuleKind, effective_adj, unit_of_cgroup};
+pub use super::order::Immune;
+use super::order::{self, Key};
+use super::policy::{Policy, ProcFacts, RuleKind, unit_of_cgroup};
 use super::score::{ScoreEra, Terms, badness, oom_score};
 use super::trigger::MemState;
 use crate::sense::Root;
 use crate::sense::cgroup::memory_path_of;
 use crate::sense::procs::{Comm, ProcReader, Status};
 use crate::sense::scope::{Scope, ScopeError};
-
-/// Why a process can never be chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Immune {
-    Init,
-    KernelThread,
-    Zombie,
-    AdjMin,
-    Oomguard,
-}
-
-impl Immune {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Immune::Init => "PID 1 (init) is never killed",
-            Immune::KernelThread => "a kernel thread has no user memory to free",
-            Immune::Zombie => "a zombie (or exiting process) has no memory left to free",
-            Immune::AdjMin => "oom_score_adj -1000 makes it unkillable for the kernel and oomguard",
-            Immune::Oomguard => "oomguard never chooses itself",
-        }
-    }
-    /// The kernel never picks these either (except oomguard's own processes).
-    pub fn kernel_immune(self) -> bool {
-        !matches!(self, Immune::Oomguard)
-    }
-}
 
 /// oomguard's verdict on a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,7 +107,6 @@ pub struct Context {
     /// The scope's totalpages (the machine's, or the cgroup's limit + swap).
     pub totalpages: u64,
     pub era: ScoreEra,
-    pub self_pid: i32,
 }
 
 /// Something a snapshot could not read (said once, with a count).
@@ -228,7 +202,6 @@ pub struct Ranker {
     pub scope: Scope,
     pub policy: Policy,
     pub era: ScoreEra,
-    pub self_pid: i32,
     /// Include kernel threads in snapshots.
     pub kernel_threads: bool,
     /// Incremental refresh (1: off, every snapshot reads every process in full). With N > 1
@@ -377,7 +350,6 @@ impl Ranker {
             scope,
             policy,
             era: ScoreEra::from_release(&release),
-            self_pid: std::process::id() as i32,
             kernel_threads: false,
             full_every: 1,
             watched: Vec::new(),
@@ -398,7 +370,6 @@ impl Ranker {
             global_totalpages: mi.mem_total_kb / page_kb + mi.swap_total_kb / page_kb,
             totalpages: memory.totalpages(page_kb),
             era: self.era,
-            self_pid: self.self_pid,
         };
         Ok((memory, ctx))
     }
@@ -436,17 +407,6 @@ impl Ranker {
         };
         let terms = Terms::from_proc(&stat, &status, ctx.page_kb);
         let zombie = stat.is_zombie() || (!kthread && !status.has_mm);
-        let immune_kernel = if pid == 1 {
-            Some(Immune::Init)
-        } else if kthread || status.kthread {
-            Some(Immune::KernelThread)
-        } else if zombie {
-            Some(Immune::Zombie)
-        } else if adj == -1000 {
-            Some(Immune::AdjMin)
-        } else {
-            None
-        };
         // Facts that live as long as the process (and its name) do.
         let known = self
             .cache
@@ -462,8 +422,10 @@ impl Ranker {
             unread.cmdline += c.unread_cmdline as usize;
             unread.cgroup += c.unread_cgroup as usize;
         }
+        // Every oomguard daemon excludes itself; `top` cannot tell which one guards this scope
+        // (see `order` on why the daemon spares no other guard).
         let daemon = cached.is_some_and(|c| c.daemon);
-        let immune = immune_kernel.or((pid == ctx.self_pid || daemon).then_some(Immune::Oomguard));
+        let immune = order::immunity(pid, kthread || status.kthread, zombie, adj, daemon);
         let rule = cached.and_then(|c| c.rule);
         let rule_kind = rule.map(|i| self.policy.rules[i].kind);
         let mut p = Proc {
@@ -652,8 +614,10 @@ fn score(p: &mut Proc, ctx: &Context) {
     p.badness = kernel_ok.then(|| badness(&p.terms, adj, ctx.totalpages));
     let global = kernel_ok.then(|| badness(&p.terms, adj, ctx.global_totalpages));
     p.oom_score = oom_score(global, ctx.global_totalpages, ctx.era);
-    p.effective = (p.immune.is_none() && p.rule_kind != Some(RuleKind::Protect))
-        .then(|| badness(&p.terms, effective_adj(p.adj, p.rule_kind), ctx.totalpages));
+    p.effective = match p.immune {
+        None => order::score(p.terms.points(), p.adj, p.rule_kind, ctx.totalpages),
+        Some(_) => None,
+    };
     p.rank = 0;
     p.kernel_rank = None;
     p.verdict = if p.immune.is_some() {
@@ -674,13 +638,9 @@ pub fn rank(procs: &mut [Proc]) {
     let mut idx: Vec<usize> = (0..procs.len())
         .filter(|&i| procs[i].badness.is_some())
         .collect();
-    idx.sort_by(|&a, &b| {
-        let (pa, pb) = (&procs[a], &procs[b]);
-        pb.badness
-            .cmp(&pa.badness)
-            .then(pb.starttime.cmp(&pa.starttime))
-            .then(pb.pid.cmp(&pa.pid))
-    });
+    // The kernel breaks ties as oomguard does (most recent first), by PID after that.
+    let kernel_key = |p: &Proc| p.badness.map(|b| Key::new(b, p.starttime, p.pid));
+    idx.sort_by(|&a, &b| kernel_key(&procs[b]).cmp(&kernel_key(&procs[a])));
     for (r, i) in idx.into_iter().enumerate() {
         procs[i].kernel_rank = Some(r + 1);
     }
@@ -693,10 +653,12 @@ pub fn rank(procs: &mut [Proc]) {
             2
         }
     };
+    // Choosable processes in the victim order; the others (never chosen) by size.
+    let key = |p: &Proc| p.effective.map(|s| Key::new(s, p.starttime, p.pid));
     procs.sort_by(|a, b| {
         class(a)
             .cmp(&class(b))
-            .then(b.effective.cmp(&a.effective))
+            .then(key(b).cmp(&key(a)))
             .then(b.badness.cmp(&a.badness))
             .then(b.terms.points().cmp(&a.terms.points()))
             .then(b.starttime.cmp(&a.starttime))
@@ -879,8 +841,10 @@ mod tests {
             immune,
             badness: b,
             oom_score: 0,
-            effective: (immune.is_none() && kind != Some(RuleKind::Protect))
-                .then(|| badness(&terms, effective_adj(adj, kind), total)),
+            effective: immune
+                .is_none()
+                .then(|| order::score(terms.points(), adj, kind, total))
+                .flatten(),
             rank: 0,
             kernel_rank: None,
             verdict: Verdict::Candidate,
@@ -956,7 +920,6 @@ mod tests {
                 global_totalpages: 1_000_000,
                 totalpages: 1_000_000,
                 era: ScoreEra::Signed,
-                self_pid: 0,
             },
             procs: v,
             kernel_threads: 0,

@@ -9,13 +9,16 @@
 //! grown since the scan by at most the pages allocated system-wide since then (the `pgalloc`
 //! counters), so a process whose estimate plus that bound is below the best precise score cannot
 //! be the right victim.
+//!
+//! Who may be chosen, the score and the tie-break are [`super::order`]'s, shared with `top`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::policy::{Policy, RuleKind, effective_adj};
+use super::order::{self, Key};
+use super::policy::{Policy, RuleKind};
 use super::score::{self, Terms};
 use crate::sense::procs::{Comm, ProcReader, Stat};
 use crate::sense::scope::Scope;
@@ -33,7 +36,7 @@ struct Entry {
     uid: Option<u32>,
     /// Index of the first matching rule.
     rule: Option<u16>,
-    /// PID 1, kernel threads, oomguard itself, zombies, adj −1000: never chosen.
+    /// Never chosen ([`order::immunity`]).
     immune: bool,
     seen_gen: u32,
     detail_gen: u32,
@@ -75,6 +78,13 @@ pub struct Candidate {
     pub rule_kind: Option<RuleKind>,
 }
 
+impl Candidate {
+    /// Its place in the victim order.
+    pub fn key(&self) -> Key {
+        Key::new(self.score, self.starttime, self.pid)
+    }
+}
+
 /// The outcome of a choice.
 #[derive(Debug, Default)]
 pub struct Selection {
@@ -93,9 +103,10 @@ pub struct Selection {
 pub struct Ranker {
     table: HashMap<i32, Entry>,
     pids: Vec<i32>,
-    order: Vec<(i64, u64, i32)>,
-    /// (score with fresh rss, start time, pid) of pass 1, best first.
-    fresh: Vec<(i64, u64, i32)>,
+    /// The table in the victim order (by estimate), best first.
+    order: Vec<Key>,
+    /// The keys with fresh rss of pass 1, best first.
+    fresh: Vec<Key>,
     generation: u32,
     self_pid: i32,
     scanned_at: Option<Instant>,
@@ -220,15 +231,11 @@ impl Ranker {
             e.swap_pages = status.swap_kb / self.page_kb;
             e.pgtables_pages = (status.pte_kb + status.pmd_kb) / self.page_kb;
             e.uid = status.uid;
-            if !status.has_mm {
-                e.immune = true;
-            }
+            e.immune |= order::immunity(pid, status.kthread, !status.has_mm, 0, false).is_some();
         }
         if let Some(adj) = reader.oom_score_adj(pid) {
             e.adj = adj;
-            if adj <= -1000 {
-                e.immune = true;
-            }
+            e.immune |= order::immunity(pid, false, false, adj, false).is_some();
         }
         e.detail_gen = self.generation;
     }
@@ -243,7 +250,15 @@ impl Ranker {
             adj: 0,
             uid: None,
             rule: None,
-            immune: st.pid == 1 || st.pid == self.self_pid || st.is_kthread() || st.is_zombie(),
+            // "oomguard itself" is this process only (see `order`).
+            immune: order::immunity(
+                st.pid,
+                st.is_kthread(),
+                st.is_zombie(),
+                0,
+                st.pid == self.self_pid,
+            )
+            .is_some(),
             seen_gen: self.generation,
             detail_gen: self.generation,
         };
@@ -260,6 +275,19 @@ impl Ranker {
             .map(|r| r.kind)
     }
 
+    /// The estimated score of an entry from the table (`None`: never chosen).
+    fn estimate(&self, policy: &Policy, e: &Entry) -> Option<i64> {
+        if e.immune {
+            return None;
+        }
+        order::score(
+            e.points(),
+            e.adj,
+            Self::kind(policy, e.rule),
+            self.totalpages,
+        )
+    }
+
     /// Chooses the victim in two passes. First the rss of the top of the table is re-read
     /// (`stat` only), in order of the estimate, until nothing below could overtake the best (see
     /// the module docs); `growth_bound_pages` is how many pages anyone may have gained since the
@@ -272,18 +300,14 @@ impl Ranker {
         policy: &Policy,
         growth_bound_pages: u64,
     ) -> Selection {
-        let unit = (self.totalpages / 1000) as i64;
         self.order.clear();
         for (&pid, e) in &self.table {
-            if e.immune || Self::kind(policy, e.rule) == Some(RuleKind::Protect) {
-                continue;
+            if let Some(est) = self.estimate(policy, e) {
+                self.order.push(Key::new(est, e.starttime, pid));
             }
-            let est = e.points() + effective_adj(e.adj, Self::kind(policy, e.rule)) * unit;
-            self.order.push((est, e.starttime, pid));
         }
-        // Best first; among equal estimates the most recently started (the kernel's tie-break).
-        self.order
-            .sort_unstable_by_key(|o| std::cmp::Reverse((o.0, o.1)));
+        // Best first, in the one victim order (its keys never tie).
+        self.order.sort_unstable_by(|a, b| b.cmp(a));
         let mut sel = Selection::default();
         let big = (self.totalpages / 100).max(1) as i64;
         let growth = growth_bound_pages as i64;
@@ -292,9 +316,10 @@ impl Ranker {
         // Pass 1: fresh rss for the top of the table.
         self.fresh.clear();
         for i in 0..self.order.len() {
-            let (est, start, pid) = self.order[i];
-            if let Some(&(best, best_start, _)) = self.fresh.first()
-                && (est.saturating_add(growth), start) <= (best, best_start)
+            let k = self.order[i];
+            let pid = k.pid;
+            if let Some(&best) = self.fresh.first()
+                && Key::new(k.score.saturating_add(growth), k.starttime, pid) <= best
                 && (self.fresh.len() >= 5 || sel.precise_reads >= 16)
             {
                 break;
@@ -312,11 +337,10 @@ impl Ranker {
                 // learn it afresh (rules included) and judge it as it is now.
                 e = self.new_entry(reader, policy, &st);
                 self.table.insert(pid, e);
-                if e.immune || Self::kind(policy, e.rule) == Some(RuleKind::Protect) {
-                    continue;
-                }
             }
-            let est = e.points() + effective_adj(e.adj, Self::kind(policy, e.rule)) * unit;
+            let Some(est) = self.estimate(policy, &e) else {
+                continue;
+            };
             if st.is_exiting() && !st.is_zombie() {
                 if e.points() >= big && sel.in_progress.is_none() {
                     sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
@@ -326,20 +350,23 @@ impl Ranker {
             if st.is_zombie() {
                 continue;
             }
-            let score = est - e.rss_pages as i64 + st.rss_pages as i64;
-            let at = self
-                .fresh
-                .partition_point(|&(s, t, _)| (s, t) > (score, st.starttime));
-            self.fresh.insert(at, (score, st.starttime, pid));
+            let key = Key::new(
+                est - e.rss_pages as i64 + st.rss_pages as i64,
+                st.starttime,
+                pid,
+            );
+            let at = self.fresh.partition_point(|&o| o > key);
+            self.fresh.insert(at, key);
         }
 
         // Pass 2: verify in full, best first.
         let mut i = 0;
         while i < self.fresh.len() {
-            let (score_a, _, pid) = self.fresh[i];
+            let next = self.fresh[i];
+            let pid = next.pid;
             i += 1;
             if let Some(best) = sel.candidates.first()
-                && best.score >= score_a
+                && best.key() >= next
                 && sel.candidates.len() >= 5
             {
                 break;
@@ -360,13 +387,18 @@ impl Ranker {
                 }
                 continue;
             }
-            if !status.has_mm {
-                continue;
-            }
             let Some(adj) = reader.oom_score_adj(pid) else {
                 continue;
             };
-            if adj <= -1000 {
+            if order::immunity(
+                pid,
+                st.is_kthread(),
+                !status.has_mm,
+                adj,
+                pid == self.self_pid,
+            )
+            .is_some()
+            {
                 continue;
             }
             let terms = Terms::from_proc(&st, &status, self.page_kb);
@@ -378,7 +410,9 @@ impl Ranker {
             self.table.insert(pid, e);
             let kind = Self::kind(policy, e.rule);
             let badness = score::badness(&terms, adj as i64, self.totalpages);
-            let score = terms.points() + effective_adj(adj, kind) * unit;
+            let Some(score) = order::score(terms.points(), adj, kind, self.totalpages) else {
+                continue;
+            };
             let c = Candidate {
                 pid,
                 starttime: e.starttime,
@@ -399,7 +433,7 @@ impl Ranker {
             let at = sel
                 .candidates
                 .iter()
-                .position(|o| (c.score, c.starttime) > (o.score, o.starttime))
+                .position(|o| c.key() > o.key())
                 .unwrap_or(sel.candidates.len());
             if at < 5 {
                 sel.candidates.insert(at, c);
