@@ -16,6 +16,7 @@ mod fleet_observers;
 mod fleet_packaging;
 mod fleet_run;
 mod fleet_util;
+mod guard_scale;
 mod predict;
 mod predict_live;
 mod protect;

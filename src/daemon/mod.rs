@@ -9,6 +9,7 @@
 //! - every signal goes through a pidfd verified against the scored start time;
 //! - every kill or would-be kill is one fsynced event-log record and one log line.
 
+pub mod lock;
 pub mod wake;
 
 use std::os::fd::OwnedFd;
