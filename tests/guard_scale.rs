@@ -221,16 +221,23 @@ fn ten_thousand_processes_are_all_seen_and_the_hog_among_them_is_killed() {
         ),
     );
     let st = hog.wait_timeout(Duration::from_secs(120));
-    let records: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert!(st.is_some(), "the big hog was not killed: {records:?}");
-    let kill = records
-        .iter()
-        .find(|r| r["action"] == "kill")
-        .unwrap_or_else(|| panic!("no kill record: {records:?}"));
+    // The record follows the kill's outcome.
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    assert!(st.is_some(), "the big hog was not killed: {:?}", read());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let kill = loop {
+        if let Some(k) = read().into_iter().find(|r| r["action"] == "kill") {
+            break k;
+        }
+        assert!(Instant::now() < deadline, "no kill record: {:?}", read());
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(kill["victim"]["pid"], hog.pid(), "{kill}");
     assert_eq!(cg.kernel_oom_kills(), 0, "the kernel's OOM killer fired");
     let _ = grow.0.kill();
