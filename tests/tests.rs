@@ -1,6 +1,4 @@
 //! One integration-test binary; each module tests one feature end to end.
-mod util;
-
 mod cli_basics;
 mod doctor;
 mod drill;
@@ -16,10 +14,13 @@ mod fleet_observers;
 mod fleet_packaging;
 mod fleet_run;
 mod fleet_util;
+mod guard_scale;
 mod kill_path;
 mod order;
 mod predict;
 mod predict_live;
 mod protect;
 mod run_cgroup;
+mod util;
 mod vm_scenarios;
+

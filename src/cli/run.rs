@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// No periodic protection scan: process events only (tests).
     #[arg(long, hide = true)]
     pub no_protect_scan: bool,
+    /// Directory of the per-scope lock files that keep a second guard off a scope (default:
+    /// the state directory, /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard).
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub lock_dir: Option<PathBuf>,
     /// More log lines.
     #[arg(short, long)]
     pub verbose: bool,
@@ -157,6 +161,15 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     crate::record::journald::init(args.verbose);
     let s = settings(&args)?;
+    // Held until the process exits: a second guard on this scope refuses to start.
+    let _lock = crate::daemon::lock::ScopeLock::acquire(
+        &args
+            .lock_dir
+            .clone()
+            .unwrap_or_else(crate::daemon::lock::default_dir),
+        &s.root,
+        &s.scope,
+    )?;
     let flags = Flags::default();
     let (pipe_r, pipe_w) = rustix::pipe::pipe_with(
         rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,

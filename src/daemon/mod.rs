@@ -18,6 +18,7 @@
 //!   pinning, signalling (signal 0 to ourselves), and record code, so the first real kill takes
 //!   no page faults; each `kill` record carries the faults it did take (`faults`).
 
+pub mod lock;
 pub mod wake;
 
 use std::os::fd::OwnedFd;

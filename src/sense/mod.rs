@@ -38,41 +38,71 @@ impl Root {
     }
 }
 
-/// Reads a whole small file into `buf` (cleared first), returning the bytes read. One `open`,
-/// reads until a short read (proc and cgroup files are generated whole), one `close`.
+/// The most any reader keeps of one file (64 MiB: a `cgroup.procs` listing every possible PID
+/// is about 32 MiB). Bytes past it are not read.
+pub const MAX_FILE: usize = 64 << 20;
+
+/// Reads a whole file into `buf` (cleared first), returning the bytes read: one `open`, reads
+/// until end of file, one `close`. Kernel files that list many records (`cgroup.procs`,
+/// `/proc/vmstat`, `/proc/PID/maps`) hand out about one page per `read`, so a short read is
+/// not the end; only a read of 0 bytes is. At most [`MAX_FILE`] bytes are kept.
 pub fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     buf.clear();
-    read_fd(&fd, buf, None)
+    read_fd(&fd, buf, Until::Eof, MAX_FILE, false)
 }
 
-fn read_fd(
+/// When a reader has the whole file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// A read returned 0 bytes: the only end a file has in general.
+    Eof,
+    /// A read returned less than asked. True only of files the kernel generates whole, as one
+    /// record, on the first read (`single_open`: `/proc/PID/stat`, `statm`, `status`,
+    /// `oom_score_adj`): for those it saves one syscall per file per process per scan.
+    ShortRead,
+}
+
+/// Appends what `fd` holds to `buf`, up to `max` bytes in all, returning `buf.len()`.
+/// `positioned`: `pread` from offset `buf.len()` (a kept fd read again from the start) instead
+/// of `read`. Interrupted reads are retried.
+pub(crate) fn read_fd(
     fd: &std::os::fd::OwnedFd,
     buf: &mut Vec<u8>,
-    at_start: Option<()>,
+    until: Until,
+    max: usize,
+    positioned: bool,
 ) -> std::io::Result<usize> {
-    loop {
+    while buf.len() < max {
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(4096);
         }
         let offset = buf.len() as u64;
-        let spare = buf.spare_capacity_mut();
-        let room = spare.len();
-        let got = match at_start {
-            Some(()) => rustix::io::pread(fd, spare, offset)?.0.len(),
-            None => rustix::io::read(fd, spare)?.0.len(),
+        let want = (buf.capacity() - buf.len()).min(max - buf.len());
+        let spare = &mut buf.spare_capacity_mut()[..want];
+        let res = if positioned {
+            rustix::io::pread(fd, spare, offset).map(|(init, _)| init.len())
+        } else {
+            rustix::io::read(fd, spare).map(|(init, _)| init.len())
+        };
+        let got = match res {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         };
         // SAFETY: the read initialised `got` bytes of the spare capacity.
         unsafe { buf.set_len(buf.len() + got) };
-        if got == 0 || got < room {
-            return Ok(buf.len());
+        if got == 0 || (until == Until::ShortRead && got < want) {
+            break;
         }
     }
+    Ok(buf.len())
 }
 
 /// A file read again and again (`/proc/meminfo`, `/proc/vmstat`, pressure files): opened once,
-/// re-read with `pread` from offset 0, so a wake-up costs one syscall per file.
+/// re-read with `pread` from offset 0 until end of file (`/proc/vmstat` is a list of records the
+/// kernel hands out a page at a time), so a wake-up costs two syscalls per file.
 #[derive(Debug)]
 pub struct KeptFile {
     path: PathBuf,
@@ -98,7 +128,13 @@ impl KeptFile {
                 )?);
             }
             buf.clear();
-            match read_fd(self.fd.as_ref().expect("opened above"), buf, Some(())) {
+            match read_fd(
+                self.fd.as_ref().expect("opened above"),
+                buf,
+                Until::Eof,
+                MAX_FILE,
+                true,
+            ) {
                 Ok(n) => return Ok(n),
                 Err(e) if attempt == 1 => return Err(e),
                 Err(_) => self.fd = None,
@@ -138,4 +174,166 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 fn trim_ascii_start(s: &[u8]) -> &[u8] {
     let n = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
     &s[n..]
+}
+
+/// Test fixtures that read like kernel files listing many records.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::path::Path;
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    /// Makes `path` a FIFO and serves `content` through it `chunk` bytes at a time: each chunk
+    /// is written only once the reader has taken the previous one, so every `read` returns at
+    /// most one chunk, less than it asked for, as `cgroup.procs` or `/proc/vmstat` hand out one
+    /// page per read. Closing after the last chunk is the end of file. The thread gives up
+    /// after 20 s without a reader.
+    pub(crate) fn chunked(
+        path: &Path,
+        content: Vec<u8>,
+        chunk: usize,
+    ) -> JoinHandle<std::io::Result<()>> {
+        use rustix::fs::{Mode, OFlags};
+        rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_raw_mode(0o600))
+            .expect("mkfifo for the fixture");
+        let path = path.to_path_buf();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let fd = loop {
+                match rustix::fs::open(
+                    &path,
+                    OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => break fd,
+                    Err(rustix::io::Errno::NXIO) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            rustix::fs::fcntl_setfl(&fd, OFlags::empty())?;
+            for c in content.chunks(chunk) {
+                match rustix::io::write(&fd, c) {
+                    Ok(_) => {}
+                    // The reader closed its end: it read all it wanted.
+                    Err(rustix::io::Errno::PIPE) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+                while rustix::io::ioctl_fionread(&fd)? > 0 {
+                    // The reader closed its end (it read all it wanted): done.
+                    let mut pfd = [rustix::event::PollFd::new(
+                        &fd,
+                        rustix::event::PollFlags::OUT,
+                    )];
+                    let zero = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    };
+                    rustix::event::poll(&mut pfd, Some(&zero))?;
+                    if pfd[0].revents().contains(rustix::event::PollFlags::ERR) {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        return Err(std::io::Error::other("the reader stopped reading"));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file handed out in short reads is read to its end, not to the first short read.
+    #[test]
+    fn read_into_reads_past_short_reads_to_the_end() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("procs");
+        let content: Vec<u8> = (100_000..104_000)
+            .flat_map(|p| format!("{p}\n").into_bytes())
+            .collect();
+        let server = fixture::chunked(&path, content.clone(), 1000);
+        let mut buf = Vec::new();
+        let n = read_into(&path, &mut buf).unwrap();
+        server.join().unwrap().unwrap();
+        assert_eq!(n, content.len());
+        assert!(
+            buf == content,
+            "read {} of {} bytes",
+            buf.len(),
+            content.len()
+        );
+    }
+
+    #[test]
+    fn reads_stop_at_the_bound() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("big");
+        std::fs::write(&path, vec![b'x'; 100_000]).unwrap();
+        let fd =
+            rustix::fs::open(&path, rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_fd(&fd, &mut buf, Until::Eof, 10_000, false).unwrap(),
+            10_000
+        );
+        assert_eq!(buf.len(), 10_000);
+    }
+
+    /// A kept file is re-read whole from the start each time, also when the kernel hands it out
+    /// a page per read: `/proc/self/maps` with 300 mappings of this test's own is ~25 KiB.
+    #[test]
+    fn kept_file_reads_a_many_page_kernel_file_whole_every_time() {
+        let page = rustix::param::page_size();
+        let n = 600;
+        // SAFETY: a fresh anonymous mapping this test owns; only its protections change and it
+        // is unmapped at the end; nothing reads or writes it.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                n * page,
+                rustix::mm::ProtFlags::empty(),
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }
+        .unwrap();
+        // Every other page readable: 600 mappings the kernel cannot merge.
+        let ours: Vec<String> = (0..n)
+            .step_by(2)
+            .map(|i| {
+                let at = base as usize + i * page;
+                // SAFETY: `at` is a page inside the mapping made above.
+                unsafe {
+                    rustix::mm::mprotect(at as *mut _, page, rustix::mm::MprotectFlags::READ)
+                }
+                .unwrap();
+                format!("{at:x}-")
+            })
+            .collect();
+        let mut kept = KeptFile::new("/proc/self/maps".into());
+        let mut buf = Vec::new();
+        for _ in 0..2 {
+            kept.read_into(&mut buf).unwrap();
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let missing = ours
+                .iter()
+                .filter(|a| !text.lines().any(|l| l.starts_with(a.as_str())))
+                .count();
+            assert!(text.len() > 16 * 1024, "{} bytes", text.len());
+            assert_eq!(
+                missing,
+                0,
+                "{missing} of our mappings missing in {} bytes",
+                text.len()
+            );
+            assert!(text.ends_with('\n'));
+        }
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { rustix::mm::munmap(base, n * page) }.unwrap();
+    }
 }

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 
 use rustix::fs::{Mode, OFlags, RawDir};
 
-use super::{Root, parse_i64, parse_u64};
+use super::{MAX_FILE, Root, Until, parse_i64, parse_u64, read_fd};
 
 /// PF_KTHREAD in `/proc/PID/stat` field 9.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
@@ -179,6 +179,10 @@ impl Status {
     }
 }
 
+/// The most of a command line that is read (64 KiB): enough for rules to match on, while a
+/// process with megabytes of arguments cannot grow the daemon's buffer (locked in memory).
+pub const MAX_CMDLINE: usize = 64 << 10;
+
 /// The hot-path reader: `openat` relative to a `/proc` directory fd, into one reused buffer.
 pub struct ProcReader {
     root: Root,
@@ -250,21 +254,16 @@ impl ProcReader {
         )
         .ok()?;
         self.buf.clear();
-        loop {
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(4096);
+        // The per-scan files are generated whole on the first read: a short read is their end
+        // (one syscall saved per file per process). The others are read until end of file.
+        let (until, max) = match file {
+            "stat" | "statm" | "status" | "oom_score_adj" | "oom_score" => {
+                (Until::ShortRead, MAX_FILE)
             }
-            let spare = self.buf.spare_capacity_mut();
-            let room = spare.len();
-            let (init, _) = rustix::io::read(&fd, spare).ok()?;
-            let got = init.len();
-            // SAFETY: `read` initialised `got` bytes of the spare capacity.
-            unsafe { self.buf.set_len(self.buf.len() + got) };
-            // proc files are generated whole: a short read is the end (saves a syscall).
-            if got == 0 || got < room {
-                break;
-            }
-        }
+            "cmdline" => (Until::Eof, MAX_CMDLINE),
+            _ => (Until::Eof, MAX_FILE),
+        };
+        read_fd(&fd, &mut self.buf, until, max, false).ok()?;
         Some(&self.buf)
     }
 
@@ -301,7 +300,8 @@ impl ProcReader {
         self.read(pid, "oom_score").and_then(parse_u64)
     }
 
-    /// The arguments joined by single spaces (empty for kernel threads and zombies).
+    /// The arguments joined by single spaces (empty for kernel threads and zombies); at most
+    /// the first [`MAX_CMDLINE`] bytes.
     pub fn cmdline(&mut self, pid: i32) -> Option<String> {
         let b = self.read(pid, "cmdline")?;
         let mut s = String::from_utf8_lossy(b).replace('\0', " ");
@@ -368,6 +368,60 @@ mod tests {
             b"Name:\tz\nUid:\t0\t0\t0\t0\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n",
         );
         assert!(!z.sigkill_pending && !z.has_mm);
+    }
+
+    /// A command line the kernel hands out in pieces is read whole; one longer than
+    /// [`MAX_CMDLINE`] is cut there. `/proc/PID/cgroup` is read to its end as well.
+    #[test]
+    fn cmdline_and_cgroup_are_read_past_short_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("proc/4242");
+        std::fs::create_dir_all(&dir).unwrap();
+        let args: Vec<u8> = (0..2000)
+            .flat_map(|i| format!("--arg{i:05}\0").into_bytes())
+            .collect();
+        let huge: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("--x{i:05}\0").into_bytes())
+            .collect();
+        let cgroup: Vec<u8> = (0..200)
+            .flat_map(|i| {
+                format!("{i}:name=n{i}:/a/very/long/path/for/group/{i:04}\n").into_bytes()
+            })
+            .collect();
+        let mut r = ProcReader::open(&Root::new(d.path())).unwrap();
+
+        let server = crate::sense::fixture::chunked(&dir.join("cmdline"), args.clone(), 1000);
+        let got = r.cmdline(4242).unwrap();
+        server.join().unwrap().unwrap();
+        assert_eq!(
+            got.len(),
+            args.len() - 1,
+            "{}",
+            &got[got.len().saturating_sub(40)..]
+        );
+        assert!(
+            got.ends_with("--arg01999"),
+            "{}",
+            &got[got.len().saturating_sub(40)..]
+        );
+        std::fs::remove_file(dir.join("cmdline")).unwrap();
+
+        let server = crate::sense::fixture::chunked(&dir.join("cmdline"), huge.clone(), 4000);
+        let got = r.cmdline(4242).unwrap();
+        assert_eq!(got.len(), MAX_CMDLINE);
+        assert!(got.starts_with("--x00000 --x00001 "));
+        // The rest is not read: the writer sees the reader gone.
+        server.join().unwrap().unwrap();
+
+        let server = crate::sense::fixture::chunked(&dir.join("cgroup"), cgroup.clone(), 900);
+        let got = r.cgroup_text(4242).unwrap();
+        server.join().unwrap().unwrap();
+        assert!(
+            got.as_bytes() == cgroup,
+            "read {} of {} bytes",
+            got.len(),
+            cgroup.len()
+        );
     }
 
     #[test]

@@ -281,6 +281,34 @@ mod tests {
         assert_eq!(s2.label(), "cgroup:/lim/app");
     }
 
+    /// `cgroup.procs` hands out one page per read: a group of 12 000 processes is ~75 KiB,
+    /// and every one of them (and the sub-group's) is listed.
+    #[test]
+    fn a_group_of_twelve_thousand_processes_is_listed_whole() {
+        let d = fixture(false);
+        let root = Root::new(d.path());
+        let procs = d.path().join("sys/fs/cgroup/memory/lim/app/cgroup.procs");
+        fs::remove_file(&procs).unwrap();
+        let content: Vec<u8> = (100_000..112_000)
+            .flat_map(|p| format!("{p}\n").into_bytes())
+            .collect();
+        // As the kernel's seq_file: whole lines, at most one page per read.
+        let server = crate::sense::fixture::chunked(&procs, content, 4095);
+        let mut s = Scope::resolve(&root, &"cgroup:/lim/app".parse().unwrap()).unwrap();
+        let mut pids = Vec::new();
+        assert!(s.cgroup_pids(&mut pids));
+        server.join().unwrap().unwrap();
+        pids.sort();
+        let want: Vec<i32> = [12].into_iter().chain(100_000..112_000).collect();
+        assert_eq!(pids.len(), want.len());
+        assert!(
+            pids == want,
+            "first {:?}, last {:?}",
+            &pids[..3],
+            pids.last()
+        );
+    }
+
     #[test]
     fn unlimited_all_the_way_up_is_the_machine_and_missing_groups_are_clear_errors() {
         let d = fixture(true);

@@ -1,0 +1,210 @@
+//! One guard per scope: `oomguard run` holds an exclusive `flock` on a lock file named from its
+//! canonical scope, under the state directory (`/var/lib/oomguard` as root, else
+//! `$XDG_STATE_HOME/oomguard`). A second guard on the same scope finds the lock taken and
+//! refuses to start, naming the first one's PID (which the holder writes into the file). The
+//! kernel drops the lock when the holder exits, however it exits: no stale lock to clean up.
+//! Lock files are never removed (removing one while another guard opens it would let two guards
+//! hold "the" lock).
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::FlockOperation;
+
+use crate::sense::Root;
+use crate::sense::scope::{Scope, ScopeKind};
+use crate::values::ScopeSpec;
+
+/// The lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "another oomguard (PID {pid}) already guards {scope} (lock {path}); stop it first, or guard another scope"
+    )]
+    Held {
+        scope: String,
+        pid: String,
+        path: PathBuf,
+    },
+    #[error(
+        "cannot take the lock {path} that keeps a second guard off {scope}: {source} (the state directory must be writable: /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard)"
+    )]
+    Io {
+        scope: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The lock on one scope, held while this value lives (and in any case until the process exits).
+#[derive(Debug)]
+pub struct ScopeLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl ScopeLock {
+    /// Takes the lock for `spec` under `dir`. A scope that does not resolve takes no lock
+    /// (`Ok(None)`): the daemon then fails on it with its own message.
+    pub fn acquire(
+        dir: &Path,
+        root: &Root,
+        spec: &ScopeSpec,
+    ) -> Result<Option<ScopeLock>, LockError> {
+        let Ok(scope) = Scope::resolve(root, spec) else {
+            return Ok(None);
+        };
+        let label = scope.label();
+        let path = dir.join(file_name(&key(root, &scope)));
+        let io = |source| LockError::Io {
+            scope: label.clone(),
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(LockError::Held {
+                    pid: holder_pid(&mut file),
+                    scope: label,
+                    path,
+                });
+            }
+            Err(e) => return Err(io(e.into())),
+        }
+        let write_pid = |f: &mut File| -> std::io::Result<()> {
+            f.set_len(0)?;
+            f.rewind()?;
+            f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+            f.flush()
+        };
+        write_pid(&mut file).map_err(io)?;
+        Ok(Some(ScopeLock { _file: file, path }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The PID the holder wrote; it may be a moment from writing it (it takes the lock first):
+/// waits up to 200 ms for it.
+fn holder_pid(file: &mut File) -> String {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        let mut text = String::new();
+        let _ = file.rewind();
+        let _ = file.read_to_string(&mut text);
+        let pid = text.trim();
+        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+            return pid.to_string();
+        }
+        if Instant::now() > deadline {
+            return "unknown".into();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The default directory of lock files: the state directory (that of the default event log).
+pub fn default_dir() -> PathBuf {
+    let log = crate::record::eventlog::default_path();
+    log.parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
+}
+
+/// What identifies a scope: `system`, or the group's real directory (so both spellings of one
+/// group, and the v1 and v2 groups of one path, are told apart right); under a fixture root,
+/// prefixed by the root.
+fn key(root: &Root, scope: &Scope) -> String {
+    let k = match &scope.kind {
+        ScopeKind::System => "system".to_string(),
+        ScopeKind::Cgroup(c) => format!("cgroup{}", c.dir.display()),
+    };
+    if root.is_real() {
+        k
+    } else {
+        format!("root{}-{k}", root.as_path().display())
+    }
+}
+
+/// `run-KEY.lock` with KEY escaped as systemd does (`/` → `-`, other bytes outside
+/// `[A-Za-z0-9_.:]` → `\xNN`): distinct scopes get distinct names. A name too long for the
+/// filesystem is cut and ends in a hash of the whole key.
+fn file_name(key: &str) -> String {
+    let mut esc = String::with_capacity(key.len());
+    for (i, &b) in key.trim_matches('/').as_bytes().iter().enumerate() {
+        match b {
+            b'/' => esc.push('-'),
+            b'.' if i == 0 => esc.push_str("\\x2e"),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b':' => esc.push(b as char),
+            _ => esc.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    const MAX: usize = 200;
+    if esc.len() > MAX {
+        let mut cut = MAX - 17;
+        while !esc.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        esc = format!("{}-{hash:016x}", &esc[..cut]);
+    }
+    format!("run-{esc}.lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct_and_bounded() {
+        assert_eq!(file_name("system"), "run-system.lock");
+        assert_eq!(
+            file_name("cgroup/sys/fs/cgroup/memory/a-b"),
+            "run-cgroup-sys-fs-cgroup-memory-a\\x2db.lock"
+        );
+        assert_ne!(file_name("cgroup/x/a-b"), file_name("cgroup/x/a/b"));
+        let long = format!("cgroup/{}", "d/".repeat(300));
+        let other = format!("cgroup/{}e", "d/".repeat(300));
+        let (a, b) = (file_name(&long), file_name(&other));
+        assert!(a.len() <= 255 && b.len() <= 255);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_second_lock_on_a_scope_names_the_first_holder_and_other_scopes_are_free() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::default();
+        let first = ScopeLock::acquire(d.path(), &root, &ScopeSpec::System)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(first.path()).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        let e = ScopeLock::acquire(d.path(), &root, &ScopeSpec::System).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("PID {}", std::process::id())) && msg.contains("system"),
+            "{msg}"
+        );
+        drop(first);
+        let again = ScopeLock::acquire(d.path(), &root, &ScopeSpec::System).unwrap();
+        assert!(again.is_some());
+    }
+}
