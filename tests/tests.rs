@@ -19,5 +19,6 @@ mod fleet_util;
 mod predict;
 mod predict_live;
 mod protect;
+mod record_blocking;
 mod run_cgroup;
 mod vm_scenarios;
