@@ -75,8 +75,10 @@ fn hog_killed_by_oomguard(cg: &TestCgroup, log: &Path, i: usize) -> i32 {
 }
 
 /// A FIFO opened read-write by the test (so the daemon never gets EPIPE) and filled up: the
-/// daemon's very first write to it would block.
-fn full_fifo(dir: &Path) -> std::fs::File {
+/// daemon's very first write to it would block. Returns the test's end (kept open, never
+/// read) and a blocking write end for the daemon's stderr (its own open file description:
+/// the test's end is non-blocking, and that flag must not reach the daemon).
+fn full_fifo(dir: &Path) -> (std::fs::File, std::fs::File) {
     let p = dir.join("stderr.fifo");
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo on a path in a fresh temporary directory.
@@ -97,7 +99,8 @@ fn full_fifo(dir: &Path) -> std::fs::File {
         }
     }
     assert!(filled > 0);
-    f
+    let daemon_end = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    (f, daemon_end)
 }
 
 #[test]
@@ -107,17 +110,23 @@ fn stderr_that_nobody_reads_does_not_stall_the_guard() {
     };
     let dir = tempdir();
     let log = dir.path().join("events.jsonl");
-    let fifo = full_fifo(dir.path());
+    let (fifo, daemon_end) = full_fifo(dir.path());
     let scope = format!("cgroup:{}", cg.rel());
     let mut child = Command::new(bin())
         .args(["run", "--verbose", "--scope", &scope, "--event-log"])
         .arg(&log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(fifo.try_clone().unwrap())
+        .stderr(daemon_end)
         .spawn()
         .expect("start the daemon");
-    wait_started(&mut child, &log);
+    // Started when its log exists; a daemon stuck on its first log line never gets there, and
+    // then the hogs show what that costs (the kernel's OOM killer acts instead).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(1));
     let mut pids = Vec::new();
     for i in 0..15 {
         pids.push(hog_killed_by_oomguard(&cg, &log, i));

@@ -82,15 +82,19 @@ impl EventLogError {
 /// room).
 pub const QUEUE: usize = 256;
 
-/// How long `append` waits for its record to be written and fsynced.
+/// How long `append` waits for its record to be written (into the file, not yet fsynced).
 ///
-/// The contract says a record is appended and fsynced before the daemon's next action. The
-/// write and the fsync happen on the writer thread, so a slow disk, a full one or a hung NFS
-/// server can never stall the guard loop; `append` waits for them at most this long, and only
-/// when the writer had caught up (a writer already behind is not waited for at all). On a
-/// healthy disk the fsync takes a few milliseconds and the contract holds exactly; on a
-/// stalled one the guard keeps killing and the records follow as soon as the disk lets them
-/// (or are counted as lost). Guarding memory comes first, the record of it second.
+/// The contract says a record is appended and fsynced before the daemon's next action. Both
+/// happen on the writer thread, so a slow disk, a full one or a hung NFS server can never
+/// stall the guard loop: `append` waits only for the `write` (microseconds into the page
+/// cache; at most this long, and not at all when the writer is already behind), and the
+/// writer fsyncs right after. The trade-off: the fsync is no longer awaited by the loop, so
+/// a power loss in the few milliseconds between a kill and the fsync of its record can lose
+/// that record, and on a stalled disk the guard keeps killing while its records wait (or are
+/// counted as lost). Waiting for the fsync instead cost a 400 MiB hog race against the
+/// kernel's OOM killer under load (tests/record_blocking.rs): guarding memory comes first,
+/// the durable record of it a moment later. Readers (`oomguard events`) see the record as
+/// soon as `append` returns.
 pub const SYNC_WAIT: Duration = Duration::from_millis(250);
 
 /// Bumped by the reopen signals (SIGUSR1, SIGHUP); writers reopen their file when it changes.
@@ -129,6 +133,8 @@ pub fn flush_all(timeout: Duration) -> bool {
 struct Progress {
     /// Records handed to `append` (sequence numbers 1..=queued).
     queued: u64,
+    /// Records written into the file (or given up); readers can see them.
+    written: u64,
     /// Records the writer is done with (written and fsynced, or given up).
     done: u64,
     /// Records dropped because the queue was full, not yet reported by the writer.
@@ -299,13 +305,14 @@ impl EventLog {
         let mut line = serde_json::to_vec(&rec).unwrap_or_default();
         line.push(b'\n');
         let mut p = self.shared.lock();
-        let caught_up = p.done == p.queued;
+        let caught_up = p.written == p.queued;
         p.queued += 1;
         let seq = p.queued;
         UNWRITTEN.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                p.written += 1;
                 p.done += 1;
                 p.dropped += 1;
                 UNWRITTEN.fetch_sub(1, Ordering::SeqCst);
@@ -315,7 +322,7 @@ impl EventLog {
         }
         if caught_up {
             let deadline = Instant::now() + SYNC_WAIT;
-            while p.done < seq {
+            while p.written < seq {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
@@ -331,7 +338,8 @@ impl EventLog {
         Ok(rec)
     }
 
-    /// Waits (at most `timeout`) until every record appended so far is written. Returns
+    /// Waits (at most `timeout`) until every record appended so far is written and fsynced.
+    /// Returns
     /// whether they all were.
     pub fn sync(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -377,6 +385,18 @@ impl Writer {
             self.maybe_reopen();
             let Some(line) = line else { continue };
             let r = self.write(&line);
+            let r = match r {
+                Ok(()) => {
+                    self.shared.lock().written += 1;
+                    self.shared.cv.notify_all();
+                    self.file.sync_data()
+                }
+                Err(e) => {
+                    self.shared.lock().written += 1;
+                    self.shared.cv.notify_all();
+                    Err(e)
+                }
+            };
             self.account(r);
             UNWRITTEN.fetch_sub(1, Ordering::SeqCst);
             let mut p = self.shared.lock();
@@ -412,7 +432,7 @@ impl Writer {
         }
     }
 
-    /// Writes one line and fsyncs. When the file does not end in a newline (a failed or
+    /// Writes one line (the caller fsyncs). When the file does not end in a newline (a failed or
     /// short write before, a crash mid-write, another writer's torn line), the line starts
     /// with one, so no record is ever glued to a torn one.
     fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
@@ -422,8 +442,7 @@ impl Writer {
             buf.push(b'\n');
         }
         buf.extend_from_slice(line);
-        (&self.file).write_all(&buf)?;
-        self.file.sync_data()
+        (&self.file).write_all(&buf)
     }
 
     fn ends_torn(&self) -> bool {
