@@ -20,6 +20,7 @@ mod order;
 mod predict;
 mod predict_live;
 mod protect;
+mod record_blocking;
 mod run_cgroup;
 mod util;
 mod vm_scenarios;

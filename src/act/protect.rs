@@ -457,9 +457,9 @@ impl Guardian {
         let stats = protector.stats.clone();
         protector.scan("start");
         let (stop2, pending2) = (stop.clone(), pending.clone());
-        let handle = std::thread::Builder::new()
-            .name("oomguard-protect".into())
-            .spawn(move || run_loop(protector, events, interval, &stop2, &pending2))?;
+        let handle = crate::record::side::spawn("oomguard-protect", move || {
+            run_loop(protector, events, interval, &stop2, &pending2)
+        })?;
         Ok(Guardian {
             stop,
             pending,

@@ -331,16 +331,18 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut offset = 0u64;
+    let mut lines_read = 0;
     if path.exists() {
         let text = std::fs::read(&path)
             .with_context(|| format!("cannot read event log {}", path.display()))?;
         // Only complete lines now; a partial tail is picked up by --follow or reported.
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         offset = complete as u64;
-        let (recs, warnings) = eventlog::parse_lines(&text[..complete], &path);
-        for w in &warnings {
+        let (recs, bad) = eventlog::parse(&text[..complete], 1);
+        if let Some(w) = bad.warning(&path) {
             eprintln!("oomguard: warning: {w}");
         }
+        lines_read = text[..complete].iter().filter(|&&b| b == b'\n').count();
         if complete < text.len() && !args.follow {
             eprintln!(
                 "oomguard: warning: {}: skipped a torn last line",
@@ -358,7 +360,7 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     if args.follow {
-        follow(&path, offset, &filter, args.json, &mut out)?;
+        follow(&path, offset, lines_read, &filter, args.json, &mut out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -368,6 +370,7 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
 fn follow(
     path: &Path,
     mut offset: u64,
+    mut lines_read: usize,
     filter: &Filter,
     json: bool,
     out: &mut impl Write,
@@ -381,6 +384,7 @@ fn follow(
                 // Replaced or truncated: start over at its beginning.
                 ino = Some(now_ino);
                 offset = 0;
+                lines_read = 0;
                 pending.clear();
             }
             if meta.len() > offset {
@@ -393,8 +397,9 @@ fn follow(
                 pending.extend_from_slice(&buf);
                 if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
                     let complete: Vec<u8> = pending.drain(..=end).collect();
-                    let (recs, warns) = eventlog::parse_lines(&complete, path);
-                    for w in warns {
+                    let (recs, bad) = eventlog::parse(&complete, lines_read + 1);
+                    lines_read += complete.iter().filter(|&&b| b == b'\n').count();
+                    if let Some(w) = bad.warning(path) {
                         eprintln!("oomguard: warning: {w}");
                     }
                     for r in recs.iter().filter(|r| filter.keep(r)) {

@@ -93,6 +93,9 @@ pub fn main() -> ExitCode {
         Command::Hog(a) => hog::run(a),
         Command::Generate(a) => generate::run(a),
     };
+    // Log lines still queued (src/record/log.rs) reach stderr before the error or the exit.
+    log::logger().flush();
+    crate::record::eventlog::flush_all(std::time::Duration::from_secs(2));
     match result {
         Ok(code) => code,
         Err(e) => report_error(&e),
@@ -112,6 +115,8 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
     eprintln!("oomguard: {e:#}");
     let usage = e.chain().any(|c| {
         c.downcast_ref::<UsageError>().is_some()
+            || c.downcast_ref::<crate::record::eventlog::EventLogError>()
+                .is_some_and(|e| e.is_usage())
             || c.downcast_ref::<crate::config::ConfigError>()
                 .is_some_and(|ce| !matches!(ce, crate::config::ConfigError::Read { .. }))
     });

@@ -181,6 +181,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, flags.reload.clone())
         .context("cannot install signal handlers")?;
+    // SIGUSR1 (and SIGHUP) reopen the event log after logrotate moved it.
+    crate::record::eventlog::reopen_on_signals().context("cannot install signal handlers")?;
     let pipe_w = std::sync::Arc::new(pipe_w);
     for sig in [
         signal_hook::consts::SIGTERM,
@@ -238,7 +240,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let built =
         crate::record::fleet::build(&fleet, args.metrics, d.event_log().clone(), root, reloader)?;
     d.add_observer(Box::new(built.observer));
-    d.run()?;
+    let r = d.run();
+    // Records and log lines still queued get a moment to reach their files.
+    crate::record::eventlog::flush_all(Duration::from_secs(2));
+    log::logger().flush();
+    r?;
     crate::record::systemd::stopping();
     let _ = flags.stop.load(Ordering::Relaxed);
     Ok(ExitCode::SUCCESS)

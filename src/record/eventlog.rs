@@ -14,11 +14,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use super::side::HEALTH;
 
 /// The default path: `/var/lib/oomguard/events.jsonl` for root, else
 /// `$XDG_STATE_HOME/oomguard/events.jsonl` (`~/.local/state/...`).
@@ -36,17 +42,123 @@ pub fn default_path() -> PathBuf {
 
 /// The event log could not be opened or written.
 #[derive(Debug, thiserror::Error)]
-#[error("event log {path}: {source}")]
-pub struct EventLogError {
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
+pub enum EventLogError {
+    /// The path names something other than a regular file (a usage error: exit code 2).
+    #[error(
+        "event log {path}: {what}, not a regular file; the event log must be a regular file \
+         (choose another path with --event-log)"
+    )]
+    NotRegular { path: PathBuf, what: &'static str },
+    /// Its directory does not exist and cannot be made.
+    #[error("event log {path}: cannot create its directory {dir}: {source}")]
+    Dir {
+        path: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("event log {path}: cannot open it for appending: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("event log {path}: cannot start its writer thread: {source}")]
+    Thread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// An append-only, fsynced JSON-lines log, shareable between threads.
+impl EventLogError {
+    /// Whether the error is the user's to fix by choosing another path (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, EventLogError::NotRegular { .. })
+    }
+}
+
+/// Records the writer's queue holds; more are dropped and counted (the loop never waits for
+/// room).
+pub const QUEUE: usize = 256;
+
+/// How long `append` waits for its record to be written (into the file, not yet fsynced).
+///
+/// The contract says a record is appended and fsynced before the daemon's next action. Both
+/// happen on the writer thread, so a slow disk, a full one or a hung NFS server can never
+/// stall the guard loop: `append` waits only for the `write` (microseconds into the page
+/// cache; at most this long, and not at all when the writer is already behind), and the
+/// writer fsyncs right after. The trade-off: the fsync is no longer awaited by the loop, so
+/// a power loss in the few milliseconds between a kill and the fsync of its record can lose
+/// that record, and on a stalled disk the guard keeps killing while its records wait (or are
+/// counted as lost). Waiting for the fsync instead cost a 400 MiB hog race against the
+/// kernel's OOM killer under load (tests/record_blocking.rs): guarding memory comes first,
+/// the durable record of it a moment later. Readers (`oomguard events`) see the record as
+/// soon as `append` returns.
+pub const SYNC_WAIT: Duration = Duration::from_millis(250);
+
+/// Bumped by the reopen signals (SIGUSR1, SIGHUP); writers reopen their file when it changes.
+static REOPEN: AtomicU64 = AtomicU64::new(0);
+/// Records queued in any event log and not yet written (or given up).
+static UNWRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Makes SIGUSR1 and SIGHUP reopen every event log by its path (after logrotate moved it).
+pub fn reopen_on_signals() -> std::io::Result<()> {
+    for sig in [signal_hook::consts::SIGUSR1, signal_hook::consts::SIGHUP] {
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, || {
+                REOPEN.fetch_add(1, Ordering::SeqCst);
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits (at most `timeout`) until every record queued in any event log is written: at exit.
+/// Returns whether all were.
+pub fn flush_all(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while UNWRITTEN.load(Ordering::SeqCst) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
+/// How far the writer has got.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Records handed to `append` (sequence numbers 1..=queued).
+    queued: u64,
+    /// Records written into the file (or given up); readers can see them.
+    written: u64,
+    /// Records the writer is done with (written and fsynced, or given up).
+    done: u64,
+    /// Records dropped because the queue was full, not yet reported by the writer.
+    dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    progress: Mutex<Progress>,
+    cv: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An append-only, fsynced JSON-lines log, shareable between threads. Appends never block on
+/// the file: one writer thread per opened log writes and fsyncs (see [`SYNC_WAIT`]).
 #[derive(Clone, Debug)]
 pub struct EventLog {
-    inner: Arc<Mutex<File>>,
+    tx: SyncSender<Vec<u8>>,
+    shared: Arc<Shared>,
     path: PathBuf,
     scope: String,
     host: String,
@@ -66,25 +178,104 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
-impl EventLog {
-    /// Opens (creating directories and the file) for appending.
-    pub fn open(path: &Path, scope: &str) -> Result<EventLog, EventLogError> {
-        let err = |source| EventLogError {
-            path: path.to_path_buf(),
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for appending, creating its directories and the file: only a regular file,
+/// never through a symbolic link (`O_NOFOLLOW`), never opening a device or FIFO at all.
+pub fn open_file(path: &Path) -> Result<File, EventLogError> {
+    let p = || path.to_path_buf();
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| EventLogError::Dir {
+            path: p(),
+            dir: dir.to_path_buf(),
             source,
+        })?;
+    }
+    // Refuse before opening: opening a device or a FIFO can have effects of its own.
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && !m.file_type().is_file()
+    {
+        return Err(EventLogError::NotRegular {
+            path: p(),
+            what: file_kind(m.file_type()),
+        });
+    }
+    // Readable too: the writer looks at the last byte for a torn line before each record.
+    let f = OpenOptions::new()
+        .read(true)
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => EventLogError::NotRegular {
+                path: p(),
+                what: "a symbolic link",
+            },
+            Some(libc::EISDIR) => EventLogError::NotRegular {
+                path: p(),
+                what: "a directory",
+            },
+            _ => EventLogError::Open { path: p(), source },
+        })?;
+    // And again on what was opened (the path may have been replaced in between).
+    let m = f
+        .metadata()
+        .map_err(|source| EventLogError::Open { path: p(), source })?;
+    if !m.file_type().is_file() {
+        return Err(EventLogError::NotRegular {
+            path: p(),
+            what: file_kind(m.file_type()),
+        });
+    }
+    Ok(f)
+}
+
+impl EventLog {
+    /// Opens (creating directories and the file) for appending and starts its writer thread.
+    /// Errors: not a regular file (a FIFO, device, directory or symbolic link), a directory
+    /// that cannot be created, a file that cannot be opened for writing (read-only file
+    /// system, permissions).
+    pub fn open(path: &Path, scope: &str) -> Result<EventLog, EventLogError> {
+        let f = open_file(path)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let shared = Arc::new(Shared::default());
+        let w = Writer {
+            path: path.to_path_buf(),
+            file: f,
+            generation: REOPEN.load(Ordering::SeqCst),
+            shared: shared.clone(),
+            failing: None,
+            lost: 0,
+            dropped_reported: 0,
         };
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(err)?;
+        super::side::spawn("oomguard-eventlog", move || w.run(rx)).map_err(|source| {
+            EventLogError::Thread {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
         Ok(EventLog {
-            inner: Arc::new(Mutex::new(f)),
+            tx,
+            shared,
             path: path.to_path_buf(),
             scope: scope.to_string(),
             host: hostname(),
@@ -96,8 +287,9 @@ impl EventLog {
     }
 
     /// Appends one record: `time`, `action`, `scope`, `host`, then the fields of `body` (a
-    /// serializable struct or map). Written in one `write` and fsynced before returning.
-    /// Returns the full record as written.
+    /// serializable struct or map), as one line. The writer thread writes it in one `write`
+    /// and fsyncs; this waits for that at most [`SYNC_WAIT`]. A record that cannot be queued
+    /// (the writer is far behind) is dropped and counted. Returns the full record.
     pub fn append(&self, action: &str, body: &impl Serialize) -> Result<Value, EventLogError> {
         let mut obj = Map::new();
         obj.insert("time".into(), Value::String(now_rfc3339()));
@@ -112,42 +304,265 @@ impl EventLog {
         let rec = Value::Object(obj);
         let mut line = serde_json::to_vec(&rec).unwrap_or_default();
         line.push(b'\n');
-        let err = |source| EventLogError {
-            path: self.path.clone(),
-            source,
-        };
-        let f = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        (&*f).write_all(&line).map_err(err)?;
-        f.sync_data().map_err(err)?;
+        let mut p = self.shared.lock();
+        let caught_up = p.written == p.queued;
+        p.queued += 1;
+        let seq = p.queued;
+        UNWRITTEN.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                p.written += 1;
+                p.done += 1;
+                p.dropped += 1;
+                UNWRITTEN.fetch_sub(1, Ordering::SeqCst);
+                HEALTH.event_records_lost.fetch_add(1, Ordering::Relaxed);
+                return Ok(rec);
+            }
+        }
+        if caught_up {
+            let deadline = Instant::now() + SYNC_WAIT;
+            while p.written < seq {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                p = self
+                    .shared
+                    .cv
+                    .wait_timeout(p, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
         Ok(rec)
+    }
+
+    /// Waits (at most `timeout`) until every record appended so far is written and fsynced.
+    /// Returns
+    /// whether they all were.
+    pub fn sync(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut p = self.shared.lock();
+        let seq = p.queued;
+        while p.done < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            p = self
+                .shared
+                .cv
+                .wait_timeout(p, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
     }
 }
 
-/// Reads an event log: every complete JSON line. A torn or unparsable line is skipped and
-/// reported in the returned warnings (with its line number).
+/// The writer thread of one event log.
+struct Writer {
+    path: PathBuf,
+    file: File,
+    generation: u64,
+    shared: Arc<Shared>,
+    /// Since when writes fail (and the error), while they do.
+    failing: Option<String>,
+    /// Records lost to failed writes in the current failure.
+    lost: u64,
+    dropped_reported: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Vec<u8>>) {
+        loop {
+            let line = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(l) => Some(l),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            self.maybe_reopen();
+            let Some(line) = line else { continue };
+            let r = self.write(&line);
+            let r = match r {
+                Ok(()) => {
+                    self.shared.lock().written += 1;
+                    self.shared.cv.notify_all();
+                    self.file.sync_data()
+                }
+                Err(e) => {
+                    self.shared.lock().written += 1;
+                    self.shared.cv.notify_all();
+                    Err(e)
+                }
+            };
+            self.account(r);
+            UNWRITTEN.fetch_sub(1, Ordering::SeqCst);
+            let mut p = self.shared.lock();
+            p.done += 1;
+            let dropped = p.dropped;
+            drop(p);
+            self.shared.cv.notify_all();
+            if dropped > self.dropped_reported && self.failing.is_none() {
+                log::warn!(
+                    "event log {}: {} record(s) were dropped because the writer fell behind \
+                     (the disk was too slow)",
+                    self.path.display(),
+                    dropped - self.dropped_reported
+                );
+                self.dropped_reported = dropped;
+            }
+        }
+    }
+
+    /// After a reopen signal: opens the path anew (logrotate moved the file away).
+    fn maybe_reopen(&mut self) {
+        let g = REOPEN.load(Ordering::SeqCst);
+        if g == self.generation {
+            return;
+        }
+        self.generation = g;
+        match open_file(&self.path) {
+            Ok(f) => {
+                self.file = f;
+                log::info!("event log {} reopened", self.path.display());
+            }
+            Err(e) => log::error!("{e}; writing on to the file opened before"),
+        }
+    }
+
+    /// Writes one line (the caller fsyncs). When the file does not end in a newline (a failed or
+    /// short write before, a crash mid-write, another writer's torn line), the line starts
+    /// with one, so no record is ever glued to a torn one.
+    fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let torn = self.ends_torn();
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        if torn {
+            buf.push(b'\n');
+        }
+        buf.extend_from_slice(line);
+        (&self.file).write_all(&buf)
+    }
+
+    fn ends_torn(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Ok(len) = self.file.metadata().map(|m| m.len()) else {
+            return false;
+        };
+        let mut last = [0u8];
+        len > 0 && self.file.read_at(&mut last, len - 1).is_ok_and(|n| n == 1) && last[0] != b'\n'
+    }
+
+    /// Logs a failure once when it starts and once when writing works again.
+    fn account(&mut self, r: std::io::Result<()>) {
+        match r {
+            Ok(()) => {
+                if let Some(e) = self.failing.take() {
+                    log::warn!(
+                        "event log {}: writable again; {} record(s) were lost while writes failed ({e})",
+                        self.path.display(),
+                        self.lost
+                    );
+                    self.lost = 0;
+                }
+            }
+            Err(e) => {
+                HEALTH.event_records_lost.fetch_add(1, Ordering::Relaxed);
+                self.lost += 1;
+                if self.failing.is_none() {
+                    log::error!(
+                        "event log {}: cannot write a record: {e}; records are lost until \
+                         writing works again (free space or fix the file system)",
+                        self.path.display()
+                    );
+                    self.failing = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Reads an event log: every complete JSON line. Lines that are not event records (torn,
+/// glued, not JSON, not an object with an `action`) are skipped and summed up in the returned
+/// warnings (one warning, with their count and line numbers).
 pub fn read_all(path: &Path) -> std::io::Result<(Vec<Value>, Vec<String>)> {
     let text = std::fs::read(path)?;
     Ok(parse_lines(&text, path))
 }
 
-/// Parses JSON lines read from `path` (named in the warnings about bad lines).
-pub fn parse_lines(text: &[u8], path: &Path) -> (Vec<Value>, Vec<String>) {
+/// Line numbers listed in an [`Unparsed`] summary (the count is always complete).
+pub const LISTED: usize = 20;
+
+/// The lines of an event log that are not event records.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Unparsed {
+    /// How many.
+    pub count: usize,
+    /// The first [`LISTED`] line numbers (1-based).
+    pub lines: Vec<usize>,
+    /// What was wrong with the first one.
+    pub first_error: String,
+}
+
+impl Unparsed {
+    fn add(&mut self, line: usize, err: impl FnOnce() -> String) {
+        if self.count == 0 {
+            self.first_error = err();
+        }
+        self.count += 1;
+        if self.lines.len() < LISTED {
+            self.lines.push(line);
+        }
+    }
+
+    /// One warning naming the file, the count and the line numbers; `None` when all parsed.
+    pub fn warning(&self, path: &Path) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        let nums: Vec<String> = self.lines.iter().map(usize::to_string).collect();
+        let more = if self.count > self.lines.len() {
+            format!(", ... (the first {} of them)", self.lines.len())
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{}: skipped {} line(s) that are not event records: line{} {}{more}; line {}: {}",
+            path.display(),
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            nums.join(", "),
+            self.lines[0],
+            self.first_error
+        ))
+    }
+}
+
+/// Parses JSON lines; `first_line` is the number of the first line of `text` in its file.
+/// Blank lines are ignored; every other line that is not a JSON object with a string
+/// `action` is counted in [`Unparsed`].
+pub fn parse(text: &[u8], first_line: usize) -> (Vec<Value>, Unparsed) {
     let mut recs = Vec::new();
-    let mut warnings = Vec::new();
+    let mut bad = Unparsed::default();
     for (i, line) in text.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        let n = first_line + i;
         match serde_json::from_slice::<Value>(line) {
-            Ok(v) => recs.push(v),
-            Err(e) => warnings.push(format!(
-                "{}:{}: skipped a torn or bad record ({e})",
-                path.display(),
-                i + 1
-            )),
+            Ok(v) if v.get("action").is_some_and(Value::is_string) => recs.push(v),
+            Ok(_) => bad.add(n, || "not an event record (no \"action\")".into()),
+            Err(e) => bad.add(n, || e.to_string()),
         }
     }
-    (recs, warnings)
+    (recs, bad)
+}
+
+/// Parses JSON lines read from `path` (named in the warning about bad lines).
+pub fn parse_lines(text: &[u8], path: &Path) -> (Vec<Value>, Vec<String>) {
+    let (recs, bad) = parse(text, 1);
+    (recs, bad.warning(path).into_iter().collect())
 }
 
 #[cfg(test)]
@@ -184,5 +599,101 @@ mod tests {
             "{t}"
         );
         assert!(t.len() == "2026-11-30T17:45:19.123+00:00".len(), "{t}");
+    }
+
+    #[test]
+    fn a_record_after_a_torn_line_starts_on_a_line_of_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let log = EventLog::open(&p, "system").unwrap();
+        log.append("warn", &serde_json::json!({"n": 1})).unwrap();
+        // A failed or short write (or a crash) left half a record.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"{\"time\":\"2026-")
+            .unwrap();
+        log.append("warn", &serde_json::json!({"n": 2})).unwrap();
+        assert!(log.sync(Duration::from_secs(10)));
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[1], "{\"time\":\"2026-");
+        let (recs, warns) = parse_lines(text.as_bytes(), &p);
+        assert_eq!(recs.len(), 2, "{text}");
+        assert_eq!(recs[1]["n"], 2);
+        assert_eq!(warns.len(), 1, "{warns:?}");
+        assert!(
+            warns[0].contains("1 line(s)") && warns[0].contains("line 2"),
+            "{warns:?}"
+        );
+    }
+
+    #[test]
+    fn lines_that_are_not_records_are_counted_with_their_numbers() {
+        let mut text = String::from(
+            "{\"action\":\"kill\"}\n42\n\n{\"x\":1}\n{\"action\":\"warn\"}{\"action\":\"warn\"}\n",
+        );
+        for _ in 0..30 {
+            text.push_str("garbage\n");
+        }
+        text.push_str("{\"action\":\"warn\"}\n");
+        let (recs, bad) = parse(text.as_bytes(), 1);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(bad.count, 33);
+        assert_eq!(bad.lines.len(), LISTED);
+        assert_eq!(&bad.lines[..4], &[2, 4, 5, 6]);
+        let w = bad.warning(Path::new("e.jsonl")).unwrap();
+        assert!(w.starts_with("e.jsonl: skipped 33 line(s)"), "{w}");
+        assert!(
+            w.contains("lines 2, 4, 5, 6, 7,") && w.contains("the first 20"),
+            "{w}"
+        );
+        assert!(w.contains("line 2: not an event record"), "{w}");
+        assert_eq!(parse(b"\n", 1).1, Unparsed::default());
+    }
+
+    #[test]
+    fn refuses_anything_but_a_regular_file() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a path in a fresh temporary directory.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let target = d.path().join("target.jsonl");
+        std::fs::write(&target, "").unwrap();
+        let link = d.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dangling = d.path().join("dangling.jsonl");
+        std::os::unix::fs::symlink(d.path().join("nowhere"), &dangling).unwrap();
+        for (p, what) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/null"), "a character device"),
+            (d.path(), "a directory"),
+            (link.as_path(), "a symbolic link"),
+            (dangling.as_path(), "a symbolic link"),
+        ] {
+            let e = EventLog::open(p, "system").unwrap_err();
+            assert!(e.is_usage(), "{}: {e}", p.display());
+            assert!(e.to_string().contains(what), "{e}");
+            assert!(e.to_string().contains("--event-log"), "{e}");
+        }
+        // The dangling link did not create its target.
+        assert!(!d.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_made_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("file"), "").unwrap();
+        let p = d.path().join("file/sub/events.jsonl");
+        let e = EventLog::open(&p, "system").unwrap_err();
+        assert!(!e.is_usage());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cannot create its directory") && msg.contains("file/sub"),
+            "{msg}"
+        );
     }
 }

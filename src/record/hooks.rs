@@ -199,30 +199,35 @@ impl Hooks {
         let stdin = serde_json::to_vec(rec).unwrap_or_default();
         let timeout = self.settings.timeout;
         let running = self.running.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("oomguard-{hook}"))
-            .spawn(move || {
-                let r = run_program(&argv, &env, &stdin, timeout);
-                running.fetch_sub(1, Ordering::SeqCst);
-                if r.timed_out {
-                    log::warn!(
-                        "{hook} hook {} ran longer than {}ms and was killed",
-                        argv[0],
-                        timeout.as_millis()
-                    );
-                } else if let Some(e) = &r.error {
-                    log::warn!("{hook} hook failed: {e}");
-                } else if !r.ok {
-                    log::warn!(
-                        "{hook} hook {} failed (exit code {:?}, signal {:?})",
-                        argv[0],
-                        r.exit_code,
-                        r.signal
-                    );
-                } else {
-                    log::debug!("{hook} hook {} done in {}ms", argv[0], r.ms);
+        let spawned = super::side::spawn(format!("oomguard-{hook}"), move || {
+            // Counted down however the thread ends (a contained panic included).
+            struct Done(Arc<AtomicUsize>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
                 }
-            });
+            }
+            let _done = Done(running);
+            let r = run_program(&argv, &env, &stdin, timeout);
+            if r.timed_out {
+                log::warn!(
+                    "{hook} hook {} ran longer than {}ms and was killed",
+                    argv[0],
+                    timeout.as_millis()
+                );
+            } else if let Some(e) = &r.error {
+                log::warn!("{hook} hook failed: {e}");
+            } else if !r.ok {
+                log::warn!(
+                    "{hook} hook {} failed (exit code {:?}, signal {:?})",
+                    argv[0],
+                    r.exit_code,
+                    r.signal
+                );
+            } else {
+                log::debug!("{hook} hook {} done in {}ms", argv[0], r.ms);
+            }
+        });
         if let Err(e) = spawned {
             self.running.fetch_sub(1, Ordering::SeqCst);
             log::warn!("{hook} hook not started: {e}");

@@ -22,15 +22,13 @@ pub fn under_journal() -> bool {
 pub fn init(verbose: bool) -> bool {
     if under_journal()
         && let Ok(j) = systemd_journal_logger::JournalLog::new()
-        && j.with_syslog_identifier("oomguard".into())
-            .install()
-            .is_ok()
     {
-        log::set_max_level(if verbose {
-            log::LevelFilter::Debug
-        } else {
-            log::LevelFilter::Info
-        });
+        // Behind the log queue (`super::log`): a journald that stalls costs log lines, never
+        // the guard loop's time.
+        super::log::install(
+            Box::new(j.with_syslog_identifier("oomguard".into())),
+            verbose,
+        );
         return true;
     }
     super::log::init(verbose);

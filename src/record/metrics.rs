@@ -193,6 +193,28 @@ impl Metrics {
             "When the daemon started, seconds since the epoch.",
             s.start_time,
         );
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let h = &super::side::HEALTH;
+            o.one(
+                "log_lines_dropped_total",
+                "counter",
+                "Log lines dropped because stderr or the journal was not taking them.",
+                h.log_lines_dropped.load(Relaxed) as f64,
+            );
+            o.one(
+                "event_records_lost_total",
+                "counter",
+                "Event log records lost: the writer fell behind or the write failed.",
+                h.event_records_lost.load(Relaxed) as f64,
+            );
+            o.one(
+                "thread_panics_total",
+                "counter",
+                "Side threads (metrics, hooks, notifications, ...) that panicked and were stopped.",
+                h.thread_panics.load(Relaxed) as f64,
+            );
+        }
         if let Some(smp) = &s.sample {
             let m = &smp.mem;
             let kb = |v: u64| v as f64 * 1024.0;
@@ -378,23 +400,21 @@ impl Metrics {
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
         let me = self.clone();
-        std::thread::Builder::new()
-            .name("oomguard-metrics".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    match conn {
-                        Ok(stream) => {
-                            if let Err(e) = me.answer(stream) {
-                                log::debug!("metrics: a scrape failed: {e}");
-                            }
-                        }
-                        Err(e) => {
-                            log::warn!("metrics: accept failed: {e}");
-                            std::thread::sleep(Duration::from_millis(100));
+        super::side::spawn("oomguard-metrics", move || {
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(stream) => {
+                        if let Err(e) = me.answer(stream) {
+                            log::debug!("metrics: a scrape failed: {e}");
                         }
                     }
+                    Err(e) => {
+                        log::warn!("metrics: accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                 }
-            })?;
+            }
+        })?;
         Ok(local)
     }
 

@@ -9,6 +9,7 @@ pub mod journald;
 pub mod log;
 pub mod metrics;
 pub mod notify;
+pub mod side;
 pub mod systemd;
 pub mod warn;
 pub mod watch;

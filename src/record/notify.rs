@@ -136,9 +136,7 @@ impl Notify {
         }
         let (tx, rx) = sync_channel(256);
         let s = settings.clone();
-        std::thread::Builder::new()
-            .name("oomguard-notify".into())
-            .spawn(move || worker(rx, s))
+        super::side::spawn("oomguard-notify", move || worker(rx, s))
             .map_err(|e| log::error!("notifications not started: {e}"))
             .ok()?;
         Some(Notify { tx })

@@ -190,9 +190,9 @@ impl Watch {
             return None;
         }
         let (tx, rx) = channel();
-        let spawned = std::thread::Builder::new()
-            .name("oomguard-watch".into())
-            .spawn(move || worker(rx, entries, root, emit, timing));
+        let spawned = super::side::spawn("oomguard-watch", move || {
+            worker(rx, entries, root, emit, timing)
+        });
         match spawned {
             Ok(_) => Some(Watch { tx }),
             Err(e) => {

@@ -1,0 +1,365 @@
+//! What the daemon writes can neither stall nor take down the guard (issue 17, items 2, 3, 12):
+//! stderr into a FIFO nobody reads, a side thread that panics, event log paths that are not
+//! regular files, rotation by SIGUSR1, and `events` on lines that are not records.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::run_cgroup::{hog, wait_rss};
+use crate::util::{Reaped, TestCgroup, bin, interrupt_and_reap, tempdir};
+
+const MIB: u64 = 1 << 20;
+
+fn records(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn kills(log: &Path) -> Vec<Value> {
+    records(log)
+        .into_iter()
+        .filter(|r| r["action"] == "kill")
+        .collect()
+}
+
+/// Waits until the daemon has opened its event log (and a moment more to arm itself).
+fn wait_started(child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the daemon exited at start"
+        );
+        assert!(Instant::now() < deadline, "the daemon never opened its log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+}
+
+/// One hog, which oomguard (not the kernel) must kill; returns its pid.
+fn hog_killed_by_oomguard(cg: &TestCgroup, log: &Path, i: usize) -> i32 {
+    let mut h = hog(cg, &["--name", "hog", "--max", "2G"]);
+    let st = h
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("hog {i} was not killed within 60 s"));
+    assert!(
+        matches!(st.signal(), Some(libc::SIGTERM) | Some(libc::SIGKILL)),
+        "hog {i} ended by {st:?}"
+    );
+    assert_eq!(
+        cg.kernel_oom_kills(),
+        0,
+        "hog {i}: the kernel's OOM killer had to act (the guard was stalled); records: {:?}",
+        kills(log)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !kills(log).iter().any(|r| r["victim"]["pid"] == h.pid()) {
+        assert!(
+            Instant::now() < deadline,
+            "no kill record for hog {i} ({}): {:?}",
+            h.pid(),
+            kills(log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.pid()
+}
+
+/// A FIFO opened read-write by the test (so the daemon never gets EPIPE) and filled up: the
+/// daemon's very first write to it would block. Returns the test's end (kept open, never
+/// read) and a blocking write end for the daemon's stderr (its own open file description:
+/// the test's end is non-blocking, and that flag must not reach the daemon).
+fn full_fifo(dir: &Path) -> (std::fs::File, std::fs::File) {
+    let p = dir.join("stderr.fifo");
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in a fresh temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&p)
+        .unwrap();
+    let chunk = [b'x'; 4096];
+    let mut filled = 0;
+    loop {
+        match f.write(&chunk) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the FIFO: {e}"),
+        }
+    }
+    assert!(filled > 0);
+    let daemon_end = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    (f, daemon_end)
+}
+
+#[test]
+fn stderr_that_nobody_reads_does_not_stall_the_guard() {
+    let Some(cg) = TestCgroup::new("rec-fifo", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let (fifo, daemon_end) = full_fifo(dir.path());
+    let scope = format!("cgroup:{}", cg.rel());
+    let mut child = Command::new(bin())
+        .args(["run", "--verbose", "--scope", &scope, "--event-log"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(daemon_end)
+        .spawn()
+        .expect("start the daemon");
+    // Started when its log exists; a daemon stuck on its first log line never gets there, and
+    // then the hogs show what that costs (the kernel's OOM killer acts instead).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut pids = Vec::new();
+    for i in 0..15 {
+        pids.push(hog_killed_by_oomguard(&cg, &log, i));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the daemon died");
+    let k = kills(&log);
+    assert_eq!(k.len(), 15, "{k:?}");
+    for (r, pid) in k.iter().zip(&pids) {
+        assert_eq!(r["victim"]["pid"], *pid, "{r}");
+    }
+    assert_eq!(cg.kernel_oom_kills(), 0);
+    interrupt_and_reap(&mut child);
+    drop(fifo);
+}
+
+fn hooks_config(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("oomguard.toml");
+    std::fs::write(&p, "[hooks]\npre_kill = [\"true\"]\n").unwrap();
+    p
+}
+
+#[test]
+fn a_panicking_side_thread_is_reported_once_and_the_guard_goes_on() {
+    let Some(cg) = TestCgroup::new("rec-panic", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let errf = dir.path().join("stderr.txt");
+    let scope = format!("cgroup:{}", cg.rel());
+    let mut child = Command::new(bin())
+        .args([
+            "run",
+            "--scope",
+            &scope,
+            "--metrics",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(hooks_config(dir.path()))
+        .arg("--event-log")
+        .arg(&log)
+        .env("OOMGUARD_TEST_PANIC", "oomguard-pre_kill,oomguard-metrics")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errf).unwrap())
+        .spawn()
+        .expect("start the daemon");
+    wait_started(&mut child, &log);
+    // The first kill's pre-kill hook thread panics; the kill and the next one happen anyway.
+    let bystander = hog(&cg, &["--name", "bystander", "--max", "30M"]);
+    wait_rss(&bystander, 30 * MIB);
+    for i in 0..2 {
+        hog_killed_by_oomguard(&cg, &log, i);
+    }
+    let mut by: Reaped = bystander;
+    assert!(by.0.try_wait().unwrap().is_none(), "the bystander died");
+    assert!(child.try_wait().unwrap().is_none(), "the daemon died");
+    interrupt_and_reap(&mut child);
+    let err = std::fs::read_to_string(&errf).unwrap();
+    let panics: Vec<&str> = err.lines().filter(|l| l.contains("panicked")).collect();
+    assert_eq!(panics.len(), 2, "one report per panic:\n{err}");
+    for t in ["oomguard-pre_kill", "oomguard-metrics"] {
+        let mine: Vec<&&str> = panics.iter().filter(|l| l.contains(t)).collect();
+        assert_eq!(mine.len(), 1, "{t}:\n{err}");
+        assert!(
+            mine[0].contains("goes on without it") && mine[0].contains("OOMGUARD_TEST_PANIC"),
+            "{}",
+            mine[0]
+        );
+    }
+    assert!(err.contains("stopping"), "{err}");
+}
+
+#[test]
+fn the_release_profile_unwinds_so_side_thread_panics_can_be_contained() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let t: toml::Table = toml::from_str(&text).unwrap();
+    let panic = t["profile"]["release"]
+        .get("panic")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unwind");
+    assert_eq!(
+        panic, "unwind",
+        "panic = \"abort\" turns a side-thread bug into a dead guard"
+    );
+}
+
+/// `oomguard run --dry-run` (system-wide dry run: allowed here) with the event log at `log`;
+/// returns its exit code and stderr. Never hangs (a FIFO once did).
+fn run_with_log(log: &Path) -> (Option<i32>, String) {
+    let dir = tempdir();
+    let errf = dir.path().join("stderr.txt");
+    let child = Command::new(bin())
+        .args(["run", "--dry-run", "--event-log"])
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errf).unwrap())
+        .spawn()
+        .unwrap();
+    let mut c = Reaped(child);
+    let st = c.wait_timeout(Duration::from_secs(10));
+    let code = st.and_then(|s| s.code());
+    (code, std::fs::read_to_string(&errf).unwrap())
+}
+
+#[test]
+fn an_event_log_that_is_not_a_regular_file_is_refused_at_start() {
+    let d = tempdir();
+    let fifo = d.path().join("fifo.jsonl");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in a fresh temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let target = d.path().join("real.jsonl");
+    std::fs::write(&target, "").unwrap();
+    let link = d.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for (p, what) in [
+        (fifo.as_path(), "a FIFO"),
+        (Path::new("/dev/null"), "a character device"),
+        (d.path(), "a directory"),
+        (link.as_path(), "a symbolic link"),
+    ] {
+        let (code, err) = run_with_log(p);
+        assert_eq!(code, Some(2), "{}: {err}", p.display());
+        assert!(
+            err.contains(what) && err.contains(&*p.to_string_lossy()),
+            "{}: {err}",
+            p.display()
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+}
+
+#[test]
+fn an_event_log_directory_that_cannot_be_written_is_a_clear_error_at_start() {
+    let d = tempdir();
+    std::fs::write(d.path().join("file"), "").unwrap();
+    let (code, err) = run_with_log(&d.path().join("file/sub/events.jsonl"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot create its directory"), "{err}");
+    // A read-only file system (root ignores permission bits): a private mount namespace.
+    let ro = d.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o ro none '{}' && exec '{}' run --dry-run --event-log '{}/events.jsonl'",
+            ro.display(),
+            bin().display(),
+            ro.display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !crate::util::require(
+        !err.contains("unshare failed") && !err.contains("mount:"),
+        "unshare -m and mount (root)",
+    ) {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot open it for appending") && err.contains("Read-only file system"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigusr1_reopens_the_event_log_after_rotation() {
+    let Some(cg) = TestCgroup::new("rec-rotate", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let rotated = dir.path().join("events.jsonl.1");
+    let scope = format!("cgroup:{}", cg.rel());
+    let mut child = Command::new(bin())
+        .args(["run", "--scope", &scope, "--event-log"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_started(&mut child, &log);
+    let first = hog_killed_by_oomguard(&cg, &log, 0);
+    std::fs::rename(&log, &rotated).unwrap();
+    // SAFETY: SIGUSR1 to the daemon this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "SIGUSR1 ended the daemon"
+        );
+        assert!(Instant::now() < deadline, "the event log was not reopened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = hog_killed_by_oomguard(&cg, &log, 1);
+    let old = kills(&rotated);
+    let new = kills(&log);
+    assert_eq!(old.len(), 1, "{old:?}");
+    assert_eq!(old[0]["victim"]["pid"], first);
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(new[0]["victim"]["pid"], second);
+    interrupt_and_reap(&mut child);
+}
+
+#[test]
+fn events_reports_lines_it_cannot_parse_with_count_and_numbers() {
+    let d = tempdir();
+    let p = d.path().join("events.jsonl");
+    let good = r#"{"time":"2026-11-30T18:00:00.000+00:00","action":"kernel_kill","scope":"system","host":"h","oom_kills":1}"#;
+    std::fs::write(
+        &p,
+        format!("{good}\nnot json\n{good}{good}\n[1,2]\n{good}\n{{\"time\":\"2026"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["events", "--json", "--event-log"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert!(
+        err.contains("skipped 3 line(s)") && err.contains("lines 2, 3, 4"),
+        "{err}"
+    );
+    assert!(err.contains("torn last line"), "{err}");
+}
