@@ -1,6 +1,7 @@
 //! One integration-test binary; each module tests one feature end to end.
 mod util;
 
+mod bounded_inputs;
 mod cli_basics;
 mod doctor;
 mod drill;
