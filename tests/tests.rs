@@ -17,6 +17,7 @@ mod fleet_observers;
 mod fleet_packaging;
 mod fleet_run;
 mod fleet_util;
+mod hostile_names;
 mod predict;
 mod predict_live;
 mod protect;

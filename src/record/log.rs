@@ -20,7 +20,11 @@ impl log::Log for Stderr {
                 log::Level::Debug => "debug",
                 log::Level::Trace => "trace",
             };
-            let _ = writeln!(std::io::stderr().lock(), "oomguard: {lvl}: {}", r.args());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "oomguard: {lvl}: {}",
+                crate::values::escape_text(&r.args().to_string())
+            );
         }
     }
     fn flush(&self) {}
