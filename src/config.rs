@@ -17,6 +17,47 @@ pub mod fleet;
 /// The path read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/oomguard/oomguard.toml";
 
+/// Largest config file read (a larger one, or an endless one such as `/dev/zero`, is refused
+/// before it is parsed, so a bad reload cannot grow the daemon's locked memory).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Most compiled size of one regex (the `regex` crate's `size_limit`).
+pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+/// Most lazy-DFA cache of one regex.
+const REGEX_DFA_LIMIT: usize = 256 * 1024;
+/// Most rules (`[[protect]]`, `[[prefer]]`, `[[avoid]]`, `[[watch]]` together).
+pub const MAX_RULES: usize = 256;
+
+/// Compiles a rule's regex with bounded compiled size and cache.
+pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_LIMIT)
+        .build()
+}
+
+/// Reads at most [`MAX_CONFIG_BYTES`] of a config file; more is [`ConfigError::TooLarge`].
+fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(read_err)?;
+    let mut buf = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(read_err)?;
+    if buf.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(buf).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+    })
+}
+
 /// A config file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,6 +69,11 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
+    #[error(
+        "config file {path} is larger than {} KiB (or endless, like a device); a config file is a few lines of TOML",
+        MAX_CONFIG_BYTES / 1024
+    )]
+    TooLarge { path: PathBuf },
     #[error("{path}:{line}: {message}")]
     Invalid {
         path: PathBuf,
@@ -132,10 +178,7 @@ impl Config {
                 d.to_path_buf()
             }
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = read_bounded(&path)?;
         Config::parse(&text, &path, users)
     }
 
@@ -160,6 +203,15 @@ impl Config {
                 },
             }
         })?;
+        let n_rules = raw.protect.len() + raw.prefer.len() + raw.avoid.len() + raw.watch.len();
+        if n_rules > MAX_RULES {
+            return Err(ConfigError::Syntax {
+                path: path.into(),
+                message: format!(
+                    "{n_rules} rules ([[protect]], [[prefer]], [[avoid]], [[watch]]); at most {MAX_RULES} are allowed (merge names into one regex: name = \"^(a|b|c)$\")"
+                ),
+            });
+        }
         let at = |span: std::ops::Range<usize>, message: String| ConfigError::Invalid {
             path: path.into(),
             line: line_of(text, span.start),
@@ -242,7 +294,7 @@ impl Config {
                 |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Regex>, ConfigError> {
                     match v {
                         None => Ok(None),
-                        Some(s) => Regex::new(s.get_ref()).map(Some).map_err(|e| {
+                        Some(s) => compile_regex(s.get_ref()).map(Some).map_err(|e| {
                             at(
                                 s.span(),
                                 format!("[[{}]] {key}: bad regex: {e}", kind.as_str()),

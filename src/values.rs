@@ -473,3 +473,52 @@ mod tests {
         assert!("all".parse::<KillUnit>().is_err());
     }
 }
+
+/// `s` safe to print on a terminal or in a log line: control characters (C0, DEL, C1) are
+/// escaped as `\n`, `\t`, `\r`, `\xNN` / `\u{NN}`, bidi overrides as `\u{...}`, and a backslash
+/// as `\\`, so a process name or cmdline chosen by any user cannot move the cursor, recolour
+/// the terminal or forge a line. Borrowed when nothing needs escaping. (JSON output does not
+/// use this: serde escapes exactly.)
+pub fn escape_text(s: &str) -> std::borrow::Cow<'_, str> {
+    fn bad(c: char) -> bool {
+        c.is_control()
+            || c == '\\'
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            c if (c as u32) < 0x80 && bad(c) => {
+                use std::fmt::Write as _;
+                let _ = write!(o, "\\x{:02x}", c as u32);
+            }
+            c if bad(c) => {
+                use std::fmt::Write as _;
+                let _ = write!(o, "\\u{{{:x}}}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(o)
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::escape_text;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_text("plain name"), "plain name");
+        assert_eq!(
+            escape_text("a\x1b[31mb\nc\td\\e\x7f\u{9b}\u{202e}"),
+            "a\\x1b[31mb\\nc\\td\\\\e\\x7f\\u{9b}\\u{202e}"
+        );
+    }
+}

@@ -125,8 +125,32 @@ fn daemonset_parses_and_runs_privileged_on_the_host_pid_namespace() {
     // The config it mounts is a valid oomguard config.
     let cm = kind("ConfigMap");
     let cfg = parse(cm["data"]["oomguard.toml"].as_str().unwrap(), "configmap");
-    assert_eq!(cfg.fleet.metrics_listen.unwrap().port(), 9577);
     assert_eq!(cfg.rules.len(), 1);
+    // Metrics: never 0.0.0.0; the pod IP from the downward API, fenced by a NetworkPolicy.
+    assert!(!text.contains("0.0.0.0"), "the manifest exposes 0.0.0.0");
+    assert!(cfg.fleet.metrics_listen.is_none());
+    let i = args
+        .iter()
+        .position(|a| *a == "--metrics")
+        .expect("--metrics");
+    assert_eq!(args[i + 1], "$(POD_IP):9577");
+    assert_eq!(
+        c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.podIP")
+    );
+    let np = kind("NetworkPolicy");
+    assert_eq!(
+        np["spec"]["ingress"][0]["ports"][0]["port"].as_i64(),
+        Some(9577)
+    );
+    // Probes do not depend on /metrics latency.
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(
+            c[probe]["httpGet"]["path"].as_str(),
+            Some("/healthz"),
+            "{probe}"
+        );
+    }
 }
 
 /// A registry that has seen every kind of record, so every family renders.

@@ -1,4 +1,5 @@
 //! One integration-test binary; each module tests one feature end to end.
+mod bounded_inputs;
 mod cli_basics;
 mod doctor;
 mod drill;
@@ -15,6 +16,7 @@ mod fleet_packaging;
 mod fleet_run;
 mod fleet_util;
 mod guard_scale;
+mod hostile_names;
 mod kill_path;
 mod order;
 mod predict;
@@ -24,4 +26,5 @@ mod record_blocking;
 mod run_cgroup;
 mod util;
 mod vm_scenarios;
+
 

@@ -227,11 +227,8 @@ fn who(rec: &Value) -> (String, String) {
         .and_then(Value::as_i64)
         .map(|p| p.to_string())
         .unwrap_or_else(|| "-".into());
-    let comm = src
-        .get("comm")
-        .and_then(Value::as_str)
-        .unwrap_or("-")
-        .to_string();
+    let comm = crate::values::escape_text(src.get("comm").and_then(Value::as_str).unwrap_or("-"))
+        .into_owned();
     (pid, comm)
 }
 

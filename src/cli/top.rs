@@ -343,7 +343,7 @@ fn table(snap: &Snapshot, users: &UserNames, rows: &[&Proc], _policy: &Policy) -
             p.rank,
             p.pid,
             user,
-            p.comm.to_string_lossy(),
+            crate::values::escape_text(&p.comm.to_string_lossy()),
             human_kb(p.rss_kb(pk)),
             human_kb(p.swap_kb(pk)),
             p.adj,

@@ -132,7 +132,7 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     }
 
     let mut s = String::new();
-    let name = target.comm.to_string_lossy();
+    let name = crate::values::escape_text(&target.comm.to_string_lossy()).into_owned();
     let _ = writeln!(
         s,
         "PID {} ({name}), user {}, state {}, {}",
@@ -278,7 +278,7 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
                 "  #{:<4} {:>7} {:<16} {:>12} pages  ({:+} pages = {} more)",
                 q.rank,
                 q.pid,
-                q.comm.to_string_lossy(),
+                crate::values::escape_text(&q.comm.to_string_lossy()),
                 q.effective.or(q.badness).unwrap_or(0),
                 mg,
                 human_kb(mg.unsigned_abs() * pk)
@@ -405,10 +405,11 @@ fn advice(
     rank_adj0: Option<usize>,
 ) -> Vec<String> {
     let name = t.comm.to_string_lossy();
-    let rule_hint = format!(
-        "a rule `[[protect]] name = \"^{}$\"` in the config",
-        regex::escape(&name)
-    );
+    // A TOML string as JSON writes it: control characters in the name become \uXXXX escapes
+    // (valid TOML), never raw bytes on the terminal.
+    let quoted = serde_json::to_string(&format!("^{}$", regex::escape(&name)))
+        .unwrap_or_else(|_| "\"?\"".into());
+    let rule_hint = format!("a rule `[[protect]] name = {quoted}` in the config");
     let unit_hint = t.unit.as_ref().map_or_else(
         || {
             format!(

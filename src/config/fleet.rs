@@ -253,7 +253,7 @@ pub(super) fn validate(raw: RawFleet, at: At) -> Result<FleetSettings, super::Co
             |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Regex>, super::ConfigError> {
                 match v {
                     None => Ok(None),
-                    Some(s) => Regex::new(s.get_ref())
+                    Some(s) => super::compile_regex(s.get_ref())
                         .map(Some)
                         .map_err(|e| at(s.span(), format!("[[watch]] {key}: bad regex: {e}"))),
                 }

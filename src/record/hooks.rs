@@ -116,7 +116,7 @@ pub fn event_fields(rec: &Value, victim_prefix: &str) -> Vec<(String, String)> {
         let Some(obj) = obj else { return };
         for k in keys {
             let v = match obj.get(k) {
-                Some(Value::String(s)) => s.clone(),
+                Some(Value::String(s)) => bounded_env_value(s),
                 Some(Value::Null) | None => continue,
                 Some(v) => v.to_string(),
             };
@@ -159,6 +159,29 @@ pub fn event_fields(rec: &Value, victim_prefix: &str) -> Vec<(String, String)> {
     );
     put("", rec.get("outcome"), &["exited", "freed_kb", "exit_ms"]);
     out
+}
+
+/// Longest value (bytes) put into a hook's environment; a longer one (a cmdline any user can
+/// make huge) is cut and marked, because one string over the kernel's 128 KiB `MAX_ARG_STRLEN`
+/// would make the hook fail to start (`E2BIG`).
+pub const MAX_ENV_VALUE: usize = 4096;
+
+/// `s` as an environment value: NUL bytes become spaces, and past [`MAX_ENV_VALUE`] bytes it is
+/// cut at a character boundary and ends in `...[cut, N bytes in all]`.
+fn bounded_env_value(s: &str) -> String {
+    let mut v = if s.len() > MAX_ENV_VALUE {
+        let mut end = MAX_ENV_VALUE;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...[cut, {} bytes in all]", &s[..end], s.len())
+    } else {
+        s.to_string()
+    };
+    if v.contains('\0') {
+        v = v.replace('\0', " ");
+    }
+    v
 }
 
 /// The environment a hook gets: `OOMGUARD_HOOK` (`pre_kill`/`post_kill`) and
@@ -274,6 +297,24 @@ mod tests {
         assert_eq!(get("OOMGUARD_REASON"), Some("low_memory_kill"));
         assert_eq!(get("OOMGUARD_EXITED"), Some("true"));
         assert_eq!(get("OOMGUARD_RULE"), None);
+    }
+
+    #[test]
+    fn a_hook_for_a_victim_with_a_huge_cmdline_starts_and_gets_it_cut_and_marked() {
+        let huge = format!("hog {}", "A".repeat(200 * 1024));
+        let rec = serde_json::json!({"action": "kill", "victim": {"pid": 7, "comm": "hog", "cmdline": huge}});
+        let env = hook_env("pre_kill", &rec);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("cmdline");
+        let script = format!("printf %s \"$OOMGUARD_CMDLINE\" > '{}'", out.display());
+        let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
+        let r = run_program(&argv, &env, b"", Duration::from_secs(10));
+        assert!(r.ok, "the hook did not start or failed: {r:?}");
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert!(got.starts_with("hog AAAA"), "{}", &got[..20]);
+        let marker = format!("...[cut, {} bytes in all]", huge.len());
+        assert!(got.ends_with(&marker), "{}", &got[got.len() - 60..]);
+        assert_eq!(got.len(), MAX_ENV_VALUE + marker.len());
     }
 
     #[test]

@@ -87,7 +87,9 @@ impl log::Log for Queued {
         let line = Line {
             level: r.level(),
             target: r.target().to_string(),
-            msg: r.args().to_string(),
+            // Names in messages come from any user: control characters escaped once, here,
+            // for every sink.
+            msg: crate::values::escape_text(&r.args().to_string()).into_owned(),
             module: r.module_path_static(),
             file: r.file_static(),
             line: r.line(),

@@ -464,6 +464,8 @@ fn route(req: &[u8], render: impl FnOnce() -> String) -> (&'static str, &'static
     }
     match path {
         b"/metrics" => ("200 OK", CONTENT_TYPE, render()),
+        // Liveness/readiness: answered without taking the registry lock or rendering.
+        b"/healthz" => ("200 OK", "text/plain; charset=utf-8", "ok\n".into()),
         b"/" => (
             "200 OK",
             "text/html; charset=utf-8",
@@ -627,6 +629,8 @@ mod tests {
     fn routes_requests() {
         let r = route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", || "m".into());
         assert_eq!((r.0, r.1, r.2.as_str()), ("200 OK", CONTENT_TYPE, "m"));
+        let h = route(b"GET /healthz HTTP/1.1\r\n\r\n", || panic!("rendered"));
+        assert_eq!((h.0, h.2.as_str()), ("200 OK", "ok\n"));
         assert_eq!(
             route(b"GET /x HTTP/1.1\r\n\r\n", String::new).0,
             "404 Not Found"

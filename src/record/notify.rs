@@ -39,7 +39,9 @@ pub struct Desktop {
 
 /// The desktop notification for a record, if it deserves one.
 pub fn desktop_for(rec: &Value) -> Option<Desktop> {
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+    let s = |v: &Value, k: &str| {
+        crate::values::escape_text(v.get(k).and_then(Value::as_str).unwrap_or("?")).into_owned()
+    };
     let victim = rec.get("victim").unwrap_or(&Value::Null);
     let detail = crate::cli::events::detail(rec);
     let host = s(rec, "host");

@@ -185,8 +185,12 @@ impl<R: Read> LogLines<R> {
                 self.pos += start;
                 return Ok(true);
             }
-            // Keep only the unfinished last line (a keyword may complete in it).
-            let keep = memchr::memrchr(b'\n', hay).map_or(0, |i| i + 1);
+            // Keep only the unfinished last line (a keyword may complete in it), and of that
+            // at most its last MAX_LINE bytes: a longer line is cut, so memory stays bounded
+            // and each byte is searched a bounded number of times (linear time).
+            let keep = memchr::memrchr(b'\n', hay)
+                .map_or(0, |i| i + 1)
+                .max(hay.len().saturating_sub(MAX_LINE));
             self.pos += keep;
             if !self.fill()? {
                 return Ok(self.pos < self.buf.len());

@@ -401,7 +401,9 @@ impl App {
                 p.rank.to_string().into(),
                 p.pid.to_string().into(),
                 self.p.users.name(p.uid).into(),
-                p.comm.to_string_lossy().into_owned().into(),
+                crate::values::escape_text(&p.comm.to_string_lossy())
+                    .into_owned()
+                    .into(),
                 human_kb(p.rss_kb(pk)).into(),
                 human_kb(p.swap_kb(pk)).into(),
                 p.adj.to_string().into(),

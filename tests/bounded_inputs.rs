@@ -1,0 +1,203 @@
+//! Bounded inputs (issue 17 item 8): a config file has a size cap (an endless one such as
+//! `/dev/zero` is a clear error, exit 2), regexes and rule counts are capped, a refused reload
+//! does not grow the daemon, and `explain` keeps memory bounded on input without newlines.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{bin, interrupt_and_reap, oomguard, tempdir};
+
+#[test]
+fn dev_zero_as_config_is_a_clear_error_with_exit_2() {
+    for args in [
+        &["check-config", "/dev/zero"][..],
+        &["run", "--dry-run", "--config", "/dev/zero"][..],
+    ] {
+        let out = oomguard(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("/dev/zero") && err.contains("larger than 1024 KiB"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_config_over_one_mib_is_refused_and_one_under_is_read() {
+    let dir = tempdir();
+    let p = dir.path().join("big.toml");
+    // Valid TOML (comments) just over the cap.
+    let line = format!("# {}\n", "x".repeat(1021));
+    std::fs::write(&p, line.repeat(1025)).unwrap();
+    let out = oomguard(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than 1024 KiB"));
+    std::fs::write(&p, line.repeat(1000)).unwrap();
+    let out = oomguard(&["check-config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn a_regex_that_compiles_huge_is_refused_naming_the_line() {
+    let dir = tempdir();
+    let p = dir.path().join("re.toml");
+    std::fs::write(
+        &p,
+        "[[protect]]\nname = \"^sshd$\"\n\n[[avoid]]\nname = \"a{1000}{1000}\"\n",
+    )
+    .unwrap();
+    let out = oomguard(&["check-config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("re.toml:5:") && err.contains("size limit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn too_many_rules_are_refused() {
+    let dir = tempdir();
+    let p = dir.path().join("rules.toml");
+    let text: String = (0..300)
+        .map(|i| format!("[[prefer]]\nname = \"^p{i}$\"\n"))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    let out = oomguard(&["check-config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("300 rules") && err.contains("at most 256"),
+        "{err}"
+    );
+}
+
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+#[test]
+fn a_refused_reload_of_a_huge_config_leaves_rss_where_it_was() {
+    let dir = tempdir();
+    let cfg = dir.path().join("oomguard.toml");
+    std::fs::write(&cfg, "[[protect]]\nname = \"^sshd$\"\n").unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--dry-run", "--config", cfg.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the daemon exited early"
+    );
+    let before = status_kb(pid, "VmRSS:");
+    // 200 MiB of valid TOML: reading it whole would pin 200 MiB (the daemon locks its memory).
+    {
+        let mut f = std::fs::File::create(&cfg).unwrap();
+        let line = format!("# {}\n", "x".repeat(1021));
+        let block = line.repeat(1024);
+        for _ in 0..200 {
+            f.write_all(block.as_bytes()).unwrap();
+        }
+    }
+    // SAFETY: SIGHUP to the daemon this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the daemon exited on a bad reload"
+    );
+    let after = status_kb(pid, "VmRSS:");
+    interrupt_and_reap(&mut child);
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("larger than 1024 KiB"),
+        "reload not refused: {err}"
+    );
+    assert!(
+        after < before + 8 * 1024,
+        "VmRSS grew from {before} kB to {after} kB on a refused reload"
+    );
+}
+
+/// Peak RSS (kB) of a child reaped with wait4.
+fn wait_hwm(pid: u32, limit: Duration) -> Option<(i32, u64)> {
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: plain wait4 on our own child, rusage out-parameter zeroed.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid as i32 {
+            return Some((status, ru.ru_maxrss as u64));
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn explain_on_input_without_newlines_keeps_memory_bounded() {
+    const SIZE: usize = 64 << 20;
+    let mut child = Command::new(bin())
+        .args(["explain", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..SIZE >> 20 {
+            if stdin.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+        // A report after the endless line is still found.
+        let _ = stdin.write_all(b"\n[  100.000000] Out of memory: Killed process 4242 (hog) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:100kB oom_score_adj:0\n");
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        use std::io::Read;
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let Some((status, hwm_kb)) = wait_hwm(pid, Duration::from_secs(300)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("explain did not finish 64 MiB without newlines in 300 s (not linear)");
+    };
+    writer.join().unwrap();
+    let out = reader.join().unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}: {out}"
+    );
+    assert!(out.contains("hog (pid 4242)"), "{out}");
+    assert!(
+        hwm_kb < 32 * 1024,
+        "explain peaked at {hwm_kb} kB on 64 MiB without a newline"
+    );
+}

@@ -1,0 +1,71 @@
+//! Attacker-controlled names (issue 17 item 4): a process any user starts can carry escape
+//! sequences and newlines in its name; text output shows them escaped, never raw.
+
+use std::process::{Command, Stdio};
+
+use crate::util::{Reaped, oomguard, tempdir};
+
+/// The name the kernel keeps (comm): ESC, a colour sequence, a newline, a tab.
+const NAME: &str = "ev\x1b[31mil\nx\ty";
+const SHOWN: &str = "ev\\x1b[31mil\\nx\\ty";
+
+fn assert_escaped(what: &str, out: &std::process::Output) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{what}: {out:?}");
+    assert!(
+        text.contains(SHOWN),
+        "{what} does not show the escaped name:\n{text}"
+    );
+    assert!(!text.contains('\x1b'), "{what} printed a raw ESC:\n{text}");
+    assert!(
+        !text.contains("il\nx"),
+        "{what} printed a raw newline in a name:\n{text}"
+    );
+}
+
+#[test]
+fn a_process_named_with_control_characters_is_shown_escaped_by_top_and_why() {
+    let dir = tempdir();
+    let exe = dir.path().join(NAME);
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    let child = Command::new(&exe)
+        .arg("60")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Reaped(child);
+    let pid = _guard.0.id().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(
+        comm.trim_end_matches('\n'),
+        NAME,
+        "the kernel kept another name"
+    );
+    assert_escaped(
+        "top --once",
+        &oomguard(&["top", "--once", "--filter", "ev\x1b[31mil"]),
+    );
+    assert_escaped("why", &oomguard(&["why", &pid]));
+    // JSON stays exact JSON: the name round-trips.
+    let out = oomguard(&["why", &pid, "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["target"]["comm"].as_str().or(doc["comm"].as_str()),
+        Some(NAME),
+        "{doc}"
+    );
+}
+
+#[test]
+fn events_text_output_escapes_names_from_the_log() {
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let rec = serde_json::json!({"time": "2026-11-30T18:00:00.000+00:00", "action": "kill",
+        "victim": {"pid": 7, "comm": NAME, "rss_kb": 1024}, "trigger": {"reason": "low_memory_kill"}});
+    std::fs::write(&log, format!("{rec}\n")).unwrap();
+    assert_escaped(
+        "events",
+        &oomguard(&["events", "--event-log", log.to_str().unwrap()]),
+    );
+}
