@@ -1,7 +1,9 @@
 //! One integration-test binary; each module tests one feature end to end.
 mod util;
 
+mod cli_assets;
 mod cli_basics;
+mod cli_voice;
 mod doctor;
 mod drill;
 mod explain_corpus;
