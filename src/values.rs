@@ -117,6 +117,39 @@ impl fmt::Display for Size {
     }
 }
 
+/// The one size format of every command's text output, from kB: binary units with a space,
+/// one decimal below 100 of the unit (`0 KiB`, `512 KiB`, `12.3 MiB`, `400 MiB`, `2.4 GiB`).
+/// JSON output keeps integers in kB (`_kb`); this is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanKb(pub u64);
+
+impl fmt::Display for HumanKb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+        let kb = self.0;
+        if kb < 1024 {
+            return write!(f, "{kb} KiB");
+        }
+        let mut v = kb as f64;
+        let mut u = 0;
+        while v >= 1024.0 && u < UNITS.len() - 1 {
+            v /= 1024.0;
+            u += 1;
+        }
+        // Decide on the rounded value, so 99.96 prints as `100 MiB`, not `100.0 MiB`.
+        if (v * 10.0).round() / 10.0 < 100.0 {
+            write!(f, "{v:.1} {}", UNITS[u])
+        } else {
+            write!(f, "{v:.0} {}", UNITS[u])
+        }
+    }
+}
+
+/// [`HumanKb`] as a string.
+pub fn human_kb(kb: u64) -> String {
+    HumanKb(kb).to_string()
+}
+
 /// A duration with a unit: `500ms`, `1.5s`, `2m`, `1h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
@@ -471,6 +504,25 @@ mod tests {
         assert!("box".parse::<ScopeSpec>().is_err());
         assert_eq!("tree".parse::<KillUnit>().unwrap(), KillUnit::Tree);
         assert!("all".parse::<KillUnit>().is_err());
+    }
+
+    #[test]
+    fn one_size_format_for_people() {
+        let cases = [
+            (0, "0 KiB"),
+            (1023, "1023 KiB"),
+            (1024, "1.0 MiB"),
+            (12_595, "12.3 MiB"),
+            (102_359, "100 MiB"),
+            (409_600, "400 MiB"),
+            (2_467_840, "2.4 GiB"),
+            (65_392, "63.9 MiB"),
+            (24 << 20, "24.0 GiB"),
+            (3 << 30, "3.0 TiB"),
+        ];
+        for (kb, text) in cases {
+            assert_eq!(human_kb(kb), text, "{kb} kB");
+        }
     }
 }
 

@@ -249,3 +249,109 @@ fn this_machine_gets_a_complete_checklist() {
     assert_eq!(checks.len(), IDS.len());
     assert!((0..=2).contains(&code));
 }
+
+/// Without systemd as PID 1 no fix says `systemctl`: sysctls go to /etc/sysctl.conf and the
+/// daemon is started from the init's own scripts.
+#[test]
+fn advice_fits_the_init_system() {
+    let c = assert_only(
+        "sysvinit",
+        &[("panic_on_oom", "critical"), ("oomguard_service", "warn")],
+        2,
+    );
+    assert_eq!(
+        c["panic_on_oom"]["fix"],
+        "sysctl -w vm.panic_on_oom=0 && echo 'vm.panic_on_oom = 0' >> /etc/sysctl.conf"
+    );
+    let fix = c["oomguard_service"]["fix"].as_str().unwrap();
+    assert!(fix.contains("/etc/init.d/oomguard"), "{fix}");
+    // Every fix of every check, also those that pass: none names systemctl.
+    let d = tree(Some("sysvinit"));
+    for name in ["sshd-unprotected", "earlyoom", "cgroup-v1-no-psi"] {
+        copy_tree(&fixtures().join(name), d.path());
+    }
+    let (_, checks) = doctor(d.path());
+    for (id, c) in &checks {
+        let fix = c["fix"].as_str().unwrap_or("");
+        assert!(!fix.contains("systemctl"), "{id}: {fix}");
+    }
+    assert!(
+        checks["sshd"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("oomguard protect --once")
+    );
+    assert!(
+        checks["other_oom_daemons"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/init.d/earlyoom stop")
+    );
+    // The same breakage under systemd: systemctl advice.
+    let c = assert_only("panic-on-oom", &[("panic_on_oom", "critical")], 2);
+    assert!(
+        c["panic_on_oom"]["fix"]
+            .as_str()
+            .unwrap()
+            .ends_with(">> /etc/sysctl.d/90-oomguard.conf")
+    );
+    let c = assert_only("earlyoom", &[("other_oom_daemons", "warn")], 1);
+    assert!(
+        c["other_oom_daemons"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("systemctl disable --now earlyoom")
+    );
+}
+
+/// doctor reads what the running daemon guards from its command line (`--scope`, else its
+/// config, else the whole machine) and says when that is one group, or a group that is gone.
+#[test]
+fn doctor_says_what_the_running_daemon_guards() {
+    let d = tree(None);
+    let (_, checks) = doctor(d.path());
+    let found = checks["oomguard_service"]["found"].as_str().unwrap();
+    assert!(
+        found.contains("pid 600 guards system (the default)"),
+        "{found}"
+    );
+    // The daemon's config names the scope.
+    std::fs::write(
+        d.path().join("etc/oomguard/oomguard.toml"),
+        "[run]\nscope = \"cgroup:/system.slice/ssh.service\"\n",
+    )
+    .unwrap();
+    let (code, checks) = doctor(d.path());
+    let c = &checks["oomguard_service"];
+    assert_eq!(c["severity"], "warn", "{c}");
+    assert!(
+        c["found"].as_str().unwrap().contains(
+            "guards cgroup:/system.slice/ssh.service (scope in /etc/oomguard/oomguard.toml)"
+        ),
+        "{c}"
+    );
+    assert_eq!(code, 1);
+    let c = assert_only("daemon-cgroup-scope", &[("oomguard_service", "warn")], 1);
+    let c = &c["oomguard_service"];
+    assert!(
+        c["found"]
+            .as_str()
+            .unwrap()
+            .contains("pid 600 guards cgroup:/system.slice/postgresql.service (--scope)"),
+        "{c}"
+    );
+    assert!(
+        c["why"].as_str().unwrap().contains("one cgroup only"),
+        "{c}"
+    );
+    let c = assert_only(
+        "daemon-scope-missing",
+        &[("oomguard_service", "critical")],
+        2,
+    );
+    let why = c["oomguard_service"]["why"].as_str().unwrap();
+    assert!(
+        why.contains("cgroup:/system.slice/gone.service") && why.contains("nothing is guarded"),
+        "{why}"
+    );
+}

@@ -369,7 +369,7 @@ fn summary_since_and_exit_codes() {
     let out = oomguard(&["explain", p]);
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
-        "memory cgroup /app.slice/web.service reached its limit of 512.0 MiB",
+        "memory cgroup /app.slice/web.service reached its limit of 512 MiB",
         "Who asked:     stress (pid 4242)",
         "Killed:        stress (pid 4242)",
         "rank 1 of 2",

@@ -1,6 +1,8 @@
 //! One integration-test binary; each module tests one feature end to end.
 mod bounded_inputs;
+mod cli_assets;
 mod cli_basics;
+mod cli_voice;
 mod doctor;
 mod drill;
 mod explain_corpus;
@@ -26,5 +28,3 @@ mod record_blocking;
 mod run_cgroup;
 mod util;
 mod vm_scenarios;
-
-

@@ -2,3 +2,4 @@
 pub mod kill;
 pub mod pidfd;
 pub mod protect;
+pub mod scratch;

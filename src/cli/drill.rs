@@ -1,5 +1,5 @@
 //! `oomguard drill`: a safe OOM fire drill. Makes a scratch memory cgroup with a small limit
-//! under the caller's own group (v2 where the memory controller is on cgroup2, else v1),
+//! under the caller's own group ([`crate::act::scratch`]),
 //! starts `oomguard hog` inside it, shows who kills the hog (the kernel's memcg OOM killer, or
 //! oomguard's daemon with `--with-daemon`), records the kill in the event log, and removes the
 //! group again, also on Ctrl-C and on errors. It only ever signals processes of its own
@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
+use crate::act::scratch::ScratchCgroup;
 use crate::doctor::facts::summarise_kill_line;
 use crate::record::eventlog::{self, EventLog};
-use crate::sense::cgroup::{CgVersion, Mounts, memory_path_of};
-use crate::sense::{Root, parse_u64};
-use crate::values::{Dur, Size};
+use crate::sense::Root;
+use crate::values::{Dur, Size, human_kb};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -53,183 +53,6 @@ pub struct DrillArgs {
     /// the limit per second).
     #[arg(long, hide = true, value_parser = |s: &str| s.parse::<Size>())]
     pub hog_rate: Option<Size>,
-}
-
-/// The scratch memory cgroup; removed on drop after every process in it is killed.
-struct Scratch {
-    dir: PathBuf,
-    /// As in /proc/PID/cgroup.
-    rel: String,
-    version: CgVersion,
-}
-
-impl Scratch {
-    /// Makes `<own memory cgroup>/oomguard-drill-<pid>` with `limit` bytes and no swap.
-    /// Makes the group under `root` (`/` except in tests; `dir` is then under the root).
-    fn create(root: &Root, limit: u64) -> anyhow::Result<Scratch> {
-        let mounts = Mounts::discover(root);
-        let (mount, version) = match (&mounts.v2_memory, &mounts.v1_memory) {
-            (Some(m), _) => (m.clone(), CgVersion::V2),
-            (None, Some(m)) => (m.clone(), CgVersion::V1),
-            _ => bail!(
-                "no memory cgroup controller is mounted (neither on cgroup2 nor v1): a drill needs one"
-            ),
-        };
-        let text = std::fs::read_to_string(root.path("proc/self/cgroup"))
-            .context("cannot read /proc/self/cgroup")?;
-        let own = memory_path_of(&text, version == CgVersion::V2)
-            .context("/proc/self/cgroup names no memory cgroup")?;
-        let name = format!("oomguard-drill-{}", std::process::id());
-        let parent = root.path(mount.join(own.trim_start_matches('/')));
-        let dir = parent.join(&name);
-        if version == CgVersion::V2 {
-            let ctl =
-                std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
-            if !ctl.split_whitespace().any(|c| c == "memory") {
-                std::fs::write(parent.join("cgroup.subtree_control"), "+memory").with_context(|| {
-                    format!(
-                        "cannot enable the memory controller for children of {} (a cgroup2 group with processes cannot delegate it): run the drill from a delegated group, e.g. systemd-run --scope -p Delegate=yes oomguard drill",
-                        parent.display()
-                    )
-                })?;
-            }
-        }
-        std::fs::create_dir(&dir).with_context(|| {
-            format!(
-                "cannot create the scratch cgroup {} (needs root or a delegated cgroup)",
-                dir.display()
-            )
-        })?;
-        let s = Scratch {
-            rel: format!("{}/{name}", own.trim_end_matches('/')),
-            dir,
-            version,
-        };
-        let write = |file: &str, v: &str| {
-            std::fs::write(s.dir.join(file), v)
-                .with_context(|| format!("cannot write {v} to {}", s.dir.join(file).display()))
-        };
-        match version {
-            CgVersion::V1 => {
-                write("memory.limit_in_bytes", &limit.to_string())?;
-                if s.dir.join("memory.memsw.limit_in_bytes").exists() {
-                    write("memory.memsw.limit_in_bytes", &limit.to_string())?;
-                }
-            }
-            CgVersion::V2 => {
-                write("memory.max", &limit.to_string())?;
-                if s.dir.join("memory.swap.max").exists() {
-                    write("memory.swap.max", "0")?;
-                }
-            }
-        }
-        Ok(s)
-    }
-
-    fn procs(&self) -> Vec<i32> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-
-    fn read_value(&self, file: &str, key: Option<&str>) -> Option<u64> {
-        let text = std::fs::read_to_string(self.dir.join(file)).ok()?;
-        match key {
-            None => parse_u64(text.as_bytes()),
-            Some(k) => text.lines().find_map(|l| {
-                l.strip_prefix(k)
-                    .and_then(|r| r.strip_prefix(' '))
-                    .and_then(|v| v.trim().parse().ok())
-            }),
-        }
-    }
-
-    fn oom_kills(&self) -> u64 {
-        match self.version {
-            CgVersion::V1 => self.read_value("memory.oom_control", Some("oom_kill")),
-            CgVersion::V2 => self.read_value("memory.events", Some("oom_kill")),
-        }
-        .unwrap_or(0)
-    }
-
-    fn peak_bytes(&self) -> Option<u64> {
-        match self.version {
-            CgVersion::V1 => self.read_value("memory.max_usage_in_bytes", None),
-            CgVersion::V2 => self.read_value("memory.peak", None),
-        }
-    }
-
-    /// Kills what is left inside (only this group's processes) and removes the group.
-    fn remove(&self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let pids = self.procs();
-            if pids.is_empty() {
-                break;
-            }
-            if self.version == CgVersion::V2 {
-                let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
-            }
-            for pid in pids {
-                // SAFETY: kill(2) of a process listed in our own scratch group.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // rmdir may briefly fail with EBUSY while the last task is being released.
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// Starts `cmd` inside the group: the child joins it before exec.
-    fn spawn(&self, cmd: &mut Command) -> anyhow::Result<Child> {
-        let procs = std::ffi::CString::new(
-            self.dir
-                .join("cgroup.procs")
-                .to_string_lossy()
-                .as_bytes()
-                .to_vec(),
-        )?;
-        // SAFETY: only async-signal-safe calls (open/write/close) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let r = libc::write(fd, b"0\n".as_ptr().cast(), 2);
-                libc::close(fd);
-                if r < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn()
-            .context("cannot start the hog in the scratch cgroup")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.dir.exists() && !self.remove() {
-            eprintln!(
-                "oomguard: could not remove the scratch cgroup {}; remove it with: rmdir {}",
-                self.dir.display(),
-                self.dir.display()
-            );
-        }
-    }
 }
 
 /// `oomguard run` on the scratch group, stopped (SIGINT, then SIGKILL) and reaped on drop.
@@ -351,19 +174,17 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     let hog_max = a.hog_max.map_or(limit * 4, |s| s.0);
     let log_path = a.event_log.clone().unwrap_or_else(eventlog::default_path);
     let mut kmsg = Kmsg::open();
-    let scratch = Scratch::create(&Root::default(), limit)?;
+    let name = format!("oomguard-drill-{}", std::process::id());
+    let scratch = ScratchCgroup::create(&Root::default(), &name, limit)?;
     let scope = format!("cgroup:{}", scratch.rel);
     let log = EventLog::open(&log_path, &scope)?;
     say(
         a.json,
         format_args!(
-            "scratch cgroup {} ({}), limit {} MiB, no swap",
+            "scratch cgroup {} ({}), limit {}, no swap",
             scratch.dir.display(),
-            match scratch.version {
-                CgVersion::V1 => "v1",
-                CgVersion::V2 => "v2",
-            },
-            limit >> 20
+            scratch.version_str(),
+            human_kb(limit >> 10)
         ),
     );
     let before = scratch.oom_kills();
@@ -388,21 +209,23 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = rate {
         hog_cmd.args(["--rate", &format!("{}K", (r >> 10).max(1))]);
     }
-    let mut hog = scratch.spawn(
-        hog_cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .process_group(0),
-    )?;
+    let mut hog = scratch
+        .spawn(
+            hog_cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .process_group(0),
+        )
+        .context("cannot start the hog in the scratch cgroup")?;
     let hog_pid = hog.id() as i32;
     say(
         a.json,
         format_args!(
-            "started hog {hog_pid} inside it, allocating up to {} MiB{}",
-            hog_max >> 20,
+            "started hog {hog_pid} inside it, allocating up to {}{}",
+            human_kb(hog_max >> 10),
             rate.map_or(" as fast as it can".into(), |r| format!(
-                " at {} MiB/s",
-                r >> 20
+                " at {}/s",
+                human_kb(r >> 10)
             ))
         ),
     );
@@ -448,10 +271,7 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
             "kernel_kill",
             &serde_json::json!({
                 "oom_kills": oom_kills,
-                "counter": match scratch.version {
-                    CgVersion::V1 => format!("{}/memory.oom_control oom_kill", scratch.dir.display()),
-                    CgVersion::V2 => format!("{}/memory.events oom_kill", scratch.dir.display()),
-                },
+                "counter": format!("{}/{} oom_kill", scratch.dir.display(), scratch.oom_counter_file()),
                 "drill": true,
                 "victim": {"pid": hog_pid, "comm": comm},
                 "peak_kb": peak_kb,
@@ -468,10 +288,7 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     let cleaned_up = scratch.remove();
     let r = DrillResult {
         cgroup: scratch.dir.clone(),
-        version: match scratch.version {
-            CgVersion::V1 => "v1",
-            CgVersion::V2 => "v2",
-        },
+        version: scratch.version_str(),
         limit_kb: limit >> 10,
         hog_pid,
         killed_by,
@@ -546,7 +363,7 @@ impl DrillResult {
     fn print(&self) {
         let peak = self
             .peak_kb
-            .map_or(String::new(), |k| format!(", peak usage {} MiB", k >> 10));
+            .map_or(String::new(), |k| format!(", peak usage {}", human_kb(k)));
         let (pid, secs) = (self.hog_pid, self.seconds);
         match self.killed_by {
             Some(who) => {
@@ -607,62 +424,5 @@ impl DrillResult {
                 ),
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The v2 layout (the build machine has the memory controller on v1 only): the memory
-    /// controller is delegated to the children of the caller's group and the limit goes to
-    /// the new group's memory.max.
-    #[test]
-    fn v2_scratch_group_is_made_under_the_callers_group_with_memory_max() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        let own = r.join("sys/fs/cgroup/user.slice/drill.scope");
-        std::fs::create_dir_all(r.join("proc/self")).unwrap();
-        std::fs::create_dir_all(&own).unwrap();
-        std::fs::write(
-            r.join("proc/self/mountinfo"),
-            "25 1 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
-        )
-        .unwrap();
-        std::fs::write(
-            r.join("sys/fs/cgroup/cgroup.controllers"),
-            "cpu memory pids\n",
-        )
-        .unwrap();
-        std::fs::write(
-            r.join("proc/self/cgroup"),
-            "1:name=systemd:/x\n0::/user.slice/drill.scope\n",
-        )
-        .unwrap();
-        std::fs::write(own.join("cgroup.subtree_control"), "pids\n").unwrap();
-        let s = Scratch::create(&Root::new(r), 32 << 20).unwrap();
-        assert_eq!(s.version, CgVersion::V2);
-        let name = format!("oomguard-drill-{}", std::process::id());
-        assert_eq!(s.rel, format!("/user.slice/drill.scope/{name}"));
-        assert_eq!(s.dir, own.join(&name));
-        assert_eq!(
-            std::fs::read_to_string(s.dir.join("memory.max")).unwrap(),
-            "33554432"
-        );
-        assert_eq!(
-            std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
-            "+memory"
-        );
-        // A second drill of the same process cannot reuse the group.
-        assert!(
-            format!(
-                "{:#}",
-                Scratch::create(&Root::new(r), 1 << 20).err().unwrap()
-            )
-            .contains("cannot create the scratch cgroup")
-        );
-        std::fs::remove_file(s.dir.join("memory.max")).unwrap();
-        assert!(s.remove());
-        assert!(!own.join(&name).exists());
     }
 }

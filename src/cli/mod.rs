@@ -1,12 +1,12 @@
 //! The command line: one file per subcommand, each a thin layer over the library.
 //! Exit codes follow `docs/cli-contract.md`: 0 success, 1 runtime failure, 2 bad usage or config.
 
+pub mod assets;
 pub mod check_config;
 pub mod doctor;
 pub mod drill;
 pub mod events;
 pub mod explain;
-pub mod generate;
 pub mod hog;
 mod interrupt;
 pub mod protect;
@@ -60,9 +60,6 @@ pub enum Command {
     /// A memory hog for drills and tests (allocates and touches memory up to --max).
     #[command(hide = true)]
     Hog(hog::HogArgs),
-    /// Write man pages and shell completions into DIR (for packaging).
-    #[command(hide = true)]
-    Generate(generate::GenerateArgs),
 }
 
 /// Parses the arguments, runs the subcommand, maps the outcome to an exit code.
@@ -91,7 +88,6 @@ pub fn main() -> ExitCode {
         Command::Events(a) => events::run(a),
         Command::CheckConfig(a) => check_config::run(a),
         Command::Hog(a) => hog::run(a),
-        Command::Generate(a) => generate::run(a),
     };
     // Log lines still queued (src/record/log.rs) reach stderr before the error or the exit.
     log::logger().flush();
@@ -112,19 +108,49 @@ pub fn report_error(e: &anyhow::Error) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
-    eprintln!("oomguard: {e:#}");
-    let usage = e.chain().any(|c| {
-        c.downcast_ref::<UsageError>().is_some()
-            || c.downcast_ref::<crate::record::eventlog::EventLogError>()
-                .is_some_and(|e| e.is_usage())
-            || c.downcast_ref::<crate::config::ConfigError>()
-                .is_some_and(|ce| !matches!(ce, crate::config::ConfigError::Read { .. }))
-    });
-    if usage {
+    eprintln!("oomguard: {}", error_text(e));
+    if e.chain().any(is_usage) {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Whether an error in a chain is the user's to fix (exit 2, `docs/cli-contract.md`): a bad
+/// flag, a bad config file, or a scope that names no cgroup (`--scope`, or `scope` in the
+/// config) — so every command that takes a scope agrees on the code.
+fn is_usage(c: &(dyn std::error::Error + 'static)) -> bool {
+    c.downcast_ref::<UsageError>().is_some()
+        || c.downcast_ref::<crate::record::eventlog::EventLogError>()
+            .is_some_and(|e| e.is_usage())
+        || c.downcast_ref::<crate::sense::cgroup::CgroupNotFound>()
+            .is_some()
+        || c.downcast_ref::<crate::sense::scope::ScopeError>()
+            .is_some_and(|se| matches!(se, crate::sense::scope::ScopeError::NotFound(_)))
+        || c.downcast_ref::<crate::config::ConfigError>()
+            .is_some_and(|ce| !matches!(ce, crate::config::ConfigError::Read { .. }))
+}
+
+/// The error chain as one line, `context: cause: cause`, each cause said once. The library's
+/// errors are complete sentences that already name their cause (`cannot read FILE: No such
+/// file or directory`) and also return it from `source()` for callers that walk the chain;
+/// printing every link (anyhow's `{:#}`) would then say the cause twice. A link whose text the
+/// link before it already contains is left out.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut prev = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !prev.is_empty() && prev.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        prev = text;
+    }
+    out
 }
 
 /// `--protect/--prefer/--avoid REGEX` (repeatable): rules with only `name`, shared by every
@@ -164,5 +190,33 @@ impl RuleFlags {
         }
         rules.extend(config.rules.iter().cloned());
         Ok(rules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_names_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(crate::config::ConfigError::Read {
+            path: "/etc/x.toml".into(),
+            source: io,
+        })
+        .context("config check failed");
+        let text = error_text(&e);
+        assert_eq!(
+            text.matches("not found").count() + text.matches("No such file").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.starts_with("config check failed: cannot read config file /etc/x.toml: "),
+            "{text}"
+        );
+        // A cause that is not repeated in its parent is kept.
+        let e = anyhow::anyhow!("disk full").context("cannot write /tmp/f");
+        assert_eq!(error_text(&e), "cannot write /tmp/f: disk full");
     }
 }

@@ -76,7 +76,7 @@ pub fn run(a: ProtectArgs) -> anyhow::Result<ExitCode> {
     let policy = Policy {
         rules: config.rules,
     };
-    let scope = Scope::resolve(&root, &a.scope)?;
+    let scope = Scope::resolve(&root, &a.scope).with_context(|| format!("--scope {}", a.scope))?;
     let log = match &a.event_log {
         Some(p) => Some(EventLog::open(p, &scope.label())?),
         None => None,

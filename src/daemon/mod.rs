@@ -254,7 +254,8 @@ impl Daemon {
         signal_pipe: Option<OwnedFd>,
         reload: Option<Reload>,
     ) -> anyhow::Result<Daemon> {
-        let mut scope = Scope::resolve(&s.root, &s.scope).context("cannot resolve the scope")?;
+        let mut scope =
+            Scope::resolve(&s.root, &s.scope).with_context(|| format!("--scope {}", s.scope))?;
         let reader = ProcReader::open(&s.root)?;
         let mem = scope
             .memory()

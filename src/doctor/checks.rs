@@ -2,18 +2,29 @@
 
 use super::facts::{Facts, ProcInfo};
 use super::{Check, Severity};
+use crate::values::human_kb;
 
-const SYSCTL_FILE: &str = "/etc/sysctl.d/90-oomguard.conf";
-
-fn sysctl_fix(key: &str, value: &str) -> String {
-    format!("sysctl -w {key}={value} && echo '{key} = {value}' >> {SYSCTL_FILE}")
+/// Where a sysctl is made permanent: systemd-sysctl reads `/etc/sysctl.d`; every init
+/// (busybox, OpenRC, sysvinit's procps script) reads `/etc/sysctl.conf`.
+fn sysctl_file(f: &Facts) -> &'static str {
+    if f.systemd {
+        "/etc/sysctl.d/90-oomguard.conf"
+    } else {
+        "/etc/sysctl.conf"
+    }
 }
 
-fn mib(kb: u64) -> String {
-    if kb >= 10 * 1024 * 1024 {
-        format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0)
+fn sysctl_fix(f: &Facts, key: &str, value: &str) -> String {
+    let file = sysctl_file(f);
+    format!("sysctl -w {key}={value} && echo '{key} = {value}' >> {file}")
+}
+
+/// How to start the daemon for good on this box's init.
+fn start_daemon(f: &Facts) -> &'static str {
+    if f.systemd {
+        "systemctl enable --now oomguard"
     } else {
-        format!("{} MiB", kb / 1024)
+        "start 'oomguard run' from the init's boot scripts (e.g. an /etc/init.d/oomguard script, or 'oomguard run &' in /etc/rc.local) and run it now"
     }
 }
 
@@ -50,7 +61,7 @@ fn swap(f: &Facts) -> Check {
     let zram: Vec<String> = devs
         .iter()
         .filter(|d| d.is_zram())
-        .map(|d| format!("{} {}", d.name, mib(d.size_kb)))
+        .map(|d| format!("{} {}", d.name, human_kb(d.size_kb)))
         .collect();
     if m.swap_total_kb == 0 {
         return Check::new("swap", Severity::Warn, "no swap and no zram")
@@ -61,7 +72,7 @@ fn swap(f: &Facts) -> Check {
     let pct = used * 100 / m.swap_total_kb.max(1);
     let found = format!(
         "{} swap on {} device(s){}, {pct}% used",
-        mib(m.swap_total_kb),
+        human_kb(m.swap_total_kb),
         devs.len(),
         if zram.is_empty() {
             ", no zram".to_string()
@@ -86,7 +97,7 @@ fn swappiness(f: &Facts) -> Check {
     if has_swap && v == 0 {
         return Check::new("swappiness", Severity::Warn, found)
             .why("with swappiness 0 the kernel swaps only at the last moment: page cache is thrown out first, the box thrashes, then the OOM killer runs although swap was free")
-            .fix(sysctl_fix("vm.swappiness", "60"));
+            .fix(sysctl_fix(f, "vm.swappiness", "60"));
     }
     let note = if has_swap {
         ""
@@ -109,7 +120,7 @@ fn overcommit(f: &Facts) -> Check {
             "vm.overcommit_memory = 1 (always overcommit)",
         )
         .why("the kernel never refuses an allocation, however absurd: every overrun ends in the OOM killer instead of a failed malloc the program could handle")
-        .fix(sysctl_fix("vm.overcommit_memory", "0")),
+        .fix(sysctl_fix(f, "vm.overcommit_memory", "0")),
         2 => {
             let m = f.meminfo.unwrap_or_default();
             let kbytes = f.vm.overcommit_kbytes.unwrap_or(0);
@@ -121,8 +132,8 @@ fn overcommit(f: &Facts) -> Check {
             let limit = m.commit_limit_kb.unwrap_or(0);
             if m.mem_total_kb > 0 && limit < m.mem_total_kb * 3 / 4 {
                 Check::new("overcommit", Severity::Warn, found)
-                    .why(format!("strict accounting with CommitLimit {} on {} of RAM: allocations fail while a quarter or more of RAM is unused", mib(limit), mib(m.mem_total_kb)))
-                    .fix(sysctl_fix("vm.overcommit_ratio", "90"))
+                    .why(format!("strict accounting with CommitLimit {} on {} of RAM: allocations fail while a quarter or more of RAM is unused", human_kb(limit), human_kb(m.mem_total_kb)))
+                    .fix(sysctl_fix(f, "vm.overcommit_ratio", "90"))
             } else {
                 Check::new("overcommit", Severity::Ok, found)
                     .why("strict accounting: allocations fail instead of OOM kills")
@@ -146,9 +157,9 @@ fn commit_limit(f: &Facts) -> Check {
     };
     let found = format!(
         "Committed_AS {} against CommitLimit {} (RAM + swap {})",
-        mib(committed),
-        mib(limit),
-        mib(m.mem_total_kb + m.swap_total_kb)
+        human_kb(committed),
+        human_kb(limit),
+        human_kb(m.mem_total_kb + m.swap_total_kb)
     );
     if f.vm.overcommit_memory == Some(2) && committed * 10 >= limit * 9 {
         return Check::new("commit_limit", Severity::Critical, found)
@@ -172,7 +183,7 @@ fn panic_on_oom(f: &Facts) -> Check {
     if v != 0 {
         return Check::new("panic_on_oom", Severity::Critical, found)
             .why("an out-of-memory condition panics the whole machine (reboot or hang) instead of killing one process")
-            .fix(sysctl_fix("vm.panic_on_oom", "0"));
+            .fix(sysctl_fix(f, "vm.panic_on_oom", "0"));
     }
     Check::new("panic_on_oom", Severity::Ok, found).why("an OOM kills a process, not the machine")
 }
@@ -188,7 +199,7 @@ fn oom_kill_allocating_task(f: &Facts) -> Check {
     if v != 0 {
         return Check::new("oom_kill_allocating_task", Severity::Warn, found)
             .why("the kernel kills whichever process asked for the last page, often a small innocent one, instead of the biggest")
-            .fix(sysctl_fix("vm.oom_kill_allocating_task", "0"));
+            .fix(sysctl_fix(f, "vm.oom_kill_allocating_task", "0"));
     }
     Check::new("oom_kill_allocating_task", Severity::Ok, found)
         .why("the kernel picks its victim by badness")
@@ -202,7 +213,7 @@ fn oom_dump_tasks(f: &Facts) -> Check {
     if v == 0 {
         return Check::new("oom_dump_tasks", Severity::Warn, found)
             .why("kernel OOM reports lack the task table: 'oomguard explain' cannot say who held the memory")
-            .fix(sysctl_fix("vm.oom_dump_tasks", "1"));
+            .fix(sysctl_fix(f, "vm.oom_dump_tasks", "1"));
     }
     Check::new("oom_dump_tasks", Severity::Ok, found)
         .why("OOM reports list every task, so they can be explained")
@@ -223,12 +234,12 @@ fn min_free_kbytes(f: &Facts) -> Check {
     if v < default / 2 {
         return Check::new("min_free_kbytes", Severity::Warn, found)
             .why("the reserve is below the kernel's own default: kswapd wakes too late, allocations stall in direct reclaim and atomic allocations can fail")
-            .fix(sysctl_fix("vm.min_free_kbytes", &default.to_string()));
+            .fix(sysctl_fix(f, "vm.min_free_kbytes", &default.to_string()));
     }
     if m.mem_total_kb > 0 && v > m.mem_total_kb / 20 {
         return Check::new("min_free_kbytes", Severity::Warn, found)
             .why("more than 5% of RAM is held back as a reserve: it is never usable and the OOM killer runs early")
-            .fix(sysctl_fix("vm.min_free_kbytes", &default.to_string()));
+            .fix(sysctl_fix(f, "vm.min_free_kbytes", &default.to_string()));
     }
     Check::new("min_free_kbytes", Severity::Ok, found)
         .why("the free-page reserve that wakes kswapd in time")
@@ -247,12 +258,12 @@ fn watermark_scale_factor(f: &Facts) -> Check {
     if v < 10 {
         return Check::new("watermark_scale_factor", Severity::Warn, found)
             .why("a narrower gap than the default: kswapd starts late and allocations hit direct reclaim")
-            .fix(sysctl_fix("vm.watermark_scale_factor", "10"));
+            .fix(sysctl_fix(f, "vm.watermark_scale_factor", "10"));
     }
     if v > 1000 {
         return Check::new("watermark_scale_factor", Severity::Warn, found)
             .why("more than 10% of RAM between watermarks: memory is reclaimed far too early")
-            .fix(sysctl_fix("vm.watermark_scale_factor", "10"));
+            .fix(sysctl_fix(f, "vm.watermark_scale_factor", "10"));
     }
     Check::new("watermark_scale_factor", Severity::Ok, found)
         .why("how early kswapd starts reclaiming")
@@ -331,9 +342,24 @@ fn cgroup_limits(f: &Facts) -> Check {
             .why("every service is bounded: a leak hits its own limit, not the box");
     }
     let unit = unlimited[0].rsplit('/').next().unwrap_or("NAME.service");
+    let fix = if f.systemd {
+        format!(
+            "systemctl set-property {unit} MemoryHigh=... MemoryMax=... (or a drop-in with [Service] MemoryMax=), for each service that can grow"
+        )
+    } else {
+        let file = if f.mounts.v2_memory.is_some() {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        format!(
+            "write a limit to the group's {file} (e.g. echo 2G > <memory cgroup mount>{}/{file}) in the service's start script, for each service that can grow",
+            unlimited[0]
+        )
+    };
     Check::new("cgroup_limits", Severity::Warn, found)
         .why("a service without a limit can take all memory; the global OOM killer then picks among everything")
-        .fix(format!("systemctl set-property {unit} MemoryHigh=... MemoryMax=... (or a drop-in with [Service] MemoryMax=), for each service that can grow"))
+        .fix(fix)
 }
 
 fn immune_processes(f: &Facts) -> Check {
@@ -353,12 +379,12 @@ fn immune_processes(f: &Facts) -> Check {
     let list: Vec<String> = immune
         .iter()
         .take(8)
-        .map(|p| format!("{} ({}, {})", p.comm, p.pid, mib(p.rss_kb)))
+        .map(|p| format!("{} ({}, {})", p.comm, p.pid, human_kb(p.rss_kb)))
         .collect();
     let found = format!(
         "{} immune process(es) holding {}: {}{}",
         immune.len(),
-        mib(rss),
+        human_kb(rss),
         list.join(", "),
         if immune.len() > 8 { ", ..." } else { "" }
     );
@@ -417,9 +443,11 @@ fn sshd(f: &Facts) -> Check {
     );
     match rule {
         Some(r) => check.fix(format!(
-            "the config already protects sshd ({}): start the daemon (systemctl enable --now oomguard) or run 'oomguard protect --once'",
-            r.origin
+            "the config already protects sshd ({}): start the daemon ({}) or run 'oomguard protect --once'",
+            r.origin,
+            start_daemon(f)
         )),
+        None if !f.systemd => check.fix("add to /etc/oomguard/oomguard.toml: [[protect]] name = \"^sshd$\" oom_score_adj = -900 (applied by 'oomguard run' to every new sshd; 'oomguard protect --once' applies it now); or in sshd's init script, before it starts sshd: echo -900 > /proc/self/oom_score_adj"),
         None => check.fix("add to /etc/oomguard/oomguard.toml: [[protect]] name = \"^sshd$\" oom_score_adj = -900 (applied by 'oomguard run' to every new sshd); or a drop-in: mkdir -p /etc/systemd/system/ssh.service.d && printf '[Service]\\nOOMScoreAdjust=-900\\n' > /etc/systemd/system/ssh.service.d/oom.conf && systemctl daemon-reload && systemctl restart ssh"),
     }
 }
@@ -432,9 +460,9 @@ fn headroom(f: &Facts) -> Check {
     let pct = avail as f64 * 100.0 / m.mem_total_kb.max(1) as f64;
     let found = format!(
         "{} of {} available ({pct:.1}%), swap free {}",
-        mib(avail),
-        mib(m.mem_total_kb),
-        mib(m.swap_free_kb)
+        human_kb(avail),
+        human_kb(m.mem_total_kb),
+        human_kb(m.swap_free_kb)
     );
     let sev = if pct < 5.0 {
         Severity::Critical
@@ -511,9 +539,11 @@ fn other_oom_daemons(f: &Facts) -> Check {
         format!("another OOM daemon is running: {}", found.join(", ")),
     )
     .why("two OOM daemons fight: each kills on its own thresholds, so one shortage can cost two victims")
-    .fix(format!(
-        "keep one: systemctl disable --now {first} (or do not run oomguard run)"
-    ))
+    .fix(if f.systemd {
+        format!("keep one: systemctl disable --now {first} (or do not run oomguard run)")
+    } else {
+        format!("keep one: stop {first} and remove it from the init's boot scripts (e.g. /etc/init.d/{first} stop), or do not run oomguard run")
+    })
 }
 
 fn config(f: &Facts) -> Check {
@@ -540,41 +570,69 @@ fn config(f: &Facts) -> Check {
 }
 
 fn oomguard_service(f: &Facts) -> Check {
-    let running: Vec<i32> = f
-        .procs
-        .iter()
-        .filter(|p| p.comm == "oomguard" && p.cmdline.split(' ').skip(1).any(|a| a == "run"))
-        .map(|p| p.pid)
-        .collect();
     let unit = f.units.first();
-    match (running.first(), unit) {
-        (Some(pid), Some(u)) => Check::new(
-            "oomguard_service",
-            Severity::Ok,
-            format!("oomguard run is running (pid {pid}), unit {u}"),
-        )
-        .why("the guard is active"),
-        (Some(pid), None) => Check::new(
-            "oomguard_service",
-            Severity::Ok,
-            format!("oomguard run is running (pid {pid}), no systemd unit installed"),
-        )
-        .why("the guard is active; started by hand, it will not come back after a reboot"),
-        (None, Some(u)) => Check::new(
-            "oomguard_service",
-            Severity::Critical,
-            format!("{u} is installed but oomguard run is not running"),
-        )
-        .why("the guard was meant to run and does not: nothing acts before the kernel's OOM killer")
-        .fix("systemctl enable --now oomguard; then journalctl -u oomguard says why it stopped"),
-        (None, None) => Check::new(
-            "oomguard_service",
-            Severity::Warn,
-            "oomguard is not installed as a service and not running",
-        )
-        .why("without the daemon nothing acts before the kernel's OOM killer and rules' oom_score_adj are not kept up")
-        .fix("install a unit running 'oomguard run' (/etc/systemd/system/oomguard.service, Restart=always) and systemctl enable --now oomguard"),
+    if f.guards.is_empty() {
+        return match unit {
+            Some(u) if f.systemd => Check::new(
+                "oomguard_service",
+                Severity::Critical,
+                format!("{u} is installed but oomguard run is not running"),
+            )
+            .why("the guard was meant to run and does not: nothing acts before the kernel's OOM killer")
+            .fix("systemctl enable --now oomguard; then journalctl -u oomguard says why it stopped"),
+            Some(u) => Check::new(
+                "oomguard_service",
+                Severity::Critical,
+                format!("{u} is installed but PID 1 is not systemd and oomguard run is not running"),
+            )
+            .why("the unit file is never started on this box: nothing acts before the kernel's OOM killer")
+            .fix(start_daemon(f)),
+            None => Check::new(
+                "oomguard_service",
+                Severity::Warn,
+                "oomguard is not installed as a service and not running",
+            )
+            .why("without the daemon nothing acts before the kernel's OOM killer and rules' oom_score_adj are not kept up")
+            .fix(if f.systemd {
+                "install a unit running 'oomguard run' (/etc/systemd/system/oomguard.service, Restart=always) and systemctl enable --now oomguard"
+            } else {
+                start_daemon(f)
+            }),
+        };
     }
+    let scopes: Vec<String> = f
+        .guards
+        .iter()
+        .map(|g| format!("pid {} guards {} ({})", g.pid, g.scope, g.origin))
+        .collect();
+    let how = match unit {
+        Some(u) => format!("unit {u}"),
+        None => "no service installed".to_string(),
+    };
+    let found = format!("oomguard run is running: {}; {how}", scopes.join(", "));
+    if let Some(gone) = f.guards.iter().find(|g| !g.exists) {
+        return Check::new("oomguard_service", Severity::Critical, found)
+            .why(format!(
+                "the daemon (pid {}) guards {}, which names no memory cgroup on this box: nothing is guarded",
+                gone.pid, gone.scope
+            ))
+            .fix("give --scope an existing cgroup (as in /proc/PID/cgroup) or --scope system, then restart the daemon");
+    }
+    if f.guards.iter().any(|g| g.scope == "system") {
+        let why = if unit.is_some() {
+            "the guard is active for the whole machine"
+        } else {
+            "the guard is active for the whole machine; started by hand, it will not come back after a reboot"
+        };
+        return Check::new("oomguard_service", Severity::Ok, found).why(why);
+    }
+    Check::new("oomguard_service", Severity::Warn, found)
+        .why("the daemon guards one cgroup only: a shortage outside it meets nothing but the kernel's OOM killer")
+        .fix(if f.systemd {
+            "if the whole machine should be guarded: drop --scope (the default is system) from the unit's ExecStart, then systemctl restart oomguard"
+        } else {
+            "if the whole machine should be guarded: drop --scope (the default is system) where the init starts oomguard run, and restart it"
+        })
 }
 
 #[cfg(test)]

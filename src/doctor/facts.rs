@@ -89,6 +89,48 @@ pub struct Facts {
     pub config: Option<(String, Result<Config, String>)>,
     /// Unit files of oomguard that exist.
     pub units: Vec<String>,
+    /// PID 1 is systemd: fixes may say `systemctl`; otherwise they name sysctl.conf and the
+    /// init's own scripts.
+    pub systemd: bool,
+    /// What each running `oomguard run` guards.
+    pub guards: Vec<Guard>,
+}
+
+/// A running `oomguard run` and its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub pid: i32,
+    /// `system` or `cgroup:PATH`, as given.
+    pub scope: String,
+    /// Where the scope came from: `--scope`, `scope` in FILE, or the default.
+    pub origin: String,
+    /// For a cgroup scope: the group exists (under the root's memory mounts).
+    pub exists: bool,
+}
+
+/// The scope of an `oomguard run` command line (arguments joined by single spaces): its
+/// `--scope`, else `[run] scope` of its `--config` file (or of the default config when it
+/// names none), else `system`. `load_scope(path)` reads a config file's scope.
+pub fn guard_scope(cmdline: &str, load_scope: impl Fn(&str) -> Option<String>) -> (String, String) {
+    let args: Vec<&str> = cmdline.split(' ').collect();
+    let flag = |name: &str| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix(&format!("{name}="))
+                .map(str::to_string)
+                .or_else(|| (*a == name).then(|| args.get(i + 1).map(|v| v.to_string()))?)
+        })
+    };
+    if let Some(s) = flag("--scope") {
+        return (s, "--scope".into());
+    }
+    let config = flag("--config");
+    let file = config
+        .clone()
+        .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_PATH.to_string());
+    match load_scope(&file) {
+        Some(s) => (s, format!("scope in {file}")),
+        None => ("system".into(), "the default".into()),
+    }
 }
 
 fn read_i64(root: &Root, rel: &str) -> Option<i64> {
@@ -138,13 +180,18 @@ impl Facts {
         .filter(|p| root.path(p).exists())
         .map(|p| format!("/{p}"))
         .collect();
+        let procs = processes(root, exclude_pid);
+        let systemd = procs.iter().any(|p| p.pid == 1 && p.comm == "systemd");
+        let guards = guards(root, &mounts, &procs);
         Facts {
+            systemd,
+            guards,
             meminfo,
             swaps,
             vm,
             psi_memory: root.path("proc/pressure/memory").exists(),
             groups,
-            procs: processes(root, exclude_pid),
+            procs,
             oom_kills,
             last_kills: last_oom_kills(root, 3),
             config,
@@ -152,6 +199,41 @@ impl Facts {
             mounts,
         }
     }
+}
+
+/// The `oomguard run` processes and what they guard.
+fn guards(root: &Root, mounts: &Mounts, procs: &[ProcInfo]) -> Vec<Guard> {
+    let users = passwd_lookup(root.as_path());
+    let load_scope = |file: &str| {
+        let path = root.path(file.trim_start_matches('/'));
+        let c = Config::load(Some(&path), &users).ok()?;
+        c.run.scope.map(|s| s.to_string())
+    };
+    procs
+        .iter()
+        .filter(|p| is_daemon(p))
+        .map(|p| {
+            let (scope, origin) = guard_scope(&p.cmdline, load_scope);
+            let exists = match scope.parse::<crate::values::ScopeSpec>() {
+                Ok(crate::values::ScopeSpec::Cgroup(path)) => {
+                    crate::sense::cgroup::Cgroup::resolve(root, mounts, &path).is_ok()
+                }
+                Ok(crate::values::ScopeSpec::System) => true,
+                Err(_) => false,
+            };
+            Guard {
+                pid: p.pid,
+                scope,
+                origin,
+                exists,
+            }
+        })
+        .collect()
+}
+
+/// `oomguard run ...`: the daemon (not `oomguard top`, not a drill).
+pub fn is_daemon(p: &ProcInfo) -> bool {
+    p.comm == "oomguard" && p.cmdline.split(' ').nth(1) == Some("run")
 }
 
 fn processes(root: &Root, exclude_pid: Option<i32>) -> Vec<ProcInfo> {
@@ -255,7 +337,10 @@ pub fn summarise_event(ev: &crate::report::OomEvent) -> Option<String> {
     };
     let who = format!("{} ({})", v.pid, v.comm.as_deref().unwrap_or("?"));
     Some(match v.anon_rss_kb {
-        Some(kb) => format!("{kind} killed {who}, anon-rss {} MiB", kb / 1024),
+        Some(kb) => format!(
+            "{kind} killed {who}, anon-rss {}",
+            crate::values::human_kb(kb)
+        ),
         None => format!("{kind} killed {who}"),
     })
 }
@@ -279,7 +364,10 @@ pub fn summarise_kill_line(line: &str) -> Option<String> {
             .and_then(|v| v.parse::<u64>().ok())
     });
     Some(match anon {
-        Some(kb) => format!("{kind} killed {who}, anon-rss {} MiB", kb / 1024),
+        Some(kb) => format!(
+            "{kind} killed {who}, anon-rss {}",
+            crate::values::human_kb(kb)
+        ),
         None => format!("{kind} killed {who}"),
     })
 }
@@ -306,5 +394,27 @@ mod tests {
             Some("OOM killed 7 (java)")
         );
         assert_eq!(summarise_kill_line("eth0: link up"), None);
+    }
+
+    #[test]
+    fn a_daemons_scope_comes_from_its_flag_then_its_config_then_the_default() {
+        let none = |_: &str| None;
+        assert_eq!(
+            guard_scope("/usr/bin/oomguard run --scope cgroup:/app --dry-run", none),
+            ("cgroup:/app".to_string(), "--scope".to_string())
+        );
+        assert_eq!(guard_scope("oomguard run --scope=system", none).0, "system");
+        let cfg = |f: &str| (f == "/srv/og.toml").then(|| "cgroup:/web".to_string());
+        assert_eq!(
+            guard_scope("oomguard run --config /srv/og.toml", cfg),
+            (
+                "cgroup:/web".to_string(),
+                "scope in /srv/og.toml".to_string()
+            )
+        );
+        assert_eq!(
+            guard_scope("oomguard run", cfg),
+            ("system".to_string(), "the default".to_string())
+        );
     }
 }

@@ -165,20 +165,9 @@ pub fn analyse(ev: &OomEvent) -> Analysis {
     a
 }
 
-/// `12.3 MiB` from kB.
+/// kB in the one size format of text output ([`crate::values::HumanKb`]).
 pub fn size_kb(kb: u64) -> String {
-    let units = ["KiB", "MiB", "GiB", "TiB"];
-    let mut v = kb as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{kb} KiB")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
+    crate::values::human_kb(kb)
 }
 
 fn pages(p: u64) -> String {

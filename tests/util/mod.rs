@@ -110,67 +110,14 @@ impl TestCgroup {
     /// Starts `cmd` inside the group: the child moves itself in before exec, so not one page
     /// of the program is charged elsewhere.
     pub fn spawn(&self, cmd: &mut Command) -> Child {
-        use std::os::unix::process::CommandExt;
-        let procs = self.dir.join("cgroup.procs");
-        let procs_c = std::ffi::CString::new(procs.to_string_lossy().as_bytes()).unwrap();
-        // SAFETY: only async-signal-safe calls (open/write/close) run between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = libc::open(procs_c.as_ptr(), libc::O_WRONLY);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let r = libc::write(fd, b"0\n".as_ptr().cast(), 2);
-                libc::close(fd);
-                if r < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn().expect("spawn in test cgroup")
+        oomguard::act::scratch::spawn_in(&self.dir, cmd).expect("spawn in test cgroup")
     }
 }
 
 impl Drop for TestCgroup {
+    /// Kills the test's processes (also in sub-groups it made) and removes the groups.
     fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let pids = self.procs();
-            // Also sub-groups a test made.
-            let subdirs: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-                .map(|rd| {
-                    rd.flatten()
-                        .filter(|e| e.path().is_dir())
-                        .map(|e| e.path())
-                        .collect()
-                })
-                .unwrap_or_default();
-            for s in &subdirs {
-                for pid in std::fs::read_to_string(s.join("cgroup.procs"))
-                    .unwrap_or_default()
-                    .lines()
-                {
-                    if let Ok(p) = pid.trim().parse::<i32>() {
-                        // SAFETY: kill(2) on a process this test put into its own cgroup.
-                        unsafe { libc::kill(p, libc::SIGKILL) };
-                    }
-                }
-                let _ = std::fs::remove_dir(s);
-            }
-            if pids.is_empty() {
-                break;
-            }
-            for p in pids {
-                // SAFETY: kill(2) on a process this test put into its own cgroup.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-            if Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = std::fs::remove_dir(&self.dir);
+        oomguard::act::scratch::remove_group(&self.dir, false);
     }
 }
 
