@@ -1,33 +1,67 @@
-//! Every report of the shared corpus (`../shared/corpus/oom-reports`, read in place): every
-//! non-null fact of its JSON must match what the parser reads. The corpus lists one entry per
-//! kill, grouped by `invocation`; the parser prints one event per invocation: the first kill
-//! of an invocation is its victim, the others are `also_killed`.
+//! Kernel OOM reports with their facts: every non-null fact of a report's JSON must match what
+//! the parser reads. Two sets, same shape (`../shared/corpus/oom-reports/README.md`):
+//! - the project's own fixtures, `tests/fixtures/oom-reports` (made by its own VM runs and
+//!   cgroup OOMs, `scripts/make-oom-fixtures.sh`): always checked, also in a plain clone;
+//! - the shared corpus, `../shared/corpus/oom-reports` (or `OOMGUARD_CORPUS_DIR`), read in
+//!   place: checked when present and always in CI; elsewhere, without it, the test is ignored
+//!   with the reason (build.rs sets `shared_corpus`), never reported as passed.
+//!
+//! The facts list one entry per kill, grouped by `invocation`; the parser gives one event per
+//! invocation: the first kill of an invocation is its victim, the others are `also_killed`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use oomguard::report::{Kill, OomEvent};
 use serde_json::Value;
 
-use crate::util::{corpus_dir, require};
+use crate::util::{bin, corpus_dir};
 
 /// `OOMGUARD_CORPUS_DIR` when the corpus is not beside the checkout (git worktrees).
-pub fn corpus_from_env() -> Option<std::path::PathBuf> {
+pub fn corpus_from_env() -> Option<PathBuf> {
     std::env::var_os("OOMGUARD_CORPUS_DIR")
-        .map(std::path::PathBuf::from)
+        .map(PathBuf::from)
         .filter(|p| p.is_dir())
 }
 
-/// The corpus's report logs, sorted; None when the corpus is not there.
-pub fn corpus_logs() -> Option<Vec<std::path::PathBuf>> {
-    let dir = corpus_dir().or_else(corpus_from_env)?;
-    let mut logs: Vec<_> = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
+/// The project's own fixtures.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oom-reports")
+}
+
+/// The report logs (`*.log`) of a directory, sorted; empty when it cannot be read.
+pub fn report_logs(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
     logs.sort();
-    Some(logs)
+    logs
+}
+
+/// The shared corpus's report logs, sorted; None when the corpus is not there.
+pub fn corpus_logs() -> Option<Vec<PathBuf>> {
+    let dir = corpus_dir().or_else(corpus_from_env)?;
+    Some(report_logs(&dir))
+}
+
+/// Every report the property tests may start from: the own fixtures, plus the shared corpus
+/// when it is present.
+pub fn all_report_logs() -> Vec<PathBuf> {
+    let mut logs = report_logs(&fixtures_dir());
+    logs.extend(corpus_logs().unwrap_or_default());
+    logs
+}
+
+fn facts_of(log: &Path) -> Value {
+    let json = log.with_extension("json");
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("{}: {e} (every .log has its facts)", json.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", json.display()))
 }
 
 /// Compares one corpus entry with the event of its invocation; pushes each difference.
@@ -130,8 +164,8 @@ fn compare(entry: &Value, ev: &OomEvent, kill: Option<&Kill>, first: bool, out: 
 
 /// All differences between a report's facts and the parsed events.
 fn check_report(log: &Path, facts: &Value) -> Vec<String> {
-    let file = std::fs::File::open(log).expect("open corpus log");
-    let events = oomguard::report::parse(std::io::BufReader::new(file)).expect("read corpus log");
+    let file = std::fs::File::open(log).expect("open report log");
+    let events = oomguard::report::parse(std::io::BufReader::new(file)).expect("read report log");
     let entries = facts["events"].as_array().expect("events array");
     let mut out = Vec::new();
     let invocations = entries
@@ -177,30 +211,22 @@ fn check_report(log: &Path, facts: &Value) -> Vec<String> {
     out
 }
 
-#[test]
-fn every_corpus_report_matches_its_facts() {
-    let logs = corpus_logs();
-    if !require(
-        logs.is_some(),
-        "the OOM report corpus ../shared/corpus/oom-reports",
-    ) {
-        return;
-    }
-    let logs = logs.unwrap();
-    assert!(logs.len() >= 40, "corpus has only {} reports", logs.len());
+/// Checks every report of `logs` fact by fact: (reports, non-null facts checked, mismatches).
+fn check_all(logs: &[PathBuf]) -> (usize, usize, Vec<String>) {
     let mut failures = Vec::new();
     let mut facts_checked = 0usize;
-    for log in &logs {
-        let json = log.with_extension("json");
-        let facts: Value =
-            serde_json::from_str(&std::fs::read_to_string(&json).expect("facts json")).unwrap();
+    for log in logs {
+        let facts = facts_of(log);
         facts_checked += facts["events"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .map(|e| {
-                        e.as_object()
-                            .map_or(0, |o| o.values().filter(|v| !v.is_null()).count())
+                        e.as_object().map_or(0, |o| {
+                            o.iter()
+                                .filter(|(k, v)| *k != "notes" && !v.is_null())
+                                .count()
+                        })
                     })
                     .sum::<usize>()
             })
@@ -212,7 +238,122 @@ fn every_corpus_report_matches_its_facts() {
             ));
         }
     }
-    eprintln!("{} reports, {facts_checked} non-null facts", logs.len());
+    (logs.len(), facts_checked, failures)
+}
+
+#[test]
+fn every_fixture_report_matches_its_facts() {
+    let logs = report_logs(&fixtures_dir());
+    assert!(
+        logs.len() >= 8,
+        "only {} reports in {} (scripts/make-oom-fixtures.sh makes them)",
+        logs.len(),
+        fixtures_dir().display()
+    );
+    // Both origins: the VM guest's kernel and this project's host cgroup v1 OOMs.
+    let names: Vec<String> = logs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.contains("-vm-")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains("-host-")), "{names:?}");
+    let (reports, facts, failures) = check_all(&logs);
+    eprintln!("{reports} fixture reports, {facts} non-null facts");
+    assert!(facts >= reports * 15, "{facts} facts in {reports} reports");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The command itself, not only the library: `oomguard explain --json FILE` on every fixture
+/// names the same invocations, victims, invokers, memory cgroups and task dumps as the facts.
+#[test]
+fn explain_json_on_every_fixture_names_the_facts() {
+    let logs = report_logs(&fixtures_dir());
+    assert!(
+        !logs.is_empty(),
+        "no fixtures in {}",
+        fixtures_dir().display()
+    );
+    for log in &logs {
+        let name = log.file_name().unwrap().to_string_lossy().into_owned();
+        let out = Command::new(bin())
+            .args(["explain", "--json"])
+            .arg(log)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: explain failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: explain --json is not JSON: {e}"));
+        let events = doc["events"].as_array().expect("events");
+        let facts = facts_of(log);
+        let entries = facts["events"].as_array().expect("facts events");
+        let invocations = entries
+            .iter()
+            .filter_map(|e| e["invocation"].as_u64())
+            .max()
+            .unwrap_or(0) as usize;
+        assert_eq!(events.len(), invocations, "{name}: events");
+        for (i, ev) in events.iter().enumerate() {
+            let kills: Vec<&Value> = entries
+                .iter()
+                .filter(|e| e["invocation"].as_u64() == Some(i as u64 + 1))
+                .collect();
+            let first = kills[0];
+            let at = format!("{name} invocation {}", i + 1);
+            assert_eq!(ev["kind"], first["kind"], "{at}: kind");
+            assert_eq!(ev["victim"]["pid"], first["victim_pid"], "{at}: victim pid");
+            assert_eq!(
+                ev["victim"]["comm"], first["victim_comm"],
+                "{at}: victim comm"
+            );
+            assert_eq!(
+                ev["invoker"]["pid"], first["invoker_pid"],
+                "{at}: invoker pid"
+            );
+            assert_eq!(
+                ev["invoker"]["comm"], first["invoker_comm"],
+                "{at}: invoker"
+            );
+            assert_eq!(ev["memcg"], first["memcg"], "{at}: memcg");
+            let also: Vec<&Value> = ev["also_killed"]
+                .as_array()
+                .map(|a| a.iter().map(|k| &k["pid"]).collect())
+                .unwrap_or_default();
+            let want: Vec<&Value> = kills[1..].iter().map(|k| &k["victim_pid"]).collect();
+            assert_eq!(also, want, "{at}: also killed");
+            let listed = ev["tasks"].as_array().map(|t| t.len());
+            assert_eq!(
+                listed.map(|n| n as u64),
+                first["tasks_listed"].as_u64(),
+                "{at}: task dump rows"
+            );
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(shared_corpus),
+    ignore = "the shared corpus ../shared/corpus/oom-reports is not here (or set OOMGUARD_CORPUS_DIR; touch build.rs after adding it); the project's own fixtures are checked"
+)]
+fn every_shared_corpus_report_matches_its_facts() {
+    let logs = corpus_logs().unwrap_or_else(|| {
+        panic!(
+            "the shared OOM report corpus is missing: ../shared/corpus/oom-reports beside the \
+             checkout, or OOMGUARD_CORPUS_DIR (CI checks it on top of tests/fixtures/oom-reports)"
+        )
+    });
+    assert!(logs.len() >= 40, "corpus has only {} reports", logs.len());
+    let (reports, facts, failures) = check_all(&logs);
+    eprintln!("{reports} shared corpus reports, {facts} non-null facts");
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",

@@ -742,6 +742,13 @@ impl Daemon {
                     victim.comm,
                     victim.pid
                 );
+                if matches!(e, crate::act::pidfd::TargetError::Gone(_)) {
+                    // Ended by someone else, usually the kernel's OOM killer: its memory is on
+                    // the way back. No /proc rescan now: its allocations at the bottom of
+                    // memory made the kernel kill a bystander while the victim was being torn
+                    // down. The next wake-up sees the kernel's kill and holds back.
+                    return Ok(Duration::from_millis(10));
+                }
                 self.ranker_forget();
                 return Ok(Duration::ZERO);
             }

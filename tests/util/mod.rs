@@ -1,4 +1,4 @@
-//! Shared test helpers: CI detection (tests that need root and cgroups must not skip in CI),
+//! Shared test helpers: prerequisites (a missing one fails the test, it never skips and passes),
 //! test memory cgroups that clean up after themselves, children that are ended on drop.
 
 #![allow(dead_code)]
@@ -12,14 +12,18 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Checks a precondition of a test. Missing in CI: panic (CI must run everything). Missing
-/// elsewhere: print why and return false so the test can return early.
+/// Checks a precondition of a test. A test that could not check anything must never pass:
+/// when the precondition is missing this panics (in CI and outside it) naming what is missing,
+/// so the run fails loudly instead of printing `ok`. `./scripts/test.sh` installs every tool the
+/// tests need; cgroups, /dev/kmsg and the proc connector need root. Always returns true (the
+/// `if !require(..) { return }` call sites stay valid; that branch is never taken).
 pub fn require(ok: bool, what: &str) -> bool {
     if !ok {
-        if in_ci() {
-            panic!("CI=true but the environment lacks: {what}");
-        }
-        eprintln!("SKIPPED (not in CI): {what}");
+        panic!(
+            "cannot run this test: the environment lacks {what}{}. A test that checks nothing \
+             must not pass; run ./scripts/test.sh as root (it installs what the tests need)",
+            if in_ci() { " (CI=true)" } else { "" }
+        );
     }
     ok
 }
@@ -56,8 +60,8 @@ pub struct TestCgroup {
 }
 
 impl TestCgroup {
-    /// Makes `<own group>/oomguard-test-<name>-<pid>` with the given limit. `None` (after
-    /// `require`) when the machine has no usable v1 memory controller.
+    /// Makes `<own group>/oomguard-test-<name>-<pid>` with the given limit. Panics (through
+    /// `require`) when the machine has no usable v1 memory controller; never returns `None`.
     pub fn new(name: &str, limit_bytes: u64) -> Option<TestCgroup> {
         let base = own_v1_memory_cgroup();
         if !require(
@@ -72,8 +76,10 @@ impl TestCgroup {
         }
         let made = std::fs::create_dir(&dir).is_ok()
             && std::fs::write(dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).is_ok();
-        if !require(made, &format!("creating memory cgroup {}", dir.display())) {
+        if !made {
             let _ = std::fs::remove_dir(&dir);
+        }
+        if !require(made, &format!("creating memory cgroup {}", dir.display())) {
             return None;
         }
         Some(TestCgroup { dir })
