@@ -1,0 +1,153 @@
+//! Prometheus metrics in the text exposition format 0.0.4 (`run --metrics ADDR`, documented
+//! address `127.0.0.1:9577`). No async runtime. Three parts:
+//!
+//! - [`state`]: what is counted, fed by the daemon's samples and every event-log record;
+//! - [`exposition`]: the text format, rendered under a short lock;
+//! - [`http`]: the listener, one poll(2) thread and a few workers, so that a slow or idle
+//!   client cannot block a scrape (whole-request deadline, a cap on open connections).
+//!
+//! Series (all prefixed `oomguard_`): memory and swap available/total, PSI, levels, wake-ups by
+//! cause, the scan duration histogram, kills by reason and action, dry-run decisions, kernel
+//! OOM kills seen, warnings, after-kill watch records, the last victim, build info, and what
+//! the record path dropped (log lines, event records, systemd messages, metrics connections).
+
+mod exposition;
+mod http;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+pub use http::{MAX_CONNECTIONS, REQUEST_DEADLINE, Stats, WORKERS};
+
+use super::{Observer, Sample};
+use state::State;
+
+/// The documented listen address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9577";
+
+/// The exposition format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The metrics registry: an [`Observer`] the daemon feeds and the listener renders. Cheap to
+/// clone (shared state).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    state: Arc<Mutex<State>>,
+    http: Arc<Stats>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics {
+            state: Arc::new(Mutex::new(State::new())),
+            http: Arc::new(Stats::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The whole exposition text.
+    pub fn render(&self) -> String {
+        exposition::render(&self.lock(), &self.http)
+    }
+
+    /// Starts the listener on `addr` (see [`http`]); returns the bound address (useful with
+    /// port 0).
+    pub fn serve(&self, addr: &str) -> std::io::Result<SocketAddr> {
+        let me = self.clone();
+        http::serve(addr, Arc::new(move || me.render()), Arc::clone(&self.http))
+    }
+
+    /// Counts one event-log record (also for records written outside the daemon's loop).
+    pub fn observe(&self, rec: &Value) {
+        self.lock().observe(rec);
+    }
+}
+
+impl Observer for Metrics {
+    fn sample(&mut self, smp: &Sample) {
+        self.lock().sample(smp);
+    }
+
+    fn record(&mut self, rec: &Value) {
+        self.observe(rec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::decide::trigger::{Levels, MemState};
+    use crate::record::Wake;
+
+    fn sample(scan_ms: u64) -> Sample {
+        Sample {
+            mem: MemState {
+                total_kb: 1000,
+                available_kb: 400,
+                swap_total_kb: 0,
+                swap_free_kb: 0,
+            },
+            levels: Levels {
+                mem_term_kb: 100,
+                mem_kill_kb: 50,
+                swap_term_kb: 0,
+                swap_kill_kb: 0,
+            },
+            psi_some: None,
+            psi_full: Some(12.5),
+            psi_some_avg10: Some(1.0),
+            psi_full_avg10: None,
+            wake: Wake::Timer,
+            scan: Some(Duration::from_millis(scan_ms)),
+            scanned: 10,
+        }
+    }
+
+    #[test]
+    fn renders_samples_records_and_a_histogram() {
+        let mut m = Metrics::new();
+        m.sample(&sample(3));
+        m.sample(&sample(300));
+        m.record(&serde_json::json!({
+            "time": "2026-11-30T18:00:00.000+00:00", "action": "kill",
+            "trigger": {"reason": "low_memory_term"},
+            "victim": {"pid": 42, "comm": "a \"q\"", "rss_kb": 10},
+            "signals": [{"signal": "SIGTERM"}, {"signal": "SIGKILL"}],
+            "outcome": {"freed_kb": 8}
+        }));
+        m.record(&serde_json::json!({"action": "kernel_kill", "oom_kills": 2}));
+        m.record(&serde_json::json!({"action": "restart", "ok": false}));
+        let t = m.render();
+        assert!(
+            t.contains("oomguard_memory_available_bytes 409600\n"),
+            "{t}"
+        );
+        assert!(t.contains("oomguard_level_bytes{resource=\"memory\",level=\"kill\"} 51200\n"));
+        assert!(t.contains("oomguard_psi_stall_ratio{kind=\"full\",window=\"window\"} 0.125\n"));
+        assert!(t.contains("oomguard_scan_duration_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(t.contains("oomguard_scan_duration_seconds_bucket{le=\"0.5\"} 2\n"));
+        assert!(t.contains("oomguard_scan_duration_seconds_count 2\n"));
+        assert!(t.contains("oomguard_wakeups_total{cause=\"timer\"} 2\n"));
+        assert!(
+            t.contains("oomguard_kills_total{reason=\"low_memory_term\",action=\"sigkill\"} 1\n")
+        );
+        assert!(t.contains("comm=\"a \\\"q\\\"\""), "{t}");
+        assert!(t.contains("oomguard_last_kill_timestamp_seconds 1796061600\n"));
+        assert!(t.contains("oomguard_kernel_oom_kills_total 2\n"));
+        assert!(t.contains("oomguard_watch_restarts_total{result=\"failed\"} 1\n"));
+    }
+}

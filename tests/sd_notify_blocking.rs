@@ -1,0 +1,133 @@
+//! systemd's notify socket cannot stall the guard (issue 17, item 2): `NOTIFY_SOCKET` points at
+//! a datagram socket the test binds, fills and does not read, with the watchdog on. The daemon
+//! goes on killing hogs (never the kernel), writes its records, counts the dropped messages in
+//! its metrics, and gets `READY=1` through once the socket is read again.
+
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::fleet_util::{free_port, http_get, wait_for};
+use crate::run_cgroup::hog;
+use crate::util::{TestCgroup, bin, interrupt_and_reap, tempdir};
+
+const MIB: u64 = 1 << 20;
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        interrupt_and_reap(&mut self.0);
+    }
+}
+
+fn kill_records(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["action"] == "kill")
+        .collect()
+}
+
+/// Binds a datagram socket at `path` and fills its queue; returns it and how many it holds.
+fn full_socket(path: &Path) -> (UnixDatagram, usize) {
+    let sock = UnixDatagram::bind(path).unwrap();
+    let filler = UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    let mut queued = 0;
+    while filler.send_to(b"FILLER=1\n", path).is_ok() {
+        queued += 1;
+        assert!(queued < 100_000, "the socket never filled");
+    }
+    assert!(queued > 0);
+    (sock, queued)
+}
+
+#[test]
+fn a_notify_socket_nobody_reads_does_not_stall_the_guard() {
+    let Some(cg) = TestCgroup::new("sdnotify-full", 400 * MIB) else {
+        return;
+    };
+    let d = tempdir();
+    let log = d.path().join("events.jsonl");
+    let sock_path = d.path().join("notify.sock");
+    let (systemd, queued) = full_socket(&sock_path);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut daemon = Daemon(
+        Command::new(bin())
+            .args(["run", "--scope", &format!("cgroup:{}", cg.rel())])
+            .args(["--metrics", &addr, "--event-log"])
+            .arg(&log)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "200000")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start oomguard run"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.exists() {
+        assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon exited");
+        assert!(Instant::now() < deadline, "the daemon never opened its log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Three hogs in a row, each killed by oomguard while its pings have nowhere to go.
+    for i in 0..3 {
+        let mut h = hog(&cg, &["--name", "hog", "--max", "2G"]);
+        let st = h
+            .wait_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("hog {i} was not killed within 60 s"));
+        assert!(
+            matches!(st.signal(), Some(libc::SIGTERM) | Some(libc::SIGKILL)),
+            "hog {i} ended by {st:?}"
+        );
+        assert_eq!(
+            cg.kernel_oom_kills(),
+            0,
+            "hog {i}: the kernel's OOM killer had to act (the guard was stalled)"
+        );
+        let rec = wait_for(Duration::from_secs(10), || {
+            kill_records(&log)
+                .into_iter()
+                .find(|r| r["victim"]["pid"] == h.pid())
+        });
+        assert!(rec.is_some(), "no kill record for hog {i}");
+    }
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon died");
+
+    let dropped = wait_for(Duration::from_secs(10), || {
+        let m = http_get(addr.parse().unwrap(), "/metrics").ok()?.body;
+        m.lines().find_map(|l| {
+            l.strip_prefix("oomguard_sd_notify_dropped_total ")?
+                .parse::<f64>()
+                .ok()
+        })
+    })
+    .expect("oomguard_sd_notify_dropped_total is served");
+    assert!(dropped >= 1.0, "{dropped}");
+
+    // systemd reads again: the READY=1 that was dropped at start comes through.
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut seen = String::new();
+    for _ in 0..queued + 100 {
+        let n = systemd.recv(&mut buf).expect("a notify datagram");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.lines().any(|l| l == "READY=1") {
+            return;
+        }
+        seen.push_str(&msg);
+    }
+    panic!("READY=1 never arrived: {seen}");
+}
