@@ -220,11 +220,12 @@ impl Parser {
     /// The open invocation for a report line: the current one if it has no kill yet,
     /// else a new one.
     fn open(&mut self, stamp: &Stamp<'_>) -> &mut Current {
-        if self.cur.as_ref().is_some_and(|c| !c.finished) {
-            self.tentative = None;
-            return self.cur.as_mut().expect("checked");
+        if self.cur.as_ref().is_none_or(|c| c.finished) {
+            return self.start(stamp);
         }
-        self.start(stamp)
+        self.tentative = None;
+        // Some and unfinished (checked above): nothing is inserted.
+        self.cur.get_or_insert_with(Current::default)
     }
 
     /// Feeds one kernel message (one logical line, prefix removed).
@@ -305,8 +306,11 @@ impl Parser {
             self.end_without_kill(Kind::NoKillable, None, stamp);
             return;
         }
-        if t.starts_with(b"Task in ") && find(t, b" killed as a result of limit of ").is_some() {
-            self.task_in(t, stamp);
+        if let Some(task) = t.strip_prefix(b"Task in ")
+            && let Some(j) = find(task, b" killed as a result of limit of ")
+        {
+            let j = j + 8;
+            self.task_in(t, j, stamp);
             return;
         }
         if let Some(path) = t.strip_prefix(b"Memory limit reached of cgroup ") {
@@ -510,8 +514,9 @@ impl Parser {
         ));
     }
 
-    fn task_in(&mut self, t: &[u8], stamp: &Stamp<'_>) {
-        let j = find(t, b" killed as a result of limit of ").expect("checked by caller");
+    /// `Task in <task memcg> killed as a result of limit of <memcg>`; `j`: where the middle
+    /// text starts.
+    fn task_in(&mut self, t: &[u8], j: usize, stamp: &Stamp<'_>) {
         let task = lossy(&t[8..j]);
         let limit = lossy(trim_end(&t[j + 32..]));
         let c = self.open(stamp);
@@ -638,7 +643,8 @@ impl Parser {
         let c = if self.cur.as_ref().is_some_and(|c| {
             !c.finished && c.ev.chosen.as_ref().is_none_or(|ch| ch.score.is_none())
         }) {
-            self.cur.as_mut().expect("checked")
+            // Some (checked above): nothing is inserted.
+            self.cur.get_or_insert_with(Current::default)
         } else {
             self.start(stamp)
         };
@@ -1676,6 +1682,11 @@ mod tests {
             (Some(512), Some(2048))
         );
         assert_eq!(m.memsw_usage_kb, None);
+
+        // A damaged line with no task path (the needle overlaps "Task in ") is no Task-in
+        // line, and no panic.
+        let ev = one(&[HEADER, "Task in killed as a result of limit of /a"]);
+        assert_eq!(ev.memcg, None);
 
         // 4.4 – 4.20 without a victim.
         let ev = one(&[HEADER, "Memory limit reached of cgroup /a"]);
