@@ -249,17 +249,6 @@ impl LevelPair {
     pub fn parse_size(s: &str) -> Result<Self, ValueError> {
         Self::parse_with(s, |x| x.parse::<Size>().map(Level::Size))
     }
-    /// Either kind: a value with `%` or without a unit is a PCT, one with a unit a SIZE.
-    pub fn parse_any(s: &str) -> Result<Self, ValueError> {
-        Self::parse_with(s, |x| {
-            let t = x.trim();
-            if t.ends_with('%') || t.parse::<f64>().is_ok() {
-                t.parse::<Pct>().map(Level::Pct)
-            } else {
-                t.parse::<Size>().map(Level::Size)
-            }
-        })
-    }
     fn parse_with(
         s: &str,
         one: impl Fn(&str) -> Result<Level, ValueError>,

@@ -178,9 +178,6 @@ impl Policy {
     pub fn classify(&self, p: &mut dyn ProcFacts) -> Option<&Rule> {
         self.rules.iter().find(|r| r.matches(p))
     }
-    pub fn any_needs_more_than_name(&self) -> bool {
-        self.rules.iter().any(Rule::needs_more_than_name)
-    }
     pub fn has_adj_rules(&self) -> bool {
         self.rules.iter().any(|r| r.oom_score_adj.is_some())
     }

@@ -3,7 +3,8 @@
 //!
 //! - [`events`] / [`parse`]: any byte stream (a `BufRead`) → [`OomEvent`]s in log order,
 //!   streaming (bounded memory, no whole-file reads).
-//! - [`read_kmsg`]: the kernel ring buffer now (`/dev/kmsg`, read non-blocking to its end).
+//! - [`source::read_kmsg_at`]: the kernel ring buffer now (`/dev/kmsg`, read non-blocking to
+//!   its end).
 //! - [`explain`]: recomputed badness ranking and human text for one event.
 //!
 //! The layers: [`prefix`] (line formats) → [`lines`] (logical lines, continuation joining,
@@ -21,7 +22,7 @@ use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 
 pub use event::{Chosen, Invoker, Kill, Kind, Memory, OomEvent, Reaped, Task, Time};
-pub use source::{ReportError, read_kmsg};
+pub use source::ReportError;
 
 use lines::LogLines;
 use parse::Parser;

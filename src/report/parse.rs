@@ -220,11 +220,12 @@ impl Parser {
     /// The open invocation for a report line: the current one if it has no kill yet,
     /// else a new one.
     fn open(&mut self, stamp: &Stamp<'_>) -> &mut Current {
-        if self.cur.as_ref().is_some_and(|c| !c.finished) {
-            self.tentative = None;
-            return self.cur.as_mut().expect("checked");
+        if self.cur.as_ref().is_none_or(|c| c.finished) {
+            return self.start(stamp);
         }
-        self.start(stamp)
+        self.tentative = None;
+        // Some and unfinished (checked above): nothing is inserted.
+        self.cur.get_or_insert_with(Current::default)
     }
 
     /// Feeds one kernel message (one logical line, prefix removed).
@@ -305,8 +306,11 @@ impl Parser {
             self.end_without_kill(Kind::NoKillable, None, stamp);
             return;
         }
-        if t.starts_with(b"Task in ") && find(t, b" killed as a result of limit of ").is_some() {
-            self.task_in(t, stamp);
+        if let Some(task) = t.strip_prefix(b"Task in ")
+            && let Some(j) = find(task, b" killed as a result of limit of ")
+        {
+            let j = j + 8;
+            self.task_in(t, j, stamp);
             return;
         }
         if let Some(path) = t.strip_prefix(b"Memory limit reached of cgroup ") {
@@ -434,10 +438,15 @@ impl Parser {
                 comm: lossy(who),
                 ..Default::default()
             };
-            // Some patched kernels print "comm:pid".
+            // Some patched kernels print "comm:pid"; `kworker/0:1` (a sysrq-f OOM) is a
+            // name, not "kworker/0" with pid 1.
             if let Some(k) = who.iter().rposition(|b| *b == b':') {
                 let (name, pid) = (&who[..k], &who[k + 1..]);
-                if !name.is_empty() && !pid.is_empty() && pid.iter().all(u8::is_ascii_digit) {
+                if !name.is_empty()
+                    && !name.contains(&b'/')
+                    && !pid.is_empty()
+                    && pid.iter().all(u8::is_ascii_digit)
+                {
                     inv.comm = lossy(name);
                     inv.pid = uint_at(pid).map(|p| p as i64);
                 }
@@ -505,8 +514,9 @@ impl Parser {
         ));
     }
 
-    fn task_in(&mut self, t: &[u8], stamp: &Stamp<'_>) {
-        let j = find(t, b" killed as a result of limit of ").expect("checked by caller");
+    /// `Task in <task memcg> killed as a result of limit of <memcg>`; `j`: where the middle
+    /// text starts.
+    fn task_in(&mut self, t: &[u8], j: usize, stamp: &Stamp<'_>) {
         let task = lossy(&t[8..j]);
         let limit = lossy(trim_end(&t[j + 32..]));
         let c = self.open(stamp);
@@ -633,7 +643,8 @@ impl Parser {
         let c = if self.cur.as_ref().is_some_and(|c| {
             !c.finished && c.ev.chosen.as_ref().is_none_or(|ch| ch.score.is_none())
         }) {
-            self.cur.as_mut().expect("checked")
+            // Some (checked above): nothing is inserted.
+            self.cur.get_or_insert_with(Current::default)
         } else {
             self.start(stamp)
         };
@@ -963,5 +974,800 @@ fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) {
             b"slab_unreclaimable" => m.slab_unreclaimable_pages = v,
             _ => {}
         }
+    }
+}
+
+/// One test per line kind of kernel-oom-spec.md §4, each era's format written out from the
+/// kernel's format string (the shared corpus stays outside the project).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lines: &[&str]) -> Vec<OomEvent> {
+        let mut p = Parser::new();
+        for l in lines {
+            p.push(l.as_bytes(), &Stamp::default());
+        }
+        p.finish()
+    }
+
+    fn one(lines: &[&str]) -> OomEvent {
+        let mut evs = run(lines);
+        assert_eq!(evs.len(), 1, "{evs:#?}");
+        evs.remove(0)
+    }
+
+    const HEADER: &str = "hog invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0";
+    const KILLED_54: &str = "Out of memory: Killed process 114 (hog) total-vm:62600kB, anon-rss:60920kB, file-rss:4kB, shmem-rss:8kB, UID:1000 pgtables:164kB oom_score_adj:300";
+
+    #[test]
+    fn header_5_0_and_later() {
+        let ev = one(&[HEADER]);
+        assert!(ev.has_header);
+        let inv = ev.invoker.unwrap();
+        assert_eq!(
+            (inv.comm.as_str(), inv.pid, inv.oom_score_adj),
+            ("hog", None, Some(0))
+        );
+        assert_eq!(ev.gfp_mask.as_deref(), Some("0x140cca"));
+        assert_eq!(
+            ev.gfp_flags.as_deref(),
+            Some("GFP_HIGHUSER_MOVABLE|__GFP_COMP")
+        );
+        assert_eq!(ev.order, Some(0));
+        assert_eq!(ev.nodemask, None);
+    }
+
+    #[test]
+    fn header_of_each_older_era() {
+        // 2.6.12: no invoker, no order.
+        let ev = one(&["oom-killer: gfp_mask=0xd0"]);
+        assert!(ev.has_header && ev.invoker.is_none());
+        assert_eq!((ev.gfp_mask.as_deref(), ev.order), (Some("0xd0"), None));
+        // 2.6.16.
+        let ev = one(&["oom-killer: gfp_mask=0x201d2, order=0"]);
+        assert_eq!(
+            (ev.gfp_mask.as_deref(), ev.order),
+            (Some("0x201d2"), Some(0))
+        );
+        // 2.6.20 – 2.6.31: oomkilladj.
+        let ev = one(&["java invoked oom-killer: gfp_mask=0x201d2, order=0, oomkilladj=-17"]);
+        assert_eq!(ev.invoker.unwrap().oom_score_adj, Some(-17));
+        // 2.6.32 – 2.6.35: oom_adj.
+        let ev = one(&["java invoked oom-killer: gfp_mask=0x201da, order=0, oom_adj=2"]);
+        assert_eq!(ev.invoker.unwrap().oom_score_adj, Some(2));
+        // 2.6.36 – 3.6: both; oom_score_adj wins.
+        let ev = one(&[
+            "java invoked oom-killer: gfp_mask=0x201da, order=0, oom_adj=0, oom_score_adj=-500",
+        ]);
+        assert_eq!(ev.invoker.unwrap().oom_score_adj, Some(-500));
+        // 4.14: nodemask=(null) and two spaces before order.
+        let ev = one(&[
+            "stress invoked oom-killer: gfp_mask=0x14280ca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO), nodemask=(null),  order=0, oom_score_adj=0",
+        ]);
+        assert_eq!(ev.nodemask.as_deref(), Some("(null)"));
+        assert_eq!(ev.order, Some(0));
+        assert_eq!(
+            ev.gfp_flags.as_deref(),
+            Some("GFP_HIGHUSER_MOVABLE|__GFP_ZERO")
+        );
+        // 4.15 – 4.20: nodemask as a list.
+        let ev = one(&[
+            "stress invoked oom-killer: gfp_mask=0x6280ca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO), nodemask=0-1, order=0, oom_score_adj=0",
+        ]);
+        assert_eq!(ev.nodemask.as_deref(), Some("0-1"));
+        // sysrq-f: order=-1.
+        let ev = one(&[
+            "kworker/0:1 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=-1, oom_score_adj=0",
+        ]);
+        assert_eq!(ev.order, Some(-1));
+        assert_eq!(ev.invoker.unwrap().comm, "kworker/0:1");
+        // Patched kernels: "comm:pid".
+        let ev = one(&[
+            "hog:4242 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+        ]);
+        let inv = ev.invoker.unwrap();
+        assert_eq!((inv.comm.as_str(), inv.pid), ("hog", Some(4242)));
+    }
+
+    #[test]
+    fn cpu_line_gives_the_invoker_pid_in_each_form() {
+        for (line, pid, comm) in [
+            (
+                "CPU: 1 UID: 0 PID: 20314 Comm: grower Not tainted 6.18.44 #1 PREEMPT(none)",
+                20314,
+                "grower",
+            ),
+            (
+                "CPU: 0 PID: 946 Comm: hog Tainted: G        W         5.15.0 #1",
+                946,
+                "hog",
+            ),
+            (
+                "Pid: 9247, comm: hog Not tainted 2.6.32-431.el6.x86_64 #1",
+                9247,
+                "hog",
+            ),
+        ] {
+            let header = format!(
+                "{comm} invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"
+            );
+            let ev = one(&[&header, line]);
+            let inv = ev.invoker.unwrap();
+            assert_eq!((inv.pid, inv.comm.as_str()), (Some(pid), comm), "{line}");
+        }
+    }
+
+    #[test]
+    fn cpu_line_and_dump_header_frame_start_a_report_whose_header_was_lost() {
+        let ev = one(&[
+            "CPU: 0 PID: 946 Comm: hog Not tainted 6.1.0 #1",
+            "Call Trace:",
+            " <TASK>",
+            " dump_stack_lvl+0x44/0x5c",
+            " dump_header+0x4a/0x211",
+            "Out of memory: Killed process 946 (hog) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:12kB oom_score_adj:0",
+        ]);
+        assert!(!ev.has_header);
+        assert_eq!(ev.invoker.unwrap().pid, Some(946));
+        assert_eq!(ev.victim.unwrap().pid, 946);
+        // Without the dump_header frame a CPU line is just a stack dump.
+        let evs = run(&[
+            "CPU: 0 PID: 946 Comm: hog Not tainted 6.1.0 #1",
+            "Call Trace:",
+        ]);
+        assert!(evs.is_empty(), "{evs:#?}");
+    }
+
+    #[test]
+    fn mem_info_global_counters_and_not_the_per_node_lines() {
+        let ev = one(&[
+            HEADER,
+            "Mem-Info:",
+            "active_anon:1000 inactive_anon:2000 isolated_anon:0",
+            " active_file:30 inactive_file:40 isolated_file:0",
+            " unevictable:0 dirty:0 writeback:0",
+            " slab_reclaimable:5 slab_unreclaimable:700",
+            " mapped:1 shmem:50 pagetables:2",
+            " sec_pagetables:0 bounce:0",
+            " kernel_misc_reclaimable:0",
+            " free:99 free_pcp:1 free_cma:0",
+            "Node 0 active_anon:4000kB inactive_anon:8000kB active_file:120kB inactive_file:160kB free:1kB",
+            "Node 0 DMA free:15908kB boost:0kB min:128kB low:160kB high:192kB",
+            "lowmem_reserve[]: 0 2939 3896 3896",
+            "Node 0 DMA: 1*4kB (U) 0*8kB = 4kB",
+            "1234 total pagecache pages",
+            "0 pages in swap cache",
+            "Free swap  = 10kB",
+            "Total swap = 20kB",
+            "4194174 pages RAM",
+            "0 pages HighMem/MovableOnly",
+            KILLED_54,
+        ]);
+        let m = ev.memory;
+        assert_eq!(m.active_anon_pages, Some(1000));
+        assert_eq!(m.inactive_anon_pages, Some(2000));
+        assert_eq!(m.active_file_pages, Some(30));
+        assert_eq!(m.inactive_file_pages, Some(40));
+        assert_eq!(m.slab_unreclaimable_pages, Some(700));
+        assert_eq!(m.shmem_pages, Some(50));
+        assert_eq!(
+            m.free_pages,
+            Some(99),
+            "a Node line must not overwrite free:"
+        );
+        assert_eq!(m.pagecache_pages, Some(1234));
+        assert_eq!(m.swap_free_kb, Some(10));
+        assert_eq!(m.swap_total_kb, Some(20));
+        assert_eq!(m.ram_pages, Some(4194174));
+    }
+
+    #[test]
+    fn mem_info_3_10_layout() {
+        let ev = one(&[
+            HEADER,
+            "Mem-Info:",
+            "active_anon:11 inactive_anon:12 isolated_anon:0",
+            " active_file:13 inactive_file:14 isolated_file:0",
+            " unevictable:0 dirty:0 writeback:0 unstable:0",
+            " free:15 slab_reclaimable:1 slab_unreclaimable:16",
+            " mapped:1 shmem:17 pagetables:2 bounce:0",
+            " free_cma:0",
+            KILLED_54,
+        ]);
+        let m = ev.memory;
+        assert_eq!(
+            (
+                m.active_anon_pages,
+                m.free_pages,
+                m.slab_unreclaimable_pages,
+                m.shmem_pages
+            ),
+            (Some(11), Some(15), Some(16), Some(17))
+        );
+    }
+
+    /// A dump header and one row in each era's layout, and the task it must give.
+    #[test]
+    fn task_dump_of_each_era() {
+        let base = Task {
+            pid: 1234,
+            uid: Some(1000),
+            tgid: Some(1234),
+            total_vm_pages: Some(50000),
+            rss_pages: Some(40000),
+            name: "my hog".into(),
+            ..Default::default()
+        };
+        let cases: [(&str, &[&str], &str, Task); 7] = [
+            (
+                "2.6.25",
+                &[],
+                "[ pid ]   uid  tgid total_vm      rss cpu oom_adj name",
+                Task {
+                    oom_adj: Some(-17),
+                    ..base.clone()
+                },
+            ),
+            (
+                "2.6.36",
+                &[],
+                "[ pid ]   uid  tgid total_vm      rss cpu oom_adj oom_score_adj name",
+                Task {
+                    oom_adj: Some(0),
+                    oom_score_adj: Some(-1000),
+                    ..base.clone()
+                },
+            ),
+            (
+                "3.6",
+                &[],
+                "[ pid ]   uid  tgid total_vm      rss nr_ptes swapents oom_score_adj name",
+                Task {
+                    pgtables_bytes: Some(90 * 4096),
+                    swapents: Some(7),
+                    oom_score_adj: Some(-1000),
+                    ..base.clone()
+                },
+            ),
+            (
+                "4.4",
+                &[],
+                "[ pid ]   uid  tgid total_vm      rss nr_ptes nr_pmds swapents oom_score_adj name",
+                Task {
+                    pgtables_bytes: Some((90 + 3) * 4096),
+                    swapents: Some(7),
+                    oom_score_adj: Some(-1000),
+                    ..base.clone()
+                },
+            ),
+            (
+                "4.15",
+                &[],
+                "[ pid ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+                Task {
+                    pgtables_bytes: Some(368640),
+                    swapents: Some(7),
+                    oom_score_adj: Some(-1000),
+                    ..base.clone()
+                },
+            ),
+            (
+                "4.19",
+                &["Tasks state (memory values in pages):"],
+                "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+                Task {
+                    pgtables_bytes: Some(368640),
+                    swapents: Some(7),
+                    oom_score_adj: Some(-1000),
+                    ..base.clone()
+                },
+            ),
+            (
+                "6.8",
+                &["Tasks state (memory values in pages):"],
+                "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name",
+                Task {
+                    rss_anon_pages: Some(39000),
+                    rss_file_pages: Some(900),
+                    rss_shmem_pages: Some(100),
+                    pgtables_bytes: Some(368640),
+                    swapents: Some(7),
+                    oom_score_adj: Some(-1000),
+                    ..base.clone()
+                },
+            ),
+        ];
+        // Rows written from each era's format string (§4.3).
+        let rows = [
+            format!(
+                "[{:5}] {:5} {:5} {:8} {:8} {:3}     {:3} {}",
+                1234, 1000, 1234, 50000, 40000, 1, -17, "my hog"
+            ),
+            format!(
+                "[{:5}] {:5} {:5} {:8} {:8} {:3}     {:3}         {:5} {}",
+                1234, 1000, 1234, 50000, 40000, 1, 0, -1000, "my hog"
+            ),
+            format!(
+                "[{:5}] {:5} {:5} {:8} {:8} {:7} {:8}         {:5} {}",
+                1234, 1000, 1234, 50000, 40000, 90, 7, -1000, "my hog"
+            ),
+            format!(
+                "[{:5}] {:5} {:5} {:8} {:8} {:7} {:7} {:8}         {:5} {}",
+                1234, 1000, 1234, 50000, 40000, 90, 3, 7, -1000, "my hog"
+            ),
+            format!(
+                "[{:5}] {:5} {:5} {:8} {:8} {:8} {:8}         {:5} {}",
+                1234, 1000, 1234, 50000, 40000, 368640, 7, -1000, "my hog"
+            ),
+            format!(
+                "[{:7}] {:5} {:5} {:8} {:8} {:8} {:8}         {:5} {}",
+                1234, 1000, 1234, 50000, 40000, 368640, 7, -1000, "my hog"
+            ),
+            format!(
+                "[{:7}] {:5} {:5} {:8} {:8} {:8} {:8} {:9} {:8} {:8}         {:5} {}",
+                1234, 1000, 1234, 50000, 40000, 39000, 900, 100, 368640, 7, -1000, "my hog"
+            ),
+        ];
+        for ((era, before, header, want), row) in cases.into_iter().zip(rows) {
+            let mut lines = vec![HEADER];
+            lines.extend_from_slice(before);
+            lines.extend([header, row.as_str(), KILLED_54]);
+            let ev = one(&lines);
+            assert_eq!(ev.tasks, Some(vec![want]), "era {era}: {row}");
+        }
+    }
+
+    #[test]
+    fn task_dump_row_that_does_not_fit_the_header_is_not_a_task() {
+        let ev = one(&[
+            HEADER,
+            "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+            "[   1234]  1000  1234    50000    40000   368640        7          0 ok",
+            "[   1235]  1000  1235    50000",
+            KILLED_54,
+        ]);
+        let tasks = ev.tasks.unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].name, "ok");
+    }
+
+    #[test]
+    fn killed_process_of_each_era() {
+        struct Want {
+            pid: i64,
+            comm: &'static str,
+            total_vm: Option<u64>,
+            anon: Option<u64>,
+            file: Option<u64>,
+            shmem: Option<u64>,
+            uid: Option<i64>,
+            pgtables: Option<u64>,
+            adj: Option<i64>,
+        }
+        let w = |pid, comm| Want {
+            pid,
+            comm,
+            total_vm: None,
+            anon: None,
+            file: None,
+            shmem: None,
+            uid: None,
+            pgtables: None,
+            adj: None,
+        };
+        let cases = [
+            ("Out of Memory: Killed process 123 (foo).", w(123, "foo")),
+            ("Killed process 123 (foo)", w(123, "foo")),
+            (
+                "Killed process 123 (foo) vsz:1000kB, anon-rss:800kB, file-rss:4kB",
+                Want {
+                    total_vm: Some(1000),
+                    anon: Some(800),
+                    file: Some(4),
+                    ..w(123, "foo")
+                },
+            ),
+            (
+                "Killed process 123 (foo) total-vm:1000kB, anon-rss:800kB, file-rss:4kB",
+                Want {
+                    total_vm: Some(1000),
+                    anon: Some(800),
+                    file: Some(4),
+                    ..w(123, "foo")
+                },
+            ),
+            (
+                "Killed process 123 (foo) total-vm:1000kB, anon-rss:800kB, file-rss:4kB, shmem-rss:2kB",
+                Want {
+                    total_vm: Some(1000),
+                    anon: Some(800),
+                    file: Some(4),
+                    shmem: Some(2),
+                    ..w(123, "foo")
+                },
+            ),
+            (
+                "Out of memory: Killed process 123 (foo) total-vm:1000kB, anon-rss:800kB, file-rss:4kB, shmem-rss:2kB, UID:1000 pgtables:164kB oom_score_adj:-900",
+                Want {
+                    total_vm: Some(1000),
+                    anon: Some(800),
+                    file: Some(4),
+                    shmem: Some(2),
+                    uid: Some(1000),
+                    pgtables: Some(164),
+                    adj: Some(-900),
+                    ..w(123, "foo")
+                },
+            ),
+            // RHEL6 and RHEL7 backports.
+            (
+                "Killed process 123, UID 48, (httpd) total-vm:1000kB, anon-rss:800kB, file-rss:4kB",
+                Want {
+                    total_vm: Some(1000),
+                    anon: Some(800),
+                    file: Some(4),
+                    uid: Some(48),
+                    ..w(123, "httpd")
+                },
+            ),
+            (
+                "Killed process 123 (httpd), UID 48, total-vm:1000kB, anon-rss:800kB, file-rss:4kB, shmem-rss:0kB",
+                Want {
+                    total_vm: Some(1000),
+                    anon: Some(800),
+                    file: Some(4),
+                    shmem: Some(0),
+                    uid: Some(48),
+                    ..w(123, "httpd")
+                },
+            ),
+            // A name with spaces and parentheses.
+            (
+                "Out of memory: Killed process 77 (a (b) c) total-vm:10kB, anon-rss:9kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+                Want {
+                    total_vm: Some(10),
+                    anon: Some(9),
+                    file: Some(0),
+                    shmem: Some(0),
+                    uid: Some(0),
+                    pgtables: Some(4),
+                    adj: Some(0),
+                    ..w(77, "a (b) c")
+                },
+            ),
+        ];
+        for (line, want) in cases {
+            let v = one(&[line]).victim.unwrap();
+            assert_eq!(v.pid, want.pid, "{line}");
+            assert_eq!(v.comm.as_deref(), Some(want.comm), "{line}");
+            assert_eq!(v.total_vm_kb, want.total_vm, "{line}");
+            assert_eq!(v.anon_rss_kb, want.anon, "{line}");
+            assert_eq!(v.file_rss_kb, want.file, "{line}");
+            assert_eq!(v.shmem_rss_kb, want.shmem, "{line}");
+            assert_eq!(v.uid, want.uid, "{line}");
+            assert_eq!(v.pgtables_kb, want.pgtables, "{line}");
+            assert_eq!(v.oom_score_adj, want.adj, "{line}");
+        }
+    }
+
+    #[test]
+    fn kill_prefix_gives_the_kind() {
+        for (prefix, kind) in [
+            ("Out of memory", Kind::Global),
+            ("Out of Memory", Kind::Global),
+            ("Memory cgroup out of memory", Kind::Memcg),
+            ("Out of memory (oom_kill_allocating_task)", Kind::Global),
+            ("No available memory (MPOL_BIND)", Kind::Mempolicy),
+            ("No available memory in cpuset", Kind::Cpuset),
+        ] {
+            let line =
+                format!("{prefix}: Killed process 5 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB");
+            let ev = one(&[&line]);
+            assert_eq!(ev.kind, Some(kind), "{line}");
+            assert_eq!(ev.victim.unwrap().message.as_deref(), Some(prefix));
+        }
+        let ev = one(&[
+            "Out of memory (oom_kill_allocating_task): Killed process 5 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB",
+        ]);
+        assert!(
+            ev.kernel_notes[0].contains("oom_kill_allocating_task"),
+            "{:?}",
+            ev.kernel_notes
+        );
+    }
+
+    #[test]
+    fn kill_process_score_line_names_the_chosen_task() {
+        // 2.6.36 – 5.0: chosen task with its score, then the victim (maybe a child).
+        let ev = one(&[
+            HEADER,
+            "Out of memory: Kill process 100 (parent) score 900 or sacrifice child",
+            "Killed process 101 (child) total-vm:1000kB, anon-rss:800kB, file-rss:4kB, shmem-rss:0kB",
+        ]);
+        let ch = ev.chosen.unwrap();
+        assert_eq!(
+            (ch.pid, ch.comm.as_deref(), ch.score),
+            (100, Some("parent"), Some(900))
+        );
+        let v = ev.victim.unwrap();
+        assert_eq!((v.pid, v.score), (101, Some(900)));
+        assert_eq!(ev.kind, Some(Kind::Global));
+        // 2.6.20 – 2.6.35: lower-case "kill process … or a child".
+        let ev = one(&[
+            "oom_kill_process: kill process 100 (parent) score 123456 or a child",
+            "Killed process 100 (parent)",
+        ]);
+        assert_eq!(ev.chosen.unwrap().score, Some(123456));
+        // 2.6.16: "and children."
+        let ev = one(&[
+            "Out of Memory: Kill process 100 (parent) score 77 and children.",
+            "Out of memory: Killed process 101 (child).",
+        ]);
+        assert_eq!(ev.chosen.unwrap().score, Some(77));
+        assert_eq!(ev.victim.unwrap().comm.as_deref(), Some("child"));
+    }
+
+    #[test]
+    fn mm_sharers_and_oom_group_are_also_killed() {
+        let ev = one(&[
+            HEADER,
+            "Out of memory: Kill process 100 (a) score 900 or sacrifice child",
+            "Killed process 100 (a) total-vm:1000kB, anon-rss:800kB, file-rss:4kB, shmem-rss:0kB",
+            "Kill process 102 (b) sharing same memory",
+        ]);
+        assert_eq!(ev.victim.unwrap().pid, 100);
+        assert_eq!(ev.also_killed.len(), 1);
+        assert_eq!(
+            (ev.also_killed[0].pid, ev.also_killed[0].comm.as_deref()),
+            (102, Some("b"))
+        );
+
+        let ev = one(&[
+            HEADER,
+            "Memory cgroup out of memory: Killed process 200 (w1) total-vm:10kB, anon-rss:9kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+            "Tasks in /job are going to be killed due to memory.oom.group set",
+            "Memory cgroup out of memory: Killed process 201 (w2) total-vm:10kB, anon-rss:9kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+            "Memory cgroup out of memory: Killed process 202 (w3) total-vm:10kB, anon-rss:9kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+        ]);
+        assert_eq!(ev.oom_group.as_deref(), Some("/job"));
+        assert_eq!(ev.victim.unwrap().pid, 200);
+        let also: Vec<i64> = ev.also_killed.iter().map(|k| k.pid).collect();
+        assert_eq!(also, [201, 202]);
+    }
+
+    #[test]
+    fn kill_lines_without_header_are_one_event_each_and_a_repeat_is_one_kill() {
+        // Headers are rate-limited, kill lines are not.
+        let evs = run(&[
+            HEADER,
+            KILLED_54,
+            KILLED_54,
+            "Out of memory: Killed process 115 (hog2) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+        ]);
+        let pids: Vec<i64> = evs.iter().map(|e| e.victim.as_ref().unwrap().pid).collect();
+        assert_eq!(pids, [114, 115]);
+        assert!(evs[0].has_header && !evs[1].has_header);
+    }
+
+    #[test]
+    fn oom_reaper_lines() {
+        let ev = one(&[
+            HEADER,
+            KILLED_54,
+            "oom_reaper: reaped process 114 (hog), now anon-rss:0kB, file-rss:4kB, shmem-rss:8kB",
+        ]);
+        let r = ev.reaped.unwrap();
+        assert_eq!(
+            (
+                r.pid,
+                r.comm.as_str(),
+                r.anon_rss_kb,
+                r.file_rss_kb,
+                r.shmem_rss_kb
+            ),
+            (114, "hog", 0, 4, 8)
+        );
+        let ev = one(&[
+            HEADER,
+            KILLED_54,
+            "oom_reaper: unable to reap pid:114 (hog)",
+        ]);
+        assert_eq!(ev.kernel_notes, ["unable to reap pid:114 (hog)"]);
+        // A reaper line for another pid does not attach.
+        let ev = one(&[
+            HEADER,
+            KILLED_54,
+            "oom_reaper: reaped process 999 (other), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB",
+        ]);
+        assert!(ev.reaped.is_none());
+    }
+
+    #[test]
+    fn oom_kill_summary_line() {
+        let ev = one(&[
+            HEADER,
+            "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/user.slice/user-1000.slice,task=hog,pid=114,uid=1000",
+            KILLED_54,
+        ]);
+        assert_eq!(ev.kind, Some(Kind::Global));
+        assert_eq!(ev.constraint.as_deref(), Some("CONSTRAINT_NONE"));
+        assert_eq!(ev.nodemask.as_deref(), Some("(null)"));
+        assert_eq!(ev.cpuset.as_deref(), Some("/"));
+        assert_eq!(ev.mems_allowed.as_deref(), Some("0"));
+        assert_eq!(ev.memcg, None);
+        assert_eq!(
+            ev.task_memcg.as_deref(),
+            Some("/user.slice/user-1000.slice")
+        );
+        let ch = ev.chosen.unwrap();
+        assert_eq!((ch.pid, ch.comm.as_deref()), (114, Some("hog")));
+
+        // The spec's memcg example (no CONFIG_CPUSETS fields would also parse).
+        let ev = one(&[
+            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=liz,mems_allowed=0,oom_memcg=/liz,task_memcg=/liz,task=mem_stress,pid=10233,uid=0",
+        ]);
+        assert_eq!(ev.kind, Some(Kind::Memcg));
+        assert_eq!(
+            (ev.memcg.as_deref(), ev.cpuset.as_deref()),
+            (Some("/liz"), Some("liz"))
+        );
+        assert_eq!(ev.chosen.unwrap().pid, 10233);
+
+        // 5.0/5.1 bug: CONSTRAINT_NONE printed for a memcg OOM; oom_memcg= tells.
+        let ev = one(&[
+            "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),oom_memcg=/a,task_memcg=/a/b,task=x,pid=5,uid=0",
+        ]);
+        assert_eq!(ev.kind, Some(Kind::Memcg));
+        assert_eq!(ev.task_memcg.as_deref(), Some("/a/b"));
+
+        for (c, kind) in [
+            ("CONSTRAINT_CPUSET", Kind::Cpuset),
+            ("CONSTRAINT_MEMORY_POLICY", Kind::Mempolicy),
+        ] {
+            let line = format!("oom-kill:constraint={c},nodemask=0,global_oom,task=x,pid=5,uid=0");
+            let ev = one(&[&line]);
+            assert_eq!(ev.kind, Some(kind), "{line}");
+            assert_eq!(ev.nodemask.as_deref(), Some("0"));
+        }
+    }
+
+    #[test]
+    fn cpuset_line_before_5_0() {
+        let ev = one(&[HEADER, "hog cpuset=/ mems_allowed=0-1", KILLED_54]);
+        assert_eq!(
+            (ev.cpuset.as_deref(), ev.mems_allowed.as_deref()),
+            (Some("/"), Some("0-1"))
+        );
+    }
+
+    #[test]
+    fn memcg_lines_v1_and_v2() {
+        let ev = one(&[
+            HEADER,
+            "Task in /a/b killed as a result of limit of /a",
+            "memory: usage 65536kB, limit 65536kB, failcnt 19",
+            "memory+swap: usage 65540kB, limit 9007199254740988kB, failcnt 3",
+            "kmem: usage 240kB, limit 9007199254740988kB, failcnt 0",
+            "Memory cgroup stats for /a: cache:0KB rss:65536KB",
+            "Memory cgroup out of memory: Killed process 5 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB",
+        ]);
+        assert_eq!(ev.kind, Some(Kind::Memcg));
+        assert_eq!(
+            (ev.task_memcg.as_deref(), ev.memcg.as_deref()),
+            (Some("/a/b"), Some("/a"))
+        );
+        let m = ev.memory;
+        assert_eq!(
+            (m.memcg_usage_kb, m.memcg_limit_kb, m.memcg_failcnt),
+            (Some(65536), Some(65536), Some(19))
+        );
+        assert_eq!(
+            (m.memsw_usage_kb, m.memsw_limit_kb, m.memsw_failcnt),
+            (Some(65540), Some(9007199254740988), Some(3))
+        );
+        assert_eq!(m.kmem_usage_kb, Some(240));
+
+        let ev = one(&[
+            HEADER,
+            "memory: usage 1024kB, limit 1024kB, failcnt 7",
+            "swap: usage 512kB, limit 2048kB, failcnt 0",
+            "Memory cgroup stats for /job:",
+            "anon 1048576",
+            "Memory cgroup out of memory: Killed process 5 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB",
+        ]);
+        let m = ev.memory;
+        assert_eq!(
+            (m.memcg_swap_usage_kb, m.memcg_swap_limit_kb),
+            (Some(512), Some(2048))
+        );
+        assert_eq!(m.memsw_usage_kb, None);
+
+        // A damaged line with no task path (the needle overlaps "Task in ") is no Task-in
+        // line, and no panic.
+        let ev = one(&[HEADER, "Task in killed as a result of limit of /a"]);
+        assert_eq!(ev.memcg, None);
+
+        // 4.4 – 4.20 without a victim.
+        let ev = one(&[HEADER, "Memory limit reached of cgroup /a"]);
+        assert_eq!(
+            (ev.kind, ev.memcg.as_deref()),
+            (Some(Kind::Memcg), Some("/a"))
+        );
+    }
+
+    #[test]
+    fn panic_on_oom_of_each_era() {
+        for msg in [
+            "out of memory. panic_on_oom is selected",
+            "out of memory. Compulsory panic_on_oom is selected.",
+            "out of memory from page fault. panic_on_oom is selected.",
+            "out of memory(memcg). panic_on_oom is selected.",
+            "Out of memory: system-wide panic_on_oom is enabled",
+            "Out of memory: compulsory panic_on_oom is enabled",
+        ] {
+            let line = format!("Kernel panic - not syncing: {msg}");
+            let ev = one(&[HEADER, &line]);
+            assert_eq!(ev.kind, Some(Kind::Panic), "{line}");
+            assert_eq!(ev.panic_message.as_deref(), Some(msg));
+            assert!(ev.victim.is_none());
+        }
+        // Other panics are not OOM events.
+        assert!(run(&["Kernel panic - not syncing: VFS: Unable to mount root fs"]).is_empty());
+    }
+
+    #[test]
+    fn nothing_killable_of_each_era() {
+        // ≤4.18: the panic itself.
+        let ev = one(&[
+            HEADER,
+            "Kernel panic - not syncing: Out of memory and no killable processes...",
+        ]);
+        assert_eq!(ev.kind, Some(Kind::NoKillable));
+        assert_eq!(
+            ev.panic_message.as_deref(),
+            Some("Out of memory and no killable processes...")
+        );
+        // 4.19+: a warning, then the deadlock panic of the same report.
+        let ev = one(&[
+            HEADER,
+            "Out of memory and no killable processes...",
+            "Kernel panic - not syncing: System is deadlocked on memory",
+        ]);
+        assert_eq!(ev.kind, Some(Kind::NoKillable));
+        assert_eq!(
+            ev.panic_message.as_deref(),
+            Some("System is deadlocked on memory")
+        );
+        // 4.19+ memcg: the warning only.
+        let ev = one(&[HEADER, "Out of memory and no killable processes..."]);
+        assert_eq!(
+            (ev.kind, ev.panic_message.as_deref()),
+            (Some(Kind::NoKillable), None)
+        );
+    }
+
+    #[test]
+    fn kernel_notes_after_the_kill() {
+        let ev = one(&[
+            HEADER,
+            KILLED_54,
+            "oom killer 114 (hog) has mm pinned by 1 (init)",
+        ]);
+        assert_eq!(
+            ev.kernel_notes,
+            ["oom killer 114 (hog) has mm pinned by 1 (init)"]
+        );
+    }
+
+    #[test]
+    fn unrelated_lines_do_not_make_events() {
+        assert!(run(&[
+            "usb 1-1: new high-speed USB device number 2 using xhci_hcd",
+            "[   12.3] not a dump header",
+            "Huh VM_FAULT_OOM leaked out to the #PF handler. Retrying PF",
+            "oom_reaper: reaped process 1 (init), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB",
+        ])
+        .is_empty());
     }
 }

@@ -109,13 +109,8 @@ impl Read for Kmsg {
     }
 }
 
-/// The OOM events in the kernel ring buffer now (`/dev/kmsg`, read without blocking to its
-/// end). Needs read access to `/dev/kmsg` (root, or `kernel.dmesg_restrict=0`).
-pub fn read_kmsg() -> Result<Vec<OomEvent>, ReportError> {
-    read_kmsg_at(Path::new(KMSG))
-}
-
-/// [`read_kmsg`] from another device or file of /dev/kmsg records (tests).
+/// The OOM events in a /dev/kmsg device (or a file of its records) now, read without blocking
+/// to its end. `/dev/kmsg` needs root or `kernel.dmesg_restrict=0`.
 pub fn read_kmsg_at(path: &Path) -> Result<Vec<OomEvent>, ReportError> {
     let k = Kmsg::open(path, true)?;
     super::parse(BufReader::with_capacity(256 * 1024, k)).map_err(|source| ReportError::Read {

@@ -8,10 +8,9 @@
 //!
 //! The parser ([`parse_messages`]) takes bytes; the socket ([`ProcEvents`]) is a thin reader.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-const NETLINK_CONNECTOR: libc::c_int = 11;
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
@@ -188,51 +187,29 @@ impl ProcEvents {
     /// Opens the socket, joins the proc events group and asks for events. `rcvbuf`: the
     /// receive buffer in bytes (None: 4 MiB, so bursts of forks are not dropped).
     pub fn open(rcvbuf: Option<usize>) -> Result<ProcEvents, ProcEventsError> {
-        let err = |what| move |source| ProcEventsError { what, source };
-        // SAFETY: plain socket(2); the fd is owned right away.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                NETLINK_CONNECTOR,
-            )
+        use rustix::net::{
+            AddressFamily, SocketFlags, SocketType, bind, netlink, socket_with, sockopt,
         };
-        if raw < 0 {
-            return Err(err("socket")(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let size = rcvbuf.unwrap_or(4 << 20) as libc::c_int;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: setsockopt with a pointer to a live c_int and its size.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&size as *const libc::c_int).cast(),
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if r == 0 {
-                break;
+        let err = |what| {
+            move |e: rustix::io::Errno| ProcEventsError {
+                what,
+                source: e.into(),
             }
-        }
-        // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        sa.nl_groups = CN_IDX_PROC;
-        // SAFETY: bind with a pointer to a live sockaddr_nl and its size.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_nl).cast(),
-                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
         };
-        if r < 0 {
-            return Err(err("bind")(std::io::Error::last_os_error()));
+        let fd = socket_with(
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            Some(netlink::CONNECTOR),
+        )
+        .map_err(err("socket"))?;
+        let size = rcvbuf.unwrap_or(4 << 20);
+        // SO_RCVBUFFORCE needs CAP_NET_ADMIN; without it the plain size (capped by
+        // net.core.rmem_max) is the best we get, and a failure of both is not fatal.
+        if sockopt::set_socket_recv_buffer_size_force(&fd, size).is_err() {
+            let _ = sockopt::set_socket_recv_buffer_size(&fd, size);
         }
+        bind(&fd, &netlink::SocketAddrNetlink::new(0, CN_IDX_PROC)).map_err(err("bind"))?;
         let mut msg = Vec::with_capacity(NLMSG_HDRLEN + CN_MSG_LEN + 4);
         let total = (NLMSG_HDRLEN + CN_MSG_LEN + 4) as u32;
         msg.extend_from_slice(&total.to_ne_bytes());
@@ -247,13 +224,8 @@ impl ProcEvents {
         msg.extend_from_slice(&4u16.to_ne_bytes()); // len
         msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
         msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
-        // SAFETY: send(2) of a live buffer of the given length.
-        let r = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if r < 0 {
-            return Err(err("send PROC_CN_MCAST_LISTEN")(
-                std::io::Error::last_os_error(),
-            ));
-        }
+        rustix::net::send(&fd, &msg, rustix::net::SendFlags::empty())
+            .map_err(err("send PROC_CN_MCAST_LISTEN"))?;
         Ok(ProcEvents {
             fd,
             buf: vec![0; 64 * 1024],
@@ -266,53 +238,36 @@ impl ProcEvents {
     /// Waits up to `timeout` for events and appends what arrived to `out` (nothing on a
     /// timeout). Reads everything already queued without waiting again.
     pub fn wait(&mut self, timeout: Duration, out: &mut Vec<ProcEvent>) -> std::io::Result<()> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        use rustix::io::Errno;
+        use rustix::net::{RecvFlags, recv};
+        let ts = Timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: poll(2) on one live pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            return if e.kind() == std::io::ErrorKind::Interrupted {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
-        if r == 0 {
-            return Ok(());
+        let mut pfd = [PollFd::new(&self.fd, PollFlags::IN)];
+        match poll(&mut pfd, Some(&ts)) {
+            Ok(0) | Err(Errno::INTR) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
         }
         loop {
-            // SAFETY: recv(2) into our own buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(()),
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ENOBUFS) => {
-                        self.overruns += 1;
-                        out.push(ProcEvent::Lost);
-                        continue;
-                    }
-                    _ => return Err(e),
+            let n = match recv(&self.fd, &mut self.buf[..], RecvFlags::DONTWAIT) {
+                Ok((_, n)) => n.min(self.buf.len()),
+                Err(Errno::AGAIN) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(Errno::NOBUFS) => {
+                    self.overruns += 1;
+                    out.push(ProcEvent::Lost);
+                    continue;
                 }
-            }
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 return Ok(());
             }
             let before = out.len();
-            parse_messages(&self.buf[..n as usize], &mut self.seqs, out);
+            parse_messages(&self.buf[..n], &mut self.seqs, out);
             self.gaps += out[before..]
                 .iter()
                 .filter(|e| **e == ProcEvent::Lost)
@@ -329,13 +284,10 @@ impl AsFd for ProcEvents {
 
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock of the events' timestamps).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into a live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 #[cfg(test)]
