@@ -2,6 +2,7 @@
 //! which metrics, notifications, hooks and the after-kill watch list learn what the daemon saw
 //! and did.
 pub mod emit;
+pub mod event;
 pub mod eventlog;
 pub mod fleet;
 pub mod hooks;
