@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::event::Record;
 use super::side::HEALTH;
 
 /// The default path: `/var/lib/oomguard/events.jsonl` for root, else
@@ -553,6 +554,31 @@ pub fn parse(text: &[u8], first_line: usize) -> (Vec<Value>, Unparsed) {
         match serde_json::from_slice::<Value>(line) {
             Ok(v) if v.get("action").is_some_and(Value::is_string) => recs.push(v),
             Ok(_) => bad.add(n, || "not an event record (no \"action\")".into()),
+            Err(e) => bad.add(n, || e.to_string()),
+        }
+    }
+    (recs, bad)
+}
+
+/// Parses JSON lines into typed records; `first_line` is the number of the first line of
+/// `text` in its file. Blank lines are ignored; every other line that is not an event record
+/// (not JSON, no string `action`, or a known kind with fields of the wrong type) is counted in
+/// [`Unparsed`]. Kinds this version does not know are kept ([`Event::Other`]).
+///
+/// [`Event::Other`]: super::event::Event::Other
+pub fn parse_records(text: &[u8], first_line: usize) -> (Vec<Record>, Unparsed) {
+    let mut recs = Vec::new();
+    let mut bad = Unparsed::default();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let n = first_line + i;
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) => match Record::from_value(v) {
+                Ok(r) => recs.push(r),
+                Err(e) => bad.add(n, || e),
+            },
             Err(e) => bad.add(n, || e.to_string()),
         }
     }

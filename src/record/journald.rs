@@ -7,6 +7,8 @@
 
 use serde_json::Value;
 
+use super::event::Record;
+
 use super::Observer;
 
 /// `MESSAGE_ID` of oomguard's event entries (`journalctl MESSAGE_ID=...`).
@@ -43,17 +45,25 @@ pub fn fields(rec: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// The message of an event entry.
-pub fn message(rec: &Value) -> String {
-    let action = rec.get("action").and_then(Value::as_str).unwrap_or("event");
-    let detail = crate::cli::events::detail(rec);
-    match rec.get("victim") {
-        Some(v) => format!(
-            "{action}: pid {} ({}) {detail}",
-            v.get("pid").map(Value::to_string).unwrap_or_default(),
-            v.get("comm").and_then(Value::as_str).unwrap_or("?")
-        ),
+/// The message of an event entry: the action, the process it is about, and what happened.
+pub fn message(rec: &Record) -> String {
+    let action = rec.event.action();
+    let detail = rec.event.summary();
+    match rec.event.who() {
+        Some((pid, comm)) => format!("{action}: pid {pid} ({comm}) {detail}"),
         None => format!("{action}: {detail}"),
+    }
+}
+
+/// The message of an event record given as JSON (unreadable records: their action only).
+fn message_of(rec: &Value) -> String {
+    match Record::from_value(rec.clone()) {
+        Ok(r) => message(&r),
+        Err(_) => rec
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("event")
+            .to_string(),
     }
 }
 
@@ -82,7 +92,7 @@ impl Journal {
                 .level(level)
                 .target("oomguard::event")
                 .key_values(&kv)
-                .args(format_args!("{}", message(rec)))
+                .args(format_args!("{}", message_of(rec)))
                 .build(),
         );
     }
@@ -104,6 +114,6 @@ mod tests {
         assert_eq!(get("OOMGUARD_VICTIM_COMM"), Some("hog"));
         assert_eq!(get("OOMGUARD_REASON"), Some("low_memory_kill"));
         assert_eq!(get("OOMGUARD_VICTIM_RULE"), None);
-        assert!(message(&rec).starts_with("kill: pid 42 (hog) reason low_memory_kill"));
+        assert!(message_of(&rec).starts_with("kill: pid 42 (hog) reason low_memory_kill"));
     }
 }

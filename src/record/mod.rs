@@ -5,6 +5,7 @@ pub mod emit;
 pub mod event;
 pub mod eventlog;
 pub mod fleet;
+pub mod follow;
 pub mod hooks;
 pub mod journald;
 pub mod log;
