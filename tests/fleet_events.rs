@@ -37,7 +37,7 @@ fn table_json_since_and_follow_ups() {
     .unwrap();
     log.append(
         "missing",
-        &json!({"watch": "nginx", "after": {"time": kill["time"], "action": "kill", "pid": 4242, "comm": "hog"}}),
+        &json!({"watch": "nginx", "after": {"time": kill.time, "action": "kill", "pid": 4242, "comm": "hog"}}),
     )
     .unwrap();
     let ps = p.to_str().unwrap();

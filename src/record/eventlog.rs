@@ -2,15 +2,7 @@
 //! the daemon's next action, never rewritten. Every record has `time`, `action`, `scope`,
 //! `host`; the rest depends on the action. Readers skip a torn last line with a warning.
 //!
-//! Wire format of the records this module writes (sizes in kB, `_kb`):
-//! - `kill` / `dry_run`: `trigger` {`reason`, `severity`, `available_kb`, `total_kb`,
-//!   `swap_free_kb`, `swap_total_kb`, `mem_term_kb`, `mem_kill_kb`, `psi`?}, `victim`
-//!   {`pid`, `comm`, `cmdline`, `uid`, `rss_kb`, `swap_kb`, `pgtables_kb`, `oom_score_adj`,
-//!   `score`, `cgroup`, `rule`?}, `candidates` [{`pid`, `comm`, `score`, `rss_kb`,
-//!   `oom_score_adj`, `rule`?}] (the top five), and for `kill` `signals` [{`signal`, `ms`,
-//!   `pid`, `ok`, `error`?}] and `outcome` {`exited`, `exit_ms`, `freed_kb`, `released`}.
-//! - `kernel_kill`: `oom_kills` (the counter's increase), `counter` (its source file).
-//! - Other actions (`warn`, `protect`, `missing`, `restart`) add their own fields.
+//! The records and their fields (the wire format) are documented in [`super::event`].
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -291,7 +283,7 @@ impl EventLog {
     /// serializable struct or map), as one line. The writer thread writes it in one `write`
     /// and fsyncs; this waits for that at most [`SYNC_WAIT`]. A record that cannot be queued
     /// (the writer is far behind) is dropped and counted. Returns the full record.
-    pub fn append(&self, action: &str, body: &impl Serialize) -> Result<Value, EventLogError> {
+    pub fn append(&self, action: &str, body: &impl Serialize) -> Result<Record, EventLogError> {
         let mut obj = Map::new();
         obj.insert("time".into(), Value::String(now_rfc3339()));
         obj.insert("action".into(), Value::String(action.into()));
@@ -304,6 +296,28 @@ impl EventLog {
         }
         let rec = Value::Object(obj);
         let mut line = serde_json::to_vec(&rec).unwrap_or_default();
+        // What this version writes always reads back; anything else is kept as written.
+        let rec = Record::from_value(rec.clone()).unwrap_or_else(|_| {
+            let mut fields = match rec {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            fields.remove("action");
+            let mut take = |k: &str| match fields.remove(k) {
+                Some(Value::String(s)) => s,
+                _ => String::new(),
+            };
+            let (time, scope, host) = (take("time"), take("scope"), take("host"));
+            Record {
+                time,
+                scope,
+                host,
+                event: super::event::Event::Other {
+                    action: action.to_string(),
+                    fields,
+                },
+            }
+        });
         line.push(b'\n');
         let mut p = self.shared.lock();
         let caught_up = p.written == p.queued;

@@ -5,8 +5,6 @@
 //! `OOMGUARD_ACTION`, `OOMGUARD_VICTIM_PID`, `OOMGUARD_VICTIM_COMM`, `OOMGUARD_REASON`, … so
 //! `journalctl OOMGUARD_ACTION=kill` finds every kill.
 
-use serde_json::Value;
-
 use super::event::Record;
 
 use super::Observer;
@@ -39,7 +37,7 @@ pub fn init(verbose: bool) -> bool {
 
 /// The journal fields of an event record: `MESSAGE_ID` and the record's facts
 /// (`OOMGUARD_ACTION`, `OOMGUARD_VICTIM_PID`, `OOMGUARD_VICTIM_COMM`, `OOMGUARD_REASON`, ...).
-pub fn fields(rec: &Value) -> Vec<(String, String)> {
+pub fn fields(rec: &Record) -> Vec<(String, String)> {
     let mut out = vec![("MESSAGE_ID".to_string(), EVENT_MESSAGE_ID.to_string())];
     out.extend(super::hooks::event_fields(rec, "VICTIM_"));
     out
@@ -55,36 +53,24 @@ pub fn message(rec: &Record) -> String {
     }
 }
 
-/// The message of an event record given as JSON (unreadable records: their action only).
-fn message_of(rec: &Value) -> String {
-    match Record::from_value(rec.clone()) {
-        Ok(r) => message(&r),
-        Err(_) => rec
-            .get("action")
-            .and_then(Value::as_str)
-            .unwrap_or("event")
-            .to_string(),
-    }
-}
-
 /// Writes one structured journal entry per event record (only under journald, where the
 /// plain log lines already go elsewhere otherwise).
 #[derive(Debug, Default)]
 pub struct Journal;
 
 impl Observer for Journal {
-    fn record(&mut self, rec: &Value) {
+    fn record(&mut self, rec: &Record) {
         self.record_entry(rec);
     }
 }
 
 impl Journal {
     /// Logs the structured entry of one record.
-    pub fn record_entry(&self, rec: &Value) {
+    pub fn record_entry(&self, rec: &Record) {
         let f = fields(rec);
         let kv: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let level = match rec.get("action").and_then(Value::as_str) {
-            Some("kill" | "kernel_kill" | "missing" | "warn") => log::Level::Warn,
+        let level = match rec.event.action() {
+            "kill" | "kernel_kill" | "missing" | "warn" => log::Level::Warn,
             _ => log::Level::Info,
         };
         log::logger().log(
@@ -92,7 +78,7 @@ impl Journal {
                 .level(level)
                 .target("oomguard::event")
                 .key_values(&kv)
-                .args(format_args!("{}", message_of(rec)))
+                .args(format_args!("{}", message(rec)))
                 .build(),
         );
     }
@@ -107,6 +93,7 @@ mod tests {
         let rec = serde_json::json!({"action": "kill", "scope": "system",
             "victim": {"pid": 42, "comm": "hog", "rss_kb": 9, "rule": null},
             "trigger": {"reason": "low_memory_kill"}});
+        let rec = crate::record::event::Record::from_value(rec).unwrap();
         let f = fields(&rec);
         let get = |k: &str| f.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
         assert_eq!(get("OOMGUARD_ACTION"), Some("kill"));
@@ -114,6 +101,6 @@ mod tests {
         assert_eq!(get("OOMGUARD_VICTIM_COMM"), Some("hog"));
         assert_eq!(get("OOMGUARD_REASON"), Some("low_memory_kill"));
         assert_eq!(get("OOMGUARD_VICTIM_RULE"), None);
-        assert!(message_of(&rec).starts_with("kill: pid 42 (hog) reason low_memory_kill"));
+        assert!(message(&rec).starts_with("kill: pid 42 (hog) reason low_memory_kill"));
     }
 }

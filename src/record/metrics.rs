@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use super::event::{Event, Record};
 
 use super::{Observer, Sample, Wake};
 
@@ -90,20 +90,9 @@ fn unix_now() -> f64 {
 }
 
 /// Seconds since the epoch of an RFC 3339 time, if it parses.
-fn record_time(rec: &Value) -> Option<f64> {
-    let t: jiff::Timestamp = rec.get("time")?.as_str()?.parse().ok()?;
+fn record_time(rec: &Record) -> Option<f64> {
+    let t = rec.timestamp()?;
     Some(t.as_millisecond() as f64 / 1000.0)
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut cur = v;
-    for p in path {
-        match cur.get(p) {
-            Some(n) => cur = n,
-            None => return "",
-        }
-    }
-    cur.as_str().unwrap_or("")
 }
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -496,65 +485,52 @@ impl Observer for Metrics {
         }
     }
 
-    fn record(&mut self, rec: &Value) {
+    fn record(&mut self, rec: &Record) {
         self.observe(rec);
     }
 }
 
 impl Metrics {
     /// Counts one event-log record (also for records written outside the daemon's loop).
-    pub fn observe(&self, rec: &Value) {
-        let action = str_at(rec, &["action"]).to_string();
+    pub fn observe(&self, rec: &Record) {
+        let action = rec.event.action().to_string();
         let mut s = self.lock();
-        *s.records.entry(action.clone()).or_default() += 1;
-        let reason = str_at(rec, &["trigger", "reason"]).to_string();
-        match action.as_str() {
-            "kill" => {
-                let strongest = rec
-                    .get("signals")
-                    .and_then(Value::as_array)
+        *s.records.entry(action).or_default() += 1;
+        let reason = rec
+            .event
+            .decision()
+            .map(|d| d.trigger.reason.clone())
+            .unwrap_or_default();
+        match &rec.event {
+            Event::Kill(d) => {
+                let strongest = d
+                    .signals
+                    .as_ref()
                     .and_then(|a| a.last())
-                    .and_then(|sig| sig.get("signal"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
+                    .map_or("unknown", |sig| sig.signal.as_str())
                     .to_ascii_lowercase();
                 *s.kills.entry((reason.clone(), strongest)).or_default() += 1;
-                let victim = rec.get("victim");
-                let u = |k: &str| victim.and_then(|v| v.get(k)).and_then(Value::as_u64);
-                s.freed_kb += rec
-                    .get("outcome")
-                    .and_then(|o| o.get("freed_kb"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
+                s.freed_kb += d.outcome.as_ref().map_or(0, |o| o.freed_kb);
                 s.last_victim = Some(Victim {
-                    pid: victim
-                        .and_then(|v| v.get("pid"))
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0),
-                    comm: str_at(rec, &["victim", "comm"]).to_string(),
+                    pid: d.victim.pid.into(),
+                    comm: d.victim.comm.clone(),
                     reason,
-                    rss_kb: u("rss_kb").unwrap_or(0),
+                    rss_kb: d.victim.rss_kb,
                     time: record_time(rec).unwrap_or_else(unix_now),
                 });
             }
-            "dry_run" => *s.dry_runs.entry(reason).or_default() += 1,
-            "kernel_kill" => {
-                s.kernel_kills += rec.get("oom_kills").and_then(Value::as_u64).unwrap_or(1)
-            }
-            "warn" => {
-                let high = str_at(rec, &["state"]) != "cleared";
+            Event::DryRun(_) => *s.dry_runs.entry(reason).or_default() += 1,
+            Event::KernelKill(k) => s.kernel_kills += k.oom_kills,
+            Event::Warn(w) => {
+                let high = w.state != "cleared";
                 if high {
                     s.warnings += 1;
                 }
                 s.warn_active = Some(high);
             }
-            "missing" => s.missing += 1,
-            "restart" => {
-                let result = if rec.get("ok").and_then(Value::as_bool) == Some(true) {
-                    "ok"
-                } else {
-                    "failed"
-                };
+            Event::Missing(_) => s.missing += 1,
+            Event::Restart(r) => {
+                let result = if r.ok { "ok" } else { "failed" };
                 *s.restarts.entry(result.into()).or_default() += 1;
             }
             _ => {}
@@ -596,15 +572,28 @@ mod tests {
         let mut m = Metrics::new();
         m.sample(&sample(3));
         m.sample(&sample(300));
-        m.record(&serde_json::json!({
-            "time": "2026-11-30T18:00:00.000+00:00", "action": "kill",
-            "trigger": {"reason": "low_memory_term"},
-            "victim": {"pid": 42, "comm": "a \"q\"", "rss_kb": 10},
-            "signals": [{"signal": "SIGTERM"}, {"signal": "SIGKILL"}],
-            "outcome": {"freed_kb": 8}
-        }));
-        m.record(&serde_json::json!({"action": "kernel_kill", "oom_kills": 2}));
-        m.record(&serde_json::json!({"action": "restart", "ok": false}));
+        m.record(
+            &crate::record::event::Record::from_value(serde_json::json!({
+                "time": "2026-11-30T18:00:00.000+00:00", "action": "kill",
+                "trigger": {"reason": "low_memory_term"},
+                "victim": {"pid": 42, "comm": "a \"q\"", "rss_kb": 10},
+                "signals": [{"signal": "SIGTERM"}, {"signal": "SIGKILL"}],
+                "outcome": {"freed_kb": 8}
+            }))
+            .unwrap(),
+        );
+        m.record(
+            &crate::record::event::Record::from_value(
+                serde_json::json!({"action": "kernel_kill", "oom_kills": 2}),
+            )
+            .unwrap(),
+        );
+        m.record(
+            &crate::record::event::Record::from_value(
+                serde_json::json!({"action": "restart", "ok": false}),
+            )
+            .unwrap(),
+        );
         let t = m.render();
         assert!(
             t.contains("oomguard_memory_available_bytes 409600\n"),

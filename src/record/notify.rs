@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::event::{Event, Record};
 use zbus::blocking::Connection;
 use zbus::zvariant;
@@ -126,7 +124,7 @@ pub fn send_desktop(conn: &Connection, d: &Desktop) -> zbus::Result<u32> {
 /// The notification observer: queues records for its thread. Clones share the thread.
 #[derive(Debug, Clone)]
 pub struct Notify {
-    tx: SyncSender<Value>,
+    tx: SyncSender<Record>,
 }
 
 impl Notify {
@@ -144,7 +142,7 @@ impl Notify {
     }
 
     /// Queues a record (never blocks; a full queue drops it with a debug line).
-    pub fn send(&self, rec: &Value) {
+    pub fn send(&self, rec: &Record) {
         match self.tx.try_send(rec.clone()) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => log::debug!("notification queue full; dropped one"),
@@ -154,12 +152,12 @@ impl Notify {
 }
 
 impl Observer for Notify {
-    fn record(&mut self, rec: &Value) {
+    fn record(&mut self, rec: &Record) {
         self.send(rec);
     }
 }
 
-fn worker(rx: Receiver<Value>, s: NotifySettings) {
+fn worker(rx: Receiver<Record>, s: NotifySettings) {
     let mut system: Option<Connection> = None;
     let mut last_fail: Option<Instant> = None;
     let mut warned = false;
@@ -186,8 +184,8 @@ fn worker(rx: Receiver<Value>, s: NotifySettings) {
                 }
             }
             if let Some(c) = &system {
-                let action = rec.get("action").and_then(Value::as_str).unwrap_or("");
-                let json = rec.to_string();
+                let action = rec.event.action();
+                let json = rec.to_value().to_string();
                 if let Err(e) = c.emit_signal(
                     None::<&str>,
                     SIGNAL_PATH,
@@ -202,8 +200,7 @@ fn worker(rx: Receiver<Value>, s: NotifySettings) {
             }
         }
         if s.desktop
-            && let Ok(r) = Record::from_value(rec.clone())
-            && let Some(d) = desktop_for(&r)
+            && let Some(d) = desktop_for(&rec)
         {
             let buses = session_buses(Path::new(&s.user_runtime_dir));
             sessions.retain(|k, _| buses.contains(k));
@@ -237,7 +234,7 @@ fn worker(rx: Receiver<Value>, s: NotifySettings) {
 mod tests {
     use super::*;
 
-    fn desktop_for(v: &Value) -> Option<Desktop> {
+    fn desktop_for(v: &serde_json::Value) -> Option<Desktop> {
         super::desktop_for(&Record::from_value(v.clone()).unwrap())
     }
 
