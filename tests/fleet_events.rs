@@ -37,7 +37,7 @@ fn table_json_since_and_follow_ups() {
     .unwrap();
     log.append(
         "missing",
-        &json!({"watch": "nginx", "after": {"time": kill["time"], "action": "kill", "pid": 4242, "comm": "hog"}}),
+        &json!({"watch": "nginx", "after": {"time": kill.time, "action": "kill", "pid": 4242, "comm": "hog"}}),
     )
     .unwrap();
     let ps = p.to_str().unwrap();
@@ -128,4 +128,32 @@ fn follow_prints_records_as_they_are_appended() {
         .recv_timeout(Duration::from_secs(10))
         .expect("a second line");
     assert!(l.contains("kernel_kill"));
+}
+
+#[test]
+fn a_bogus_action_is_a_usage_error_and_an_empty_log_says_so() {
+    let d = tempdir();
+    let p = d.path().join("events.jsonl");
+    std::fs::write(&p, "").unwrap();
+    let ps = p.to_str().unwrap();
+    let out = oomguard(&["events", "--event-log", ps, "--action", "bogus"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--action 'bogus'") && err.contains("kill_backoff") && err.contains("restart"),
+        "{err}"
+    );
+    let out = oomguard(&["events", "--event-log", ps]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no events recorded yet"), "{err}");
+    // Records, none of them matching.
+    let log = EventLog::open(&p, "system").unwrap();
+    log.append("kernel_kill", &json!({"oom_kills": 1, "counter": "c"}))
+        .unwrap();
+    let out = oomguard(&["events", "--event-log", ps, "--action", "warn"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("none of its 1 event(s) match"), "{err}");
 }

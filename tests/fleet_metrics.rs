@@ -40,14 +40,19 @@ fn sample() -> Sample {
 fn served() -> (Metrics, SocketAddr) {
     let mut m = Metrics::new();
     m.sample(&sample());
-    m.record(&serde_json::json!({
+    m.record(&oomguard::record::event::Record::from_value(serde_json::json!({
         "time": "2026-11-30T18:00:00.000+00:00", "action": "kill", "scope": "system", "host": "h",
         "trigger": {"reason": "low_memory_kill"},
         "victim": {"pid": 4242, "comm": "hog", "rss_kb": 2048},
         "signals": [{"signal": "SIGKILL", "ok": true}],
         "outcome": {"freed_kb": 2000}
-    }));
-    m.record(&serde_json::json!({"action": "dry_run", "trigger": {"reason": "pressure"}}));
+    })).unwrap());
+    m.record(
+        &oomguard::record::event::Record::from_value(
+            serde_json::json!({"action": "dry_run", "trigger": {"reason": "pressure"}}),
+        )
+        .unwrap(),
+    );
     let addr = m.serve("127.0.0.1:0").expect("serve metrics");
     (m, addr)
 }

@@ -203,11 +203,23 @@ fn signal_on_the_system_bus_and_desktop_notification_on_the_session_bus() {
         system_bus: Some(format!("unix:path={}", b.system.display())),
     })
     .unwrap();
-    let kill = json!({"time": "2026-11-30T18:00:00.000+00:00", "action": "kill", "scope": "system",
-        "host": "box", "trigger": {"reason": "low_memory_kill"},
-        "victim": {"pid": 4242, "comm": "hog", "rss_kb": 2097152}});
-    n.send(&kill);
-    n.send(&json!({"action": "dry_run", "host": "box"}));
+    // A complete kill record as the daemon writes it (the signal carries the record as written).
+    let mut kill: serde_json::Value = serde_json::from_str(
+        include_str!("fixtures/events/kill.jsonl")
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    kill["host"] = "box".into();
+    kill["victim"]["pid"] = 4242.into();
+    kill["victim"]["comm"] = "hog".into();
+    kill["victim"]["rss_kb"] = 2097152.into();
+    n.send(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
+    n.send(
+        &oomguard::record::event::Record::from_value(json!({"action": "dry_run", "host": "box"}))
+            .unwrap(),
+    );
     let (action, rec) = signals
         .recv_timeout(Duration::from_secs(10))
         .expect("the Event signal on the system bus");

@@ -44,11 +44,11 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
         "host": "h", "trigger": {"reason": "low_memory_kill"},
         "victim": {"pid": 4242, "comm": "hog", "rss_kb": 2048}});
     let t = Instant::now();
-    hooks.before_kill(&kill);
+    hooks.before_kill(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
     let pre_call = t.elapsed();
     // The kill happens here; then the record is written and observers see it.
     let t = Instant::now();
-    hooks.record(&kill);
+    hooks.record(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
     let post_call = t.elapsed();
     // The hook sleeps 30 s and its timeout is 0.7 s: a call that waited for either would take
     // at least that long.
@@ -82,7 +82,7 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
     // The hook failed (exit 7); a second kill still runs hooks at once.
     std::fs::remove_file(d.path().join("pre.pid")).unwrap();
     let t = Instant::now();
-    hooks.before_kill(&kill);
+    hooks.before_kill(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
     assert!(t.elapsed() < Duration::from_millis(300));
     let again = wait_for(Duration::from_secs(5), || {
         std::fs::read_to_string(d.path().join("pre.pid"))
@@ -178,7 +178,7 @@ fn watch_list_records_missing_and_restarts_a_bounded_number_of_times() {
         })
         .unwrap_or_else(|| read_all(&p).map(|r| r.0).unwrap_or_default())
     };
-    watch.record(&kill);
+    watch.record(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
     // Only the never-running entry is missing; it has no restart command.
     let recs = recs_now(1);
     assert_eq!(recs.len(), 1, "{recs:?}");
@@ -188,7 +188,7 @@ fn watch_list_records_missing_and_restarts_a_bounded_number_of_times() {
     drop(first);
     let kk =
         json!({"time": "2026-11-30T18:00:10.000+00:00", "action": "kernel_kill", "oom_kills": 1});
-    watch.record(&kk);
+    watch.record(&oomguard::record::event::Record::from_value(kk.clone()).unwrap());
     let recs = recs_now(4);
     let acts: Vec<(&str, &str)> = recs[1..]
         .iter()
@@ -213,7 +213,7 @@ fn watch_list_records_missing_and_restarts_a_bounded_number_of_times() {
     // Gone again: missing, but the one allowed restart is used up.
     unsafe { libc::kill(restarted, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(100));
-    watch.record(&kill);
+    watch.record(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
     let recs = recs_now(6);
     assert_eq!(recs.len(), 6, "{recs:?}");
     assert!(recs[4..].iter().all(|r| r["action"] == "missing"));

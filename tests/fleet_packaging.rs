@@ -175,7 +175,7 @@ fn full_exposition() -> String {
         serde_json::json!({"action": "missing"}),
         serde_json::json!({"action": "restart", "ok": true}),
     ] {
-        m.record(&r);
+        m.record(&oomguard::record::event::Record::from_value(r).unwrap());
     }
     m.render()
 }

@@ -2,16 +2,16 @@
 //! it. Follow-ups of an OOM event (`missing`, `restart`: they carry `after`, the event they
 //! follow) are shown under the kill they belong to.
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use serde_json::Value;
-
 use super::UsageError;
+use crate::record::event::{ACTIONS, Record};
 use crate::record::eventlog;
+use crate::record::follow::Tail;
+use anyhow::Context;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -29,7 +29,8 @@ pub struct EventsArgs {
     /// local date and time (2026-11-30 08:00), or a DURATION ago (90s, 15m, 2h, 3d).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
-    /// Only these actions (kill, dry_run, kernel_kill, warn, protect, missing, restart).
+    /// Only these actions (kill, dry_run, kill_failed, kill_backoff, kernel_kill, warn, protect,
+    /// missing, restart).
     #[arg(long, value_name = "ACTION")]
     pub action: Vec<String>,
     /// Keep running and print new events as they are appended.
@@ -74,10 +75,6 @@ pub fn parse_since(s: &str, now: jiff::Zoned) -> Result<jiff::Timestamp, UsageEr
     }
 }
 
-fn record_ts(rec: &Value) -> Option<jiff::Timestamp> {
-    rec.get("time")?.as_str()?.parse().ok()
-}
-
 /// The filter the flags ask for.
 struct Filter {
     since: Option<jiff::Timestamp>,
@@ -85,198 +82,98 @@ struct Filter {
 }
 
 impl Filter {
-    fn keep(&self, rec: &Value) -> bool {
+    /// Checks `--action` against the kinds this version writes (a usage error otherwise).
+    fn new(since: Option<jiff::Timestamp>, actions: Vec<String>) -> Result<Filter, UsageError> {
+        if let Some(bad) = actions.iter().find(|a| !ACTIONS.contains(&a.as_str())) {
+            return Err(UsageError(format!(
+                "--action '{bad}': not an event action; the actions are {}",
+                ACTIONS.join(", ")
+            )));
+        }
+        Ok(Filter { since, actions })
+    }
+
+    fn keep(&self, rec: &Record) -> bool {
         if let Some(since) = self.since
-            && record_ts(rec).is_none_or(|t| t < since)
+            && rec.timestamp().is_none_or(|t| t < since)
         {
             return false;
         }
-        self.actions.is_empty()
-            || rec
-                .get("action")
-                .and_then(Value::as_str)
-                .is_some_and(|a| self.actions.iter().any(|x| x == a))
+        self.actions.is_empty() || self.actions.iter().any(|x| x == rec.event.action())
     }
-}
-
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
-}
-
-fn kb(v: &Value, k: &str) -> Option<String> {
-    v.get(k)
-        .and_then(Value::as_u64)
-        .map(|n| crate::values::Size(n * 1024).to_string())
-}
-
-/// Whether the record is a follow-up of an OOM event.
-fn is_follow_up(rec: &Value) -> bool {
-    rec.get("after").is_some_and(Value::is_object)
-}
-
-/// The key that ties a follow-up to its event: the event's time and action.
-fn event_key(rec: &Value) -> (String, String) {
-    (s(rec, "time").to_string(), s(rec, "action").to_string())
 }
 
 /// The local time of a record, `YYYY-MM-DD HH:MM:SS`.
-fn short_time(rec: &Value) -> String {
-    match record_ts(rec) {
-        Some(t) => t
+fn short_time(time: &str) -> String {
+    match time.parse::<jiff::Timestamp>() {
+        Ok(t) => t
             .to_zoned(jiff::tz::TimeZone::system())
             .strftime("%Y-%m-%d %H:%M:%S")
             .to_string(),
-        None => s(rec, "time").to_string(),
+        Err(_) => time.to_string(),
     }
 }
 
-/// What a record says, in a few words (the DETAIL column).
-pub fn detail(rec: &Value) -> String {
-    let victim = rec.get("victim").unwrap_or(&Value::Null);
-    let trig = rec.get("trigger").unwrap_or(&Value::Null);
-    match s(rec, "action") {
-        "kill" | "dry_run" => {
-            let mut d = format!("reason {}", s(trig, "reason"));
-            if let Some(r) = kb(victim, "rss_kb") {
-                d += &format!(", rss {r}");
-            }
-            if let Some(rule) = victim.get("rule").and_then(Value::as_str) {
-                d += &format!(", rule {rule}");
-            }
-            if let Some(sigs) = rec.get("signals").and_then(Value::as_array) {
-                let names: Vec<&str> = sigs.iter().map(|x| s(x, "signal")).collect();
-                if !names.is_empty() {
-                    d += &format!(", sent {}", names.join("+"));
-                }
-            }
-            if let Some(o) = rec.get("outcome") {
-                if o.get("exited").and_then(Value::as_bool) == Some(true) {
-                    d += ", exited";
-                    if let Some(ms) = o.get("exit_ms").and_then(Value::as_u64) {
-                        d += &format!(" after {ms}ms");
-                    }
-                } else if o.get("exited").is_some() {
-                    d += ", did not exit";
-                }
-                if let Some(f) = kb(o, "freed_kb") {
-                    d += &format!(", freed {f}");
-                }
-            }
-            d
-        }
-        "kernel_kill" => format!(
-            "kernel OOM killer acted {} time(s) ({})",
-            rec.get("oom_kills").and_then(Value::as_u64).unwrap_or(0),
-            s(rec, "counter")
-        ),
-        "warn" => {
-            let mut d = format!("memory use {}", s(rec, "state"));
-            if let Some(u) = rec.get("used_pct").and_then(Value::as_f64) {
-                d += &format!(" {u:.1}%");
-            }
-            if let Some(w) = rec.get("level_pct").and_then(Value::as_f64) {
-                d += &format!(" (warning level {w}%)");
-            }
-            if let Some(a) = kb(rec, "available_kb") {
-                d += &format!(", {a} available");
-            }
-            d
-        }
-        "protect" => {
-            let adj = rec
-                .get("oom_score_adj")
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            match rec.get("error").and_then(Value::as_str) {
-                Some(e) => format!("oom_score_adj {adj} refused: {e}"),
-                None => format!("oom_score_adj {adj} written"),
-            }
-        }
-        "missing" => format!("watched '{}' is not running", s(rec, "watch")),
-        "restart" => {
-            let argv: Vec<&str> = rec
-                .get("argv")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let res = if rec.get("ok").and_then(Value::as_bool) == Some(true) {
-                "ok".to_string()
-            } else {
-                match rec.get("error").and_then(Value::as_str) {
-                    Some(e) => format!("failed: {e}"),
-                    None => "failed".into(),
-                }
-            };
-            format!(
-                "'{}' attempt {}/{}: {} → {res}",
-                s(rec, "watch"),
-                rec.get("attempt").and_then(Value::as_u64).unwrap_or(0),
-                rec.get("max_restarts").and_then(Value::as_u64).unwrap_or(0),
-                argv.join(" ")
-            )
-        }
-        _ => String::new(),
-    }
-}
-
-/// PID and COMM columns: the victim's, or the record's own.
-fn who(rec: &Value) -> (String, String) {
-    let src = rec.get("victim").unwrap_or(rec);
-    let pid = src
-        .get("pid")
-        .and_then(Value::as_i64)
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "-".into());
-    let comm = crate::values::escape_text(src.get("comm").and_then(Value::as_str).unwrap_or("-"))
-        .into_owned();
-    (pid, comm)
+/// PID and COMM columns.
+fn who(pid: Option<i32>, comm: Option<&str>) -> (String, String) {
+    (
+        pid.map_or_else(|| "-".into(), |p| p.to_string()),
+        crate::values::escape_text(comm.unwrap_or("-")).into_owned(),
+    )
 }
 
 const HEADER: &str = "TIME                 ACTION       PID      COMM             DETAIL";
 
 /// One table row.
-pub fn row(rec: &Value) -> String {
-    let (pid, comm) = who(rec);
-    if is_follow_up(rec) {
-        let after = &rec["after"];
-        let (apid, acomm) = who(after);
-        format!(
-            "  ↳ {:<17} {:<12} {:<8} {:<16} {} (after {} of {} {} at {})",
-            short_time(rec),
-            s(rec, "action"),
-            pid,
-            comm,
-            detail(rec),
-            s(after, "action"),
-            apid,
-            acomm,
-            short_time(after)
-        )
-    } else {
-        format!(
+pub fn row(rec: &Record) -> String {
+    let w = rec.event.who();
+    let (pid, comm) = who(w.map(|w| w.0), w.map(|w| w.1));
+    let detail = rec.event.summary();
+    match rec.event.after() {
+        Some(after) => {
+            let (apid, acomm) = who(after.pid, after.comm.as_deref());
+            format!(
+                "  ↳ {:<17} {:<12} {:<8} {:<16} {} (after {} of {} {} at {})",
+                short_time(&rec.time),
+                rec.event.action(),
+                pid,
+                comm,
+                detail,
+                after.action,
+                apid,
+                acomm,
+                short_time(&after.time)
+            )
+        }
+        None => format!(
             "{:<20} {:<12} {:<8} {:<16} {}",
-            short_time(rec),
-            s(rec, "action"),
+            short_time(&rec.time),
+            rec.event.action(),
             pid,
             comm,
-            detail(rec)
-        )
+            detail
+        ),
     }
+}
+
+/// The key that ties a follow-up to its event: the event's time and action.
+fn event_key(rec: &Record) -> (String, String) {
+    (rec.time.clone(), rec.event.action().to_string())
 }
 
 /// Orders records for the table: each follow-up right after the event it follows (when that
 /// event is among `recs`), everything else in log order.
-pub fn group(recs: Vec<Value>) -> Vec<Value> {
-    let mut follow: HashMap<(String, String), Vec<Value>> = HashMap::new();
+pub fn group(recs: Vec<Record>) -> Vec<Record> {
+    let mut follow: HashMap<(String, String), Vec<Record>> = HashMap::new();
     let mut present: std::collections::HashSet<(String, String)> = recs
         .iter()
-        .filter(|r| !is_follow_up(r))
+        .filter(|r| r.event.after().is_none())
         .map(event_key)
         .collect();
     let mut main = Vec::new();
     for r in recs {
-        if is_follow_up(&r) {
-            let k = event_key(&r["after"]);
+        if let Some(a) = r.event.after() {
+            let k = (a.time.clone(), a.action.clone());
             if present.contains(&k) {
                 follow.entry(k).or_default().push(r);
                 continue;
@@ -297,7 +194,7 @@ pub fn group(recs: Vec<Value>) -> Vec<Value> {
     out
 }
 
-fn print(out: &mut impl Write, rec: &Value, json: bool) -> std::io::Result<()> {
+fn print(out: &mut impl Write, rec: &Record, json: bool) -> std::io::Result<()> {
     if json {
         serde_json::to_writer(&mut *out, rec)?;
         writeln!(out)
@@ -306,18 +203,22 @@ fn print(out: &mut impl Write, rec: &Value, json: bool) -> std::io::Result<()> {
     }
 }
 
+fn warn_unparsed(bad: &eventlog::Unparsed, path: &Path) {
+    if let Some(w) = bad.warning(path) {
+        eprintln!("oomguard: warning: {w}");
+    }
+}
+
 pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let path = args
         .event_log
         .clone()
         .unwrap_or_else(eventlog::default_path);
-    let filter = Filter {
-        since: match &args.since {
-            Some(s) => Some(parse_since(s, jiff::Zoned::now())?),
-            None => None,
-        },
-        actions: args.action.clone(),
+    let since = match &args.since {
+        Some(s) => Some(parse_since(s, jiff::Zoned::now())?),
+        None => None,
     };
+    let filter = Filter::new(since, args.action.clone())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if !path.exists() && !args.follow {
@@ -327,92 +228,69 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let mut offset = 0u64;
-    let mut lines_read = 0;
-    if path.exists() {
-        let text = std::fs::read(&path)
-            .with_context(|| format!("cannot read event log {}", path.display()))?;
-        // Only complete lines now; a partial tail is picked up by --follow or reported.
-        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        offset = complete as u64;
-        let (recs, bad) = eventlog::parse(&text[..complete], 1);
-        if let Some(w) = bad.warning(&path) {
-            eprintln!("oomguard: warning: {w}");
-        }
-        lines_read = text[..complete].iter().filter(|&&b| b == b'\n').count();
-        if complete < text.len() && !args.follow {
+    let mut tail = Tail::new(&path);
+    // Only complete lines now; a partial tail is picked up by --follow or reported.
+    let first = tail
+        .read()
+        .with_context(|| format!("cannot read event log {}", path.display()))?;
+    warn_unparsed(&first.unparsed, &path);
+    if tail.has_partial_line() && !args.follow {
+        eprintln!(
+            "oomguard: warning: {}: skipped a torn last line",
+            path.display()
+        );
+    }
+    let total = first.records.len();
+    let recs: Vec<Record> = first
+        .records
+        .into_iter()
+        .filter(|r| filter.keep(r))
+        .collect();
+    if recs.is_empty() && path.exists() {
+        if total == 0 {
             eprintln!(
-                "oomguard: warning: {}: skipped a torn last line",
-                path.display()
+                "oomguard: {}: no events recorded yet{}",
+                path.display(),
+                if args.follow {
+                    "; waiting for new ones"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            eprintln!(
+                "oomguard: {}: none of its {total} event(s) match{}",
+                path.display(),
+                if args.follow {
+                    "; waiting for new ones"
+                } else {
+                    ""
+                }
             );
         }
-        let recs: Vec<Value> = recs.into_iter().filter(|r| filter.keep(r)).collect();
-        if !args.json && !recs.is_empty() {
-            writeln!(out, "{HEADER}")?;
-        }
-        let recs = if args.json { recs } else { group(recs) };
-        for r in &recs {
-            print(&mut out, r, args.json)?;
-        }
-        out.flush()?;
     }
+    if !args.json && !recs.is_empty() {
+        writeln!(out, "{HEADER}")?;
+    }
+    let recs = if args.json { recs } else { group(recs) };
+    for r in &recs {
+        print(&mut out, r, args.json)?;
+    }
+    out.flush()?;
     if args.follow {
-        follow(&path, offset, lines_read, &filter, args.json, &mut out)?;
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let b = tail
+                .read()
+                .with_context(|| format!("cannot read event log {}", path.display()))?;
+            warn_unparsed(&b.unparsed, &path);
+            for r in b.records.iter().filter(|r| filter.keep(r)) {
+                print(&mut out, r, args.json)?;
+            }
+            out.flush()?;
+        }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Prints records appended after `offset`, forever (until killed). Survives the file being
-/// created later, truncated or replaced.
-fn follow(
-    path: &Path,
-    mut offset: u64,
-    mut lines_read: usize,
-    filter: &Filter,
-    json: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let mut pending: Vec<u8> = Vec::new();
-    let mut ino = std::fs::metadata(path).ok().map(|m| ino_of(&m));
-    loop {
-        if let Ok(meta) = std::fs::metadata(path) {
-            let now_ino = ino_of(&meta);
-            if ino != Some(now_ino) || meta.len() < offset {
-                // Replaced or truncated: start over at its beginning.
-                ino = Some(now_ino);
-                offset = 0;
-                lines_read = 0;
-                pending.clear();
-            }
-            if meta.len() > offset {
-                let mut f = std::fs::File::open(path)
-                    .with_context(|| format!("cannot read event log {}", path.display()))?;
-                f.seek(SeekFrom::Start(offset))?;
-                let mut buf = Vec::new();
-                f.read_to_end(&mut buf)?;
-                offset += buf.len() as u64;
-                pending.extend_from_slice(&buf);
-                if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
-                    let complete: Vec<u8> = pending.drain(..=end).collect();
-                    let (recs, bad) = eventlog::parse(&complete, lines_read + 1);
-                    lines_read += complete.iter().filter(|&&b| b == b'\n').count();
-                    if let Some(w) = bad.warning(path) {
-                        eprintln!("oomguard: warning: {w}");
-                    }
-                    for r in recs.iter().filter(|r| filter.keep(r)) {
-                        print(out, r, json)?;
-                    }
-                    out.flush()?;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn ino_of(m: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (m.dev(), m.ino())
 }
 
 #[cfg(test)]
@@ -443,8 +321,13 @@ mod tests {
         let orphan = json!({"time": "2026-11-30T18:00:07.000+00:00", "action": "restart", "watch": "db",
             "after": {"time": "2026-11-29T00:00:00.000+00:00", "action": "kill"}, "ok": true,
             "argv": ["true"], "attempt": 1, "max_restarts": 3});
-        let g = group(vec![k1, k2, miss, orphan]);
-        let actions: Vec<&str> = g.iter().map(|r| s(r, "action")).collect();
+        let g = group(
+            [k1, k2, miss, orphan]
+                .into_iter()
+                .map(|v| Record::from_value(v).unwrap())
+                .collect(),
+        );
+        let actions: Vec<&str> = g.iter().map(|r| r.event.action()).collect();
         assert_eq!(actions, ["kill", "missing", "kernel_kill", "restart"]);
         let r = row(&g[1]);
         assert!(
@@ -453,5 +336,17 @@ mod tests {
         );
         assert!(row(&g[0]).contains("reason low_memory_kill, rss 1M"));
         assert!(row(&g[3]).contains("'db' attempt 1/3: true → ok"));
+    }
+
+    #[test]
+    fn an_unknown_action_is_a_usage_error_listing_the_actions() {
+        let e = Filter::new(None, vec!["kill".into(), "bogus".into()])
+            .err()
+            .unwrap();
+        assert!(e.0.contains("--action 'bogus'"), "{}", e.0);
+        for a in ACTIONS {
+            assert!(e.0.contains(a), "{}", e.0);
+        }
+        assert!(Filter::new(None, ACTIONS.iter().map(|a| a.to_string()).collect()).is_ok());
     }
 }

@@ -572,7 +572,11 @@ impl Daemon {
         }
     }
 
-    fn append(&mut self, action: &str, body: &impl Serialize) -> Option<serde_json::Value> {
+    fn append(
+        &mut self,
+        action: &str,
+        body: &impl Serialize,
+    ) -> Option<crate::record::event::Record> {
         match self.log.append(action, body) {
             Ok(rec) => {
                 for o in &mut self.observers {
@@ -766,8 +770,21 @@ impl Daemon {
             decision_us,
         };
         if !self.observers.is_empty()
-            && let Ok(v) = serde_json::to_value(&pre)
+            && let Ok(serde_json::Value::Object(mut v)) = serde_json::to_value(&pre)
         {
+            // The record before it is written: name what it is.
+            v.insert("action".into(), "kill".into());
+            let v = crate::record::event::Record {
+                time: crate::record::eventlog::now_rfc3339(),
+                scope: String::new(),
+                host: String::new(),
+                event: crate::record::event::Record::from_value(v.into())
+                    .map(|r| r.event)
+                    .unwrap_or(crate::record::event::Event::Other {
+                        action: "kill".into(),
+                        fields: Default::default(),
+                    }),
+            };
             for o in &mut self.observers {
                 o.before_kill(&v);
             }

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde_json::Value;
+use super::event::{Event, Record};
 
 use super::eventlog::EventLog;
 
-type Sink = Arc<dyn Fn(&Value) + Send + Sync>;
+type Sink = Arc<dyn Fn(&Record) + Send + Sync>;
 
 /// Appends records and hands each, as written, to the sinks. Cheap to clone; usable from any
 /// thread.
@@ -37,13 +36,14 @@ impl Emitter {
     }
 
     /// Adds a sink that sees every record this emitter writes.
-    pub fn add_sink(&mut self, f: impl Fn(&Value) + Send + Sync + 'static) {
+    pub fn add_sink(&mut self, f: impl Fn(&Record) + Send + Sync + 'static) {
         self.sinks.push(Arc::new(f));
     }
 
     /// Writes one record; a write failure is logged (the feature goes on without it).
-    pub fn emit(&self, action: &str, body: &impl Serialize) -> Option<Value> {
-        match self.log.append(action, body) {
+    pub fn emit(&self, event: &Event) -> Option<Record> {
+        let action = event.action();
+        match self.log.append(action, event) {
             Ok(rec) => {
                 for s in &self.sinks {
                     s(&rec);

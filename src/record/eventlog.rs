@@ -2,15 +2,7 @@
 //! the daemon's next action, never rewritten. Every record has `time`, `action`, `scope`,
 //! `host`; the rest depends on the action. Readers skip a torn last line with a warning.
 //!
-//! Wire format of the records this module writes (sizes in kB, `_kb`):
-//! - `kill` / `dry_run`: `trigger` {`reason`, `severity`, `available_kb`, `total_kb`,
-//!   `swap_free_kb`, `swap_total_kb`, `mem_term_kb`, `mem_kill_kb`, `psi`?}, `victim`
-//!   {`pid`, `comm`, `cmdline`, `uid`, `rss_kb`, `swap_kb`, `pgtables_kb`, `oom_score_adj`,
-//!   `score`, `cgroup`, `rule`?}, `candidates` [{`pid`, `comm`, `score`, `rss_kb`,
-//!   `oom_score_adj`, `rule`?}] (the top five), and for `kill` `signals` [{`signal`, `ms`,
-//!   `pid`, `ok`, `error`?}] and `outcome` {`exited`, `exit_ms`, `freed_kb`, `released`}.
-//! - `kernel_kill`: `oom_kills` (the counter's increase), `counter` (its source file).
-//! - Other actions (`warn`, `protect`, `missing`, `restart`) add their own fields.
+//! The records and their fields (the wire format) are documented in [`super::event`].
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -24,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::event::Record;
 use super::side::HEALTH;
 
 /// The default path: `/var/lib/oomguard/events.jsonl` for root, else
@@ -290,7 +283,7 @@ impl EventLog {
     /// serializable struct or map), as one line. The writer thread writes it in one `write`
     /// and fsyncs; this waits for that at most [`SYNC_WAIT`]. A record that cannot be queued
     /// (the writer is far behind) is dropped and counted. Returns the full record.
-    pub fn append(&self, action: &str, body: &impl Serialize) -> Result<Value, EventLogError> {
+    pub fn append(&self, action: &str, body: &impl Serialize) -> Result<Record, EventLogError> {
         let mut obj = Map::new();
         obj.insert("time".into(), Value::String(now_rfc3339()));
         obj.insert("action".into(), Value::String(action.into()));
@@ -303,6 +296,28 @@ impl EventLog {
         }
         let rec = Value::Object(obj);
         let mut line = serde_json::to_vec(&rec).unwrap_or_default();
+        // What this version writes always reads back; anything else is kept as written.
+        let rec = Record::from_value(rec.clone()).unwrap_or_else(|_| {
+            let mut fields = match rec {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            fields.remove("action");
+            let mut take = |k: &str| match fields.remove(k) {
+                Some(Value::String(s)) => s,
+                _ => String::new(),
+            };
+            let (time, scope, host) = (take("time"), take("scope"), take("host"));
+            Record {
+                time,
+                scope,
+                host,
+                event: super::event::Event::Other {
+                    action: action.to_string(),
+                    fields,
+                },
+            }
+        });
         line.push(b'\n');
         let mut p = self.shared.lock();
         let caught_up = p.written == p.queued;
@@ -553,6 +568,31 @@ pub fn parse(text: &[u8], first_line: usize) -> (Vec<Value>, Unparsed) {
         match serde_json::from_slice::<Value>(line) {
             Ok(v) if v.get("action").is_some_and(Value::is_string) => recs.push(v),
             Ok(_) => bad.add(n, || "not an event record (no \"action\")".into()),
+            Err(e) => bad.add(n, || e.to_string()),
+        }
+    }
+    (recs, bad)
+}
+
+/// Parses JSON lines into typed records; `first_line` is the number of the first line of
+/// `text` in its file. Blank lines are ignored; every other line that is not an event record
+/// (not JSON, no string `action`, or a known kind with fields of the wrong type) is counted in
+/// [`Unparsed`]. Kinds this version does not know are kept ([`Event::Other`]).
+///
+/// [`Event::Other`]: super::event::Event::Other
+pub fn parse_records(text: &[u8], first_line: usize) -> (Vec<Record>, Unparsed) {
+    let mut recs = Vec::new();
+    let mut bad = Unparsed::default();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let n = first_line + i;
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) => match Record::from_value(v) {
+                Ok(r) => recs.push(r),
+                Err(e) => bad.add(n, || e),
+            },
             Err(e) => bad.add(n, || e.to_string()),
         }
     }

@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use super::event::Record;
 use anyhow::Context;
-use serde_json::Value;
 
 use super::emit::Emitter;
 use super::eventlog::EventLog;
@@ -171,7 +171,7 @@ impl Observer for FleetObserver {
         }
     }
 
-    fn record(&mut self, rec: &Value) {
+    fn record(&mut self, rec: &Record) {
         if let Some(m) = &mut self.metrics {
             m.record(rec);
         }
@@ -183,7 +183,7 @@ impl Observer for FleetObserver {
         }
     }
 
-    fn before_kill(&mut self, rec: &Value) {
+    fn before_kill(&mut self, rec: &Record) {
         for m in &mut self.members {
             m.before_kill(rec);
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use super::event::{Event, Record};
 
 use super::Observer;
 use crate::config::fleet::HookSettings;
@@ -110,54 +110,65 @@ pub fn run_program(
 /// `OOM_SCORE_ADJ`, `SCORE`, `CGROUP`, `RULE` (each after `victim_prefix`); the trigger's
 /// `REASON`, `SEVERITY`, `AVAILABLE_KB`, `TOTAL_KB`; the outcome's `EXITED`, `FREED_KB`,
 /// `EXIT_MS`. Absent and null fields are left out.
-pub fn event_fields(rec: &Value, victim_prefix: &str) -> Vec<(String, String)> {
+pub fn event_fields(rec: &Record, victim_prefix: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut put = |prefix: &str, obj: Option<&Value>, keys: &[&str]| {
-        let Some(obj) = obj else { return };
-        for k in keys {
-            let v = match obj.get(k) {
-                Some(Value::String(s)) => bounded_env_value(s),
-                Some(Value::Null) | None => continue,
-                Some(v) => v.to_string(),
-            };
+    let mut put = |prefix: &str, k: &str, v: Option<String>| {
+        if let Some(v) = v {
             out.push((format!("OOMGUARD_{prefix}{}", k.to_ascii_uppercase()), v));
         }
     };
-    put(
-        "",
-        Some(rec),
-        &[
-            "action",
-            "time",
-            "scope",
-            "host",
-            "oom_kills",
-            "watch",
-            "state",
-            "ok",
-        ],
-    );
-    put(
-        victim_prefix,
-        rec.get("victim"),
-        &[
-            "pid",
-            "comm",
-            "cmdline",
-            "uid",
-            "rss_kb",
-            "oom_score_adj",
-            "score",
-            "cgroup",
-            "rule",
-        ],
-    );
-    put(
-        "",
-        rec.get("trigger"),
-        &["reason", "severity", "available_kb", "total_kb"],
-    );
-    put("", rec.get("outcome"), &["exited", "freed_kb", "exit_ms"]);
+    let text = |s: &str| (!s.is_empty()).then(|| bounded_env_value(s));
+    let e = &rec.event;
+    put("", "action", Some(e.action().to_string()));
+    put("", "time", text(&rec.time));
+    put("", "scope", text(&rec.scope));
+    put("", "host", text(&rec.host));
+    let (oom_kills, watch, state, ok) = match e {
+        Event::KernelKill(k) => (Some(k.oom_kills.to_string()), None, None, None),
+        Event::Missing(m) => (None, text(&m.watch), None, None),
+        Event::Restart(r) => (None, text(&r.watch), None, Some(r.ok.to_string())),
+        Event::Warn(w) => (None, None, text(&w.state), None),
+        Event::Kill(d) | Event::DryRun(d) | Event::KillFailed(d) => {
+            (None, None, None, d.ok.map(|o| o.to_string()))
+        }
+        _ => (None, None, None, None),
+    };
+    put("", "oom_kills", oom_kills);
+    put("", "watch", watch);
+    put("", "state", state);
+    put("", "ok", ok);
+    let victim = match e {
+        Event::KernelKill(k) => k.victim.as_ref().map(|v| (v.pid, v.comm.as_str(), None)),
+        _ => e
+            .decision()
+            .map(|d| (d.victim.pid, d.victim.comm.as_str(), Some(&d.victim))),
+    };
+    if let Some((pid, comm, full)) = victim {
+        let p = victim_prefix;
+        put(p, "pid", Some(pid.to_string()));
+        put(p, "comm", Some(bounded_env_value(comm)));
+        if let Some(v) = full {
+            put(p, "cmdline", Some(bounded_env_value(&v.cmdline)));
+            put(p, "uid", v.uid.map(|u| u.to_string()));
+            put(p, "rss_kb", Some(v.rss_kb.to_string()));
+            put(p, "oom_score_adj", Some(v.oom_score_adj.to_string()));
+            put(p, "score", Some(v.score.to_string()));
+            put(p, "cgroup", v.cgroup.as_deref().map(bounded_env_value));
+            put(p, "rule", v.rule.as_deref().map(bounded_env_value));
+        }
+    }
+    if let Some(d) = e.decision() {
+        let t = &d.trigger;
+        put("", "reason", text(&t.reason));
+        put("", "severity", text(&t.severity));
+        put("", "available_kb", Some(t.available_kb.to_string()));
+        put("", "total_kb", Some(t.total_kb.to_string()));
+        if let Some(o) = &d.outcome {
+            put("", "exited", Some(o.exited.to_string()));
+            put("", "freed_kb", Some(o.freed_kb.to_string()));
+            put("", "exit_ms", o.exit_ms.map(|m| m.to_string()));
+        }
+    }
     out
 }
 
@@ -186,7 +197,7 @@ fn bounded_env_value(s: &str) -> String {
 
 /// The environment a hook gets: `OOMGUARD_HOOK` (`pre_kill`/`post_kill`) and
 /// [`event_fields`] with the victim's facts unprefixed (`OOMGUARD_PID`, `OOMGUARD_COMM`, ...).
-pub fn hook_env(hook: &str, rec: &Value) -> Vec<(String, String)> {
+pub fn hook_env(hook: &str, rec: &Record) -> Vec<(String, String)> {
     let mut env = vec![("OOMGUARD_HOOK".to_string(), hook.to_string())];
     env.extend(event_fields(rec, ""));
     env
@@ -208,7 +219,7 @@ impl Hooks {
     }
 
     /// Starts `argv` for `rec` on a thread of its own and returns at once.
-    fn launch(&self, hook: &'static str, argv: &[String], rec: &Value) {
+    fn launch(&self, hook: &'static str, argv: &[String], rec: &Record) {
         if argv.is_empty() {
             return;
         }
@@ -259,21 +270,18 @@ impl Hooks {
 }
 
 impl Observer for Hooks {
-    fn before_kill(&mut self, rec: &Value) {
-        // The daemon hands over the kill record before it is written: name what it is.
+    fn before_kill(&mut self, rec: &Record) {
+        // The daemon hands over the kill record before it is written: give it its time.
         let mut rec = rec.clone();
-        if let Value::Object(m) = &mut rec {
-            m.entry("action").or_insert_with(|| "kill".into());
-            m.entry("time")
-                .or_insert_with(|| super::eventlog::now_rfc3339().into());
+        if rec.time.is_empty() {
+            rec.time = super::eventlog::now_rfc3339();
         }
         let argv = self.settings.pre_kill.clone();
         self.launch("pre_kill", &argv, &rec);
     }
 
-    fn record(&mut self, rec: &Value) {
-        let action = rec.get("action").and_then(Value::as_str);
-        if matches!(action, Some("kill") | Some("kernel_kill")) {
+    fn record(&mut self, rec: &Record) {
+        if matches!(rec.event, Event::Kill(_) | Event::KernelKill(_)) {
             let argv = self.settings.post_kill.clone();
             self.launch("post_kill", &argv, rec);
         }
@@ -289,7 +297,10 @@ mod tests {
         let rec = serde_json::json!({"action": "kill", "time": "t", "scope": "system",
             "victim": {"pid": 7, "comm": "hog", "rss_kb": 10, "rule": null},
             "trigger": {"reason": "low_memory_kill"}, "outcome": {"exited": true}});
-        let env = hook_env("post_kill", &rec);
+        let env = hook_env(
+            "post_kill",
+            &crate::record::event::Record::from_value(rec).unwrap(),
+        );
         let get = |k: &str| env.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
         assert_eq!(get("OOMGUARD_HOOK"), Some("post_kill"));
         assert_eq!(get("OOMGUARD_PID"), Some("7"));
@@ -303,7 +314,10 @@ mod tests {
     fn a_hook_for_a_victim_with_a_huge_cmdline_starts_and_gets_it_cut_and_marked() {
         let huge = format!("hog {}", "A".repeat(200 * 1024));
         let rec = serde_json::json!({"action": "kill", "victim": {"pid": 7, "comm": "hog", "cmdline": huge}});
-        let env = hook_env("pre_kill", &rec);
+        let env = hook_env(
+            "pre_kill",
+            &crate::record::event::Record::from_value(rec).unwrap(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("cmdline");
         let script = format!("printf %s \"$OOMGUARD_CMDLINE\" > '{}'", out.display());

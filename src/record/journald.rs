@@ -5,7 +5,7 @@
 //! `OOMGUARD_ACTION`, `OOMGUARD_VICTIM_PID`, `OOMGUARD_VICTIM_COMM`, `OOMGUARD_REASON`, … so
 //! `journalctl OOMGUARD_ACTION=kill` finds every kill.
 
-use serde_json::Value;
+use super::event::Record;
 
 use super::Observer;
 
@@ -37,22 +37,18 @@ pub fn init(verbose: bool) -> bool {
 
 /// The journal fields of an event record: `MESSAGE_ID` and the record's facts
 /// (`OOMGUARD_ACTION`, `OOMGUARD_VICTIM_PID`, `OOMGUARD_VICTIM_COMM`, `OOMGUARD_REASON`, ...).
-pub fn fields(rec: &Value) -> Vec<(String, String)> {
+pub fn fields(rec: &Record) -> Vec<(String, String)> {
     let mut out = vec![("MESSAGE_ID".to_string(), EVENT_MESSAGE_ID.to_string())];
     out.extend(super::hooks::event_fields(rec, "VICTIM_"));
     out
 }
 
-/// The message of an event entry.
-pub fn message(rec: &Value) -> String {
-    let action = rec.get("action").and_then(Value::as_str).unwrap_or("event");
-    let detail = crate::cli::events::detail(rec);
-    match rec.get("victim") {
-        Some(v) => format!(
-            "{action}: pid {} ({}) {detail}",
-            v.get("pid").map(Value::to_string).unwrap_or_default(),
-            v.get("comm").and_then(Value::as_str).unwrap_or("?")
-        ),
+/// The message of an event entry: the action, the process it is about, and what happened.
+pub fn message(rec: &Record) -> String {
+    let action = rec.event.action();
+    let detail = rec.event.summary();
+    match rec.event.who() {
+        Some((pid, comm)) => format!("{action}: pid {pid} ({comm}) {detail}"),
         None => format!("{action}: {detail}"),
     }
 }
@@ -63,18 +59,18 @@ pub fn message(rec: &Value) -> String {
 pub struct Journal;
 
 impl Observer for Journal {
-    fn record(&mut self, rec: &Value) {
+    fn record(&mut self, rec: &Record) {
         self.record_entry(rec);
     }
 }
 
 impl Journal {
     /// Logs the structured entry of one record.
-    pub fn record_entry(&self, rec: &Value) {
+    pub fn record_entry(&self, rec: &Record) {
         let f = fields(rec);
         let kv: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let level = match rec.get("action").and_then(Value::as_str) {
-            Some("kill" | "kernel_kill" | "missing" | "warn") => log::Level::Warn,
+        let level = match rec.event.action() {
+            "kill" | "kernel_kill" | "missing" | "warn" => log::Level::Warn,
             _ => log::Level::Info,
         };
         log::logger().log(
@@ -97,6 +93,7 @@ mod tests {
         let rec = serde_json::json!({"action": "kill", "scope": "system",
             "victim": {"pid": 42, "comm": "hog", "rss_kb": 9, "rule": null},
             "trigger": {"reason": "low_memory_kill"}});
+        let rec = crate::record::event::Record::from_value(rec).unwrap();
         let f = fields(&rec);
         let get = |k: &str| f.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
         assert_eq!(get("OOMGUARD_ACTION"), Some("kill"));

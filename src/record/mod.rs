@@ -2,8 +2,10 @@
 //! which metrics, notifications, hooks and the after-kill watch list learn what the daemon saw
 //! and did.
 pub mod emit;
+pub mod event;
 pub mod eventlog;
 pub mod fleet;
+pub mod follow;
 pub mod hooks;
 pub mod journald;
 pub mod log;
@@ -58,8 +60,8 @@ pub trait Observer: Send {
     /// Every wake-up.
     fn sample(&mut self, _s: &Sample) {}
     /// Every record appended to the event log, as written.
-    fn record(&mut self, _rec: &serde_json::Value) {}
+    fn record(&mut self, _rec: &event::Record) {}
     /// A kill is about to be signalled (`rec` is the `kill` record without signals/outcome).
     /// Must not delay the kill.
-    fn before_kill(&mut self, _rec: &serde_json::Value) {}
+    fn before_kill(&mut self, _rec: &event::Record) {}
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use super::event::{Event, Record};
 use zbus::blocking::Connection;
 use zbus::zvariant;
 
@@ -38,35 +38,32 @@ pub struct Desktop {
 }
 
 /// The desktop notification for a record, if it deserves one.
-pub fn desktop_for(rec: &Value) -> Option<Desktop> {
-    let s = |v: &Value, k: &str| {
-        crate::values::escape_text(v.get(k).and_then(Value::as_str).unwrap_or("?")).into_owned()
-    };
-    let victim = rec.get("victim").unwrap_or(&Value::Null);
-    let detail = crate::cli::events::detail(rec);
-    let host = s(rec, "host");
-    match rec.get("action")?.as_str()? {
-        "kill" => Some(Desktop {
-            summary: format!("Out of memory: {} was stopped", s(victim, "comm")),
+pub fn desktop_for(rec: &Record) -> Option<Desktop> {
+    let esc = |t: &str| crate::values::escape_text(t).into_owned();
+    let detail = rec.event.summary();
+    let host = esc(&rec.host);
+    match &rec.event {
+        Event::Kill(d) => Some(Desktop {
+            summary: format!("Out of memory: {} was stopped", esc(&d.victim.comm)),
             body: format!(
                 "oomguard stopped {} (pid {}) on {host} to keep the system responsive: {detail}.",
-                s(victim, "comm"),
-                victim.get("pid").map(|p| p.to_string()).unwrap_or_default()
+                esc(&d.victim.comm),
+                d.victim.pid
             ),
             urgency: 2,
         }),
-        "kernel_kill" => Some(Desktop {
+        Event::KernelKill(_) => Some(Desktop {
             summary: "Out of memory: the kernel killed a process".into(),
             body: format!("On {host}: {detail}. See `oomguard explain` for who and why."),
             urgency: 2,
         }),
-        "warn" if rec.get("state").and_then(Value::as_str) == Some("high") => Some(Desktop {
+        Event::Warn(w) if w.state == "high" => Some(Desktop {
             summary: "Memory is running low".into(),
             body: format!("On {host}: {detail}. Close what you do not need."),
             urgency: 1,
         }),
-        "missing" => Some(Desktop {
-            summary: format!("{} stopped after an out-of-memory event", s(rec, "watch")),
+        Event::Missing(m) => Some(Desktop {
+            summary: format!("{} stopped after an out-of-memory event", esc(&m.watch)),
             body: format!("On {host}: {detail}."),
             urgency: 2,
         }),
@@ -127,7 +124,7 @@ pub fn send_desktop(conn: &Connection, d: &Desktop) -> zbus::Result<u32> {
 /// The notification observer: queues records for its thread. Clones share the thread.
 #[derive(Debug, Clone)]
 pub struct Notify {
-    tx: SyncSender<Value>,
+    tx: SyncSender<Record>,
 }
 
 impl Notify {
@@ -145,7 +142,7 @@ impl Notify {
     }
 
     /// Queues a record (never blocks; a full queue drops it with a debug line).
-    pub fn send(&self, rec: &Value) {
+    pub fn send(&self, rec: &Record) {
         match self.tx.try_send(rec.clone()) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => log::debug!("notification queue full; dropped one"),
@@ -155,12 +152,12 @@ impl Notify {
 }
 
 impl Observer for Notify {
-    fn record(&mut self, rec: &Value) {
+    fn record(&mut self, rec: &Record) {
         self.send(rec);
     }
 }
 
-fn worker(rx: Receiver<Value>, s: NotifySettings) {
+fn worker(rx: Receiver<Record>, s: NotifySettings) {
     let mut system: Option<Connection> = None;
     let mut last_fail: Option<Instant> = None;
     let mut warned = false;
@@ -187,8 +184,8 @@ fn worker(rx: Receiver<Value>, s: NotifySettings) {
                 }
             }
             if let Some(c) = &system {
-                let action = rec.get("action").and_then(Value::as_str).unwrap_or("");
-                let json = rec.to_string();
+                let action = rec.event.action();
+                let json = rec.to_value().to_string();
                 if let Err(e) = c.emit_signal(
                     None::<&str>,
                     SIGNAL_PATH,
@@ -236,6 +233,10 @@ fn worker(rx: Receiver<Value>, s: NotifySettings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn desktop_for(v: &serde_json::Value) -> Option<Desktop> {
+        super::desktop_for(&Record::from_value(v.clone()).unwrap())
+    }
 
     #[test]
     fn what_deserves_a_desktop_notification() {

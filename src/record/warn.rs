@@ -6,9 +6,8 @@
 //! Wire format of a `warn` record: `state` (`high` or `cleared`), `used_pct` (one decimal),
 //! `level_pct`, `clear_pct`, `available_kb`, `total_kb`, besides the common fields.
 
-use serde::Serialize;
-
 use super::emit::Emitter;
+use super::event::{self, Event};
 use super::{Observer, Sample};
 use crate::config::fleet::WarnSettings;
 use crate::decide::trigger::MemState;
@@ -60,16 +59,6 @@ impl WarnState {
     }
 }
 
-#[derive(Serialize)]
-struct WarnRecord {
-    state: &'static str,
-    used_pct: f64,
-    level_pct: f64,
-    clear_pct: f64,
-    available_kb: u64,
-    total_kb: u64,
-}
-
 /// The warning observer.
 #[derive(Debug)]
 pub struct Warn {
@@ -108,16 +97,18 @@ impl Observer for Warn {
         let Some(change) = self.state.step(used) else {
             return;
         };
-        let rec = WarnRecord {
+        let rec = event::Warn {
             state: match change {
                 Change::Raised => "high",
                 Change::Cleared => "cleared",
-            },
+            }
+            .to_string(),
             used_pct: (used * 10.0).round() / 10.0,
             level_pct: self.state.level,
             clear_pct: self.state.clear,
             available_kb: s.mem.available_kb,
             total_kb: s.mem.total_kb,
+            extra: Default::default(),
         };
         match change {
             Change::Raised => log::warn!(
@@ -132,7 +123,7 @@ impl Observer for Warn {
                 self.state.clear
             ),
         }
-        self.emit.emit("warn", &rec);
+        self.emit.emit(&Event::Warn(rec));
     }
 }
 

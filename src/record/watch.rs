@@ -14,11 +14,9 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::{Value, json};
-
 use super::Observer;
 use super::emit::Emitter;
+use super::event::{After, Event, Missing, Record, Restart};
 use super::hooks::run_program;
 use crate::config::fleet::WatchEntry;
 use crate::decide::policy::ProcFacts;
@@ -138,44 +136,10 @@ pub fn running(root: &Root, entries: &[WatchEntry]) -> std::io::Result<Vec<bool>
 }
 
 /// The event a follow-up refers to.
-fn after(rec: &Value) -> Value {
-    let v = rec.get("victim");
-    json!({
-        "time": rec.get("time"),
-        "action": rec.get("action"),
-        "pid": v.and_then(|v| v.get("pid")),
-        "comm": v.and_then(|v| v.get("comm")),
-    })
-}
-
-#[derive(Serialize)]
-struct Missing<'a> {
-    watch: String,
-    restart: &'a [String],
-    restarts_left: u32,
-    after: &'a Value,
-}
-
-#[derive(Serialize)]
-struct Restart<'a> {
-    watch: String,
-    argv: &'a [String],
-    attempt: u32,
-    max_restarts: u32,
-    ok: bool,
-    exit_code: Option<i32>,
-    timed_out: bool,
-    error: Option<String>,
-    ms: u64,
-    /// Whether the program was found running after the restart command.
-    running_after: bool,
-    after: &'a Value,
-}
-
 /// The watch-list observer: hands OOM events to its thread.
 #[derive(Debug)]
 pub struct Watch {
-    tx: Sender<Value>,
+    tx: Sender<Record>,
 }
 
 impl Watch {
@@ -204,16 +168,15 @@ impl Watch {
 }
 
 impl Observer for Watch {
-    fn record(&mut self, rec: &Value) {
-        let action = rec.get("action").and_then(Value::as_str);
-        if matches!(action, Some("kill") | Some("kernel_kill")) {
+    fn record(&mut self, rec: &Record) {
+        if matches!(rec.event, Event::Kill(_) | Event::KernelKill(_)) {
             let _ = self.tx.send(rec.clone());
         }
     }
 }
 
 fn worker(
-    rx: Receiver<Value>,
+    rx: Receiver<Record>,
     entries: Vec<WatchEntry>,
     root: Root,
     emit: Emitter,
@@ -226,7 +189,7 @@ fn worker(
         while let Ok(e) = rx.try_recv() {
             event = e;
         }
-        let after = after(&event);
+        let after = After::of(&event);
         let live = match running(&root, &entries) {
             Ok(l) => l,
             Err(e) => {
@@ -248,15 +211,13 @@ fn worker(
                     format!(" ({left} restart(s) left)")
                 }
             );
-            emit.emit(
-                "missing",
-                &Missing {
-                    watch: label.clone(),
-                    restart: &e.restart,
-                    restarts_left: if e.restart.is_empty() { 0 } else { left },
-                    after: &after,
-                },
-            );
+            emit.emit(&Event::Missing(Missing {
+                watch: label.clone(),
+                restart: e.restart.clone(),
+                restarts_left: if e.restart.is_empty() { 0 } else { left },
+                after: after.clone(),
+                extra: Default::default(),
+            }));
             if e.restart.is_empty() || left == 0 {
                 continue;
             }
@@ -281,22 +242,20 @@ fn worker(
                     })
                 );
             }
-            emit.emit(
-                "restart",
-                &Restart {
-                    watch: label,
-                    argv: &e.restart,
-                    attempt: used[i],
-                    max_restarts: e.max_restarts,
-                    ok: r.ok,
-                    exit_code: r.exit_code,
-                    timed_out: r.timed_out,
-                    error: r.error,
-                    ms: r.ms,
-                    running_after,
-                    after: &after,
-                },
-            );
+            emit.emit(&Event::Restart(Restart {
+                watch: label,
+                argv: e.restart.clone(),
+                attempt: used[i],
+                max_restarts: e.max_restarts,
+                ok: r.ok,
+                exit_code: r.exit_code,
+                timed_out: r.timed_out,
+                error: r.error,
+                ms: r.ms,
+                running_after,
+                after: after.clone(),
+                extra: Default::default(),
+            }));
         }
     }
 }

@@ -18,7 +18,7 @@ mod state;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use super::event::Record;
 
 pub use http::{MAX_CONNECTIONS, REQUEST_DEADLINE, Stats, WORKERS};
 
@@ -70,7 +70,7 @@ impl Metrics {
     }
 
     /// Counts one event-log record (also for records written outside the daemon's loop).
-    pub fn observe(&self, rec: &Value) {
+    pub fn observe(&self, rec: &Record) {
         self.lock().observe(rec);
     }
 }
@@ -80,7 +80,7 @@ impl Observer for Metrics {
         self.lock().sample(smp);
     }
 
-    fn record(&mut self, rec: &Value) {
+    fn record(&mut self, rec: &Record) {
         self.observe(rec);
     }
 }
@@ -122,15 +122,18 @@ mod tests {
         let mut m = Metrics::new();
         m.sample(&sample(3));
         m.sample(&sample(300));
-        m.record(&serde_json::json!({
+        let rec = |v| crate::record::event::Record::from_value(v).unwrap();
+        m.record(&rec(serde_json::json!({
             "time": "2026-11-30T18:00:00.000+00:00", "action": "kill",
             "trigger": {"reason": "low_memory_term"},
             "victim": {"pid": 42, "comm": "a \"q\"", "rss_kb": 10},
             "signals": [{"signal": "SIGTERM"}, {"signal": "SIGKILL"}],
             "outcome": {"freed_kb": 8}
-        }));
-        m.record(&serde_json::json!({"action": "kernel_kill", "oom_kills": 2}));
-        m.record(&serde_json::json!({"action": "restart", "ok": false}));
+        })));
+        m.record(&rec(
+            serde_json::json!({"action": "kernel_kill", "oom_kills": 2}),
+        ));
+        m.record(&rec(serde_json::json!({"action": "restart", "ok": false})));
         let t = m.render();
         assert!(
             t.contains("oomguard_memory_available_bytes 409600\n"),

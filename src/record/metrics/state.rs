@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use crate::record::event::{Event, Record};
 
 use crate::record::{Sample, Wake};
 
@@ -65,21 +65,10 @@ pub(super) fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Seconds since the epoch of an RFC 3339 time, if it parses.
-fn record_time(rec: &Value) -> Option<f64> {
-    let t: jiff::Timestamp = rec.get("time")?.as_str()?.parse().ok()?;
+/// Seconds since the epoch of a record's time, if it parses.
+fn record_time(rec: &Record) -> Option<f64> {
+    let t = rec.timestamp()?;
     Some(t.as_millisecond() as f64 / 1000.0)
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut cur = v;
-    for p in path {
-        match cur.get(p) {
-            Some(n) => cur = n,
-            None => return "",
-        }
-    }
-    cur.as_str().unwrap_or("")
 }
 
 impl State {
@@ -108,57 +97,44 @@ impl State {
     }
 
     /// One event-log record.
-    pub fn observe(&mut self, rec: &Value) {
-        let action = str_at(rec, &["action"]).to_string();
-        *self.records.entry(action.clone()).or_default() += 1;
-        let reason = str_at(rec, &["trigger", "reason"]).to_string();
-        match action.as_str() {
-            "kill" => {
-                let strongest = rec
-                    .get("signals")
-                    .and_then(Value::as_array)
+    pub fn observe(&mut self, rec: &Record) {
+        let action = rec.event.action().to_string();
+        *self.records.entry(action).or_default() += 1;
+        let reason = rec
+            .event
+            .decision()
+            .map(|d| d.trigger.reason.clone())
+            .unwrap_or_default();
+        match &rec.event {
+            Event::Kill(d) => {
+                let strongest = d
+                    .signals
+                    .as_ref()
                     .and_then(|a| a.last())
-                    .and_then(|sig| sig.get("signal"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
+                    .map_or("unknown", |sig| sig.signal.as_str())
                     .to_ascii_lowercase();
                 *self.kills.entry((reason.clone(), strongest)).or_default() += 1;
-                let victim = rec.get("victim");
-                let u = |k: &str| victim.and_then(|v| v.get(k)).and_then(Value::as_u64);
-                self.freed_kb += rec
-                    .get("outcome")
-                    .and_then(|o| o.get("freed_kb"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
+                self.freed_kb += d.outcome.as_ref().map_or(0, |o| o.freed_kb);
                 self.last_victim = Some(Victim {
-                    pid: victim
-                        .and_then(|v| v.get("pid"))
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0),
-                    comm: str_at(rec, &["victim", "comm"]).to_string(),
+                    pid: d.victim.pid.into(),
+                    comm: d.victim.comm.clone(),
                     reason,
-                    rss_kb: u("rss_kb").unwrap_or(0),
+                    rss_kb: d.victim.rss_kb,
                     time: record_time(rec).unwrap_or_else(unix_now),
                 });
             }
-            "dry_run" => *self.dry_runs.entry(reason).or_default() += 1,
-            "kernel_kill" => {
-                self.kernel_kills += rec.get("oom_kills").and_then(Value::as_u64).unwrap_or(1)
-            }
-            "warn" => {
-                let high = str_at(rec, &["state"]) != "cleared";
+            Event::DryRun(_) => *self.dry_runs.entry(reason).or_default() += 1,
+            Event::KernelKill(k) => self.kernel_kills += k.oom_kills,
+            Event::Warn(w) => {
+                let high = w.state != "cleared";
                 if high {
                     self.warnings += 1;
                 }
                 self.warn_active = Some(high);
             }
-            "missing" => self.missing += 1,
-            "restart" => {
-                let result = if rec.get("ok").and_then(Value::as_bool) == Some(true) {
-                    "ok"
-                } else {
-                    "failed"
-                };
+            Event::Missing(_) => self.missing += 1,
+            Event::Restart(r) => {
+                let result = if r.ok { "ok" } else { "failed" };
                 *self.restarts.entry(result.into()).or_default() += 1;
             }
             _ => {}
