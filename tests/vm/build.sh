@@ -77,7 +77,8 @@ rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/modules,vm/scenarios,usr/bin}
 cp /bin/busybox "$root/bin/busybox"
 cp "$oomguard" "$root/bin/oomguard"
-cp "$hog" "$root/bin/oomguard-hog"
+# Without debug symbols: a debug build of the hog alone would not fit the guest's RAM.
+strip -o "$root/bin/oomguard-hog" "$hog"
 cp "$work/earlyoom/usr/bin/earlyoom" "$root/bin/earlyoom"
 cp "$work/vmprobe" "$root/bin/vmprobe"
 # Process names the scenarios tell apart (comm is the name exec'd): all run `oomguard-hog`.
