@@ -14,7 +14,9 @@ if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-matplotlib >/dev/null
 fi
-cargo build --release --quiet
+cargo build --release --quiet --bin oomguard
+# The storms' hog is the tests' helper binary (never part of a release build).
+cargo build --release --quiet --features test-hog --bin oomguard-hog
 export VM_NOHANG=1
-tests/vm/build.sh target/release/oomguard
+tests/vm/build.sh target/release/oomguard target/release/oomguard-hog
 exec /usr/bin/python3 scripts/bench_vm.py "$@"

@@ -137,7 +137,7 @@ def report(runs, args):
     )
     out("")
     desc = {
-        "fast1": "`fast1` = `oomguard hog` allocating as fast as it can, 1 thread",
+        "fast1": "`fast1` = `oomguard-hog` allocating as fast as it can, 1 thread",
         "fast4": "`fast4` = the same with 4 threads",
         "slow": "`slow` = a 40 MiB/s leak",
         "forkstorm": "`forkstorm` = a parent forking 150 children of 3 MiB each while growing "

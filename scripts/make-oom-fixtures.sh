@@ -12,7 +12,7 @@
 #
 #   scripts/make-oom-fixtures.sh [vm|host]     (default: both; needs root, qemu for vm)
 #
-# Uses target/release/oomguard (built if missing). PIDs and timestamps differ on every run, so
+# Uses target/release/oomguard and the tests' hog target/release/oomguard-hog (built if missing). PIDs and timestamps differ on every run, so
 # regenerating rewrites every file; tests/explain_fixtures.rs checks whatever is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +20,12 @@ out=tests/fixtures/oom-reports
 what=${1:-all}
 mkdir -p "$out"
 [ -x target/release/oomguard ] || cargo build --release --bin oomguard
+[ -x target/release/oomguard-hog ] || cargo build --release --features test-hog --bin oomguard-hog
 bin=$PWD/target/release/oomguard
+hog=$PWD/target/release/oomguard-hog
 
 if [ "$what" = all ] || [ "$what" = vm ]; then
-  tests/vm/build.sh "$bin"
+  tests/vm/build.sh "$bin" "$hog"
   kver=$(basename "$(ls -d tests/vm/work/kpkg/lib/modules/*)")
   short=$(echo "$kver" | cut -d. -f1-2)
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/oom-fixtures.XXXXXX")
@@ -46,7 +48,7 @@ if [ "$what" = all ] || [ "$what" = host ]; then
     name=$(printf '%03d-host-%s-%s' "$n" "$short" "$case")
     echo "make-oom-fixtures: $name"
     rm -f "$out/$(printf '%03d' "$n")"-*
-    python3 scripts/oom_fixtures.py host "$case" "$bin" "$out/$name"
+    python3 scripts/oom_fixtures.py host "$case" "$hog" "$out/$name"
     n=$((n + 1))
   done
 fi

@@ -153,7 +153,7 @@ def write(base, lines, doc):
 
 
 VM_NOTES = {
-    "global": "A hog (oomguard hog, 1 thread) fills the VM; the kernel's global OOM killer kills it.",
+    "global": "A hog (oomguard-hog, 1 thread) fills the VM; the kernel's global OOM killer kills it.",
     "threads": "A 4-thread hog fills the VM; the invoker is whichever of its threads faulted "
                "(invoker_pid is that thread's id, not the process id).",
     "protected": "A 200 MiB process \"precious\" at oom_score_adj -1000 is bigger than the hog "
@@ -268,7 +268,7 @@ HOST_CASES = {
 GENERIC_PARENT = "/oomguard-host"
 
 
-def host(case, oomguard, base):
+def host(case, hog, base):
     limit, holder_mb, grower_mb, uid, notes = HOST_CASES[case]
     own = own_v1_memcg()
     group = f"{own}/oomguard-fixture-{case}-{os.getpid()}"
@@ -290,7 +290,7 @@ def host(case, oomguard, base):
                     os.setgid(as_uid)
                     os.setuid(as_uid)
             p = subprocess.Popen(
-                [oomguard, "hog", "--max", f"{mb}M", "--name", name], preexec_fn=enter,
+                [hog, "--max", f"{mb}M", "--name", name], preexec_fn=enter,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             procs.append(p)
             return p

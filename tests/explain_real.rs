@@ -1,5 +1,5 @@
 //! A real kernel OOM on this machine: several processes in a test memory cgroup (v1, 64 MiB),
-//! one of them a multi-threaded `oomguard hog` that outgrows the limit; the kernel's memcg OOM
+//! one of them a multi-threaded `oomguard-hog` that outgrows the limit; the kernel's memcg OOM
 //! killer fires and `oomguard explain --kmsg --json` must name that hog as the victim, with
 //! its PID, its name and the cgroup path.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Reaped, TestCgroup, bin, require};
+use crate::util::{Reaped, TestCgroup, bin, hog_bin, require};
 
 #[test]
 fn explains_a_real_memcg_oom_read_back_from_kmsg() {
@@ -24,16 +24,16 @@ fn explains_a_real_memcg_oom_read_back_from_kmsg() {
     let sleeper = Reaped(cg.spawn(Command::new("sleep").arg("300").stdout(Stdio::null())));
     let small = Reaped(
         cg.spawn(
-            Command::new(bin())
-                .args(["hog", "--max", "8M"])
+            Command::new(hog_bin())
+                .args(["--max", "8M"])
                 .stdout(Stdio::null()),
         ),
     );
     std::thread::sleep(Duration::from_millis(300));
     let mut hog = Reaped(
         cg.spawn(
-            Command::new(bin())
-                .args(["hog", "--max", "512M", "--threads", "4"])
+            Command::new(hog_bin())
+                .args(["--max", "512M", "--threads", "4"])
                 .stdout(Stdio::null()),
         ),
     );
@@ -65,7 +65,7 @@ fn explains_a_real_memcg_oom_read_back_from_kmsg() {
                 events.len()
             )
         });
-    assert_eq!(ev["victim"]["comm"], "oomguard");
+    assert_eq!(ev["victim"]["comm"], "oomguard-hog");
     assert_eq!(ev["kind"], "memcg");
     assert_eq!(ev["constraint"], "CONSTRAINT_MEMCG");
     assert_eq!(ev["memcg"].as_str(), Some(cg.rel().as_str()));
@@ -83,7 +83,7 @@ fn explains_a_real_memcg_oom_read_back_from_kmsg() {
     assert!(
         inv == hog.pid() as i64
             || hog_threads.contains(&inv)
-            || ev["invoker"]["comm"] == "oomguard",
+            || ev["invoker"]["comm"] == "oomguard-hog",
         "invoker {inv} is not the hog"
     );
     // The task dump lists every process of the group, and the victim ranks first.
@@ -131,8 +131,8 @@ fn follow_prints_a_new_oom_as_it_happens() {
     std::thread::sleep(Duration::from_millis(500));
     let mut hog = Reaped(
         cg.spawn(
-            Command::new(bin())
-                .args(["hog", "--max", "256M", "--threads", "2"])
+            Command::new(hog_bin())
+                .args(["--max", "256M", "--threads", "2"])
                 .stdout(Stdio::null()),
         ),
     );

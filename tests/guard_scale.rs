@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Reaped, TestCgroup, bin, tempdir};
+use crate::util::{Reaped, TestCgroup, bin, hog_bin, tempdir};
 
 const MIB: u64 = 1 << 20;
 
@@ -160,10 +160,10 @@ fn ten_thousand_processes_are_all_seen_and_the_hog_among_them_is_killed() {
     // Half the sleepers, the hog, the other half: the hog's PID sorts far past the first page
     // of cgroup.procs.
     sleepers(&cg, &fifo, 5000);
-    let hog_args = ["hog", "--name", "bighog", "--max", "150M", "--hold", "10m"];
+    let hog_args = ["--name", "bighog", "--max", "150M", "--hold", "10m"];
     let mut hog = Reaped(
         cg.spawn(
-            Command::new(bin())
+            Command::new(hog_bin())
                 .args(hog_args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -213,8 +213,8 @@ fn ten_thousand_processes_are_all_seen_and_the_hog_among_them_is_killed() {
     wait_line(&rx, "guarding", Duration::from_secs(120));
     let mut grow = Reaped(
         cg.spawn(
-            Command::new(bin())
-                .args(["hog", "--name", "grower", "--max", "120M", "--rate", "20M"])
+            Command::new(hog_bin())
+                .args(["--name", "grower", "--max", "120M", "--rate", "20M"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),

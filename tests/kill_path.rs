@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::run_cgroup::{hog, wait_rss};
-use crate::util::{Reaped, TestCgroup, bin, require, tempdir};
+use crate::util::{Reaped, TestCgroup, bin, hog_bin, require, tempdir};
 
 const MIB: u64 = 1 << 20;
 
@@ -155,7 +155,7 @@ fn a_refused_signal_is_kill_failed_and_the_kernel_kill_that_follows_is_recorded(
         0,
         "the daemon still has CAP_KILL"
     );
-    let bin = bin();
+    let hog_bin = hog_bin();
     let mut h = Reaped(
         cg.spawn(
             Command::new("setpriv")
@@ -164,8 +164,8 @@ fn a_refused_signal_is_kill_failed_and_the_kernel_kill_that_follows_is_recorded(
                     &format!("--regid={NOBODY}"),
                     "--clear-groups",
                 ])
-                .arg(&bin)
-                .args(["hog", "--name", "otherhog", "--max", "1G", "--rate", "100M"])
+                .arg(&hog_bin)
+                .args(["--name", "otherhog", "--max", "1G", "--rate", "100M"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),

@@ -12,12 +12,12 @@ use oomguard::sense::Root;
 use oomguard::sense::scope::Scope;
 use oomguard::values::ScopeSpec;
 
-use crate::util::{Reaped, TestCgroup, bin, oomguard};
+use crate::util::{Reaped, TestCgroup, bin, hog_bin, oomguard};
 
 /// A hog started in `cg`, waited for until it holds all its memory.
 pub fn hog(cg: &TestCgroup, max: &str) -> Reaped {
-    let mut cmd = Command::new(bin());
-    cmd.args(["hog", "--max", max, "--hold", "120s"])
+    let mut cmd = Command::new(hog_bin());
+    cmd.args(["--max", max, "--hold", "120s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .stdin(Stdio::null());
@@ -290,9 +290,9 @@ fn top_ranks_a_cgroup_by_badness_and_follows_the_rules() {
         "--config",
         cfg.to_str().unwrap(),
         "--prefer",
-        "^oomguard$",
+        "^oomguard-hog$",
     ]);
-    // Command-line rules come first: --prefer matches all three (comm "oomguard"), so the
+    // Command-line rules come first: --prefer matches all three (comm "oomguard-hog"), so the
     // config's protect and avoid never decide.
     assert!(
         procs(&doc)
@@ -347,13 +347,13 @@ fn group_mode_sums_trees_and_cgroups() {
         return;
     };
     let single = hog(&cg, "48M");
-    let b = bin();
+    let b = hog_bin();
     let b = b.to_str().unwrap();
     let mut sh = Command::new("sh");
     sh.args([
         "-c",
         &format!(
-            "for i in 1 2 3; do {b} hog --max 24M --hold 120s >/dev/null & done; echo started; wait"
+            "for i in 1 2 3; do {b} --max 24M --hold 120s >/dev/null & done; echo started; wait"
         ),
     ])
     .stdout(Stdio::piped())
@@ -417,7 +417,7 @@ fn why_explains_one_process_and_refuses_missing_ones() {
     let pid = small.pid().to_string();
     let doc = json(&["why", "--json", &pid, "--scope", &scope]);
     assert_eq!(doc["pid"], small.pid());
-    assert_eq!(doc["comm"], "oomguard");
+    assert_eq!(doc["comm"], "oomguard-hog");
     assert_eq!(doc["oom_score"].as_i64(), kernel_score(small.pid()));
     assert_eq!(doc["kernel_oom_score"], doc["oom_score"]);
     let t = &doc["terms"];
@@ -440,7 +440,14 @@ fn why_explains_one_process_and_refuses_missing_ones() {
     let top = json(&["top", "--json", "--scope", &scope]);
     assert_eq!(by_pid(&top, small.pid())["rank"], doc["rank"]);
 
-    let out = oomguard(&["why", &pid, "--scope", &scope, "--protect", "^oomguard$"]);
+    let out = oomguard(&[
+        "why",
+        &pid,
+        "--scope",
+        &scope,
+        "--protect",
+        "^oomguard-hog$",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for want in [
@@ -450,14 +457,14 @@ fn why_explains_one_process_and_refuses_missing_ones() {
         &format!("/proc/{pid}/oom_score agrees"),
         "verdict protected",
         "Rules that match",
-        "protect [name =~ /^oomguard$/]",
+        "protect [name =~ /^oomguard-hog$/]",
         "Advice:",
         "oomguard never chooses it",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
-    // By name: the highest ranked of the group's processes called oomguard.
-    let doc = json(&["why", "--json", "oomguard", "--scope", &scope]);
+    // By name: the highest ranked of the group's processes called oomguard-hog.
+    let doc = json(&["why", "--json", "oomguard-hog", "--scope", &scope]);
     assert_eq!(doc["pid"], big.pid());
     assert_eq!(doc["rank"], 1);
     assert_eq!(doc["verdict"], "next_victim");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Reaped, TestCgroup, bin, tempdir};
+use crate::util::{Reaped, TestCgroup, bin, hog_bin, tempdir};
 
 const MIB: u64 = 1 << 20;
 
@@ -90,9 +90,8 @@ impl Drop for Daemon {
 }
 
 pub(crate) fn hog(cg: &TestCgroup, args: &[&str]) -> Reaped {
-    let mut cmd = Command::new(bin());
-    cmd.arg("hog")
-        .args(args)
+    let mut cmd = Command::new(hog_bin());
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Condvar, Mutex, OnceLock};
 
-use crate::util::{bin, require};
+use crate::util::{bin, hog_bin, require};
 
 fn vm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm")
@@ -25,6 +25,7 @@ fn harness_ready() -> bool {
         let out = Command::new("bash")
             .arg(vm_dir().join("build.sh"))
             .arg(bin())
+            .arg(hog_bin())
             .output()
             .map_err(|e| format!("running tests/vm/build.sh: {e}"))?;
         if out.status.success() {

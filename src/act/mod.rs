@@ -1,4 +1,5 @@
 //! Act: signal a victim race-free through a pidfd, escalate SIGTERM → SIGKILL, release its memory.
+pub mod hog;
 pub mod kill;
 pub mod pidfd;
 pub mod protect;

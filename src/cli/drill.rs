@@ -1,6 +1,6 @@
 //! `oomguard drill`: a safe OOM fire drill. Makes a scratch memory cgroup with a small limit
 //! under the caller's own group ([`crate::act::scratch`]),
-//! starts `oomguard hog` inside it, shows who kills the hog (the kernel's memcg OOM killer, or
+//! forks a memory hog inside it ([`crate::act::hog`]), shows who kills the hog (the kernel's memcg OOM killer, or
 //! oomguard's daemon with `--with-daemon`), records the kill in the event log, and removes the
 //! group again, also on Ctrl-C and on errors. It only ever signals processes of its own
 //! scratch group.
@@ -10,7 +10,6 @@
 //! "event_log", "cleaned_up", "interrupted"}`.
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -204,20 +203,9 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     };
     let started = Instant::now();
     let rate = a.hog_rate.map(|r| r.0).or(a.with_daemon.then_some(limit));
-    let mut hog_cmd = Command::new(&exe);
-    hog_cmd.args(["hog", "--max", &format!("{}K", hog_max >> 10)]);
-    if let Some(r) = rate {
-        hog_cmd.args(["--rate", &format!("{}K", (r >> 10).max(1))]);
-    }
-    let mut hog = scratch
-        .spawn(
-            hog_cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .process_group(0),
-        )
+    let mut hog = crate::act::hog::spawn_in(&scratch.dir, hog_max, rate)
         .context("cannot start the hog in the scratch cgroup")?;
-    let hog_pid = hog.id() as i32;
+    let hog_pid = hog.pid();
     say(
         a.json,
         format_args!(
@@ -266,7 +254,7 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     };
     // The daemon records kernel kills in its scope itself.
     if killed_by == Some("kernel") && daemon.is_none() {
-        let comm = "oomguard";
+        let comm = crate::act::hog::HOG_NAME;
         log.append(
             "kernel_kill",
             &serde_json::json!({
@@ -279,11 +267,8 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
             }),
         )?;
     }
-    if status.is_none() {
-        // Interrupted or timed out: the hog is still in the group; remove() kills it.
-        let _ = hog.kill();
-    }
-    let _ = hog.wait();
+    // Interrupted or timed out: the hog is still in the group.
+    hog.kill_and_reap();
     drop(daemon);
     let cleaned_up = scratch.remove();
     let r = DrillResult {

@@ -7,7 +7,6 @@ pub mod doctor;
 pub mod drill;
 pub mod events;
 pub mod explain;
-pub mod hog;
 mod interrupt;
 pub mod protect;
 pub mod run;
@@ -57,9 +56,6 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Validate a config file; names the line of an error (exit 2).
     CheckConfig(check_config::CheckConfigArgs),
-    /// A memory hog for drills and tests (allocates and touches memory up to --max).
-    #[command(hide = true)]
-    Hog(hog::HogArgs),
 }
 
 /// Parses the arguments, runs the subcommand, maps the outcome to an exit code.
@@ -87,7 +83,6 @@ pub fn main() -> ExitCode {
         Command::Drill(a) => drill::run(a),
         Command::Events(a) => events::run(a),
         Command::CheckConfig(a) => check_config::run(a),
-        Command::Hog(a) => hog::run(a),
     };
     // Log lines still queued (src/record/log.rs) reach stderr before the error or the exit.
     log::logger().flush();

@@ -19,6 +19,7 @@ use crate::decide::trigger::{LevelSpec, Levels};
 use crate::sense::Root;
 use crate::sense::psi::Pressure;
 use crate::sense::scope::Scope;
+use crate::values::human_kb;
 use crate::values::{Dur, LevelPair, ScopeSpec};
 
 /// Scope and rules, as `run` takes them: shared by `top` and `why`.
@@ -147,8 +148,8 @@ pub struct TopArgs {
     /// Print the table once as plain text and exit (also when stdout is not a terminal).
     #[arg(long)]
     pub once: bool,
-    /// Print one JSON document and exit.
-    #[arg(long, conflicts_with = "once")]
+    /// Print one JSON document and exit (also with --once).
+    #[arg(long)]
     pub json: bool,
     /// Show at most N rows (default: all with --once/--json, the screen in the live view).
     #[arg(short = 'n', long = "rows", value_name = "N")]
@@ -237,23 +238,6 @@ pub fn read_psi(scope: &Scope) -> Option<Pressure> {
         .and_then(|b| Pressure::parse(&b))
 }
 
-/// kB as a short human size (`0`, `512K`, `12.3M`, `1.20G`).
-pub fn human_kb(kb: u64) -> String {
-    const M: u64 = 1024;
-    const G: u64 = 1024 * 1024;
-    if kb == 0 {
-        "0".into()
-    } else if kb < M {
-        format!("{kb}K")
-    } else if kb < 100 * M {
-        format!("{:.1}M", kb as f64 / M as f64)
-    } else if kb < G {
-        format!("{}M", kb / M)
-    } else {
-        format!("{:.2}G", kb as f64 / G as f64)
-    }
-}
-
 /// One line about the scope's memory and the distance to the daemon's levels.
 pub fn summary(snap: &Snapshot, levels: &Levels, psi: Option<&Pressure>) -> String {
     let m = &snap.memory;
@@ -287,16 +271,17 @@ pub fn summary(snap: &Snapshot, levels: &Levels, psi: Option<&Pressure>) -> Stri
         human_kb(levels.mem_kill_kb),
         swap,
         psi,
-        snap.procs.len(),
-        if snap.kernel_threads > 0
-            && !snap
+        crate::decide::explain_rank::process_count(snap),
+        match snap.kernel_threads {
+            0 => String::new(),
+            k if snap
                 .procs
                 .iter()
-                .any(|p| p.immune == Some(rank::Immune::KernelThread))
-        {
-            format!(" ({} kernel threads not shown)", snap.kernel_threads)
-        } else {
-            String::new()
+                .any(|p| p.immune == Some(rank::Immune::KernelThread)) =>
+            {
+                format!(" (and {k} kernel threads)")
+            }
+            k => format!(" ({k} kernel threads not shown)"),
         }
     )
 }
@@ -331,7 +316,7 @@ fn table(snap: &Snapshot, users: &UserNames, rows: &[&Proc], _policy: &Policy) -
     let pk = snap.ctx.page_kb;
     let c = COLUMNS;
     let mut s = format!(
-        "{:>5} {:>7} {:<10} {:<16} {:>8} {:>8} {:>5} {:>5} {:>6} {:<11} {}\n",
+        "{:>5} {:>7} {:<10} {:<16} {:>9} {:>9} {:>5} {:>5} {:>6} {:<11} {}\n",
         c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
     );
     for p in rows {
@@ -339,7 +324,7 @@ fn table(snap: &Snapshot, users: &UserNames, rows: &[&Proc], _policy: &Policy) -
         user.truncate(10);
         let _ = writeln!(
             s,
-            "{:>5} {:>7} {:<10} {:<16} {:>8} {:>8} {:>5} {:>5} {:>5.1}% {:<11} {}",
+            "{:>5} {:>7} {:<10} {:<16} {:>9} {:>9} {:>5} {:>5} {:>5.1}% {:<11} {}",
             p.rank,
             p.pid,
             user,
@@ -360,7 +345,7 @@ fn group_table(snap: &Snapshot, by: GroupBy, n: Option<usize>) -> String {
     use std::fmt::Write as _;
     let pk = snap.ctx.page_kb;
     let mut s = format!(
-        "{:>5} {:>9} {:>9} {:>9} {:>6} {:>9}  {}\n",
+        "{:>5} {:>10} {:>10} {:>10} {:>6} {:>9}  {}\n",
         "PROCS",
         "RSS",
         "SWAP",
@@ -377,7 +362,7 @@ fn group_table(snap: &Snapshot, by: GroupBy, n: Option<usize>) -> String {
     for g in groups.iter().take(n.unwrap_or(usize::MAX)) {
         let _ = writeln!(
             s,
-            "{:>5} {:>9} {:>9} {:>9} {:>5.1}% {:>9}  {}{}",
+            "{:>5} {:>10} {:>10} {:>10} {:>5.1}% {:>9}  {}{}",
             g.members.len(),
             human_kb(g.terms.rss_pages * pk),
             human_kb(g.terms.swap_pages * pk),
@@ -436,6 +421,7 @@ fn json_head(snap: &Snapshot) -> serde_json::Value {
         "totalpages": snap.ctx.totalpages,
         "global_totalpages": snap.ctx.global_totalpages,
         "page_kb": snap.ctx.page_kb,
+        "process_count": crate::decide::explain_rank::process_count(snap),
         "kernel_threads": snap.kernel_threads,
         "notes": snap.unreadable.notes(),
     })

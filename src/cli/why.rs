@@ -1,5 +1,6 @@
 //! `oomguard why PID|NAME`: one process's badness term by term, its kernel score and rank,
-//! who would be killed before it and by how much, the rules that match it, and advice.
+//! who would be killed before it and by how much, the rules that match it, and advice. The
+//! analysis is [`crate::decide::explain_rank`]; this file parses and prints.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -8,10 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::top::{PredictArgs, human_kb, level_spec};
-use crate::decide::policy::{RuleKind, effective_adj};
-use crate::decide::rank::{Immune, Proc, Snapshot, Verdict};
-use crate::decide::score::{adj_pages, badness};
+use super::top::{PredictArgs, level_spec};
+use crate::decide::explain_rank::{self, margin};
+use crate::decide::policy::effective_adj;
+use crate::values::human_kb;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -41,37 +42,29 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         .ranker
         .snapshot()
         .with_context(|| format!("reading scope {}", p.ranker.scope.label()))?;
-    let (target, others) = find(&snap, &args.target)?;
+    let (target, others) = explain_rank::find(&snap, &args.target, |pid| {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    })?;
     let kernel_score = p.ranker.reader.oom_score(target.pid);
+    let levels = level_spec(&p.config).resolve(&snap.memory);
+    let x = explain_rank::explain(
+        &snap,
+        target,
+        others,
+        &mut p.ranker.reader,
+        &p.ranker.policy,
+        &levels,
+    );
     let policy = &p.ranker.policy;
     let pk = snap.ctx.page_kb;
     let tp = snap.ctx.totalpages;
-    let unit_pages = tp / 1000;
-    let adj_part = adj_pages(target.adj as i64, tp);
-    let matching: Vec<(usize, String, bool)> = {
-        let name = target.comm.to_string_lossy().into_owned();
-        let mut facts = crate::decide::rank::LazyFacts::new(
-            &mut p.ranker.reader,
-            target.pid,
-            &name,
-            target.uid,
-            target.cgroup.as_deref(),
-        );
-        policy
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.matches(&mut facts))
-            .map(|(i, r)| (i, r.describe(), Some(i) == target.rule))
-            .collect()
-    };
-    let before = killed_before(&snap, target);
-    let freed_pages: u64 = before
-        .iter()
-        .map(|q| q.terms.rss_pages + q.terms.swap_pages)
-        .sum();
-    let rank_adj0 = rank_with_adj(&snap, target, 0);
-    let advice = advice(&snap, target, &p, rank_adj0);
+    let (unit_pages, adj_part, before, freed_pages, rank_adj0) = (
+        x.unit_pages,
+        x.adj_pages,
+        &x.before,
+        x.freed_pages,
+        x.rank_with_adj_0,
+    );
     if args.json {
         let terms = json!({
             "rss_pages": target.terms.rss_pages,
@@ -109,8 +102,9 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             "terms": terms,
             "cgroup": target.cgroup,
             "unit": target.unit,
-            "rules": matching.iter().map(|(i, d, decides)| json!({
-                "index": i, "rule": d, "kind": policy.rules[*i].kind, "decides": decides,
+            "rules": x.rules.iter().map(|r| json!({
+                "index": r.index, "rule": r.description, "kind": policy.rules[r.index].kind,
+                "decides": r.decides,
             })).collect::<Vec<_>>(),
             "killed_before": before.iter().map(|q| json!({
                 "pid": q.pid,
@@ -122,8 +116,9 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
                 "margin_kb": margin(q, target).map(|m| m * pk as i64),
             })).collect::<Vec<_>>(),
             "freed_before_kb": freed_pages * pk,
-            "advice": advice,
-            "other_matches": others,
+            "advice": x.advice,
+            "other_matches": x.others,
+            "process_count": x.processes,
             "notes": snap.unreadable.notes(),
         });
         let mut out = std::io::stdout().lock();
@@ -145,13 +140,13 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             _ => "no cgroup".into(),
         }
     );
-    if !others.is_empty() {
+    if !x.others.is_empty() {
         let _ = writeln!(
             s,
             "  ({} more processes match '{}': PIDs {}; showing the highest ranked)",
-            others.len(),
+            x.others.len(),
             args.target,
-            others
+            x.others
                 .iter()
                 .map(|p| p.to_string())
                 .collect::<Vec<_>>()
@@ -244,7 +239,7 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         s,
         "Rank: {} of {} in oomguard's order (verdict {}); {} in the kernel's order",
         target.rank,
-        snap.procs.len(),
+        x.processes,
         target.verdict.as_str(),
         target
             .kernel_rank
@@ -288,16 +283,17 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(s, "  … and {} more", before.len() - LIST_BEFORE);
         }
     }
-    if matching.is_empty() {
+    if x.rules.is_empty() {
         s.push_str("Rules: none match\n");
     } else {
         s.push_str("Rules that match (the first decides):\n");
-        for (_, d, decides) in &matching {
-            let _ = writeln!(s, "  {}{d}", if *decides { "* " } else { "  " });
+        for r in &x.rules {
+            let d = &r.description;
+            let _ = writeln!(s, "  {}{d}", if r.decides { "* " } else { "  " });
         }
     }
     s.push_str("Advice:\n");
-    for a in &advice {
+    for a in &x.advice {
         let _ = writeln!(s, "  - {a}");
     }
     for n in snap.unreadable.notes() {
@@ -305,183 +301,4 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     }
     std::io::stdout().lock().write_all(s.as_bytes())?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The process a PID or a name names; with a name, the other matching PIDs too.
-fn find<'a>(snap: &'a Snapshot, target: &str) -> anyhow::Result<(&'a Proc, Vec<i32>)> {
-    if let Ok(pid) = target.parse::<i32>() {
-        return match snap.find(pid) {
-            Some(p) => Ok((p, Vec::new())),
-            None if std::path::Path::new(&format!("/proc/{pid}")).exists() => {
-                if snap.scope == "system" {
-                    anyhow::bail!(
-                        "cannot read process {pid} (/proc/{pid}/stat or status unreadable: hidepid or permissions; try as root)"
-                    )
-                }
-                anyhow::bail!(
-                    "PID {pid} is not in scope {} (use --scope system, or the scope it runs in)",
-                    snap.scope
-                )
-            }
-            None => anyhow::bail!("no process with PID {pid}"),
-        };
-    }
-    let exact: Vec<&Proc> = snap
-        .procs
-        .iter()
-        .filter(|p| p.comm.to_string_lossy() == target)
-        .collect();
-    let found = if exact.is_empty() {
-        snap.procs
-            .iter()
-            .filter(|p| p.comm.to_string_lossy().contains(target))
-            .collect()
-    } else {
-        exact
-    };
-    // procs are in rank order, so the first is the highest ranked.
-    match found.split_first() {
-        Some((first, rest)) => Ok((first, rest.iter().map(|p| p.pid).collect())),
-        None => anyhow::bail!(
-            "no process named '{target}' in scope {} (names are the kernel's 15-byte comm; try a PID)",
-            snap.scope
-        ),
-    }
-}
-
-/// The processes chosen before `t`: oomguard's order if it can be chosen, else the kernel's.
-fn killed_before<'a>(snap: &'a Snapshot, t: &Proc) -> Vec<&'a Proc> {
-    if t.effective.is_some() {
-        snap.procs
-            .iter()
-            .filter(|q| q.effective.is_some() && q.rank < t.rank)
-            .collect()
-    } else if let Some(kr) = t.kernel_rank {
-        let mut v: Vec<&Proc> = snap
-            .procs
-            .iter()
-            .filter(|q| q.kernel_rank.is_some_and(|r| r < kr))
-            .collect();
-        v.sort_by_key(|q| q.kernel_rank);
-        v
-    } else {
-        Vec::new()
-    }
-}
-
-/// By how many pages `q` outscores `t` (in the order that applies).
-fn margin(q: &Proc, t: &Proc) -> Option<i64> {
-    match (q.effective, t.effective) {
-        (Some(a), Some(b)) => Some(a - b),
-        _ => Some(q.badness? - t.badness?),
-    }
-}
-
-/// oomguard's rank of `t` if its own oom_score_adj were `adj` (others unchanged).
-fn rank_with_adj(snap: &Snapshot, t: &Proc, adj: i16) -> Option<usize> {
-    t.effective?;
-    let e = badness(
-        &t.terms,
-        effective_adj(adj, t.rule_kind),
-        snap.ctx.totalpages,
-    );
-    Some(
-        1 + snap
-            .procs
-            .iter()
-            .filter(|q| {
-                q.pid != t.pid
-                    && q.effective
-                        .is_some_and(|qe| qe > e || (qe == e && q.starttime > t.starttime))
-            })
-            .count(),
-    )
-}
-
-fn advice(
-    snap: &Snapshot,
-    t: &Proc,
-    p: &super::top::Predict,
-    rank_adj0: Option<usize>,
-) -> Vec<String> {
-    let name = t.comm.to_string_lossy();
-    // A TOML string as JSON writes it: control characters in the name become \uXXXX escapes
-    // (valid TOML), never raw bytes on the terminal.
-    let quoted = serde_json::to_string(&format!("^{}$", regex::escape(&name)))
-        .unwrap_or_else(|_| "\"?\"".into());
-    let rule_hint = format!("a rule `[[protect]] name = {quoted}` in the config");
-    let unit_hint = t.unit.as_ref().map_or_else(
-        || {
-            format!(
-                "`echo -900 > /proc/{}/oom_score_adj` (needs CAP_SYS_RESOURCE)",
-                t.pid
-            )
-        },
-        |u| format!("`OOMScoreAdjust=-900` in its unit {u}"),
-    );
-    let mut v = Vec::new();
-    if let Some(i) = t.immune {
-        v.push(format!("never chosen: {}", i.describe()));
-        if i == Immune::Oomguard {
-            v.push(
-                "the kernel may still pick it; oomguard's daemon sets its own oom_score_adj".into(),
-            );
-        }
-        return v;
-    }
-    let levels = level_spec(&p.config).resolve(&snap.memory);
-    match t.verdict {
-        Verdict::Protected => {
-            let rule = t.rule.and_then(|i| p.ranker.policy.rules.get(i));
-            v.push(format!(
-                "oomguard never chooses it: rule {}",
-                rule.map_or("?".into(), |r| r.describe())
-            ));
-            if t.adj > -900 && rule.is_some_and(|r| r.oom_score_adj.is_none()) {
-                v.push(format!(
-                    "the kernel's own OOM killer still can (#{} in its order): add `oom_score_adj = -900` to that rule so the kernel agrees, or {unit_hint}",
-                    t.kernel_rank.unwrap_or(0)
-                ));
-            }
-        }
-        Verdict::NextVictim => {
-            v.push(format!(
-                "it is the next victim: when available memory in scope {} falls to {} (now {}), the daemon sends it SIGTERM first",
-                snap.scope,
-                human_kb(levels.mem_term_kb),
-                human_kb(snap.memory.available_kb),
-            ));
-            v.push(format!(
-                "to keep it alive, protect it with {unit_hint}, or with {rule_hint}"
-            ));
-        }
-        _ => {
-            let before = killed_before(snap, t).len();
-            v.push(format!(
-                "{before} processes would be chosen before it; it is below the top by {} pages",
-                snap.procs.first().and_then(|f| margin(f, t)).unwrap_or(0)
-            ));
-            match t.rule_kind {
-                Some(RuleKind::Prefer) => v.push(format!(
-                    "a prefer rule ranks it as if oom_score_adj were {} (+300)",
-                    effective_adj(t.adj, Some(RuleKind::Prefer))
-                )),
-                Some(RuleKind::Avoid) => v.push(format!(
-                    "an avoid rule ranks it as if oom_score_adj were {} (-300); protect it with {rule_hint} to exclude it",
-                    effective_adj(t.adj, Some(RuleKind::Avoid))
-                )),
-                _ => v.push(format!("to make sure it is never chosen, protect it with {unit_hint}, or with {rule_hint}")),
-            }
-        }
-    }
-    if t.adj > 0 {
-        v.push(format!(
-            "its oom_score_adj {} adds {} pages ({}) to its badness{}",
-            t.adj,
-            adj_pages(t.adj as i64, snap.ctx.totalpages),
-            human_kb(adj_pages(t.adj as i64, snap.ctx.totalpages) as u64 * snap.ctx.page_kb),
-            rank_adj0.map_or(String::new(), |r| format!("; with 0 it would rank #{r}"))
-        ));
-    }
-    v
 }

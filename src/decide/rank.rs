@@ -889,7 +889,7 @@ mod tests {
         assert_eq!(unit_of_cgroup_text("0::/\n"), None);
         assert!(is_daemon_cmdline("/usr/bin/oomguard run --dry-run"));
         assert!(is_daemon_cmdline("oomguard --verbose run"));
-        assert!(!is_daemon_cmdline("oomguard hog --max 1M"));
+        assert!(!is_daemon_cmdline("oomguard drill --limit 1M"));
         assert!(!is_daemon_cmdline("oomguard"));
         let u = UserNames::parse("root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n");
         assert_eq!(u.name(Some(65534)), "nobody");

@@ -33,6 +33,11 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_oomguard"))
 }
 
+/// The tests' memory hog (tests/hog/main.rs, built by `cargo test` only).
+pub fn hog_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_oomguard-hog"))
+}
+
 /// `../shared/corpus/oom-reports` beside the project root, if present.
 pub fn corpus_dir() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/oom-reports");

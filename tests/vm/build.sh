@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds what the VM scenarios boot: a Debian cloud kernel (downloaded as a .deb with apt-get
 # and unpacked, never installed on this host) and an initramfs holding busybox, oomguard and its
-# shared libraries, earlyoom (from its Debian package, unpacked), the vmprobe helper, the kernel
+# shared libraries, the tests' memory hog (oomguard-hog), earlyoom (from its Debian package, unpacked), the vmprobe helper, the kernel
 # modules the scenarios load, the guest init and the scenarios.
 #
-#   tests/vm/build.sh [OOMGUARD_BINARY]     (default: target/release/oomguard)
+#   tests/vm/build.sh [OOMGUARD_BINARY [HOG_BINARY]]
+#     (default: target/release/oomguard; the hog: oomguard-hog beside it, which only
+#      `cargo test` or `cargo build --features test-hog --bin oomguard-hog` builds)
 #
 # Output in tests/vm/work/ (git-ignored): vmlinuz, initrd.cpio (VM_NOHANG=1: initrd-nohang.cpio). Idempotent: downloads happen
 # once; the initramfs is rebuilt on every call (about a second). Needs root only for apt-get.
@@ -13,6 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 work=${VM_WORK:-$here/work}
 oomguard=${1:-$repo/target/release/oomguard}
+hog=${2:-$(dirname "$oomguard")/oomguard-hog}
 mkdir -p "$work/debs"
 
 log() { echo "vm/build: $*" >&2; }
@@ -65,6 +68,7 @@ if [ ! -x "$work/vmprobe" ] || [ "$here/vmprobe.c" -nt "$work/vmprobe" ]; then
 fi
 
 [ -x "$oomguard" ] || { log "no oomguard binary at $oomguard (cargo build --release)"; exit 1; }
+[ -x "$hog" ] || { log "no oomguard-hog binary at $hog (cargo build --release --features test-hog --bin oomguard-hog)"; exit 1; }
 
 # The nohang build is a file of its own, so the tests and the benchmark can run side by side.
 flavour=${VM_NOHANG:+-nohang}
@@ -73,13 +77,15 @@ rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/modules,vm/scenarios,usr/bin}
 cp /bin/busybox "$root/bin/busybox"
 cp "$oomguard" "$root/bin/oomguard"
+# Without debug symbols: a debug build of the hog alone would not fit the guest's RAM.
+strip -o "$root/bin/oomguard-hog" "$hog"
 cp "$work/earlyoom/usr/bin/earlyoom" "$root/bin/earlyoom"
 cp "$work/vmprobe" "$root/bin/vmprobe"
-# Process names the scenarios tell apart (comm is the name exec'd): all run `oomguard hog`.
-for n in hog innocent precious bystander jobmate; do ln -s oomguard "$root/bin/$n"; done
+# Process names the scenarios tell apart (comm is the name exec'd): all run `oomguard-hog`.
+for n in hog innocent precious bystander jobmate; do ln -s oomguard-hog "$root/bin/$n"; done
 
 # Shared libraries of the dynamic binaries, at the same paths.
-for b in "$oomguard" "$work/earlyoom/usr/bin/earlyoom"; do
+for b in "$oomguard" "$hog" "$work/earlyoom/usr/bin/earlyoom"; do
   ldd "$b" | awk '{for(i=1;i<=NF;i++) if ($i ~ /^\//) print $i}' | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"

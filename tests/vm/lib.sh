@@ -29,7 +29,7 @@ holding() { grep -q holding "$1" 2>/dev/null; }
 # bystander); waits until it holds it. Sets $HELD to its PID.
 hold() {
   local name=$1 size=$2
-  "/bin/$name" hog --max "$size" >"/tmp/$name.out" 2>&1 &
+  "/bin/$name" --max "$size" >"/tmp/$name.out" 2>&1 &
   HELD=$!
   wait_for 30 holding "/tmp/$name.out" || echo "vm: $name did not reach $size"
 }

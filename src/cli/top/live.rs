@@ -12,13 +12,14 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
-use super::{Predict, SortKey, TopArgs, filtered, human_kb, level_spec, read_psi, where_of};
+use super::{Predict, SortKey, TopArgs, filtered, level_spec, read_psi, where_of};
 use crate::decide::rank::{self, GroupBy, Ranker, Snapshot, Verdict};
 use crate::decide::trigger::Levels;
 use crate::sense::Root;
 use crate::sense::psi::Pressure;
 use crate::sense::scope::Scope;
 use crate::values::ScopeSpec;
+use crate::values::human_kb;
 
 enum Input {
     Normal,
@@ -273,7 +274,7 @@ impl App {
             Span::raw(format!(
                 " · scope {} · {} processes · totalpages {} · sort {} · every {:.1}s",
                 snap.scope,
-                snap.procs.len(),
+                crate::decide::explain_rank::process_count(snap),
                 snap.ctx.totalpages,
                 self.sort.as_str(),
                 self.interval.as_secs_f64()
@@ -419,8 +420,8 @@ impl App {
             Constraint::Length(7),
             Constraint::Length(9),
             Constraint::Length(16),
-            Constraint::Length(7),
-            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Length(8),
             Constraint::Length(5),
             Constraint::Length(5),
             Constraint::Length(6),
@@ -463,8 +464,8 @@ impl App {
         let header = Row::new(["PROCS", "RSS", "SWAP", "SHARE", "BEST", "GROUP"]);
         let widths = [
             Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(9),
             Constraint::Length(6),
             Constraint::Length(6),
             Constraint::Fill(1),

@@ -10,9 +10,9 @@ mkdir -p $cg/app/job $cg/app/other
 echo 1 >$cg/app/job/memory.oom.group
 res oom_group "$(cat $cg/app/job/memory.oom.group)"
 hold innocent 16M; INNOCENT=$HELD
-sh -c "echo \$\$ >$cg/app/other/cgroup.procs; exec bystander hog --max 24M" >/tmp/bystander.out 2>&1 &
+sh -c "echo \$\$ >$cg/app/other/cgroup.procs; exec bystander --max 24M" >/tmp/bystander.out 2>&1 &
 BYST=$!
-sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec jobmate hog --max 16M" >/tmp/jobmate.out 2>&1 &
+sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec jobmate --max 16M" >/tmp/jobmate.out 2>&1 &
 MATE=$!
 wait_for 30 holding /tmp/bystander.out; wait_for 30 holding /tmp/jobmate.out
 DARGS="--scope cgroup:$cg/app --kill-unit cgroup $DARGS"
@@ -23,7 +23,7 @@ if [ "${DAEMON:-none}" = oomguard ]; then
   sleep 1.5
 else DPID=; fi
 res oom_kills_before "$(oom_kills)"
-start_gated sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec hog hog --max 1G"
+start_gated sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec hog --max 1G"
 res storm_pid "$STORM_PID"
 # shellcheck disable=SC2086
 start_watch_and_go "$STORM_PID" "$MATE" "$BYST" "$INNOCENT" $DPID

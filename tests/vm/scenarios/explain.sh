@@ -3,7 +3,7 @@
 # kill count) beside explain's JSON, for the host to compare.
 hold innocent 16M
 res oom_kills_before "$(oom_kills)"
-hog hog --max 2G >/tmp/hog.out 2>&1 &
+hog --max 2G >/tmp/hog.out 2>&1 &
 HOG=$!
 res hog_pid "$HOG"
 wait "$HOG"; res hog_exit $?

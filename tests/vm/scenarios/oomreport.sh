@@ -13,26 +13,26 @@ hold innocent 16M; res innocent_pid "$HELD"
 res oom_kills_before "$(oom_kills)"
 cg=/sys/fs/cgroup
 case "$CASE" in
-  global) HOGCMD="exec hog hog --max 2G" ;;
-  threads) HOGCMD="exec hog hog --max 2G --threads 4" ;;
+  global) HOGCMD="exec hog --max 2G" ;;
+  threads) HOGCMD="exec hog --max 2G --threads 4" ;;
   protected)
     hold precious 200M; res precious_pid "$HELD"
     echo -1000 >"/proc/$HELD/oom_score_adj"
     res precious_adj "$(cat "/proc/$HELD/oom_score_adj")"
-    HOGCMD="exec hog hog --max 2G" ;;
+    HOGCMD="exec hog --max 2G" ;;
   nodump)
     echo 0 >/proc/sys/vm/oom_dump_tasks
     res oom_dump_tasks "$(cat /proc/sys/vm/oom_dump_tasks)"
-    HOGCMD="exec hog hog --max 2G" ;;
+    HOGCMD="exec hog --max 2G" ;;
   memcg)
     echo +memory >$cg/cgroup.subtree_control
     mkdir -p $cg/app
     echo 96M >$cg/app/memory.max
-    sh -c "echo \$\$ >$cg/app/cgroup.procs; exec bystander hog --max 24M" >/tmp/bystander.out 2>&1 &
+    sh -c "echo \$\$ >$cg/app/cgroup.procs; exec bystander --max 24M" >/tmp/bystander.out 2>&1 &
     res bystander_pid "$!"
     wait_for 30 holding /tmp/bystander.out
     res memcg /app
-    HOGCMD="echo \$\$ >$cg/app/cgroup.procs; echo 500 >/proc/self/oom_score_adj; exec hog hog --max 1G" ;;
+    HOGCMD="echo \$\$ >$cg/app/cgroup.procs; echo 500 >/proc/self/oom_score_adj; exec hog --max 1G" ;;
   group)
     echo +memory >$cg/cgroup.subtree_control
     mkdir -p $cg/app
@@ -40,12 +40,12 @@ case "$CASE" in
     echo +memory >$cg/app/cgroup.subtree_control
     mkdir -p $cg/app/job
     echo 1 >$cg/app/job/memory.oom.group
-    sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec jobmate hog --max 16M" >/tmp/jobmate.out 2>&1 &
+    sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec jobmate --max 16M" >/tmp/jobmate.out 2>&1 &
     res jobmate_pid "$!"
     wait_for 30 holding /tmp/jobmate.out
     res memcg /app
     res task_memcg /app/job
-    HOGCMD="echo \$\$ >$cg/app/job/cgroup.procs; exec hog hog --max 1G" ;;
+    HOGCMD="echo \$\$ >$cg/app/job/cgroup.procs; exec hog --max 1G" ;;
   *) echo "vm: unknown CASE $CASE"; exit 2 ;;
 esac
 sh -c "$HOGCMD" >/tmp/hog.out 2>&1 &

@@ -18,15 +18,15 @@ res oom_kills_before "$(oom_kills)"
 res avail_before_kb "$(meminfo MemAvailable)"
 
 case "${STORM:-fast}" in
-  fast) start_gated hog hog --max "${HOG_MAX:-2G}" --threads "${THREADS:-1}" ;;
-  slow) start_gated hog hog --max "${HOG_MAX:-2G}" --rate "${RATE:-40M}" ;;
+  fast) start_gated hog --max "${HOG_MAX:-2G}" --threads "${THREADS:-1}" ;;
+  slow) start_gated hog --max "${HOG_MAX:-2G}" --rate "${RATE:-40M}" ;;
   ignore_term)
     # Fill memory to halfway between the term (10 %) and kill (5 %) levels and hold it there:
     # only the escalation after --term-grace can end this hog.
     total=$(meminfo MemTotal); avail=$(meminfo MemAvailable)
     size=$(( avail - total * 75 / 1000 ))
     res ignore_term_size_kb "$size"
-    start_gated hog hog --max "${size}K" --ignore-term ;;
+    start_gated hog --max "${size}K" --ignore-term ;;
   forkstorm) start_gated vmprobe forkstorm "${FORKS:-150}" 3 2 10 ;;
 esac
 res storm_pid "$STORM_PID"

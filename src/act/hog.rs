@@ -1,0 +1,175 @@
+//! The fire drill's memory hog: a forked child that joins a scratch cgroup, maps anonymous
+//! memory and touches every page, up to a bound, at a rate or as fast as it can, then holds it
+//! until it is killed. It is not a command of the shipped binary: the child runs only system
+//! calls (open, write, mmap, clock_gettime, nanosleep, _exit) and allocates nothing, so forking
+//! from a multi-threaded drill is safe.
+//!
+//! [`fill`] is the allocation loop on its own; the tests' `oomguard-hog` helper binary (feature
+//! `test-hog`) runs it in threads.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitOptions};
+
+/// Bytes mapped and touched per step.
+const CHUNK: usize = 1 << 20;
+
+/// Maps and touches `max` bytes of anonymous memory, `rate` bytes per second (`None`: as fast
+/// as it can). The memory stays mapped (held) until the process exits. Returns the bytes held
+/// (less than `max` only when mmap failed). Only system calls, no heap allocation.
+pub fn fill(max: usize, rate: Option<f64>) -> usize {
+    let start = Instant::now();
+    let mut total = 0usize;
+    while total < max {
+        let n = CHUNK.min(max - total);
+        use rustix::mm::{MapFlags, ProtFlags};
+        // SAFETY: a fresh private anonymous mapping at an address the kernel picks; nothing
+        // else refers to it.
+        let Ok(p) = (unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                n,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        }) else {
+            break;
+        };
+        // Write every byte so every page is really resident.
+        // SAFETY: `p` is a writable mapping of `n` bytes, owned by this loop alone.
+        unsafe { std::ptr::write_bytes(p.cast::<u8>(), 1, n) };
+        total += n;
+        if let Some(r) = rate.filter(|r| *r > 0.0) {
+            let due = Duration::from_secs_f64(total as f64 / r);
+            let el = start.elapsed();
+            if due > el {
+                std::thread::sleep(due - el);
+            }
+        }
+    }
+    total
+}
+
+/// A hog forked by [`spawn_in`]: killed and reaped on drop unless already reaped.
+#[derive(Debug)]
+pub struct HogChild {
+    pid: Pid,
+    reaped: bool,
+}
+
+impl HogChild {
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw_nonzero().get()
+    }
+
+    /// Its exit status if it has ended (reaps it), else `None`.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        if self.reaped {
+            return Ok(None);
+        }
+        match rustix::process::waitpid(Some(self.pid), WaitOptions::NOHANG)? {
+            Some((_, st)) => {
+                self.reaped = true;
+                Ok(Some(ExitStatus::from_raw(st.as_raw())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// SIGKILLs it (if not yet reaped) and reaps it.
+    pub fn kill_and_reap(&mut self) -> Option<ExitStatus> {
+        if self.reaped {
+            return None;
+        }
+        let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+        match rustix::process::waitpid(Some(self.pid), WaitOptions::empty()) {
+            Ok(Some((_, st))) => {
+                self.reaped = true;
+                Some(ExitStatus::from_raw(st.as_raw()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for HogChild {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// The hog's process name (comm).
+pub const HOG_NAME: &str = "oomguard-hog";
+
+/// Forks a hog inside the cgroup `dir` (it writes itself to `dir/cgroup.procs` before it
+/// allocates a page), in a process group of its own (Ctrl-C in the terminal does not reach it),
+/// named [`HOG_NAME`]. It allocates `max` bytes at `rate` bytes per second (`None`: as fast as
+/// it can) and holds them until killed. A child that cannot join the group exits with 126.
+pub fn spawn_in(dir: &Path, max: u64, rate: Option<u64>) -> std::io::Result<HogChild> {
+    let procs = CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let name = CString::new(HOG_NAME).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let rate = rate.map(|r| r as f64);
+    // SAFETY: fork(2) has no memory-safety preconditions for the parent. The child of a possibly
+    // multi-threaded parent runs only async-signal-safe system calls below (everything it needs
+    // was built before the fork), never returns, and leaves through _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let joined = (|| -> rustix::io::Result<()> {
+            use rustix::fs::{Mode, OFlags};
+            let fd = rustix::fs::open(
+                procs.as_c_str(),
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            rustix::io::write(&fd, b"0\n")?;
+            Ok(())
+        })();
+        if joined.is_err() {
+            // SAFETY: _exit ends the child at once without running the parent's atexit handlers.
+            unsafe { libc::_exit(126) };
+        }
+        let _ = rustix::process::setpgid(None, None);
+        let _ = rustix::thread::set_name(&name);
+        fill(max, rate);
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    Ok(HogChild {
+        // A positive PID from fork.
+        pid: Pid::from_raw(pid).ok_or(std::io::ErrorKind::Other)?,
+        reaped: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_maps_and_touches_up_to_the_bound() {
+        let rss = || -> u64 {
+            std::fs::read_to_string("/proc/self/statm")
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0)
+                * rustix::param::page_size() as u64
+        };
+        let before = rss();
+        assert_eq!(fill(8 << 20, None), 8 << 20);
+        // The pages are resident, not only reserved (other test threads may move rss a little).
+        assert!(rss() >= before + (7 << 20), "{} -> {}", before, rss());
+        // A bound that is not a multiple of the chunk.
+        assert_eq!(fill(CHUNK + 4096, None), CHUNK + 4096);
+    }
+}

@@ -1,0 +1,92 @@
+//! `oomguard-hog`: the tests' memory hog (built only with the `test-hog` feature, which only
+//! `cargo test` turns on; never shipped). Allocates anonymous memory and touches every page
+//! ([`oomguard::act::hog::fill`]), at a given rate or as fast as it can, from one or more
+//! threads, up to a bound, then holds it. Never run it outside a memory-limited cgroup without
+//! a small `--max`.
+//!
+//! Prints `hog PID ready` before it allocates and `hog PID holding N MiB` once it holds it all.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use oomguard::values::{Dur, Size};
+
+#[derive(Debug, Parser)]
+#[command(name = "oomguard-hog")]
+struct HogArgs {
+    /// Stop growing at this size (all threads together) and hold it.
+    #[arg(long, value_parser = |s: &str| s.parse::<Size>())]
+    max: Size,
+    /// Bytes per second (all threads together); omitted: as fast as it can.
+    #[arg(long, value_parser = |s: &str| s.parse::<Size>())]
+    rate: Option<Size>,
+    /// Allocating threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Ignore SIGTERM (a victim that only SIGKILL ends).
+    #[arg(long)]
+    ignore_term: bool,
+    /// Wait this long before allocating.
+    #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
+    delay: Option<Dur>,
+    /// Start this many idle child processes first (a process tree for `--kill-unit tree`).
+    #[arg(long, default_value_t = 0)]
+    children: usize,
+    /// Set the process name (comm, up to 15 bytes) so rules and tests can tell hogs apart.
+    #[arg(long)]
+    name: Option<String>,
+    /// Exit after holding the memory this long (default: hold until killed).
+    #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
+    hold: Option<Dur>,
+}
+
+fn main() -> ExitCode {
+    let a = HogArgs::parse();
+    if let Some(name) = &a.name {
+        let Ok(c) = std::ffi::CString::new(name.as_bytes()) else {
+            eprintln!("oomguard-hog: --name must not contain NUL");
+            return ExitCode::from(2);
+        };
+        let _ = rustix::thread::set_name(&c);
+    }
+    if a.ignore_term {
+        // SAFETY: installing SIG_IGN for SIGTERM has no handler code to race with.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    }
+    let mut kids = Vec::new();
+    for _ in 0..a.children {
+        match std::process::Command::new("sleep").arg("3600").spawn() {
+            Ok(k) => kids.push(k),
+            Err(e) => {
+                eprintln!("oomguard-hog: cannot start sleep: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("hog {} ready", std::process::id());
+    if let Some(d) = a.delay {
+        std::thread::sleep(d.0);
+    }
+    let threads = a.threads.max(1);
+    let per_thread = usize::try_from(a.max.0).unwrap_or(usize::MAX) / threads;
+    let rate = a.rate.map(|r| r.0 as f64 / threads as f64);
+    let held: usize = (0..threads)
+        .map(|_| std::thread::spawn(move || oomguard::act::hog::fill(per_thread, rate)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|h| h.join().ok())
+        .sum();
+    println!("hog {} holding {} MiB", std::process::id(), held >> 20);
+    match a.hold {
+        Some(d) => std::thread::sleep(d.0),
+        None => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+    }
+    for mut k in kids {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
+    ExitCode::SUCCESS
+}
