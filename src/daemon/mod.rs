@@ -19,6 +19,7 @@
 //!   no page faults; each `kill` record carries the faults it did take (`faults`).
 
 pub mod lock;
+pub mod start;
 pub mod wake;
 
 use std::os::fd::OwnedFd;
@@ -324,7 +325,7 @@ impl Daemon {
         let mem = self.scope.memory()?;
         let levels = self.s.levels.resolve(&mem);
         log::info!(
-            "guarding {} ({}): SIGTERM below {} MiB available, SIGKILL below {} MiB{}; {} processes; notifications: {}; event log {}",
+            "guarding {} ({}): SIGTERM below {} MiB available, SIGKILL below {} MiB{}; {} processes; wake-ups: {}; event log {}",
             self.scope.label(),
             if self.s.dry_run {
                 "dry run: nothing is killed"
@@ -346,6 +347,9 @@ impl Daemon {
             self.waker.describe(),
             self.log.path().display()
         );
+        for n in levels.start_notes(&mem) {
+            log::warn!("{n}");
+        }
         for n in std::mem::take(&mut self.waker.notes) {
             log::warn!("{n}");
         }
