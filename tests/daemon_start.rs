@@ -181,3 +181,66 @@ fn config_is_read_once_per_start_and_per_reload() {
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(*opens.lock().unwrap(), 2, "config opens after one reload");
 }
+
+#[test]
+fn report_interval_prints_status_lines_with_the_would_be_victim() {
+    let Some(cg) = TestCgroup::new("report", 256 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    // A process in the group to be named as the would-be victim.
+    let sleeper = crate::util::Reaped(
+        cg.spawn(
+            Command::new("sleep")
+                .arg("60")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        ),
+    );
+    let pid = sleeper.pid();
+    let d = Daemon::start(&cg, dir.path(), &["--report-interval", "500ms"]);
+    let line = d.wait_line("a status line", Duration::from_secs(5), |l| {
+        l.contains("status ")
+    });
+    assert!(
+        line.contains("available") && line.contains("swap free"),
+        "{line}"
+    );
+    assert!(line.contains("psi "), "{line}");
+    assert!(
+        line.contains(&format!("next victim: sleep ({pid})")),
+        "{line}"
+    );
+    // Periodic: more lines follow.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("status "))
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 status lines in 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(d);
+    drop(sleeper);
+}
+
+#[test]
+fn no_status_lines_by_default() {
+    let Some(cg) = TestCgroup::new("no-report", 256 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let d = Daemon::start(&cg, dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let lines = d.lines.lock().unwrap().clone();
+    assert!(!lines.iter().any(|l| l.contains("status ")), "{lines:?}");
+}

@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// the state directory, /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard).
     #[arg(long, hide = true, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
+    /// Print a status line this often: available memory and swap, PSI, the would-be victim
+    /// (like earlyoom's -r) [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| s.parse::<Dur>())]
+    pub report_interval: Option<Dur>,
     /// More log lines.
     #[arg(short, long)]
     pub verbose: bool,
@@ -151,6 +155,7 @@ pub fn settings(args: &RunArgs, cfg: &Config) -> anyhow::Result<Settings> {
             .or_else(|| r.event_log.clone())
             .unwrap_or_else(eventlog::default_path),
         policy: Policy { rules },
+        report_interval: args.report_interval.map(|d| d.0),
         root,
     })
 }

@@ -42,7 +42,7 @@ use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
 use crate::sense::scope::Scope;
 use crate::sense::{KeptFile, Root};
-use crate::values::{KillUnit, PsiKind, ScopeSpec};
+use crate::values::{KillUnit, PsiKind, ScopeSpec, human_kb};
 
 /// Everything the loop needs to know, validated.
 #[derive(Debug, Clone)]
@@ -55,6 +55,9 @@ pub struct Settings {
     pub dry_run: bool,
     pub event_log: PathBuf,
     pub policy: Policy,
+    /// `--report-interval`: a status line this often (available memory, swap, PSI, the
+    /// would-be victim); `None`: off.
+    pub report_interval: Option<Duration>,
 }
 
 /// What a SIGHUP reload produces: new settings, or the reason they were refused.
@@ -244,6 +247,8 @@ pub struct Daemon {
     /// Set by a kill that freed nothing; cleared when memory recovers or falls further.
     backoff: Option<Backoff>,
     warned_backoff: Option<Instant>,
+    /// When the next `--report-interval` status line is due.
+    next_report: Option<Instant>,
 }
 
 impl Daemon {
@@ -293,6 +298,7 @@ impl Daemon {
             refused: Vec::with_capacity(MAX_REFUSED),
             backoff: None,
             warned_backoff: None,
+            next_report: s.report_interval.map(|_| Instant::now()),
             s,
         })
     }
@@ -411,7 +417,10 @@ impl Daemon {
         self.waker
             .rearm_if_changed(&mut self.scope, &levels, mem.total_kb);
         // Pressure is read only when something uses it (a --psi trigger, or observers).
-        let pressure = if self.s.levels.psi.is_some() || !self.observers.is_empty() {
+        let pressure = if self.s.levels.psi.is_some()
+            || !self.observers.is_empty()
+            || self.next_report.is_some()
+        {
             self.read_pressure()
         } else {
             None
@@ -488,6 +497,12 @@ impl Daemon {
         for o in &mut self.observers {
             o.sample(&sample);
         }
+        if let (Some(due), Some(every)) = (self.next_report, self.s.report_interval)
+            && now >= due
+        {
+            self.next_report = Some(now + every);
+            self.report(&mem, pressure);
+        }
 
         if sev == Severity::None {
             self.dry_last = None;
@@ -515,8 +530,52 @@ impl Daemon {
         )
     }
 
+    /// The `--report-interval` status line. Runs once per interval, not per wake-up: the
+    /// choice of the would-be victim may rescan the process table.
+    fn report(&mut self, mem: &MemState, pressure: Option<Pressure>) {
+        let pct = |part: u64, total: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                part as f64 * 100.0 / total as f64
+            }
+        };
+        let psi = match pressure {
+            Some(p) => format!(
+                "psi some {:.2}% full {:.2}% (avg10)",
+                p.some_avg10, p.full_avg10
+            ),
+            None => "psi n/a".to_string(),
+        };
+        let sel = self.select(mem);
+        let victim = match (&sel.victim, &sel.in_progress) {
+            (_, Some((pid, comm))) => format!("{comm} ({pid}) is exiting, freeing its memory"),
+            (Some(v), None) => format!(
+                "{} ({}), rss {}, swap {}, score {}",
+                v.comm,
+                v.pid,
+                human_kb(v.rss_kb),
+                human_kb(v.swap_kb),
+                v.score
+            ),
+            (None, None) => "none (no eligible process)".to_string(),
+        };
+        log::info!(
+            "status {}: available {} of {} ({:.1}%), swap free {} of {}; {psi}; next victim: {victim}",
+            self.scope.label(),
+            human_kb(mem.available_kb),
+            human_kb(mem.total_kb),
+            pct(mem.available_kb, mem.total_kb),
+            human_kb(mem.swap_free_kb),
+            human_kb(mem.swap_total_kb),
+        );
+    }
+
     fn poll_interval(&self, levels: &Levels, mem: &MemState) -> Duration {
         let mut d = levels.next_poll(mem);
+        if let Some(due) = self.next_report {
+            d = d.min(due.saturating_duration_since(Instant::now()));
+        }
         if let Some(p) = self.s.levels.psi {
             // Sample the stall counters often enough to see the window.
             d = d.min(p.window / 10).max(Duration::from_millis(5));
