@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::act::protect::GuardianOptions;
 use crate::config::Config;
 use crate::daemon::Settings;
+use crate::daemon::guardian::GuardianOptions;
 use crate::daemon::start::StartOptions;
 use crate::decide::policy::Policy;
 use crate::decide::trigger::LevelSpec;

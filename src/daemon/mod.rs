@@ -18,6 +18,7 @@
 //!   pinning, signalling (signal 0 to ourselves), and record code, so the first real kill takes
 //!   no page faults; each `kill` record carries the faults it did take (`faults`).
 
+pub mod guardian;
 pub mod lock;
 pub mod start;
 pub mod wake;
@@ -32,6 +33,7 @@ use anyhow::Context;
 use rustix::process::Signal;
 use serde::Serialize;
 
+use crate::act::escalate::Reading;
 use crate::act::kill::{Kill, SignalSent};
 use crate::decide::policy::Policy;
 use crate::decide::trigger::{LevelSpec, Levels, MemState, Reason, Severity};
@@ -359,7 +361,7 @@ impl Daemon {
         for n in std::mem::take(&mut self.waker.notes) {
             log::warn!("{n}");
         }
-        if let Some(n) = trim_and_lock() {
+        if let Some(n) = crate::act::harden::trim_and_lock() {
             log::warn!("{n}");
         }
         // After the lock: what the warm-up faults in stays (MCL_FUTURE | MCL_ONFAULT).
@@ -1101,79 +1103,38 @@ impl Daemon {
         self.refresh(&mem);
     }
 
-    /// SIGTERM → SIGKILL after the grace time, or at once when memory falls below the kill
-    /// level; then waits for the exit and for memory to recover.
+    /// SIGTERM → SIGKILL through [`crate::act::escalate`], reading the scope's memory; then
+    /// the outcome record's figures.
     fn escalate(
         &mut self,
         kill: &mut Kill,
         first: Signal,
         avail_before: u64,
     ) -> anyhow::Result<Outcome> {
-        let start = kill.decided;
-        let mut sent_kill = first == Signal::KILL;
-        let mut killed_at = if sent_kill {
-            Some(Instant::now())
-        } else {
-            None
+        let (scope, spec) = (&mut self.scope, &self.s.levels);
+        let mut read = || -> anyhow::Result<Reading> {
+            let mem = scope.memory()?;
+            let levels = spec.resolve(&mem);
+            Ok(Reading {
+                available_kb: mem.available_kb,
+                below_kill: levels.evaluate(&mem, None).0 == Severity::Kill,
+                recovered: levels.recovered(&mem),
+            })
         };
-        let mut exit_ms = None;
-        let mut last = avail_before;
-        loop {
-            if kill.victim.wait(Duration::from_millis(5)) && kill.all_exited() {
-                exit_ms = Some(start.elapsed().as_millis() as u64);
-                break;
-            }
-            if self.flags.stop.load(Ordering::Relaxed) && !sent_kill {
-                break;
-            }
-            let mem = self.scope.memory()?;
-            last = mem.available_kb;
-            let levels = self.s.levels.resolve(&mem);
-            if !sent_kill {
-                let (sev, _) = levels.evaluate(&mem, None);
-                if sev == Severity::Kill || start.elapsed() >= self.s.term_grace {
-                    kill.signal_all(Signal::KILL);
-                    kill.release();
-                    sent_kill = true;
-                    killed_at = Some(Instant::now());
-                    log::info!(
-                        "{} ({}) still alive after SIGTERM; sent SIGKILL ({})",
-                        kill.victim.pid,
-                        kill.victim.pid,
-                        if sev == Severity::Kill {
-                            "memory fell below the kill level"
-                        } else {
-                            "grace time over"
-                        }
-                    );
-                }
-            } else if killed_at.is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
-                log::error!(
-                    "process {} has not exited 10 s after SIGKILL (stuck in the kernel?)",
-                    kill.victim.pid
-                );
-                break;
-            }
-        }
-        // Let the freed memory show up before anyone is chosen again.
-        let settle = Instant::now();
-        let mut prev = last;
-        while settle.elapsed() < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(10));
-            let mem = self.scope.memory()?;
-            let levels = self.s.levels.resolve(&mem);
-            last = mem.available_kb;
-            if levels.recovered(&mem) || last <= prev {
-                break;
-            }
-            prev = last;
-        }
+        let e = crate::act::escalate::escalate(
+            kill,
+            first,
+            self.s.term_grace,
+            &self.flags.stop,
+            avail_before,
+            &mut read,
+        )?;
         Ok(Outcome {
-            exited: exit_ms.is_some(),
-            exit_ms,
-            freed_kb: last.saturating_sub(avail_before),
+            exited: e.exit_ms.is_some(),
+            exit_ms: e.exit_ms,
+            freed_kb: e.available_after_kb.saturating_sub(avail_before),
             released: kill.released,
-            available_after_kb: last,
+            available_after_kb: e.available_after_kb,
         })
     }
 }
@@ -1193,66 +1154,4 @@ fn victim_rec(v: &Candidate, cmdline: String, cgroup: Option<String>) -> VictimR
         cgroup,
         rule: v.rule.as_deref(),
     }
-}
-
-/// Drops the page-table entries of code and read-only file pages that only start-up used
-/// (argument and config parsing), then locks memory on fault: the daemon keeps exactly the
-/// pages its loop touches, and those can never be reclaimed or swapped. Only file-backed,
-/// read-only, private mappings with no copied-on-write pages are dropped (they re-fault from
-/// the page cache unchanged); relocated (RELRO) and writable mappings are left alone.
-pub fn trim_and_lock() -> Option<String> {
-    if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
-        let mut current: Option<(usize, usize, bool)> = None;
-        let mut drop_ranges = Vec::new();
-        for line in smaps.lines() {
-            let mut f = line.split_whitespace();
-            let first = f.next().unwrap_or("");
-            if let Some((a, b)) = first.split_once('-')
-                && let (Ok(start), Ok(end)) =
-                    (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            {
-                let perms = f.next().unwrap_or("");
-                let path = f.nth(3).unwrap_or("");
-                let eligible = perms.len() == 4
-                    && &perms[1..2] == "-"
-                    && &perms[3..4] == "p"
-                    && path.starts_with('/');
-                current = Some((start, end, eligible));
-            } else if first == "Anonymous:"
-                && let Some((start, end, true)) = current
-                && f.next() == Some("0")
-            {
-                drop_ranges.push((start, end));
-            }
-        }
-        for (start, end) in drop_ranges {
-            // SAFETY: the range is a whole read-only private file mapping without anonymous
-            // (copied) pages; MADV_DONTNEED only drops PTEs, which re-fault with the same
-            // file contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-        }
-    }
-    use rustix::mm::MlockAllFlags;
-    rustix::mm::mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
-        .err()
-        .map(|e| format!("mlockall failed ({e}); the daemon's memory may be swapped or reclaimed under pressure"))
-}
-
-/// Protects the daemon itself: lowest `oom_score_adj` and highest priority where permitted
-/// (memory is locked later, by [`trim_and_lock`]). Returns warnings for what was refused.
-pub fn protect_self() -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
-        notes.push(format!(
-            "cannot set our own oom_score_adj to -1000 ({e}; needs CAP_SYS_RESOURCE): the kernel's OOM killer could pick oomguard"
-        ));
-    }
-    // SAFETY: setpriority on our own process; no pointers.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) } != 0 {
-        notes.push(format!(
-            "cannot raise our priority (nice -20: {}); under a storm the daemon may wake late",
-            std::io::Error::last_os_error()
-        ));
-    }
-    notes
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::act::protect::{Guardian, GuardianOptions};
 use crate::config::{Config, passwd_lookup};
+use crate::daemon::guardian::{Guardian, GuardianOptions};
 use crate::daemon::{Daemon, Flags, Reload, Settings};
 use crate::sense::Root;
 
@@ -52,7 +52,7 @@ pub fn start(opts: StartOptions, build: BuildSettings) -> anyhow::Result<()> {
     )?;
     let flags = Flags::default();
     let pipe_r = signals(&flags)?;
-    for n in super::protect_self() {
+    for n in crate::act::harden::protect_self() {
         log::warn!("{n}");
     }
     let root = s.root.clone();
