@@ -385,15 +385,10 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// Looks a user name up in `ROOT/etc/passwd`.
+/// Looks a user name up in `ROOT/etc/passwd` (through [`crate::sense::users::Users`]).
 pub fn passwd_lookup(root: &Path) -> impl Fn(&str) -> Option<u32> + use<> {
-    let text = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
-    move |name: &str| {
-        text.lines().find_map(|l| {
-            let mut f = l.split(':');
-            (f.next() == Some(name)).then(|| f.nth(1).and_then(|u| u.parse().ok()))?
-        })
-    }
+    let users = crate::sense::users::Users::load(root);
+    move |name: &str| users.uid(name)
 }
 
 #[cfg(test)]

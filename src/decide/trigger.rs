@@ -7,21 +7,9 @@ use serde::Serialize;
 
 use crate::values::{LevelPair, PsiSpec, human_kb};
 
-/// The scope's memory at one instant, in kB.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct MemState {
-    pub total_kb: u64,
-    pub available_kb: u64,
-    pub swap_total_kb: u64,
-    pub swap_free_kb: u64,
-}
-
-impl MemState {
-    /// Total pages the kernel scores against: RAM + swap (system) or limit + swap (cgroup).
-    pub fn totalpages(&self, page_kb: u64) -> u64 {
-        (self.total_kb + self.swap_total_kb) / page_kb.max(1)
-    }
-}
+/// The scope's memory is a sensed fact; re-exported here for the modules that still name it
+/// through `decide::trigger`.
+pub use crate::sense::mem::MemState;
 
 /// The levels as given (percentages and/or sizes), before a scope's totals are known.
 #[derive(Debug, Clone, Copy, PartialEq)]
