@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use oomguard::act::protect::{Guardian, GuardianOptions, Protector, ScopeFilter};
+use oomguard::act::protect::{Protector, ScopeFilter};
+use oomguard::daemon::guardian::{Guardian, GuardianOptions};
 use oomguard::decide::policy::{Policy, Rule, RuleKind};
 use oomguard::record::eventlog::{EventLog, read_all};
 use oomguard::sense::Root;

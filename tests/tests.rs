@@ -3,6 +3,7 @@ mod bounded_inputs;
 mod cli_assets;
 mod cli_basics;
 mod cli_voice;
+mod daemon_start;
 mod doctor;
 mod drill;
 mod explain_corpus;

@@ -11,8 +11,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::act::protect::{Guardian, GuardianOptions, Match, Outcome, Protector, ScopeFilter};
+use crate::act::protect::{Match, Outcome, Protector, ScopeFilter};
 use crate::config::{Config, passwd_lookup};
+use crate::daemon::guardian::{Guardian, GuardianOptions};
 use crate::decide::policy::Policy;
 use crate::record::eventlog::EventLog;
 use crate::sense::Root;

@@ -4,13 +4,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
-
-use crate::config::{Config, passwd_lookup};
-use crate::daemon::{Daemon, Flags, Settings};
+use crate::config::Config;
+use crate::daemon::Settings;
+use crate::daemon::guardian::GuardianOptions;
+use crate::daemon::start::StartOptions;
 use crate::decide::policy::Policy;
 use crate::decide::trigger::LevelSpec;
 use crate::record::eventlog;
@@ -91,18 +90,20 @@ pub struct RunArgs {
     /// the state directory, /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard).
     #[arg(long, hide = true, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
+    /// Print a status line this often: available memory and swap, PSI, the would-be victim
+    /// (like earlyoom's -r) [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| s.parse::<Dur>())]
+    pub report_interval: Option<Dur>,
     /// More log lines.
     #[arg(short, long)]
     pub verbose: bool,
 }
 
-/// Builds the daemon's settings from the flags and the config file.
-pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+/// Builds the daemon's settings from the flags and one reading of the config file.
+pub fn settings(args: &RunArgs, cfg: &Config) -> anyhow::Result<Settings> {
     let root = Root::new(&args.root);
-    let users = passwd_lookup(root.as_path());
-    let cfg = Config::load(args.config.as_deref(), &users)?;
     let r = &cfg.run;
-    let rules = args.rules.rules(&cfg)?;
+    let rules = args.rules.rules(cfg)?;
     for rule in &rules {
         if let Some(u) = &rule.user
             && u.uid.is_none()
@@ -154,98 +155,24 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
             .or_else(|| r.event_log.clone())
             .unwrap_or_else(eventlog::default_path),
         policy: Policy { rules },
+        report_interval: args.report_interval.map(|d| d.0),
         root,
     })
 }
 
+/// Parses nothing more: hands the flags to the daemon, which assembles itself.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     crate::record::journald::init(args.verbose);
-    let s = settings(&args)?;
-    // Held until the process exits: a second guard on this scope refuses to start.
-    let _lock = crate::daemon::lock::ScopeLock::acquire(
-        &args
-            .lock_dir
-            .clone()
-            .unwrap_or_else(crate::daemon::lock::default_dir),
-        &s.root,
-        &s.scope,
-    )?;
-    let flags = Flags::default();
-    let (pipe_r, pipe_w) = rustix::pipe::pipe_with(
-        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-    )
-    .context("cannot create the signal pipe")?;
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, flags.stop.clone())
-            .context("cannot install signal handlers")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, flags.reload.clone())
-        .context("cannot install signal handlers")?;
-    // SIGUSR1 (and SIGHUP) reopen the event log after logrotate moved it.
-    crate::record::eventlog::reopen_on_signals().context("cannot install signal handlers")?;
-    let pipe_w = std::sync::Arc::new(pipe_w);
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::low_level::pipe::register(sig, pipe_w.try_clone().context("signal pipe")?)
-            .context("cannot install signal handlers")?;
-    }
-    for n in crate::daemon::protect_self() {
-        log::warn!("{n}");
-    }
-    let root = s.root.clone();
-    let fleet = Config::load(args.config.as_deref(), &passwd_lookup(root.as_path()))?.fleet;
-    let reloader = crate::record::fleet::Reloader::default();
-    let fleet_reload = reloader.clone();
-    let reload_args = args.clone();
-    let protect_opts = crate::act::protect::GuardianOptions {
-        scan_interval: (!args.no_protect_scan).then_some(args.protect_scan_interval.0),
-        rcvbuf: None,
+    let opts = StartOptions {
+        config: args.config.clone(),
+        root: Root::new(&args.root),
+        metrics: args.metrics,
+        lock_dir: args.lock_dir.clone(),
+        protect: GuardianOptions {
+            scan_interval: (!args.no_protect_scan).then_some(args.protect_scan_interval.0),
+            rcvbuf: None,
+        },
     };
-    // The protection thread lives as long as the reload closure, i.e. the daemon.
-    let mut guardian = crate::act::protect::Guardian::for_daemon(
-        &s.root,
-        &s.scope,
-        &s.policy,
-        &s.event_log,
-        protect_opts,
-    )?;
-    let reload: crate::daemon::Reload = Box::new(move || {
-        crate::record::systemd::reloading(false);
-        let mut apply = || -> anyhow::Result<Settings> {
-            let new = settings(&reload_args)?;
-            let users = passwd_lookup(new.root.as_path());
-            fleet_reload.push(Config::load(reload_args.config.as_deref(), &users)?.fleet);
-            match &guardian {
-                Some(g) => g.set_policy(new.policy.clone()),
-                None => {
-                    guardian = crate::act::protect::Guardian::for_daemon(
-                        &new.root,
-                        &new.scope,
-                        &new.policy,
-                        &new.event_log,
-                        protect_opts,
-                    )?
-                }
-            }
-            Ok(new)
-        };
-        let r = apply();
-        crate::record::systemd::reloading(true);
-        r
-    });
-    let mut d = Daemon::new(s, Vec::new(), flags.clone(), Some(pipe_r), Some(reload))?;
-    let built =
-        crate::record::fleet::build(&fleet, args.metrics, d.event_log().clone(), root, reloader)?;
-    d.add_observer(Box::new(built.observer));
-    let r = d.run();
-    // Records and log lines still queued get a moment to reach their files.
-    crate::record::eventlog::flush_all(Duration::from_secs(2));
-    log::logger().flush();
-    r?;
-    crate::record::systemd::stopping();
-    let _ = flags.stop.load(Ordering::Relaxed);
+    crate::daemon::start::start(opts, Box::new(move |cfg| settings(&args, cfg)))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -105,10 +105,10 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawRun {
     scope: Option<Spanned<String>>,
-    mem_min: Option<Spanned<String>>,
-    swap_min: Option<Spanned<String>>,
-    mem_min_size: Option<Spanned<String>>,
-    swap_min_size: Option<Spanned<String>>,
+    mem_min: Option<Spanned<Scalar>>,
+    swap_min: Option<Spanned<Scalar>>,
+    mem_min_size: Option<Spanned<Scalar>>,
+    swap_min_size: Option<Spanned<Scalar>>,
     psi: Option<Spanned<String>>,
     kill_unit: Option<Spanned<String>>,
     term_grace: Option<Spanned<String>>,
@@ -126,6 +126,26 @@ struct RawRule {
     cgroup: Option<Spanned<String>>,
     unit: Option<Spanned<String>>,
     oom_score_adj: Option<Spanned<i64>>,
+}
+
+/// A level written as a string (`"10,5"`, `"800M"`) or a bare TOML number (`10`, `7.5`): a PCT
+/// may be a bare number, a SIZE without unit is refused by its parser with the list of units.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Str(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Str(s) => s.clone(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,38 +246,24 @@ impl Config {
             }
             Ok(())
         };
+        let level = |v: &Option<Spanned<Scalar>>,
+                     key: &str,
+                     f: fn(&str) -> Result<LevelPair, ValueError>|
+         -> Result<Option<LevelPair>, ConfigError> {
+            v.as_ref()
+                .map(|s| {
+                    f(&s.get_ref().text()).map_err(|e| at(s.span(), format!("run.{key}: {e}")))
+                })
+                .transpose()
+        };
         let r = &raw.run;
         let mut run = RunSettings::default();
         val(&r.scope, "scope", &|s| s.parse::<ScopeSpec>().map(|_| ()))?;
         run.scope = r.scope.as_ref().and_then(|s| s.get_ref().parse().ok());
-        val(&r.mem_min, "mem_min", &|s| {
-            LevelPair::parse_pct(s).map(|_| ())
-        })?;
-        run.mem_min = r
-            .mem_min
-            .as_ref()
-            .and_then(|s| LevelPair::parse_pct(s.get_ref()).ok());
-        val(&r.swap_min, "swap_min", &|s| {
-            LevelPair::parse_pct(s).map(|_| ())
-        })?;
-        run.swap_min = r
-            .swap_min
-            .as_ref()
-            .and_then(|s| LevelPair::parse_pct(s.get_ref()).ok());
-        val(&r.mem_min_size, "mem_min_size", &|s| {
-            LevelPair::parse_size(s).map(|_| ())
-        })?;
-        run.mem_min_size = r
-            .mem_min_size
-            .as_ref()
-            .and_then(|s| LevelPair::parse_size(s.get_ref()).ok());
-        val(&r.swap_min_size, "swap_min_size", &|s| {
-            LevelPair::parse_size(s).map(|_| ())
-        })?;
-        run.swap_min_size = r
-            .swap_min_size
-            .as_ref()
-            .and_then(|s| LevelPair::parse_size(s.get_ref()).ok());
+        run.mem_min = level(&r.mem_min, "mem_min", LevelPair::parse_pct)?;
+        run.swap_min = level(&r.swap_min, "swap_min", LevelPair::parse_pct)?;
+        run.mem_min_size = level(&r.mem_min_size, "mem_min_size", LevelPair::parse_size)?;
+        run.swap_min_size = level(&r.swap_min_size, "swap_min_size", LevelPair::parse_size)?;
         val(&r.psi, "psi", &|s| s.parse::<PsiSpec>().map(|_| ()))?;
         run.psi = r.psi.as_ref().and_then(|s| s.get_ref().parse().ok());
         val(&r.kill_unit, "kill_unit", &|s| {
@@ -379,15 +385,10 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// Looks a user name up in `ROOT/etc/passwd`.
+/// Looks a user name up in `ROOT/etc/passwd` (through [`crate::sense::users::Users`]).
 pub fn passwd_lookup(root: &Path) -> impl Fn(&str) -> Option<u32> + use<> {
-    let text = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
-    move |name: &str| {
-        text.lines().find_map(|l| {
-            let mut f = l.split(':');
-            (f.next() == Some(name)).then(|| f.nth(1).and_then(|u| u.parse().ok()))?
-        })
-    }
+    let users = crate::sense::users::Users::load(root);
+    move |name: &str| users.uid(name)
 }
 
 #[cfg(test)]
@@ -453,5 +454,22 @@ mod tests {
         assert_eq!(c.run.term_grace, Some(Duration::from_millis(500)));
         assert_eq!(c.run.dry_run, Some(true));
         assert!(c.run.psi.is_some());
+    }
+
+    #[test]
+    fn bare_number_levels() {
+        // PCT may be a bare TOML number, as the shipped config's comments say.
+        let c = parse("[run]\nmem_min = 10\nswap_min = 7.5\n").unwrap();
+        assert_eq!(c.run.mem_min, LevelPair::parse_pct("10").ok());
+        assert_eq!(c.run.swap_min, LevelPair::parse_pct("7.5").ok());
+        // SIZE needs a unit: a bare number is refused with the list of units, at its line.
+        let e = parse("[run]\n\nmem_min_size = 800\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.toml:3:") && e.contains("mem_min_size"),
+            "{e}"
+        );
+        assert!(e.contains('M') && e.contains('G'), "{e}");
     }
 }

@@ -18,7 +18,9 @@
 //!   pinning, signalling (signal 0 to ourselves), and record code, so the first real kill takes
 //!   no page faults; each `kill` record carries the faults it did take (`faults`).
 
+pub mod guardian;
 pub mod lock;
+pub mod start;
 pub mod wake;
 
 use std::os::fd::OwnedFd;
@@ -31,17 +33,19 @@ use anyhow::Context;
 use rustix::process::Signal;
 use serde::Serialize;
 
+use crate::act::escalate::Reading;
 use crate::act::kill::{Kill, SignalSent};
 use crate::decide::policy::Policy;
-use crate::decide::trigger::{LevelSpec, Levels, MemState, Reason, Severity};
+use crate::decide::trigger::{LevelSpec, Levels, Reason, Severity};
 use crate::decide::victim::{Candidate, Ranker, Selection};
 use crate::record::eventlog::EventLog;
 use crate::record::{Observer, Sample, Wake};
+use crate::sense::mem::MemState;
 use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
 use crate::sense::scope::Scope;
 use crate::sense::{KeptFile, Root};
-use crate::values::{KillUnit, PsiKind, ScopeSpec};
+use crate::values::{KillUnit, PsiKind, ScopeSpec, human_kb};
 
 /// Everything the loop needs to know, validated.
 #[derive(Debug, Clone)]
@@ -54,6 +58,9 @@ pub struct Settings {
     pub dry_run: bool,
     pub event_log: PathBuf,
     pub policy: Policy,
+    /// `--report-interval`: a status line this often (available memory, swap, PSI, the
+    /// would-be victim); `None`: off.
+    pub report_interval: Option<Duration>,
 }
 
 /// What a SIGHUP reload produces: new settings, or the reason they were refused.
@@ -243,6 +250,8 @@ pub struct Daemon {
     /// Set by a kill that freed nothing; cleared when memory recovers or falls further.
     backoff: Option<Backoff>,
     warned_backoff: Option<Instant>,
+    /// When the next `--report-interval` status line is due.
+    next_report: Option<Instant>,
 }
 
 impl Daemon {
@@ -292,6 +301,7 @@ impl Daemon {
             refused: Vec::with_capacity(MAX_REFUSED),
             backoff: None,
             warned_backoff: None,
+            next_report: s.report_interval.map(|_| Instant::now()),
             s,
         })
     }
@@ -324,7 +334,7 @@ impl Daemon {
         let mem = self.scope.memory()?;
         let levels = self.s.levels.resolve(&mem);
         log::info!(
-            "guarding {} ({}): SIGTERM below {} MiB available, SIGKILL below {} MiB{}; {} processes; notifications: {}; event log {}",
+            "guarding {} ({}): SIGTERM below {} MiB available, SIGKILL below {} MiB{}; {} processes; wake-ups: {}; event log {}",
             self.scope.label(),
             if self.s.dry_run {
                 "dry run: nothing is killed"
@@ -346,10 +356,13 @@ impl Daemon {
             self.waker.describe(),
             self.log.path().display()
         );
+        for n in levels.start_notes(&mem) {
+            log::warn!("{n}");
+        }
         for n in std::mem::take(&mut self.waker.notes) {
             log::warn!("{n}");
         }
-        if let Some(n) = trim_and_lock() {
+        if let Some(n) = crate::act::harden::trim_and_lock() {
             log::warn!("{n}");
         }
         // After the lock: what the warm-up faults in stays (MCL_FUTURE | MCL_ONFAULT).
@@ -407,7 +420,10 @@ impl Daemon {
         self.waker
             .rearm_if_changed(&mut self.scope, &levels, mem.total_kb);
         // Pressure is read only when something uses it (a --psi trigger, or observers).
-        let pressure = if self.s.levels.psi.is_some() || !self.observers.is_empty() {
+        let pressure = if self.s.levels.psi.is_some()
+            || !self.observers.is_empty()
+            || self.next_report.is_some()
+        {
             self.read_pressure()
         } else {
             None
@@ -484,6 +500,12 @@ impl Daemon {
         for o in &mut self.observers {
             o.sample(&sample);
         }
+        if let (Some(due), Some(every)) = (self.next_report, self.s.report_interval)
+            && now >= due
+        {
+            self.next_report = Some(now + every);
+            self.report(&mem, pressure);
+        }
 
         if sev == Severity::None {
             self.dry_last = None;
@@ -511,8 +533,52 @@ impl Daemon {
         )
     }
 
+    /// The `--report-interval` status line. Runs once per interval, not per wake-up: the
+    /// choice of the would-be victim may rescan the process table.
+    fn report(&mut self, mem: &MemState, pressure: Option<Pressure>) {
+        let pct = |part: u64, total: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                part as f64 * 100.0 / total as f64
+            }
+        };
+        let psi = match pressure {
+            Some(p) => format!(
+                "psi some {:.2}% full {:.2}% (avg10)",
+                p.some_avg10, p.full_avg10
+            ),
+            None => "psi n/a".to_string(),
+        };
+        let sel = self.select(mem);
+        let victim = match (&sel.victim, &sel.in_progress) {
+            (_, Some((pid, comm))) => format!("{comm} ({pid}) is exiting, freeing its memory"),
+            (Some(v), None) => format!(
+                "{} ({}), rss {}, swap {}, score {}",
+                v.comm,
+                v.pid,
+                human_kb(v.rss_kb),
+                human_kb(v.swap_kb),
+                v.score
+            ),
+            (None, None) => "none (no eligible process)".to_string(),
+        };
+        log::info!(
+            "status {}: available {} of {} ({:.1}%), swap free {} of {}; {psi}; next victim: {victim}",
+            self.scope.label(),
+            human_kb(mem.available_kb),
+            human_kb(mem.total_kb),
+            pct(mem.available_kb, mem.total_kb),
+            human_kb(mem.swap_free_kb),
+            human_kb(mem.swap_total_kb),
+        );
+    }
+
     fn poll_interval(&self, levels: &Levels, mem: &MemState) -> Duration {
         let mut d = levels.next_poll(mem);
+        if let Some(due) = self.next_report {
+            d = d.min(due.saturating_duration_since(Instant::now()));
+        }
         if let Some(p) = self.s.levels.psi {
             // Sample the stall counters often enough to see the window.
             d = d.min(p.window / 10).max(Duration::from_millis(5));
@@ -1055,79 +1121,38 @@ impl Daemon {
         self.refresh(&mem);
     }
 
-    /// SIGTERM → SIGKILL after the grace time, or at once when memory falls below the kill
-    /// level; then waits for the exit and for memory to recover.
+    /// SIGTERM → SIGKILL through [`crate::act::escalate`], reading the scope's memory; then
+    /// the outcome record's figures.
     fn escalate(
         &mut self,
         kill: &mut Kill,
         first: Signal,
         avail_before: u64,
     ) -> anyhow::Result<Outcome> {
-        let start = kill.decided;
-        let mut sent_kill = first == Signal::KILL;
-        let mut killed_at = if sent_kill {
-            Some(Instant::now())
-        } else {
-            None
+        let (scope, spec) = (&mut self.scope, &self.s.levels);
+        let mut read = || -> anyhow::Result<Reading> {
+            let mem = scope.memory()?;
+            let levels = spec.resolve(&mem);
+            Ok(Reading {
+                available_kb: mem.available_kb,
+                below_kill: levels.evaluate(&mem, None).0 == Severity::Kill,
+                recovered: levels.recovered(&mem),
+            })
         };
-        let mut exit_ms = None;
-        let mut last = avail_before;
-        loop {
-            if kill.victim.wait(Duration::from_millis(5)) && kill.all_exited() {
-                exit_ms = Some(start.elapsed().as_millis() as u64);
-                break;
-            }
-            if self.flags.stop.load(Ordering::Relaxed) && !sent_kill {
-                break;
-            }
-            let mem = self.scope.memory()?;
-            last = mem.available_kb;
-            let levels = self.s.levels.resolve(&mem);
-            if !sent_kill {
-                let (sev, _) = levels.evaluate(&mem, None);
-                if sev == Severity::Kill || start.elapsed() >= self.s.term_grace {
-                    kill.signal_all(Signal::KILL);
-                    kill.release();
-                    sent_kill = true;
-                    killed_at = Some(Instant::now());
-                    log::info!(
-                        "{} ({}) still alive after SIGTERM; sent SIGKILL ({})",
-                        kill.victim.pid,
-                        kill.victim.pid,
-                        if sev == Severity::Kill {
-                            "memory fell below the kill level"
-                        } else {
-                            "grace time over"
-                        }
-                    );
-                }
-            } else if killed_at.is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
-                log::error!(
-                    "process {} has not exited 10 s after SIGKILL (stuck in the kernel?)",
-                    kill.victim.pid
-                );
-                break;
-            }
-        }
-        // Let the freed memory show up before anyone is chosen again.
-        let settle = Instant::now();
-        let mut prev = last;
-        while settle.elapsed() < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(10));
-            let mem = self.scope.memory()?;
-            let levels = self.s.levels.resolve(&mem);
-            last = mem.available_kb;
-            if levels.recovered(&mem) || last <= prev {
-                break;
-            }
-            prev = last;
-        }
+        let e = crate::act::escalate::escalate(
+            kill,
+            first,
+            self.s.term_grace,
+            &self.flags.stop,
+            avail_before,
+            &mut read,
+        )?;
         Ok(Outcome {
-            exited: exit_ms.is_some(),
-            exit_ms,
-            freed_kb: last.saturating_sub(avail_before),
+            exited: e.exit_ms.is_some(),
+            exit_ms: e.exit_ms,
+            freed_kb: e.available_after_kb.saturating_sub(avail_before),
             released: kill.released,
-            available_after_kb: last,
+            available_after_kb: e.available_after_kb,
         })
     }
 }
@@ -1147,66 +1172,4 @@ fn victim_rec(v: &Candidate, cmdline: String, cgroup: Option<String>) -> VictimR
         cgroup,
         rule: v.rule.as_deref(),
     }
-}
-
-/// Drops the page-table entries of code and read-only file pages that only start-up used
-/// (argument and config parsing), then locks memory on fault: the daemon keeps exactly the
-/// pages its loop touches, and those can never be reclaimed or swapped. Only file-backed,
-/// read-only, private mappings with no copied-on-write pages are dropped (they re-fault from
-/// the page cache unchanged); relocated (RELRO) and writable mappings are left alone.
-pub fn trim_and_lock() -> Option<String> {
-    if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
-        let mut current: Option<(usize, usize, bool)> = None;
-        let mut drop_ranges = Vec::new();
-        for line in smaps.lines() {
-            let mut f = line.split_whitespace();
-            let first = f.next().unwrap_or("");
-            if let Some((a, b)) = first.split_once('-')
-                && let (Ok(start), Ok(end)) =
-                    (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            {
-                let perms = f.next().unwrap_or("");
-                let path = f.nth(3).unwrap_or("");
-                let eligible = perms.len() == 4
-                    && &perms[1..2] == "-"
-                    && &perms[3..4] == "p"
-                    && path.starts_with('/');
-                current = Some((start, end, eligible));
-            } else if first == "Anonymous:"
-                && let Some((start, end, true)) = current
-                && f.next() == Some("0")
-            {
-                drop_ranges.push((start, end));
-            }
-        }
-        for (start, end) in drop_ranges {
-            // SAFETY: the range is a whole read-only private file mapping without anonymous
-            // (copied) pages; MADV_DONTNEED only drops PTEs, which re-fault with the same
-            // file contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-        }
-    }
-    use rustix::mm::MlockAllFlags;
-    rustix::mm::mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
-        .err()
-        .map(|e| format!("mlockall failed ({e}); the daemon's memory may be swapped or reclaimed under pressure"))
-}
-
-/// Protects the daemon itself: lowest `oom_score_adj` and highest priority where permitted
-/// (memory is locked later, by [`trim_and_lock`]). Returns warnings for what was refused.
-pub fn protect_self() -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
-        notes.push(format!(
-            "cannot set our own oom_score_adj to -1000 ({e}; needs CAP_SYS_RESOURCE): the kernel's OOM killer could pick oomguard"
-        ));
-    }
-    // SAFETY: setpriority on our own process; no pointers.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) } != 0 {
-        notes.push(format!(
-            "cannot raise our priority (nice -20: {}); under a storm the daemon may wake late",
-            std::io::Error::last_os_error()
-        ));
-    }
-    notes
 }

@@ -785,18 +785,15 @@ pub struct UserNames(HashMap<u32, String>);
 
 impl UserNames {
     pub fn load(root: &Root) -> UserNames {
-        let text = std::fs::read_to_string(root.path("etc/passwd")).unwrap_or_default();
-        UserNames::parse(&text)
+        UserNames::from_users(&crate::sense::users::Users::load(root.as_path()))
     }
     pub fn parse(text: &str) -> UserNames {
+        UserNames::from_users(&crate::sense::users::Users::parse(text))
+    }
+    fn from_users(users: &crate::sense::users::Users) -> UserNames {
         let mut m = HashMap::new();
-        for l in text.lines() {
-            let mut f = l.split(':');
-            if let (Some(name), Some(uid)) = (f.next(), f.nth(1))
-                && let Ok(uid) = uid.parse()
-            {
-                m.entry(uid).or_insert_with(|| name.to_string());
-            }
+        for (name, uid) in users.iter() {
+            m.entry(uid).or_insert_with(|| name.to_string());
         }
         UserNames(m)
     }

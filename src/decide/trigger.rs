@@ -5,23 +5,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::values::{LevelPair, PsiSpec};
+use crate::values::{LevelPair, PsiSpec, human_kb};
 
-/// The scope's memory at one instant, in kB.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct MemState {
-    pub total_kb: u64,
-    pub available_kb: u64,
-    pub swap_total_kb: u64,
-    pub swap_free_kb: u64,
-}
-
-impl MemState {
-    /// Total pages the kernel scores against: RAM + swap (system) or limit + swap (cgroup).
-    pub fn totalpages(&self, page_kb: u64) -> u64 {
-        (self.total_kb + self.swap_total_kb) / page_kb.max(1)
-    }
-}
+/// The scope's memory is a sensed fact; re-exported here for the modules that still name it
+/// through `decide::trigger`.
+pub use crate::sense::mem::MemState;
 
 /// The levels as given (percentages and/or sizes), before a scope's totals are known.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,6 +143,38 @@ impl Levels {
         let ms = mem_head_mib / 6.0 + swap_head_mib / 0.8;
         Duration::from_micros((ms * 1000.0) as u64)
             .clamp(Duration::from_millis(5), Duration::from_secs(1))
+    }
+
+    /// Warnings for levels that make no sense for this scope right now: a TERM level of 0 turns
+    /// the guard off; a level already above the current figure makes it act at once.
+    pub fn start_notes(&self, mem: &MemState) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.mem_term_kb == 0 {
+            notes.push(
+                "the available-memory TERM level is 0: the memory guard is off (nothing is ever killed for low memory; raise --mem-min/--mem-min-size)".to_string(),
+            );
+        } else if mem.swap_total_kb > 0 && self.swap_term_kb == 0 {
+            notes.push(
+                "the free-swap TERM level is 0: the memory guard is off while swap is free (raise --swap-min/--swap-min-size)".to_string(),
+            );
+        }
+        if self.mem_term_kb > 0 && self.evaluate(mem, None).0 != Severity::None {
+            notes.push(format!(
+                "available memory ({}) is already below the TERM level ({}){}: the guard acts at once",
+                human_kb(mem.available_kb),
+                human_kb(self.mem_term_kb),
+                if mem.swap_total_kb > 0 {
+                    format!(
+                        " and free swap ({}) below its level ({})",
+                        human_kb(mem.swap_free_kb),
+                        human_kb(self.swap_term_kb)
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        notes
     }
 
     /// "Near": within twice the term level, where the ranking is kept fresh.

@@ -1,11 +1,13 @@
 //! Sense: read the machine. Every reader is rooted at a configurable path (`/` in production,
 //! a fixture tree in tests); every parser takes bytes and allocates nothing per call.
 pub mod cgroup;
+pub mod mem;
 pub mod meminfo;
 pub mod procevents;
 pub mod procs;
 pub mod psi;
 pub mod scope;
+pub mod users;
 pub mod vmstat;
 
 use std::path::{Path, PathBuf};

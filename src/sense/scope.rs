@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::cgroup::{CgVersion, Cgroup, CgroupNotFound, Mounts};
 use super::meminfo::{Meminfo, MeminfoError};
 use super::{KeptFile, Root};
-use crate::decide::trigger::MemState;
+use crate::sense::mem::MemState;
 use crate::values::ScopeSpec;
 
 /// Reading the scope failed.
