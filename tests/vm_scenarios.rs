@@ -124,6 +124,18 @@ impl Outcome {
     }
 }
 
+/// The VM's hard timeout in seconds: 120 on an idle host, scaled with the host's load per CPU
+/// (TCG emulates every instruction, so a shared, loaded host slows the guest down in proportion),
+/// at most 4 times. `VM_TIMEOUT` overrides it.
+fn vm_timeout() -> u64 {
+    let load: f64 = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (120.0 * (load / cpus).clamp(1.0, 4.0)).round() as u64
+}
+
 /// Boots `scenario` with guest variables `vars` (`KEY=VALUE`) and host environment `env`.
 fn boot(name: &str, scenario: &str, vars: &[&str], env: &[(&str, &str)]) -> Outcome {
     let out = with_slot(|| {
@@ -131,6 +143,9 @@ fn boot(name: &str, scenario: &str, vars: &[&str], env: &[(&str, &str)]) -> Outc
         c.arg(vm_dir().join("run.sh")).arg(scenario).args(vars);
         // Host tests that race real hogs run beside these: qemu yields the CPU to them.
         c.env("VM_NICE", "10");
+        if std::env::var_os("VM_TIMEOUT").is_none() {
+            c.env("VM_TIMEOUT", vm_timeout().to_string());
+        }
         for (k, v) in env {
             c.env(k, v);
         }
@@ -337,7 +352,11 @@ fn vm_oomguard_protect_rule_minus_1000() {
 /// turned out gone (the kernel had just killed it) and it rescanned /proc at once; the scan's
 /// allocations at the bottom of memory invoked the OOM killer again (the second report named
 /// oomguard as the invoker) while the hog's memory was still on its way back, and the kernel
-/// took the bystander.
+/// took the bystander. It also once killed the bystander itself: the kernel killed the hog
+/// between oomguard's read of the `oom_kill` counter and its choice, the hog dropped out of the
+/// candidates while its memory was still being freed, and the bystander was the best left (the
+/// daemon now reads the counter again just before it signals, and holds back while the kernel's
+/// victim is still returning memory).
 #[test]
 fn vm_oomguard_no_second_kill_when_the_kernel_wins() {
     let Some(o) = system_storm(

@@ -211,6 +211,50 @@ struct Backoff {
     tiny_kb: u64,
 }
 
+/// After a kernel OOM kill no victim is chosen until memory recovers. The kernel's victim frees
+/// its memory asynchronously (the oom_reaper, then `exit_mmap` of its last thread; slow under
+/// load), and meanwhile it can drop out of the candidates (a leader that is already a zombie
+/// reads as 0 rss): choosing then would kill an innocent. The hold lasts `HOLD_MIN`, and longer
+/// while available memory keeps rising (by `HOLD_RISE_KB` per `HOLD_MIN`), up to `HOLD_MAX`
+/// after the kill: a kernel kill that frees nothing does not disarm the guard for long.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    since: Instant,
+    until: Instant,
+    available_kb: u64,
+}
+
+const HOLD_MIN: Duration = Duration::from_secs(2);
+const HOLD_MAX: Duration = Duration::from_secs(10);
+const HOLD_RISE_KB: u64 = 1024;
+
+impl Hold {
+    fn new(now: Instant, available_kb: u64) -> Hold {
+        Hold {
+            since: now,
+            until: now + HOLD_MIN,
+            available_kb,
+        }
+    }
+
+    /// True while choices stay held back.
+    fn holds(&mut self, now: Instant, available_kb: u64, recovered: bool) -> bool {
+        if recovered {
+            return false;
+        }
+        if now < self.until {
+            return true;
+        }
+        if available_kb >= self.available_kb + HOLD_RISE_KB && now < self.since + HOLD_MAX {
+            // Still coming back: hold on for another stretch.
+            self.available_kb = available_kb;
+            self.until = now + HOLD_MIN;
+            return true;
+        }
+        false
+    }
+}
+
 /// At most this many refused victims are remembered (oldest forgotten first).
 const MAX_REFUSED: usize = 32;
 
@@ -240,8 +284,8 @@ pub struct Daemon {
     buf: Vec<u8>,
     last_oom_kills: Option<u64>,
     last_oom_check: Instant,
-    /// Kills are held back until memory recovers or this instant passes.
-    hold_until: Option<Instant>,
+    /// Set by a kernel OOM kill: no choice until memory recovers (see `Hold`).
+    hold: Option<Hold>,
     dry_last: Option<(i32, u64, Instant)>,
     warned_nothing: Option<Instant>,
     warned_progress: Option<Instant>,
@@ -294,7 +338,7 @@ impl Daemon {
             buf: Vec::with_capacity(8192),
             last_oom_kills: None,
             last_oom_check: Instant::now(),
-            hold_until: None,
+            hold: None,
             dry_last: None,
             warned_nothing: None,
             warned_progress: None,
@@ -447,30 +491,8 @@ impl Daemon {
         let check_kernel = sev != Severity::None
             || levels.near(&mem)
             || self.last_oom_check.elapsed() >= Duration::from_secs(5);
-        if check_kernel
-            && let Some(k) = {
-                self.last_oom_check = now;
-                self.scope.kernel_oom_kills()
-            }
-        {
-            let prev = self.last_oom_kills.replace(k);
-            if let Some(prev) = prev
-                && k > prev
-            {
-                let rec = KernelKillRec {
-                    oom_kills: k - prev,
-                    counter: self.scope.oom_counter_source(),
-                    available_kb: mem.available_kb,
-                    total_kb: mem.total_kb,
-                };
-                log::warn!(
-                    "the kernel's OOM killer killed {} process(es) in {}; holding back until memory recovers",
-                    k - prev,
-                    self.scope.label()
-                );
-                self.append("kernel_kill", &rec);
-                self.hold_until = Some(now + Duration::from_secs(2));
-            }
+        if check_kernel {
+            self.kernel_kill_seen(now, &mem);
         }
 
         let near = levels.near(&mem) || sev != Severity::None;
@@ -510,18 +532,18 @@ impl Daemon {
         if sev == Severity::None {
             self.dry_last = None;
             if levels.recovered(&mem) {
-                self.hold_until = None;
+                self.hold = None;
                 if self.backoff.take().is_some() {
                     log::info!("memory recovered in {}; kills re-armed", self.scope.label());
                 }
             }
             return Ok(self.poll_interval(&levels, &mem));
         }
-        if let Some(h) = self.hold_until {
-            if now < h && !levels.recovered(&mem) {
+        if let Some(h) = self.hold.as_mut() {
+            if h.holds(now, mem.available_kb, levels.recovered(&mem)) {
                 return Ok(Duration::from_millis(10));
             }
-            self.hold_until = None;
+            self.hold = None;
         }
         self.decide_and_act(
             now,
@@ -572,6 +594,32 @@ impl Daemon {
             human_kb(mem.swap_free_kb),
             human_kb(mem.swap_total_kb),
         );
+    }
+
+    /// Reads the kernel's OOM kill counter of the scope; when it rose since the last read,
+    /// records a `kernel_kill` and holds choices back (`Hold`). True when it rose.
+    fn kernel_kill_seen(&mut self, now: Instant, mem: &MemState) -> bool {
+        self.last_oom_check = now;
+        let Some(k) = self.scope.kernel_oom_kills() else {
+            return false;
+        };
+        let Some(prev) = self.last_oom_kills.replace(k).filter(|&p| k > p) else {
+            return false;
+        };
+        let rec = KernelKillRec {
+            oom_kills: k - prev,
+            counter: self.scope.oom_counter_source(),
+            available_kb: mem.available_kb,
+            total_kb: mem.total_kb,
+        };
+        log::warn!(
+            "the kernel's OOM killer killed {} process(es) in {}; holding back until memory recovers",
+            k - prev,
+            self.scope.label()
+        );
+        self.append("kernel_kill", &rec);
+        self.hold = Some(Hold::new(now, mem.available_kb));
+        true
     }
 
     fn poll_interval(&self, levels: &Levels, mem: &MemState) -> Duration {
@@ -823,6 +871,19 @@ impl Daemon {
                 return Ok(Duration::ZERO);
             }
         };
+        // The kernel's OOM killer may have acted since this wake-up read its counter: its victim
+        // can drop out of the choice before /proc shows it exiting (a thread group whose leader
+        // is already a zombie reads as 0 rss while the other threads still free the memory), so
+        // the choice just made may be an innocent. Read the counter again last thing before the
+        // signal; the pidfd is closed unused.
+        if self.kernel_kill_seen(Instant::now(), mem) {
+            log::info!(
+                "not signalling {} ({}): the kernel's OOM killer acted while it was chosen",
+                victim.comm,
+                victim.pid
+            );
+            return Ok(Duration::from_millis(10));
+        }
         let pre = DecisionRec {
             trigger: Self::trigger_rec(mem, levels, sev, reason, psi),
             victim: victim_rec(&victim, cmdline.clone(), cgroup.clone()),
@@ -948,7 +1009,8 @@ impl Daemon {
             );
         }
         self.append("kill", &rec);
-        self.last_oom_kills = self.scope.kernel_oom_kills().or(self.last_oom_kills);
+        // A kernel kill during the escalation is recorded too, and holds the next choice back.
+        self.kernel_kill_seen(Instant::now(), mem);
         self.check_freed(&victim, freed_kb)?;
         self.ranker_forget();
         Ok(Duration::ZERO)
@@ -1171,5 +1233,63 @@ fn victim_rec(v: &Candidate, cmdline: String, cgroup: Option<String>) -> VictimR
         badness: v.badness,
         cgroup,
         rule: v.rule.as_deref(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_kill_holds_back_until_memory_recovers() {
+        let t0 = Instant::now();
+        let mut h = Hold::new(t0, 3_700);
+        assert!(h.holds(t0 + Duration::from_millis(10), 3_700, false));
+        assert!(h.holds(t0 + Duration::from_millis(1_900), 3_800, false));
+        // Recovered: the hold ends at once.
+        assert!(!Hold::new(t0, 3_700).holds(t0 + Duration::from_millis(10), 90_000, true));
+    }
+
+    #[test]
+    fn the_hold_lasts_while_the_kernels_victim_still_frees_memory() {
+        // Under load the oom_reaper and exit_mmap take seconds: 2 s after the kill memory is
+        // still coming back, and choosing now could kill an innocent.
+        let t0 = Instant::now();
+        let mut h = Hold::new(t0, 3_700);
+        assert!(h.holds(t0 + Duration::from_millis(2_100), 4_900, false));
+        assert!(h.holds(t0 + Duration::from_millis(4_000), 4_950, false));
+        // Another rise after the extended stretch extends it again.
+        assert!(h.holds(t0 + Duration::from_millis(4_200), 6_000, false));
+    }
+
+    #[test]
+    fn the_hold_is_bounded_when_nothing_comes_back() {
+        let t0 = Instant::now();
+        // No rise after the first stretch: the guard is armed again.
+        let mut h = Hold::new(t0, 3_700);
+        assert!(!h.holds(t0 + Duration::from_millis(2_100), 3_900, false));
+        // Rising slowly but forever: armed again after HOLD_MAX at the latest.
+        let mut h = Hold::new(t0, 3_000);
+        let mut avail = 3_000;
+        let mut t = t0;
+        let mut held_until = t0;
+        while t < t0 + Duration::from_secs(30) {
+            t += Duration::from_millis(500);
+            avail += 600;
+            if !h.holds(t, avail, false) {
+                break;
+            }
+            held_until = t;
+        }
+        assert!(
+            held_until < t0 + HOLD_MAX + HOLD_MIN,
+            "{:?}",
+            held_until - t0
+        );
+        assert!(
+            held_until >= t0 + HOLD_MAX - HOLD_MIN,
+            "{:?}",
+            held_until - t0
+        );
     }
 }
