@@ -11,6 +11,10 @@
 //! - idle RSS and idle CPU of both daemons with their default levels over 20 s.
 //!
 //! Needs root, `unshare` (util-linux) and earlyoom (`apt-get install earlyoom`).
+#![allow(
+    clippy::unwrap_used,
+    reason = "benchmark code: a failed unwrap aborts the measurement with its location"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -25,8 +29,9 @@ use oomguard::sense::scope::Scope;
 use oomguard::values::ScopeSpec;
 
 fn thread_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct we pass.
+    // SAFETY: rusage is plain integers; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only into the struct we pass.
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
     Duration::from_secs(ru.ru_utime.tv_sec as u64 + ru.ru_stime.tv_sec as u64)
         + Duration::from_micros(ru.ru_utime.tv_usec as u64 + ru.ru_stime.tv_usec as u64)
@@ -114,6 +119,7 @@ fn inner(n: usize) {
         // SAFETY: the child calls only async-signal-safe pause()/_exit().
         let pid = unsafe { libc::fork() };
         if pid == 0 {
+            // SAFETY: in the forked child, only async-signal-safe calls.
             unsafe {
                 libc::pause();
                 libc::_exit(0);
@@ -127,6 +133,7 @@ fn inner(n: usize) {
     if big == 0 {
         let v = vec![1u8; 64 << 20];
         std::hint::black_box(&v);
+        // SAFETY: in the forked child, only async-signal-safe calls.
         unsafe {
             libc::pause();
             libc::_exit(0);

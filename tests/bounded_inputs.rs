@@ -142,8 +142,9 @@ fn wait_hwm(pid: u32, limit: Duration) -> Option<(i32, u64)> {
     let start = Instant::now();
     loop {
         let mut status = 0;
-        // SAFETY: plain wait4 on our own child, rusage out-parameter zeroed.
+        // SAFETY: rusage is plain integers; all-zero is a valid value.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own child writes only into `status` and `ru`, both live here.
         let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut ru) };
         if r == pid as i32 {
             return Some((status, ru.ru_maxrss as u64));

@@ -211,6 +211,7 @@ fn watch_list_records_missing_and_restarts_a_bounded_number_of_times() {
     assert_eq!(restart["attempt"], 1);
     assert_eq!(restart["after"]["action"], "kernel_kill");
     // Gone again: missing, but the one allowed restart is used up.
+    // SAFETY: kill(2) takes no pointers; `restarted` is a child this test started.
     unsafe { libc::kill(restarted, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(100));
     watch.record(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());

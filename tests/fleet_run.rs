@@ -132,6 +132,7 @@ fn prometheus_scrapes_the_running_daemon_and_systemd_hears_ready_and_watchdog() 
     assert!(got.contains("STATUS=guarding"), "{got}");
     // A reload is announced (RELOADING=1 with the monotonic time), then READY=1 again.
     // SAFETY: SIGHUP to the daemon this test started.
+    // SAFETY: kill(2) takes no pointers; the daemon is a child this test started.
     unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
     let mut seen = Vec::new();
     while !seen.iter().any(|m: &String| m.contains("READY=1")) {
@@ -330,6 +331,7 @@ fn sighup_refuses_a_bad_config_naming_the_line_and_keeps_running() {
     )
     .unwrap();
     // SAFETY: SIGHUP to the daemon this test started.
+    // SAFETY: kill(2) takes no pointers; the daemon is a child this test started.
     unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
     let l = run.expect_line("reload refused", Duration::from_secs(10));
     assert!(
@@ -345,6 +347,7 @@ fn sighup_refuses_a_bad_config_naming_the_line_and_keeps_running() {
         "[warn]\nlevel = \"90%\"\n\n[[protect]]\nname = \"^sshd$\"\n",
     )
     .unwrap();
+    // SAFETY: kill(2) takes no pointers; the daemon is a child this test started.
     unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
     let l = run.expect_line("config reloaded", Duration::from_secs(10));
     assert!(l.contains("1 rules"), "{l}");
@@ -374,6 +377,7 @@ fn sighup_reload_applies_a_new_warning_level() {
     );
     std::fs::write(&cfg, "[warn]\nlevel = \"40%\"\n").unwrap();
     // SAFETY: SIGHUP to the daemon this test started.
+    // SAFETY: kill(2) takes no pointers; the daemon is a child this test started.
     unsafe { libc::kill(run.child.id() as i32, libc::SIGHUP) };
     run.expect_line("fleet features restarted", Duration::from_secs(10));
     let w = run.wait_record("warn", |r| r["action"] == "warn");

@@ -1,4 +1,8 @@
 //! One integration-test binary; each module tests one feature end to end.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test, with its location"
+)]
 mod bounded_inputs;
 mod cli_assets;
 mod cli_basics;

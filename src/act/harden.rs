@@ -53,11 +53,9 @@ pub fn protect_self() -> Vec<String> {
             "cannot set our own oom_score_adj to -1000 ({e}; needs CAP_SYS_RESOURCE): the kernel's OOM killer could pick oomguard"
         ));
     }
-    // SAFETY: setpriority on our own process; no pointers.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) } != 0 {
+    if let Err(e) = rustix::process::setpriority_process(None, -20) {
         notes.push(format!(
-            "cannot raise our priority (nice -20: {}); under a storm the daemon may wake late",
-            std::io::Error::last_os_error()
+            "cannot raise our priority (nice -20: {e}); under a storm the daemon may wake late"
         ));
     }
     notes

@@ -132,8 +132,10 @@ struct Faults {
 
 impl Faults {
     fn now() -> Faults {
-        // SAFETY: getrusage fills the zeroed struct we pass; no other pointers.
+        // SAFETY: rusage is plain integers and timevals; all-zero is a valid value.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage writes only into the struct we pass, which lives for the call
+        // (rustix has no getrusage).
         if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
             return Faults::default();
         }
