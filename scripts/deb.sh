@@ -7,4 +7,4 @@ command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
 cargo build --release --bin oomguard
 rm -rf target/assets
 target/release/oomguard generate target/assets >&2
-cargo deb --no-build --no-strip "$@"
+cargo deb --no-build "$@"

@@ -20,4 +20,5 @@ mod predict;
 mod predict_live;
 mod protect;
 mod run_cgroup;
+mod vm_debian;
 mod vm_scenarios;

@@ -1,0 +1,8 @@
+#!/bin/sh
+# Guest side (from the data disk, run by vmtest.service): the variables, the helpers, then
+# the scenario. Results go to out/result as key=value lines.
+set -u
+D=/mnt/data
+set -a; . "$D/env"; set +a
+. "$D/lib.sh"
+. "$D/scenarios/$SCENARIO.sh"
