@@ -12,7 +12,7 @@
 # table) and docs/bench/debian.png (chart). Raw guest output stays in target/bench-debian/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=5 jobs=2 guards=oomguard,earlyoom,nohang,systemd-oomd,kernel leak_timeout=240 report_only=0
+runs=5 jobs=2 guards=oomguard,earlyoom,nohang,systemd-oomd,kernel leak_timeout=120 report_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;

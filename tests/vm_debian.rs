@@ -128,7 +128,7 @@ fn ci_boot() -> &'static Boot {
             .arg(&out)
             .arg("ci")
             .env("DEB", &deb_path)
-            .env("VM_TIMEOUT", "1500")
+            .env("VM_TIMEOUT", "2700")
             .output()
             .map_err(|e| format!("running tests/vm/debian/run.sh: {e}"))?;
         let report = String::from_utf8_lossy(&run.stdout).into_owned();

@@ -85,9 +85,10 @@ ensure_services() {
   wait_for 60 http_ok db.php || log "db.php does not answer"
 }
 
-# Long-lived processes as "pid comm" lines (the test's own short-lived tools left out).
+# Long-lived user-space processes as "pid comm" lines (the test's own short-lived tools left out).
 snapshot() {
-  ps -e -o pid=,comm= | awk '$2 !~ /^(ps|awk|sh|curl|sleep|vmprobe|mysql|cat|grep|sed|systemctl|journalctl|timeout|date|cut|head|tail|sort|wc|kill|runuser|dbus-monitor)$/ {print $1, $2}' | sort -n
+  # Kernel threads (children of kthreadd) come and go on their own: left out.
+  ps -e -o pid=,ppid=,comm= | awk '$1 != 2 && $2 != 2 {print $1, $3}' | awk '$2 !~ /^(ps|awk|sh|curl|sleep|vmprobe|mysql|cat|grep|sed|systemctl|journalctl|timeout|date|cut|head|tail|sort|wc|kill|runuser|dbus-monitor)$/ {print $1, $2}' | sort -n
 }
 
 # story_run TAG: the seed's story once. A leaking request in one apache worker, db.php probed

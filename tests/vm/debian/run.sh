@@ -62,4 +62,5 @@ rm -rf "$outdir/out"
 debugfs -R "rdump /out $outdir" "$data/data.img" >/dev/null 2>&1 || true
 [ -f "$outdir/out/result" ] || { echo "run.sh: the guest wrote no result (console: $log)" >&2; tail -n 30 "$log" >&2; exit 1; }
 cat "$outdir/out/result"
+cut -d" " -f1-3 /proc/loadavg > "$outdir/loadavg"
 awk -v s="$start" -v e="$end" 'BEGIN { printf "host_seconds=%.1f\n", e - s }'
