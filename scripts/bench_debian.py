@@ -136,7 +136,7 @@ w("- **Machine:** the VM of `tests/vm/debian/`: Debian bookworm built with mmdeb
   f"{host.machine}, 2 cores shared with other work, so absolute times are TCG times on a busy host: "
   "compare guards, not with real hardware.")
 w("- **Services:** apache2 2.4 prefork with mod_php 8.2 (4–16 workers); MariaDB 10.11 holding a "
-  "MEMORY table of 100 000 × 3 KB rows, which makes mariadbd the largest process (≈ 400 MiB RSS) "
+  "MEMORY table of 5 000 × 60 KB rows, which makes mariadbd the largest process (≈ 420 MiB RSS) "
   "before the leak.")
 w("- **The leak:** one request to `leak.php` whose memory grows by 8 MiB every 20 ms without end "
   "(a runaway PHP request; `memory_limit=-1`), in one prefork worker. Meanwhile `db.php` (a page "
@@ -194,7 +194,7 @@ for g in guards:
     if not done:
         w(f"- {g}: no completed run" + (f" (boot stopped after {hs})" if hs else ""))
     else:
-        w(f"- {g}: {done} runs in {hs}; {la}")
+        w(f"- {g}: {done} runs in {hs or 'a boot cut short (its console)'}; {la}")
 w("")
 w("The host had 2 cores shared with other builds and VMs, and the guards ran in separate boots "
   "at different times: the outcome columns (who died, DB survived, innocent and kernel kills) "
