@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 need=()
 for pkg_cmd in "stress-ng:stress-ng" "tmux:tmux" "promtool:prometheus" "dbus-daemon:dbus" \
                "qemu-system-x86_64:qemu-system-x86" "busybox:busybox-static" "cpio:cpio" \
-               "systemd-analyze:systemd" "zstd:zstd" "xz:xz-utils"; do
+               "systemd-analyze:systemd" "zstd:zstd" "xz:xz-utils" \
+               "mmdebstrap:mmdebstrap" "mke2fs:e2fsprogs" "debugfs:e2fsprogs" "gcc:gcc" \
+               "readelf:binutils" "flock:util-linux"; do
   cmd=${pkg_cmd%%:*}; pkg=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -34,4 +34,5 @@ mod record_blocking;
 mod run_cgroup;
 mod sd_notify_blocking;
 mod util;
+mod vm_debian;
 mod vm_scenarios;

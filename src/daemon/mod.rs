@@ -918,7 +918,10 @@ impl Daemon {
                 o.before_kill(&v);
             }
         }
-        let first = if sev == Severity::Kill {
+        // A v2 cgroup goes at once through cgroup.kill (SIGKILL), as memory.oom.group and
+        // systemd-oomd do: a service whose main process dies of SIGTERM exited cleanly for
+        // systemd, and Restart=on-failure would leave it down.
+        let first = if sev == Severity::Kill || kill.cgroup_kill.is_some() {
             Signal::KILL
         } else {
             Signal::TERM

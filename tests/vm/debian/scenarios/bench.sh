@@ -1,0 +1,13 @@
+# Scenario 4 (benchmark): GUARD against the seed's story, RUNS times in this boot.
+log "guard $GUARD, $RUNS runs"
+result guard "$GUARD"
+result mem_total_kb "$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
+setup_services
+result db_rss_kb "$(awk '/^VmRSS:/{print $2}' /proc/"$(main_pid mariadb)"/status)"
+start_guard "$GUARD"
+i=1
+while [ "$i" -le "$RUNS" ]; do
+  story_run "r$i"
+  i=$((i + 1))
+done
+result runs_done "$RUNS"
