@@ -16,7 +16,7 @@ if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
 fi
 cargo build --release --quiet --bin oomguard
 # The storms' hog is the tests' helper binary (never part of a release build).
-cargo build --release --quiet --features test-hog --bin oomguard-hog
+cargo build --release --quiet --features test-support --bin oomguard-hog
 export VM_NOHANG=1
 tests/vm/build.sh target/release/oomguard target/release/oomguard-hog
 exec /usr/bin/python3 scripts/bench_vm.py "$@"

@@ -20,7 +20,7 @@ out=tests/fixtures/oom-reports
 what=${1:-all}
 mkdir -p "$out"
 [ -x target/release/oomguard ] || cargo build --release --bin oomguard
-[ -x target/release/oomguard-hog ] || cargo build --release --features test-hog --bin oomguard-hog
+[ -x target/release/oomguard-hog ] || cargo build --release --features test-support --bin oomguard-hog
 bin=$PWD/target/release/oomguard
 hog=$PWD/target/release/oomguard-hog
 

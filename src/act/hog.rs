@@ -5,7 +5,7 @@
 //! from a multi-threaded drill is safe.
 //!
 //! [`fill`] is the allocation loop on its own; the tests' `oomguard-hog` helper binary (feature
-//! `test-hog`) runs it in threads.
+//! `test-support`) runs it in threads.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

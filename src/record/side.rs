@@ -110,9 +110,11 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Test hook (debug builds only): `OOMGUARD_TEST_PANIC=NAME[,NAME...]` makes the side threads
-/// of those names panic when they start, once per name and process. Release builds ignore it.
-#[cfg(debug_assertions)]
+/// Test hook (debug builds, and builds with the `test-support` feature, which only `cargo test`
+/// turns on): `OOMGUARD_TEST_PANIC=NAME[,NAME...]` makes the side threads of those names panic
+/// when they start, once per name and process. The shipped binary (a release build without the
+/// feature) ignores it.
+#[cfg(any(debug_assertions, feature = "test-support"))]
 fn test_panic(name: &str) {
     use std::sync::Mutex;
     static DONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -132,7 +134,7 @@ fn test_panic(name: &str) {
     panic!("test panic requested by OOMGUARD_TEST_PANIC");
 }
 
-#[cfg(not(debug_assertions))]
+#[cfg(not(any(debug_assertions, feature = "test-support")))]
 fn test_panic(_name: &str) {}
 
 #[cfg(test)]

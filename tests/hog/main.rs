@@ -1,4 +1,4 @@
-//! `oomguard-hog`: the tests' memory hog (built only with the `test-hog` feature, which only
+//! `oomguard-hog`: the tests' memory hog (built only with the `test-support` feature, which only
 //! `cargo test` turns on; never shipped). Allocates anonymous memory and touches every page
 //! ([`oomguard::act::hog::fill`]), at a given rate or as fast as it can, from one or more
 //! threads, up to a bound, then holds it. Never run it outside a memory-limited cgroup without

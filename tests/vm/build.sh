@@ -6,7 +6,7 @@
 #
 #   tests/vm/build.sh [OOMGUARD_BINARY [HOG_BINARY]]
 #     (default: target/release/oomguard; the hog: oomguard-hog beside it, which only
-#      `cargo test` or `cargo build --features test-hog --bin oomguard-hog` builds)
+#      `cargo test` or `cargo build --features test-support --bin oomguard-hog` builds)
 #
 # Output in tests/vm/work/ (git-ignored): vmlinuz, initrd.cpio (VM_NOHANG=1: initrd-nohang.cpio). Idempotent: downloads happen
 # once; the initramfs is rebuilt on every call (about a second). Needs root only for apt-get.
@@ -68,7 +68,7 @@ if [ ! -x "$work/vmprobe" ] || [ "$here/vmprobe.c" -nt "$work/vmprobe" ]; then
 fi
 
 [ -x "$oomguard" ] || { log "no oomguard binary at $oomguard (cargo build --release)"; exit 1; }
-[ -x "$hog" ] || { log "no oomguard-hog binary at $hog (cargo build --release --features test-hog --bin oomguard-hog)"; exit 1; }
+[ -x "$hog" ] || { log "no oomguard-hog binary at $hog (cargo build --release --features test-support --bin oomguard-hog)"; exit 1; }
 
 # The nohang build is a file of its own, so the tests and the benchmark can run side by side.
 flavour=${VM_NOHANG:+-nohang}
