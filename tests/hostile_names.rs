@@ -69,3 +69,69 @@ fn events_text_output_escapes_names_from_the_log() {
         &oomguard(&["events", "--event-log", log.to_str().unwrap()]),
     );
 }
+
+/// The daemon's own log lines name the victim it kills: a hog named with control characters, in
+/// a memory cgroup the daemon guards, shows up escaped on its stderr (a terminal or journald
+/// reader never gets a raw escape sequence or a forged line).
+#[test]
+fn the_daemons_kill_line_shows_a_hostile_name_escaped() {
+    use std::time::{Duration, Instant};
+    let Some(cg) = crate::util::TestCgroup::new("hostile-kill", 300 << 20) else {
+        return;
+    };
+    let dir = tempdir();
+    let stderr_path = dir.path().join("daemon.err");
+    let log = dir.path().join("events.jsonl");
+    let scope = format!("cgroup:{}", cg.rel());
+    let child = Command::new(crate::util::bin())
+        .args(["run", "--scope", &scope, "--event-log"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Reaped(child);
+    let text = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !text().contains("guarding") {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not start:\n{}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut cmd = Command::new(crate::util::hog_bin());
+    cmd.args(["--name", NAME, "--max", "1G"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut hog = Reaped(cg.spawn(&mut cmd));
+    hog.wait_timeout(Duration::from_secs(60))
+        .expect("the hog was not killed within 60 s");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text().contains("sent SIG") {
+        assert!(Instant::now() < deadline, "no kill line:\n{}", text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    crate::util::interrupt_and_reap(&mut daemon.0);
+    let out = text();
+    assert_eq!(cg.kernel_oom_kills(), 0, "the kernel killed first:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("sent SIG"))
+        .expect("kill line");
+    assert!(
+        line.contains(SHOWN),
+        "the kill line does not show the escaped name: {line}"
+    );
+    assert!(
+        !out.contains('\x1b'),
+        "the daemon printed a raw ESC:\n{out}"
+    );
+    assert!(
+        !out.contains("il\nx"),
+        "the daemon printed a raw newline in a name:\n{out}"
+    );
+}

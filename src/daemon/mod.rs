@@ -286,6 +286,8 @@ pub struct Daemon {
     buf: Vec<u8>,
     last_oom_kills: Option<u64>,
     last_oom_check: Instant,
+    /// The last wake-up was near the levels (see `tick`).
+    was_near: bool,
     /// Set by a kernel OOM kill: no choice until memory recovers (see `Hold`).
     hold: Option<Hold>,
     dry_last: Option<(i32, u64, Instant)>,
@@ -340,6 +342,7 @@ impl Daemon {
             buf: Vec::with_capacity(8192),
             last_oom_kills: None,
             last_oom_check: Instant::now(),
+            was_near: false,
             hold: None,
             dry_last: None,
             warned_nothing: None,
@@ -490,9 +493,12 @@ impl Daemon {
 
         // The kernel's OOM killer acted in the scope: record it, and hold back. Checked on every
         // wake-up near the levels, every 5 s when far (idle CPU).
-        let check_kernel = sev != Severity::None
-            || levels.near(&mem)
-            || self.last_oom_check.elapsed() >= Duration::from_secs(5);
+        // Also on the first wake-up after a near one: memory that came back at once may have come
+        // from a kernel kill, which is recorded now rather than up to 5 s later.
+        let near_now = sev != Severity::None || levels.near(&mem);
+        let was_near = std::mem::replace(&mut self.was_near, near_now);
+        let check_kernel =
+            near_now || was_near || self.last_oom_check.elapsed() >= Duration::from_secs(5);
         if check_kernel {
             self.kernel_kill_seen(now, &mem);
         }
@@ -797,13 +803,8 @@ impl Daemon {
             }
             return Ok(Duration::from_millis(100));
         };
-        let cmdline = self.reader.cmdline(victim.pid).unwrap_or_default();
-        let cgroup = self.reader.cgroup_text(victim.pid).and_then(|t| {
-            crate::sense::cgroup::memory_path_of(&t, self.scope.mounts.v2_memory.is_some())
-                .map(str::to_string)
-        });
-
         if self.s.dry_run {
+            let (cmdline, cgroup) = self.victim_details(victim.pid);
             let fresh = match self.dry_last {
                 None => true,
                 Some((pid, start, at)) => {
@@ -848,6 +849,18 @@ impl Daemon {
                 .min(Duration::from_millis(100)));
         }
 
+        // Every /proc read below allocates a page in the kernel. If the kernel's OOM killer
+        // acted during the scan, its victim is still freeing memory, and an allocation now can
+        // make the kernel kill a second, innocent process: look at its counter first (a read of
+        // the kept /proc/vmstat, no allocation) and hold back.
+        if self.kernel_kill_seen(Instant::now(), mem) {
+            log::info!(
+                "not signalling {} ({}): the kernel's OOM killer acted while it was chosen",
+                victim.comm,
+                victim.pid
+            );
+            return Ok(Duration::from_millis(10));
+        }
         let mut kill = match Kill::plan(
             &mut self.reader,
             &self.scope,
@@ -886,6 +899,8 @@ impl Daemon {
             );
             return Ok(Duration::from_millis(10));
         }
+        // The record's details, read only now: after the last look at the kernel's counter.
+        let (cmdline, cgroup) = self.victim_details(victim.pid);
         let pre = DecisionRec {
             trigger: Self::trigger_rec(mem, levels, sev, reason, psi),
             victim: victim_rec(&victim, cmdline.clone(), cgroup.clone()),
@@ -928,6 +943,31 @@ impl Daemon {
         };
         kill.signal_all(first);
         let to_signal = Faults::now().since(faults0);
+        if let Some(f) = kill.victim_failed()
+            && f.errno == Some("ESRCH")
+        {
+            // Not a kill, and not a refusal: the victim ended between the choice and the signal,
+            // almost always by the kernel's OOM killer (often invoked by this very decision's
+            // reads). Its memory is on the way back: choosing the next candidate now would take
+            // an innocent, and its /proc reads at the bottom of memory can make the kernel take
+            // one too. Hold back as after a kernel kill.
+            log::warn!(
+                "could not signal {} ({}): it ended before the signal (no such process); not a kill, waiting for its memory",
+                victim.comm,
+                victim.pid
+            );
+            let rec = DecisionRec {
+                ok: Some(false),
+                signals: Some(&kill.signals),
+                then: Some("wait"),
+                ..pre
+            };
+            self.append("kill_failed", &rec);
+            self.kernel_kill_seen(Instant::now(), mem);
+            // No rescan now (see above): the hold's end brings the next fresh choice.
+            self.hold = Some(Hold::new(Instant::now(), mem.available_kb));
+            return Ok(Duration::from_millis(10));
+        }
         if let Some(f) = kill.victim_failed() {
             // Not a kill: say so, never choose this process again, try the next one.
             log::warn!(
@@ -1019,6 +1059,16 @@ impl Daemon {
         self.check_freed(&victim, freed_kb)?;
         self.ranker_forget();
         Ok(Duration::ZERO)
+    }
+
+    /// The victim's command line and memory cgroup, for the record.
+    fn victim_details(&mut self, pid: i32) -> (String, Option<String>) {
+        let cmdline = self.reader.cmdline(pid).unwrap_or_default();
+        let cgroup = self.reader.cgroup_text(pid).and_then(|t| {
+            crate::sense::cgroup::memory_path_of(&t, self.scope.mounts.v2_memory.is_some())
+                .map(str::to_string)
+        });
+        (cmdline, cgroup)
     }
 
     /// After a kill: if it freed almost nothing and memory is still below the levels, the memory
