@@ -61,17 +61,26 @@ impl LevelSpec {
 }
 
 /// What the levels say now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     None,
     Term,
     Kill,
 }
 
+impl Severity {
+    /// As written in records (`none`, `term`, `kill`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::None => "none",
+            Severity::Term => "term",
+            Severity::Kill => "kill",
+        }
+    }
+}
+
 /// Why the trigger fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// Available memory (and swap, if any) below the SIGKILL level.
     LowMemoryKill,

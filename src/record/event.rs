@@ -335,6 +335,35 @@ pub struct KernelKill {
     pub extra: Extra,
 }
 
+impl KernelKill {
+    /// The record `oomguard drill` writes when the kernel's OOM killer ended its hog: the
+    /// counter's increase and source, the hog, and what only the drill knows (`drill: true`,
+    /// `peak_kb`: the group's peak usage or `null`, `kernel_log`: the kernel's kill lines).
+    pub fn drill(
+        oom_kills: u64,
+        counter: String,
+        victim: Who,
+        peak_kb: Option<u64>,
+        kernel_log: Vec<String>,
+    ) -> KernelKill {
+        let mut extra = Extra::new();
+        extra.insert("drill".into(), Value::Bool(true));
+        extra.insert("peak_kb".into(), peak_kb.map_or(Value::Null, Value::from));
+        extra.insert(
+            "kernel_log".into(),
+            Value::Array(kernel_log.into_iter().map(Value::String).collect()),
+        );
+        KernelKill {
+            oom_kills,
+            counter,
+            available_kb: None,
+            total_kb: None,
+            victim: Some(victim),
+            extra,
+        }
+    }
+}
+
 /// `warn`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -123,7 +123,7 @@ impl Observer for Warn {
                 self.state.clear
             ),
         }
-        self.emit.emit(&Event::Warn(rec));
+        self.emit.emit(Event::Warn(rec));
     }
 }
 
