@@ -334,7 +334,7 @@ mod tests {
             r.starts_with("  ↳ ") && r.contains("after kill of 7 hog"),
             "{r}"
         );
-        assert!(row(&g[0]).contains("reason low_memory_kill, rss 1M"));
+        assert!(row(&g[0]).contains("reason low_memory_kill, rss 1.0 MiB"));
         assert!(row(&g[3]).contains("'db' attempt 1/3: true → ok"));
     }
 

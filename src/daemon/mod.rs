@@ -263,20 +263,20 @@ impl Daemon {
         let mem = self.scope.memory()?;
         let levels = self.s.levels.resolve(&mem);
         log::info!(
-            "guarding {} ({}): SIGTERM below {} MiB available, SIGKILL below {} MiB{}; {} processes; wake-ups: {}; event log {}",
+            "guarding {} ({}): SIGTERM below {} available, SIGKILL below {}{}; {} processes; wake-ups: {}; event log {}",
             self.scope.label(),
             if self.s.dry_run {
                 "dry run: nothing is killed"
             } else {
                 "killing"
             },
-            levels.mem_term_kb / 1024,
-            levels.mem_kill_kb / 1024,
+            human_kb(levels.mem_term_kb),
+            human_kb(levels.mem_kill_kb),
             if mem.swap_total_kb > 0 {
                 format!(
-                    " with swap below {}/{} MiB",
-                    levels.swap_term_kb / 1024,
-                    levels.swap_kill_kb / 1024
+                    " with swap below {}/{}",
+                    human_kb(levels.swap_term_kb),
+                    human_kb(levels.swap_kill_kb)
                 )
             } else {
                 " (no swap: memory alone counts)".into()
@@ -604,9 +604,9 @@ impl Daemon {
         {
             if mem.available_kb.saturating_add(b.tiny_kb) <= b.available_kb {
                 log::info!(
-                    "memory in {} fell by another {} MiB since the kill that freed nothing; kills re-armed",
+                    "memory in {} fell by another {} since the kill that freed nothing; kills re-armed",
                     self.scope.label(),
-                    (b.available_kb - mem.available_kb) / 1024
+                    human_kb(b.available_kb - mem.available_kb)
                 );
                 self.backoff = None;
             } else {
@@ -615,10 +615,10 @@ impl Daemon {
                     .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
                 {
                     log::warn!(
-                        "memory is still low in {} ({} of {} MiB available) but the last kill freed almost nothing; not killing more until memory recovers or falls further",
+                        "memory is still low in {} ({} of {} available) but the last kill freed almost nothing; not killing more until memory recovers or falls further",
                         self.scope.label(),
-                        mem.available_kb / 1024,
-                        mem.total_kb / 1024
+                        human_kb(mem.available_kb),
+                        human_kb(mem.total_kb)
                     );
                     self.warned_backoff = Some(Instant::now());
                 }
@@ -665,10 +665,10 @@ impl Daemon {
                 .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
             {
                 log::warn!(
-                    "memory is low in {} ({} of {} MiB available) but no process may be killed ({})",
+                    "memory is low in {} ({} of {} available) but no process may be killed ({})",
                     self.scope.label(),
-                    mem.available_kb / 1024,
-                    mem.total_kb / 1024,
+                    human_kb(mem.available_kb),
+                    human_kb(mem.total_kb),
                     if sel.victim.is_some() {
                         "our signals to the remaining candidates failed; waiting"
                     } else {
@@ -697,7 +697,7 @@ impl Daemon {
             if fresh {
                 self.dry_last = Some((victim.pid, victim.starttime, Instant::now()));
                 log::info!(
-                    "dry run: would send {} to {} ({}), score {}, rss {} MiB: {} ({} of {} MiB available)",
+                    "dry run: would send {} to {} ({}), score {}, rss {}: {} ({} of {} available)",
                     if sev == Severity::Kill {
                         "SIGKILL"
                     } else {
@@ -706,10 +706,10 @@ impl Daemon {
                     victim.comm,
                     victim.pid,
                     victim.score,
-                    victim.rss_kb / 1024,
+                    human_kb(victim.rss_kb),
                     reason.as_str(),
-                    mem.available_kb / 1024,
-                    mem.total_kb / 1024
+                    human_kb(mem.available_kb),
+                    human_kb(mem.total_kb)
                 );
                 let d = decision(
                     Self::trigger_rec(mem, levels, sev, reason, psi),
@@ -823,7 +823,7 @@ impl Daemon {
             kill.release();
         }
         log::info!(
-            "sent {} to {} ({}){}, score {}, rss {} MiB, swap {} MiB: {} ({} of {} MiB available, term level {} MiB)",
+            "sent {} to {} ({}){}, score {}, rss {}, swap {}: {} ({} of {} available, term level {})",
             if first == Signal::KILL {
                 "SIGKILL"
             } else {
@@ -837,12 +837,12 @@ impl Daemon {
                 format!(" and {} more ({})", kill.others.len(), kill.unit_note)
             },
             victim.score,
-            victim.rss_kb / 1024,
-            victim.swap_kb / 1024,
+            human_kb(victim.rss_kb),
+            human_kb(victim.swap_kb),
             reason.as_str(),
-            mem.available_kb / 1024,
-            mem.total_kb / 1024,
-            levels.mem_term_kb / 1024,
+            human_kb(mem.available_kb),
+            human_kb(mem.total_kb),
+            human_kb(levels.mem_term_kb),
         );
         let outcome = self.escalate(&mut kill, first, mem.available_kb)?;
         let faults = KillFaults {
@@ -858,7 +858,7 @@ impl Daemon {
         );
         let freed_kb = outcome.freed_kb;
         log::info!(
-            "{} ({}) {} after {} ms; {} MiB freed",
+            "{} ({}) {} after {} ms; {} freed",
             victim.comm,
             victim.pid,
             if outcome.exited {
@@ -867,7 +867,7 @@ impl Daemon {
                 "did NOT exit"
             },
             outcome.exit_ms.unwrap_or(0),
-            outcome.freed_kb / 1024
+            human_kb(outcome.freed_kb)
         );
         pre.ok = Some(true);
         pre.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
@@ -897,18 +897,18 @@ impl Daemon {
         }
         let (shmem_kb, shmem_source) = self.shmem_kb();
         log::warn!(
-            "killing {} ({}) freed only {} kB and {} still has {} of {} MiB available{}: backing off (no more kills until memory recovers or falls by another {} MiB)",
+            "killing {} ({}) freed only {} and {} still has {} of {} available{}: backing off (no more kills until memory recovers or falls by another {})",
             victim.comm,
             victim.pid,
-            freed_kb,
+            human_kb(freed_kb),
             self.scope.label(),
-            mem.available_kb / 1024,
-            mem.total_kb / 1024,
+            human_kb(mem.available_kb),
+            human_kb(mem.total_kb),
             shmem_kb.map_or(String::new(), |s| format!(
-                "; {} MiB are tmpfs/shm files ({shmem_source}), which no kill frees",
-                s / 1024
+                "; {} are tmpfs/shm files ({shmem_source}), which no kill frees",
+                human_kb(s)
             )),
-            tiny_kb / 1024
+            human_kb(tiny_kb)
         );
         let rec = ev::Backoff {
             pid: victim.pid,

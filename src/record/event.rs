@@ -457,7 +457,7 @@ pub struct Restart {
 }
 
 fn size(kb: u64) -> String {
-    crate::values::Size(kb.saturating_mul(1024)).to_string()
+    crate::values::human_kb(kb)
 }
 
 impl Event {
@@ -751,6 +751,12 @@ mod tests {
             "{k}"
         );
         assert!(k.contains(", exited after"), "{k}");
+        // Sizes in the one text format (values::HumanKb), never `8G` or `8180M`.
+        assert!(
+            k.contains(", rss 8.0 GiB") && k.contains(", freed 8.0 GiB"),
+            "{k}"
+        );
+        assert!(get("warn").event.summary().ends_with(", 2.0 GiB available"));
         let r = get("restart").event.summary();
         assert!(r.contains("attempt 1/3") && r.ends_with("→ ok"), "{r}");
         let w = get("warn").event.summary();
