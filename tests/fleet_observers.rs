@@ -97,7 +97,7 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
 
 fn sample(total_kb: u64, available_kb: u64) -> Sample {
     Sample {
-        mem: oomguard::decide::trigger::MemState {
+        mem: oomguard::sense::mem::MemState {
             total_kb,
             available_kb,
             swap_total_kb: 0,

@@ -94,8 +94,9 @@ impl GuardDaemon {
 
 impl Drop for GuardDaemon {
     fn drop(&mut self) {
-        // SAFETY: SIGINT to the daemon this drill started.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        // SIGINT to the daemon this drill started (not reaped yet, so the pid is still its).
+        let pid = rustix::process::Pid::from_child(&self.0);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(5) {
             if let Ok(Some(_)) = self.0.try_wait() {

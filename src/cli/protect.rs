@@ -57,7 +57,7 @@ pub struct ProtectArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Only processes of this scope: `system` or `cgroup:PATH`.
-    #[arg(long, default_value = "system", value_parser = |s: &str| s.parse::<ScopeSpec>())]
+    #[arg(long, default_value = "system", value_parser = super::ScopeParser)]
     pub scope: ScopeSpec,
     /// Also append a `protect` record per write or refusal to this event log.
     #[arg(long, value_name = "FILE")]

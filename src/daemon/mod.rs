@@ -235,10 +235,6 @@ impl Daemon {
         })
     }
 
-    pub fn scope_label(&self) -> String {
-        self.scope.label()
-    }
-
     /// The event log the daemon writes (fleet features append their own records to it).
     pub fn event_log(&self) -> &EventLog {
         &self.log

@@ -9,7 +9,7 @@ use crate::values::{LevelPair, PsiSpec, human_kb};
 
 /// The scope's memory is a sensed fact; re-exported here for the modules that still name it
 /// through `decide::trigger`.
-pub use crate::sense::mem::MemState;
+use crate::sense::mem::MemState;
 
 /// The levels as given (percentages and/or sizes), before a scope's totals are known.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -241,8 +241,9 @@ impl Observer for Systemd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::trigger::{Levels, MemState};
+    use crate::decide::trigger::Levels;
     use crate::record::Wake;
+    use crate::sense::mem::MemState;
 
     fn sample() -> Sample {
         Sample {
