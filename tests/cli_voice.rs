@@ -151,3 +151,29 @@ fn the_shipped_binary_has_no_hog_command() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand 'hog'"));
 }
+
+/// `--help` lists the values of `--kill-unit`, `--scope` and `--group` (the parser itself
+/// carries them, so help, completions and validation agree).
+#[test]
+fn help_lists_the_values_of_closed_flags() {
+    let help = |args: &[&str]| String::from_utf8_lossy(&oomguard(args).stdout).into_owned();
+    let run = help(&["run", "--help"]);
+    for v in [
+        "- process:",
+        "- tree:",
+        "- cgroup:",
+        "- system:",
+        "- cgroup::",
+    ] {
+        assert!(run.contains(v), "run --help lacks '{v}':\n{run}");
+    }
+    let top = help(&["top", "--help"]);
+    for v in ["- tree:", "- cgroup:", "- unit:", "- system:"] {
+        assert!(top.contains(v), "top --help lacks '{v}':\n{top}");
+    }
+    // A value outside the list is refused with the list.
+    let out = oomguard(&["run", "--kill-unit", "bogus", "--dry-run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("process, tree, cgroup"), "{err}");
+}

@@ -83,7 +83,7 @@ fn the_kernel_kills_the_hog_inside_the_scratch_group_and_it_is_recorded() {
     assert!(!std::path::Path::new(v["cgroup"].as_str().unwrap()).exists());
     // The peak stayed at the limit: the memory was charged inside the scratch group.
     assert!(v["peak_kb"].as_u64().unwrap() <= 24 * 1024);
-    let (recs, _) = oomguard::record::eventlog::read_all(&log).unwrap();
+    let recs = crate::util::event_log_json(&log);
     let rec = recs.iter().find(|r| r["action"] == "kernel_kill").unwrap();
     assert_eq!(rec["victim"]["pid"], pid);
     assert!(rec["scope"].as_str().unwrap().starts_with("cgroup:/"));
@@ -170,7 +170,7 @@ fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
     assert_eq!(v["oom_kills"], 0, "the kernel had to act: {v}");
     assert!(v["cleaned_up"].as_bool().unwrap());
     let pid = v["hog_pid"].as_i64().unwrap();
-    let (recs, _) = oomguard::record::eventlog::read_all(&log).unwrap();
+    let recs = crate::util::event_log_json(&log);
     let kill = recs.iter().find(|r| r["action"] == "kill").unwrap();
     assert_eq!(kill["victim"]["pid"], pid);
     assert!(kill["scope"].as_str().unwrap().contains("oomguard-drill-"));

@@ -4,10 +4,17 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use oomguard::record::event::Event;
 use oomguard::record::eventlog::EventLog;
 use serde_json::json;
 
 use crate::util::{Reaped, bin, oomguard, tempdir};
+
+/// An event of kind `action` from its fields.
+fn ev(action: &str, mut fields: serde_json::Value) -> Event {
+    fields["action"] = action.into();
+    serde_json::from_value(fields).unwrap()
+}
 
 #[test]
 fn table_json_since_and_follow_ups() {
@@ -22,22 +29,20 @@ fn table_json_since_and_follow_ups() {
         .write_all(b"{\"time\":\"2020-01-01T00:00:00.000+00:00\",\"action\":\"warn\",\"scope\":\"system\",\"host\":\"h\",\"state\":\"high\"}\n")
         .unwrap();
     let kill = log
-        .append(
+        .append(ev(
             "kill",
-            &json!({"trigger": {"reason": "low_memory_kill"},
+            json!({"trigger": {"reason": "low_memory_kill"},
                 "victim": {"pid": 4242, "comm": "hog", "rss_kb": 2048},
                 "signals": [{"signal": "SIGKILL", "ok": true}],
                 "outcome": {"exited": true, "exit_ms": 12, "freed_kb": 2000}}),
-        )
+        ))
         .unwrap();
-    log.append(
+    log.append(ev(
         "kernel_kill",
-        &json!({"oom_kills": 1, "counter": "memory.oom_control"}),
-    )
+        json!({"oom_kills": 1, "counter": "memory.oom_control"}),
+    ))
     .unwrap();
-    log.append(
-        "missing",
-        &json!({"watch": "nginx", "after": {"time": kill.time, "action": "kill", "pid": 4242, "comm": "hog"}}),
+    log.append(ev("missing", json!({"watch": "nginx", "after": {"time": kill.time, "action": "kill", "pid": 4242, "comm": "hog"}})),
     )
     .unwrap();
     let ps = p.to_str().unwrap();
@@ -115,7 +120,7 @@ fn follow_prints_records_as_they_are_appended() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let log = EventLog::open(&p, "system").unwrap();
-    log.append("warn", &json!({"state": "high", "used_pct": 91.0}))
+    log.append(ev("warn", json!({"state": "high", "used_pct": 91.0})))
         .unwrap();
     let l = rx
         .recv_timeout(Duration::from_secs(10))
@@ -123,7 +128,8 @@ fn follow_prints_records_as_they_are_appended() {
     let v: serde_json::Value = serde_json::from_str(&l).unwrap();
     assert_eq!(v["action"], "warn");
     assert_eq!(v["used_pct"], 91.0);
-    log.append("kernel_kill", &json!({"oom_kills": 2})).unwrap();
+    log.append(ev("kernel_kill", json!({"oom_kills": 2})))
+        .unwrap();
     let l = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("a second line");
@@ -150,7 +156,7 @@ fn a_bogus_action_is_a_usage_error_and_an_empty_log_says_so() {
     assert!(err.contains("no events recorded yet"), "{err}");
     // Records, none of them matching.
     let log = EventLog::open(&p, "system").unwrap();
-    log.append("kernel_kill", &json!({"oom_kills": 1, "counter": "c"}))
+    log.append(ev("kernel_kill", json!({"oom_kills": 1, "counter": "c"})))
         .unwrap();
     let out = oomguard(&["events", "--event-log", ps, "--action", "warn"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use oomguard::decide::trigger::{Levels, MemState};
+use oomguard::decide::trigger::Levels;
 use oomguard::record::metrics::Metrics;
 use oomguard::record::{Observer, Sample, Wake};
+use oomguard::sense::mem::MemState;
 
 use crate::fleet_util::{free_port, have, http_get, urlencode, wait_for};
 use crate::util::{Reaped, require, tempdir};

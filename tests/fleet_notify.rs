@@ -233,7 +233,7 @@ fn signal_on_the_system_bus_and_desktop_notification_on_the_session_bus() {
     assert_eq!(call.app_name, "oomguard");
     assert_eq!(call.summary, "Out of memory: hog was stopped");
     assert!(
-        call.body.contains("pid 4242") && call.body.contains("rss 2G"),
+        call.body.contains("pid 4242") && call.body.contains("rss 2.0 GiB"),
         "{}",
         call.body
     );

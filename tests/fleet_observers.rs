@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use oomguard::config::Config;
 use oomguard::record::emit::Emitter;
-use oomguard::record::eventlog::{EventLog, read_all};
+use oomguard::record::eventlog::EventLog;
 use oomguard::record::hooks::Hooks;
 use oomguard::record::metrics::Metrics;
 use oomguard::record::warn::Warn;
@@ -97,7 +97,7 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
 
 fn sample(total_kb: u64, available_kb: u64) -> Sample {
     Sample {
-        mem: oomguard::decide::trigger::MemState {
+        mem: oomguard::sense::mem::MemState {
             total_kb,
             available_kb,
             swap_total_kb: 0,
@@ -127,7 +127,7 @@ fn warning_level_records_once_and_clears_with_hysteresis() {
     for avail in [500, 140, 130, 160, 190, 140, 210, 120] {
         w.sample(&sample(1000, avail));
     }
-    let (recs, _) = read_all(&p).unwrap();
+    let recs = crate::util::event_log_json(&p);
     let states: Vec<&str> = recs.iter().map(|r| r["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["high", "cleared", "high"]);
     assert!(recs.iter().all(|r| r["action"] == "warn"));
@@ -174,9 +174,9 @@ fn watch_list_records_missing_and_restarts_a_bounded_number_of_times() {
         "victim": {"pid": 4242, "comm": "hog"}});
     let recs_now = |n: usize| {
         wait_for(Duration::from_secs(10), || {
-            read_all(&p).ok().map(|r| r.0).filter(|r| r.len() >= n)
+            Some(crate::util::event_log_json(&p)).filter(|r| r.len() >= n)
         })
-        .unwrap_or_else(|| read_all(&p).map(|r| r.0).unwrap_or_default())
+        .unwrap_or_else(|| crate::util::event_log_json(&p))
     };
     watch.record(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
     // Only the never-running entry is missing; it has no restart command.
@@ -224,7 +224,11 @@ fn watch_list_records_missing_and_restarts_a_bounded_number_of_times() {
         .unwrap();
     assert_eq!(m["restarts_left"], 0);
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(read_all(&p).unwrap().0.len(), 6, "no further restart");
+    assert_eq!(
+        crate::util::event_log_json(&p).len(),
+        6,
+        "no further restart"
+    );
 }
 
 /// Kills a stray restarted process at the end of the test, whatever happens.

@@ -69,9 +69,7 @@ impl Run {
     }
 
     fn records(&self) -> Vec<Value> {
-        oomguard::record::eventlog::read_all(&self.log)
-            .map(|r| r.0)
-            .unwrap_or_default()
+        crate::util::event_log_json(&self.log)
     }
 
     fn wait_record(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use oomguard::act::protect::{Protector, ScopeFilter};
 use oomguard::daemon::guardian::{Guardian, GuardianOptions};
 use oomguard::decide::policy::{Policy, Rule, RuleKind};
-use oomguard::record::eventlog::{EventLog, read_all};
+use oomguard::record::eventlog::EventLog;
 use oomguard::sense::Root;
 use oomguard::sense::procevents::{ProcEvent, ProcEvents};
 
@@ -63,7 +63,7 @@ fn connector_ok() -> bool {
 }
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
-    read_all(path).map(|(r, _)| r).unwrap_or_default()
+    crate::util::event_log_json(path)
 }
 
 /// The first record about `pid` (records are appended just after the write itself).

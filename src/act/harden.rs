@@ -35,7 +35,13 @@ pub fn trim_and_lock() -> Option<String> {
             // SAFETY: the range is a whole read-only private file mapping without anonymous
             // (copied) pages; MADV_DONTNEED only drops PTEs, which re-fault with the same
             // file contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    start as *mut std::ffi::c_void,
+                    end - start,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
         }
     }
     use rustix::mm::MlockAllFlags;

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rustix::process::Signal;
-use serde::Serialize;
 
 use super::pidfd::{Target, TargetError};
 use crate::decide::victim::Candidate;
@@ -39,7 +38,7 @@ pub fn descendants_now(reader: &mut ProcReader, root: i32) -> Vec<(i32, u64)> {
 }
 
 /// One signal sent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SignalSent {
     pub signal: &'static str,
     /// Milliseconds since the wake-up that led to the decision.
@@ -48,11 +47,9 @@ pub struct SignalSent {
     pub us: u64,
     pub pid: i32,
     pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The errno name when the signal failed (`EPERM`: not permitted, e.g. another user's
     /// process without CAP_KILL; `ESRCH`: the process exited before the signal).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<&'static str>,
 }
 

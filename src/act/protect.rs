@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::decide::policy::{Policy, RuleKind};
 use crate::decide::victim::classify;
+use crate::record::event::{Event, Protect};
 use crate::record::eventlog::EventLog;
 use crate::sense::Root;
 use crate::sense::cgroup::{CgVersion, memory_path_of};
@@ -28,8 +29,7 @@ use crate::sense::procs::ProcReader;
 use crate::sense::scope::{Scope, ScopeKind};
 
 /// What became of one write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Written,
     /// EACCES/EPERM: lowering below 0 needs CAP_SYS_RESOURCE.
@@ -38,6 +38,18 @@ pub enum Outcome {
     Gone,
     /// Any other error.
     Failed,
+}
+
+impl Outcome {
+    /// As written in records and JSON output (`written`, `refused`, `gone`, `failed`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Written => "written",
+            Outcome::Refused => "refused",
+            Outcome::Gone => "gone",
+            Outcome::Failed => "failed",
+        }
+    }
 }
 
 /// The result of writing `value` to `/proc/PID/oom_score_adj`, with a message for the failures.
@@ -132,8 +144,8 @@ pub struct Match {
     pub target: Option<i16>,
 }
 
-/// One write (or refusal), as recorded in the event log.
-#[derive(Debug, Clone, Serialize)]
+/// One write (or refusal), as recorded in the event log ([`crate::record::event::Protect`]).
+#[derive(Debug, Clone)]
 pub struct Applied {
     pub pid: i32,
     pub comm: String,
@@ -143,11 +155,28 @@ pub struct Applied {
     pub old_oom_score_adj: Option<i16>,
     pub oom_score_adj: i16,
     pub outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub via: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+}
+
+impl From<&Applied> for Protect {
+    fn from(a: &Applied) -> Protect {
+        Protect {
+            pid: a.pid,
+            comm: a.comm.clone(),
+            cmdline: a.cmdline.clone(),
+            rule: a.rule.clone(),
+            rule_kind: a.rule_kind.as_str().to_string(),
+            old_oom_score_adj: a.old_oom_score_adj,
+            oom_score_adj: a.oom_score_adj,
+            outcome: a.outcome.as_str().to_string(),
+            error: a.error.clone(),
+            via: a.via.to_string(),
+            latency_ms: a.latency_ms,
+            extra: Default::default(),
+        }
+    }
 }
 
 /// Counters of what the protection did (for tests, metrics and `--verbose`).
@@ -297,7 +326,7 @@ impl Protector {
             ),
         }
         if let Some(log) = &self.log
-            && let Err(e) = log.append("protect", a)
+            && let Err(e) = log.append(Event::Protect(Protect::from(a)))
         {
             log::error!("{e}");
         }

@@ -12,52 +12,13 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::CommandFactory;
-use clap::builder::{PossibleValue, PossibleValuesParser};
 
-/// The CLI as documented: the parser's command with the closed value sets spelled out for
-/// completion (`--kill-unit`, `--group`; `--scope` offers `system` and the `cgroup:` prefix).
+/// The CLI as documented: the parser's own command (the closed value sets of `--kill-unit`,
+/// `--group` and `--scope` come with their value parsers, [`super::kill_unit_parser`],
+/// [`super::group_parser`], [`super::ScopeParser`]).
 pub fn command() -> clap::Command {
     let mut cmd = super::Cli::command();
     cmd.build();
-    with_values(cmd)
-}
-
-fn values(long: &str) -> Option<Vec<PossibleValue>> {
-    let v = |name: &'static str, help: &'static str| PossibleValue::new(name).help(help);
-    Some(match long {
-        "kill-unit" => vec![
-            v("process", "the victim (default)"),
-            v("tree", "the victim and its descendants"),
-            v("cgroup", "every process of the victim's leaf cgroup"),
-        ],
-        "group" => vec![
-            v("tree", "sum by process tree"),
-            v("cgroup", "sum by cgroup"),
-            v("unit", "sum by systemd unit"),
-        ],
-        "scope" => vec![
-            v("system", "the whole machine"),
-            v("cgroup:", "one memory cgroup: cgroup:PATH"),
-        ],
-        _ => return None,
-    })
-}
-
-fn with_values(mut cmd: clap::Command) -> clap::Command {
-    let ids: Vec<(String, Vec<PossibleValue>)> = cmd
-        .get_arguments()
-        .filter_map(|a| Some((a.get_id().to_string(), values(a.get_long()?)?)))
-        .collect();
-    for (id, vals) in ids {
-        cmd = cmd.mut_arg(id, |a| a.value_parser(PossibleValuesParser::new(vals)));
-    }
-    let subs: Vec<String> = cmd
-        .get_subcommands()
-        .map(|s| s.get_name().to_string())
-        .collect();
-    for s in subs {
-        cmd = cmd.mut_subcommand(s, with_values);
-    }
     cmd
 }
 

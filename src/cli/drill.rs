@@ -18,6 +18,7 @@ use anyhow::Context;
 
 use crate::act::scratch::ScratchCgroup;
 use crate::doctor::facts::summarise_kill_line;
+use crate::record::event::{Decision, Event, KernelKill, Who};
 use crate::record::eventlog::{self, EventLog};
 use crate::sense::Root;
 use crate::values::{Dur, Size, human_kb};
@@ -93,8 +94,9 @@ impl GuardDaemon {
 
 impl Drop for GuardDaemon {
     fn drop(&mut self) {
-        // SAFETY: SIGINT to the daemon this drill started.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        // SIGINT to the daemon this drill started (not reaped yet, so the pid is still its).
+        let pid = rustix::process::Pid::from_child(&self.0);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(5) {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -111,16 +113,17 @@ impl Drop for GuardDaemon {
     }
 }
 
-/// The daemon's `kill` record about `pid` (it is written once the victim is gone).
-fn wait_kill_record(log: &std::path::Path, pid: i32) -> Option<serde_json::Value> {
+/// The daemon's `kill` decision about `pid` (its record is written once the victim is gone).
+fn wait_kill_record(log: &std::path::Path, pid: i32) -> Option<Decision> {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(5) {
         if let Ok((recs, _)) = eventlog::read_all(log)
-            && let Some(r) = recs
-                .into_iter()
-                .find(|r| r["action"] == "kill" && r["victim"]["pid"] == pid)
+            && let Some(d) = recs.into_iter().find_map(|r| match r.event {
+                Event::Kill(d) if d.victim.pid == pid => Some(d),
+                _ => None,
+            })
         {
-            return Some(r);
+            return Some(d);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -255,17 +258,20 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     // The daemon records kernel kills in its scope itself.
     if killed_by == Some("kernel") && daemon.is_none() {
         let comm = crate::act::hog::HOG_NAME;
-        log.append(
-            "kernel_kill",
-            &serde_json::json!({
-                "oom_kills": oom_kills,
-                "counter": format!("{}/{} oom_kill", scratch.dir.display(), scratch.oom_counter_file()),
-                "drill": true,
-                "victim": {"pid": hog_pid, "comm": comm},
-                "peak_kb": peak_kb,
-                "kernel_log": kernel_log,
-            }),
-        )?;
+        log.append(Event::KernelKill(KernelKill::drill(
+            oom_kills,
+            format!(
+                "{}/{} oom_kill",
+                scratch.dir.display(),
+                scratch.oom_counter_file()
+            ),
+            Who {
+                pid: hog_pid,
+                comm: comm.to_string(),
+            },
+            peak_kb,
+            kernel_log.clone(),
+        )))?;
     }
     // Interrupted or timed out: the hog is still in the group.
     hog.kill_and_reap();
@@ -286,20 +292,11 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         interrupted,
         hog_status: status.map(|s| s.to_string()),
         daemon_signals: daemon_rec
-            .as_ref()
-            .and_then(|r| r["signals"].as_array())
-            .map(|a| {
-                a.iter()
-                    .map(|s| {
-                        format!(
-                            "{} after {} ms",
-                            s["signal"].as_str().unwrap_or("?"),
-                            s["ms"]
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+            .and_then(|d| d.signals)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| format!("{} after {} ms", s.signal, s.ms))
+            .collect(),
     };
     drop(scratch);
     if a.json {

@@ -22,7 +22,8 @@ pub struct EventsArgs {
     /// $XDG_STATE_HOME/oomguard/events.jsonl).
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,
-    /// Print the records as JSON lines, as written.
+    /// Print the records as JSON lines: each record parsed and written back out, so fields and
+    /// values are those of the log (unknown fields kept) but key order and spacing may differ.
     #[arg(long)]
     pub json: bool,
     /// Only events at or after TIME: RFC 3339 (2026-11-30T08:00:00Z), a date (2026-11-30), a
@@ -334,7 +335,7 @@ mod tests {
             r.starts_with("  ↳ ") && r.contains("after kill of 7 hog"),
             "{r}"
         );
-        assert!(row(&g[0]).contains("reason low_memory_kill, rss 1M"));
+        assert!(row(&g[0]).contains("reason low_memory_kill, rss 1.0 MiB"));
         assert!(row(&g[3]).contains("'db' attempt 1/3: true → ok"));
     }
 

@@ -1,22 +1,17 @@
 //! Ctrl-C and friends for the foreground subcommands (`drill`, `protect --watch`): a flag set
 //! by the signal handler that the command's loop polls, so cleanup code always runs.
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static INTERRUPTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Installs the handler for SIGINT, SIGTERM and SIGHUP.
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP (signal-hook's flag: the handler only
+/// stores to the atomic).
 pub fn catch() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&INTERRUPTED)) {
+            log::warn!("cannot catch signal {sig} ({e}); it ends the command without cleanup");
         }
     }
 }

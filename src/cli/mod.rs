@@ -188,6 +188,68 @@ impl RuleFlags {
     }
 }
 
+/// The values of `--kill-unit`: parsed as [`KillUnit`], listed by `--help` and offered by the
+/// completions.
+///
+/// [`KillUnit`]: crate::values::KillUnit
+pub fn kill_unit_parser() -> impl clap::builder::TypedValueParser<Value = crate::values::KillUnit> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("process").help("the victim (default)"),
+        PossibleValue::new("tree").help("the victim and its descendants"),
+        PossibleValue::new("cgroup").help("every process of the victim's leaf cgroup"),
+    ])
+    .try_map(|s| s.parse::<crate::values::KillUnit>())
+}
+
+/// The values of `--group` (`top`): parsed as [`GroupBy`], listed and offered.
+///
+/// [`GroupBy`]: crate::decide::rank::GroupBy
+pub fn group_parser() -> impl clap::builder::TypedValueParser<Value = crate::decide::rank::GroupBy>
+{
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("tree").help("sum by process tree"),
+        PossibleValue::new("cgroup").help("sum by cgroup"),
+        PossibleValue::new("unit").help("sum by systemd unit"),
+    ])
+    .try_map(|s| s.parse::<crate::decide::rank::GroupBy>())
+}
+
+/// `--scope`: `system` or `cgroup:PATH`, parsed as [`ScopeSpec`]; `--help` and the completions
+/// offer `system` and the `cgroup:` prefix (any `cgroup:PATH` is accepted).
+///
+/// [`ScopeSpec`]: crate::values::ScopeSpec
+#[derive(Debug, Clone, Copy)]
+pub struct ScopeParser;
+
+impl clap::builder::TypedValueParser for ScopeParser {
+    type Value = crate::values::ScopeSpec;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let parse = |s: &str| s.parse::<crate::values::ScopeSpec>();
+        clap::builder::TypedValueParser::parse_ref(&parse, cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::builder::PossibleValue;
+        Some(Box::new(
+            [
+                PossibleValue::new("system").help("the whole machine"),
+                PossibleValue::new("cgroup:").help("one memory cgroup: cgroup:PATH"),
+            ]
+            .into_iter(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

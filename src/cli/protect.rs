@@ -57,7 +57,7 @@ pub struct ProtectArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Only processes of this scope: `system` or `cgroup:PATH`.
-    #[arg(long, default_value = "system", value_parser = |s: &str| s.parse::<ScopeSpec>())]
+    #[arg(long, default_value = "system", value_parser = super::ScopeParser)]
     pub scope: ScopeSpec,
     /// Also append a `protect` record per write or refusal to this event log.
     #[arg(long, value_name = "FILE")]
@@ -120,10 +120,7 @@ pub fn run(a: ProtectArgs) -> anyhow::Result<ExitCode> {
                     if matches!(ap.outcome, Outcome::Refused | Outcome::Failed) {
                         failed += 1;
                     }
-                    let o = serde_json::to_value(&ap.outcome)?
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
+                    let o = ap.outcome.as_str().to_string();
                     (o, ap.error, ap.old_oom_score_adj)
                 }
                 // Exited, or no longer matching since the listing.

@@ -44,7 +44,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// What to guard: `system` or `cgroup:PATH` (a cgroup directory or a path as in /proc/PID/cgroup).
-    #[arg(long, value_name = "SCOPE", value_parser = |s: &str| s.parse::<ScopeSpec>())]
+    #[arg(long, value_name = "SCOPE", value_parser = super::ScopeParser)]
     pub scope: Option<ScopeSpec>,
     /// Available-memory levels TERM[,KILL] in percent of the scope's total [default: 10,5].
     #[arg(long, value_name = "PCT[,PCT]", value_parser = LevelPair::parse_pct)]
@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub rules: super::RuleFlags,
     /// What one decision kills: process, tree (with descendants) or cgroup (the victim's leaf group).
-    #[arg(long, value_name = "UNIT", value_parser = |s: &str| s.parse::<KillUnit>())]
+    #[arg(long, value_name = "UNIT", value_parser = super::kill_unit_parser())]
     pub kill_unit: Option<KillUnit>,
     /// Time between SIGTERM and SIGKILL [default: 2s].
     #[arg(long, value_name = "DURATION", value_parser = |s: &str| s.parse::<Dur>())]

@@ -31,13 +31,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rustix::process::Signal;
-use serde::Serialize;
 
 use crate::act::escalate::Reading;
-use crate::act::kill::{Kill, SignalSent};
+use crate::act::kill::Kill;
 use crate::decide::policy::Policy;
 use crate::decide::trigger::{LevelSpec, Levels, Reason, Severity};
 use crate::decide::victim::{Candidate, Ranker, Selection};
+use crate::record::event::{self as ev, Event, Faults, KillFaults, Outcome};
 use crate::record::eventlog::EventLog;
 use crate::record::{Observer, Sample, Wake};
 use crate::sense::mem::MemState;
@@ -73,137 +73,28 @@ pub struct Flags {
     pub reload: Arc<AtomicBool>,
 }
 
-#[derive(Debug, Serialize)]
-struct TriggerRec {
-    reason: &'static str,
-    severity: Severity,
-    available_kb: u64,
-    total_kb: u64,
-    swap_free_kb: u64,
-    swap_total_kb: u64,
-    mem_term_kb: u64,
-    mem_kill_kb: u64,
-    swap_term_kb: u64,
-    swap_kill_kb: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    psi: Option<PsiRec>,
-}
-
-#[derive(Debug, Serialize)]
-struct PsiRec {
-    kind: PsiKind,
-    share_pct: f64,
-    level_pct: f64,
-    window_ms: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct VictimRec<'a> {
-    pid: i32,
-    comm: &'a str,
-    cmdline: String,
-    uid: Option<u32>,
-    rss_kb: u64,
-    swap_kb: u64,
-    pgtables_kb: u64,
-    oom_score_adj: i16,
-    score: i64,
-    badness: i64,
-    cgroup: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<&'a str>,
-}
-
-#[derive(Debug, Serialize)]
-struct Outcome {
-    exited: bool,
-    exit_ms: Option<u64>,
-    freed_kb: u64,
-    released: bool,
-    available_after_kb: u64,
-}
-
-/// Page faults of the daemon's loop thread (`getrusage(RUSAGE_THREAD)`) during one kill.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-struct Faults {
-    minflt: u64,
-    majflt: u64,
-}
-
-impl Faults {
-    fn now() -> Faults {
-        // SAFETY: rusage is plain integers and timevals; all-zero is a valid value.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: getrusage writes only into the struct we pass, which lives for the call
-        // (rustix has no getrusage).
-        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
-            return Faults::default();
-        }
-        Faults {
-            minflt: ru.ru_minflt as u64,
-            majflt: ru.ru_majflt as u64,
-        }
+/// Page faults of the daemon's loop thread (`getrusage(RUSAGE_THREAD)`) now.
+fn faults_now() -> Faults {
+    // SAFETY: rusage is plain integers and timevals; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only into the struct we pass, which lives for the call
+    // (rustix has no getrusage).
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return Faults::default();
     }
-
-    fn since(self, start: Faults) -> Faults {
-        Faults {
-            minflt: self.minflt.saturating_sub(start.minflt),
-            majflt: self.majflt.saturating_sub(start.majflt),
-        }
+    Faults {
+        minflt: ru.ru_minflt as u64,
+        majflt: ru.ru_majflt as u64,
     }
 }
 
-/// `kill` records: the faults from the start of the decision to the first signal
-/// (`to_signal`: choice, pinning, the pre-kill record, the signal) and to the outcome
-/// (`to_outcome`: also the escalation and the wait for the exit).
-#[derive(Debug, Serialize)]
-struct KillFaults {
-    to_signal: Faults,
-    to_outcome: Faults,
-}
-
-/// `kill`, `kill_failed` and `dry_run` records.
-#[derive(Debug, Serialize)]
-struct DecisionRec<'a> {
-    trigger: TriggerRec,
-    victim: VictimRec<'a>,
-    candidates: &'a [Candidate],
-    kill_unit: String,
-    /// `kill`: true; `kill_failed`: false (the victim's signal failed: see `signals[].errno`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ok: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signals: Option<&'a [SignalSent]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<Outcome>,
-    /// `kill_failed`: what the daemon does next (`next_candidate` or `wait`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    then: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    faults: Option<KillFaults>,
-    decision_us: u64,
-}
-
-/// `kill_backoff` record: a kill freed almost nothing while memory stayed low, so the daemon
-/// stops killing until memory recovers or `available_kb` falls by another `tiny_kb`.
-#[derive(Debug, Serialize)]
-struct BackoffRec<'a> {
-    /// The victim of the kill that freed almost nothing.
-    pid: i32,
-    comm: &'a str,
-    rss_kb: u64,
-    freed_kb: u64,
-    /// Below this a kill counts as freeing nothing (1/64 of the scope's memory, at least 1 MiB).
-    tiny_kb: u64,
-    available_kb: u64,
-    total_kb: u64,
-    mem_term_kb: u64,
-    /// Memory held by tmpfs/shm files in the scope (`total_shmem` of a v1 group's memory.stat,
-    /// `shmem` of a v2 group's, `Shmem` of /proc/meminfo): no process exit frees it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shmem_kb: Option<u64>,
-    shmem_source: String,
-    reason: &'static str,
+/// The faults taken since `start`.
+fn faults_since(start: Faults) -> Faults {
+    let now = faults_now();
+    Faults {
+        minflt: now.minflt.saturating_sub(start.minflt),
+        majflt: now.majflt.saturating_sub(start.majflt),
+    }
 }
 
 /// Why kills are held back after one that freed nothing.
@@ -259,14 +150,6 @@ impl Hold {
 
 /// At most this many refused victims are remembered (oldest forgotten first).
 const MAX_REFUSED: usize = 32;
-
-#[derive(Debug, Serialize)]
-struct KernelKillRec {
-    oom_kills: u64,
-    counter: String,
-    available_kb: u64,
-    total_kb: u64,
-}
 
 /// The running daemon.
 pub struct Daemon {
@@ -355,10 +238,6 @@ impl Daemon {
         })
     }
 
-    pub fn scope_label(&self) -> String {
-        self.scope.label()
-    }
-
     /// The event log the daemon writes (fleet features append their own records to it).
     pub fn event_log(&self) -> &EventLog {
         &self.log
@@ -383,20 +262,20 @@ impl Daemon {
         let mem = self.scope.memory()?;
         let levels = self.s.levels.resolve(&mem);
         log::info!(
-            "guarding {} ({}): SIGTERM below {} MiB available, SIGKILL below {} MiB{}; {} processes; wake-ups: {}; event log {}",
+            "guarding {} ({}): SIGTERM below {} available, SIGKILL below {}{}; {} processes; wake-ups: {}; event log {}",
             self.scope.label(),
             if self.s.dry_run {
                 "dry run: nothing is killed"
             } else {
                 "killing"
             },
-            levels.mem_term_kb / 1024,
-            levels.mem_kill_kb / 1024,
+            human_kb(levels.mem_term_kb),
+            human_kb(levels.mem_kill_kb),
             if mem.swap_total_kb > 0 {
                 format!(
-                    " with swap below {}/{} MiB",
-                    levels.swap_term_kb / 1024,
-                    levels.swap_kill_kb / 1024
+                    " with swap below {}/{}",
+                    human_kb(levels.swap_term_kb),
+                    human_kb(levels.swap_kill_kb)
                 )
             } else {
                 " (no swap: memory alone counts)".into()
@@ -614,18 +493,19 @@ impl Daemon {
         let Some(prev) = self.last_oom_kills.replace(k).filter(|&p| k > p) else {
             return false;
         };
-        let rec = KernelKillRec {
+        let ev = Event::KernelKill(ev::KernelKill {
             oom_kills: k - prev,
             counter: self.scope.oom_counter_source(),
-            available_kb: mem.available_kb,
-            total_kb: mem.total_kb,
-        };
+            available_kb: Some(mem.available_kb),
+            total_kb: Some(mem.total_kb),
+            ..Default::default()
+        });
         log::warn!(
             "the kernel's OOM killer killed {} process(es) in {}; holding back until memory recovers",
             k - prev,
             self.scope.label()
         );
-        self.append("kernel_kill", &rec);
+        self.append(ev);
         self.hold = Some(Hold::new(now, mem.available_kb));
         true
     }
@@ -673,10 +553,10 @@ impl Daemon {
         sev: Severity,
         reason: Reason,
         psi: Option<(crate::values::PsiSpec, f64)>,
-    ) -> TriggerRec {
-        TriggerRec {
-            reason: reason.as_str(),
-            severity: sev,
+    ) -> ev::Trigger {
+        ev::Trigger {
+            reason: reason.as_str().to_string(),
+            severity: sev.as_str().to_string(),
             available_kb: mem.available_kb,
             total_kb: mem.total_kb,
             swap_free_kb: mem.swap_free_kb,
@@ -685,21 +565,19 @@ impl Daemon {
             mem_kill_kb: levels.mem_kill_kb,
             swap_term_kb: levels.swap_term_kb,
             swap_kill_kb: levels.swap_kill_kb,
-            psi: psi.map(|(spec, share)| PsiRec {
-                kind: spec.kind,
+            psi: psi.map(|(spec, share)| ev::Psi {
+                kind: spec.kind.as_str().to_string(),
                 share_pct: (share * 100.0).round() / 100.0,
                 level_pct: spec.pct.0,
                 window_ms: spec.window.as_millis() as u64,
             }),
+            extra: ev::Extra::new(),
         }
     }
 
-    fn append(
-        &mut self,
-        action: &str,
-        body: &impl Serialize,
-    ) -> Option<crate::record::event::Record> {
-        match self.log.append(action, body) {
+    /// Writes `event` to the event log and hands the record to the observers.
+    fn append(&mut self, event: Event) -> Option<ev::Record> {
+        match self.log.append(event) {
             Ok(rec) => {
                 for o in &mut self.observers {
                     o.record(&rec);
@@ -722,15 +600,15 @@ impl Daemon {
         reason: Reason,
         psi: Option<(crate::values::PsiSpec, f64)>,
     ) -> anyhow::Result<Duration> {
-        let faults0 = Faults::now();
+        let faults0 = faults_now();
         if !self.s.dry_run
             && let Some(b) = self.backoff
         {
             if mem.available_kb.saturating_add(b.tiny_kb) <= b.available_kb {
                 log::info!(
-                    "memory in {} fell by another {} MiB since the kill that freed nothing; kills re-armed",
+                    "memory in {} fell by another {} since the kill that freed nothing; kills re-armed",
                     self.scope.label(),
-                    (b.available_kb - mem.available_kb) / 1024
+                    human_kb(b.available_kb - mem.available_kb)
                 );
                 self.backoff = None;
             } else {
@@ -739,10 +617,10 @@ impl Daemon {
                     .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
                 {
                     log::warn!(
-                        "memory is still low in {} ({} of {} MiB available) but the last kill freed almost nothing; not killing more until memory recovers or falls further",
+                        "memory is still low in {} ({} of {} available) but the last kill freed almost nothing; not killing more until memory recovers or falls further",
                         self.scope.label(),
-                        mem.available_kb / 1024,
-                        mem.total_kb / 1024
+                        human_kb(mem.available_kb),
+                        human_kb(mem.total_kb)
                     );
                     self.warned_backoff = Some(Instant::now());
                 }
@@ -789,10 +667,10 @@ impl Daemon {
                 .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
             {
                 log::warn!(
-                    "memory is low in {} ({} of {} MiB available) but no process may be killed ({})",
+                    "memory is low in {} ({} of {} available) but no process may be killed ({})",
                     self.scope.label(),
-                    mem.available_kb / 1024,
-                    mem.total_kb / 1024,
+                    human_kb(mem.available_kb),
+                    human_kb(mem.total_kb),
                     if sel.victim.is_some() {
                         "our signals to the remaining candidates failed; waiting"
                     } else {
@@ -816,7 +694,7 @@ impl Daemon {
             if fresh {
                 self.dry_last = Some((victim.pid, victim.starttime, Instant::now()));
                 log::info!(
-                    "dry run: would send {} to {} ({}), score {}, rss {} MiB: {} ({} of {} MiB available)",
+                    "dry run: would send {} to {} ({}), score {}, rss {}: {} ({} of {} available)",
                     if sev == Severity::Kill {
                         "SIGKILL"
                     } else {
@@ -825,24 +703,19 @@ impl Daemon {
                     victim.comm,
                     victim.pid,
                     victim.score,
-                    victim.rss_kb / 1024,
+                    human_kb(victim.rss_kb),
                     reason.as_str(),
-                    mem.available_kb / 1024,
-                    mem.total_kb / 1024
+                    human_kb(mem.available_kb),
+                    human_kb(mem.total_kb)
                 );
-                let rec = DecisionRec {
-                    trigger: Self::trigger_rec(mem, levels, sev, reason, psi),
-                    victim: victim_rec(&victim, cmdline, cgroup),
-                    candidates: &sel.candidates,
-                    kill_unit: self.s.kill_unit.to_string(),
-                    ok: None,
-                    signals: None,
-                    outcome: None,
-                    then: None,
-                    faults: None,
+                let d = decision(
+                    Self::trigger_rec(mem, levels, sev, reason, psi),
+                    victim_rec(&victim, cmdline, cgroup),
+                    &sel.candidates,
+                    self.s.kill_unit.to_string(),
                     decision_us,
-                };
-                self.append("dry_run", &rec);
+                );
+                self.append(Event::DryRun(d));
             }
             return Ok(self
                 .poll_interval(levels, mem)
@@ -901,36 +774,23 @@ impl Daemon {
         }
         // The record's details, read only now: after the last look at the kernel's counter.
         let (cmdline, cgroup) = self.victim_details(victim.pid);
-        let pre = DecisionRec {
-            trigger: Self::trigger_rec(mem, levels, sev, reason, psi),
-            victim: victim_rec(&victim, cmdline.clone(), cgroup.clone()),
-            candidates: &sel.candidates,
-            kill_unit: kill.unit_note.clone(),
-            ok: None,
-            signals: None,
-            outcome: None,
-            then: None,
-            faults: None,
+        let mut pre = decision(
+            Self::trigger_rec(mem, levels, sev, reason, psi),
+            victim_rec(&victim, cmdline, cgroup),
+            &sel.candidates,
+            kill.unit_note.clone(),
             decision_us,
-        };
-        if !self.observers.is_empty()
-            && let Ok(serde_json::Value::Object(mut v)) = serde_json::to_value(&pre)
-        {
-            // The record before it is written: name what it is.
-            v.insert("action".into(), "kill".into());
-            let v = crate::record::event::Record {
+        );
+        if !self.observers.is_empty() {
+            // The record before it is written (no scope or host yet).
+            let before = ev::Record {
                 time: crate::record::eventlog::now_rfc3339(),
                 scope: String::new(),
                 host: String::new(),
-                event: crate::record::event::Record::from_value(v.into())
-                    .map(|r| r.event)
-                    .unwrap_or(crate::record::event::Event::Other {
-                        action: "kill".into(),
-                        fields: Default::default(),
-                    }),
+                event: Event::Kill(pre.clone()),
             };
             for o in &mut self.observers {
-                o.before_kill(&v);
+                o.before_kill(&before);
             }
         }
         // A v2 cgroup goes at once through cgroup.kill (SIGKILL), as memory.oom.group and
@@ -942,7 +802,7 @@ impl Daemon {
             Signal::TERM
         };
         kill.signal_all(first);
-        let to_signal = Faults::now().since(faults0);
+        let to_signal = faults_since(faults0);
         if let Some(f) = kill.victim_failed()
             && f.errno == Some("ESRCH")
         {
@@ -956,13 +816,10 @@ impl Daemon {
                 victim.comm,
                 victim.pid
             );
-            let rec = DecisionRec {
-                ok: Some(false),
-                signals: Some(&kill.signals),
-                then: Some("wait"),
-                ..pre
-            };
-            self.append("kill_failed", &rec);
+            pre.ok = Some(false);
+            pre.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
+            pre.then = Some("wait".to_string());
+            self.append(Event::KillFailed(pre));
             self.kernel_kill_seen(Instant::now(), mem);
             // No rescan now (see above): the hold's end brings the next fresh choice.
             self.hold = Some(Hold::new(Instant::now(), mem.available_kb));
@@ -984,13 +841,10 @@ impl Daemon {
                 .candidates
                 .iter()
                 .any(|c| !self.refused.contains(&(c.pid, c.starttime)));
-            let rec = DecisionRec {
-                ok: Some(false),
-                signals: Some(&kill.signals),
-                then: Some(if more { "next_candidate" } else { "wait" }),
-                ..pre
-            };
-            self.append("kill_failed", &rec);
+            pre.ok = Some(false);
+            pre.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
+            pre.then = Some(if more { "next_candidate" } else { "wait" }.to_string());
+            self.append(Event::KillFailed(pre));
             self.ranker_forget();
             return Ok(if more {
                 Duration::ZERO
@@ -1002,7 +856,7 @@ impl Daemon {
             kill.release();
         }
         log::info!(
-            "sent {} to {} ({}){}, score {}, rss {} MiB, swap {} MiB: {} ({} of {} MiB available, term level {} MiB)",
+            "sent {} to {} ({}){}, score {}, rss {}, swap {}: {} ({} of {} available, term level {})",
             if first == Signal::KILL {
                 "SIGKILL"
             } else {
@@ -1016,17 +870,17 @@ impl Daemon {
                 format!(" and {} more ({})", kill.others.len(), kill.unit_note)
             },
             victim.score,
-            victim.rss_kb / 1024,
-            victim.swap_kb / 1024,
+            human_kb(victim.rss_kb),
+            human_kb(victim.swap_kb),
             reason.as_str(),
-            mem.available_kb / 1024,
-            mem.total_kb / 1024,
-            levels.mem_term_kb / 1024,
+            human_kb(mem.available_kb),
+            human_kb(mem.total_kb),
+            human_kb(levels.mem_term_kb),
         );
         let outcome = self.escalate(&mut kill, first, mem.available_kb)?;
         let faults = KillFaults {
             to_signal,
-            to_outcome: Faults::now().since(faults0),
+            to_outcome: faults_since(faults0),
         };
         log::debug!(
             "page faults of the kill: {} minor, {} major to the first signal; {} minor, {} major to the outcome",
@@ -1036,24 +890,23 @@ impl Daemon {
             faults.to_outcome.majflt
         );
         let freed_kb = outcome.freed_kb;
-        let rec = DecisionRec {
-            ok: Some(true),
-            signals: Some(&kill.signals),
-            outcome: Some(outcome),
-            faults: Some(faults),
-            ..pre
-        };
-        if let Some(o) = &rec.outcome {
-            log::info!(
-                "{} ({}) {} after {} ms; {} MiB freed",
-                victim.comm,
-                victim.pid,
-                if o.exited { "exited" } else { "did NOT exit" },
-                o.exit_ms.unwrap_or(0),
-                o.freed_kb / 1024
-            );
-        }
-        self.append("kill", &rec);
+        log::info!(
+            "{} ({}) {} after {} ms; {} freed",
+            victim.comm,
+            victim.pid,
+            if outcome.exited {
+                "exited"
+            } else {
+                "did NOT exit"
+            },
+            outcome.exit_ms.unwrap_or(0),
+            human_kb(outcome.freed_kb)
+        );
+        pre.ok = Some(true);
+        pre.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
+        pre.outcome = Some(outcome);
+        pre.faults = Some(faults);
+        self.append(Event::Kill(pre));
         // A kernel kill during the escalation is recorded too, and holds the next choice back.
         self.kernel_kill_seen(Instant::now(), mem);
         self.check_freed(&victim, freed_kb)?;
@@ -1087,22 +940,22 @@ impl Daemon {
         }
         let (shmem_kb, shmem_source) = self.shmem_kb();
         log::warn!(
-            "killing {} ({}) freed only {} kB and {} still has {} of {} MiB available{}: backing off (no more kills until memory recovers or falls by another {} MiB)",
+            "killing {} ({}) freed only {} and {} still has {} of {} available{}: backing off (no more kills until memory recovers or falls by another {})",
             victim.comm,
             victim.pid,
-            freed_kb,
+            human_kb(freed_kb),
             self.scope.label(),
-            mem.available_kb / 1024,
-            mem.total_kb / 1024,
+            human_kb(mem.available_kb),
+            human_kb(mem.total_kb),
             shmem_kb.map_or(String::new(), |s| format!(
-                "; {} MiB are tmpfs/shm files ({shmem_source}), which no kill frees",
-                s / 1024
+                "; {} are tmpfs/shm files ({shmem_source}), which no kill frees",
+                human_kb(s)
             )),
-            tiny_kb / 1024
+            human_kb(tiny_kb)
         );
-        let rec = BackoffRec {
+        let rec = ev::Backoff {
             pid: victim.pid,
-            comm: &victim.comm,
+            comm: victim.comm.clone(),
             rss_kb: victim.rss_kb,
             freed_kb,
             tiny_kb,
@@ -1111,9 +964,10 @@ impl Daemon {
             mem_term_kb: levels.mem_term_kb,
             shmem_kb,
             shmem_source,
-            reason: "the kill freed almost nothing while memory stayed low (tmpfs/shm files or pinned page cache hold it)",
+            reason: "the kill freed almost nothing while memory stayed low (tmpfs/shm files or pinned page cache hold it)".to_string(),
+            extra: ev::Extra::new(),
         };
-        self.append("kill_backoff", &rec);
+        self.append(Event::KillBackoff(rec));
         self.backoff = Some(Backoff {
             available_kb: mem.available_kb,
             tiny_kb,
@@ -1151,7 +1005,7 @@ impl Daemon {
     /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
     /// kill takes no page faults.
     fn warm_up(&mut self) {
-        let f0 = Faults::now();
+        let f0 = faults_now();
         let Ok(mem) = self.scope.memory() else {
             return;
         };
@@ -1191,40 +1045,32 @@ impl Daemon {
                 let _ = kill.victim_failed();
                 let _ = kill.all_exited();
                 kill.release();
-                let rec = DecisionRec {
-                    trigger: Self::trigger_rec(
-                        &mem,
-                        &levels,
-                        Severity::Kill,
-                        Reason::LowMemoryKill,
-                        None,
-                    ),
-                    victim: victim_rec(&cand, cmdline, cgroup),
-                    candidates: &sel.candidates,
-                    kill_unit: kill.unit_note.clone(),
-                    ok: Some(true),
-                    signals: Some(&kill.signals),
-                    outcome: Some(Outcome {
-                        exited: false,
-                        exit_ms: None,
-                        freed_kb: 0,
-                        released: kill.released,
-                        available_after_kb: mem.available_kb,
-                    }),
-                    then: None,
-                    faults: Some(KillFaults {
-                        to_signal: Faults::now().since(f0),
-                        to_outcome: Faults::default(),
-                    }),
-                    decision_us: now.elapsed().as_micros() as u64,
-                };
-                if let Ok(v) = serde_json::to_value(&rec) {
-                    let _ = serde_json::to_vec(&v);
-                }
+                let mut d = decision(
+                    Self::trigger_rec(&mem, &levels, Severity::Kill, Reason::LowMemoryKill, None),
+                    victim_rec(&cand, cmdline, cgroup),
+                    &sel.candidates,
+                    kill.unit_note.clone(),
+                    now.elapsed().as_micros() as u64,
+                );
+                d.ok = Some(true);
+                d.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
+                d.outcome = Some(Outcome {
+                    exited: false,
+                    exit_ms: None,
+                    freed_kb: 0,
+                    released: kill.released,
+                    available_after_kb: mem.available_kb,
+                });
+                d.faults = Some(KillFaults {
+                    to_signal: faults_since(f0),
+                    to_outcome: Faults::default(),
+                });
+                // The record as the writer renders it, not written.
+                let _ = self.log.render(Event::Kill(d));
             }
             Err(e) => log::warn!("kill path warm-up: cannot pin ourselves ({e})"),
         }
-        let f = Faults::now().since(f0);
+        let f = faults_since(f0);
         log::debug!(
             "kill path warmed up ({} minor, {} major page faults)",
             f.minflt,
@@ -1274,10 +1120,11 @@ impl Daemon {
     }
 }
 
-fn victim_rec(v: &Candidate, cmdline: String, cgroup: Option<String>) -> VictimRec<'_> {
-    VictimRec {
+/// The victim as a record names it.
+fn victim_rec(v: &Candidate, cmdline: String, cgroup: Option<String>) -> ev::Victim {
+    ev::Victim {
         pid: v.pid,
-        comm: &v.comm,
+        comm: v.comm.clone(),
         cmdline,
         uid: v.uid,
         rss_kb: v.rss_kb,
@@ -1287,7 +1134,26 @@ fn victim_rec(v: &Candidate, cmdline: String, cgroup: Option<String>) -> VictimR
         score: v.score,
         badness: v.badness,
         cgroup,
-        rule: v.rule.as_deref(),
+        rule: v.rule.clone(),
+        extra: ev::Extra::new(),
+    }
+}
+
+/// A `kill`, `kill_failed` or `dry_run` decision before anything was signalled.
+fn decision(
+    trigger: ev::Trigger,
+    victim: ev::Victim,
+    candidates: &[Candidate],
+    kill_unit: String,
+    decision_us: u64,
+) -> ev::Decision {
+    ev::Decision {
+        trigger,
+        victim,
+        candidates: candidates.iter().map(ev::Candidate::from).collect(),
+        kill_unit,
+        decision_us,
+        ..Default::default()
     }
 }
 

@@ -302,7 +302,7 @@ mod tests {
     use super::*;
     use crate::decide::rank::{Context, Unreadable, rank};
     use crate::decide::score::{ScoreEra, Terms};
-    use crate::decide::trigger::MemState;
+    use crate::sense::mem::MemState;
     use crate::sense::procs::Comm;
 
     const TOTAL: u64 = 1_000_000;

@@ -15,9 +15,9 @@ pub use super::order::Immune;
 use super::order::{self, Key};
 use super::policy::{Policy, ProcFacts, RuleKind, unit_of_cgroup};
 use super::score::{ScoreEra, Terms, badness, oom_score};
-use super::trigger::MemState;
 use crate::sense::Root;
 use crate::sense::cgroup::memory_path_of;
+use crate::sense::mem::MemState;
 use crate::sense::procs::{Comm, ProcReader, Status};
 use crate::sense::scope::{Scope, ScopeError};
 

@@ -9,7 +9,7 @@ use crate::values::{LevelPair, PsiSpec, human_kb};
 
 /// The scope's memory is a sensed fact; re-exported here for the modules that still name it
 /// through `decide::trigger`.
-pub use crate::sense::mem::MemState;
+use crate::sense::mem::MemState;
 
 /// The levels as given (percentages and/or sizes), before a scope's totals are known.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,17 +61,26 @@ impl LevelSpec {
 }
 
 /// What the levels say now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     None,
     Term,
     Kill,
 }
 
+impl Severity {
+    /// As written in records (`none`, `term`, `kill`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::None => "none",
+            Severity::Term => "term",
+            Severity::Kill => "kill",
+        }
+    }
+}
+
 /// Why the trigger fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// Available memory (and swap, if any) below the SIGKILL level.
     LowMemoryKill,

@@ -15,8 +15,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::order::{self, Key};
 use super::policy::{Policy, RuleKind};
 use super::score::{self, Terms};
@@ -56,10 +54,9 @@ fn comm_hash(c: &Comm) -> u64 {
 }
 
 /// A scored process, as records and the CLI show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Candidate {
     pub pid: i32,
-    #[serde(skip)]
     pub starttime: u64,
     pub comm: String,
     pub uid: Option<u32>,
@@ -72,9 +69,7 @@ pub struct Candidate {
     /// oomguard's score: badness with a prefer/avoid rule's ±300 adj shift (pages).
     pub score: i64,
     /// The rule that matched, if any (`kind` and where it came from).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    #[serde(skip)]
     pub rule_kind: Option<RuleKind>,
 }
 

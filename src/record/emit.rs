@@ -41,9 +41,9 @@ impl Emitter {
     }
 
     /// Writes one record; a write failure is logged (the feature goes on without it).
-    pub fn emit(&self, event: &Event) -> Option<Record> {
-        let action = event.action();
-        match self.log.append(action, event) {
+    pub fn emit(&self, event: Event) -> Option<Record> {
+        let action = event.action().to_string();
+        match self.log.append(event) {
             Ok(rec) => {
                 for s in &self.sinks {
                     s(&rec);

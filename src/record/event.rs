@@ -335,6 +335,35 @@ pub struct KernelKill {
     pub extra: Extra,
 }
 
+impl KernelKill {
+    /// The record `oomguard drill` writes when the kernel's OOM killer ended its hog: the
+    /// counter's increase and source, the hog, and what only the drill knows (`drill: true`,
+    /// `peak_kb`: the group's peak usage or `null`, `kernel_log`: the kernel's kill lines).
+    pub fn drill(
+        oom_kills: u64,
+        counter: String,
+        victim: Who,
+        peak_kb: Option<u64>,
+        kernel_log: Vec<String>,
+    ) -> KernelKill {
+        let mut extra = Extra::new();
+        extra.insert("drill".into(), Value::Bool(true));
+        extra.insert("peak_kb".into(), peak_kb.map_or(Value::Null, Value::from));
+        extra.insert(
+            "kernel_log".into(),
+            Value::Array(kernel_log.into_iter().map(Value::String).collect()),
+        );
+        KernelKill {
+            oom_kills,
+            counter,
+            available_kb: None,
+            total_kb: None,
+            victim: Some(victim),
+            extra,
+        }
+    }
+}
+
 /// `warn`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -428,7 +457,7 @@ pub struct Restart {
 }
 
 fn size(kb: u64) -> String {
-    crate::values::Size(kb.saturating_mul(1024)).to_string()
+    crate::values::human_kb(kb)
 }
 
 impl Event {
@@ -722,6 +751,12 @@ mod tests {
             "{k}"
         );
         assert!(k.contains(", exited after"), "{k}");
+        // Sizes in the one text format (values::HumanKb), never `8G` or `8180M`.
+        assert!(
+            k.contains(", rss 8.0 GiB") && k.contains(", freed 8.0 GiB"),
+            "{k}"
+        );
+        assert!(get("warn").event.summary().ends_with(", 2.0 GiB available"));
         let r = get("restart").event.summary();
         assert!(r.contains("attempt 1/3") && r.ends_with("→ ok"), "{r}");
         let w = get("warn").event.summary();

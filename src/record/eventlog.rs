@@ -13,10 +13,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::event::Record;
+use super::event::{Event, Record};
 use super::side::HEALTH;
 
 /// The default path: `/var/lib/oomguard/events.jsonl` for root, else
@@ -279,46 +278,21 @@ impl EventLog {
         &self.path
     }
 
-    /// Appends one record: `time`, `action`, `scope`, `host`, then the fields of `body` (a
-    /// serializable struct or map), as one line. The writer thread writes it in one `write`
-    /// and fsyncs; this waits for that at most [`SYNC_WAIT`]. A record that cannot be queued
-    /// (the writer is far behind) is dropped and counted. Returns the full record.
-    pub fn append(&self, action: &str, body: &impl Serialize) -> Result<Record, EventLogError> {
-        let mut obj = Map::new();
-        obj.insert("time".into(), Value::String(now_rfc3339()));
-        obj.insert("action".into(), Value::String(action.into()));
-        obj.insert("scope".into(), Value::String(self.scope.clone()));
-        obj.insert("host".into(), Value::String(self.host.clone()));
-        if let Ok(Value::Object(m)) = serde_json::to_value(body) {
-            for (k, v) in m {
-                obj.insert(k, v);
-            }
-        }
-        let rec = Value::Object(obj);
+    /// `event` as a record of this log (now, its scope and host) and the line written for
+    /// it, with its newline.
+    pub fn render(&self, event: Event) -> (Record, Vec<u8>) {
+        let rec = Record::new(&self.scope, &self.host, event);
         let mut line = serde_json::to_vec(&rec).unwrap_or_default();
-        // What this version writes always reads back; anything else is kept as written.
-        let rec = Record::from_value(rec.clone()).unwrap_or_else(|_| {
-            let mut fields = match rec {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            };
-            fields.remove("action");
-            let mut take = |k: &str| match fields.remove(k) {
-                Some(Value::String(s)) => s,
-                _ => String::new(),
-            };
-            let (time, scope, host) = (take("time"), take("scope"), take("host"));
-            Record {
-                time,
-                scope,
-                host,
-                event: super::event::Event::Other {
-                    action: action.to_string(),
-                    fields,
-                },
-            }
-        });
         line.push(b'\n');
+        (rec, line)
+    }
+
+    /// Appends one record of `event`: `time`, `action`, `scope`, `host` and the event's
+    /// fields, as one line. The writer thread writes it in one `write` and fsyncs; this waits
+    /// for that at most [`SYNC_WAIT`]. A record that cannot be queued (the writer is far
+    /// behind) is dropped and counted. Returns the record.
+    pub fn append(&self, event: Event) -> Result<Record, EventLogError> {
+        let (rec, line) = self.render(event);
         let mut p = self.shared.lock();
         let caught_up = p.written == p.queued;
         p.queued += 1;
@@ -498,10 +472,11 @@ impl Writer {
     }
 }
 
-/// Reads an event log: every complete JSON line. Lines that are not event records (torn,
-/// glued, not JSON, not an object with an `action`) are skipped and summed up in the returned
-/// warnings (one warning, with their count and line numbers).
-pub fn read_all(path: &Path) -> std::io::Result<(Vec<Value>, Vec<String>)> {
+/// Reads an event log: every complete JSON line as a typed record. Lines that are not event
+/// records (torn, glued, not JSON, not an object with an `action`, a known kind with fields of
+/// the wrong type) are skipped and summed up in the returned warnings (one warning, with their
+/// count and line numbers).
+pub fn read_all(path: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
     let text = std::fs::read(path)?;
     Ok(parse_lines(&text, path))
 }
@@ -554,33 +529,13 @@ impl Unparsed {
     }
 }
 
-/// Parses JSON lines; `first_line` is the number of the first line of `text` in its file.
-/// Blank lines are ignored; every other line that is not a JSON object with a string
-/// `action` is counted in [`Unparsed`].
-pub fn parse(text: &[u8], first_line: usize) -> (Vec<Value>, Unparsed) {
-    let mut recs = Vec::new();
-    let mut bad = Unparsed::default();
-    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let n = first_line + i;
-        match serde_json::from_slice::<Value>(line) {
-            Ok(v) if v.get("action").is_some_and(Value::is_string) => recs.push(v),
-            Ok(_) => bad.add(n, || "not an event record (no \"action\")".into()),
-            Err(e) => bad.add(n, || e.to_string()),
-        }
-    }
-    (recs, bad)
-}
-
 /// Parses JSON lines into typed records; `first_line` is the number of the first line of
 /// `text` in its file. Blank lines are ignored; every other line that is not an event record
 /// (not JSON, no string `action`, or a known kind with fields of the wrong type) is counted in
 /// [`Unparsed`]. Kinds this version does not know are kept ([`Event::Other`]).
 ///
 /// [`Event::Other`]: super::event::Event::Other
-pub fn parse_records(text: &[u8], first_line: usize) -> (Vec<Record>, Unparsed) {
+pub fn parse(text: &[u8], first_line: usize) -> (Vec<Record>, Unparsed) {
     let mut recs = Vec::new();
     let mut bad = Unparsed::default();
     for (i, line) in text.split(|&b| b == b'\n').enumerate() {
@@ -600,7 +555,7 @@ pub fn parse_records(text: &[u8], first_line: usize) -> (Vec<Record>, Unparsed) 
 }
 
 /// Parses JSON lines read from `path` (named in the warning about bad lines).
-pub fn parse_lines(text: &[u8], path: &Path) -> (Vec<Value>, Vec<String>) {
+pub fn parse_lines(text: &[u8], path: &Path) -> (Vec<Record>, Vec<String>) {
     let (recs, bad) = parse(text, 1);
     (recs, bad.warning(path).into_iter().collect())
 }
@@ -608,18 +563,20 @@ pub fn parse_lines(text: &[u8], path: &Path) -> (Vec<Value>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::event::{Decision, Warn};
 
     #[test]
     fn appends_lines_with_the_common_fields_and_readers_skip_a_torn_tail() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("sub/dir/events.jsonl");
         let log = EventLog::open(&p, "system").unwrap();
-        #[derive(Serialize)]
-        struct B {
-            victim_kb: u64,
-        }
-        log.append("dry_run", &B { victim_kb: 5 }).unwrap();
-        log.append("kill", &B { victim_kb: 6 }).unwrap();
+        let with_rss = |rss_kb| {
+            let mut d = Decision::default();
+            d.victim.rss_kb = rss_kb;
+            d
+        };
+        log.append(Event::DryRun(with_rss(5))).unwrap();
+        log.append(Event::Kill(with_rss(6))).unwrap();
         // A torn tail, as after a crash mid-write.
         std::fs::OpenOptions::new()
             .append(true)
@@ -630,10 +587,10 @@ mod tests {
         let (recs, warns) = read_all(&p).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(warns.len(), 1);
-        assert_eq!(recs[0]["action"], "dry_run");
-        assert_eq!(recs[1]["victim_kb"], 6);
-        assert_eq!(recs[0]["scope"], "system");
-        let t = recs[0]["time"].as_str().unwrap();
+        assert_eq!(recs[0].event.action(), "dry_run");
+        assert!(matches!(&recs[1].event, Event::Kill(d) if d.victim.rss_kb == 6));
+        assert_eq!(recs[0].scope, "system");
+        let t = recs[0].time.as_str();
         assert!(
             jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.f%:z", t).is_ok(),
             "{t}"
@@ -646,7 +603,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("events.jsonl");
         let log = EventLog::open(&p, "system").unwrap();
-        log.append("warn", &serde_json::json!({"n": 1})).unwrap();
+        let warn = |used_pct| {
+            Event::Warn(Warn {
+                used_pct,
+                ..Default::default()
+            })
+        };
+        log.append(warn(1.0)).unwrap();
         // A failed or short write (or a crash) left half a record.
         std::fs::OpenOptions::new()
             .append(true)
@@ -654,7 +617,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"time\":\"2026-")
             .unwrap();
-        log.append("warn", &serde_json::json!({"n": 2})).unwrap();
+        log.append(warn(2.0)).unwrap();
         assert!(log.sync(Duration::from_secs(10)));
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -662,7 +625,7 @@ mod tests {
         assert_eq!(lines[1], "{\"time\":\"2026-");
         let (recs, warns) = parse_lines(text.as_bytes(), &p);
         assert_eq!(recs.len(), 2, "{text}");
-        assert_eq!(recs[1]["n"], 2);
+        assert!(matches!(&recs[1].event, Event::Warn(w) if w.used_pct == 2.0));
         assert_eq!(warns.len(), 1, "{warns:?}");
         assert!(
             warns[0].contains("1 line(s)") && warns[0].contains("line 2"),
@@ -692,6 +655,11 @@ mod tests {
         );
         assert!(w.contains("line 2: not an event record"), "{w}");
         assert_eq!(parse(b"\n", 1).1, Unparsed::default());
+        // A known kind whose fields have the wrong types is not a record either.
+        let (recs, bad) = parse(b"{\"action\":\"kill\",\"victim\":{\"pid\":\"x\"}}\n", 7);
+        assert!(recs.is_empty());
+        assert_eq!(bad.lines, [7]);
+        assert!(bad.first_error.starts_with("a 'kill' record:"), "{bad:?}");
     }
 
     #[test]

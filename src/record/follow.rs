@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::event::Record;
-use super::eventlog::{Unparsed, parse_records};
+use super::eventlog::{Unparsed, parse};
 
 /// A reader that remembers how far it has read.
 #[derive(Debug)]
@@ -86,7 +86,7 @@ impl Tail {
         self.pending.extend_from_slice(&buf);
         if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
             let complete: Vec<u8> = self.pending.drain(..=end).collect();
-            let (recs, bad) = parse_records(&complete, self.lines_read + 1);
+            let (recs, bad) = parse(&complete, self.lines_read + 1);
             self.lines_read += complete.iter().filter(|&&b| b == b'\n').count();
             batch.records = recs;
             batch.unparsed = bad;

@@ -89,8 +89,10 @@ pub fn run_program(
         }
         if Instant::now() >= deadline {
             out.timed_out = true;
-            // SAFETY: kill(2) on the process group this function created for the program.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            // The process group this function created for the program (its leader's pid).
+            if let Some(pg) = rustix::process::Pid::from_raw(pgid) {
+                let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
+            }
             break child.wait().ok();
         }
         std::thread::sleep(Duration::from_millis(10));

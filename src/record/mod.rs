@@ -18,7 +18,8 @@ pub mod watch;
 
 use std::time::Duration;
 
-use crate::decide::trigger::{Levels, MemState};
+use crate::decide::trigger::Levels;
+use crate::sense::mem::MemState;
 
 /// Why the daemon woke up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -245,7 +245,7 @@ mod tests {
         let d = desktop_for(&kill).unwrap();
         assert_eq!(d.summary, "Out of memory: hog was stopped");
         assert!(
-            d.body.contains("pid 7") && d.body.contains("rss 1G"),
+            d.body.contains("pid 7") && d.body.contains("rss 1.0 GiB"),
             "{}",
             d.body
         );

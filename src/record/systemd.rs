@@ -186,9 +186,9 @@ impl Observer for Systemd {
             .is_none_or(|t| now.duration_since(t) >= STATUS_EVERY);
         let status = status_due.then(|| {
             format!(
-                "guarding: {} MiB of {} MiB available",
-                s.mem.available_kb / 1024,
-                s.mem.total_kb / 1024
+                "guarding: {} of {} available",
+                crate::values::human_kb(s.mem.available_kb),
+                crate::values::human_kb(s.mem.total_kb)
             )
         });
         let mut states: Vec<NotifyState> = Vec::new();
@@ -241,8 +241,9 @@ impl Observer for Systemd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::trigger::{Levels, MemState};
+    use crate::decide::trigger::Levels;
     use crate::record::Wake;
+    use crate::sense::mem::MemState;
 
     fn sample() -> Sample {
         Sample {

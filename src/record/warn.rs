@@ -10,7 +10,7 @@ use super::emit::Emitter;
 use super::event::{self, Event};
 use super::{Observer, Sample};
 use crate::config::fleet::WarnSettings;
-use crate::decide::trigger::MemState;
+use crate::sense::mem::MemState;
 
 /// The hysteresis state machine, apart from I/O.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +123,7 @@ impl Observer for Warn {
                 self.state.clear
             ),
         }
-        self.emit.emit(&Event::Warn(rec));
+        self.emit.emit(Event::Warn(rec));
     }
 }
 

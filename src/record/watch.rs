@@ -211,7 +211,7 @@ fn worker(
                     format!(" ({left} restart(s) left)")
                 }
             );
-            emit.emit(&Event::Missing(Missing {
+            emit.emit(Event::Missing(Missing {
                 watch: label.clone(),
                 restart: e.restart.clone(),
                 restarts_left: if e.restart.is_empty() { 0 } else { left },
@@ -242,7 +242,7 @@ fn worker(
                     })
                 );
             }
-            emit.emit(&Event::Restart(Restart {
+            emit.emit(Event::Restart(Restart {
                 watch: label,
                 argv: e.restart.clone(),
                 attempt: used[i],

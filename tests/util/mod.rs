@@ -189,3 +189,11 @@ pub fn oomguard(args: &[&str]) -> std::process::Output {
         .output()
         .expect("run oomguard")
 }
+
+/// The records of an event log, read by the typed reader and written back as JSON (what the
+/// tests assert on is the wire format).
+pub fn event_log_json(path: &Path) -> Vec<serde_json::Value> {
+    oomguard::record::eventlog::read_all(path)
+        .map(|(recs, _)| recs.iter().map(|r| r.to_value()).collect())
+        .unwrap_or_default()
+}

@@ -90,8 +90,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::decide::trigger::{Levels, MemState};
+    use crate::decide::trigger::Levels;
     use crate::record::Wake;
+    use crate::sense::mem::MemState;
 
     fn sample(scan_ms: u64) -> Sample {
         Sample {

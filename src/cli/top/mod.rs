@@ -26,7 +26,7 @@ use crate::values::{Dur, LevelPair, ScopeSpec};
 #[derive(Debug, Clone, clap::Args)]
 pub struct PredictArgs {
     /// `system` or `cgroup:PATH` (default: the config's run.scope, else system).
-    #[arg(long, value_parser = |s: &str| s.parse::<ScopeSpec>())]
+    #[arg(long, value_parser = super::ScopeParser)]
     pub scope: Option<ScopeSpec>,
     /// Config file whose rules decide the verdicts (default: /etc/oomguard/oomguard.toml if it
     /// exists).
@@ -155,7 +155,7 @@ pub struct TopArgs {
     #[arg(short = 'n', long = "rows", value_name = "N")]
     pub rows: Option<usize>,
     /// Sum processes by process tree, cgroup or systemd unit.
-    #[arg(long, value_name = "tree|cgroup|unit", value_parser = |s: &str| s.parse::<GroupBy>())]
+    #[arg(long, value_name = "tree|cgroup|unit", value_parser = super::group_parser())]
     pub group: Option<GroupBy>,
     /// Sort column of the table.
     #[arg(long, value_enum, default_value_t = SortKey::Badness)]
