@@ -36,17 +36,15 @@ def load_boot(guard, d):
     path = os.path.join(d, "out", "result")
     console = os.path.join(d, "console")
     host = read_kv(os.path.join(d, "host"))
-    if os.path.exists(path):
-        kv = read_kv(path)
-    elif os.path.exists(console):
-        # A boot cut short by the host's timeout: the facts its run mirrored on the console.
-        kv = {}
+    kv = {}
+    if os.path.exists(console):
+        # What the guest mirrored on its console: all there is of a boot cut short by the
+        # host's timeout (the data disk's result file may miss its last, unflushed lines).
         for l in open(console, errors="replace").read().splitlines():
             if "RESULT " in l and "=" in l:
                 k, v = l.split("RESULT ", 1)[1].strip().split("=", 1)
                 kv[k] = v
-    else:
-        kv = {}
+    kv.update(read_kv(path))
     rep = os.path.join(d, "report")
     hs = None
     if os.path.exists(rep):
@@ -57,8 +55,12 @@ def load_boot(guard, d):
             "start": host.get("start"), "load_start": host.get("load_start"),
             "load_end": host.get("load_end"), "host_seconds": hs, "kv": kv,
             "attempts": int(host.get("attempts", "1")), "redone": host.get("redone") == "1"}
-    if "r1_http_gap_ms" not in kv:
+    if "r1_died" not in kv:
         return boot, None
+    # Cut short: the host stopped the VM (VM_TIMEOUT) after the run's leak ended but before
+    # it had reported everything; what it did report counts, the rest is unknown (None).
+    cut = "r1_http_gap_ms" not in kv
+    console_text = open(console, errors="replace").read() if os.path.exists(console) else ""
     g = lambda k, dflt="": kv.get("r1_" + k, dflt)
     leak = g("leak_pid")
     # Kernel threads (kworker/...) that came and went are not deaths.
@@ -70,7 +72,7 @@ def load_boot(guard, d):
     cleaned = "phpsessionclean.service: Deactivated successfully" in journal
     if cleaned:
         died = [x for x in died if x.split(":", 1)[1] not in ("sessionclean", "php8.2")]
-    kernel_victims = [f"{c}({p_})" for p_, c in KERNEL_KILL.findall(journal)]
+    kernel_victims = [f"{c}({p_})" for p_, c in KERNEL_KILL.findall(journal if not cut else console_text)]
     oomd = [m[0] for m in OOMD_KILL.findall(journal)]
     leak_death = float(g(f"death_ms_{leak}", "-1"))
     load1 = lambda s: float(s.split()[0]) if s else None
@@ -93,13 +95,15 @@ def load_boot(guard, d):
         "leaker_death_ms": leak_death if leak_death >= 0 else None,
         "died": [x.split(":", 1)[1] for x in died],
         "innocent_kills": len([x for x in died if x.split(":", 1)[0] != leak]),
-        "db_survived": g("db_same_pid") == "1" and g("db_answers") == "1",
+        "cut_short": cut,
+        "db_survived": None if cut and "r1_db_answers" not in kv else g("db_same_pid") == "1" and g("db_answers") == "1",
         "db_same_pid": g("db_same_pid") == "1",
-        "db_answers": g("db_answers") == "1",
-        "http_after": g("http_after"),
-        "http_gap_ms": int(g("http_gap_ms", "0")),
-        "heartbeat_stall_ms": float(g("heartbeat_ms", "-1")),
-        "kernel_oom_kills": int(g("kernel_kills", "0")),
+        "db_answers": None if cut and "r1_db_answers" not in kv else g("db_answers") == "1",
+        "http_after": g("http_after") or None,
+        "http_gap_ms": None if cut else int(g("http_gap_ms", "0")),
+        "heartbeat_stall_ms": None if cut else float(g("heartbeat_ms", "-1")),
+        # Cut short: the kernel's kills as its console printed them.
+        "kernel_oom_kills": len(KERNEL_KILL.findall(console_text)) if cut else int(g("kernel_kills", "0")),
         "kernel_victims": kernel_victims,
         "oomd_kills": oomd,
         "min_avail_kb": int(g("min_avail_kb", "-1")),
@@ -111,6 +115,13 @@ def load_boot(guard, d):
         rec["oomd_monitored_after"] = g("oomd_monitored").split()
         rec["oomd_active_after"] = g("guard_active")
         rec["swap_kb"] = int(kv.get("swap_kb", "0") or 0)
+        # system.slice's memory pressure as oomctl showed it after the run.
+        oc = os.path.join(d, "out", "r1.oomctl.txt")
+        m = re.search(r"Path: /system\.slice\n\s*Memory Pressure Limit: [^\n]*\n\s*Pressure: ([^\n]*)",
+                      open(oc, errors="replace").read()) if os.path.exists(oc) else None
+        rec["oomd_system_slice_pressure_after"] = m.group(1).strip() if m else None
+        rec["oomd_kill_reasons"] = sorted({"swap" if "swap used" in x else "pressure" if "pressure" in x else x
+                                           for x in (y[1] for y in OOMD_KILL.findall(journal))})
     return boot, rec
 
 
@@ -169,12 +180,16 @@ for g in guards:
             died[c] = died.get(c, 0) + 1
     who = ", ".join(f"{c} ×{k}" for c, k in sorted(died.items(), key=lambda x: -x[1])) or "nobody"
     loads = [r["host_load_start"] for r in rs if r["host_load_start"] is not None]
+    cut = sum(bool(r.get("cut_short")) for r in rs)
+    dbk = [r for r in rs if r["db_survived"] is not None]
     rows.append(
-        f"| {g} | {n} | {sum(r['leaker_died'] for r in rs)}/{n} | {who} | "
-        f"{sum(r['db_survived'] for r in rs)}/{n} | "
+        f"| {g} | {n}" + (f" ({cut} cut short)" if cut else "") + " | "
+        f"{sum(r['leaker_died'] for r in rs)}/{n} | {who} | "
+        f"{sum(bool(r['db_survived']) for r in dbk)}/{len(dbk)}"
+        + (f" ({n - len(dbk)} unknown)" if len(dbk) < n else "") + " | "
         f"{rng([r['leaker_death_ms'] for r in rs if r['leaker_death_ms'] is not None], sec)} | "
-        f"{rng([r['http_gap_ms'] for r in rs], sec)} | "
-        f"{rng([r['heartbeat_stall_ms'] for r in rs], ms)} | "
+        f"{rng([r['http_gap_ms'] for r in rs if r['http_gap_ms'] is not None], sec)} | "
+        f"{rng([r['heartbeat_stall_ms'] for r in rs if r['heartbeat_stall_ms'] is not None], ms)} | "
         f"{sum(r['innocent_kills'] for r in rs)} | {sum(r['kernel_oom_kills'] for r in rs)} | "
         f"{rng(loads, lambda v: f'{v:.1f}')} |"
     )
@@ -254,6 +269,13 @@ for g in guards:
         notes.append("kernel victims in round " + "; ".join(kv))
     if od:
         notes.append("systemd-oomd killed in round " + "; ".join(od))
+    cs = [r["run"] for r in rs if r.get("cut_short")]
+    if cs:
+        notes.append(f"in round {cs} the host stopped the VM at its time limit "
+                     f"({420 + leak_timeout + 150} s of host time for boot and run) while the guest "
+                     "was still stalled after the leak: those runs count for what they reported "
+                     "(who died, the leak stopped, mariadbd's PID), their times and the "
+                     "database's answer are unknown and left out")
     missing = [b["round"] for b in boots if b["guard"] == g and not any(
         r["round"] == b["round"] for r in rs)]
     again = [b["round"] for b in boots if b["guard"] == g and b["redone"]]
@@ -280,6 +302,11 @@ if om:
     w("- After each run: " + "; ".join(
         f"round {r['run']}: {r.get('oomd_active_after') or '?'}, `{' '.join(r.get('oomd_monitored_after', [])) or 'none'}`"
         for r in om) + ".")
+    w("- system.slice's memory pressure in `oomctl dump` after each run (the pressure rule acts "
+      "above its limit sustained for its duration): " + "; ".join(
+        f"round {r['run']}: {r.get('oomd_system_slice_pressure_after') or '?'}" for r in om) + ".")
+    w("- Rule behind each kill (its journal line): " + "; ".join(
+        f"round {r['run']}: {', '.join(r.get('oomd_kill_reasons') or ['none'])}" for r in om) + ".")
     k = sum(bool(r["oomd_kills"]) for r in om)
     w(f"- systemd-oomd killed something in {k}/{len(om)} runs"
       + (": " + "; ".join(f"round {r['run']}: {kills_text(r['oomd_kills'])}" for r in om if r["oomd_kills"]) if k else "")
@@ -320,14 +347,14 @@ for i, (key, title, scale) in enumerate([
     ("http_gap_ms", "HTTP gap (s): db.php unanswered", 1000.0),
     ("heartbeat_stall_ms", "heartbeat stall (s)", 1000.0),
 ]):
-    data = [[r[key] / scale for r in all_runs if r["guard"] == g] for g in present]
+    data = [[r[key] / scale for r in all_runs if r["guard"] == g and r[key] is not None] for g in present]
     ax[i].boxplot(data, labels=present, showfliers=False)
     for j, d in enumerate(data):
         ax[i].scatter([j + 1] * len(d), d, s=12, alpha=0.7)
     ax[i].set_title(title)
     ax[i].tick_params(axis="x", rotation=30)
 n = [len([r for r in all_runs if r["guard"] == g]) for g in present]
-surv = [sum(r["db_survived"] for r in all_runs if r["guard"] == g) for g in present]
+surv = [sum(bool(r["db_survived"]) for r in all_runs if r["guard"] == g) for g in present]
 inn = [sum(r["innocent_kills"] for r in all_runs if r["guard"] == g) for g in present]
 x = range(len(present))
 ax[2].bar([i - 0.2 for i in x], surv, width=0.4, label="DB survived (runs)")
