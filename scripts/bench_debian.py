@@ -107,7 +107,7 @@ def load_boot(guard, d):
         "kernel_victims": kernel_victims,
         "oomd_kills": oomd,
         "min_avail_kb": int(g("min_avail_kb", "-1")),
-        "phpsessionclean_ran": "Starting phpsessionclean.service" in journal,
+        "phpsessionclean_ran": "phpsessionclean" in journal,
     }
     if guard == "systemd-oomd":
         rec["oomd_active"] = kv.get("guard_active")
@@ -329,7 +329,10 @@ for r in sorted({b["round"] for b in boots}):
         ls = (b["load_start"] or "?").split()[0]
         le = (b["load_end"] or "?").split()[0]
         hs = f"{b['host_seconds']:.0f} s" if b["host_seconds"] else "no result"
-        cells.append(f"{b['guard']} {ls}→{le}, {hs}")
+        cut = " (cut short)" if any(x["guard"] == b["guard"] and x["round"] == r and x.get("cut_short")
+                                     for x in all_runs) else ""
+        again = f" (booted again after round {max(x['round'] for x in boots)})" if b["redone"] else ""
+        cells.append(f"{b['guard']} {ls}→{le}, {hs}{cut}{again}")
     w(f"| {r} | " + " | ".join(cells) + " |")
 w("")
 w("![chart](debian.png)")
