@@ -23,6 +23,7 @@ mod fleet_packaging;
 mod fleet_run;
 mod fleet_util;
 mod guard_scale;
+mod hook_adj;
 mod hostile_names;
 mod kill_path;
 mod metrics_slowloris;

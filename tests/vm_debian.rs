@@ -275,10 +275,16 @@ fn debian_systemd_integration_for_real() {
         .find(|e| e["action"] == "kill" && e["victim"]["comm"] == "svchog")
         .unwrap_or_else(|| panic!("no kill of svchog: {ev:?}"));
     assert!(kill["kill_unit"].to_string().contains("cgroup"), "{kill}");
-    // The hook ran in the sandbox and could write the state directory.
+    // The hook ran in the sandbox and could write the state directory, at oom_score_adj 0
+    // while its parent, the daemon, ran at the unit's -1000.
     assert!(
         b.get("hook_out").contains("svchog"),
         "{}",
+        b.get("hook_out")
+    );
+    assert!(
+        b.get("hook_out").contains("adj=0 daemon=-1000"),
+        "the hook did not run at oom_score_adj 0 beside the daemon's -1000: {}",
         b.get("hook_out")
     );
     assert!(b.num("dbus_signals") >= 1.0, "{}", b.file("dbus.txt"));
@@ -301,6 +307,12 @@ fn debian_systemd_integration_for_real() {
         "{ev:?}"
     );
     assert!(b.get("watch_out").contains("restarted"));
+    // A restart command is a child of the daemon like a hook: not at its -1000 either.
+    assert!(
+        b.get("watch_out").contains("restarted adj=0"),
+        "{}",
+        b.get("watch_out")
+    );
 }
 
 /// A user session (user@1000.service): in one scope a shell, an editor-like process and a

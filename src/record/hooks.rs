@@ -1,7 +1,8 @@
 //! `[hooks]`: `pre_kill` and `post_kill` programs, run without a shell, with the event's JSON
 //! on stdin and its key facts in `OOMGUARD_*` environment variables. Each run has its own
 //! thread and a timeout (the program's whole process group is killed when it runs out), so a
-//! slow or failing hook never delays a kill.
+//! slow or failing hook never delays a kill. The program runs at `oom_score_adj` 0, not at the
+//! daemon's -1000.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -60,6 +61,26 @@ pub fn run_program(
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .process_group(0);
+    // The daemon runs at oom_score_adj -1000 (its unit's OOMScoreAdjust, or protect_self) and a
+    // child inherits that: a hook (or a watch-list restart) would be unkillable, and in a
+    // memory cgroup holding only such processes the kernel finds nothing to kill. The child
+    // goes back to 0 before exec; raising the value needs no privilege.
+    // SAFETY: the closure runs in the forked child before exec and only calls open(2),
+    // write(2) and close(2) on a static path (async-signal-safe, no allocation); a failure
+    // (no /proc) is ignored and leaves the inherited value.
+    unsafe {
+        cmd.pre_exec(|| {
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd >= 0 {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -168,10 +168,23 @@ start_guard() {
       systemctl start systemd-oomd
       result guard_active "$(systemctl is-active systemd-oomd)"
       result swap_kb "$(awk '/^SwapTotal:/{print $2}' /proc/meminfo)"
-      oomctl dump > "$O/oomctl.txt" 2>&1
-      result oomd_monitored "$(grep -c 'Path:' "$O/oomctl.txt")"
+      result oomd_settings "-.slice ManagedOOMSwap=$(systemctl show -p ManagedOOMSwap --value -- -.slice)" \
+        "system.slice ManagedOOMMemoryPressure=$(systemctl show -p ManagedOOMMemoryPressure --value system.slice)" \
+        "user.slice ManagedOOMMemoryPressure=$(systemctl show -p ManagedOOMMemoryPressure --value user.slice)"
+      # systemd-oomd learns the managed cgroups from PID 1 over varlink: wait until oomctl
+      # lists them (proof that it monitors, not only runs).
+      wait_for 30 sh -c 'oomctl dump | grep -q "Path: /system.slice"'
+      oomd_dump "$O/oomctl.txt"
       ;;
     kernel) : ;;
     *) echo "unknown guard $1"; return 1 ;;
   esac
+}
+
+# oomd_dump FILE [PREFIX]: `oomctl dump` into FILE; its limits and monitored cgroups as results
+# (PREFIXoomd_limits, PREFIXoomd_monitored: "swap:/ pressure:/system.slice ...").
+oomd_dump() {
+  oomctl dump > "$1" 2>&1
+  result "${2:-}oomd_limits" "$(grep -E '^(Swap Used Limit|Default Memory Pressure Limit|Default Memory Pressure Duration):' "$1" | tr '\n' ';')"
+  result "${2:-}oomd_monitored" "$(awk '/^Swap Monitored CGroups/ {k="swap"} /^Memory Pressure Monitored CGroups/ {k="pressure"} /Path:/ {printf "%s:%s ", k, $2}' "$1")"
 }

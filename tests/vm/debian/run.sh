@@ -9,7 +9,8 @@
 # variables (env). The guest's vmtest.service runs scenarios/SCENARIO.sh from it, writes out/
 # on the same disk and powers off; out/ is copied to OUTDIR with debugfs. The root disk is
 # the cached image, opened with snapshot=on (never written). Env: VM_MEM (MiB, default 1536),
-# VM_SMP (2), VM_TIMEOUT (s, default 900), VM_LOG (serial console file, default OUTDIR/console).
+# VM_SMP (2), VM_TIMEOUT (s, default 900), VM_LOG (serial console file, default OUTDIR/console),
+# VM_NICE (niceness of qemu, default 0).
 # Prints OUTDIR/out/result (key=value) and host_seconds=...
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,7 +43,7 @@ if [ -n "${HOG:-}" ]; then cp "$HOG" "$data/d/oomguard-hog"; fi
 mke2fs -q -t ext4 -L OOMTEST -d "$data/d" "$data/data.img" 256M >/dev/null
 log=${VM_LOG:-$outdir/console}
 start=$(date +%s.%N)
-qemu-system-x86_64 -accel tcg -m "${VM_MEM:-1536}" -smp "${VM_SMP:-2}" -nographic -no-reboot \
+nice -n "${VM_NICE:-0}" qemu-system-x86_64 -accel tcg -m "${VM_MEM:-1536}" -smp "${VM_SMP:-2}" -nographic -no-reboot \
   -nic none -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
   -append "root=/dev/vda rw console=ttyS0 quiet loglevel=4 psi=1 systemd.unified_cgroup_hierarchy=1 systemd.show_status=0 panic=-1" \
   -drive "file=$image/rootfs.img,if=virtio,format=raw,snapshot=on" \

@@ -8,6 +8,12 @@ start_guard "$GUARD"
 i=1
 while [ "$i" -le "$RUNS" ]; do
   story_run "r$i"
+  if [ "$GUARD" = systemd-oomd ]; then
+    # Still running and monitoring after the run? Its view of the cgroups then (pressure
+    # averages, swap use).
+    result "r${i}_guard_active" "$(systemctl is-active systemd-oomd)"
+    oomd_dump "$O/r$i.oomctl.txt" "r${i}_"
+  fi
   i=$((i + 1))
 done
 result runs_done "$RUNS"

@@ -74,13 +74,13 @@ oom_score_adj = -900
 [metrics]
 listen = "127.0.0.1:9577"
 [hooks]
-post_kill = ["/bin/sh", "-c", "echo \"$OOMGUARD_PID $OOMGUARD_COMM\" >> /var/lib/oomguard/hook.out"]
+post_kill = ["/bin/sh", "-c", "echo \"$OOMGUARD_PID $OOMGUARD_COMM adj=$(cat /proc/self/oom_score_adj) daemon=$(cat /proc/$PPID/oom_score_adj)\" >> /var/lib/oomguard/hook.out"]
 [[watch]]
 unit = "^hogsvc\\.service$"
 restart = ["systemctl", "restart", "hogsvc"]
 [[watch]]
 name = "^oomtest-gone$"
-restart = ["/bin/sh", "-c", "echo restarted >> /var/lib/oomguard/watch.out"]
+restart = ["/bin/sh", "-c", "echo restarted adj=$(cat /proc/self/oom_score_adj) >> /var/lib/oomguard/watch.out"]
 CFG
 oomguard check-config /etc/oomguard/oomguard.toml > "$O/check-config.txt" 2>&1
 result check_config_rc $?
