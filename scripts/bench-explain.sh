@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): `oomguard explain --summary` against `grep -c 'Killed process'` on
-# a generated ~200 MB kernel log (corpus OOM reports between filler lines), in the same run;
-# then peak RSS of `oomguard explain --summary` on a ~1 GB log (/usr/bin/time -v).
-# Generated logs go to a temporary directory (default /tmp) and are removed at the end.
-# Usage: scripts/bench-explain.sh [MB] [corpus dir]
+# Benchmark (not a test): `oomguard explain --summary` against `grep -c` on a generated ~210 MB
+# kernel log (real-looking syslog/dmesg filler lines with a corpus OOM report every few hundred
+# lines), measured in the same run, runs interleaved; then peak RSS of `oomguard explain
+# --summary` on a ~1 GB log (/usr/bin/time -v). Prints the figures and ratios and writes them to
+# docs/bench/explain.md. Generated logs go to a temporary directory (default /tmp) and are
+# removed at the end.
+# Usage: scripts/bench-explain.sh [MiB, default 200 (= 210 MB)] [corpus dir]
+# BENCH_RUNS (default 5): runs of each tool; the best is kept (the machine is shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mb=${1:-200}
 corpus=${2:-${OOMGUARD_CORPUS_DIR:-../shared/corpus/oom-reports}}
+runs=${BENCH_RUNS:-5}
 [ -d "$corpus" ] || { echo "no corpus at $corpus (give it as the second argument)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed to generate the log" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "GNU time is needed: apt-get install time" >&2; exit 1; }
 
-cargo build --release --quiet
-bin=target/release/oomguard
+# OOMGUARD_BIN: a binary already built (skips the release build).
+bin=${OOMGUARD_BIN:-target/release/oomguard}
+[ -n "${OOMGUARD_BIN:-}" ] || cargo build --release --quiet --bin oomguard
 work=$(mktemp -d "${TMPDIR:-/tmp}/oomguard-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 log=$work/kern.log
@@ -47,39 +53,61 @@ with open(out, 'wb', buffering=1 << 20) as f:
 print(f"generated {size / 1048576:.0f} MiB with {n_reports} OOM reports", file=sys.stderr)
 PY
 
-cat "$log" > /dev/null   # page cache warm for both tools
+cat "$log" > /dev/null   # page cache warm for every tool
 size=$(stat -c %s "$log")
-# Best of 3 runs of "$@": "wall_seconds cpu_seconds" (stdout to a file: GNU grep stops at
-# the first match when its output is /dev/null). CPU time (user+sys) is the fairer figure on
-# a shared machine; both are printed.
-best() {
-  local bw=999999 bc=999999 w c
-  for _ in 1 2 3; do
-    read -r w c < <( { /usr/bin/time -f "%e %U %S" "$@" > "$work/out"; } 2>&1 | awk 'END {print $1, $2 + $3}')
-    bw=$(python3 -c "print(min($bw, $w))"); bc=$(python3 -c "print(min($bc, $c))")
-  done
-  echo "$bw $bc"
+# One run of "$@": "wall_seconds cpu_seconds" (stdout to a file: GNU grep stops at the first
+# match when its output is /dev/null). CPU time (user+sys) is the fairer figure on a shared
+# machine; both are printed.
+once() {
+  { /usr/bin/time -f "%e %U %S" "$@" > "$work/out"; } 2>&1 | awk 'END {print $1, $2 + $3}'
 }
-read -r w_grep c_grep < <(best grep -c 'Killed process' "$log")
-read -r w_og c_og < <(best "$bin" explain --summary "$log")
+# Interleaved: grep, oomguard, grep, oomguard, ... so both see the same load.
+: > "$work/times"
+for _ in $(seq "$runs"); do
+  echo "grep_killed $(once grep -c 'Killed process' "$log")" >> "$work/times"
+  echo "grep_invoked $(once grep -c 'invoked oom-killer' "$log")" >> "$work/times"
+  echo "oomguard $(once "$bin" explain --summary "$log")" >> "$work/times"
+done
 events=$("$bin" explain --summary "$log" | tail -n +2 | wc -l)
 kills=$(grep -c 'Killed process' "$log" || true)
-python3 - "$size" "$w_grep" "$c_grep" "$w_og" "$c_og" "$events" "$kills" <<'PY'
-import sys
-size, wg, cg, wo, co = int(sys.argv[1]), *map(float, sys.argv[2:6])
-ev, kills = sys.argv[6], sys.argv[7]
-mb = size / 1e6
-rate = lambda t: mb / t if t > 0 else float('inf')
-print(f"log: {mb:.0f} MB, {ev} events (grep counts {kills} 'Killed process' lines)")
-print(f"{'':28}{'wall s':>8}{'MB/s':>9}{'cpu s':>8}{'MB/s':>9}")
-print(f"{'grep -c Killed process':28}{wg:8.3f}{rate(wg):9.0f}{cg:8.3f}{rate(cg):9.0f}")
-print(f"{'oomguard explain --summary':28}{wo:8.3f}{rate(wo):9.0f}{co:8.3f}{rate(co):9.0f}")
-print(f"ratio of speeds oomguard/grep: wall {wg / wo:.2f}, cpu {cg / co if co else 0:.2f} (target >= 0.50)")
-PY
+headers=$(grep -c 'invoked oom-killer' "$log" || true)
 
 # Peak RSS on ~1 GB: the same log five times.
 big=$work/big.log
 for _ in 1 2 3 4 5; do cat "$log"; done > "$big"
 rm -f "$log"
+big_size=$(stat -c %s "$big")
 rss=$( { /usr/bin/time -v "$bin" explain --summary "$big" > /dev/null; } 2>&1 | awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}')
-echo "peak RSS on $(( $(stat -c %s "$big") / 1000000 )) MB: ${rss} kB ($(( rss / 1024 )) MiB; target < 32 MiB)"
+rm -f "$big"
+
+python3 - "$size" "$events" "$kills" "$headers" "$big_size" "$rss" "$runs" "$work/times" "$(cat /proc/loadavg)" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" <<'PY' | tee docs/bench/explain.md
+import sys, datetime
+size, events, kills, headers, big, rss, runs = (int(x) for x in sys.argv[1:8])
+times, load, rev = sys.argv[8], sys.argv[9], sys.argv[10]
+best = {}
+for line in open(times):
+    name, w, c = line.split()
+    bw, bc = best.get(name, (1e9, 1e9))
+    best[name] = (min(bw, float(w)), min(bc, float(c)))
+mb = size / 1e6
+rate = lambda t: f"{mb / t:.0f}" if t > 0 else "inf"
+print("# `oomguard explain` against `grep -c`\n")
+print(f"Written by `scripts/bench-explain.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC (commit {rev}); "
+      f"host load (1, 5, 15 min, at the end): {' '.join(load.split()[:3])}. "
+      f"Log: {mb:.0f} MB generated (filler kernel lines with one of the corpus OOM reports every 300-800 lines), "
+      f"{events} events found (grep counts {kills} 'Killed process' and {headers} 'invoked oom-killer' lines). "
+      f"Best of {runs} interleaved runs, page cache warm; CPU = user + sys.\n")
+print("| command | wall s | MB/s | CPU s | MB/s |")
+print("|---|---|---|---|---|")
+rows = [("grep -c 'Killed process'", "grep_killed"), ("grep -c 'invoked oom-killer'", "grep_invoked"),
+        ("oomguard explain --summary", "oomguard")]
+for label, k in rows:
+    w, c = best[k]
+    print(f"| `{label}` | {w:.3f} | {rate(w)} | {c:.3f} | {rate(c)} |")
+ow, oc = best["oomguard"]
+print()
+for label, k in rows[:2]:
+    w, c = best[k]
+    print(f"- speed of oomguard / `{label}`: wall {w / ow:.2f}, CPU {c / oc if oc else 0:.2f} (target >= 0.50)")
+print(f"- peak RSS of `oomguard explain --summary` on {big / 1e6:.0f} MB: {rss} kB = {rss / 1024:.1f} MiB (target <= 8 MiB)")
+PY

@@ -254,7 +254,7 @@ pub fn run(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         let mut journal = None;
         let (reader, live): (Box<dyn BufRead>, bool) = match src {
             Src::Stdin => (
-                source::decompress(BufReader::with_capacity(256 * 1024, io::stdin()))
+                source::decompress(BufReader::with_capacity(64 * 1024, io::stdin()))
                     .context("reading standard input")?,
                 false,
             ),

@@ -13,7 +13,9 @@ use super::prefix::{Stamp, split};
 
 /// Longest line kept; the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 64 * 1024;
-const CHUNK: usize = 256 * 1024;
+/// Bytes asked of the reader at a time: small enough that what was read is still in the CPU's
+/// cache when it is searched and split.
+const CHUNK: usize = 64 * 1024;
 /// Most wrapped continuation lines joined to one message.
 const MAX_JOINS: usize = 4;
 /// A wrapped line at most this wide was wrapped at a word boundary (mail clients), so the
@@ -76,20 +78,25 @@ pub struct Logical<'a> {
 /// Reads logical kernel lines from any byte stream.
 pub struct LogLines<R> {
     reader: R,
+    /// Allocated and zeroed once (grown only for a line longer than what is left of it);
+    /// `buf[..end]` holds the input not yet consumed from `pos` on.
     buf: Vec<u8>,
+    end: usize,
     pos: usize,
     eof: bool,
     tagged: bool,
     joined: Vec<u8>,
-    /// The prefix split of the line at `pos`, when already computed.
-    peek: Option<Off>,
+    /// The prefix split of the line at `pos` and its end and next start (as [`Self::line_at`]
+    /// gives them), when already computed.
+    peek: Option<(Off, usize, usize)>,
 }
 
 impl<R: Read> LogLines<R> {
     pub fn new(reader: R) -> Self {
         LogLines {
             reader,
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::new(),
+            end: 0,
             pos: 0,
             eof: false,
             tagged: false,
@@ -104,32 +111,30 @@ impl<R: Read> LogLines<R> {
             return Ok(false);
         }
         if self.pos > 0 {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        let old = self.buf.len();
-        self.buf.resize(old + CHUNK, 0);
+        let old = self.end;
+        if self.buf.len() < old + CHUNK {
+            self.buf.resize(old + CHUNK, 0);
+        }
         loop {
-            match self.reader.read(&mut self.buf[old..]) {
+            match self.reader.read(&mut self.buf[old..old + CHUNK]) {
                 Ok(0) => {
-                    self.buf.truncate(old);
                     self.eof = true;
                     return Ok(false);
                 }
                 Ok(n) => {
-                    self.buf.truncate(old + n);
+                    self.end = old + n;
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.buf.truncate(old);
                     self.eof = true;
                     return Ok(false);
                 }
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -139,7 +144,7 @@ impl<R: Read> LogLines<R> {
     fn line_at(&mut self, from: usize) -> io::Result<Option<(usize, usize)>> {
         loop {
             let start = self.pos + from;
-            let avail = &self.buf[start.min(self.buf.len())..];
+            let avail = &self.buf[start.min(self.end)..self.end];
             if let Some(nl) = memchr::memchr(b'\n', &avail[..avail.len().min(MAX_LINE)]) {
                 return Ok(Some((from + nl, from + nl + 1)));
             }
@@ -148,7 +153,7 @@ impl<R: Read> LogLines<R> {
                 return Ok(Some((from + MAX_LINE, from + MAX_LINE)));
             }
             if !self.fill()? {
-                let avail = self.buf.len().saturating_sub(self.pos + from);
+                let avail = self.end.saturating_sub(self.pos + from);
                 if avail == 0 {
                     return Ok(None);
                 }
@@ -166,7 +171,7 @@ impl<R: Read> LogLines<R> {
     /// prefixed line it continues). False at end of input.
     fn skip_to_candidate(&mut self) -> io::Result<bool> {
         loop {
-            let hay = &self.buf[self.pos..];
+            let hay = &self.buf[self.pos..self.end];
             if let Some(m) = keywords().find(hay) {
                 let mut start = memchr::memrchr(b'\n', &hay[..m]).map_or(0, |i| i + 1);
                 // A keyword on a wrapped continuation line: start at the line it continues.
@@ -193,7 +198,7 @@ impl<R: Read> LogLines<R> {
                 .max(hay.len().saturating_sub(MAX_LINE));
             self.pos += keep;
             if !self.fill()? {
-                return Ok(self.pos < self.buf.len());
+                return Ok(self.pos < self.end);
             }
         }
     }
@@ -210,12 +215,14 @@ impl<R: Read> LogLines<R> {
                     self.peek = None;
                 }
             }
-            let Some((end0, mut next)) = self.line_at(0)? else {
-                return Ok(None);
-            };
-            let first = match self.peek.take() {
+            let (first, end0, mut next) = match self.peek.take() {
                 Some(p) => p,
-                None => offsets(self.text(0, end0), self.tagged),
+                None => {
+                    let Some((end0, next)) = self.line_at(0)? else {
+                        return Ok(None);
+                    };
+                    (offsets(self.text(0, end0), self.tagged), end0, next)
+                }
             };
             self.tagged |= first.tagged;
             let mut joins: Vec<(usize, usize, bool)> = Vec::new();
@@ -239,7 +246,7 @@ impl<R: Read> LogLines<R> {
                     }
                     let o = offsets(t, self.tagged);
                     if o.has_prefix || !continues(t) {
-                        peek = Some(o);
+                        peek = Some((o, e - next, n - next));
                         break;
                     }
                     joins.push((next, e, prev_width <= WORD_WRAP_WIDTH));

@@ -214,7 +214,9 @@ fn seconds(s: &[u8]) -> Option<(f64, usize)> {
     let n = int + 1 + frac;
     let digits = |d: &[u8]| d.iter().fold(0u64, |a, b| a * 10 + u64::from(b - b'0'));
     let whole = digits(&s[..int]) as f64;
-    let part = digits(&s[int + 1..n]) as f64 / 10f64.powi(frac as i32);
+    // 10^frac, exact for frac <= 9 (the same values as 10f64.powi, without the call).
+    const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+    let part = digits(&s[int + 1..n]) as f64 / POW10[frac];
     Some((whole + part, n))
 }
 

@@ -35,7 +35,9 @@ pub fn open_file(path: &Path) -> Result<Box<dyn BufRead + Send>, ReportError> {
         path: path.to_path_buf(),
         source,
     })?;
-    decompress(BufReader::with_capacity(256 * 1024, f)).map_err(|source| ReportError::Read {
+    // As large as the reads of the line splitter (`lines::CHUNK`), so that its reads of a
+    // plain file bypass this buffer instead of being copied through it.
+    decompress(BufReader::with_capacity(64 * 1024, f)).map_err(|source| ReportError::Read {
         what: path.display().to_string(),
         source,
     })
@@ -44,7 +46,7 @@ pub fn open_file(path: &Path) -> Result<Box<dyn BufRead + Send>, ReportError> {
 /// Wraps a stream in the decompressor its first bytes call for.
 pub fn decompress<R: BufRead + Send + 'static>(mut r: R) -> io::Result<Box<dyn BufRead + Send>> {
     let head = r.fill_buf()?;
-    const BUF: usize = 256 * 1024;
+    const BUF: usize = 64 * 1024;
     if head.starts_with(&[0x1f, 0x8b]) {
         return Ok(Box::new(BufReader::with_capacity(
             BUF,
