@@ -23,7 +23,7 @@ pub fn descendants_now(reader: &mut ProcReader, root: i32) -> Vec<(i32, u64)> {
     let me = std::process::id() as i32;
     let links: Vec<(i32, i32, u64)> = pids
         .iter()
-        .filter_map(|&p| reader.stat(p).map(|s| (p, s.ppid, s.starttime)))
+        .filter_map(|&p| reader.stat(p).ok().map(|s| (p, s.ppid, s.starttime)))
         .collect();
     let mut out: Vec<(i32, u64)> = Vec::new();
     let mut frontier = vec![root];
@@ -143,7 +143,7 @@ impl Kill {
                             if pid == victim.pid || pid == me || pid == 1 {
                                 continue;
                             }
-                            if let Some(st) = reader.stat(pid)
+                            if let Ok(st) = reader.stat(pid)
                                 && let Ok(t) = Target::open(reader, pid, st.starttime)
                             {
                                 kill.others.push(t);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
-use crate::sense::procs::ProcReader;
+use crate::sense::procs::{ProcError, ProcReader};
 
 /// Why a process could not be targeted.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,9 @@ pub enum TargetError {
         "PID {pid} now belongs to another process (start time {now}, scored {scored}); not signalled"
     )]
     Reused { pid: i32, scored: u64, now: u64 },
+    /// Its `/proc` entry could not be read (denied, or an I/O error): not signalled.
+    #[error(transparent)]
+    Read(ProcError),
     #[error("pidfd_open({pid}): {source}")]
     Open {
         pid: i32,
@@ -51,7 +54,10 @@ impl Target {
             }
         };
         // The pidfd now pins whatever process has this PID; make sure it is ours.
-        let st = reader.stat(pid).ok_or(TargetError::Gone(pid))?;
+        let st = reader.stat(pid).map_err(|e| match e {
+            ProcError::Gone { .. } => TargetError::Gone(pid),
+            e => TargetError::Read(e),
+        })?;
         if st.starttime != starttime {
             return Err(TargetError::Reused {
                 pid,
