@@ -23,6 +23,8 @@ pub enum TargetError {
     /// Its `/proc` entry could not be read (denied, or an I/O error): not signalled.
     #[error(transparent)]
     Read(ProcError),
+    #[error("process {pid} is no longer a child of {parent}")]
+    NotChild { pid: i32, parent: i32 },
     #[error("pidfd_open({pid}): {source}")]
     Open {
         pid: i32,
@@ -66,6 +68,38 @@ impl Target {
             });
         }
         Ok(Target { pid, starttime, fd })
+    }
+
+    /// Opens a pidfd for `pid` and checks that it is a child of `parent` (taking its start time
+    /// from the same read): a PID listed as `parent`'s child and reused since is refused.
+    pub fn open_child(
+        reader: &mut ProcReader,
+        pid: i32,
+        parent: i32,
+    ) -> Result<Target, TargetError> {
+        let p = Pid::from_raw(pid).ok_or(TargetError::Gone(pid))?;
+        let fd = match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Err(TargetError::Gone(pid)),
+            Err(e) => {
+                return Err(TargetError::Open {
+                    pid,
+                    source: e.into(),
+                });
+            }
+        };
+        let st = reader.stat(pid).map_err(|e| match e {
+            ProcError::Gone { .. } => TargetError::Gone(pid),
+            e => TargetError::Read(e),
+        })?;
+        if st.ppid != parent {
+            return Err(TargetError::NotChild { pid, parent });
+        }
+        Ok(Target {
+            pid,
+            starttime: st.starttime,
+            fd,
+        })
     }
 
     /// Sends a signal through the pidfd.

@@ -68,6 +68,8 @@ pub struct Stat {
     pub state: u8,
     pub ppid: i32,
     pub flags: u32,
+    /// Threads in the group (field 20).
+    pub num_threads: u32,
     /// Start time in clock ticks since boot: with the PID, identifies the process.
     pub starttime: u64,
     /// Resident pages (`get_mm_rss`: anon + file + shmem), the counter the OOM killer reads.
@@ -94,10 +96,12 @@ impl Stat {
             next()?;
         }
         let flags = parse_u64(next()?)? as u32;
-        // minflt cminflt majflt cmajflt utime stime cutime cstime priority nice num_threads itrealvalue
-        for _ in 0..12 {
+        // minflt cminflt majflt cmajflt utime stime cutime cstime priority nice
+        for _ in 0..10 {
             next()?;
         }
+        let num_threads = parse_u64(next()?)? as u32;
+        let _itrealvalue = next()?;
         let starttime = parse_u64(next()?)?;
         let _vsize = next()?;
         let rss_pages = parse_i64(next()?)?.max(0) as u64;
@@ -107,6 +111,7 @@ impl Stat {
             state,
             ppid,
             flags,
+            num_threads,
             starttime,
             rss_pages,
         })
@@ -120,6 +125,10 @@ impl Stat {
     }
     pub fn is_zombie(&self) -> bool {
         self.state == b'Z' || self.state == b'X'
+    }
+    /// Stopped (`T`, `t`) or dead (`Z`, `X`): it runs no more code, so it cannot fork.
+    pub fn is_settled(&self) -> bool {
+        matches!(self.state, b'T' | b't' | b'Z' | b'X' | b'x')
     }
 }
 
@@ -293,11 +302,20 @@ impl ProcReader {
 
     /// Reads `/proc/PID/FILE` into the internal buffer.
     fn read(&mut self, pid: i32, file: &'static str) -> ProcResult<&[u8]> {
-        let mut name = [0u8; 48];
+        self.read_task(pid, None, file)
+    }
+
+    /// Reads `/proc/PID/FILE`, or `/proc/PID/task/TID/FILE` for a thread.
+    fn read_task(&mut self, pid: i32, tid: Option<i32>, file: &'static str) -> ProcResult<&[u8]> {
+        let mut name = [0u8; 64];
         let n = {
             use std::io::Write;
             let mut cur = std::io::Cursor::new(&mut name[..]);
-            write!(cur, "{pid}/{file}").map_err(|_| ProcError::Io {
+            match tid {
+                Some(tid) => write!(cur, "{pid}/task/{tid}/{file}"),
+                None => write!(cur, "{pid}/{file}"),
+            }
+            .map_err(|_| ProcError::Io {
                 pid,
                 file,
                 errno: Errno::NAMETOOLONG,
@@ -316,7 +334,7 @@ impl ProcReader {
         // The per-scan files are generated whole on the first read: a short read is their end
         // (one syscall saved per file per process). The others are read until end of file.
         let (until, max) = match file {
-            "stat" | "statm" | "status" | "oom_score_adj" | "oom_score" => {
+            "stat" | "statm" | "status" | "oom_score_adj" | "oom_score" | "children" => {
                 (Until::ShortRead, MAX_FILE)
             }
             "cmdline" => (Until::Eof, MAX_CMDLINE),
@@ -335,6 +353,53 @@ impl ProcReader {
             return Err(ProcError::Gone { pid });
         }
         Stat::parse(b).ok_or(ProcError::Malformed { pid, file: "stat" })
+    }
+
+    /// `/proc/PID/task/TID/stat`: one thread's state (the process's other fields).
+    pub fn task_stat(&mut self, pid: i32, tid: i32) -> ProcResult<Stat> {
+        let b = self.read_task(pid, Some(tid), "stat")?;
+        if b.is_empty() {
+            return Err(ProcError::Gone { pid });
+        }
+        Stat::parse(b).ok_or(ProcError::Malformed { pid, file: "stat" })
+    }
+
+    /// Appends the thread ids of `pid` (`/proc/PID/task`) to `out`.
+    pub fn tids(&mut self, pid: i32, out: &mut Vec<i32>) -> ProcResult<()> {
+        let mut name = [0u8; 32];
+        let n = {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut name[..]);
+            let _ = write!(cur, "{pid}/task");
+            cur.position() as usize
+        };
+        let fd = rustix::fs::openat(
+            &self.dir,
+            &name[..n],
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ProcError::from_errno(pid, "task", e))?;
+        let mut it = RawDir::new(&fd, &mut self.dirbuf);
+        while let Some(e) = it.next() {
+            let e = e.map_err(|e| ProcError::from_errno(pid, "task", e))?;
+            if let Some(tid) = parse_u64(e.file_name().to_bytes()) {
+                out.push(tid as i32);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the children of thread `tid` of `pid` (`/proc/PID/task/TID/children`, kernels
+    /// with CONFIG_PROC_CHILDREN) to `out`. A kernel without the file answers `Gone`.
+    pub fn children(&mut self, pid: i32, tid: i32, out: &mut Vec<i32>) -> ProcResult<()> {
+        let b = self.read_task(pid, Some(tid), "children")?;
+        out.extend(
+            b.split(|&c| c == b' ' || c == b'\n')
+                .filter_map(parse_u64)
+                .map(|p| p as i32),
+        );
+        Ok(())
     }
 
     /// Resident pages from `/proc/PID/statm` (its second field: anon + file + shmem, the same
