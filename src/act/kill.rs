@@ -45,23 +45,31 @@ struct Member {
     done: bool,
 }
 
-/// Is every thread of `pid` stopped or dead? `Err` if the process is gone.
+/// Is every thread of `pid` stopped or dead? Leaves its thread ids in `tids`. `Err` if the
+/// process is gone.
 fn settled_now(reader: &mut ProcReader, pid: i32, tids: &mut Vec<i32>) -> Result<bool, ProcError> {
     let st = reader.stat(pid)?;
+    tids.clear();
     if st.num_threads <= 1 || st.is_zombie() {
+        tids.push(pid);
         return Ok(st.is_settled());
     }
-    tids.clear();
     reader.tids(pid, tids)?;
+    let mut all = true;
     for &tid in tids.iter() {
         match reader.task_stat(pid, tid) {
-            Ok(t) if !t.is_settled() => return Ok(false),
+            Ok(t) if !t.is_settled() => all = false,
             Ok(_) | Err(ProcError::Gone { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(all)
 }
+
+/// The longest stretch a stopping tree walk works before it sleeps 1 ms: at the guard's
+/// priority a longer one holds up everything else on its CPU, and the stopped tree cannot
+/// grow meanwhile.
+const WALK_SLICE: Duration = Duration::from_millis(2);
 
 /// One signal sent.
 #[derive(Debug, Clone, Serialize)]
@@ -208,6 +216,7 @@ impl Kill {
         // Parent links of every process (no children files): (pid, ppid, start time).
         let mut links: Vec<(i32, i32, u64)> = Vec::new();
         let mut late_rounds = 0;
+        let mut slice = Instant::now();
         for round in 0u32.. {
             let late = Instant::now() >= deadline;
             if late {
@@ -236,6 +245,11 @@ impl Kill {
                     continue;
                 }
                 let pid = members[i].pid;
+                if stop && slice.elapsed() > WALK_SLICE {
+                    std::thread::sleep(Duration::from_millis(1));
+                    slice = Instant::now();
+                }
+                tids.clear();
                 if members[i].settled.is_none() {
                     match settled_now(reader, pid, &mut tids) {
                         Ok(true) => members[i].settled = Some(round),
@@ -261,8 +275,15 @@ impl Kill {
                 };
                 kids.clear();
                 if files {
-                    tids.clear();
-                    if reader.tids(pid, &mut tids).is_err() {
+                    if tids.is_empty() {
+                        match reader.stat(pid) {
+                            Ok(st) if st.num_threads > 1 => {
+                                let _ = reader.tids(pid, &mut tids);
+                            }
+                            _ => {}
+                        }
+                    }
+                    if tids.is_empty() {
                         tids.push(pid);
                     }
                     for &tid in &tids {
@@ -303,6 +324,7 @@ impl Kill {
             if stop && !late {
                 // Let the members run to their stop; the guard does not hold the CPU meanwhile.
                 std::thread::sleep(Duration::from_millis(1));
+                slice = Instant::now();
             }
         }
     }
