@@ -171,19 +171,12 @@ impl Kill {
                         {
                             kill.cgroup_kill = Some(scope.root.path(dir.join("cgroup.kill")));
                         }
-                        let procs =
-                            std::fs::read_to_string(scope.root.path(dir.join("cgroup.procs")))
-                                .unwrap_or_default();
-                        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                            if pid == victim.pid || pid == me || pid == 1 {
-                                continue;
-                            }
-                            if let Ok(st) = reader.stat(pid)
-                                && let Ok(t) = Target::open(reader, pid, st.starttime)
-                            {
-                                kill.others.push(t);
-                            }
-                        }
+                        let procs = scope.root.path(dir.join("cgroup.procs"));
+                        // Without cgroup.kill (v1) the group is stopped first, as a tree is:
+                        // a member forking between the listing and the signal would leave a
+                        // live child in the group.
+                        let stop = kill.cgroup_kill.is_none() && kill.victim.pid != me;
+                        kill.walk_cgroup(reader, &procs, stop);
                         kill.unit_note =
                             format!("cgroup {leaf} ({} processes)", kill.others.len() + 1);
                     }
@@ -326,6 +319,60 @@ impl Kill {
                 std::thread::sleep(Duration::from_millis(1));
                 slice = Instant::now();
             }
+        }
+    }
+
+    /// Pins every process listed in `procs` (a cgroup's `cgroup.procs`). `stop`: each is sent
+    /// SIGSTOP as it is found, and the list is read again until a reading made after every
+    /// member stopped names nobody new (at most [`TREE_SETTLE`], then the group as it is).
+    fn walk_cgroup(&mut self, reader: &mut ProcReader, procs: &std::path::Path, stop: bool) {
+        let me = std::process::id() as i32;
+        if stop && self.victim.signal(Signal::STOP).is_ok() {
+            self.stopped = true;
+        }
+        let stop = self.stopped;
+        let deadline = Instant::now() + TREE_SETTLE;
+        let mut seen: HashSet<i32> = HashSet::from([self.victim.pid, me, 1]);
+        let (mut buf, mut tids) = (Vec::new(), Vec::new());
+        let mut pids: Vec<i32> = vec![self.victim.pid];
+        loop {
+            // Were all members stopped before this reading of the list?
+            let mut all_settled = true;
+            if stop && Instant::now() < deadline {
+                for &p in &pids {
+                    if matches!(settled_now(reader, p, &mut tids), Ok(false)) {
+                        all_settled = false;
+                        break;
+                    }
+                }
+            }
+            buf.clear();
+            if crate::sense::read_into(procs, &mut buf).is_err() {
+                break;
+            }
+            let mut added = false;
+            for pid in buf
+                .split(|&b| b == b'\n')
+                .filter_map(crate::sense::parse_u64)
+                .map(|p| p as i32)
+            {
+                if !seen.insert(pid) {
+                    continue;
+                }
+                let Ok(st) = reader.stat(pid) else { continue };
+                if let Ok(t) = Target::open(reader, pid, st.starttime) {
+                    if stop {
+                        let _ = t.signal(Signal::STOP);
+                    }
+                    self.others.push(t);
+                    pids.push(pid);
+                    added = true;
+                }
+            }
+            if !stop || (all_settled && !added) || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -496,6 +543,88 @@ mod tests {
         );
         assert!(kill.others.len() >= 20, "{}", kill.unit_note);
         assert!(kill.unit_note.starts_with("tree ("), "{}", kill.unit_note);
+    }
+
+    /// The same for `--kill-unit cgroup` on a v1 memory cgroup (no `cgroup.kill`): a member
+    /// forking as fast as it can leaves no live process in the group.
+    #[test]
+    fn a_forking_v1_cgroup_is_killed_whole() {
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+                ctl.split(',')
+                    .any(|c| c == "memory")
+                    .then(|| path.to_string())
+            });
+        let base = own
+            .map(|p| std::path::Path::new("/sys/fs/cgroup/memory").join(p.trim_start_matches('/')));
+        let Some(base) = base.filter(|b| b.join("memory.limit_in_bytes").exists()) else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "a cgroup v1 memory controller is needed (CI=true)"
+            );
+            return;
+        };
+        let dir = base.join(format!("oomguard-killv1-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        let tag = format!("{}.{}", 3000 + std::process::id() % 1000, line!());
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && i=0 && while [ $i -lt 300 ]; do sleep {tag} & i=$((i+1)); done; wait",
+            dir.display()
+        );
+        let mut sh = Command::new("sh").arg("-c").arg(&script).spawn().unwrap();
+        let pid = sh.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sleepers(&mut reader, &tag).len() < 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let st = reader.stat(pid).unwrap();
+        let cand = Candidate {
+            pid,
+            starttime: st.starttime,
+            comm: "sh".into(),
+            uid: None,
+            rss_kb: 0,
+            swap_kb: 0,
+            pgtables_kb: 0,
+            oom_score_adj: 0,
+            badness: 0,
+            score: 0,
+            rule: None,
+            rule_kind: None,
+        };
+        let mut kill =
+            Kill::plan(&mut reader, &scope, KillUnit::Cgroup, &cand, Instant::now()).unwrap();
+        kill.signal_all(Signal::KILL);
+        let _ = sh.wait();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !kill.all_exited() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let escaped = sleepers(&mut reader, &tag);
+        for &p in &escaped {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(p).unwrap(),
+                Signal::KILL,
+            );
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::fs::remove_dir(&dir).is_err() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            escaped.is_empty(),
+            "{} processes escaped the cgroup kill ({})",
+            escaped.len(),
+            kill.unit_note
+        );
+        assert!(kill.unit_note.starts_with("cgroup /"), "{}", kill.unit_note);
+        assert!(kill.others.len() >= 20, "{}", kill.unit_note);
     }
 
     /// A stopped tree whose kill is dropped unsent runs on.
