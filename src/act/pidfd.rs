@@ -9,7 +9,7 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
-use crate::sense::procs::ProcReader;
+use crate::sense::procs::{ProcError, ProcReader};
 
 /// Why a process could not be targeted.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,11 @@ pub enum TargetError {
         "PID {pid} now belongs to another process (start time {now}, scored {scored}); not signalled"
     )]
     Reused { pid: i32, scored: u64, now: u64 },
+    /// Its `/proc` entry could not be read (denied, or an I/O error): not signalled.
+    #[error(transparent)]
+    Read(ProcError),
+    #[error("process {pid} is no longer a child of {parent}")]
+    NotChild { pid: i32, parent: i32 },
     #[error("pidfd_open({pid}): {source}")]
     Open {
         pid: i32,
@@ -51,7 +56,10 @@ impl Target {
             }
         };
         // The pidfd now pins whatever process has this PID; make sure it is ours.
-        let st = reader.stat(pid).ok_or(TargetError::Gone(pid))?;
+        let st = reader.stat(pid).map_err(|e| match e {
+            ProcError::Gone { .. } => TargetError::Gone(pid),
+            e => TargetError::Read(e),
+        })?;
         if st.starttime != starttime {
             return Err(TargetError::Reused {
                 pid,
@@ -60,6 +68,38 @@ impl Target {
             });
         }
         Ok(Target { pid, starttime, fd })
+    }
+
+    /// Opens a pidfd for `pid` and checks that it is a child of `parent` (taking its start time
+    /// from the same read): a PID listed as `parent`'s child and reused since is refused.
+    pub fn open_child(
+        reader: &mut ProcReader,
+        pid: i32,
+        parent: i32,
+    ) -> Result<Target, TargetError> {
+        let p = Pid::from_raw(pid).ok_or(TargetError::Gone(pid))?;
+        let fd = match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Err(TargetError::Gone(pid)),
+            Err(e) => {
+                return Err(TargetError::Open {
+                    pid,
+                    source: e.into(),
+                });
+            }
+        };
+        let st = reader.stat(pid).map_err(|e| match e {
+            ProcError::Gone { .. } => TargetError::Gone(pid),
+            e => TargetError::Read(e),
+        })?;
+        if st.ppid != parent {
+            return Err(TargetError::NotChild { pid, parent });
+        }
+        Ok(Target {
+            pid,
+            starttime: st.starttime,
+            fd,
+        })
     }
 
     /// Sends a signal through the pidfd.

@@ -110,7 +110,7 @@ impl ScopeFilter {
         let Some((rel, version)) = &self.cgroup else {
             return true;
         };
-        let Some(text) = reader.cgroup_text(pid) else {
+        let Ok(text) = reader.cgroup_text(pid) else {
             return false;
         };
         let Some(path) = memory_path_of(&text, *version == CgVersion::V2) else {
@@ -230,7 +230,7 @@ impl Protector {
     /// The first rule matching `pid`, with the process's name and start time; `None` for
     /// kernel threads, zombies, processes outside the scope and gone ones.
     fn classify(&mut self, pid: i32) -> Option<(usize, String, u64)> {
-        let stat = self.reader.stat(pid)?;
+        let stat = self.reader.stat(pid).ok()?;
         if stat.is_kthread() || stat.is_zombie() {
             return None;
         }
@@ -239,7 +239,7 @@ impl Protector {
         }
         // The uid costs a read of `status`: only when a rule looks at it.
         let uid = if self.policy.rules.iter().any(|r| r.user.is_some()) {
-            self.reader.status(pid).and_then(|s| s.uid)
+            self.reader.status(pid).ok().and_then(|s| s.uid)
         } else {
             None
         };
@@ -261,7 +261,7 @@ impl Protector {
         let (idx, comm, start) = self.classify(pid)?;
         let rule = &self.policy.rules[idx];
         let target = rule.oom_score_adj?;
-        let current = self.reader.oom_score_adj(pid);
+        let current = self.reader.oom_score_adj(pid).ok();
         if current == Some(target) {
             return None;
         }
@@ -368,7 +368,7 @@ impl Protector {
                 cmdline: self.reader.cmdline(pid).unwrap_or_default(),
                 rule: origin,
                 rule_kind: kind,
-                current: self.reader.oom_score_adj(pid),
+                current: self.reader.oom_score_adj(pid).ok(),
                 target,
             });
         }

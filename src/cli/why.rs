@@ -45,7 +45,7 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     let (target, others) = explain_rank::find(&snap, &args.target, |pid| {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     })?;
-    let kernel_score = p.ranker.reader.oom_score(target.pid);
+    let kernel_score = p.ranker.reader.oom_score(target.pid).ok();
     let levels = level_spec(&p.config).resolve(&snap.memory);
     let x = explain_rank::explain(
         &snap,

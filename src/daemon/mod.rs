@@ -917,7 +917,7 @@ impl Daemon {
     /// The victim's command line and memory cgroup, for the record.
     fn victim_details(&mut self, pid: i32) -> (String, Option<String>) {
         let cmdline = self.reader.cmdline(pid).unwrap_or_default();
-        let cgroup = self.reader.cgroup_text(pid).and_then(|t| {
+        let cgroup = self.reader.cgroup_text(pid).ok().and_then(|t| {
             crate::sense::cgroup::memory_path_of(&t, self.scope.mounts.v2_memory.is_some())
                 .map(str::to_string)
         });
@@ -1014,7 +1014,7 @@ impl Daemon {
         let _ = self.scope.kernel_oom_kills();
         let sel = self.select(&mem);
         let me = std::process::id() as i32;
-        let Some(st) = self.reader.stat(me) else {
+        let Ok(st) = self.reader.stat(me) else {
             return;
         };
         let cand = Candidate {
@@ -1034,7 +1034,7 @@ impl Daemon {
         let allowed = |c: &&Candidate| !self.refused.contains(&(c.pid, c.starttime));
         let _ = sel.candidates.iter().find(allowed);
         let cmdline = self.reader.cmdline(me).unwrap_or_default();
-        let cgroup = self.reader.cgroup_text(me).and_then(|t| {
+        let cgroup = self.reader.cgroup_text(me).ok().and_then(|t| {
             crate::sense::cgroup::memory_path_of(&t, self.scope.mounts.v2_memory.is_some())
                 .map(str::to_string)
         });

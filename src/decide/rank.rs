@@ -283,20 +283,20 @@ impl ProcFacts for LazyFacts<'_> {
     }
     fn cmdline(&mut self) -> Option<&str> {
         if self.cmdline.is_none() {
-            self.cmdline = Some(self.reader.cmdline(self.pid));
+            self.cmdline = Some(self.reader.cmdline(self.pid).ok());
         }
         self.cmdline.as_ref().and_then(|c| c.as_deref())
     }
     fn exe(&mut self) -> Option<&str> {
         if self.exe.is_none() {
-            self.exe = Some(self.reader.exe(self.pid));
+            self.exe = Some(self.reader.exe(self.pid).ok());
         }
         self.exe.as_ref().and_then(|c| c.as_deref())
     }
     fn cgroup(&mut self) -> Option<&str> {
         if self.cgroup.is_none() {
             let prefer_v2 = self.prefer_v2;
-            self.cgroup = Some(self.reader.cgroup_text(self.pid).and_then(|t| {
+            self.cgroup = Some(self.reader.cgroup_text(self.pid).ok().and_then(|t| {
                 crate::sense::cgroup::memory_path_of(&t, prefer_v2).map(str::to_string)
             }));
         }
@@ -382,23 +382,29 @@ impl Ranker {
         {
             return Some(p);
         }
-        let Some(stat) = self.reader.stat(pid) else {
-            if self.reader.root().path(format!("proc/{pid}")).exists() {
-                unread.processes += 1;
+        let stat = match self.reader.stat(pid) {
+            Ok(s) => s,
+            Err(e) => {
+                // A process that left is dropped silently; only a living one counts.
+                if !e.is_gone() {
+                    unread.processes += 1;
+                }
+                return None;
             }
-            return None;
         };
         let kthread = stat.is_kthread();
         let status = if kthread {
             Status::default()
         } else {
-            let Some(status) = self.reader.status(pid) else {
-                if self.reader.root().path(format!("proc/{pid}")).exists() {
-                    unread.processes += 1;
+            match self.reader.status(pid) {
+                Ok(s) => s,
+                Err(e) => {
+                    if !e.is_gone() {
+                        unread.processes += 1;
+                    }
+                    return None;
                 }
-                return None;
-            };
-            status
+            }
         };
         let adj = if kthread {
             0
@@ -476,7 +482,7 @@ impl Ranker {
         // Every full_every snapshots (rows on screen: every time), oom_score_adj too: it
         // changes without the memory.
         let adj = if slot % self.full_every == 0 || self.watched.contains(&pid) {
-            Some(self.reader.oom_score_adj(pid)?)
+            Some(self.reader.oom_score_adj(pid).ok()?)
         } else {
             None
         };
@@ -518,7 +524,7 @@ impl Ranker {
     }
 
     fn read_facts(&mut self, pid: i32, comm: &Comm, uid: Option<u32>, starttime: u64) -> Cached {
-        let cg_text = self.reader.cgroup_text(pid);
+        let cg_text = self.reader.cgroup_text(pid).ok();
         let unread_cgroup = cg_text.is_none();
         let (cgroup, unit) = match &cg_text {
             Some(t) => (
@@ -540,6 +546,7 @@ impl Ranker {
             && self
                 .reader
                 .stat(pid)
+                .ok()
                 .is_none_or(|s| s.starttime != starttime)
         {
             (unread_exe, unread_cmdline, unread_cgroup) = (false, false, false);

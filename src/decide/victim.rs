@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::order::{self, Key};
 use super::policy::{Policy, RuleKind};
 use super::score::{self, Terms};
-use crate::sense::procs::{Comm, ProcReader, Stat};
+use crate::sense::procs::{Comm, ProcError, ProcReader, Stat};
 use crate::sense::scope::Scope;
 
 /// What the table knows of one process.
@@ -94,6 +94,36 @@ pub struct Selection {
     pub precise_reads: usize,
 }
 
+/// Reads that failed for a process that was still there, since the ranker was made. A process
+/// that left (`Gone`) is not counted: it is simply dropped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unread {
+    /// Permission denied: the process was skipped (it can neither be chosen nor ranked).
+    pub denied: u64,
+    /// Any other error; the first one is logged.
+    pub io: u64,
+}
+
+impl Unread {
+    /// Counts `e`; `true` if the process left. The first I/O error gets a log line (a broken
+    /// `/proc` would otherwise say it once per process per scan).
+    fn note(&mut self, e: ProcError) -> bool {
+        match e {
+            ProcError::Gone { .. } => return true,
+            ProcError::Denied { .. } => self.denied += 1,
+            ProcError::Io { .. } | ProcError::Malformed { .. } => {
+                if self.io == 0 {
+                    log::warn!(
+                        "{e}; skipping that process (further read errors are counted, not logged)"
+                    );
+                }
+                self.io += 1;
+            }
+        }
+        false
+    }
+}
+
 /// The ranked candidate table.
 pub struct Ranker {
     table: HashMap<i32, Entry>,
@@ -110,6 +140,7 @@ pub struct Ranker {
     page_kb: u64,
     /// Match rules' `cgroup`/`unit` against the v2 path rather than the v1 memory path.
     prefer_v2_path: bool,
+    unread: Unread,
 }
 
 /// Classifies one process with the policy (first matching rule).
@@ -143,7 +174,13 @@ impl Ranker {
             totalpages: 1,
             page_kb: page_kb.max(1),
             prefer_v2_path,
+            unread: Unread::default(),
         }
+    }
+
+    /// The reads that failed for processes that were there (denied, other errors).
+    pub fn unread(&self) -> Unread {
+        self.unread
     }
 
     /// Time since the last full scan (`None`: never scanned).
@@ -190,14 +227,23 @@ impl Ranker {
             if let Some(e) = self.table.get_mut(&pid) {
                 // Known: one read of statm. Identity (start time) and renames are checked when
                 // the process comes near the top (`select`).
-                let Some(rss) = reader.statm_rss(pid) else {
-                    continue;
+                let rss = match reader.statm_rss(pid) {
+                    Ok(rss) => rss,
+                    Err(err) => {
+                        self.unread.note(err);
+                        continue;
+                    }
                 };
                 if e.immune && e.rss_pages == 0 && rss > 0 {
                     // A kernel thread or zombie has no memory: this PID belongs to someone new.
-                    if let Some(st) = reader.stat(pid) {
-                        let fresh = self.new_entry(reader, policy, &st);
-                        self.table.insert(pid, fresh);
+                    match reader.stat(pid) {
+                        Ok(st) => {
+                            let fresh = self.new_entry(reader, policy, &st);
+                            self.table.insert(pid, fresh);
+                        }
+                        Err(err) => {
+                            self.unread.note(err);
+                        }
                     }
                     continue;
                 }
@@ -210,7 +256,13 @@ impl Ranker {
                     self.table.insert(pid, e2);
                 }
             } else {
-                let Some(st) = reader.stat(pid) else { continue };
+                let st = match reader.stat(pid) {
+                    Ok(st) => st,
+                    Err(err) => {
+                        self.unread.note(err);
+                        continue;
+                    }
+                };
                 let e = self.new_entry(reader, policy, &st);
                 self.table.insert(pid, e);
             }
@@ -221,21 +273,32 @@ impl Ranker {
         self.pids.len()
     }
 
-    fn read_detail(&self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
-        if let Some(status) = reader.status(pid) {
-            e.swap_pages = status.swap_kb / self.page_kb;
-            e.pgtables_pages = (status.pte_kb + status.pmd_kb) / self.page_kb;
-            e.uid = status.uid;
-            e.immune |= order::immunity(pid, status.kthread, !status.has_mm, 0, false).is_some();
+    fn read_detail(&mut self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
+        match reader.status(pid) {
+            Ok(status) => {
+                e.swap_pages = status.swap_kb / self.page_kb;
+                e.pgtables_pages = (status.pte_kb + status.pmd_kb) / self.page_kb;
+                e.uid = status.uid;
+                e.immune |=
+                    order::immunity(pid, status.kthread, !status.has_mm, 0, false).is_some();
+            }
+            Err(err) => {
+                self.unread.note(err);
+            }
         }
-        if let Some(adj) = reader.oom_score_adj(pid) {
-            e.adj = adj;
-            e.immune |= order::immunity(pid, false, false, adj, false).is_some();
+        match reader.oom_score_adj(pid) {
+            Ok(adj) => {
+                e.adj = adj;
+                e.immune |= order::immunity(pid, false, false, adj, false).is_some();
+            }
+            Err(err) => {
+                self.unread.note(err);
+            }
         }
         e.detail_gen = self.generation;
     }
 
-    fn new_entry(&self, reader: &mut ProcReader, policy: &Policy, st: &Stat) -> Entry {
+    fn new_entry(&mut self, reader: &mut ProcReader, policy: &Policy, st: &Stat) -> Entry {
         let mut e = Entry {
             starttime: st.starttime,
             comm_hash: comm_hash(&st.comm),
@@ -326,7 +389,13 @@ impl Ranker {
                 continue;
             };
             sel.precise_reads += 1;
-            let Some(st) = reader.stat(pid) else { continue };
+            let st = match reader.stat(pid) {
+                Ok(st) => st,
+                Err(err) => {
+                    self.unread.note(err);
+                    continue;
+                }
+            };
             if st.starttime != e.starttime || e.comm_hash != comm_hash(&st.comm) {
                 // The PID was reused, or the process exec'd or renamed itself since the scan:
                 // learn it afresh (rules included) and judge it as it is now.
@@ -369,21 +438,31 @@ impl Ranker {
             let Some(mut e) = self.table.get(&pid).copied() else {
                 continue;
             };
-            let Some(st) = reader.stat(pid) else { continue };
+            let (st, status) = match reader
+                .stat(pid)
+                .and_then(|st| Ok((st, reader.status(pid)?)))
+            {
+                Ok(r) => r,
+                Err(err) => {
+                    self.unread.note(err);
+                    continue;
+                }
+            };
             if st.starttime != e.starttime {
                 continue;
             }
-            let Some(status) = reader.status(pid) else {
-                continue;
-            };
             if status.sigkill_pending || (st.is_exiting() && !st.is_zombie()) {
                 if e.points().max(st.rss_pages as i64) >= big && sel.in_progress.is_none() {
                     sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
                 }
                 continue;
             }
-            let Some(adj) = reader.oom_score_adj(pid) else {
-                continue;
+            let adj = match reader.oom_score_adj(pid) {
+                Ok(adj) => adj,
+                Err(err) => {
+                    self.unread.note(err);
+                    continue;
+                }
             };
             if order::immunity(
                 pid,
@@ -584,6 +663,33 @@ mod tests {
             "{:?}",
             sel.candidates
         );
+    }
+
+    /// A process whose files may not be read is skipped and counted as denied; one that left is
+    /// dropped without a count; neither is chosen.
+    #[test]
+    fn denied_processes_are_skipped_and_counted_gone_ones_are_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let fx = Fixture::new();
+        let root = fx.dir.path();
+        // swapper (the best victim) may not be read; web left before the scan.
+        for f in ["stat", "statm", "status", "oom_score_adj"] {
+            fs::set_permissions(
+                root.join(format!("proc/103/{f}")),
+                fs::Permissions::from_mode(0o000),
+            )
+            .unwrap();
+        }
+        fs::remove_dir_all(root.join("proc/100")).unwrap();
+        let policy = Policy::default();
+        let (r, sel) = crate::sense::fixture::without_dac_override(|| {
+            let (mut r, mut reader) = ranked(&fx, &policy);
+            let sel = r.select(&mut reader, &policy, 0);
+            (r.unread(), sel)
+        });
+        assert_eq!(r, Unread { denied: 1, io: 0 });
+        let pids: Vec<i32> = sel.candidates.iter().map(|c| c.pid).collect();
+        assert_eq!(pids, [104]);
     }
 
     #[test]

@@ -249,7 +249,7 @@ fn processes(root: &Root, exclude_pid: Option<i32>) -> Vec<ProcInfo> {
     pids.into_iter()
         .filter(|&p| Some(p) != exclude_pid)
         .filter_map(|pid| {
-            let st = r.stat(pid)?;
+            let st = r.stat(pid).ok()?;
             if st.is_kthread() || st.is_zombie() {
                 return None;
             }
@@ -257,7 +257,7 @@ fn processes(root: &Root, exclude_pid: Option<i32>) -> Vec<ProcInfo> {
                 pid,
                 comm: st.comm.to_string_lossy().into_owned(),
                 cmdline: r.cmdline(pid).unwrap_or_default(),
-                adj: r.oom_score_adj(pid),
+                adj: r.oom_score_adj(pid).ok(),
                 rss_kb: st.rss_pages * page_kb,
             })
         })

@@ -86,19 +86,24 @@ impl ProcFacts for Facts<'_> {
     }
     fn cmdline(&mut self) -> Option<&str> {
         if self.cmdline.is_none() {
-            self.cmdline = Some(self.r.cmdline(self.pid));
+            self.cmdline = Some(self.r.cmdline(self.pid).ok());
         }
         self.cmdline.as_ref()?.as_deref()
     }
     fn exe(&mut self) -> Option<&str> {
         if self.exe.is_none() {
-            self.exe = Some(self.r.exe(self.pid));
+            self.exe = Some(self.r.exe(self.pid).ok());
         }
         self.exe.as_ref()?.as_deref()
     }
     fn cgroup(&mut self) -> Option<&str> {
         if self.cgroup.is_none() {
-            self.cgroup = Some(self.r.cgroup_text(self.pid).and_then(|t| cgroup_path(&t)));
+            self.cgroup = Some(
+                self.r
+                    .cgroup_text(self.pid)
+                    .ok()
+                    .and_then(|t| cgroup_path(&t)),
+            );
         }
         self.cgroup.as_ref()?.as_deref()
     }
@@ -114,7 +119,7 @@ pub fn running(root: &Root, entries: &[WatchEntry]) -> std::io::Result<Vec<bool>
         if found.iter().all(|f| *f) {
             break;
         }
-        let Some(stat) = r.stat(pid) else { continue };
+        let Ok(stat) = r.stat(pid) else { continue };
         if stat.is_kthread() || stat.is_zombie() || stat.is_exiting() {
             continue;
         }

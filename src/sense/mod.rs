@@ -185,6 +185,22 @@ pub(crate) mod fixture {
     use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
+    /// Runs `f` on a thread without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (capabilities are
+    /// per thread), so that file modes apply to it as to an unprivileged reader, root or not.
+    pub(crate) fn without_dac_override<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+                let mut caps = capabilities(None).unwrap();
+                caps.effective -= CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH;
+                set_capabilities(None, caps).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
     /// Makes `path` a FIFO and serves `content` through it `chunk` bytes at a time: each chunk
     /// is written only once the reader has taken the previous one, so every `read` returns at
     /// most one chunk, less than it asked for, as `cgroup.procs` or `/proc/vmstat` hand out one

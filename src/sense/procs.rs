@@ -7,6 +7,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 
 use rustix::fs::{Mode, OFlags, RawDir};
+use rustix::io::Errno;
 
 use super::{MAX_FILE, Root, Until, parse_i64, parse_u64, read_fd};
 
@@ -67,6 +68,8 @@ pub struct Stat {
     pub state: u8,
     pub ppid: i32,
     pub flags: u32,
+    /// Threads in the group (field 20).
+    pub num_threads: u32,
     /// Start time in clock ticks since boot: with the PID, identifies the process.
     pub starttime: u64,
     /// Resident pages (`get_mm_rss`: anon + file + shmem), the counter the OOM killer reads.
@@ -93,10 +96,12 @@ impl Stat {
             next()?;
         }
         let flags = parse_u64(next()?)? as u32;
-        // minflt cminflt majflt cmajflt utime stime cutime cstime priority nice num_threads itrealvalue
-        for _ in 0..12 {
+        // minflt cminflt majflt cmajflt utime stime cutime cstime priority nice
+        for _ in 0..10 {
             next()?;
         }
+        let num_threads = parse_u64(next()?)? as u32;
+        let _itrealvalue = next()?;
         let starttime = parse_u64(next()?)?;
         let _vsize = next()?;
         let rss_pages = parse_i64(next()?)?.max(0) as u64;
@@ -106,6 +111,7 @@ impl Stat {
             state,
             ppid,
             flags,
+            num_threads,
             starttime,
             rss_pages,
         })
@@ -119,6 +125,10 @@ impl Stat {
     }
     pub fn is_zombie(&self) -> bool {
         self.state == b'Z' || self.state == b'X'
+    }
+    /// Stopped (`T`, `t`) or dead (`Z`, `X`): it runs no more code, so it cannot fork.
+    pub fn is_settled(&self) -> bool {
+        matches!(self.state, b'T' | b't' | b'Z' | b'X' | b'x')
     }
 }
 
@@ -179,6 +189,60 @@ impl Status {
     }
 }
 
+/// Why a per-process file could not be read, as its callers must tell apart (like procfs-core's
+/// errors): a process that left is normal and silent, one the guard may not look at is skipped
+/// and counted, anything else is worth one log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProcError {
+    /// The process exited (`ENOENT` on open, `ESRCH` on read): not an error, it left.
+    #[error("process {pid} is gone")]
+    Gone { pid: i32 },
+    /// `EACCES`/`EPERM`: the guard may not read it (hidepid, another user's files without
+    /// CAP_SYS_PTRACE, an LSM). Skip the process and count it.
+    #[error(
+        "reading /proc/{pid}/{file}: permission denied (run as root, or mount /proc without hidepid)"
+    )]
+    Denied { pid: i32, file: &'static str },
+    /// Any other failure of open or read.
+    #[error("reading /proc/{pid}/{file}: {errno}")]
+    Io {
+        pid: i32,
+        file: &'static str,
+        errno: Errno,
+    },
+    /// It was read but does not parse (a kernel format this build does not know).
+    #[error("/proc/{pid}/{file} has an unexpected format")]
+    Malformed { pid: i32, file: &'static str },
+}
+
+impl ProcError {
+    /// Maps an errno from opening or reading `/proc/PID/FILE`.
+    pub fn from_errno(pid: i32, file: &'static str, errno: Errno) -> ProcError {
+        match errno {
+            Errno::NOENT | Errno::SRCH => ProcError::Gone { pid },
+            Errno::ACCESS | Errno::PERM => ProcError::Denied { pid, file },
+            errno => ProcError::Io { pid, file, errno },
+        }
+    }
+
+    /// The same from a `std::io::Error` (by its errno; one without is `EIO`).
+    pub fn from_io(pid: i32, file: &'static str, e: &std::io::Error) -> ProcError {
+        let errno = e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error);
+        ProcError::from_errno(pid, file, errno)
+    }
+
+    pub fn is_gone(&self) -> bool {
+        matches!(self, ProcError::Gone { .. })
+    }
+
+    pub fn is_denied(&self) -> bool {
+        matches!(self, ProcError::Denied { .. })
+    }
+}
+
+/// The result of one per-process read.
+pub type ProcResult<T> = Result<T, ProcError>;
+
 /// The most of a command line that is read (64 KiB): enough for rules to match on, while a
 /// process with megabytes of arguments cannot grow the daemon's buffer (locked in memory).
 pub const MAX_CMDLINE: usize = 64 << 10;
@@ -236,87 +300,178 @@ impl ProcReader {
         Ok(())
     }
 
-    /// Reads `/proc/PID/FILE` into the internal buffer; `None` if it is gone or unreadable.
-    fn read(&mut self, pid: i32, file: &str) -> Option<&[u8]> {
-        let mut name = [0u8; 48];
+    /// Reads `/proc/PID/FILE` into the internal buffer.
+    fn read(&mut self, pid: i32, file: &'static str) -> ProcResult<&[u8]> {
+        self.read_task(pid, None, file)
+    }
+
+    /// Reads `/proc/PID/FILE`, or `/proc/PID/task/TID/FILE` for a thread.
+    fn read_task(&mut self, pid: i32, tid: Option<i32>, file: &'static str) -> ProcResult<&[u8]> {
+        let mut name = [0u8; 64];
         let n = {
             use std::io::Write;
             let mut cur = std::io::Cursor::new(&mut name[..]);
-            write!(cur, "{pid}/{file}").ok()?;
+            match tid {
+                Some(tid) => write!(cur, "{pid}/task/{tid}/{file}"),
+                None => write!(cur, "{pid}/{file}"),
+            }
+            .map_err(|_| ProcError::Io {
+                pid,
+                file,
+                errno: Errno::NAMETOOLONG,
+            })?;
             cur.position() as usize
         };
-        let path = std::str::from_utf8(&name[..n]).ok()?;
+        let path = &name[..n];
         let fd = rustix::fs::openat(
             &self.dir,
             path,
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .ok()?;
+        .map_err(|e| ProcError::from_errno(pid, file, e))?;
         self.buf.clear();
         // The per-scan files are generated whole on the first read: a short read is their end
         // (one syscall saved per file per process). The others are read until end of file.
         let (until, max) = match file {
-            "stat" | "statm" | "status" | "oom_score_adj" | "oom_score" => {
+            "stat" | "statm" | "status" | "oom_score_adj" | "oom_score" | "children" => {
                 (Until::ShortRead, MAX_FILE)
             }
             "cmdline" => (Until::Eof, MAX_CMDLINE),
             _ => (Until::Eof, MAX_FILE),
         };
-        read_fd(&fd, &mut self.buf, until, max, false).ok()?;
-        Some(&self.buf)
+        read_fd(&fd, &mut self.buf, until, max, false)
+            .map_err(|e| ProcError::from_io(pid, file, &e))?;
+        Ok(&self.buf)
     }
 
-    pub fn stat(&mut self, pid: i32) -> Option<Stat> {
-        self.read(pid, "stat").and_then(Stat::parse)
+    /// `/proc/PID/stat`. A file that reads empty or cut short is `Gone` (a process that was
+    /// reaped while it was read).
+    pub fn stat(&mut self, pid: i32) -> ProcResult<Stat> {
+        let b = self.read(pid, "stat")?;
+        if b.is_empty() {
+            return Err(ProcError::Gone { pid });
+        }
+        Stat::parse(b).ok_or(ProcError::Malformed { pid, file: "stat" })
+    }
+
+    /// `/proc/PID/task/TID/stat`: one thread's state (the process's other fields).
+    pub fn task_stat(&mut self, pid: i32, tid: i32) -> ProcResult<Stat> {
+        let b = self.read_task(pid, Some(tid), "stat")?;
+        if b.is_empty() {
+            return Err(ProcError::Gone { pid });
+        }
+        Stat::parse(b).ok_or(ProcError::Malformed { pid, file: "stat" })
+    }
+
+    /// Appends the thread ids of `pid` (`/proc/PID/task`) to `out`.
+    pub fn tids(&mut self, pid: i32, out: &mut Vec<i32>) -> ProcResult<()> {
+        let mut name = [0u8; 32];
+        let n = {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut name[..]);
+            let _ = write!(cur, "{pid}/task");
+            cur.position() as usize
+        };
+        let fd = rustix::fs::openat(
+            &self.dir,
+            &name[..n],
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ProcError::from_errno(pid, "task", e))?;
+        let mut it = RawDir::new(&fd, &mut self.dirbuf);
+        while let Some(e) = it.next() {
+            let e = e.map_err(|e| ProcError::from_errno(pid, "task", e))?;
+            if let Some(tid) = parse_u64(e.file_name().to_bytes()) {
+                out.push(tid as i32);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the children of thread `tid` of `pid` (`/proc/PID/task/TID/children`, kernels
+    /// with CONFIG_PROC_CHILDREN) to `out`. A kernel without the file answers `Gone`.
+    pub fn children(&mut self, pid: i32, tid: i32, out: &mut Vec<i32>) -> ProcResult<()> {
+        let b = self.read_task(pid, Some(tid), "children")?;
+        out.extend(
+            b.split(|&c| c == b' ' || c == b'\n')
+                .filter_map(parse_u64)
+                .map(|p| p as i32),
+        );
+        Ok(())
     }
 
     /// Resident pages from `/proc/PID/statm` (its second field: anon + file + shmem, the same
     /// counters as `stat`'s rss). The cheapest per-process read the kernel offers for it; it
     /// says nothing of identity, so callers check the start time where that matters.
-    pub fn statm_rss(&mut self, pid: i32) -> Option<u64> {
+    pub fn statm_rss(&mut self, pid: i32) -> ProcResult<u64> {
         self.statm(pid).map(|(_, resident)| resident)
     }
 
-    pub fn status(&mut self, pid: i32) -> Option<Status> {
-        self.read(pid, "status").map(Status::parse)
+    pub fn status(&mut self, pid: i32) -> ProcResult<Status> {
+        let b = self.read(pid, "status")?;
+        if b.is_empty() {
+            return Err(ProcError::Gone { pid });
+        }
+        Ok(Status::parse(b))
     }
 
     /// `/proc/PID/statm`: (size, resident) in pages — the cheapest look at a process's memory.
-    pub fn statm(&mut self, pid: i32) -> Option<(u64, u64)> {
+    pub fn statm(&mut self, pid: i32) -> ProcResult<(u64, u64)> {
         let b = self.read(pid, "statm")?;
+        if b.is_empty() {
+            return Err(ProcError::Gone { pid });
+        }
         let mut f = b.split(|&c| c == b' ');
-        Some((parse_u64(f.next()?)?, parse_u64(f.next()?)?))
+        f.next()
+            .and_then(parse_u64)
+            .zip(f.next().and_then(parse_u64))
+            .ok_or(ProcError::Malformed { pid, file: "statm" })
     }
 
-    pub fn oom_score_adj(&mut self, pid: i32) -> Option<i16> {
-        self.read(pid, "oom_score_adj")
-            .and_then(parse_i64)
-            .map(|v| v as i16)
+    pub fn oom_score_adj(&mut self, pid: i32) -> ProcResult<i16> {
+        let b = self.read(pid, "oom_score_adj")?;
+        if b.is_empty() {
+            return Err(ProcError::Gone { pid });
+        }
+        parse_i64(b).map(|v| v as i16).ok_or(ProcError::Malformed {
+            pid,
+            file: "oom_score_adj",
+        })
     }
 
     /// The kernel's own `/proc/PID/oom_score`.
-    pub fn oom_score(&mut self, pid: i32) -> Option<u64> {
-        self.read(pid, "oom_score").and_then(parse_u64)
+    pub fn oom_score(&mut self, pid: i32) -> ProcResult<u64> {
+        let b = self.read(pid, "oom_score")?;
+        if b.is_empty() {
+            return Err(ProcError::Gone { pid });
+        }
+        parse_u64(b).ok_or(ProcError::Malformed {
+            pid,
+            file: "oom_score",
+        })
     }
 
     /// The arguments joined by single spaces (empty for kernel threads and zombies); at most
     /// the first [`MAX_CMDLINE`] bytes.
-    pub fn cmdline(&mut self, pid: i32) -> Option<String> {
+    pub fn cmdline(&mut self, pid: i32) -> ProcResult<String> {
         let b = self.read(pid, "cmdline")?;
         let mut s = String::from_utf8_lossy(b).replace('\0', " ");
         s.truncate(s.trim_end().len());
-        Some(s)
+        Ok(s)
     }
 
-    pub fn exe(&self, pid: i32) -> Option<String> {
+    /// The executable's path. Kernel threads and zombies have none (`Gone`, as the kernel
+    /// answers `ENOENT` for both).
+    pub fn exe(&self, pid: i32) -> ProcResult<String> {
         std::fs::read_link(self.root.path(format!("proc/{pid}/exe")))
-            .ok()
             .map(|p| p.to_string_lossy().into_owned())
+            .map_err(|e| ProcError::from_io(pid, "exe", &e))
     }
 
     /// The raw `/proc/PID/cgroup` text.
-    pub fn cgroup_text(&mut self, pid: i32) -> Option<String> {
+    pub fn cgroup_text(&mut self, pid: i32) -> ProcResult<String> {
         self.read(pid, "cgroup")
             .map(|b| String::from_utf8_lossy(b).into_owned())
     }
@@ -435,13 +590,99 @@ mod tests {
         assert_eq!(s.pid, me);
         assert!(s.rss_pages > 0);
         assert!(r.status(me).unwrap().has_mm);
-        assert!(r.oom_score_adj(me).is_some());
+        assert!(r.oom_score_adj(me).is_ok());
         let rss = r.statm_rss(me).unwrap();
         assert!(
             rss > 0 && rss.abs_diff(s.rss_pages) < 1024,
             "{rss} vs {}",
             s.rss_pages
         );
-        assert!(r.stat(i32::MAX).is_none());
+        assert_eq!(
+            r.stat(i32::MAX),
+            Err(ProcError::Gone { pid: i32::MAX }),
+            "a PID that does not exist is gone"
+        );
+    }
+
+    /// Each way a read fails is told apart: a missing process (or a file emptied by the exit
+    /// that reaped it) is gone, a mode that forbids reading is denied, anything else is an I/O
+    /// error with its errno, and text that does not parse is malformed.
+    #[test]
+    fn reads_tell_gone_denied_io_and_malformed_apart() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let proc = d.path().join("proc");
+        std::fs::create_dir_all(proc.join("10")).unwrap();
+        std::fs::write(proc.join("10/stat"), STAT).unwrap();
+        std::fs::write(proc.join("10/statm"), "100 20 5 1 0 30 0\n").unwrap();
+        std::fs::write(proc.join("10/oom_score_adj"), "").unwrap();
+        std::fs::write(proc.join("10/status"), "Name:\tx\n").unwrap();
+        std::fs::set_permissions(
+            proc.join("10/status"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        // A directory where a file should be: read(2) fails with EISDIR.
+        std::fs::create_dir_all(proc.join("10/cgroup")).unwrap();
+        std::fs::write(proc.join("10/oom_score"), "many\n").unwrap();
+        let mut r = ProcReader::open(&Root::new(d.path())).unwrap();
+
+        assert_eq!(r.stat(10).unwrap().starttime, 987654);
+        assert_eq!(r.statm(10), Ok((100, 20)));
+        assert_eq!(r.stat(11), Err(ProcError::Gone { pid: 11 }));
+        assert_eq!(r.cmdline(11), Err(ProcError::Gone { pid: 11 }));
+        assert!(r.exe(11).unwrap_err().is_gone());
+        assert_eq!(r.oom_score_adj(10), Err(ProcError::Gone { pid: 10 }));
+        assert_eq!(
+            r.cgroup_text(10),
+            Err(ProcError::Io {
+                pid: 10,
+                file: "cgroup",
+                errno: Errno::ISDIR
+            })
+        );
+        assert_eq!(
+            r.oom_score(10),
+            Err(ProcError::Malformed {
+                pid: 10,
+                file: "oom_score"
+            })
+        );
+        let denied = crate::sense::fixture::without_dac_override(move || r.status(10));
+        assert_eq!(
+            denied,
+            Err(ProcError::Denied {
+                pid: 10,
+                file: "status"
+            })
+        );
+        let msg = denied.unwrap_err().to_string();
+        assert!(
+            msg.contains("/proc/10/status") && msg.contains("permission denied"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn errnos_map_to_gone_denied_or_io() {
+        let gone = ProcError::Gone { pid: 1 };
+        assert_eq!(ProcError::from_errno(1, "stat", Errno::NOENT), gone);
+        assert_eq!(ProcError::from_errno(1, "stat", Errno::SRCH), gone);
+        for e in [Errno::ACCESS, Errno::PERM] {
+            assert!(ProcError::from_errno(1, "stat", e).is_denied());
+        }
+        assert_eq!(
+            ProcError::from_io(1, "stat", &std::io::Error::from_raw_os_error(libc::EIO)),
+            ProcError::Io {
+                pid: 1,
+                file: "stat",
+                errno: Errno::IO
+            }
+        );
+        assert!(
+            ProcError::from_io(1, "stat", &std::io::ErrorKind::NotFound.into())
+                .to_string()
+                .contains("/proc/1/stat")
+        );
     }
 }
