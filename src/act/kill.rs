@@ -486,6 +486,35 @@ mod tests {
             .collect()
     }
 
+    /// Starts `sh -c script` (which forks `sleep TAG` children) and waits for 20 children; the
+    /// shell and its candidate.
+    fn forking_shell(
+        reader: &mut ProcReader,
+        script: &str,
+        tag: &str,
+    ) -> (std::process::Child, Candidate) {
+        let sh = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        let pid = sh.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sleepers(reader, tag).len() < 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let st = reader.stat(pid).unwrap();
+        (sh, Candidate::unscored(pid, st.starttime, "sh"))
+    }
+
+    /// The `sleep TAG` children still alive after a kill: SIGKILLed (they are the test's own)
+    /// and returned for the assertion.
+    fn kill_escaped(reader: &mut ProcReader, tag: &str) -> Vec<i32> {
+        let escaped = sleepers(reader, tag);
+        for &p in &escaped {
+            if let Some(pid) = rustix::process::Pid::from_raw(p) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
+        escaped
+    }
+
     /// A tree that forks as fast as it can loses no child to a tree kill: with a walk that
     /// first lists the tree and then signals it, children forked in between escape to init.
     #[test]
@@ -495,27 +524,7 @@ mod tests {
         // A sleep length no other test uses: it names this tree's children.
         let tag = format!("{}.{}", 3000 + std::process::id() % 1000, line!());
         let script = format!("i=0; while [ $i -lt 300 ]; do sleep {tag} & i=$((i+1)); done; wait");
-        let mut sh = Command::new("sh").arg("-c").arg(&script).spawn().unwrap();
-        let pid = sh.id() as i32;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while sleepers(&mut reader, &tag).len() < 20 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let st = reader.stat(pid).unwrap();
-        let cand = Candidate {
-            pid,
-            starttime: st.starttime,
-            comm: "sh".into(),
-            uid: None,
-            rss_kb: 0,
-            swap_kb: 0,
-            pgtables_kb: 0,
-            oom_score_adj: 0,
-            badness: 0,
-            score: 0,
-            rule: None,
-            rule_kind: None,
-        };
+        let (mut sh, cand) = forking_shell(&mut reader, &script, &tag);
         let mut kill =
             Kill::plan(&mut reader, &scope, KillUnit::Tree, &cand, Instant::now()).unwrap();
         kill.signal_all(Signal::KILL);
@@ -525,13 +534,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(kill.all_exited(), "a pinned member outlived SIGKILL");
-        let escaped = sleepers(&mut reader, &tag);
-        for &p in &escaped {
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(p).unwrap(),
-                Signal::KILL,
-            );
-        }
+        let escaped = kill_escaped(&mut reader, &tag);
         assert!(
             escaped.is_empty(),
             "{} children escaped the tree kill of {} pinned processes",
@@ -574,27 +577,7 @@ mod tests {
             "echo $$ > {}/cgroup.procs && i=0 && while [ $i -lt 300 ]; do sleep {tag} & i=$((i+1)); done; wait",
             dir.display()
         );
-        let mut sh = Command::new("sh").arg("-c").arg(&script).spawn().unwrap();
-        let pid = sh.id() as i32;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while sleepers(&mut reader, &tag).len() < 20 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let st = reader.stat(pid).unwrap();
-        let cand = Candidate {
-            pid,
-            starttime: st.starttime,
-            comm: "sh".into(),
-            uid: None,
-            rss_kb: 0,
-            swap_kb: 0,
-            pgtables_kb: 0,
-            oom_score_adj: 0,
-            badness: 0,
-            score: 0,
-            rule: None,
-            rule_kind: None,
-        };
+        let (mut sh, cand) = forking_shell(&mut reader, &script, &tag);
         let mut kill =
             Kill::plan(&mut reader, &scope, KillUnit::Cgroup, &cand, Instant::now()).unwrap();
         kill.signal_all(Signal::KILL);
@@ -603,13 +586,7 @@ mod tests {
         while !kill.all_exited() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let escaped = sleepers(&mut reader, &tag);
-        for &p in &escaped {
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(p).unwrap(),
-                Signal::KILL,
-            );
-        }
+        let escaped = kill_escaped(&mut reader, &tag);
         let until = Instant::now() + Duration::from_secs(10);
         while std::fs::remove_dir(&dir).is_err() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
@@ -650,20 +627,7 @@ mod tests {
         }
         assert_eq!(kids.len(), 2);
         let st = reader.stat(pid).unwrap();
-        let cand = Candidate {
-            pid,
-            starttime: st.starttime,
-            comm: "sh".into(),
-            uid: None,
-            rss_kb: 0,
-            swap_kb: 0,
-            pgtables_kb: 0,
-            oom_score_adj: 0,
-            badness: 0,
-            score: 0,
-            rule: None,
-            rule_kind: None,
-        };
+        let cand = Candidate::unscored(pid, st.starttime, "sh");
         let kill = Kill::plan(&mut reader, &scope, KillUnit::Tree, &cand, Instant::now()).unwrap();
         assert_eq!(kill.unit_note, "tree (3 processes)");
         for p in std::iter::once(pid).chain(kids.iter().copied()) {

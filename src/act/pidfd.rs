@@ -9,7 +9,7 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
-use crate::sense::procs::{ProcError, ProcReader};
+use crate::sense::procs::{ProcError, ProcReader, Stat};
 
 /// Why a process could not be targeted.
 #[derive(Debug, thiserror::Error)]
@@ -41,25 +41,32 @@ pub struct Target {
     fd: OwnedFd,
 }
 
+/// Opens a pidfd for `pid`, then reads its stat: the stat is of the pinned process (or of one
+/// that reused the PID before the pidfd was taken, which the caller's check refuses).
+fn pin(reader: &mut ProcReader, pid: i32) -> Result<(OwnedFd, Stat), TargetError> {
+    let p = Pid::from_raw(pid).ok_or(TargetError::Gone(pid))?;
+    let fd = match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Err(TargetError::Gone(pid)),
+        Err(e) => {
+            return Err(TargetError::Open {
+                pid,
+                source: e.into(),
+            });
+        }
+    };
+    let st = reader.stat(pid).map_err(|e| match e {
+        ProcError::Gone { .. } => TargetError::Gone(pid),
+        e => TargetError::Read(e),
+    })?;
+    Ok((fd, st))
+}
+
 impl Target {
     /// Opens a pidfd for `pid` and checks its start time against `starttime`.
     pub fn open(reader: &mut ProcReader, pid: i32, starttime: u64) -> Result<Target, TargetError> {
-        let p = Pid::from_raw(pid).ok_or(TargetError::Gone(pid))?;
-        let fd = match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::SRCH) => return Err(TargetError::Gone(pid)),
-            Err(e) => {
-                return Err(TargetError::Open {
-                    pid,
-                    source: e.into(),
-                });
-            }
-        };
-        // The pidfd now pins whatever process has this PID; make sure it is ours.
-        let st = reader.stat(pid).map_err(|e| match e {
-            ProcError::Gone { .. } => TargetError::Gone(pid),
-            e => TargetError::Read(e),
-        })?;
+        // The pidfd pins whatever process has this PID; make sure it is ours.
+        let (fd, st) = pin(reader, pid)?;
         if st.starttime != starttime {
             return Err(TargetError::Reused {
                 pid,
@@ -77,21 +84,7 @@ impl Target {
         pid: i32,
         parent: i32,
     ) -> Result<Target, TargetError> {
-        let p = Pid::from_raw(pid).ok_or(TargetError::Gone(pid))?;
-        let fd = match rustix::process::pidfd_open(p, PidfdFlags::empty()) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::SRCH) => return Err(TargetError::Gone(pid)),
-            Err(e) => {
-                return Err(TargetError::Open {
-                    pid,
-                    source: e.into(),
-                });
-            }
-        };
-        let st = reader.stat(pid).map_err(|e| match e {
-            ProcError::Gone { .. } => TargetError::Gone(pid),
-            e => TargetError::Read(e),
-        })?;
+        let (fd, st) = pin(reader, pid)?;
         if st.ppid != parent {
             return Err(TargetError::NotChild { pid, parent });
         }

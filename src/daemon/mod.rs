@@ -803,48 +803,41 @@ impl Daemon {
         };
         kill.signal_all(first);
         let to_signal = faults_since(faults0);
-        if let Some(f) = kill.victim_failed()
-            && f.errno == Some("ESRCH")
-        {
-            // Not a kill, and not a refusal: the victim ended between the choice and the signal,
-            // almost always by the kernel's OOM killer (often invoked by this very decision's
-            // reads). Its memory is on the way back: choosing the next candidate now would take
-            // an innocent, and its /proc reads at the bottom of memory can make the kernel take
-            // one too. Hold back as after a kernel kill.
-            log::warn!(
-                "could not signal {} ({}): it ended before the signal (no such process); not a kill, waiting for its memory",
-                victim.comm,
-                victim.pid
-            );
-            pre.ok = Some(false);
-            pre.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
-            pre.then = Some("wait".to_string());
-            self.append(Event::KillFailed(pre));
-            self.kernel_kill_seen(Instant::now(), mem);
-            // No rescan now (see above): the hold's end brings the next fresh choice.
-            self.hold = Some(Hold::new(Instant::now(), mem.available_kb));
-            return Ok(Duration::from_millis(10));
-        }
         if let Some(f) = kill.victim_failed() {
-            // Not a kill: say so, never choose this process again, try the next one.
+            // Not a kill. ESRCH: the victim ended between the choice and the signal, almost
+            // always by the kernel's OOM killer (often invoked by this very decision's reads);
+            // its memory is on the way back, so choosing the next candidate now would take an
+            // innocent, and a /proc rescan at the bottom of memory can make the kernel take one
+            // too: hold back as after a kernel kill. Any other error (EPERM): never choose this
+            // process again, try the next one.
+            let gone = f.errno == Some("ESRCH");
             log::warn!(
-                "could not signal {} ({}): {}; not a kill",
+                "could not signal {} ({}): {}; not a kill{}",
                 victim.comm,
                 victim.pid,
-                f.error.as_deref().unwrap_or("unknown error")
+                f.error.as_deref().unwrap_or("unknown error"),
+                if gone { ", waiting for its memory" } else { "" }
             );
-            if self.refused.len() >= MAX_REFUSED {
-                self.refused.remove(0);
+            if !gone {
+                if self.refused.len() >= MAX_REFUSED {
+                    self.refused.remove(0);
+                }
+                self.refused.push((victim.pid, victim.starttime));
             }
-            self.refused.push((victim.pid, victim.starttime));
-            let more = sel
-                .candidates
-                .iter()
-                .any(|c| !self.refused.contains(&(c.pid, c.starttime)));
+            let more = !gone
+                && sel
+                    .candidates
+                    .iter()
+                    .any(|c| !self.refused.contains(&(c.pid, c.starttime)));
             pre.ok = Some(false);
             pre.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
             pre.then = Some(if more { "next_candidate" } else { "wait" }.to_string());
             self.append(Event::KillFailed(pre));
+            if gone {
+                self.kernel_kill_seen(Instant::now(), mem);
+                self.hold = Some(Hold::new(Instant::now(), mem.available_kb));
+                return Ok(Duration::from_millis(10));
+            }
             self.ranker_forget();
             return Ok(if more {
                 Duration::ZERO
@@ -1017,20 +1010,7 @@ impl Daemon {
         let Ok(st) = self.reader.stat(me) else {
             return;
         };
-        let cand = Candidate {
-            pid: me,
-            starttime: st.starttime,
-            comm: "oomguard".into(),
-            uid: None,
-            rss_kb: 0,
-            swap_kb: 0,
-            pgtables_kb: 0,
-            oom_score_adj: 0,
-            badness: 0,
-            score: 0,
-            rule: None,
-            rule_kind: None,
-        };
+        let cand = Candidate::unscored(me, st.starttime, "oomguard");
         let allowed = |c: &&Candidate| !self.refused.contains(&(c.pid, c.starttime));
         let _ = sel.candidates.iter().find(allowed);
         let cmdline = self.reader.cmdline(me).unwrap_or_default();

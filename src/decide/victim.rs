@@ -74,6 +74,25 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// A process known only by PID, start time and name (not scored): what pinning and
+    /// signalling need, for the warm-up and for tests of the kill path.
+    pub fn unscored(pid: i32, starttime: u64, comm: &str) -> Candidate {
+        Candidate {
+            pid,
+            starttime,
+            comm: comm.to_string(),
+            uid: None,
+            rss_kb: 0,
+            swap_kb: 0,
+            pgtables_kb: 0,
+            oom_score_adj: 0,
+            badness: 0,
+            score: 0,
+            rule: None,
+            rule_kind: None,
+        }
+    }
+
     /// Its place in the victim order.
     pub fn key(&self) -> Key {
         Key::new(self.score, self.starttime, self.pid)
