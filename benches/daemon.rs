@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oomguard::decide::policy::Policy;
-use oomguard::decide::victim::Ranker;
+use oomguard::decide::victim::{Ranker, ScanBasis};
 use oomguard::sense::Root;
 use oomguard::sense::procs::ProcReader;
 use oomguard::sense::scope::Scope;
@@ -291,9 +291,11 @@ fn inner_scan(n: usize, tmp: &Path) {
             reader,
             scope,
             &policy,
-            tp,
-            mem.swap_total_kb > mem.swap_free_kb,
-            pg,
+            ScanBasis {
+                totalpages: tp,
+                swap_in_use: mem.swap_total_kb > mem.swap_free_kb,
+                pgalloc: pg,
+            },
         );
         let sel = ranker.select(reader, &policy, 0);
         assert!(sel.victim.is_some(), "no victim among {seen} processes");

@@ -118,7 +118,15 @@ fn daemon_choice(root: &Root, policy: &Policy) -> Vec<i32> {
     let page_kb = reader.page_kb;
     let mut r = victim::Ranker::new(page_kb, false);
     let totalpages = 4_000_000 / page_kb;
-    r.refresh(&mut reader, &mut scope, policy, totalpages, false, 0);
+    r.refresh(
+        &mut reader,
+        &mut scope,
+        policy,
+        victim::ScanBasis {
+            totalpages,
+            ..Default::default()
+        },
+    );
     let sel = r.select(&mut reader, policy, 0);
     let v = sel.victim.expect("the daemon chooses someone");
     let pids: Vec<i32> = sel.candidates.iter().map(|c| c.pid).collect();

@@ -36,10 +36,11 @@ use crate::act::escalate::Reading;
 use crate::act::kill::Kill;
 use crate::decide::policy::Policy;
 use crate::decide::trigger::{LevelSpec, Levels, Reason, Severity};
-use crate::decide::victim::{Candidate, Ranker, Selection};
+use crate::decide::victim::{Candidate, Ranker, ScanBasis, Selection};
 use crate::record::event::{self as ev, Event, Faults, KillFaults, Outcome};
 use crate::record::eventlog::EventLog;
 use crate::record::{Observer, Sample, Wake};
+use crate::sense::details::Details;
 use crate::sense::mem::MemState;
 use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
@@ -183,6 +184,8 @@ pub struct Daemon {
     warned_backoff: Option<Instant>,
     /// When the next `--report-interval` status line is due.
     next_report: Option<Instant>,
+    /// Reads the victim's command line off the loop (`None`: the thread could not start).
+    details: Option<Details>,
 }
 
 impl Daemon {
@@ -234,6 +237,11 @@ impl Daemon {
             backoff: None,
             warned_backoff: None,
             next_report: s.report_interval.map(|_| Instant::now()),
+            details: Details::start(&s.root, prefer_v2)
+                .inspect_err(|e| {
+                    log::warn!("cannot start the details thread ({e}); kill records will go without command lines")
+                })
+                .ok(),
             s,
         })
     }
@@ -393,6 +401,12 @@ impl Daemon {
             let t = Instant::now();
             scanned = self.refresh(&mem);
             scan_time = Some(t.elapsed());
+            // Memory is near the levels but not below: read the likely victims' command lines
+            // now, while that is still safe (see `victim_details`).
+            if self.details.is_some() {
+                let sel = self.ranker.select(&mut self.reader, &self.s.policy, 0);
+                self.prefetch_details(&sel);
+            }
         }
 
         let sample = Sample {
@@ -522,29 +536,45 @@ impl Daemon {
         d
     }
 
+    fn basis(&mut self, mem: &MemState) -> ScanBasis {
+        ScanBasis {
+            totalpages: mem.totalpages(self.reader.page_kb),
+            swap_in_use: mem.swap_total_kb > mem.swap_free_kb,
+            pgalloc: self.pgalloc(),
+        }
+    }
+
     fn refresh(&mut self, mem: &MemState) -> usize {
-        let pg = self.pgalloc();
-        let tp = mem.totalpages(self.reader.page_kb);
-        self.ranker.refresh(
-            &mut self.reader,
-            &mut self.scope,
-            &self.s.policy,
-            tp,
-            mem.swap_total_kb > mem.swap_free_kb,
-            pg,
-        )
+        let basis = self.basis(mem);
+        self.ranker
+            .refresh(&mut self.reader, &mut self.scope, &self.s.policy, basis)
     }
 
     fn select(&mut self, mem: &MemState) -> Selection {
-        let tp = mem.totalpages(self.reader.page_kb);
-        let pg = self.pgalloc();
-        let mut growth = pg.saturating_sub(self.ranker.pgalloc_at_scan());
+        self.select_watching(mem, false).unwrap_or_default()
+    }
+
+    /// The choice, after a rescan when the table is stale. `watch` (at the bottom of memory):
+    /// the rescan stops when the kernel's OOM killer acts during it, and `None` is returned
+    /// (see [`Ranker::refresh_watching`]).
+    fn select_watching(&mut self, mem: &MemState, watch: bool) -> Option<Selection> {
+        let basis = self.basis(mem);
+        let mut growth = basis.pgalloc.saturating_sub(self.ranker.pgalloc_at_scan());
         // A stale table, or so much allocated since that the bound is useless: rescan first.
-        if self.ranker.age().is_none_or(|a| a > Duration::from_secs(2)) || growth > tp / 20 {
-            self.refresh(mem);
+        if self.ranker.age().is_none_or(|a| a > Duration::from_secs(2))
+            || growth > basis.totalpages / 20
+        {
+            let kills = if watch { self.last_oom_kills } else { None };
+            self.ranker.refresh_watching(
+                &mut self.reader,
+                &mut self.scope,
+                &self.s.policy,
+                basis,
+                kills,
+            )?;
             growth = 0;
         }
-        self.ranker.select(&mut self.reader, &self.s.policy, growth)
+        Some(self.ranker.select(&mut self.reader, &self.s.policy, growth))
     }
 
     fn trigger_rec(
@@ -627,7 +657,15 @@ impl Daemon {
                 return Ok(Duration::from_millis(100));
             }
         }
-        let sel = self.select(mem);
+        let Some(sel) = self.select_watching(mem, true) else {
+            // The kernel's OOM killer acted during the rescan: its victim is freeing memory.
+            log::info!(
+                "the kernel's OOM killer acted while {} was being scanned; not choosing now",
+                self.scope.label()
+            );
+            self.kernel_kill_seen(Instant::now(), mem);
+            return Ok(Duration::from_millis(10));
+        };
         let decision_us = now.elapsed().as_micros() as u64;
         log::debug!(
             "decision in {decision_us} us: {} ({} precise reads, {} processes in the table)",
@@ -682,7 +720,7 @@ impl Daemon {
             return Ok(Duration::from_millis(100));
         };
         if self.s.dry_run {
-            let (cmdline, cgroup) = self.victim_details(victim.pid);
+            let (cmdline, cgroup) = self.victim_details(&victim);
             let fresh = match self.dry_last {
                 None => true,
                 Some((pid, start, at)) => {
@@ -773,7 +811,7 @@ impl Daemon {
             return Ok(Duration::from_millis(10));
         }
         // The record's details, read only now: after the last look at the kernel's counter.
-        let (cmdline, cgroup) = self.victim_details(victim.pid);
+        let (cmdline, cgroup) = self.victim_details(&victim);
         let mut pre = decision(
             Self::trigger_rec(mem, levels, sev, reason, psi),
             victim_rec(&victim, cmdline, cgroup),
@@ -907,14 +945,36 @@ impl Daemon {
         Ok(Duration::ZERO)
     }
 
-    /// The victim's command line and memory cgroup, for the record.
-    fn victim_details(&mut self, pid: i32) -> (String, Option<String>) {
-        let cmdline = self.reader.cmdline(pid).unwrap_or_default();
-        let cgroup = self.reader.cgroup_text(pid).ok().and_then(|t| {
-            crate::sense::cgroup::memory_path_of(&t, self.scope.mounts.v2_memory.is_some())
-                .map(str::to_string)
-        });
-        (cmdline, cgroup)
+    /// The victim's command line and memory cgroup, for the record, if they were read ahead
+    /// (see [`crate::sense::details`]: at the bottom of memory they are never read).
+    fn victim_details(&mut self, v: &Candidate) -> (String, Option<String>) {
+        if let Some(f) = self
+            .details
+            .as_ref()
+            .and_then(|d| d.cached((v.pid, v.starttime)))
+        {
+            return f;
+        }
+        log::info!(
+            "the command line of {} ({}) was not read ahead; it is not read at the bottom of \
+             memory (the read would keep the process's memory from being freed), recording \
+             without it",
+            v.comm,
+            v.pid
+        );
+        (String::new(), None)
+    }
+
+    /// Reads ahead the facts of the likely victims (near the levels, see `victim_details`).
+    fn prefetch_details(&mut self, sel: &Selection) {
+        if let Some(d) = &self.details {
+            d.prefetch(
+                sel.victim
+                    .iter()
+                    .chain(sel.candidates.iter())
+                    .map(|c| (c.pid, c.starttime)),
+            );
+        }
     }
 
     /// After a kill: if it freed almost nothing and memory is still below the levels, the memory
@@ -1013,11 +1073,12 @@ impl Daemon {
         let cand = Candidate::unscored(me, st.starttime, "oomguard");
         let allowed = |c: &&Candidate| !self.refused.contains(&(c.pid, c.starttime));
         let _ = sel.candidates.iter().find(allowed);
-        let cmdline = self.reader.cmdline(me).unwrap_or_default();
-        let cgroup = self.reader.cgroup_text(me).ok().and_then(|t| {
-            crate::sense::cgroup::memory_path_of(&t, self.scope.mounts.v2_memory.is_some())
-                .map(str::to_string)
-        });
+        let (cmdline, cgroup) = self
+            .details
+            .as_ref()
+            .and_then(|d| d.read((me, st.starttime), Duration::from_secs(1)))
+            .unwrap_or_default();
+        let _ = self.victim_details(&cand);
         let now = Instant::now();
         match Kill::plan(&mut self.reader, &self.scope, self.s.kill_unit, &cand, now) {
             Ok(mut kill) => {

@@ -99,6 +99,16 @@ impl Candidate {
     }
 }
 
+/// What a scan scores against: the scope's size in pages (the badness denominator), whether
+/// swap is in use (then every process's swap is read), and the page allocation counter at the
+/// scan (the growth bound of later choices starts from it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanBasis {
+    pub totalpages: u64,
+    pub swap_in_use: bool,
+    pub pgalloc: u64,
+}
+
 /// The outcome of a choice.
 #[derive(Debug, Default)]
 pub struct Selection {
@@ -230,10 +240,43 @@ impl Ranker {
         reader: &mut ProcReader,
         scope: &mut Scope,
         policy: &Policy,
-        totalpages: u64,
-        swap_in_use: bool,
-        pgalloc_now: u64,
+        basis: ScanBasis,
     ) -> usize {
+        self.refresh_watching(reader, scope, policy, basis, None)
+            .unwrap_or(0)
+    }
+
+    /// [`Ranker::refresh`] at the bottom of memory: `oom_kills` is the scope's kernel OOM kill
+    /// counter as last read. Every /proc read allocates in the kernel, and a read that stalls
+    /// in reclaim can end in the kernel's OOM killer; its victim then frees its memory while
+    /// the scan goes on, and each further read risks a second kernel kill of an innocent. So
+    /// whenever a millisecond has passed since the last look, the counter is read again (a
+    /// kept file, no allocation); when it rose the scan stops at once, the table is marked
+    /// stale, and `None` is returned.
+    pub fn refresh_watching(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        basis: ScanBasis,
+        oom_kills: Option<u64>,
+    ) -> Option<usize> {
+        let ScanBasis {
+            totalpages,
+            swap_in_use,
+            pgalloc: pgalloc_now,
+        } = basis;
+        let mut looked = Instant::now();
+        let mut kernel_acted = |scope: &mut Scope| -> bool {
+            let Some(k0) = oom_kills else {
+                return false;
+            };
+            if looked.elapsed() < Duration::from_millis(1) {
+                return false;
+            }
+            looked = Instant::now();
+            scope.kernel_oom_kills().is_some_and(|k| k > k0)
+        };
         self.generation = self.generation.wrapping_add(1);
         self.totalpages = totalpages.max(1);
         self.pids.clear();
@@ -242,6 +285,10 @@ impl Ranker {
         }
         let generation = self.generation;
         for i in 0..self.pids.len() {
+            if kernel_acted(scope) {
+                self.scanned_at = None;
+                return None;
+            }
             let pid = self.pids[i];
             if let Some(e) = self.table.get_mut(&pid) {
                 // Known: one read of statm. Identity (start time) and renames are checked when
@@ -289,7 +336,7 @@ impl Ranker {
         self.table.retain(|_, e| e.seen_gen == generation);
         self.scanned_at = Some(Instant::now());
         self.pgalloc_at_scan = pgalloc_now;
-        self.pids.len()
+        Some(self.pids.len())
     }
 
     fn read_detail(&mut self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
@@ -618,8 +665,48 @@ mod tests {
         let mut reader = ProcReader::open(&root).unwrap();
         let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
         let mut r = Ranker::new(4, false);
-        r.refresh(&mut reader, &mut scope, policy, 1_000_000, false, 0);
+        r.refresh(
+            &mut reader,
+            &mut scope,
+            policy,
+            ScanBasis {
+                totalpages: 1_000_000,
+                ..Default::default()
+            },
+        );
         (r, reader)
+    }
+
+    /// A rescan at the bottom of memory reads the kernel's OOM kill counter as it goes (once a
+    /// millisecond has passed since the last look) and stops when it rose.
+    #[test]
+    fn a_watched_scan_stops_when_the_kernels_oom_killer_acts() {
+        let fx = Fixture::new();
+        let r = fx.dir.path();
+        // Enough processes that a scan takes well over a millisecond anywhere.
+        for pid in 1000..4000 {
+            proc(r, pid, "w", 'S', 0, pid as u64, 100, 0, 0);
+        }
+        fs::write(r.join("proc/vmstat"), "pgalloc_normal 10\noom_kill 3\n").unwrap();
+        let root = fx.root();
+        let mut reader = ProcReader::open(&root).unwrap();
+        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let policy = Policy::default();
+        let mut rk = Ranker::new(4, false);
+        let basis = ScanBasis {
+            totalpages: 1_000_000,
+            ..Default::default()
+        };
+        // The counter as last read: the kernel has not acted since, the scan runs to the end.
+        let seen = rk.refresh_watching(&mut reader, &mut scope, &policy, basis, Some(3));
+        assert_eq!(seen, Some(3007));
+        assert!(rk.age().is_some());
+        // Last read as 2: it rose during the scan, which stops and leaves the table stale.
+        let seen = rk.refresh_watching(&mut reader, &mut scope, &policy, basis, Some(2));
+        assert_eq!(seen, None);
+        assert!(rk.age().is_none(), "a stopped scan must not count as fresh");
+        // Unwatched (away from the bottom): the counter is not looked at.
+        assert_eq!(rk.refresh(&mut reader, &mut scope, &policy, basis), 3007);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Sense: read the machine. Every reader is rooted at a configurable path (`/` in production,
 //! a fixture tree in tests); every parser takes bytes and allocates nothing per call.
 pub mod cgroup;
+pub mod details;
 pub mod mem;
 pub mod meminfo;
 pub mod procevents;

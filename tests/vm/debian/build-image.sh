@@ -29,7 +29,7 @@ mmdebstrap --variant=minbase --include="$pkgs" \
   --customize-hook="install -m 644 '$here/guest/vmtest.service' \"\$1/etc/systemd/system/vmtest.service\"" \
   --customize-hook='systemctl --root="$1" enable vmtest.service' \
   --customize-hook='systemctl --root="$1" disable earlyoom.service nohang.service nohang-desktop.service systemd-oomd.service systemd-oomd.socket apache2.service mariadb.service 2>/dev/null || true' \
-  --customize-hook='systemctl --root="$1" mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer logrotate.timer man-db.timer dpkg-db-backup.timer systemd-tmpfiles-clean.timer 2>/dev/null || true' \
+  --customize-hook='systemctl --root="$1" mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer logrotate.timer man-db.timer dpkg-db-backup.timer systemd-tmpfiles-clean.timer phpsessionclean.timer 2>/dev/null || true' \
   --customize-hook='chroot "$1" useradd -m -u 1000 -s /bin/sh user' \
   --customize-hook='chroot "$1" passwd -d root' \
   --customize-hook='rm -rf "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/var/cache/apt/archives/*.deb' \
