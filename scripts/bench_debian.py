@@ -272,7 +272,7 @@ for g in guards:
     cs = [r["run"] for r in rs if r.get("cut_short")]
     if cs:
         notes.append(f"in round {cs} the host stopped the VM at its time limit "
-                     f"({420 + leak_timeout + 150} s of host time for boot and run) while the guest "
+                     f"({420 + leak_timeout + 150 + (300 if g == 'kernel' else 0)} s of host time for boot and run) while the guest "
                      "was still stalled after the leak: those runs count for what they reported "
                      "(who died, the leak stopped, mariadbd's PID), their times and the "
                      "database's answer are unknown and left out")
