@@ -102,6 +102,10 @@ def load_boot(guard, d):
         "http_after": g("http_after") or None,
         "http_gap_ms": None if cut else int(g("http_gap_ms", "0")),
         "heartbeat_stall_ms": None if cut else float(g("heartbeat_ms", "-1")),
+        # When the worst stall ended, in ms after the leak request ended (the worker's death
+        # or the client's time-out); negative: before.
+        "heartbeat_stall_after_leak_ms": (int(g("heartbeat_at_ms")) - int(g("leak_ms", "0")))
+            if not cut and g("heartbeat_at_ms") not in (None, "", "-1") else None,
         # Cut short: the kernel's kills as its console printed them.
         "kernel_oom_kills": len(KERNEL_KILL.findall(console_text)) if cut else int(g("kernel_kills", "0")),
         "kernel_victims": kernel_victims,
@@ -284,6 +288,10 @@ for g in guards:
                      "is in `r<round>.session/`) and was booted again after the session's last round")
     if missing:
         notes.append(f"no result from the boot of round {missing} (see its report)")
+    sa = [r["heartbeat_stall_after_leak_ms"] for r in rs if r.get("heartbeat_stall_after_leak_ms") is not None]
+    if sa:
+        notes.append("the worst heartbeat stall ended, per run, at " + ", ".join(
+            f"{v / 1000:+.1f} s" for v in sa) + " from the end of the leak request")
     if notes:
         w(f"- **{g}:** " + "; ".join(notes) + ".")
 w("")

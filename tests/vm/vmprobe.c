@@ -1,7 +1,8 @@
 /* vmprobe: measuring and load-shaping helper for oomguard's VM scenarios (runs in the guest).
  *
  *   vmprobe now                          monotonic milliseconds
- *   vmprobe heartbeat FILE               wake every 10 ms; keep the worst stall (ms late) in FILE
+ *   vmprobe heartbeat FILE               wake every 10 ms; keep the worst stall (ms late) in FILE,
+ *                                        the CLOCK_MONOTONIC ms when it ended in FILE.at
  *   vmprobe watch FILE RECOVER_KB PID... sample every 5 ms until SIGTERM: lowest MemAvailable,
  *                                        when each PID died, when vmstat oom_kill first moved,
  *                                        when MemAvailable got back above RECOVER_KB after the
@@ -80,6 +81,14 @@ static int heartbeat(const char *file) {
             FILE *f = fopen(file, "w");
             if (f) {
                 fprintf(f, "%.1f\n", worst);
+                fclose(f);
+            }
+            /* When the worst stall ended (CLOCK_MONOTONIC ms, the kernel log's clock). */
+            char at[512];
+            snprintf(at, sizeof at, "%s.at", file);
+            f = fopen(at, "w");
+            if (f) {
+                fprintf(f, "%.1f\n", t);
                 fclose(f);
             }
         }

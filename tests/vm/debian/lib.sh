@@ -100,7 +100,7 @@ story_run() {
   snapshot > "$O/$tag.before"
   oom0=$(awk '/^oom_kill /{print $2}' /proc/vmstat)
   cursor=$(journalctl -n0 --show-cursor 2>/dev/null | sed -n 's/^-- cursor: //p')
-  rm -f /var/lib/oomtest/leak.pid "$O/$tag.probe" /tmp/hb /tmp/watch
+  rm -f /var/lib/oomtest/leak.pid "$O/$tag.probe" /tmp/hb /tmp/hb.at /tmp/watch
   ( while :; do
       printf '%s %s\n' "$(now)" "$(http_code db.php 3)" >> "$O/$tag.probe"
       sleep 0.2
@@ -139,6 +139,9 @@ story_run() {
   result "${tag}_http_after" "$(http_code db.php)"
   result "${tag}_kernel_kills" "$(( $(awk '/^oom_kill /{print $2}' /proc/vmstat) - oom0 ))"
   result "${tag}_heartbeat_ms" "$(cat /tmp/hb 2>/dev/null || echo -1)"
+  # When the worst stall ended, in ms from the leak's start (t0; the leak request ended at leak_ms).
+  hb_at=$(cut -d. -f1 /tmp/hb.at 2>/dev/null)
+  result "${tag}_heartbeat_at_ms" "$([ -n "$hb_at" ] && echo $(( hb_at - t0 )) || echo -1)"
   # Worst gap between answered probes from the start of the leak until db.php answered again.
   result "${tag}_http_gap_ms" "$(awk -v t0="$t0" -v tb="$t_back" '
       $2 == 200 { if (last == "") last = t0; if ($1 - last > gap) gap = $1 - last; last = $1 }
