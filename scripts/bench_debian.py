@@ -102,6 +102,8 @@ def load_boot(guard, d):
         "http_after": g("http_after") or None,
         "http_gap_ms": None if cut else int(g("http_gap_ms", "0")),
         "heartbeat_stall_ms": None if cut else float(g("heartbeat_ms", "-1")),
+        # The guard process's CPU time (utime + stime) from the leak's start to db.php's answer.
+        "guard_cpu_ms": int(g("guard_cpu_ms")) if g("guard_cpu_ms") not in (None, "") else None,
         # When the worst stall ended, in ms after the leak request ended (the worker's death
         # or the client's time-out); negative: before.
         "heartbeat_stall_after_leak_ms": (int(g("heartbeat_at_ms")) - int(g("leak_ms", "0")))
@@ -175,7 +177,7 @@ rows = []
 for g in guards:
     rs = [r for r in all_runs if r["guard"] == g]
     if not rs:
-        rows.append(f"| {g} | 0 | no result | | | | | | | | |")
+        rows.append(f"| {g} | 0 | no result | | | | | | | | | |")
         continue
     n = len(rs)
     died = {}
@@ -194,6 +196,7 @@ for g in guards:
         f"{rng([r['leaker_death_ms'] for r in rs if r['leaker_death_ms'] is not None], sec)} | "
         f"{rng([r['http_gap_ms'] for r in rs if r['http_gap_ms'] is not None], sec)} | "
         f"{rng([r['heartbeat_stall_ms'] for r in rs if r['heartbeat_stall_ms'] is not None], ms)} | "
+        f"{rng([r['guard_cpu_ms'] for r in rs if r.get('guard_cpu_ms') is not None], ms) or '–'} | "
         f"{sum(r['innocent_kills'] for r in rs)} | {sum(r['kernel_oom_kills'] for r in rs)} | "
         f"{rng(loads, lambda v: f'{v:.1f}')} |"
     )
@@ -250,15 +253,17 @@ w("- **Columns:** *leak stopped* = the leaking worker died; *who died* = long-li
   "present before the run and gone after it (process names); *DB survived* = same mariadbd PID "
   "and it still answers the row count; *HTTP gap* = longest time without an answered db.php "
   "probe from the start of the leak until it answers again; *leaker dead after* = from the "
-  "leak's start (its PID known) until the worker was gone; *stall* = worst heartbeat "
-  "lateness; *innocent* = processes that died other than the leaking worker; *kernel kills* = "
+  "leak's start (its PID known) until the worker was gone; *stall* = worst lateness of a "
+  "10 ms heartbeat (`vmprobe heartbeat`, writing to /dev/shm); *guard CPU* = the guard "
+  "process's CPU time (utime + stime, 10 ms ticks) from the leak's start until db.php "
+  "answered again; *innocent* = processes that died other than the leaking worker; *kernel kills* = "
   "`oom_kill` in /proc/vmstat; *host load* = the host's 1-minute load average as the run's "
   "boot started. Median (min–max).")
 w("")
 w("## Results")
 w("")
-w("| guard | runs | leak stopped | who died (all runs) | DB survived | leaker dead after | HTTP gap | stall | innocent kills | kernel OOM kills | host load |")
-w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+w("| guard | runs | leak stopped | who died (all runs) | DB survived | leaker dead after | HTTP gap | stall | guard CPU | innocent kills | kernel OOM kills | host load |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 out += rows
 w("")
 for g in guards:

@@ -40,6 +40,21 @@ install_oomguard() {
   result install_rc $?
   cd / || true
   result deb_version "$(dpkg-query -W -f '${Version}' oomguard)"
+  # OG_CONF (scenario variable, for experiments): TOML lines (\n escapes) that replace the
+  # shipped config; the service is restarted with it.
+  # OG_ENV (for experiments): NAME=VALUE words put into the service's environment.
+  if [ -n "${OG_ENV:-}" ]; then
+    mkdir -p /etc/systemd/system/oomguard.service.d
+    printf '[Service]\nEnvironment=%s\n' "$OG_ENV" > /etc/systemd/system/oomguard.service.d/90-experiment.conf
+    systemctl daemon-reload
+    systemctl restart oomguard
+    result og_env "$OG_ENV"
+  fi
+  if [ -n "${OG_CONF:-}" ]; then
+    printf '%b\n' "$OG_CONF" > /etc/oomguard/oomguard.toml
+    systemctl restart oomguard
+    result og_conf "$(tr '\n' ';' < /etc/oomguard/oomguard.toml)"
+  fi
   result unit_enabled "$(systemctl is-enabled oomguard)"
   wait_for 30 systemctl is-active oomguard
   result unit_active "$(systemctl is-active oomguard)"
@@ -100,14 +115,27 @@ story_run() {
   snapshot > "$O/$tag.before"
   oom0=$(awk '/^oom_kill /{print $2}' /proc/vmstat)
   cursor=$(journalctl -n0 --show-cursor 2>/dev/null | sed -n 's/^-- cursor: //p')
-  rm -f /var/lib/oomtest/leak.pid "$O/$tag.probe" /tmp/hb /tmp/hb.at /tmp/watch
+  # The guard's CPU time over the run (utime + stime), when GUARD_COMM (scenario variable) names it.
+  gpid=$(pgrep -o -x "${GUARD_COMM:-none}" 2>/dev/null || true)
+  gcpu0=$([ -n "$gpid" ] && awk '{print $14 + $15}' /proc/$gpid/stat 2>/dev/null || true)
+  rm -f /var/lib/oomtest/leak.pid "$O/$tag.probe" /dev/shm/hb /dev/shm/hb.at /tmp/watch
   ( while :; do
       printf '%s %s\n' "$(now)" "$(http_code db.php 3)" >> "$O/$tag.probe"
       sleep 0.2
     done ) &
   probe_pid=$!
-  "$D/vmprobe" heartbeat /tmp/hb &
+  "$D/vmprobe" heartbeat /dev/shm/hb &
   hb_pid=$!
+  # TOP=1 (scenario variable, for experiments): what ran, every 0.2 s for 15 s, into TAG.top.
+  if [ "${TOP:-0}" = 1 ]; then
+    ( while :; do echo "== $(now)"; top -b -n 1 -w 200 | sed -n '8,16p'; sleep 0.2; done ) > "$O/$tag.top" 2>&1 &
+    top_pid=$!
+  fi
+  # TOP=2: the guard's threads' CPU ticks (utime+stime), every 0.1 s, into TAG.threads.
+  if [ "${TOP:-0}" = 2 ] && [ -n "$gpid" ]; then
+    ( while :; do printf '%s' "$(now)"; for f in /proc/$gpid/task/*/stat; do awk '{printf " %s:%d", $2, $14 + $15}' "$f" 2>/dev/null; done; echo; sleep 0.1; done ) > "$O/$tag.threads" 2>&1 &
+    top_pid=$!
+  fi
   t0=$(now)
   curl -s -o /dev/null --max-time "${LEAK_TIMEOUT:-150}" "http://127.0.0.1/leak.php?mb=${LEAK_MB:-8}&us=${LEAK_US:-20000}" &
   curl_pid=$!
@@ -124,8 +152,11 @@ story_run() {
   kill "$watch_pid"; wait "$watch_pid" 2>/dev/null
   wait_for 60 http_ok db.php
   t_back=$(now)
-  kill "$probe_pid" "$hb_pid"; wait "$probe_pid" "$hb_pid" 2>/dev/null
+  kill "$probe_pid" "$hb_pid" ${top_pid:-}; wait "$probe_pid" "$hb_pid" ${top_pid:-} 2>/dev/null
   snapshot > "$O/$tag.after"
+  if [ -n "$gpid" ] && [ -n "$gcpu0" ]; then
+    result "${tag}_guard_cpu_ms" "$(( ( $(awk '{print $14 + $15}' /proc/$gpid/stat 2>/dev/null || echo "$gcpu0") - gcpu0 ) * 1000 / $(getconf CLK_TCK) ))"
+  fi
   journalctl --after-cursor "$cursor" -o short-monotonic --no-pager > "$O/$tag.journal" 2>/dev/null
   died=$(awk 'NR==FNR {seen[$1]=1; next} !($1 in seen) {printf "%s:%s ", $1, $2}' "$O/$tag.after" "$O/$tag.before")
   result "${tag}_leak_pid" "$leak_pid"
@@ -138,9 +169,9 @@ story_run() {
   result "${tag}_db_answers" "$(db_ok && echo 1 || echo 0)"
   result "${tag}_http_after" "$(http_code db.php)"
   result "${tag}_kernel_kills" "$(( $(awk '/^oom_kill /{print $2}' /proc/vmstat) - oom0 ))"
-  result "${tag}_heartbeat_ms" "$(cat /tmp/hb 2>/dev/null || echo -1)"
+  result "${tag}_heartbeat_ms" "$(cat /dev/shm/hb 2>/dev/null || echo -1)"
   # When the worst stall ended, in ms from the leak's start (t0; the leak request ended at leak_ms).
-  hb_at=$(cut -d. -f1 /tmp/hb.at 2>/dev/null)
+  hb_at=$(cut -d. -f1 /dev/shm/hb.at 2>/dev/null)
   result "${tag}_heartbeat_at_ms" "$([ -n "$hb_at" ] && echo $(( hb_at - t0 )) || echo -1)"
   # Worst gap between answered probes from the start of the leak until db.php answered again.
   result "${tag}_http_gap_ms" "$(awk -v t0="$t0" -v tb="$t_back" '

@@ -38,7 +38,8 @@ if [ -n "${DEB:-}" ]; then cp "$DEB" "$data/d/"; fi
 if [ -n "${HOG:-}" ]; then cp "$HOG" "$data/d/oomguard-hog"; fi
 {
   echo "SCENARIO=$scenario"
-  for kv in "$@"; do printf '%s\n' "$kv"; done
+  # Quoted for the guest's shell (values may hold spaces and brackets).
+  for kv in "$@"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
 } > "$data/d/env"
 mke2fs -q -t ext4 -L OOMTEST -d "$data/d" "$data/data.img" 256M >/dev/null
 log=${VM_LOG:-$outdir/console}
