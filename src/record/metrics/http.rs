@@ -170,10 +170,11 @@ impl Server {
             .take_while(|c| now >= c.accepted + REQUEST_DEADLINE)
             .count();
         if late > 0 {
-            self.conns.drain(..late);
+            // Counted before the close: a client that sees its connection end finds it counted.
             self.stats
                 .deadline
                 .fetch_add(late as u64, Ordering::Relaxed);
+            self.conns.drain(..late);
             log::debug!("metrics: closed {late} connection(s) whose request did not come in time");
         }
     }
@@ -194,8 +195,8 @@ impl Server {
                     };
                     if let Progress::Pending(c) = self.read(c) {
                         if self.conns.len() >= MAX_CONNECTIONS {
-                            self.conns.remove(0);
                             self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                            self.conns.remove(0);
                         }
                         self.conns.push(c);
                     }
@@ -208,8 +209,8 @@ impl Server {
                     // retry, without spinning on a listener that stays readable.
                     log::debug!("metrics: accept failed: {e}");
                     if !self.conns.is_empty() {
-                        self.conns.remove(0);
                         self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                        self.conns.remove(0);
                     }
                     std::thread::sleep(Duration::from_millis(50));
                     return;
@@ -497,6 +498,10 @@ mod tests {
             matches!(last.read(&mut b), Ok(0)),
             "not cut at the deadline"
         );
+        let t = Instant::now();
+        while stats.deadline.load(Ordering::Relaxed) < 1 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(stats.deadline.load(Ordering::Relaxed) >= 1);
     }
 }
