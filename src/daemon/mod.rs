@@ -965,7 +965,8 @@ impl Daemon {
         (String::new(), None)
     }
 
-    /// Reads ahead the facts of the likely victims (near the levels, see `victim_details`).
+    /// Reads ahead the facts of the likely victims (near the levels, see `victim_details`):
+    /// the candidates, best first (the victim is the first of them when it is one).
     fn prefetch_details(&mut self, sel: &Selection) {
         if let Some(d) = &self.details {
             d.prefetch(

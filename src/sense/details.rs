@@ -116,7 +116,8 @@ impl Details {
         let mut s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
         s.want.clear();
         for w in who.into_iter().take(KEPT) {
-            if s.reading != Some(w) && !s.kept.iter().any(|(k, _)| *k == w) {
+            if s.reading != Some(w) && !s.want.contains(&w) && !s.kept.iter().any(|(k, _)| *k == w)
+            {
                 s.want.push(w);
             }
         }
