@@ -196,7 +196,7 @@ for g in guards:
         f"{rng([r['leaker_death_ms'] for r in rs if r['leaker_death_ms'] is not None], sec)} | "
         f"{rng([r['http_gap_ms'] for r in rs if r['http_gap_ms'] is not None], sec)} | "
         f"{rng([r['heartbeat_stall_ms'] for r in rs if r['heartbeat_stall_ms'] is not None], ms)} | "
-        f"{rng([r['guard_cpu_ms'] for r in rs if r.get('guard_cpu_ms') is not None], ms) or '–'} | "
+        f"{rng([r['guard_cpu_ms'] for r in rs if r.get('guard_cpu_ms') is not None], ms)} | "
         f"{sum(r['innocent_kills'] for r in rs)} | {sum(r['kernel_oom_kills'] for r in rs)} | "
         f"{rng(loads, lambda v: f'{v:.1f}')} |"
     )
