@@ -50,8 +50,9 @@ pub fn trim_and_lock() -> Option<String> {
         .map(|e| format!("mlockall failed ({e}); the daemon's memory may be swapped or reclaimed under pressure"))
 }
 
-/// Protects the daemon itself: lowest `oom_score_adj` and highest priority where permitted
-/// (memory is locked later, by [`trim_and_lock`]). Returns warnings for what was refused.
+/// Protects the daemon itself: lowest `oom_score_adj` and highest priority where permitted,
+/// and the open-file limit raised to its hard limit (memory is locked later, by
+/// [`trim_and_lock`]). Returns warnings for what was refused.
 pub fn protect_self() -> Vec<String> {
     let mut notes = Vec::new();
     if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
@@ -59,10 +60,36 @@ pub fn protect_self() -> Vec<String> {
             "cannot set our own oom_score_adj to -1000 ({e}; needs CAP_SYS_RESOURCE): the kernel's OOM killer could pick oomguard"
         ));
     }
+    notes.extend(raise_fd_limit());
     if let Err(e) = rustix::process::setpriority_process(None, -20) {
         notes.push(format!(
             "cannot raise our priority (nice -20: {e}); under a storm the daemon may wake late"
         ));
     }
     notes
+}
+
+/// Raises the open-file limit to its hard limit (at most 2^20): the victim table keeps each
+/// process's `statm` open (`decide::victim`). Returns a warning if that was refused.
+pub fn raise_fd_limit() -> Option<String> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let want = lim.maximum.unwrap_or(1 << 20).min(1 << 20);
+    if lim.current.is_some_and(|c| c >= want) {
+        return None;
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(want),
+            maximum: lim.maximum,
+        },
+    )
+    .err()
+    .map(|e| {
+        format!(
+            "cannot raise the open-file limit to {want} ({e}): fewer processes' statm files are \
+             kept open, so scans near the levels cost more"
+        )
+    })
 }

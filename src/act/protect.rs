@@ -204,6 +204,13 @@ pub struct Protector {
 }
 
 impl Protector {
+    /// Passes a reopen signal on to the event log's writer (see `EventLog::poke_reopen`).
+    pub fn poke_log(&self) {
+        if let Some(log) = &self.log {
+            log.poke_reopen();
+        }
+    }
+
     pub fn new(
         root: &Root,
         filter: ScopeFilter,

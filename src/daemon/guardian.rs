@@ -211,6 +211,7 @@ fn run_loop(
         if !batch.is_empty() {
             p.handle(&batch);
         }
+        p.poke_log();
         if let Some(t) = next_scan
             && Instant::now() >= t
         {

@@ -209,7 +209,9 @@ impl Daemon {
         let psi_kind = s.levels.psi.map_or(PsiKind::Some, |p| p.kind);
         let waker = wake::Waker::new(&mut scope, &levels, mem.total_kb, psi_kind, signal_pipe);
         let prefer_v2 = scope.mounts.v2_memory.is_some();
-        let pressure = scope.pressure_path().map(|p| KeptFile::new(s.root.path(p)));
+        let pressure = scope
+            .pressure_path()
+            .map(|p| KeptFile::whole(s.root.path(p)));
         let psi_window = s.levels.psi.map(|p| PsiWindow::new(p.window));
         let page_kb = reader.page_kb;
         Ok(Daemon {
@@ -346,6 +348,7 @@ impl Daemon {
     /// One wake-up. Returns how long to wait for the next.
     fn tick(&mut self, wake: Wake) -> anyhow::Result<Duration> {
         let now = Instant::now();
+        self.log.poke_reopen();
         let mem = self.scope.memory().with_context(|| {
             format!(
                 "cannot read the memory of scope {} (was the cgroup removed?)",

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::event::{EventfdFlags, PollFd, PollFlags};
+use rustix::event::{EventfdFlags, PollFlags};
 
 use crate::decide::trigger::Levels;
 use crate::record::Wake;
@@ -30,6 +30,8 @@ struct Source {
 /// The set of kernel notifications the daemon polls, plus its signal pipe.
 pub struct Waker {
     sources: Vec<Source>,
+    /// The poll set, rebuilt in place on every wait (no allocation per wake-up).
+    pollfds: Vec<libc::pollfd>,
     signal_pipe: Option<OwnedFd>,
     /// The total the v1 thresholds were computed for (re-armed when the limit changes).
     armed_total_kb: u64,
@@ -61,6 +63,7 @@ impl Waker {
     ) -> Waker {
         let mut w = Waker {
             sources: Vec::new(),
+            pollfds: Vec::with_capacity(8),
             signal_pipe,
             armed_total_kb: 0,
             notes: Vec::new(),
@@ -203,36 +206,49 @@ impl Waker {
     /// Waits up to `timeout` for a notification (or `extra`, e.g. a victim's pidfd). Returns
     /// why it woke. Signals (the signal pipe) end the wait early as `Timer`.
     pub fn wait(&mut self, timeout: Duration) -> Wake {
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.sources.len() + 1);
-        for s in &self.sources {
-            fds.push(PollFd::new(&s.fd, s.events));
+        self.pollfds.clear();
+        for src in &self.sources {
+            self.pollfds.push(libc::pollfd {
+                fd: src.fd.as_raw_fd(),
+                events: src.events.bits() as libc::c_short,
+                revents: 0,
+            });
         }
         if let Some(p) = &self.signal_pipe {
-            fds.push(PollFd::new(p, PollFlags::IN));
+            self.pollfds.push(libc::pollfd {
+                fd: p.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
-        let ts = rustix::event::Timespec {
-            tv_sec: timeout.as_secs() as i64,
-            tv_nsec: timeout.subsec_nanos() as i64,
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        let n = rustix::event::poll(&mut fds, Some(&ts)).unwrap_or(0);
-        if n == 0 {
+        // SAFETY: `pollfds` is a valid array of its length of initialised pollfd structs whose
+        // fds (ours, owned by `self`) stay open during the call; `ts` lives across it.
+        let n = unsafe {
+            libc::ppoll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if n <= 0 {
             return Wake::Timer;
         }
-        let fired: Vec<(usize, PollFlags)> = fds
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (i, f.revents()))
-            .filter(|(_, r)| !r.is_empty())
-            .collect();
-        drop(fds);
         let mut why = Wake::Timer;
-        for (i, _) in fired {
-            if let Some(s) = self.sources.get(i) {
-                if s.drain {
+        for i in 0..self.pollfds.len() {
+            if self.pollfds[i].revents == 0 {
+                continue;
+            }
+            if let Some(src) = self.sources.get(i) {
+                if src.drain {
                     let mut b = [0u8; 8];
-                    let _ = rustix::io::read(&s.fd, &mut b);
+                    let _ = rustix::io::read(&src.fd, &mut b);
                 }
-                why = s.kind;
+                why = src.kind;
             } else if let Some(p) = &self.signal_pipe {
                 let mut b = [0u8; 64];
                 let _ = rustix::io::read(p.as_fd(), &mut b);

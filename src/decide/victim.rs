@@ -1,18 +1,24 @@
 //! Choosing the victim: a ranked candidate table kept between wake-ups, and a precise choice
 //! when a level is crossed.
 //!
-//! A full scan ([`Ranker::refresh`]) costs one read of `/proc/PID/stat` per known process (plus
-//! `status` and `oom_score_adj` for newcomers, for everyone while swap is in use, and every tenth
-//! scan otherwise), into buffers reused across scans. The choice ([`Ranker::select`]) re-reads
-//! precisely (stat + status + adj) only the top of the table, in order of the estimate, and stops
-//! once no process further down could overtake the best one: every process's badness can have
-//! grown since the scan by at most the pages allocated system-wide since then (the `pgalloc`
-//! counters), so a process whose estimate plus that bound is below the best precise score cannot
-//! be the right victim.
+//! A full scan ([`Ranker::refresh`]) costs one `pread` per known process: the table keeps each
+//! process's `/proc/PID/statm` open (within a budget taken from the fd limit), so a rescan skips
+//! the path lookup, `open` and `close`, and a kept file answers `ESRCH` once its process is
+//! gone, whoever has the PID now. A newcomer costs `statm` and `oom_score_adj` (its start time
+//! and name are read when it nears the top, its page tables and uid at its first detail read);
+//! with rules to match or swap in use it gets `stat`, `status` and `oom_score_adj` at once.
+//! `status` and `oom_score_adj` are read again for everyone while swap is in use, and otherwise
+//! every tenth scan per process (spread over the scans). The choice ([`Ranker::select`])
+//! re-reads precisely (stat + status + adj) only the top of the table, in order of the estimate,
+//! and stops once no process further down could overtake the best one: every process's badness
+//! can have grown since the scan by at most the pages allocated system-wide since then (the
+//! `pgalloc` counters), so a process whose estimate plus that bound is below the best precise
+//! score cannot be the right victim.
 //!
 //! Who may be chosen, the score and the tie-break are [`super::order`]'s, shared with `top`.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use super::order::{self, Key};
@@ -24,6 +30,10 @@ use crate::sense::scope::Scope;
 /// What the table knows of one process.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// `starttime` and `comm_hash` were read. A newcomer learnt by the light read (`statm` and
+    /// `oom_score_adj` only: no rules to match, no swap in use) is known by its kept `statm`
+    /// until the choice reads its `stat`.
+    known: bool,
     starttime: u64,
     /// A hash of the name: a change means exec or a rename, so the rules are matched again.
     comm_hash: u64,
@@ -38,6 +48,25 @@ struct Entry {
     immune: bool,
     seen_gen: u32,
     detail_gen: u32,
+}
+
+/// A table row: the entry, and the process's `statm` kept open (see [`ProcReader::open_statm`]):
+/// a rescan re-reads it with one `pread` instead of a path lookup, `open` and `close`, and the
+/// fd follows the process, not the PID.
+#[derive(Debug)]
+struct Slot {
+    e: Entry,
+    statm: Option<OwnedFd>,
+}
+
+/// How many `statm` files the table keeps open: what the fd limit leaves after a reserve for
+/// everything else (pidfds of a tree kill, metrics connections, hooks, the event log).
+fn statm_budget() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+        .min(1 << 20) as usize;
+    if soft >= 4096 { soft - 2048 } else { soft / 4 }
 }
 
 impl Entry {
@@ -155,7 +184,10 @@ impl Unread {
 
 /// The ranked candidate table.
 pub struct Ranker {
-    table: HashMap<i32, Entry>,
+    table: HashMap<i32, Slot>,
+    /// `statm` files kept open, and how many may be.
+    kept: usize,
+    budget: usize,
     pids: Vec<i32>,
     /// The table in the victim order (by estimate), best first.
     order: Vec<Key>,
@@ -193,6 +225,8 @@ impl Ranker {
     pub fn new(page_kb: u64, prefer_v2_path: bool) -> Ranker {
         Ranker {
             table: HashMap::new(),
+            kept: 0,
+            budget: statm_budget(),
             pids: Vec::new(),
             order: Vec::new(),
             fresh: Vec::with_capacity(64),
@@ -232,6 +266,17 @@ impl Ranker {
     /// Forgets rule matches (after a config reload).
     pub fn reset_rules(&mut self) {
         self.table.clear();
+        self.kept = 0;
+    }
+
+    /// How many processes' `statm` files are kept open.
+    pub fn kept_open(&self) -> usize {
+        self.kept
+    }
+
+    /// Caps the `statm` files kept open (the default comes from the fd limit).
+    pub fn set_keep_budget(&mut self, budget: usize) {
+        self.budget = budget;
     }
 
     /// A full scan of the scope's processes. Returns how many were looked at.
@@ -290,53 +335,171 @@ impl Ranker {
                 return None;
             }
             let pid = self.pids[i];
-            if let Some(e) = self.table.get_mut(&pid) {
-                // Known: one read of statm. Identity (start time) and renames are checked when
-                // the process comes near the top (`select`).
-                let rss = match reader.statm_rss(pid) {
-                    Ok(rss) => rss,
-                    Err(err) => {
-                        self.unread.note(err);
-                        continue;
-                    }
-                };
-                if e.immune && e.rss_pages == 0 && rss > 0 {
-                    // A kernel thread or zombie has no memory: this PID belongs to someone new.
-                    match reader.stat(pid) {
-                        Ok(st) => {
-                            let fresh = self.new_entry(reader, policy, &st);
-                            self.table.insert(pid, fresh);
-                        }
-                        Err(err) => {
-                            self.unread.note(err);
-                        }
-                    }
+            let known = match self.table.get_mut(&pid) {
+                None => None,
+                // Known: one read of statm (a `pread` of the kept file). Identity (start time)
+                // and renames are checked when the process comes near the top (`select`).
+                Some(slot) => Some(match &slot.statm {
+                    Some(fd) => reader.statm_rss_kept(fd, pid),
+                    None => reader.statm_rss(pid),
+                }),
+            };
+            let rss = match known {
+                None => {
+                    self.learn(reader, policy, pid, swap_in_use);
                     continue;
                 }
-                e.rss_pages = rss;
-                e.seen_gen = generation;
-                let stale = generation.wrapping_sub(e.detail_gen) >= 10;
-                if !e.immune && (swap_in_use || stale) {
-                    let mut e2 = *e;
-                    self.read_detail(reader, &mut e2, pid);
-                    self.table.insert(pid, e2);
+                Some(Ok(rss)) => rss,
+                Some(Err(err)) if err.is_gone() => {
+                    // The process we knew left. The PID was listed just now: it may already
+                    // belong to someone new.
+                    self.forget(pid);
+                    self.learn(reader, policy, pid, swap_in_use);
+                    continue;
                 }
-            } else {
-                let st = match reader.stat(pid) {
-                    Ok(st) => st,
-                    Err(err) => {
-                        self.unread.note(err);
-                        continue;
-                    }
-                };
-                let e = self.new_entry(reader, policy, &st);
-                self.table.insert(pid, e);
+                Some(Err(err)) => {
+                    self.unread.note(err);
+                    continue;
+                }
+            };
+            let Some(slot) = self.table.get_mut(&pid) else {
+                continue;
+            };
+            let e = &mut slot.e;
+            if e.immune && e.rss_pages == 0 && rss > 0 && slot.statm.is_none() {
+                // A kernel thread or zombie has no memory: this PID belongs to someone new.
+                self.forget(pid);
+                self.learn(reader, policy, pid, swap_in_use);
+                continue;
+            }
+            e.rss_pages = rss;
+            e.seen_gen = generation;
+            let stale = generation.wrapping_sub(e.detail_gen) >= 10;
+            if !e.immune && (swap_in_use || stale) {
+                let mut e2 = *e;
+                self.read_detail(reader, &mut e2, pid);
+                if let Some(slot) = self.table.get_mut(&pid) {
+                    slot.e = e2;
+                }
             }
         }
-        self.table.retain(|_, e| e.seen_gen == generation);
+        let mut closed = 0;
+        self.table.retain(|_, slot| {
+            let keep = slot.e.seen_gen == generation;
+            closed += usize::from(!keep && slot.statm.is_some());
+            keep
+        });
+        self.kept -= closed;
         self.scanned_at = Some(Instant::now());
         self.pgalloc_at_scan = pgalloc_now;
         Some(self.pids.len())
+    }
+
+    /// Stores `e` in its row (kept `statm` untouched).
+    fn update(&mut self, pid: i32, e: Entry) {
+        if let Some(slot) = self.table.get_mut(&pid) {
+            slot.e = e;
+        }
+    }
+
+    /// Opens the row's `statm` anew (the PID now names another process).
+    fn reopen_statm(&mut self, reader: &mut ProcReader, pid: i32) {
+        let Some(slot) = self.table.get_mut(&pid) else {
+            return;
+        };
+        if slot.statm.take().is_some() {
+            self.kept -= 1;
+        }
+        if self.kept < self.budget
+            && let Ok(fd) = reader.open_statm(pid)
+        {
+            slot.statm = Some(fd);
+            self.kept += 1;
+        }
+    }
+
+    /// Drops a row (and closes its kept `statm`).
+    fn forget(&mut self, pid: i32) {
+        if let Some(slot) = self.table.remove(&pid)
+            && slot.statm.is_some()
+        {
+            self.kept -= 1;
+        }
+    }
+
+    /// A process the table does not know: its `statm` opened and kept (within the budget),
+    /// then the light read — resident pages and `oom_score_adj`, the rest learnt later (the
+    /// start time and name when it nears the top, page tables and uid at its first detail
+    /// read, spread over the next ten scans). Rules to match, swap in use, or no memory
+    /// (a kernel thread, a zombie or a process swapped out whole) take the full read.
+    fn learn(&mut self, reader: &mut ProcReader, policy: &Policy, pid: i32, swap_in_use: bool) {
+        let statm = if self.kept < self.budget {
+            match reader.open_statm(pid) {
+                Ok(fd) => Some(fd),
+                Err(err) => {
+                    self.unread.note(err);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let rss = match &statm {
+            Some(fd) => reader.statm_rss_kept(fd, pid),
+            None => reader.statm_rss(pid),
+        };
+        let rss = match rss {
+            Ok(rss) => rss,
+            Err(err) => {
+                self.unread.note(err);
+                return;
+            }
+        };
+        let e = if policy.rules.is_empty() && !swap_in_use && rss > 0 {
+            let mut e = Entry {
+                known: false,
+                starttime: 0,
+                comm_hash: 0,
+                rss_pages: rss,
+                swap_pages: 0,
+                // Until it is read: the fewest a dense address space needs (one page per 512).
+                pgtables_pages: rss / 512,
+                adj: 0,
+                uid: None,
+                rule: None,
+                immune: pid == self.self_pid,
+                seen_gen: self.generation,
+                // Due for a detail read within ten scans, newcomers spread over them.
+                detail_gen: self.generation.wrapping_sub(pid.unsigned_abs() % 10),
+            };
+            match reader.oom_score_adj(pid) {
+                Ok(adj) => {
+                    e.adj = adj;
+                    e.immune |= order::immunity(pid, false, false, adj, false).is_some();
+                }
+                Err(err) => {
+                    self.unread.note(err);
+                    return;
+                }
+            }
+            e
+        } else {
+            match reader.stat(pid) {
+                Ok(st) => self.new_entry(reader, policy, &st),
+                Err(err) => {
+                    self.unread.note(err);
+                    return;
+                }
+            }
+        };
+        if statm.is_some() {
+            self.kept += 1;
+        }
+        if let Some(old) = self.table.insert(pid, Slot { e, statm })
+            && old.statm.is_some()
+        {
+            self.kept -= 1;
+        }
     }
 
     fn read_detail(&mut self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
@@ -366,6 +529,7 @@ impl Ranker {
 
     fn new_entry(&mut self, reader: &mut ProcReader, policy: &Policy, st: &Stat) -> Entry {
         let mut e = Entry {
+            known: true,
             starttime: st.starttime,
             comm_hash: comm_hash(&st.comm),
             rss_pages: st.rss_pages,
@@ -425,9 +589,9 @@ impl Ranker {
         growth_bound_pages: u64,
     ) -> Selection {
         self.order.clear();
-        for (&pid, e) in &self.table {
-            if let Some(est) = self.estimate(policy, e) {
-                self.order.push(Key::new(est, e.starttime, pid));
+        for (&pid, slot) in &self.table {
+            if let Some(est) = self.estimate(policy, &slot.e) {
+                self.order.push(Key::new(est, slot.e.starttime, pid));
             }
         }
         // Best first, in the one victim order (its keys never tie).
@@ -451,7 +615,7 @@ impl Ranker {
             if sel.precise_reads >= MAX_STAT_READS {
                 break;
             }
-            let Some(mut e) = self.table.get(&pid).copied() else {
+            let Some(mut e) = self.table.get(&pid).map(|s| s.e) else {
                 continue;
             };
             sel.precise_reads += 1;
@@ -462,11 +626,23 @@ impl Ranker {
                     continue;
                 }
             };
-            if st.starttime != e.starttime || e.comm_hash != comm_hash(&st.comm) {
+            if !e.known {
+                // Learnt by the light read: now its identity.
+                e.known = true;
+                e.starttime = st.starttime;
+                e.comm_hash = comm_hash(&st.comm);
+                e.immune |= order::immunity(pid, st.is_kthread(), false, e.adj, false).is_some();
+                self.update(pid, e);
+            } else if st.starttime != e.starttime || e.comm_hash != comm_hash(&st.comm) {
                 // The PID was reused, or the process exec'd or renamed itself since the scan:
                 // learn it afresh (rules included) and judge it as it is now.
+                let reused = st.starttime != e.starttime;
                 e = self.new_entry(reader, policy, &st);
-                self.table.insert(pid, e);
+                self.update(pid, e);
+                if reused {
+                    // Its kept statm is the old process's.
+                    self.reopen_statm(reader, pid);
+                }
             }
             let Some(est) = self.estimate(policy, &e) else {
                 continue;
@@ -501,7 +677,7 @@ impl Ranker {
             {
                 break;
             }
-            let Some(mut e) = self.table.get(&pid).copied() else {
+            let Some(mut e) = self.table.get(&pid).map(|s| s.e) else {
                 continue;
             };
             let (st, status) = match reader
@@ -547,7 +723,7 @@ impl Ranker {
             e.pgtables_pages = terms.pgtables_pages;
             e.adj = adj;
             e.uid = status.uid;
-            self.table.insert(pid, e);
+            self.update(pid, e);
             let kind = Self::kind(policy, e.rule);
             let badness = score::badness(&terms, adj as i64, self.totalpages);
             let Some(score) = order::score(terms.points(), adj, kind, self.totalpages) else {
@@ -796,6 +972,109 @@ mod tests {
         assert_eq!(r, Unread { denied: 1, io: 0 });
         let pids: Vec<i32> = sel.candidates.iter().map(|c| c.pid).collect();
         assert_eq!(pids, [104]);
+    }
+
+    /// A newcomer is learnt from `statm` and `oom_score_adj` alone (no rules, no swap): here 40
+    /// small processes have no readable `stat`, yet all are ranked; the start time and name
+    /// are read only for the few that near the top, and the choice has them right.
+    #[test]
+    fn newcomers_are_learnt_without_stat_and_identified_near_the_top() {
+        let fx = Fixture::new();
+        let r = fx.dir.path();
+        for pid in 2000..2040 {
+            proc(r, pid, "tiny", 'S', 0, pid as u64, 50, 0, 0);
+            fs::remove_file(r.join(format!("proc/{pid}/stat"))).unwrap();
+        }
+        let policy = Policy::default();
+        let (mut rk, mut reader) = ranked(&fx, &policy);
+        assert_eq!(rk.len(), 7 + 40, "every process is in the table");
+        let sel = rk.select(&mut reader, &policy, 0);
+        let v = sel.victim.unwrap();
+        assert_eq!((v.pid, v.comm.as_str(), v.starttime), (103, "swapper", 450));
+        assert!(
+            sel.precise_reads < 20,
+            "{} precise reads: the choice must not read everyone",
+            sel.precise_reads
+        );
+        // Those read near the top are known now; the tiny ones are still known by statm only.
+        assert!(rk.table[&103].e.known);
+        assert!(!rk.table[&2039].e.known);
+    }
+
+    /// The table keeps each process's `statm` open, within its budget; beyond it the file is
+    /// read by path. The choice is the same either way, and fds close with their rows.
+    #[test]
+    fn statm_files_are_kept_within_the_budget_and_closed_with_their_rows() {
+        let fx = Fixture::new();
+        let policy = Policy::default();
+        let root = fx.root();
+        let basis = ScanBasis {
+            totalpages: 1_000_000,
+            ..Default::default()
+        };
+        let mut choices = Vec::new();
+        for budget in [0, 2, 100] {
+            let mut reader = ProcReader::open(&root).unwrap();
+            let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+            let mut rk = Ranker::new(4, false);
+            rk.set_keep_budget(budget);
+            rk.refresh(&mut reader, &mut scope, &policy, basis);
+            assert_eq!(rk.kept_open(), budget.min(7), "budget {budget}");
+            let sel = rk.select(&mut reader, &policy, 0);
+            choices.push(
+                sel.candidates
+                    .iter()
+                    .map(|c| (c.pid, c.score))
+                    .collect::<Vec<_>>(),
+            );
+            if budget == 100 {
+                fs::remove_dir_all(fx.dir.path().join("proc/104")).unwrap();
+                rk.refresh(&mut reader, &mut scope, &policy, basis);
+                assert_eq!(
+                    rk.kept_open(),
+                    6,
+                    "the row of a process that left is closed"
+                );
+            }
+        }
+        assert_eq!(choices[0], choices[1]);
+        assert_eq!(choices[0], choices[2]);
+    }
+
+    /// On the real /proc: a kept `statm` follows the process. Once it is reaped the kept file
+    /// answers `Gone` (the PID could be anyone's by then), and the rescan drops its row.
+    #[test]
+    fn a_kept_statm_follows_the_process_not_the_pid() {
+        let root = Root::default();
+        let mut reader = ProcReader::open(&root).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let fd = reader.open_statm(pid).unwrap();
+        assert!(reader.statm_rss_kept(&fd, pid).unwrap() > 0);
+        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let policy = Policy::default();
+        let mut rk = Ranker::new(reader.page_kb, false);
+        let basis = ScanBasis {
+            totalpages: 1_000_000,
+            ..Default::default()
+        };
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        assert!(rk.table[&pid].statm.is_some());
+        let kept = rk.kept_open();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let e = reader.statm_rss_kept(&fd, pid).unwrap_err();
+        assert!(e.is_gone(), "{e}");
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        assert!(!rk.table.contains_key(&pid));
+        assert!(
+            rk.kept_open() < kept + 5,
+            "{} kept after, {kept} before",
+            rk.kept_open()
+        );
     }
 
     #[test]

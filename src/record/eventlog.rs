@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -137,6 +137,8 @@ struct Progress {
 struct Shared {
     progress: Mutex<Progress>,
     cv: Condvar,
+    /// The reopen generation last passed on to the writer ([`EventLog::poke_reopen`]).
+    poked: AtomicU64,
 }
 
 impl Shared {
@@ -249,7 +251,10 @@ impl EventLog {
     pub fn open(path: &Path, scope: &str) -> Result<EventLog, EventLogError> {
         let f = open_file(path)?;
         let (tx, rx) = sync_channel(QUEUE);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            poked: AtomicU64::new(REOPEN.load(Ordering::SeqCst)),
+            ..Shared::default()
+        });
         let w = Writer {
             path: path.to_path_buf(),
             file: f,
@@ -276,6 +281,18 @@ impl EventLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Wakes the writer to reopen the file when a reopen signal came since the last call: the
+    /// writer sleeps until it has something to do (no timed wake-ups when idle), so the loop
+    /// that owns the log calls this on its wake-ups. Without it the file is reopened before the
+    /// next record is written. One atomic load when nothing changed.
+    pub fn poke_reopen(&self) {
+        let g = REOPEN.load(Ordering::SeqCst);
+        if self.shared.poked.swap(g, Ordering::SeqCst) != g {
+            // An empty line is a wake-up, never written. A full queue wakes it anyway.
+            let _ = self.tx.try_send(Vec::new());
+        }
     }
 
     /// `event` as a record of this log (now, its scope and host) and the line written for
@@ -366,13 +383,14 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: Receiver<Vec<u8>>) {
         loop {
-            let line = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(l) => Some(l),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
+            let Ok(line) = rx.recv() else {
+                return;
             };
             self.maybe_reopen();
-            let Some(line) = line else { continue };
+            if line.is_empty() {
+                // A wake-up to reopen (`EventLog::poke_reopen`).
+                continue;
+            }
             let r = self.write(&line);
             let r = match r {
                 Ok(()) => {

@@ -27,11 +27,28 @@ impl Meminfo {
     pub fn parse(text: &[u8]) -> Result<Meminfo, MeminfoError> {
         let mut m = Meminfo::default();
         let mut have_total = false;
+        // Ten keys are wanted; the last of them (Committed_AS) comes two thirds down the file.
+        let mut wanted = 10;
         for line in text.split(|&b| b == b'\n') {
             let Some(colon) = line.iter().position(|&b| b == b':') else {
                 continue;
             };
             let (key, rest) = (&line[..colon], &line[colon + 1..]);
+            if !matches!(
+                key,
+                b"MemTotal"
+                    | b"MemFree"
+                    | b"MemAvailable"
+                    | b"Buffers"
+                    | b"Cached"
+                    | b"Shmem"
+                    | b"SwapTotal"
+                    | b"SwapFree"
+                    | b"CommitLimit"
+                    | b"Committed_AS"
+            ) {
+                continue;
+            }
             let Some(v) = parse_u64(rest) else { continue };
             match key {
                 b"MemTotal" => {
@@ -46,8 +63,11 @@ impl Meminfo {
                 b"SwapTotal" => m.swap_total_kb = v,
                 b"SwapFree" => m.swap_free_kb = v,
                 b"CommitLimit" => m.commit_limit_kb = Some(v),
-                b"Committed_AS" => m.committed_as_kb = Some(v),
-                _ => {}
+                _ => m.committed_as_kb = Some(v),
+            }
+            wanted -= 1;
+            if wanted == 0 {
+                break;
             }
         }
         if have_total { Ok(m) } else { Err(MeminfoError) }

@@ -106,15 +106,30 @@ pub(crate) fn read_fd(
 /// A file read again and again (`/proc/meminfo`, `/proc/vmstat`, pressure files): opened once,
 /// re-read with `pread` from offset 0 until end of file (`/proc/vmstat` is a list of records the
 /// kernel hands out a page at a time), so a wake-up costs two syscalls per file.
+///
+/// A file the kernel generates whole on every read from offset 0 (`single_open`: meminfo,
+/// pressure) is [`KeptFile::whole`]: a read that comes back short is all of it, one syscall.
 #[derive(Debug)]
 pub struct KeptFile {
     path: PathBuf,
     fd: Option<std::os::fd::OwnedFd>,
+    until: Until,
 }
 
 impl KeptFile {
     pub fn new(path: PathBuf) -> KeptFile {
-        KeptFile { path, fd: None }
+        KeptFile {
+            path,
+            fd: None,
+            until: Until::Eof,
+        }
+    }
+    /// A file generated whole by each read (see the type): a short read ends it.
+    pub fn whole(path: PathBuf) -> KeptFile {
+        KeptFile {
+            until: Until::ShortRead,
+            ..KeptFile::new(path)
+        }
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -134,7 +149,7 @@ impl KeptFile {
             match read_fd(
                 self.fd.as_ref().expect("opened above"),
                 buf,
-                Until::Eof,
+                self.until,
                 MAX_FILE,
                 true,
             ) {

@@ -419,7 +419,39 @@ impl ProcReader {
 
     /// `/proc/PID/statm`: (size, resident) in pages — the cheapest look at a process's memory.
     pub fn statm(&mut self, pid: i32) -> ProcResult<(u64, u64)> {
-        let b = self.read(pid, "statm")?;
+        self.read(pid, "statm")?;
+        Self::parse_statm(&self.buf, pid)
+    }
+
+    /// Opens `/proc/PID/statm` to be kept and re-read with [`ProcReader::statm_rss_kept`]. A
+    /// kept fd names the process, not the number: once that process is gone its reads fail
+    /// with `ESRCH` (`Gone`), even when the PID has been given to someone new.
+    pub fn open_statm(&mut self, pid: i32) -> ProcResult<OwnedFd> {
+        let mut name = [0u8; 24];
+        let n = {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut name[..]);
+            let _ = write!(cur, "{pid}/statm");
+            cur.position() as usize
+        };
+        rustix::fs::openat(
+            &self.dir,
+            &name[..n],
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ProcError::from_errno(pid, "statm", e))
+    }
+
+    /// Resident pages from a `statm` kept open by [`ProcReader::open_statm`]: one `pread`.
+    pub fn statm_rss_kept(&mut self, fd: &OwnedFd, pid: i32) -> ProcResult<u64> {
+        self.buf.clear();
+        read_fd(fd, &mut self.buf, Until::ShortRead, MAX_FILE, true)
+            .map_err(|e| ProcError::from_io(pid, "statm", &e))?;
+        Self::parse_statm(&self.buf, pid).map(|(_, resident)| resident)
+    }
+
+    fn parse_statm(b: &[u8], pid: i32) -> ProcResult<(u64, u64)> {
         if b.is_empty() {
             return Err(ProcError::Gone { pid });
         }

@@ -23,6 +23,25 @@ pub struct Pressure {
     pub full_total_us: Option<u64>,
 }
 
+/// An `avgN=` value: the kernel prints `%lu.%02lu`; parsed without the float parser (this
+/// runs on every wake-up). Anything else goes through `str::parse`.
+fn parse_avg(v: &[u8]) -> f64 {
+    if let Some((int, frac)) = v.split_at_checked(v.len().saturating_sub(3))
+        && frac.len() == 3
+        && frac[0] == b'.'
+        && frac[1..].iter().all(u8::is_ascii_digit)
+        && !int.is_empty()
+        && int.iter().all(u8::is_ascii_digit)
+        && let Some(i) = parse_u64(int)
+    {
+        return i as f64 + f64::from((frac[1] - b'0') * 10 + (frac[2] - b'0')) / 100.0;
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0)
+}
+
 impl Pressure {
     pub fn parse(text: &[u8]) -> Option<Pressure> {
         let mut p = Pressure::default();
@@ -39,10 +58,7 @@ impl Pressure {
             let mut total = None;
             for field in rest.split(|&b| b == b' ') {
                 if let Some(v) = field.strip_prefix(b"avg10=") {
-                    avg10 = std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0.0);
+                    avg10 = parse_avg(v);
                 } else if let Some(v) = field.strip_prefix(b"total=") {
                     total = parse_u64(v);
                 }
@@ -163,6 +179,21 @@ pub fn register_trigger(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn averages_parse_without_the_float_parser_and_odd_ones_still_parse() {
+        for (text, want) in [
+            ("0.00", 0.0),
+            ("1.05", 1.05),
+            ("100.00", 100.0),
+            ("12.5", 12.5),
+            ("7", 7.0),
+            ("x", 0.0),
+        ] {
+            let got = parse_avg(text.as_bytes());
+            assert!((got - want).abs() < 1e-9, "{text}: {got}");
+        }
+    }
 
     #[test]
     fn parses_some_and_full() {

@@ -60,7 +60,7 @@ impl Scope {
             kind,
             mounts,
             buf: Vec::with_capacity(8192),
-            meminfo: KeptFile::new(root.path("proc/meminfo")),
+            meminfo: KeptFile::whole(root.path("proc/meminfo")),
             vmstat: KeptFile::new(root.path("proc/vmstat")),
         })
     }
