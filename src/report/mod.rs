@@ -43,7 +43,9 @@ impl<R: Read> Events<R> {
             match self.lines.next_line(skip)? {
                 Some(l) => {
                     self.parser.push(l.msg, &l.stamp);
-                    self.ready.extend(self.parser.take_ready());
+                    if self.parser.has_ready() {
+                        self.ready.extend(self.parser.take_ready());
+                    }
                 }
                 None => {
                     self.done = true;

@@ -88,6 +88,8 @@ struct Finders {
     header: memchr::memmem::Finder<'static>,
     killed: memchr::memmem::Finder<'static>,
     kill: memchr::memmem::Finder<'static>,
+    cpuset: memchr::memmem::Finder<'static>,
+    mems_allowed: memchr::memmem::Finder<'static>,
 }
 
 fn finders() -> &'static Finders {
@@ -96,6 +98,8 @@ fn finders() -> &'static Finders {
         header: memchr::memmem::Finder::new(b"invoked oom-killer:"),
         killed: memchr::memmem::Finder::new(b"Killed process "),
         kill: memchr::memmem::Finder::new(b"ill process "),
+        cpuset: memchr::memmem::Finder::new(b" cpuset="),
+        mems_allowed: memchr::memmem::Finder::new(b" mems_allowed="),
     })
 }
 
@@ -176,6 +180,11 @@ impl Parser {
     /// reader may skip the rest (see [`super::lines`]).
     pub fn wants_all_lines(&self) -> bool {
         self.tentative.is_some() || self.cur.as_ref().is_some_and(|c| !c.finished)
+    }
+
+    /// Whether [`Self::take_ready`] has anything (a cheap test, made for every line).
+    pub fn has_ready(&self) -> bool {
+        self.done.len() > KEEP_OPEN
     }
 
     /// Events that can no longer change, oldest first.
@@ -407,8 +416,8 @@ impl Parser {
             c.idle = 0;
             return;
         }
-        if let Some(j) = find(t, b" cpuset=")
-            && let Some(k) = find(t, b" mems_allowed=")
+        if let Some(j) = finders().cpuset.find(t)
+            && let Some(k) = finders().mems_allowed.find(t)
             && k > j
         {
             c.ev.cpuset = Some(lossy(&t[j + 8..k]));

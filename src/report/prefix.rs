@@ -199,25 +199,39 @@ fn host_tag(s: &[u8]) -> Option<(bool, &[u8])> {
 }
 
 /// Leading decimal seconds `123.456789` (digits, dot, digits). Returns (value, length).
+/// At most 12 integer and 9 fraction digits; one pass (this runs for every line).
 fn seconds(s: &[u8]) -> Option<(f64, usize)> {
-    let int = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    if int == 0 || int > 12 || s.get(int) != Some(&b'.') {
+    let mut whole: u64 = 0;
+    let mut int = 0;
+    while let Some(&b) = s.get(int)
+        && b.is_ascii_digit()
+    {
+        if int == 12 {
+            return None;
+        }
+        whole = whole * 10 + u64::from(b - b'0');
+        int += 1;
+    }
+    if int == 0 || s.get(int) != Some(&b'.') {
         return None;
     }
-    let frac = s[int + 1..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if frac == 0 || frac > 9 {
+    let mut part: u64 = 0;
+    let mut frac = 0;
+    while let Some(&b) = s.get(int + 1 + frac)
+        && b.is_ascii_digit()
+    {
+        if frac == 9 {
+            return None;
+        }
+        part = part * 10 + u64::from(b - b'0');
+        frac += 1;
+    }
+    if frac == 0 {
         return None;
     }
-    let n = int + 1 + frac;
-    let digits = |d: &[u8]| d.iter().fold(0u64, |a, b| a * 10 + u64::from(b - b'0'));
-    let whole = digits(&s[..int]) as f64;
     // 10^frac, exact for frac <= 9 (the same values as 10f64.powi, without the call).
     const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
-    let part = digits(&s[int + 1..n]) as f64 / POW10[frac];
-    Some((whole + part, n))
+    Some((whole as f64 + part as f64 / POW10[frac], int + 1 + frac))
 }
 
 /// `[  123.456789]`, `[  123.456789 <    0.000012>]` (short-delta), `[Thu May 14 23:17:24 2020]`.
@@ -510,5 +524,26 @@ mod tests {
         assert_eq!(msg("no prefix at all").0, "no prefix at all");
         assert!(!split(b"no prefix", false).has_prefix);
         assert_eq!(msg("Dec  8 17:51:31.123456 h kernel: x").0, "x");
+    }
+
+    #[test]
+    fn seconds_bounds() {
+        assert_eq!(seconds(b"123.456789]"), Some((123.456789, 10)));
+        assert_eq!(seconds(b"0.5"), Some((0.5, 3)));
+        assert_eq!(
+            seconds(b"999999999999.999999999 "),
+            Some((999999999999.0 + 999999999.0 / 1e9, 22))
+        );
+        for bad in [
+            &b"1234567890123.5"[..],
+            b"1.1234567890",
+            b".5",
+            b"5.",
+            b"5",
+            b"x5.5",
+            b"",
+        ] {
+            assert_eq!(seconds(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 }
