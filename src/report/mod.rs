@@ -37,6 +37,7 @@ pub struct Events<R> {
 
 impl<R: Read> Events<R> {
     /// Reads until at least one event is final or the input ends.
+    #[inline]
     fn advance(&mut self) -> io::Result<()> {
         while self.ready.is_empty() && !self.done {
             let skip = !self.parser.wants_all_lines();

@@ -132,23 +132,30 @@ pub(crate) fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Leading signed integer (after optional spaces): (value, bytes consumed incl. spaces).
+/// At most 19 digits, and none that overflow an i64. One pass: task-dump rows call this for
+/// every column.
 fn int_at(s: &[u8]) -> Option<(i64, usize)> {
-    let sp = s.iter().take_while(|b| **b == b' ').count();
-    let t = &s[sp..];
-    let neg = t.first() == Some(&b'-');
-    let digits = t[neg as usize..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 || digits > 19 {
+    let mut i = 0;
+    while s.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let neg = s.get(i) == Some(&b'-');
+    let first = i + usize::from(neg);
+    let mut end = first;
+    let mut v: i64 = 0;
+    while let Some(&b) = s.get(end)
+        && b.is_ascii_digit()
+    {
+        if end - first == 19 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+        end += 1;
+    }
+    if end == first {
         return None;
     }
-    let n = neg as usize + digits;
-    let mut v: i64 = 0;
-    for b in &t[neg as usize..n] {
-        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
-    }
-    Some((if neg { -v } else { v }, sp + n))
+    Some((if neg { -v } else { v }, end))
 }
 
 fn uint_at(s: &[u8]) -> Option<u64> {
@@ -1767,6 +1774,21 @@ mod tests {
             ev.kernel_notes,
             ["oom killer 114 (hog) has mm pinned by 1 (init)"]
         );
+    }
+
+    #[test]
+    fn int_at_bounds() {
+        assert_eq!(int_at(b"  42 x"), Some((42, 4)));
+        assert_eq!(int_at(b"-17,"), Some((-17, 3)));
+        assert_eq!(int_at(b" -0"), Some((0, 3)));
+        assert_eq!(int_at(b"9223372036854775807"), Some((i64::MAX, 19)));
+        assert_eq!(int_at(b"-9223372036854775807"), Some((-i64::MAX, 20)));
+        // Overflow, more than 19 digits (even if small), no digits.
+        assert_eq!(int_at(b"9223372036854775808"), None);
+        assert_eq!(int_at(b"00000000000000000001"), None);
+        for bad in [&b""[..], b"   ", b"-", b" - 1", b"x1"] {
+            assert_eq!(int_at(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
