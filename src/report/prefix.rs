@@ -172,15 +172,25 @@ fn skip_one_space(s: &[u8]) -> &[u8] {
 
 /// `host tag: msg` → (tag is the kernel, msg). Host: no spaces; tag: no spaces, may end in
 /// `[pid]`.
+///
+/// Once a stream is tagged this runs for every line, so each part is one short scan: the
+/// host ends at the first space (a colon before it: no host), the tag at the first colon
+/// (a space before it: no tag).
 fn host_tag(s: &[u8]) -> Option<(bool, &[u8])> {
-    let sp = memchr::memchr(b' ', &s[..s.len().min(256)])?;
-    if sp == 0 || s[..sp].contains(&b':') {
+    let sp = s[..s.len().min(256)]
+        .iter()
+        .position(|b| *b == b' ' || *b == b':')
+        .filter(|i| s[*i] == b' ')?;
+    if sp == 0 {
         return None;
     }
     let rest = &s[sp + 1..];
-    let colon = memchr::memchr(b':', &rest[..rest.len().min(72)])?;
+    let colon = rest[..rest.len().min(72)]
+        .iter()
+        .position(|b| *b == b':' || *b == b' ')
+        .filter(|i| rest[*i] == b':')?;
     let tag = &rest[..colon];
-    if tag.is_empty() || tag.len() > 64 || tag.contains(&b' ') {
+    if tag.is_empty() || tag.len() > 64 {
         return None;
     }
     let after = &rest[colon + 1..];
@@ -524,6 +534,32 @@ mod tests {
         assert_eq!(msg("no prefix at all").0, "no prefix at all");
         assert!(!split(b"no prefix", false).has_prefix);
         assert_eq!(msg("Dec  8 17:51:31.123456 h kernel: x").0, "x");
+    }
+
+    #[test]
+    fn host_tag_bounds() {
+        assert_eq!(host_tag(b"h kernel: x"), Some((true, &b"x"[..])));
+        assert_eq!(host_tag(b"h systemd[1]: x"), Some((false, &b"x"[..])));
+        assert_eq!(host_tag(b"h kernel:"), Some((true, &b""[..])));
+        for bad in [
+            &b"audit: type=1400 x"[..], // a colon before the first space: no host
+            b" kernel: x",              // empty host
+            b"h ker nel: x",            // a space before the colon: no tag
+            b"h : x",                   // empty tag
+            b"h kernel:x",              // no space after the colon
+            b"h [1]: x",                // empty name
+            b"h sd[1: x",               // '[' without a closing ']'
+            b"h kernel",                // no colon
+        ] {
+            assert_eq!(host_tag(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // The tag's colon within 72 bytes of the host, the host's space within 256.
+        let long_tag = format!("h {}: x", "t".repeat(71));
+        assert_eq!(host_tag(long_tag.as_bytes()), None);
+        let long_host = format!("{} kernel: x", "h".repeat(256));
+        assert_eq!(host_tag(long_host.as_bytes()), None);
+        let ok_host = format!("{} kernel: x", "h".repeat(255));
+        assert_eq!(host_tag(ok_host.as_bytes()), Some((true, &b"x"[..])));
     }
 
     #[test]
