@@ -59,9 +59,17 @@ impl Finder {
 fn keywords() -> &'static Finder {
     static F: OnceLock<Finder> = OnceLock::new();
     F.get_or_init(|| {
-        let mut b = aho_corasick::packed::Config::new().builder();
-        b.extend(KEYWORDS);
-        match b.build() {
+        // Fat Teddy (AVX2) gives each keyword a bucket of its own, so ordinary text rarely
+        // needs a verification: about twice the speed of the default (Slim, shared buckets)
+        // on kernel logs. Without AVX2: the default choice, then the automaton.
+        let packed = |fat: Option<bool>| {
+            let mut c = aho_corasick::packed::Config::new();
+            c.only_teddy_fat(fat);
+            let mut b = c.builder();
+            b.extend(KEYWORDS);
+            b.build()
+        };
+        match packed(Some(true)).or_else(|| packed(None)) {
             Some(s) => Finder::Packed(s),
             None => Finder::Automaton(AhoCorasick::new(KEYWORDS).expect("static patterns")),
         }
@@ -204,6 +212,7 @@ impl<R: Read> LogLines<R> {
     }
 
     /// The next kernel message. With `skip`, lines without an OOM keyword may be skipped.
+    #[inline]
     pub fn next_line(&mut self, skip: bool) -> io::Result<Option<Logical<'_>>> {
         loop {
             if skip {

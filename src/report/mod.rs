@@ -37,13 +37,16 @@ pub struct Events<R> {
 
 impl<R: Read> Events<R> {
     /// Reads until at least one event is final or the input ends.
+    #[inline]
     fn advance(&mut self) -> io::Result<()> {
         while self.ready.is_empty() && !self.done {
             let skip = !self.parser.wants_all_lines();
             match self.lines.next_line(skip)? {
                 Some(l) => {
                     self.parser.push(l.msg, &l.stamp);
-                    self.ready.extend(self.parser.take_ready());
+                    if self.parser.has_ready() {
+                        self.ready.extend(self.parser.take_ready());
+                    }
                 }
                 None => {
                     self.done = true;

@@ -88,6 +88,8 @@ struct Finders {
     header: memchr::memmem::Finder<'static>,
     killed: memchr::memmem::Finder<'static>,
     kill: memchr::memmem::Finder<'static>,
+    cpuset: memchr::memmem::Finder<'static>,
+    mems_allowed: memchr::memmem::Finder<'static>,
 }
 
 fn finders() -> &'static Finders {
@@ -96,6 +98,8 @@ fn finders() -> &'static Finders {
         header: memchr::memmem::Finder::new(b"invoked oom-killer:"),
         killed: memchr::memmem::Finder::new(b"Killed process "),
         kill: memchr::memmem::Finder::new(b"ill process "),
+        cpuset: memchr::memmem::Finder::new(b" cpuset="),
+        mems_allowed: memchr::memmem::Finder::new(b" mems_allowed="),
     })
 }
 
@@ -128,23 +132,30 @@ pub(crate) fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Leading signed integer (after optional spaces): (value, bytes consumed incl. spaces).
+/// At most 19 digits, and none that overflow an i64. One pass: task-dump rows call this for
+/// every column.
 fn int_at(s: &[u8]) -> Option<(i64, usize)> {
-    let sp = s.iter().take_while(|b| **b == b' ').count();
-    let t = &s[sp..];
-    let neg = t.first() == Some(&b'-');
-    let digits = t[neg as usize..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 || digits > 19 {
+    let mut i = 0;
+    while s.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let neg = s.get(i) == Some(&b'-');
+    let first = i + usize::from(neg);
+    let mut end = first;
+    let mut v: i64 = 0;
+    while let Some(&b) = s.get(end)
+        && b.is_ascii_digit()
+    {
+        if end - first == 19 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+        end += 1;
+    }
+    if end == first {
         return None;
     }
-    let n = neg as usize + digits;
-    let mut v: i64 = 0;
-    for b in &t[neg as usize..n] {
-        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
-    }
-    Some((if neg { -v } else { v }, sp + n))
+    Some((if neg { -v } else { v }, end))
 }
 
 fn uint_at(s: &[u8]) -> Option<u64> {
@@ -176,6 +187,11 @@ impl Parser {
     /// reader may skip the rest (see [`super::lines`]).
     pub fn wants_all_lines(&self) -> bool {
         self.tentative.is_some() || self.cur.as_ref().is_some_and(|c| !c.finished)
+    }
+
+    /// Whether [`Self::take_ready`] has anything (a cheap test, made for every line).
+    pub fn has_ready(&self) -> bool {
+        self.done.len() > KEEP_OPEN
     }
 
     /// Events that can no longer change, oldest first.
@@ -407,8 +423,8 @@ impl Parser {
             c.idle = 0;
             return;
         }
-        if let Some(j) = find(t, b" cpuset=")
-            && let Some(k) = find(t, b" mems_allowed=")
+        if let Some(j) = finders().cpuset.find(t)
+            && let Some(k) = finders().mems_allowed.find(t)
             && k > j
         {
             c.ev.cpuset = Some(lossy(&t[j + 8..k]));
@@ -1758,6 +1774,21 @@ mod tests {
             ev.kernel_notes,
             ["oom killer 114 (hog) has mm pinned by 1 (init)"]
         );
+    }
+
+    #[test]
+    fn int_at_bounds() {
+        assert_eq!(int_at(b"  42 x"), Some((42, 4)));
+        assert_eq!(int_at(b"-17,"), Some((-17, 3)));
+        assert_eq!(int_at(b" -0"), Some((0, 3)));
+        assert_eq!(int_at(b"9223372036854775807"), Some((i64::MAX, 19)));
+        assert_eq!(int_at(b"-9223372036854775807"), Some((-i64::MAX, 20)));
+        // Overflow, more than 19 digits (even if small), no digits.
+        assert_eq!(int_at(b"9223372036854775808"), None);
+        assert_eq!(int_at(b"00000000000000000001"), None);
+        for bad in [&b""[..], b"   ", b"-", b" - 1", b"x1"] {
+            assert_eq!(int_at(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

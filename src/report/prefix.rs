@@ -172,15 +172,25 @@ fn skip_one_space(s: &[u8]) -> &[u8] {
 
 /// `host tag: msg` → (tag is the kernel, msg). Host: no spaces; tag: no spaces, may end in
 /// `[pid]`.
+///
+/// Once a stream is tagged this runs for every line, so each part is one short scan: the
+/// host ends at the first space (a colon before it: no host), the tag at the first colon
+/// (a space before it: no tag).
 fn host_tag(s: &[u8]) -> Option<(bool, &[u8])> {
-    let sp = memchr::memchr(b' ', &s[..s.len().min(256)])?;
-    if sp == 0 || s[..sp].contains(&b':') {
+    let sp = s[..s.len().min(256)]
+        .iter()
+        .position(|b| *b == b' ' || *b == b':')
+        .filter(|i| s[*i] == b' ')?;
+    if sp == 0 {
         return None;
     }
     let rest = &s[sp + 1..];
-    let colon = memchr::memchr(b':', &rest[..rest.len().min(72)])?;
+    let colon = rest[..rest.len().min(72)]
+        .iter()
+        .position(|b| *b == b':' || *b == b' ')
+        .filter(|i| rest[*i] == b':')?;
     let tag = &rest[..colon];
-    if tag.is_empty() || tag.len() > 64 || tag.contains(&b' ') {
+    if tag.is_empty() || tag.len() > 64 {
         return None;
     }
     let after = &rest[colon + 1..];
@@ -199,25 +209,39 @@ fn host_tag(s: &[u8]) -> Option<(bool, &[u8])> {
 }
 
 /// Leading decimal seconds `123.456789` (digits, dot, digits). Returns (value, length).
+/// At most 12 integer and 9 fraction digits; one pass (this runs for every line).
 fn seconds(s: &[u8]) -> Option<(f64, usize)> {
-    let int = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    if int == 0 || int > 12 || s.get(int) != Some(&b'.') {
+    let mut whole: u64 = 0;
+    let mut int = 0;
+    while let Some(&b) = s.get(int)
+        && b.is_ascii_digit()
+    {
+        if int == 12 {
+            return None;
+        }
+        whole = whole * 10 + u64::from(b - b'0');
+        int += 1;
+    }
+    if int == 0 || s.get(int) != Some(&b'.') {
         return None;
     }
-    let frac = s[int + 1..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if frac == 0 || frac > 9 {
+    let mut part: u64 = 0;
+    let mut frac = 0;
+    while let Some(&b) = s.get(int + 1 + frac)
+        && b.is_ascii_digit()
+    {
+        if frac == 9 {
+            return None;
+        }
+        part = part * 10 + u64::from(b - b'0');
+        frac += 1;
+    }
+    if frac == 0 {
         return None;
     }
-    let n = int + 1 + frac;
-    let digits = |d: &[u8]| d.iter().fold(0u64, |a, b| a * 10 + u64::from(b - b'0'));
-    let whole = digits(&s[..int]) as f64;
     // 10^frac, exact for frac <= 9 (the same values as 10f64.powi, without the call).
     const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
-    let part = digits(&s[int + 1..n]) as f64 / POW10[frac];
-    Some((whole + part, n))
+    Some((whole as f64 + part as f64 / POW10[frac], int + 1 + frac))
 }
 
 /// `[  123.456789]`, `[  123.456789 <    0.000012>]` (short-delta), `[Thu May 14 23:17:24 2020]`.
@@ -510,5 +534,52 @@ mod tests {
         assert_eq!(msg("no prefix at all").0, "no prefix at all");
         assert!(!split(b"no prefix", false).has_prefix);
         assert_eq!(msg("Dec  8 17:51:31.123456 h kernel: x").0, "x");
+    }
+
+    #[test]
+    fn host_tag_bounds() {
+        assert_eq!(host_tag(b"h kernel: x"), Some((true, &b"x"[..])));
+        assert_eq!(host_tag(b"h systemd[1]: x"), Some((false, &b"x"[..])));
+        assert_eq!(host_tag(b"h kernel:"), Some((true, &b""[..])));
+        for bad in [
+            &b"audit: type=1400 x"[..], // a colon before the first space: no host
+            b" kernel: x",              // empty host
+            b"h ker nel: x",            // a space before the colon: no tag
+            b"h : x",                   // empty tag
+            b"h kernel:x",              // no space after the colon
+            b"h [1]: x",                // empty name
+            b"h sd[1: x",               // '[' without a closing ']'
+            b"h kernel",                // no colon
+        ] {
+            assert_eq!(host_tag(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // The tag's colon within 72 bytes of the host, the host's space within 256.
+        let long_tag = format!("h {}: x", "t".repeat(71));
+        assert_eq!(host_tag(long_tag.as_bytes()), None);
+        let long_host = format!("{} kernel: x", "h".repeat(256));
+        assert_eq!(host_tag(long_host.as_bytes()), None);
+        let ok_host = format!("{} kernel: x", "h".repeat(255));
+        assert_eq!(host_tag(ok_host.as_bytes()), Some((true, &b"x"[..])));
+    }
+
+    #[test]
+    fn seconds_bounds() {
+        assert_eq!(seconds(b"123.456789]"), Some((123.456789, 10)));
+        assert_eq!(seconds(b"0.5"), Some((0.5, 3)));
+        assert_eq!(
+            seconds(b"999999999999.999999999 "),
+            Some((999999999999.0 + 999999999.0 / 1e9, 22))
+        );
+        for bad in [
+            &b"1234567890123.5"[..],
+            b"1.1234567890",
+            b".5",
+            b"5.",
+            b"5",
+            b"x5.5",
+            b"",
+        ] {
+            assert_eq!(seconds(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 }
