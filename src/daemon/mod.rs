@@ -358,10 +358,10 @@ impl Daemon {
         let levels = self.s.levels.resolve(&mem);
         self.waker
             .rearm_if_changed(&mut self.scope, &levels, mem.total_kb);
-        // Pressure is read only when something uses it (a --psi trigger, or observers).
+        // Pressure is read only when something uses it (a --psi trigger, metrics, the report).
         let pressure = if self.s.levels.psi.is_some()
-            || !self.observers.is_empty()
             || self.next_report.is_some()
+            || self.observers.iter().any(|o| o.wants_pressure())
         {
             self.read_pressure()
         } else {

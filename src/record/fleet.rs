@@ -171,6 +171,10 @@ impl Observer for FleetObserver {
         }
     }
 
+    fn wants_pressure(&self) -> bool {
+        self.metrics.is_some() || self.members.iter().any(|m| m.wants_pressure())
+    }
+
     fn record(&mut self, rec: &Record) {
         if let Some(m) = &mut self.metrics {
             m.record(rec);

@@ -60,6 +60,11 @@ pub struct Sample {
 pub trait Observer: Send {
     /// Every wake-up.
     fn sample(&mut self, _s: &Sample) {}
+    /// Whether its samples need the pressure fields (the daemon reads the pressure file on
+    /// every wake-up only while some observer, a `--psi` trigger or the status report does).
+    fn wants_pressure(&self) -> bool {
+        false
+    }
     /// Every record appended to the event log, as written.
     fn record(&mut self, _rec: &event::Record) {}
     /// A kill is about to be signalled (`rec` is the `kill` record without signals/outcome).

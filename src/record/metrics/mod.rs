@@ -76,6 +76,10 @@ impl Metrics {
 }
 
 impl Observer for Metrics {
+    fn wants_pressure(&self) -> bool {
+        true
+    }
+
     fn sample(&mut self, smp: &Sample) {
         self.lock().sample(smp);
     }
