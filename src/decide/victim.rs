@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
+
 use super::order::{self, Key};
 use super::policy::{Policy, RuleKind};
 use super::score::{self, Terms};
@@ -436,6 +438,19 @@ impl Ranker {
         let statm = if self.kept < self.budget {
             match reader.open_statm(pid) {
                 Ok(fd) => Some(fd),
+                Err(ProcError::Io {
+                    errno: Errno::MFILE | Errno::NFILE,
+                    ..
+                }) => {
+                    // Out of descriptors after all: keep no more, read by path.
+                    log::warn!(
+                        "no file descriptor left to keep /proc/{pid}/statm open ({} kept); \
+                         reading processes by path from now on",
+                        self.kept
+                    );
+                    self.budget = self.kept;
+                    None
+                }
                 Err(err) => {
                     self.unread.note(err);
                     return;
