@@ -72,6 +72,15 @@ pub const WAVE_WAIT: Duration = Duration::from_millis(20);
 /// victim, usually the largest, exits first and alone.
 pub const VICTIM_WAIT: Duration = Duration::from_millis(100);
 
+/// How long a process sent SIGKILL is left to exit on its own before `process_mrelease` reaps
+/// its memory from the guard's thread. At once, the reaping ran at the guard's priority
+/// (nice −20) beside the victim's own exit: in the busybox VM (one CPU, a fast hog killed with
+/// SIGKILL) it took 65–66 ms of the guard's CPU, held a 10 ms heartbeat up 30–50 ms, made the
+/// victim's end come later (54–69 ms after the signal, against 24–26 ms without it) and
+/// brought the memory back no sooner (90–94 ms against 86–91 ms). A victim that has not
+/// exited by then is slow or stuck (the kernel's own OOM reaper waits 2 s for it).
+pub const RELEASE_AFTER: Duration = Duration::from_millis(200);
+
 /// At most this many pidfds are polled by one [`Kill::wait`].
 const POLL_MAX: usize = 64;
 
@@ -93,8 +102,6 @@ struct Waves {
     first: bool,
     /// A held member gets SIGKILL when its wave comes (else SIGCONT: its signal was sent).
     kill: bool,
-    /// `process_mrelease` after each SIGKILL (set by [`Kill::release`]).
-    release: bool,
 }
 
 impl Waves {
@@ -216,6 +223,11 @@ pub struct Kill {
     waves: Option<Waves>,
     /// Members seen exited (0: the victim, `i + 1`: `others[i]`), filled by [`Kill::wait`].
     gone: Vec<bool>,
+    /// When each member was sent SIGKILL (same numbering).
+    kill_sent: Vec<Option<Instant>>,
+    /// [`Kill::release`] was asked for; members already given `process_mrelease`.
+    release_wanted: bool,
+    mreleased: Vec<bool>,
 }
 
 fn name(sig: Option<Signal>) -> &'static str {
@@ -248,6 +260,9 @@ impl Kill {
             stopped: false,
             waves: None,
             gone: Vec::new(),
+            kill_sent: Vec::new(),
+            release_wanted: false,
+            mreleased: Vec::new(),
         };
         let me = std::process::id() as i32;
         match unit {
@@ -490,11 +505,11 @@ impl Kill {
         if std::mem::take(&mut self.stopped) {
             let us = self.decided.elapsed().as_micros() as u64;
             let r = self.victim.signal(sig);
-            self.record(Some(sig), us, self.victim.pid, r);
+            self.record_member(0, Some(sig), us, self.victim.pid, r);
             if !kill {
                 for i in 0..self.others.len() {
                     let r = self.others[i].signal(sig);
-                    self.record(Some(sig), us, self.others[i].pid, r);
+                    self.record_member(i + 1, Some(sig), us, self.others[i].pid, r);
                 }
                 let _ = self.victim.signal(Signal::CONT);
             }
@@ -507,7 +522,6 @@ impl Kill {
                 size: WAVE_FIRST,
                 first: true,
                 kill,
-                release: false,
             });
             return;
         }
@@ -518,7 +532,7 @@ impl Kill {
             for m in 0..next {
                 let t = self.member(m);
                 let (pid, r) = (t.pid, t.signal(sig));
-                self.record(Some(sig), us, pid, r);
+                self.record_member(m, Some(sig), us, pid, r);
             }
             return;
         }
@@ -544,16 +558,13 @@ impl Kill {
         }
         let wave: Vec<usize> = (w.next..=w.last.min(w.next + w.size - 1)).collect();
         w.next += wave.len();
-        let (kill, release) = (w.kill, w.release);
+        let kill = w.kill;
         let us = self.decided.elapsed().as_micros() as u64;
         for &m in &wave {
             let t = self.member(m);
             if kill {
                 let (pid, r) = (t.pid, t.signal(Signal::KILL));
-                if release && r.is_ok() {
-                    self.released |= self.member(m).mrelease().is_ok();
-                }
-                self.record(Some(Signal::KILL), us, pid, r);
+                self.record_member(m, Some(Signal::KILL), us, pid, r);
             } else {
                 let _ = t.signal(Signal::CONT);
             }
@@ -575,6 +586,7 @@ impl Kill {
         let end = Instant::now() + timeout;
         loop {
             self.pace();
+            let release_next = self.release_due();
             // Held members are stopped: only the woken ones can exit.
             let woken = self.waves.as_ref().map_or(n, |w| w.next);
             let watch: Vec<usize> = (0..woken)
@@ -587,6 +599,9 @@ impl Kill {
             let now = Instant::now();
             let mut until = end;
             if let Some(due) = self.waves.as_ref().and_then(Waves::due) {
+                until = until.min(due);
+            }
+            if let Some(due) = release_next {
                 until = until.min(due);
             }
             let wait = until.saturating_duration_since(now);
@@ -630,6 +645,25 @@ impl Kill {
         }
     }
 
+    /// Records a signal sent to member `m` (0: the victim, `i + 1`: `others[i]`), noting when
+    /// a SIGKILL went out (for [`Kill::release`]).
+    fn record_member(
+        &mut self,
+        m: usize,
+        sig: Option<Signal>,
+        us: u64,
+        pid: i32,
+        r: std::io::Result<()>,
+    ) {
+        if sig == Some(Signal::KILL) && r.is_ok() {
+            if self.kill_sent.len() <= m {
+                self.kill_sent.resize(m + 1, None);
+            }
+            self.kill_sent[m] = Some(Instant::now());
+        }
+        self.record(sig, us, pid, r);
+    }
+
     /// Records one signal sent `us` microseconds after the decision.
     fn record(&mut self, sig: Option<Signal>, us: u64, pid: i32, r: std::io::Result<()>) {
         let (error, errno) = match &r {
@@ -667,19 +701,19 @@ impl Kill {
             None => t.probe(),
         };
         let r = fire(&self.victim);
-        self.record(sig, us, self.victim.pid, r);
+        self.record_member(0, sig, us, self.victim.pid, r);
         if sig == Some(Signal::KILL)
             && let Some(ck) = &self.cgroup_kill
             && std::fs::write(ck, "1").is_ok()
         {
             for i in 0..self.others.len() {
-                self.record(sig, us, self.others[i].pid, Ok(()));
+                self.record_member(i + 1, sig, us, self.others[i].pid, Ok(()));
             }
             return;
         }
         for i in 0..self.others.len() {
             let r = fire(&self.others[i]);
-            self.record(sig, us, self.others[i].pid, r);
+            self.record_member(i + 1, sig, us, self.others[i].pid, r);
         }
     }
 
@@ -692,21 +726,49 @@ impl Kill {
             .filter(|s| !s.ok)
     }
 
-    /// `process_mrelease` on every pinned process sent SIGKILL (after SIGKILL only); the held
-    /// members of a stopped tree get it as their waves are sent SIGKILL.
+    /// Asks for `process_mrelease` (after SIGKILL only) of every pinned process that has not
+    /// exited [`RELEASE_AFTER`] after its SIGKILL: done by [`Kill::wait`] (or now, for those
+    /// already that late). A kill before any SIGKILL (the start-up warm-up's probe) tries the
+    /// victim at once: the kernel refuses a live process, and the call's code is then resident.
     pub fn release(&mut self) {
-        let woken = match self.waves.as_mut() {
-            Some(w) => {
-                w.release = true;
-                w.next
-            }
-            None => self.others.len() + 1,
-        };
-        let mut any = false;
-        for m in 0..woken {
-            any |= self.member(m).mrelease().is_ok();
+        self.release_wanted = true;
+        if self.kill_sent.iter().all(Option::is_none) {
+            self.released |= self.victim.mrelease().is_ok();
+            return;
         }
-        self.released |= any;
+        self.release_due();
+    }
+
+    /// `process_mrelease` on the members whose SIGKILL is [`RELEASE_AFTER`] old and who have
+    /// not been seen exiting (once each). The next time one falls due, if any.
+    fn release_due(&mut self) -> Option<Instant> {
+        if !self.release_wanted {
+            return None;
+        }
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for m in 0..self.kill_sent.len() {
+            let Some(at) = self.kill_sent[m] else {
+                continue;
+            };
+            if self.gone.get(m).copied().unwrap_or(false) || self.mreleased.get(m) == Some(&true) {
+                continue;
+            }
+            let due = at + RELEASE_AFTER;
+            if due <= now {
+                // Not exited yet: reap its memory now instead of waiting for its exit.
+                if !self.member(m).exited() {
+                    self.released |= self.member(m).mrelease().is_ok();
+                }
+                if self.mreleased.len() <= m {
+                    self.mreleased.resize(m + 1, false);
+                }
+                self.mreleased[m] = true;
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        next
     }
 
     /// True once the victim and every other pinned process has exited. Does not block; wakes
@@ -1077,6 +1139,38 @@ mod tests {
             "{} of {} held members survived",
             escaped.len(),
             others.len()
+        );
+    }
+
+    /// A process that ends at once after SIGKILL is left to its own exit: `process_mrelease`
+    /// is only for one that has not exited [`RELEASE_AFTER`] after its SIGKILL.
+    #[test]
+    fn a_victim_that_exits_at_once_is_not_mreleased() {
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id() as i32;
+        let st = reader.stat(pid).unwrap();
+        let cand = Candidate::unscored(pid, st.starttime, "sleep");
+        let mut kill = Kill::plan(
+            &mut reader,
+            &scope,
+            KillUnit::Process,
+            &cand,
+            Instant::now(),
+        )
+        .unwrap();
+        kill.signal_all(Signal::KILL);
+        kill.release();
+        assert!(
+            !kill.released,
+            "released at once, before the victim had its chance"
+        );
+        assert!(wait_all(&mut kill));
+        let _ = child.wait();
+        assert!(
+            !kill.released,
+            "a victim that exited on its own was released"
         );
     }
 }
