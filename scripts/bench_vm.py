@@ -214,7 +214,8 @@ def report(runs, args):
                     cells.append(f"{a / b:.2f}" if a / b >= 0.005 else "<0.01")
             out(f"| {storm} | {peer} | " + " | ".join(cells) + " |")
     out("")
-    out("Per-run records: `docs/bench/vm-runs.jsonl`. Chart: `vm.png`.")
+    out("Per-run records: `docs/bench/vm-runs.jsonl`. Chart: `vm.png`. Remarks and the measurements "
+        "behind the tree kill's waves and the deferred `process_mrelease`: `vm-remarks.md`.")
     return "\n".join(lines) + "\n", stats
 
 
