@@ -106,6 +106,16 @@ def summarize(daemon, storm, i, rc, kv, events, err):
     )
     if storm == "forkstorm":
         r["stormchildren_alive"] = int(num(kv, "stormchildren_alive", 0))
+    # When the worst stall ended, and every stall of 20 ms or more ("END:LATE"), in ms from the
+    # storm's gate opening (the guest's CLOCK_MONOTONIC), to place them against the kill.
+    go = num(kv, "go_mono_ms")
+    if go >= 0 and num(kv, "heartbeat_worst_at_ms") >= 0:
+        r["stall_end_ms"] = round(num(kv, "heartbeat_worst_at_ms") - go, 1)
+        r["stalls"] = [
+            [round(float(e) - go, 1), float(l)]
+            for e, _, l in (x.partition(":") for x in kv.get("heartbeat_stalls", "").split())
+            if l
+        ]
     return r
 
 
@@ -152,7 +162,8 @@ def report(runs, args):
         "never was: the storm's children outlived their parent); `reaction` = from MemAvailable "
         "first below 10 % of MemTotal (the SIGTERM level) to the storm process gone (it does not "
         "depend on how fast the emulated hog ran; a few ms below 0 is the 5 ms sampling); stall = "
-        "worst lateness of a 10 ms heartbeat."
+        "worst lateness of a 10 ms heartbeat; `storm children left` = forkstorm children alive "
+        "at the end (– for the other storms)."
     )
     out("")
     failed = [r for r in runs if not r["ok"]]
@@ -160,8 +171,8 @@ def report(runs, args):
         out(f"{len(failed)} run(s) gave no result and are left out.")
         out("")
     out("| storm | daemon | runs | storm killed by the daemon | kernel fired first (killed the storm) | innocent killed "
-        "| reaction ms | time to kill ms | recovered ms | lowest MemAvailable MiB | worst stall ms |")
-    out("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        "| storm children left | reaction ms | time to kill ms | recovered ms | lowest MemAvailable MiB | worst stall ms |")
+    out("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     stats = {}
     for storm in args.storms:
         for daemon in args.daemons:
@@ -174,8 +185,9 @@ def report(runs, args):
             second = sum(1 for r in rs if r["second_kill"])
             s = {k: med_range([r[k] for r in rs]) for k, _, _ in FIGURES}
             stats[(storm, daemon)] = s
+            left = fmt(*med_range([r.get("stormchildren_alive") for r in rs]))
             out(
-                f"| {storm} | {daemon} | {n} | {by_daemon}/{n} | {fired}/{n} | {second}/{n} | "
+                f"| {storm} | {daemon} | {n} | {by_daemon}/{n} | {fired}/{n} | {second}/{n} | {left} | "
                 + " | ".join(fmt(*s[k]) for k, _, _ in FIGURES)
                 + " |"
             )
@@ -202,7 +214,8 @@ def report(runs, args):
                     cells.append(f"{a / b:.2f}" if a / b >= 0.005 else "<0.01")
             out(f"| {storm} | {peer} | " + " | ".join(cells) + " |")
     out("")
-    out("Per-run records: `docs/bench/vm-runs.jsonl`. Chart: `vm.png`.")
+    out("Per-run records: `docs/bench/vm-runs.jsonl`. Chart: `vm.png`. Remarks and the measurements "
+        "behind the tree kill's waves and the deferred `process_mrelease`: `vm-remarks.md`.")
     return "\n".join(lines) + "\n", stats
 
 

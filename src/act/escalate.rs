@@ -48,7 +48,7 @@ pub fn escalate(
     let mut exit_ms = None;
     let mut last = avail_before;
     loop {
-        if kill.victim.wait(Duration::from_millis(5)) && kill.all_exited() {
+        if kill.wait(Duration::from_millis(5)) {
             exit_ms = Some(start.elapsed().as_millis() as u64);
             break;
         }

@@ -48,14 +48,15 @@ setup_swap() {
   res swap_total_kb "$(meminfo SwapTotal)"
 }
 
-# Starts the daemon under test per $DAEMON (none, oomguard, earlyoom) with $DARGS; $DPID.
+# Starts the daemon under test per $DAEMON (none, oomguard, earlyoom) with $DARGS (oomguard:
+# environment VAR=VALUE words in $DENV); $DPID.
 start_daemon() {
   DPID=
   case "${DAEMON:-none}" in
     none) return 0 ;;
     oomguard)
       # shellcheck disable=SC2086
-      oomguard run --scope system --event-log /tmp/events.jsonl $DARGS >/tmp/daemon.log 2>&1 & ;;
+      env $DENV oomguard run --scope system --event-log /tmp/events.jsonl $DARGS >/tmp/daemon.log 2>&1 & ;;
     earlyoom)
       # shellcheck disable=SC2086
       earlyoom -r 0 $DARGS >/tmp/daemon.log 2>&1 & ;;
@@ -92,6 +93,7 @@ start_watch_and_go() {
   vmprobe watch /tmp/watch "$recover" "$@" &
   WATCH_PID=$!
   usleep 20000
+  res go_mono_ms "$(vmprobe now)"
   echo go >/tmp/go
 }
 
@@ -100,6 +102,9 @@ stop_watch() {
   wait "$WATCH_PID" 2>/dev/null
   cat /tmp/watch >>/tmp/result
   res heartbeat_worst_ms "$(cat /tmp/heartbeat 2>/dev/null || echo -1)"
+  res heartbeat_worst_at_ms "$(cat /tmp/heartbeat.at 2>/dev/null || echo -1)"
+  # Every stall of 20 ms or more, "END_MS:LATE_MS" (CLOCK_MONOTONIC), for locating them.
+  res heartbeat_stalls "$(tr ' \n' ': ' </tmp/heartbeat.log 2>/dev/null)"
 }
 
 # The kernel's OOM victims since boot, from the kernel log: "pid:comm" separated by spaces.

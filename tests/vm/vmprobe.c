@@ -2,7 +2,8 @@
  *
  *   vmprobe now                          monotonic milliseconds
  *   vmprobe heartbeat FILE               wake every 10 ms; keep the worst stall (ms late) in FILE,
- *                                        the CLOCK_MONOTONIC ms when it ended in FILE.at
+ *                                        the CLOCK_MONOTONIC ms when it ended in FILE.at, every
+ *                                        stall of 20 ms or more as "END_MS LATE_MS" in FILE.log
  *   vmprobe watch FILE RECOVER_KB PID... sample every 5 ms until SIGTERM: lowest MemAvailable,
  *                                        when each PID died, when vmstat oom_kill first moved,
  *                                        when MemAvailable got back above RECOVER_KB after the
@@ -71,11 +72,19 @@ static int heartbeat(const char *file) {
     signal(SIGTERM, on_term);
     double worst = 0, prev = now_ms();
     struct timespec ten = {0, 10 * 1000 * 1000};
+    /* Every stall of 20 ms or more: "END_MS LATE_MS" lines in FILE.log. */
+    char logpath[512];
+    snprintf(logpath, sizeof logpath, "%s.log", file);
+    FILE *log = fopen(logpath, "w");
     while (!stop) {
         nanosleep(&ten, NULL);
         double t = now_ms();
         double late = t - prev - 10.0;
         prev = t;
+        if (late >= 20 && log) {
+            fprintf(log, "%.1f %.1f\n", t, late);
+            fflush(log);
+        }
         if (late > worst) {
             worst = late;
             FILE *f = fopen(file, "w");
