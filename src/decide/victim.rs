@@ -62,14 +62,21 @@ struct Slot {
 }
 
 /// How many `statm` files the table keeps open: what the fd limit leaves after a reserve for
-/// everything else (pidfds of a tree kill, metrics connections, hooks, the event log).
+/// everything else (pidfds of a tree kill, metrics connections, hooks, the event log), and at
+/// most [`MAX_KEPT`].
 fn statm_budget() -> usize {
     let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::MAX)
         .min(1 << 20) as usize;
-    if soft >= 4096 { soft - 2048 } else { soft / 4 }
+    let room = if soft >= 4096 { soft - 2048 } else { soft / 4 };
+    room.min(MAX_KEPT)
 }
+
+/// The most `statm` files kept open. Each pins about 1.5 KiB of kernel memory (file, proc
+/// inode, dentry), charged to the daemon's cgroup (the shipped unit has `MemoryMax=256M`): at
+/// most about 48 MiB. Processes beyond it are read by path.
+pub const MAX_KEPT: usize = 32 * 1024;
 
 impl Entry {
     fn points(&self) -> i64 {
