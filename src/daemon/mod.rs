@@ -153,6 +153,9 @@ impl Hold {
 const MAX_REFUSED: usize = 32;
 
 /// The running daemon.
+/// How often the kernel's OOM kill counter is read near the levels but above them.
+const NEAR_OOM_CHECK: Duration = Duration::from_millis(50);
+
 pub struct Daemon {
     s: Settings,
     scope: Scope,
@@ -381,26 +384,32 @@ impl Daemon {
         let mut scanned = 0;
         let (sev, reason) = levels.evaluate(&mem, psi_user);
 
-        // The kernel's OOM killer acted in the scope: record it, and hold back. Checked on every
-        // wake-up near the levels, every 5 s when far (idle CPU).
-        // Also on the first wake-up after a near one: memory that came back at once may have come
-        // from a kernel kill, which is recorded now rather than up to 5 s later.
+        // The kernel's OOM killer acted in the scope: record it, and hold back. The counter is
+        // read on every wake-up below a level (a choice follows, and its /proc reads must not
+        // come after a kernel kill), before a rescan near the levels, every 50 ms otherwise near
+        // them (recording is all that waits: there is no choice to hold back above the levels,
+        // and `/proc/vmstat` costs four times the memory reading it guards), every 5 s when far
+        // (idle CPU). Also on the first wake-up after a near one: memory that came back at once
+        // may have come from a kernel kill, which is recorded now rather than up to 5 s later.
         let near_now = sev != Severity::None || levels.near(&mem);
         let was_near = std::mem::replace(&mut self.was_near, near_now);
-        let check_kernel =
-            near_now || was_near || self.last_oom_check.elapsed() >= Duration::from_secs(5);
+        let rescan = near_now
+            && sev == Severity::None
+            && self
+                .ranker
+                .age()
+                .is_none_or(|a| a > Duration::from_millis(500));
+        let since = self.last_oom_check.elapsed();
+        let check_kernel = sev != Severity::None
+            || rescan
+            || (was_near && !near_now)
+            || (near_now && since >= NEAR_OOM_CHECK)
+            || since >= Duration::from_secs(5);
         if check_kernel {
             self.kernel_kill_seen(now, &mem);
         }
 
-        let near = levels.near(&mem) || sev != Severity::None;
-        if near
-            && self
-                .ranker
-                .age()
-                .is_none_or(|a| a > Duration::from_millis(500))
-            && sev == Severity::None
-        {
+        if rescan {
             let t = Instant::now();
             scanned = self.refresh(&mem);
             scan_time = Some(t.elapsed());
