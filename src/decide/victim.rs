@@ -494,15 +494,8 @@ impl Ranker {
                 // Due for a detail read within ten scans, newcomers spread over them.
                 detail_gen: self.generation.wrapping_sub(pid.unsigned_abs() % 10),
             };
-            match reader.oom_score_adj(pid) {
-                Ok(adj) => {
-                    e.adj = adj;
-                    e.immune |= order::immunity(pid, false, false, adj, false).is_some();
-                }
-                Err(err) => {
-                    self.unread.note(err);
-                    return;
-                }
+            if !self.read_adj(reader, &mut e, pid) {
+                return;
             }
             e
         } else {
@@ -537,16 +530,24 @@ impl Ranker {
                 self.unread.note(err);
             }
         }
+        self.read_adj(reader, e, pid);
+        e.detail_gen = self.generation;
+    }
+
+    /// Reads `oom_score_adj` into `e` (-1000 makes it immune); false, counted, if it could
+    /// not be read.
+    fn read_adj(&mut self, reader: &mut ProcReader, e: &mut Entry, pid: i32) -> bool {
         match reader.oom_score_adj(pid) {
             Ok(adj) => {
                 e.adj = adj;
                 e.immune |= order::immunity(pid, false, false, adj, false).is_some();
+                true
             }
             Err(err) => {
                 self.unread.note(err);
+                false
             }
         }
-        e.detail_gen = self.generation;
     }
 
     fn new_entry(&mut self, reader: &mut ProcReader, policy: &Policy, st: &Stat) -> Entry {
