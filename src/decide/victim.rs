@@ -387,9 +387,7 @@ impl Ranker {
             if !e.immune && (swap_in_use || stale) {
                 let mut e2 = *e;
                 self.read_detail(reader, &mut e2, pid);
-                if let Some(slot) = self.table.get_mut(&pid) {
-                    slot.e = e2;
-                }
+                self.update(pid, e2);
             }
         }
         let mut closed = 0;

@@ -34,37 +34,22 @@ impl Meminfo {
                 continue;
             };
             let (key, rest) = (&line[..colon], &line[colon + 1..]);
-            if !matches!(
-                key,
-                b"MemTotal"
-                    | b"MemFree"
-                    | b"MemAvailable"
-                    | b"Buffers"
-                    | b"Cached"
-                    | b"Shmem"
-                    | b"SwapTotal"
-                    | b"SwapFree"
-                    | b"CommitLimit"
-                    | b"Committed_AS"
-            ) {
-                continue;
-            }
+            let set: fn(&mut Meminfo, u64) = match key {
+                b"MemTotal" => |m, v| m.mem_total_kb = v,
+                b"MemFree" => |m, v| m.mem_free_kb = v,
+                b"MemAvailable" => |m, v| m.mem_available_kb = Some(v),
+                b"Buffers" => |m, v| m.buffers_kb = v,
+                b"Cached" => |m, v| m.cached_kb = v,
+                b"Shmem" => |m, v| m.shmem_kb = v,
+                b"SwapTotal" => |m, v| m.swap_total_kb = v,
+                b"SwapFree" => |m, v| m.swap_free_kb = v,
+                b"CommitLimit" => |m, v| m.commit_limit_kb = Some(v),
+                b"Committed_AS" => |m, v| m.committed_as_kb = Some(v),
+                _ => continue,
+            };
             let Some(v) = parse_u64(rest) else { continue };
-            match key {
-                b"MemTotal" => {
-                    m.mem_total_kb = v;
-                    have_total = true;
-                }
-                b"MemFree" => m.mem_free_kb = v,
-                b"MemAvailable" => m.mem_available_kb = Some(v),
-                b"Buffers" => m.buffers_kb = v,
-                b"Cached" => m.cached_kb = v,
-                b"Shmem" => m.shmem_kb = v,
-                b"SwapTotal" => m.swap_total_kb = v,
-                b"SwapFree" => m.swap_free_kb = v,
-                b"CommitLimit" => m.commit_limit_kb = Some(v),
-                _ => m.committed_as_kb = Some(v),
-            }
+            set(&mut m, v);
+            have_total |= key == b"MemTotal";
             wanted -= 1;
             if wanted == 0 {
                 break;

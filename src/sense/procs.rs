@@ -305,8 +305,8 @@ impl ProcReader {
         self.read_task(pid, None, file)
     }
 
-    /// Reads `/proc/PID/FILE`, or `/proc/PID/task/TID/FILE` for a thread.
-    fn read_task(&mut self, pid: i32, tid: Option<i32>, file: &'static str) -> ProcResult<&[u8]> {
+    /// Opens `/proc/PID/FILE`, or `/proc/PID/task/TID/FILE` for a thread (no allocation).
+    fn open_task(&self, pid: i32, tid: Option<i32>, file: &'static str) -> ProcResult<OwnedFd> {
         let mut name = [0u8; 64];
         let n = {
             use std::io::Write;
@@ -322,14 +322,18 @@ impl ProcReader {
             })?;
             cur.position() as usize
         };
-        let path = &name[..n];
-        let fd = rustix::fs::openat(
+        rustix::fs::openat(
             &self.dir,
-            path,
+            &name[..n],
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| ProcError::from_errno(pid, file, e))?;
+        .map_err(|e| ProcError::from_errno(pid, file, e))
+    }
+
+    /// Reads `/proc/PID/FILE`, or `/proc/PID/task/TID/FILE` for a thread.
+    fn read_task(&mut self, pid: i32, tid: Option<i32>, file: &'static str) -> ProcResult<&[u8]> {
+        let fd = self.open_task(pid, tid, file)?;
         self.buf.clear();
         // The per-scan files are generated whole on the first read: a short read is their end
         // (one syscall saved per file per process). The others are read until end of file.
@@ -427,20 +431,7 @@ impl ProcReader {
     /// kept fd names the process, not the number: once that process is gone its reads fail
     /// with `ESRCH` (`Gone`), even when the PID has been given to someone new.
     pub fn open_statm(&mut self, pid: i32) -> ProcResult<OwnedFd> {
-        let mut name = [0u8; 24];
-        let n = {
-            use std::io::Write;
-            let mut cur = std::io::Cursor::new(&mut name[..]);
-            let _ = write!(cur, "{pid}/statm");
-            cur.position() as usize
-        };
-        rustix::fs::openat(
-            &self.dir,
-            &name[..n],
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| ProcError::from_errno(pid, "statm", e))
+        self.open_task(pid, None, "statm")
     }
 
     /// Resident pages from a `statm` kept open by [`ProcReader::open_statm`]: one `pread`.
