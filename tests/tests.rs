@@ -26,6 +26,7 @@ mod guard_scale;
 mod hook_adj;
 mod hostile_names;
 mod kill_path;
+mod link_order;
 mod metrics_slowloris;
 mod order;
 mod predict;

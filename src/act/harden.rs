@@ -50,6 +50,16 @@ pub fn trim_and_lock() -> Option<String> {
         .map(|e| format!("mlockall failed ({e}); the daemon's memory may be swapped or reclaimed under pressure"))
 }
 
+/// Returns the heap's free pages to the kernel (glibc keeps what start-up and the warm-up freed
+/// at the top of the heap and in each thread's arena). Called once, after the warm-up.
+pub fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Protects the daemon itself: lowest `oom_score_adj` and highest priority where permitted,
 /// and the open-file limit raised to its hard limit (memory is locked later, by
 /// [`trim_and_lock`]). Returns warnings for what was refused.

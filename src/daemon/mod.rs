@@ -308,6 +308,7 @@ impl Daemon {
         }
         // After the lock: what the warm-up faults in stays (MCL_FUTURE | MCL_ONFAULT).
         self.warm_up();
+        crate::act::harden::release_free_heap();
         self.last_oom_kills = self.scope.kernel_oom_kills();
         let mut wake = Wake::Timer;
         while !self.flags.stop.load(Ordering::Relaxed) {

@@ -160,8 +160,25 @@ pub struct EventLog {
 
 /// The time as RFC 3339 with milliseconds and the local offset.
 pub fn now_rfc3339() -> String {
-    let z = jiff::Zoned::now();
+    let z = jiff::Timestamp::now().to_zoned(local_zone().clone());
     z.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+}
+
+/// The local time zone, read once. `/etc/localtime` is read directly when `TZ` is unset:
+/// `jiff::tz::TimeZone::system()` would also name the zone, which walks and keeps the whole
+/// zoneinfo tree (about 1 900 names, 67 KiB of a daemon's heap). Its rules (DST included) are
+/// all in the file; a zone changed while the daemon runs takes effect at its restart.
+fn local_zone() -> &'static jiff::tz::TimeZone {
+    static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+    ZONE.get_or_init(|| {
+        if std::env::var_os("TZ").is_none()
+            && let Ok(data) = std::fs::read("/etc/localtime")
+            && let Ok(z) = jiff::tz::TimeZone::tzif("localtime", &data)
+        {
+            return z;
+        }
+        jiff::tz::TimeZone::system()
+    })
 }
 
 /// This machine's host name.
@@ -582,6 +599,19 @@ pub fn parse_lines(text: &[u8], path: &Path) -> (Vec<Record>, Vec<String>) {
 mod tests {
     use super::*;
     use crate::record::event::{Decision, Warn};
+
+    #[test]
+    fn record_times_carry_the_same_local_offset_as_the_system_zone() {
+        let t = now_rfc3339();
+        let parsed = jiff::Zoned::strptime("%Y-%m-%dT%H:%M:%S%.f%:z", &t).unwrap();
+        let now = jiff::Zoned::now();
+        assert_eq!(parsed.offset(), now.offset(), "{t} vs {now}");
+        let apart = now.timestamp().duration_since(parsed.timestamp());
+        assert!(
+            apart.abs() < jiff::SignedDuration::from_secs(5),
+            "{t} vs {now}"
+        );
+    }
 
     #[test]
     fn appends_lines_with_the_common_fields_and_readers_skip_a_torn_tail() {

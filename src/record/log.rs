@@ -67,7 +67,8 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Collect<'_> {
 
 /// The logger every thread calls: a non-blocking front for a blocking sink.
 struct Queued {
-    tx: SyncSender<Line>,
+    // Boxed: the channel preallocates and touches every slot, so a slot holds a pointer.
+    tx: SyncSender<Box<Line>>,
     /// Lines queued and not yet handed to the sink.
     pending: &'static AtomicUsize,
 }
@@ -84,7 +85,7 @@ impl log::Log for Queued {
         }
         let mut kv = Vec::new();
         let _ = r.key_values().visit(&mut Collect(&mut kv));
-        let line = Line {
+        let line = Box::new(Line {
             level: r.level(),
             target: r.target().to_string(),
             // Names in messages come from any user: control characters escaped once, here,
@@ -94,7 +95,7 @@ impl log::Log for Queued {
             file: r.file_static(),
             line: r.line(),
             kv,
-        };
+        });
         self.pending.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(line) {
             Ok(()) => {}
@@ -114,7 +115,7 @@ impl log::Log for Queued {
 }
 
 /// The writer thread: hands each line to the sink; after drops, says how many were lost.
-fn writer(rx: Receiver<Line>, sink: Box<dyn log::Log>, pending: &AtomicUsize) {
+fn writer(rx: Receiver<Box<Line>>, sink: Box<dyn log::Log>, pending: &AtomicUsize) {
     let mut reported = 0;
     while let Ok(l) = rx.recv() {
         let dropped = HEALTH.log_lines_dropped.load(Ordering::Relaxed);

@@ -124,7 +124,8 @@ pub fn send_desktop(conn: &Connection, d: &Desktop) -> zbus::Result<u32> {
 /// The notification observer: queues records for its thread. Clones share the thread.
 #[derive(Debug, Clone)]
 pub struct Notify {
-    tx: SyncSender<Record>,
+    // Boxed: the channel preallocates and touches every slot, so a slot holds a pointer.
+    tx: SyncSender<Box<Record>>,
 }
 
 impl Notify {
@@ -143,7 +144,7 @@ impl Notify {
 
     /// Queues a record (never blocks; a full queue drops it with a debug line).
     pub fn send(&self, rec: &Record) {
-        match self.tx.try_send(rec.clone()) {
+        match self.tx.try_send(Box::new(rec.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => log::debug!("notification queue full; dropped one"),
             Err(TrySendError::Disconnected(_)) => {}
@@ -157,7 +158,7 @@ impl Observer for Notify {
     }
 }
 
-fn worker(rx: Receiver<Record>, s: NotifySettings) {
+fn worker(rx: Receiver<Box<Record>>, s: NotifySettings) {
     let mut system: Option<Connection> = None;
     let mut last_fail: Option<Instant> = None;
     let mut warned = false;

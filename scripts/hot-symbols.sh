@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Regenerates link/hot-symbols.txt: the functions a running daemon enters after start-up (the
+# kill path's warm-up and the idle loop), in the order it first enters them. The linker wrapper
+# (link/hot-first.sh) packs them together at the start of .text.
+#
+# How: the release binary runs `oomguard run --dry-run` (nothing is killed) under gdb; from the
+# return of act::harden::trim_and_lock (where start-up's pages are dropped) every function gets
+# a one-shot breakpoint, for PROF_SECS seconds (default 30). Needs gdb and root (the daemon
+# reads every process's /proc files). Rerun after changing what the loop or the kill path
+# calls; a name the compiler no longer emits is simply not matched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v gdb >/dev/null || { echo "hot-symbols: gdb is needed (apt-get install gdb)" >&2; exit 1; }
+cargo build --release --bin oomguard >&2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/prof.py" <<'PY'
+import gdb, os, signal, subprocess, threading
+exe = gdb.current_progspace().filename
+out = os.environ["PROF_OUT"]
+for c in ["set pagination off", "set confirm off", "set print thread-events off"]:
+    gdb.execute(c)
+for s in ["SIGTERM", "SIGPIPE", "SIGUSR1", "SIGHUP", "SIGCHLD", "SIGALRM"]:
+    gdb.execute(f"handle {s} nostop noprint pass")
+gdb.execute("starti", to_string=True)
+base = next(int(l.split()[0], 16) for l in gdb.execute("info proc mappings", to_string=True).splitlines()
+            if l.split() and l.split()[-1] == exe)
+syms = {}
+for l in subprocess.run(["nm", "--defined-only", exe], capture_output=True, text=True).stdout.splitlines():
+    p = l.split()
+    if len(p) == 3 and p[1] in "tTwW":
+        syms.setdefault(int(p[0], 16), p[2])
+trim = [a for a, n in syms.items() if "harden13trim_and_lock" in n]
+if not trim:
+    raise SystemExit("hot-symbols: act::harden::trim_and_lock not found in the binary")
+gdb.Breakpoint(f"*{base + trim[0]:#x}", internal=True, temporary=True)
+gdb.execute("continue", to_string=True)
+gdb.execute("finish", to_string=True)
+for a in syms:
+    gdb.Breakpoint(f"*{base + a:#x}", internal=True, temporary=True)
+# The daemon ends on SIGTERM after PROF_SECS: once every function it runs has been entered,
+# no breakpoint is left to stop it.
+# What runs from then on (the shutdown) is not recorded.
+pid = gdb.selected_inferior().pid
+ended = threading.Event()
+def end():
+    ended.set()
+    os.kill(pid, signal.SIGTERM)
+threading.Timer(float(os.environ.get("PROF_SECS", "30")), end).start()
+seen = set()
+with open(out, "w") as f:
+    while True:
+        try:
+            gdb.execute("continue", to_string=True)
+            pc = int(gdb.parse_and_eval("$pc"))
+        except gdb.error:
+            break
+        n = syms.get(pc - base)
+        if n and n not in seen and not ended.is_set():
+            seen.add(n)
+            f.write(n + "\n")
+            f.flush()
+gdb.execute("kill")
+PY
+PROF_OUT="$work/hits" timeout 600 gdb -q -batch -nx -x "$work/prof.py" \
+    --args target/release/oomguard run --dry-run --event-log "$work/events.jsonl" >"$work/gdb.log" 2>&1 || true
+[ -s "$work/hits" ] || { echo "hot-symbols: the profile recorded nothing; gdb said:" >&2; tail -20 "$work/gdb.log" >&2; exit 1; }
+{
+    echo "# Functions the daemon runs after start-up (warm-up of the kill path, idle loop), in the order"
+    echo "# it first ran them; mangled names without their hash. Regenerate: scripts/hot-symbols.sh"
+    sed -E 's/\.llvm\.[0-9]+$//; s/17h[0-9a-f]+E$/17hE/' "$work/hits" | awk '!seen[$0]++'
+} > link/hot-symbols.txt
+echo "link/hot-symbols.txt: $(grep -vc '^#' link/hot-symbols.txt) functions" >&2
