@@ -65,6 +65,17 @@ pub(crate) enum Until {
     /// record, on the first read (`single_open`: `/proc/PID/stat`, `statm`, `status`,
     /// `oom_score_adj`): for those it saves one syscall per file per process per scan.
     ShortRead,
+    /// End of file, or a complete line starting with this key (`/proc/vmstat`'s `oom_kill `,
+    /// within its first page): the rest of the file is not read, which would cost the kernel
+    /// a second generation of the whole file.
+    Line(&'static [u8]),
+}
+
+/// True when `buf` holds a whole line that starts with `key`.
+fn has_line(buf: &[u8], key: &[u8]) -> bool {
+    memchr::memmem::find_iter(buf, key).any(|i| {
+        (i == 0 || buf[i - 1] == b'\n') && memchr::memchr(b'\n', &buf[i + key.len()..]).is_some()
+    })
 }
 
 /// Appends what `fd` holds to `buf`, up to `max` bytes in all, returning `buf.len()`.
@@ -97,6 +108,11 @@ pub(crate) fn read_fd(
         // SAFETY: the read initialised `got` bytes of the spare capacity.
         unsafe { buf.set_len(buf.len() + got) };
         if got == 0 || (until == Until::ShortRead && got < want) {
+            break;
+        }
+        if let Until::Line(key) = until
+            && has_line(buf, key)
+        {
             break;
         }
     }
@@ -136,6 +152,21 @@ impl KeptFile {
     }
     /// Reads the whole file into `buf` (cleared first); reopens once if the kept fd fails.
     pub fn read_into(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        let until = self.until;
+        self.read_until(buf, until)
+    }
+
+    /// Reads into `buf` (cleared first) until the line starting with `key` is whole, or to the
+    /// end of the file (see [`Until::Line`]).
+    pub fn read_to_line(
+        &mut self,
+        buf: &mut Vec<u8>,
+        key: &'static [u8],
+    ) -> std::io::Result<usize> {
+        self.read_until(buf, Until::Line(key))
+    }
+
+    fn read_until(&mut self, buf: &mut Vec<u8>, until: Until) -> std::io::Result<usize> {
         use rustix::fs::{Mode, OFlags};
         for attempt in 0..2 {
             if self.fd.is_none() {
@@ -149,7 +180,7 @@ impl KeptFile {
             match read_fd(
                 self.fd.as_ref().expect("opened above"),
                 buf,
-                self.until,
+                until,
                 MAX_FILE,
                 true,
             ) {
@@ -282,6 +313,35 @@ pub(crate) mod fixture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_counts_only_whole_and_at_a_line_start() {
+        assert!(has_line(b"a 1\noom_kill 3\n", b"oom_kill "));
+        assert!(has_line(b"oom_kill 3\nb 2", b"oom_kill "));
+        assert!(
+            !has_line(b"a 1\noom_kill 3", b"oom_kill "),
+            "no newline yet: may be cut"
+        );
+        assert!(!has_line(b"a 1\nxoom_kill 3\n", b"oom_kill "));
+        assert!(has_line(b"xoom_kill 1\noom_kill 2\n", b"oom_kill "));
+    }
+
+    /// `/proc/vmstat` read to its `oom_kill` line (one syscall) gives the counter a whole read
+    /// gives, and stops there.
+    #[test]
+    fn vmstat_read_to_the_oom_kill_line_gives_the_same_counter() {
+        let mut kept = KeptFile::new("/proc/vmstat".into());
+        let (mut part, mut whole) = (Vec::new(), Vec::new());
+        kept.read_to_line(&mut part, b"oom_kill ").unwrap();
+        kept.read_into(&mut whole).unwrap();
+        let (p, w) = (vmstat::Vmstat::parse(&part), vmstat::Vmstat::parse(&whole));
+        assert!(
+            w.oom_kill.is_some(),
+            "this kernel's /proc/vmstat has oom_kill"
+        );
+        assert_eq!(p.oom_kill, w.oom_kill);
+        assert!(part.len() <= whole.len());
+    }
 
     /// A file handed out in short reads is read to its end, not to the first short read.
     #[test]

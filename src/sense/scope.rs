@@ -150,7 +150,7 @@ impl Scope {
     pub fn kernel_oom_kills(&mut self) -> Option<u64> {
         match &self.kind {
             ScopeKind::System => {
-                self.vmstat.read_into(&mut self.buf).ok()?;
+                self.vmstat.read_to_line(&mut self.buf, b"oom_kill ").ok()?;
                 super::vmstat::Vmstat::parse(&self.buf).oom_kill
             }
             ScopeKind::Cgroup(c) => c.oom_kills(&self.root, &mut self.buf),
