@@ -13,6 +13,9 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=OOMGUARD_CORPUS_DIR");
+    // The linker wrapper's inputs (.cargo/config.toml): a new list must relink the binary.
+    println!("cargo::rerun-if-changed=link/hot-symbols.txt");
+    println!("cargo::rerun-if-changed=link/hot-first.sh");
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
     let beside = Path::new(&manifest).join("../shared/corpus/oom-reports");
     let from_env = std::env::var_os("OOMGUARD_CORPUS_DIR").map(std::path::PathBuf::from);

@@ -4,7 +4,8 @@
 # (link/hot-first.sh) packs them together at the start of .text.
 #
 # How: the release binary runs `oomguard run --dry-run` (nothing is killed) under gdb; from the
-# return of act::harden::trim_and_lock (where start-up's pages are dropped) every function gets
+# second return of act::harden::trim_and_lock (where start-up's pages are dropped for good, about
+# 3 s after start) every function gets
 # a one-shot breakpoint, for PROF_SECS seconds (default 30). Needs gdb and root (the daemon
 # reads every process's /proc files). Rerun after changing what the loop or the kill path
 # calls; a name the compiler no longer emits is simply not matched.
@@ -33,9 +34,12 @@ for l in subprocess.run(["nm", "--defined-only", exe], capture_output=True, text
 trim = [a for a, n in syms.items() if "harden13trim_and_lock" in n]
 if not trim:
     raise SystemExit("hot-symbols: act::harden::trim_and_lock not found in the binary")
-gdb.Breakpoint(f"*{base + trim[0]:#x}", internal=True, temporary=True)
-gdb.execute("continue", to_string=True)
-gdb.execute("finish", to_string=True)
+# The daemon trims twice: at start and when start-up has settled (side threads included).
+bp = gdb.Breakpoint(f"*{base + trim[0]:#x}", internal=True)
+for _ in range(2):
+    gdb.execute("continue", to_string=True)
+    gdb.execute("finish", to_string=True)
+bp.delete()
 for a in syms:
     gdb.Breakpoint(f"*{base + a:#x}", internal=True, temporary=True)
 # The daemon ends on SIGTERM after PROF_SECS: once every function it runs has been entered,

@@ -5,8 +5,10 @@
 /// (argument and config parsing), then locks memory on fault: the daemon keeps exactly the
 /// pages its loop touches, and those can never be reclaimed or swapped. Only file-backed,
 /// read-only, private mappings with no copied-on-write pages are dropped (they re-fault from
-/// the page cache unchanged); relocated (RELRO) and writable mappings are left alone.
+/// the page cache unchanged); relocated (RELRO) and writable mappings are left alone. Can be
+/// called again: locked mappings are unlocked first (the kernel refuses to drop locked pages).
 pub fn trim_and_lock() -> Option<String> {
+    let _ = rustix::mm::munlockall();
     if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
         let mut current: Option<(usize, usize, bool)> = None;
         let mut drop_ranges = Vec::new();

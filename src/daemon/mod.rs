@@ -152,10 +152,15 @@ impl Hold {
 /// At most this many refused victims are remembered (oldest forgotten first).
 const MAX_REFUSED: usize = 32;
 
-/// The running daemon.
 /// How often the kernel's OOM kill counter is read near the levels but above them.
 const NEAR_OOM_CHECK: Duration = Duration::from_millis(50);
 
+/// When start-up is over, side threads included (the log writers and the read-ahead thread
+/// begin on their own schedule, often after the main thread's first trim): memory is trimmed
+/// and locked again then, with a second warm-up (see [`Daemon::lock_working_set`]).
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// The running daemon.
 pub struct Daemon {
     s: Settings,
     scope: Scope,
@@ -303,12 +308,10 @@ impl Daemon {
         for n in std::mem::take(&mut self.waker.notes) {
             log::warn!("{n}");
         }
-        if let Some(n) = crate::act::harden::trim_and_lock() {
+        if let Some(n) = self.lock_working_set() {
             log::warn!("{n}");
         }
-        // After the lock: what the warm-up faults in stays (MCL_FUTURE | MCL_ONFAULT).
-        self.warm_up();
-        crate::act::harden::release_free_heap();
+        let mut settle = Some(Instant::now() + SETTLE);
         self.last_oom_kills = self.scope.kernel_oom_kills();
         let mut wake = Wake::Timer;
         while !self.flags.stop.load(Ordering::Relaxed) {
@@ -316,6 +319,13 @@ impl Daemon {
                 self.do_reload();
             }
             let timeout = self.tick(wake)?;
+            // Not near the levels: there, the pages are in use and a trim would only re-fault them.
+            if !self.was_near && settle.is_some_and(|t| Instant::now() >= t) {
+                settle = None;
+                if let Some(n) = self.lock_working_set() {
+                    log::debug!("{n}");
+                }
+            }
             wake = self.waker.wait(timeout);
         }
         log::info!("stopping");
@@ -1071,6 +1081,18 @@ impl Daemon {
     /// (refused for a live process), the record's serialization. Runs after `mlockall`
     /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
     /// kill takes no page faults.
+    /// Drops the pages only start-up used, locks memory on fault, and warms the kill path up
+    /// so that its pages are resident and locked; then returns the heap's free pages. At start
+    /// and once more when start-up has settled ([`SETTLE`]). Returns the warning if memory
+    /// could not be locked.
+    fn lock_working_set(&mut self) -> Option<String> {
+        let note = crate::act::harden::trim_and_lock();
+        // After the lock: what the warm-up faults in stays (MCL_FUTURE | MCL_ONFAULT).
+        self.warm_up();
+        crate::act::harden::release_free_heap();
+        note
+    }
+
     fn warm_up(&mut self) {
         let f0 = faults_now();
         let Ok(mem) = self.scope.memory() else {
