@@ -20,6 +20,8 @@
 //! 3. Idle, with 0 and 1 000 extra processes: oomguard `run --dry-run` at its default levels,
 //!    earlyoom at its default (`-r 1`) and at `-r 0`, all three side by side for 60 s, 3
 //!    rounds: CPU (schedstat), VmRSS, Pss and RssAnon (smaps_rollup) at the end, VmHWM; medians.
+//!    The 60 s start 5 s after the daemons: oomguard's start-up ends with a second trim and
+//!    warm-up at 3 s (`daemon::SETTLE`); the CPU of those first 5 s is printed on its own.
 //!
 //! Runs and ends from a background shell: no signal is relied upon to stop anything but
 //! SIGTERM then SIGKILL by PID, every wait is bounded, and the namespace takes the rest down.
@@ -262,6 +264,10 @@ impl Drop for Sleepers {
 
 fn oomguard_run(tmp: &Path, tag: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(OOMGUARD);
+    // As a service runs it: a developer's RUST_BACKTRACE would make every error capture a
+    // backtrace (CPU, and unwinder pages the daemon then keeps).
+    c.env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
     c.args(["run", "--dry-run", "--event-log"])
         .arg(tmp.join(format!("events-{tag}.jsonl")))
         .arg("--lock-dir")
@@ -398,6 +404,9 @@ fn inner_scan(n: usize, tmp: &Path) {
 
 /// Idle figures with `n` extra processes: `rounds` rounds of `secs` seconds, the three daemons
 /// side by side. Markdown on stdout.
+/// Idle figures are taken from this long after the daemons start (see the module docs).
+const STARTUP: Duration = Duration::from_secs(5);
+
 fn inner_idle(n: usize, tmp: &Path) {
     let q = quick();
     let (rounds, secs) = if q { (1, 10) } else { (3, 60) };
@@ -408,6 +417,7 @@ fn inner_idle(n: usize, tmp: &Path) {
         "earlyoom -r 0",
     ];
     let mut cpu: [Vec<f64>; 3] = Default::default();
+    let mut start: [Vec<f64>; 3] = Default::default();
     let mut mem: [Vec<Mem>; 3] = Default::default();
     for r in 0..rounds {
         let mut ds = vec![
@@ -415,11 +425,14 @@ fn inner_idle(n: usize, tmp: &Path) {
             Daemon::spawn(&mut earlyoom(&["-r", "1"])),
             Daemon::spawn(&mut earlyoom(&["-r", "0"])),
         ];
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(STARTUP);
         for d in &mut ds {
             assert!(d.alive(), "a daemon exited early");
         }
         let c0: Vec<_> = ds.iter().map(|d| proc_cpu(d.pid())).collect();
+        for (i, c) in c0.iter().enumerate() {
+            start[i].push(c.as_secs_f64() * 1e3);
+        }
         std::thread::sleep(Duration::from_secs(secs));
         for (i, d) in ds.iter().enumerate() {
             cpu[i].push((proc_cpu(d.pid()) - c0[i]).as_secs_f64() * 1e3 * 60.0 / secs as f64);
@@ -442,21 +455,23 @@ fn inner_idle(n: usize, tmp: &Path) {
         "### Idle with {n} extra processes ({rounds} rounds of {secs} s, medians; MiB, CPU ms per minute)\n"
     );
     println!(
-        "| daemon | CPU | VmRSS | Pss | RssAnon | VmHWM | CPU oomguard/this | VmRSS oomguard/this | Pss oomguard/this |"
+        "| daemon | CPU | VmRSS | Pss | RssAnon | VmHWM | CPU oomguard/this | VmRSS oomguard/this | Pss oomguard/this | start-up CPU ms (first {} s) |",
+        STARTUP.as_secs()
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let og_cpu = median(&cpu[0]);
     let (og_rss, og_pss) = (med(0, |m| m.rss), med(0, |m| m.pss));
     for (i, name) in names.iter().enumerate() {
         let c = median(&cpu[i]);
         let (rss, pss) = (med(i, |m| m.rss), med(i, |m| m.pss));
         println!(
-            "| {name} | {c:.2} | {rss:.2} | {pss:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {name} | {c:.2} | {rss:.2} | {pss:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} |",
             med(i, |m| m.anon),
             med(i, |m| m.hwm),
             ratio(og_cpu, c),
             ratio(og_rss, rss),
-            ratio(og_pss, pss)
+            ratio(og_pss, pss),
+            median(&start[i])
         );
     }
     println!(
@@ -602,7 +617,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line). The three idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
+        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line). The three idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. The daemons run without RUST_BACKTRACE, as a service does.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
         loadavg()
     );
     println!("{}", md.lines().last().unwrap_or_default());
