@@ -1076,11 +1076,6 @@ impl Daemon {
         (v.map(|v| v / unit), format!("{} {key}", path.display()))
     }
 
-    /// A decision at start that runs the kill path's code without signalling anyone: the
-    /// choice, pinning (ourselves, by pidfd), signal 0 through the pidfd, `process_mrelease`
-    /// (refused for a live process), the record's serialization. Runs after `mlockall`
-    /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
-    /// kill takes no page faults.
     /// Drops the pages only start-up used, locks memory on fault, and warms the kill path up
     /// so that its pages are resident and locked; then returns the heap's free pages. At start
     /// and once more when start-up has settled ([`SETTLE`]). Returns the warning if memory
@@ -1093,6 +1088,11 @@ impl Daemon {
         note
     }
 
+    /// A decision (at start and at the settle) that runs the kill path's code without
+    /// signalling anyone: the choice, pinning (ourselves, by pidfd), signal 0 through the pidfd,
+    /// `process_mrelease` (refused for a live process), the record's serialization. Runs after `mlockall`
+    /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
+    /// kill takes no page faults.
     fn warm_up(&mut self) {
         let f0 = faults_now();
         let Ok(mem) = self.scope.memory() else {
