@@ -125,6 +125,8 @@ pub(crate) fn read_fd(
 ///
 /// A file the kernel generates whole on every read from offset 0 (`single_open`: meminfo,
 /// pressure) is [`KeptFile::whole`]: a read that comes back short is all of it, one syscall.
+/// A reader that needs one line of a record list reads only to it ([`KeptFile::read_to_line`]:
+/// the kernel OOM counter in `/proc/vmstat`), also one syscall.
 #[derive(Debug)]
 pub struct KeptFile {
     path: PathBuf,
