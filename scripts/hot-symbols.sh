@@ -5,16 +5,25 @@
 #
 # How: the release binary runs `oomguard run --dry-run` (nothing is killed) under gdb; from the
 # second return of act::harden::trim_and_lock (where start-up's pages are dropped for good, about
-# 3 s after start) every function gets
-# a one-shot breakpoint, for PROF_SECS seconds (default 30). Needs gdb and root (the daemon
-# reads every process's /proc files). Rerun after changing what the loop or the kill path
-# calls; a name the compiler no longer emits is simply not matched.
+# 3 s after start) the functions on every thread's stack are taken, then every function gets
+# a one-shot breakpoint, for PROF_SECS seconds (default 30), while PROF_PROCS sleepers (default
+# 1000) run. Needs gdb and root (the daemon reads every process's /proc files). Rerun after
+# changing what the loop or the kill path calls: `tests/link_order.rs` fails when the list has
+# gone stale; a name the compiler no longer emits is simply not matched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v gdb >/dev/null || { echo "hot-symbols: gdb is needed (apt-get install gdb)" >&2; exit 1; }
+command -v c++filt >/dev/null || { echo "hot-symbols: c++filt is needed (apt-get install binutils)" >&2; exit 1; }
 cargo build --release --bin oomguard >&2
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+sleepers=()
+trap 'rm -rf "$work"; [ ${#sleepers[@]} -eq 0 ] || kill "${sleepers[@]}" 2>/dev/null' EXIT
+# A machine with many processes (PROF_PROCS sleepers, default 1000) takes paths a quiet one
+# does not: sorting a long PID list, newcomers, a large table.
+for _ in $(seq "${PROF_PROCS:-1000}"); do
+    sleep 3600 &
+    sleepers+=($!)
+done
 cat > "$work/prof.py" <<'PY'
 import gdb, os, signal, subprocess, threading
 exe = gdb.current_progspace().filename
@@ -40,6 +49,27 @@ for _ in range(2):
     gdb.execute("continue", to_string=True)
     gdb.execute("finish", to_string=True)
 bp.delete()
+# Functions already running (each thread's loop, the main loop) are never entered again: take
+# them from every thread's stack first, innermost first, down to the thread's entry (where a
+# side thread's loop is inlined) or the daemon's start-up; what calls those runs again only at
+# exit. Frames in libc are skipped.
+starts = sorted(syms)
+import bisect
+running = []
+entry = ("__rust_begin_short_backtrace", "6daemon5start5start", "thread_start")
+for t in gdb.selected_inferior().threads():
+    t.switch()
+    f = gdb.newest_frame()
+    while f is not None:
+        off = f.pc() - base
+        i = bisect.bisect_right(starts, off) - 1
+        if 0 <= i < len(starts) - 1:
+            n = syms[starts[i]]
+            if n not in running:
+                running.append(n)
+            if any(e in n for e in entry):
+                break
+        f = f.older()
 for a in syms:
     gdb.Breakpoint(f"*{base + a:#x}", internal=True, temporary=True)
 # The daemon ends on SIGTERM after PROF_SECS: once every function it runs has been entered,
@@ -51,8 +81,10 @@ def end():
     ended.set()
     os.kill(pid, signal.SIGTERM)
 threading.Timer(float(os.environ.get("PROF_SECS", "30")), end).start()
-seen = set()
+seen = set(running)
 with open(out, "w") as f:
+    for n in running:
+        f.write(n + "\n")
     while True:
         try:
             gdb.execute("continue", to_string=True)
@@ -71,7 +103,8 @@ PROF_OUT="$work/hits" timeout 600 gdb -q -batch -nx -x "$work/prof.py" \
 [ -s "$work/hits" ] || { echo "hot-symbols: the profile recorded nothing; gdb said:" >&2; tail -20 "$work/gdb.log" >&2; exit 1; }
 {
     echo "# Functions the daemon runs after start-up (warm-up of the kill path, idle loop), in the order"
-    echo "# it first ran them; mangled names without their hash. Regenerate: scripts/hot-symbols.sh"
-    sed -E 's/\.llvm\.[0-9]+$//; s/17h[0-9a-f]+E$/17hE/' "$work/hits" | awk '!seen[$0]++'
+    echo "# it first ran them; demangled v0 names without crate disambiguators or LTO suffixes."
+    echo "# Regenerate: scripts/hot-symbols.sh"
+    c++filt < "$work/hits" | sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//' | awk '!seen[$0]++'
 } > link/hot-symbols.txt
 echo "link/hot-symbols.txt: $(grep -vc '^#' link/hot-symbols.txt) functions" >&2

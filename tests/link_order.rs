@@ -4,22 +4,38 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-/// A mangled name without its hash (`17h<hex>E`) and LTO suffix, as link/hot-symbols.txt has it.
+/// A demangled name as link/hot-symbols.txt has it: without crate disambiguators
+/// (`oomguard[0123abcd…]`), an LTO suffix or a legacy hash, which vary between builds.
 fn key(name: &str) -> String {
-    let name = match name.find(".llvm.") {
-        Some(i) => &name[..i],
-        None => name,
-    };
-    if let Some(i) = name.rfind("17h")
-        && name.ends_with('E')
-        && name[i + 3..name.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit())
-        && name.len() - 1 > i + 3
-    {
-        return format!("{}17hE", &name[..i]);
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        match tail.find(']') {
+            Some(j) if j >= 6 && tail[..j].bytes().all(|b| b.is_ascii_hexdigit()) => {
+                rest = &tail[j + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = tail;
+            }
+        }
     }
-    name.to_string()
+    out.push_str(rest);
+    let mut s = out.as_str();
+    for suffix in [".llvm.", " [clone "] {
+        if let Some(i) = s.find(suffix) {
+            s = &s[..i];
+        }
+    }
+    if let Some(i) = s.rfind("::h")
+        && s.len() > i + 3
+        && s[i + 3..].bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        s = &s[..i];
+    }
+    s.to_string()
 }
 
 #[test]
@@ -47,7 +63,7 @@ fn the_daemons_hot_functions_are_linked_together() {
          from 1.90 on links with LLD by default)"
     );
     let nm = Command::new("nm")
-        .args(["-S", "--defined-only", bin])
+        .args(["-S", "-C", "--defined-only", bin])
         .output()
         .expect("nm (binutils) runs");
     assert!(nm.status.success());
@@ -57,7 +73,7 @@ fn the_daemons_hot_functions_are_linked_together() {
     let mut text_lo = u64::MAX;
     let mut text_hi = 0;
     for l in text.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
+        let f: Vec<&str> = l.splitn(4, ' ').collect();
         let [addr, size, kind, name] = f[..] else {
             continue;
         };
@@ -104,14 +120,18 @@ fn the_daemons_hot_functions_are_linked_together() {
 }
 
 #[test]
-fn keys_drop_the_hash_and_the_lto_suffix() {
+fn keys_drop_disambiguators_hashes_and_lto_suffixes() {
     assert_eq!(
-        key("_ZN8oomguard6daemon6Daemon4tick17h0123456789abcdefE"),
-        "_ZN8oomguard6daemon6Daemon4tick17hE"
+        key("<oomguard[a2f591bcb0e33768]::daemon::Daemon>::tick"),
+        "<oomguard::daemon::Daemon>::tick"
     );
     assert_eq!(
-        key("_ZN8oomguard5sense8KeptFile9read_into17h0123456789abcdefE.llvm.42"),
-        "_ZN8oomguard5sense8KeptFile9read_into17hE"
+        key("<alloc[1a2b3c4d5e6f7a8b]::vec::Vec<[u8; 16]>>::push.llvm.42"),
+        "<alloc::vec::Vec<[u8; 16]>>::push"
     );
-    assert_eq!(key("_RNvCs1_3std4main"), "_RNvCs1_3std4main");
+    assert_eq!(key("<[f32]>::sort"), "<[f32]>::sort");
+    assert_eq!(
+        key("std::io::stdio::_print::h0123456789abcdef"),
+        "std::io::stdio::_print"
+    );
 }
