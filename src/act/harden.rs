@@ -12,10 +12,12 @@
 /// random-access. Otherwise each fault maps the cached pages around it (fault-around, 64 KiB)
 /// and every one of them stays locked: the constants the loop reads are spread over the 2 MiB
 /// of `.rodata`, and they kept about 400 KiB resident. Evicted, a fault reads back only its own
-/// page (no read-around on a random-access mapping). Code is read around on every fault
-/// whatever the advice (the kernel treats executable mappings as random already); the link
-/// order keeps the code the loop runs together instead (`link/hot-first.sh`). Pages another
-/// process maps stay cached.
+/// page (no read-around on a random-access mapping). Code is still read around on a fault
+/// whatever the advice (recent kernels read executable mappings around by a rule of their
+/// own); the link order keeps the code the loop runs together instead (`link/hot-first.sh`).
+/// Pages another process maps stay cached. A page the warm-up did not touch now comes back
+/// from disk rather than from the cache; under memory pressure, when the guard acts, the
+/// cache would have lost it anyway, and only what is locked is sure to be there.
 pub fn trim_and_lock() -> Option<String> {
     let _ = rustix::mm::munlockall();
     let exe_path = std::fs::read_link("/proc/self/exe").ok();
