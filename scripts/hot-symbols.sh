@@ -14,8 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v gdb >/dev/null || { echo "hot-symbols: gdb is needed (apt-get install gdb)" >&2; exit 1; }
 command -v c++filt >/dev/null || { echo "hot-symbols: c++filt is needed (apt-get install binutils)" >&2; exit 1; }
-cargo build --release --bin oomguard >&2
 work=$(mktemp -d)
+# Two builds: with the `test-support` feature (what `cargo test` and `cargo bench` run: the tests
+# enable it for the library) and without (what is shipped). They inline differently, so each
+# has out-of-line functions the other has not; the list is the union of both profiles. The
+# shipped build comes last, so target/release/oomguard is that one afterwards.
+cargo build --release --features test-support --bin oomguard >&2
+cp target/release/oomguard "$work/oomguard-test-support"
+cargo build --release --bin oomguard >&2
+cp target/release/oomguard "$work/oomguard"
 sleepers=()
 trap 'rm -rf "$work"; [ ${#sleepers[@]} -eq 0 ] || kill "${sleepers[@]}" 2>/dev/null' EXIT
 # A machine with many processes (PROF_PROCS sleepers, default 1000) takes paths a quiet one
@@ -98,13 +105,15 @@ with open(out, "w") as f:
             f.flush()
 gdb.execute("kill")
 PY
-PROF_OUT="$work/hits" timeout 600 gdb -q -batch -nx -x "$work/prof.py" \
-    --args target/release/oomguard run --dry-run --event-log "$work/events.jsonl" >"$work/gdb.log" 2>&1 || true
-[ -s "$work/hits" ] || { echo "hot-symbols: the profile recorded nothing; gdb said:" >&2; tail -20 "$work/gdb.log" >&2; exit 1; }
+for build in oomguard oomguard-test-support; do
+    PROF_OUT="$work/hits-$build" timeout 600 gdb -q -batch -nx -x "$work/prof.py" \
+        --args "$work/$build" run --dry-run --event-log "$work/events.jsonl" >"$work/gdb.log" 2>&1 || true
+    [ -s "$work/hits-$build" ] || { echo "hot-symbols: the profile of $build recorded nothing; gdb said:" >&2; tail -20 "$work/gdb.log" >&2; exit 1; }
+done
 {
     echo "# Functions the daemon runs after start-up (warm-up of the kill path, idle loop), in the order"
-    echo "# it first ran them; demangled v0 names without crate disambiguators or LTO suffixes."
-    echo "# Regenerate: scripts/hot-symbols.sh"
-    c++filt < "$work/hits" | sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//' | awk '!seen[$0]++'
+    echo "# it first ran them (the shipped build's, then the test-support build's); demangled v0 names"
+    echo "# without crate disambiguators or LTO suffixes. Regenerate: scripts/hot-symbols.sh"
+    cat "$work/hits-oomguard" "$work/hits-oomguard-test-support" | c++filt | sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//' | awk '!seen[$0]++'
 } > link/hot-symbols.txt
 echo "link/hot-symbols.txt: $(grep -vc '^#' link/hot-symbols.txt) functions" >&2
