@@ -49,9 +49,9 @@ use oomguard::values::ScopeSpec;
 /// The daemon as it is shipped: a release build without the `test-support` feature. `cargo
 /// bench` builds the package with it (the tests turn it on for the library's hooks), and the
 /// hooks change how the code is inlined, so the profile-guided layout of the daemon's hot code
-/// (link/hot-symbols.txt) fits that build less well: measured once, 0.25 MiB more resident
-/// code. The outer run builds the shipped binary into target/shipped and passes its path to
-/// the parts it runs in namespaces in `OOMGUARD_BENCH_BIN`.
+/// (link/hot-symbols.txt) fits that build less well: 0.2–0.4 MiB more resident code in two
+/// measurements. The outer run builds the shipped binary into target/shipped and passes its
+/// path to the parts it runs in namespaces in `OOMGUARD_BENCH_BIN`.
 fn oomguard_bin() -> PathBuf {
     match std::env::var_os("OOMGUARD_BENCH_BIN") {
         Some(p) => p.into(),

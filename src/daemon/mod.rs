@@ -630,7 +630,16 @@ impl Daemon {
 
     /// Writes `event` to the event log and hands the record to the observers.
     fn append(&mut self, event: Event) -> Option<ev::Record> {
-        match self.log.append(event) {
+        let rec = self.log.append(event);
+        self.recorded(rec)
+    }
+
+    /// Hands an appended record to the observers (or logs why it could not be appended).
+    fn recorded(
+        &mut self,
+        rec: Result<ev::Record, crate::record::eventlog::EventLogError>,
+    ) -> Option<ev::Record> {
+        match rec {
             Ok(rec) => {
                 for o in &mut self.observers {
                     o.record(&rec);
@@ -753,6 +762,9 @@ impl Daemon {
                 }
             };
             if fresh {
+                // The record's time and the rate limit's instant are taken together: the
+                // records of one would-be victim are stamped at least 10 s apart.
+                let stamp = crate::record::eventlog::now_rfc3339();
                 self.dry_last = Some((victim.pid, victim.starttime, Instant::now()));
                 log::info!(
                     "dry run: would send {} to {} ({}), score {}, rss {}: {} ({} of {} available)",
@@ -776,7 +788,8 @@ impl Daemon {
                     self.s.kill_unit.to_string(),
                     decision_us,
                 );
-                self.append(Event::DryRun(d));
+                let rec = self.log.append_at(stamp, Event::DryRun(d));
+                self.recorded(rec);
             }
             return Ok(self
                 .poll_interval(levels, mem)

@@ -591,8 +591,13 @@ impl fmt::Display for Event {
 impl Record {
     /// A record of `event` now, on this host.
     pub fn new(scope: &str, host: &str, event: Event) -> Record {
+        Record::at(super::eventlog::now_rfc3339(), scope, host, event)
+    }
+
+    /// A record of `event` stamped `time` (RFC 3339, as [`super::eventlog::now_rfc3339`]).
+    pub fn at(time: String, scope: &str, host: &str, event: Event) -> Record {
         Record {
-            time: super::eventlog::now_rfc3339(),
+            time,
             scope: scope.to_string(),
             host: host.to_string(),
             event,

@@ -315,7 +315,10 @@ impl EventLog {
     /// `event` as a record of this log (now, its scope and host) and the line written for
     /// it, with its newline.
     pub fn render(&self, event: Event) -> (Record, Vec<u8>) {
-        let rec = Record::new(&self.scope, &self.host, event);
+        self.render_record(Record::new(&self.scope, &self.host, event))
+    }
+
+    fn render_record(&self, rec: Record) -> (Record, Vec<u8>) {
         let mut line = serde_json::to_vec(&rec).unwrap_or_default();
         line.push(b'\n');
         (rec, line)
@@ -326,7 +329,18 @@ impl EventLog {
     /// for that at most [`SYNC_WAIT`]. A record that cannot be queued (the writer is far
     /// behind) is dropped and counted. Returns the record.
     pub fn append(&self, event: Event) -> Result<Record, EventLogError> {
-        let (rec, line) = self.render(event);
+        self.append_record(Record::new(&self.scope, &self.host, event))
+    }
+
+    /// As [`EventLog::append`], with the record stamped `time` (taken when the decision was
+    /// made, so that records a fixed interval apart are stamped that far apart however long
+    /// each took to render).
+    pub fn append_at(&self, time: String, event: Event) -> Result<Record, EventLogError> {
+        self.append_record(Record::at(time, &self.scope, &self.host, event))
+    }
+
+    fn append_record(&self, rec: Record) -> Result<Record, EventLogError> {
+        let (rec, line) = self.render_record(rec);
         let mut p = self.shared.lock();
         let caught_up = p.written == p.queued;
         p.queued += 1;
