@@ -9,7 +9,7 @@ for pkg_cmd in "stress-ng:stress-ng" "tmux:tmux" "promtool:prometheus" "dbus-dae
                "qemu-system-x86_64:qemu-system-x86" "busybox:busybox-static" "cpio:cpio" \
                "systemd-analyze:systemd" "zstd:zstd" "xz:xz-utils" \
                "mmdebstrap:mmdebstrap" "mke2fs:e2fsprogs" "debugfs:e2fsprogs" "gcc:gcc" \
-               "readelf:binutils" "flock:util-linux"; do
+               "readelf:binutils" "flock:util-linux" "strace:strace"; do
   cmd=${pkg_cmd%%:*}; pkg=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -111,6 +111,7 @@ fn sample(total_kb: u64, available_kb: u64) -> Sample {
         wake: Wake::Timer,
         scan: None,
         scanned: 0,
+        floor: false,
     }
 }
 

@@ -166,6 +166,7 @@ fn full_exposition() -> String {
         wake: Wake::Timer,
         scan: Some(std::time::Duration::from_millis(1)),
         scanned: 1,
+        floor: false,
     });
     for r in [
         serde_json::json!({"action": "kill", "trigger": {"reason": "r"}, "victim": {"pid": 1, "comm": "x"}, "signals": [{"signal": "SIGTERM"}]}),

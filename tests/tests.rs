@@ -25,6 +25,7 @@ mod fleet_util;
 mod guard_scale;
 mod hook_adj;
 mod hostile_names;
+mod idle_floor;
 mod kill_path;
 mod link_order;
 mod metrics_slowloris;

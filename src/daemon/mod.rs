@@ -35,7 +35,7 @@ use rustix::process::Signal;
 use crate::act::escalate::Reading;
 use crate::act::kill::Kill;
 use crate::decide::policy::Policy;
-use crate::decide::trigger::{LevelSpec, Levels, Reason, Severity};
+use crate::decide::trigger::{LevelSpec, Levels, MAX_POLL, Reason, Severity};
 use crate::decide::victim::{Candidate, Ranker, ScanBasis, Selection};
 use crate::record::event::{self as ev, Event, Faults, KillFaults, Outcome};
 use crate::record::eventlog::EventLog;
@@ -154,6 +154,8 @@ const MAX_REFUSED: usize = 32;
 
 /// How often the kernel's OOM kill counter is read near the levels but above them.
 const NEAR_OOM_CHECK: Duration = Duration::from_millis(50);
+/// How often the kernel's OOM kill counter is read far from the levels.
+const FAR_OOM_CHECK: Duration = Duration::from_secs(5);
 
 /// When start-up is over, side threads included (the log writers and the read-ahead thread
 /// begin on their own schedule, often after the main thread's first trim): memory is trimmed
@@ -363,12 +365,16 @@ impl Daemon {
     fn tick(&mut self, wake: Wake) -> anyhow::Result<Duration> {
         let now = Instant::now();
         self.log.poke_reopen();
-        let mem = self.scope.memory().with_context(|| {
-            format!(
-                "cannot read the memory of scope {} (was the cgroup removed?)",
-                self.scope.label()
-            )
-        })?;
+        let floor = self.far_floor();
+        let mem = match floor {
+            Some(m) => m,
+            None => self.scope.memory().with_context(|| {
+                format!(
+                    "cannot read the memory of scope {} (was the cgroup removed?)",
+                    self.scope.label()
+                )
+            })?,
+        };
         let levels = self.s.levels.resolve(&mem);
         self.waker
             .rearm_if_changed(&mut self.scope, &levels, mem.total_kb);
@@ -415,7 +421,7 @@ impl Daemon {
             || rescan
             || (was_near && !near_now)
             || (near_now && since >= NEAR_OOM_CHECK)
-            || since >= Duration::from_secs(5);
+            || since >= FAR_OOM_CHECK;
         if check_kernel {
             self.kernel_kill_seen(now, &mem);
         }
@@ -442,6 +448,7 @@ impl Daemon {
             wake,
             scan: scan_time,
             scanned,
+            floor: floor.is_some(),
         };
         for o in &mut self.observers {
             o.sample(&sample);
@@ -477,6 +484,31 @@ impl Daemon {
             reason.unwrap_or(Reason::LowMemoryTerm),
             psi_user,
         )
+    }
+
+    /// Far from the levels, the machine's memory from `sysinfo(2)` with a floor for the
+    /// available figure (`sense::floor`), when that floor alone shows the levels far: then the
+    /// wake-up reads no meminfo. `None` (read meminfo) for a cgroup or a fixture root, on the
+    /// first wake-up after a near one, when the kernel's kill counter is due (its record
+    /// carries the real figure), when `--psi` or the status report needs the kernel's figures,
+    /// when an observer would not take the floor for them, and whenever the floor is near a
+    /// level or its headroom would shorten the sleep (so a floor never adds wake-ups).
+    fn far_floor(&mut self) -> Option<MemState> {
+        if self.was_near
+            || self.s.levels.psi.is_some()
+            || self.next_report.is_some()
+            || self.last_oom_check.elapsed() >= FAR_OOM_CHECK
+        {
+            return None;
+        }
+        let m = self.scope.memory_floor()?;
+        let levels = self.s.levels.resolve(&m);
+        // Far enough that even the floor's headroom allows the longest sleep: the wake-up
+        // cadence stays what the kernel's figure would give.
+        let far = !levels.near(&m)
+            && levels.evaluate(&m, None).0 == Severity::None
+            && levels.next_poll(&m) >= MAX_POLL;
+        (far && self.observers.iter().all(|o| o.accepts_floor(&m))).then_some(m)
     }
 
     /// The `--report-interval` status line. Runs once per interval, not per wake-up: the

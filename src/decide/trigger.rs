@@ -100,6 +100,9 @@ impl Reason {
     }
 }
 
+/// The longest sleep between two looks at memory, however far the levels are.
+pub const MAX_POLL: Duration = Duration::from_secs(1);
+
 impl Levels {
     fn swap_low(&self, mem: &MemState, kill: bool) -> bool {
         mem.swap_total_kb == 0
@@ -150,8 +153,7 @@ impl Levels {
             mem.swap_free_kb.saturating_sub(self.swap_term_kb) as f64 / 1024.0
         };
         let ms = mem_head_mib / 6.0 + swap_head_mib / 0.8;
-        Duration::from_micros((ms * 1000.0) as u64)
-            .clamp(Duration::from_millis(5), Duration::from_secs(1))
+        Duration::from_micros((ms * 1000.0) as u64).clamp(Duration::from_millis(5), MAX_POLL)
     }
 
     /// Warnings for levels that make no sense for this scope right now: a TERM level of 0 turns

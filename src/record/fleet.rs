@@ -4,6 +4,7 @@
 //! a [`Reloader`], and it rebuilds the warning level, notifications, hooks and watch list at
 //! its next wake-up (the metrics listener and sd_notify stay as started).
 
+use crate::sense::mem::MemState;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -173,6 +174,13 @@ impl Observer for FleetObserver {
 
     fn wants_pressure(&self) -> bool {
         self.metrics.is_some() || self.members.iter().any(|m| m.wants_pressure())
+    }
+
+    fn accepts_floor(&self, floor: &MemState) -> bool {
+        self.metrics.is_none()
+            && self.warn.as_ref().is_none_or(|w| w.accepts_floor(floor))
+            && self.systemd.as_ref().is_none_or(|s| s.accepts_floor(floor))
+            && self.members.iter().all(|m| m.accepts_floor(floor))
     }
 
     fn record(&mut self, rec: &Record) {

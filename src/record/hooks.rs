@@ -4,6 +4,7 @@
 //! slow or failing hook never delays a kill. The program runs at `oom_score_adj` 0, not at the
 //! daemon's -1000.
 
+use crate::sense::mem::MemState;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -293,6 +294,11 @@ impl Hooks {
 }
 
 impl Observer for Hooks {
+    /// Reads records only, never a sample's memory.
+    fn accepts_floor(&self, _floor: &MemState) -> bool {
+        true
+    }
+
     fn before_kill(&mut self, rec: &Record) {
         // The daemon hands over the kill record before it is written: give it its time.
         let mut rec = rec.clone();

@@ -6,6 +6,7 @@
 //! `journalctl OOMGUARD_ACTION=kill` finds every kill.
 
 use super::event::Record;
+use crate::sense::mem::MemState;
 
 use super::Observer;
 
@@ -59,6 +60,11 @@ pub fn message(rec: &Record) -> String {
 pub struct Journal;
 
 impl Observer for Journal {
+    /// Reads records only, never a sample's memory.
+    fn accepts_floor(&self, _floor: &MemState) -> bool {
+        true
+    }
+
     fn record(&mut self, rec: &Record) {
         self.record_entry(rec);
     }

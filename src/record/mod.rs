@@ -53,6 +53,11 @@ pub struct Sample {
     pub scan: Option<Duration>,
     /// Processes the scan looked at.
     pub scanned: usize,
+    /// `mem.available_kb` is a floor, not the kernel's figure: far from the levels the daemon
+    /// read only `sysinfo(2)` (see `sense::floor`). Only observers that do not
+    /// [`Observer::accepts_floor`] it see such samples.
+    #[serde(skip)]
+    pub floor: bool,
 }
 
 /// Something that wants to know what the daemon saw and did. Called on the daemon's thread:
@@ -63,6 +68,12 @@ pub trait Observer: Send {
     /// Whether its samples need the pressure fields (the daemon reads the pressure file on
     /// every wake-up only while some observer, a `--psi` trigger or the status report does).
     fn wants_pressure(&self) -> bool {
+        false
+    }
+    /// Whether a sample whose `mem` is `floor` (a floor under the available figure, see
+    /// [`Sample::floor`]) tells it the same as the kernel's figure would. While every observer
+    /// accepts it, a wake-up far from the levels reads no meminfo. The default says no.
+    fn accepts_floor(&self, _floor: &MemState) -> bool {
         false
     }
     /// Every record appended to the event log, as written.

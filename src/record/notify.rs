@@ -12,6 +12,7 @@
 //!
 //! No async runtime: zbus's blocking API (its internal executor thread, no tokio).
 
+use crate::sense::mem::MemState;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -153,6 +154,11 @@ impl Notify {
 }
 
 impl Observer for Notify {
+    /// Reads records only, never a sample's memory.
+    fn accepts_floor(&self, _floor: &MemState) -> bool {
+        true
+    }
+
     fn record(&mut self, rec: &Record) {
         self.send(rec);
     }

@@ -10,6 +10,7 @@
 //! wake-up until it gets through. (The `sd-notify` crate's `notify` sends on a blocking
 //! socket; it is used here only to spell the messages.)
 
+use crate::sense::mem::MemState;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::ErrorKind;
@@ -179,11 +180,19 @@ pub fn stopping() {
 }
 
 impl Observer for Systemd {
+    /// Unless the status line is due within a second (a floor sample never sends one; see
+    /// [`Sample::floor`]): the watchdog ping needs no memory figure.
+    fn accepts_floor(&self, _floor: &MemState) -> bool {
+        self.last_status
+            .is_some_and(|t| t.elapsed() + Duration::from_secs(1) < STATUS_EVERY)
+    }
+
     fn sample(&mut self, s: &Sample) {
         let now = Instant::now();
-        let status_due = self
-            .last_status
-            .is_none_or(|t| now.duration_since(t) >= STATUS_EVERY);
+        let status_due = !s.floor
+            && self
+                .last_status
+                .is_none_or(|t| now.duration_since(t) >= STATUS_EVERY);
         let status = status_due.then(|| {
             format!(
                 "guarding: {} of {} available",
@@ -266,6 +275,7 @@ mod tests {
             wake: Wake::Timer,
             scan: None,
             scanned: 0,
+            floor: false,
         }
     }
 

@@ -46,6 +46,13 @@ impl WarnState {
         self.high
     }
 
+    /// True when `floor_used` (the use a floor under the available memory gives, at least the
+    /// real use) proves [`WarnState::step`] would change nothing: the warning is not raised and
+    /// even that use is below the level. A raised warning needs the real figure to clear.
+    pub fn unmoved_by_floor(&self, floor_used: f64) -> bool {
+        !self.high && floor_used < self.level
+    }
+
     pub fn step(&mut self, used: f64) -> Option<Change> {
         if !self.high && used >= self.level {
             self.high = true;
@@ -90,6 +97,12 @@ impl Warn {
 }
 
 impl Observer for Warn {
+    /// While the warning is not raised and even the floor's use is below the level: the kernel's
+    /// figure (at least the floor) would not raise it either.
+    fn accepts_floor(&self, floor: &MemState) -> bool {
+        used_pct(floor).is_some_and(|u| self.state.unmoved_by_floor(u))
+    }
+
     fn sample(&mut self, s: &Sample) {
         let Some(used) = used_pct(&s.mem) else {
             return;
@@ -151,6 +164,18 @@ mod tests {
                 Some(Raised)
             ]
         );
+    }
+
+    #[test]
+    fn a_floor_settles_only_an_unraised_warning_below_its_level() {
+        let mut w = WarnState::new(85.0, 80.0);
+        assert!(w.unmoved_by_floor(84.9));
+        assert!(
+            !w.unmoved_by_floor(85.0),
+            "the floor might be too low: read the real figure"
+        );
+        w.step(90.0);
+        assert!(!w.unmoved_by_floor(10.0), "clearing needs the real figure");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   `exit_code`, `timed_out`, `error` (could not start), `ms`, `running_after` (the program
 //!   was found running after the command), `after`.
 
+use crate::sense::mem::MemState;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
@@ -173,6 +174,11 @@ impl Watch {
 }
 
 impl Observer for Watch {
+    /// Reads records only, never a sample's memory.
+    fn accepts_floor(&self, _floor: &MemState) -> bool {
+        true
+    }
+
     fn record(&mut self, rec: &Record) {
         if matches!(rec.event, Event::Kill(_) | Event::KernelKill(_)) {
             let _ = self.tx.send(rec.clone());

@@ -2,6 +2,7 @@
 //! a fixture tree in tests); every parser takes bytes and allocates nothing per call.
 pub mod cgroup;
 pub mod details;
+pub mod floor;
 pub mod mem;
 pub mod meminfo;
 pub mod procevents;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::cgroup::{CgVersion, Cgroup, CgroupNotFound, Mounts};
+use super::floor::Floor;
 use super::meminfo::{Meminfo, MeminfoError};
 use super::{KeptFile, Root};
 use crate::sense::mem::MemState;
@@ -45,6 +46,8 @@ pub struct Scope {
     buf: Vec<u8>,
     meminfo: KeptFile,
     vmstat: KeptFile,
+    /// The live machine's cheap floor (system scope only).
+    floor: Option<Floor>,
 }
 
 impl Scope {
@@ -55,8 +58,13 @@ impl Scope {
             ScopeSpec::System => ScopeKind::System,
             ScopeSpec::Cgroup(p) => ScopeKind::Cgroup(Cgroup::resolve(root, &mounts, p)?),
         };
+        let floor = match kind {
+            ScopeKind::System => Floor::new(root),
+            ScopeKind::Cgroup(_) => None,
+        };
         Ok(Scope {
             root: root.clone(),
+            floor,
             kind,
             mounts,
             buf: Vec::with_capacity(8192),
@@ -78,6 +86,12 @@ impl Scope {
             ScopeKind::System => None,
             ScopeKind::Cgroup(c) => Some(c),
         }
+    }
+
+    /// The live machine's memory with a floor for `available_kb` ([`Floor`]): no meminfo read.
+    /// `None` for a cgroup, a fixture root, or when the floor cannot be read.
+    pub fn memory_floor(&mut self) -> Option<MemState> {
+        self.floor.as_mut()?.memory()
     }
 
     /// `/proc/meminfo`, parsed.

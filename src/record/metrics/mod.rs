@@ -119,6 +119,7 @@ mod tests {
             wake: Wake::Timer,
             scan: Some(Duration::from_millis(scan_ms)),
             scanned: 10,
+            floor: false,
         }
     }
 
