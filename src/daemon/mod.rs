@@ -423,7 +423,7 @@ impl Daemon {
             || (near_now && since >= NEAR_OOM_CHECK)
             || since >= FAR_OOM_CHECK;
         if check_kernel {
-            self.kernel_kill_seen(now, &mem);
+            self.kernel_kill_check(now, &mem, floor.is_none());
         }
 
         if rescan {
@@ -488,17 +488,14 @@ impl Daemon {
 
     /// Far from the levels, the machine's memory from `sysinfo(2)` with a floor for the
     /// available figure (`sense::floor`), when that floor alone shows the levels far: then the
-    /// wake-up reads no meminfo. `None` (read meminfo) for a cgroup or a fixture root, on the
-    /// first wake-up after a near one, when the kernel's kill counter is due (its record
-    /// carries the real figure), when `--psi` or the status report needs the kernel's figures,
+    /// wake-up reads no meminfo (the 5 s check of the kernel's kill counter reads it only when
+    /// the counter rose, for its record). `None` (read meminfo) for a cgroup or a fixture root,
+    /// on the first wake-up after a near one, when `--psi` or the status report needs the
+    /// kernel's figures,
     /// when an observer would not take the floor for them, and whenever the floor is near a
     /// level or its headroom would shorten the sleep (so a floor never adds wake-ups).
     fn far_floor(&mut self) -> Option<MemState> {
-        if self.was_near
-            || self.s.levels.psi.is_some()
-            || self.next_report.is_some()
-            || self.last_oom_check.elapsed() >= FAR_OOM_CHECK
-        {
+        if self.was_near || self.s.levels.psi.is_some() || self.next_report.is_some() {
             return None;
         }
         let m = self.scope.memory_floor()?;
@@ -555,12 +552,23 @@ impl Daemon {
     /// Reads the kernel's OOM kill counter of the scope; when it rose since the last read,
     /// records a `kernel_kill` and holds choices back (`Hold`). True when it rose.
     fn kernel_kill_seen(&mut self, now: Instant, mem: &MemState) -> bool {
+        self.kernel_kill_check(now, mem, true)
+    }
+
+    /// [`Daemon::kernel_kill_seen`]; when `mem` is a floor (`exact` false), the record and the
+    /// hold take the kernel's figure, read only when the counter rose.
+    fn kernel_kill_check(&mut self, now: Instant, mem: &MemState, exact: bool) -> bool {
         self.last_oom_check = now;
         let Some(k) = self.scope.kernel_oom_kills() else {
             return false;
         };
         let Some(prev) = self.last_oom_kills.replace(k).filter(|&p| k > p) else {
             return false;
+        };
+        let mem = &if exact {
+            *mem
+        } else {
+            self.scope.memory().unwrap_or(*mem)
         };
         let ev = Event::KernelKill(ev::KernelKill {
             oom_kills: k - prev,
