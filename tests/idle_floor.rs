@@ -29,7 +29,7 @@ fn far_from_the_levels_a_wake_up_reads_sysinfo_not_meminfo() {
     // With --mem-min 1 the TERM level is 1 % of RAM; the floor path needs the floor above
     // twice that and 6 GiB of headroom (1 s of filling at 6 GiB/s: the longest sleep).
     let floor = Floor::new(&Root::default())
-        .and_then(|mut f| f.memory())
+        .and_then(|mut f| f.memory(&mut Vec::new()))
         .expect("sysinfo and /proc/zoneinfo are readable");
     let term_kb = floor.total_kb / 100;
     require(

@@ -63,7 +63,6 @@ fn number(v: &[u8]) -> Option<u64> {
 #[derive(Debug)]
 pub struct Floor {
     zoneinfo: KeptFile,
-    buf: Vec<u8>,
     reserve_kb: u64,
     read_at: Option<Instant>,
     page_kb: u64,
@@ -74,7 +73,6 @@ impl Floor {
     pub fn new(root: &Root) -> Option<Floor> {
         root.is_real().then(|| Floor {
             zoneinfo: KeptFile::new(root.path("proc/zoneinfo")),
-            buf: Vec::with_capacity(16 * 1024),
             reserve_kb: 0,
             read_at: None,
             page_kb: (rustix::param::page_size() / 1024) as u64,
@@ -82,15 +80,16 @@ impl Floor {
     }
 
     /// The machine's memory with `available_kb` a floor under `MemAvailable` (see the module).
-    /// `None` when the reserve or `sysinfo(2)` cannot be read.
-    pub fn memory(&mut self) -> Option<MemState> {
+    /// `None` when the reserve or `sysinfo(2)` cannot be read. `buf` is scratch space for
+    /// `/proc/zoneinfo` (the scope's read buffer: no memory of its own).
+    pub fn memory(&mut self, buf: &mut Vec<u8>) -> Option<MemState> {
         let now = Instant::now();
         if self
             .read_at
             .is_none_or(|t| now.duration_since(t) >= RESERVE_FOR)
         {
-            self.zoneinfo.read_into(&mut self.buf).ok()?;
-            self.reserve_kb = total_reserve_pages(&self.buf)? * self.page_kb;
+            self.zoneinfo.read_into(buf).ok()?;
+            self.reserve_kb = total_reserve_pages(buf)? * self.page_kb;
             self.read_at = Some(now);
         }
         let si = rustix::system::sysinfo();
@@ -167,7 +166,9 @@ Node 0, zone  Movable
     #[test]
     fn the_live_floor_is_below_meminfo_available() {
         let mut f = Floor::new(&Root::default()).expect("the live root has a floor");
-        let floor = f.memory().expect("sysinfo and /proc/zoneinfo are readable");
+        let floor = f
+            .memory(&mut Vec::new())
+            .expect("sysinfo and /proc/zoneinfo are readable");
         let text = std::fs::read("/proc/meminfo").unwrap();
         let mi = crate::sense::meminfo::Meminfo::parse(&text).unwrap();
         assert!(

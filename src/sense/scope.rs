@@ -91,7 +91,7 @@ impl Scope {
     /// The live machine's memory with a floor for `available_kb` ([`Floor`]): no meminfo read.
     /// `None` for a cgroup, a fixture root, or when the floor cannot be read.
     pub fn memory_floor(&mut self) -> Option<MemState> {
-        self.floor.as_mut()?.memory()
+        self.floor.as_mut()?.memory(&mut self.buf)
     }
 
     /// `/proc/meminfo`, parsed.
