@@ -491,9 +491,9 @@ impl Daemon {
     /// wake-up reads no meminfo (the 5 s check of the kernel's kill counter reads it only when
     /// the counter rose, for its record). `None` (read meminfo) for a cgroup or a fixture root,
     /// on the first wake-up after a near one, when `--psi` or the status report needs the
-    /// kernel's figures,
-    /// when an observer would not take the floor for them, and whenever the floor is near a
-    /// level or its headroom would shorten the sleep (so a floor never adds wake-ups).
+    /// kernel's figures, when an observer would not take the floor for them, and whenever the
+    /// floor is near a level or its headroom would shorten the sleep (so a floor never adds
+    /// wake-ups).
     fn far_floor(&mut self) -> Option<MemState> {
         if self.was_near || self.s.levels.psi.is_some() || self.next_report.is_some() {
             return None;
