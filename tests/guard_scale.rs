@@ -6,50 +6,15 @@
 //! - A second `oomguard run` on a scope that is guarded refuses to start (exit 1) naming the
 //!   first one's PID; another scope starts; after the first exits, the scope is free again.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Reaped, TestCgroup, bin, hog_bin, tempdir};
+use crate::util::{Reaped, TestCgroup, bin, hog_bin, start_daemon, tempdir, wait_line};
 
 const MIB: u64 = 1 << 20;
-
-/// Starts `oomguard run` with `args`; its stderr lines arrive on the receiver.
-fn start(args: &[&str]) -> (Reaped, Receiver<String>) {
-    let mut child = Command::new(bin())
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start oomguard run");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[daemon] {l}");
-            let _ = tx.send(l);
-        }
-    });
-    (Reaped(child), rx)
-}
-
-fn wait_line(rx: &Receiver<String>, what: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains(what) => return l,
-            Ok(_) => {}
-            Err(_) => panic!("no line with {what:?} within {timeout:?}"),
-        }
-    }
-}
 
 fn dry_run_args<'a>(scope: &'a str, log: &'a str, lock_dir: &'a str) -> Vec<&'a str> {
     vec![
@@ -82,7 +47,7 @@ fn a_second_guard_on_a_scope_refuses_to_start_naming_the_first() {
         locks.to_str().unwrap(),
     );
 
-    let (mut first, rx) = start(&dry_run_args(&scope_a, la, ld));
+    let (mut first, rx) = start_daemon(&dry_run_args(&scope_a, la, ld));
     wait_line(&rx, "guarding", Duration::from_secs(30));
 
     // The same group, spelled as its directory: refused, exit 1, the first one's PID named.
@@ -102,12 +67,12 @@ fn a_second_guard_on_a_scope_refuses_to_start_naming_the_first() {
     assert!(!err.contains("guarding"), "{err}");
 
     // Another scope starts beside it.
-    let (_second, rx_b) = start(&dry_run_args(&scope_b, lb, ld));
+    let (_second, rx_b) = start_daemon(&dry_run_args(&scope_b, lb, ld));
     wait_line(&rx_b, "guarding", Duration::from_secs(30));
 
     // Once the first has exited, the scope is free again.
     crate::util::interrupt_and_reap(&mut first.0);
-    let (_third, rx3) = start(&dry_run_args(&scope_a, la, ld));
+    let (_third, rx3) = start_daemon(&dry_run_args(&scope_a, la, ld));
     wait_line(&rx3, "guarding", Duration::from_secs(30));
     assert!(first.0.try_wait().unwrap().is_some());
 }
@@ -199,7 +164,7 @@ fn ten_thousand_processes_are_all_seen_and_the_hog_among_them_is_killed() {
     std::fs::write(cg.dir.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
     let log = d.path().join("events.jsonl");
     let locks = d.path().join("locks");
-    let (_daemon, rx) = start(&[
+    let (_daemon, rx) = start_daemon(&[
         "--scope",
         &scope,
         "--event-log",

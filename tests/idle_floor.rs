@@ -6,14 +6,13 @@
 //! `--dry-run` daemon of the whole machine (it kills nothing); the kernel kill is a memory
 //! cgroup OOM inside a test group.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oomguard::sense::Root;
 use oomguard::sense::floor::Floor;
 
-use crate::util::{Reaped, TestCgroup, event_log_json, hog_bin, require, tempdir};
+use crate::util::{TestCgroup, event_log_json, hog_bin, require, start_daemon, tempdir, wait_line};
 
 fn has(cmd: &str) -> bool {
     Command::new("sh")
@@ -43,34 +42,17 @@ fn far_from_the_levels_a_wake_up_reads_sysinfo_not_meminfo() {
 
     let dir = tempdir();
     let log = dir.path().join("events.jsonl");
-    let mut child = Command::new(crate::util::bin())
-        .args(["run", "--dry-run", "--mem-min", "1", "--event-log"])
-        .arg(&log)
-        .arg("--lock-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start oomguard run");
-    let stderr = child.stderr.take().unwrap();
-    let daemon = Reaped(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[daemon] {l}");
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains("guarding system") => break,
-            Ok(_) => {}
-            Err(_) => panic!("the daemon did not start within 10 s"),
-        }
-    }
+    let (log_s, lock_s) = (log.to_str().unwrap(), dir.path().to_str().unwrap());
+    let (daemon, rx) = start_daemon(&[
+        "--dry-run",
+        "--mem-min",
+        "1",
+        "--event-log",
+        log_s,
+        "--lock-dir",
+        lock_s,
+    ]);
+    wait_line(&rx, "guarding system", Duration::from_secs(10));
     // Past start-up: 3 s into the loop the daemon trims and warms up again (a full read and a
     // table refresh), which is not a wake-up far from the levels.
     std::thread::sleep(Duration::from_millis(4500));

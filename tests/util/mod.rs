@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 /// True when running in CI (`CI=true`).
@@ -196,4 +198,38 @@ pub fn event_log_json(path: &Path) -> Vec<serde_json::Value> {
     oomguard::record::eventlog::read_all(path)
         .map(|(recs, _)| recs.iter().map(|r| r.to_value()).collect())
         .unwrap_or_default()
+}
+
+/// Starts `oomguard run` with `args`; its stderr lines arrive on the receiver (and are echoed).
+pub fn start_daemon(args: &[&str]) -> (Reaped, Receiver<String>) {
+    let mut child = Command::new(bin())
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start oomguard run");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[daemon] {l}");
+            let _ = tx.send(l);
+        }
+    });
+    (Reaped(child), rx)
+}
+
+/// Waits for a stderr line containing `what`; panics after `timeout`.
+pub fn wait_line(rx: &Receiver<String>, what: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("no line with {what:?} within {timeout:?}"),
+        }
+    }
 }
