@@ -3,7 +3,6 @@
 //! protocol is checked on a socket the test binds; a real kill runs a slow pre_kill hook and a
 //! failing post_kill hook without delay, triggers the warning, the watch list's follow-ups, the
 //! system-bus signal and a desktop notification.
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,14 +38,7 @@ impl Run {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start oomguard run");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[daemon] {l}");
-                let _ = tx.send(l);
-            }
-        });
+        let lines = crate::util::daemon_lines(&mut child);
         let r = Run {
             child,
             log: log.to_path_buf(),
@@ -57,15 +49,7 @@ impl Run {
     }
 
     fn expect_line(&self, what: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(what) => return l,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("the daemon never logged '{what}'");
+        crate::util::wait_line(&self.lines, what, timeout)
     }
 
     fn records(&self) -> Vec<Value> {

@@ -210,7 +210,13 @@ pub fn start_daemon(args: &[&str]) -> (Reaped, Receiver<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start oomguard run");
-    let stderr = child.stderr.take().unwrap();
+    let rx = daemon_lines(&mut child);
+    (Reaped(child), rx)
+}
+
+/// The daemon's stderr lines (piped), echoed to the test's stderr and sent to the receiver.
+pub fn daemon_lines(child: &mut Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -218,7 +224,7 @@ pub fn start_daemon(args: &[&str]) -> (Reaped, Receiver<String>) {
             let _ = tx.send(l);
         }
     });
-    (Reaped(child), rx)
+    rx
 }
 
 /// Waits for a stderr line containing `what`; panics after `timeout`.
