@@ -739,17 +739,17 @@ impl Daemon {
             return Ok(Duration::from_millis(10));
         };
         let decision_us = now.elapsed().as_micros() as u64;
-        log::debug!(
-            "decision in {decision_us} us: {} ({} precise reads, {} processes in the table)",
-            sel.victim
-                .as_ref()
-                .map_or("no victim".to_string(), |v| format!(
-                    "{} ({}) score {}",
-                    v.comm, v.pid, v.score
-                )),
-            sel.precise_reads,
-            self.ranker.len()
-        );
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!(
+                "{}",
+                decision_line(
+                    decision_us,
+                    sel.victim.as_ref(),
+                    sel.precise_reads,
+                    self.ranker.len()
+                )
+            );
+        }
         if let Some((pid, comm)) = &sel.in_progress {
             if self
                 .warned_progress
@@ -1143,7 +1143,8 @@ impl Daemon {
 
     /// A decision (at start and at the settle) that runs the kill path's code without
     /// signalling anyone: the choice, pinning (ourselves, by pidfd), signal 0 through the pidfd,
-    /// `process_mrelease` (refused for a live process), the record's serialization. Runs after `mlockall`
+    /// `process_mrelease` (refused for a live process), the decision's debug line, the record's
+    /// serialization with every trigger a kill can carry. Runs after `mlockall`
     /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
     /// kill takes no page faults.
     fn warm_up(&mut self) {
@@ -1175,12 +1176,43 @@ impl Daemon {
                 let _ = kill.victim_failed();
                 let _ = kill.all_exited();
                 kill.release();
+                let decision_us = now.elapsed().as_micros() as u64;
+                // The decision's debug line as the real decision formats it (text pages of
+                // both the line and the victim's part).
+                std::hint::black_box(decision_line(
+                    decision_us,
+                    Some(&cand),
+                    sel.precise_reads,
+                    self.ranker.len(),
+                ));
+                // Every trigger a real kill can record: each one's text (`term`,
+                // `low_memory_term`, `pressure`, …) lies on its own page of the binary, and a
+                // page the warm-up leaves out is read from disk at the first real kill.
+                let psi = crate::values::PsiSpec {
+                    kind: crate::values::PsiKind::Full,
+                    pct: crate::values::Pct(0.0),
+                    window: Duration::from_secs(2),
+                };
+                for (sev, reason, psi) in [
+                    (Severity::Term, Reason::LowMemoryTerm, None),
+                    (Severity::Term, Reason::Pressure, Some((psi, 0.0))),
+                    (Severity::Kill, Reason::Pressure, Some((psi, 0.0))),
+                ] {
+                    let trigger = Self::trigger_rec(&mem, &levels, sev, reason, psi);
+                    let _ = self.log.render(Event::Kill(decision(
+                        trigger,
+                        victim_rec(&cand, String::new(), None),
+                        &[],
+                        String::new(),
+                        decision_us,
+                    )));
+                }
                 let mut d = decision(
                     Self::trigger_rec(&mem, &levels, Severity::Kill, Reason::LowMemoryKill, None),
                     victim_rec(&cand, cmdline, cgroup),
                     &sel.candidates,
                     kill.unit_note.clone(),
-                    now.elapsed().as_micros() as u64,
+                    decision_us,
                 );
                 d.ok = Some(true);
                 d.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
@@ -1248,6 +1280,22 @@ impl Daemon {
             available_after_kb: e.available_after_kb,
         })
     }
+}
+
+/// The debug line of a decision: how long it took and whom it chose.
+fn decision_line(
+    decision_us: u64,
+    victim: Option<&Candidate>,
+    precise_reads: usize,
+    table: usize,
+) -> String {
+    format!(
+        "decision in {decision_us} us: {} ({precise_reads} precise reads, {table} processes in the table)",
+        victim.map_or("no victim".to_string(), |v| format!(
+            "{} ({}) score {}",
+            v.comm, v.pid, v.score
+        )),
+    )
 }
 
 /// The victim as a record names it.

@@ -54,8 +54,8 @@ pub struct Sample {
     /// Processes the scan looked at.
     pub scanned: usize,
     /// `mem.available_kb` is a floor, not the kernel's figure: far from the levels the daemon
-    /// read only `sysinfo(2)` (see `sense::floor`). Only observers that do not
-    /// [`Observer::accepts_floor`] it see such samples.
+    /// read only `sysinfo(2)` (see `sense::floor`). Such samples are taken only while every
+    /// observer [`Observer::accepts_floor`] it.
     #[serde(skip)]
     pub floor: bool,
 }

@@ -39,7 +39,7 @@ pub fn total_reserve_pages(zoneinfo: &[u8]) -> Option<u64> {
         }
         let Some(z) = zone.as_mut() else { continue };
         let t = line.trim_ascii_start();
-        // The zone's own lines are indented less than the per-cpu `high:` lines.
+        // The zone's watermark is `high N`; the per-cpu page lists' `high: N` has a colon.
         if let Some(v) = t.strip_prefix(b"high ") {
             z.0 = number(v)?;
         } else if let Some(v) = t.strip_prefix(b"managed ") {
