@@ -162,6 +162,55 @@ const FAR_OOM_CHECK: Duration = Duration::from_secs(5);
 /// and locked again then, with a second warm-up (see [`Daemon::lock_working_set`]).
 const SETTLE: Duration = Duration::from_secs(3);
 
+/// The longest the settle waits for memory to hold still (see [`settle_due`]).
+const SETTLE_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether the settle ([`SETTLE`] after start) runs now. It waits for quiet: not near the
+/// levels, and memory holding still ([`Stillness`]). Its trim, lock and warm-up are a burst at
+/// nice −20: tens of ms on a slow single CPU (16–40 ms in the VM bench), which every other task
+/// of a memory storm would wait for. After [`SETTLE_MAX_WAIT`] it runs anyway.
+fn settle_due(now: Instant, due: Instant, near: bool, still: bool) -> bool {
+    !near && now >= due && (still || now >= due + SETTLE_MAX_WAIT)
+}
+
+/// Whether available memory holds still: it fell by at most 1/128 of the total (from its
+/// highest look) over the last second or more. Measured per second, not per wake-up (wake-ups come faster as memory nears
+/// the levels, and each sees only a small fall). A floor and the kernel's figure (see
+/// `far_floor`) are not compared: the first look after a change of kind is not still.
+#[derive(Debug, Default)]
+struct Stillness {
+    /// The look that later ones are measured against: kB, a floor, when.
+    anchor: Option<(u64, bool, Instant)>,
+    still: bool,
+}
+
+impl Stillness {
+    fn look(&mut self, avail_kb: u64, floor: bool, now: Instant, total_kb: u64) -> bool {
+        let bound = total_kb / 128;
+        match self.anchor {
+            Some((kb, f, at)) if f == floor => {
+                let fell = kb.saturating_sub(avail_kb);
+                if avail_kb > kb {
+                    // A fall is measured from the highest look since the anchor.
+                    self.anchor = Some((avail_kb, floor, at));
+                }
+                if fell > bound {
+                    self.still = false;
+                    self.anchor = Some((avail_kb, floor, now));
+                } else if now.duration_since(at) >= Duration::from_secs(1) {
+                    self.still = true;
+                    self.anchor = Some((avail_kb, floor, now));
+                }
+            }
+            _ => {
+                self.still = false;
+                self.anchor = Some((avail_kb, floor, now));
+            }
+        }
+        self.still
+    }
+}
+
 /// The running daemon.
 pub struct Daemon {
     s: Settings,
@@ -182,6 +231,8 @@ pub struct Daemon {
     last_oom_check: Instant,
     /// The last wake-up was near the levels (see `tick`).
     was_near: bool,
+    /// Whether memory holds still, for the settle.
+    stillness: Stillness,
     /// Set by a kernel OOM kill: no choice until memory recovers (see `Hold`).
     hold: Option<Hold>,
     dry_last: Option<(i32, u64, Instant)>,
@@ -241,6 +292,7 @@ impl Daemon {
             last_oom_kills: None,
             last_oom_check: Instant::now(),
             was_near: false,
+            stillness: Stillness::default(),
             hold: None,
             dry_last: None,
             warned_nothing: None,
@@ -321,8 +373,11 @@ impl Daemon {
                 self.do_reload();
             }
             let timeout = self.tick(wake)?;
-            // Not near the levels: there, the pages are in use and a trim would only re-fault them.
-            if !self.was_near && settle.is_some_and(|t| Instant::now() >= t) {
+            // Not near the levels (there, the pages are in use and a trim would only re-fault
+            // them), and not while memory falls.
+            if settle.is_some_and(|due| {
+                settle_due(Instant::now(), due, self.was_near, self.stillness.still)
+            }) {
                 settle = None;
                 if let Some(n) = self.lock_working_set() {
                     log::debug!("{n}");
@@ -375,6 +430,8 @@ impl Daemon {
                 )
             })?,
         };
+        self.stillness
+            .look(mem.available_kb, floor.is_some(), now, mem.total_kb);
         let levels = self.s.levels.resolve(&mem);
         self.waker
             .rearm_if_changed(&mut self.scope, &levels, mem.total_kb);
@@ -1338,6 +1395,53 @@ fn decision(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The settle waits while memory falls (a storm) and runs once it holds still, or after
+    /// its longest wait; never near the levels.
+    #[test]
+    fn the_settle_waits_for_memory_to_hold_still() {
+        let total = 512 * 1024;
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut s = Stillness::default();
+        assert!(!s.look(300_000, false, at(0), total), "the first look");
+        // Falling 3 MiB per 30 ms (100 MiB/s): each step is under the bound of 4 MiB, the
+        // second is not.
+        let mut kb = 300_000;
+        for ms in (30..=1200).step_by(30) {
+            kb -= 3_000;
+            assert!(!s.look(kb, false, at(ms), total), "falling at {ms} ms");
+        }
+        // Steady for a second: still.
+        assert!(!s.look(kb, false, at(1500), total));
+        assert!(s.look(kb - 1_000, false, at(2300), total));
+        assert!(
+            s.look(kb + 50_000, false, at(2400), total),
+            "a rise is still"
+        );
+        // A fall of more than 4 MiB ends it at once.
+        assert!(!s.look(kb + 45_000, false, at(2500), total));
+        // A floor is not compared with the kernel's figure.
+        let mut s = Stillness::default();
+        s.look(300_000, false, at(0), total);
+        assert!(s.look(300_000, false, at(1000), total));
+        assert!(!s.look(300_000, true, at(1100), total));
+        assert!(s.look(300_000, true, at(2100), total));
+
+        let due = Instant::now();
+        assert!(!settle_due(
+            due - Duration::from_millis(1),
+            due,
+            false,
+            true
+        ));
+        assert!(settle_due(due, due, false, true));
+        assert!(!settle_due(due, due, false, false), "memory is falling");
+        assert!(!settle_due(due, due, true, true), "near the levels");
+        let late = due + SETTLE_MAX_WAIT;
+        assert!(settle_due(late, due, false, false));
+        assert!(!settle_due(late, due, true, false));
+    }
 
     #[test]
     fn a_kernel_kill_holds_back_until_memory_recovers() {
