@@ -174,9 +174,10 @@ fn settle_due(now: Instant, due: Instant, near: bool, still: bool) -> bool {
 }
 
 /// Whether available memory holds still: it fell by at most 1/128 of the total (from its
-/// highest look) over the last second or more. Measured per second, not per wake-up (wake-ups come faster as memory nears
-/// the levels, and each sees only a small fall). A floor and the kernel's figure (see
-/// `far_floor`) are not compared: the first look after a change of kind is not still.
+/// highest look) over the last second or more. Measured per second, not per wake-up: wake-ups
+/// come faster as memory nears the levels, and each sees only a small fall. A floor and the
+/// kernel's figure (see `far_floor`) are not compared: the first look after a change of kind
+/// is not still.
 #[derive(Debug, Default)]
 struct Stillness {
     /// The look that later ones are measured against: kB, a floor, when.
