@@ -44,7 +44,10 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
         "host": "h", "trigger": {"reason": "low_memory_kill"},
         "victim": {"pid": 4242, "comm": "hog", "rss_kb": 2048}});
     let t = Instant::now();
-    hooks.before_kill(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
+    hooks.before_kill(
+        &oomguard::record::event::Record::from_value(kill.clone()).unwrap(),
+        false,
+    );
     let pre_call = t.elapsed();
     // The kill happens here; then the record is written and observers see it.
     let t = Instant::now();
@@ -82,7 +85,10 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
     // The hook failed (exit 7); a second kill still runs hooks at once.
     std::fs::remove_file(d.path().join("pre.pid")).unwrap();
     let t = Instant::now();
-    hooks.before_kill(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
+    hooks.before_kill(
+        &oomguard::record::event::Record::from_value(kill.clone()).unwrap(),
+        false,
+    );
     assert!(t.elapsed() < Duration::from_millis(300));
     let again = wait_for(Duration::from_secs(5), || {
         std::fs::read_to_string(d.path().join("pre.pid"))
@@ -93,6 +99,30 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
     wait_for(Duration::from_secs(5), || {
         (!alive(again.unwrap())).then_some(())
     });
+}
+
+/// The daemon's warm-up calls `before_kill` with `warm_up` set (to fault in the kill path's
+/// code): that call must run no hook. A real call after it runs the hook once.
+#[test]
+fn the_warm_up_runs_no_pre_kill_hook() {
+    let d = tempdir();
+    let dir = d.path().display().to_string();
+    let cfg = config(&format!(
+        "[hooks]\npre_kill = [\"sh\", \"-c\", \"echo run >> {dir}/runs\"]\n"
+    ));
+    let mut hooks = Hooks::new(cfg.fleet.hooks.clone());
+    let kill = json!({"time": "", "action": "kill", "scope": "", "host": "",
+        "trigger": {"reason": "low_memory_kill"},
+        "victim": {"pid": 4242, "comm": "hog", "rss_kb": 2048}});
+    let rec = oomguard::record::event::Record::from_value(kill).unwrap();
+    hooks.before_kill(&rec, true);
+    hooks.before_kill(&rec, false);
+    let runs = d.path().join("runs");
+    wait_for(Duration::from_secs(5), || runs.exists().then_some(()))
+        .expect("the real call ran the hook");
+    // A hook started by the warm-up call would have written its line by now too.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run\n");
 }
 
 fn sample(total_kb: u64, available_kb: u64) -> Sample {

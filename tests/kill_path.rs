@@ -311,7 +311,7 @@ fn a_kill_that_frees_nothing_backs_off_instead_of_killing_innocents() {
 /// kill path that start-up dropped (`trim_and_lock` drops the page-table entries of read-only
 /// file mappings; the kernel maps 16 pages around each fault), measured at 10–13 minor faults
 /// here (the test then fails); with it, what remains is fresh heap or stack pages the first
-/// real decision touches, measured at 1–3. 6 lies between the two.
+/// real decision touches, measured at 0–3. 6 lies between the two.
 #[test]
 fn the_first_kill_takes_no_page_faults() {
     first_kill_faults("faults", Duration::ZERO);

@@ -797,17 +797,16 @@ impl Daemon {
             return Ok(Duration::from_millis(10));
         };
         let decision_us = now.elapsed().as_micros() as u64;
-        if log::log_enabled!(log::Level::Debug) {
-            log::debug!(
-                "{}",
-                decision_line(
-                    decision_us,
-                    sel.victim.as_ref(),
-                    sel.precise_reads,
-                    self.ranker.len()
-                )
-            );
-        }
+        // Logged when this call returns, or right after the signal if there is one: logging
+        // is nothing a signal should wait for, and the log's code is not the kill path's.
+        let decision_debug = DeferredDebug(log::log_enabled!(log::Level::Debug).then(|| {
+            decision_line(
+                decision_us,
+                sel.victim.as_ref(),
+                sel.precise_reads,
+                self.ranker.len(),
+            )
+        }));
         if let Some((pid, comm)) = &sel.in_progress {
             if self
                 .warned_progress
@@ -954,15 +953,9 @@ impl Daemon {
             decision_us,
         );
         if !self.observers.is_empty() {
-            // The record before it is written (no scope or host yet).
-            let before = ev::Record {
-                time: crate::record::eventlog::now_rfc3339(),
-                scope: String::new(),
-                host: String::new(),
-                event: Event::Kill(pre.clone()),
-            };
+            let before = pre_kill_record(&pre);
             for o in &mut self.observers {
-                o.before_kill(&before);
+                o.before_kill(&before, false);
             }
         }
         // A v2 cgroup goes at once through cgroup.kill (SIGKILL), as memory.oom.group and
@@ -975,6 +968,7 @@ impl Daemon {
         };
         kill.signal_all(first);
         let to_signal = faults_since(faults0);
+        drop(decision_debug);
         if let Some(f) = kill.victim_failed() {
             // Not a kill. ESRCH: the victim ended between the choice and the signal, almost
             // always by the kernel's OOM killer (often invoked by this very decision's reads);
@@ -1202,11 +1196,13 @@ impl Daemon {
     /// A decision (at start and at the settle) that runs the kill path's code without
     /// signalling anyone: the choice, pinning (ourselves, by pidfd), signal 0 through the pidfd,
     /// `process_mrelease` (refused for a live process), the decision's debug line, the record's
-    /// serialization with every trigger a kill can carry. Runs after `mlockall`
+    /// serialization with every trigger a kill can carry, numbers of every magnitude formatted
+    /// ([`crate::record::warm_number_formatting`]). Runs after `mlockall`
     /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
     /// kill takes no page faults.
     fn warm_up(&mut self) {
         let f0 = faults_now();
+        crate::record::warm_number_formatting();
         let Ok(mem) = self.scope.memory() else {
             return;
         };
@@ -1272,6 +1268,12 @@ impl Daemon {
                     kill.unit_note.clone(),
                     decision_us,
                 );
+                if !self.observers.is_empty() {
+                    let before = pre_kill_record(&d);
+                    for o in &mut self.observers {
+                        o.before_kill(&before, true);
+                    }
+                }
                 d.ok = Some(true);
                 d.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
                 d.outcome = Some(Outcome {
@@ -1354,6 +1356,27 @@ fn decision_line(
             v.comm, v.pid, v.score
         )),
     )
+}
+
+/// The `kill` record the observers see before the signal: not written yet, so no scope or host.
+fn pre_kill_record(pre: &ev::Decision) -> ev::Record {
+    ev::Record {
+        time: crate::record::eventlog::now_rfc3339(),
+        scope: String::new(),
+        host: String::new(),
+        event: Event::Kill(pre.clone()),
+    }
+}
+
+/// A debug line logged when dropped (see `decide_and_act`).
+struct DeferredDebug(Option<String>);
+
+impl Drop for DeferredDebug {
+    fn drop(&mut self) {
+        if let Some(line) = self.0.take() {
+            log::debug!("{line}");
+        }
+    }
 }
 
 /// The victim as a record names it.

@@ -299,13 +299,19 @@ impl Observer for Hooks {
         true
     }
 
-    fn before_kill(&mut self, rec: &Record) {
+    fn before_kill(&mut self, rec: &Record, warm_up: bool) {
         // The daemon hands over the kill record before it is written: give it its time.
         let mut rec = rec.clone();
         if rec.time.is_empty() {
             rec.time = super::eventlog::now_rfc3339();
         }
         let argv = self.settings.pre_kill.clone();
+        if warm_up {
+            // Not launched: a hook is a thread and a process of its own, faulted in at the
+            // first kill whatever the warm-up does.
+            std::hint::black_box((&rec, &argv));
+            return;
+        }
         self.launch("pre_kill", &argv, &rec);
     }
 

@@ -21,6 +21,31 @@ use std::time::Duration;
 use crate::decide::trigger::Levels;
 use crate::sense::mem::MemState;
 
+/// Formats numbers of every magnitude a log line or a record can hold, both ways the daemon
+/// formats them: `{:.1}` and `{}` (core's exact and shortest float formatting) and JSON
+/// (serde_json's Ryū). All three read tables of powers of ten indexed by the value's
+/// exponent, and those tables span pages of `.rodata`: a warm-up that formats only zeros (the
+/// warm-up's own figures) leaves out the page a real figure (`12.3 MiB`, `41.7%`) needs, and
+/// the first real kill read it from disk (found by perf: one fault in
+/// `float_to_decimal_common_exact`, from `human_kb` in a log line). Ties (`x.x5`) take the
+/// slow path (Dragon) that exact formatting falls back to. Allocates a few hundred bytes.
+pub fn warm_number_formatting() {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(256);
+    let mut json = Vec::with_capacity(64);
+    for exp in -12..=15 {
+        for m in [1.0, 1.05, 2.25, 4.75, 9.95] {
+            let v = m * 10f64.powi(exp);
+            text.clear();
+            json.clear();
+            let _ = write!(text, "{v:.0} {v:.1} {v:.2} {v}");
+            let _ = serde_json::to_writer(&mut json, &v);
+            let _ = write!(text, "{}", crate::values::HumanKb(v as u64));
+            std::hint::black_box((&text, &json));
+        }
+    }
+}
+
 /// Why the daemon woke up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +104,8 @@ pub trait Observer: Send {
     /// Every record appended to the event log, as written.
     fn record(&mut self, _rec: &event::Record) {}
     /// A kill is about to be signalled (`rec` is the `kill` record without signals/outcome).
-    /// Must not delay the kill.
-    fn before_kill(&mut self, _rec: &event::Record) {}
+    /// Must not delay the kill. `warm_up` is true when the daemon's warm-up calls it (with a
+    /// record of its own): run the code that comes before acting, so that its pages are
+    /// resident and locked for the first real kill, and act on nothing.
+    fn before_kill(&mut self, _rec: &event::Record, _warm_up: bool) {}
 }
