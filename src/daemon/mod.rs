@@ -156,6 +156,9 @@ const MAX_REFUSED: usize = 32;
 const NEAR_OOM_CHECK: Duration = Duration::from_millis(50);
 /// How often the kernel's OOM kill counter is read far from the levels.
 const FAR_OOM_CHECK: Duration = Duration::from_secs(5);
+/// The most time one wake-up near the levels spends on the rescan there (the rest is left to
+/// the next wake-ups, see [`Ranker::refresh_slice`]).
+const NEAR_SCAN_SLICE: Duration = Duration::from_millis(2);
 
 /// When start-up is over, side threads included (the log writers and the read-ahead thread
 /// begin on their own schedule, often after the main thread's first trim): memory is trimmed
@@ -470,10 +473,11 @@ impl Daemon {
         let was_near = std::mem::replace(&mut self.was_near, near_now);
         let rescan = near_now
             && sev == Severity::None
-            && self
-                .ranker
-                .age()
-                .is_none_or(|a| a > Duration::from_millis(500));
+            && (self.ranker.scan_under_way()
+                || self
+                    .ranker
+                    .age()
+                    .is_none_or(|a| a > Duration::from_millis(500)));
         let since = self.last_oom_check.elapsed();
         let check_kernel = sev != Severity::None
             || rescan
@@ -486,11 +490,24 @@ impl Daemon {
 
         if rescan {
             let t = Instant::now();
-            scanned = self.refresh(&mem);
+            // The basis is taken when a scan starts, not for each slice.
+            let basis = if self.ranker.scan_under_way() {
+                ScanBasis::default()
+            } else {
+                self.basis(&mem)
+            };
+            let done = self.ranker.refresh_slice(
+                &mut self.reader,
+                &mut self.scope,
+                &self.s.policy,
+                basis,
+                NEAR_SCAN_SLICE,
+            );
+            scanned = done.looked;
             scan_time = Some(t.elapsed());
             // Memory is near the levels but not below: read the likely victims' command lines
             // now, while that is still safe (see `victim_details`).
-            if self.details.is_some() {
+            if done.finished && self.details.is_some() {
                 let sel = self.ranker.select(&mut self.reader, &self.s.policy, 0);
                 self.prefetch_details(&sel);
             }
