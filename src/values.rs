@@ -130,18 +130,35 @@ impl fmt::Display for HumanKb {
         if kb < 1024 {
             return write!(f, "{kb} KiB");
         }
-        let mut v = kb as f64;
-        let mut u = 0;
-        while v >= 1024.0 && u < UNITS.len() - 1 {
-            v /= 1024.0;
+        // In integers (as float formatting would print it: the exact quotient, ties to even).
+        // The daemon logs sizes on its kill path, and float formatting there reads tables
+        // picked by the value's exponent: pages a warm-up would have to touch for every
+        // magnitude (see `daemon::warm_up`). 64-bit only: 128-bit division is a function of
+        // its own, elsewhere in the binary.
+        let mut den: u64 = 1024;
+        let mut u = 1;
+        while kb / den >= 1024 && u < UNITS.len() - 1 {
+            den *= 1024;
             u += 1;
         }
+        // kb = q * den + r, r < den <= 2^30: r * 20 fits, and q <= 2^34 (q * 10 fits).
+        let (q, r) = (kb / den, kb % den);
         // Decide on the rounded value, so 99.96 prints as `100 MiB`, not `100.0 MiB`.
-        if (v * 10.0).round() / 10.0 < 100.0 {
-            write!(f, "{v:.1} {}", UNITS[u])
+        let tenths = round_even(q * 10 + (r * 10) / den, (r * 10) % den, den);
+        if tenths < 1000 {
+            write!(f, "{}.{} {}", tenths / 10, tenths % 10, UNITS[u])
         } else {
-            write!(f, "{v:.0} {}", UNITS[u])
+            write!(f, "{} {}", round_even(q, r, den), UNITS[u])
         }
+    }
+}
+
+/// `whole + rem / den` (with `rem < den`) rounded to an integer, ties to even.
+fn round_even(whole: u64, rem: u64, den: u64) -> u64 {
+    match (2 * rem).cmp(&den) {
+        std::cmp::Ordering::Less => whole,
+        std::cmp::Ordering::Greater => whole + 1,
+        std::cmp::Ordering::Equal => whole + (whole & 1),
     }
 }
 
@@ -511,6 +528,47 @@ mod tests {
         ];
         for (kb, text) in cases {
             assert_eq!(human_kb(kb), text, "{kb} kB");
+        }
+    }
+
+    /// The format in integers prints what float formatting of the quotient printed (the
+    /// version before it): every size up to 2 GiB in steps that cover each MiB and GiB
+    /// boundary and the ties (`4.75 MiB` is 4864 kB, printed `4.8`; `2.25 MiB`, `2.2`),
+    /// and large sizes up to u64::MAX.
+    #[test]
+    fn the_size_format_in_integers_matches_float_formatting() {
+        fn by_float(kb: u64) -> String {
+            const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+            if kb < 1024 {
+                return format!("{kb} KiB");
+            }
+            let mut v = kb as f64;
+            let mut u = 0;
+            while v >= 1024.0 && u < UNITS.len() - 1 {
+                v /= 1024.0;
+                u += 1;
+            }
+            if (v * 10.0).round() / 10.0 < 100.0 {
+                format!("{v:.1} {}", UNITS[u])
+            } else {
+                format!("{v:.0} {}", UNITS[u])
+            }
+        }
+        let mut kbs: Vec<u64> = (0..300_000).collect();
+        kbs.extend((0..2_100_000u64).step_by(97));
+        kbs.extend((0..(2u64 << 30)).step_by(104_729));
+        for unit in [1u64 << 10, 1 << 20, 1 << 30] {
+            for k in [1u64, 2, 99, 100, 999, 1000, 1023, 1024] {
+                for d in 0..64 {
+                    kbs.push((k * unit).saturating_add(d).saturating_sub(32));
+                }
+            }
+        }
+        kbs.extend([u64::MAX, u64::MAX - 1, 1 << 62, (1 << 53) + 1]);
+        assert_eq!(human_kb(4864), "4.8 MiB");
+        assert_eq!(human_kb(2304), "2.2 MiB");
+        for kb in kbs {
+            assert_eq!(human_kb(kb), by_float(kb), "{kb} kB");
         }
     }
 }

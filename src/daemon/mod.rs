@@ -1213,7 +1213,8 @@ impl Daemon {
     /// A decision (at start and at the settle) that runs the kill path's code without
     /// signalling anyone: the choice, pinning (ourselves, by pidfd), signal 0 through the pidfd,
     /// `process_mrelease` (refused for a live process), the decision's debug line, the record's
-    /// serialization with every trigger a kill can carry, numbers of every magnitude formatted
+    /// serialization with every trigger a kill can carry, the observers' `before_kill` (in
+    /// warm-up mode: nothing launched), numbers of every magnitude formatted
     /// ([`crate::record::warm_number_formatting`]). Runs after `mlockall`
     /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
     /// kill takes no page faults.

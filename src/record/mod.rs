@@ -21,28 +21,33 @@ use std::time::Duration;
 use crate::decide::trigger::Levels;
 use crate::sense::mem::MemState;
 
-/// Formats numbers of every magnitude a log line or a record can hold, both ways the daemon
-/// formats them: `{:.1}` and `{}` (core's exact and shortest float formatting) and JSON
-/// (serde_json's Ryū). All three read tables of powers of ten indexed by the value's
-/// exponent, and those tables span pages of `.rodata`: a warm-up that formats only zeros (the
-/// warm-up's own figures) leaves out the page a real figure (`12.3 MiB`, `41.7%`) needs, and
-/// the first real kill read it from disk (found by perf: one fault in
-/// `float_to_decimal_common_exact`, from `human_kb` in a log line). Ties (`x.x5`) take the
-/// slow path (Dragon) that exact formatting falls back to. Allocates a few hundred bytes.
+/// Formats numbers of every magnitude a kill's log lines and record can hold, as they are
+/// formatted: sizes (`values::HumanKb`, in integers) and JSON floats (serde_json's Ryū, for the
+/// pressure figures, percentages). Ryū reads tables indexed by the value's exponent, and those
+/// tables span pages of `.rodata`: a warm-up that formats only zeros (the warm-up's own
+/// figures) leaves out the page a real figure (`41.7`) needs. (Sizes were formatted through
+/// `{:.1}` before: perf found the first real kill faulting in `float_to_decimal_common_exact`'s
+/// tables.) Allocates a few hundred bytes.
 pub fn warm_number_formatting() {
     use std::fmt::Write;
-    let mut text = String::with_capacity(256);
-    let mut json = Vec::with_capacity(64);
-    for exp in -12..=15 {
-        for m in [1.0, 1.05, 2.25, 4.75, 9.95] {
-            let v = m * 10f64.powi(exp);
-            text.clear();
+    let mut text = String::with_capacity(64);
+    let mut json: Vec<u8> = Vec::with_capacity(64);
+    // 0.001 to 1e6: pressure shares and levels (percent), latencies (ms).
+    let mut scale = 0.001;
+    while scale < 1e7 {
+        for m in [1.0, 2.5, 7.3] {
             json.clear();
-            let _ = write!(text, "{v:.0} {v:.1} {v:.2} {v}");
-            let _ = serde_json::to_writer(&mut json, &v);
-            let _ = write!(text, "{}", crate::values::HumanKb(v as u64));
-            std::hint::black_box((&text, &json));
+            let _ = serde_json::to_writer(&mut json, &(m * scale));
+            std::hint::black_box(&json);
         }
+        scale *= 10.0;
+    }
+    let mut kb: u64 = 1000;
+    while kb < u64::MAX / 1024 {
+        text.clear();
+        let _ = write!(text, "{}", crate::values::HumanKb(kb + 555));
+        std::hint::black_box(&text);
+        kb *= 1024;
     }
 }
 
