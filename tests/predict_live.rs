@@ -107,8 +107,11 @@ fn live_view_in_tmux_shows_filters_sorts_switches_scope_and_quits() {
     );
     let Some(t) = Tmux::start(&cmd) else { return };
 
-    // The header and the hog as the next victim.
-    let s = t.wait_for("the hog's row", |s| row(s, big.pid()).is_some());
+    // The header, the hog as the next victim and the sleeper (both rows: a capture can fall
+    // between the drawing of two rows).
+    let s = t.wait_for("the hog's and the sleeper's rows", |s| {
+        row(s, big.pid()).is_some() && row(s, sleeper.pid()).is_some_and(|r| r.contains("sleep"))
+    });
     assert!(s.contains("oomguard top") && s.contains(&scope), "{s}");
     assert!(s.contains("mem") && s.contains("SIGTERM at"), "{s}");
     assert!(s.contains("psi") && s.contains("swap"), "{s}");
