@@ -1447,8 +1447,8 @@ mod tests {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut s = Stillness::default();
         assert!(!s.look(300_000, false, at(0), total), "the first look");
-        // Falling 3 MiB per 30 ms (100 MiB/s): each step is under the bound of 4 MiB, the
-        // second is not.
+        // Falling 3 MiB per 30 ms (100 MiB/s): each step alone is under the bound of 4 MiB,
+        // but two steps together are over it.
         let mut kb = 300_000;
         for ms in (30..=1200).step_by(30) {
             kb -= 3_000;
