@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 command -v gdb >/dev/null || { echo "hot-symbols: gdb is needed (apt-get install gdb)" >&2; exit 1; }
 command -v c++filt >/dev/null || { echo "hot-symbols: c++filt is needed (apt-get install binutils)" >&2; exit 1; }
 work=$(mktemp -d)
+list_before=$work/hot-symbols.before
+cp link/hot-symbols.txt "$list_before" 2>/dev/null || : > "$list_before"
 # Two builds: with the `test-support` feature (what `cargo test` and `cargo bench` run: the tests
 # enable it for the library) and without (what is shipped). They inline differently, so each
 # has out-of-line functions the other has not; the list is the union of both profiles. The
@@ -110,12 +112,23 @@ for build in oomguard oomguard-test-support; do
         --args "$work/$build" run --dry-run --event-log "$work/events.jsonl" >"$work/gdb.log" 2>&1 || true
     [ -s "$work/hits-$build" ] || { echo "hot-symbols: the profile of $build recorded nothing; gdb said:" >&2; tail -20 "$work/gdb.log" >&2; exit 1; }
 done
+clean() { sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//'; }
+# What either build defines, to keep the earlier list's names that are still emitted.
+for build in oomguard oomguard-test-support; do
+    nm -C --defined-only "$work/$build" | sed -E 's/^[0-9a-f]+ [^ ] //' | clean
+done | sort -u > "$work/defined"
 {
     echo "# Functions the daemon runs after start-up (warm-up of the kill path, idle loop), in the order"
     echo "# it first ran them (the shipped build's, then the test-support build's); demangled v0 names"
     echo "# without crate disambiguators or LTO suffixes. Regenerate: scripts/hot-symbols.sh"
     # Only Rust paths: a plain C name (libm's `round`, from a precompiled object) stays where
     # its object put it, far from the packed functions, and tests/link_order.rs fails on it.
-    cat "$work/hits-oomguard" "$work/hits-oomguard-test-support" | c++filt | sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//' | grep -F '::' | awk '!seen[$0]++'
+    cat "$work/hits-oomguard" "$work/hits-oomguard-test-support" | c++filt | clean | grep -F '::' | awk '!seen[$0]++' > "$work/new"
+    cat "$work/new"
+    # A profile sees what one run entered: a path a run skipped (a sort of one element, a
+    # record without pressure) is missing from it. So the earlier list's names that the builds
+    # still define stay, after the new ones; a name added by hand (a function seen faulting in
+    # `perf record -e page-faults -d` but not entered under gdb) stays the same way.
+    grep -v '^#' "$list_before" | grep -vxFf "$work/new" | grep -xFf "$work/defined" || true
 } > link/hot-symbols.txt
 echo "link/hot-symbols.txt: $(grep -vc '^#' link/hot-symbols.txt) functions" >&2

@@ -163,6 +163,28 @@ fn round_even(whole: u64, rem: u64, den: u64) -> u64 {
 }
 
 /// [`HumanKb`] as a string.
+/// `x` rounded to `1/scale` (`round_to(0.125, 100.0)` is 0.13), as `(x * scale).round() / scale`
+/// gives it, without the C library's `round`: that function sits apart from the daemon's packed
+/// code (link/hot-first.sh), and the kill record would fault its page in. Ties go away from zero.
+pub fn round_to(x: f64, scale: f64) -> f64 {
+    let y = x * scale;
+    // Beyond 2^52 every float is a whole number (and NaN or infinity stays as it is).
+    if y.is_nan() || y.abs() >= 4_503_599_627_370_496.0 {
+        return y / scale;
+    }
+    let whole = y as i64;
+    let frac = y - whole as f64; // exact below 2^52
+    let r = if frac >= 0.5 {
+        whole + 1
+    } else if frac <= -0.5 {
+        whole - 1
+    } else {
+        whole
+    };
+    // -0.4 rounds to -0.0, as f64::round gives it.
+    (r as f64).copysign(y) / scale
+}
+
 pub fn human_kb(kb: u64) -> String {
     HumanKb(kb).to_string()
 }
@@ -535,6 +557,42 @@ mod tests {
     /// version before it): every size up to 2 GiB in steps that cover each MiB and GiB
     /// boundary and the ties (`4.75 MiB` is 4864 kB, printed `4.8`; `2.25 MiB`, `2.2`),
     /// and large sizes up to u64::MAX.
+    #[test]
+    fn rounding_without_libm_matches_f64_round() {
+        let mut xs = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_497.0,
+            1e300,
+            -1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+        ];
+        let mut v = 1e-9_f64;
+        while v < 1e18 {
+            xs.extend([v, -v, v + 0.005, v * 1.000_000_1]);
+            v *= 1.37;
+        }
+        xs.extend((0..200_000).map(|i| i as f64 * 0.000_5 - 50.0));
+        for x in xs {
+            for scale in [1.0, 10.0, 100.0] {
+                let want = (x * scale).round() / scale;
+                let got = round_to(x, scale);
+                assert_eq!(got.to_bits(), want.to_bits(), "round_to({x:e}, {scale})");
+            }
+        }
+        assert!(round_to(f64::NAN, 100.0).is_nan());
+    }
+
     #[test]
     fn the_size_format_in_integers_matches_float_formatting() {
         fn by_float(kb: u64) -> String {

@@ -14,7 +14,7 @@
 //! reason, in CI and elsewhere: nothing here passes without booting the VM.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -121,6 +121,23 @@ fn ci_boot() -> &'static Boot {
             .find(|l| l.ends_with(".deb"))
             .map(|l| root().join(l.trim()))
             .ok_or("scripts/deb.sh printed no .deb path")?;
+        // The run's output stays for the tests below (and for a look after a failure); the
+        // output of earlier runs, whose test process is gone, is removed here.
+        if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in dir.flatten() {
+                let name = e.file_name();
+                let Some(pid) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("oomguard-vm-debian-ci-"))
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let out =
             std::env::temp_dir().join(format!("oomguard-vm-debian-ci-{}", std::process::id()));
         let run = Command::new("bash")

@@ -735,7 +735,7 @@ impl Daemon {
             swap_kill_kb: levels.swap_kill_kb,
             psi: psi.map(|(spec, share)| ev::Psi {
                 kind: spec.kind.as_str().to_string(),
-                share_pct: (share * 100.0).round() / 100.0,
+                share_pct: crate::values::round_to(share, 100.0),
                 level_pct: spec.pct.0,
                 window_ms: spec.window.as_millis() as u64,
             }),

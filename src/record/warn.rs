@@ -116,7 +116,7 @@ impl Observer for Warn {
                 Change::Cleared => "cleared",
             }
             .to_string(),
-            used_pct: (used * 10.0).round() / 10.0,
+            used_pct: crate::values::round_to(used, 10.0),
             level_pct: self.state.level,
             clear_pct: self.state.clear,
             available_kb: s.mem.available_kb,
