@@ -3,6 +3,10 @@
 //! cgroup where it is the only process left. On this host the daemon cannot go below 0 (no
 //! CAP_SYS_RESOURCE), so it is started at 500 instead: a hook that kept the daemon's value
 //! would report 500. The Debian VM test checks the -1000 case under systemd.
+//!
+//! Nor do hooks and side threads take the guard loop's nice −20: only the loop and what it
+//! waits for need it, and a JSON record or a hook at −20 would take the CPU from the machine's
+//! tasks when memory runs out. They run at the nice value the daemon started with.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -21,15 +25,19 @@ fn hooks_run_at_oom_score_adj_zero_not_the_daemons() {
     let d = tempdir();
     let out = d.path().join("adj");
     let cfg = d.path().join("oomguard.toml");
-    // The hook's own value, then its parent's (the daemon's) at the same moment.
+    // The hook's own value, then its parent's (the daemon's) at the same moment; then the
+    // hook's nice value and the daemon's main thread's (field 19 of stat: the names have no
+    // spaces).
     std::fs::write(
         &cfg,
         format!(
-            "[hooks]\npost_kill = [\"sh\", \"-c\", \"echo $(cat /proc/self/oom_score_adj) $(cat /proc/$PPID/oom_score_adj) > {}.tmp && mv {0}.tmp {0}\"]\n",
+            "[hooks]\npost_kill = [\"sh\", \"-c\", \"echo $(cat /proc/self/oom_score_adj) $(cat /proc/$PPID/oom_score_adj) $(cut -d' ' -f19 /proc/self/stat) $(cut -d' ' -f19 /proc/$PPID/stat) > {}.tmp && mv {0}.tmp {0}\"]\n",
             out.display()
         ),
     )
     .unwrap();
+    let base_nice = nice_of(std::path::Path::new("/proc/thread-self/stat"))
+        .expect("this test thread's nice value");
     let log = d.path().join("events.jsonl");
     let mut cmd = Command::new(bin());
     cmd.args(["run", "--scope", &format!("cgroup:{}", cg.rel())])
@@ -63,6 +71,20 @@ fn hooks_run_at_oom_score_adj_zero_not_the_daemons() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_secs(1));
+    // The event-log writer runs at the base nice; the guard loop (the main thread) at −20,
+    // which root may set here.
+    let mut side = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.id()));
+    for t in tasks.into_iter().flatten().flatten() {
+        let stat = t.path().join("stat");
+        let text = std::fs::read_to_string(&stat).unwrap_or_default();
+        let comm = text
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .map(|(c, _)| c.to_string())
+            .unwrap_or_default();
+        side.push((comm, nice_of(&stat)));
+    }
     let mut h = hog(&cg, &["--name", "adjhog", "--max", "2G"]);
     let killed = h.wait_timeout(Duration::from_secs(60));
     let got = crate::fleet_util::wait_for(Duration::from_secs(10), || {
@@ -72,10 +94,34 @@ fn hooks_run_at_oom_score_adj_zero_not_the_daemons() {
     assert!(killed.is_some(), "the hog was not killed within 60 s");
     let got = got.expect("the post_kill hook ran and wrote its oom_score_adj");
     let v: Vec<&str> = got.split_whitespace().collect();
-    assert_eq!(v.len(), 2, "{got}");
+    assert_eq!(v.len(), 4, "{got}");
     assert_eq!(v[1], "500", "the daemon ran at 500 (the hook's parent)");
     assert_eq!(
         v[0], "0",
         "the hook kept the daemon's oom_score_adj instead of 0"
     );
+    assert_eq!(
+        v[2],
+        base_nice.to_string(),
+        "the hook's nice value: the daemon's base, not its guard loop's"
+    );
+    assert_eq!(v[3], "-20", "the guard loop ran at nice -20");
+    let thread = |name: &str| side.iter().find(|(c, _)| c == name).map(|t| t.1);
+    assert_eq!(
+        thread("oomguard"),
+        Some(Some(-20)),
+        "the guard loop: {side:?}"
+    );
+    assert_eq!(thread("oomguard-eventl"), Some(Some(base_nice)), "{side:?}");
+    // The read-ahead thread is on the kill path (the loop may wait for its read of the
+    // victim's command line): it keeps the loop's priority.
+    assert_eq!(thread("oomguard-detail"), Some(Some(-20)), "{side:?}");
+}
+
+/// The nice value in a `stat` file (field 19; the thread's name may hold spaces).
+fn nice_of(stat: &std::path::Path) -> Option<i32> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    let (_, after) = text.rsplit_once(')')?;
+    // After the name: state is field 3, so nice (19) is the 17th.
+    after.split_whitespace().nth(16)?.parse().ok()
 }

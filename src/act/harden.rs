@@ -1,6 +1,8 @@
 //! Self-hardening of the daemon: its own `oom_score_adj` and priority ([`protect_self`]), and
 //! its memory trimmed and locked so the kill path takes no page faults ([`trim_and_lock`]).
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 /// Drops the page-table entries of code and read-only file pages that only start-up used
 /// (argument and config parsing), then locks memory on fault: the daemon keeps the pages its
 /// loop touches, and those can never be reclaimed or swapped. Only file-backed, read-only,
@@ -94,6 +96,26 @@ pub fn release_free_heap() {
     }
 }
 
+/// The nice value the daemon started with (its unit's `Nice=`, or its parent's), before
+/// [`protect_self`] raised the guard loop's: side threads go back to it
+/// ([`to_base_priority`]). `i32::MIN` until `protect_self` has run.
+static BASE_NICE: AtomicI32 = AtomicI32::new(i32::MIN);
+
+/// Puts the calling thread back at the nice value the daemon started with (a side thread:
+/// the event-log writer, hooks, notifications, metrics, the watch list). Only the guard loop
+/// and what it waits for or races with need nice −20 (the read-ahead of command lines, on the
+/// kill path; the protection thread, which races new processes); a side thread's work at
+/// −20 (a JSON record, a hook and its children) would
+/// take the CPU from the machine's own tasks when memory runs out, a single-CPU machine's
+/// above all. Linux keeps a nice value per thread, and new threads and processes inherit
+/// the caller's. Does nothing before [`protect_self`].
+pub fn to_base_priority() {
+    let base = BASE_NICE.load(Ordering::Relaxed);
+    if base != i32::MIN {
+        let _ = rustix::process::setpriority_process(None, base);
+    }
+}
+
 /// Protects the daemon itself: lowest `oom_score_adj` and highest priority where permitted,
 /// and the open-file limit raised to its hard limit (memory is locked later, by
 /// [`trim_and_lock`]). Returns warnings for what was refused.
@@ -105,6 +127,9 @@ pub fn protect_self() -> Vec<String> {
         ));
     }
     notes.extend(raise_fd_limit());
+    if let Ok(base) = rustix::process::getpriority_process(None) {
+        BASE_NICE.store(base, Ordering::Relaxed);
+    }
     if let Err(e) = rustix::process::setpriority_process(None, -20) {
         notes.push(format!(
             "cannot raise our priority (nice -20: {e}); under a storm the daemon may wake late"

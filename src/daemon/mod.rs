@@ -160,6 +160,9 @@ const FAR_OOM_CHECK: Duration = Duration::from_secs(5);
 /// the next wake-ups, see [`Ranker::refresh_slice`]).
 const NEAR_SCAN_SLICE: Duration = Duration::from_millis(2);
 
+/// The oldest table a choice uses without a rescan (`Daemon::select_watching`).
+const TABLE_MAX_AGE: Duration = Duration::from_secs(2);
+
 /// When start-up is over, side threads included (the log writers and the read-ahead thread
 /// begin on their own schedule, often after the main thread's first trim): memory is trimmed
 /// and locked again then, with a second warm-up (see [`Daemon::lock_working_set`]).
@@ -696,13 +699,28 @@ impl Daemon {
     /// the rescan stops when the kernel's OOM killer acts during it, and `None` is returned
     /// (see [`Ranker::refresh_watching`]).
     fn select_watching(&mut self, mem: &MemState, watch: bool) -> Option<Selection> {
+        let kills = if watch { self.last_oom_kills } else { None };
         let basis = self.basis(mem);
+        // A scan begun near the levels is finished (what is left of it) rather than started
+        // over, when its listing is recent enough for the table it makes to be used.
+        if self
+            .ranker
+            .scan_under_way_since()
+            .is_some_and(|(listed, pgalloc)| {
+                listed.elapsed() <= TABLE_MAX_AGE
+                    && basis.pgalloc.saturating_sub(pgalloc) <= basis.totalpages / 20
+            })
+        {
+            self.ranker.finish_watching(
+                &mut self.reader,
+                &mut self.scope,
+                &self.s.policy,
+                kills,
+            )?;
+        }
         let mut growth = basis.pgalloc.saturating_sub(self.ranker.pgalloc_at_scan());
         // A stale table, or so much allocated since that the bound is useless: rescan first.
-        if self.ranker.age().is_none_or(|a| a > Duration::from_secs(2))
-            || growth > basis.totalpages / 20
-        {
-            let kills = if watch { self.last_oom_kills } else { None };
+        if self.ranker.age().is_none_or(|a| a > TABLE_MAX_AGE) || growth > basis.totalpages / 20 {
             self.ranker.refresh_watching(
                 &mut self.reader,
                 &mut self.scope,

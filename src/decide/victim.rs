@@ -426,6 +426,49 @@ impl Ranker {
         oom_kills: Option<u64>,
     ) -> Option<usize> {
         self.begin_scan(reader, scope, basis);
+        self.scan_rest_watching(reader, scope, policy, 0, basis.swap_in_use, oom_kills)?;
+        self.finish_scan(Instant::now(), basis.pgalloc);
+        Some(self.pids.len())
+    }
+
+    /// Ends the scan in slices under way ([`Ranker::refresh_slice`]) in one go, watching the
+    /// kernel's OOM kill counter as [`Ranker::refresh_watching`] does. At a decision this
+    /// costs what is left of the scan, not a new one, and the table's age and growth bound
+    /// start from that scan's listing. Returns how many processes it looked at (0 with no scan
+    /// under way), or `None` when the kernel acted.
+    pub fn finish_watching(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        oom_kills: Option<u64>,
+    ) -> Option<usize> {
+        let Some(p) = self.partial.take() else {
+            return Some(0);
+        };
+        self.scan_rest_watching(
+            reader,
+            scope,
+            policy,
+            p.next,
+            p.basis.swap_in_use,
+            oom_kills,
+        )?;
+        self.finish_scan(p.listed, p.basis.pgalloc);
+        Some(self.pids.len() - p.next)
+    }
+
+    /// Looks at the listed processes from `from` on; `None` (and a stale table) when the
+    /// kernel's OOM kill counter rose past `oom_kills` meanwhile (read at most every 1 ms).
+    fn scan_rest_watching(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        from: usize,
+        swap_in_use: bool,
+        oom_kills: Option<u64>,
+    ) -> Option<()> {
         let mut looked = Instant::now();
         let mut kernel_acted = |scope: &mut Scope| -> bool {
             let Some(k0) = oom_kills else {
@@ -437,15 +480,14 @@ impl Ranker {
             looked = Instant::now();
             scope.kernel_oom_kills().is_some_and(|k| k > k0)
         };
-        for i in 0..self.pids.len() {
+        for i in from..self.pids.len() {
             if kernel_acted(scope) {
                 self.scanned_at = None;
                 return None;
             }
-            self.scan_one(reader, policy, self.pids[i], basis.swap_in_use);
+            self.scan_one(reader, policy, self.pids[i], swap_in_use);
         }
-        self.finish_scan(Instant::now(), basis.pgalloc);
-        Some(self.pids.len())
+        Some(())
     }
 
     /// The scan of [`Ranker::refresh`] spread over calls: each call goes on where the last one
@@ -498,6 +540,12 @@ impl Ranker {
     /// Whether a scan in slices is under way.
     pub fn scan_under_way(&self) -> bool {
         self.partial.is_some()
+    }
+
+    /// The scan in slices under way: when it listed the processes, and the kernel's page
+    /// allocation counter then (what its table's age and growth bound will start from).
+    pub fn scan_under_way_since(&self) -> Option<(Instant, u64)> {
+        self.partial.as_ref().map(|p| (p.listed, p.basis.pgalloc))
     }
 
     /// A new scan: a new generation and the scope's processes listed.
@@ -1148,6 +1196,45 @@ mod tests {
     /// clock; a zero slice stops at the first look), goes on where the last one stopped, and
     /// only the last call ends the scan (age, rows of processes that left dropped). A full scan
     /// meanwhile starts over from a new listing.
+    #[test]
+    fn a_scan_in_slices_is_finished_in_one_go_from_where_it_stopped() {
+        let fx = Fixture::new();
+        let r = fx.dir.path();
+        for pid in 1000..1100 {
+            proc(r, pid, "w", 'S', 0, pid as u64, 100 + pid as u64, 0, 0);
+        }
+        let root = fx.root();
+        let mut reader = ProcReader::open(&root).unwrap();
+        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let policy = Policy::default();
+        let basis = ScanBasis {
+            totalpages: 1_000_000,
+            pgalloc: 777,
+            ..Default::default()
+        };
+        let mut rk = Ranker::new(4, false);
+        rk.set_keep_budget(0);
+        assert_eq!(
+            rk.finish_watching(&mut reader, &mut scope, &policy, None),
+            Some(0),
+            "no scan under way: nothing to finish"
+        );
+        let d = rk.refresh_slice(&mut reader, &mut scope, &policy, basis, Duration::ZERO);
+        assert_eq!((d.looked, d.finished), (32, false));
+        std::thread::sleep(Duration::from_millis(30));
+        // The rest (107 listed: 7 fixture processes and 100 more), not a new scan.
+        assert_eq!(
+            rk.finish_watching(&mut reader, &mut scope, &policy, None),
+            Some(107 - 32)
+        );
+        assert!(!rk.scan_under_way());
+        assert_eq!(rk.len(), 107);
+        // Age and growth bound from the listing of the scan, not from its end.
+        assert!(rk.age().unwrap() >= Duration::from_millis(30));
+        assert_eq!(rk.pgalloc_at_scan(), 777);
+        assert!(rk.select(&mut reader, &policy, 0).victim.is_some());
+    }
+
     #[test]
     fn a_scan_in_slices_goes_on_where_it_stopped_and_ends_like_a_full_scan() {
         let fx = Fixture::new();

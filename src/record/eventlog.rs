@@ -281,12 +281,12 @@ impl EventLog {
             lost: 0,
             dropped_reported: 0,
         };
-        super::side::spawn("oomguard-eventlog", move || w.run(rx)).map_err(|source| {
-            EventLogError::Thread {
+        super::side::spawn_background("oomguard-eventlog", move || w.run(rx)).map_err(
+            |source| EventLogError::Thread {
                 path: path.to_path_buf(),
                 source,
-            }
-        })?;
+            },
+        )?;
         Ok(EventLog {
             tx,
             shared,

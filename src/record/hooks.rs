@@ -257,7 +257,7 @@ impl Hooks {
         let stdin = serde_json::to_vec(rec).unwrap_or_default();
         let timeout = self.settings.timeout;
         let running = self.running.clone();
-        let spawned = super::side::spawn(format!("oomguard-{hook}"), move || {
+        let spawned = super::side::spawn_background(format!("oomguard-{hook}"), move || {
             // Counted down however the thread ends (a contained panic included).
             struct Done(Arc<AtomicUsize>);
             impl Drop for Done {

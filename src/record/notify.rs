@@ -137,7 +137,7 @@ impl Notify {
         }
         let (tx, rx) = sync_channel(256);
         let s = settings.clone();
-        super::side::spawn("oomguard-notify", move || worker(rx, s))
+        super::side::spawn_background("oomguard-notify", move || worker(rx, s))
             .map_err(|e| log::error!("notifications not started: {e}"))
             .ok()?;
         Some(Notify { tx })

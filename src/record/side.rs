@@ -49,6 +49,19 @@ where
         })
 }
 
+/// [`spawn`] for a thread whose work can wait: it runs at the nice value the daemon started
+/// with, not the guard loop's −20 ([`crate::act::harden::to_base_priority`]), and so do the
+/// processes it starts (hooks, watch-list restarts).
+pub fn spawn_background<F>(name: impl Into<String>, f: F) -> std::io::Result<JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    spawn(name, move || {
+        crate::act::harden::to_base_priority();
+        f()
+    })
+}
+
 /// Runs `f` on this thread, containing a panic (see [`spawn`]). Returns whether `f` finished.
 pub fn run_contained<F: FnOnce()>(name: &str, f: F) -> bool {
     CONTAINED.with(|c| *c.borrow_mut() = Some(None));

@@ -160,7 +160,7 @@ impl Watch {
             return None;
         }
         let (tx, rx) = channel();
-        let spawned = super::side::spawn("oomguard-watch", move || {
+        let spawned = super::side::spawn_background("oomguard-watch", move || {
             worker(rx, entries, root, emit, timing)
         });
         match spawned {

@@ -71,7 +71,7 @@ pub(super) fn serve(addr: &str, render: Render, stats: Arc<Stats>) -> std::io::R
     for i in 0..WORKERS {
         let queue = Arc::clone(&queue);
         let render = Arc::clone(&render);
-        side::spawn(format!("oomguard-metrics-w{i}"), move || {
+        side::spawn_background(format!("oomguard-metrics-w{i}"), move || {
             worker(&queue, &*render)
         })?;
     }
@@ -81,7 +81,7 @@ pub(super) fn serve(addr: &str, render: Render, stats: Arc<Stats>) -> std::io::R
         jobs,
         stats,
     };
-    side::spawn("oomguard-metrics", move || server.run())?;
+    side::spawn_background("oomguard-metrics", move || server.run())?;
     Ok(local)
 }
 
