@@ -6,8 +6,8 @@
 # How: the release binary runs `oomguard run --dry-run` (nothing is killed) under gdb; from the
 # second return of act::harden::trim_and_lock (where start-up's pages are dropped for good, about
 # 3 s after start) the functions on every thread's stack are taken, then every function gets
-# a one-shot breakpoint, for PROF_SECS seconds (default 30), while PROF_PROCS sleepers (default
-# 1000) run. Needs gdb and root (the daemon reads every process's /proc files). Rerun after
+# a one-shot breakpoint, for PROF_SECS seconds (default 75: the floor re-reads /proc/zoneinfo
+# every 60 s), while PROF_PROCS sleepers (default 1000) run. Needs gdb and root (the daemon reads every process's /proc files). Rerun after
 # changing what the loop or the kill path calls: `tests/link_order.rs` fails when the list has
 # gone stale; a name the compiler no longer emits is simply not matched.
 set -euo pipefail
@@ -89,7 +89,7 @@ ended = threading.Event()
 def end():
     ended.set()
     os.kill(pid, signal.SIGTERM)
-threading.Timer(float(os.environ.get("PROF_SECS", "30")), end).start()
+threading.Timer(float(os.environ.get("PROF_SECS", "75")), end).start()
 seen = set(running)
 with open(out, "w") as f:
     for n in running:

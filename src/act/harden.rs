@@ -105,10 +105,10 @@ static BASE_NICE: AtomicI32 = AtomicI32::new(i32::MIN);
 /// the event-log writer, hooks, notifications, metrics, the watch list). Only the guard loop
 /// and what it waits for or races with need nice −20 (the read-ahead of command lines, on the
 /// kill path; the protection thread, which races new processes); a side thread's work at
-/// −20 (a JSON record, a hook and its children) would
-/// take the CPU from the machine's own tasks when memory runs out, a single-CPU machine's
-/// above all. Linux keeps a nice value per thread, and new threads and processes inherit
-/// the caller's. Does nothing before [`protect_self`].
+/// −20 (a JSON record, a hook and its children) would take the CPU from the machine's own
+/// tasks when memory runs out, a single-CPU machine's above all. Linux keeps a nice value per
+/// thread, and new threads and processes inherit the caller's. Does nothing before
+/// [`protect_self`].
 pub fn to_base_priority() {
     let base = BASE_NICE.load(Ordering::Relaxed);
     if base != i32::MIN {
