@@ -1192,20 +1192,34 @@ mod tests {
         assert_eq!(rk.refresh(&mut reader, &mut scope, &policy, basis), 3007);
     }
 
-    /// A scan in slices: each call looks at a bounded share (32 processes per look at the
-    /// clock; a zero slice stops at the first look), goes on where the last one stopped, and
-    /// only the last call ends the scan (age, rows of processes that left dropped). A full scan
-    /// meanwhile starts over from a new listing.
-    #[test]
-    fn a_scan_in_slices_is_finished_in_one_go_from_where_it_stopped() {
+    /// 100 sleeping workers (PIDs 1000–1099) besides the fixture's own 7 processes, with a
+    /// reader and the system-wide scope over them.
+    fn hundred_workers() -> (Fixture, ProcReader, Scope) {
         let fx = Fixture::new();
-        let r = fx.dir.path();
         for pid in 1000..1100 {
-            proc(r, pid, "w", 'S', 0, pid as u64, 100 + pid as u64, 0, 0);
+            proc(
+                fx.dir.path(),
+                pid,
+                "w",
+                'S',
+                0,
+                pid as u64,
+                100 + pid as u64,
+                0,
+                0,
+            );
         }
         let root = fx.root();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let reader = ProcReader::open(&root).unwrap();
+        let scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        (fx, reader, scope)
+    }
+
+    /// A scan in slices finished at a decision: the rest of it, not a new one, and its age and
+    /// growth bound from its listing.
+    #[test]
+    fn a_scan_in_slices_is_finished_in_one_go_from_where_it_stopped() {
+        let (_fx, mut reader, mut scope) = hundred_workers();
         let policy = Policy::default();
         let basis = ScanBasis {
             totalpages: 1_000_000,
@@ -1235,16 +1249,14 @@ mod tests {
         assert!(rk.select(&mut reader, &policy, 0).victim.is_some());
     }
 
+    /// A scan in slices: each call looks at a bounded share (32 processes per look at the
+    /// clock; a zero slice stops at the first look), goes on where the last one stopped, and
+    /// only the last call ends the scan (age, rows of processes that left dropped). A full scan
+    /// meanwhile starts over from a new listing.
     #[test]
     fn a_scan_in_slices_goes_on_where_it_stopped_and_ends_like_a_full_scan() {
-        let fx = Fixture::new();
+        let (fx, mut reader, mut scope) = hundred_workers();
         let r = fx.dir.path();
-        for pid in 1000..1100 {
-            proc(r, pid, "w", 'S', 0, pid as u64, 100 + pid as u64, 0, 0);
-        }
-        let root = fx.root();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
         let policy = Policy::default();
         let basis = ScanBasis {
             totalpages: 1_000_000,
@@ -1292,20 +1304,7 @@ mod tests {
         assert_eq!(rk.len(), 105);
 
         // The same victim as a table made by one full scan.
-        let fx2 = Fixture::new();
-        for pid in 1000..1100 {
-            proc(
-                fx2.dir.path(),
-                pid,
-                "w",
-                'S',
-                0,
-                pid as u64,
-                100 + pid as u64,
-                0,
-                0,
-            );
-        }
+        let (fx2, _, _) = hundred_workers();
         let (mut full, mut reader2) = ranked(&fx2, &policy);
         assert_eq!(
             full.select(&mut reader2, &policy, 0).victim.unwrap().pid,
