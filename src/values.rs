@@ -162,7 +162,6 @@ fn round_even(whole: u64, rem: u64, den: u64) -> u64 {
     }
 }
 
-/// [`HumanKb`] as a string.
 /// `x` rounded to `1/scale` (`round_to(0.125, 100.0)` is 0.13), as `(x * scale).round() / scale`
 /// gives it, without the C library's `round`: that function sits apart from the daemon's packed
 /// code (link/hot-first.sh), and the kill record would fault its page in. Ties go away from zero.
@@ -185,6 +184,7 @@ pub fn round_to(x: f64, scale: f64) -> f64 {
     (r as f64).copysign(y) / scale
 }
 
+/// [`HumanKb`] as a string.
 pub fn human_kb(kb: u64) -> String {
     HumanKb(kb).to_string()
 }
@@ -553,10 +553,8 @@ mod tests {
         }
     }
 
-    /// The format in integers prints what float formatting of the quotient printed (the
-    /// version before it): every size up to 2 GiB in steps that cover each MiB and GiB
-    /// boundary and the ties (`4.75 MiB` is 4864 kB, printed `4.8`; `2.25 MiB`, `2.2`),
-    /// and large sizes up to u64::MAX.
+    /// `round_to` against `f64::round`, bit for bit: ties both ways, ±0, the edge of 2^52,
+    /// infinities, NaN, and values over 27 orders of magnitude.
     #[test]
     fn rounding_without_libm_matches_f64_round() {
         let mut xs = vec![
@@ -593,6 +591,10 @@ mod tests {
         assert!(round_to(f64::NAN, 100.0).is_nan());
     }
 
+    /// The format in integers prints what float formatting of the quotient printed (the
+    /// version before it): every size up to 2 GiB in steps that cover each MiB and GiB
+    /// boundary and the ties (`4.75 MiB` is 4864 kB, printed `4.8`; `2.25 MiB`, `2.2`),
+    /// and large sizes up to u64::MAX.
     #[test]
     fn the_size_format_in_integers_matches_float_formatting() {
         fn by_float(kb: u64) -> String {
