@@ -106,6 +106,14 @@ def summarize(daemon, storm, i, rc, kv, events, err):
     )
     if storm == "forkstorm":
         r["stormchildren_alive"] = int(num(kv, "stormchildren_alive", 0))
+    # oomguard's own account of its first kill: the decision's time (us), and how many signals
+    # it sent over how long (ms after the decision).
+    kills = [e for e in events if e.get("action") == "kill"]
+    if kills:
+        sigs = kills[0].get("signals") or []
+        r["decision_us"] = kills[0].get("decision_us")
+        r["signals"] = len(sigs)
+        r["signals_ms"] = max((s.get("ms") or 0 for s in sigs), default=None)
     # When the worst stall ended, and every stall of 20 ms or more ("END:LATE"), in ms from the
     # storm's gate opening (the guest's CLOCK_MONOTONIC), to place them against the kill.
     go = num(kv, "go_mono_ms")

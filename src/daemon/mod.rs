@@ -695,9 +695,12 @@ impl Daemon {
         self.select_watching(mem, false).unwrap_or_default()
     }
 
-    /// The choice, after a rescan when the table is stale. `watch` (at the bottom of memory):
-    /// the rescan stops when the kernel's OOM killer acts during it, and `None` is returned
-    /// (see [`Ranker::refresh_watching`]).
+    /// The choice: from the table as it is when its scan is recent and little was allocated
+    /// since; from the table relisted ([`Ranker::relist_watching`]: newcomers read, the rest
+    /// bounded by the growth) when much was; after a full rescan when the table is stale or
+    /// the bound cannot settle the choice. `watch` (at the bottom of memory): the rescan stops
+    /// when the kernel's OOM killer acts during it, and `None` is returned (see
+    /// [`Ranker::refresh_watching`]).
     fn select_watching(&mut self, mem: &MemState, watch: bool) -> Option<Selection> {
         let kills = if watch { self.last_oom_kills } else { None };
         let basis = self.basis(mem);
@@ -718,19 +721,37 @@ impl Daemon {
                 kills,
             )?;
         }
-        let mut growth = basis.pgalloc.saturating_sub(self.ranker.pgalloc_at_scan());
-        // A stale table, or so much allocated since that the bound is useless: rescan first.
-        if self.ranker.age().is_none_or(|a| a > TABLE_MAX_AGE) || growth > basis.totalpages / 20 {
-            self.ranker.refresh_watching(
+        let growth = basis.pgalloc.saturating_sub(self.ranker.pgalloc_at_scan());
+        let recent = self.ranker.age().is_some_and(|a| a <= TABLE_MAX_AGE);
+        if recent && growth <= basis.totalpages / 20 {
+            return Some(self.ranker.select(&mut self.reader, &self.s.policy, growth));
+        }
+        // Much allocated since a recent scan (a storm between the rescan near the levels and
+        // the trigger): the processes are listed again, newcomers read, and the choice allows
+        // for the growth; a full rescan only when the choice cannot settle within its reads.
+        if recent
+            && self.ranker.relist_watching(
                 &mut self.reader,
                 &mut self.scope,
                 &self.s.policy,
                 basis,
                 kills,
-            )?;
-            growth = 0;
+            )?
+        {
+            let sel = self.ranker.select(&mut self.reader, &self.s.policy, growth);
+            if sel.bounded {
+                return Some(sel);
+            }
         }
-        Some(self.ranker.select(&mut self.reader, &self.s.policy, growth))
+        // A stale table, or too much allocated since for the bound to settle the choice.
+        self.ranker.refresh_watching(
+            &mut self.reader,
+            &mut self.scope,
+            &self.s.policy,
+            basis,
+            kills,
+        )?;
+        Some(self.ranker.select(&mut self.reader, &self.s.policy, 0))
     }
 
     fn trigger_rec(
@@ -1229,10 +1250,11 @@ impl Daemon {
     }
 
     /// A decision (at start and at the settle) that runs the kill path's code without
-    /// signalling anyone: the choice, pinning (ourselves, by pidfd), signal 0 through the pidfd,
-    /// `process_mrelease` (refused for a live process), the decision's debug line, the record's
-    /// serialization with every trigger a kill can carry, the observers' `before_kill` (in
-    /// warm-up mode: nothing launched), numbers of every magnitude formatted
+    /// signalling anyone: the choice (after a full scan and after a relisting), pinning
+    /// (ourselves, by pidfd), signal 0 through the pidfd, `process_mrelease` (refused for a
+    /// live process), the decision's debug line, the record's serialization with every
+    /// trigger a kill can carry, the observers' `before_kill` (in warm-up mode: nothing
+    /// launched), numbers of every magnitude formatted
     /// ([`crate::record::warm_number_formatting`]). Runs after `mlockall`
     /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
     /// kill takes no page faults.
@@ -1246,6 +1268,23 @@ impl Daemon {
         let _ = levels.evaluate(&mem, None);
         let _ = self.scope.kernel_oom_kills();
         let sel = self.select(&mem);
+        // The choice after a relisting (much allocated since a recent scan) runs other code.
+        let basis = self.basis(&mem);
+        let kills = self.last_oom_kills;
+        if self.ranker.relist_watching(
+            &mut self.reader,
+            &mut self.scope,
+            &self.s.policy,
+            basis,
+            kills,
+        ) == Some(true)
+        {
+            std::hint::black_box(
+                self.ranker
+                    .select(&mut self.reader, &self.s.policy, 0)
+                    .bounded,
+            );
+        }
         let me = std::process::id() as i32;
         let Ok(st) = self.reader.stat(me) else {
             return;

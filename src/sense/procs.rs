@@ -300,6 +300,28 @@ impl ProcReader {
         Ok(())
     }
 
+    /// The PID the kernel handed out last in this PID namespace (`/proc/loadavg`'s last
+    /// field); `None` when it cannot be read. PIDs are handed out upwards from it and wrap at
+    /// `pid_max`, so while it only grows, no PID that was in use earlier has been given to a
+    /// new process.
+    pub fn last_pid(&mut self) -> Option<i32> {
+        let fd = rustix::fs::openat(
+            &self.dir,
+            "loadavg",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        self.buf.clear();
+        read_fd(&fd, &mut self.buf, Until::ShortRead, 256, false).ok()?;
+        let last = self
+            .buf
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty())
+            .nth(4)?;
+        parse_u64(last).and_then(|v| i32::try_from(v).ok())
+    }
+
     /// Reads `/proc/PID/FILE` into the internal buffer.
     fn read(&mut self, pid: i32, file: &'static str) -> ProcResult<&[u8]> {
         self.read_task(pid, None, file)
