@@ -116,6 +116,20 @@ pub fn to_base_priority() {
     }
 }
 
+/// Runs `f` on the calling thread at the nice value the daemon started with, then puts the
+/// thread's nice value back: work of the guard loop that is not urgent (the settle's trim,
+/// lock and warm-up) leaves the CPU to the machine's tasks meanwhile. Just `f` before
+/// [`protect_self`].
+pub fn at_base_priority<T>(f: impl FnOnce() -> T) -> T {
+    let before = rustix::process::getpriority_process(None);
+    to_base_priority();
+    let out = f();
+    if let Ok(nice) = before {
+        let _ = rustix::process::setpriority_process(None, nice);
+    }
+    out
+}
+
 /// Protects the daemon itself: lowest `oom_score_adj` and highest priority where permitted,
 /// and the open-file limit raised to its hard limit (memory is locked later, by
 /// [`trim_and_lock`]). Returns warnings for what was refused.

@@ -172,9 +172,10 @@ const SETTLE: Duration = Duration::from_secs(3);
 const SETTLE_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Whether the settle ([`SETTLE`] after start) runs now. It waits for quiet: not near the
-/// levels, and memory holding still ([`Stillness`]). Its trim, lock and warm-up are a burst at
-/// nice −20: tens of ms on a slow single CPU (16–40 ms in the VM bench), which every other task
-/// of a memory storm would wait for. After [`SETTLE_MAX_WAIT`] it runs anyway.
+/// levels, and memory holding still ([`Stillness`]). Its trim, lock and warm-up are a burst:
+/// tens of ms on a slow single CPU (16–40 ms in the VM bench), which at nice −20 every other
+/// task of a memory storm would wait for (it runs at the starting nice now, but still holds the
+/// guard loop up). After [`SETTLE_MAX_WAIT`] it runs anyway.
 fn settle_due(now: Instant, due: Instant, near: bool, still: bool) -> bool {
     !near && now >= due && (still || now >= due + SETTLE_MAX_WAIT)
 }
@@ -386,7 +387,9 @@ impl Daemon {
                 settle_due(Instant::now(), due, self.was_near, self.stillness.still)
             }) {
                 settle = None;
-                if let Some(n) = self.lock_working_set() {
+                // At the starting nice, not −20: it is not urgent, and in the VM fork storm,
+                // where it came right after the kill, it held a heartbeat up by 5–8 ms.
+                if let Some(n) = crate::act::harden::at_base_priority(|| self.lock_working_set()) {
                     log::debug!("{n}");
                 }
             }

@@ -103,7 +103,7 @@ stop_watch() {
   cat /tmp/watch >>/tmp/result
   res heartbeat_worst_ms "$(cat /tmp/heartbeat 2>/dev/null || echo -1)"
   res heartbeat_worst_at_ms "$(cat /tmp/heartbeat.at 2>/dev/null || echo -1)"
-  # Every stall of 20 ms or more, "END_MS:LATE_MS" (CLOCK_MONOTONIC), for locating them.
+  # Every stall of 5 ms or more, "END_MS:LATE_MS" (CLOCK_MONOTONIC), for locating them.
   res heartbeat_stalls "$(tr ' \n' ': ' </tmp/heartbeat.log 2>/dev/null)"
 }
 

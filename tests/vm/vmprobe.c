@@ -3,7 +3,7 @@
  *   vmprobe now                          monotonic milliseconds
  *   vmprobe heartbeat FILE               wake every 10 ms; keep the worst stall (ms late) in FILE,
  *                                        the CLOCK_MONOTONIC ms when it ended in FILE.at, every
- *                                        stall of 20 ms or more as "END_MS LATE_MS" in FILE.log
+ *                                        stall of 5 ms or more as "END_MS LATE_MS" in FILE.log
  *   vmprobe watch FILE RECOVER_KB PID... sample every 5 ms until SIGTERM: lowest MemAvailable,
  *                                        when each PID died, when vmstat oom_kill first moved,
  *                                        when MemAvailable got back above RECOVER_KB after the
@@ -72,7 +72,7 @@ static int heartbeat(const char *file) {
     signal(SIGTERM, on_term);
     double worst = 0, prev = now_ms();
     struct timespec ten = {0, 10 * 1000 * 1000};
-    /* Every stall of 20 ms or more: "END_MS LATE_MS" lines in FILE.log. */
+    /* Every stall of 5 ms or more: "END_MS LATE_MS" lines in FILE.log. */
     char logpath[512];
     snprintf(logpath, sizeof logpath, "%s.log", file);
     FILE *log = fopen(logpath, "w");
@@ -81,7 +81,7 @@ static int heartbeat(const char *file) {
         double t = now_ms();
         double late = t - prev - 10.0;
         prev = t;
-        if (late >= 20 && log) {
+        if (late >= 5 && log) {
             fprintf(log, "%.1f %.1f\n", t, late);
             fflush(log);
         }
@@ -150,6 +150,8 @@ static int watch(const char *file, long recover_kb, int npids, char **pids) {
     if (!f) return 1;
     fprintf(f, "watch_ms=%.0f\nwatch_samples=%ld\nmin_avail_kb=%ld\nmin_swapfree_kb=%ld\n",
             now_ms() - t0, samples, min_avail, min_swapfree);
+    /* The zero of every *_ms figure above and below, on the heartbeat's clock. */
+    fprintf(f, "watch_t0_mono_ms=%.1f\n", t0);
     fprintf(f, "kernel_oom_first_ms=%.1f\nkernel_oom_kills=%ld\n", oom_first,
             oom0 < 0 ? 0 : oom_last - oom0);
     fprintf(f, "first_death_ms=%.1f\nrecovered_ms=%.1f\nbelow10_ms=%.1f\n", first_death, recovered,
