@@ -9,8 +9,9 @@
 //! tree (`/proc/PID/task/TID/children`), not every process, and sleeps while members are on
 //! their way to the stop: the machine is not held up at the guard's priority, and no child is
 //! left behind. SIGSTOP goes out a few members at a time (`STOP_BATCH`), with a sleep
-//! between: each stop wakes its member, and woken members queue ahead of other tasks. A kernel without the children files (CONFIG_PROC_CHILDREN) is walked through
-//! every process's parent link, until a pass after every member stopped finds nobody new.
+//! between: each stop wakes its member, and woken members queue ahead of other tasks. A
+//! kernel without the children files (CONFIG_PROC_CHILDREN) is walked through every
+//! process's parent link, until a pass after every member stopped finds nobody new.
 //!
 //! A stopped tree is woken a wave at a time, not all at once ([`Kill::wait`] does it while it
 //! waits for the exits). SIGTERM goes to every member at once (it stays pending in a stopped
