@@ -528,8 +528,7 @@ impl Ranker {
     /// scan: a known row is off by at most the pages allocated since, which [`Ranker::select`]
     /// allows for. A process started since (a new allocator, or a fork that shares its
     /// parent's pages) has no such bound, so it is read. At a decision after much allocation
-    /// this replaces the full rescan: in the VM fork storm that rescan took 13–17 ms at nice
-    /// −20, one `pread` per process.
+    /// this replaces the full rescan, which costs one `pread` per known process at nice −20.
     ///
     /// Returns `Some(false)`, having done nothing, when the table has no scan to go on from or
     /// a known PID may since name someone else: the kernel's last handed-out PID fell since the
