@@ -1249,15 +1249,7 @@ mod tests {
         let mut reader = ProcReader::open(&root).unwrap();
         let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
         let mut r = Ranker::new(4, false);
-        r.refresh(
-            &mut reader,
-            &mut scope,
-            policy,
-            ScanBasis {
-                totalpages: 1_000_000,
-                ..Default::default()
-            },
-        );
+        r.refresh(&mut reader, &mut scope, policy, million_pages(0));
         (r, reader)
     }
 
@@ -1277,10 +1269,7 @@ mod tests {
         let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
         let policy = Policy::default();
         let mut rk = Ranker::new(4, false);
-        let basis = ScanBasis {
-            totalpages: 1_000_000,
-            ..Default::default()
-        };
+        let basis = million_pages(0);
         // The counter as last read: the kernel has not acted since, the scan runs to the end.
         let seen = rk.refresh_watching(&mut reader, &mut scope, &policy, basis, Some(3));
         assert_eq!(seen, Some(3007));
@@ -1291,6 +1280,15 @@ mod tests {
         assert!(rk.age().is_none(), "a stopped scan must not count as fresh");
         // Unwatched (away from the bottom): the counter is not looked at.
         assert_eq!(rk.refresh(&mut reader, &mut scope, &policy, basis), 3007);
+    }
+
+    /// What the tests scan against: a million pages, and the allocation counter at `pgalloc`.
+    fn million_pages(pgalloc: u64) -> ScanBasis {
+        ScanBasis {
+            totalpages: 1_000_000,
+            pgalloc,
+            ..Default::default()
+        }
     }
 
     /// 100 sleeping workers (PIDs 1000–1099) besides the fixture's own 7 processes, with a
@@ -1322,11 +1320,7 @@ mod tests {
     fn a_scan_in_slices_is_finished_in_one_go_from_where_it_stopped() {
         let (_fx, mut reader, mut scope) = hundred_workers();
         let policy = Policy::default();
-        let basis = ScanBasis {
-            totalpages: 1_000_000,
-            pgalloc: 777,
-            ..Default::default()
-        };
+        let basis = million_pages(777);
         let mut rk = Ranker::new(4, false);
         rk.set_keep_budget(0);
         assert_eq!(
@@ -1359,10 +1353,7 @@ mod tests {
         let (fx, mut reader, mut scope) = hundred_workers();
         let r = fx.dir.path();
         let policy = Policy::default();
-        let basis = ScanBasis {
-            totalpages: 1_000_000,
-            ..Default::default()
-        };
+        let basis = million_pages(0);
         let mut rk = Ranker::new(4, false);
         // Read by path: a kept fixture file (not /proc) stays readable after its removal.
         rk.set_keep_budget(0);
@@ -1429,11 +1420,7 @@ mod tests {
         let (fx, mut reader, mut scope) = hundred_workers();
         let r = fx.dir.path();
         let policy = Policy::default();
-        let basis = ScanBasis {
-            totalpages: 1_000_000,
-            pgalloc: 500,
-            ..Default::default()
-        };
+        let basis = million_pages(500);
         last_pid(&fx, 1099);
         assert_eq!(reader.last_pid(), Some(1099));
         let mut rk = Ranker::new(4, false);
@@ -1501,10 +1488,7 @@ mod tests {
     fn a_choice_that_stops_at_its_cap_of_reads_says_so() {
         let (_fx, mut reader, mut scope) = hundred_workers();
         let policy = Policy::default();
-        let basis = ScanBasis {
-            totalpages: 1_000_000,
-            ..Default::default()
-        };
+        let basis = million_pages(0);
         let mut rk = Ranker::new(4, false);
         rk.refresh(&mut reader, &mut scope, &policy, basis);
         let sel = rk.select(&mut reader, &policy, 0);
@@ -1638,10 +1622,7 @@ mod tests {
         let fx = Fixture::new();
         let policy = Policy::default();
         let root = fx.root();
-        let basis = ScanBasis {
-            totalpages: 1_000_000,
-            ..Default::default()
-        };
+        let basis = million_pages(0);
         let mut choices = Vec::new();
         for budget in [0, 2, 100] {
             let mut reader = ProcReader::open(&root).unwrap();
@@ -1687,10 +1668,7 @@ mod tests {
         let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
         let policy = Policy::default();
         let mut rk = Ranker::new(reader.page_kb, false);
-        let basis = ScanBasis {
-            totalpages: 1_000_000,
-            ..Default::default()
-        };
+        let basis = million_pages(0);
         rk.refresh(&mut reader, &mut scope, &policy, basis);
         assert!(rk.table.get(pid).unwrap().statm.is_some());
         let kept = rk.kept_open();
