@@ -20,7 +20,7 @@
 //! wave comes when the one before has exited and as long again has passed, so that the dying
 //! members take at most half of a CPU; a wave is sized to exit in about [`WAVE_BUDGET`] (it
 //! starts at [`WAVE_FIRST`], doubles or halves), and one that does not exit within
-//! [`WAVE_WAIT`] (a member handling SIGTERM) is not waited for longer. Woken together, dying
+//! [`WAVE_WAIT`] (a member handling SIGTERM) is not waited for longer, and halves the next. Woken together, dying
 //! members all queue ahead of every other runnable task of their priority (the scheduler places
 //! a woken task at the queue's minimum, minus a sleeper's credit) and each runs its whole exit
 //! before the others get the CPU again: in the VM fork storm that held a 10 ms heartbeat up for
@@ -56,8 +56,12 @@ fn has_children_files(reader: &mut ProcReader) -> bool {
 }
 
 /// Members woken in the first wave after the victim; later waves grow or shrink so that each
-/// takes about [`WAVE_BUDGET`] to exit (see the module docs).
-pub const WAVE_FIRST: usize = 4;
+/// takes about [`WAVE_BUDGET`] to exit (see the module docs). One: how long a member takes to
+/// exit is not known before the first has. With 4, on a slow emulated CPU (a member's exit
+/// 4–20 ms in the VM fork storm), the first waves each held a 10 ms heartbeat up 7–17 ms, and
+/// as none exited within [`WAVE_WAIT`], three of them were dying at once; where exits are fast,
+/// doubling reaches 4 by the third wave.
+pub const WAVE_FIRST: usize = 1;
 
 /// The largest wave.
 pub const WAVE_MAX: usize = 64;
@@ -119,6 +123,18 @@ impl Waves {
             Some(t) => limit.min(t + (t - self.woken_at).max(Duration::from_micros(500))),
             None => limit,
         })
+    }
+
+    /// The members of the next wave, taken off the held ones. A wave before it that has not
+    /// exited within its wait makes it half as large (members handling SIGTERM, or exits
+    /// slower than the budget allows).
+    fn take_wave(&mut self) -> std::ops::RangeInclusive<usize> {
+        if !self.first && !self.current.is_empty() {
+            self.size = (self.size / 2).max(1);
+        }
+        let wave = self.next..=self.last.min(self.next + self.size - 1);
+        self.next = self.last.min(self.next + self.size - 1) + 1;
+        wave
     }
 
     /// Some members are still held stopped.
@@ -600,8 +616,7 @@ impl Kill {
         if w.due().is_none_or(|t| Instant::now() < t) {
             return;
         }
-        let wave: Vec<usize> = (w.next..=w.last.min(w.next + w.size - 1)).collect();
-        w.next += wave.len();
+        let wave: Vec<usize> = w.take_wave().collect();
         let kill = w.kill;
         let us = self.decided.elapsed().as_micros() as u64;
         for &m in &wave {
@@ -846,6 +861,66 @@ mod tests {
     use crate::sense::Root;
     use crate::values::ScopeSpec;
     use std::process::Command;
+
+    fn waves(last: usize) -> Waves {
+        Waves {
+            next: 1,
+            last,
+            current: vec![0],
+            woken_at: Instant::now(),
+            exited_at: None,
+            size: WAVE_FIRST,
+            first: true,
+            kill: false,
+        }
+    }
+
+    /// Wakes the next wave of `w` as `Kill::pace` does, and returns its members.
+    fn wake(w: &mut Waves, at: Instant) -> Vec<usize> {
+        let wave: Vec<usize> = w.take_wave().collect();
+        w.current = wave.clone();
+        w.woken_at = at;
+        w.exited_at = None;
+        w.first = false;
+        wave
+    }
+
+    /// The first wave after the victim is one member; a wave that exits within half the budget
+    /// doubles the next, one that overruns it halves the next, and so does one that has not
+    /// exited when the next is due (not only one that exited late). The last wave takes what
+    /// is left.
+    #[test]
+    fn waves_start_at_one_and_grow_or_shrink_with_the_exits() {
+        let t = Instant::now();
+        let mut w = waves(20);
+        w.exited(0);
+        assert_eq!(wake(&mut w, t), vec![1]);
+        // Exited at once: doubles.
+        w.woken_at = Instant::now();
+        w.exited(1);
+        assert_eq!(wake(&mut w, t), vec![2, 3]);
+        w.woken_at = Instant::now();
+        w.exited(2);
+        w.exited(3);
+        assert_eq!(wake(&mut w, t), vec![4, 5, 6, 7]);
+        // Overran the budget: halves.
+        w.woken_at = Instant::now() - WAVE_BUDGET * 3;
+        for m in 4..=7 {
+            w.exited(m);
+        }
+        assert_eq!(wake(&mut w, t), vec![8, 9]);
+        // Member 9 never exits: the next wave, woken at its due time, is half as large.
+        w.exited(8);
+        assert_eq!(w.current, vec![9]);
+        assert_eq!(wake(&mut w, t), vec![10]);
+        // Never below one.
+        assert_eq!(wake(&mut w, t), vec![11]);
+        w.woken_at = Instant::now();
+        w.exited(11);
+        w.size = WAVE_MAX;
+        assert_eq!(wake(&mut w, t), (12..=20).collect::<Vec<_>>());
+        assert!(!w.holds());
+    }
 
     /// The processes whose command line is exactly `sleep TAG`.
     fn sleepers(reader: &mut ProcReader, tag: &str) -> Vec<i32> {

@@ -423,6 +423,15 @@ impl Ranker {
         self.table.is_empty()
     }
 
+    /// Marks the table out of date, so that the next choice rescans in full (a scan under way
+    /// is dropped too: its listing is older than what made the table stale, a kill). The rows
+    /// and their kept-open files stay for that rescan to reuse. Costs nothing now: the rescan
+    /// comes when a choice needs it, or in slices when memory is near the levels again.
+    pub fn mark_stale(&mut self) {
+        self.scanned_at = None;
+        self.partial = None;
+    }
+
     /// Forgets rule matches (after a config reload).
     pub fn reset_rules(&mut self) {
         self.table.clear();
