@@ -16,6 +16,9 @@ pub struct Reading {
     pub below_kill: bool,
     /// Back above the levels: no need to wait for more memory to show.
     pub recovered: bool,
+    /// How long the wait for the exit may go on before the next look: the headroom to the
+    /// SIGKILL levels at the fastest fill rate ([`crate::decide::trigger::Levels::next_kill_poll`]).
+    pub next_look: Duration,
 }
 
 /// How an escalation ended.
@@ -47,8 +50,11 @@ pub fn escalate(
     };
     let mut exit_ms = None;
     let mut last = avail_before;
+    // The first look comes soon; later ones as the headroom to the SIGKILL levels allows. The
+    // exit itself ends the wait at once (pidfds), however long it is.
+    let mut next_look = Duration::from_millis(5);
     loop {
-        if kill.wait(Duration::from_millis(5)) {
+        if kill.wait(next_look) {
             exit_ms = Some(start.elapsed().as_millis() as u64);
             break;
         }
@@ -57,6 +63,7 @@ pub fn escalate(
         }
         let r = read()?;
         last = r.available_kb;
+        next_look = r.next_look;
         if !sent_kill {
             if r.below_kill || start.elapsed() >= grace {
                 kill.signal_all(Signal::KILL);

@@ -1414,6 +1414,7 @@ impl Daemon {
                 available_kb: mem.available_kb,
                 below_kill: levels.evaluate(&mem, None).0 == Severity::Kill,
                 recovered: levels.recovered(&mem),
+                next_look: levels.next_kill_poll(&mem),
             })
         };
         let e = crate::act::escalate::escalate(

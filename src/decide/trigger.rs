@@ -103,6 +103,9 @@ impl Reason {
 /// The longest sleep between two looks at memory, however far the levels are.
 pub const MAX_POLL: Duration = Duration::from_secs(1);
 
+/// The longest wait between looks at memory while a victim exits ([`Levels::next_kill_poll`]).
+pub const MAX_KILL_POLL: Duration = Duration::from_millis(100);
+
 impl Levels {
     fn swap_low(&self, mem: &MemState, kill: bool) -> bool {
         mem.swap_total_kb == 0
@@ -156,6 +159,22 @@ impl Levels {
         Duration::from_micros((ms * 1000.0) as u64).clamp(Duration::from_millis(5), MAX_POLL)
     }
 
+    /// While a victim sent SIGTERM exits: how long until memory could reach the SIGKILL levels
+    /// at the fill rates [`Levels::next_poll`] assumes, from 5 ms to [`MAX_KILL_POLL`]. The
+    /// escalation looks at memory that often (earlyoom every 100 ms): a large victim can take
+    /// seconds to exit on a slow machine, and a look every 5 ms meanwhile cost the guard more
+    /// CPU than the rest of the story in the Debian VM.
+    pub fn next_kill_poll(&self, mem: &MemState) -> Duration {
+        let mem_head_mib = mem.available_kb.saturating_sub(self.mem_kill_kb) as f64 / 1024.0;
+        let swap_head_mib = if mem.swap_total_kb == 0 {
+            0.0
+        } else {
+            mem.swap_free_kb.saturating_sub(self.swap_kill_kb) as f64 / 1024.0
+        };
+        let ms = mem_head_mib / 6.0 + swap_head_mib / 0.8;
+        Duration::from_micros((ms * 1000.0) as u64).clamp(Duration::from_millis(5), MAX_KILL_POLL)
+    }
+
     /// Warnings for levels that make no sense for this scope right now: a TERM level of 0 turns
     /// the guard off; a level already above the current figure makes it act at once.
     pub fn start_notes(&self, mem: &MemState) -> Vec<String> {
@@ -206,6 +225,35 @@ mod tests {
             swap_size: None,
             psi: None,
         }
+    }
+
+    /// While a victim exits, memory is looked at as often as the headroom to the SIGKILL level
+    /// requires at 6 GB/s: every 5 ms right above it, at most every 100 ms.
+    #[test]
+    fn the_escalation_looks_as_often_as_the_kill_levels_headroom_requires() {
+        let total = 8 * 1024 * 1024; // 8 GiB; SIGKILL level 5 %: 409.6 MiB
+        let l = spec("10,5", "10,5").resolve(&MemState {
+            total_kb: total,
+            available_kb: total,
+            swap_total_kb: 0,
+            swap_free_kb: 0,
+        });
+        let at = |avail_mib: u64| {
+            l.next_kill_poll(&MemState {
+                total_kb: total,
+                available_kb: avail_mib * 1024,
+                swap_total_kb: 0,
+                swap_free_kb: 0,
+            })
+        };
+        assert_eq!(at(400), Duration::from_millis(5)); // below the level
+        assert_eq!(at(430), Duration::from_millis(5)); // 20 MiB over: 3.4 ms, clamped up
+        let mid = at(710); // 300 MiB over: 50 ms
+        assert!(
+            mid > Duration::from_millis(49) && mid < Duration::from_millis(51),
+            "{mid:?}"
+        );
+        assert_eq!(at(4096), MAX_KILL_POLL);
     }
 
     #[test]
