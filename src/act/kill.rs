@@ -20,11 +20,12 @@
 //! wave comes when the one before has exited and as long again has passed, so that the dying
 //! members take at most half of a CPU; a wave is sized to exit in about [`WAVE_BUDGET`] (it
 //! starts at [`WAVE_FIRST`], doubles or halves), and one that does not exit within
-//! [`WAVE_WAIT`] (a member handling SIGTERM) is not waited for longer, and halves the next. Woken together, dying
-//! members all queue ahead of every other runnable task of their priority (the scheduler places
-//! a woken task at the queue's minimum, minus a sleeper's credit) and each runs its whole exit
-//! before the others get the CPU again: in the VM fork storm that held a 10 ms heartbeat up for
-//! the exits of 60 members (44–72 ms, against 9–11 ms when the victim alone dies). The held
+//! [`WAVE_WAIT`] (a member handling SIGTERM) is not waited for longer, and halves the next.
+//! Woken together, dying members all queue ahead of every other runnable task of their
+//! priority (the scheduler places a woken task at the queue's minimum, minus a sleeper's
+//! credit) and each runs its whole exit before the others get the CPU again: in the VM fork
+//! storm that held a 10 ms heartbeat up for the exits of 60 members (44–72 ms, against 9–11 ms
+//! when the victim alone dies). The held
 //! members stay stopped: they cannot fork or allocate meanwhile. One case the guard cannot
 //! pace: when the victim's exit orphans a process group with stopped members (the leader of a
 //! shell's job), the kernel sends that group SIGHUP and SIGCONT, and the held members die of
@@ -132,9 +133,9 @@ impl Waves {
         if !self.first && !self.current.is_empty() {
             self.size = (self.size / 2).max(1);
         }
-        let wave = self.next..=self.last.min(self.next + self.size - 1);
-        self.next = self.last.min(self.next + self.size - 1) + 1;
-        wave
+        let (first, end) = (self.next, self.last.min(self.next + self.size - 1));
+        self.next = end + 1;
+        first..=end
     }
 
     /// Some members are still held stopped.

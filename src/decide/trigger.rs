@@ -228,7 +228,7 @@ mod tests {
     }
 
     /// While a victim exits, memory is looked at as often as the headroom to the SIGKILL level
-    /// requires at 6 GB/s: every 5 ms right above it, at most every 100 ms.
+    /// requires at 6 GiB/s: every 5 ms right above it, at most every 100 ms.
     #[test]
     fn the_escalation_looks_as_often_as_the_kill_levels_headroom_requires() {
         let total = 8 * 1024 * 1024; // 8 GiB; SIGKILL level 5 %: 409.6 MiB
