@@ -96,12 +96,14 @@ pub fn release_free_heap() {
     }
 }
 
-/// The nice value the daemon started with (its unit's `Nice=`, or its parent's), before
-/// [`protect_self`] raised the guard loop's: side threads go back to it
-/// ([`to_base_priority`]). `i32::MIN` until `protect_self` has run.
+/// The nice value for work that can wait: the one the daemon started with (its unit's
+/// `Nice=`, or its parent's), but not below 0 once [`protect_self`] has raised the guard loop
+/// to −20 (the shipped unit's `Nice=-10` is for the guard loop, not for a D-Bus connection or a
+/// hook). Side threads go to it ([`to_base_priority`]). `i32::MIN` until `protect_self` has
+/// run.
 static BASE_NICE: AtomicI32 = AtomicI32::new(i32::MIN);
 
-/// Puts the calling thread back at the nice value the daemon started with (a side thread:
+/// Puts the calling thread at the base nice value ([`BASE_NICE`]; a side thread:
 /// the event-log writer, hooks, notifications, metrics, the watch list). Only the guard loop
 /// and what it waits for or races with need nice −20 (the read-ahead of command lines, on the
 /// kill path; the protection thread, which races new processes); a side thread's work at
@@ -116,7 +118,7 @@ pub fn to_base_priority() {
     }
 }
 
-/// Runs `f` on the calling thread at the nice value the daemon started with, then puts the
+/// Runs `f` on the calling thread at the base nice value ([`BASE_NICE`]), then puts the
 /// thread's nice value back: work of the guard loop that is not urgent (the settle's trim,
 /// lock and warm-up) leaves the CPU to the machine's tasks meanwhile. Just `f` before
 /// [`protect_self`].
@@ -141,13 +143,24 @@ pub fn protect_self() -> Vec<String> {
         ));
     }
     notes.extend(raise_fd_limit());
-    if let Ok(base) = rustix::process::getpriority_process(None) {
-        BASE_NICE.store(base, Ordering::Relaxed);
-    }
-    if let Err(e) = rustix::process::setpriority_process(None, -20) {
-        notes.push(format!(
-            "cannot raise our priority (nice -20: {e}); under a storm the daemon may wake late"
-        ));
+    let start = rustix::process::getpriority_process(None);
+    match rustix::process::setpriority_process(None, -20) {
+        // Work that can wait runs no higher than the machine's own tasks: a unit's `Nice=-10`
+        // is for the guard. Only when the guard loop can come back from there (it could raise
+        // its priority just now): `at_base_priority` returns to −20 after such work.
+        Ok(()) => {
+            if let Ok(start) = start {
+                BASE_NICE.store(start.max(0), Ordering::Relaxed);
+            }
+        }
+        Err(e) => {
+            if let Ok(start) = start {
+                BASE_NICE.store(start, Ordering::Relaxed);
+            }
+            notes.push(format!(
+                "cannot raise our priority (nice -20: {e}); under a storm the daemon may wake late"
+            ));
+        }
     }
     notes
 }

@@ -174,7 +174,7 @@ const SETTLE_MAX_WAIT: Duration = Duration::from_secs(60);
 /// Whether the settle ([`SETTLE`] after start) runs now. It waits for quiet: not near the
 /// levels, and memory holding still ([`Stillness`]). Its trim, lock and warm-up are a burst:
 /// tens of ms on a slow single CPU (16–40 ms in the VM bench), which at nice −20 every other
-/// task of a memory storm would wait for (it runs at the starting nice now, but still holds the
+/// task of a memory storm would wait for (it runs at the base nice now, but still holds the
 /// guard loop up). After [`SETTLE_MAX_WAIT`] it runs anyway.
 fn settle_due(now: Instant, due: Instant, near: bool, still: bool) -> bool {
     !near && now >= due && (still || now >= due + SETTLE_MAX_WAIT)
@@ -387,7 +387,7 @@ impl Daemon {
                 settle_due(Instant::now(), due, self.was_near, self.stillness.still)
             }) {
                 settle = None;
-                // At the starting nice, not −20: it is not urgent, and in the VM fork storm,
+                // At the base nice (`act::harden`), not −20: it is not urgent, and in the VM fork storm,
                 // where it came right after the kill, it held a heartbeat up by 5–8 ms.
                 if let Some(n) = crate::act::harden::at_base_priority(|| self.lock_working_set()) {
                     log::debug!("{n}");
@@ -1125,7 +1125,7 @@ impl Daemon {
         pre.outcome = Some(outcome);
         pre.faults = Some(faults);
         // The record, its observers and the backoff check. When memory is back above the
-        // levels they are not urgent and run at the starting nice: in the VM fork storm (one
+        // levels they are not urgent and run at the base nice (`act::harden`): in the VM fork storm (one
         // slow emulated CPU), this bookkeeping and the rescan that used to follow it took
         // 8–21 ms of CPU at −20 right after the tree died (5 traced runs), and in one run held
         // a 10 ms heartbeat up 25 ms. Below the levels another choice may be due at once: −20,
