@@ -25,8 +25,7 @@
 //! priority (the scheduler places a woken task at the queue's minimum, minus a sleeper's
 //! credit) and each runs its whole exit before the others get the CPU again: in the VM fork
 //! storm that held a 10 ms heartbeat up for the exits of 60 members (44–72 ms, against 9–11 ms
-//! when the victim alone dies). A member is woken at nice [`MEMBER_NICE`], so that even one
-//! dying member yields the CPU to a task that wakes. The held
+//! when the victim alone dies). The held
 //! members stay stopped: they cannot fork or allocate meanwhile. One case the guard cannot
 //! pace: when the victim's exit orphans a process group with stopped members (the leader of a
 //! shell's job), the kernel sends that group SIGHUP and SIGCONT, and the held members die of
@@ -79,17 +78,6 @@ pub const WAVE_WAIT: Duration = Duration::from_millis(20);
 /// The longest the victim is waited for before the first wave of the others is woken: the
 /// victim, usually the largest, exits first and alone.
 pub const VICTIM_WAIT: Duration = Duration::from_millis(100);
-
-/// The nice value a held member of a stopped tree is given when its wave wakes it (unless it
-/// already runs at a lower priority). Woken from its stop, a member is placed ahead of the
-/// tasks of its priority (a sleeper's credit, about 3 ms on one CPU) and keeps the CPU until
-/// it has used that up and a wake-up granularity more: on the VM's slow emulated CPU, where a
-/// member's exit takes 4–20 ms, three traced fork-storm kills (177 waves of one) held a 10 ms
-/// heartbeat up 5–7 ms nine times after the signal. At nice 10 a
-/// member's time counts about nine times as much, so a task that wakes gets the CPU within a
-/// fraction of a millisecond; on a busy machine the exit still gets a tenth of a nice-0 task's
-/// share. The victim itself, exiting first and usually the largest, keeps its priority.
-pub const MEMBER_NICE: i32 = 10;
 
 /// How long a process sent SIGKILL is left to exit on its own before `process_mrelease` reaps
 /// its memory from the guard's thread. At once, the reaping ran at the guard's priority
@@ -634,7 +622,6 @@ impl Kill {
         let us = self.decided.elapsed().as_micros() as u64;
         for &m in &wave {
             let t = self.member(m);
-            let _ = t.lower_priority(MEMBER_NICE);
             if kill {
                 let (pid, r) = (t.pid, t.signal(Signal::KILL));
                 self.record_member(m, Some(Signal::KILL), us, pid, r);
@@ -861,9 +848,9 @@ impl Drop for Kill {
         }
         if let Some(w) = self.waves.take() {
             for m in w.next..=w.last {
-                let t = self.member(m);
-                let _ = t.lower_priority(MEMBER_NICE);
-                let _ = t.signal(if w.kill { Signal::KILL } else { Signal::CONT });
+                let _ = self
+                    .member(m)
+                    .signal(if w.kill { Signal::KILL } else { Signal::CONT });
             }
         }
     }
@@ -1180,81 +1167,6 @@ mod tests {
         let _ = sh.wait();
         let escaped = kill_escaped(&mut reader, &tag);
         assert!(escaped.is_empty(), "{} children escaped", escaped.len());
-    }
-
-    /// A member is woken at nice [`MEMBER_NICE`]; the victim keeps its priority. Each shell of
-    /// the tree writes its own nice value (field 19 of its stat) when its SIGTERM comes.
-    #[test]
-    fn held_members_are_woken_at_a_lower_priority_and_the_victim_is_not() {
-        let mut reader = ProcReader::open(&Root::default()).unwrap();
-        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
-        let dir = std::env::temp_dir().join(format!("oomguard-nice-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = dir.display();
-        let note =
-            |name: &str| format!("trap 'cut -d\" \" -f19 /proc/$$/stat >{d}/{name}; exit 0' TERM");
-        std::fs::write(
-            dir.join("tree-member.sh"),
-            format!("{}\nwhile :; do sleep 0.05; done\n", note("member.$$")),
-        )
-        .unwrap();
-        let script = format!(
-            "for i in 1 2 3; do sh {d}/tree-member.sh & done; {}; while :; do sleep 0.05; done",
-            note("victim")
-        );
-        let mut sh = Command::new("sh").arg("-c").arg(&script).spawn().unwrap();
-        let pid = sh.id() as i32;
-        // The three member shells are in their loops (their traps set): each has a child.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let (mut kids, mut grandkids) = (Vec::new(), Vec::new());
-        while Instant::now() < deadline {
-            kids.clear();
-            let _ = reader.children(pid, pid, &mut kids);
-            let looping = kids
-                .iter()
-                .filter(|&&k| {
-                    grandkids.clear();
-                    reader.children(k, k, &mut grandkids).is_ok() && !grandkids.is_empty()
-                })
-                .count();
-            if looping >= 3 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let cand = Candidate::unscored(pid, reader.stat(pid).unwrap().starttime, "sh");
-        let mut kill =
-            Kill::plan(&mut reader, &scope, KillUnit::Tree, &cand, Instant::now()).unwrap();
-        kill.signal_all(Signal::TERM);
-        let done = wait_all(&mut kill);
-        let _ = sh.wait();
-        let ours = rustix::process::getpriority_process(None).unwrap();
-        let read = |p: std::path::PathBuf| {
-            std::fs::read_to_string(p)
-                .ok()
-                .map(|t| t.trim().to_string())
-        };
-        let victim = read(dir.join("victim"));
-        let members: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("member."))
-            .filter_map(|e| read(e.path()))
-            .collect();
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(done, "a member outlived its wave");
-        assert_eq!(victim, Some(ours.to_string()), "the victim's nice value");
-        assert_eq!(
-            members.len(),
-            3,
-            "member shells that wrote their nice value: {members:?}"
-        );
-        let want = ours.max(MEMBER_NICE).to_string();
-        assert!(
-            members.iter().all(|m| *m == want),
-            "members at {members:?}, want {want}"
-        );
     }
 
     /// SIGKILL to a stopped tree goes to the victim at once and to the others wave by wave

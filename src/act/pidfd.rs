@@ -126,22 +126,6 @@ impl Target {
         self.wait(Duration::ZERO)
     }
 
-    /// Lowers the priority of the process's main thread to nice `nice` (a nice value already at
-    /// or above it is kept; setpriority(2) sets one thread). There is no pidfd form of
-    /// setpriority: the pidfd shows the process alive just before, and a member of a stopped
-    /// tree, the one caller, can die meanwhile only of someone else's SIGKILL.
-    pub fn lower_priority(&self, nice: i32) -> std::io::Result<()> {
-        if self.exited() {
-            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        let p = Pid::from_raw(self.pid)
-            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
-        if rustix::process::getpriority_process(Some(p))? < nice {
-            rustix::process::setpriority_process(Some(p), nice)?;
-        }
-        Ok(())
-    }
-
     /// Waits up to `timeout` for the process to exit.
     pub fn wait(&self, timeout: Duration) -> bool {
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
