@@ -387,8 +387,9 @@ impl Daemon {
                 settle_due(Instant::now(), due, self.was_near, self.stillness.still)
             }) {
                 settle = None;
-                // At the base nice (`act::harden`), not −20: it is not urgent, and in the VM fork storm,
-                // where it came right after the kill, it held a heartbeat up by 5–8 ms.
+                // At the base nice (`act::harden`), not −20: it is not urgent, and in the VM
+                // fork storm, where it came right after the kill, it held a heartbeat up by 5–8
+                // ms.
                 if let Some(n) = crate::act::harden::at_base_priority(|| self.lock_working_set()) {
                     log::debug!("{n}");
                 }
@@ -1125,11 +1126,11 @@ impl Daemon {
         pre.outcome = Some(outcome);
         pre.faults = Some(faults);
         // The record, its observers and the backoff check. When memory is back above the
-        // levels they are not urgent and run at the base nice (`act::harden`): in the VM fork storm (one
-        // slow emulated CPU), this bookkeeping and the rescan that used to follow it took
-        // 8–21 ms of CPU at −20 right after the tree died (5 traced runs), and in one run held
-        // a 10 ms heartbeat up 25 ms. Below the levels another choice may be due at once: −20,
-        // as the kill was.
+        // levels they are not urgent and run at the base nice (`act::harden`): in the VM fork
+        // storm (one slow emulated CPU), this bookkeeping and the rescan that used to follow it
+        // took 8–21 ms of CPU at −20 right after the tree died (5 traced runs), and in one run
+        // held a 10 ms heartbeat up 25 ms. Below the levels another choice may be due at once:
+        // −20, as the kill was.
         let calm = self
             .scope
             .memory()

@@ -50,8 +50,9 @@ where
 }
 
 /// [`spawn`] for a thread whose work can wait: it runs at the base nice value (the daemon's
-/// starting one, at least 0), not the guard loop's −20 ([`crate::act::harden::to_base_priority`]), and so do the
-/// processes it starts (hooks, watch-list restarts).
+/// starting one, at least 0), not the guard loop's −20
+/// ([`crate::act::harden::to_base_priority`]), and so do the processes it starts (hooks,
+/// watch-list restarts).
 pub fn spawn_background<F>(name: impl Into<String>, f: F) -> std::io::Result<JoinHandle<()>>
 where
     F: FnOnce() + Send + 'static,
