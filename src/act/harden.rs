@@ -144,23 +144,18 @@ pub fn protect_self() -> Vec<String> {
     }
     notes.extend(raise_fd_limit());
     let start = rustix::process::getpriority_process(None);
-    match rustix::process::setpriority_process(None, -20) {
-        // Work that can wait runs no higher than the machine's own tasks: a unit's `Nice=-10`
-        // is for the guard. Only when the guard loop can come back from there (it could raise
-        // its priority just now): `at_base_priority` returns to −20 after such work.
-        Ok(()) => {
-            if let Ok(start) = start {
-                BASE_NICE.store(start.max(0), Ordering::Relaxed);
-            }
-        }
-        Err(e) => {
-            if let Ok(start) = start {
-                BASE_NICE.store(start, Ordering::Relaxed);
-            }
-            notes.push(format!(
-                "cannot raise our priority (nice -20: {e}); under a storm the daemon may wake late"
-            ));
-        }
+    let raised = rustix::process::setpriority_process(None, -20);
+    if let Ok(start) = start {
+        // Work that can wait runs no higher than the machine's own tasks (a unit's `Nice=-10` is
+        // for the guard), but only if the guard loop can come back from there: it could raise
+        // its priority just now, and `at_base_priority` returns to −20 after such work.
+        let base = if raised.is_ok() { start.max(0) } else { start };
+        BASE_NICE.store(base, Ordering::Relaxed);
+    }
+    if let Err(e) = raised {
+        notes.push(format!(
+            "cannot raise our priority (nice -20: {e}); under a storm the daemon may wake late"
+        ));
     }
     notes
 }

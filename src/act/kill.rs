@@ -25,11 +25,11 @@
 //! priority (the scheduler places a woken task at the queue's minimum, minus a sleeper's
 //! credit) and each runs its whole exit before the others get the CPU again: in the VM fork
 //! storm that held a 10 ms heartbeat up for the exits of 60 members (44–72 ms, against 9–11 ms
-//! when the victim alone dies). The held
-//! members stay stopped: they cannot fork or allocate meanwhile. One case the guard cannot
-//! pace: when the victim's exit orphans a process group with stopped members (the leader of a
-//! shell's job), the kernel sends that group SIGHUP and SIGCONT, and the held members die of
-//! their pending signals at once, as every member did before waves.
+//! when the victim alone dies). The held members stay stopped: they cannot fork or allocate
+//! meanwhile. One case the guard cannot pace: when the victim's exit orphans a process group
+//! with stopped members (the leader of a shell's job), the kernel sends that group SIGHUP and
+//! SIGCONT, and the held members die of their pending signals at once, as every member did
+//! before waves.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
