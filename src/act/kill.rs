@@ -16,7 +16,8 @@
 //! A stopped tree is woken a wave at a time, not all at once ([`Kill::wait`] does it while it
 //! waits for the exits). SIGTERM goes to every member at once (it stays pending in a stopped
 //! process); the victim is continued first and alone (SIGKILL: sent to it alone), and the first
-//! wave of the others follows when it has exited (at most [`VICTIM_WAIT`] later). Each later
+//! wave of the others follows when it has exited: at most [`VICTIM_WAIT`] later, or, if by then
+//! it is on its way out (freeing its memory), at most [`VICTIM_EXIT_WAIT`]. Each later
 //! wave comes when the one before has exited and as long again has passed, so that the dying
 //! members take at most half of a CPU; a wave is sized to exit in about [`WAVE_BUDGET`] (it
 //! starts at [`WAVE_FIRST`], doubles or halves), and one that does not exit within
@@ -32,6 +33,7 @@
 //! before waves.
 
 use std::collections::HashSet;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -41,7 +43,7 @@ use rustix::process::Signal;
 use super::pidfd::{Target, TargetError};
 use crate::decide::victim::Candidate;
 use crate::sense::cgroup::{CgVersion, memory_path_of};
-use crate::sense::procs::{ProcError, ProcReader};
+use crate::sense::procs::{ProcError, ProcReader, stat_kept};
 use crate::sense::scope::Scope;
 use crate::values::KillUnit;
 
@@ -76,8 +78,17 @@ pub const WAVE_BUDGET: Duration = Duration::from_millis(2);
 pub const WAVE_WAIT: Duration = Duration::from_millis(20);
 
 /// The longest the victim is waited for before the first wave of the others is woken: the
-/// victim, usually the largest, exits first and alone.
+/// victim, usually the largest, exits first and alone. A victim still alive then and not
+/// exiting (a SIGTERM handler at work, a parent waiting for its held children) does not hold
+/// the others back longer.
 pub const VICTIM_WAIT: Duration = Duration::from_millis(100);
+
+/// The longest the first wave waits for a victim that was exiting (`PF_EXITING`: its memory
+/// is being freed) when [`VICTIM_WAIT`] ran out. Members woken while it frees its memory
+/// exit beside it: in the VM fork storm the victim's exit (118 MiB) took 0.4–0.8 s, and the
+/// waves that began 100 ms into it put two CPUs to freeing memory at once, where a 10 ms
+/// heartbeat stalled 5–7 ms eight times in two traced kills (none in the waves after it).
+pub const VICTIM_EXIT_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a process sent SIGKILL is left to exit on its own before `process_mrelease` reaps
 /// its memory from the guard's thread. At once, the reaping ran at the guard's priority
@@ -107,6 +118,9 @@ struct Waves {
     size: usize,
     /// The current wave is the victim alone.
     first: bool,
+    /// The victim was exiting when [`VICTIM_WAIT`] ran out: the first wave waits for its exit
+    /// (at most [`VICTIM_EXIT_WAIT`]).
+    victim_exiting: bool,
     /// A held member gets SIGKILL when its wave comes (else SIGCONT: its signal was sent).
     kill: bool,
 }
@@ -118,7 +132,12 @@ impl Waves {
         if !self.holds() {
             return None;
         }
-        let limit = self.woken_at + if self.first { VICTIM_WAIT } else { WAVE_WAIT };
+        let limit = self.woken_at
+            + match (self.first, self.victim_exiting) {
+                (true, false) => VICTIM_WAIT,
+                (true, true) => VICTIM_EXIT_WAIT,
+                (false, _) => WAVE_WAIT,
+            };
         Some(match self.exited_at {
             Some(t) if self.first => t,
             Some(t) => limit.min(t + (t - self.woken_at).max(Duration::from_micros(500))),
@@ -288,6 +307,9 @@ pub struct Kill {
     /// [`Kill::release`] was asked for; members already given `process_mrelease`.
     release_wanted: bool,
     mreleased: Vec<bool>,
+    /// The victim's `/proc/PID/stat`, kept open for a stopped unit (see [`VICTIM_EXIT_WAIT`]),
+    /// and the buffer it is read into.
+    victim_stat: Option<(OwnedFd, Vec<u8>)>,
 }
 
 fn name(sig: Option<Signal>) -> &'static str {
@@ -323,6 +345,7 @@ impl Kill {
             kill_sent: Vec::new(),
             release_wanted: false,
             mreleased: Vec::new(),
+            victim_stat: None,
         };
         let me = std::process::id() as i32;
         match unit {
@@ -364,6 +387,12 @@ impl Kill {
                     }
                 }
             }
+        }
+        if kill.stopped {
+            kill.victim_stat = reader
+                .open_stat(kill.victim.pid)
+                .ok()
+                .map(|fd| (fd, Vec::with_capacity(1024)));
         }
         Ok(kill)
     }
@@ -582,6 +611,7 @@ impl Kill {
                 exited_at: None,
                 size: WAVE_FIRST,
                 first: true,
+                victim_exiting: false,
                 kill,
             });
             return;
@@ -617,6 +647,26 @@ impl Kill {
         if w.due().is_none_or(|t| Instant::now() < t) {
             return;
         }
+        if w.first && !w.victim_exiting && w.exited_at.is_none() {
+            // VICTIM_WAIT is over and the victim has not exited: if it is exiting, wait for
+            // the end of its exit (at most VICTIM_EXIT_WAIT).
+            let exiting = self.victim_stat.as_mut().is_some_and(|(fd, buf)| {
+                stat_kept(fd, self.victim.pid, buf)
+                    .is_ok_and(|st| st.is_exiting() && !st.is_zombie())
+            });
+            let Some(w) = self.waves.as_mut() else {
+                return;
+            };
+            if exiting {
+                w.victim_exiting = true;
+                if w.due().is_some_and(|t| Instant::now() < t) {
+                    return;
+                }
+            }
+        }
+        let Some(w) = self.waves.as_mut() else {
+            return;
+        };
         let wave: Vec<usize> = w.take_wave().collect();
         let kill = w.kill;
         let us = self.decided.elapsed().as_micros() as u64;
@@ -872,8 +922,25 @@ mod tests {
             exited_at: None,
             size: WAVE_FIRST,
             first: true,
+            victim_exiting: false,
             kill: false,
         }
+    }
+
+    /// The first wave is due [`VICTIM_WAIT`] after the victim's signal, or
+    /// [`VICTIM_EXIT_WAIT`] after it for a victim seen exiting, and at once when the victim
+    /// has exited, either way.
+    #[test]
+    fn the_first_wave_waits_longer_for_a_victim_that_is_exiting() {
+        let mut w = waves(5);
+        let t = w.woken_at;
+        assert_eq!(w.due(), Some(t + VICTIM_WAIT));
+        w.victim_exiting = true;
+        assert_eq!(w.due(), Some(t + VICTIM_EXIT_WAIT));
+        w.exited(0);
+        let at = w.exited_at.unwrap();
+        assert_eq!(w.due(), Some(at));
+        assert!(at < t + VICTIM_EXIT_WAIT);
     }
 
     /// Wakes the next wave of `w` as `Kill::pace` does, and returns its members.
@@ -1137,6 +1204,45 @@ mod tests {
             }
         }
         false
+    }
+
+    /// A victim that ignores SIGTERM is alive but not exiting when [`VICTIM_WAIT`] runs out:
+    /// the first wave of the others is woken then, not held for [`VICTIM_EXIT_WAIT`].
+    #[test]
+    fn a_victim_that_outlives_sigterm_holds_the_others_back_only_briefly() {
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        let tag = format!("{}.{}", 3000 + std::process::id() % 1000, line!());
+        let script = format!(
+            // A handler (an ignored signal would be inherited by the children); `wait` returns
+            // when it runs, and the loop waits again.
+            "trap : TERM; i=0; while [ $i -lt 20 ]; do sleep {tag} & i=$((i+1)); done; while :; do wait; done"
+        );
+        let (mut sh, cand) = forking_shell(&mut reader, &script, &tag);
+        let mut kill =
+            Kill::plan(&mut reader, &scope, KillUnit::Tree, &cand, Instant::now()).unwrap();
+        assert!(
+            kill.victim_stat.is_some(),
+            "the stopped victim's stat is kept"
+        );
+        kill.signal_all(Signal::TERM);
+        let sent = Instant::now();
+        let until = sent + Duration::from_secs(5);
+        while kill.gone.get(1) != Some(&true) && Instant::now() < until {
+            let _ = kill.wait(Duration::from_millis(5));
+        }
+        let took = sent.elapsed();
+        let victim_alive = !kill.victim.exited();
+        kill.signal_all(Signal::KILL);
+        assert!(wait_all(&mut kill), "a member outlived SIGKILL");
+        let _ = sh.wait();
+        let escaped = kill_escaped(&mut reader, &tag);
+        assert!(escaped.is_empty(), "{} children escaped", escaped.len());
+        assert!(victim_alive, "the victim ignores SIGTERM");
+        assert!(
+            took >= VICTIM_WAIT && took < VICTIM_EXIT_WAIT,
+            "the first member died {took:?} after SIGTERM (victim alive, not exiting)"
+        );
     }
 
     /// SIGTERM to a stopped tree: every member has it pending at once, but only the victim is

@@ -456,6 +456,12 @@ impl ProcReader {
         self.open_task(pid, None, "statm")
     }
 
+    /// Opens `/proc/PID/stat` to be kept and re-read with [`stat_kept`] (see
+    /// [`ProcReader::open_statm`]: the fd follows the process, not the number).
+    pub fn open_stat(&mut self, pid: i32) -> ProcResult<OwnedFd> {
+        self.open_task(pid, None, "stat")
+    }
+
     /// Resident pages from a `statm` kept open by [`ProcReader::open_statm`]: one `pread`.
     pub fn statm_rss_kept(&mut self, fd: &OwnedFd, pid: i32) -> ProcResult<u64> {
         self.buf.clear();
@@ -520,6 +526,18 @@ impl ProcReader {
         self.read(pid, "cgroup")
             .map(|b| String::from_utf8_lossy(b).into_owned())
     }
+}
+
+/// `/proc/PID/stat` from an fd kept open by [`ProcReader::open_stat`]: one `pread` into `buf`
+/// (for a holder without the reader, such as a kill waiting for its victim's exit).
+pub fn stat_kept(fd: &OwnedFd, pid: i32, buf: &mut Vec<u8>) -> ProcResult<Stat> {
+    buf.clear();
+    read_fd(fd, buf, Until::ShortRead, MAX_FILE, true)
+        .map_err(|e| ProcError::from_io(pid, "stat", &e))?;
+    if buf.is_empty() {
+        return Err(ProcError::Gone { pid });
+    }
+    Stat::parse(buf).ok_or(ProcError::Malformed { pid, file: "stat" })
 }
 
 #[cfg(test)]
@@ -728,6 +746,37 @@ mod tests {
             ProcError::from_io(1, "stat", &std::io::ErrorKind::NotFound.into())
                 .to_string()
                 .contains("/proc/1/stat")
+        );
+    }
+
+    /// A kept `stat` follows its process: read again it shows the state now, and once the
+    /// process is reaped it answers `Gone`.
+    #[test]
+    fn a_kept_stat_is_read_again_and_gone_after_the_reap() {
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let fd = reader.open_stat(pid).unwrap();
+        let mut buf = Vec::new();
+        let st = stat_kept(&fd, pid, &mut buf).unwrap();
+        assert_eq!(st.pid, pid);
+        assert!(!st.is_exiting());
+        child.kill().unwrap();
+        // A zombie until reaped: still readable, in state Z.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while stat_kept(&fd, pid, &mut buf).is_ok_and(|s| !s.is_zombie())
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(stat_kept(&fd, pid, &mut buf).unwrap().is_zombie());
+        child.wait().unwrap();
+        assert_eq!(
+            stat_kept(&fd, pid, &mut buf).unwrap_err(),
+            ProcError::Gone { pid }
         );
     }
 }
