@@ -655,9 +655,6 @@ impl Kill {
                 stat_kept(fd, self.victim.pid, buf)
                     .is_ok_and(|st| st.is_exiting() && !st.is_zombie())
             });
-            let Some(w) = self.waves.as_mut() else {
-                return;
-            };
             if exiting {
                 w.victim_exiting = true;
                 if w.due().is_some_and(|t| Instant::now() < t) {
@@ -665,9 +662,6 @@ impl Kill {
                 }
             }
         }
-        let Some(w) = self.waves.as_mut() else {
-            return;
-        };
         let wave: Vec<usize> = w.take_wave().collect();
         let kill = w.kill;
         let us = self.decided.elapsed().as_micros() as u64;

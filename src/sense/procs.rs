@@ -375,19 +375,13 @@ impl ProcReader {
     /// reaped while it was read).
     pub fn stat(&mut self, pid: i32) -> ProcResult<Stat> {
         let b = self.read(pid, "stat")?;
-        if b.is_empty() {
-            return Err(ProcError::Gone { pid });
-        }
-        Stat::parse(b).ok_or(ProcError::Malformed { pid, file: "stat" })
+        parse_stat(b, pid)
     }
 
     /// `/proc/PID/task/TID/stat`: one thread's state (the process's other fields).
     pub fn task_stat(&mut self, pid: i32, tid: i32) -> ProcResult<Stat> {
         let b = self.read_task(pid, Some(tid), "stat")?;
-        if b.is_empty() {
-            return Err(ProcError::Gone { pid });
-        }
-        Stat::parse(b).ok_or(ProcError::Malformed { pid, file: "stat" })
+        parse_stat(b, pid)
     }
 
     /// Appends the thread ids of `pid` (`/proc/PID/task`) to `out`.
@@ -534,10 +528,15 @@ pub fn stat_kept(fd: &OwnedFd, pid: i32, buf: &mut Vec<u8>) -> ProcResult<Stat> 
     buf.clear();
     read_fd(fd, buf, Until::ShortRead, MAX_FILE, true)
         .map_err(|e| ProcError::from_io(pid, "stat", &e))?;
-    if buf.is_empty() {
+    parse_stat(buf, pid)
+}
+
+/// A `stat` read: empty or cut short is `Gone` (a process reaped while it was read).
+fn parse_stat(b: &[u8], pid: i32) -> ProcResult<Stat> {
+    if b.is_empty() {
         return Err(ProcError::Gone { pid });
     }
-    Stat::parse(buf).ok_or(ProcError::Malformed { pid, file: "stat" })
+    Stat::parse(b).ok_or(ProcError::Malformed { pid, file: "stat" })
 }
 
 #[cfg(test)]
