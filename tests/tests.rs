@@ -28,6 +28,7 @@ mod hostile_names;
 mod idle_floor;
 mod kill_path;
 mod link_order;
+mod machine_marks;
 mod metrics_slowloris;
 mod order;
 mod predict;

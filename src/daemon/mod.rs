@@ -156,6 +156,13 @@ const MAX_REFUSED: usize = 32;
 const NEAR_OOM_CHECK: Duration = Duration::from_millis(50);
 /// How often the kernel's OOM kill counter is read far from the levels.
 const FAR_OOM_CHECK: Duration = Duration::from_secs(5);
+
+/// The longest sleep far from the levels when the kernel watches the machine's memory use for
+/// the daemon (v1 root group thresholds, `daemon::wake`): a hog of any speed wakes it at a
+/// mark, so the sleep only has to cover memory that group does not count (kernel slabs, page
+/// tables), still bounded by the fill-rate model ([`Levels::next_poll_upto`]). Without the
+/// marks, [`MAX_POLL`] (1 s, as earlyoom). Far from the levels only: near them nothing changes.
+const FAR_POLL_WATCHED: Duration = Duration::from_secs(3);
 /// The most time one wake-up near the levels spends on the rescan there (the rest is left to
 /// the next wake-ups, see [`Ranker::refresh_slice`]).
 const NEAR_SCAN_SLICE: Duration = Duration::from_millis(2);
@@ -276,7 +283,7 @@ impl Daemon {
         let log = EventLog::open(&s.event_log, &scope.label())
             .context("cannot open the event log (choose another path with --event-log)")?;
         let psi_kind = s.levels.psi.map_or(PsiKind::Some, |p| p.kind);
-        let waker = wake::Waker::new(&mut scope, &levels, mem.total_kb, psi_kind, signal_pipe);
+        let waker = wake::Waker::new(&mut scope, &levels, &mem, psi_kind, signal_pipe);
         let prefer_v2 = scope.mounts.v2_memory.is_some();
         let pressure = scope
             .pressure_path()
@@ -394,7 +401,13 @@ impl Daemon {
                     log::debug!("{n}");
                 }
             }
-            wake = self.waker.wait(timeout);
+            // Until the settle has run, at most 1 s: it waits for two looks at memory a second
+            // apart, and the longer far sleep would put it (a warm-up burst) later.
+            wake = self.waker.wait(if settle.is_some() {
+                timeout.min(MAX_POLL)
+            } else {
+                timeout
+            });
         }
         log::info!("stopping");
         Ok(())
@@ -444,8 +457,6 @@ impl Daemon {
         self.stillness
             .look(mem.available_kb, floor.is_some(), now, mem.total_kb);
         let levels = self.s.levels.resolve(&mem);
-        self.waker
-            .rearm_if_changed(&mut self.scope, &levels, mem.total_kb);
         // Pressure is read only when something uses it (a --psi trigger, metrics, the report).
         let pressure = if self.s.levels.psi.is_some()
             || self.next_report.is_some()
@@ -478,6 +489,13 @@ impl Daemon {
         // may have come from a kernel kill, which is recorded now rather than up to 5 s later.
         let near_now = sev != Severity::None || levels.near(&mem);
         let was_near = std::mem::replace(&mut self.was_near, near_now);
+        self.waker.rearm_if_changed(
+            &mut self.scope,
+            &levels,
+            &mem,
+            wake == Wake::Threshold,
+            near_now,
+        );
         let rescan = near_now
             && sev == Severity::None
             && (self.ranker.scan_under_way()
@@ -586,7 +604,7 @@ impl Daemon {
         // cadence stays what the kernel's figure would give.
         let far = !levels.near(&m)
             && levels.evaluate(&m, None).0 == Severity::None
-            && levels.next_poll(&m) >= MAX_POLL;
+            && levels.next_poll_upto(&m, self.far_poll()) >= self.far_poll();
         (far && self.observers.iter().all(|o| o.accepts_floor(&m))).then_some(m)
     }
 
@@ -669,8 +687,18 @@ impl Daemon {
         true
     }
 
+    /// The longest sleep far from the levels: [`MAX_POLL`], or [`FAR_POLL_WATCHED`] when the
+    /// kernel wakes the daemon as the machine's memory use rises (v1 root group thresholds).
+    fn far_poll(&self) -> Duration {
+        if self.waker.watches_machine_usage() {
+            FAR_POLL_WATCHED
+        } else {
+            MAX_POLL
+        }
+    }
+
     fn poll_interval(&self, levels: &Levels, mem: &MemState) -> Duration {
-        let mut d = levels.next_poll(mem);
+        let mut d = levels.next_poll_upto(mem, self.far_poll());
         if let Some(due) = self.next_report {
             d = d.min(due.saturating_duration_since(Instant::now()));
         }

@@ -162,7 +162,12 @@ impl Levels {
     /// How long to sleep before the next look: the time the headroom lasts at a fast fill rate
     /// (6 GiB/s for RAM, 800 MiB/s for swap, as earlyoom assumes), between 5 ms and 1 s.
     pub fn next_poll(&self, mem: &MemState) -> Duration {
-        headroom_time(mem, self.mem_term_kb, self.swap_term_kb, MAX_POLL)
+        self.next_poll_upto(mem, MAX_POLL)
+    }
+
+    /// [`Levels::next_poll`] with another longest sleep (`max`).
+    pub fn next_poll_upto(&self, mem: &MemState, max: Duration) -> Duration {
+        headroom_time(mem, self.mem_term_kb, self.swap_term_kb, max)
     }
 
     /// While a victim sent SIGTERM exits: how long until memory could reach the SIGKILL levels
