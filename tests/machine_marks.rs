@@ -1,13 +1,14 @@
 //! The whole machine's usage marks (cgroup v1): the system-wide guard registers thresholds on
-//! the v1 hierarchy's root group, and the kernel wakes it when the machine's memory use rises
-//! by the headroom to a level, whatever the speed (`daemon::wake`). Checked on the real kernel:
-//! a hog in a test memory cgroup raises the root group's usage past the mark. The guard of the
-//! second test runs `--dry-run` (it kills nothing); the levels only place the marks.
+//! the v1 hierarchy's root group, and the kernel wakes it when the machine's memory use has
+//! taken free memory down to a level (plus a margin), whatever the speed (`daemon::wake`).
+//! Checked on the real kernel: a hog in a test memory cgroup raises the root group's usage past
+//! the near mark, placed 1536 MiB above it. The guard of the second test runs `--dry-run` (it
+//! kills nothing); the levels only place the marks.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oomguard::daemon::wake::{Waker, machine_marks};
+use oomguard::daemon::wake::Waker;
 use oomguard::decide::trigger::Levels;
 use oomguard::record::Wake;
 use oomguard::sense::Root;
@@ -15,8 +16,11 @@ use oomguard::sense::scope::Scope;
 use oomguard::values::{PsiKind, ScopeSpec};
 
 use crate::fleet_util::{free_port, http_get};
+// The two tests move the machine's usage by GiBs: one at a time (and not beside
+// `idle_floor`), so one's hog does not arm or fire the other's marks.
 use crate::util::{
-    TestCgroup, hog_bin, own_v1_memory_cgroup, require, start_daemon, tempdir, wait_line,
+    MACHINE_MEMORY, TestCgroup, hog_bin, own_v1_memory_cgroup, require, start_daemon, tempdir,
+    wait_line,
 };
 
 const ROOT_USAGE: &str = "/sys/fs/cgroup/memory/memory.usage_in_bytes";
@@ -29,12 +33,36 @@ fn root_usage() -> u64 {
         .unwrap()
 }
 
+/// Levels whose near mark (twice TERM) lies 1536 MiB of use away: free memory minus the margin
+/// (1/64 of RAM) minus 1536 MiB is twice TERM.
+fn levels_1536m_away() -> Levels {
+    let mut si = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let field = |k: &str| -> u64 {
+        si.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    };
+    let (free, total) = (field("MemFree:"), field("MemTotal:"));
+    si.clear();
+    let near = free
+        .checked_sub(total / 64 + (1536 << 10))
+        .filter(|&n| n >= 2 << 20)
+        .expect("2 GiB of free memory above 1536 MiB and 1/64 of RAM");
+    Levels {
+        mem_term_kb: near / 2,
+        mem_kill_kb: near / 4,
+        swap_term_kb: 0,
+        swap_kill_kb: 0,
+    }
+}
+
 fn v1_root() -> bool {
     own_v1_memory_cgroup().is_some()
         && std::path::Path::new("/sys/fs/cgroup/memory/cgroup.sane_behavior").exists()
 }
 
-/// A hog of `size` in its own test group (limit `size` + 256 MiB), started and left holding.
+/// A hog of `size` in its own test group, started and left holding.
 fn hog(cg: &TestCgroup, size: &str) -> std::process::Child {
     cg.spawn(
         Command::new(hog_bin())
@@ -48,19 +76,10 @@ fn hog(cg: &TestCgroup, size: &str) -> std::process::Child {
 #[test]
 fn a_machine_mark_wakes_the_waker_when_memory_use_rises() {
     require(v1_root(), "the cgroup v1 memory controller's root group");
+    let _one = MACHINE_MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     let mut scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
     let mem = scope.memory().unwrap();
-    // The near mark (twice TERM) 512 MiB above the root group's usage now.
-    let near_kb = mem
-        .available_kb
-        .checked_sub(512 << 10)
-        .expect("512 MiB available");
-    let levels = Levels {
-        mem_term_kb: near_kb / 2,
-        mem_kill_kb: near_kb / 4,
-        swap_term_kb: 0,
-        swap_kill_kb: 0,
-    };
+    let levels = levels_1536m_away();
     let usage0 = root_usage();
     let mut waker = Waker::new(&mut scope, &levels, &mem, PsiKind::Some, None);
     assert!(
@@ -69,20 +88,15 @@ fn a_machine_mark_wakes_the_waker_when_memory_use_rises() {
         waker.notes
     );
     assert!(
-        waker
-            .describe()
-            .contains("usage thresholds (v1 root group)"),
+        waker.describe().contains("usage marks (v1 root group)"),
         "{}",
         waker.describe()
     );
-    let marks = machine_marks(usage0, mem.available_kb, &levels);
-    assert_eq!(marks.len(), 3, "{marks:?}");
-    assert_eq!(marks[0], usage0 + (512 << 20));
     // Nothing has risen yet: a zero wait is the timer's.
     assert_eq!(waker.wait(Duration::ZERO), Wake::Timer);
 
-    let cg = TestCgroup::new("marks", 1280 << 20).expect("a test memory cgroup");
-    let mut h = hog(&cg, "1G");
+    let cg = TestCgroup::new("marks", 2304 << 20).expect("a test memory cgroup");
+    let mut h = hog(&cg, "2G");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut why = Wake::Timer;
     while Instant::now() < deadline && why != Wake::Threshold {
@@ -94,31 +108,25 @@ fn a_machine_mark_wakes_the_waker_when_memory_use_rises() {
     assert_eq!(
         why,
         Wake::Threshold,
-        "the hog's 1 GiB did not wake the waker (root usage {usage0} -> {usage1}, near mark {})",
-        marks[0]
+        "the hog's 2 GiB did not wake the waker (root usage {} -> {} MiB, near mark about 1536 MiB up)",
+        usage0 >> 20,
+        usage1 >> 20
     );
+    // Woken by the rise, not before it: about 1536 MiB of use (other tests move it too).
     assert!(
-        usage1 + (64 << 20) >= marks[0],
-        "woke {} MiB below the mark",
-        (marks[0] - usage1) >> 20
+        usage1 >= usage0 + (768 << 20),
+        "woke after only {} MiB more use",
+        usage1.saturating_sub(usage0) >> 20
     );
 }
 
 #[test]
 fn a_system_guard_wakes_on_a_machine_mark() {
     require(v1_root(), "the cgroup v1 memory controller's root group");
-    let mem = Scope::resolve(&Root::default(), &ScopeSpec::System)
-        .unwrap()
-        .memory()
-        .unwrap();
-    // TERM so that twice TERM lies 512 MiB under available: the guard is far (its TERM level
-    // half of available away) and its near mark 512 MiB above the machine's usage.
-    let term_mib = (mem
-        .available_kb
-        .checked_sub(512 << 10)
-        .expect("512 MiB available")
-        / 2)
-        >> 10;
+    let _one = MACHINE_MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    // TERM so that twice TERM lies 1536 MiB of use below free memory (and the margin): the
+    // guard is far, and its near mark 1536 MiB above the machine's usage.
+    let term_mib = levels_1536m_away().mem_term_kb >> 10;
     let dir = tempdir();
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -132,10 +140,11 @@ fn a_system_guard_wakes_on_a_machine_mark() {
         dir.path().to_str().unwrap(),
         "--metrics",
         &addr.to_string(),
+        "-v",
     ]);
     let start = wait_line(&rx, "guarding system", Duration::from_secs(10));
     assert!(
-        start.contains("usage thresholds (v1 root group)"),
+        start.contains("usage marks (v1 root group)"),
         "start-up line: {start}"
     );
     let threshold_wakes = || {
@@ -148,8 +157,8 @@ fn a_system_guard_wakes_on_a_machine_mark() {
     std::thread::sleep(Duration::from_millis(500));
     let before = threshold_wakes();
 
-    let cg = TestCgroup::new("guardmarks", 1280 << 20).expect("a test memory cgroup");
-    let mut h = hog(&cg, "1G");
+    let cg = TestCgroup::new("guardmarks", 2304 << 20).expect("a test memory cgroup");
+    let mut h = hog(&cg, "2G");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut after = before;
     while Instant::now() < deadline && after <= before {
@@ -159,8 +168,10 @@ fn a_system_guard_wakes_on_a_machine_mark() {
     let _ = h.kill();
     let _ = h.wait();
     drop(daemon);
+    let said: Vec<String> = rx.try_iter().collect();
     assert!(
         after > before,
-        "no wake-up by a usage mark while the hog grew 1 GiB past the near mark (threshold wake-ups {before} -> {after})"
+        "no wake-up by a usage mark while the hog grew 2 GiB, past the near mark (threshold wake-ups {before} -> {after}); the guard said:\n{}",
+        said.join("\n")
     );
 }

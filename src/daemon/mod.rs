@@ -158,10 +158,11 @@ const NEAR_OOM_CHECK: Duration = Duration::from_millis(50);
 const FAR_OOM_CHECK: Duration = Duration::from_secs(5);
 
 /// The longest sleep far from the levels when the kernel watches the machine's memory use for
-/// the daemon (v1 root group thresholds, `daemon::wake`): a hog of any speed wakes it at a
-/// mark, so the sleep only has to cover memory that group does not count (kernel slabs, page
-/// tables), still bounded by the fill-rate model ([`Levels::next_poll_upto`]). Without the
-/// marks, [`MAX_POLL`] (1 s, as earlyoom). Far from the levels only: near them nothing changes.
+/// the daemon (usage marks on the v1 root group, `daemon::wake`): a hog of any speed wakes it
+/// at a mark while free memory lasts, so the sleep only has to cover memory that group does not
+/// count (kernel slabs, page tables), still bounded by the fill-rate model
+/// ([`Levels::next_poll_upto`]). Without marks armed, [`MAX_POLL`] (1 s, as earlyoom). Far
+/// from the levels only: near them nothing changes.
 const FAR_POLL_WATCHED: Duration = Duration::from_secs(3);
 /// The most time one wake-up near the levels spends on the rescan there (the rest is left to
 /// the next wake-ups, see [`Ranker::refresh_slice`]).
@@ -496,6 +497,9 @@ impl Daemon {
             wake == Wake::Threshold,
             near_now,
         );
+        for n in self.waker.notes.drain(..) {
+            log::warn!("{n}");
+        }
         let rescan = near_now
             && sev == Severity::None
             && (self.ranker.scan_under_way()

@@ -3,14 +3,18 @@
 //! `memory.usage_in_bytes`, one just above each level) and `memory.pressure_level`; PSI
 //! triggers on the system or a v2 group. Whatever fires, the daemon re-reads the scope.
 //!
-//! The whole machine gets usage thresholds too where the memory controller is on cgroup v1:
-//! the hierarchy's root group counts the machine's page cache and mapped anonymous memory
+//! The whole machine gets usage marks too where the memory controller is on cgroup v1: the
+//! hierarchy's root group counts the machine's page cache and mapped anonymous memory
 //! (`NR_FILE_PAGES + NR_ANON_MAPPED`), and the kernel checks its thresholds on every charge in
-//! any group below it (every 128 pages per CPU). A level of available memory becomes a usage
-//! mark: usage now + (available now − level). Memory the root group does not count (kernel
-//! slabs, page tables, huge pages reserved by hand) moves available without moving usage, so
-//! the marks are re-armed when available has drifted ([`Waker::rearm_if_changed`]), and the
-//! daemon's sleep stays bounded by the fill-rate model as well.
+//! any group below it (every 128 pages per CPU). While free memory lasts, a page taken by a
+//! process or the page cache raises that usage as it lowers free memory, so a mark at usage
+//! now + (free now − margin − level) is reached when free memory has fallen to the level plus
+//! the margin — never later than available memory (≥ free) reaches the level. Once free memory
+//! is gone (the page cache fills RAM), growth evicts cache and usage stands still: then no
+//! marks are armed. Memory the root group does not count (kernel slabs, page tables, huge pages
+//! reserved by hand) lowers free memory without raising usage: the marks are re-armed when free
+//! memory has fallen by more than usage rose ([`machine_drift_due`]; a change of usage alone
+//! leaves them right), and the daemon's sleep stays bounded by the fill-rate model as well.
 
 use std::fs::File;
 use std::io::Write;
@@ -37,42 +41,52 @@ struct Source {
     _keep: Vec<File>,
 }
 
-/// Where the v1 usage thresholds go.
-enum Domain {
-    /// A cgroup (or its nearest limited ancestor): a level is the usage limit − level.
-    Cgroup(PathBuf),
-    /// The whole machine, through the v1 hierarchy's root group: a level is usage now +
-    /// (available now − level).
-    Machine(PathBuf),
-}
+/// The least distance from free memory to the near level (twice TERM) for the machine's
+/// marks: closer, they would fire on ordinary churn, and the long sleep they allow needs far
+/// more headroom anyway.
+const MACHINE_MIN_HEAD_KB: u64 = 512 << 10;
 
-/// The usage marks (bytes) for the machine's root group: one per level (twice TERM, TERM,
-/// KILL) that lies below `available_kb`, at `usage` plus the headroom to that level.
-pub fn machine_marks(usage: u64, available_kb: u64, levels: &Levels) -> Vec<u64> {
-    [
-        levels.mem_term_kb.saturating_mul(2),
-        levels.mem_term_kb,
-        levels.mem_kill_kb,
-    ]
-    .into_iter()
-    .filter(|&l| l > 0 && l < available_kb)
-    .map(|l| usage.saturating_add((available_kb - l) * 1024))
-    .collect()
-}
-
-/// Whether the machine's marks, armed at `armed_kb` available, must be armed again now at
-/// `available_kb`: when a mark fired, or when available fell by an eighth of the headroom to
-/// the TERM level (at least 64 MiB) without usage rising as much (memory the root group does
-/// not count), or rose by a quarter (the marks would wake the daemon for nothing). Only far
-/// from the levels: near them the daemon polls often anyway, and re-arming is not for then.
-pub fn machine_rearm_due(armed_kb: u64, available_kb: u64, term_kb: u64, fired: bool) -> bool {
-    if fired {
-        return true;
+/// The usage marks (bytes) for the machine's root group at `usage` bytes now, with `free_kb`
+/// free of `total_kb`: one for each level (twice TERM, TERM, KILL), at usage plus the fall of
+/// free memory to that level plus a margin of 1/64 of RAM (free pages below the watermarks are
+/// not handed out 1:1 any more). `None` when TERM is 0 or free memory is not at least
+/// [`MACHINE_MIN_HEAD_KB`] above the near level and the margin.
+pub fn machine_marks(usage: u64, free_kb: u64, total_kb: u64, levels: &Levels) -> Option<[u64; 3]> {
+    let near = levels.mem_term_kb.saturating_mul(2);
+    let usable = free_kb.saturating_sub(total_kb / 64);
+    if levels.mem_term_kb == 0 || usable < near.saturating_add(MACHINE_MIN_HEAD_KB) {
+        return None;
     }
-    let head = armed_kb.saturating_sub(term_kb);
-    let fell = armed_kb.saturating_sub(available_kb);
-    let rose = available_kb.saturating_sub(armed_kb);
-    fell >= (head / 8).max(64 << 10) || rose >= (head / 4).max(64 << 10)
+    let at = |l: u64| usage.saturating_add((usable - l.min(usable)) * 1024);
+    Some([at(near), at(levels.mem_term_kb), at(levels.mem_kill_kb)])
+}
+
+/// What the machine's marks were armed with: free RAM (kB) and the root group's usage (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Armed {
+    pub free_kb: u64,
+    pub usage: u64,
+}
+
+/// Whether the machine's marks, armed at `armed`, must be armed again now that `free_kb` are
+/// free and the root group's usage is `usage`: when free memory fell by more than usage rose
+/// (memory the group does not count took it), by an eighth of the distance from the near mark
+/// then (at least 64 MiB), the marks lie too high. Pages the group counts move usage and free
+/// memory together and leave the marks right; memory given back early only fires them early.
+pub fn machine_drift_due(
+    armed: Armed,
+    free_kb: u64,
+    usage: u64,
+    total_kb: u64,
+    levels: &Levels,
+) -> bool {
+    let head = armed
+        .free_kb
+        .saturating_sub(total_kb / 64)
+        .saturating_sub(levels.mem_term_kb.saturating_mul(2));
+    let fell = armed.free_kb.saturating_sub(free_kb);
+    let rose = usage.saturating_sub(armed.usage) / 1024;
+    fell.saturating_sub(rose) >= (head / 8).max(64 << 10)
 }
 
 /// The set of kernel notifications the daemon polls, plus its signal pipe.
@@ -85,14 +99,30 @@ pub struct Waker {
     /// on a reload, the levels change).
     armed_total_kb: u64,
     armed_levels: Levels,
-    /// The machine's thresholds: the available figure they were armed at.
-    machine_armed_kb: Option<u64>,
-    /// One-time notes on what could not be set up.
+    /// The system scope's v1 root group (`None`: no marks there, or they failed once).
+    machine: Option<PathBuf>,
+    /// What the machine's marks were armed with; `None`: not armed.
+    machine_armed: Option<Armed>,
+    /// The root group's `memory.usage_in_bytes` while the marks are armed.
+    machine_usage: Option<File>,
+    /// Notes on what could not be set up (the daemon logs and empties them).
     pub notes: Vec<String>,
 }
 
 fn eventfd() -> std::io::Result<OwnedFd> {
     rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(Into::into)
+}
+
+/// A `memory.usage_in_bytes` figure (bytes).
+fn read_usage(f: &File) -> std::io::Result<u64> {
+    let mut b = [0u8; 32];
+    let n = rustix::io::pread(f, &mut b, 0)?;
+    std::str::from_utf8(&b[..n])
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "usage is not a number")
+        })
 }
 
 /// Registers `event_fd` for `target` with `args` through `dir/cgroup.event_control`.
@@ -119,37 +149,34 @@ impl Waker {
             signal_pipe,
             armed_total_kb: 0,
             armed_levels: *levels,
-            machine_armed_kb: None,
+            machine: Self::machine_domain(scope),
+            machine_armed: None,
+            machine_usage: None,
             notes: Vec::new(),
         };
         w.arm_thresholds(scope, levels, mem);
+        w.arm_machine(levels, scope.last_free_kb(), mem.total_kb);
         w.arm_pressure_level(scope);
         w.arm_psi(scope, psi_kind);
         w
     }
 
-    /// True when the kernel wakes the daemon as the machine's memory use rises (v1 root
-    /// group thresholds armed): then a sleep far from the levels may be longer.
+    /// True when the kernel wakes the daemon as the machine's memory use rises (marks armed
+    /// on the v1 root group): then a sleep far from the levels may be longer.
     pub fn watches_machine_usage(&self) -> bool {
-        self.machine_armed_kb.is_some()
+        self.machine_armed.is_some()
     }
 
     /// The root group of the v1 memory hierarchy, for the system scope: only the real root
     /// (it alone has `cgroup.sane_behavior`; the top of a cgroup namespace is a group whose
     /// usage is not the machine's).
     fn machine_domain(scope: &Scope) -> Option<PathBuf> {
-        if scope.cgroup().is_some() {
+        // `sysinfo(2)` is the live machine's: not for a fixture root.
+        if scope.cgroup().is_some() || !scope.root.is_real() {
             return None;
         }
         let top = scope.root.path(scope.mounts.v1_memory.as_ref()?);
         top.join("cgroup.sane_behavior").exists().then_some(top)
-    }
-
-    fn domain(scope: &mut Scope) -> Option<Domain> {
-        match Self::v1_domain(scope) {
-            Some(d) => Some(Domain::Cgroup(d)),
-            None => Self::machine_domain(scope).map(Domain::Machine),
-        }
     }
 
     fn v1_domain(scope: &mut Scope) -> Option<PathBuf> {
@@ -166,52 +193,27 @@ impl Waker {
     }
 
     /// v1: one eventfd registered at usage thresholds just above each level (near = 2 × term,
-    /// term, kill): for a group, usage = limit − level; for the machine, see
-    /// [`machine_marks`].
+    /// term, kill), expressed as usage = limit − level.
     fn arm_thresholds(&mut self, scope: &mut Scope, levels: &Levels, mem: &MemState) {
-        self.sources.retain(|s| s.kind != Wake::Threshold);
         self.armed_total_kb = mem.total_kb;
         self.armed_levels = *levels;
-        self.machine_armed_kb = None;
-        let Some(domain) = Self::domain(scope) else {
+        let Some(dir) = Self::v1_domain(scope) else {
             return;
         };
-        let dir = match &domain {
-            Domain::Cgroup(d) | Domain::Machine(d) => d.clone(),
-        };
+        self.sources.retain(|s| s.kind != Wake::Threshold);
         let res = (|| -> std::io::Result<Source> {
             let efd = eventfd()?;
             let usage = File::open(dir.join("memory.usage_in_bytes"))?;
-            let marks = match domain {
-                Domain::Cgroup(_) => {
-                    let limit = mem.total_kb * 1024;
-                    [
-                        levels.mem_term_kb.saturating_mul(2),
-                        levels.mem_term_kb,
-                        levels.mem_kill_kb,
-                    ]
-                    .into_iter()
-                    .map(|l| limit.saturating_sub(l * 1024))
-                    .filter(|&at| at > 0)
-                    .collect()
+            let limit = mem.total_kb * 1024;
+            for level_kb in [
+                levels.mem_term_kb.saturating_mul(2),
+                levels.mem_term_kb,
+                levels.mem_kill_kb,
+            ] {
+                let at = limit.saturating_sub(level_kb * 1024);
+                if at > 0 {
+                    v1_register(&dir, &efd, &usage, &at.to_string())?;
                 }
-                Domain::Machine(_) => {
-                    let mut b = [0u8; 32];
-                    let n = rustix::io::pread(&usage, &mut b, 0)?;
-                    let now = std::str::from_utf8(&b[..n])
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u64>().ok())
-                        .ok_or_else(|| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                "memory.usage_in_bytes is not a number",
-                            )
-                        })?;
-                    machine_marks(now, mem.available_kb, levels)
-                }
-            };
-            for at in marks {
-                v1_register(&dir, &efd, &usage, &at.to_string())?;
             }
             Ok(Source {
                 fd: efd,
@@ -222,16 +224,74 @@ impl Waker {
             })
         })();
         match res {
-            Ok(s) => {
-                if matches!(domain, Domain::Machine(_)) {
-                    self.machine_armed_kb = Some(mem.available_kb);
-                }
-                self.sources.push(s)
-            }
+            Ok(s) => self.sources.push(s),
             Err(e) => self.notes.push(format!(
                 "usage thresholds on {}: {e}; relying on polling",
                 dir.join("cgroup.event_control").display()
             )),
+        }
+    }
+
+    /// The machine's marks on the v1 root group ([`machine_marks`]), armed anew (the old
+    /// ones go with their eventfd), or none when free memory is too close to the levels. A
+    /// failure is noted and ends the marks for this run (it would only repeat).
+    fn arm_machine(&mut self, levels: &Levels, free_kb: Option<u64>, total_kb: u64) {
+        let Some(dir) = self.machine.clone() else {
+            return;
+        };
+        self.armed_levels = *levels;
+        self.machine_armed = None;
+        self.machine_usage = None;
+        self.sources.retain(|s| s.kind != Wake::Threshold);
+        let Some(free_kb) = free_kb else {
+            return;
+        };
+        let res = (|| -> std::io::Result<Option<(Source, File, u64)>> {
+            let usage = File::open(dir.join("memory.usage_in_bytes"))?;
+            let now = read_usage(&usage)?;
+            let Some(marks) = machine_marks(now, free_kb, total_kb, levels) else {
+                log::debug!(
+                    "no usage marks: {} MiB free is too close to the levels",
+                    free_kb >> 10
+                );
+                return Ok(None);
+            };
+            log::debug!(
+                "usage marks armed: the near level {} MiB of use away ({} MiB free)",
+                (marks[0] - now) >> 20,
+                free_kb >> 10
+            );
+            let efd = eventfd()?;
+            for at in marks {
+                v1_register(&dir, &efd, &usage, &at.to_string())?;
+            }
+            // `usage` stays open in `machine_usage` as long as this source lives.
+            Ok(Some((
+                Source {
+                    fd: efd,
+                    kind: Wake::Threshold,
+                    events: PollFlags::IN,
+                    drain: true,
+                    _keep: Vec::new(),
+                },
+                usage,
+                now,
+            )))
+        })();
+        match res {
+            Ok(Some((s, file, usage))) => {
+                self.machine_armed = Some(Armed { free_kb, usage });
+                self.machine_usage = Some(file);
+                self.sources.push(s);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.machine = None;
+                self.notes.push(format!(
+                    "usage marks on {}: {e}; far from the levels the guard looks every second",
+                    dir.join("cgroup.event_control").display()
+                ));
+            }
         }
     }
 
@@ -287,8 +347,10 @@ impl Waker {
     }
 
     /// Re-arms the v1 thresholds when the scope's total (its limit) or the levels (a reload)
-    /// changed, and the machine's when [`machine_rearm_due`] says so (`fired`: this wake-up was a threshold's;
-    /// `near`: memory is near or below a level).
+    /// changed. Far from the levels (`near` false), the machine's marks: again when the levels
+    /// changed, when one fired (`fired`: this wake-up was a threshold's), or when free memory
+    /// fell by 64 MiB and [`machine_drift_due`] says so (only then is the usage read); armed
+    /// when they were not and free memory now allows them.
     pub fn rearm_if_changed(
         &mut self,
         scope: &mut Scope,
@@ -297,29 +359,54 @@ impl Waker {
         fired: bool,
         near: bool,
     ) {
-        let machine_due = self.machine_armed_kb.is_some_and(|armed| {
-            !near && machine_rearm_due(armed, mem.available_kb, levels.mem_term_kb, fired)
-        });
-        if mem.total_kb != self.armed_total_kb || *levels != self.armed_levels || machine_due {
-            self.arm_thresholds(scope, levels, mem);
+        if self.machine.is_none() {
+            if mem.total_kb != self.armed_total_kb || *levels != self.armed_levels {
+                self.arm_thresholds(scope, levels, mem);
+            }
+            return;
+        }
+        if near {
+            return;
+        }
+        let Some(free_kb) = scope.last_free_kb() else {
+            return;
+        };
+        let total_kb = mem.total_kb;
+        let due = match self.machine_armed {
+            Some(armed) => {
+                *levels != self.armed_levels
+                    || fired
+                    || (armed.free_kb.saturating_sub(free_kb) >= 64 << 10
+                        && self
+                            .machine_usage
+                            .as_ref()
+                            .and_then(|f| read_usage(f).ok())
+                            .is_none_or(|u| machine_drift_due(armed, free_kb, u, total_kb, levels)))
+            }
+            None => machine_marks(0, free_kb, total_kb, levels).is_some(),
+        };
+        if due {
+            self.arm_machine(levels, Some(free_kb), total_kb);
         }
     }
 
     /// Which kernel notifications are armed (for the start-up log line).
     pub fn describe(&self) -> String {
-        let names: Vec<&str> = self
+        let mut names: Vec<&str> = self
             .sources
             .iter()
-            .map(|s| match s.kind {
-                Wake::Threshold if self.machine_armed_kb.is_some() => {
-                    "usage thresholds (v1 root group)"
-                }
-                Wake::Threshold => "usage thresholds",
-                Wake::PressureLevel => "pressure_level",
-                Wake::Psi => "PSI trigger",
-                _ => "other",
+            .filter_map(|s| match s.kind {
+                // The machine's marks come and go with free memory: named below.
+                Wake::Threshold if self.machine.is_some() => None,
+                Wake::Threshold => Some("usage thresholds"),
+                Wake::PressureLevel => Some("pressure_level"),
+                Wake::Psi => Some("PSI trigger"),
+                _ => Some("other"),
             })
             .collect();
+        if self.machine.is_some() {
+            names.insert(0, "usage marks (v1 root group)");
+        }
         if names.is_empty() {
             "none (polling only)".into()
         } else {
@@ -398,36 +485,73 @@ mod tests {
     }
 
     #[test]
-    fn machine_marks_lie_the_headroom_to_each_level_above_usage() {
-        // 20 GiB available, TERM 2 GiB: the near level (4 GiB) is 16 GiB of use away, TERM
-        // 18 GiB, KILL (1 GiB) 19 GiB.
+    fn machine_marks_lie_the_fall_of_free_memory_to_each_level_above_usage() {
+        // 64 GiB of RAM (margin 1 GiB), 21 GiB free, TERM 2 GiB: free memory reaches the near
+        // level (4 GiB) plus the margin after 16 GiB more use, TERM after 18, KILL after 19.
         let usage = 3u64 << 30;
-        let m = machine_marks(usage, 20 * GIB_KB, &levels(2));
+        let m = machine_marks(usage, 21 * GIB_KB, 64 * GIB_KB, &levels(2));
         assert_eq!(
             m,
-            vec![usage + (16 << 30), usage + (18 << 30), usage + (19 << 30)]
+            Some([usage + (16 << 30), usage + (18 << 30), usage + (19 << 30)])
         );
-        // Already below the near level: only the levels still ahead get a mark.
-        let m = machine_marks(usage, 3 * GIB_KB, &levels(2));
-        assert_eq!(m, vec![usage + (1 << 30), usage + (2 << 30)]);
-        // A level of 0 (guard off) gets none.
-        assert!(machine_marks(usage, 3 * GIB_KB, &levels(0)).is_empty());
+        // Free memory too close to the near level (under 512 MiB above it and the margin): no
+        // marks; the page cache has taken it, or memory is already near.
+        assert_eq!(
+            machine_marks(usage, 5 * GIB_KB + (511 << 10), 64 * GIB_KB, &levels(2)),
+            None
+        );
+        assert!(machine_marks(usage, 5 * GIB_KB + (512 << 10), 64 * GIB_KB, &levels(2)).is_some());
+        // TERM 0 (the guard is off): none.
+        assert_eq!(
+            machine_marks(usage, 21 * GIB_KB, 64 * GIB_KB, &levels(0)),
+            None
+        );
     }
 
     #[test]
-    fn machine_marks_are_armed_again_when_fired_or_when_available_drifted() {
-        let term = 2 * GIB_KB;
-        let armed = 18 * GIB_KB; // headroom to TERM 16 GiB: an eighth is 2 GiB
-        assert!(machine_rearm_due(armed, armed, term, true));
-        assert!(!machine_rearm_due(armed, armed, term, false));
-        assert!(!machine_rearm_due(armed, armed - GIB_KB, term, false));
-        assert!(machine_rearm_due(armed, armed - 2 * GIB_KB, term, false));
-        // Rising: a quarter of the headroom.
-        assert!(!machine_rearm_due(armed, armed + 3 * GIB_KB, term, false));
-        assert!(machine_rearm_due(armed, armed + 4 * GIB_KB, term, false));
-        // Close to TERM the drift allowed is at least 64 MiB.
-        let armed = term + (100 << 10);
-        assert!(!machine_rearm_due(armed, armed - (63 << 10), term, false));
-        assert!(machine_rearm_due(armed, armed - (64 << 10), term, false));
+    fn machine_marks_are_armed_again_only_when_free_memory_fell_more_than_usage_rose() {
+        let (total, l) = (64 * GIB_KB, levels(2));
+        // 21 GiB free: 16 GiB above the near level and the margin; an eighth is 2 GiB.
+        let armed = Armed {
+            free_kb: 21 * GIB_KB,
+            usage: 3 << 30,
+        };
+        let due = |free_gib_tenths: u64, usage_gib_tenths: u64| {
+            machine_drift_due(
+                armed,
+                free_gib_tenths * GIB_KB / 10,
+                usage_gib_tenths * (1 << 30) / 10,
+                total,
+                &l,
+            )
+        };
+        // Nothing moved; a process took 5 GiB (usage rose as free memory fell); one gave 2 back.
+        assert!(!due(210, 30));
+        assert!(!due(160, 80));
+        assert!(!due(230, 10));
+        // The kernel took 1.5 GiB (free fell, usage did not): under an eighth; 2 GiB: re-arm.
+        assert!(!due(195, 30));
+        assert!(due(190, 30));
+        // Both: a process took 1 GiB and the kernel 2 GiB more.
+        assert!(due(180, 40));
+        // Close to the near level, the drift allowed is at least 64 MiB.
+        let armed = Armed {
+            free_kb: 5 * GIB_KB + (512 << 10),
+            usage: 0,
+        };
+        assert!(!machine_drift_due(
+            armed,
+            armed.free_kb - (63 << 10),
+            0,
+            total,
+            &l
+        ));
+        assert!(machine_drift_due(
+            armed,
+            armed.free_kb - (64 << 10),
+            0,
+            total,
+            &l
+        ));
     }
 }

@@ -66,6 +66,8 @@ pub struct Floor {
     reserve_kb: u64,
     read_at: Option<Instant>,
     page_kb: u64,
+    /// Free RAM (kB) at the last [`Floor::memory`].
+    pub free_kb: u64,
 }
 
 impl Floor {
@@ -76,6 +78,7 @@ impl Floor {
             reserve_kb: 0,
             read_at: None,
             page_kb: (rustix::param::page_size() / 1024) as u64,
+            free_kb: 0,
         })
     }
 
@@ -97,9 +100,10 @@ impl Floor {
         let kb = |v: u64| v.saturating_mul(unit) / 1024;
         let total_kb = kb(si.totalram as u64);
         let margin = total_kb / 64;
+        self.free_kb = kb(si.freeram as u64);
         Some(MemState {
             total_kb,
-            available_kb: kb(si.freeram as u64).saturating_sub(self.reserve_kb + margin),
+            available_kb: self.free_kb.saturating_sub(self.reserve_kb + margin),
             swap_total_kb: kb(si.totalswap as u64),
             swap_free_kb: kb(si.freeswap as u64),
         })

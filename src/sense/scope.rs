@@ -48,6 +48,8 @@ pub struct Scope {
     vmstat: KeptFile,
     /// The live machine's cheap floor (system scope only).
     floor: Option<Floor>,
+    /// Free RAM (kB) at the last reading of the system scope (meminfo or the floor).
+    last_free_kb: Option<u64>,
 }
 
 impl Scope {
@@ -65,6 +67,7 @@ impl Scope {
         Ok(Scope {
             root: root.clone(),
             floor,
+            last_free_kb: None,
             kind,
             mounts,
             buf: Vec::with_capacity(8192),
@@ -91,7 +94,16 @@ impl Scope {
     /// The live machine's memory with a floor for `available_kb` ([`Floor`]): no meminfo read.
     /// `None` for a cgroup, a fixture root, or when the floor cannot be read.
     pub fn memory_floor(&mut self) -> Option<MemState> {
-        self.floor.as_mut()?.memory(&mut self.buf)
+        let f = self.floor.as_mut()?;
+        let m = f.memory(&mut self.buf)?;
+        self.last_free_kb = Some(f.free_kb);
+        Some(m)
+    }
+
+    /// The machine's free RAM (kB) at the last reading of the system scope (`memory` or
+    /// `memory_floor`); `None` for a cgroup scope or before the first reading.
+    pub fn last_free_kb(&self) -> Option<u64> {
+        self.last_free_kb
     }
 
     /// `/proc/meminfo`, parsed.
@@ -116,6 +128,7 @@ impl Scope {
         let mi = self.meminfo()?;
         let cg = match &self.kind {
             ScopeKind::System => {
+                self.last_free_kb = Some(mi.mem_free_kb);
                 return Ok(MemState {
                     total_kb: mi.mem_total_kb,
                     available_kb: mi.available_kb(),

@@ -239,3 +239,7 @@ pub fn wait_line(rx: &Receiver<String>, what: &str, timeout: Duration) -> String
         }
     }
 }
+
+/// Tests that move the machine's free memory by GiBs (`machine_marks`) or need it to hold
+/// still far from the levels (`idle_floor`) take this, one at a time.
+pub static MACHINE_MEMORY: std::sync::Mutex<()> = std::sync::Mutex::new(());
