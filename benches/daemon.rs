@@ -18,8 +18,11 @@
 //!    process CPU per decision (it reuses a table younger than 2 s at the trigger, as it
 //!    does in production; printed for what it is, not as the scan figure).
 //! 3. Idle, with 0 and 1 000 extra processes: oomguard `run --dry-run` at its default levels,
-//!    earlyoom at its default (`-r 1`) and at `-r 0`, all three side by side for 60 s, 3
-//!    rounds: CPU (schedstat), VmRSS, Pss and RssAnon (smaps_rollup) at the end, VmHWM; medians.
+//!    the same oomguard with the cgroup v1 memory hierarchy unmounted in its own mount
+//!    namespace (no usage marks on the v1 root group: what it does on a cgroup v2 host, where
+//!    its far sleep stays at 1 s), earlyoom at its default (`-r 1`) and at `-r 0`, all four
+//!    side by side for 60 s, 3 rounds: CPU (schedstat), wake-ups (schedstat's run count),
+//!    VmRSS, Pss and RssAnon (smaps_rollup) at the end, VmHWM; medians.
 //!    The 60 s start 5 s after the daemons: oomguard's start-up ends with a second trim and
 //!    warm-up at 3 s (`daemon::SETTLE`); the CPU of those first 5 s is printed on its own.
 //!
@@ -92,18 +95,28 @@ fn thread_cpu() -> Duration {
 
 /// CPU time of a process, all threads (nanosecond `schedstat`).
 fn proc_cpu(pid: u32) -> Duration {
-    let mut ns = 0u64;
+    Duration::from_nanos(schedstat_sum(pid, 0))
+}
+
+/// Times the threads of a process were put on a CPU (`schedstat`'s run count): its wake-ups.
+fn proc_runs(pid: u32) -> u64 {
+    schedstat_sum(pid, 2)
+}
+
+/// Field `field` of `schedstat`, summed over the threads of `pid`.
+fn schedstat_sum(pid: u32, field: usize) -> u64 {
+    let mut sum = 0u64;
     if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in rd.flatten() {
             let s = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-            ns += s
-                .split(' ')
-                .next()
+            sum += s
+                .split_whitespace()
+                .nth(field)
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
         }
     }
-    Duration::from_nanos(ns)
+    sum
 }
 
 /// A `Key: N kB` field of a /proc file.
@@ -305,6 +318,24 @@ fn oomguard_run(tmp: &Path, tag: &str, extra: &[&str]) -> Command {
     c
 }
 
+/// `cmd` in its own mount namespace with the cgroup v1 memory hierarchy unmounted there, so
+/// oomguard finds no v1 root group to arm usage marks on (as on a cgroup v2 host). The process
+/// is the same one (`unshare` and `sh` exec it): its PID is oomguard's.
+fn without_v1_memory(cmd: Command) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("umount -l /sys/fs/cgroup/memory 2>/dev/null; exec \"$0\" \"$@\"")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
 fn earlyoom(args: &[&str]) -> Command {
     let mut c = Command::new("stdbuf");
     c.args(["-oL", "-eL", "earlyoom", "--dryrun"]).args(args);
@@ -442,15 +473,22 @@ fn inner_idle(n: usize, tmp: &Path) {
     let kids = Sleepers::spawn(n, 0);
     let names = [
         "oomguard (defaults)",
+        "oomguard, no v1 root group (as on a v2 host)",
         "earlyoom -r 1 (default)",
         "earlyoom -r 0",
     ];
-    let mut cpu: [Vec<f64>; 3] = Default::default();
-    let mut start: [Vec<f64>; 3] = Default::default();
-    let mut mem: [Vec<Mem>; 3] = Default::default();
+    let mut cpu: [Vec<f64>; 4] = Default::default();
+    let mut wakes: [Vec<f64>; 4] = Default::default();
+    let mut start: [Vec<f64>; 4] = Default::default();
+    let mut mem: [Vec<Mem>; 4] = Default::default();
     for r in 0..rounds {
         let mut ds = vec![
             Daemon::spawn(&mut oomguard_run(tmp, &format!("idle{n}-{r}"), &[])),
+            Daemon::spawn(&mut without_v1_memory(oomguard_run(
+                tmp,
+                &format!("idle{n}-{r}-v2"),
+                &[],
+            ))),
             Daemon::spawn(&mut earlyoom(&["-r", "1"])),
             Daemon::spawn(&mut earlyoom(&["-r", "0"])),
         ];
@@ -459,16 +497,26 @@ fn inner_idle(n: usize, tmp: &Path) {
             assert!(d.alive(), "a daemon exited early");
         }
         let c0: Vec<_> = ds.iter().map(|d| proc_cpu(d.pid())).collect();
+        let w0: Vec<_> = ds.iter().map(|d| proc_runs(d.pid())).collect();
         for (i, c) in c0.iter().enumerate() {
             start[i].push(c.as_secs_f64() * 1e3);
         }
         std::thread::sleep(Duration::from_secs(secs));
         for (i, d) in ds.iter().enumerate() {
             cpu[i].push((proc_cpu(d.pid()) - c0[i]).as_secs_f64() * 1e3 * 60.0 / secs as f64);
+            wakes[i].push((proc_runs(d.pid()) - w0[i]) as f64 * 60.0 / secs as f64);
             mem[i].push(proc_mem(d.pid()));
         }
-        for d in ds {
-            d.finish();
+        for (i, d) in ds.into_iter().enumerate() {
+            let lines = d.finish();
+            if i == 1 {
+                // The point of that instance: it must have run without the marks.
+                assert!(
+                    lines.iter().any(|l| l.contains("guarding system"))
+                        && !lines.iter().any(|l| l.contains("v1 root group")),
+                    "the instance without the v1 hierarchy armed marks or did not start: {lines:?}"
+                );
+            }
         }
     }
     drop(kids);
@@ -484,17 +532,18 @@ fn inner_idle(n: usize, tmp: &Path) {
         "### Idle with {n} extra processes ({rounds} rounds of {secs} s, medians; MiB, CPU ms per minute)\n"
     );
     println!(
-        "| daemon | CPU | VmRSS | Pss | RssAnon | VmHWM | CPU oomguard/this | VmRSS oomguard/this | Pss oomguard/this | start-up CPU ms (first {} s) |",
+        "| daemon | CPU | wake-ups per minute | VmRSS | Pss | RssAnon | VmHWM | CPU oomguard/this | VmRSS oomguard/this | Pss oomguard/this | start-up CPU ms (first {} s) |",
         STARTUP.as_secs()
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let og_cpu = median(&cpu[0]);
     let (og_rss, og_pss) = (med(0, |m| m.rss), med(0, |m| m.pss));
     for (i, name) in names.iter().enumerate() {
         let c = median(&cpu[i]);
         let (rss, pss) = (med(i, |m| m.rss), med(i, |m| m.pss));
         println!(
-            "| {name} | {c:.2} | {rss:.2} | {pss:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} |",
+            "| {name} | {c:.2} | {:.0} | {rss:.2} | {pss:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} |",
+            median(&wakes[i]),
             med(i, |m| m.anon),
             med(i, |m| m.hwm),
             ratio(og_cpu, c),
@@ -503,6 +552,11 @@ fn inner_idle(n: usize, tmp: &Path) {
             median(&start[i])
         );
     }
+    println!(
+        "\noomguard without the v1 root group (far sleep 1 s) against earlyoom at its default: CPU {}, VmRSS {}.\n",
+        ratio(median(&cpu[1]), median(&cpu[2])),
+        ratio(med(1, |m| m.rss), med(2, |m| m.rss))
+    );
     println!(
         "\nCPU per round (ms/min): {}\n",
         names
@@ -660,7 +714,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line). The three idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
+        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets. Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
         loadavg()
     );
     println!("{}", md.lines().last().unwrap_or_default());
