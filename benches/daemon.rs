@@ -319,13 +319,19 @@ fn oomguard_run(tmp: &Path, tag: &str, extra: &[&str]) -> Command {
 }
 
 /// `cmd` in its own mount namespace with the cgroup v1 memory hierarchy unmounted there, so
-/// oomguard finds no v1 root group to arm usage marks on (as on a cgroup v2 host). The process
-/// is the same one (`unshare` and `sh` exec it): its PID is oomguard's.
-fn without_v1_memory(cmd: Command) -> Command {
+/// oomguard finds no v1 root group to arm usage marks on (as on a cgroup v2 host), run from
+/// `copy` of its binary: oomguard drops its binary's pages from the page cache after start-up
+/// unless another process maps them, and two instances of one file would keep each other's
+/// pages cached (fault-around then maps and locks 64 KiB at a time: RSS neither has alone). The
+/// process is the same one (`unshare` and `sh` exec it): its PID is oomguard's.
+fn without_v1_memory(cmd: Command, copy: &Path) -> Command {
+    if !copy.exists() {
+        std::fs::copy(cmd.get_program(), copy).expect("copy the oomguard binary");
+    }
     let mut c = Command::new("unshare");
     c.args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg("umount -l /sys/fs/cgroup/memory 2>/dev/null; exec \"$0\" \"$@\"")
-        .arg(cmd.get_program())
+        .arg(copy)
         .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
@@ -484,11 +490,10 @@ fn inner_idle(n: usize, tmp: &Path) {
     for r in 0..rounds {
         let mut ds = vec![
             Daemon::spawn(&mut oomguard_run(tmp, &format!("idle{n}-{r}"), &[])),
-            Daemon::spawn(&mut without_v1_memory(oomguard_run(
-                tmp,
-                &format!("idle{n}-{r}-v2"),
-                &[],
-            ))),
+            Daemon::spawn(&mut without_v1_memory(
+                oomguard_run(tmp, &format!("idle{n}-{r}-v2"), &[]),
+                &tmp.join("oomguard-v2host"),
+            )),
             Daemon::spawn(&mut earlyoom(&["-r", "1"])),
             Daemon::spawn(&mut earlyoom(&["-r", "0"])),
         ];
@@ -714,7 +719,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets. Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
+        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
         loadavg()
     );
     println!("{}", md.lines().last().unwrap_or_default());
