@@ -12,6 +12,7 @@ use oomguard::daemon::wake::Waker;
 use oomguard::decide::trigger::Levels;
 use oomguard::record::Wake;
 use oomguard::sense::Root;
+use oomguard::sense::meminfo::Meminfo;
 use oomguard::sense::scope::Scope;
 use oomguard::values::{PsiKind, ScopeSpec};
 
@@ -36,15 +37,8 @@ fn root_usage() -> u64 {
 /// Levels whose near mark (twice TERM) lies 1536 MiB of use away: free memory minus the margin
 /// (1/64 of RAM) minus 1536 MiB is twice TERM.
 fn levels_1536m_away() -> Levels {
-    let mut si = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let field = |k: &str| -> u64 {
-        si.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap()
-    };
-    let (free, total) = (field("MemFree:"), field("MemTotal:"));
-    si.clear();
+    let mi = Meminfo::parse(&std::fs::read("/proc/meminfo").unwrap()).unwrap();
+    let (free, total) = (mi.mem_free_kb, mi.mem_total_kb);
     let near = free
         .checked_sub(total / 64 + (1536 << 10))
         .filter(|&n| n >= 2 << 20)

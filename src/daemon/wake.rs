@@ -46,19 +46,30 @@ struct Source {
 /// more headroom anyway.
 const MACHINE_MIN_HEAD_KB: u64 = 512 << 10;
 
+/// How far free memory (`free_kb` of `total_kb`) may fall before it reaches the near level
+/// plus the marks' margin of 1/64 of RAM (free pages below the watermarks are not handed out
+/// 1:1 any more).
+fn machine_head_kb(free_kb: u64, total_kb: u64, levels: &Levels) -> u64 {
+    free_kb
+        .saturating_sub(total_kb / 64)
+        .saturating_sub(levels.near_kb())
+}
+
 /// The usage marks (bytes) for the machine's root group at `usage` bytes now, with `free_kb`
 /// free of `total_kb`: one for each level (twice TERM, TERM, KILL), at usage plus the fall of
-/// free memory to that level plus a margin of 1/64 of RAM (free pages below the watermarks are
-/// not handed out 1:1 any more). `None` when TERM is 0 or free memory is not at least
-/// [`MACHINE_MIN_HEAD_KB`] above the near level and the margin.
+/// free memory to that level plus the margin ([`machine_head_kb`]). `None` when TERM is 0 or
+/// the fall to the near level is under [`MACHINE_MIN_HEAD_KB`].
 pub fn machine_marks(usage: u64, free_kb: u64, total_kb: u64, levels: &Levels) -> Option<[u64; 3]> {
-    let near = levels.mem_term_kb.saturating_mul(2);
-    let usable = free_kb.saturating_sub(total_kb / 64);
-    if levels.mem_term_kb == 0 || usable < near.saturating_add(MACHINE_MIN_HEAD_KB) {
+    let head = machine_head_kb(free_kb, total_kb, levels);
+    if levels.mem_term_kb == 0 || head < MACHINE_MIN_HEAD_KB {
         return None;
     }
-    let at = |l: u64| usage.saturating_add((usable - l.min(usable)) * 1024);
-    Some([at(near), at(levels.mem_term_kb), at(levels.mem_kill_kb)])
+    let at = |l: u64| usage.saturating_add((head + levels.near_kb() - l) * 1024);
+    Some([
+        at(levels.near_kb()),
+        at(levels.mem_term_kb),
+        at(levels.mem_kill_kb),
+    ])
 }
 
 /// What the machine's marks were armed with: free RAM (kB) and the root group's usage (bytes).
@@ -80,10 +91,7 @@ pub fn machine_drift_due(
     total_kb: u64,
     levels: &Levels,
 ) -> bool {
-    let head = armed
-        .free_kb
-        .saturating_sub(total_kb / 64)
-        .saturating_sub(levels.mem_term_kb.saturating_mul(2));
+    let head = machine_head_kb(armed.free_kb, total_kb, levels);
     let fell = armed.free_kb.saturating_sub(free_kb);
     let rose = usage.saturating_sub(armed.usage) / 1024;
     fell.saturating_sub(rose) >= (head / 8).max(64 << 10)
@@ -117,12 +125,9 @@ fn eventfd() -> std::io::Result<OwnedFd> {
 fn read_usage(f: &File) -> std::io::Result<u64> {
     let mut b = [0u8; 32];
     let n = rustix::io::pread(f, &mut b, 0)?;
-    std::str::from_utf8(&b[..n])
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "usage is not a number")
-        })
+    crate::sense::parse_u64(&b[..n]).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "usage is not a number")
+    })
 }
 
 /// Registers `event_fd` for `target` with `args` through `dir/cgroup.event_control`.
@@ -205,11 +210,7 @@ impl Waker {
             let efd = eventfd()?;
             let usage = File::open(dir.join("memory.usage_in_bytes"))?;
             let limit = mem.total_kb * 1024;
-            for level_kb in [
-                levels.mem_term_kb.saturating_mul(2),
-                levels.mem_term_kb,
-                levels.mem_kill_kb,
-            ] {
+            for level_kb in [levels.near_kb(), levels.mem_term_kb, levels.mem_kill_kb] {
                 let at = limit.saturating_sub(level_kb * 1024);
                 if at > 0 {
                     v1_register(&dir, &efd, &usage, &at.to_string())?;

@@ -146,7 +146,7 @@ impl Levels {
         }
         if let Some((spec, share)) = psi
             && share >= spec.pct.0
-            && avail <= self.mem_term_kb.saturating_mul(2)
+            && avail <= self.near_kb()
         {
             return (Severity::Term, Some(Reason::Pressure));
         }
@@ -214,7 +214,12 @@ impl Levels {
 
     /// "Near": within twice the term level, where the ranking is kept fresh.
     pub fn near(&self, mem: &MemState) -> bool {
-        mem.available_kb <= self.mem_term_kb.saturating_mul(2)
+        mem.available_kb <= self.near_kb()
+    }
+
+    /// The near level: twice TERM.
+    pub fn near_kb(&self) -> u64 {
+        self.mem_term_kb.saturating_mul(2)
     }
 }
 
