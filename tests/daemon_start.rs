@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::util::{TestCgroup, bin, tempdir};
+use crate::util::{TestCgroup, bin, require, start_daemon, tempdir, wait_line};
 
 const MIB: u64 = 1 << 20;
 
@@ -87,6 +87,85 @@ fn start_line_names_wake_ups() {
     });
     assert!(line.contains("wake-ups: "), "{line}");
     assert!(!line.contains("notifications"), "{line}");
+}
+
+/// The system guard (dry-run) registers a PSI trigger with the kernel only when `--psi` asks
+/// for one: without it the start-up line names none (a registered trigger costs every task's
+/// stall accounting), with it the line names it, and where the kernel refuses the window
+/// (no CAP_SYS_RESOURCE: multiples of 2 s) the guard says which window it uses instead.
+#[test]
+fn a_psi_trigger_is_registered_only_for_psi() {
+    require(
+        Path::new("/proc/pressure/memory").exists(),
+        "/proc/pressure/memory (PSI)",
+    );
+    let dir = tempdir();
+    let events = dir.path().join("events.jsonl");
+    let start = |extra: &[&str]| {
+        let mut args = vec![
+            "--dry-run",
+            "--scope",
+            "system",
+            "--event-log",
+            events.to_str().unwrap(),
+            "--lock-dir",
+            dir.path().to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (d, rx) = start_daemon(&args);
+        let line = wait_line(&rx, "guarding system", Duration::from_secs(20));
+        (d, rx, line)
+    };
+    let (d, rx, plain) = start(&[]);
+    // Start-up warnings follow the start-up line at once.
+    std::thread::sleep(Duration::from_secs(1));
+    drop(d);
+    assert!(plain.contains("wake-ups: "), "{plain}");
+    assert!(!plain.contains("PSI trigger"), "{plain}");
+    let said: Vec<String> = rx.try_iter().collect();
+    assert!(!said.iter().any(|l| l.contains("PSI trigger")), "{said:?}");
+
+    let (d, rx, with) = start(&["--psi", "some:10:1s"]);
+    assert!(with.contains("PSI trigger"), "{with}");
+    // The 1 s window is accepted with CAP_SYS_RESOURCE; without it the guard takes 2 s and
+    // says so.
+    if !caps_have_sys_resource() {
+        let warning = wait_line(&rx, "refused a 1000 ms window", Duration::from_secs(5));
+        assert!(warning.contains("using 2 s"), "{warning}");
+    }
+    drop(d);
+
+    // A reload that brings --psi registers the trigger; one that drops it removes it.
+    let config = dir.path().join("oomguard.toml");
+    std::fs::write(&config, "[run]\n").unwrap();
+    let (d, rx, _) = start(&["--config", config.to_str().unwrap()]);
+    let hup = || {
+        // SAFETY: a signal to the daemon this test started.
+        unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    };
+    std::fs::write(&config, "[run]\npsi = \"full:20:2s\"\n").unwrap();
+    hup();
+    let line = wait_line(&rx, "config reload: --psi", Duration::from_secs(10));
+    assert!(line.contains("PSI trigger registered"), "{line}");
+    std::fs::write(&config, "[run]\n").unwrap();
+    hup();
+    let line = wait_line(&rx, "config reload: --psi", Duration::from_secs(10));
+    assert!(line.contains("removed"), "{line}");
+}
+
+/// Whether this process holds CAP_SYS_RESOURCE (bit 24 of CapEff).
+fn caps_have_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
 }
 
 #[test]

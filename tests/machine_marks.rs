@@ -14,7 +14,7 @@ use oomguard::record::Wake;
 use oomguard::sense::Root;
 use oomguard::sense::meminfo::Meminfo;
 use oomguard::sense::scope::Scope;
-use oomguard::values::{PsiKind, ScopeSpec};
+use oomguard::values::ScopeSpec;
 
 use crate::fleet_util::{free_port, http_get};
 // The two tests move the machine's usage by GiBs: one at a time (and not beside
@@ -75,7 +75,7 @@ fn a_machine_mark_wakes_the_waker_when_memory_use_rises() {
     let mem = scope.memory().unwrap();
     let levels = levels_1536m_away();
     let usage0 = root_usage();
-    let mut waker = Waker::new(&mut scope, &levels, &mem, PsiKind::Some, None);
+    let mut waker = Waker::new(&mut scope, &levels, &mem, None, None);
     assert!(
         waker.watches_machine_usage(),
         "no marks on the v1 root group: {:?}",

@@ -46,7 +46,7 @@ use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
 use crate::sense::scope::Scope;
 use crate::sense::{KeptFile, Root};
-use crate::values::{KillUnit, PsiKind, ScopeSpec, human_kb};
+use crate::values::{KillUnit, ScopeSpec, human_kb};
 
 /// Everything the loop needs to know, validated.
 #[derive(Debug, Clone)]
@@ -283,8 +283,7 @@ impl Daemon {
         let levels = s.levels.resolve(&mem);
         let log = EventLog::open(&s.event_log, &scope.label())
             .context("cannot open the event log (choose another path with --event-log)")?;
-        let psi_kind = s.levels.psi.map_or(PsiKind::Some, |p| p.kind);
-        let waker = wake::Waker::new(&mut scope, &levels, &mem, psi_kind, signal_pipe);
+        let waker = wake::Waker::new(&mut scope, &levels, &mem, s.levels.psi, signal_pipe);
         let prefer_v2 = scope.mounts.v2_memory.is_some();
         let pressure = scope
             .pressure_path()
@@ -426,6 +425,21 @@ impl Daemon {
                         self.s.scope,
                         self.s.event_log.display()
                     );
+                }
+                if new.levels.psi != self.s.levels.psi {
+                    // A new --psi: its window, and the kernel trigger for it (or none).
+                    self.psi_window = new.levels.psi.map(|p| PsiWindow::new(p.window));
+                    self.waker.set_psi(&mut self.scope, new.levels.psi);
+                    for n in self.waker.notes.drain(..) {
+                        log::warn!("{n}");
+                    }
+                    match new.levels.psi {
+                        Some(p) if self.waker.describe().contains("PSI trigger") => {
+                            log::info!("config reload: --psi {p}, PSI trigger registered")
+                        }
+                        Some(p) => log::info!("config reload: --psi {p}, no PSI trigger (polling)"),
+                        None => log::info!("config reload: --psi off, PSI trigger removed"),
+                    }
                 }
                 let keep_scope = self.s.scope.clone();
                 let keep_log = self.s.event_log.clone();

@@ -29,7 +29,7 @@ use crate::record::Wake;
 use crate::sense::mem::MemState;
 use crate::sense::psi::{Trigger, register_trigger};
 use crate::sense::scope::Scope;
-use crate::values::PsiKind;
+use crate::values::PsiSpec;
 
 struct Source {
     fd: OwnedFd,
@@ -145,7 +145,7 @@ impl Waker {
         scope: &mut Scope,
         levels: &Levels,
         mem: &MemState,
-        psi_kind: PsiKind,
+        psi: Option<PsiSpec>,
         signal_pipe: Option<OwnedFd>,
     ) -> Waker {
         let mut w = Waker {
@@ -162,8 +162,15 @@ impl Waker {
         w.arm_thresholds(scope, levels, mem);
         w.arm_machine(levels, scope.last_free_kb(), mem.total_kb);
         w.arm_pressure_level(scope);
-        w.arm_psi(scope, psi_kind);
+        w.arm_psi(scope, psi);
         w
+    }
+
+    /// Replaces the PSI trigger (a reload changed `--psi`): the old one is dropped, a new one
+    /// registered for `psi` (none for `None`).
+    pub fn set_psi(&mut self, scope: &mut Scope, psi: Option<PsiSpec>) {
+        self.sources.retain(|s| s.kind != Wake::Psi);
+        self.arm_psi(scope, psi);
     }
 
     /// True when the kernel wakes the daemon as the machine's memory use rises (marks armed
@@ -322,14 +329,22 @@ impl Waker {
         }
     }
 
-    /// A PSI trigger (system or v2 group): 5% stall over 1 s, or the nearest window the kernel
-    /// accepts without CAP_SYS_RESOURCE (2 s).
-    fn arm_psi(&mut self, scope: &mut Scope, kind: PsiKind) {
+    /// The `--psi` trigger, registered with the kernel (system or v2 group) so that it wakes
+    /// the guard when the stall share crosses it, with the nearest window the kernel accepts
+    /// without CAP_SYS_RESOURCE (a multiple of 2 s). Without `--psi` none is registered: the
+    /// guard then acts on available memory alone, and a registered trigger costs the whole
+    /// machine: every entry into a memory stall wakes the kernel's real-time poll thread
+    /// (psimon), which polls on through the window. In the VM fork storm a 5 %/1 s trigger made
+    /// the machine's worst stall longer (`docs/bench/vm-remarks.md`, session 17).
+    fn arm_psi(&mut self, scope: &mut Scope, psi: Option<PsiSpec>) {
+        let Some(spec) = psi else {
+            return;
+        };
         let Some(p) = scope.pressure_path() else {
             return;
         };
         let real = scope.root.path(&p);
-        let (trig, note) = register_trigger(&real, kind, 5.0, Duration::from_secs(1));
+        let (trig, note) = register_trigger(&real, spec.kind, spec.pct.0, spec.window);
         if let Some(n) = note {
             self.notes.push(n);
         }
