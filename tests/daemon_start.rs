@@ -90,9 +90,10 @@ fn start_line_names_wake_ups() {
 }
 
 /// The system guard (dry-run) registers a PSI trigger with the kernel only when `--psi` asks
-/// for one: without it the start-up line names none (a registered trigger costs every task's
-/// stall accounting), with it the line names it, and where the kernel refuses the window
-/// (no CAP_SYS_RESOURCE: multiples of 2 s) the guard says which window it uses instead.
+/// for one: without it the start-up line names none (a registered trigger wakes the kernel's
+/// poll thread on every memory stall), with it the line names it, and where the kernel refuses
+/// the window (no CAP_SYS_RESOURCE: multiples of 2 s) the guard says which window it uses
+/// instead. A reload adds and removes it.
 #[test]
 fn a_psi_trigger_is_registered_only_for_psi() {
     require(

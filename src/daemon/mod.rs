@@ -429,12 +429,12 @@ impl Daemon {
                 if new.levels.psi != self.s.levels.psi {
                     // A new --psi: its window, and the kernel trigger for it (or none).
                     self.psi_window = new.levels.psi.map(|p| PsiWindow::new(p.window));
-                    self.waker.set_psi(&mut self.scope, new.levels.psi);
+                    let armed = self.waker.set_psi(&mut self.scope, new.levels.psi);
                     for n in self.waker.notes.drain(..) {
                         log::warn!("{n}");
                     }
                     match new.levels.psi {
-                        Some(p) if self.waker.describe().contains("PSI trigger") => {
+                        Some(p) if armed => {
                             log::info!("config reload: --psi {p}, PSI trigger registered")
                         }
                         Some(p) => log::info!("config reload: --psi {p}, no PSI trigger (polling)"),

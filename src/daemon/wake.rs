@@ -167,10 +167,11 @@ impl Waker {
     }
 
     /// Replaces the PSI trigger (a reload changed `--psi`): the old one is dropped, a new one
-    /// registered for `psi` (none for `None`).
-    pub fn set_psi(&mut self, scope: &mut Scope, psi: Option<PsiSpec>) {
+    /// registered for `psi` (none for `None`). True if one is registered now.
+    pub fn set_psi(&mut self, scope: &mut Scope, psi: Option<PsiSpec>) -> bool {
         self.sources.retain(|s| s.kind != Wake::Psi);
         self.arm_psi(scope, psi);
+        self.sources.iter().any(|s| s.kind == Wake::Psi)
     }
 
     /// True when the kernel wakes the daemon as the machine's memory use rises (marks armed
