@@ -84,17 +84,17 @@ start_gated() {
   STORM_PID=$!
 }
 
-# Starts the watcher (vmprobe watch) on the given PIDs and opens the gate. $WATCH_PID.
+# Starts the watcher (vmprobe watch) on the given PIDs; after its first samples it opens the
+# gate itself and reports the time as go_mono_ms (no fork or exec of the harness's own at the
+# storm's start, where the heartbeat would count it). $WATCH_PID.
 start_watch_and_go() {
   local recover=$(( $(meminfo MemAvailable) * 8 / 10 ))
   res recover_kb "$recover"
+  VMPROBE_GATE=/tmp/go vmprobe watch /tmp/watch "$recover" "$@" &
+  WATCH_PID=$!
+  # Started last: the heartbeat's first 10 ms sleep begins after the harness's last fork.
   vmprobe heartbeat /tmp/heartbeat &
   HB_PID=$!
-  vmprobe watch /tmp/watch "$recover" "$@" &
-  WATCH_PID=$!
-  usleep 20000
-  res go_mono_ms "$(vmprobe now)"
-  echo go >/tmp/go
 }
 
 stop_watch() {
@@ -103,7 +103,8 @@ stop_watch() {
   cat /tmp/watch >>/tmp/result
   res heartbeat_worst_ms "$(cat /tmp/heartbeat 2>/dev/null || echo -1)"
   res heartbeat_worst_at_ms "$(cat /tmp/heartbeat.at 2>/dev/null || echo -1)"
-  # Every stall of 5 ms or more, "END_MS:LATE_MS" (CLOCK_MONOTONIC), for locating them.
+  # Every stall of 1 ms or more, "END_MS:LATE_MS" (CLOCK_MONOTONIC): what happened after the
+  # storm's start (go_mono_ms) is read from them.
   res heartbeat_stalls "$(tr ' \n' ': ' </tmp/heartbeat.log 2>/dev/null)"
 }
 
@@ -128,4 +129,53 @@ report_common() {
     sed 's/^/daemon_log=/' /tmp/daemon.log >>/tmp/result 2>/dev/null
   fi
   res mem_total_kb "$(meminfo MemTotal)"
+}
+
+# VM_TRACE=1: the scheduler's record (ftrace sched_switch/sched_wakeup, CLOCK_MONOTONIC) from
+# the storm's start, and for each heartbeat stall of 5 ms or more, who had the CPU meanwhile.
+trace_start() {
+  [ -n "$VM_TRACE" ] || return 0
+  local t=/sys/kernel/tracing
+  mount -t tracefs nodev $t 2>/dev/null
+  echo mono >$t/trace_clock
+  echo "${TRACE_KB:-16384}" >$t/buffer_size_kb
+  echo 1 >$t/events/sched/sched_switch/enable
+  echo 1 >$t/events/sched/sched_wakeup/enable
+  echo 1 >$t/events/sched/sched_process_exit/enable
+  echo 1 >$t/tracing_on
+}
+
+trace_report() {
+  [ -n "$VM_TRACE" ] || return 0
+  local t=/sys/kernel/tracing
+  echo 0 >$t/tracing_on
+  res trace_overrun "$(grep -m1 overrun $t/per_cpu/cpu0/stats)"
+  cat $t/trace >/tmp/trace.txt
+  awk -v hb="$HB_PID" '
+    FNR==NR { if ($2 >= 5) { n++; e[n]=$1/1000; s[n]=($1-$2-1)/1000; late[n]=$2 }; next }
+    /sched_switch:/ {
+      ts=$0; sub(/^.*\] [^ ]* +/, "", ts); sub(/:.*/, "", ts); ts+=0
+      prev=$0; sub(/.*prev_comm=/, "", prev); sub(/ ==>.*/, "", prev); gsub(/ prev_[a-z]*=/, ":", prev)
+      nxt=$0; sub(/.*next_comm=/, "", nxt); gsub(/ next_[a-z]*=/, ":", nxt)
+      for (i=1;i<=n;i++) if (cur!="" && ts>s[i] && last<e[i]) {
+        a=(last>s[i]?last:s[i]); b=(ts<e[i]?ts:e[i]); if (b>a) on[i","cur]+=b-a
+      }
+      for (i=1;i<=n;i++) if (ts>=s[i] && ts<=e[i]) lines[i]=lines[i] sprintf("\n  %.3f %s -> %s", ts*1000, prev, nxt)
+      if (nxt ~ /^oomguard:[0-9]*:100$/) gstart=ts
+      if (prev ~ /^oomguard:[0-9]*:100:/ && gstart && ts-gstart>=0.001) bursts=bursts sprintf(" %.1f+%.2f%s", gstart*1000, (ts-gstart)*1000, substr(prev, length(prev)))
+      cur=nxt; last=ts; next
+    }
+    /sched_wakeup:.*pid=/ {
+      ts=$0; sub(/^.*\] [^ ]* +/, "", ts); sub(/:.*/, "", ts); ts+=0
+      if (index($0, "pid=" hb " ")) for (i=1;i<=n;i++) if (ts>=s[i] && ts<=e[i]) lines[i]=lines[i] sprintf("\n  %.3f wakeup heartbeat", ts*1000)
+      next
+    }
+    END {
+      printf "trace_guard_bursts=%s\n", bursts
+      for (i=1;i<=n;i++) {
+        out=""
+        for (k in on) { split(k, p, ","); if (p[1]==i) out=out sprintf(" %s=%.2f", substr(k, length(i)+2), on[k]*1000) }
+        printf "trace_stall=%.1f late %.1f oncpu_ms:%s%s\n", e[i]*1000, late[i], out, lines[i]
+      }
+    }' /tmp/heartbeat.log /tmp/trace.txt >>/tmp/result
 }

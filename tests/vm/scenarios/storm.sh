@@ -30,11 +30,17 @@ case "${STORM:-fast}" in
   forkstorm) start_gated vmprobe forkstorm "${FORKS:-150}" 3 2 10 ;;
 esac
 res storm_pid "$STORM_PID"
+trace_start
+# The wait for the storm's end starts before the gate opens: no fork or exec of the harness's
+# own at the storm's start (the heartbeat would count it).
+vmprobe waitexit "$STORM_PID" "${STORM_TIMEOUT:-60}" &
+WAITER=$!
 # shellcheck disable=SC2086
 start_watch_and_go "$STORM_PID" "$INNOCENT" $BYST $PREC $DPID
-wait_for "${STORM_TIMEOUT:-60}" dead "$STORM_PID"
+wait "$WAITER"
 sleep "${SETTLE:-2}"
 stop_watch
+trace_report
 alive "$STORM_PID" && res storm_alive 1 || res storm_alive 0
 kill -9 "$STORM_PID" 2>/dev/null
 wait "$STORM_PID"; res storm_exit $?
