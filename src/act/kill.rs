@@ -225,9 +225,13 @@ const WALK_SLICE: Duration = Duration::from_millis(2);
 const STOP_BATCH: usize = 8;
 
 /// Paces a stopping walk: after [`WALK_SLICE`] of work or [`STOP_BATCH`] stops, 1 ms of sleep.
+/// A pause the thread took on its own meanwhile (the daemon's [`crate::sense::breath`], 1 ms
+/// after 2 ms of reading) counts as that sleep: without it, both slept, one right after the
+/// other (the kill came 10 ms later in the VM fork storm).
 struct Pace {
     since: Instant,
     stops: usize,
+    breaths: u64,
 }
 
 impl Pace {
@@ -235,12 +239,15 @@ impl Pace {
         Pace {
             since: Instant::now(),
             stops: 0,
+            breaths: crate::sense::breath::pauses(),
         }
     }
 
     /// Sleeps 1 ms if the slice or the batch of stops is used up.
     fn check(&mut self) {
-        if self.stops >= STOP_BATCH || self.since.elapsed() > WALK_SLICE {
+        if crate::sense::breath::pauses() != self.breaths {
+            *self = Pace::new();
+        } else if self.stops >= STOP_BATCH || self.since.elapsed() > WALK_SLICE {
             self.sleep();
         }
     }
@@ -254,6 +261,7 @@ impl Pace {
     /// Sleeps 1 ms: the members run to their stop; the slice and the batch start over.
     fn sleep(&mut self) {
         std::thread::sleep(Duration::from_millis(1));
+        crate::sense::breath::rested();
         *self = Pace::new();
     }
 }
@@ -715,6 +723,7 @@ impl Kill {
                     return false;
                 }
                 std::thread::sleep(wait);
+                crate::sense::breath::rested();
                 continue;
             }
             // Polled once even when the time is up (a zero timeout: [`Kill::all_exited`]).
@@ -729,6 +738,7 @@ impl Kill {
             if rustix::event::poll(&mut fds, Some(&ts)).is_err() {
                 std::thread::sleep(Duration::from_millis(1));
             }
+            crate::sense::breath::rested();
             let exited: Vec<usize> = watch
                 .iter()
                 .zip(&fds)

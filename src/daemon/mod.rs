@@ -40,6 +40,7 @@ use crate::decide::victim::{Candidate, Ranker, ScanBasis, Selection};
 use crate::record::event::{self as ev, Event, Faults, KillFaults, Outcome};
 use crate::record::eventlog::EventLog;
 use crate::record::{Observer, Sample, Wake};
+use crate::sense::breath::{self, Breath};
 use crate::sense::details::Details;
 use crate::sense::mem::MemState;
 use crate::sense::procs::ProcReader;
@@ -167,6 +168,18 @@ const FAR_POLL_WATCHED: Duration = Duration::from_secs(3);
 /// The most time one wake-up near the levels spends on the rescan there (the rest is left to
 /// the next wake-ups, see [`Ranker::refresh_slice`]).
 const NEAR_SCAN_SLICE: Duration = Duration::from_millis(2);
+
+/// How the main thread and the read-ahead thread share the CPU while they read `/proc` at nice
+/// −20 (`sense::breath`): at most 2 ms of reading, then 1 ms of sleep, as the tree walk does
+/// (`act::kill`). In the VM fork storm (one emulated CPU) a rescan slice near the levels ran
+/// 5–6 ms in one piece and the choice 8–9 ms, and a 10 ms heartbeat woken meanwhile waited for
+/// it all. A pause of 0.1 ms was too short: the heartbeat, woken, needed about 1 ms of CPU to
+/// get back to its own code, and the guard, waking from each pause, took the CPU back from it
+/// every time (traced: three pauses in one 9 ms stall).
+pub const BREATH: Breath = Breath {
+    every: Duration::from_millis(2),
+    pause: Duration::from_millis(1),
+};
 
 /// The oldest table a choice uses without a rescan (`Daemon::select_watching`).
 const TABLE_MAX_AGE: Duration = Duration::from_secs(2);
@@ -316,7 +329,7 @@ impl Daemon {
             backoff: None,
             warned_backoff: None,
             next_report: s.report_interval.map(|_| Instant::now()),
-            details: Details::start(&s.root, prefer_v2)
+            details: Details::start(&s.root, prefer_v2, Some(BREATH))
                 .inspect_err(|e| {
                     log::warn!("cannot start the details thread ({e}); kill records will go without command lines")
                 })
@@ -346,6 +359,7 @@ impl Daemon {
 
     /// Runs until SIGTERM/SIGINT. Errors only when the scope can no longer be read.
     pub fn run(&mut self) -> anyhow::Result<()> {
+        breath::enable(Some(BREATH));
         let mem = self.scope.memory()?;
         let levels = self.s.levels.resolve(&mem);
         log::info!(
@@ -408,6 +422,7 @@ impl Daemon {
             } else {
                 timeout
             });
+            breath::rested();
         }
         log::info!("stopping");
         Ok(())

@@ -21,6 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Root;
+use super::breath::Breath;
 use super::procs::ProcReader;
 
 /// The command line (empty when unreadable) and the memory cgroup path of one process.
@@ -66,8 +67,9 @@ impl Drop for GoneOnDrop {
 
 impl Details {
     /// Starts the thread, with its own `/proc` reader under `root`. `prefer_v2`: which memory
-    /// cgroup path to report when a process is in both hierarchies.
-    pub fn start(root: &Root, prefer_v2: bool) -> std::io::Result<Details> {
+    /// cgroup path to report when a process is in both hierarchies. `breath`: how the thread
+    /// shares the CPU while it reads ([`super::breath`]).
+    pub fn start(root: &Root, prefer_v2: bool, breath: Option<Breath>) -> std::io::Result<Details> {
         let mut reader = ProcReader::open(root)?;
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {
@@ -80,6 +82,7 @@ impl Details {
         });
         let theirs = Arc::clone(&shared);
         crate::record::side::spawn("oomguard-details", move || {
+            super::breath::enable(breath);
             let guard = GoneOnDrop(theirs);
             let sh = &guard.0;
             loop {
@@ -92,6 +95,7 @@ impl Details {
                             break w;
                         }
                         s = sh.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+                        super::breath::rested();
                     }
                 };
                 let facts = read_facts(&mut reader, who, prefer_v2);
@@ -197,7 +201,7 @@ mod tests {
         let (dir, root) = tree(4242, 777);
         let cmdline = dir.path().join("proc/4242/cmdline");
         std::fs::write(&cmdline, b"php-fpm\0-R\0").unwrap();
-        let d = Details::start(&root, true).unwrap();
+        let d = Details::start(&root, true, None).unwrap();
         assert_eq!(d.cached((4242, 777)), None, "nothing read ahead yet");
         let got = d.read((4242, 777), Duration::from_secs(5)).unwrap();
         assert_eq!(got.0, "php-fpm -R");
@@ -221,7 +225,7 @@ mod tests {
         let (dir, root) = tree(4242, 777);
         let fifo = dir.path().join("proc/4242/cmdline");
         rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
-        let d = Details::start(&root, true).unwrap();
+        let d = Details::start(&root, true, None).unwrap();
 
         let t = Instant::now();
         d.prefetch([(4242, 777)]);

@@ -1,5 +1,6 @@
 //! Sense: read the machine. Every reader is rooted at a configurable path (`/` in production,
 //! a fixture tree in tests); every parser takes bytes and allocates nothing per call.
+pub mod breath;
 pub mod cgroup;
 pub mod details;
 pub mod floor;
@@ -89,6 +90,7 @@ pub(crate) fn read_fd(
     max: usize,
     positioned: bool,
 ) -> std::io::Result<usize> {
+    breath::tick();
     while buf.len() < max {
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(4096);
