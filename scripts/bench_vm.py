@@ -126,6 +126,13 @@ def summarize(daemon, storm, i, rc, kv, events, err):
             if l
         ]
         r["stalls"] = [[round(e, 1), l] for e, l in every if l >= 20]
+        # The worst stall from the storm's start on: the heartbeat starts a little before it,
+        # and its own first wake-ups (or the harness starting it) are not the storm's.
+        after = [(l, e) for e, l in every if e >= 0]
+        worst = max(after, default=(0.0, None))
+        r["stall_ms"] = worst[0]
+        if worst[1] is not None:
+            r["stall_end_ms"] = round(worst[1], 1)
         # The kill phase: from MemAvailable first below 10 % to 1 s after the storm died (the
         # watcher's times, moved onto the heartbeat's clock). Its worst stall is the guard's
         # kill and what follows it, apart from the storm's own rise; 0: none of 5 ms or more.
@@ -133,7 +140,7 @@ def summarize(daemon, storm, i, rc, kv, events, err):
         below = num(kv, "below10_ms")
         if t0 >= 0 and below >= 0 and kill >= 0:
             lo, hi = t0 + below - go, t0 + kill + 1000 - go
-            inside = [(l, e) for e, l in every if lo <= e <= hi]
+            inside = [(l, e) for e, l in every if lo <= e <= hi and l >= 5]
             r["kill_stall_ms"] = max(inside, default=(0.0, None))[0]
             if inside:
                 # When it ended, in ms from MemAvailable's crossing of 10 %.
@@ -184,7 +191,8 @@ def report(runs, args):
         "never was: the storm's children outlived their parent); `reaction` = from MemAvailable "
         "first below 10 % of MemTotal (the SIGTERM level) to the storm process gone (it does not "
         "depend on how fast the emulated hog ran; a few ms below 0 is the 5 ms sampling); stall = "
-        "worst lateness of a 10 ms heartbeat over the whole run; `kill-phase stall` = the same "
+        "worst lateness of a 10 ms heartbeat from the storm's start to the run's end; "
+        "`kill-phase stall` = the same "
         "from MemAvailable first below 10 % to 1 s after the storm died, where the guards act "
         "(0: no stall of 5 ms or more); `storm children left` = forkstorm children alive "
         "at the end (– for the other storms)."
