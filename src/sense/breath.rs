@@ -2,8 +2,9 @@
 //! after each stretch of reading, so that at nice −20 it never holds a CPU for long.
 //!
 //! The guard's main thread and its read-ahead thread run at nice −20. A task that wakes up
-//! (an interactive one, a 10 ms heartbeat) does not preempt them: the scheduler lets a −20 task
-//! run on until it sleeps. Near the levels and at a choice they read `/proc` for every process,
+//! (an interactive one, a 10 ms heartbeat) does not preempt them at once: its credit for having
+//! slept is small next to the gap in weights, and it waits for the −20 task to sleep or use up
+//! its slice. Near the levels and at a choice they read `/proc` for every process,
 //! in one piece: in the VM fork storm (one emulated CPU) a rescan slice ran 5–6 ms, the choice
 //! 8–9 ms, and a heartbeat woken meanwhile waited for all of it (stalls of 5–12 ms, traced with
 //! `VM_TRACE=1`). Every read through [`super::read_fd`] ticks the calling thread's clock; after
