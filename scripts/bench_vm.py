@@ -115,11 +115,11 @@ def summarize(daemon, storm, i, rc, kv, events, err):
         r["decision_us"] = kills[0].get("decision_us")
         r["signals"] = len(sigs)
         r["signals_ms"] = max((s.get("ms") or 0 for s in sigs), default=None)
-    # When the worst stall ended, and every stall of 20 ms or more ("END:LATE"), in ms from the
-    # storm's gate opening (the guest's CLOCK_MONOTONIC), to place them against the kill.
+    # The worst stall from the storm's start and when it ended, and every stall of 20 ms or
+    # more ("END:LATE"), in ms from the storm's gate opening (the guest's CLOCK_MONOTONIC), to
+    # place them against the kill.
     go = num(kv, "go_mono_ms")
     if go >= 0 and num(kv, "heartbeat_worst_at_ms") >= 0:
-        r["stall_end_ms"] = round(num(kv, "heartbeat_worst_at_ms") - go, 1)
         every = [
             (float(e) - go, float(l))
             for e, _, l in (x.partition(":") for x in kv.get("heartbeat_stalls", "").split())
@@ -131,8 +131,7 @@ def summarize(daemon, storm, i, rc, kv, events, err):
         after = [(l, e) for e, l in every if e >= 0]
         worst = max(after, default=(0.0, None))
         r["stall_ms"] = worst[0]
-        if worst[1] is not None:
-            r["stall_end_ms"] = round(worst[1], 1)
+        r["stall_end_ms"] = None if worst[1] is None else round(worst[1], 1)
         # The kill phase: from MemAvailable first below 10 % to 1 s after the storm died (the
         # watcher's times, moved onto the heartbeat's clock). Its worst stall is the guard's
         # kill and what follows it, apart from the storm's own rise; 0: none of 5 ms or more.
