@@ -169,7 +169,7 @@ def report(runs, args):
     out("")
     out(
         f"Written by `scripts/bench-vm.sh` on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC: "
-        f"{args.runs} runs per daemon and storm, interleaved, {args.jobs} VMs at a time; "
+        f"{args.runs} runs per daemon and storm, interleaved, {args.jobs} VM{'s' if args.jobs != 1 else ''} at a time; "
         f"guest kernel {kernel}, 512 MiB RAM, no swap, qemu TCG (emulated: absolute times are "
         "slower than on hardware; compare daemons only within this run)."
     )
