@@ -9,9 +9,9 @@
 //!    near the line, through the same library calls as `Guardian::refresh` and
 //!    `Guardian::select` (src/daemon/mod.rs): read the scope's memory and `pgalloc`,
 //!    `Ranker::refresh` (the scan), then `Ranker::select` (the choice). CPU time of the
-//!    measuring thread; the cold first scan of a new table (plus closing the statm files it
-//!    keeps open, which the daemon pays as processes leave) and the median of warm ones, both
-//!    printed. The bench raises its open-file limit as the daemon does at start. Against earlyoom's CPU per selection: `earlyoom --dryrun -m 99 -s 99 -r 0`
+//!    measuring thread; the cold first scan of a new table (plus freeing it) and the median of
+//!    warm ones, both printed. The table reads every process's `statm` by path and keeps no
+//!    file open (`decide::victim`). Against earlyoom's CPU per selection: `earlyoom --dryrun -m 99 -s 99 -r 0`
 //!    scans everything and picks a victim every 100 ms while memory is "low"; its CPU time over
 //!    the run divided by the selections it printed.
 //! 2. The oomguard daemon process itself at the same trigger (`run --dry-run --mem-min 99.9`):
@@ -378,11 +378,6 @@ fn inner_scan(n: usize, tmp: &Path) {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     let mut seen = 0;
-    let mut kept = 0;
-    // As the daemon does at start (src/act/harden.rs): room for the kept statm files.
-    if let Some(w) = oomguard::act::harden::raise_fd_limit() {
-        eprintln!("{w}");
-    }
     // As the daemon's main thread (`Daemon::run`): every /proc read looks at the clock, and
     // sleeps after each stretch (`sense::breath`). The sleeps are not CPU; the looks are.
     oomguard::sense::breath::enable(Some(oomguard::daemon::BREATH));
@@ -398,9 +393,7 @@ fn inner_scan(n: usize, tmp: &Path) {
             decide(&mut reader, &mut scope, &mut ranker);
             warm.push((thread_cpu() - t0).as_secs_f64() * 1e3);
         }
-        // The table keeps every process's statm open: closing them is part of the cold cost
-        // (the daemon pays it as processes leave).
-        kept = ranker.kept_open();
+        // Freeing the table is part of the cold cost (the daemon pays it as processes leave).
         let t0 = thread_cpu();
         drop(ranker);
         *cold.last_mut().unwrap() += (thread_cpu() - t0).as_secs_f64() * 1e3;
@@ -449,9 +442,7 @@ fn inner_scan(n: usize, tmp: &Path) {
     let og_dec = og_cpu.as_secs_f64() * 1e3 / og_n as f64;
     drop(kids);
 
-    println!(
-        "### N = {n} idle processes ({seen} seen by the scan, {kept} statm files kept open)\n"
-    );
+    println!("### N = {n} idle processes ({seen} seen by the scan)\n");
     println!("| figure (CPU ms) | oomguard | earlyoom per selection | ratio oomguard/earlyoom |");
     println!("|---|---|---|---|");
     println!(

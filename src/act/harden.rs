@@ -160,8 +160,9 @@ pub fn protect_self() -> Vec<String> {
     notes
 }
 
-/// Raises the open-file limit to its hard limit (at most 2^20): the victim table keeps each
-/// process's `statm` open (`decide::victim`). Returns a warning if that was refused.
+/// Raises the open-file limit to its hard limit (at most 2^20): a tree or group kill holds a
+/// pidfd for every member it signals (`act::kill`), and a fork storm can have thousands.
+/// Returns a warning if that was refused.
 pub fn raise_fd_limit() -> Option<String> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let lim = getrlimit(Resource::Nofile);
@@ -179,8 +180,8 @@ pub fn raise_fd_limit() -> Option<String> {
     .err()
     .map(|e| {
         format!(
-            "cannot raise the open-file limit to {want} ({e}): fewer processes' statm files are \
-             kept open, so scans near the levels cost more"
+            "cannot raise the open-file limit to {want} ({e}): a tree kill pins each member with \
+             a pidfd, and members beyond the limit are not signalled"
         )
     })
 }

@@ -1,10 +1,14 @@
 //! Choosing the victim: a ranked candidate table kept between wake-ups, and a precise choice
 //! when a level is crossed.
 //!
-//! A full scan ([`Ranker::refresh`]) costs one `pread` per known process: the table keeps each
-//! process's `/proc/PID/statm` open (within a budget taken from the fd limit), so a rescan skips
-//! the path lookup, `open` and `close`, and a kept file answers `ESRCH` once its process is
-//! gone, whoever has the PID now. A newcomer costs `statm` and `oom_score_adj` (its start time
+//! A full scan ([`Ranker::refresh`]) reads one `statm` per known process, by path. (Keeping
+//! each `statm` open would spare the path lookup, `open` and `close`, but every open `/proc`
+//! file that has been read holds its own page-sized read buffer in the kernel until it is
+//! closed: 10 000 kept files held 41 MiB of unreclaimable kernel memory, charged to the
+//! daemon's cgroup, for about a quarter less CPU per rescan.) A process the table knows, found again
+//! under its PID, is taken for the same process until the choice reads its start time (a
+//! reused PID is learnt afresh then); one the choice never reaches needs no identity. A
+//! newcomer costs `statm` and `oom_score_adj` (its start time
 //! and name are read when it nears the top, its page tables and uid at its first detail read);
 //! with rules to match or swap in use it gets `stat`, `status` and `oom_score_adj` at once.
 //! `status` and `oom_score_adj` are read again for everyone while swap is in use, and otherwise
@@ -20,10 +24,7 @@
 //! Who may be chosen, the score and the tie-break are [`super::order`]'s, shared with `top`.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
-
-use rustix::io::Errno;
 
 use super::order::{self, Key};
 use super::policy::{Policy, RuleKind};
@@ -35,7 +36,7 @@ use crate::sense::scope::Scope;
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     /// `starttime` and `comm_hash` were read. A newcomer learnt by the light read (`statm` and
-    /// `oom_score_adj` only: no rules to match, no swap in use) is known by its kept `statm`
+    /// `oom_score_adj` only: no rules to match, no swap in use) is known by its PID alone
     /// until the choice reads its `stat`.
     known: bool,
     starttime: u64,
@@ -54,13 +55,10 @@ struct Entry {
     detail_gen: u32,
 }
 
-/// A table row: the entry, and the process's `statm` kept open (see [`ProcReader::open_statm`]):
-/// a rescan re-reads it with one `pread` instead of a path lookup, `open` and `close`, and the
-/// fd follows the process, not the PID.
+/// A table row.
 #[derive(Debug)]
 struct Slot {
     e: Entry,
-    statm: Option<OwnedFd>,
 }
 
 /// The table's rows: a dense vector, and a map from PID to position. A hash map of whole rows
@@ -92,10 +90,6 @@ impl PidTable {
     fn get_mut(&mut self, pid: i32) -> Option<&mut Slot> {
         let &i = self.index.get(&pid)?;
         Some(&mut self.rows[i as usize].1)
-    }
-    #[cfg(test)]
-    fn contains(&self, pid: i32) -> bool {
-        self.index.contains_key(&pid)
     }
     /// Stores the row; returns the one it replaced.
     fn insert(&mut self, pid: i32, slot: Slot) -> Option<Slot> {
@@ -149,23 +143,6 @@ impl PidTable {
         self.rows.iter().map(|(pid, slot)| (*pid, slot))
     }
 }
-
-/// How many `statm` files the table keeps open: what the fd limit leaves after a reserve for
-/// everything else (pidfds of a tree kill, metrics connections, hooks, the event log), and at
-/// most [`MAX_KEPT`].
-fn statm_budget() -> usize {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX)
-        .min(1 << 20) as usize;
-    let room = if soft >= 4096 { soft - 2048 } else { soft / 4 };
-    room.min(MAX_KEPT)
-}
-
-/// The most `statm` files kept open. Each pins about 1.5 KiB of kernel memory (file, proc
-/// inode, dentry), charged to the daemon's cgroup (the shipped unit has `MemoryMax=256M`): at
-/// most about 48 MiB. Processes beyond it are read by path.
-pub const MAX_KEPT: usize = 32 * 1024;
 
 impl Entry {
     fn points(&self) -> i64 {
@@ -306,9 +283,6 @@ impl Unread {
 /// The ranked candidate table.
 pub struct Ranker {
     table: PidTable,
-    /// `statm` files kept open, and how many may be.
-    kept: usize,
-    budget: usize,
     pids: Vec<i32>,
     /// The table in the victim order (by estimate), best first.
     order: Vec<Key>,
@@ -382,8 +356,6 @@ impl Ranker {
     pub fn new(page_kb: u64, prefer_v2_path: bool) -> Ranker {
         Ranker {
             table: PidTable::default(),
-            kept: 0,
-            budget: statm_budget(),
             pids: Vec::new(),
             order: Vec::new(),
             fresh: Vec::with_capacity(64),
@@ -425,7 +397,7 @@ impl Ranker {
 
     /// Marks the table out of date, so that the next choice rescans in full (a scan under way
     /// is dropped too: its listing is older than what made the table stale, a kill). The rows
-    /// and their kept-open files stay for that rescan to reuse. Costs nothing now: the rescan
+    /// stay for that rescan to reuse. Costs nothing now: the rescan
     /// comes when a choice needs it, or in slices when memory is near the levels again.
     pub fn mark_stale(&mut self) {
         self.scanned_at = None;
@@ -435,17 +407,6 @@ impl Ranker {
     /// Forgets rule matches (after a config reload).
     pub fn reset_rules(&mut self) {
         self.table.clear();
-        self.kept = 0;
-    }
-
-    /// How many processes' `statm` files are kept open.
-    pub fn kept_open(&self) -> usize {
-        self.kept
-    }
-
-    /// Caps the `statm` files kept open (the default comes from the fd limit).
-    pub fn set_keep_budget(&mut self, budget: usize) {
-        self.budget = budget;
     }
 
     /// A full scan of the scope's processes. Returns how many were looked at.
@@ -665,14 +626,30 @@ impl Ranker {
     /// One listed process re-read (known) or learnt (new).
     fn scan_one(&mut self, reader: &mut ProcReader, policy: &Policy, pid: i32, swap_in_use: bool) {
         let generation = self.generation;
-        let known = match self.table.get_mut(pid) {
+        let known = match self.table.get(pid).map(|s| s.e) {
             None => None,
-            // Known: one read of statm (a `pread` of the kept file). Identity (start time)
-            // and renames are checked when the process comes near the top (`select`).
-            Some(slot) => Some(match &slot.statm {
-                Some(fd) => reader.statm_rss_kept(fd, pid),
-                None => reader.statm_rss(pid),
+            // Immune with memory (`oom_score_adj` -1000, or this process): the choice never
+            // looks at the row, so its identity is checked here, or a PID reused by another
+            // process would stay immune. Such rows are few.
+            Some(e) if e.immune && e.rss_pages > 0 => Some(match reader.stat(pid) {
+                Ok(st) if e.known && st.starttime != e.starttime => {
+                    self.forget(pid);
+                    self.learn(reader, policy, pid, swap_in_use);
+                    return;
+                }
+                Ok(st) => {
+                    if let Some(slot) = self.table.get_mut(pid) {
+                        slot.e.known = true;
+                        slot.e.starttime = st.starttime;
+                        slot.e.comm_hash = comm_hash(&st.comm);
+                    }
+                    Ok(st.rss_pages)
+                }
+                Err(err) => Err(err),
             }),
+            // Known: one read of statm. Identity (start time) and renames are checked when
+            // the process comes near the top (`select`).
+            Some(_) => Some(reader.statm_rss(pid)),
         };
         let rss = match known {
             None => {
@@ -696,7 +673,7 @@ impl Ranker {
             return;
         };
         let e = &mut slot.e;
-        if e.immune && e.rss_pages == 0 && rss > 0 && slot.statm.is_none() {
+        if e.immune && e.rss_pages == 0 && rss > 0 {
             // A kernel thread or zombie has no memory: this PID belongs to someone new.
             self.forget(pid);
             self.learn(reader, policy, pid, swap_in_use);
@@ -724,81 +701,27 @@ impl Ranker {
     /// Drops the rows the latest listing did not have (their processes left).
     fn drop_unseen(&mut self) {
         let generation = self.generation;
-        let mut closed = 0;
-        self.table.retain(|slot| {
-            let keep = slot.e.seen_gen == generation;
-            closed += usize::from(!keep && slot.statm.is_some());
-            keep
-        });
-        self.kept -= closed;
+        self.table.retain(|slot| slot.e.seen_gen == generation);
     }
 
-    /// Stores `e` in its row (kept `statm` untouched).
+    /// Stores `e` in its row.
     fn update(&mut self, pid: i32, e: Entry) {
         if let Some(slot) = self.table.get_mut(pid) {
             slot.e = e;
         }
     }
 
-    /// Opens the row's `statm` anew (the PID now names another process).
-    fn reopen_statm(&mut self, reader: &mut ProcReader, pid: i32) {
-        let Some(slot) = self.table.get_mut(pid) else {
-            return;
-        };
-        if slot.statm.take().is_some() {
-            self.kept -= 1;
-        }
-        if self.kept < self.budget
-            && let Ok(fd) = reader.open_statm(pid)
-        {
-            slot.statm = Some(fd);
-            self.kept += 1;
-        }
-    }
-
-    /// Drops a row (and closes its kept `statm`).
+    /// Drops a row.
     fn forget(&mut self, pid: i32) {
-        if let Some(slot) = self.table.remove(pid)
-            && slot.statm.is_some()
-        {
-            self.kept -= 1;
-        }
+        self.table.remove(pid);
     }
 
-    /// A process the table does not know: its `statm` opened and kept (within the budget),
-    /// then the light read — resident pages and `oom_score_adj`, the rest learnt later (the
+    /// A process the table does not know: the light read — resident pages and `oom_score_adj`, the rest learnt later (the
     /// start time and name when it nears the top, page tables and uid at its first detail
     /// read, spread over the next ten scans). Rules to match, swap in use, or no memory
     /// (a kernel thread, a zombie or a process swapped out whole) take the full read.
     fn learn(&mut self, reader: &mut ProcReader, policy: &Policy, pid: i32, swap_in_use: bool) {
-        let statm = if self.kept < self.budget {
-            match reader.open_statm(pid) {
-                Ok(fd) => Some(fd),
-                Err(ProcError::Io {
-                    errno: Errno::MFILE | Errno::NFILE,
-                    ..
-                }) => {
-                    // Out of descriptors after all: keep no more, read by path.
-                    log::warn!(
-                        "no file descriptor left to keep /proc/{pid}/statm open ({} kept); \
-                         reading processes by path from now on",
-                        self.kept
-                    );
-                    self.budget = self.kept;
-                    None
-                }
-                Err(err) => {
-                    self.unread.note(err);
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        let rss = match &statm {
-            Some(fd) => reader.statm_rss_kept(fd, pid),
-            None => reader.statm_rss(pid),
-        };
+        let rss = reader.statm_rss(pid);
         let rss = match rss {
             Ok(rss) => rss,
             Err(err) => {
@@ -836,14 +759,7 @@ impl Ranker {
                 }
             }
         };
-        if statm.is_some() {
-            self.kept += 1;
-        }
-        if let Some(old) = self.table.insert(pid, Slot { e, statm })
-            && old.statm.is_some()
-        {
-            self.kept -= 1;
-        }
+        self.table.insert(pid, Slot { e });
     }
 
     fn read_detail(&mut self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
@@ -990,13 +906,8 @@ impl Ranker {
             } else if st.starttime != e.starttime || e.comm_hash != comm_hash(&st.comm) {
                 // The PID was reused, or the process exec'd or renamed itself since the scan:
                 // learn it afresh (rules included) and judge it as it is now.
-                let reused = st.starttime != e.starttime;
                 e = self.new_entry(reader, policy, &st);
                 self.update(pid, e);
-                if reused {
-                    // Its kept statm is the old process's.
-                    self.reopen_statm(reader, pid);
-                }
             }
             let Some(est) = self.estimate(policy, &e) else {
                 continue;
@@ -1140,7 +1051,6 @@ mod tests {
                 seen_gen: 0,
                 detail_gen: 0,
             },
-            statm: None,
         }
     }
 
@@ -1331,7 +1241,6 @@ mod tests {
         let policy = Policy::default();
         let basis = million_pages(777);
         let mut rk = Ranker::new(4, false);
-        rk.set_keep_budget(0);
         assert_eq!(
             rk.finish_watching(&mut reader, &mut scope, &policy, None),
             Some(0),
@@ -1364,8 +1273,6 @@ mod tests {
         let policy = Policy::default();
         let basis = million_pages(0);
         let mut rk = Ranker::new(4, false);
-        // Read by path: a kept fixture file (not /proc) stays readable after its removal.
-        rk.set_keep_budget(0);
         let mut slices = Vec::new();
         loop {
             let d = rk.refresh_slice(&mut reader, &mut scope, &policy, basis, Duration::ZERO);
@@ -1624,74 +1531,31 @@ mod tests {
         assert!(!rk.table.get(2039).unwrap().e.known);
     }
 
-    /// The table keeps each process's `statm` open, within its budget; beyond it the file is
-    /// read by path. The choice is the same either way, and fds close with their rows.
+    /// A protected row (`oom_score_adj` -1000) is never looked at by the choice, so the scan
+    /// checks its identity: when its PID is given to a new process, the next scan learns that
+    /// one, and it can be chosen. (Reading by path, the PID alone does not tell.)
     #[test]
-    fn statm_files_are_kept_within_the_budget_and_closed_with_their_rows() {
+    fn a_protected_pid_given_to_a_new_process_is_learnt_afresh() {
         let fx = Fixture::new();
-        let policy = Policy::default();
         let root = fx.root();
-        let basis = million_pages(0);
-        let mut choices = Vec::new();
-        for budget in [0, 2, 100] {
-            let mut reader = ProcReader::open(&root).unwrap();
-            let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
-            let mut rk = Ranker::new(4, false);
-            rk.set_keep_budget(budget);
-            rk.refresh(&mut reader, &mut scope, &policy, basis);
-            assert_eq!(rk.kept_open(), budget.min(7), "budget {budget}");
-            let sel = rk.select(&mut reader, &policy, 0);
-            choices.push(
-                sel.candidates
-                    .iter()
-                    .map(|c| (c.pid, c.score))
-                    .collect::<Vec<_>>(),
-            );
-            if budget == 100 {
-                fs::remove_dir_all(fx.dir.path().join("proc/104")).unwrap();
-                rk.refresh(&mut reader, &mut scope, &policy, basis);
-                assert_eq!(
-                    rk.kept_open(),
-                    6,
-                    "the row of a process that left is closed"
-                );
-            }
-        }
-        assert_eq!(choices[0], choices[1]);
-        assert_eq!(choices[0], choices[2]);
-    }
-
-    /// On the real /proc: a kept `statm` follows the process. Once it is reaped the kept file
-    /// answers `Gone` (the PID could be anyone's by then), and the rescan drops its row.
-    #[test]
-    fn a_kept_statm_follows_the_process_not_the_pid() {
-        let root = Root::default();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        let fd = reader.open_statm(pid).unwrap();
-        assert!(reader.statm_rss_kept(&fd, pid).unwrap() > 0);
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
         let policy = Policy::default();
-        let mut rk = Ranker::new(reader.page_kb, false);
+        let mut reader = ProcReader::open(&root).unwrap();
+        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let mut rk = Ranker::new(4, false);
         let basis = million_pages(0);
-        rk.refresh(&mut reader, &mut scope, &policy, basis);
-        assert!(rk.table.get(pid).unwrap().statm.is_some());
-        let kept = rk.kept_open();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let e = reader.statm_rss_kept(&fd, pid).unwrap_err();
-        assert!(e.is_gone(), "{e}");
-        rk.refresh(&mut reader, &mut scope, &policy, basis);
-        assert!(!rk.table.contains(pid));
+        for _ in 0..2 {
+            rk.refresh(&mut reader, &mut scope, &policy, basis);
+        }
+        let sel = rk.select(&mut reader, &policy, 0);
         assert!(
-            rk.kept_open() < kept + 5,
-            "{} kept after, {kept} before",
-            rk.kept_open()
+            sel.candidates.iter().all(|c| c.pid != 101),
+            "db is protected"
         );
+        // db (50 000 pages, -1000) leaves; a larger, unprotected process gets PID 101.
+        proc(fx.dir.path(), 101, "hog", 'S', 0, 9_000, 200_000, 0, 0);
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        let v = rk.select(&mut reader, &policy, 0).victim.unwrap();
+        assert_eq!((v.pid, v.comm.as_str(), v.starttime), (101, "hog", 9_000));
     }
 
     #[test]

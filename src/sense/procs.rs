@@ -443,25 +443,12 @@ impl ProcReader {
         Self::parse_statm(&self.buf, pid)
     }
 
-    /// Opens `/proc/PID/statm` to be kept and re-read with [`ProcReader::statm_rss_kept`]. A
-    /// kept fd names the process, not the number: once that process is gone its reads fail
-    /// with `ESRCH` (`Gone`), even when the PID has been given to someone new.
-    pub fn open_statm(&mut self, pid: i32) -> ProcResult<OwnedFd> {
-        self.open_task(pid, None, "statm")
-    }
-
-    /// Opens `/proc/PID/stat` to be kept and re-read with [`stat_kept`] (see
-    /// [`ProcReader::open_statm`]: the fd follows the process, not the number).
+    /// Opens `/proc/PID/stat` to be kept and re-read with [`stat_kept`]. A kept fd names the
+    /// process, not the number: once that process is gone its reads fail with `ESRCH`
+    /// (`Gone`), even when the PID has been given to someone new. (It holds a page-sized read
+    /// buffer in the kernel once read: the kill path keeps one, for its victim.)
     pub fn open_stat(&mut self, pid: i32) -> ProcResult<OwnedFd> {
         self.open_task(pid, None, "stat")
-    }
-
-    /// Resident pages from a `statm` kept open by [`ProcReader::open_statm`]: one `pread`.
-    pub fn statm_rss_kept(&mut self, fd: &OwnedFd, pid: i32) -> ProcResult<u64> {
-        self.buf.clear();
-        read_fd(fd, &mut self.buf, Until::ShortRead, MAX_FILE, true)
-            .map_err(|e| ProcError::from_io(pid, "statm", &e))?;
-        Self::parse_statm(&self.buf, pid).map(|(_, resident)| resident)
     }
 
     fn parse_statm(b: &[u8], pid: i32) -> ProcResult<(u64, u64)> {
