@@ -190,10 +190,8 @@ struct Cached {
     unread_exe: bool,
     unread_cmdline: bool,
     unread_cgroup: bool,
-    /// The last full reading and the statm (size, resident) it was taken at.
-    last: Option<((u64, u64), Proc)>,
-    /// `/proc/PID/statm` kept open for the incremental path (re-read with pread at 0).
-    statm_fd: Option<std::os::fd::OwnedFd>,
+    /// The last full reading and the resident pages (`stat`) it was taken at.
+    last: Option<(u64, Proc)>,
 }
 
 /// Takes snapshots of a scope; keeps per-process facts between refreshes (the live view).
@@ -462,23 +460,24 @@ impl Ranker {
         score(&mut p, ctx);
         if self.full_every > 1
             && !kthread
-            && let Some(statm) = self.statm(pid)
             && let Some(c) = self.cache.get_mut(&pid)
         {
-            c.last = Some((statm, p.clone()));
+            c.last = Some((stat.rss_pages, p.clone()));
         }
         Some(p)
     }
 
-    /// The incremental path: the last full reading again when `/proc/PID/statm` (size and
-    /// resident pages) has not changed and the process is not due for a full read.
+    /// The incremental path: the last full reading again when `/proc/PID/stat` shows the same
+    /// process (start time and name: a PID given to someone new is read in full) with the same
+    /// resident pages, and it is not due for a full read. Read by path: a `/proc` file kept open
+    /// holds a page-sized read buffer in the kernel (see `decide::victim`).
     fn read_quick(&mut self, pid: i32, ctx: &Context) -> Option<Proc> {
         let slot = (pid as u32).wrapping_add(self.tick) % (self.full_every * 6);
         if slot == 0 {
             return None;
         }
         self.cache.get(&pid)?.last.as_ref()?;
-        let statm = self.statm(pid)?;
+        let st = self.reader.stat(pid).ok()?;
         // Every full_every snapshots (rows on screen: every time), oom_score_adj too: it
         // changes without the memory.
         let adj = if slot % self.full_every == 0 || self.watched.contains(&pid) {
@@ -486,41 +485,18 @@ impl Ranker {
         } else {
             None
         };
-        let (statm0, last) = self.cache.get(&pid)?.last.as_ref()?;
-        if statm != *statm0 || adj.is_some_and(|a| a != last.adj) {
+        let (rss0, last) = self.cache.get(&pid)?.last.as_ref()?;
+        if st.starttime != last.starttime
+            || st.comm != last.comm
+            || st.rss_pages != *rss0
+            || st.is_exiting()
+            || adj.is_some_and(|a| a != last.adj)
+        {
             return None;
         }
         let mut p = last.clone();
         score(&mut p, ctx);
         Some(p)
-    }
-
-    /// (size, resident) pages from `/proc/PID/statm`, through a descriptor kept open while the
-    /// process lives (a dead process's descriptor reads ESRCH: dropped, `None`).
-    fn statm(&mut self, pid: i32) -> Option<(u64, u64)> {
-        let c = self.cache.get_mut(&pid)?;
-        if c.statm_fd.is_none() {
-            let path = self.reader.root().path(format!("proc/{pid}/statm"));
-            c.statm_fd = rustix::fs::open(
-                &path,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .ok();
-        }
-        let mut buf = [0u8; 160];
-        let n = match rustix::io::pread(c.statm_fd.as_ref()?, &mut buf, 0) {
-            Ok(n) if n > 0 => n,
-            _ => {
-                c.statm_fd = None;
-                return None;
-            }
-        };
-        let mut f = buf[..n].split(|&b| b == b' ');
-        Some((
-            crate::sense::parse_u64(f.next()?)?,
-            crate::sense::parse_u64(f.next()?)?,
-        ))
     }
 
     fn read_facts(&mut self, pid: i32, comm: &Comm, uid: Option<u32>, starttime: u64) -> Cached {
@@ -562,7 +538,6 @@ impl Ranker {
             unread_cmdline,
             unread_cgroup,
             last: None,
-            statm_fd: None,
         }
     }
 
@@ -816,6 +791,53 @@ impl UserNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake process for the live view's reader: stat, statm, status, adj.
+    fn fake(root: &std::path::Path, pid: i32, comm: &str, start: u64, rss: u64) {
+        let d = root.join(format!("proc/{pid}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("stat"),
+            format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 100000 {rss} 18446744073709551615 0 0\n"),
+        )
+        .unwrap();
+        std::fs::write(d.join("statm"), format!("1000 {rss} 10 1 0 50 0\n")).unwrap();
+        std::fs::write(
+            d.join("status"),
+            format!("Name:\t{comm}\nUid:\t1000\t1000\t1000\t1000\nVmSize:\t 4000 kB\nVmPTE:\t 8 kB\nVmSwap:\t 0 kB\n"),
+        )
+        .unwrap();
+        std::fs::write(d.join("oom_score_adj"), "0\n").unwrap();
+    }
+
+    /// The live view's quick path (the last full reading again when the memory did not move)
+    /// tells a PID given to a new process from the old one: same resident pages, another
+    /// start time and name, and the row shows the new process.
+    #[test]
+    fn the_quick_path_sees_a_reused_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("proc/self")).unwrap();
+        std::fs::write(
+            r.join("proc/meminfo"),
+            "MemTotal: 4000000 kB\nMemAvailable: 3000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+        )
+        .unwrap();
+        std::fs::write(r.join("proc/self/mountinfo"), "").unwrap();
+        fake(r, 104, "old", 600, 5_000);
+        fake(r, 105, "steady", 700, 6_000);
+        let root = Root::new(r);
+        let scope = Scope::resolve(&root, &crate::values::ScopeSpec::System).unwrap();
+        let mut rk = Ranker::new(&root, scope, Policy::default()).unwrap();
+        rk.full_every = 5;
+        let first = rk.snapshot().unwrap();
+        assert_eq!(first.find(104).unwrap().comm.as_str(), Some("old"));
+        fake(r, 104, "new", 900, 5_000);
+        let second = rk.snapshot().unwrap();
+        let p = second.find(104).unwrap();
+        assert_eq!((p.comm.as_str(), p.starttime), (Some("new"), 900));
+        assert_eq!(second.find(105).unwrap().comm.as_str(), Some("steady"));
+    }
 
     fn p(pid: i32, rss: u64, adj: i16, kind: Option<RuleKind>, immune: Option<Immune>) -> Proc {
         let terms = Terms {

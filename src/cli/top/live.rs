@@ -69,16 +69,6 @@ pub fn run(p: Predict, args: &TopArgs, interval: Duration) -> anyhow::Result<Exi
         rows_limit: args.rows,
         height: 50,
     };
-    // The incremental refresh keeps /proc/PID/statm open for every process.
-    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let max = lim.maximum.unwrap_or(1 << 20);
-    let _ = rustix::process::setrlimit(
-        rustix::process::Resource::Nofile,
-        rustix::process::Rlimit {
-            current: Some(max.min(1 << 20)),
-            maximum: lim.maximum,
-        },
-    );
     let mut terminal = ratatui::try_init()?;
     let result = app.main_loop(&mut terminal);
     ratatui::restore();
