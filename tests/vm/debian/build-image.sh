@@ -36,7 +36,8 @@ mmdebstrap --variant=minbase --include="$pkgs" \
   bookworm "$root" "deb $mirror bookworm main" "deb ${mirror%/debian}/debian-security bookworm-security main" >&2
 cp "$(ls "$root"/boot/vmlinuz-* | tail -n1)" "$out.tmp/vmlinuz"
 cp "$(ls "$root"/boot/initrd.img-* | tail -n1)" "$out.tmp/initrd.img"
-mke2fs -q -t ext4 -L root -d "$root" "$out.tmp/rootfs.img" 3G
+# stdout is the image path (run.sh reads it); mke2fs 1.47 says "Creating regular file" there.
+mke2fs -q -t ext4 -L root -d "$root" "$out.tmp/rootfs.img" 3G >&2
 rm -rf "$root"
 date -u +%FT%TZ > "$out.tmp/done"
 mv "$out.tmp" "$out"
