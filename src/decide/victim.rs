@@ -5,14 +5,16 @@
 //! each `statm` open would spare the path lookup, `open` and `close`, but every open `/proc`
 //! file that has been read holds its own page-sized read buffer in the kernel until it is
 //! closed: 10 000 kept files held 41 MiB of unreclaimable kernel memory, charged to the
-//! daemon's cgroup, for about a quarter less CPU per rescan.) A process the table knows, found again
-//! under its PID, is taken for the same process until the choice reads its start time (a
-//! reused PID is learnt afresh then); one the choice never reaches needs no identity. A
-//! newcomer costs `statm` and `oom_score_adj` (its start time
-//! and name are read when it nears the top, its page tables and uid at its first detail read);
+//! daemon's cgroup, for about a quarter less CPU per rescan.) A process the table knows, found
+//! again under its PID, is taken for the same process until the choice reads its start time
+//! (a reused PID is learnt afresh then); one the choice never reaches needs no identity, but a
+//! protected one (`oom_score_adj` -1000), which the choice never looks at, has its start time
+//! read at every scan. A newcomer costs `statm` and `oom_score_adj` (its start time and name
+//! are read when it nears the top, its page tables and uid at its first detail read);
 //! with rules to match or swap in use it gets `stat`, `status` and `oom_score_adj` at once.
 //! `status` and `oom_score_adj` are read again for everyone while swap is in use, and otherwise
-//! every tenth scan per process (spread over the scans). The choice ([`Ranker::select`])
+//! every tenth scan per process (spread over the scans; protected processes too: one that
+//! raises its `oom_score_adj` from -1000 becomes a candidate again). The choice ([`Ranker::select`])
 //! re-reads precisely (stat + status + adj) only the top of the table, in order of the estimate,
 //! and stops once no process further down could overtake the best one: every process's badness
 //! can have grown since the scan by at most the pages allocated system-wide since then (the
@@ -682,7 +684,8 @@ impl Ranker {
         e.rss_pages = rss;
         e.seen_gen = generation;
         let stale = generation.wrapping_sub(e.detail_gen) >= 10;
-        if !e.immune && (swap_in_use || stale) {
+        // Protected rows with memory too: a process can raise its `oom_score_adj` from -1000.
+        if (swap_in_use || stale) && (!e.immune || e.rss_pages > 0) {
             let mut e2 = *e;
             self.read_detail(reader, &mut e2, pid);
             self.update(pid, e2);
@@ -716,10 +719,11 @@ impl Ranker {
         self.table.remove(pid);
     }
 
-    /// A process the table does not know: the light read — resident pages and `oom_score_adj`, the rest learnt later (the
-    /// start time and name when it nears the top, page tables and uid at its first detail
-    /// read, spread over the next ten scans). Rules to match, swap in use, or no memory
-    /// (a kernel thread, a zombie or a process swapped out whole) take the full read.
+    /// A process the table does not know: the light read — resident pages and
+    /// `oom_score_adj`, the rest learnt later (the start time and name when it nears the top,
+    /// page tables and uid at its first detail read, spread over the next ten scans). Rules to
+    /// match, swap in use, or no memory (a kernel thread, a zombie or a process swapped out
+    /// whole) take the full read.
     fn learn(&mut self, reader: &mut ProcReader, policy: &Policy, pid: i32, swap_in_use: bool) {
         let rss = reader.statm_rss(pid);
         let rss = match rss {
@@ -762,20 +766,35 @@ impl Ranker {
         self.table.insert(pid, Slot { e });
     }
 
+    /// Swap, page tables and uid from `status`, and `oom_score_adj`; with both read, whether
+    /// the process is immune is judged anew (its adj may have risen from -1000).
     fn read_detail(&mut self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
-        match reader.status(pid) {
+        let status = match reader.status(pid) {
             Ok(status) => {
                 e.swap_pages = status.swap_kb / self.page_kb;
                 e.pgtables_pages = (status.pte_kb + status.pmd_kb) / self.page_kb;
                 e.uid = status.uid;
                 e.immune |=
                     order::immunity(pid, status.kthread, !status.has_mm, 0, false).is_some();
+                Some(status)
             }
             Err(err) => {
                 self.unread.note(err);
+                None
+            }
+        };
+        if let Ok(adj) = reader
+            .oom_score_adj(pid)
+            .map_err(|err| self.unread.note(err))
+        {
+            e.adj = adj;
+            if let Some(st) = status {
+                e.immune = order::immunity(pid, st.kthread, !st.has_mm, adj, pid == self.self_pid)
+                    .is_some();
+            } else {
+                e.immune |= order::immunity(pid, false, false, adj, false).is_some();
             }
         }
-        self.read_adj(reader, e, pid);
         e.detail_gen = self.generation;
     }
 
@@ -1556,6 +1575,32 @@ mod tests {
         rk.refresh(&mut reader, &mut scope, &policy, basis);
         let v = rk.select(&mut reader, &policy, 0).victim.unwrap();
         assert_eq!((v.pid, v.comm.as_str(), v.starttime), (101, "hog", 9_000));
+    }
+
+    /// A process that raises its `oom_score_adj` from -1000 is a candidate again within ten
+    /// scans (the detail read of protected rows judges immunity anew).
+    #[test]
+    fn a_process_that_leaves_adj_minus_1000_becomes_a_candidate() {
+        let fx = Fixture::new();
+        let root = fx.root();
+        let policy = Policy::default();
+        let mut reader = ProcReader::open(&root).unwrap();
+        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let mut rk = Ranker::new(4, false);
+        let basis = million_pages(0);
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        let sel = rk.select(&mut reader, &policy, 0);
+        assert!(
+            sel.candidates.iter().all(|c| c.pid != 101),
+            "db is protected"
+        );
+        // db (50 000 pages, the largest but for init) sets its adj to 0.
+        fs::write(fx.dir.path().join("proc/101/oom_score_adj"), "0\n").unwrap();
+        for _ in 0..10 {
+            rk.refresh(&mut reader, &mut scope, &policy, basis);
+        }
+        let v = rk.select(&mut reader, &policy, 0).victim.unwrap();
+        assert_eq!((v.pid, v.comm.as_str()), (101, "db"));
     }
 
     #[test]
