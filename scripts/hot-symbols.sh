@@ -26,13 +26,18 @@ cp target/release/oomguard "$work/oomguard-test-support"
 cargo build --release --bin oomguard >&2
 cp target/release/oomguard "$work/oomguard"
 sleepers=()
-trap 'rm -rf "$work"; [ ${#sleepers[@]} -eq 0 ] || kill "${sleepers[@]}" 2>/dev/null' EXIT
+churn=
+trap 'rm -rf "$work"; [ ${#sleepers[@]} -eq 0 ] || kill "${sleepers[@]}" 2>/dev/null; [ -z "$churn" ] || kill "$churn" 2>/dev/null' EXIT
 # A machine with many processes (PROF_PROCS sleepers, default 1000) takes paths a quiet one
 # does not: sorting a long PID list, newcomers, a large table.
 for _ in $(seq "${PROF_PROCS:-1000}"); do
     sleep 3600 &
     sleepers+=($!)
 done
+# And processes come and go, as on any machine: a short-lived one every 0.3 s (newcomers learnt,
+# leavers dropped; a quiet profile missed those functions, which a real daemon then faulted in).
+( while :; do sleep 0.3; done ) &
+churn=$!
 cat > "$work/prof.py" <<'PY'
 import gdb, os, signal, subprocess, threading
 exe = gdb.current_progspace().filename

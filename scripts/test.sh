@@ -27,3 +27,8 @@ if [ $# -eq 0 ]; then
 fi
 
 cargo test --release "$@"
+# Tests that must run alone (marked #[ignore] with the reason; each named here).
+if [ $# -eq 0 ]; then
+  cargo test --release --test integration -- --ignored --exact \
+    link_order::a_settled_daemons_resident_code_is_the_listed_code
+fi

@@ -181,12 +181,19 @@ fn the_daemons_hot_functions_are_linked_together() {
 /// loop or the kill path has come to call since the list was made sits elsewhere in .text, and
 /// each fault on it maps (and, memory being locked, keeps) up to 64 KiB around it: session 19's
 /// `sense::breath` raised idle VmRSS from 1.50 to 1.79 MiB that way unnoticed. A real
-/// `--dry-run` daemon of the whole machine (it kills nothing) runs for 9 s beside 200 sleepers,
-/// past its second trim and warm-up (3 s after start); then the code pages present in its page
-/// tables (`/proc/PID/pagemap`) are compared with the range of the listed functions, widened
-/// to the 64 KiB fault-around windows at its ends. One stray window is allowed (a path taken
-/// here and not in the profile); the failure names the functions on the stray pages.
+/// `--dry-run` daemon of the whole machine (it kills nothing) runs for 9 s beside 200 sleepers
+/// and a short-lived process every 0.3 s (as `scripts/hot-symbols.sh` profiles it), past its
+/// second trim and warm-up (3 s after start); then the code pages present in its page tables
+/// (`/proc/PID/pagemap`) are compared with the range of the listed functions, widened to the
+/// 64 KiB fault-around windows at its ends. One stray window is allowed; the failure names the
+/// functions on the stray pages.
+///
+/// Run alone (`scripts/test.sh` runs it after the suite): beside the other tests the daemon of
+/// the whole machine sees thousands of their processes come and go and the kernel's OOM kills
+/// in their groups, and takes paths a profile of a quiet machine has not seen (in CI: 60 stray
+/// pages of 119).
 #[test]
+#[ignore = "run alone by scripts/test.sh: other tests' processes and kills change the daemon's paths"]
 fn a_settled_daemons_resident_code_is_the_listed_code() {
     require(
         rustix::process::geteuid().is_root(),
@@ -222,7 +229,10 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
         dir.path().to_str().unwrap(),
     ]);
     wait_line(&rx, "guarding system", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(9));
+    let until = std::time::Instant::now() + Duration::from_secs(9);
+    while std::time::Instant::now() < until {
+        let _ = Command::new("sleep").arg("0.3").status();
+    }
     let pid = daemon.pid();
     let resident = resident_code(pid, bin);
     drop(daemon);
