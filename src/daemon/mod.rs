@@ -167,7 +167,7 @@ const FAR_OOM_CHECK: Duration = Duration::from_secs(5);
 const FAR_POLL_WATCHED: Duration = Duration::from_secs(3);
 /// The most time one wake-up near the levels spends on the rescan there (the rest is left to
 /// the next wake-ups, see [`Ranker::refresh_slice`]).
-const NEAR_SCAN_SLICE: Duration = Duration::from_millis(2);
+pub const NEAR_SCAN_SLICE: Duration = Duration::from_millis(2);
 
 /// How the main thread and the read-ahead thread share the CPU while they read `/proc` at nice
 /// −20 (`sense::breath`): at most 2 ms of reading, then 1 ms of sleep, as the tree walk does
@@ -175,7 +175,9 @@ const NEAR_SCAN_SLICE: Duration = Duration::from_millis(2);
 /// 5–6 ms in one piece and the choice 8–9 ms, and a 10 ms heartbeat woken meanwhile waited for
 /// it all. A pause of 0.1 ms was too short: the heartbeat, woken, needed about 1 ms of CPU to
 /// get back to its own code, and the guard, waking from each pause, took the CPU back from it
-/// every time (traced: three pauses in one 9 ms stall).
+/// every time (traced: three pauses in one 9 ms stall). The pause is taken only while more
+/// tasks are runnable than there are CPUs: a scan in one go on a quiet machine (a choice on a
+/// stale table) no longer sleeps a third of its time away.
 pub const BREATH: Breath = Breath {
     every: Duration::from_millis(2),
     pause: Duration::from_millis(1),
@@ -359,7 +361,7 @@ impl Daemon {
 
     /// Runs until SIGTERM/SIGINT. Errors only when the scope can no longer be read.
     pub fn run(&mut self) -> anyhow::Result<()> {
-        breath::enable(Some(BREATH));
+        breath::enable(Some(BREATH), &self.s.root);
         let mem = self.scope.memory()?;
         let levels = self.s.levels.resolve(&mem);
         log::info!(

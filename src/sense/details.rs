@@ -81,8 +81,9 @@ impl Details {
             gone: AtomicBool::new(false),
         });
         let theirs = Arc::clone(&shared);
+        let root = root.clone();
         crate::record::side::spawn("oomguard-details", move || {
-            super::breath::enable(breath);
+            super::breath::enable(breath, &root);
             let guard = GoneOnDrop(theirs);
             let sh = &guard.0;
             loop {
