@@ -6,11 +6,15 @@
 //! dies with it. Figures:
 //!
 //! 1. Scan + choice, for N = 1 000, 5 000 and 10 000 idle processes: the work the daemon does
-//!    near the line, through the same library calls as `Guardian::refresh` and
-//!    `Guardian::select` (src/daemon/mod.rs): read the scope's memory and `pgalloc`,
-//!    `Ranker::refresh` (the scan), then `Ranker::select` (the choice). CPU time of the
-//!    measuring thread; the cold first scan of a new table (plus freeing it) and the median of
-//!    warm ones, both printed. The table reads every process's `statm` by path and keeps no
+//!    near the line, through the same library calls as `Daemon::tick` and
+//!    `Daemon::select` (src/daemon/mod.rs): read the scope's memory and `pgalloc`, the scan,
+//!    then `Ranker::select` (the choice). CPU time of the measuring thread. Near the line the
+//!    daemon rescans in slices (`Ranker::refresh_slice`, at most `daemon::NEAR_SCAN_SLICE` =
+//!    2 ms per wake-up, then its poll's sleep, 5 ms at the shortest): that is the first row,
+//!    the sleeps between slices not counted. A choice on a stale table scans in one go
+//!    (`Ranker::refresh`): the second row. The cold first scan of a new table (plus freeing
+//!    it) in one go. The thread breathes as the daemon's does (`sense::breath`: after 2 ms of
+//!    reading it sleeps 1 ms, if more tasks are runnable than CPUs). The table reads every process's `statm` by path and keeps no
 //!    file open (`decide::victim`). Against earlyoom's CPU per selection: `earlyoom --dryrun -m 99 -s 99 -r 0`
 //!    scans everything and picks a victim every 100 ms while memory is "low"; its CPU time over
 //!    the run divided by the selections it printed.
@@ -349,11 +353,15 @@ fn earlyoom(args: &[&str]) -> Command {
 }
 
 /// Scan + choice and the daemons at the trigger, for `n` processes. Markdown on stdout.
+/// The sleep between two slices of a rescan near the line: the daemon's shortest poll there
+/// (`decide::trigger`: the headroom at 6 GiB/s, from 5 ms). `OOMGUARD_BENCH_GAP_MS` sets another.
+const SLICE_GAP_MS: u64 = 5;
+
 fn inner_scan(n: usize, tmp: &Path) {
     let q = quick();
     let kids = Sleepers::spawn(n, 64);
 
-    // 1. The daemon's path near the line, through the library (as Guardian::refresh/select).
+    // 1. The daemon's path near the line, through the library (as Daemon::tick/select).
     let root = Root::default();
     let policy = Policy::default();
     let decide = |reader: &mut ProcReader, scope: &mut Scope, ranker: &mut Ranker| {
@@ -374,13 +382,55 @@ fn inner_scan(n: usize, tmp: &Path) {
         assert!(sel.victim.is_some(), "no victim among {seen} processes");
         seen
     };
+    // Near the line the daemon rescans in slices (`Daemon::run`: at most NEAR_SCAN_SLICE of
+    // reading per wake-up, then its poll's sleep): the same scan and choice, with the sleeps
+    // between slices (not counted, being no CPU).
+    let gap = Duration::from_millis(
+        std::env::var("OOMGUARD_BENCH_GAP_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(SLICE_GAP_MS),
+    );
+    let sliced = |reader: &mut ProcReader, scope: &mut Scope, ranker: &mut Ranker| {
+        let mut t0 = thread_cpu();
+        let mut cpu = Duration::ZERO;
+        let mem = scope.memory().unwrap();
+        let mut basis = Some(ScanBasis {
+            totalpages: mem.totalpages(reader.page_kb),
+            swap_in_use: mem.swap_total_kb > mem.swap_free_kb,
+            pgalloc: scope.pgalloc(),
+        });
+        let mut slices = 0;
+        loop {
+            slices += 1;
+            let done = ranker.refresh_slice(
+                reader,
+                scope,
+                &policy,
+                basis.take().unwrap_or_default(),
+                oomguard::daemon::NEAR_SCAN_SLICE,
+            );
+            if done.finished {
+                break;
+            }
+            cpu += thread_cpu() - t0;
+            std::thread::sleep(gap);
+            oomguard::sense::breath::rested();
+            t0 = thread_cpu();
+        }
+        let sel = ranker.select(reader, &policy, 0);
+        assert!(sel.victim.is_some(), "no victim after a scan in slices");
+        (cpu + (thread_cpu() - t0), slices)
+    };
     let reps = if q { 3 } else { 5 };
     let mut cold = Vec::new();
     let mut warm = Vec::new();
+    let mut in_slices = Vec::new();
+    let mut slices = 0;
     let mut seen = 0;
     // As the daemon's main thread (`Daemon::run`): every /proc read looks at the clock, and
     // sleeps after each stretch (`sense::breath`). The sleeps are not CPU; the looks are.
-    oomguard::sense::breath::enable(Some(oomguard::daemon::BREATH));
+    oomguard::sense::breath::enable(Some(oomguard::daemon::BREATH), &root);
     for _ in 0..reps {
         let t0 = thread_cpu();
         let mut reader = ProcReader::open(&root).unwrap();
@@ -393,12 +443,17 @@ fn inner_scan(n: usize, tmp: &Path) {
             decide(&mut reader, &mut scope, &mut ranker);
             warm.push((thread_cpu() - t0).as_secs_f64() * 1e3);
         }
+        for _ in 0..(if q { 2 } else { 4 }) {
+            let (cpu, n) = sliced(&mut reader, &mut scope, &mut ranker);
+            in_slices.push(cpu.as_secs_f64() * 1e3);
+            slices = n;
+        }
         // Freeing the table is part of the cold cost (the daemon pays it as processes leave).
         let t0 = thread_cpu();
         drop(ranker);
         *cold.last_mut().unwrap() += (thread_cpu() - t0).as_secs_f64() * 1e3;
     }
-    let (og_cold, og_warm) = (median(&cold), median(&warm));
+    let (og_cold, og_warm, og_sliced) = (median(&cold), median(&warm), median(&in_slices));
 
     // 2. earlyoom's CPU per selection, and the oomguard process at the same trigger.
     let dur = Duration::from_secs(if q { 3 } else { 8 });
@@ -446,7 +501,13 @@ fn inner_scan(n: usize, tmp: &Path) {
     println!("| figure (CPU ms) | oomguard | earlyoom per selection | ratio oomguard/earlyoom |");
     println!("|---|---|---|---|");
     println!(
-        "| scan + choice, warm (median of {}) | {og_warm:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
+        "| scan + choice, warm: the rescan near the line, in {slices} slices of 2 ms {} ms apart (median of {}) | {og_sliced:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
+        gap.as_millis(),
+        in_slices.len(),
+        ratio(og_sliced, eo_sel)
+    );
+    println!(
+        "| scan + choice, warm, in one go (a choice on a stale table) (median of {}) | {og_warm:.2} | {eo_sel:.2} | {} |",
         warm.len(),
         ratio(og_warm, eo_sel)
     );
@@ -713,7 +774,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read, a 1 ms sleep after each 2 ms of reading; the sleeps are not counted, being no CPU). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
+        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row is the rescan the daemon does near the line, in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`): each slice starts on caches that other work used meanwhile, which costs CPU a scan in one go (second row, what a choice on a stale table does) does not pay. The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
         loadavg()
     );
     println!("{}", md.lines().last().unwrap_or_default());
