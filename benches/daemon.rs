@@ -14,10 +14,11 @@
 //!    the sleeps between slices not counted. A choice on a stale table scans in one go
 //!    (`Ranker::refresh`): the second row. The cold first scan of a new table (plus freeing
 //!    it) in one go. The thread breathes as the daemon's does (`sense::breath`: after 2 ms of
-//!    reading it sleeps 1 ms, if more tasks are runnable than CPUs). The table reads every process's `statm` by path and keeps no
-//!    file open (`decide::victim`). Against earlyoom's CPU per selection: `earlyoom --dryrun -m 99 -s 99 -r 0`
-//!    scans everything and picks a victim every 100 ms while memory is "low"; its CPU time over
-//!    the run divided by the selections it printed.
+//!    reading it sleeps 1 ms, if more tasks are runnable than CPUs). The table reads every
+//!    process's `statm` by path and keeps no file open (`decide::victim`). Against earlyoom's
+//!    CPU per selection: `earlyoom --dryrun -m 99 -s 99 -r 0` scans everything and picks a
+//!    victim every 100 ms while memory is "low"; its CPU time over the run divided by the
+//!    selections it printed.
 //! 2. The oomguard daemon process itself at the same trigger (`run --dry-run --mem-min 99.9`):
 //!    process CPU per decision (it reuses a table younger than 2 s at the trigger, as it
 //!    does in production; printed for what it is, not as the scan figure).
@@ -352,11 +353,11 @@ fn earlyoom(args: &[&str]) -> Command {
     c
 }
 
-/// Scan + choice and the daemons at the trigger, for `n` processes. Markdown on stdout.
 /// The sleep between two slices of a rescan near the line: the daemon's shortest poll there
 /// (`decide::trigger`: the headroom at 6 GiB/s, from 5 ms). `OOMGUARD_BENCH_GAP_MS` sets another.
 const SLICE_GAP_MS: u64 = 5;
 
+/// Scan + choice and the daemons at the trigger, for `n` processes. Markdown on stdout.
 fn inner_scan(n: usize, tmp: &Path) {
     let q = quick();
     let kids = Sleepers::spawn(n, 64);

@@ -31,4 +31,11 @@ cargo test --release "$@"
 if [ $# -eq 0 ]; then
   cargo test --release --test integration -- --ignored --exact \
     link_order::a_settled_daemons_resident_code_is_the_listed_code
+  # The same on the shipped build (no test-support feature: it inlines differently). Built after
+  # the suite (its crates are cached from deb-check's build: a relink), copied out of the way of
+  # the tests' own build of target/release/oomguard.
+  cargo build --release --quiet --bin oomguard
+  cp target/release/oomguard target/oomguard-shipped
+  OOMGUARD_RESIDENT_BIN="$PWD/target/oomguard-shipped" cargo test --release --test integration \
+    -- --ignored --exact link_order::a_settled_daemons_resident_code_is_the_listed_code
 fi

@@ -202,7 +202,12 @@ pub fn event_log_json(path: &Path) -> Vec<serde_json::Value> {
 
 /// Starts `oomguard run` with `args`; its stderr lines arrive on the receiver (and are echoed).
 pub fn start_daemon(args: &[&str]) -> (Reaped, Receiver<String>) {
-    let mut child = Command::new(bin())
+    start_daemon_of(&bin(), args)
+}
+
+/// [`start_daemon`] with another oomguard binary.
+pub fn start_daemon_of(bin: &Path, args: &[&str]) -> (Reaped, Receiver<String>) {
+    let mut child = Command::new(bin)
         .arg("run")
         .args(args)
         .stdin(Stdio::null())
