@@ -792,51 +792,28 @@ impl UserNames {
 mod tests {
     use super::*;
 
-    /// A fake process for the live view's reader: stat, statm, status, adj.
-    fn fake(root: &std::path::Path, pid: i32, comm: &str, start: u64, rss: u64) {
-        let d = root.join(format!("proc/{pid}"));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(
-            d.join("stat"),
-            format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 100000 {rss} 18446744073709551615 0 0\n"),
-        )
-        .unwrap();
-        std::fs::write(d.join("statm"), format!("1000 {rss} 10 1 0 50 0\n")).unwrap();
-        std::fs::write(
-            d.join("status"),
-            format!("Name:\t{comm}\nUid:\t1000\t1000\t1000\t1000\nVmSize:\t 4000 kB\nVmPTE:\t 8 kB\nVmSwap:\t 0 kB\n"),
-        )
-        .unwrap();
-        std::fs::write(d.join("oom_score_adj"), "0\n").unwrap();
-    }
-
     /// The live view's quick path (the last full reading again when the memory did not move)
     /// tells a PID given to a new process from the old one: same resident pages, another
     /// start time and name, and the row shows the new process.
     #[test]
     fn the_quick_path_sees_a_reused_pid() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = dir.path();
-        std::fs::create_dir_all(r.join("proc/self")).unwrap();
-        std::fs::write(
-            r.join("proc/meminfo"),
-            "MemTotal: 4000000 kB\nMemAvailable: 3000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
-        )
-        .unwrap();
-        std::fs::write(r.join("proc/self/mountinfo"), "").unwrap();
-        fake(r, 104, "old", 600, 5_000);
-        fake(r, 105, "steady", 700, 6_000);
-        let root = Root::new(r);
+        use crate::decide::victim::tests::{Fixture, proc};
+        let fx = Fixture::new();
+        let root = fx.root();
         let scope = Scope::resolve(&root, &crate::values::ScopeSpec::System).unwrap();
         let mut rk = Ranker::new(&root, scope, Policy::default()).unwrap();
         rk.full_every = 5;
         let first = rk.snapshot().unwrap();
-        assert_eq!(first.find(104).unwrap().comm.as_str(), Some("old"));
-        fake(r, 104, "new", 900, 5_000);
+        assert_eq!(first.find(104).unwrap().comm.as_str(), Some("small"));
+        // PID 104 given to another process with the same resident pages (1 000).
+        proc(fx.dir.path(), 104, "new", 'S', 0, 900, 1_000, 0, 0);
         let second = rk.snapshot().unwrap();
         let p = second.find(104).unwrap();
         assert_eq!((p.comm.as_str(), p.starttime), (Some("new"), 900));
-        assert_eq!(second.find(105).unwrap().comm.as_str(), Some("steady"));
+        assert_eq!(
+            second.find(100).unwrap().comm.as_str(),
+            Some("web (worker) 1")
+        );
     }
 
     fn p(pid: i32, rss: u64, adj: i16, kind: Option<RuleKind>, immune: Option<Immune>) -> Proc {

@@ -1046,7 +1046,7 @@ impl Ranker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::decide::policy::Rule;
     use crate::sense::Root;
@@ -1121,7 +1121,7 @@ mod tests {
         clippy::too_many_arguments,
         reason = "one fixture row, spelled out at each call"
     )]
-    fn proc(
+    pub(crate) fn proc(
         root: &Path,
         pid: i32,
         comm: &str,
@@ -1153,12 +1153,14 @@ mod tests {
         fs::write(d.join("oom_score_adj"), format!("{adj}\n")).unwrap();
     }
 
-    struct Fixture {
-        dir: tempfile::TempDir,
+    /// A fake machine: init, a kernel thread, a worker, an adj −1000 database, a zombie, a
+    /// swapper and a small process (PID 104). Shared with `decide::rank`'s tests.
+    pub(crate) struct Fixture {
+        pub(crate) dir: tempfile::TempDir,
     }
 
     impl Fixture {
-        fn new() -> Fixture {
+        pub(crate) fn new() -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let r = dir.path();
             fs::create_dir_all(r.join("proc/self")).unwrap();
@@ -1177,7 +1179,7 @@ mod tests {
             proc(r, 104, "small", 'S', 0, 600, 1_000, 0, 0);
             Fixture { dir }
         }
-        fn root(&self) -> Root {
+        pub(crate) fn root(&self) -> Root {
             Root::new(self.dir.path())
         }
     }
