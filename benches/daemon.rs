@@ -52,6 +52,7 @@ use oomguard::decide::victim::{Ranker, ScanBasis};
 use oomguard::sense::Root;
 use oomguard::sense::procs::ProcReader;
 use oomguard::sense::scope::Scope;
+use oomguard::sense::tasks::TaskIter;
 use oomguard::values::ScopeSpec;
 
 /// The daemon as it is shipped: a release build without the `test-support` feature. `cargo
@@ -424,37 +425,50 @@ fn inner_scan(n: usize, tmp: &Path) {
         (cpu + (thread_cpu() - t0), slices)
     };
     let reps = if q { 3 } else { 5 };
-    let mut cold = Vec::new();
-    let mut warm = Vec::new();
-    let mut in_slices = Vec::new();
-    let mut slices = 0;
-    let mut seen = 0;
     // As the daemon's main thread (`Daemon::run`): every /proc read looks at the clock, and
     // sleeps after each stretch (`sense::breath`). The sleeps are not CPU; the looks are.
     oomguard::sense::breath::enable(Some(oomguard::daemon::BREATH), &root);
-    for _ in 0..reps {
-        let t0 = thread_cpu();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
-        let mut ranker = Ranker::new(reader.page_kb, false);
-        seen = decide(&mut reader, &mut scope, &mut ranker);
-        cold.push((thread_cpu() - t0).as_secs_f64() * 1e3);
-        for _ in 0..(if q { 5 } else { 10 }) {
+    // With the kernel's task iterator, as the daemon lists system-wide when it can (`tasks`),
+    // or reading /proc per process, as it does without (no BTF, no CAP_BPF): `reps` new tables,
+    // each scanned cold, then warm in one go and in slices.
+    let run = |tasks: bool| {
+        let mut r = Runs::default();
+        for _ in 0..reps {
+            let mut reader = ProcReader::open(&root).unwrap();
+            if tasks {
+                // Once per daemon, at its start: not part of a scan.
+                let t0 = thread_cpu();
+                let it = TaskIter::load(Path::new(oomguard::daemon::KERNEL_BTF))
+                    .unwrap_or_else(|e| panic!("the task iterator does not load here: {e}"));
+                r.load.push((thread_cpu() - t0).as_secs_f64() * 1e3);
+                reader.use_tasks(it);
+            }
             let t0 = thread_cpu();
-            decide(&mut reader, &mut scope, &mut ranker);
-            warm.push((thread_cpu() - t0).as_secs_f64() * 1e3);
+            let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+            let mut ranker = Ranker::new(reader.page_kb, false);
+            r.seen = decide(&mut reader, &mut scope, &mut ranker);
+            r.cold.push((thread_cpu() - t0).as_secs_f64() * 1e3);
+            for _ in 0..(if q { 5 } else { 10 }) {
+                let t0 = thread_cpu();
+                decide(&mut reader, &mut scope, &mut ranker);
+                r.warm.push((thread_cpu() - t0).as_secs_f64() * 1e3);
+            }
+            for _ in 0..(if q { 2 } else { 4 }) {
+                let (cpu, n) = sliced(&mut reader, &mut scope, &mut ranker);
+                r.in_slices.push(cpu.as_secs_f64() * 1e3);
+                r.slices = n;
+            }
+            assert_eq!(reader.has_tasks(), tasks, "the task iterator stopped");
+            // Freeing the table is part of the cold cost (the daemon pays it as processes leave).
+            let t0 = thread_cpu();
+            drop(ranker);
+            *r.cold.last_mut().unwrap() += (thread_cpu() - t0).as_secs_f64() * 1e3;
         }
-        for _ in 0..(if q { 2 } else { 4 }) {
-            let (cpu, n) = sliced(&mut reader, &mut scope, &mut ranker);
-            in_slices.push(cpu.as_secs_f64() * 1e3);
-            slices = n;
-        }
-        // Freeing the table is part of the cold cost (the daemon pays it as processes leave).
-        let t0 = thread_cpu();
-        drop(ranker);
-        *cold.last_mut().unwrap() += (thread_cpu() - t0).as_secs_f64() * 1e3;
-    }
-    let (og_cold, og_warm, og_sliced) = (median(&cold), median(&warm), median(&in_slices));
+        r
+    };
+    let it = run(true);
+    let pr = run(false);
+    let seen = it.seen;
 
     // 2. earlyoom's CPU per selection, and the oomguard process at the same trigger.
     let dur = Duration::from_secs(if q { 3 } else { 8 });
@@ -501,27 +515,50 @@ fn inner_scan(n: usize, tmp: &Path) {
     println!("### N = {n} idle processes ({seen} seen by the scan)\n");
     println!("| figure (CPU ms) | oomguard | earlyoom per selection | ratio oomguard/earlyoom |");
     println!("|---|---|---|---|");
+    let gap_ms = gap.as_millis();
+    for (r, how) in [
+        (&it, "with the kernel's task iterator"),
+        (&pr, "reading /proc per process (no task iterator)"),
+    ] {
+        let (c, w, sl) = (median(&r.cold), median(&r.warm), median(&r.in_slices));
+        println!(
+            "| scan + choice, {how}, warm: the rescan near the line, in {} slices of 2 ms {gap_ms} ms apart (median of {}) | {sl:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
+            r.slices,
+            r.in_slices.len(),
+            ratio(sl, eo_sel)
+        );
+        println!(
+            "| scan + choice, {how}, warm, in one go (a choice on a stale table) (median of {}) | {w:.2} | {eo_sel:.2} | {} |",
+            r.warm.len(),
+            ratio(w, eo_sel)
+        );
+        println!(
+            "| scan + choice, {how}, cold first scan (median of {}) | {c:.2} | {eo_sel:.2} | {} |",
+            r.cold.len(),
+            ratio(c, eo_sel)
+        );
+    }
     println!(
-        "| scan + choice, warm: the rescan near the line, in {slices} slices of 2 ms {} ms apart (median of {}) | {og_sliced:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
-        gap.as_millis(),
-        in_slices.len(),
-        ratio(og_sliced, eo_sel)
-    );
-    println!(
-        "| scan + choice, warm, in one go (a choice on a stale table) (median of {}) | {og_warm:.2} | {eo_sel:.2} | {} |",
-        warm.len(),
-        ratio(og_warm, eo_sel)
-    );
-    println!(
-        "| scan + choice, cold first scan (median of {}) | {og_cold:.2} | {eo_sel:.2} | {} |",
-        cold.len(),
-        ratio(og_cold, eo_sel)
+        "| loading the task iterator, once at the daemon's start (median of {}) | {:.2} | | |",
+        it.load.len(),
+        median(&it.load)
     );
     println!(
         "| daemon process at the trigger, per decision ({og_n} decisions, table reused up to 2 s) | {og_dec:.3} | {eo_sel:.2} | {} |",
         ratio(og_dec, eo_sel)
     );
     println!();
+}
+
+/// The figures of one way of scanning (CPU ms per measurement).
+#[derive(Default)]
+struct Runs {
+    cold: Vec<f64>,
+    warm: Vec<f64>,
+    in_slices: Vec<f64>,
+    load: Vec<f64>,
+    slices: usize,
+    seen: usize,
 }
 
 /// Idle figures with `n` extra processes: `rounds` rounds of `secs` seconds, the three daemons

@@ -37,6 +37,7 @@ mod protect;
 mod record_blocking;
 mod run_cgroup;
 mod sd_notify_blocking;
+mod task_iter;
 mod util;
 mod vm_debian;
 mod vm_scenarios;

@@ -24,7 +24,7 @@ pub mod start;
 pub mod wake;
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -45,7 +45,8 @@ use crate::sense::details::Details;
 use crate::sense::mem::MemState;
 use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
-use crate::sense::scope::Scope;
+use crate::sense::scope::{Scope, ScopeKind};
+use crate::sense::tasks::TaskIter;
 use crate::sense::{KeptFile, Root};
 use crate::values::{KillUnit, ScopeSpec, human_kb};
 
@@ -76,6 +77,30 @@ pub struct Flags {
 }
 
 /// Page faults of the daemon's loop thread (`getrusage(RUSAGE_THREAD)`) now.
+/// Where the kernel describes its types: what the task iterator is built from.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Lists the machine's processes with the kernel's task iterator from now on (one program
+/// pass per scan instead of a `statm` read per process, [`crate::sense::tasks`]); says why
+/// not, and goes on reading `/proc`, when the kernel or the daemon's privileges do not allow
+/// it. Called before the daemon locks its memory: the kernel's type information (about
+/// 5 MiB) is read and dropped here.
+pub fn use_task_iterator(reader: &mut ProcReader) {
+    match TaskIter::load(Path::new(KERNEL_BTF)) {
+        Ok(it) => {
+            reader.use_tasks(it);
+            log::info!("scanning processes with the kernel's task iterator (BPF)");
+        }
+        // Without the privileges it needs (the shipped unit's sandbox): said, not warned of.
+        Err(e) if e.is_not_permitted() => {
+            log::info!("scanning /proc, one read per process: the kernel's task iterator is {e}")
+        }
+        Err(e) => log::warn!(
+            "the kernel's task iterator is not available: {e}; scanning /proc, one read per process"
+        ),
+    }
+}
+
 fn faults_now() -> Faults {
     // SAFETY: rusage is plain integers and timevals; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -291,7 +316,10 @@ impl Daemon {
     ) -> anyhow::Result<Daemon> {
         let mut scope =
             Scope::resolve(&s.root, &s.scope).with_context(|| format!("--scope {}", s.scope))?;
-        let reader = ProcReader::open(&s.root)?;
+        let mut reader = ProcReader::open(&s.root)?;
+        if matches!(scope.kind, ScopeKind::System) && s.root.as_path() == Path::new("/") {
+            use_task_iterator(&mut reader);
+        }
         let mem = scope
             .memory()
             .with_context(|| format!("cannot read the memory of scope {}", scope.label()))?;

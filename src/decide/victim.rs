@@ -1,6 +1,14 @@
 //! Choosing the victim: a ranked candidate table kept between wake-ups, and a precise choice
 //! when a level is crossed.
 //!
+//! System-wide, where the daemon could load it, a scan lists the processes with the kernel's
+//! task iterator ([`crate::sense::tasks`]): one pass gives every process's resident pages,
+//! swap, page tables, `oom_score_adj` and whether it is a kernel thread or has no memory (the
+//! figures a `statm`, `status` and `oom_score_adj` read would give), and no file per process
+//! is read; a process new to the table is learnt from its row alone unless rules must be
+//! matched. What follows describes the scan from `/proc`, for cgroup scopes and where the
+//! iterator is not permitted; the choice is the same for both.
+//!
 //! A full scan ([`Ranker::refresh`]) reads one `statm` per known process, by path. (Keeping
 //! each `statm` open would spare the path lookup, `open` and `close`, but every open `/proc`
 //! file that has been read holds its own page-sized read buffer in the kernel until it is
@@ -33,6 +41,7 @@ use super::policy::{Policy, RuleKind};
 use super::score::{self, Terms};
 use crate::sense::procs::{Comm, ProcError, ProcReader, Stat};
 use crate::sense::scope::Scope;
+use crate::sense::tasks::TaskRow;
 
 /// What the table knows of one process.
 #[derive(Debug, Clone, Copy)]
@@ -286,6 +295,9 @@ impl Unread {
 pub struct Ranker {
     table: PidTable,
     pids: Vec<i32>,
+    /// The listed processes' badness terms, when the reader lists with the kernel's task
+    /// iterator (`rows[i]` is `pids[i]`); empty otherwise.
+    rows: Vec<TaskRow>,
     /// The table in the victim order (by estimate), best first.
     order: Vec<Key>,
     /// The keys with fresh rss of pass 1, best first.
@@ -359,6 +371,7 @@ impl Ranker {
         Ranker {
             table: PidTable::default(),
             pids: Vec::new(),
+            rows: Vec::new(),
             order: Vec::new(),
             fresh: Vec::with_capacity(64),
             generation: 0,
@@ -489,7 +502,7 @@ impl Ranker {
                 self.scanned_at = None;
                 return None;
             }
-            self.scan_one(reader, policy, self.pids[i], swap_in_use);
+            self.scan_one(reader, policy, i, swap_in_use);
         }
         Some(())
     }
@@ -540,7 +553,10 @@ impl Ranker {
             let pid = self.pids[i];
             match self.table.get_mut(pid) {
                 Some(slot) => slot.e.seen_gen = generation,
-                None => self.learn(reader, policy, pid, basis.swap_in_use),
+                None => {
+                    let row = self.rows.get(i).copied();
+                    self.learn(reader, policy, pid, basis.swap_in_use, row)
+                }
             }
         }
         self.drop_unseen();
@@ -584,7 +600,7 @@ impl Ranker {
                     finished: false,
                 };
             }
-            self.scan_one(reader, policy, self.pids[p.next], p.basis.swap_in_use);
+            self.scan_one(reader, policy, p.next, p.basis.swap_in_use);
             p.next += 1;
         }
         self.finish_scan(p.listed, p.basis.pgalloc);
@@ -616,17 +632,26 @@ impl Ranker {
         self.list(reader, scope);
     }
 
-    /// The scope's processes listed into `pids`.
+    /// The scope's processes listed into `pids`; system-wide with the kernel's task iterator,
+    /// their badness terms into `rows` too.
     fn list(&mut self, reader: &mut ProcReader, scope: &mut Scope) {
         self.pids.clear();
+        self.rows.clear();
         if !scope.cgroup_pids(&mut self.pids) {
-            let _ = reader.pids(&mut self.pids);
+            if reader.task_rows(&mut self.rows) {
+                self.pids.extend(self.rows.iter().map(|r| r.pid));
+            } else {
+                let _ = reader.pids(&mut self.pids);
+            }
         }
         self.table.reserve_for(self.pids.len());
     }
 
-    /// One listed process re-read (known) or learnt (new).
-    fn scan_one(&mut self, reader: &mut ProcReader, policy: &Policy, pid: i32, swap_in_use: bool) {
+    /// Listed process `i` re-read (known) or learnt (new): from its task-iterator row when
+    /// there is one, else from `/proc`.
+    fn scan_one(&mut self, reader: &mut ProcReader, policy: &Policy, i: usize, swap_in_use: bool) {
+        let pid = self.pids[i];
+        let row = self.rows.get(i).copied();
         let generation = self.generation;
         let known = match self.table.get(pid).map(|s| s.e) {
             None => None,
@@ -636,7 +661,7 @@ impl Ranker {
             Some(e) if e.immune && e.rss_pages > 0 => Some(match reader.stat(pid) {
                 Ok(st) if e.known && st.starttime != e.starttime => {
                     self.forget(pid);
-                    self.learn(reader, policy, pid, swap_in_use);
+                    self.learn(reader, policy, pid, swap_in_use, row);
                     return;
                 }
                 Ok(st) => {
@@ -649,13 +674,16 @@ impl Ranker {
                 }
                 Err(err) => Err(err),
             }),
-            // Known: one read of statm. Identity (start time) and renames are checked when
-            // the process comes near the top (`select`).
-            Some(_) => Some(reader.statm_rss(pid)),
+            // Known: its row, or one read of statm. Identity (start time) and renames are
+            // checked when the process comes near the top (`select`).
+            Some(_) => Some(match row {
+                Some(r) => Ok(r.rss_pages),
+                None => reader.statm_rss(pid),
+            }),
         };
         let rss = match known {
             None => {
-                self.learn(reader, policy, pid, swap_in_use);
+                self.learn(reader, policy, pid, swap_in_use, row);
                 return;
             }
             Some(Ok(rss)) => rss,
@@ -663,7 +691,7 @@ impl Ranker {
                 // The process we knew left. The PID was listed just now: it may already
                 // belong to someone new.
                 self.forget(pid);
-                self.learn(reader, policy, pid, swap_in_use);
+                self.learn(reader, policy, pid, swap_in_use, row);
                 return;
             }
             Some(Err(err)) => {
@@ -678,11 +706,17 @@ impl Ranker {
         if e.immune && e.rss_pages == 0 && rss > 0 {
             // A kernel thread or zombie has no memory: this PID belongs to someone new.
             self.forget(pid);
-            self.learn(reader, policy, pid, swap_in_use);
+            self.learn(reader, policy, pid, swap_in_use, row);
             return;
         }
         e.rss_pages = rss;
         e.seen_gen = generation;
+        if let Some(r) = row {
+            // The row has what a detail read would fetch, fresh: swap, page tables, adj,
+            // and whether it is a kernel thread or has no memory.
+            self.take_row(pid, &r);
+            return;
+        }
         let stale = generation.wrapping_sub(e.detail_gen) >= 10;
         // Protected rows with memory too: a process can raise its `oom_score_adj` from -1000.
         if (swap_in_use || stale) && (!e.immune || e.rss_pages > 0) {
@@ -724,8 +758,21 @@ impl Ranker {
     /// page tables and uid at its first detail read, spread over the next ten scans). Rules to
     /// match, swap in use, or no memory (a kernel thread, a zombie or a process swapped out
     /// whole) take the full read.
-    fn learn(&mut self, reader: &mut ProcReader, policy: &Policy, pid: i32, swap_in_use: bool) {
-        let rss = reader.statm_rss(pid);
+    ///
+    /// With a task-iterator `row` the light read reads nothing: the row has the resident
+    /// pages, swap, page tables and adj (so swap in use needs no full read either).
+    fn learn(
+        &mut self,
+        reader: &mut ProcReader,
+        policy: &Policy,
+        pid: i32,
+        swap_in_use: bool,
+        row: Option<TaskRow>,
+    ) {
+        let rss = match row {
+            Some(r) => Ok(r.rss_pages),
+            None => reader.statm_rss(pid),
+        };
         let rss = match rss {
             Ok(rss) => rss,
             Err(err) => {
@@ -733,7 +780,7 @@ impl Ranker {
                 return;
             }
         };
-        let e = if policy.rules.is_empty() && !swap_in_use && rss > 0 {
+        let e = if policy.rules.is_empty() && (!swap_in_use || row.is_some()) && rss > 0 {
             let mut e = Entry {
                 known: false,
                 starttime: 0,
@@ -750,7 +797,9 @@ impl Ranker {
                 // Due for a detail read within ten scans, newcomers spread over them.
                 detail_gen: self.generation.wrapping_sub(pid.unsigned_abs() % 10),
             };
-            if !self.read_adj(reader, &mut e, pid) {
+            if let Some(r) = row {
+                Self::apply_row(&mut e, pid, &r, self.self_pid, self.generation);
+            } else if !self.read_adj(reader, &mut e, pid) {
                 return;
             }
             e
@@ -764,6 +813,26 @@ impl Ranker {
             }
         };
         self.table.insert(pid, Slot { e });
+    }
+
+    /// A known row brought up to its task-iterator row.
+    fn take_row(&mut self, pid: i32, r: &TaskRow) {
+        let (self_pid, generation) = (self.self_pid, self.generation);
+        if let Some(slot) = self.table.get_mut(pid) {
+            Self::apply_row(&mut slot.e, pid, r, self_pid, generation);
+        }
+    }
+
+    /// What a detail read would have set, from a task-iterator row (the uid stays: it is
+    /// read when rules are matched).
+    fn apply_row(e: &mut Entry, pid: i32, r: &TaskRow, self_pid: i32, generation: u32) {
+        e.rss_pages = r.rss_pages;
+        e.swap_pages = r.swap_pages;
+        e.pgtables_pages = r.pgtables_pages;
+        e.adj = r.adj;
+        e.immune =
+            order::immunity(pid, r.is_kthread(), !r.has_mm, r.adj, pid == self_pid).is_some();
+        e.detail_gen = generation;
     }
 
     /// Swap, page tables and uid from `status`, and `oom_score_adj`; with both read, whether

@@ -1,6 +1,7 @@
 //! Sense: read the machine. Every reader is rooted at a configurable path (`/` in production,
 //! a fixture tree in tests); every parser takes bytes and allocates nothing per call.
 pub mod breath;
+pub mod btf;
 pub mod cgroup;
 pub mod details;
 pub mod floor;
@@ -10,6 +11,7 @@ pub mod procevents;
 pub mod procs;
 pub mod psi;
 pub mod scope;
+pub mod tasks;
 pub mod users;
 pub mod vmstat;
 

@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags, RawDir};
 use rustix::io::Errno;
 
+use super::tasks::{TaskIter, TaskRow};
 use super::{MAX_FILE, Root, Until, parse_i64, parse_u64, read_fd};
 
 /// PF_KTHREAD in `/proc/PID/stat` field 9.
@@ -253,6 +254,8 @@ pub struct ProcReader {
     dir: OwnedFd,
     buf: Vec<u8>,
     dirbuf: Vec<MaybeUninit<u8>>,
+    /// The kernel's task iterator, when the daemon loaded it ([`ProcReader::use_tasks`]).
+    tasks: Option<TaskIter>,
     /// Page size in kB (the kernel's unit for rss and badness).
     pub page_kb: u64,
     /// Clock ticks per second (the unit of `starttime`).
@@ -275,6 +278,7 @@ impl ProcReader {
             dir,
             buf: Vec::with_capacity(16 * 1024),
             dirbuf: vec![MaybeUninit::uninit(); 32 * 1024],
+            tasks: None,
             page_kb: (rustix::param::page_size() / 1024).max(1) as u64,
             ticks: rustix::param::clock_ticks_per_second(),
         })
@@ -282,6 +286,36 @@ impl ProcReader {
 
     pub fn root(&self) -> &Root {
         &self.root
+    }
+
+    /// From now on [`ProcReader::task_rows`] lists the processes with `it` (one program pass
+    /// instead of a directory listing and a `statm` per process).
+    pub fn use_tasks(&mut self, it: TaskIter) {
+        self.tasks = Some(it);
+    }
+
+    /// Whether the task iterator is in use.
+    pub fn has_tasks(&self) -> bool {
+        self.tasks.is_some()
+    }
+
+    /// Every process of this PID namespace with its badness terms, from the task iterator,
+    /// into `out` (cleared first); false, `out` empty, when the iterator is not in use. A pass
+    /// that fails (it never has) stops its use, with a warning: the caller lists `/proc`.
+    pub fn task_rows(&mut self, out: &mut Vec<TaskRow>) -> bool {
+        out.clear();
+        let Some(it) = &self.tasks else {
+            return false;
+        };
+        match it.read(&mut self.dirbuf, out) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("{e}; reading /proc per process from now on");
+                self.tasks = None;
+                out.clear();
+                false
+            }
+        }
     }
 
     /// Appends every numeric entry of `/proc` (the thread-group leaders) to `out`.

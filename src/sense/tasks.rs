@@ -1,0 +1,722 @@
+//! Every process's badness terms in a few reads: the kernel's task iterator (a BPF `iter/task`
+//! program, kernel 5.8 and later) instead of one `/proc/PID/statm` per process.
+//!
+//! The program is built here, for the running kernel: the byte offsets of the fields it reads
+//! come from the kernel's own type information ([`super::btf`]), so no compiler, object file
+//! or library is needed. For each thread-group leader in the reader's PID namespace it writes
+//! one fixed record: the PID as this namespace numbers it, the task's flags, the resident
+//! file, anon and shmem pages, the swap entries and page-table bytes of its `mm` (the
+//! counters as the kernel's own `oom_badness` and `/proc/PID/stat` read them, without the
+//! per-CPU parts that `statm` and `status` add on newer kernels: at most a batch per CPU and
+//! counter apart), and `oom_score_adj`. Loading
+//! needs `CAP_BPF` and `CAP_PERFMON` (or `CAP_SYS_ADMIN`) and a kernel with BTF; without them
+//! the caller reads `/proc` as before.
+//!
+//! One scan is one `bpf(BPF_ITER_CREATE)`, a read per 32 KiB of records (585 processes), and a
+//! close. Nothing is written, nothing in the kernel changes: the program only reads.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use rustix::io::Errno;
+use thiserror::Error;
+
+use super::btf::{Btf, BtfError};
+
+/// A process as the task iterator saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskRow {
+    /// The PID in the reader's PID namespace.
+    pub pid: i32,
+    /// The task's `PF_*` flags.
+    pub flags: u32,
+    /// Resident pages: file + anon + shmem (the kernel's `get_mm_rss`, `stat`'s field 24).
+    pub rss_pages: u64,
+    pub swap_pages: u64,
+    /// Page tables, in pages (the kernel's `mm_pgtables_bytes / PAGE_SIZE`).
+    pub pgtables_pages: u64,
+    pub adj: i16,
+    /// It has an address space (not a kernel thread, not a zombie).
+    pub has_mm: bool,
+}
+
+impl TaskRow {
+    const PF_EXITING: u32 = 0x0000_0004;
+    const PF_KTHREAD: u32 = 0x0020_0000;
+    pub fn is_kthread(&self) -> bool {
+        self.flags & Self::PF_KTHREAD != 0
+    }
+    pub fn is_exiting(&self) -> bool {
+        self.flags & Self::PF_EXITING != 0
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum TaskIterError {
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error("the kernel's {0} has a layout this program does not know")]
+    Layout(&'static str),
+    #[error(
+        "not permitted ({0}): loading it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) and the bpf() system call (a systemd unit's SystemCallFilter=~@privileged denies it)"
+    )]
+    NotPermitted(Errno),
+    #[error("the kernel refused the task iterator program ({errno}){}", log_tail(.log))]
+    Load { errno: Errno, log: String },
+    #[error("cannot attach the task iterator ({0})")]
+    Attach(Errno),
+    #[error("cannot start a pass of the task iterator: {0}")]
+    Iter(Errno),
+    #[error("cannot read the task iterator: {0}")]
+    Read(Errno),
+    #[error("the task iterator wrote a partial record ({0} bytes)")]
+    Torn(usize),
+}
+
+impl TaskIterError {
+    /// A choice of whoever runs the daemon (its privileges, a unit's sandbox), not a fault.
+    pub fn is_not_permitted(&self) -> bool {
+        matches!(self, TaskIterError::NotPermitted(_))
+    }
+}
+
+fn log_tail(log: &str) -> String {
+    let t = log.trim_end();
+    if t.is_empty() {
+        String::new()
+    } else {
+        let tail: Vec<&str> = t.lines().rev().take(3).collect();
+        format!(
+            ": {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        )
+    }
+}
+
+/// The loaded program, attached as an iterator.
+pub struct TaskIter {
+    link: OwnedFd,
+    /// Kept so the program's id stays for tools like `bpftool` (the link holds it anyway).
+    _prog: OwnedFd,
+    page_size: u64,
+}
+
+impl std::fmt::Debug for TaskIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskIter")
+            .field("link", &self.link.as_raw_fd())
+            .finish()
+    }
+}
+
+/// The record the program writes, in bytes (see [`Layout::program`]).
+pub const RECORD: usize = 56;
+
+/// The offsets the program reads at, from the kernel's BTF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// `bpf_iter_task`'s BTF id: the iterator the program attaches to.
+    pub attach_btf_id: u32,
+    pub task_pid: i16,
+    pub task_tgid: i16,
+    pub task_flags: i16,
+    pub task_mm: i16,
+    pub task_signal: i16,
+    pub task_thread_pid: i16,
+    /// From a `struct pid` to its `level` (of its innermost namespace).
+    pub pid_level: i16,
+    /// From a `struct pid` to `numbers[0].nr`, and the size of one `numbers` entry: the PID in
+    /// the namespace at level `l` is at `pid_nr + l * upid_size`.
+    pub pid_nr: i32,
+    pub upid_size: i32,
+    pub signal_adj: i16,
+    /// From an `mm_struct` to the counters of file, anon, swap and shmem pages.
+    pub mm_file: i16,
+    pub mm_anon: i16,
+    pub mm_swap: i16,
+    pub mm_shmem: i16,
+    /// From an `mm_struct` to `pgtables_bytes` (`None`: the kernel has no such field).
+    pub mm_pgtables: Option<i16>,
+}
+
+fn off(v: u32, what: &'static str) -> Result<i16, TaskIterError> {
+    i16::try_from(v).map_err(|_| TaskIterError::Layout(what))
+}
+
+impl Layout {
+    /// The offsets for the kernel `btf` describes.
+    pub fn from_btf(btf: &Btf) -> Result<Layout, TaskIterError> {
+        let member = |sid: u32, s: &'static str, m: &'static str| {
+            btf.member(sid, m)
+                .ok_or_else(|| BtfError::Missing(format!("{s}.{m}")))
+        };
+        let task = btf.struct_id("task_struct")?;
+        let tm = |m: &'static str| -> Result<i16, TaskIterError> {
+            off(member(task, "task_struct", m)?.offset, "task_struct")
+        };
+        let signal = btf.struct_id("signal_struct")?;
+        let pid = btf.struct_id("pid")?;
+        let upid = btf.struct_id("upid")?;
+        let numbers = member(pid, "pid", "numbers")?.offset;
+        let upid_size = btf.size(upid).ok_or(TaskIterError::Layout("upid"))?;
+        let nr = member(upid, "upid", "nr")?.offset;
+        let level = member(pid, "pid", "level")?.offset;
+        let mm = btf.struct_id("mm_struct")?;
+        let rss = member(mm, "mm_struct", "rss_stat")?;
+        // Counter `i` sits at `base + i * stride`: since 6.2 an array of percpu_counter (its
+        // `count`, what `statm` reads), before it a struct of an atomic_long_t array.
+        let (base, stride) = if let Some((elem, _)) = btf.array(rss.type_id) {
+            let count = member(elem, "percpu_counter", "count")?.offset;
+            let size = btf
+                .size(elem)
+                .ok_or(TaskIterError::Layout("percpu_counter"))?;
+            (rss.offset + count, size)
+        } else if btf.is_struct(rss.type_id) {
+            let count = member(rss.type_id, "mm_rss_stat", "count")?;
+            let (elem, _) = btf
+                .array(count.type_id)
+                .ok_or(TaskIterError::Layout("mm_rss_stat"))?;
+            let size = btf.size(elem).ok_or(TaskIterError::Layout("mm_rss_stat"))?;
+            (rss.offset + count.offset, size)
+        } else {
+            return Err(TaskIterError::Layout("mm_struct.rss_stat"));
+        };
+        let counter = |name: &str| -> Result<i16, TaskIterError> {
+            let i = btf.enum_value(name)?;
+            off(
+                u32::try_from(i as u64 * stride as u64 + base as u64)
+                    .map_err(|_| TaskIterError::Layout("mm_struct"))?,
+                "mm_struct",
+            )
+        };
+        Ok(Layout {
+            attach_btf_id: btf.func_id("bpf_iter_task")?,
+            task_pid: tm("pid")?,
+            task_tgid: tm("tgid")?,
+            task_flags: tm("flags")?,
+            task_mm: tm("mm")?,
+            task_signal: tm("signal")?,
+            task_thread_pid: tm("thread_pid")?,
+            pid_level: off(level, "pid")?,
+            pid_nr: i32::try_from(numbers + nr).map_err(|_| TaskIterError::Layout("pid"))?,
+            upid_size: i32::try_from(upid_size).map_err(|_| TaskIterError::Layout("upid"))?,
+            signal_adj: off(
+                member(signal, "signal_struct", "oom_score_adj")?.offset,
+                "signal_struct",
+            )?,
+            mm_file: counter("MM_FILEPAGES")?,
+            mm_anon: counter("MM_ANONPAGES")?,
+            mm_swap: counter("MM_SWAPENTS")?,
+            mm_shmem: counter("MM_SHMEMPAGES")?,
+            mm_pgtables: btf
+                .member(mm, "pgtables_bytes")
+                .map(|m| off(m.offset, "mm_struct"))
+                .transpose()?,
+        })
+    }
+
+    /// The program. Registers: r6 the context, r7 the task, r8 the reader's namespace level
+    /// times the size of a `numbers` entry, then the task's mm, r9 its signal struct. The
+    /// record on the stack, at fp−56 (fp−64 is scratch): pid (u32), flags (u32), file, anon, swap, shmem
+    /// (s64 each), page-table bytes (s64), adj (u16), has-mm (u8), padding.
+    pub fn program(&self) -> Vec<Insn> {
+        let mut p = Asm::default();
+        p.mov_reg(6, 1);
+        p.ldx(DW, 7, 6, 8); // ctx->task
+        p.jeq_imm(7, 0, "out");
+        p.ldx(W, 1, 7, self.task_pid);
+        p.ldx(W, 2, 7, self.task_tgid);
+        p.jne_reg(1, 2, "out"); // threads other than the leader
+        // The PID in the reader's namespace: task->thread_pid->numbers[L].nr, where L is the
+        // level of the reader's own namespace (the iterator lists that namespace's tasks,
+        // and runs in the reader's read(2), so the current task is the reader). The address
+        // is computed on the pointer's value (read with bpf_probe_read_kernel, a plain
+        // number), and the PID read the same way: `numbers` may be declared with length 1.
+        p.call(HELPER_GET_CURRENT_TASK_BTF);
+        p.ldx(DW, 1, 0, self.task_thread_pid);
+        p.ldx(W, 8, 1, self.pid_level);
+        p.mul_imm(8, self.upid_size);
+        p.mov_reg(1, 10);
+        p.add_imm(1, -64);
+        p.mov_imm(2, 8);
+        p.mov_reg(3, 7);
+        p.add_imm(3, self.task_thread_pid as i32);
+        p.call(HELPER_PROBE_READ_KERNEL);
+        p.ldx(DW, 3, 10, -64);
+        p.add_reg(3, 8);
+        p.add_imm(3, self.pid_nr);
+        p.mov_reg(1, 10);
+        p.add_imm(1, -56);
+        p.mov_imm(2, 4);
+        p.call(HELPER_PROBE_READ_KERNEL);
+        p.ldx(W, 1, 7, self.task_flags);
+        p.stx(W, 10, 1, -52);
+        p.ldx(DW, 9, 7, self.task_signal);
+        p.ldx(H, 1, 9, self.signal_adj);
+        p.stx(DW, 10, 1, -8);
+        for at in [-48, -40, -32, -24, -16] {
+            p.st_imm(DW, 10, at, 0);
+        }
+        p.ldx(DW, 8, 7, self.task_mm);
+        p.jeq_imm(8, 0, "write");
+        for (field, at) in [
+            (self.mm_file, -48),
+            (self.mm_anon, -40),
+            (self.mm_swap, -32),
+            (self.mm_shmem, -24),
+        ] {
+            p.ldx(DW, 1, 8, field);
+            p.stx(DW, 10, 1, at);
+        }
+        if let Some(pt) = self.mm_pgtables {
+            p.ldx(DW, 1, 8, pt);
+            p.stx(DW, 10, 1, -16);
+        }
+        p.st_imm(B, 10, -6, 1);
+        p.label("write");
+        p.ldx(DW, 1, 6, 0); // ctx->meta
+        p.ldx(DW, 1, 1, 0); // meta->seq
+        p.mov_reg(2, 10);
+        p.add_imm(2, -56);
+        p.mov_imm(3, RECORD as i32);
+        p.call(HELPER_SEQ_WRITE);
+        p.label("out");
+        p.mov_imm(0, 0);
+        p.exit();
+        p.finish()
+    }
+}
+
+/// Parses one record of the program (`None`: shorter than [`RECORD`]).
+pub fn parse_record(r: &[u8], page_size: u64) -> Option<TaskRow> {
+    if r.len() < RECORD {
+        return None;
+    }
+    let u32_at = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+    // A percpu counter's total may dip below zero for a moment; the kernel's readers clamp.
+    let pages = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&r[i..i + 8]);
+        i64::from_le_bytes(b).max(0) as u64
+    };
+    Some(TaskRow {
+        pid: u32_at(0) as i32,
+        flags: u32_at(4),
+        rss_pages: pages(8) + pages(16) + pages(32),
+        swap_pages: pages(24),
+        pgtables_pages: pages(40) / page_size.max(1),
+        adj: i16::from_le_bytes([r[48], r[49]]),
+        has_mm: r[50] != 0,
+    })
+}
+
+impl TaskIter {
+    /// Loads the program for the running kernel and attaches it: BTF from `btf_path`
+    /// (normally `/sys/kernel/btf/vmlinux`).
+    pub fn load(btf_path: &Path) -> Result<TaskIter, TaskIterError> {
+        let layout = Layout::from_btf(&Btf::read(btf_path)?)?;
+        let insns = layout.program();
+        let prog = prog_load(&insns, layout.attach_btf_id)?;
+        let link = link_create(&prog).map_err(|e| match e {
+            Errno::PERM | Errno::ACCESS => TaskIterError::NotPermitted(e),
+            e => TaskIterError::Attach(e),
+        })?;
+        Ok(TaskIter {
+            link,
+            _prog: prog,
+            page_size: rustix::param::page_size() as u64,
+        })
+    }
+
+    /// One pass: every thread-group leader of this PID namespace into `out` (cleared first),
+    /// in increasing PID order. `buf` is scratch space for the reads (32 KiB is plenty).
+    pub fn read(
+        &self,
+        buf: &mut [MaybeUninit<u8>],
+        out: &mut Vec<TaskRow>,
+    ) -> Result<(), TaskIterError> {
+        out.clear();
+        let fd = iter_create(&self.link).map_err(TaskIterError::Iter)?;
+        loop {
+            // A read lists up to 585 processes (the kernel's 32 KiB buffer); a breathing
+            // thread may pause between reads as between two /proc files.
+            super::breath::tick();
+            let n = match rustix::io::read(&fd, &mut *buf) {
+                Ok((init, _)) => init.len(),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(TaskIterError::Read(e)),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            if n % RECORD != 0 {
+                return Err(TaskIterError::Torn(n));
+            }
+            // SAFETY: the kernel initialised the first `n` bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+            for rec in bytes.chunks_exact(RECORD) {
+                if let Some(row) = parse_record(rec, self.page_size)
+                    && row.pid > 0
+                {
+                    out.push(row);
+                }
+            }
+        }
+    }
+}
+
+// --- the bpf(2) system call ---
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_ITER_CREATE: libc::c_long = 33;
+const BPF_PROG_TYPE_TRACING: u32 = 26;
+const BPF_TRACE_ITER: u32 = 28;
+const HELPER_PROBE_READ_KERNEL: i32 = 113;
+const HELPER_SEQ_WRITE: i32 = 127;
+const HELPER_GET_CURRENT_TASK_BTF: i32 = 158;
+
+fn sys_bpf(cmd: libc::c_long, attr: &mut [u64]) -> Result<OwnedFd, Errno> {
+    // SAFETY: `attr` is a zeroed `union bpf_attr` prefix of the length passed; the kernel reads
+    // the fields of `cmd` from it and writes nothing back for these commands.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr) as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    // SAFETY: a successful call returns a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// Writes `v` at byte offset `at` of an attr made of u64 words.
+fn put32(attr: &mut [u64], at: usize, v: u32) {
+    let w = &mut attr[at / 8];
+    let shift = (at % 8) * 8;
+    *w = (*w & !(0xffff_ffffu64 << shift)) | (v as u64) << shift;
+}
+
+fn prog_load(insns: &[Insn], attach_btf_id: u32) -> Result<OwnedFd, TaskIterError> {
+    let license = c"GPL";
+    let attempt = |log: Option<&mut Vec<u8>>| {
+        let mut attr = [0u64; 16];
+        put32(&mut attr, 0, BPF_PROG_TYPE_TRACING);
+        put32(&mut attr, 4, insns.len() as u32);
+        attr[1] = insns.as_ptr() as u64;
+        attr[2] = license.as_ptr() as u64;
+        if let Some(log) = log {
+            put32(&mut attr, 24, 1);
+            put32(&mut attr, 28, log.len() as u32);
+            attr[4] = log.as_mut_ptr() as u64;
+        }
+        // prog_name at 48 (16 bytes): "oomguard_tasks".
+        attr[6] = u64::from_le_bytes(*b"oomguard");
+        attr[7] = u64::from_le_bytes(*b"_tasks\0\0");
+        put32(&mut attr, 68, BPF_TRACE_ITER);
+        put32(&mut attr, 108, attach_btf_id);
+        sys_bpf(BPF_PROG_LOAD, &mut attr)
+    };
+    attempt(None).or_else(|errno| {
+        if errno == Errno::PERM || errno == Errno::ACCESS {
+            return Err(TaskIterError::NotPermitted(errno));
+        }
+        // Again with the verifier's log, to say why.
+        let mut log = vec![0u8; 64 * 1024];
+        match attempt(Some(&mut log)) {
+            Ok(fd) => Ok(fd),
+            Err(_) => {
+                let end = memchr::memchr(0, &log).unwrap_or(log.len());
+                Err(TaskIterError::Load {
+                    errno,
+                    log: String::from_utf8_lossy(&log[..end]).into_owned(),
+                })
+            }
+        }
+    })
+}
+
+fn link_create(prog: &OwnedFd) -> Result<OwnedFd, Errno> {
+    let mut attr = [0u64; 8];
+    put32(&mut attr, 0, prog.as_raw_fd() as u32);
+    put32(&mut attr, 8, BPF_TRACE_ITER);
+    sys_bpf(BPF_LINK_CREATE, &mut attr)
+}
+
+fn iter_create(link: &OwnedFd) -> Result<OwnedFd, Errno> {
+    let mut attr = [0u64; 1];
+    put32(&mut attr, 0, link.as_raw_fd() as u32);
+    sys_bpf(BPF_ITER_CREATE, &mut attr)
+}
+
+// --- a BPF assembler, just what the program needs ---
+
+/// One BPF instruction (`struct bpf_insn`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+const W: u8 = 0x00;
+const H: u8 = 0x08;
+const B: u8 = 0x10;
+const DW: u8 = 0x18;
+
+#[derive(Default)]
+struct Asm {
+    insns: Vec<Insn>,
+    labels: Vec<(&'static str, usize)>,
+    /// Jumps to patch: instruction index, label.
+    fixups: Vec<(usize, &'static str)>,
+}
+
+impl Asm {
+    fn push(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
+        self.insns.push(Insn {
+            code,
+            regs: (src << 4) | dst,
+            off,
+            imm,
+        });
+    }
+    fn mov_reg(&mut self, dst: u8, src: u8) {
+        self.push(0xbf, dst, src, 0, 0);
+    }
+    fn mov_imm(&mut self, dst: u8, imm: i32) {
+        self.push(0xb7, dst, 0, 0, imm);
+    }
+    fn add_imm(&mut self, dst: u8, imm: i32) {
+        self.push(0x07, dst, 0, 0, imm);
+    }
+    fn add_reg(&mut self, dst: u8, src: u8) {
+        self.push(0x0f, dst, src, 0, 0);
+    }
+    fn mul_imm(&mut self, dst: u8, imm: i32) {
+        self.push(0x27, dst, 0, 0, imm);
+    }
+    /// dst = *(size *)(src + off)
+    fn ldx(&mut self, size: u8, dst: u8, src: u8, off: i16) {
+        self.push(0x61 | size, dst, src, off, 0);
+    }
+    /// *(size *)(dst + off) = src
+    fn stx(&mut self, size: u8, dst: u8, src: u8, off: i16) {
+        self.push(0x63 | size, dst, src, off, 0);
+    }
+    /// *(size *)(dst + off) = imm
+    fn st_imm(&mut self, size: u8, dst: u8, off: i16, imm: i32) {
+        self.push(0x62 | size, dst, 0, off, imm);
+    }
+    fn jeq_imm(&mut self, dst: u8, imm: i32, to: &'static str) {
+        self.fixups.push((self.insns.len(), to));
+        self.push(0x15, dst, 0, 0, imm);
+    }
+    fn jne_reg(&mut self, dst: u8, src: u8, to: &'static str) {
+        self.fixups.push((self.insns.len(), to));
+        self.push(0x5d, dst, src, 0, 0);
+    }
+    fn call(&mut self, helper: i32) {
+        self.push(0x85, 0, 0, 0, helper);
+    }
+    fn exit(&mut self) {
+        self.push(0x95, 0, 0, 0, 0);
+    }
+    fn label(&mut self, name: &'static str) {
+        self.labels.push((name, self.insns.len()));
+    }
+    fn finish(mut self) -> Vec<Insn> {
+        for (at, to) in std::mem::take(&mut self.fixups) {
+            let target = self
+                .labels
+                .iter()
+                .find(|(n, _)| *n == to)
+                .map(|&(_, i)| i)
+                .expect("a jump to a label the program defines");
+            self.insns[at].off = (target as i64 - at as i64 - 1) as i16;
+        }
+        self.insns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_parses_to_the_kernels_figures() {
+        let mut r = [0u8; RECORD];
+        r[0..4].copy_from_slice(&4242u32.to_le_bytes());
+        r[4..8].copy_from_slice(&0x0020_0004u32.to_le_bytes());
+        r[8..16].copy_from_slice(&100i64.to_le_bytes()); // file
+        r[16..24].copy_from_slice(&200i64.to_le_bytes()); // anon
+        r[24..32].copy_from_slice(&7i64.to_le_bytes()); // swap
+        r[32..40].copy_from_slice(&(-3i64).to_le_bytes()); // shmem, dipped below zero
+        r[40..48].copy_from_slice(&(3 * 4096i64).to_le_bytes());
+        r[48..50].copy_from_slice(&(-900i16).to_le_bytes());
+        r[50] = 1;
+        let row = parse_record(&r, 4096).unwrap();
+        assert!(parse_record(&r[..RECORD - 1], 4096).is_none());
+        assert_eq!(
+            row,
+            TaskRow {
+                pid: 4242,
+                flags: 0x0020_0004,
+                rss_pages: 300,
+                swap_pages: 7,
+                pgtables_pages: 3,
+                adj: -900,
+                has_mm: true,
+            }
+        );
+        assert!(row.is_kthread() && row.is_exiting());
+    }
+
+    /// The program on this machine's kernel against `/proc`: a child with a known size and
+    /// `oom_score_adj`, this process, and a kernel thread. Needs root with `CAP_BPF` and
+    /// `CAP_PERFMON` and a kernel with BTF; without them the test fails, naming what failed.
+    #[test]
+    fn the_kernels_task_iterator_agrees_with_proc() {
+        use std::process::{Command, Stdio};
+        let it = TaskIter::load(Path::new("/sys/kernel/btf/vmlinux")).unwrap_or_else(|e| {
+            panic!(
+                "cannot check the task iterator: {e} (run the tests as root on a kernel with BTF)"
+            )
+        });
+        // A child that holds 8 MiB it wrote, then waits.
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "x=$(head -c 8388608 /dev/zero | tr '\\0' a); echo ready; read _",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), "333").unwrap();
+        let mut buf = vec![MaybeUninit::uninit(); 32 * 1024];
+        let mut rows = Vec::new();
+        it.read(&mut buf, &mut rows).unwrap();
+        // `stat`'s rss (field 24) is the kernel's `get_mm_rss`, the figure `oom_badness`
+        // reads; `statm` and `status` sum the per-CPU parts of the counters on newer kernels
+        // and may be a few batches apart from it.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let listed = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .count();
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let resident: u64 = after_comm
+            .split_whitespace()
+            .nth(21)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(rows.windows(2).all(|w| w[0].pid < w[1].pid), "in PID order");
+        let row = rows
+            .iter()
+            .find(|r| r.pid == pid)
+            .expect("the child is listed");
+        assert_eq!(row.adj, 333);
+        assert!(row.has_mm && !row.is_kthread());
+        assert!(
+            resident > 2048,
+            "the child holds its 8 MiB: {resident} pages"
+        );
+        assert_eq!(row.rss_pages, resident, "stat read after the pass");
+        assert!(row.pgtables_pages <= resident / 64);
+        let me = rows
+            .iter()
+            .find(|r| r.pid == std::process::id() as i32)
+            .expect("this process is listed");
+        assert!(me.has_mm && me.rss_pages > 0);
+        // About as many as /proc lists (processes come and go meanwhile), so not one per
+        // thread.
+        assert!(
+            rows.len() * 2 > listed && listed * 2 > rows.len(),
+            "{} rows, {listed} in /proc",
+            rows.len()
+        );
+        assert!(!rows.iter().any(|r| r.pid == 0));
+        if let Some(k) = rows.iter().find(|r| r.pid == 2) {
+            assert!(k.is_kthread() && !k.has_mm, "kthreadd: {k:?}");
+        }
+    }
+
+    /// The same in a new PID namespace (the daemon in a container, the bench's sandbox): the
+    /// iterator lists the namespace's processes by the PIDs it gives them.
+    #[test]
+    fn the_task_iterator_numbers_processes_as_their_namespace_does() {
+        if std::env::var_os("OOMGUARD_TEST_IN_PIDNS").is_some() {
+            return; // the inner run of this test itself
+        }
+        let me = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(&me)
+            .args([
+                "--exact",
+                "sense::tasks::tests::the_kernels_task_iterator_agrees_with_proc",
+            ])
+            .env("OOMGUARD_TEST_IN_PIDNS", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run unshare(1) (util-linux): {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "in a new PID namespace: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn jumps_land_on_their_labels() {
+        let l = Layout {
+            attach_btf_id: 1,
+            task_pid: 10,
+            task_tgid: 14,
+            task_flags: 20,
+            task_mm: 30,
+            task_signal: 40,
+            task_thread_pid: 50,
+            pid_level: 4,
+            pid_nr: 96,
+            upid_size: 16,
+            signal_adj: 60,
+            mm_file: 100,
+            mm_anon: 140,
+            mm_swap: 180,
+            mm_shmem: 220,
+            mm_pgtables: None,
+        };
+        let p = l.program();
+        let last = p.len() - 1;
+        assert_eq!(p[last].code, 0x95, "ends with exit");
+        // Every jump lands inside the program, and the two to "out" on `r0 = 0`.
+        for (i, insn) in p.iter().enumerate() {
+            if matches!(insn.code, 0x15 | 0x5d) {
+                let to = i as i64 + 1 + insn.off as i64;
+                assert!((0..=last as i64).contains(&to));
+            }
+        }
+        assert_eq!(p[last - 1].code, 0xb7);
+    }
+}
