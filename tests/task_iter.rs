@@ -77,3 +77,31 @@ fn a_system_guard_in_a_pid_namespace_chooses_by_the_task_iterator() {
     let rss_kb = rec["victim"]["rss_kb"].as_u64().unwrap_or(0);
     assert!((60 << 10..80 << 10).contains(&rss_kb), "{rec}");
 }
+
+/// In a PID namespace of its own but with the host's /proc (no `--mount-proc`), the
+/// iterator's PIDs would name other processes in /proc: the guard says so and reads /proc.
+#[test]
+fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
+    let dir = tempdir();
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(bin())
+        .args(["run", "--dry-run", "--no-protect-scan", "-v", "--event-log"])
+        .arg(dir.path().join("events.jsonl"))
+        .arg("--lock-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run unshare(1) (util-linux): {e}"));
+    let rx = daemon_lines(&mut child);
+    let guard = Reaped(child);
+    let said = wait_line(&rx, "scanning ", Duration::from_secs(30));
+    assert!(
+        said.contains("scanning /proc") && said.contains("another PID namespace"),
+        "{said}"
+    );
+    wait_line(&rx, "guarding system", Duration::from_secs(30));
+    drop(guard);
+}

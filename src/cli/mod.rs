@@ -60,6 +60,14 @@ pub enum Command {
 
 /// Parses the arguments, runs the subcommand, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // Not a subcommand: the daemon's helper that reads the kernel's type information for the
+    // task iterator in a process of its own (`sense::tasks::TaskIter::load_via`).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(crate::sense::tasks::LAYOUT_HELPER_ARG))
+    {
+        let btf = args.next().unwrap_or_default();
+        return crate::sense::tasks::layout_helper_main(std::path::Path::new(&btf));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -83,10 +83,22 @@ pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// Lists the machine's processes with the kernel's task iterator from now on (one program
 /// pass per scan instead of a `statm` read per process, [`crate::sense::tasks`]); says why
 /// not, and goes on reading `/proc`, when the kernel or the daemon's privileges do not allow
-/// it. Called before the daemon locks its memory: the kernel's type information (about
-/// 5 MiB) is read and dropped here.
+/// it. The kernel's type information (about 5 MiB) is read in a helper process, the daemon's
+/// own binary run for that ([`TaskIter::load_via`]): it never counts in the daemon's memory.
 pub fn use_task_iterator(reader: &mut ProcReader) {
-    match TaskIter::load(Path::new(KERNEL_BTF)) {
+    // The iterator numbers processes as this process's PID namespace does; the choice reads
+    // them in /proc by those numbers. A /proc of another namespace (a container given the
+    // host's) would name other processes.
+    let own = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok());
+    if own != Some(std::process::id()) {
+        log::info!(
+            "scanning /proc, one read per process: the /proc mounted here belongs to another PID namespace, so the kernel's task iterator's PIDs would not match it"
+        );
+        return;
+    }
+    match TaskIter::load_via(Path::new("/proc/self/exe"), Path::new(KERNEL_BTF)) {
         Ok(it) => {
             reader.use_tasks(it);
             log::info!("scanning processes with the kernel's task iterator (BPF)");

@@ -64,6 +64,8 @@ pub enum TaskIterError {
     NotPermitted(Errno),
     #[error("the kernel refused the task iterator program ({errno}){}", log_tail(.log))]
     Load { errno: Errno, log: String },
+    #[error("cannot work out the kernel's layout in a helper process: {0}")]
+    Helper(String),
     #[error("cannot attach the task iterator ({0})")]
     Attach(Errno),
     #[error("cannot start a pass of the task iterator: {0}")]
@@ -311,11 +313,133 @@ pub fn parse_record(r: &[u8], page_size: u64) -> Option<TaskRow> {
     })
 }
 
+/// The argument that makes the `oomguard` binary print the [`Layout`] for the BTF at the path
+/// that follows, and exit ([`layout_helper_main`]).
+pub const LAYOUT_HELPER_ARG: &str = "__task-iterator-layout";
+
+impl Layout {
+    /// One line of numbers (`-1` for no page-table field), for a helper process to hand over.
+    pub fn to_line(&self) -> String {
+        format!(
+            "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+            self.attach_btf_id,
+            self.task_pid,
+            self.task_tgid,
+            self.task_flags,
+            self.task_mm,
+            self.task_signal,
+            self.task_thread_pid,
+            self.pid_level,
+            self.pid_nr,
+            self.upid_size,
+            self.signal_adj,
+            self.mm_file,
+            self.mm_anon,
+            self.mm_swap,
+            self.mm_shmem,
+            self.mm_pgtables.map_or(-1, i32::from),
+        )
+    }
+
+    /// Parses [`Layout::to_line`]'s line.
+    pub fn from_line(line: &str) -> Option<Layout> {
+        let v: Vec<i64> = line
+            .split_whitespace()
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        let [
+            id,
+            pid,
+            tgid,
+            flags,
+            mm,
+            signal,
+            thread_pid,
+            level,
+            nr,
+            upid,
+            adj,
+            file,
+            anon,
+            swap,
+            shmem,
+            pgt,
+        ] = v[..]
+        else {
+            return None;
+        };
+        let h = |x: i64| i16::try_from(x).ok();
+        Some(Layout {
+            attach_btf_id: u32::try_from(id).ok()?,
+            task_pid: h(pid)?,
+            task_tgid: h(tgid)?,
+            task_flags: h(flags)?,
+            task_mm: h(mm)?,
+            task_signal: h(signal)?,
+            task_thread_pid: h(thread_pid)?,
+            pid_level: h(level)?,
+            pid_nr: i32::try_from(nr).ok()?,
+            upid_size: i32::try_from(upid).ok()?,
+            signal_adj: h(adj)?,
+            mm_file: h(file)?,
+            mm_anon: h(anon)?,
+            mm_swap: h(swap)?,
+            mm_shmem: h(shmem)?,
+            mm_pgtables: if pgt < 0 { None } else { Some(h(pgt)?) },
+        })
+    }
+}
+
+/// The helper's side: `oomguard __task-iterator-layout BTF` prints the layout line for that
+/// BTF, or the error, and exits (0 or 1).
+pub fn layout_helper_main(btf_path: &Path) -> std::process::ExitCode {
+    match Btf::read(btf_path)
+        .map_err(TaskIterError::from)
+        .and_then(|b| Layout::from_btf(&b))
+    {
+        Ok(l) => {
+            println!("{}", l.to_line());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 impl TaskIter {
     /// Loads the program for the running kernel and attaches it: BTF from `btf_path`
-    /// (normally `/sys/kernel/btf/vmlinux`).
+    /// (normally `/sys/kernel/btf/vmlinux`), read in this process.
     pub fn load(btf_path: &Path) -> Result<TaskIter, TaskIterError> {
-        let layout = Layout::from_btf(&Btf::read(btf_path)?)?;
+        TaskIter::load_layout(Layout::from_btf(&Btf::read(btf_path)?)?)
+    }
+
+    /// [`TaskIter::load`] with the kernel's type information read by a helper process, `exe`
+    /// run with [`LAYOUT_HELPER_ARG`] (the daemon's own binary): the 5 MiB it reads and
+    /// indexes then never count in the caller's memory, whose high-water mark stays that of
+    /// the guard itself.
+    pub fn load_via(exe: &Path, btf_path: &Path) -> Result<TaskIter, TaskIterError> {
+        bpf_permitted()?;
+        let out = std::process::Command::new(exe)
+            .arg(LAYOUT_HELPER_ARG)
+            .arg(btf_path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| TaskIterError::Helper(format!("cannot run {}: {e}", exe.display())))?;
+        if !out.status.success() {
+            return Err(TaskIterError::Helper(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let layout = Layout::from_line(text.trim()).ok_or_else(|| {
+            TaskIterError::Helper(format!("it printed {:?}, not a layout", text.trim()))
+        })?;
+        TaskIter::load_layout(layout)
+    }
+
+    fn load_layout(layout: Layout) -> Result<TaskIter, TaskIterError> {
         let insns = layout.program();
         let prog = prog_load(&insns, layout.attach_btf_id)?;
         let link = link_create(&prog).map_err(|e| match e {
@@ -402,6 +526,19 @@ fn put32(attr: &mut [u64], at: usize, v: u32) {
     let w = &mut attr[at / 8];
     let shift = (at % 8) * 8;
     *w = (*w & !(0xffff_ffffu64 << shift)) | (v as u64) << shift;
+}
+
+/// Whether this process may load BPF programs at all, asked without loading one: an empty
+/// program is refused for its size (E2BIG) only once the caller has passed the checks for
+/// `CAP_BPF` and any seccomp filter (EPERM). Spares a helper process that would be in vain.
+fn bpf_permitted() -> Result<(), TaskIterError> {
+    let mut attr = [0u64; 16];
+    put32(&mut attr, 0, BPF_PROG_TYPE_TRACING);
+    match sys_bpf(BPF_PROG_LOAD, &mut attr) {
+        Err(e @ (Errno::PERM | Errno::ACCESS)) => Err(TaskIterError::NotPermitted(e)),
+        // E2BIG as expected, or anything else: the real load will say.
+        _ => Ok(()),
+    }
 }
 
 fn prog_load(insns: &[Insn], attach_btf_id: u32) -> Result<OwnedFd, TaskIterError> {
@@ -687,9 +824,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn jumps_land_on_their_labels() {
-        let l = Layout {
+    fn a_layout() -> Layout {
+        Layout {
             attach_btf_id: 1,
             task_pid: 10,
             task_tgid: 14,
@@ -706,7 +842,29 @@ mod tests {
             mm_swap: 180,
             mm_shmem: 220,
             mm_pgtables: None,
+        }
+    }
+
+    #[test]
+    fn a_layout_crosses_to_the_helpers_caller_intact() {
+        let l = a_layout();
+        assert_eq!(Layout::from_line(&l.to_line()), Some(l));
+        let with = Layout {
+            mm_pgtables: Some(1234),
+            ..l
         };
+        assert_eq!(Layout::from_line(&with.to_line()), Some(with));
+        assert_eq!(Layout::from_line("1 2 3"), None);
+        assert_eq!(Layout::from_line(&format!("{} 99999", l.to_line())), None);
+        assert_eq!(
+            Layout::from_line(&l.to_line().replace(" 60 ", " 70000 ")),
+            None
+        );
+    }
+
+    #[test]
+    fn jumps_land_on_their_labels() {
+        let l = a_layout();
         let p = l.program();
         let last = p.len() - 1;
         assert_eq!(p[last].code, 0x95, "ends with exit");

@@ -122,6 +122,7 @@ report_common() {
     while IFS= read -r line; do res event "$line"; done </tmp/events.jsonl
   fi
   case "${DAEMON:-none}" in
+    oomguard) grep -m1 'scanning' /tmp/daemon.log | sed 's/^/og_scanning=/' >>/tmp/result ;;
     earlyoom) grep -i 'sending SIG' /tmp/daemon.log | sed 's/^/earlyoom_kill=/' >>/tmp/result ;;
     nohang) grep -iE 'SIGTERM|SIGKILL|victim' /tmp/daemon.log | sed 's/^/nohang_kill=/' >>/tmp/result ;;
   esac
