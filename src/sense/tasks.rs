@@ -143,6 +143,10 @@ pub struct Layout {
     pub mm_shmem: i16,
     /// From an `mm_struct` to `pgtables_bytes` (`None`: the kernel has no such field).
     pub mm_pgtables: Option<i16>,
+    /// Read the counters and page-table bytes with `bpf_probe_read_kernel`, not by direct
+    /// loads: before 6.2 they are `atomic_long_t` in an array, which the verifier of those
+    /// kernels (6.1) cannot walk into ("Type 'atomic_long_t' is not a struct").
+    pub probe_counters: bool,
 }
 
 fn off(v: u32, what: &'static str) -> Result<i16, TaskIterError> {
@@ -171,19 +175,19 @@ impl Layout {
         let rss = member(mm, "mm_struct", "rss_stat")?;
         // Counter `i` sits at `base + i * stride`: since 6.2 an array of percpu_counter (its
         // `count`, what `statm` reads), before it a struct of an atomic_long_t array.
-        let (base, stride) = if let Some((elem, _)) = btf.array(rss.type_id) {
+        let (base, stride, probe_counters) = if let Some((elem, _)) = btf.array(rss.type_id) {
             let count = member(elem, "percpu_counter", "count")?.offset;
             let size = btf
                 .size(elem)
                 .ok_or(TaskIterError::Layout("percpu_counter"))?;
-            (rss.offset + count, size)
+            (rss.offset + count, size, false)
         } else if btf.is_struct(rss.type_id) {
             let count = member(rss.type_id, "mm_rss_stat", "count")?;
             let (elem, _) = btf
                 .array(count.type_id)
                 .ok_or(TaskIterError::Layout("mm_rss_stat"))?;
             let size = btf.size(elem).ok_or(TaskIterError::Layout("mm_rss_stat"))?;
-            (rss.offset + count.offset, size)
+            (rss.offset + count.offset, size, true)
         } else {
             return Err(TaskIterError::Layout("mm_struct.rss_stat"));
         };
@@ -218,6 +222,7 @@ impl Layout {
                 .member(mm, "pgtables_bytes")
                 .map(|m| off(m.offset, "mm_struct"))
                 .transpose()?,
+            probe_counters,
         })
     }
 
@@ -265,18 +270,25 @@ impl Layout {
         }
         p.ldx(DW, 8, 7, self.task_mm);
         p.jeq_imm(8, 0, "write");
-        for (field, at) in [
+        let mut fields = vec![
             (self.mm_file, -48),
             (self.mm_anon, -40),
             (self.mm_swap, -32),
             (self.mm_shmem, -24),
-        ] {
-            p.ldx(DW, 1, 8, field);
-            p.stx(DW, 10, 1, at);
-        }
-        if let Some(pt) = self.mm_pgtables {
-            p.ldx(DW, 1, 8, pt);
-            p.stx(DW, 10, 1, -16);
+        ];
+        fields.extend(self.mm_pgtables.map(|pt| (pt, -16)));
+        for (field, at) in fields {
+            if self.probe_counters {
+                p.mov_reg(1, 10);
+                p.add_imm(1, at as i32);
+                p.mov_imm(2, 8);
+                p.mov_reg(3, 8);
+                p.add_imm(3, field as i32);
+                p.call(HELPER_PROBE_READ_KERNEL);
+            } else {
+                p.ldx(DW, 1, 8, field);
+                p.stx(DW, 10, 1, at);
+            }
         }
         p.st_imm(B, 10, -6, 1);
         p.label("write");
@@ -324,7 +336,7 @@ impl Layout {
     /// One line of numbers (`-1` for no page-table field), for a helper process to hand over.
     pub fn to_line(&self) -> String {
         format!(
-            "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+            "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
             self.attach_btf_id,
             self.task_pid,
             self.task_tgid,
@@ -341,6 +353,7 @@ impl Layout {
             self.mm_swap,
             self.mm_shmem,
             self.mm_pgtables.map_or(-1, i32::from),
+            u8::from(self.probe_counters),
         )
     }
 
@@ -367,6 +380,7 @@ impl Layout {
             swap,
             shmem,
             pgt,
+            probe,
         ] = v[..]
         else {
             return None;
@@ -389,6 +403,11 @@ impl Layout {
             mm_swap: h(swap)?,
             mm_shmem: h(shmem)?,
             mm_pgtables: if pgt < 0 { None } else { Some(h(pgt)?) },
+            probe_counters: match probe {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
         })
     }
 }
@@ -845,6 +864,7 @@ mod tests {
             mm_swap: 180,
             mm_shmem: 220,
             mm_pgtables: None,
+            probe_counters: false,
         }
     }
 
@@ -854,6 +874,7 @@ mod tests {
         assert_eq!(Layout::from_line(&l.to_line()), Some(l));
         let with = Layout {
             mm_pgtables: Some(1234),
+            probe_counters: true,
             ..l
         };
         assert_eq!(Layout::from_line(&with.to_line()), Some(with));
@@ -867,8 +888,19 @@ mod tests {
 
     #[test]
     fn jumps_land_on_their_labels() {
-        let l = a_layout();
-        let p = l.program();
+        for l in [
+            a_layout(),
+            Layout {
+                probe_counters: true,
+                mm_pgtables: Some(300),
+                ..a_layout()
+            },
+        ] {
+            jumps_land(&l.program());
+        }
+    }
+
+    fn jumps_land(p: &[Insn]) {
         let last = p.len() - 1;
         assert_eq!(p[last].code, 0x95, "ends with exit");
         // Every jump lands inside the program, and the two to "out" on `r0 = 0`.
