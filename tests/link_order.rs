@@ -283,6 +283,9 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
         .iter()
         .map(|&a| format!("{a:#x}: {}", layout.on_page(a).join(", ")))
         .collect();
+    for n in &names {
+        eprintln!("  outside: {n}");
+    }
     assert!(
         stray.len() <= (WINDOW / PAGE) as usize,
         "{} of the settled daemon's {} resident code pages lie outside the hot range \

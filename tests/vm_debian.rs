@@ -267,6 +267,17 @@ fn debian_systemd_integration_for_real() {
         og < eo && og < nh,
         "oomguard {og}, earlyoom {eo}, nohang {nh}"
     );
+    // The task iterator: not permitted by the shipped sandbox (said at start), permitted with
+    // the README's drop-in (CAP_BPF, CAP_PERFMON, the bpf() call).
+    assert!(
+        b.num("iter_shipped") >= 1.0,
+        "the shipped unit's daemon did not say the task iterator is not permitted"
+    );
+    assert!(
+        b.num("iter_dropin") >= 1.0,
+        "with the drop-in the daemon did not scan with the task iterator:\n{}",
+        b.file("iterator.journal")
+    );
     // Watchdog.
     assert_ne!(b.get("wd_new_pid"), b.get("wd_old_pid"));
     b.is("wd_old_alive", "0");

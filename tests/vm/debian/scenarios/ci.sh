@@ -63,6 +63,18 @@ result wd_journal "$(journalctl -u oomguard --no-pager | grep -c -i 'watchdog ti
 rm -f /etc/systemd/system/oomguard.service.d/test-watchdog.conf
 systemctl daemon-reload && systemctl restart oomguard && wait_for 30 systemctl is-active oomguard
 
+# The kernel's task iterator: the shipped unit's sandbox does not permit it (the daemon says so
+# and scans /proc); the drop-in the README gives does.
+result iter_shipped "$(journalctl -u oomguard --no-pager | grep -c 'task iterator is not permitted')"
+printf '[Service]\nCapabilityBoundingSet=CAP_BPF CAP_PERFMON\nSystemCallFilter=bpf\n' \
+  > /etc/systemd/system/oomguard.service.d/task-iterator.conf
+systemctl daemon-reload && systemctl restart oomguard && wait_for 30 systemctl is-active oomguard
+sleep 2
+result iter_dropin "$(journalctl -u oomguard --no-pager | grep -c "scanning processes with the kernel's task iterator")"
+journalctl -u oomguard --no-pager | grep -i 'iterator' > "$O/iterator.journal"
+rm -f /etc/systemd/system/oomguard.service.d/task-iterator.conf
+systemctl daemon-reload && systemctl restart oomguard && wait_for 30 systemctl is-active oomguard
+
 # Reload to a config that uses every feature the hardening could block (the metrics listener
 # was configured before the last restart: a new listen address needs a restart).
 cat > /etc/oomguard/oomguard.toml <<'CFG'
