@@ -28,23 +28,7 @@ fn a_system_guard_in_a_pid_namespace_chooses_by_the_task_iterator() {
         log = log.display(),
         locks = dir.path().display(),
     );
-    let mut child = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            "sh",
-            "-c",
-        ])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run unshare(1) (util-linux): {e}"));
-    let rx = daemon_lines(&mut child);
-    let guard = Reaped(child);
+    let (guard, rx) = in_new_pid_namespace(&["--mount-proc", "sh", "-c", &script]);
     let hog_line = wait_line(&rx, "holding 64 MiB", Duration::from_secs(30));
     let said = wait_line(&rx, "task iterator", Duration::from_secs(30));
     assert!(
@@ -83,20 +67,22 @@ fn a_system_guard_in_a_pid_namespace_chooses_by_the_task_iterator() {
 #[test]
 fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
     let dir = tempdir();
-    let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--kill-child"])
-        .arg(bin())
-        .args(["run", "--dry-run", "--no-protect-scan", "-v", "--event-log"])
-        .arg(dir.path().join("events.jsonl"))
-        .arg("--lock-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run unshare(1) (util-linux): {e}"));
-    let rx = daemon_lines(&mut child);
-    let guard = Reaped(child);
+    let (log, locks) = (
+        dir.path().join("events.jsonl"),
+        dir.path().display().to_string(),
+    );
+    let (og, log) = (bin().display().to_string(), log.display().to_string());
+    let (guard, rx) = in_new_pid_namespace(&[
+        &og,
+        "run",
+        "--dry-run",
+        "--no-protect-scan",
+        "-v",
+        "--event-log",
+        &log,
+        "--lock-dir",
+        &locks,
+    ]);
     let said = wait_line(&rx, "scanning ", Duration::from_secs(30));
     assert!(
         said.contains("scanning /proc") && said.contains("another PID namespace"),
@@ -104,4 +90,19 @@ fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
     );
     wait_line(&rx, "guarding system", Duration::from_secs(30));
     drop(guard);
+}
+
+/// `unshare --pid --fork --kill-child ARGS`: its stderr lines (stdout is dropped), and the
+/// child, ended with everything in the namespace when dropped.
+fn in_new_pid_namespace(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run unshare(1) (util-linux): {e}"));
+    let rx = daemon_lines(&mut child);
+    (Reaped(child), rx)
 }
