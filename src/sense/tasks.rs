@@ -45,13 +45,9 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    const PF_EXITING: u32 = 0x0000_0004;
     const PF_KTHREAD: u32 = 0x0020_0000;
     pub fn is_kthread(&self) -> bool {
         self.flags & Self::PF_KTHREAD != 0
-    }
-    pub fn is_exiting(&self) -> bool {
-        self.flags & Self::PF_EXITING != 0
     }
 }
 
@@ -737,7 +733,7 @@ mod tests {
                 has_mm: true,
             }
         );
-        assert!(row.is_kthread() && row.is_exiting());
+        assert!(row.is_kthread());
     }
 
     /// The program on this machine's kernel against `/proc`: a child with a known size and
