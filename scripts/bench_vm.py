@@ -37,6 +37,11 @@ DAEMONS = {
 }
 EXTRA = {("oomguard", "forkstorm"): ["DARGS=--kill-unit tree"]}
 COMMON = ["BYSTANDER_SIZE=64M", "SETTLE=2"]
+# --trace: the scheduler's record in every run (VM_TRACE=1), to tell the daemon's share of the
+# heartbeat's stalls from the storm's: each task's CPU time inside each stall of 5 ms or more.
+TRACE = False
+# A daemon's threads by their names in the record (nohang runs as python3.11).
+COMMS = {"oomguard": ("oomguard",), "earlyoom": ("earlyoom",), "nohang": ("python3", "nohang")}
 FIGURES = [
     ("reaction_ms", "reaction: kill - MemAvailable < 10 % (ms)", "lower"),
     ("kill_ms", "time to kill (ms)", "lower"),
@@ -50,6 +55,8 @@ FIGURES = [
 def boot(daemon, storm, i):
     args = ["bash", RUN, "storm"] + DAEMONS[daemon] + STORMS[storm] + COMMON
     args += EXTRA.get((daemon, storm), [])
+    if TRACE:
+        args.append("VM_TRACE=1")
     p = subprocess.run(args, capture_output=True, text=True)
     kv, events = {}, []
     for line in p.stdout.splitlines():
@@ -61,6 +68,8 @@ def boot(daemon, storm, i):
                 events.append(json.loads(v))
             except ValueError:
                 pass
+        elif k == "trace_stall":
+            kv.setdefault("trace_stalls", []).append(v)
         elif k == "earlyoom_kill":
             kv.setdefault("earlyoom_kills", []).append(v)
         else:
@@ -144,7 +153,34 @@ def summarize(daemon, storm, i, rc, kv, events, err):
             if inside:
                 # When it ended, in ms from MemAvailable's crossing of 10 %.
                 r["kill_stall_end_ms"] = round(max(inside)[1] - lo, 1)
+    if kv.get("trace_stalls") is not None or TRACE:
+        r.update(trace_shares(daemon, kv.get("trace_stalls", []), go))
     return r
+
+
+def trace_shares(daemon, stalls, go):
+    """From VM_TRACE's `trace_stall=END late MS oncpu_ms: comm:pid:prio=MS ...` lines (stalls
+    of 5 ms or more): the most CPU the daemon's threads took inside one stall after the storm's
+    start, and the worst stall in which they ran 0.5 ms or more (0: none)."""
+    own = COMMS.get(daemon, ())
+    most, worst_with = 0.0, 0.0
+    for line in stalls:
+        f = line.split()
+        try:
+            end, late = float(f[0]), float(f[2])
+        except (IndexError, ValueError):
+            continue
+        if go >= 0 and end < go:
+            continue
+        mine = 0.0
+        for cell in f[4:]:
+            name, _, ms = cell.rpartition("=")
+            if name.split(":", 1)[0].startswith(own) and own:
+                mine += float(ms)
+        most = max(most, mine)
+        if mine >= 0.5:
+            worst_with = max(worst_with, late)
+    return {"daemon_in_stall_ms": round(most, 2), "stall_with_daemon_ms": worst_with}
 
 
 def med_range(xs):
@@ -246,6 +282,27 @@ def report(runs, args):
                     cells.append(f"{a / b:.2f}" if a / b >= 0.005 else "<0.01")
             out(f"| {storm} | {peer} | " + " | ".join(cells) + " |")
     out("")
+    traced = [r for r in ok if "daemon_in_stall_ms" in r]
+    if traced:
+        out("Traced runs (`--trace`: the scheduler's record, which slows the emulated CPU a "
+            "little): the most CPU the daemon's threads took inside one heartbeat stall of 5 ms or "
+            "more, and the worst stall in which they ran 0.5 ms or more (0: none). A stall in "
+            "which the daemon did not run is the storm's (or the emulator's) alone.")
+        out("")
+        out("| storm | daemon | traced runs | daemon CPU inside a stall ms | worst stall with the daemon ms "
+            "| runs whose worst stall had the daemon |")
+        out("| --- | --- | --- | --- | --- | --- |")
+        for storm in args.storms:
+            for daemon in args.daemons:
+                rs = [r for r in traced if r["storm"] == storm and r["daemon"] == daemon]
+                if not rs:
+                    continue
+                part = sum(1 for r in rs if r["stall_with_daemon_ms"] and r["stall_with_daemon_ms"] >= r["stall_ms"])
+                f1 = lambda xs: "{:.1f} ({:.1f}–{:.1f})".format(*med_range(xs))
+                out(f"| {storm} | {daemon} | {len(rs)} | "
+                    f"{f1([r['daemon_in_stall_ms'] for r in rs])} | "
+                    f"{f1([r['stall_with_daemon_ms'] for r in rs])} | {part}/{len(rs)} |")
+        out("")
     out("Per-run records: `docs/bench/vm-runs.jsonl`. Chart: `vm.png`. Remarks and the measurements "
         "behind the tree kill's waves and the deferred `process_mrelease`: `vm-remarks.md`.")
     return "\n".join(lines) + "\n", stats
@@ -297,7 +354,15 @@ def main():
         action="store_true",
         help="no VM runs: rewrite vm.md and vm.png from the runs in OUT/vm-runs.jsonl",
     )
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="record the scheduler in every run (VM_TRACE=1) and report the daemon's share of "
+        "the heartbeat's stalls",
+    )
     args = ap.parse_args()
+    global TRACE
+    TRACE = args.trace
     args.storms = args.storms.split(",")
     args.daemons = args.daemons.split(",")
     if args.report_only:

@@ -36,6 +36,28 @@ fn a_system_guard_in_a_pid_namespace_chooses_by_the_task_iterator() {
         "the guard did not list with the task iterator: {said}"
     );
     let decided = wait_line(&rx, "decision in ", Duration::from_secs(30));
+    // Started, no thread of the guard holds CAP_PERFMON, nor CAP_BPF unless the kernel asks
+    // for it at each pass (then the guard thread alone keeps it), and it says which; the
+    // decision above came after.
+    let caps = thread_caps(guard.0.id());
+    let old_kernel = said.contains("CAP_PERFMON given up after loading it, CAP_BPF kept");
+    assert!(
+        old_kernel || said.contains("CAP_BPF and CAP_PERFMON given up after loading it"),
+        "{said}"
+    );
+    assert!(caps.len() >= 3, "the guard's threads: {caps:?}");
+    for (name, eff) in &caps {
+        let bpf = if old_kernel && name == "oomguard" {
+            0
+        } else {
+            1 << 39
+        };
+        assert_eq!(
+            eff & (1 << 38 | bpf),
+            0,
+            "{name} holds CAP_BPF/CAP_PERFMON: {caps:?}"
+        );
+    }
     // The record reaches the log from the writer thread.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline
@@ -90,6 +112,27 @@ fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
     );
     wait_line(&rx, "guarding system", Duration::from_secs(30));
     drop(guard);
+}
+
+/// Each thread of the process that `unshare`'s child (PID 1 of its namespace) became: its name
+/// and effective capabilities.
+fn thread_caps(unshare: u32) -> Vec<(String, u64)> {
+    let kids = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+        .unwrap_or_else(|e| panic!("children of unshare {unshare}: {e}"));
+    let pid = kids.split_whitespace().next().expect("unshare has a child");
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let status = std::fs::read_to_string(t.join("status")).unwrap_or_default();
+        let eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no CapEff in {}", t.display()));
+        let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+        out.push((comm.trim().to_string(), eff));
+    }
+    out
 }
 
 /// `unshare --pid --fork --kill-child ARGS`: its stderr lines (stdout is dropped), and the

@@ -237,10 +237,29 @@ fn debian_systemd_integration_for_real() {
     b.is("og_type", "notify");
     b.is("og_substate", "running");
     b.is("og_adj", "-1000");
-    // KILL 5, DAC_OVERRIDE 1, NET_ADMIN 12, SYS_PTRACE 19, SYS_NICE 23, SYS_RESOURCE 24, SYSLOG 34.
-    let want = cap_mask(&[1, 5, 12, 19, 23, 24, 34]);
+    // KILL 5, DAC_OVERRIDE 1, NET_ADMIN 12, SYS_PTRACE 19, SYS_NICE 23, SYS_RESOURCE 24, SYSLOG 34,
+    // PERFMON 38, BPF 39.
+    let want = cap_mask(&[1, 5, 12, 19, 23, 24, 34, 38, 39]);
     let have = u64::from_str_radix(b.get("og_capbnd").trim(), 16).unwrap();
     assert_eq!(have, want, "CapBnd {have:x}, want {want:x}");
+    // Once started, no thread holds CAP_BPF or CAP_PERFMON (Debian 12's 6.1 starts the task
+    // iterator's passes without them), the guard thread ("oomguard") the rest of the unit's.
+    let threads = b.get("og_thread_caps");
+    let mut guard_seen = false;
+    for t in threads.split_whitespace() {
+        let (name, eff) = t.split_once('=').expect("name=CapEff");
+        let eff = u64::from_str_radix(eff, 16).unwrap();
+        assert_eq!(
+            eff & cap_mask(&[38, 39]),
+            0,
+            "{name} keeps CAP_BPF/CAP_PERFMON: {threads}"
+        );
+        guard_seen |= name == "oomguard" && eff == want & !cap_mask(&[38, 39]);
+    }
+    assert!(
+        guard_seen,
+        "no guard thread with the unit's other capabilities in {threads}"
+    );
     b.is("og_memory_max", "268435456");
     b.is("og_tasks_max", "64");
     let journal = b.file("oomguard-systemd.journal");
@@ -267,16 +286,23 @@ fn debian_systemd_integration_for_real() {
         og < eo && og < nh,
         "oomguard {og}, earlyoom {eo}, nohang {nh}"
     );
-    // The task iterator: not permitted by the shipped sandbox (said at start), permitted with
-    // the README's drop-in (CAP_BPF, CAP_PERFMON, the bpf() call).
+    // The task iterator: the shipped unit's daemon lists with it; with the drop-in that takes
+    // CAP_BPF and CAP_PERFMON away it says the iterator is not permitted (and scans /proc).
     assert!(
         b.num("iter_shipped") >= 1.0,
-        "the shipped unit's daemon did not say the task iterator is not permitted"
+        "the shipped unit's daemon did not scan with the task iterator:\n{}",
+        b.file("iterator.journal")
     );
     assert!(
         b.num("iter_dropin") >= 1.0,
-        "with the drop-in the daemon did not scan with the task iterator:\n{}",
+        "with the drop-in the daemon did not say the task iterator is not permitted:\n{}",
         b.file("iterator.journal")
+    );
+    let dropin = u64::from_str_radix(b.get("iter_dropin_capbnd").trim(), 16).unwrap();
+    assert_eq!(
+        dropin,
+        want & !cap_mask(&[38, 39]),
+        "CapBnd with the drop-in {dropin:x}"
     );
     // Watchdog.
     assert_ne!(b.get("wd_new_pid"), b.get("wd_old_pid"));

@@ -1,7 +1,46 @@
-//! Self-hardening of the daemon: its own `oom_score_adj` and priority ([`protect_self`]), and
-//! its memory trimmed and locked so the kill path takes no page faults ([`trim_and_lock`]).
+//! Self-hardening of the daemon: its own `oom_score_adj` and priority ([`protect_self`]), its
+//! memory trimmed and locked so the kill path takes no page faults ([`trim_and_lock`]), and the
+//! capabilities only its start needs given up after it ([`shed_capabilities`]).
 
 use std::sync::atomic::{AtomicI32, Ordering};
+
+use rustix::thread::CapabilitySet;
+
+/// What only the task iterator's start needs ([`crate::sense::tasks`]): CAP_PERFMON and CAP_BPF
+/// to load its program. Older kernels also ask for CAP_BPF at each pass's `BPF_ITER_CREATE`
+/// (`kernel.unprivileged_bpf_disabled` guarded every `bpf()` command there; Debian 12's 6.1 and
+/// 6.18 guard only creating maps and loading programs).
+/// With CAP_PERFMON a thread could load tracing programs that read kernel memory: no thread
+/// keeps it once the guard loop runs.
+pub const ITERATOR_CAPS: CapabilitySet = CapabilitySet::BPF.union(CapabilitySet::PERFMON);
+
+/// Gives up `set` in the calling thread for good (effective, permitted and inheritable: not even
+/// a program it starts gets them back; the ambient set follows). Capabilities are per thread:
+/// each thread sheds its own. A thread that holds none of them changes nothing.
+pub fn shed_capabilities(set: CapabilitySet) -> rustix::io::Result<()> {
+    let mut c = rustix::thread::capabilities(None)?;
+    if !(c.effective | c.permitted | c.inheritable).intersects(set) {
+        return Ok(());
+    }
+    c.effective.remove(set);
+    c.permitted.remove(set);
+    c.inheritable.remove(set);
+    rustix::thread::set_capabilities(None, c)
+}
+
+/// Lowers (`false`) or raises again (`true`) `set` in the calling thread's effective set only:
+/// to try whether something works without it.
+pub fn set_effective(set: CapabilitySet, on: bool) -> rustix::io::Result<()> {
+    let mut c = rustix::thread::capabilities(None)?;
+    c.effective.set(set, on);
+    rustix::thread::set_capabilities(None, c)
+}
+
+/// For the daemon's side threads and the log thread, at their start: none of them ever loads
+/// or runs the task iterator.
+pub fn shed_iterator_capabilities() {
+    let _ = shed_capabilities(ITERATOR_CAPS);
+}
 
 /// Drops the page-table entries of code and read-only file pages that only start-up used
 /// (argument and config parsing), then locks memory on fault: the daemon keeps the pages its

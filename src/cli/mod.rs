@@ -66,6 +66,8 @@ pub fn main() -> ExitCode {
     if args.next().as_deref() == Some(std::ffi::OsStr::new(crate::sense::tasks::LAYOUT_HELPER_ARG))
     {
         let btf = args.next().unwrap_or_default();
+        // It reads a file and prints offsets: nothing it does needs them.
+        crate::act::harden::shed_iterator_capabilities();
         return crate::sense::tasks::layout_helper_main(std::path::Path::new(&btf));
     }
     let cli = match Cli::try_parse() {

@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rustix::process::Signal;
+use rustix::thread::CapabilitySet;
 
 use crate::act::escalate::Reading;
+use crate::act::harden;
 use crate::act::kill::Kill;
 use crate::decide::policy::Policy;
 use crate::decide::trigger::{LevelSpec, Levels, MAX_POLL, Reason, Severity};
@@ -101,15 +103,58 @@ pub fn use_task_iterator(reader: &mut ProcReader) {
     match TaskIter::load_via(Path::new("/proc/self/exe"), Path::new(KERNEL_BTF)) {
         Ok(it) => {
             reader.use_tasks(it);
-            log::info!("scanning processes with the kernel's task iterator (BPF)");
+            let shed = shed_after_load(reader);
+            log::info!("scanning processes with the kernel's task iterator (BPF){shed}");
+            return;
         }
-        // Without the privileges it needs (the shipped unit's sandbox): said, not warned of.
+        // Without the privileges it needs (a sandbox without CAP_BPF/CAP_PERFMON or bpf()):
+        // said, not warned of.
         Err(e) if e.is_not_permitted() => {
             log::info!("scanning /proc, one read per process: the kernel's task iterator is {e}")
         }
         Err(e) => log::warn!(
             "the kernel's task iterator is not available: {e}; scanning /proc, one read per process"
         ),
+    }
+    harden::shed_iterator_capabilities();
+}
+
+/// After the task iterator's program is loaded, the guard thread gives up CAP_PERFMON, and
+/// CAP_BPF where a pass starts without it (Debian 12's 6.1 and later; older kernels ask for it
+/// at every `bpf()` command): tried with CAP_BPF lowered, and raised again if the kernel
+/// refuses the pass. Returns what to add to the start's log line.
+/// (A daemon run as plain root keeps CAP_SYS_ADMIN, which stands for both.)
+fn shed_after_load(reader: &mut ProcReader) -> &'static str {
+    let held = rustix::thread::capabilities(None).map_or(CapabilitySet::empty(), |c| {
+        c.permitted & harden::ITERATOR_CAPS
+    });
+    if held.is_empty() {
+        return "";
+    }
+    if let Err(e) = harden::shed_capabilities(CapabilitySet::PERFMON) {
+        log::warn!(
+            "cannot give up CAP_PERFMON and CAP_BPF after loading the task iterator (capset: {e}; a systemd unit's SystemCallFilter=~@privileged denies it unless it allows capset again): the guard keeps them"
+        );
+        return "";
+    }
+    if !held.contains(CapabilitySet::BPF) {
+        return "; CAP_PERFMON given up after loading it";
+    }
+    if harden::set_effective(CapabilitySet::BPF, false).is_ok()
+        && matches!(reader.try_task_pass(), Some(Ok(_)))
+        && harden::shed_capabilities(CapabilitySet::BPF).is_ok()
+    {
+        return if held.contains(CapabilitySet::PERFMON) {
+            "; CAP_BPF and CAP_PERFMON given up after loading it"
+        } else {
+            "; CAP_BPF given up after loading it"
+        };
+    }
+    let _ = harden::set_effective(CapabilitySet::BPF, true);
+    if held.contains(CapabilitySet::PERFMON) {
+        "; CAP_PERFMON given up after loading it, CAP_BPF kept (this kernel asks for it at each pass)"
+    } else {
+        "; CAP_BPF kept (this kernel asks for it at each pass)"
     }
 }
 
@@ -1246,7 +1291,11 @@ impl Daemon {
             d.check_freed(&victim, freed_kb)
         };
         if calm {
-            crate::act::harden::at_base_priority(|| finish(self))?;
+            // The kill's pidfds are closed there too (a tree's: one per member).
+            crate::act::harden::at_base_priority(|| {
+                drop(kill);
+                finish(self)
+            })?;
         } else {
             finish(self)?;
         }

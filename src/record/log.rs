@@ -168,7 +168,10 @@ pub fn install(sink: Box<dyn log::Log>, verbose: bool) -> bool {
         super::side::install_panic_hook();
         let started = std::thread::Builder::new()
             .name("oomguard-log".into())
-            .spawn(move || writer(rx, sink, &PENDING));
+            .spawn(move || {
+                crate::act::harden::shed_iterator_capabilities();
+                writer(rx, sink, &PENDING)
+            });
         if started.is_err() {
             // No writer: the queue fills and lines are dropped (and counted); nothing blocks.
             let _ = writeln!(

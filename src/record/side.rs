@@ -45,6 +45,7 @@ where
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
+            crate::act::harden::shed_iterator_capabilities();
             run_contained(&name, f);
         })
 }

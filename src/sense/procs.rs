@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags, RawDir};
 use rustix::io::Errno;
 
-use super::tasks::{TaskIter, TaskRow};
+use super::tasks::{TaskIter, TaskIterError, TaskRow};
 use super::{MAX_FILE, Root, Until, parse_i64, parse_u64, read_fd};
 
 /// PF_KTHREAD in `/proc/PID/stat` field 9.
@@ -316,6 +316,15 @@ impl ProcReader {
                 false
             }
         }
+    }
+
+    /// One pass of the task iterator, its rows thrown away, to see whether a pass works (after
+    /// a change of privileges); the iterator stays in use either way. `None` when it is not in
+    /// use.
+    pub fn try_task_pass(&mut self) -> Option<Result<usize, TaskIterError>> {
+        let it = self.tasks.as_ref()?;
+        let mut rows = Vec::new();
+        Some(it.read(&mut self.dirbuf, &mut rows).map(|()| rows.len()))
     }
 
     /// Appends every numeric entry of `/proc` (the thread-group leaders) to `out`.

@@ -134,6 +134,8 @@ report_common() {
 
 # VM_TRACE=1: the scheduler's record (ftrace sched_switch/sched_wakeup, CLOCK_MONOTONIC) from
 # the storm's start, and for each heartbeat stall of 5 ms or more, who had the CPU meanwhile.
+# VM_TRACE=syscalls: also the guard main thread's system calls in each of its bursts of 3 ms or
+# more (TRACE_BURST_MS; this slows the emulated CPU: use it to see what a burst is made of, not for figures).
 trace_start() {
   [ -n "$VM_TRACE" ] || return 0
   local t=/sys/kernel/tracing
@@ -143,6 +145,10 @@ trace_start() {
   echo 1 >$t/events/sched/sched_switch/enable
   echo 1 >$t/events/sched/sched_wakeup/enable
   echo 1 >$t/events/sched/sched_process_exit/enable
+  if [ "$VM_TRACE" = syscalls ]; then
+    # The guard's main thread's system calls too (what its bursts at nice -20 are made of).
+    echo 1 >$t/events/raw_syscalls/enable || res trace_syscalls "cannot enable"
+  fi
   echo 1 >$t/tracing_on
 }
 
@@ -152,7 +158,7 @@ trace_report() {
   echo 0 >$t/tracing_on
   res trace_overrun "$(grep -m1 overrun $t/per_cpu/cpu0/stats)"
   cat $t/trace >/tmp/trace.txt
-  awk -v hb="$HB_PID" '
+  awk -v hb="$HB_PID" -v burst="${TRACE_BURST_MS:-3}" '
     FNR==NR { if ($2 >= 5) { n++; e[n]=$1/1000; s[n]=($1-$2-1)/1000; late[n]=$2 }; next }
     /sched_switch:/ {
       ts=$0; sub(/^.*\] [^ ]* +/, "", ts); sub(/:.*/, "", ts); ts+=0
@@ -162,9 +168,20 @@ trace_report() {
         a=(last>s[i]?last:s[i]); b=(ts<e[i]?ts:e[i]); if (b>a) on[i","cur]+=b-a
       }
       for (i=1;i<=n;i++) if (ts>=s[i] && ts<=e[i]) lines[i]=lines[i] sprintf("\n  %.3f %s -> %s", ts*1000, prev, nxt)
-      if (nxt ~ /^oomguard:[0-9]*:100$/) gstart=ts
+      if (nxt ~ /^oomguard:[0-9]*:100$/) { gstart=ts; bl="" }
       if (prev ~ /^oomguard:[0-9]*:100:/ && gstart && ts-gstart>=0.001) bursts=bursts sprintf(" %.1f+%.2f%s", gstart*1000, (ts-gstart)*1000, substr(prev, length(prev)))
+      if (prev ~ /^oomguard:[0-9]*:100:/ && gstart && ts-gstart>=burst/1000 && bl != "") slow=slow sprintf("\n  %.1f+%.2f:%s", gstart*1000, (ts-gstart)*1000, bl)
       cur=nxt; last=ts; next
+    }
+    /sys_e(nter|xit): NR/ && $1 ~ /^oomguard-[0-9]+$/ {
+      ts=$0; sub(/^.*\] [^ ]* +/, "", ts); sub(/:.*/, "", ts); ts+=0
+      nr=$0; sub(/.*NR /, "", nr); sub(/ .*/, "", nr)
+      if ($0 ~ /sys_enter/) { enter[nr]=ts; next }
+      if (nr in enter) {
+        d=(ts-enter[nr])*1000; sc[nr]+=d; cnt[nr]++
+        if (nr != 271 && nr != 230 && nr != 7) { bl=bl sprintf(" %s%s", nr, (d>=0.1?sprintf("+%.2f", d):"")) }
+      }
+      next
     }
     /sched_wakeup:.*pid=/ {
       ts=$0; sub(/^.*\] [^ ]* +/, "", ts); sub(/:.*/, "", ts); ts+=0
@@ -173,6 +190,8 @@ trace_report() {
     }
     END {
       printf "trace_guard_bursts=%s\n", bursts
+      if (slow != "") printf "trace_guard_burst_syscalls=(NR[+ms] in each burst of %s ms or more)%s\n", burst, slow
+      out=""; for (k in sc) out=out sprintf(" NR%s:%d/%.1fms", k, cnt[k], sc[k]); if (out != "") printf "trace_guard_syscalls=%s\n", out
       for (i=1;i<=n;i++) {
         out=""
         for (k in on) { split(k, p, ","); if (p[1]==i) out=out sprintf(" %s=%.2f", substr(k, length(i)+2), on[k]*1000) }
