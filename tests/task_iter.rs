@@ -1,14 +1,18 @@
 //! The system-wide guard on the kernel's task iterator (`sense::tasks`), end to end: in a PID
 //! namespace of its own (so the machine's processes stay out of it, and nothing is killed: a
 //! dry run), with a 64 MiB hog beside it, the guard says it lists with the iterator and its
-//! decision names the hog by the PID the namespace gave it.
+//! decision names the hog by the PID the namespace gave it. Once started, no guard thread holds
+//! the capabilities the iterator's start needed (CAP_BPF, CAP_PERFMON), nor does a cgroup's
+//! guard, which never uses it.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Reaped, bin, daemon_lines, hog_bin, tempdir, wait_line};
+use crate::util::{
+    Reaped, TestCgroup, bin, daemon_lines, hog_bin, start_daemon, tempdir, wait_line,
+};
 
 #[test]
 fn a_system_guard_in_a_pid_namespace_chooses_by_the_task_iterator() {
@@ -39,7 +43,7 @@ fn a_system_guard_in_a_pid_namespace_chooses_by_the_task_iterator() {
     // Started, no thread of the guard holds CAP_PERFMON, nor CAP_BPF unless the kernel asks
     // for it at each pass (then the guard thread alone keeps it), and it says which; the
     // decision above came after.
-    let caps = thread_caps(guard.0.id());
+    let caps = thread_caps(ns_init(guard.0.id()));
     let old_kernel = said.contains("CAP_PERFMON given up after loading it, CAP_BPF kept");
     assert!(
         old_kernel || said.contains("CAP_BPF and CAP_PERFMON given up after loading it"),
@@ -114,12 +118,50 @@ fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
     drop(guard);
 }
 
-/// Each thread of the process that `unshare`'s child (PID 1 of its namespace) became: its name
-/// and effective capabilities.
-fn thread_caps(unshare: u32) -> Vec<(String, u64)> {
+/// A guard of one cgroup reads /proc, not the task iterator: once started, none of its threads
+/// holds CAP_BPF or CAP_PERFMON.
+#[test]
+fn a_cgroup_guard_gives_up_the_iterators_capabilities() {
+    let Some(cg) = TestCgroup::new("caps", 256 << 20) else {
+        return;
+    };
+    let dir = tempdir();
+    let (log, locks) = (
+        dir.path().join("events.jsonl"),
+        dir.path().display().to_string(),
+    );
+    let scope = format!("cgroup:{}", cg.rel());
+    let (guard, rx) = start_daemon(&[
+        "--scope",
+        &scope,
+        "--dry-run",
+        "--event-log",
+        log.to_str().unwrap(),
+        "--lock-dir",
+        &locks,
+    ]);
+    wait_line(&rx, "guarding", Duration::from_secs(30));
+    let caps = thread_caps(guard.0.id());
+    assert!(caps.len() >= 3, "the guard's threads: {caps:?}");
+    for (name, eff) in &caps {
+        assert_eq!(
+            eff & (3 << 38),
+            0,
+            "{name} holds CAP_BPF/CAP_PERFMON: {caps:?}"
+        );
+    }
+}
+
+/// The process `unshare`'s child (PID 1 of its namespace) became.
+fn ns_init(unshare: u32) -> u32 {
     let kids = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
         .unwrap_or_else(|e| panic!("children of unshare {unshare}: {e}"));
     let pid = kids.split_whitespace().next().expect("unshare has a child");
+    pid.parse().unwrap()
+}
+
+/// Each thread of process `pid`: its name and effective capabilities.
+fn thread_caps(pid: u32) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let t = t.unwrap().path();

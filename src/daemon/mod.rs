@@ -376,6 +376,9 @@ impl Daemon {
         let mut reader = ProcReader::open(&s.root)?;
         if matches!(scope.kind, ScopeKind::System) && s.root.as_path() == Path::new("/") {
             use_task_iterator(&mut reader);
+        } else {
+            // A cgroup's processes are read from /proc: the iterator's capabilities go unused.
+            harden::shed_iterator_capabilities();
         }
         let mem = scope
             .memory()
