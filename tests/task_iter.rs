@@ -115,6 +115,15 @@ fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
         "{said}"
     );
     wait_line(&rx, "guarding system", Duration::from_secs(30));
+    // It gave up the iterator's capabilities, which it does not use.
+    let caps = thread_caps(ns_init(guard.0.id()));
+    for (name, eff) in &caps {
+        assert_eq!(
+            eff & (3 << 38),
+            0,
+            "{name} holds CAP_BPF/CAP_PERFMON: {caps:?}"
+        );
+    }
     drop(guard);
 }
 

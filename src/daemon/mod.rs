@@ -98,6 +98,7 @@ pub fn use_task_iterator(reader: &mut ProcReader) {
         log::info!(
             "scanning /proc, one read per process: the /proc mounted here belongs to another PID namespace, so the kernel's task iterator's PIDs would not match it"
         );
+        harden::shed_iterator_capabilities();
         return;
     }
     match TaskIter::load_via(Path::new("/proc/self/exe"), Path::new(KERNEL_BTF)) {
