@@ -153,7 +153,7 @@ def summarize(daemon, storm, i, rc, kv, events, err):
             if inside:
                 # When it ended, in ms from MemAvailable's crossing of 10 %.
                 r["kill_stall_end_ms"] = round(max(inside)[1] - lo, 1)
-    if kv.get("trace_stalls") is not None or TRACE:
+    if TRACE:
         r.update(trace_shares(daemon, kv.get("trace_stalls", []), go))
     return r
 
