@@ -35,11 +35,10 @@ if [ $# -eq 0 ]; then
   # the suite (its crates are cached from deb-check's build: a relink), copied out of the way of
   # the tests' own build of target/release/oomguard.
   cargo build --release --quiet --bin oomguard
+  # Copied just before the daemon starts: its pages are still dirty, which the daemon writes
+  # back itself before it evicts its start-up code (the kernel keeps dirty pages cached on
+  # POSIX_FADV_DONTNEED; kill_path::a_daemon_started_from_a_fresh_copy_evicts_what_it_does_not_map).
   cp target/release/oomguard target/oomguard-shipped
-  # Written back before the daemon starts: the kernel does not drop dirty page-cache pages when
-  # the settled daemon evicts its start-up code (a CI run right after the copy kept 32 pages of
-  # it resident; not proven to be the cause, and harmless either way).
-  sync target/oomguard-shipped
   OOMGUARD_RESIDENT_BIN="$PWD/target/oomguard-shipped" cargo test --release --test integration \
     -- --ignored --exact link_order::a_settled_daemons_resident_code_is_the_listed_code
 fi

@@ -116,6 +116,7 @@ pub fn trim_and_lock() -> Option<String> {
         // Right after the drop, before the other threads map much back: only pages nobody
         // maps are evicted.
         if let Some(exe) = &exe {
+            write_back(exe);
             let _ = rustix::fs::fadvise(exe, 0, None, rustix::fs::Advice::DontNeed);
         }
     }
@@ -123,6 +124,21 @@ pub fn trim_and_lock() -> Option<String> {
     rustix::mm::mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
         .err()
         .map(|e| format!("mlockall failed ({e}); the daemon's memory may be swapped or reclaimed under pressure"))
+}
+
+/// Writes back and waits for the dirty page-cache pages of `file` (data only: no metadata, no
+/// flush of the disk's cache; nothing to do, and quick, when none are dirty). The kernel does not
+/// evict dirty pages on `POSIX_FADV_DONTNEED` (it starts their writeback and leaves them): a
+/// binary copied or installed moments before the daemon started (`cp`, `cargo install`, a CI
+/// job; dpkg syncs what it unpacks) would stay cached whole, and fault-around would map, and
+/// the lock keep, 64 KiB of it around every page the loop touches.
+fn write_back(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: a system call on a descriptor we own; it reads no memory of ours.
+    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) };
 }
 
 /// Returns the heap's free pages to the kernel (glibc keeps what start-up and the warm-up freed
