@@ -108,7 +108,8 @@ fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
 }
 
 /// A guard of one cgroup reads /proc, not the task iterator: once started, none of its threads
-/// holds CAP_BPF or CAP_PERFMON.
+/// holds CAP_BPF or CAP_PERFMON, the protection thread (a rule with an `oom_score_adj` starts
+/// it) included.
 #[test]
 fn a_cgroup_guard_gives_up_the_iterators_capabilities() {
     let Some(cg) = TestCgroup::new("caps", 256 << 20) else {
@@ -119,17 +120,32 @@ fn a_cgroup_guard_gives_up_the_iterators_capabilities() {
         dir.path().join("events.jsonl"),
         dir.path().display().to_string(),
     );
+    let config = dir.path().join("oomguard.toml");
+    std::fs::write(
+        &config,
+        "[[prefer]]\nname = \"^no-such-process$\"\noom_score_adj = 500\n",
+    )
+    .unwrap();
     let scope = format!("cgroup:{}", cg.rel());
     let (guard, rx) = start_daemon(&[
         "--scope",
         &scope,
         "--dry-run",
+        "--config",
+        config.to_str().unwrap(),
         "--event-log",
         log.to_str().unwrap(),
         "--lock-dir",
         &locks,
     ]);
     wait_line(&rx, "guarding", Duration::from_secs(30));
+    let threads = thread_caps(guard.0.id());
+    assert!(
+        threads
+            .iter()
+            .any(|(name, _)| name.starts_with("oomguard-prot")),
+        "no protection thread: {threads:?}"
+    );
     assert_shed(guard.0.id(), false);
 }
 
