@@ -52,10 +52,11 @@ struct Entry {
     known: bool,
     starttime: u64,
     /// A hash of the name: a change means exec or a rename, so the rules are matched again.
-    comm_hash: u64,
-    rss_pages: u64,
-    swap_pages: u64,
-    pgtables_pages: u64,
+    comm_hash: u32,
+    /// Page counts in 32 bits ([`pages`]): the table holds a row per process, 56 bytes.
+    rss_pages: u32,
+    swap_pages: u32,
+    pgtables_pages: u32,
     adj: i16,
     uid: Option<u32>,
     /// Index of the first matching rule.
@@ -74,7 +75,8 @@ struct Slot {
 
 /// The table's rows: a dense vector, and a map from PID to position. A hash map of whole rows
 /// (a power of two of buckets, at most 7/8 full) kept 164 KiB resident at 1 000 processes;
-/// here only the map's 8-byte buckets are spare, and the rows grow by an eighth: about 100 KiB.
+/// here only the map's 8-byte buckets are spare, and the rows (56 bytes) grow by an eighth:
+/// about 80 KiB.
 /// Every operation stays O(1): a row leaves by `swap_remove` (the last row takes its place), so
 /// a fork storm's exits cost no shifting.
 #[derive(Debug, Default)]
@@ -157,14 +159,20 @@ impl PidTable {
 
 impl Entry {
     fn points(&self) -> i64 {
-        (self.rss_pages + self.swap_pages + self.pgtables_pages) as i64
+        (u64::from(self.rss_pages) + u64::from(self.swap_pages) + u64::from(self.pgtables_pages))
+            as i64
     }
 }
 
-fn comm_hash(c: &Comm) -> u64 {
+/// A page count as the table keeps it: 32 bits, up to 16 TiB of 4 KiB pages (more saturates).
+fn pages(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn comm_hash(c: &Comm) -> u32 {
     // FNV-1a: tiny, no allocation, plenty for telling one name from another.
-    c.as_bytes().iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    c.as_bytes().iter().fold(0x811c_9dc5, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
 }
 
@@ -687,7 +695,7 @@ impl Ranker {
             // Known: its row, or one read of statm. Identity (start time) and renames are
             // checked when the process comes near the top (`select`).
             Some(_) => Some(match row {
-                Some(r) => Ok(r.rss_pages),
+                Some(r) => Ok(u64::from(r.rss_pages)),
                 None => reader.statm_rss(pid),
             }),
         };
@@ -719,7 +727,7 @@ impl Ranker {
             self.learn(reader, policy, pid, swap_in_use, row);
             return;
         }
-        e.rss_pages = rss;
+        e.rss_pages = pages(rss);
         e.seen_gen = generation;
         if let Some(r) = row {
             // The row has what a detail read would fetch, fresh: swap, page tables, adj,
@@ -780,7 +788,7 @@ impl Ranker {
         row: Option<TaskRow>,
     ) {
         let rss = match row {
-            Some(r) => Ok(r.rss_pages),
+            Some(r) => Ok(u64::from(r.rss_pages)),
             None => reader.statm_rss(pid),
         };
         let rss = match rss {
@@ -795,10 +803,10 @@ impl Ranker {
                 known: false,
                 starttime: 0,
                 comm_hash: 0,
-                rss_pages: rss,
+                rss_pages: pages(rss),
                 swap_pages: 0,
                 // Until it is read: the fewest a dense address space needs (one page per 512).
-                pgtables_pages: rss / 512,
+                pgtables_pages: pages(rss / 512),
                 adj: 0,
                 uid: None,
                 rule: None,
@@ -850,8 +858,8 @@ impl Ranker {
     fn read_detail(&mut self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
         let status = match reader.status(pid) {
             Ok(status) => {
-                e.swap_pages = status.swap_kb / self.page_kb;
-                e.pgtables_pages = (status.pte_kb + status.pmd_kb) / self.page_kb;
+                e.swap_pages = pages(status.swap_kb / self.page_kb);
+                e.pgtables_pages = pages((status.pte_kb + status.pmd_kb) / self.page_kb);
                 e.uid = status.uid;
                 e.immune |=
                     order::immunity(pid, status.kthread, !status.has_mm, 0, false).is_some();
@@ -898,7 +906,7 @@ impl Ranker {
             known: true,
             starttime: st.starttime,
             comm_hash: comm_hash(&st.comm),
-            rss_pages: st.rss_pages,
+            rss_pages: pages(st.rss_pages),
             swap_pages: 0,
             pgtables_pages: 0,
             adj: 0,
@@ -1081,9 +1089,9 @@ impl Ranker {
                 continue;
             }
             let terms = Terms::from_proc(&st, &status, self.page_kb);
-            e.rss_pages = terms.rss_pages;
-            e.swap_pages = terms.swap_pages;
-            e.pgtables_pages = terms.pgtables_pages;
+            e.rss_pages = pages(terms.rss_pages);
+            e.swap_pages = pages(terms.swap_pages);
+            e.pgtables_pages = pages(terms.pgtables_pages);
             e.adj = adj;
             e.uid = status.uid;
             self.update(pid, e);
@@ -1133,7 +1141,14 @@ pub(crate) mod tests {
     use std::fs;
     use std::path::Path;
 
-    fn row(rss: u64) -> Slot {
+    /// The daemon's memory per process is mostly its row: keep it small.
+    #[test]
+    fn a_row_is_56_bytes_and_a_task_row_24() {
+        assert!(std::mem::size_of::<(i32, Slot)>() <= 56);
+        assert!(std::mem::size_of::<TaskRow>() <= 24);
+    }
+
+    fn row(rss: u32) -> Slot {
         Slot {
             e: Entry {
                 known: true,
@@ -1158,7 +1173,7 @@ pub(crate) mod tests {
     fn the_pid_table_finds_rows_by_pid_and_gives_memory_back() {
         let mut t = PidTable::default();
         for pid in [5, 1, 9, 3, 7] {
-            assert!(t.insert(pid, row(pid as u64 + 10)).is_none());
+            assert!(t.insert(pid, row(pid as u32 + 10)).is_none());
         }
         let old = t.insert(7, row(70)).expect("PID 7 was there");
         assert_eq!(old.e.rss_pages, 17);
@@ -1166,7 +1181,7 @@ pub(crate) mod tests {
         assert_eq!(t.remove(3).unwrap().e.rss_pages, 13);
         assert!(t.get(3).is_none() && t.remove(3).is_none() && t.len() == 4);
         let rss = |t: &PidTable| {
-            let mut v: Vec<(i32, u64)> = t.iter().map(|(p, s)| (p, s.e.rss_pages)).collect();
+            let mut v: Vec<(i32, u32)> = t.iter().map(|(p, s)| (p, s.e.rss_pages)).collect();
             v.sort();
             v
         };

@@ -35,10 +35,12 @@ pub struct TaskRow {
     /// The task's `PF_*` flags.
     pub flags: u32,
     /// Resident pages: file + anon + shmem (the kernel's `get_mm_rss`, `stat`'s field 24).
-    pub rss_pages: u64,
-    pub swap_pages: u64,
+    /// The page counts are 32 bits (up to 16 TiB of 4 KiB pages; more saturates): a row per
+    /// process is kept between scans, and its size is the daemon's memory per process.
+    pub rss_pages: u32,
+    pub swap_pages: u32,
     /// Page tables, in pages (the kernel's `mm_pgtables_bytes / PAGE_SIZE`).
-    pub pgtables_pages: u64,
+    pub pgtables_pages: u32,
     pub adj: i16,
     /// It has an address space (not a kernel thread, not a zombie).
     pub has_mm: bool,
@@ -313,12 +315,13 @@ pub fn parse_record(r: &[u8], page_size: u64) -> Option<TaskRow> {
         b.copy_from_slice(&r[i..i + 8]);
         i64::from_le_bytes(b).max(0) as u64
     };
+    let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     Some(TaskRow {
         pid: u32_at(0) as i32,
         flags: u32_at(4),
-        rss_pages: pages(8) + pages(16) + pages(32),
-        swap_pages: pages(24),
-        pgtables_pages: pages(40) / page_size.max(1),
+        rss_pages: narrow(pages(8) + pages(16) + pages(32)),
+        swap_pages: narrow(pages(24)),
+        pgtables_pages: narrow(pages(40) / page_size.max(1)),
         adj: i16::from_le_bytes([r[48], r[49]]),
         has_mm: r[50] != 0,
     })
@@ -796,8 +799,12 @@ mod tests {
             resident > 2048,
             "the child holds its 8 MiB: {resident} pages"
         );
-        assert_eq!(row.rss_pages, resident, "stat read after the pass");
-        assert!(row.pgtables_pages <= resident / 64);
+        assert_eq!(
+            u64::from(row.rss_pages),
+            resident,
+            "stat read after the pass"
+        );
+        assert!(u64::from(row.pgtables_pages) <= resident / 64);
         let me = rows
             .iter()
             .find(|r| r.pid == std::process::id() as i32)
