@@ -188,6 +188,21 @@ fn the_daemons_hot_functions_are_linked_together() {
 /// 64 KiB fault-around windows at its ends. One stray window is allowed; the failure names the
 /// functions on the stray pages.
 ///
+/// Large folios: since Linux 6.18 a fault maps the whole page-cache folio it hits (when the folio
+/// lies inside the mapping), and ext4's read-ahead fills the cache with folios of up to the
+/// read-ahead size (this machine's `read_ahead_kb`: 8 MiB). A folio that holds the
+/// last hot page and the cold code after it is mapped, and locked, whole: 16 or 31 cold pages
+/// past the hot range in one load address of 16 (CI, session 25), whatever the list. Those
+/// pages are told apart by their physical frames (`/proc/PID/pagemap`, `/proc/kpageflags`):
+/// a run of one folio's frames that reaches into the hot range is the folio's, not a stray
+/// function's; they are counted and named, not failed. Rarer (about 1 run in 20 here), a folio
+/// of cold code that begins right after the range's last window is mapped whole with no fault
+/// of the daemon in it (`perf record -e page-faults` saw none after start-up); the page
+/// cache's folios at that spot, not the code the daemon runs, decide it. So when one daemon
+/// leaves more than a window's pages outside, a second one at another random load address runs,
+/// and only the pages both left outside count: code the daemon runs is resident at every
+/// load address.
+///
 /// Run alone (`scripts/test.sh` runs it after the suite): beside the other tests the daemon of
 /// the whole machine sees thousands of their processes come and go and the kernel's OOM kills
 /// in their groups, and takes paths a profile of a quiet machine has not seen (in CI: 60 stray
@@ -222,7 +237,7 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
          link/hot-symbols.txt is stale for it; regenerate it with scripts/hot-symbols.sh"
     );
 
-    let mut sleepers: Vec<Reaped> = (0..200)
+    let sleepers: Vec<Reaped> = (0..200)
         .map(|_| {
             Reaped(
                 Command::new("sleep")
@@ -233,6 +248,64 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
             )
         })
         .collect();
+    let first = settled_residency(bin, &layout, (lo, hi));
+    if first.stray.len() <= STRAY_ALLOWED {
+        return;
+    }
+    // A function the daemon runs is resident at every load address; a folio of cold code that
+    // the page cache's layout put next to the range, at one. A second daemon (another random
+    // load address) tells them apart: only what both left resident outside the range counts.
+    eprintln!(
+        "{} stray pages: once more at another load address",
+        first.stray.len()
+    );
+    let second = settled_residency(bin, &layout, (lo, hi));
+    drop(sleepers);
+    let both: Vec<u64> = first
+        .stray
+        .iter()
+        .copied()
+        .filter(|a| second.stray.contains(a))
+        .collect();
+    let names: Vec<String> = both
+        .iter()
+        .map(|&a| format!("{a:#x}: {}", layout.on_page(a).join(", ")))
+        .collect();
+    assert!(
+        both.len() <= STRAY_ALLOWED,
+        "{} code pages lie outside the hot range in two settled daemons at different load \
+         addresses ({} and {} of {} and {} resident pages): the daemon runs code \
+         link/hot-symbols.txt does not list; regenerate it with scripts/hot-symbols.sh. The \
+         pages and their functions:\n{}",
+        both.len(),
+        first.stray.len(),
+        second.stray.len(),
+        first.resident,
+        second.resident,
+        names.join("\n")
+    );
+}
+
+/// A fault maps the cached pages of its 64 KiB window (fault-around), aligned in the
+/// process's addresses.
+const WINDOW: u64 = 64 * 1024;
+
+/// Stray pages allowed: one fault-around window.
+const STRAY_ALLOWED: usize = (WINDOW / PAGE) as usize;
+
+/// What one settled daemon kept resident of its code.
+struct Residency {
+    resident: usize,
+    /// Link-time addresses of the pages outside the hot range and its windows, in no folio that
+    /// reaches into it.
+    stray: Vec<u64>,
+}
+
+/// Starts a `--dry-run` daemon of the whole machine on `bin`, lets it settle for 9 s while a
+/// short-lived process starts every 0.3 s, and compares its resident code pages with the hot
+/// range `lo..hi` (link-time addresses) widened to this load address's fault-around windows.
+/// Prints what it found.
+fn settled_residency(bin: &str, layout: &Layout, (lo, hi): (u64, u64)) -> Residency {
     let dir = tempdir();
     let log = dir.path().join("events.jsonl");
     let (daemon, rx) = start_daemon_of(
@@ -251,55 +324,107 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
         let _ = Command::new("sleep").arg("0.3").status();
     }
     let pid = daemon.pid();
-    let (resident, bias) = resident_code(pid, bin);
-    // A fault maps the cached pages of its 64 KiB window (fault-around), aligned in the
-    // process's addresses. The binary is loaded at a random page, not a 64 KiB boundary
-    // (its segments align to 4 KiB), so the windows around the hot range are those of this
-    // run: up to 15 pages beyond the range's 64 KiB link-time boundaries.
-    const WINDOW: u64 = 64 * 1024;
+    let (pages, bias) = resident_code(pid, bin);
+    drop(daemon);
+    // The binary is loaded at a random page, not a 64 KiB boundary (its segments align to
+    // 4 KiB), so the windows around the hot range are those of this run: up to 15 pages
+    // beyond the range's 64 KiB link-time boundaries.
     let (win_lo, win_hi) = (
         (lo.wrapping_add(bias) & !(WINDOW - 1)).wrapping_sub(bias),
         ((hi.wrapping_add(bias) + WINDOW - 1) & !(WINDOW - 1)).wrapping_sub(bias),
     );
-    drop(daemon);
-    sleepers.clear();
-
     assert!(
-        resident.len() >= 16,
+        pages.len() >= 16,
         "only {} code pages of the daemon are resident: the probe is broken",
-        resident.len()
+        pages.len()
     );
-    let stray: Vec<u64> = resident
-        .iter()
-        .copied()
-        .filter(|&a| a < win_lo || a >= win_hi)
-        .collect();
-    eprintln!(
-        "{} resident code pages, {} outside the hot range {win_lo:#x}-{win_hi:#x}",
-        resident.len(),
-        stray.len()
-    );
-    let names: Vec<String> = stray
-        .iter()
-        .map(|&a| format!("{a:#x}: {}", layout.on_page(a).join(", ")))
-        .collect();
-    for n in &names {
-        eprintln!("  outside: {n}");
+    let inside = |a: u64| a >= win_lo && a < win_hi;
+    let folios = folio_runs(&pages);
+    // Outside the range, but in a folio that reaches into it.
+    let mut by_folio = Vec::new();
+    let mut stray = Vec::new();
+    for run in &folios {
+        let reaches_in = run.iter().any(|p| inside(p.addr));
+        for p in run.iter().filter(|p| !inside(p.addr)) {
+            if reaches_in {
+                by_folio.push(p.addr);
+            } else {
+                stray.push(p.addr);
+            }
+        }
     }
-    assert!(
-        stray.len() <= (WINDOW / PAGE) as usize,
-        "{} of the settled daemon's {} resident code pages lie outside the hot range \
-         {win_lo:#x}-{win_hi:#x}: the daemon runs code link/hot-symbols.txt does not list; \
-         regenerate it with scripts/hot-symbols.sh. The pages and their functions:\n{}",
+    eprintln!(
+        "{} resident code pages ({} large-folio runs), {} outside the hot range \
+         {win_lo:#x}-{win_hi:#x} in no folio of it, {} mapped with a folio that reaches into it",
+        pages.len(),
+        folios.iter().filter(|r| r.len() > 1).count(),
         stray.len(),
-        resident.len(),
-        names.join("\n")
+        by_folio.len()
     );
+    if let (Some(first), Some(last)) = (by_folio.first(), by_folio.last()) {
+        eprintln!(
+            "  with a hot folio: {first:#x}-{last:#x}: {}",
+            layout.on_page(*first).join(", ")
+        );
+    }
+    for run in folios.iter().filter(|r| r.iter().any(|p| !inside(p.addr))) {
+        let (a, b) = (run[0].addr, run[run.len() - 1].addr);
+        if !inside(a) || !inside(b) {
+            eprintln!(
+                "  folio run {a:#x}-{b:#x} ({} pages, first {})",
+                run.len(),
+                if run[0].tail {
+                    "a tail"
+                } else {
+                    "a head or small"
+                }
+            );
+        }
+    }
+    for &a in &stray {
+        eprintln!("  outside: {a:#x}: {}", layout.on_page(a).join(", "));
+    }
+    Residency {
+        resident: pages.len(),
+        stray,
+    }
 }
 
-/// The link-time addresses of the code pages of `bin` present in process `pid`'s page tables,
-/// and the load bias (an address in the process minus its link-time address).
-fn resident_code(pid: i32, bin: &str) -> (Vec<u64>, u64) {
+/// A code page present in the daemon's page tables: its link-time address, and the page frame
+/// it maps with that frame's large-folio flags (`/proc/kpageflags`).
+#[derive(Clone, Copy, Debug)]
+struct Resident {
+    addr: u64,
+    pfn: u64,
+    /// KPF_COMPOUND_TAIL: not the first page of its folio.
+    tail: bool,
+}
+
+/// The resident pages (in address order) in runs that map one folio each: a page continues the
+/// run before it when it is that folio's next frame (the next address, the next frame number, a
+/// tail page). A page of an ordinary (order-0) folio is a run of its own.
+fn folio_runs(pages: &[Resident]) -> Vec<Vec<Resident>> {
+    let mut runs: Vec<Vec<Resident>> = Vec::new();
+    for p in pages {
+        match runs.last_mut() {
+            Some(run)
+                if p.tail
+                    && run
+                        .last()
+                        .is_some_and(|q| q.addr + PAGE == p.addr && q.pfn + 1 == p.pfn) =>
+            {
+                run.push(*p)
+            }
+            _ => runs.push(vec![*p]),
+        }
+    }
+    runs
+}
+
+/// The code pages of `bin` present in process `pid`'s page tables (link-time address, frame,
+/// folio flags), in address order, and the load bias (an address in the process minus its
+/// link-time address).
+fn resident_code(pid: i32, bin: &str) -> (Vec<Resident>, u64) {
     use std::io::{Read, Seek, SeekFrom};
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the daemon's exe");
     let real = std::fs::canonicalize(bin).unwrap();
@@ -339,6 +464,8 @@ fn resident_code(pid: i32, bin: &str) -> (Vec<u64>, u64) {
         })
         .collect();
     let mut pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).unwrap();
+    let mut kpageflags = std::fs::File::open("/proc/kpageflags")
+        .expect("/proc/kpageflags (root, CONFIG_PROC_PAGE_MONITOR)");
     let mut out = Vec::new();
     let mut bias = None;
     for (start, end, offset) in mappings {
@@ -347,17 +474,60 @@ fn resident_code(pid: i32, bin: &str) -> (Vec<u64>, u64) {
         pagemap.seek(SeekFrom::Start(start / PAGE * 8)).unwrap();
         pagemap.read_exact(&mut buf).unwrap();
         for (i, entry) in buf.chunks_exact(8).enumerate() {
-            let present = u64::from_le_bytes(entry.try_into().unwrap()) >> 63 == 1;
+            let entry = u64::from_le_bytes(entry.try_into().unwrap());
+            let present = entry >> 63 == 1;
             let off = offset + i as u64 * PAGE;
             if let Some((o, v, _)) = loads.iter().find(|(o, _, sz)| (*o..o + sz).contains(&off)) {
                 bias.get_or_insert((start + i as u64 * PAGE).wrapping_sub(v + off - o));
                 if present {
-                    out.push(v + off - o);
+                    // Bits 0-54: the frame number (shown to root only).
+                    let pfn = entry & ((1 << 55) - 1);
+                    assert_ne!(pfn, 0, "pagemap hides frame numbers: not root?");
+                    let mut flags = [0u8; 8];
+                    kpageflags.seek(SeekFrom::Start(pfn * 8)).unwrap();
+                    kpageflags.read_exact(&mut flags).unwrap();
+                    let flags = u64::from_le_bytes(flags);
+                    out.push(Resident {
+                        addr: v + off - o,
+                        pfn,
+                        tail: flags >> 16 & 1 == 1,
+                    });
                 }
             }
         }
     }
+    out.sort_by_key(|p| p.addr);
     (out, bias.expect("a code page inside a LOAD segment"))
+}
+
+#[test]
+fn a_folio_run_is_one_folios_consecutive_frames() {
+    let page = |addr: u64, pfn: u64, tail: bool| Resident { addr, pfn, tail };
+    let pages = [
+        page(0x1000, 50, false),
+        // A folio: head and two tails, at consecutive addresses and frames.
+        page(0x2000, 100, false),
+        page(0x3000, 101, true),
+        page(0x4000, 102, true),
+        // A tail of another folio right after (its head not mapped here).
+        page(0x5000, 201, true),
+        page(0x6000, 202, true),
+        // The next frame, but a gap in addresses.
+        page(0x8000, 203, true),
+    ];
+    let runs: Vec<Vec<u64>> = folio_runs(&pages)
+        .iter()
+        .map(|r| r.iter().map(|p| p.addr).collect())
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            vec![0x1000],
+            vec![0x2000, 0x3000, 0x4000],
+            vec![0x5000, 0x6000],
+            vec![0x8000]
+        ]
+    );
 }
 
 #[test]

@@ -56,6 +56,11 @@ pub fn shed_iterator_capabilities() {
 /// page (no read-around on a random-access mapping). Code is still read around on a fault
 /// whatever the advice (recent kernels read executable mappings around by a rule of their
 /// own); the link order keeps the code the loop runs together instead (`link/hot-first.sh`).
+/// Since Linux 6.18 a fault maps the whole large folio it hits when the folio fits the mapping
+/// and its page table, and ext4 fills the cache with folios of up to the read-ahead size: a
+/// folio that holds the last hot page and cold code after it is mapped, and locked, whole
+/// (16 to 32 more pages in about one start of 16, by the load address).
+/// `tests/link_order.rs` tells those apart by their frames.
 /// Pages another process maps stay cached. A page the warm-up did not touch now comes back
 /// from disk rather than from the cache; under memory pressure, when the guard acts, the
 /// cache would have lost it anyway, and only what is locked is sure to be there.
