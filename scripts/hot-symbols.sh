@@ -47,8 +47,13 @@ for c in ["set pagination off", "set confirm off", "set print thread-events off"
 for s in ["SIGTERM", "SIGPIPE", "SIGUSR1", "SIGHUP", "SIGCHLD", "SIGALRM"]:
     gdb.execute(f"handle {s} nostop noprint pass")
 gdb.execute("starti", to_string=True)
+# The load bias: the first mapping's address minus the first LOAD segment's link-time page
+# (0 for a PIE, 0x200000 for the fixed-address executable build.rs links: bias 0).
+first_load = min(int(l.split()[2], 16) for l in
+                 subprocess.run(["readelf", "-lW", exe], capture_output=True, text=True).stdout.splitlines()
+                 if l.split()[:1] == ["LOAD"])
 base = next(int(l.split()[0], 16) for l in gdb.execute("info proc mappings", to_string=True).splitlines()
-            if l.split() and l.split()[-1] == exe)
+            if l.split() and l.split()[-1] == exe) - (first_load & ~0xfff)
 syms = {}
 for l in subprocess.run(["nm", "--defined-only", exe], capture_output=True, text=True).stdout.splitlines():
     p = l.split()

@@ -44,10 +44,12 @@ pub fn shed_iterator_capabilities() {
 
 /// Drops the page-table entries of code and read-only file pages that only start-up used
 /// (argument and config parsing), then locks memory on fault: the daemon keeps the pages its
-/// loop touches, and those can never be reclaimed or swapped. Only file-backed, read-only,
-/// private mappings with no copied-on-write pages are dropped (they re-fault from the page
-/// cache unchanged); relocated (RELRO) and writable mappings are left alone. Can be called
-/// again: locked mappings are unlocked first (the kernel refuses to drop locked pages).
+/// loop touches, and those can never be reclaimed or swapped. Only pages of file-backed,
+/// read-only, private mappings are dropped, and of those only the ones still shared with the
+/// page cache (they re-fault unchanged); a copied-on-write page (one the dynamic loader
+/// relocated: the GOT in a RELRO mapping, a library's relocated tables) is kept, found by
+/// `/proc/self/pagemap`, as are writable mappings. Can be called again: locked mappings are
+/// unlocked first (the kernel refuses to drop locked pages).
 ///
 /// Our own binary's pages are also dropped from the page cache, and its mappings marked
 /// random-access. Otherwise each fault maps the cached pages around it (fault-around, 64 KiB)
@@ -59,7 +61,7 @@ pub fn shed_iterator_capabilities() {
 /// Since Linux 6.18 a fault maps the whole large folio it hits when the folio fits the mapping
 /// and its page table, and ext4 fills the cache with folios of up to the read-ahead size: a
 /// folio that holds the last hot page and cold code after it is mapped, and locked, whole
-/// (16 to 32 more pages in about one start of 16, by the load address).
+/// (16 to 32 more pages, when the page cache holds such a folio there).
 /// `tests/link_order.rs` tells those apart by their frames.
 /// Pages another process maps stay cached. A page the warm-up did not touch now comes back
 /// from disk rather than from the cache; under memory pressure, when the guard acts, the
@@ -68,6 +70,7 @@ pub fn trim_and_lock() -> Option<String> {
     let _ = rustix::mm::munlockall();
     let exe_path = std::fs::read_link("/proc/self/exe").ok();
     let exe = std::fs::File::open("/proc/self/exe").ok();
+    let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
     if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
         let mut current: Option<(usize, usize, bool)> = None;
         let mut drop_ranges = Vec::new();
@@ -91,9 +94,14 @@ pub fn trim_and_lock() -> Option<String> {
                 current = Some((start, end, eligible));
             } else if first == "Anonymous:"
                 && let Some((start, end, true)) = current
-                && f.next() == Some("0")
             {
-                drop_ranges.push((start, end));
+                if f.next() == Some("0") {
+                    drop_ranges.push((start, end));
+                } else if let Some(pm) = &pagemap {
+                    // Relocated pages among clean ones (a RELRO mapping with the GOT): only
+                    // the runs of pages still in the page cache.
+                    shared_runs(pm, start, end, &mut drop_ranges);
+                }
             }
         }
         for (start, end) in own {
@@ -107,9 +115,11 @@ pub fn trim_and_lock() -> Option<String> {
             };
         }
         for (start, end) in drop_ranges {
-            // SAFETY: the range is a whole read-only private file mapping without anonymous
-            // (copied) pages; MADV_DONTNEED only drops PTEs, which re-fault with the same
-            // file contents.
+            // SAFETY: the range lies in a read-only private file mapping and holds no
+            // anonymous (copied) page: a whole mapping without any, or a run of pages that
+            // pagemap showed as page-cache pages (a read-only mapping cannot be written, so
+            // none is copied since); MADV_DONTNEED only drops PTEs, which re-fault with the
+            // same file contents.
             let _ = unsafe {
                 rustix::mm::madvise(
                     start as *mut std::ffi::c_void,
@@ -129,6 +139,38 @@ pub fn trim_and_lock() -> Option<String> {
     rustix::mm::mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
         .err()
         .map(|e| format!("mlockall failed ({e}); the daemon's memory may be swapped or reclaimed under pressure"))
+}
+
+/// Appends to `out` the runs of pages in `start..end` (a read-only private file mapping) that
+/// are mapped from the page cache, by `/proc/self/pagemap` (bit 63: present; bit 61: a file
+/// page, clear for a private copy). Pages not present are skipped (nothing to drop); on any
+/// read error nothing is appended, so a copied page is never dropped.
+fn shared_runs(pagemap: &std::fs::File, start: usize, end: usize, out: &mut Vec<(usize, usize)>) {
+    use std::os::unix::fs::FileExt;
+    let page = rustix::param::page_size();
+    const PRESENT: u64 = 1 << 63;
+    const FILE: u64 = 1 << 61;
+    let pages = (end - start) / page;
+    let mut raw = vec![0u8; pages * 8];
+    if pagemap
+        .read_exact_at(&mut raw, (start / page * 8) as u64)
+        .is_err()
+    {
+        return;
+    }
+    let mut run: Option<usize> = None;
+    for (i, e) in raw.chunks_exact(8).enumerate() {
+        let e = u64::from_le_bytes(e.try_into().unwrap_or([0; 8]));
+        let addr = start + i * page;
+        if e & PRESENT != 0 && e & FILE != 0 {
+            run.get_or_insert(addr);
+        } else if let Some(s) = run.take() {
+            out.push((s, addr));
+        }
+    }
+    if let Some(s) = run {
+        out.push((s, end));
+    }
 }
 
 /// Writes back and waits for the dirty page-cache pages of `file` (data only: no metadata, no
