@@ -3,7 +3,8 @@
 # kill path's warm-up and the idle loop), in the order it first enters them. The linker wrapper
 # (link/hot-first.sh) packs them together at the start of .text.
 #
-# How: the release binary runs `oomguard run --dry-run` (nothing is killed) under gdb; from the
+# How: the release binary runs `oomguard run --dry-run` (nothing is killed) under gdb, guarding
+# the machine and then a memory cgroup made for the profile (200 of the sleepers in it); from the
 # second return of act::harden::trim_and_lock (where start-up's pages are dropped for good, about
 # 3 s after start) the functions on every thread's stack are taken, then every function gets
 # a one-shot breakpoint, for PROF_SECS seconds (default 75: the floor re-reads /proc/zoneinfo
@@ -27,7 +28,20 @@ cargo build --release --bin oomguard >&2
 cp target/release/oomguard "$work/oomguard"
 sleepers=()
 churn=
-trap 'rm -rf "$work"; [ ${#sleepers[@]} -eq 0 ] || kill "${sleepers[@]}" 2>/dev/null; [ -z "$churn" ] || kill "$churn" 2>/dev/null' EXIT
+cg_dir=
+cleanup() {
+    rm -rf "$work"
+    [ ${#sleepers[@]} -eq 0 ] || kill "${sleepers[@]}" 2>/dev/null || true
+    [ -z "$churn" ] || kill "$churn" 2>/dev/null || true
+    if [ -n "$cg_dir" ]; then
+        # The churner's last `sleep 0.3` outlives it by up to 0.3 s.
+        for _ in $(seq 20); do
+            rmdir "$cg_dir" 2>/dev/null && break
+            sleep 0.1
+        done
+    fi
+}
+trap cleanup EXIT
 # A machine with many processes (PROF_PROCS sleepers, default 1000) takes paths a quiet one
 # does not: sorting a long PID list, newcomers, a large table.
 for _ in $(seq "${PROF_PROCS:-1000}"); do
@@ -38,6 +52,27 @@ done
 # leavers dropped; a quiet profile missed those functions, which a real daemon then faulted in).
 ( while :; do sleep 0.3; done ) &
 churn=$!
+# The daemon of one cgroup (`--scope cgroup:…`, a container host's) runs readers the machine's
+# does not: the group's process list and memory files, each member's /proc files (no task
+# iterator). A memory group of our own holds the churner (its children start there) and 200 of
+# the sleepers; both daemons see them.
+if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    cg_base=/sys/fs/cgroup
+    cg_own=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+    cg_limit=memory.max
+else
+    cg_base=/sys/fs/cgroup/memory
+    cg_own=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3 }' /proc/self/cgroup)
+    cg_limit=memory.limit_in_bytes
+fi
+cg_rel=${cg_own%/}/hot-symbols-$$
+if mkdir "$cg_base$cg_rel" 2>/dev/null; then
+    cg_dir=$cg_base$cg_rel
+    echo $((1 << 30)) > "$cg_dir/$cg_limit"
+    for p in "$churn" "${sleepers[@]:0:200}"; do echo "$p" > "$cg_dir/cgroup.procs"; done
+else
+    echo "hot-symbols: cannot make a memory cgroup under $cg_base${cg_own}: profiling the machine's daemon only" >&2
+fi
 cat > "$work/prof.py" <<'PY'
 import gdb, os, signal, subprocess, threading
 exe = gdb.current_progspace().filename
@@ -117,10 +152,21 @@ with open(out, "w") as f:
             f.flush()
 gdb.execute("kill")
 PY
-for build in oomguard oomguard-test-support; do
-    PROF_OUT="$work/hits-$build" timeout 600 gdb -q -batch -nx -x "$work/prof.py" \
-        --args "$work/$build" run --dry-run --event-log "$work/events.jsonl" >"$work/gdb.log" 2>&1 || true
-    [ -s "$work/hits-$build" ] || { echo "hot-symbols: the profile of $build recorded nothing; gdb said:" >&2; tail -20 "$work/gdb.log" >&2; exit 1; }
+scopes=system
+[ -z "$cg_dir" ] || scopes="system cgroup:$cg_rel"
+# Profiles in the order the list takes them: the machine's daemon of both builds first, so the
+# code it runs is packed at the front and its fault-around windows stay off the code only a
+# cgroup's daemon runs, which comes after.
+hits=()
+for scope in $scopes; do
+    for build in oomguard oomguard-test-support; do
+        out=$work/hits-$build-${scope%%:*}
+        PROF_OUT="$out" timeout 600 gdb -q -batch -nx -x "$work/prof.py" \
+            --args "$work/$build" run --dry-run --scope "$scope" --lock-dir "$work" \
+            --event-log "$work/events.jsonl" >"$work/gdb.log" 2>&1 || true
+        [ -s "$out" ] || { echo "hot-symbols: the profile of $build ($scope) recorded nothing; gdb said:" >&2; tail -20 "$work/gdb.log" >&2; exit 1; }
+        hits+=("$out")
+    done
 done
 clean() { sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//'; }
 # What either build defines, to keep the earlier list's names that are still emitted.
@@ -129,11 +175,12 @@ for build in oomguard oomguard-test-support; do
 done | sort -u > "$work/defined"
 {
     echo "# Functions the daemon runs after start-up (warm-up of the kill path, idle loop), in the order"
-    echo "# it first ran them (the shipped build's, then the test-support build's); demangled v0 names"
+    echo "# it first ran them (guarding the machine, then one cgroup; the shipped build's, then the"
+    echo "# test-support build's); demangled v0 names"
     echo "# without crate disambiguators or LTO suffixes. Regenerate: scripts/hot-symbols.sh"
     # Only Rust paths: a plain C name (libm's `round`, from a precompiled object) stays where
     # its object put it, far from the packed functions, and tests/link_order.rs fails on it.
-    cat "$work/hits-oomguard" "$work/hits-oomguard-test-support" | c++filt | clean | grep -F '::' | awk '!seen[$0]++' > "$work/new"
+    cat "${hits[@]}" | c++filt | clean | grep -F '::' | awk '!seen[$0]++' > "$work/new"
     cat "$work/new"
     # A profile sees what one run entered: a path a run skipped (a sort of one element, a
     # record without pressure) is missing from it. So the earlier list's names that the builds

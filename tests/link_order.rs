@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{MACHINE_MEMORY, Reaped, require, start_daemon_of, tempdir, wait_line};
+use crate::util::{
+    MACHINE_MEMORY, Reaped, TestCgroup, require, start_daemon_of, tempdir, wait_line,
+};
 
 /// A demangled name as link/hot-symbols.txt has it: without crate disambiguators
 /// (`oomguard[0123abcd…]`), an LTO suffix or a legacy hash, which vary between builds.
@@ -181,11 +183,14 @@ fn the_daemons_hot_functions_are_linked_together() {
 /// loop or the kill path has come to call since the list was made sits elsewhere in .text, and
 /// each fault on it maps (and, memory being locked, keeps) up to 64 KiB around it: session 19's
 /// `sense::breath` raised idle VmRSS from 1.50 to 1.79 MiB that way unnoticed. A real
-/// `--dry-run` daemon of the whole machine (it kills nothing) runs for 9 s beside 200 sleepers
-/// and a short-lived process every 0.3 s (as `scripts/hot-symbols.sh` profiles it), past its
-/// second trim and warm-up (3 s after start); then the code pages present in its page tables
-/// (`/proc/PID/pagemap`) are compared with the range of the listed functions, widened to the
-/// 64 KiB fault-around windows at its ends. One stray window is allowed; the failure names the
+/// `--dry-run` daemon (it kills nothing) of the whole machine, then one of a test cgroup (a
+/// container host's daemon reads other files: the group's, each member's /proc files, no task
+/// iterator; session 26: 784 KiB of its code resident where the machine's had 264, the list
+/// having been profiled on the machine's only), runs for 9 s beside 200 sleepers and a
+/// short-lived process every 0.3 s, in the group for the second (as `scripts/hot-symbols.sh`
+/// profiles both), past its second trim and warm-up (3 s after start); then the code pages
+/// present in its page tables (`/proc/PID/pagemap`) are compared with the range of the listed
+/// functions, widened to the 64 KiB fault-around windows at its ends. One stray window is allowed; the failure names the
 /// functions on the stray pages.
 ///
 /// Large folios: since Linux 6.18 a fault maps the whole page-cache folio it hits (when the folio
@@ -237,18 +242,35 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
          link/hot-symbols.txt is stale for it; regenerate it with scripts/hot-symbols.sh"
     );
 
+    // The machine's daemon, then one cgroup's (a container host's: it reads the group's
+    // process list and memory files and each member's /proc files, no task iterator).
+    let cg = TestCgroup::new("resident", 1 << 30);
+    let Some(cg) = cg else { return };
+    for scope in [None, Some(&cg)] {
+        check_scope(bin, &layout, (lo, hi), scope);
+    }
+}
+
+/// Runs [`settled_residency`] for one scope (the machine, or `cg` with the sleepers and the
+/// short-lived processes in it) and fails when more than [`STRAY_ALLOWED`] pages lie outside
+/// the hot range in two daemons.
+fn check_scope(bin: &str, layout: &Layout, (lo, hi): (u64, u64), cg: Option<&TestCgroup>) {
+    let what = match cg {
+        None => "the machine".to_string(),
+        Some(cg) => format!("cgroup {}", cg.rel()),
+    };
+    eprintln!("-- a daemon guarding {what}");
     let sleepers: Vec<Reaped> = (0..200)
         .map(|_| {
-            Reaped(
-                Command::new("sleep")
-                    .arg("600")
-                    .stdin(Stdio::null())
-                    .spawn()
-                    .expect("start sleep"),
-            )
+            let mut cmd = Command::new("sleep");
+            cmd.arg("600").stdin(Stdio::null());
+            Reaped(match cg {
+                Some(cg) => cg.spawn(&mut cmd),
+                None => cmd.spawn().expect("start sleep"),
+            })
         })
         .collect();
-    let first = settled_residency(bin, &layout, (lo, hi));
+    let first = settled_residency(bin, layout, (lo, hi), cg);
     if first.stray.len() <= STRAY_ALLOWED {
         return;
     }
@@ -262,7 +284,7 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
         first.stray.len()
     );
     drop_cached(bin);
-    let second = settled_residency(bin, &layout, (lo, hi));
+    let second = settled_residency(bin, layout, (lo, hi), cg);
     drop(sleepers);
     let both: Vec<u64> = first
         .stray
@@ -276,8 +298,8 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
         .collect();
     assert!(
         both.len() <= STRAY_ALLOWED,
-        "{} code pages lie outside the hot range in two settled daemons (load biases {:#x} \
-         and {:#x}; {} and {} of {} and {} resident pages): the daemon runs code \
+        "{} code pages lie outside the hot range in two settled daemons guarding {what} (load \
+         biases {:#x} and {:#x}; {} and {} of {} and {} resident pages): the daemon runs code \
          link/hot-symbols.txt does not list; regenerate it with scripts/hot-symbols.sh. The \
          pages and their functions:\n{}",
         both.len(),
@@ -308,27 +330,43 @@ struct Residency {
     stray: Vec<u64>,
 }
 
-/// Starts a `--dry-run` daemon of the whole machine on `bin`, lets it settle for 9 s while a
-/// short-lived process starts every 0.3 s, and compares its resident code pages with the hot
-/// range `lo..hi` (link-time addresses) widened to this load address's fault-around windows.
-/// Prints what it found.
-fn settled_residency(bin: &str, layout: &Layout, (lo, hi): (u64, u64)) -> Residency {
+/// Starts a `--dry-run` daemon on `bin` guarding the whole machine, or `cg`, lets it settle for
+/// 9 s while a short-lived process starts every 0.3 s (in `cg` when given), and compares its
+/// resident code pages with the hot range `lo..hi` (link-time addresses) widened to this load
+/// address's fault-around windows. Prints what it found.
+fn settled_residency(
+    bin: &str,
+    layout: &Layout,
+    (lo, hi): (u64, u64),
+    cg: Option<&TestCgroup>,
+) -> Residency {
     let dir = tempdir();
     let log = dir.path().join("events.jsonl");
+    let scope = match cg {
+        Some(cg) => format!("cgroup:{}", cg.rel()),
+        None => "system".to_string(),
+    };
     let (daemon, rx) = start_daemon_of(
         Path::new(bin),
         &[
             "--dry-run",
+            "--scope",
+            &scope,
             "--event-log",
             log.to_str().unwrap(),
             "--lock-dir",
             dir.path().to_str().unwrap(),
         ],
     );
-    wait_line(&rx, "guarding system", Duration::from_secs(10));
+    wait_line(&rx, "guarding", Duration::from_secs(10));
     let until = std::time::Instant::now() + Duration::from_secs(9);
     while std::time::Instant::now() < until {
-        let _ = Command::new("sleep").arg("0.3").status();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("0.3");
+        let _ = match cg {
+            Some(cg) => cg.spawn(&mut cmd).wait(),
+            None => cmd.status(),
+        };
     }
     let pid = daemon.pid();
     let (pages, bias) = resident_code(pid, bin);
