@@ -190,8 +190,8 @@ fn the_daemons_hot_functions_are_linked_together() {
 /// short-lived process every 0.3 s, in the group for the second (as `scripts/hot-symbols.sh`
 /// profiles both), past its second trim and warm-up (3 s after start); then the code pages
 /// present in its page tables (`/proc/PID/pagemap`) are compared with the range of the listed
-/// functions, widened to the 64 KiB fault-around windows at its ends. One stray window is allowed; the failure names the
-/// functions on the stray pages.
+/// functions, widened to the 64 KiB fault-around windows at its ends. One stray window is
+/// allowed; the failure names the functions on the stray pages.
 ///
 /// Large folios: since Linux 6.18 a fault maps the whole page-cache folio it hits (when the folio
 /// lies inside the mapping), and ext4's read-ahead fills the cache with folios of up to the
