@@ -12,13 +12,16 @@
 //!    daemon rescans in slices (`Ranker::refresh_slice`, at most `daemon::NEAR_SCAN_SLICE` =
 //!    2 ms per wake-up, then its poll's sleep, 5 ms at the shortest): that is the first row,
 //!    the sleeps between slices not counted. A choice on a stale table scans in one go
-//!    (`Ranker::refresh`): the second row. The cold first scan of a new table (plus freeing
-//!    it) in one go. The thread breathes as the daemon's does (`sense::breath`: after 2 ms of
-//!    reading it sleeps 1 ms, if more tasks are runnable than CPUs). Twice: listing with the
-//!    kernel's task iterator (`sense::tasks`, one BPF pass for every process's figures), as
-//!    the daemon does system-wide where it may load it, and reading every process's `statm`
-//!    by path (`decide::victim`), as it does in a cgroup scope or without `CAP_BPF` and
-//!    `CAP_PERFMON` (the shipped unit's sandbox); the load itself, once per daemon at start,
+//!    (`Ranker::refresh`): the second row. Both on a table whose rows are all known: a newcomer
+//!    is learnt without its details (`status`), which each of the next ten rescans reads for
+//!    a tenth of the newcomers; those ten rescans (in one go) are the third row. The cold
+//!    first scan of a new table (plus freeing it) in one go. The thread breathes as the
+//!    daemon's does (`sense::breath`: after 2 ms of reading it sleeps 1 ms, if more tasks are
+//!    runnable than CPUs). Twice: listing with the kernel's task iterator (`sense::tasks`, one
+//!    BPF pass for every process's figures), as the daemon does system-wide where it may load
+//!    it (the shipped unit grants it `CAP_BPF` and `CAP_PERFMON`), and reading every
+//!    process's `statm` by path (`decide::victim`), as it does in a cgroup scope, on a kernel
+//!    without BTF, or without those capabilities; the load itself, once per daemon at start,
 //!    on its own row. Against earlyoom's
 //!    CPU per selection: `earlyoom --dryrun -m 99 -s 99 -r 0` scans everything and picks a
 //!    victim every 100 ms while memory is "low"; its CPU time over the run divided by the
@@ -452,6 +455,15 @@ fn inner_scan(n: usize, tmp: &Path) {
             let mut ranker = Ranker::new(reader.page_kb, false);
             r.seen = decide(&mut reader, &mut scope, &mut ranker);
             r.cold.push((thread_cpu() - t0).as_secs_f64() * 1e3);
+            // The ten rescans after the first: each reads the details (`status`) of the tenth
+            // of the newcomers due (`decide::victim`: a newcomer is learnt without them).
+            for _ in 0..10 {
+                let t0 = thread_cpu();
+                decide(&mut reader, &mut scope, &mut ranker);
+                r.first.push((thread_cpu() - t0).as_secs_f64() * 1e3);
+            }
+            // From then on, the rescan of a table whose rows are all known, as in a daemon
+            // that has watched these processes for ten scans.
             for _ in 0..(if q { 5 } else { 10 }) {
                 let t0 = thread_cpu();
                 decide(&mut reader, &mut scope, &mut ranker);
@@ -524,7 +536,12 @@ fn inner_scan(n: usize, tmp: &Path) {
         (&it, "with the kernel's task iterator"),
         (&pr, "reading /proc per process (no task iterator)"),
     ] {
-        let (c, w, sl) = (median(&r.cold), median(&r.warm), median(&r.in_slices));
+        let (c, w, sl, f) = (
+            median(&r.cold),
+            median(&r.warm),
+            median(&r.in_slices),
+            median(&r.first),
+        );
         println!(
             "| scan + choice, {how}, warm: the rescan near the line, in {} slice{} of 2 ms {gap_ms} ms apart (median of {}) | {sl:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
             r.slices,
@@ -536,6 +553,11 @@ fn inner_scan(n: usize, tmp: &Path) {
             "| scan + choice, {how}, warm, in one go (a choice on a stale table) (median of {}) | {w:.2} | {eo_sel:.2} | {} |",
             r.warm.len(),
             ratio(w, eo_sel)
+        );
+        println!(
+            "| scan + choice, {how}, the ten rescans after the first, in one go (newcomers' details read) (median of {}) | {f:.2} | {eo_sel:.2} | {} |",
+            r.first.len(),
+            ratio(f, eo_sel)
         );
         println!(
             "| scan + choice, {how}, cold first scan (median of {}) | {c:.2} | {eo_sel:.2} | {} |",
@@ -559,6 +581,7 @@ fn inner_scan(n: usize, tmp: &Path) {
 #[derive(Default)]
 struct Runs {
     cold: Vec<f64>,
+    first: Vec<f64>,
     warm: Vec<f64>,
     in_slices: Vec<f64>,
     load: Vec<f64>,
@@ -817,7 +840,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), first with the kernel's task iterator (`sense::tasks`: one BPF pass gives every process's figures; what the daemon uses system-wide where it may load it), then reading every process's `statm` from /proc (what it does in a cgroup scope, and without CAP_BPF and CAP_PERFMON, as under the shipped unit's sandbox); loading the iterator, once per daemon at its start, is not part of a scan and has its row; on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row of each kind is the rescan the daemon does near the line, in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`): each slice starts on caches that other work used meanwhile, which costs CPU a scan in one go (second row, what a choice on a stale table does) does not pay. The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
+        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), first with the kernel's task iterator (`sense::tasks`: one BPF pass gives every process's figures; what the daemon uses system-wide where it may load it), then reading every process's `statm` from /proc (what it does in a cgroup scope, on a kernel without BTF, or without CAP_BPF and CAP_PERFMON, which the shipped unit grants); loading the iterator, once per daemon at its start, is not part of a scan and has its row; on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row of each kind is the rescan the daemon does near the line, in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`): each slice starts on caches that other work used meanwhile, which costs CPU a scan in one go (second row, what a choice on a stale table does) does not pay. Both are rescans of a table whose rows are all known, as in a daemon that has watched these processes for ten scans: a process new to the table is learnt from `statm` and `oom_score_adj`, and one of the next ten rescans reads its `status` (page tables) once; the third row is those ten rescans. After that a row's `status` is read again only when its resident set moved by more than an eighth (`decide::victim`). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
         loadavg()
     );
     println!("{}", md.lines().last().unwrap_or_default());
