@@ -772,7 +772,7 @@ impl Ranker {
                 self.read_detail(reader, &mut e2, pid);
             } else {
                 // Nothing `status` has can have moved (no swap in use, page tables with the
-                // resident set): `oom_score_adj` alone, about a fifth of the cost.
+                // resident set): `oom_score_adj` alone, a fifth to a quarter of the cost.
                 self.reread_adj(reader, &mut e2, pid);
             }
             self.update(pid, e2);
@@ -1340,11 +1340,16 @@ pub(crate) mod tests {
         }
     }
 
-    fn ranked(fx: &Fixture, policy: &Policy) -> (Ranker, ProcReader) {
+    /// A reader and a machine scope on the fixture, and an empty table.
+    fn unscanned(fx: &Fixture) -> (ProcReader, Scope, Ranker) {
         let root = fx.root();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
-        let mut r = Ranker::new(4, false);
+        let reader = ProcReader::open(&root).unwrap();
+        let scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        (reader, scope, Ranker::new(4, false))
+    }
+
+    fn ranked(fx: &Fixture, policy: &Policy) -> (Ranker, ProcReader) {
+        let (mut reader, mut scope, mut r) = unscanned(fx);
         r.refresh(&mut reader, &mut scope, policy, million_pages(0));
         (r, reader)
     }
@@ -1360,11 +1365,8 @@ pub(crate) mod tests {
             proc(r, pid, "w", 'S', 0, pid as u64, 100, 0, 0);
         }
         fs::write(r.join("proc/vmstat"), "pgalloc_normal 10\noom_kill 3\n").unwrap();
-        let root = fx.root();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let (mut reader, mut scope, mut rk) = unscanned(&fx);
         let policy = Policy::default();
-        let mut rk = Ranker::new(4, false);
         let basis = million_pages(0);
         // The counter as last read: the kernel has not acted since, the scan runs to the end.
         let seen = rk.refresh_watching(&mut reader, &mut scope, &policy, basis, Some(3));
@@ -1714,11 +1716,8 @@ pub(crate) mod tests {
     #[test]
     fn a_protected_pid_given_to_a_new_process_is_learnt_afresh() {
         let fx = Fixture::new();
-        let root = fx.root();
         let policy = Policy::default();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
-        let mut rk = Ranker::new(4, false);
+        let (mut reader, mut scope, mut rk) = unscanned(&fx);
         let basis = million_pages(0);
         for _ in 0..2 {
             rk.refresh(&mut reader, &mut scope, &policy, basis);
@@ -1740,11 +1739,8 @@ pub(crate) mod tests {
     #[test]
     fn a_process_that_leaves_adj_minus_1000_becomes_a_candidate() {
         let fx = Fixture::new();
-        let root = fx.root();
         let policy = Policy::default();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
-        let mut rk = Ranker::new(4, false);
+        let (mut reader, mut scope, mut rk) = unscanned(&fx);
         let basis = million_pages(0);
         rk.refresh(&mut reader, &mut scope, &policy, basis);
         let sel = rk.select(&mut reader, &policy, 0);
@@ -1776,11 +1772,8 @@ pub(crate) mod tests {
         proc(r, 2000, "sparse", 'S', 0, 700, 20_000, 0, 0);
         let d = r.join("proc/2000");
         fs::write(d.join("status"), status(8)).unwrap();
-        let root = fx.root();
         let policy = Policy::default();
-        let mut reader = ProcReader::open(&root).unwrap();
-        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
-        let mut rk = Ranker::new(4, false);
+        let (mut reader, mut scope, mut rk) = unscanned(&fx);
         let basis = million_pages(0);
         let row = |rk: &Ranker| rk.table.get(2000).unwrap().e;
         rk.refresh(&mut reader, &mut scope, &policy, basis);
