@@ -54,12 +54,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use oomguard::act::scratch::ScratchCgroup;
 use oomguard::decide::policy::Policy;
 use oomguard::decide::victim::{Ranker, ScanBasis};
 use oomguard::sense::Root;
+use oomguard::sense::cgroup::{Cgroup, Mounts};
 use oomguard::sense::procs::ProcReader;
 use oomguard::sense::scope::Scope;
-use oomguard::sense::tasks::TaskIter;
+use oomguard::sense::tasks::{CgroupFilter, TaskIter};
 use oomguard::values::ScopeSpec;
 
 /// The daemon as it is shipped: a release build without the `test-support` feature. `cargo
@@ -438,20 +440,41 @@ fn inner_scan(n: usize, tmp: &Path) {
     // With the kernel's task iterator, as the daemon lists system-wide when it can (`tasks`),
     // or reading /proc per process, as it does without (no BTF, no CAP_BPF): `reps` new tables,
     // each scanned cold, then warm in one go and in slices.
-    let run = |tasks: bool| {
+    // The same processes, moved into a memory cgroup of their own, for a daemon with that
+    // group as its scope (`--scope`): its program lists only the group's processes.
+    let group = ScratchCgroup::create(&root, "bench-scope", 16 << 30)
+        .unwrap_or_else(|e| panic!("cannot make the scope's cgroup: {e}"));
+    for &pid in &kids.0 {
+        std::fs::write(group.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+    let filter_of = |dir: &Path| {
+        let cg = Cgroup::resolve(&root, &Mounts::discover(&root), dir).unwrap();
+        let k = cg.kernel_id(&root).unwrap();
+        CgroupFilter {
+            id: k.id,
+            level: k.level,
+        }
+    };
+    let run = |mode: Mode| {
         let mut r = Runs::default();
+        let tasks = mode != Mode::Proc;
+        let spec = match mode {
+            Mode::Group => ScopeSpec::Cgroup(group.dir.clone()),
+            _ => ScopeSpec::System,
+        };
         for _ in 0..reps {
             let mut reader = ProcReader::open(&root).unwrap();
             if tasks {
                 // Once per daemon, at its start: not part of a scan.
                 let t0 = thread_cpu();
-                let it = TaskIter::load(Path::new(oomguard::daemon::KERNEL_BTF))
+                let filter = (mode == Mode::Group).then(|| filter_of(&group.dir));
+                let it = TaskIter::load(Path::new(oomguard::daemon::KERNEL_BTF), filter)
                     .unwrap_or_else(|e| panic!("the task iterator does not load here: {e}"));
                 r.load.push((thread_cpu() - t0).as_secs_f64() * 1e3);
                 reader.use_tasks(it);
             }
             let t0 = thread_cpu();
-            let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+            let mut scope = Scope::resolve(&root, &spec).unwrap();
             let mut ranker = Ranker::new(reader.page_kb, false);
             r.seen = decide(&mut reader, &mut scope, &mut ranker);
             r.cold.push((thread_cpu() - t0).as_secs_f64() * 1e3);
@@ -482,9 +505,38 @@ fn inner_scan(n: usize, tmp: &Path) {
         }
         r
     };
-    let it = run(true);
-    let pr = run(false);
+    let it = run(Mode::Tasks);
+    let pr = run(Mode::Proc);
+    let gr = run(Mode::Group);
+    assert_eq!(gr.seen, kids.0.len(), "the group's processes, all of them");
     let seen = it.seen;
+    // Where a group's iterator pays off (`decide::victim::ITERATOR_SHARE`): a pass of a
+    // program whose group is empty (it walks every thread and lists none) against the warm
+    // /proc rescan's cost per process.
+    let empty = ScratchCgroup::create(&root, "bench-empty", 1 << 20).unwrap();
+    let idle_pass = {
+        let it = TaskIter::load(
+            Path::new(oomguard::daemon::KERNEL_BTF),
+            Some(filter_of(&empty.dir)),
+        )
+        .unwrap();
+        let mut buf = vec![std::mem::MaybeUninit::uninit(); 32 * 1024];
+        let mut rows = Vec::new();
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            let t0 = thread_cpu();
+            it.read(&mut buf, &mut rows).unwrap();
+            v.push((thread_cpu() - t0).as_secs_f64() * 1e3);
+            assert!(rows.is_empty());
+        }
+        median(&v)
+    };
+    empty.remove();
+    let threads = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .map(|p| std::fs::read_dir(format!("/proc/{p}/task")).map_or(0, |d| d.count()))
+        .sum::<usize>();
 
     // 2. earlyoom's CPU per selection, and the oomguard process at the same trigger.
     let dur = Duration::from_secs(if q { 3 } else { 8 });
@@ -527,6 +579,7 @@ fn inner_scan(n: usize, tmp: &Path) {
     );
     let og_dec = og_cpu.as_secs_f64() * 1e3 / og_n as f64;
     drop(kids);
+    group.remove();
 
     println!("### N = {n} idle processes ({seen} seen by the scan)\n");
     println!("| figure (CPU ms) | oomguard | earlyoom per selection | ratio oomguard/earlyoom |");
@@ -535,6 +588,10 @@ fn inner_scan(n: usize, tmp: &Path) {
     for (r, how) in [
         (&it, "with the kernel's task iterator"),
         (&pr, "reading /proc per process (no task iterator)"),
+        (
+            &gr,
+            "cgroup scope (the same processes in one group), the task iterator listing the group's",
+        ),
     ] {
         let (c, w, sl, f) = (
             median(&r.cold),
@@ -570,11 +627,31 @@ fn inner_scan(n: usize, tmp: &Path) {
         it.load.len(),
         median(&it.load)
     );
+    let per_thread = idle_pass / threads.max(1) as f64;
+    let per_process = median(&pr.warm) / seen.max(1) as f64;
+    println!(
+        "| a pass of the iterator for an empty group, walking all {threads} threads (median of 20) | {idle_pass:.2} | | |"
+    );
+    println!(
+        "| hence for a group: the iterator costs less than a /proc rescan (warm, in one go: {:.2} µs per process) when the group holds more than 1 in {:.0} of the threads (the daemon takes it from 1 in {}) | | | |",
+        per_process * 1e3,
+        per_process / per_thread,
+        oomguard::decide::victim::ITERATOR_SHARE
+    );
     println!(
         "| daemon process at the trigger, per decision ({og_n} decisions, table reused up to 2 s) | {og_dec:.3} | {eo_sel:.2} | {} |",
         ratio(og_dec, eo_sel)
     );
     println!();
+}
+
+/// How a scan lists the processes: the task iterator, /proc per process (system-wide), or
+/// a cgroup scope with the iterator's program for that group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Tasks,
+    Proc,
+    Group,
 }
 
 /// The figures of one way of scanning (CPU ms per measurement).

@@ -4,7 +4,7 @@
 # (link/hot-first.sh) packs them together at the start of .text.
 #
 # How: the release binary runs `oomguard run --dry-run` (nothing is killed) under gdb, guarding
-# the machine and then a memory cgroup made for the profile (200 of the sleepers in it); from the
+# the machine and then a memory cgroup made for the profile (50 of the sleepers in it); from the
 # second return of act::harden::trim_and_lock (where start-up's pages are dropped for good, about
 # 3 s after start) the functions on every thread's stack are taken, then every function gets
 # a one-shot breakpoint, for PROF_SECS seconds (default 75: the floor re-reads /proc/zoneinfo
@@ -53,9 +53,10 @@ done
 ( while :; do sleep 0.3; done ) &
 churn=$!
 # The daemon of one cgroup (`--scope cgroup:…`, a container host's) runs readers the machine's
-# does not: the group's process list and memory files, each member's /proc files (no task
-# iterator). A memory group of our own holds the churner (its children start there) and 200 of
-# the sleepers; both daemons see them.
+# does not: the group's process list and memory files, each member's /proc files (a group that
+# holds under 1 in 12 of the machine's threads is not listed with the task iterator; a larger
+# one is, as the machine is, which the machine's daemon profiles). A memory group of our own
+# holds the churner (its children start there) and 50 of the sleepers; both daemons see them.
 if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
     cg_base=/sys/fs/cgroup
     cg_own=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
@@ -69,7 +70,7 @@ cg_rel=${cg_own%/}/hot-symbols-$$
 if mkdir "$cg_base$cg_rel" 2>/dev/null; then
     cg_dir=$cg_base$cg_rel
     echo $((1 << 30)) > "$cg_dir/$cg_limit"
-    for p in "$churn" "${sleepers[@]:0:200}"; do echo "$p" > "$cg_dir/cgroup.procs"; done
+    for p in "$churn" "${sleepers[@]:0:50}"; do echo "$p" > "$cg_dir/cgroup.procs"; done
 else
     echo "hot-symbols: cannot make a memory cgroup under $cg_base${cg_own}: profiling the machine's daemon only" >&2
 fi

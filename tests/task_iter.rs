@@ -2,8 +2,9 @@
 //! namespace of its own (so the machine's processes stay out of it, and nothing is killed: a
 //! dry run), with a 64 MiB hog beside it, the guard says it lists with the iterator and its
 //! decision names the hog by the PID the namespace gave it. Once started, no guard thread holds
-//! the capabilities the iterator's start needed (CAP_BPF, CAP_PERFMON), nor does a cgroup's
-//! guard, which never uses it.
+//! the capabilities the iterator's start needed (CAP_BPF, CAP_PERFMON). A guard of one
+//! cgroup lists a group that holds a good share of the machine's threads with the iterator
+//! too, its program picking out the group's processes.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -107,12 +108,15 @@ fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
     drop(guard);
 }
 
-/// A guard of one cgroup reads /proc, not the task iterator: once started, none of its threads
-/// holds CAP_BPF or CAP_PERFMON, the protection thread (a rule with an `oom_score_adj` starts
-/// it) included.
+/// A guard of one cgroup that holds a good share of the machine's threads lists the group
+/// with the kernel's task iterator, its program picking out the group's processes (`-v` says
+/// when it takes it), and its dry-run decisions name the group's hog by PID, with the
+/// kernel's figures. Once started, none of its threads holds CAP_PERFMON, nor CAP_BPF unless
+/// the kernel asks for it at each pass, the protection thread (a rule with an `oom_score_adj`
+/// starts it) included.
 #[test]
-fn a_cgroup_guard_gives_up_the_iterators_capabilities() {
-    let Some(cg) = TestCgroup::new("caps", 256 << 20) else {
+fn a_cgroup_guard_lists_a_large_group_with_the_task_iterator() {
+    let Some(cg) = TestCgroup::new("iter", 1 << 30) else {
         return;
     };
     let dir = tempdir();
@@ -126,11 +130,42 @@ fn a_cgroup_guard_gives_up_the_iterators_capabilities() {
         "[[prefer]]\nname = \"^no-such-process$\"\noom_score_adj = 500\n",
     )
     .unwrap();
+    // Enough sleepers that the group keeps 1 in ITERATOR_SHARE of the threads even if the
+    // machine's other threads double meanwhile (tests run side by side).
+    let threads: usize = std::fs::read_to_string("/proc/loadavg")
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .and_then(|f| f.split('/').nth(1)?.parse().ok())
+        .expect("the thread count in /proc/loadavg");
+    let sleepers = threads * 2 / oomguard::decide::victim::ITERATOR_SHARE + 40;
+    let out = dir.path().join("hog.out");
+    let mut sh = Reaped(cg.spawn(Command::new("sh").args([
+        "-c",
+        &format!(
+            "i=0; while [ $i -lt {sleepers} ]; do sleep 600 & i=$((i+1)); done; \
+             exec {hog} --max 64M --name bighog > {out}",
+            hog = hog_bin().display(),
+            out = out.display(),
+        ),
+    ])));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&out).is_ok_and(|t| t.contains("holding 64 MiB")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hog did not start"
+        );
+        assert!(sh.0.try_wait().unwrap().is_none(), "the hog exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let scope = format!("cgroup:{}", cg.rel());
     let (guard, rx) = start_daemon(&[
         "--scope",
         &scope,
         "--dry-run",
+        "--mem-min",
+        "99.9",
+        "-v",
         "--config",
         config.to_str().unwrap(),
         "--event-log",
@@ -138,7 +173,23 @@ fn a_cgroup_guard_gives_up_the_iterators_capabilities() {
         "--lock-dir",
         &locks,
     ]);
-    wait_line(&rx, "guarding", Duration::from_secs(30));
+    let said = wait_line(&rx, "task iterator (BPF)", Duration::from_secs(30));
+    assert!(
+        said.contains("scanning the group's processes with the kernel's task iterator"),
+        "{said}"
+    );
+    // From the first listing on (its cgroup.procs counts the group's processes).
+    let listing = wait_line(&rx, "listing cgroup:", Duration::from_secs(30));
+    assert!(
+        listing.contains("with the kernel's task iterator"),
+        "{listing}"
+    );
+    wait_line(&rx, "decision in ", Duration::from_secs(30));
+    let old_kernel = said.contains("CAP_PERFMON given up after loading it, CAP_BPF kept");
+    assert!(
+        old_kernel || said.contains("CAP_BPF and CAP_PERFMON given up after loading it"),
+        "{said}"
+    );
     let threads = thread_caps(guard.0.id());
     assert!(
         threads
@@ -146,7 +197,34 @@ fn a_cgroup_guard_gives_up_the_iterators_capabilities() {
             .any(|(name, _)| name.starts_with("oomguard-prot")),
         "no protection thread: {threads:?}"
     );
-    assert_shed(guard.0.id(), false);
+    assert_shed(guard.0.id(), old_kernel);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline
+        && !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"dry_run\""))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(guard);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let recs: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["action"] == "dry_run")
+        .collect();
+    assert!(!recs.is_empty(), "no dry_run record; event log:\n{text}");
+    // Each decision (the first comes after the listing with the iterator).
+    for rec in &recs {
+        assert_eq!(rec["victim"]["comm"], "bighog", "{rec}");
+        // The shell exec'd the hog: its PID is the shell's.
+        assert_eq!(
+            rec["victim"]["pid"].as_i64(),
+            Some(i64::from(sh.pid())),
+            "{rec}"
+        );
+        let rss_kb = rec["victim"]["rss_kb"].as_u64().unwrap_or(0);
+        assert!((60 << 10..80 << 10).contains(&rss_kb), "{rec}");
+    }
+    drop(sh);
 }
 
 /// No thread of guard `pid` holds CAP_PERFMON (bit 38) or CAP_BPF (39), but for CAP_BPF in
@@ -206,4 +284,81 @@ fn in_new_pid_namespace(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<Str
         .unwrap_or_else(|e| panic!("cannot run unshare(1) (util-linux): {e}"));
     let rx = daemon_lines(&mut child);
     (Reaped(child), rx)
+}
+
+/// The safety net of a group's iterator: a program that finds none of a group's processes
+/// while `cgroup.procs` lists some (here, one built for another, empty group) is dropped at
+/// that scan, which reads the group's processes in /proc instead: the guard is never left
+/// blind by its filter.
+#[test]
+fn a_group_filter_that_finds_none_of_the_groups_processes_is_dropped_for_proc() {
+    use oomguard::decide::policy::Policy;
+    use oomguard::decide::victim::{ITERATOR_SHARE, Ranker, ScanBasis};
+    use oomguard::sense::Root;
+    use oomguard::sense::cgroup::{Cgroup, Mounts};
+    use oomguard::sense::procs::ProcReader;
+    use oomguard::sense::scope::Scope;
+    use oomguard::sense::tasks::{CgroupFilter, TaskIter};
+    use oomguard::values::ScopeSpec;
+    let (Some(busy), Some(empty)) = (
+        TestCgroup::new("busy", 256 << 20),
+        TestCgroup::new("empty", 16 << 20),
+    ) else {
+        return;
+    };
+    let threads: usize = std::fs::read_to_string("/proc/loadavg")
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .and_then(|f| f.split('/').nth(1)?.parse().ok())
+        .expect("the thread count in /proc/loadavg");
+    let n = threads * 2 / ITERATOR_SHARE + 20;
+    let _sh = Reaped(busy.spawn(Command::new("sh").args([
+        "-c",
+        &format!("i=0; while [ $i -lt {n} ]; do sleep 600 & i=$((i+1)); done; wait"),
+    ])));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while busy.procs().len() <= n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sleepers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let root = Root::default();
+    let cg = Cgroup::resolve(&root, &Mounts::discover(&root), &empty.dir).unwrap();
+    let k = cg.kernel_id(&root).unwrap();
+    let it = TaskIter::load(
+        std::path::Path::new("/sys/kernel/btf/vmlinux"),
+        Some(CgroupFilter {
+            id: k.id,
+            level: k.level,
+        }),
+    )
+    .unwrap_or_else(|e| panic!("cannot load the task iterator: {e}"));
+    let mut reader = ProcReader::open(&root).unwrap();
+    reader.use_tasks(it);
+    let mut scope = Scope::resolve(&root, &ScopeSpec::Cgroup(busy.dir.clone())).unwrap();
+    let mut ranker = Ranker::new(reader.page_kb, false);
+    let policy = Policy::default();
+    let basis = ScanBasis {
+        totalpages: 1 << 20,
+        swap_in_use: false,
+        pgalloc: 0,
+    };
+    // The first listing counts the group's processes in cgroup.procs, enough to take the
+    // iterator, which lists none of them: they are read in /proc, then and from then on.
+    for scan in 0..2 {
+        let seen = ranker.refresh(&mut reader, &mut scope, &policy, basis);
+        assert!(
+            seen > n,
+            "scan {scan}: {seen} of the group's {} seen",
+            n + 1
+        );
+        assert!(ranker.len() > n, "scan {scan}: {} rows", ranker.len());
+    }
+    assert!(
+        !reader.has_tasks(),
+        "the program that finds nothing is dropped"
+    );
 }

@@ -47,8 +47,8 @@ use crate::sense::details::Details;
 use crate::sense::mem::MemState;
 use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
-use crate::sense::scope::{Scope, ScopeKind};
-use crate::sense::tasks::TaskIter;
+use crate::sense::scope::Scope;
+use crate::sense::tasks::{CgroupFilter, TaskIter};
 use crate::sense::{KeptFile, Root};
 use crate::values::{KillUnit, ScopeSpec, human_kb};
 
@@ -87,7 +87,11 @@ pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// not, and goes on reading `/proc`, when the kernel or the daemon's privileges do not allow
 /// it. The kernel's type information (about 5 MiB) is read in a helper process, the daemon's
 /// own binary run for that ([`TaskIter::load_via`]): it never counts in the daemon's memory.
-pub fn use_task_iterator(reader: &mut ProcReader) {
+///
+/// For a cgroup scope the program lists only the group's processes ([`CgroupFilter`]); the
+/// scan then takes it when that is cheaper than reading the group's processes one by one
+/// (`decide::victim`).
+pub fn use_task_iterator(reader: &mut ProcReader, scope: &Scope) {
     // The iterator numbers processes as this process's PID namespace does; the choice reads
     // them in /proc by those numbers. A /proc of another namespace (a container given the
     // host's) would name other processes.
@@ -101,11 +105,32 @@ pub fn use_task_iterator(reader: &mut ProcReader) {
         harden::shed_iterator_capabilities();
         return;
     }
-    match TaskIter::load_via(Path::new("/proc/self/exe"), Path::new(KERNEL_BTF)) {
+    let filter = match scope.cgroup().map(|c| c.kernel_id(reader.root())) {
+        None => None,
+        Some(Ok(k)) => Some(CgroupFilter {
+            id: k.id,
+            level: k.level,
+        }),
+        Some(Err(e)) => {
+            log::info!(
+                "reading the group's processes in /proc, one read per process: the kernel's task iterator cannot pick out the group's processes here: {e}"
+            );
+            harden::shed_iterator_capabilities();
+            return;
+        }
+    };
+    match TaskIter::load_via(Path::new("/proc/self/exe"), Path::new(KERNEL_BTF), filter) {
         Ok(it) => {
             reader.use_tasks(it);
             let shed = shed_after_load(reader);
-            log::info!("scanning processes with the kernel's task iterator (BPF){shed}");
+            if filter.is_some() {
+                log::info!(
+                    "scanning the group's processes with the kernel's task iterator (BPF) when the group holds 1 in {} of the machine's threads or more, else in /proc{shed}",
+                    crate::decide::victim::ITERATOR_SHARE
+                );
+            } else {
+                log::info!("scanning processes with the kernel's task iterator (BPF){shed}");
+            }
             return;
         }
         // Without the privileges it needs (a sandbox without CAP_BPF/CAP_PERFMON or bpf()):
@@ -375,10 +400,10 @@ impl Daemon {
         let mut scope =
             Scope::resolve(&s.root, &s.scope).with_context(|| format!("--scope {}", s.scope))?;
         let mut reader = ProcReader::open(&s.root)?;
-        if matches!(scope.kind, ScopeKind::System) && s.root.as_path() == Path::new("/") {
-            use_task_iterator(&mut reader);
+        if s.root.as_path() == Path::new("/") {
+            use_task_iterator(&mut reader, &scope);
         } else {
-            // A cgroup's processes are read from /proc: the iterator's capabilities go unused.
+            // A fixture tree's processes are read from its /proc.
             harden::shed_iterator_capabilities();
         }
         let mem = scope

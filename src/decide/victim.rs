@@ -328,6 +328,12 @@ impl Unread {
     }
 }
 
+/// A cgroup's processes are listed with the kernel's task iterator when the group has at
+/// least 1 in this many of the machine's threads: the iterator walks every thread to find
+/// the group's, each at about a twentieth of the cost of a process's `statm` read
+/// (`benches/daemon.rs` measures both and prints where they break even).
+pub const ITERATOR_SHARE: usize = 12;
+
 /// The ranked candidate table.
 pub struct Ranker {
     table: PidTable,
@@ -352,6 +358,8 @@ pub struct Ranker {
     listing_last_pid: Option<i32>,
     totalpages: u64,
     page_kb: u64,
+    /// Whether the last listing of a cgroup scope took the task iterator (`None`: none yet).
+    group_iterated: Option<bool>,
     /// Match rules' `cgroup`/`unit` against the v2 path rather than the v1 memory path.
     prefer_v2_path: bool,
     unread: Unread,
@@ -418,6 +426,7 @@ impl Ranker {
             partial: None,
             last_pid: None,
             listing_last_pid: None,
+            group_iterated: None,
             totalpages: 1,
             page_kb: page_kb.max(1),
             prefer_v2_path,
@@ -569,9 +578,10 @@ impl Ranker {
         if self.scanned_at.is_none() {
             return Some(false);
         }
-        let (Some(before), Some(now)) = (self.last_pid, reader.last_pid()) else {
+        let (Some(before), Some(load)) = (self.last_pid, reader.loadavg()) else {
             return Some(false);
         };
+        let now = load.last_pid;
         if now < before {
             return Some(false);
         }
@@ -579,7 +589,7 @@ impl Ranker {
         self.partial = None;
         self.generation = self.generation.wrapping_add(1);
         self.last_pid = Some(now);
-        self.list(reader, scope);
+        self.list(reader, scope, Some(load.threads));
         let generation = self.generation;
         let mut watch = KernelWatch::new(oom_kills);
         for i in 0..self.pids.len() {
@@ -671,21 +681,72 @@ impl Ranker {
         self.totalpages = basis.totalpages.max(1);
         // The kernel's last PID is read before the listing: a process started meanwhile is
         // listed too.
-        self.listing_last_pid = reader.last_pid();
-        self.list(reader, scope);
+        let load = reader.loadavg();
+        self.listing_last_pid = load.map(|l| l.last_pid);
+        self.list(reader, scope, load.map(|l| l.threads));
     }
 
-    /// The scope's processes listed into `pids`; system-wide with the kernel's task iterator,
-    /// their badness terms into `rows` too.
-    fn list(&mut self, reader: &mut ProcReader, scope: &mut Scope) {
+    /// The scope's processes listed into `pids`; with the kernel's task iterator, their
+    /// badness terms into `rows` too. For a cgroup, the iterator (its program lists only the
+    /// group's processes, but walks every thread there is to find them) is taken when the
+    /// group holds at least 1 in [`ITERATOR_SHARE`] of the machine's `threads`: as many as
+    /// the table knows, or, with none known yet, as `cgroup.procs` lists. Else the group's
+    /// `cgroup.procs`, and a read per process.
+    fn list(&mut self, reader: &mut ProcReader, scope: &mut Scope, threads: Option<u32>) {
         self.pids.clear();
         self.rows.clear();
-        if !scope.cgroup_pids(&mut self.pids) {
+        if scope.cgroup().is_none() {
             if reader.task_rows(&mut self.rows) {
                 self.pids.extend(self.rows.iter().map(|r| r.pid));
             } else {
                 let _ = reader.pids(&mut self.pids);
             }
+            self.table.reserve_for(self.pids.len());
+            return;
+        }
+        let mut from_procs = false;
+        let members = if self.table.is_empty() && reader.has_tasks() {
+            scope.cgroup_pids(&mut self.pids);
+            from_procs = true;
+            self.pids.len()
+        } else {
+            self.table.len()
+        };
+        let iterate =
+            reader.has_tasks() && threads.is_some_and(|t| members * ITERATOR_SHARE >= t as usize);
+        if reader.has_tasks() && self.group_iterated != Some(iterate) {
+            self.group_iterated = Some(iterate);
+            log::debug!(
+                "listing {} {} ({members} processes in it, {} threads on the machine)",
+                scope.label(),
+                if iterate {
+                    "with the kernel's task iterator"
+                } else {
+                    "from cgroup.procs, reading /proc per process"
+                },
+                threads.map_or("unknown".to_string(), |t| t.to_string()),
+            );
+        }
+        if iterate && reader.task_rows(&mut self.rows) {
+            if self.rows.is_empty() {
+                // An empty group, or a filter that picks out nothing: `cgroup.procs` says.
+                if !from_procs {
+                    scope.cgroup_pids(&mut self.pids);
+                }
+                if !self.pids.is_empty() {
+                    log::warn!(
+                        "the kernel's task iterator found none of the {} processes of {}; reading them in /proc from now on",
+                        self.pids.len(),
+                        scope.label()
+                    );
+                    reader.stop_tasks();
+                }
+            } else {
+                self.pids.clear();
+                self.pids.extend(self.rows.iter().map(|r| r.pid));
+            }
+        } else if !from_procs {
+            scope.cgroup_pids(&mut self.pids);
         }
         self.table.reserve_for(self.pids.len());
     }

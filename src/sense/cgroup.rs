@@ -2,6 +2,7 @@
 //! reclaimable file pages / swap / the kernel's OOM kill counter, and list the processes of a
 //! group and all its descendants.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{Root, parse_u64, read_into};
@@ -261,6 +262,70 @@ impl Cgroup {
     pub fn pressure_path(&self) -> Option<PathBuf> {
         (self.version == CgVersion::V2).then(|| self.dir.join("memory.pressure"))
     }
+
+    /// The group as the kernel knows it: its id (the inode number of its directory, which is
+    /// the kernel's `kernfs_node.id` on 64-bit kernels) and its level (how many groups deep it
+    /// is below the hierarchy's root). The level is known from the path only in the initial
+    /// cgroup namespace, with the hierarchy mounted from its root.
+    pub fn kernel_id(&self, root: &Root) -> Result<KernelId, NoKernelId> {
+        let ns = root.path("proc/self/ns/cgroup");
+        let meta = std::fs::metadata(&ns).map_err(|source| NoKernelId::Io { path: ns, source })?;
+        if meta.ino() != INITIAL_CGROUP_NS {
+            return Err(NoKernelId::Namespace);
+        }
+        let text = std::fs::read(root.path("proc/self/mountinfo")).unwrap_or_default();
+        if mount_root(&text, &self.mount).as_deref() != Some("/") {
+            return Err(NoKernelId::MountRoot(self.mount.clone()));
+        }
+        let dir = root.path(&self.dir);
+        let meta =
+            std::fs::metadata(&dir).map_err(|source| NoKernelId::Io { path: dir, source })?;
+        let level = self.rel.split('/').filter(|c| !c.is_empty()).count();
+        Ok(KernelId {
+            id: meta.ino(),
+            level: u32::try_from(level).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// A cgroup's id and level ([`Cgroup::kernel_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelId {
+    pub id: u64,
+    pub level: u32,
+}
+
+/// The inode number of the initial cgroup namespace (`PROC_CGROUP_INIT_INO`).
+const INITIAL_CGROUP_NS: u64 = 0xEFFF_FFFB;
+
+/// Why a group's id and level cannot be known ([`Cgroup::kernel_id`]).
+#[derive(Debug, thiserror::Error)]
+pub enum NoKernelId {
+    #[error(
+        "this process is in a cgroup namespace of its own, where a group's path does not say how deep it is"
+    )]
+    Namespace,
+    #[error("{0} mounts part of its hierarchy, not the whole of it")]
+    MountRoot(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The root within its hierarchy (mountinfo's fourth field) of the mount at `mount_point`.
+fn mount_root(mountinfo: &[u8], mount_point: &Path) -> Option<String> {
+    // The last such line: a later mount on the same point hides the earlier ones.
+    String::from_utf8_lossy(mountinfo)
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let mut f = line.split(' ');
+            let (root, point) = (f.nth(3)?, f.next()?);
+            (Path::new(&unescape_mountinfo(point)) == mount_point).then(|| unescape_mountinfo(root))
+        })
 }
 
 fn collect_procs(root: &Root, dir: &Path, out: &mut Vec<i32>, buf: &mut Vec<u8>) {
@@ -301,6 +366,23 @@ pub fn memory_path_of(text: &str, prefer_v2: bool) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A group's level is known from its path only where the hierarchy is mounted from its
+    /// root: mountinfo's fourth field, of the last mount on that point.
+    #[test]
+    fn a_mounts_root_in_its_hierarchy_is_read_from_the_last_mount_on_the_point() {
+        let t = b"31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                  40 31 0:27 /kubepods /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                  41 25 0:28 /a\\040b /mnt/c\\040g rw - cgroup2 cgroup2 rw\n";
+        let memory = Path::new("/sys/fs/cgroup/memory");
+        assert_eq!(mount_root(t, memory).as_deref(), Some("/kubepods"));
+        assert_eq!(mount_root(&t[..62], memory).as_deref(), Some("/"));
+        assert_eq!(
+            mount_root(t, Path::new("/mnt/c g")).as_deref(),
+            Some("/a b")
+        );
+        assert_eq!(mount_root(t, Path::new("/sys/fs/cgroup")), None);
+    }
 
     #[test]
     fn mountinfo_finds_v1_memory_and_v2() {

@@ -248,6 +248,14 @@ pub type ProcResult<T> = Result<T, ProcError>;
 /// process with megabytes of arguments cannot grow the daemon's buffer (locked in memory).
 pub const MAX_CMDLINE: usize = 64 << 10;
 
+/// What [`ProcReader::loadavg`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loadavg {
+    /// Threads (tasks) there are, in the whole machine.
+    pub threads: u32,
+    pub last_pid: i32,
+}
+
 /// The hot-path reader: `openat` relative to a `/proc` directory fd, into one reused buffer.
 pub struct ProcReader {
     root: Root,
@@ -318,6 +326,11 @@ impl ProcReader {
         }
     }
 
+    /// Stops using the task iterator: processes are read in `/proc` from now on.
+    pub fn stop_tasks(&mut self) {
+        self.tasks = None;
+    }
+
     /// One pass of the task iterator, its rows thrown away, to see whether a pass works (after
     /// a change of privileges); the iterator stays in use either way. `None` when it is not in
     /// use.
@@ -348,6 +361,11 @@ impl ProcReader {
     /// `pid_max`, so while it only grows, no PID that was in use earlier has been given to a
     /// new process.
     pub fn last_pid(&mut self) -> Option<i32> {
+        self.loadavg().map(|l| l.last_pid)
+    }
+
+    /// `/proc/loadavg`'s counts: [`ProcReader::last_pid`], and the number of threads there are.
+    pub fn loadavg(&mut self) -> Option<Loadavg> {
         let fd = rustix::fs::openat(
             &self.dir,
             "loadavg",
@@ -357,12 +375,19 @@ impl ProcReader {
         .ok()?;
         self.buf.clear();
         read_fd(&fd, &mut self.buf, Until::ShortRead, 256, false).ok()?;
-        let last = self
+        let mut fields = self
             .buf
             .split(u8::is_ascii_whitespace)
             .filter(|f| !f.is_empty())
-            .nth(4)?;
-        parse_u64(last).and_then(|v| i32::try_from(v).ok())
+            .skip(3);
+        // "running/threads", then the last PID.
+        let threads = fields.next()?.split(|&b| b == b'/').nth(1)?;
+        let threads = parse_u64(threads).and_then(|v| u32::try_from(v).ok())?;
+        let last = parse_u64(fields.next()?).and_then(|v| i32::try_from(v).ok())?;
+        Some(Loadavg {
+            threads,
+            last_pid: last,
+        })
     }
 
     /// Reads `/proc/PID/FILE` into the internal buffer.

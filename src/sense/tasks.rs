@@ -67,6 +67,10 @@ pub enum TaskIterError {
     Load { errno: Errno, log: String },
     #[error("cannot work out the kernel's layout in a helper process: {0}")]
     Helper(String),
+    #[error(
+        "this kernel's types lack a field the cgroup filter reads (cgroup.ancestors came in 6.0)"
+    )]
+    NoCgroupFilter,
     #[error("cannot attach the task iterator ({0})")]
     Attach(Errno),
     #[error("cannot start a pass of the task iterator: {0}")]
@@ -145,10 +149,84 @@ pub struct Layout {
     /// loads: before 6.2 they are `atomic_long_t` in an array, which the verifier of those
     /// kernels (6.1) cannot walk into ("Type 'atomic_long_t' is not a struct").
     pub probe_counters: bool,
+    /// Where a task's memory cgroup is, for a program that lists one cgroup's processes
+    /// (`None`: the kernel lacks a field the filter reads, or has no memory controller).
+    pub cgroup: Option<CgroupOffsets>,
+}
+
+/// The path from a task to its memory cgroup's ancestor at a given level, and that cgroup's
+/// id: `task->cgroups->subsys[memory_cgrp_id]->cgroup->ancestors[L]->kn->id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupOffsets {
+    pub task_cgroups: i16,
+    /// From a `css_set` to its memory controller's `cgroup_subsys_state` pointer.
+    pub css_set_memory: i16,
+    pub css_cgroup: i16,
+    pub cgroup_level: i16,
+    /// `cgroup.ancestors`, an array of pointers indexed by level (kernel 6.0 and later).
+    pub cgroup_ancestors: i16,
+    pub cgroup_kn: i16,
+    pub kn_id: i16,
+}
+
+/// A program that lists only the processes of one memory cgroup and its descendants: the
+/// group's id (the inode number of its directory, the kernel's `kernfs_node.id`) and its
+/// level (0 for the hierarchy's root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupFilter {
+    pub id: u64,
+    pub level: u32,
 }
 
 fn off(v: u32, what: &'static str) -> Result<i16, TaskIterError> {
     i16::try_from(v).map_err(|_| TaskIterError::Layout(what))
+}
+
+impl CgroupOffsets {
+    fn from_btf(btf: &Btf, task: u32) -> Result<CgroupOffsets, TaskIterError> {
+        let member = |s: &'static str, m: &'static str| -> Result<(i16, u32), TaskIterError> {
+            let sid = btf.struct_id(s)?;
+            let mb = btf
+                .member(sid, m)
+                .ok_or_else(|| BtfError::Missing(format!("{s}.{m}")))?;
+            Ok((off(mb.offset, s)?, mb.type_id))
+        };
+        let cgroups = btf
+            .member(task, "cgroups")
+            .ok_or_else(|| BtfError::Missing("task_struct.cgroups".into()))?;
+        let (subsys, subsys_type) = member("css_set", "subsys")?;
+        let memory = u32::try_from(btf.enum_value("memory_cgrp_id")?)
+            .map_err(|_| TaskIterError::Layout("memory_cgrp_id"))?;
+        let (_, slots) = btf
+            .array(subsys_type)
+            .ok_or(TaskIterError::Layout("css_set.subsys"))?;
+        if memory >= slots {
+            return Err(TaskIterError::Layout("css_set.subsys"));
+        }
+        Ok(CgroupOffsets {
+            task_cgroups: off(cgroups.offset, "task_struct")?,
+            css_set_memory: subsys
+                .checked_add(memory as i16 * 8)
+                .ok_or(TaskIterError::Layout("css_set"))?,
+            css_cgroup: member("cgroup_subsys_state", "cgroup")?.0,
+            cgroup_level: member("cgroup", "level")?.0,
+            cgroup_ancestors: member("cgroup", "ancestors")?.0,
+            cgroup_kn: member("cgroup", "kn")?.0,
+            kn_id: member("kernfs_node", "id")?.0,
+        })
+    }
+
+    fn fields(&self) -> [i16; 7] {
+        [
+            self.task_cgroups,
+            self.css_set_memory,
+            self.css_cgroup,
+            self.cgroup_level,
+            self.cgroup_ancestors,
+            self.cgroup_kn,
+            self.kn_id,
+        ]
+    }
 }
 
 impl Layout {
@@ -221,6 +299,7 @@ impl Layout {
                 .map(|m| off(m.offset, "mm_struct"))
                 .transpose()?,
             probe_counters,
+            cgroup: CgroupOffsets::from_btf(btf, task).ok(),
         })
     }
 
@@ -228,7 +307,15 @@ impl Layout {
     /// times the size of a `numbers` entry, then the task's mm, r9 its signal struct. The
     /// record on the stack, at fp−56 (fp−64 is scratch): pid (u32), flags (u32), file, anon, swap, shmem
     /// (s64 each), page-table bytes (s64), adj (u16), has-mm (u8), padding.
-    pub fn program(&self) -> Vec<Insn> {
+    ///
+    /// With a `filter` (and [`Layout::cgroup`]), a leader whose memory cgroup is not the
+    /// filter's group or below it is passed over before anything else is read: its memory
+    /// cgroup's ancestor at the group's level (`ancestors[L]`, the group itself when the task
+    /// is in it) must have the group's id. A task's memory cgroup is the nearest group up from
+    /// its own with the memory controller on, and the filter's group has it on, so this is
+    /// membership of the group's subtree, as `cgroup.procs` of the group and its descendants
+    /// lists it.
+    pub fn program(&self, filter: Option<CgroupFilter>) -> Vec<Insn> {
         let mut p = Asm::default();
         p.mov_reg(6, 1);
         p.ldx(DW, 7, 6, 8); // ctx->task
@@ -236,6 +323,40 @@ impl Layout {
         p.ldx(W, 1, 7, self.task_pid);
         p.ldx(W, 2, 7, self.task_tgid);
         p.jne_reg(1, 2, "out"); // threads other than the leader
+        if let (Some(f), Some(c)) = (filter, self.cgroup) {
+            // Each pointer is read as a number with bpf_probe_read_kernel into fp−64 (a read
+            // that fails leaves zeros), as the PID below: no verifier walks these types.
+            let read = |p: &mut Asm, base: u8, field: i32, size: i32| {
+                p.mov_reg(1, 10);
+                p.add_imm(1, -64);
+                p.mov_imm(2, size);
+                p.mov_reg(3, base);
+                p.add_imm(3, field);
+                p.call(HELPER_PROBE_READ_KERNEL);
+            };
+            let next = |p: &mut Asm, field: i32| {
+                read(p, 9, field, 8);
+                p.ldx(DW, 9, 10, -64);
+                p.jeq_imm(9, 0, "out");
+            };
+            read(&mut p, 7, c.task_cgroups.into(), 8);
+            p.ldx(DW, 9, 10, -64);
+            p.jeq_imm(9, 0, "out");
+            next(&mut p, c.css_set_memory.into());
+            next(&mut p, c.css_cgroup.into());
+            read(&mut p, 9, c.cgroup_level.into(), 4);
+            p.ldx(W, 1, 10, -64);
+            p.jlt_imm(1, f.level as i32, "out");
+            next(
+                &mut p,
+                i32::from(c.cgroup_ancestors).saturating_add(f.level as i32 * 8),
+            );
+            next(&mut p, c.cgroup_kn.into());
+            read(&mut p, 9, c.kn_id.into(), 8);
+            p.ldx(DW, 1, 10, -64);
+            p.ld_imm64(2, f.id);
+            p.jne_reg(1, 2, "out");
+        }
         // The PID in the reader's namespace: task->thread_pid->numbers[L].nr, where L is the
         // level of the reader's own namespace (the iterator lists that namespace's tasks,
         // and runs in the reader's read(2), so the current task is the reader). The address
@@ -333,9 +454,14 @@ pub const LAYOUT_HELPER_ARG: &str = "__task-iterator-layout";
 
 impl Layout {
     /// One line of numbers (`-1` for no page-table field), for a helper process to hand over.
+    /// The cgroup offsets follow, seven numbers, or one `-1` when there are none.
     pub fn to_line(&self) -> String {
+        let cgroup = match self.cgroup {
+            Some(c) => c.fields().map(|f| f.to_string()).join(" "),
+            None => "-1".into(),
+        };
         format!(
-            "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+            "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {cgroup}",
             self.attach_btf_id,
             self.task_pid,
             self.task_tgid,
@@ -362,6 +488,24 @@ impl Layout {
             .split_whitespace()
             .map(|f| f.parse().ok())
             .collect::<Option<_>>()?;
+        let h = |x: i64| i16::try_from(x).ok();
+        let (v, cgroup) = match v.len() {
+            18 if v[17] == -1 => (&v[..17], None),
+            24 => {
+                let c = &v[17..];
+                let cgroup = CgroupOffsets {
+                    task_cgroups: h(c[0])?,
+                    css_set_memory: h(c[1])?,
+                    css_cgroup: h(c[2])?,
+                    cgroup_level: h(c[3])?,
+                    cgroup_ancestors: h(c[4])?,
+                    cgroup_kn: h(c[5])?,
+                    kn_id: h(c[6])?,
+                };
+                (&v[..17], Some(cgroup))
+            }
+            _ => return None,
+        };
         let [
             id,
             pid,
@@ -384,7 +528,6 @@ impl Layout {
         else {
             return None;
         };
-        let h = |x: i64| i16::try_from(x).ok();
         Some(Layout {
             attach_btf_id: u32::try_from(id).ok()?,
             task_pid: h(pid)?,
@@ -407,6 +550,7 @@ impl Layout {
                 1 => true,
                 _ => return None,
             },
+            cgroup,
         })
     }
 }
@@ -432,15 +576,20 @@ pub fn layout_helper_main(btf_path: &Path) -> std::process::ExitCode {
 impl TaskIter {
     /// Loads the program for the running kernel and attaches it: BTF from `btf_path`
     /// (normally `/sys/kernel/btf/vmlinux`), read in this process.
-    pub fn load(btf_path: &Path) -> Result<TaskIter, TaskIterError> {
-        TaskIter::load_layout(Layout::from_btf(&Btf::read(btf_path)?)?)
+    /// With a `filter`, only that cgroup's processes are listed.
+    pub fn load(btf_path: &Path, filter: Option<CgroupFilter>) -> Result<TaskIter, TaskIterError> {
+        TaskIter::load_layout(Layout::from_btf(&Btf::read(btf_path)?)?, filter)
     }
 
     /// [`TaskIter::load`] with the kernel's type information read by a helper process, `exe`
     /// run with [`LAYOUT_HELPER_ARG`] (the daemon's own binary): the 5 MiB it reads and
     /// indexes then never count in the caller's memory, whose high-water mark stays that of
     /// the guard itself.
-    pub fn load_via(exe: &Path, btf_path: &Path) -> Result<TaskIter, TaskIterError> {
+    pub fn load_via(
+        exe: &Path,
+        btf_path: &Path,
+        filter: Option<CgroupFilter>,
+    ) -> Result<TaskIter, TaskIterError> {
         bpf_permitted()?;
         let out = std::process::Command::new(exe)
             .arg(LAYOUT_HELPER_ARG)
@@ -457,11 +606,17 @@ impl TaskIter {
         let layout = Layout::from_line(text.trim()).ok_or_else(|| {
             TaskIterError::Helper(format!("it printed {:?}, not a layout", text.trim()))
         })?;
-        TaskIter::load_layout(layout)
+        TaskIter::load_layout(layout, filter)
     }
 
-    fn load_layout(layout: Layout) -> Result<TaskIter, TaskIterError> {
-        let insns = layout.program();
+    fn load_layout(
+        layout: Layout,
+        filter: Option<CgroupFilter>,
+    ) -> Result<TaskIter, TaskIterError> {
+        if filter.is_some() && layout.cgroup.is_none() {
+            return Err(TaskIterError::NoCgroupFilter);
+        }
+        let insns = layout.program(filter);
         let prog = prog_load(&insns, layout.attach_btf_id)?;
         let link = link_create(&prog).map_err(|e| match e {
             Errno::PERM | Errno::ACCESS => TaskIterError::NotPermitted(e),
@@ -679,6 +834,16 @@ impl Asm {
         self.fixups.push((self.insns.len(), to));
         self.push(0x15, dst, 0, 0, imm);
     }
+    /// Unsigned `dst < imm`.
+    fn jlt_imm(&mut self, dst: u8, imm: i32, to: &'static str) {
+        self.fixups.push((self.insns.len(), to));
+        self.push(0xa5, dst, 0, 0, imm);
+    }
+    /// dst = imm (64 bits; two instruction slots).
+    fn ld_imm64(&mut self, dst: u8, imm: u64) {
+        self.push(0x18, dst, 0, 0, imm as u32 as i32);
+        self.push(0x00, 0, 0, 0, (imm >> 32) as u32 as i32);
+    }
     fn jne_reg(&mut self, dst: u8, src: u8, to: &'static str) {
         self.fixups.push((self.insns.len(), to));
         self.push(0x5d, dst, src, 0, 0);
@@ -745,7 +910,7 @@ mod tests {
     #[test]
     fn the_kernels_task_iterator_agrees_with_proc() {
         use std::process::{Command, Stdio};
-        let it = TaskIter::load(Path::new("/sys/kernel/btf/vmlinux")).unwrap_or_else(|e| {
+        let it = TaskIter::load(Path::new("/sys/kernel/btf/vmlinux"), None).unwrap_or_else(|e| {
             panic!(
                 "cannot check the task iterator: {e} (run the tests as root on a kernel with BTF)"
             )
@@ -849,6 +1014,89 @@ mod tests {
         );
     }
 
+    /// A program with a cgroup filter lists the group's processes and its descendants', and
+    /// no others; a filter with the group's id at another level, or another id, lists none.
+    /// Needs root, a memory cgroup controller and the iterator's privileges; fails without.
+    #[test]
+    fn the_cgroup_filter_lists_the_groups_processes_and_no_others() {
+        use crate::act::scratch::{ScratchCgroup, spawn_in};
+        use crate::sense::Root;
+        use crate::sense::cgroup::{Cgroup, Mounts};
+        use std::process::{Command, Stdio};
+        let root = Root::default();
+        let group = ScratchCgroup::create(
+            &root,
+            &format!("oomguard-filter-{}", std::process::id()),
+            64 << 20,
+        )
+        .unwrap_or_else(|e| panic!("cannot check the cgroup filter: {e}"));
+        let sub = group.dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let sleep = || {
+            let mut c = Command::new("sleep");
+            c.arg("300").stdin(Stdio::null());
+            c
+        };
+        let mut children = Vec::new();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let inside = group.spawn(&mut sleep()).unwrap();
+            let below = spawn_in(&sub, &mut sleep()).unwrap();
+            let outside = sleep().spawn().unwrap();
+            let ids = [inside.id(), below.id(), outside.id()].map(|p| p as i32);
+            children.extend([inside, below, outside]);
+            let cg = Cgroup::resolve(&root, &Mounts::discover(&root), &group.dir).unwrap();
+            let k = cg.kernel_id(&root).unwrap();
+            let pass = |filter: CgroupFilter| {
+                let it = TaskIter::load(Path::new("/sys/kernel/btf/vmlinux"), Some(filter))
+                    .unwrap_or_else(|e| panic!("cannot load the filtered task iterator: {e}"));
+                let mut buf = vec![MaybeUninit::uninit(); 32 * 1024];
+                let mut rows = Vec::new();
+                it.read(&mut buf, &mut rows).unwrap();
+                rows.iter().map(|r| r.pid).collect::<Vec<_>>()
+            };
+            let f = CgroupFilter {
+                id: k.id,
+                level: k.level,
+            };
+            let mut want = vec![ids[0], ids[1]];
+            want.sort();
+            assert_eq!(
+                pass(f),
+                want,
+                "the group's two, not {} or this process",
+                ids[2]
+            );
+            assert!(
+                pass(CgroupFilter {
+                    level: f.level + 1,
+                    ..f
+                })
+                .is_empty()
+            );
+            assert!(pass(CgroupFilter { id: f.id + 1, ..f }).is_empty());
+            // The sub-group alone: only the process in it.
+            let cs = Cgroup::resolve(&root, &Mounts::discover(&root), &sub).unwrap();
+            let ks = cs.kernel_id(&root).unwrap();
+            assert_eq!(ks.level, k.level + 1);
+            assert_eq!(
+                pass(CgroupFilter {
+                    id: ks.id,
+                    level: ks.level
+                }),
+                vec![ids[1]]
+            );
+        }));
+        for c in &mut children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir(&sub);
+        group.remove();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+
     fn a_layout() -> Layout {
         Layout {
             attach_btf_id: 1,
@@ -868,6 +1116,7 @@ mod tests {
             mm_shmem: 220,
             mm_pgtables: None,
             probe_counters: false,
+            cgroup: None,
         }
     }
 
@@ -881,6 +1130,23 @@ mod tests {
             ..l
         };
         assert_eq!(Layout::from_line(&with.to_line()), Some(with));
+        let cg = Layout {
+            cgroup: Some(CgroupOffsets {
+                task_cgroups: 2376,
+                css_set_memory: 32,
+                css_cgroup: 0,
+                cgroup_level: 216,
+                cgroup_ancestors: 2224,
+                cgroup_kn: 256,
+                kn_id: 96,
+            }),
+            ..l
+        };
+        assert_eq!(Layout::from_line(&cg.to_line()), Some(cg));
+        // Six cgroup offsets, or a seventh out of range: not a layout.
+        let line = cg.to_line();
+        assert_eq!(Layout::from_line(line.rsplit_once(' ').unwrap().0), None);
+        assert_eq!(Layout::from_line(&line.replace(" 2224 ", " 40000 ")), None);
         assert_eq!(Layout::from_line("1 2 3"), None);
         assert_eq!(Layout::from_line(&format!("{} 99999", l.to_line())), None);
         assert_eq!(
@@ -891,16 +1157,66 @@ mod tests {
 
     #[test]
     fn jumps_land_on_their_labels() {
-        for l in [
-            a_layout(),
-            Layout {
-                probe_counters: true,
-                mm_pgtables: Some(300),
-                ..a_layout()
-            },
+        let cgroup = Some(CgroupOffsets {
+            task_cgroups: 2376,
+            css_set_memory: 32,
+            css_cgroup: 0,
+            cgroup_level: 216,
+            cgroup_ancestors: 2224,
+            cgroup_kn: 256,
+            kn_id: 96,
+        });
+        let filter = Some(CgroupFilter {
+            id: 0x1_0000_0007,
+            level: 3,
+        });
+        for (l, f) in [
+            (a_layout(), None),
+            (
+                Layout {
+                    probe_counters: true,
+                    mm_pgtables: Some(300),
+                    ..a_layout()
+                },
+                None,
+            ),
+            (
+                Layout {
+                    cgroup,
+                    ..a_layout()
+                },
+                None,
+            ),
+            (
+                Layout {
+                    cgroup,
+                    ..a_layout()
+                },
+                filter,
+            ),
         ] {
-            jumps_land(&l.program());
+            jumps_land(&l.program(f));
         }
+        // The filter's id is one 64-bit immediate, in two slots.
+        let p = Layout {
+            cgroup,
+            ..a_layout()
+        }
+        .program(filter);
+        let at = p
+            .iter()
+            .position(|i| i.code == 0x18)
+            .expect("a 64-bit load");
+        assert_eq!((p[at].imm, p[at + 1].imm), (7, 1));
+        assert_eq!(
+            Layout {
+                cgroup,
+                ..a_layout()
+            }
+            .program(None),
+            a_layout().program(None),
+            "no filter, the same program"
+        );
     }
 
     fn jumps_land(p: &[Insn]) {
@@ -908,7 +1224,7 @@ mod tests {
         assert_eq!(p[last].code, 0x95, "ends with exit");
         // Every jump lands inside the program, and the two to "out" on `r0 = 0`.
         for (i, insn) in p.iter().enumerate() {
-            if matches!(insn.code, 0x15 | 0x5d) {
+            if matches!(insn.code, 0x15 | 0x5d | 0xa5) {
                 let to = i as i64 + 1 + insn.off as i64;
                 assert!((0..=last as i64).contains(&to));
             }
