@@ -125,7 +125,7 @@ pub fn use_task_iterator(reader: &mut ProcReader, scope: &Scope) {
             let shed = shed_after_load(reader);
             if filter.is_some() {
                 log::info!(
-                    "scanning the group's processes with the kernel's task iterator (BPF) when the group holds 1 in {} of the machine's threads or more, else in /proc{shed}",
+                    "scanning the group's processes with the kernel's task iterator (BPF) when its processes number 1 in {} of the machine's threads or more, else in /proc{shed}",
                     crate::decide::victim::ITERATOR_SHARE
                 );
             } else {
@@ -133,9 +133,9 @@ pub fn use_task_iterator(reader: &mut ProcReader, scope: &Scope) {
             }
             return;
         }
-        // Without the privileges it needs (a sandbox without CAP_BPF/CAP_PERFMON or bpf()):
-        // said, not warned of.
-        Err(e) if e.is_not_permitted() => {
+        // Without the privileges it needs (a sandbox without CAP_BPF/CAP_PERFMON or bpf()),
+        // or a group's filter on a kernel before 6.0: said, not warned of.
+        Err(e) if e.is_expected() => {
             log::info!("scanning /proc, one read per process: the kernel's task iterator is {e}")
         }
         Err(e) => log::warn!(

@@ -328,10 +328,11 @@ impl Unread {
     }
 }
 
-/// A cgroup's processes are listed with the kernel's task iterator when the group has at
-/// least 1 in this many of the machine's threads: the iterator walks every thread to find
-/// the group's, each at about a twentieth of the cost of a process's `statm` read
-/// (`benches/daemon.rs` measures both and prints where they break even).
+/// A cgroup's processes are listed with the kernel's task iterator when they number at
+/// least 1 in this many of the machine's threads: a /proc listing reads a file per process,
+/// while the iterator walks every thread to find the group's, each at about a twentieth of
+/// the cost of a process's `statm` read (`benches/daemon.rs` measures both and prints where
+/// they break even).
 pub const ITERATOR_SHARE: usize = 12;
 
 /// The ranked candidate table.
@@ -689,9 +690,9 @@ impl Ranker {
     /// The scope's processes listed into `pids`; with the kernel's task iterator, their
     /// badness terms into `rows` too. For a cgroup, the iterator (its program lists only the
     /// group's processes, but walks every thread there is to find them) is taken when the
-    /// group holds at least 1 in [`ITERATOR_SHARE`] of the machine's `threads`: as many as
-    /// the table knows, or, with none known yet, as `cgroup.procs` lists. Else the group's
-    /// `cgroup.procs`, and a read per process.
+    /// group's processes number at least 1 in [`ITERATOR_SHARE`] of the machine's `threads`:
+    /// as many as the table knows, or, with none known yet, as `cgroup.procs` lists. Else the
+    /// group's `cgroup.procs`, and a read per process.
     fn list(&mut self, reader: &mut ProcReader, scope: &mut Scope, threads: Option<u32>) {
         self.pids.clear();
         self.rows.clear();

@@ -277,10 +277,23 @@ impl Cgroup {
         if mount_root(&text, &self.mount).as_deref() != Some("/") {
             return Err(NoKernelId::MountRoot(self.mount.clone()));
         }
+        let io = |path: PathBuf| move |source| NoKernelId::Io { path, source };
         let dir = root.path(&self.dir);
-        let meta =
-            std::fs::metadata(&dir).map_err(|source| NoKernelId::Io { path: dir, source })?;
-        let level = self.rel.split('/').filter(|c| !c.is_empty()).count();
+        let mount = root.path(&self.mount);
+        // The level from the real path (a `..` or a link in the given one counts for nothing).
+        let real = std::fs::canonicalize(&dir).map_err(io(dir.clone()))?;
+        let real_mount = std::fs::canonicalize(&mount).map_err(io(mount.clone()))?;
+        let level = real
+            .strip_prefix(&real_mount)
+            .map_err(|_| NoKernelId::Outside(real.clone(), real_mount.clone()))?
+            .components()
+            .count();
+        // Below the root of a cgroup2 hierarchy a group has the memory controller only where
+        // its parent hands it down; without it, its processes' memory cgroup is an ancestor.
+        if self.version == CgVersion::V2 && level > 0 && !real.join("memory.current").exists() {
+            return Err(NoKernelId::NoController(real));
+        }
+        let meta = std::fs::metadata(&real).map_err(io(real.clone()))?;
         Ok(KernelId {
             id: meta.ino(),
             level: u32::try_from(level).unwrap_or(u32::MAX),
@@ -307,6 +320,10 @@ pub enum NoKernelId {
     Namespace,
     #[error("{0} mounts part of its hierarchy, not the whole of it")]
     MountRoot(PathBuf),
+    #[error("{0} is not under its mount {1}")]
+    Outside(PathBuf, PathBuf),
+    #[error("{0} does not have the memory controller on (no memory.current)")]
+    NoController(PathBuf),
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
