@@ -549,12 +549,26 @@ fn vm_oomguard_cgroup_v2_scope_kills_the_job_group() {
     let Some(o) = vm("cgroup_oomguard", "cgroup", &["DAEMON=oomguard"], &[]) else {
         return;
     };
-    // The task iterator's program with the group's filter passes 6.1's verifier (this group
-    // is too small a share of the guest's threads for the scan to take it).
+    // The task iterator's program for the group passes 6.1's verifier, and on this cgroup2
+    // hierarchy (the group's processes in two sub-groups with the memory controller handed
+    // down) it finds them: the group, with its 24 sleepers, is listed with it from the start.
     o.check(
         o.get("og_scanning")
             .contains("scanning the group's processes with the kernel's task iterator"),
         "oomguard could not load the task iterator for a cgroup scope",
+    );
+    o.check(
+        o.get("og_listing")
+            .contains("with the kernel's task iterator"),
+        "oomguard did not list the group with the task iterator",
+    );
+    o.check(
+        o.num("og_found_none") == 0.0,
+        "the group's program found none of its processes",
+    );
+    o.check(
+        o.num("other_procs") >= 25.0,
+        "the sleepers were not in the group",
     );
     o.check(!o.flag("storm_alive"), "the hog survived");
     o.check(

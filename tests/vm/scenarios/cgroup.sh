@@ -15,7 +15,13 @@ BYST=$!
 sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec jobmate --max 16M" >/tmp/jobmate.out 2>&1 &
 MATE=$!
 wait_for 30 holding /tmp/bystander.out; wait_for 30 holding /tmp/jobmate.out
-DARGS="--scope cgroup:$cg/app --kill-unit cgroup $DARGS"
+# Sleepers beside the bystander: with them the group's processes number more than 1 in 12 of
+# the guest's threads, and oomguard lists the group with the task iterator's program for it.
+i=0; while [ $i -lt "${SLEEPERS:-24}" ]; do
+  sh -c "echo \$\$ >$cg/app/other/cgroup.procs; exec sleep 600" &
+  i=$((i + 1))
+done
+DARGS="--scope cgroup:$cg/app --kill-unit cgroup -v $DARGS"
 if [ "${DAEMON:-none}" = oomguard ]; then
   # shellcheck disable=SC2086
   oomguard run --event-log /tmp/events.jsonl $DARGS >/tmp/daemon.log 2>&1 &
@@ -35,5 +41,10 @@ alive "$MATE" && res jobmate_alive 1 || res jobmate_alive 0
 alive "$BYST" && res bystander_alive 1 || res bystander_alive 0
 alive "$INNOCENT" && res innocent_alive 1 || res innocent_alive 0
 res app_oom_kill "$(awk '$1=="oom_kill"{print $2}' $cg/app/memory.events)"
+res other_procs "$(wc -l <$cg/app/other/cgroup.procs)"
+if [ "${DAEMON:-none}" = oomguard ]; then
+  res og_listing "$(grep -m1 'listing cgroup:' /tmp/daemon.log)"
+  res og_found_none "$(grep -c 'task iterator found none' /tmp/daemon.log)"
+fi
 res job_oom_kill "$(awk '$1=="oom_kill"{print $2}' $cg/app/job/memory.events)"
 report_common
