@@ -130,15 +130,7 @@ fn a_cgroup_guard_lists_a_large_group_with_the_task_iterator() {
         "[[prefer]]\nname = \"^no-such-process$\"\noom_score_adj = 500\n",
     )
     .unwrap();
-    // Enough sleepers that the group keeps 1 in ITERATOR_SHARE of the threads even if the
-    // machine's other threads double meanwhile (tests run side by side).
-    let threads: usize = std::fs::read_to_string("/proc/loadavg")
-        .unwrap()
-        .split_whitespace()
-        .nth(3)
-        .and_then(|f| f.split('/').nth(1)?.parse().ok())
-        .expect("the thread count in /proc/loadavg");
-    let sleepers = threads * 2 / oomguard::decide::victim::ITERATOR_SHARE + 40;
+    let sleepers = sleepers_for_the_iterator(40);
     let out = dir.path().join("hog.out");
     let mut sh = Reaped(cg.spawn(Command::new("sh").args([
         "-c",
@@ -237,6 +229,19 @@ fn a_cgroup_guard_lists_a_large_group_with_the_task_iterator() {
     drop(sh);
 }
 
+/// Sleepers enough (`more` beyond the need) that a group of them keeps 1 in
+/// `ITERATOR_SHARE` of the machine's threads even if the other threads double meanwhile
+/// (tests run side by side): the group is listed with the task iterator.
+fn sleepers_for_the_iterator(more: usize) -> usize {
+    let threads: usize = std::fs::read_to_string("/proc/loadavg")
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .and_then(|f| f.split('/').nth(1)?.parse().ok())
+        .expect("the thread count in /proc/loadavg");
+    threads * 2 / oomguard::decide::victim::ITERATOR_SHARE + more
+}
+
 /// No thread of guard `pid` holds CAP_PERFMON (bit 38) or CAP_BPF (39), but for CAP_BPF in
 /// the guard thread when `guard_keeps_bpf` (a kernel that asks for it at each pass).
 fn assert_shed(pid: u32, guard_keeps_bpf: bool) {
@@ -303,7 +308,7 @@ fn in_new_pid_namespace(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<Str
 #[test]
 fn a_group_filter_that_finds_none_of_the_groups_processes_is_dropped_for_proc() {
     use oomguard::decide::policy::Policy;
-    use oomguard::decide::victim::{ITERATOR_SHARE, Ranker, ScanBasis};
+    use oomguard::decide::victim::{Ranker, ScanBasis};
     use oomguard::sense::Root;
     use oomguard::sense::cgroup::{Cgroup, Mounts};
     use oomguard::sense::procs::ProcReader;
@@ -316,13 +321,7 @@ fn a_group_filter_that_finds_none_of_the_groups_processes_is_dropped_for_proc() 
     ) else {
         return;
     };
-    let threads: usize = std::fs::read_to_string("/proc/loadavg")
-        .unwrap()
-        .split_whitespace()
-        .nth(3)
-        .and_then(|f| f.split('/').nth(1)?.parse().ok())
-        .expect("the thread count in /proc/loadavg");
-    let n = threads * 2 / ITERATOR_SHARE + 20;
+    let n = sleepers_for_the_iterator(20);
     let _sh = Reaped(busy.spawn(Command::new("sh").args([
         "-c",
         &format!("i=0; while [ $i -lt {n} ]; do sleep 600 & i=$((i+1)); done; wait"),

@@ -1138,6 +1138,19 @@ mod tests {
         }
     }
 
+    /// Offsets as 6.18 has them (any will do: the program is only assembled).
+    fn cgroup_offsets() -> CgroupOffsets {
+        CgroupOffsets {
+            task_cgroups: 2376,
+            css_set_memory: 32,
+            css_cgroup: 0,
+            cgroup_level: 216,
+            cgroup_ancestors: 2224,
+            cgroup_kn: 256,
+            kn_id: 96,
+        }
+    }
+
     #[test]
     fn a_layout_crosses_to_the_helpers_caller_intact() {
         let l = a_layout();
@@ -1149,15 +1162,7 @@ mod tests {
         };
         assert_eq!(Layout::from_line(&with.to_line()), Some(with));
         let cg = Layout {
-            cgroup: Some(CgroupOffsets {
-                task_cgroups: 2376,
-                css_set_memory: 32,
-                css_cgroup: 0,
-                cgroup_level: 216,
-                cgroup_ancestors: 2224,
-                cgroup_kn: 256,
-                kn_id: 96,
-            }),
+            cgroup: Some(cgroup_offsets()),
             ..l
         };
         assert_eq!(Layout::from_line(&cg.to_line()), Some(cg));
@@ -1175,15 +1180,7 @@ mod tests {
 
     #[test]
     fn jumps_land_on_their_labels() {
-        let cgroup = Some(CgroupOffsets {
-            task_cgroups: 2376,
-            css_set_memory: 32,
-            css_cgroup: 0,
-            cgroup_level: 216,
-            cgroup_ancestors: 2224,
-            cgroup_kn: 256,
-            kn_id: 96,
-        });
+        let cgroup = Some(cgroup_offsets());
         let filter = Some(CgroupFilter {
             id: 0x1_0000_0007,
             level: 3,
