@@ -66,7 +66,7 @@ use oomguard::sense::Root;
 use oomguard::sense::cgroup::{Cgroup, Mounts};
 use oomguard::sense::procs::ProcReader;
 use oomguard::sense::scope::Scope;
-use oomguard::sense::tasks::{CgroupFilter, TaskIter};
+use oomguard::sense::tasks::TaskIter;
 use oomguard::values::ScopeSpec;
 
 /// The daemon as it is shipped: a release build without the `test-support` feature. `cargo
@@ -454,11 +454,7 @@ fn inner_scan(n: usize, tmp: &Path) {
     }
     let filter_of = |dir: &Path| {
         let cg = Cgroup::resolve(&root, &Mounts::discover(&root), dir).unwrap();
-        let k = cg.kernel_id(&root).unwrap();
-        CgroupFilter {
-            id: k.id,
-            level: k.level,
-        }
+        cg.kernel_id(&root).unwrap()
     };
     let run = |mode: Mode| {
         let mut r = Runs::default();

@@ -313,7 +313,7 @@ fn a_group_filter_that_finds_none_of_the_groups_processes_is_dropped_for_proc() 
     use oomguard::sense::cgroup::{Cgroup, Mounts};
     use oomguard::sense::procs::ProcReader;
     use oomguard::sense::scope::Scope;
-    use oomguard::sense::tasks::{CgroupFilter, TaskIter};
+    use oomguard::sense::tasks::TaskIter;
     use oomguard::values::ScopeSpec;
     let (Some(busy), Some(empty)) = (
         TestCgroup::new("busy", 256 << 20),
@@ -337,14 +337,8 @@ fn a_group_filter_that_finds_none_of_the_groups_processes_is_dropped_for_proc() 
     let root = Root::default();
     let cg = Cgroup::resolve(&root, &Mounts::discover(&root), &empty.dir).unwrap();
     let k = cg.kernel_id(&root).unwrap();
-    let it = TaskIter::load(
-        std::path::Path::new("/sys/kernel/btf/vmlinux"),
-        Some(CgroupFilter {
-            id: k.id,
-            level: k.level,
-        }),
-    )
-    .unwrap_or_else(|e| panic!("cannot load the task iterator: {e}"));
+    let it = TaskIter::load(std::path::Path::new("/sys/kernel/btf/vmlinux"), Some(k))
+        .unwrap_or_else(|e| panic!("cannot load the task iterator: {e}"));
     let mut reader = ProcReader::open(&root).unwrap();
     reader.use_tasks(it);
     let mut scope = Scope::resolve(&root, &ScopeSpec::Cgroup(busy.dir.clone())).unwrap();

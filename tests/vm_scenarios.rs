@@ -1,5 +1,6 @@
-//! System-wide scenarios in throwaway VMs (tests/vm/): a Debian cloud kernel under
-//! `qemu-system-x86_64 -accel tcg`, 512 MiB, one scenario per boot. Global OOMs, swap, zram,
+//! System-wide scenarios in throwaway VMs (tests/vm/): a Debian cloud kernel (Debian 12's 6.1;
+//! a few scenarios also on Ubuntu 22.04's 5.15) under `qemu-system-x86_64 -accel tcg`,
+//! 512 MiB, one scenario per boot. Global OOMs, swap, zram,
 //! cgroup v2 and negative `oom_score_adj` can only be tested there (never on this host).
 //!
 //! Each test boots one scenario, reads the facts the guest reports (who died and when, the
@@ -17,15 +18,23 @@ fn vm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm")
 }
 
-/// Builds the kernel and initramfs once per test run; panics (through `require`) when it cannot
-/// be built here.
-fn harness_ready() -> bool {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = READY.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(vm_dir().join("build.sh"))
-            .arg(bin())
-            .arg(hog_bin())
+/// Builds the kernel and initramfs once per test run (`kernel`: `VM_KERNEL`, `None` for
+/// Debian's); panics (through `require`) when it cannot be built here.
+fn harness_ready(kernel: Option<&str>) -> bool {
+    static DEBIAN: OnceLock<Result<(), String>> = OnceLock::new();
+    static JAMMY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = match kernel {
+        None => &DEBIAN,
+        Some("jammy") => &JAMMY,
+        Some(k) => panic!("no VM kernel {k}"),
+    };
+    let r = ready.get_or_init(|| {
+        let mut c = Command::new("bash");
+        c.arg(vm_dir().join("build.sh")).arg(bin()).arg(hog_bin());
+        if let Some(k) = kernel {
+            c.env("VM_KERNEL", k);
+        }
+        let out = c
             .output()
             .map_err(|e| format!("running tests/vm/build.sh: {e}"))?;
         if out.status.success() {
@@ -208,16 +217,22 @@ fn assert_oomguard_won(o: &Outcome) {
 
 /// `boot` once the harness is built (a harness that cannot be built fails the test).
 fn vm(name: &str, scenario: &str, vars: &[&str], env: &[(&str, &str)]) -> Option<Outcome> {
-    harness_ready().then(|| boot(name, scenario, vars, env))
+    let kernel = env.iter().find(|(k, _)| *k == "VM_KERNEL").map(|&(_, v)| v);
+    harness_ready(kernel).then(|| boot(name, scenario, vars, env))
 }
 
 /// A storm against a system-wide oomguard. The guest's kernel (Debian 12's 6.1) still has the
 /// `mm_rss_stat` counters of before 6.2: the guard must have listed with its task iterator
 /// there too (`sense::tasks`), so these storms check its choice on that layout, with real kills.
 fn system_storm(name: &str, vars: &[&str]) -> Option<Outcome> {
+    system_storm_on(name, vars, &[])
+}
+
+/// [`system_storm`] with the host environment `env` (`VM_KERNEL`).
+fn system_storm_on(name: &str, vars: &[&str], env: &[(&str, &str)]) -> Option<Outcome> {
     let mut v = vec!["DAEMON=oomguard"];
     v.extend_from_slice(vars);
-    let o = vm(name, "storm", &v, &[])?;
+    let o = vm(name, "storm", &v, env)?;
     o.check(
         o.get("og_scanning")
             .contains("scanning processes with the kernel's task iterator"),
@@ -342,6 +357,19 @@ fn vm_oomguard_beats_the_kernel_fast_hog_one_thread() {
 #[test]
 fn vm_oomguard_beats_the_kernel_fast_hog_four_threads() {
     if let Some(o) = system_storm("oomguard_fast4", &["STORM=fast", "THREADS=4"]) {
+        assert_oomguard_won(&o);
+    }
+}
+
+#[test]
+fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_22_04s_5_15_kernel() {
+    // The task iterator's program on a 5.x kernel (verifier, BTF and `mm_rss_stat` of 5.15).
+    if let Some(o) = system_storm_on(
+        "oomguard_fast1_5_15",
+        &["STORM=fast", "THREADS=1"],
+        &[("VM_KERNEL", "jammy")],
+    ) {
+        o.check(o.get("kernel").starts_with("5.15."), "not a 5.15 kernel");
         assert_oomguard_won(&o);
     }
 }
@@ -546,12 +574,35 @@ fn vm_kernel_memcg_oom_group_kills_the_whole_job() {
 
 #[test]
 fn vm_oomguard_cgroup_v2_scope_kills_the_job_group() {
+    // Debian 12's 6.1: the group's filter reads `cgroup.ancestors` (pointers).
     let Some(o) = vm("cgroup_oomguard", "cgroup", &["DAEMON=oomguard"], &[]) else {
         return;
     };
-    // The task iterator's program for the group passes 6.1's verifier, and on this cgroup2
-    // hierarchy (the group's processes in two sub-groups with the memory controller handed
-    // down) it finds them: the group, with its 24 sleepers, is listed with it from the start.
+    assert_cgroup_scope_listed_and_killed(&o);
+}
+
+#[test]
+fn vm_oomguard_cgroup_v2_scope_on_ubuntu_22_04s_5_15_kernel() {
+    // Ubuntu 22.04's 5.15: before 6.0 a cgroup lists its ancestors' ids (`ancestor_ids`),
+    // which the group's filter reads instead; the mm's counters are `mm_rss_stat`.
+    let Some(o) = vm(
+        "cgroup_oomguard_5_15",
+        "cgroup",
+        &["DAEMON=oomguard"],
+        &[("VM_KERNEL", "jammy")],
+    ) else {
+        return;
+    };
+    o.check(o.get("kernel").starts_with("5.15."), "not a 5.15 kernel");
+    assert_cgroup_scope_listed_and_killed(&o);
+}
+
+/// The cgroup scenario with oomguard scoped on `app`: the task iterator's program for the
+/// group passes the guest kernel's verifier, and on this cgroup2 hierarchy (the group's
+/// processes in two sub-groups with the memory controller handed down) it finds them and only
+/// them: the group, with its 24 sleepers, is listed with it from the start, and the first
+/// decision ranks exactly the group's processes. The kill is the job's, no one else's.
+fn assert_cgroup_scope_listed_and_killed(o: &Outcome) {
     o.check(
         o.get("og_scanning")
             .contains("scanning the group's processes with the kernel's task iterator"),
@@ -569,6 +620,11 @@ fn vm_oomguard_cgroup_v2_scope_kills_the_job_group() {
     o.check(
         o.num("other_procs") >= 25.0,
         "the sleepers were not in the group",
+    );
+    // other/ (bystander and sleepers) after the kill, plus the job's hog and its mate.
+    o.check(
+        o.num("og_table") == o.num("other_procs") + 2.0,
+        "the first decision did not rank exactly the group's processes",
     );
     o.check(!o.flag("storm_alive"), "the hog survived");
     o.check(

@@ -48,7 +48,7 @@ use crate::sense::mem::MemState;
 use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
 use crate::sense::scope::Scope;
-use crate::sense::tasks::{CgroupFilter, TaskIter};
+use crate::sense::tasks::TaskIter;
 use crate::sense::{KeptFile, Root};
 use crate::values::{KillUnit, ScopeSpec, human_kb};
 
@@ -88,7 +88,7 @@ pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// it. The kernel's type information (about 5 MiB) is read in a helper process, the daemon's
 /// own binary run for that ([`TaskIter::load_via`]): it never counts in the daemon's memory.
 ///
-/// For a cgroup scope the program lists only the group's processes ([`CgroupFilter`]); the
+/// For a cgroup scope the program lists only the group's processes ([`CgroupFilter`](crate::sense::tasks::CgroupFilter)); the
 /// scan then takes it when that is cheaper than reading the group's processes one by one
 /// (`decide::victim`).
 pub fn use_task_iterator(reader: &mut ProcReader, scope: &Scope) {
@@ -107,10 +107,7 @@ pub fn use_task_iterator(reader: &mut ProcReader, scope: &Scope) {
     }
     let filter = match scope.cgroup().map(|c| c.kernel_id(reader.root())) {
         None => None,
-        Some(Ok(k)) => Some(CgroupFilter {
-            id: k.id,
-            level: k.level,
-        }),
+        Some(Ok(f)) => Some(f),
         Some(Err(e)) => {
             log::info!(
                 "reading the group's processes in /proc, one read per process: the kernel's task iterator cannot pick out the group's processes here: {e}"
@@ -134,7 +131,7 @@ pub fn use_task_iterator(reader: &mut ProcReader, scope: &Scope) {
             return;
         }
         // Without the privileges it needs (a sandbox without CAP_BPF/CAP_PERFMON or bpf()),
-        // or a group's filter on a kernel before 6.0: said, not warned of.
+        // or a group's filter on a kernel whose types lack what it reads: said, not warned of.
         Err(e) if e.is_expected() => {
             log::info!("scanning /proc, one read per process: the kernel's task iterator is {e}")
         }

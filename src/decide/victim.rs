@@ -352,7 +352,7 @@ pub struct Ranker {
     pgalloc_at_scan: u64,
     /// A scan done in slices ([`Ranker::refresh_slice`]) that is not finished yet.
     partial: Option<Partial>,
-    /// The kernel's last handed-out PID ([`ProcReader::last_pid`]) when the table's rows were
+    /// The kernel's last handed-out PID ([`Loadavg::last_pid`](crate::sense::procs::Loadavg::last_pid)) when the table's rows were
     /// listed: at the listing of its last scan, or of a later [`Ranker::relist_watching`].
     last_pid: Option<i32>,
     /// The same at the listing of the scan under way (it becomes `last_pid` when it ends).
@@ -1579,7 +1579,7 @@ pub(crate) mod tests {
         let policy = Policy::default();
         let basis = million_pages(500);
         last_pid(&fx, 1099);
-        assert_eq!(reader.last_pid(), Some(1099));
+        assert_eq!(reader.loadavg().map(|l| l.last_pid), Some(1099));
         let mut rk = Ranker::new(4, false);
         assert_eq!(
             rk.relist_watching(&mut reader, &mut scope, &policy, basis, None),
@@ -1624,7 +1624,7 @@ pub(crate) mod tests {
         assert_eq!(rk.len(), 107, "the newcomer is not learnt");
         // Without /proc/loadavg there is no telling: the same.
         fs::remove_file(r.join("proc/loadavg")).unwrap();
-        assert_eq!(reader.last_pid(), None);
+        assert_eq!(reader.loadavg(), None);
         assert_eq!(
             rk.relist_watching(&mut reader, &mut scope, &policy, later, None),
             Some(false)

@@ -5,6 +5,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::tasks::CgroupFilter;
 use super::{Root, parse_u64, read_into};
 
 /// Which cgroup hierarchy a group lives in.
@@ -267,7 +268,9 @@ impl Cgroup {
     /// the kernel's `kernfs_node.id` on 64-bit kernels) and its level (how many groups deep it
     /// is below the hierarchy's root). The level is known from the path only in the initial
     /// cgroup namespace, with the hierarchy mounted from its root.
-    pub fn kernel_id(&self, root: &Root) -> Result<KernelId, NoKernelId> {
+    /// What the task iterator's program for the group compares a process's memory cgroup
+    /// with.
+    pub fn kernel_id(&self, root: &Root) -> Result<CgroupFilter, NoKernelId> {
         let ns = root.path("proc/self/ns/cgroup");
         let meta = std::fs::metadata(&ns).map_err(|source| NoKernelId::Io { path: ns, source })?;
         if meta.ino() != INITIAL_CGROUP_NS {
@@ -294,18 +297,11 @@ impl Cgroup {
             return Err(NoKernelId::NoController(real));
         }
         let meta = std::fs::metadata(&real).map_err(io(real.clone()))?;
-        Ok(KernelId {
+        Ok(CgroupFilter {
             id: meta.ino(),
             level: u32::try_from(level).unwrap_or(u32::MAX),
         })
     }
-}
-
-/// A cgroup's id and level ([`Cgroup::kernel_id`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelId {
-    pub id: u64,
-    pub level: u32,
 }
 
 /// The inode number of the initial cgroup namespace (`PROC_CGROUP_INIT_INO`).

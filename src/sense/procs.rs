@@ -253,6 +253,9 @@ pub const MAX_CMDLINE: usize = 64 << 10;
 pub struct Loadavg {
     /// Threads (tasks) there are, in the whole machine.
     pub threads: u32,
+    /// The PID the kernel handed out last in this PID namespace. PIDs are handed out upwards
+    /// from it and wrap at `pid_max`, so while it only grows, no PID that was in use earlier
+    /// has been given to a new process.
     pub last_pid: i32,
 }
 
@@ -356,15 +359,8 @@ impl ProcReader {
         Ok(())
     }
 
-    /// The PID the kernel handed out last in this PID namespace (`/proc/loadavg`'s last
-    /// field); `None` when it cannot be read. PIDs are handed out upwards from it and wrap at
-    /// `pid_max`, so while it only grows, no PID that was in use earlier has been given to a
-    /// new process.
-    pub fn last_pid(&mut self) -> Option<i32> {
-        self.loadavg().map(|l| l.last_pid)
-    }
-
-    /// `/proc/loadavg`'s counts: [`ProcReader::last_pid`], and the number of threads there are.
+    /// `/proc/loadavg`'s counts: the number of threads there are, and the last PID handed out
+    /// (its last field); `None` when it cannot be read.
     pub fn loadavg(&mut self) -> Option<Loadavg> {
         let fd = rustix::fs::openat(
             &self.dir,

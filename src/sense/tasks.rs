@@ -68,7 +68,7 @@ pub enum TaskIterError {
     #[error("cannot work out the kernel's layout in a helper process: {0}")]
     Helper(String),
     #[error(
-        "not able to pick out one group's processes on this kernel (its types lack what the filter reads: the memory controller's id, or cgroup.ancestors, which came in 6.0)"
+        "not able to pick out one group's processes on this kernel (its types lack what the filter reads: the memory controller's id, or a cgroup's list of its ancestors, cgroup.ancestors since 6.0, cgroup.ancestor_ids from 5.5 to 5.19)"
     )]
     NoCgroupFilter,
     #[error("cannot attach the task iterator ({0})")]
@@ -158,8 +158,9 @@ pub struct Layout {
     pub cgroup: Option<CgroupOffsets>,
 }
 
-/// The path from a task to its memory cgroup's ancestor at a given level, and that cgroup's
-/// id: `task->cgroups->subsys[memory_cgrp_id]->cgroup->ancestors[L]->kn->id`.
+/// The path from a task to the id of its memory cgroup's ancestor at a given level:
+/// `task->cgroups->subsys[memory_cgrp_id]->cgroup`, then `->ancestors[L]->kn->id` (6.0 and
+/// later) or `->ancestor_ids[L]` (5.5 to 5.19).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CgroupOffsets {
     pub task_cgroups: i16,
@@ -167,10 +168,38 @@ pub struct CgroupOffsets {
     pub css_set_memory: i16,
     pub css_cgroup: i16,
     pub cgroup_level: i16,
-    /// `cgroup.ancestors`, an array of pointers indexed by level (kernel 6.0 and later).
-    pub cgroup_ancestors: i16,
+    /// Where a cgroup lists its ancestors, indexed by level (itself at its own level).
+    pub ancestors: Ancestors,
     pub cgroup_kn: i16,
     pub kn_id: i16,
+}
+
+/// A cgroup's list of its ancestors (`struct cgroup`'s last member), by kernel era.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ancestors {
+    /// `cgroup.ancestors` (6.0 and later): pointers, each ancestor's id read from its
+    /// `kn->id`.
+    Pointers(i16),
+    /// `cgroup.ancestor_ids` (5.5 to 5.19): the ancestors' ids (their `kn->id`), 64-bit.
+    Ids(i16),
+}
+
+impl Ancestors {
+    /// The offset and the kind, as two numbers (1 for ids).
+    fn fields(self) -> [i16; 2] {
+        match self {
+            Ancestors::Pointers(o) => [o, 0],
+            Ancestors::Ids(o) => [o, 1],
+        }
+    }
+
+    fn from_fields(offset: i16, kind: i16) -> Option<Ancestors> {
+        match kind {
+            0 => Some(Ancestors::Pointers(offset)),
+            1 => Some(Ancestors::Ids(offset)),
+            _ => None,
+        }
+    }
 }
 
 /// A program that lists only the processes of one memory cgroup and its descendants: the
@@ -207,6 +236,23 @@ impl CgroupOffsets {
         if memory >= slots {
             return Err(TaskIterError::Layout("css_set.subsys"));
         }
+        let cgroup = btf.struct_id("cgroup")?;
+        let ancestors = if let Some(m) = btf.member(cgroup, "ancestors") {
+            Ancestors::Pointers(off(m.offset, "cgroup")?)
+        } else {
+            // Before 6.0: the ids themselves, u64 since 5.5 (when a cgroup's id became its
+            // kernfs node's 64-bit id); an older kernel's `int` ids are not the inode's.
+            let m = btf
+                .member(cgroup, "ancestor_ids")
+                .ok_or_else(|| BtfError::Missing("cgroup.ancestors".into()))?;
+            let (elem, _) = btf
+                .array(m.type_id)
+                .ok_or(TaskIterError::Layout("cgroup.ancestor_ids"))?;
+            if btf.size(elem) != Some(8) {
+                return Err(TaskIterError::Layout("cgroup.ancestor_ids"));
+            }
+            Ancestors::Ids(off(m.offset, "cgroup")?)
+        };
         Ok(CgroupOffsets {
             task_cgroups: off(cgroups.offset, "task_struct")?,
             css_set_memory: subsys
@@ -214,19 +260,21 @@ impl CgroupOffsets {
                 .ok_or(TaskIterError::Layout("css_set"))?,
             css_cgroup: member("cgroup_subsys_state", "cgroup")?.0,
             cgroup_level: member("cgroup", "level")?.0,
-            cgroup_ancestors: member("cgroup", "ancestors")?.0,
+            ancestors,
             cgroup_kn: member("cgroup", "kn")?.0,
             kn_id: member("kernfs_node", "id")?.0,
         })
     }
 
-    fn fields(&self) -> [i16; 7] {
+    fn fields(&self) -> [i16; 8] {
+        let [ancestors, kind] = self.ancestors.fields();
         [
             self.task_cgroups,
             self.css_set_memory,
             self.css_cgroup,
             self.cgroup_level,
-            self.cgroup_ancestors,
+            ancestors,
+            kind,
             self.cgroup_kn,
             self.kn_id,
         ]
@@ -315,8 +363,8 @@ impl Layout {
     ///
     /// With a `filter` (and [`Layout::cgroup`]), a leader whose memory cgroup is not the
     /// filter's group or below it is passed over before anything else is read: its memory
-    /// cgroup's ancestor at the group's level (`ancestors[L]`, the group itself when the task
-    /// is in it) must have the group's id. A task's memory cgroup is the nearest group up from
+    /// cgroup's ancestor at the group's level (`ancestors[L]`, or `ancestor_ids[L]` before 6.0;
+    /// the group itself when the task is in it) must have the group's id. A task's memory cgroup is the nearest group up from
     /// its own with the memory controller on, and the filter's group has it on, so this is
     /// membership of the group's subtree, as `cgroup.procs` of the group and its descendants
     /// lists it (on v1, where a process's threads may be placed in groups one by one, its
@@ -353,12 +401,15 @@ impl Layout {
             read(&mut p, 9, c.cgroup_level.into(), 4);
             p.ldx(W, 1, 10, -64);
             p.jlt_imm(1, f.level as i32, "out");
-            next(
-                &mut p,
-                i32::from(c.cgroup_ancestors).saturating_add(f.level as i32 * 8),
-            );
-            next(&mut p, c.cgroup_kn.into());
-            read(&mut p, 9, c.kn_id.into(), 8);
+            let at = |o: i16| i32::from(o).saturating_add(f.level as i32 * 8);
+            match c.ancestors {
+                Ancestors::Pointers(o) => {
+                    next(&mut p, at(o));
+                    next(&mut p, c.cgroup_kn.into());
+                    read(&mut p, 9, c.kn_id.into(), 8);
+                }
+                Ancestors::Ids(o) => read(&mut p, 9, at(o), 8),
+            }
             p.ldx(DW, 1, 10, -64);
             p.ld_imm64(2, f.id);
             p.jne_reg(1, 2, "out");
@@ -460,7 +511,8 @@ pub const LAYOUT_HELPER_ARG: &str = "__task-iterator-layout";
 
 impl Layout {
     /// One line of numbers (`-1` for no page-table field), for a helper process to hand over.
-    /// The cgroup offsets follow, seven numbers, or one `-1` when there are none.
+    /// The cgroup offsets follow, eight numbers (the fifth and sixth are [`Ancestors`]), or one
+    /// `-1` when there are none.
     pub fn to_line(&self) -> String {
         let cgroup = match self.cgroup {
             Some(c) => c.fields().map(|f| f.to_string()).join(" "),
@@ -497,16 +549,16 @@ impl Layout {
         let h = |x: i64| i16::try_from(x).ok();
         let (v, cgroup) = match v.len() {
             18 if v[17] == -1 => (&v[..17], None),
-            24 => {
+            25 => {
                 let c = &v[17..];
                 let cgroup = CgroupOffsets {
                     task_cgroups: h(c[0])?,
                     css_set_memory: h(c[1])?,
                     css_cgroup: h(c[2])?,
                     cgroup_level: h(c[3])?,
-                    cgroup_ancestors: h(c[4])?,
-                    cgroup_kn: h(c[5])?,
-                    kn_id: h(c[6])?,
+                    ancestors: Ancestors::from_fields(h(c[4])?, h(c[5])?)?,
+                    cgroup_kn: h(c[6])?,
+                    kn_id: h(c[7])?,
                 };
                 (&v[..17], Some(cgroup))
             }
@@ -1060,10 +1112,7 @@ mod tests {
                 it.read(&mut buf, &mut rows).unwrap();
                 rows.iter().map(|r| r.pid).collect::<Vec<_>>()
             };
-            let f = CgroupFilter {
-                id: k.id,
-                level: k.level,
-            };
+            let f = k;
             let mut want = vec![ids[0], ids[1]];
             want.sort();
             assert_eq!(
@@ -1086,13 +1135,7 @@ mod tests {
             match cs.kernel_id(&root) {
                 Ok(ks) => {
                     assert_eq!(ks.level, k.level + 1);
-                    assert_eq!(
-                        pass(CgroupFilter {
-                            id: ks.id,
-                            level: ks.level
-                        }),
-                        vec![ids[1]]
-                    );
+                    assert_eq!(pass(ks), vec![ids[1]]);
                 }
                 Err(e) => assert!(
                     group.version == crate::sense::cgroup::CgVersion::V2,
@@ -1145,7 +1188,7 @@ mod tests {
             css_set_memory: 32,
             css_cgroup: 0,
             cgroup_level: 216,
-            cgroup_ancestors: 2224,
+            ancestors: Ancestors::Pointers(2224),
             cgroup_kn: 256,
             kn_id: 96,
         }
@@ -1166,10 +1209,24 @@ mod tests {
             ..l
         };
         assert_eq!(Layout::from_line(&cg.to_line()), Some(cg));
-        // Six cgroup offsets, or a seventh out of range: not a layout.
+        let ids = Layout {
+            cgroup: Some(CgroupOffsets {
+                ancestors: Ancestors::Ids(2224),
+                ..cgroup_offsets()
+            }),
+            ..l
+        };
+        assert_eq!(Layout::from_line(&ids.to_line()), Some(ids));
+        assert_ne!(ids.to_line(), cg.to_line());
+        // Seven cgroup numbers, one out of range, or a kind of ancestors list that is neither
+        // pointers (0) nor ids (1): not a layout.
         let line = cg.to_line();
         assert_eq!(Layout::from_line(line.rsplit_once(' ').unwrap().0), None);
         assert_eq!(Layout::from_line(&line.replace(" 2224 ", " 40000 ")), None);
+        assert_eq!(
+            Layout::from_line(&line.replace(" 2224 0 ", " 2224 2 ")),
+            None
+        );
         assert_eq!(Layout::from_line("1 2 3"), None);
         assert_eq!(Layout::from_line(&format!("{} 99999", l.to_line())), None);
         assert_eq!(
@@ -1209,9 +1266,60 @@ mod tests {
                 },
                 filter,
             ),
+            (
+                Layout {
+                    cgroup: Some(CgroupOffsets {
+                        ancestors: Ancestors::Ids(2224),
+                        ..cgroup_offsets()
+                    }),
+                    ..a_layout()
+                },
+                filter,
+            ),
         ] {
             jumps_land(&l.program(f));
         }
+        // The address each probe read takes: r3 = base + offset before the call.
+        let reads = |p: &[Insn]| -> Vec<i32> {
+            p.windows(2)
+                .filter(|w| w[0].code == 0x07 && w[0].regs & 0x0f == 3 && w[1].code == 0x85)
+                .map(|w| w[0].imm)
+                .collect()
+        };
+        let c = cgroup_offsets();
+        let ancestor = 2224 + 3 * 8;
+        // 6.0 and later: the ancestor's pointer, its kernfs node, the node's id.
+        let ptrs = Layout {
+            cgroup,
+            ..a_layout()
+        }
+        .program(filter);
+        let r = reads(&ptrs);
+        let i = r
+            .iter()
+            .position(|&o| o == ancestor)
+            .expect("reads ancestors[3]");
+        assert_eq!(
+            r[i + 1..i + 3],
+            [i32::from(c.cgroup_kn), i32::from(c.kn_id)]
+        );
+        // 5.5 to 5.19: the id at ancestor_ids[3], compared as it is.
+        let ids = Layout {
+            cgroup: Some(CgroupOffsets {
+                ancestors: Ancestors::Ids(2224),
+                ..c
+            }),
+            ..a_layout()
+        }
+        .program(filter);
+        let r = reads(&ids);
+        let i = r
+            .iter()
+            .position(|&o| o == ancestor)
+            .expect("reads ancestor_ids[3]");
+        assert!(!r[i + 1..].contains(&i32::from(c.kn_id)), "{r:?}");
+        // Two pointer reads fewer (each a probe read of six instructions, a load and a test).
+        assert_eq!(ids.len() + 2 * 8, ptrs.len());
         // The filter's id is one 64-bit immediate, in two slots.
         let p = Layout {
             cgroup,

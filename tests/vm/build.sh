@@ -10,6 +10,12 @@
 #
 # Output in tests/vm/work/ (git-ignored): vmlinuz, initrd.cpio (VM_NOHANG=1: initrd-nohang.cpio). Idempotent: downloads happen
 # once; the initramfs is rebuilt on every call (about a second). Needs root only for apt-get.
+#
+# VM_KERNEL=jammy: Ubuntu 22.04's kernel instead (the newest linux-image-5.15.0-*-generic and
+# its modules from jammy-updates, ${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}, checked
+# against the SHA256 of the archive's package list): vmlinuz-jammy, initrd-jammy.cpio. A 5.x
+# kernel, where a cgroup lists its ancestors' ids (`ancestor_ids`) and the mm's counters are
+# the older `mm_rss_stat`; its zram is in linux-modules-extra, not fetched (no swap scenarios).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -23,7 +29,7 @@ log() { echo "vm/build: $*" >&2; }
 # Host tools, from Debian packages.
 need=()
 for pc in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio gcc:gcc \
-          dpkg-deb:dpkg; do
+          dpkg-deb:dpkg ${VM_KERNEL:+curl:curl xz:xz-utils}; do
   command -v "${pc%%:*}" >/dev/null 2>&1 || need+=("${pc##*:}")
 done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
@@ -41,8 +47,46 @@ fi
 # apt-get download writes as _apt where it can; a root-owned work dir makes it warn only.
 download() { (cd "$work/debs" && apt-get download -q "$@" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true); }
 
-# Kernel: the newest linux-image-*-cloud-amd64 that apt offers (what the meta-package points at).
-if [ ! -e "$work/vmlinuz" ] || [ ! -d "$work/kpkg/lib/modules" ]; then
+# Kernel: the newest linux-image-*-cloud-amd64 that apt offers (what the meta-package points at),
+# or (VM_KERNEL=jammy) Ubuntu 22.04's, into kpkg-jammy.
+kernel=${VM_KERNEL:+-$VM_KERNEL}
+case ${VM_KERNEL:-} in
+  '') ;;
+  jammy)
+    kdir=$work/kpkg-jammy
+    if [ ! -e "$work/vmlinuz-jammy" ] || [ ! -d "$kdir/lib/modules" ]; then
+      mirror=${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
+      debs=$work/debs-jammy; mkdir -p "$debs"
+      list=$debs/jammy-updates-Packages
+      log "fetching the jammy-updates package list from $mirror"
+      curl -fsS --retry 3 -m 300 "$mirror/dists/jammy-updates/main/binary-amd64/Packages.xz" | xz -dc >"$list.tmp"
+      mv "$list.tmp" "$list"
+      # Name, path and SHA256 of every linux-image/linux-modules-5.15.0-N-generic.
+      pkgs=$(awk '/^Package: /{p=$2} /^Filename: /{f=$2} /^SHA256: /{s=$2}
+        function out() { if (p ~ /^linux-(image|modules)-5\.15\.0-[0-9]+-generic$/) print p, f, s; p="" }
+        /^$/{out()} END{out()}' "$list")
+      abi=$(echo "$pkgs" | sed -n 's/^linux-image-5\.15\.0-\([0-9]*\)-generic .*/\1/p' | sort -n | tail -n1)
+      [ -n "$abi" ] || { log "no linux-image-5.15.0-*-generic in jammy-updates"; exit 1; }
+      rm -rf "$kdir"; mkdir -p "$kdir"
+      for p in linux-image linux-modules; do
+        read -r _ file sum < <(echo "$pkgs" | grep "^$p-5\.15\.0-$abi-generic ") ||
+          { log "no $p-5.15.0-$abi-generic in jammy-updates"; exit 1; }
+        deb=$debs/$(basename "$file")
+        if [ ! -e "$deb" ] || ! echo "$sum  $deb" | sha256sum -c --quiet - 2>/dev/null; then
+          log "downloading $(basename "$file")"
+          curl -fsS --retry 3 -m 600 -o "$deb.tmp" "$mirror/$file"
+          echo "$sum  $deb.tmp" | sha256sum -c --quiet - || { log "$(basename "$file"): SHA256 mismatch"; exit 1; }
+          mv "$deb.tmp" "$deb"
+        fi
+        dpkg-deb -x "$deb" "$kdir"
+      done
+      ln -sf "$(ls "$kdir"/boot/vmlinuz-*)" "$work/vmlinuz-jammy"
+    fi
+    kver=$(basename "$(ls -d "$kdir"/lib/modules/*)")
+    ;;
+  *) log "unknown VM_KERNEL=$VM_KERNEL (jammy, or unset for Debian's)"; exit 1 ;;
+esac
+if [ -z "$kernel" ] && { [ ! -e "$work/vmlinuz" ] || [ ! -d "$work/kpkg/lib/modules" ]; }; then
   kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
   if [ -z "$kpkg" ]; then apt_update; kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); fi
   [ -n "$kpkg" ] || { log "apt offers no linux-image-cloud-amd64"; exit 1; }
@@ -53,7 +97,7 @@ if [ ! -e "$work/vmlinuz" ] || [ ! -d "$work/kpkg/lib/modules" ]; then
   dpkg-deb -x "$work"/debs/linux-image-*.deb "$work/kpkg"
   ln -sf "$(ls "$work"/kpkg/boot/vmlinuz-*)" "$work/vmlinuz"
 fi
-kver=$(basename "$(ls -d "$work"/kpkg/lib/modules/*)")
+[ -n "$kernel" ] || { kdir=$work/kpkg; kver=$(basename "$(ls -d "$kdir"/lib/modules/*)"); }
 
 # earlyoom, unpacked from its Debian package (a daemon: never installed or started on the host).
 if [ ! -x "$work/earlyoom/usr/bin/earlyoom" ]; then
@@ -71,7 +115,7 @@ fi
 [ -x "$hog" ] || { log "no oomguard-hog binary at $hog (cargo build --release --features test-support --bin oomguard-hog)"; exit 1; }
 
 # The nohang build is a file of its own, so the tests and the benchmark can run side by side.
-flavour=${VM_NOHANG:+-nohang}
+flavour=${VM_NOHANG:+-nohang}$kernel
 root=$work/root$flavour
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/modules,vm/scenarios,usr/bin}
@@ -93,7 +137,7 @@ for b in "$oomguard" "$hog" "$work/earlyoom/usr/bin/earlyoom"; do
 done
 
 # Kernel modules with their dependencies (from each module's depends= field), in load order.
-mods=$work/kpkg/lib/modules/$kver
+mods=$kdir/lib/modules/$kver
 : >"$root/vm/modules.list"
 declare -A loaded=()
 load_mod() {

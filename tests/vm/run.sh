@@ -8,7 +8,8 @@
 # Environment: VM_MEM (512M), VM_SMP (1), VM_TIMEOUT (seconds, 120), VM_DISK (size of a blank
 # virtio disk for SWAP=disk, e.g. 256M), VM_DEBUG=1 (guest output and dmesg into the log),
 # VM_LOG (file for the whole serial console; default: a temporary file removed on success),
-# VM_NOHANG=1 (boot the initramfs with nohang), VM_NICE (niceness of qemu: the tests use 10 so that timing-sensitive host tests keep the CPU).
+# VM_NOHANG=1 (boot the initramfs with nohang), VM_KERNEL=jammy (boot Ubuntu 22.04's 5.15 kernel:
+# tests/vm/build.sh with the same VM_KERNEL first), VM_NICE (niceness of qemu: the tests use 10 so that timing-sensitive host tests keep the CPU).
 # Exit: 0 with results, 1 when the VM produced no result block (the console log is printed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,8 +17,9 @@ work=${VM_WORK:-$here/work}
 [ $# -ge 1 ] || { echo "usage: $0 SCENARIO [VAR=VALUE...]" >&2; exit 2; }
 scenario=$1; shift
 [ -r "$here/scenarios/$scenario.sh" ] || { echo "no scenario $scenario" >&2; exit 2; }
-initrd=$work/initrd${VM_NOHANG:+-nohang}.cpio
-[ -r "$initrd" ] || { echo "run ${VM_NOHANG:+VM_NOHANG=1 }tests/vm/build.sh first" >&2; exit 1; }
+kernel=${VM_KERNEL:+-$VM_KERNEL}
+initrd=$work/initrd${VM_NOHANG:+-nohang}$kernel.cpio
+[ -r "$initrd" ] || { echo "run ${VM_NOHANG:+VM_NOHANG=1 }${VM_KERNEL:+VM_KERNEL=$VM_KERNEL }tests/vm/build.sh first" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/oomguard-vm.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -44,7 +46,7 @@ log=${VM_LOG:-$tmp/console.log}
 boot() {
   nice -n "${VM_NICE:-0}" timeout --kill-after=5 "${VM_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg \
     -m "${VM_MEM:-512M}" -smp "${VM_SMP:-1}" -nographic -no-reboot -nodefaults -serial stdio -net none \
-    -kernel "$work/vmlinuz" -initrd "$tmp/initrd" "${disk[@]}" \
+    -kernel "$work/vmlinuz$kernel" -initrd "$tmp/initrd" "${disk[@]}" \
     -append "console=ttyS0 psi=1 panic=-1 loglevel=1 oops=panic no_timer_check" </dev/null >"$log" 2>&1
 }
 start=$(date +%s.%N)

@@ -1,5 +1,5 @@
 # cgroup v2 scope: app (memory.max = APP_MAX) holds job (memory.oom.group = 1: hog + jobmate)
-# and other (bystander); innocent runs outside. DAEMON=oomguard runs with
+# and other (bystander); innocent runs outside, in a sibling group of app (elsewhere). DAEMON=oomguard runs with
 # --scope cgroup:/sys/fs/cgroup/app --kill-unit cgroup; DAEMON=none leaves it to the kernel.
 cg=/sys/fs/cgroup
 echo +memory >$cg/cgroup.subtree_control
@@ -10,6 +10,9 @@ mkdir -p $cg/app/job $cg/app/other
 echo 1 >$cg/app/job/memory.oom.group
 res oom_group "$(cat $cg/app/job/memory.oom.group)"
 hold innocent 16M; INNOCENT=$HELD
+# At app's level, beside it: a filter that checked only the level would list it.
+mkdir -p $cg/elsewhere
+echo "$INNOCENT" >$cg/elsewhere/cgroup.procs
 sh -c "echo \$\$ >$cg/app/other/cgroup.procs; exec bystander --max 24M" >/tmp/bystander.out 2>&1 &
 BYST=$!
 sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec jobmate --max 16M" >/tmp/jobmate.out 2>&1 &
@@ -45,6 +48,9 @@ res other_procs "$(wc -l <$cg/app/other/cgroup.procs)"
 if [ "${DAEMON:-none}" = oomguard ]; then
   res og_listing "$(grep -m1 'listing cgroup:' /tmp/daemon.log)"
   res og_found_none "$(grep -c 'task iterator found none' /tmp/daemon.log)"
+  # The processes the first decision ranked: the group's (hog, jobmate, bystander, sleepers),
+  # no others.
+  res og_table "$(sed -n 's/.*decision in .* precise reads, \([0-9]*\) processes in the table.*/\1/p' /tmp/daemon.log | head -n1)"
 fi
 res job_oom_kill "$(awk '$1=="oom_kill"{print $2}' $cg/app/job/memory.events)"
 report_common
