@@ -1,5 +1,5 @@
 //! System-wide scenarios in throwaway VMs (tests/vm/): a Debian cloud kernel (Debian 12's 6.1;
-//! a few scenarios also on Ubuntu 22.04's 5.15) under `qemu-system-x86_64 -accel tcg`,
+//! a few scenarios also on Ubuntu 22.04's 5.15 and Debian 11's 5.10) under `qemu-system-x86_64 -accel tcg`,
 //! 512 MiB, one scenario per boot. Global OOMs, swap, zram,
 //! cgroup v2 and negative `oom_score_adj` can only be tested there (never on this host).
 //!
@@ -23,9 +23,11 @@ fn vm_dir() -> PathBuf {
 fn harness_ready(kernel: Option<&str>) -> bool {
     static DEBIAN: OnceLock<Result<(), String>> = OnceLock::new();
     static JAMMY: OnceLock<Result<(), String>> = OnceLock::new();
+    static BULLSEYE: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = match kernel {
         None => &DEBIAN,
         Some("jammy") => &JAMMY,
+        Some("bullseye") => &BULLSEYE,
         Some(k) => panic!("no VM kernel {k}"),
     };
     let r = ready.get_or_init(|| {
@@ -364,12 +366,25 @@ fn vm_oomguard_beats_the_kernel_fast_hog_four_threads() {
 #[test]
 fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_22_04s_5_15_kernel() {
     // The task iterator's program on a 5.x kernel (verifier, BTF and `mm_rss_stat` of 5.15).
+    fast_hog_on("jammy", "5.15.");
+}
+
+#[test]
+fn vm_oomguard_beats_the_kernel_fast_hog_on_debian_11s_5_10_kernel() {
+    // 5.10 refuses bpf_get_current_task_btf: the program that finds its reader without it.
+    fast_hog_on("bullseye", "5.10.");
+}
+
+fn fast_hog_on(kernel: &str, version: &str) {
     if let Some(o) = system_storm_on(
-        "oomguard_fast1_5_15",
+        &format!("oomguard_fast1_{kernel}"),
         &["STORM=fast", "THREADS=1"],
-        &[("VM_KERNEL", "jammy")],
+        &[("VM_KERNEL", kernel)],
     ) {
-        o.check(o.get("kernel").starts_with("5.15."), "not a 5.15 kernel");
+        o.check(
+            o.get("kernel").starts_with(version),
+            "not the kernel asked for",
+        );
         assert_oomguard_won(&o);
     }
 }
@@ -585,15 +600,28 @@ fn vm_oomguard_cgroup_v2_scope_kills_the_job_group() {
 fn vm_oomguard_cgroup_v2_scope_on_ubuntu_22_04s_5_15_kernel() {
     // Ubuntu 22.04's 5.15: before 6.0 a cgroup lists its ancestors' ids (`ancestor_ids`),
     // which the group's filter reads instead; the mm's counters are `mm_rss_stat`.
+    cgroup_scope_on("jammy", "5.15.");
+}
+
+#[test]
+fn vm_oomguard_cgroup_v2_scope_on_debian_11s_5_10_kernel() {
+    // Debian 11's 5.10: `ancestor_ids`, and no bpf_get_current_task_btf.
+    cgroup_scope_on("bullseye", "5.10.");
+}
+
+fn cgroup_scope_on(kernel: &str, version: &str) {
     let Some(o) = vm(
-        "cgroup_oomguard_5_15",
+        &format!("cgroup_oomguard_{kernel}"),
         "cgroup",
         &["DAEMON=oomguard"],
-        &[("VM_KERNEL", "jammy")],
+        &[("VM_KERNEL", kernel)],
     ) else {
         return;
     };
-    o.check(o.get("kernel").starts_with("5.15."), "not a 5.15 kernel");
+    o.check(
+        o.get("kernel").starts_with(version),
+        "not the kernel asked for",
+    );
     assert_cgroup_scope_listed_and_killed(&o);
 }
 

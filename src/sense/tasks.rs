@@ -1,5 +1,5 @@
 //! Every process's badness terms in a few reads: the kernel's task iterator (a BPF `iter/task`
-//! program; kernel 5.11 and later, for `bpf_get_current_task_btf`) instead of one
+//! program; kernel 5.8 and later with BTF: checked on 5.10, 5.15, 6.1 and 6.18) instead of one
 //! `/proc/PID/statm` per process.
 //!
 //! The program is built here, for the running kernel: the byte offsets of the fields it reads
@@ -370,6 +370,11 @@ impl Layout {
     /// lists it (on v1, where a process's threads may be placed in groups one by one, its
     /// leader's group decides, which is where v1 charges its memory).
     pub fn program(&self, filter: Option<CgroupFilter>) -> Vec<Insn> {
+        self.program_with(filter, Current::Btf)
+    }
+
+    /// [`Layout::program`], finding the reader's task with `current`.
+    pub fn program_with(&self, filter: Option<CgroupFilter>, current: Current) -> Vec<Insn> {
         let mut p = Asm::default();
         p.mov_reg(6, 1);
         p.ldx(DW, 7, 6, 8); // ctx->task
@@ -419,9 +424,30 @@ impl Layout {
         // and runs in the reader's read(2), so the current task is the reader). The address
         // is computed on the pointer's value (read with bpf_probe_read_kernel, a plain
         // number), and the PID read the same way: `numbers` may be declared with length 1.
-        p.call(HELPER_GET_CURRENT_TASK_BTF);
-        p.ldx(DW, 1, 0, self.task_thread_pid);
-        p.ldx(W, 8, 1, self.pid_level);
+        match current {
+            Current::Btf => {
+                p.call(HELPER_GET_CURRENT_TASK_BTF);
+                p.ldx(DW, 1, 0, self.task_thread_pid);
+                p.ldx(W, 8, 1, self.pid_level);
+            }
+            Current::Plain => {
+                // The task as a number: both steps read with bpf_probe_read_kernel.
+                p.call(HELPER_GET_CURRENT_TASK);
+                p.mov_reg(3, 0);
+                p.add_imm(3, self.task_thread_pid as i32);
+                p.mov_reg(1, 10);
+                p.add_imm(1, -64);
+                p.mov_imm(2, 8);
+                p.call(HELPER_PROBE_READ_KERNEL);
+                p.ldx(DW, 3, 10, -64);
+                p.add_imm(3, self.pid_level as i32);
+                p.mov_reg(1, 10);
+                p.add_imm(1, -64);
+                p.mov_imm(2, 4);
+                p.call(HELPER_PROBE_READ_KERNEL);
+                p.ldx(W, 8, 10, -64);
+            }
+        }
         p.mul_imm(8, self.upid_size);
         p.mov_reg(1, 10);
         p.add_imm(1, -64);
@@ -503,6 +529,16 @@ pub fn parse_record(r: &[u8], page_size: u64) -> Option<TaskRow> {
         adj: i16::from_le_bytes([r[48], r[49]]),
         has_mm: r[50] != 0,
     })
+}
+
+/// How the program finds the task that reads it (for its PID namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Current {
+    /// `bpf_get_current_task_btf` (5.11 and later): a typed pointer, its fields loaded directly.
+    Btf,
+    /// `bpf_get_current_task`: a number, its fields read with `bpf_probe_read_kernel` (for
+    /// 5.8 to 5.10, which refuse the program with the other).
+    Plain,
 }
 
 /// The argument that makes the `oomguard` binary print the [`Layout`] for the BTF at the path
@@ -674,8 +710,24 @@ impl TaskIter {
         if filter.is_some() && layout.cgroup.is_none() {
             return Err(TaskIterError::NoCgroupFilter);
         }
-        let insns = layout.program(filter);
-        let prog = prog_load(&insns, layout.attach_btf_id)?;
+        let prog = match prog_load(&layout.program(filter), layout.attach_btf_id) {
+            Ok(prog) if !cfg!(test) || !force_plain() => prog,
+            // A kernel before 5.11 does not know bpf_get_current_task_btf: the program that
+            // finds the reader without it instead (its own refusal, if any, is the one said).
+            Err(TaskIterError::Load { log, .. })
+                if refused_helper(&log, HELPER_GET_CURRENT_TASK_BTF) =>
+            {
+                prog_load(
+                    &layout.program_with(filter, Current::Plain),
+                    layout.attach_btf_id,
+                )?
+            }
+            Ok(_) => prog_load(
+                &layout.program_with(filter, Current::Plain),
+                layout.attach_btf_id,
+            )?,
+            Err(e) => return Err(e),
+        };
         let link = link_create(&prog).map_err(|e| match e {
             Errno::PERM | Errno::ACCESS => TaskIterError::NotPermitted(e),
             e => TaskIterError::Attach(e),
@@ -734,6 +786,31 @@ const BPF_TRACE_ITER: u32 = 28;
 const HELPER_PROBE_READ_KERNEL: i32 = 113;
 const HELPER_SEQ_WRITE: i32 = 127;
 const HELPER_GET_CURRENT_TASK_BTF: i32 = 158;
+const HELPER_GET_CURRENT_TASK: i32 = 35;
+
+/// Tests only: load the program of 5.8 to 5.10 ([`Current::Plain`]) on this kernel too.
+#[cfg(test)]
+fn force_plain() -> bool {
+    FORCE_PLAIN.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+fn force_plain() -> bool {
+    false
+}
+
+#[cfg(test)]
+thread_local! {
+    static FORCE_PLAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the verifier's `log` refuses a call of helper `id`: `invalid func unknown#158` or
+/// `unknown func …#158`, as it words a helper it does not know or does not allow here.
+fn refused_helper(log: &str, id: i32) -> bool {
+    let num = format!("#{id}");
+    log.lines()
+        .any(|l| l.contains("func ") && l.trim_end().ends_with(&num))
+}
 
 fn sys_bpf(cmd: libc::c_long, attr: &mut [u64]) -> Result<OwnedFd, Errno> {
     // SAFETY: `attr` is a zeroed `union bpf_attr` prefix of the length passed; the kernel reads
@@ -967,10 +1044,18 @@ mod tests {
     /// `CAP_PERFMON` and a kernel with BTF; without them the test fails, naming what failed.
     #[test]
     fn the_kernels_task_iterator_agrees_with_proc() {
+        agrees_with_proc(Current::Btf);
+        // The program of 5.8 to 5.10, which finds the reader without a typed pointer.
+        FORCE_PLAIN.with(|f| f.set(true));
+        agrees_with_proc(Current::Plain);
+        FORCE_PLAIN.with(|f| f.set(false));
+    }
+
+    fn agrees_with_proc(current: Current) {
         use std::process::{Command, Stdio};
         let it = TaskIter::load(Path::new("/sys/kernel/btf/vmlinux"), None).unwrap_or_else(|e| {
             panic!(
-                "cannot check the task iterator: {e} (run the tests as root on a kernel with BTF)"
+                "cannot check the task iterator ({current:?}): {e} (run the tests as root on a kernel with BTF)"
             )
         });
         // A child that holds 8 MiB it wrote, then waits.
@@ -1015,7 +1100,7 @@ mod tests {
         let row = rows
             .iter()
             .find(|r| r.pid == pid)
-            .expect("the child is listed");
+            .unwrap_or_else(|| panic!("the child is listed ({current:?})"));
         assert_eq!(row.adj, 333);
         assert!(row.has_mm && !row.is_kthread());
         assert!(
@@ -1278,6 +1363,7 @@ mod tests {
             ),
         ] {
             jumps_land(&l.program(f));
+            jumps_land(&l.program_with(f, Current::Plain));
         }
         // The address each probe read takes: r3 = base + offset before the call.
         let reads = |p: &[Insn]| -> Vec<i32> {
@@ -1340,6 +1426,23 @@ mod tests {
             a_layout().program(None),
             "no filter, the same program"
         );
+    }
+
+    #[test]
+    fn a_kernel_without_the_typed_current_task_is_told_from_other_refusals() {
+        // Debian 11's 5.10, as the verifier words it.
+        let log = "0: (bf) r6 = r1\n6: (85) call unknown#158\ninvalid func unknown#158\nprocessed 7 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
+        assert!(refused_helper(log, HELPER_GET_CURRENT_TASK_BTF));
+        assert!(refused_helper(
+            "unknown func bpf_get_current_task_btf#158\n",
+            HELPER_GET_CURRENT_TASK_BTF
+        ));
+        assert!(!refused_helper(log, HELPER_GET_CURRENT_TASK));
+        assert!(!refused_helper(
+            "R1 invalid mem access 'scalar'\nprocessed 12 insns\n",
+            HELPER_GET_CURRENT_TASK_BTF
+        ));
+        assert!(!refused_helper("invalid func unknown#1580\n", 158));
     }
 
     fn jumps_land(p: &[Insn]) {

@@ -12,10 +12,13 @@
 # once; the initramfs is rebuilt on every call (about a second). Needs root only for apt-get.
 #
 # VM_KERNEL=jammy: Ubuntu 22.04's kernel instead (the newest linux-image-5.15.0-*-generic and
-# its modules from jammy-updates, ${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}, checked
-# against the SHA256 of the archive's package list): vmlinuz-jammy, initrd-jammy.cpio. A 5.x
-# kernel, where a cgroup lists its ancestors' ids (`ancestor_ids`) and the mm's counters are
-# the older `mm_rss_stat`; its zram is in linux-modules-extra, not fetched (no swap scenarios).
+# its modules from jammy-updates, ${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu});
+# VM_KERNEL=bullseye: Debian 11's (the newest linux-image-5.10.0-*-cloud-amd64 of
+# bullseye-security). Each .deb is checked against the SHA256 of the archive's package list;
+# out: vmlinuz-NAME, initrd-NAME.cpio. 5.x kernels: a cgroup lists its ancestors' ids
+# (`ancestor_ids`), the mm's counters are the older `mm_rss_stat`, and 5.10 lacks
+# bpf_get_current_task_btf. Jammy's zram is in linux-modules-extra, not fetched (no swap
+# scenarios there).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -48,44 +51,61 @@ fi
 download() { (cd "$work/debs" && apt-get download -q "$@" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true); }
 
 # Kernel: the newest linux-image-*-cloud-amd64 that apt offers (what the meta-package points at),
-# or (VM_KERNEL=jammy) Ubuntu 22.04's, into kpkg-jammy.
+# or (VM_KERNEL) an older distribution's, fetched with curl from its archive into kpkg-NAME.
 kernel=${VM_KERNEL:+-$VM_KERNEL}
-case ${VM_KERNEL:-} in
-  '') ;;
-  jammy)
-    kdir=$work/kpkg-jammy
-    if [ ! -e "$work/vmlinuz-jammy" ] || [ ! -d "$kdir/lib/modules" ]; then
-      mirror=${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
-      debs=$work/debs-jammy; mkdir -p "$debs"
-      list=$debs/jammy-updates-Packages
-      log "fetching the jammy-updates package list from $mirror"
-      curl -fsS --retry 3 -m 300 "$mirror/dists/jammy-updates/main/binary-amd64/Packages.xz" | xz -dc >"$list.tmp"
-      mv "$list.tmp" "$list"
-      # Name, path and SHA256 of every linux-image/linux-modules-5.15.0-N-generic.
-      pkgs=$(awk '/^Package: /{p=$2} /^Filename: /{f=$2} /^SHA256: /{s=$2}
-        function out() { if (p ~ /^linux-(image|modules)-5\.15\.0-[0-9]+-generic$/) print p, f, s; p="" }
-        /^$/{out()} END{out()}' "$list")
-      abi=$(echo "$pkgs" | sed -n 's/^linux-image-5\.15\.0-\([0-9]*\)-generic .*/\1/p' | sort -n | tail -n1)
-      [ -n "$abi" ] || { log "no linux-image-5.15.0-*-generic in jammy-updates"; exit 1; }
-      rm -rf "$kdir"; mkdir -p "$kdir"
-      for p in linux-image linux-modules; do
-        read -r _ file sum < <(echo "$pkgs" | grep "^$p-5\.15\.0-$abi-generic ") ||
-          { log "no $p-5.15.0-$abi-generic in jammy-updates"; exit 1; }
-        deb=$debs/$(basename "$file")
-        if [ ! -e "$deb" ] || ! echo "$sum  $deb" | sha256sum -c --quiet - 2>/dev/null; then
-          log "downloading $(basename "$file")"
-          curl -fsS --retry 3 -m 600 -o "$deb.tmp" "$mirror/$file"
-          echo "$sum  $deb.tmp" | sha256sum -c --quiet - || { log "$(basename "$file"): SHA256 mismatch"; exit 1; }
-          mv "$deb.tmp" "$deb"
-        fi
-        dpkg-deb -x "$deb" "$kdir"
-      done
-      ln -sf "$(ls "$kdir"/boot/vmlinuz-*)" "$work/vmlinuz-jammy"
-    fi
-    kver=$(basename "$(ls -d "$kdir"/lib/modules/*)")
-    ;;
-  *) log "unknown VM_KERNEL=$VM_KERNEL (jammy, or unset for Debian's)"; exit 1 ;;
-esac
+# newest LIST REGEX: the package in the list LIST whose name matches REGEX, the highest version.
+newest() { awk -v re="$2" '/^Package: /{ if ($2 ~ re) print $2 }' "$1" | sort -V | tail -n1; }
+# fetch_deb LIST MIRROR PACKAGE DIR: PACKAGE's .deb from MIRROR, checked against the SHA256
+# the list gives for it, unpacked into DIR.
+fetch_deb() {
+  local file sum deb
+  read -r file sum < <(awk -v want="$3" '/^Package: /{p=$2} /^Filename: /{f=$2} /^SHA256: /{s=$2}
+    /^$/{if (p == want) print f, s; p=""} END{if (p == want) print f, s}' "$1") ||
+    { log "no $3 in $1"; exit 1; }
+  deb=$(dirname "$1")/$(basename "$file")
+  if [ ! -e "$deb" ] || ! echo "$sum  $deb" | sha256sum -c --quiet - 2>/dev/null; then
+    log "downloading $(basename "$file")"
+    curl -fsS --retry 3 -m 600 -o "$deb.tmp" "$2/$file"
+    echo "$sum  $deb.tmp" | sha256sum -c --quiet - || { log "$(basename "$file"): SHA256 mismatch"; exit 1; }
+    mv "$deb.tmp" "$deb"
+  fi
+  dpkg-deb -x "$deb" "$4"
+}
+# fetch_list MIRROR SUITE: the suite's amd64 package list, into debs-$VM_KERNEL; prints its path.
+fetch_list() {
+  local dir=$work/debs-$VM_KERNEL
+  mkdir -p "$dir"
+  log "fetching the $2 package list from $1"
+  curl -fsS --retry 3 -m 300 "$1/dists/$2/main/binary-amd64/Packages.xz" | xz -dc >"$dir/$2-Packages.tmp"
+  mv "$dir/$2-Packages.tmp" "$dir/$2-Packages"
+  echo "$dir/$2-Packages"
+}
+if [ -n "$kernel" ]; then
+  kdir=$work/kpkg$kernel
+  if [ ! -e "$work/vmlinuz$kernel" ] || [ ! -d "$kdir/lib/modules" ]; then
+    rm -rf "$kdir"; mkdir -p "$kdir"
+    case $VM_KERNEL in
+      jammy)
+        # Ubuntu 22.04: the newest 5.15 generic kernel of jammy-updates, and its modules.
+        mirror=${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
+        list=$(fetch_list "$mirror" jammy-updates)
+        img=$(newest "$list" '^linux-image-5\.15\.0-[0-9]+-generic$')
+        [ -n "$img" ] || { log "no linux-image-5.15.0-*-generic in jammy-updates"; exit 1; }
+        fetch_deb "$list" "$mirror" "$img" "$kdir"
+        fetch_deb "$list" "$mirror" "linux-modules-${img#linux-image-}" "$kdir" ;;
+      bullseye)
+        # Debian 11: the newest 5.10 cloud kernel of bullseye-security (modules included).
+        mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+        list=$(fetch_list "$mirror" bullseye-security)
+        img=$(newest "$list" '^linux-image-5\.10\.0-[0-9]+-cloud-amd64$')
+        [ -n "$img" ] || { log "no linux-image-5.10.0-*-cloud-amd64 in bullseye-security"; exit 1; }
+        fetch_deb "$list" "$mirror" "$img" "$kdir" ;;
+      *) log "unknown VM_KERNEL=$VM_KERNEL (jammy, bullseye, or unset for Debian 12's)"; exit 1 ;;
+    esac
+    ln -sf "$(ls "$kdir"/boot/vmlinuz-*)" "$work/vmlinuz$kernel"
+  fi
+  kver=$(basename "$(ls -d "$kdir"/lib/modules/*)")
+fi
 if [ -z "$kernel" ] && { [ ! -e "$work/vmlinuz" ] || [ ! -d "$work/kpkg/lib/modules" ]; }; then
   kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
   if [ -z "$kpkg" ]; then apt_update; kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); fi
