@@ -364,11 +364,12 @@ impl Layout {
     /// With a `filter` (and [`Layout::cgroup`]), a leader whose memory cgroup is not the
     /// filter's group or below it is passed over before anything else is read: its memory
     /// cgroup's ancestor at the group's level (`ancestors[L]`, or `ancestor_ids[L]` before 6.0;
-    /// the group itself when the task is in it) must have the group's id. A task's memory cgroup is the nearest group up from
-    /// its own with the memory controller on, and the filter's group has it on, so this is
-    /// membership of the group's subtree, as `cgroup.procs` of the group and its descendants
-    /// lists it (on v1, where a process's threads may be placed in groups one by one, its
-    /// leader's group decides, which is where v1 charges its memory).
+    /// the group itself when the task is in it) must have the group's id. A task's memory
+    /// cgroup is the nearest group up from its own with the memory controller on, and the
+    /// filter's group has it on, so this is membership of the group's subtree, as
+    /// `cgroup.procs` of the group and its descendants lists it (on v1, where a process's
+    /// threads may be placed in groups one by one, its leader's group decides, which is where
+    /// v1 charges its memory).
     pub fn program(&self, filter: Option<CgroupFilter>) -> Vec<Insn> {
         self.program_with(filter, Current::Btf)
     }
