@@ -711,24 +711,25 @@ impl TaskIter {
         if filter.is_some() && layout.cgroup.is_none() {
             return Err(TaskIterError::NoCgroupFilter);
         }
-        let prog = match prog_load(&layout.program(filter), layout.attach_btf_id) {
-            Ok(prog) if !cfg!(test) || !force_plain() => prog,
+        match TaskIter::attach(&layout, filter, Current::Btf) {
             // A kernel before 5.11 does not know bpf_get_current_task_btf: the program that
             // finds the reader without it instead (its own refusal, if any, is the one said).
             Err(TaskIterError::Load { log, .. })
                 if refused_helper(&log, HELPER_GET_CURRENT_TASK_BTF) =>
             {
-                prog_load(
-                    &layout.program_with(filter, Current::Plain),
-                    layout.attach_btf_id,
-                )?
+                TaskIter::attach(&layout, filter, Current::Plain)
             }
-            Ok(_) => prog_load(
-                &layout.program_with(filter, Current::Plain),
-                layout.attach_btf_id,
-            )?,
-            Err(e) => return Err(e),
-        };
+            r => r,
+        }
+    }
+
+    /// Loads and attaches the program `current` builds.
+    fn attach(
+        layout: &Layout,
+        filter: Option<CgroupFilter>,
+        current: Current,
+    ) -> Result<TaskIter, TaskIterError> {
+        let prog = prog_load(&layout.program_with(filter, current), layout.attach_btf_id)?;
         let link = link_create(&prog).map_err(|e| match e {
             Errno::PERM | Errno::ACCESS => TaskIterError::NotPermitted(e),
             e => TaskIterError::Attach(e),
@@ -788,22 +789,6 @@ const HELPER_PROBE_READ_KERNEL: i32 = 113;
 const HELPER_SEQ_WRITE: i32 = 127;
 const HELPER_GET_CURRENT_TASK_BTF: i32 = 158;
 const HELPER_GET_CURRENT_TASK: i32 = 35;
-
-/// Tests only: load the program of 5.8 to 5.10 ([`Current::Plain`]) on this kernel too.
-#[cfg(test)]
-fn force_plain() -> bool {
-    FORCE_PLAIN.with(|f| f.get())
-}
-
-#[cfg(not(test))]
-fn force_plain() -> bool {
-    false
-}
-
-#[cfg(test)]
-thread_local! {
-    static FORCE_PLAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
 
 /// Whether the verifier's `log` refuses a call of helper `id`: `invalid func unknown#158` or
 /// `unknown func …#158`, as it words a helper it does not know or does not allow here.
@@ -1047,14 +1032,16 @@ mod tests {
     fn the_kernels_task_iterator_agrees_with_proc() {
         agrees_with_proc(Current::Btf);
         // The program of 5.8 to 5.10, which finds the reader without a typed pointer.
-        FORCE_PLAIN.with(|f| f.set(true));
         agrees_with_proc(Current::Plain);
-        FORCE_PLAIN.with(|f| f.set(false));
     }
 
     fn agrees_with_proc(current: Current) {
         use std::process::{Command, Stdio};
-        let it = TaskIter::load(Path::new("/sys/kernel/btf/vmlinux"), None).unwrap_or_else(|e| {
+        let it = Btf::read(Path::new("/sys/kernel/btf/vmlinux"))
+            .map_err(TaskIterError::from)
+            .and_then(|btf| Layout::from_btf(&btf))
+            .and_then(|layout| TaskIter::attach(&layout, None, current))
+            .unwrap_or_else(|e| {
             panic!(
                 "cannot check the task iterator ({current:?}): {e} (run the tests as root on a kernel with BTF)"
             )
@@ -1323,45 +1310,34 @@ mod tests {
 
     #[test]
     fn jumps_land_on_their_labels() {
-        let cgroup = Some(cgroup_offsets());
+        let c = cgroup_offsets();
+        // 6.0 and later (ancestors' pointers), and 5.5 to 5.19 (their ids).
+        let with_ptrs = Layout {
+            cgroup: Some(c),
+            ..a_layout()
+        };
+        let with_ids = Layout {
+            cgroup: Some(CgroupOffsets {
+                ancestors: Ancestors::Ids(2224),
+                ..c
+            }),
+            ..a_layout()
+        };
         let filter = Some(CgroupFilter {
             id: 0x1_0000_0007,
             level: 3,
         });
+        let counters = Layout {
+            probe_counters: true,
+            mm_pgtables: Some(300),
+            ..a_layout()
+        };
         for (l, f) in [
             (a_layout(), None),
-            (
-                Layout {
-                    probe_counters: true,
-                    mm_pgtables: Some(300),
-                    ..a_layout()
-                },
-                None,
-            ),
-            (
-                Layout {
-                    cgroup,
-                    ..a_layout()
-                },
-                None,
-            ),
-            (
-                Layout {
-                    cgroup,
-                    ..a_layout()
-                },
-                filter,
-            ),
-            (
-                Layout {
-                    cgroup: Some(CgroupOffsets {
-                        ancestors: Ancestors::Ids(2224),
-                        ..cgroup_offsets()
-                    }),
-                    ..a_layout()
-                },
-                filter,
-            ),
+            (counters, None),
+            (with_ptrs, None),
+            (with_ptrs, filter),
+            (with_ids, filter),
         ] {
             jumps_land(&l.program(f));
             jumps_land(&l.program_with(f, Current::Plain));
@@ -1373,14 +1349,9 @@ mod tests {
                 .map(|w| w[0].imm)
                 .collect()
         };
-        let c = cgroup_offsets();
         let ancestor = 2224 + 3 * 8;
-        // 6.0 and later: the ancestor's pointer, its kernfs node, the node's id.
-        let ptrs = Layout {
-            cgroup,
-            ..a_layout()
-        }
-        .program(filter);
+        // Pointers: the ancestor's pointer, its kernfs node, the node's id.
+        let ptrs = with_ptrs.program(filter);
         let r = reads(&ptrs);
         let i = r
             .iter()
@@ -1390,15 +1361,8 @@ mod tests {
             r[i + 1..i + 3],
             [i32::from(c.cgroup_kn), i32::from(c.kn_id)]
         );
-        // 5.5 to 5.19: the id at ancestor_ids[3], compared as it is.
-        let ids = Layout {
-            cgroup: Some(CgroupOffsets {
-                ancestors: Ancestors::Ids(2224),
-                ..c
-            }),
-            ..a_layout()
-        }
-        .program(filter);
+        // Ids: the id at ancestor_ids[3], compared as it is.
+        let ids = with_ids.program(filter);
         let r = reads(&ids);
         let i = r
             .iter()
@@ -1408,22 +1372,13 @@ mod tests {
         // Two pointer reads fewer (each a probe read of six instructions, a load and a test).
         assert_eq!(ids.len() + 2 * 8, ptrs.len());
         // The filter's id is one 64-bit immediate, in two slots.
-        let p = Layout {
-            cgroup,
-            ..a_layout()
-        }
-        .program(filter);
-        let at = p
+        let at = ptrs
             .iter()
             .position(|i| i.code == 0x18)
             .expect("a 64-bit load");
-        assert_eq!((p[at].imm, p[at + 1].imm), (7, 1));
+        assert_eq!((ptrs[at].imm, ptrs[at + 1].imm), (7, 1));
         assert_eq!(
-            Layout {
-                cgroup,
-                ..a_layout()
-            }
-            .program(None),
+            with_ptrs.program(None),
             a_layout().program(None),
             "no filter, the same program"
         );
