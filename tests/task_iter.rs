@@ -365,3 +365,30 @@ fn a_group_filter_that_finds_none_of_the_groups_processes_is_dropped_for_proc() 
         "the program that finds nothing is dropped"
     );
 }
+
+/// The guard learns the kernel's layout in a helper process (its own binary). A kernel without
+/// type information (built without CONFIG_DEBUG_INFO_BTF, as Ubuntu 20.04's 5.8 kernel is)
+/// comes back from it as a kernel without the iterator, which the guard says rather than warns
+/// of; a type information file it cannot read comes back as the helper's failure.
+#[test]
+fn the_layout_helper_tells_a_kernel_without_the_iterator_from_a_failure() {
+    use oomguard::sense::tasks::{TaskIter, TaskIterError};
+    let dir = tempdir();
+    let absent = TaskIter::load_via(&bin(), &dir.path().join("vmlinux"), None).unwrap_err();
+    assert!(
+        matches!(absent, TaskIterError::Absent(_)) && absent.is_expected(),
+        "{absent}"
+    );
+    assert!(
+        absent.to_string().contains("CONFIG_DEBUG_INFO_BTF"),
+        "{absent}"
+    );
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "not BTF").unwrap();
+    let broken = TaskIter::load_via(&bin(), &junk, None).unwrap_err();
+    assert!(
+        matches!(broken, TaskIterError::Helper(_)) && !broken.is_expected(),
+        "{broken}"
+    );
+    assert!(broken.to_string().contains("malformed"), "{broken}");
+}

@@ -1,5 +1,5 @@
 //! System-wide scenarios in throwaway VMs (tests/vm/): a Debian cloud kernel (Debian 12's 6.1;
-//! a few scenarios also on Ubuntu 22.04's 5.15 and Debian 11's 5.10) under `qemu-system-x86_64 -accel tcg`,
+//! a few scenarios also on Ubuntu 22.04's 5.15, Debian 11's 5.10 and Ubuntu 20.04's 5.4) under `qemu-system-x86_64 -accel tcg`,
 //! 512 MiB, one scenario per boot. Global OOMs, swap, zram,
 //! cgroup v2 and negative `oom_score_adj` can only be tested there (never on this host).
 //!
@@ -24,10 +24,12 @@ fn harness_ready(kernel: Option<&str>) -> bool {
     static DEBIAN: OnceLock<Result<(), String>> = OnceLock::new();
     static JAMMY: OnceLock<Result<(), String>> = OnceLock::new();
     static BULLSEYE: OnceLock<Result<(), String>> = OnceLock::new();
+    static FOCAL: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = match kernel {
         None => &DEBIAN,
         Some("jammy") => &JAMMY,
         Some("bullseye") => &BULLSEYE,
+        Some("focal") => &FOCAL,
         Some(k) => panic!("no VM kernel {k}"),
     };
     let r = ready.get_or_init(|| {
@@ -232,15 +234,20 @@ fn system_storm(name: &str, vars: &[&str]) -> Option<Outcome> {
 
 /// [`system_storm`] with the host environment `env` (`VM_KERNEL`).
 fn system_storm_on(name: &str, vars: &[&str], env: &[(&str, &str)]) -> Option<Outcome> {
-    let mut v = vec!["DAEMON=oomguard"];
-    v.extend_from_slice(vars);
-    let o = vm(name, "storm", &v, env)?;
+    let o = storm_against_oomguard(name, vars, env)?;
     o.check(
         o.get("og_scanning")
             .contains("scanning processes with the kernel's task iterator"),
         "oomguard did not list with the kernel's task iterator",
     );
     Some(o)
+}
+
+/// The storm scenario against a system-wide oomguard, however it scans.
+fn storm_against_oomguard(name: &str, vars: &[&str], env: &[(&str, &str)]) -> Option<Outcome> {
+    let mut v = vec!["DAEMON=oomguard"];
+    v.extend_from_slice(vars);
+    vm(name, "storm", &v, env)
 }
 
 #[test]
@@ -373,6 +380,36 @@ fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_22_04s_5_15_kernel() {
 fn vm_oomguard_beats_the_kernel_fast_hog_on_debian_11s_5_10_kernel() {
     // 5.10 refuses bpf_get_current_task_btf: the program that finds its reader without it.
     fast_hog_on("bullseye", "5.10.");
+}
+
+#[test]
+fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_20_04s_5_4_kernel() {
+    // Before 5.8 there is no task iterator: the guard says so (an expected state, not a
+    // warning) and reads /proc per process, and must still win.
+    let Some(o) = storm_against_oomguard(
+        "oomguard_fast1_focal",
+        &["STORM=fast", "THREADS=1"],
+        &[("VM_KERNEL", "focal")],
+    ) else {
+        return;
+    };
+    o.check(
+        o.get("kernel").starts_with("5.4."),
+        "not the kernel asked for",
+    );
+    assert_says_it_scans_proc_on_a_kernel_before_5_8(&o);
+    assert_oomguard_won(&o);
+}
+
+/// The start's line on Ubuntu 20.04's 5.4: the iterator is missing (its type information has
+/// no `bpf_iter_task`), said at the info level, and the guard scans /proc.
+fn assert_says_it_scans_proc_on_a_kernel_before_5_8(o: &Outcome) {
+    let said = o.get("og_scanning");
+    o.check(
+        said.contains("info: scanning /proc, one read per process")
+            && said.contains("no bpf_iter_task"),
+        "oomguard did not say it scans /proc for want of the task iterator (at the info level)",
+    );
 }
 
 fn fast_hog_on(kernel: &str, version: &str) {
@@ -625,6 +662,25 @@ fn cgroup_scope_on(kernel: &str, version: &str) {
     assert_cgroup_scope_listed_and_killed(&o);
 }
 
+#[test]
+fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_5_4_kernel() {
+    // Before 5.8: the group's processes from cgroup.procs, each read in /proc.
+    let Some(o) = vm(
+        "cgroup_oomguard_focal",
+        "cgroup",
+        &["DAEMON=oomguard"],
+        &[("VM_KERNEL", "focal")],
+    ) else {
+        return;
+    };
+    o.check(
+        o.get("kernel").starts_with("5.4."),
+        "not the kernel asked for",
+    );
+    assert_says_it_scans_proc_on_a_kernel_before_5_8(&o);
+    assert_cgroup_scope_ranked_and_killed(&o);
+}
+
 /// The cgroup scenario with oomguard scoped on `app`: the task iterator's program for the
 /// group passes the guest kernel's verifier, and on this cgroup2 hierarchy (the group's
 /// processes in two sub-groups with the memory controller handed down) it finds them and only
@@ -645,6 +701,12 @@ fn assert_cgroup_scope_listed_and_killed(o: &Outcome) {
         o.num("og_found_none") == 0.0,
         "the group's program found none of its processes",
     );
+    assert_cgroup_scope_ranked_and_killed(o);
+}
+
+/// The cgroup scenario with oomguard scoped on `app`, however it lists the group: the first
+/// decision ranks exactly the group's processes, and the kill is the job's, no one else's.
+fn assert_cgroup_scope_ranked_and_killed(o: &Outcome) {
     o.check(
         o.num("other_procs") >= 25.0,
         "the sleepers were not in the group",

@@ -65,6 +65,10 @@ pub enum TaskIterError {
     NotPermitted(Errno),
     #[error("the kernel refused the task iterator program ({errno}){}", log_tail(.log))]
     Load { errno: Errno, log: String },
+    /// The running kernel has no task iterator to offer: no type information, or none for
+    /// the iterator (before 5.8).
+    #[error("missing here ({0})")]
+    Absent(String),
     #[error("cannot work out the kernel's layout in a helper process: {0}")]
     Helper(String),
     #[error(
@@ -83,11 +87,13 @@ pub enum TaskIterError {
 
 impl TaskIterError {
     /// A choice of whoever runs the daemon (its privileges, a unit's sandbox), or a kernel
-    /// too old for a cgroup's filter: said, not warned of.
+    /// without the iterator or too old for a cgroup's filter: said, not warned of.
     pub fn is_expected(&self) -> bool {
         matches!(
             self,
-            TaskIterError::NotPermitted(_) | TaskIterError::NoCgroupFilter
+            TaskIterError::NotPermitted(_)
+                | TaskIterError::NoCgroupFilter
+                | TaskIterError::Absent(_)
         )
     }
 }
@@ -282,6 +288,21 @@ impl CgroupOffsets {
 }
 
 impl Layout {
+    /// The offsets for the running kernel, from its type information at `btf_path`; a
+    /// kernel without any (built without `CONFIG_DEBUG_INFO_BTF`) has no iterator to offer.
+    pub fn read(btf_path: &Path) -> Result<Layout, TaskIterError> {
+        let btf = Btf::read(btf_path).map_err(|e| match e {
+            BtfError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                TaskIterError::Absent(format!(
+                    "no {}: a kernel built without CONFIG_DEBUG_INFO_BTF has no type information",
+                    btf_path.display()
+                ))
+            }
+            e => e.into(),
+        })?;
+        Layout::from_btf(&btf)
+    }
+
     /// The offsets for the kernel `btf` describes.
     pub fn from_btf(btf: &Btf) -> Result<Layout, TaskIterError> {
         let member = |sid: u32, s: &'static str, m: &'static str| {
@@ -328,7 +349,12 @@ impl Layout {
             )
         };
         Ok(Layout {
-            attach_btf_id: btf.func_id("bpf_iter_task")?,
+            attach_btf_id: btf.func_id("bpf_iter_task").map_err(|e| match e {
+                BtfError::Missing(_) => TaskIterError::Absent(
+                    "the kernel's type information has no bpf_iter_task: the task iterator came in Linux 5.8".into(),
+                ),
+                e => e.into(),
+            })?,
             task_pid: tm("pid")?,
             task_tgid: tm("tgid")?,
             task_flags: tm("flags")?,
@@ -650,16 +676,21 @@ impl Layout {
     }
 }
 
+/// The helper's exit status when the kernel has no task iterator ([`TaskIterError::Absent`],
+/// whose reason it prints alone).
+const ABSENT_EXIT: i32 = 3;
+
 /// The helper's side: `oomguard __task-iterator-layout BTF` prints the layout line for that
-/// BTF, or the error, and exits (0 or 1).
+/// BTF, or the error, and exits (0, [`ABSENT_EXIT`] or 1).
 pub fn layout_helper_main(btf_path: &Path) -> std::process::ExitCode {
-    match Btf::read(btf_path)
-        .map_err(TaskIterError::from)
-        .and_then(|b| Layout::from_btf(&b))
-    {
+    match Layout::read(btf_path) {
         Ok(l) => {
             println!("{}", l.to_line());
             std::process::ExitCode::SUCCESS
+        }
+        Err(TaskIterError::Absent(why)) => {
+            eprintln!("{why}");
+            std::process::ExitCode::from(ABSENT_EXIT as u8)
         }
         Err(e) => {
             eprintln!("{e}");
@@ -673,7 +704,7 @@ impl TaskIter {
     /// (normally `/sys/kernel/btf/vmlinux`), read in this process.
     /// With a `filter`, only that cgroup's processes are listed.
     pub fn load(btf_path: &Path, filter: Option<CgroupFilter>) -> Result<TaskIter, TaskIterError> {
-        TaskIter::load_layout(Layout::from_btf(&Btf::read(btf_path)?)?, filter)
+        TaskIter::load_layout(Layout::read(btf_path)?, filter)
     }
 
     /// [`TaskIter::load`] with the kernel's type information read by a helper process, `exe`
@@ -692,6 +723,11 @@ impl TaskIter {
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| TaskIterError::Helper(format!("cannot run {}: {e}", exe.display())))?;
+        if out.status.code() == Some(ABSENT_EXIT) {
+            return Err(TaskIterError::Absent(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
         if !out.status.success() {
             return Err(TaskIterError::Helper(
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
@@ -1037,9 +1073,7 @@ mod tests {
 
     fn agrees_with_proc(current: Current) {
         use std::process::{Command, Stdio};
-        let it = Btf::read(Path::new("/sys/kernel/btf/vmlinux"))
-            .map_err(TaskIterError::from)
-            .and_then(|btf| Layout::from_btf(&btf))
+        let it = Layout::read(Path::new("/sys/kernel/btf/vmlinux"))
             .and_then(|layout| TaskIter::attach(&layout, None, current))
             .unwrap_or_else(|e| {
             panic!(
@@ -1265,6 +1299,40 @@ mod tests {
             cgroup_kn: 256,
             kn_id: 96,
         }
+    }
+
+    /// A kernel built without type information, or one before 5.8 (its type information
+    /// has no `bpf_iter_task`), has no iterator: said as such (an expected state, not
+    /// warned of), while a broken type information file is a fault.
+    #[test]
+    fn a_kernel_without_the_iterator_is_told_from_a_broken_one() {
+        let missing = Layout::read(Path::new("/nonexistent/btf/vmlinux")).unwrap_err();
+        assert!(matches!(missing, TaskIterError::Absent(_)), "{missing}");
+        assert!(missing.is_expected());
+        assert!(
+            missing.to_string().contains("CONFIG_DEBUG_INFO_BTF"),
+            "{missing}"
+        );
+
+        // This kernel's type information with the iterator's function renamed, as before 5.8.
+        let path = "/sys/kernel/btf/vmlinux";
+        let mut raw = std::fs::read(path).unwrap_or_else(|e| {
+            panic!("cannot check without the kernel's type information {path}: {e}")
+        });
+        Layout::from_btf(&Btf::parse(&raw).unwrap()).expect("this kernel's layout");
+        let at = memchr::memmem::find(&raw, b"\0bpf_iter_task\0").expect("bpf_iter_task");
+        raw[at + 13] = b'X';
+        let old = Layout::from_btf(&Btf::parse(&raw).unwrap()).unwrap_err();
+        assert!(matches!(old, TaskIterError::Absent(_)), "{old}");
+        assert!(old.is_expected());
+        assert!(old.to_string().contains("Linux 5.8"), "{old}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("vmlinux");
+        std::fs::write(&junk, b"not BTF").unwrap();
+        let broken = Layout::read(&junk).unwrap_err();
+        assert!(matches!(broken, TaskIterError::Btf(_)), "{broken}");
+        assert!(!broken.is_expected());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 #
 # VM_KERNEL=jammy: Ubuntu 22.04's kernel instead (the newest linux-image-5.15.0-*-generic and
 # its modules from jammy-updates, ${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu});
+# VM_KERNEL=focal: Ubuntu 20.04's 5.4 (linux-image-5.4.0-*-generic and its modules, focal-updates);
 # VM_KERNEL=bullseye: Debian 11's (the newest linux-image-5.10.0-*-cloud-amd64 of
 # bullseye-security). Each .deb is checked against the SHA256 of the archive's package list;
 # out: vmlinuz-NAME, initrd-NAME.cpio. 5.x kernels: a cgroup lists its ancestors' ids
@@ -85,12 +86,17 @@ if [ -n "$kernel" ]; then
   if [ ! -e "$work/vmlinuz$kernel" ] || [ ! -d "$kdir/lib/modules" ]; then
     rm -rf "$kdir"; mkdir -p "$kdir"
     case $VM_KERNEL in
-      jammy)
-        # Ubuntu 22.04: the newest 5.15 generic kernel of jammy-updates, and its modules.
+      jammy|focal)
+        # Ubuntu's newest generic kernel of a series in its -updates suite, and its modules:
+        # 22.04's 5.15, or 20.04's 5.4 (before the task iterator: the guard scans /proc).
+        case $VM_KERNEL in
+          jammy) suite=jammy-updates series=5.15.0 ;;
+          focal) suite=focal-updates series=5.4.0 ;;
+        esac
         mirror=${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
-        list=$(fetch_list "$mirror" jammy-updates)
-        img=$(newest "$list" '^linux-image-5\.15\.0-[0-9]+-generic$')
-        [ -n "$img" ] || { log "no linux-image-5.15.0-*-generic in jammy-updates"; exit 1; }
+        list=$(fetch_list "$mirror" "$suite")
+        img=$(newest "$list" "^linux-image-${series//./\\.}-[0-9]+-generic\$")
+        [ -n "$img" ] || { log "no linux-image-$series-*-generic in $suite"; exit 1; }
         fetch_deb "$list" "$mirror" "$img" "$kdir"
         fetch_deb "$list" "$mirror" "linux-modules-${img#linux-image-}" "$kdir" ;;
       bullseye)
@@ -100,7 +106,7 @@ if [ -n "$kernel" ]; then
         img=$(newest "$list" '^linux-image-5\.10\.0-[0-9]+-cloud-amd64$')
         [ -n "$img" ] || { log "no linux-image-5.10.0-*-cloud-amd64 in bullseye-security"; exit 1; }
         fetch_deb "$list" "$mirror" "$img" "$kdir" ;;
-      *) log "unknown VM_KERNEL=$VM_KERNEL (jammy, bullseye, or unset for Debian 12's)"; exit 1 ;;
+      *) log "unknown VM_KERNEL=$VM_KERNEL (jammy, focal, bullseye, or unset for Debian 12's)"; exit 1 ;;
     esac
     ln -sf "$(ls "$kdir"/boot/vmlinuz-*)" "$work/vmlinuz$kernel"
   fi
