@@ -367,7 +367,7 @@ fn a_group_filter_that_finds_none_of_the_groups_processes_is_dropped_for_proc() 
 }
 
 /// The guard learns the kernel's layout in a helper process (its own binary). A kernel without
-/// type information (built without CONFIG_DEBUG_INFO_BTF, as Ubuntu 20.04's 5.8 kernel is)
+/// type information (built without CONFIG_DEBUG_INFO_BTF, as Ubuntu 20.04's 5.8 HWE kernel is)
 /// comes back from it as a kernel without the iterator, which the guard says rather than warns
 /// of; a type information file it cannot read comes back as the helper's failure.
 #[test]

@@ -289,12 +289,13 @@ impl CgroupOffsets {
 
 impl Layout {
     /// The offsets for the running kernel, from its type information at `btf_path`; a
-    /// kernel without any (built without `CONFIG_DEBUG_INFO_BTF`) has no iterator to offer.
+    /// kernel without any (built without `CONFIG_DEBUG_INFO_BTF`) has no iterator to offer
+    /// ([`TaskIterError::Absent`]).
     pub fn read(btf_path: &Path) -> Result<Layout, TaskIterError> {
         let btf = Btf::read(btf_path).map_err(|e| match e {
             BtfError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 TaskIterError::Absent(format!(
-                    "no {}: a kernel built without CONFIG_DEBUG_INFO_BTF has no type information",
+                    "no {}: the kernel was built without CONFIG_DEBUG_INFO_BTF, or /sys is not mounted",
                     btf_path.display()
                 ))
             }
