@@ -229,18 +229,35 @@ fn vm(name: &str, scenario: &str, vars: &[&str], env: &[(&str, &str)]) -> Option
 /// `mm_rss_stat` counters of before 6.2: the guard must have listed with its task iterator
 /// there too (`sense::tasks`), so these storms check its choice on that layout, with real kills.
 fn system_storm(name: &str, vars: &[&str]) -> Option<Outcome> {
-    system_storm_on(name, vars, &[])
+    let o = storm_against_oomguard(name, vars, &[])?;
+    assert_lists(&o, Lists::WithTheIterator);
+    Some(o)
 }
 
-/// [`system_storm`] with the host environment `env` (`VM_KERNEL`).
-fn system_storm_on(name: &str, vars: &[&str], env: &[(&str, &str)]) -> Option<Outcome> {
-    let o = storm_against_oomguard(name, vars, env)?;
-    o.check(
-        o.get("og_scanning")
-            .contains("scanning processes with the kernel's task iterator"),
-        "oomguard did not list with the kernel's task iterator",
-    );
-    Some(o)
+/// How the guard lists processes on a kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lists {
+    WithTheIterator,
+    /// Reading /proc per process: before 5.8 the kernel has no task iterator.
+    FromProcBefore5_8,
+}
+
+/// The daemon's line at start says it lists processes as `lists`. Before 5.8 (Ubuntu 20.04's
+/// 5.4) the iterator is missing (its type information has no `bpf_iter_task`): said at the
+/// info level, not warned of.
+fn assert_lists(o: &Outcome, lists: Lists) {
+    let said = o.get("og_scanning");
+    match lists {
+        Lists::WithTheIterator => o.check(
+            said.contains("scanning processes with the kernel's task iterator"),
+            "oomguard did not list with the kernel's task iterator",
+        ),
+        Lists::FromProcBefore5_8 => o.check(
+            said.contains("info: scanning /proc, one read per process")
+                && said.contains("no bpf_iter_task"),
+            "oomguard did not say it scans /proc for want of the task iterator (at the info level)",
+        ),
+    }
 }
 
 /// The storm scenario against a system-wide oomguard, however it scans.
@@ -373,57 +390,36 @@ fn vm_oomguard_beats_the_kernel_fast_hog_four_threads() {
 #[test]
 fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_22_04s_5_15_kernel() {
     // The task iterator's program on a 5.x kernel (verifier, BTF and `mm_rss_stat` of 5.15).
-    fast_hog_on("jammy", "5.15.");
+    fast_hog_on("jammy", "5.15.", Lists::WithTheIterator);
 }
 
 #[test]
 fn vm_oomguard_beats_the_kernel_fast_hog_on_debian_11s_5_10_kernel() {
     // 5.10 refuses bpf_get_current_task_btf: the program that finds its reader without it.
-    fast_hog_on("bullseye", "5.10.");
+    fast_hog_on("bullseye", "5.10.", Lists::WithTheIterator);
 }
 
 #[test]
 fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_20_04s_5_4_kernel() {
-    // Before 5.8 there is no task iterator: the guard says so (an expected state, not a
-    // warning) and reads /proc per process, and must still win.
+    // Before 5.8 there is no task iterator: the guard reads /proc per process, and must
+    // still win.
+    fast_hog_on("focal", "5.4.", Lists::FromProcBefore5_8);
+}
+
+fn fast_hog_on(kernel: &str, version: &str, lists: Lists) {
     let Some(o) = storm_against_oomguard(
-        "oomguard_fast1_focal",
+        &format!("oomguard_fast1_{kernel}"),
         &["STORM=fast", "THREADS=1"],
-        &[("VM_KERNEL", "focal")],
+        &[("VM_KERNEL", kernel)],
     ) else {
         return;
     };
     o.check(
-        o.get("kernel").starts_with("5.4."),
+        o.get("kernel").starts_with(version),
         "not the kernel asked for",
     );
-    assert_says_it_scans_proc_on_a_kernel_before_5_8(&o);
+    assert_lists(&o, lists);
     assert_oomguard_won(&o);
-}
-
-/// The start's line on Ubuntu 20.04's 5.4: the iterator is missing (its type information has
-/// no `bpf_iter_task`), said at the info level, and the guard scans /proc.
-fn assert_says_it_scans_proc_on_a_kernel_before_5_8(o: &Outcome) {
-    let said = o.get("og_scanning");
-    o.check(
-        said.contains("info: scanning /proc, one read per process")
-            && said.contains("no bpf_iter_task"),
-        "oomguard did not say it scans /proc for want of the task iterator (at the info level)",
-    );
-}
-
-fn fast_hog_on(kernel: &str, version: &str) {
-    if let Some(o) = system_storm_on(
-        &format!("oomguard_fast1_{kernel}"),
-        &["STORM=fast", "THREADS=1"],
-        &[("VM_KERNEL", kernel)],
-    ) {
-        o.check(
-            o.get("kernel").starts_with(version),
-            "not the kernel asked for",
-        );
-        assert_oomguard_won(&o);
-    }
 }
 
 #[test]
@@ -637,16 +633,22 @@ fn vm_oomguard_cgroup_v2_scope_kills_the_job_group() {
 fn vm_oomguard_cgroup_v2_scope_on_ubuntu_22_04s_5_15_kernel() {
     // Ubuntu 22.04's 5.15: before 6.0 a cgroup lists its ancestors' ids (`ancestor_ids`),
     // which the group's filter reads instead; the mm's counters are `mm_rss_stat`.
-    cgroup_scope_on("jammy", "5.15.");
+    cgroup_scope_on("jammy", "5.15.", Lists::WithTheIterator);
 }
 
 #[test]
 fn vm_oomguard_cgroup_v2_scope_on_debian_11s_5_10_kernel() {
     // Debian 11's 5.10: `ancestor_ids`, and no bpf_get_current_task_btf.
-    cgroup_scope_on("bullseye", "5.10.");
+    cgroup_scope_on("bullseye", "5.10.", Lists::WithTheIterator);
 }
 
-fn cgroup_scope_on(kernel: &str, version: &str) {
+#[test]
+fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_5_4_kernel() {
+    // Before 5.8: the group's processes from cgroup.procs, each read in /proc.
+    cgroup_scope_on("focal", "5.4.", Lists::FromProcBefore5_8);
+}
+
+fn cgroup_scope_on(kernel: &str, version: &str, lists: Lists) {
     let Some(o) = vm(
         &format!("cgroup_oomguard_{kernel}"),
         "cgroup",
@@ -659,26 +661,13 @@ fn cgroup_scope_on(kernel: &str, version: &str) {
         o.get("kernel").starts_with(version),
         "not the kernel asked for",
     );
-    assert_cgroup_scope_listed_and_killed(&o);
-}
-
-#[test]
-fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_5_4_kernel() {
-    // Before 5.8: the group's processes from cgroup.procs, each read in /proc.
-    let Some(o) = vm(
-        "cgroup_oomguard_focal",
-        "cgroup",
-        &["DAEMON=oomguard"],
-        &[("VM_KERNEL", "focal")],
-    ) else {
-        return;
-    };
-    o.check(
-        o.get("kernel").starts_with("5.4."),
-        "not the kernel asked for",
-    );
-    assert_says_it_scans_proc_on_a_kernel_before_5_8(&o);
-    assert_cgroup_scope_ranked_and_killed(&o);
+    match lists {
+        Lists::WithTheIterator => assert_cgroup_scope_listed_and_killed(&o),
+        Lists::FromProcBefore5_8 => {
+            assert_lists(&o, lists);
+            assert_cgroup_scope_ranked_and_killed(&o);
+        }
+    }
 }
 
 /// The cgroup scenario with oomguard scoped on `app`: the task iterator's program for the

@@ -411,37 +411,26 @@ impl Layout {
         p.ldx(W, 2, 7, self.task_tgid);
         p.jne_reg(1, 2, "out"); // threads other than the leader
         if let (Some(f), Some(c)) = (filter, self.cgroup) {
-            // Each pointer is read as a number with bpf_probe_read_kernel into fp−64 (a read
-            // that fails leaves zeros), as the PID below: no verifier walks these types.
-            let read = |p: &mut Asm, base: u8, field: i32, size: i32| {
-                p.mov_reg(1, 10);
-                p.add_imm(1, -64);
-                p.mov_imm(2, size);
-                p.mov_reg(3, base);
-                p.add_imm(3, field);
-                p.call(HELPER_PROBE_READ_KERNEL);
-            };
-            let next = |p: &mut Asm, field: i32| {
-                read(p, 9, field, 8);
+            // Each pointer is read as a number into fp−64, as the PID below.
+            let next = |p: &mut Asm, base: u8, field: i32| {
+                p.probe_read(-64, 8, base, field);
                 p.ldx(DW, 9, 10, -64);
                 p.jeq_imm(9, 0, "out");
             };
-            read(&mut p, 7, c.task_cgroups.into(), 8);
-            p.ldx(DW, 9, 10, -64);
-            p.jeq_imm(9, 0, "out");
-            next(&mut p, c.css_set_memory.into());
-            next(&mut p, c.css_cgroup.into());
-            read(&mut p, 9, c.cgroup_level.into(), 4);
+            next(&mut p, 7, c.task_cgroups.into());
+            next(&mut p, 9, c.css_set_memory.into());
+            next(&mut p, 9, c.css_cgroup.into());
+            p.probe_read(-64, 4, 9, c.cgroup_level.into());
             p.ldx(W, 1, 10, -64);
             p.jlt_imm(1, f.level as i32, "out");
             let at = |o: i16| i32::from(o).saturating_add(f.level as i32 * 8);
             match c.ancestors {
                 Ancestors::Pointers(o) => {
-                    next(&mut p, at(o));
-                    next(&mut p, c.cgroup_kn.into());
-                    read(&mut p, 9, c.kn_id.into(), 8);
+                    next(&mut p, 9, at(o));
+                    next(&mut p, 9, c.cgroup_kn.into());
+                    p.probe_read(-64, 8, 9, c.kn_id.into());
                 }
-                Ancestors::Ids(o) => read(&mut p, 9, at(o), 8),
+                Ancestors::Ids(o) => p.probe_read(-64, 8, 9, at(o)),
             }
             p.ldx(DW, 1, 10, -64);
             p.ld_imm64(2, f.id);
@@ -461,35 +450,17 @@ impl Layout {
             Current::Plain => {
                 // The task as a number: both steps read with bpf_probe_read_kernel.
                 p.call(HELPER_GET_CURRENT_TASK);
-                p.mov_reg(3, 0);
-                p.add_imm(3, self.task_thread_pid as i32);
-                p.mov_reg(1, 10);
-                p.add_imm(1, -64);
-                p.mov_imm(2, 8);
-                p.call(HELPER_PROBE_READ_KERNEL);
+                p.probe_read(-64, 8, 0, self.task_thread_pid as i32);
                 p.ldx(DW, 3, 10, -64);
-                p.add_imm(3, self.pid_level as i32);
-                p.mov_reg(1, 10);
-                p.add_imm(1, -64);
-                p.mov_imm(2, 4);
-                p.call(HELPER_PROBE_READ_KERNEL);
+                p.probe_read(-64, 4, 3, self.pid_level as i32);
                 p.ldx(W, 8, 10, -64);
             }
         }
         p.mul_imm(8, self.upid_size);
-        p.mov_reg(1, 10);
-        p.add_imm(1, -64);
-        p.mov_imm(2, 8);
-        p.mov_reg(3, 7);
-        p.add_imm(3, self.task_thread_pid as i32);
-        p.call(HELPER_PROBE_READ_KERNEL);
+        p.probe_read(-64, 8, 7, self.task_thread_pid as i32);
         p.ldx(DW, 3, 10, -64);
         p.add_reg(3, 8);
-        p.add_imm(3, self.pid_nr);
-        p.mov_reg(1, 10);
-        p.add_imm(1, -56);
-        p.mov_imm(2, 4);
-        p.call(HELPER_PROBE_READ_KERNEL);
+        p.probe_read(-56, 4, 3, self.pid_nr);
         p.ldx(W, 1, 7, self.task_flags);
         p.stx(W, 10, 1, -52);
         p.ldx(DW, 9, 7, self.task_signal);
@@ -509,12 +480,7 @@ impl Layout {
         fields.extend(self.mm_pgtables.map(|pt| (pt, -16)));
         for (field, at) in fields {
             if self.probe_counters {
-                p.mov_reg(1, 10);
-                p.add_imm(1, at as i32);
-                p.mov_imm(2, 8);
-                p.mov_reg(3, 8);
-                p.add_imm(3, field as i32);
-                p.call(HELPER_PROBE_READ_KERNEL);
+                p.probe_read(at.into(), 8, 8, field.into());
             } else {
                 p.ldx(DW, 1, 8, field);
                 p.stx(DW, 10, 1, at);
@@ -1009,6 +975,19 @@ impl Asm {
     fn call(&mut self, helper: i32) {
         self.push(0x85, 0, 0, 0, helper);
     }
+    /// `size` bytes at register `base` + `field`, kernel memory read as a plain number, into
+    /// the stack at fp + `at` with bpf_probe_read_kernel (a read that fails leaves zeros): no
+    /// verifier walks the types. Uses r1–r3 (`base` may be r3); the call clobbers r0–r5.
+    fn probe_read(&mut self, at: i32, size: i32, base: u8, field: i32) {
+        self.mov_reg(1, 10);
+        self.add_imm(1, at);
+        self.mov_imm(2, size);
+        if base != 3 {
+            self.mov_reg(3, base);
+        }
+        self.add_imm(3, field);
+        self.call(HELPER_PROBE_READ_KERNEL);
+    }
     fn exit(&mut self) {
         self.push(0x95, 0, 0, 0, 0);
     }
@@ -1411,9 +1390,15 @@ mod tests {
             jumps_land(&l.program(f));
             jumps_land(&l.program_with(f, Current::Plain));
         }
-        // The address each probe read takes: r3 = base + offset before the call.
+        // The address each probe read of the group's filter takes (up to the filter's id, a
+        // 64-bit immediate): r3 = base + offset before the call.
         let reads = |p: &[Insn]| -> Vec<i32> {
-            p.windows(2)
+            let end = p
+                .iter()
+                .position(|i| i.code == 0x18)
+                .expect("the filter's id");
+            p[..end]
+                .windows(2)
                 .filter(|w| w[0].code == 0x07 && w[0].regs & 0x0f == 3 && w[1].code == 0x85)
                 .map(|w| w[0].imm)
                 .collect()
