@@ -229,7 +229,9 @@ fn vm(name: &str, scenario: &str, vars: &[&str], env: &[(&str, &str)]) -> Option
 /// `mm_rss_stat` counters of before 6.2: the guard must have listed with its task iterator
 /// there too (`sense::tasks`), so these storms check its choice on that layout, with real kills.
 fn system_storm(name: &str, vars: &[&str]) -> Option<Outcome> {
-    let o = storm_against_oomguard(name, vars, &[])?;
+    let mut v = vec!["DAEMON=oomguard"];
+    v.extend_from_slice(vars);
+    let o = vm(name, "storm", &v, &[])?;
     assert_lists(&o, Lists::WithTheIterator);
     Some(o)
 }
@@ -258,13 +260,6 @@ fn assert_lists(o: &Outcome, lists: Lists) {
             "oomguard did not say it scans /proc for want of the task iterator (at the info level)",
         ),
     }
-}
-
-/// The storm scenario against a system-wide oomguard, however it scans.
-fn storm_against_oomguard(name: &str, vars: &[&str], env: &[(&str, &str)]) -> Option<Outcome> {
-    let mut v = vec!["DAEMON=oomguard"];
-    v.extend_from_slice(vars);
-    vm(name, "storm", &v, env)
 }
 
 #[test]
@@ -406,18 +401,26 @@ fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_20_04s_5_4_kernel() {
     fast_hog_on("focal", "5.4.", Lists::FromProcBefore5_8);
 }
 
-fn fast_hog_on(kernel: &str, version: &str, lists: Lists) {
-    let Some(o) = storm_against_oomguard(
-        &format!("oomguard_fast1_{kernel}"),
-        &["STORM=fast", "THREADS=1"],
+/// `scenario` booted on the kernel `VM_KERNEL=kernel`, whose release must start with `version`.
+fn vm_on(kernel: &str, version: &str, scenario: &str, vars: &[&str]) -> Option<Outcome> {
+    let o = vm(
+        &format!("{scenario}_oomguard_{kernel}"),
+        scenario,
+        vars,
         &[("VM_KERNEL", kernel)],
-    ) else {
-        return;
-    };
+    )?;
     o.check(
         o.get("kernel").starts_with(version),
         "not the kernel asked for",
     );
+    Some(o)
+}
+
+fn fast_hog_on(kernel: &str, version: &str, lists: Lists) {
+    let vars = ["DAEMON=oomguard", "STORM=fast", "THREADS=1"];
+    let Some(o) = vm_on(kernel, version, "storm", &vars) else {
+        return;
+    };
     assert_lists(&o, lists);
     assert_oomguard_won(&o);
 }
@@ -649,18 +652,9 @@ fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_5_4_kernel() {
 }
 
 fn cgroup_scope_on(kernel: &str, version: &str, lists: Lists) {
-    let Some(o) = vm(
-        &format!("cgroup_oomguard_{kernel}"),
-        "cgroup",
-        &["DAEMON=oomguard"],
-        &[("VM_KERNEL", kernel)],
-    ) else {
+    let Some(o) = vm_on(kernel, version, "cgroup", &["DAEMON=oomguard"]) else {
         return;
     };
-    o.check(
-        o.get("kernel").starts_with(version),
-        "not the kernel asked for",
-    );
     match lists {
         Lists::WithTheIterator => assert_cgroup_scope_listed_and_killed(&o),
         Lists::FromProcBefore5_8 => {
