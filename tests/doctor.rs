@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::util::{oomguard, tempdir};
 
-const IDS: [&str; 19] = [
+const IDS: [&str; 20] = [
     "swap",
     "swappiness",
     "overcommit",
@@ -27,6 +27,7 @@ const IDS: [&str; 19] = [
     "other_oom_daemons",
     "config",
     "oomguard_service",
+    "process_listing",
 ];
 
 fn fixtures() -> PathBuf {
@@ -130,6 +131,14 @@ fn a_healthy_box_passes_every_check_with_stable_ids() {
             .contains("/dev/zram0")
     );
     assert!(checks["sshd"]["found"].as_str().unwrap().contains("-900"));
+    // The tree has no kernel type information: the daemon would read /proc, and that is no
+    // fault.
+    let listing = checks["process_listing"]["found"].as_str().unwrap();
+    assert!(
+        listing.starts_with("/proc, one read per process")
+            && listing.contains("CONFIG_DEBUG_INFO_BTF"),
+        "{listing}"
+    );
     assert!(
         checks["oomguard_service"]["found"]
             .as_str()
@@ -140,7 +149,7 @@ fn a_healthy_box_passes_every_check_with_stable_ids() {
     let out = oomguard(&["doctor", "--root", d.path().to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("doctor OK: 0 critical, 0 warning(s), 19 ok"),
+        text.contains("doctor OK: 0 critical, 0 warning(s), 20 ok"),
         "{text}"
     );
     assert!(!text.contains('\x1b'));
@@ -353,5 +362,89 @@ fn doctor_says_what_the_running_daemon_guards() {
     assert!(
         why.contains("cgroup:/system.slice/gone.service") && why.contains("nothing is guarded"),
         "{why}"
+    );
+}
+
+/// How the daemon will list processes: with the kernel's task iterator where it loads (here,
+/// as root), else from /proc, said as no fault (a kernel before 5.8, doctor without the
+/// privileges) or warned of (type information the iterator cannot be built from).
+#[test]
+fn doctor_says_how_the_daemon_lists_processes() {
+    let listing = |checks: &BTreeMap<String, serde_json::Value>| {
+        let c = &checks["process_listing"];
+        assert_eq!(c["severity"], "ok", "{c}");
+        c["found"].as_str().unwrap().to_string()
+    };
+    // This kernel, as root: the iterator loads and one pass lists the processes, this test
+    // and the doctor among them.
+    let (_, checks) = doctor(Path::new("/"));
+    let found = listing(&checks);
+    let n: usize = found
+        .strip_prefix("the kernel's task iterator (BPF): one pass listed ")
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no pass of the iterator: {found}"));
+    assert!(n >= 2, "{found}");
+
+    // Not root: doctor cannot load it, and says the types are there.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .arg(crate::util::bin())
+        .args(["doctor", "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "process_listing")
+        .unwrap();
+    assert_eq!(c["severity"], "ok", "{c}");
+    assert!(
+        c["found"]
+            .as_str()
+            .unwrap()
+            .contains("describe the task iterator (not loaded: doctor runs without CAP_BPF"),
+        "{c}"
+    );
+
+    // A tree with this kernel's type information: described, not loaded.
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux")
+        .expect("this kernel's type information, /sys/kernel/btf/vmlinux");
+    let d = tree(None);
+    let dir = d.path().join("sys/kernel/btf");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("vmlinux"), &btf).unwrap();
+    let (code, checks) = doctor(d.path());
+    assert_eq!(code, 0);
+    let found = listing(&checks);
+    assert!(
+        found.contains("describe the task iterator (not loaded: this is a tree"),
+        "{found}"
+    );
+
+    // The same types without the iterator's function, as before Linux 5.8: /proc, no fault.
+    let mut old = btf;
+    let at = memchr::memmem::find(&old, b"\0bpf_iter_task\0").expect("bpf_iter_task");
+    old[at + 13] = b'X';
+    std::fs::write(dir.join("vmlinux"), &old).unwrap();
+    let (code, checks) = doctor(d.path());
+    assert_eq!(code, 0);
+    let found = listing(&checks);
+    assert!(
+        found.starts_with("/proc, one read per process")
+            && found.contains("no bpf_iter_task")
+            && found.contains("Linux 5.8"),
+        "{found}"
+    );
+
+    // Type information that cannot be read: a warning with a fix.
+    let c = assert_only("btf-junk", &[("process_listing", "warn")], 1);
+    let found = c["process_listing"]["found"].as_str().unwrap();
+    assert!(
+        found.contains("the kernel's task iterator fails here"),
+        "{found}"
     );
 }

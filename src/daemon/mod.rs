@@ -80,7 +80,7 @@ pub struct Flags {
 
 /// Page faults of the daemon's loop thread (`getrusage(RUSAGE_THREAD)`) now.
 /// Where the kernel describes its types: what the task iterator is built from.
-pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub const KERNEL_BTF: &str = crate::sense::tasks::KERNEL_BTF;
 
 /// Lists the machine's processes with the kernel's task iterator from now on (one program
 /// pass per scan instead of a `statm` read per process, [`crate::sense::tasks`]); says why

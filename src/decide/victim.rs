@@ -29,12 +29,17 @@
 //! processes whose details were read once takes 23 % and 12 % less CPU than with `status`
 //! every tenth scan). The choice ([`Ranker::select`])
 //! re-reads precisely (stat + status + adj) only the top of the table, in order of the estimate,
-//! and stops once no process further down could overtake the best one: every process's badness
-//! can have grown since the scan by at most the pages allocated system-wide since then (the
-//! `pgalloc` counters), so a process whose estimate plus that bound is below the best precise
-//! score cannot be the right victim. When much was allocated since a recent scan, a choice
-//! needs no rescan either: [`Ranker::relist_watching`] lists the processes again and reads
-//! only the newcomers (a process started since has no such bound).
+//! and stops once no process further down could overtake the best one with memory it took
+//! since the scan: a process can have taken at most the pages allocated system-wide since then
+//! (the `pgalloc` counters), so one whose estimate plus that bound is below the best precise
+//! score is passed over. The bound covers memory taken, not every way a score can rise, and a
+//! passed-over process is judged by its new figures from its next read on: one that maps pages
+//! already in memory (a file in the page cache, shared memory: its resident set grows, no page
+//! is allocated, and killing it would not free them), or raises its `oom_score_adj` (on this
+//! path read every tenth scan while no swap is in use; at every scan from the task iterator's
+//! rows). When much was allocated since a recent scan, a choice needs no rescan either:
+//! [`Ranker::relist_watching`] lists the processes again and reads only the newcomers (a
+//! process started since has no such bound).
 //!
 //! Who may be chosen, the score and the tie-break are [`super::order`]'s, shared with `top`.
 
@@ -557,10 +562,11 @@ impl Ranker {
     /// Brings the table's rows up to the processes there are now without re-reading the ones
     /// it knows: the scope's processes are listed again, newcomers learnt, and the rows of
     /// processes that left dropped. The table's age and growth bound stay those of its last
-    /// scan: a known row is off by at most the pages allocated since, which [`Ranker::select`]
-    /// allows for. A process started since (a new allocator, or a fork that shares its
-    /// parent's pages) has no such bound, so it is read. At a decision after much allocation
-    /// this replaces the full rescan, which costs one `pread` per known process at nice −20.
+    /// scan: what a known process allocated since is at most the pages allocated since, which
+    /// [`Ranker::select`] allows for (the module docs say what that bound does not cover). A
+    /// process started since (a new allocator, or a fork that shares its parent's pages) has
+    /// no such bound, so it is read. At a decision after much allocation this replaces the
+    /// full rescan, which costs one `statm` read per known process at nice −20.
     ///
     /// Returns `Some(false)`, having done nothing, when the table has no scan to go on from or
     /// a known PID may since name someone else: the kernel's last handed-out PID fell since the

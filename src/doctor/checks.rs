@@ -1,6 +1,6 @@
 //! The checks: pure functions from [`Facts`] to [`Check`]s, in a fixed order.
 
-use super::facts::{Facts, ProcInfo};
+use super::facts::{Facts, Listing, ProcInfo};
 use super::{Check, Severity};
 use crate::values::human_kb;
 
@@ -50,8 +50,46 @@ pub fn all(f: &Facts) -> Vec<Check> {
         other_oom_daemons(f),
         config(f),
         oomguard_service(f),
+        process_listing(f),
     ]
 }
+
+/// How the daemon's scans list processes: said, a warning only when the iterator should work
+/// and does not (the daemon warns of that at its start too).
+fn process_listing(f: &Facts) -> Check {
+    const ID: &str = "process_listing";
+    const COST: &str = "with the kernel's task iterator (Linux 5.8 or later, built with BTF) a scan reads every process's memory figures in one pass; from /proc it opens a file per process, about ten times the CPU per scan (docs/bench/daemon.md). The guard works either way";
+    match &f.listing {
+        None => Check::unreadable(ID, KERNEL_BTF_PATH),
+        Some(Listing::Iterator { processes }) => Check::new(
+            ID,
+            Severity::Ok,
+            format!("the kernel's task iterator (BPF): one pass listed {processes} processes; the daemon scans with it when it has CAP_BPF and CAP_PERFMON (the shipped unit grants them)"),
+        )
+        .why(COST),
+        Some(Listing::Described(not_loaded)) => Check::new(
+            ID,
+            Severity::Ok,
+            format!("the kernel's types ({KERNEL_BTF_PATH}) describe the task iterator (not loaded: {not_loaded}); the daemon scans with it when it has CAP_BPF and CAP_PERFMON (the shipped unit grants them)"),
+        )
+        .why(COST),
+        Some(Listing::Proc(reason)) => Check::new(
+            ID,
+            Severity::Ok,
+            format!("/proc, one read per process: {reason}"),
+        )
+        .why(COST),
+        Some(Listing::Broken(e)) => Check::new(
+            ID,
+            Severity::Warn,
+            format!("/proc, one read per process: the kernel's task iterator fails here: {e}"),
+        )
+        .why(COST)
+        .fix("nothing is needed for the guard to work; the message says what failed (the kernel's type information, or the kernel refusing the program): with `uname -r`, it is worth a bug report to oomguard"),
+    }
+}
+
+const KERNEL_BTF_PATH: &str = crate::sense::tasks::KERNEL_BTF;
 
 fn swap(f: &Facts) -> Check {
     let Some(m) = &f.meminfo else {

@@ -72,6 +72,22 @@ pub struct Sysctls {
     pub watermark_scale_factor: Option<i64>,
 }
 
+/// How the daemon lists processes on this machine (`decide::victim`): with the kernel's task
+/// iterator, or one `/proc` read per process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// The iterator loaded, and a pass of it listed this many processes.
+    Iterator { processes: usize },
+    /// The kernel's types describe the iterator, but it was not loaded: why (a tree, not the
+    /// running kernel; doctor without the privileges).
+    Described(String),
+    /// No iterator, for a reason that is no fault (an older kernel, no BTF, no privileges, a
+    /// `/proc` of another PID namespace): the reason, as the daemon says it at its start.
+    Proc(String),
+    /// The iterator should work here and does not: what failed.
+    Broken(String),
+}
+
 /// Everything the checks need.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -94,6 +110,8 @@ pub struct Facts {
     pub systemd: bool,
     /// What each running `oomguard run` guards.
     pub guards: Vec<Guard>,
+    /// How a daemon would list processes (`None`: not looked at).
+    pub listing: Option<Listing>,
 }
 
 /// A running `oomguard run` and its scope.
@@ -186,6 +204,7 @@ impl Facts {
         Facts {
             systemd,
             guards,
+            listing: Some(listing(root)),
             meminfo,
             swaps,
             vm,
@@ -198,6 +217,53 @@ impl Facts {
             units,
             mounts,
         }
+    }
+}
+
+/// How a daemon would list processes here, found as it finds it at its start
+/// (`daemon::use_task_iterator`): on the running kernel the iterator is loaded and makes one
+/// pass; in a tree, only the kernel's types are read.
+fn listing(root: &Root) -> Listing {
+    use crate::sense::tasks::{KERNEL_BTF, Layout, TaskIter, TaskIterError};
+    let btf = root.path(KERNEL_BTF.trim_start_matches('/'));
+    let told = |e: TaskIterError| {
+        if e.is_expected() {
+            Listing::Proc(format!("the kernel's task iterator is {e}"))
+        } else {
+            Listing::Broken(e.to_string())
+        }
+    };
+    if !root.is_real() {
+        return match Layout::read(&btf) {
+            Ok(_) => Listing::Described("this is a tree, not the running kernel".into()),
+            Err(e) => told(e),
+        };
+    }
+    let own = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok());
+    if own != Some(std::process::id()) {
+        return Listing::Proc(
+            "the /proc mounted here belongs to another PID namespace, so the kernel's task iterator's PIDs would not match it".into(),
+        );
+    }
+    let it = match TaskIter::load(&btf, None) {
+        Ok(it) => it,
+        // The types were read (the load comes after); doctor is not root, the daemon is.
+        Err(TaskIterError::NotPermitted(_)) if !rustix::process::geteuid().is_root() => {
+            return Listing::Described(
+                "doctor runs without CAP_BPF and CAP_PERFMON; as root it tries the load".into(),
+            );
+        }
+        Err(e) => return told(e),
+    };
+    let mut buf = vec![std::mem::MaybeUninit::uninit(); 32 * 1024];
+    let mut rows = Vec::new();
+    match it.read(&mut buf, &mut rows) {
+        Ok(()) => Listing::Iterator {
+            processes: rows.len(),
+        },
+        Err(e) => told(e),
     }
 }
 

@@ -7,7 +7,7 @@
 //! `commit_limit`, `panic_on_oom`, `oom_kill_allocating_task`, `oom_dump_tasks`,
 //! `min_free_kbytes`, `watermark_scale_factor`, `psi`, `cgroup_version`, `cgroup_limits`,
 //! `immune_processes`, `sshd`, `headroom`, `oom_kills`, `other_oom_daemons`, `config`,
-//! `oomguard_service`.
+//! `oomguard_service`, `process_listing`.
 pub mod checks;
 pub mod facts;
 

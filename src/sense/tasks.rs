@@ -127,6 +127,9 @@ impl std::fmt::Debug for TaskIter {
     }
 }
 
+/// Where the kernel describes its types: what the task iterator is built from.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
 /// The record the program writes, in bytes (see [`Layout::program`]).
 pub const RECORD: usize = 56;
 

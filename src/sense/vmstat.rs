@@ -6,7 +6,8 @@ use super::parse_u64;
 pub struct Vmstat {
     /// `oom_kill` (4.13+): every OOM kill, global and memcg. `None` on older kernels.
     pub oom_kill: Option<u64>,
-    /// Sum of all `pgalloc_*` counters: an upper bound on how many pages anyone gained.
+    /// Sum of all `pgalloc_*` counters: an upper bound on how many pages anyone gained by
+    /// allocation (a process that maps pages already in memory allocates none).
     pub pgalloc: u64,
 }
 
