@@ -249,16 +249,33 @@ enum Lists {
 /// info level, not warned of.
 fn assert_lists(o: &Outcome, lists: Lists) {
     let said = o.get("og_scanning");
+    // `doctor` on the same kernel says the same, as no fault.
+    let doctor = o.get("og_doctor_listing");
     match lists {
-        Lists::WithTheIterator => o.check(
-            said.contains("scanning processes with the kernel's task iterator"),
-            "oomguard did not list with the kernel's task iterator",
-        ),
-        Lists::FromProcBefore5_8 => o.check(
-            said.contains("info: scanning /proc, one read per process")
-                && said.contains("no bpf_iter_task"),
-            "oomguard did not say it scans /proc for want of the task iterator (at the info level)",
-        ),
+        Lists::WithTheIterator => {
+            o.check(
+                said.contains("scanning processes with the kernel's task iterator"),
+                "oomguard did not list with the kernel's task iterator",
+            );
+            o.check(
+                doctor.starts_with("[  OK  ] process_listing")
+                    && doctor.contains("the kernel's task iterator (BPF): one pass listed"),
+                "doctor did not find the kernel's task iterator",
+            );
+        }
+        Lists::FromProcBefore5_8 => {
+            o.check(
+                said.contains("info: scanning /proc, one read per process")
+                    && said.contains("no bpf_iter_task"),
+                "oomguard did not say it scans /proc for want of the task iterator (at the info level)",
+            );
+            o.check(
+                doctor.starts_with("[  OK  ] process_listing")
+                    && doctor.contains("/proc, one read per process")
+                    && doctor.contains("no bpf_iter_task"),
+                "doctor did not say (as no fault) that this kernel has no task iterator",
+            );
+        }
     }
 }
 

@@ -122,7 +122,10 @@ report_common() {
     while IFS= read -r line; do res event "$line"; done </tmp/events.jsonl
   fi
   case "${DAEMON:-none}" in
-    oomguard) grep -m1 'scanning' /tmp/daemon.log | sed 's/^/og_scanning=/' >>/tmp/result ;;
+    oomguard)
+      grep -m1 'scanning' /tmp/daemon.log | sed 's/^/og_scanning=/' >>/tmp/result
+      # What doctor says of the same kernel (its text line).
+      oomguard doctor 2>&1 | grep -m1 ' process_listing ' | sed 's/^/og_doctor_listing=/' >>/tmp/result ;;
     earlyoom) grep -i 'sending SIG' /tmp/daemon.log | sed 's/^/earlyoom_kill=/' >>/tmp/result ;;
     nohang) grep -iE 'SIGTERM|SIGKILL|victim' /tmp/daemon.log | sed 's/^/nohang_kill=/' >>/tmp/result ;;
   esac
