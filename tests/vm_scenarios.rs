@@ -419,12 +419,20 @@ fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_20_04s_5_4_kernel() {
 }
 
 /// `scenario` booted on the kernel `VM_KERNEL=kernel`, whose release must start with `version`.
-fn vm_on(kernel: &str, version: &str, scenario: &str, vars: &[&str]) -> Option<Outcome> {
+fn vm_on(
+    kernel: &str,
+    version: &str,
+    scenario: &str,
+    vars: &[&str],
+    env: &[(&str, &str)],
+) -> Option<Outcome> {
+    let mut env = env.to_vec();
+    env.push(("VM_KERNEL", kernel));
     let o = vm(
         &format!("{scenario}_oomguard_{kernel}"),
         scenario,
         vars,
-        &[("VM_KERNEL", kernel)],
+        &env,
     )?;
     o.check(
         o.get("kernel").starts_with(version),
@@ -435,7 +443,7 @@ fn vm_on(kernel: &str, version: &str, scenario: &str, vars: &[&str]) -> Option<O
 
 fn fast_hog_on(kernel: &str, version: &str, lists: Lists) {
     let vars = ["DAEMON=oomguard", "STORM=fast", "THREADS=1"];
-    let Some(o) = vm_on(kernel, version, "storm", &vars) else {
+    let Some(o) = vm_on(kernel, version, "storm", &vars, &[]) else {
         return;
     };
     assert_lists(&o, lists);
@@ -524,26 +532,60 @@ fn vm_oomguard_no_second_kill_when_the_kernel_wins() {
 /// A storm with swap (`zram` or `disk`): the swap is really used, and oomguard still wins.
 fn swap_storm(kind: &str, env: &[(&str, &str)]) {
     let swap = format!("SWAP={kind}");
-    let Some(o) = vm(
-        &format!("oomguard_swap_{kind}"),
-        "storm",
-        &[
-            "DAEMON=oomguard",
-            "STORM=fast",
-            &swap,
-            "SWAP_SIZE=256M",
-            "HOG_MAX=3G",
-        ],
-        env,
-    ) else {
+    let vars = [
+        "DAEMON=oomguard",
+        "STORM=fast",
+        &swap,
+        "SWAP_SIZE=256M",
+        "HOG_MAX=3G",
+    ];
+    let Some(o) = vm(&format!("oomguard_swap_{kind}"), "storm", &vars, env) else {
         return;
     };
+    assert_swapped_and_won(&o);
+}
+
+/// [`swap_storm`] with swap on a disk image, on an older distribution kernel (Ubuntu's
+/// `zram` module is in linux-modules-extra, which the harness does not fetch). With swap in
+/// use the /proc path reads every process's `status` and `oom_score_adj` at every scan.
+fn disk_swap_storm_on(kernel: &str, version: &str, lists: Lists) {
+    let vars = [
+        "DAEMON=oomguard",
+        "STORM=fast",
+        "SWAP=disk",
+        "SWAP_SIZE=256M",
+        "HOG_MAX=3G",
+    ];
+    let Some(o) = vm_on(kernel, version, "storm", &vars, &[("VM_DISK", "256M")]) else {
+        return;
+    };
+    assert_lists(&o, lists);
+    assert_swapped_and_won(&o);
+    // The victim's swap is in its badness, as in the kernel's.
+    let c = &o.kills()[0]["candidates"][0];
+    o.check(
+        c["pid"].as_i64() == Some(o.storm_pid()) && c["swap_kb"].as_u64().unwrap_or(0) > 0,
+        &format!("the victim's record has no swap: {c}"),
+    );
+}
+
+#[test]
+fn vm_oomguard_with_swap_on_a_disk_image_on_ubuntu_20_04s_5_4_kernel() {
+    disk_swap_storm_on("focal", "5.4.", Lists::FromProcBefore5_8);
+}
+
+#[test]
+fn vm_oomguard_with_swap_on_a_disk_image_on_ubuntu_22_04s_5_15_kernel() {
+    disk_swap_storm_on("jammy", "5.15.", Lists::WithTheIterator);
+}
+
+fn assert_swapped_and_won(o: &Outcome) {
     o.check(o.num("swap_total_kb") > 0.0, "no swap");
     o.check(
         o.num("min_swapfree_kb") < o.num("swap_total_kb") / 2.0,
         "the storm did not use the swap",
     );
-    assert_oomguard_won(&o);
+    assert_oomguard_won(o);
 }
 
 #[test]
@@ -669,7 +711,7 @@ fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_5_4_kernel() {
 }
 
 fn cgroup_scope_on(kernel: &str, version: &str, lists: Lists) {
-    let Some(o) = vm_on(kernel, version, "cgroup", &["DAEMON=oomguard"]) else {
+    let Some(o) = vm_on(kernel, version, "cgroup", &["DAEMON=oomguard"], &[]) else {
         return;
     };
     match lists {

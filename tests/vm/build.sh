@@ -18,8 +18,8 @@
 # bullseye-security). Each .deb is checked against the SHA256 of the archive's package list;
 # out: vmlinuz-NAME, initrd-NAME.cpio. 5.x kernels: a cgroup lists its ancestors' ids
 # (`ancestor_ids`), the mm's counters are the older `mm_rss_stat`, and 5.10 lacks
-# bpf_get_current_task_btf. Ubuntu's zram (jammy, focal) is in linux-modules-extra, not fetched (no swap
-# scenarios there).
+# bpf_get_current_task_btf. Ubuntu's zram (jammy, focal) is in linux-modules-extra, not fetched: swap
+# scenarios there use a disk image (VM_DISK).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
