@@ -92,13 +92,7 @@ pub const KERNEL_BTF: &str = crate::sense::tasks::KERNEL_BTF;
 /// scan then takes it when that is cheaper than reading the group's processes one by one
 /// (`decide::victim`).
 pub fn use_task_iterator(reader: &mut ProcReader, scope: &Scope) {
-    // The iterator numbers processes as this process's PID namespace does; the choice reads
-    // them in /proc by those numbers. A /proc of another namespace (a container given the
-    // host's) would name other processes.
-    let own = std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str()?.parse::<u32>().ok());
-    if own != Some(std::process::id()) {
+    if !crate::sense::tasks::proc_is_own_namespace() {
         log::info!(
             "scanning /proc, one read per process: the /proc mounted here belongs to another PID namespace, so the kernel's task iterator's PIDs would not match it"
         );

@@ -239,10 +239,7 @@ fn listing(root: &Root) -> Listing {
             Err(e) => told(e),
         };
     }
-    let own = std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str()?.parse::<u32>().ok());
-    if own != Some(std::process::id()) {
+    if !crate::sense::tasks::proc_is_own_namespace() {
         return Listing::Proc(
             "the /proc mounted here belongs to another PID namespace, so the kernel's task iterator's PIDs would not match it".into(),
         );

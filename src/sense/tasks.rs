@@ -130,6 +130,16 @@ impl std::fmt::Debug for TaskIter {
 /// Where the kernel describes its types: what the task iterator is built from.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// Whether the `/proc` mounted here is this process's PID namespace's. The iterator numbers
+/// processes as the caller's namespace does, and the choice reads them in `/proc` by those
+/// numbers: a `/proc` of another namespace (a container given the host's) names others.
+pub fn proc_is_own_namespace() -> bool {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok())
+        == Some(std::process::id())
+}
+
 /// The record the program writes, in bytes (see [`Layout::program`]).
 pub const RECORD: usize = 56;
 
