@@ -385,29 +385,46 @@ fn doctor_says_how_the_daemon_lists_processes() {
         .unwrap_or_else(|| panic!("no pass of the iterator: {found}"));
     assert!(n >= 2, "{found}");
 
-    // Not root: doctor cannot load it, and says the types are there.
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
-        .arg(crate::util::bin())
-        .args(["doctor", "--json"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("setpriv (util-linux)");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let c = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "process_listing")
-        .unwrap();
-    assert_eq!(c["severity"], "ok", "{c}");
-    assert!(
-        c["found"]
-            .as_str()
+    // `doctor --json` run by `wrapper`: its process_listing check.
+    let listing_under = |wrapper: &[&str]| {
+        let out = std::process::Command::new(wrapper[0])
+            .args(&wrapper[1..])
+            .arg(crate::util::bin())
+            .args(["doctor", "--json"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{} (util-linux): {e}", wrapper[0]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let c = v["checks"]
+            .as_array()
             .unwrap()
-            .contains("describe the task iterator (not loaded: doctor runs without CAP_BPF"),
-        "{c}"
+            .iter()
+            .find(|c| c["id"] == "process_listing")
+            .cloned()
+            .unwrap();
+        assert_eq!(c["severity"], "ok", "{c}");
+        c["found"].as_str().unwrap().to_string()
+    };
+    // In a PID namespace of its own under this /proc (another namespace's): no iterator, as
+    // the daemon would decide there.
+    let found = listing_under(&["unshare", "--pid", "--fork"]);
+    assert!(
+        found.contains("/proc mounted here belongs to another PID namespace"),
+        "{found}"
+    );
+    // Not root: doctor cannot load it, and says the types are there.
+    let found = listing_under(&[
+        "setpriv",
+        "--reuid",
+        "nobody",
+        "--regid",
+        "nogroup",
+        "--clear-groups",
+    ]);
+    assert!(
+        found.contains("describe the task iterator (not loaded: doctor runs without CAP_BPF"),
+        "{found}"
     );
 
     // A tree with this kernel's type information: described, not loaded.

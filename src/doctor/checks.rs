@@ -58,7 +58,7 @@ pub fn all(f: &Facts) -> Vec<Check> {
 /// and does not (the daemon warns of that at its start too).
 fn process_listing(f: &Facts) -> Check {
     const ID: &str = "process_listing";
-    const COST: &str = "with the kernel's task iterator (Linux 5.8 or later, built with BTF) a scan reads every process's memory figures in one pass; from /proc it opens a file per process, about ten times the CPU per scan (docs/bench/daemon.md). The guard works either way";
+    const COST: &str = "with the kernel's task iterator (Linux 5.8 or later, built with BTF) a scan reads every process's memory figures in one pass; from /proc it opens a file per process, about ten times the CPU per scan. The guard works either way";
     match &f.listing {
         None => Check::unreadable(ID, KERNEL_BTF_PATH),
         Some(Listing::Iterator { processes }) => Check::new(
