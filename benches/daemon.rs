@@ -469,7 +469,7 @@ fn inner_scan(n: usize, tmp: &Path) {
                 // Once per daemon, at its start: not part of a scan.
                 let t0 = thread_cpu();
                 let filter = (mode == Mode::Group).then(|| filter_of(&group.dir));
-                let it = TaskIter::load(Path::new(oomguard::daemon::KERNEL_BTF), filter)
+                let it = TaskIter::load(Path::new(oomguard::sense::tasks::KERNEL_BTF), filter)
                     .unwrap_or_else(|e| panic!("the task iterator does not load here: {e}"));
                 r.load.push((thread_cpu() - t0).as_secs_f64() * 1e3);
                 reader.use_tasks(it);
@@ -517,7 +517,7 @@ fn inner_scan(n: usize, tmp: &Path) {
     let empty = ScratchCgroup::create(&root, "bench-empty", 1 << 20).unwrap();
     let idle_pass = {
         let it = TaskIter::load(
-            Path::new(oomguard::daemon::KERNEL_BTF),
+            Path::new(oomguard::sense::tasks::KERNEL_BTF),
             Some(filter_of(&empty.dir)),
         )
         .unwrap();

@@ -78,10 +78,6 @@ pub struct Flags {
     pub reload: Arc<AtomicBool>,
 }
 
-/// Page faults of the daemon's loop thread (`getrusage(RUSAGE_THREAD)`) now.
-/// Where the kernel describes its types: what the task iterator is built from.
-pub const KERNEL_BTF: &str = crate::sense::tasks::KERNEL_BTF;
-
 /// Lists the machine's processes with the kernel's task iterator from now on (one program
 /// pass per scan instead of a `statm` read per process, [`crate::sense::tasks`]); says why
 /// not, and goes on reading `/proc`, when the kernel or the daemon's privileges do not allow
@@ -110,7 +106,11 @@ pub fn use_task_iterator(reader: &mut ProcReader, scope: &Scope) {
             return;
         }
     };
-    match TaskIter::load_via(Path::new("/proc/self/exe"), Path::new(KERNEL_BTF), filter) {
+    match TaskIter::load_via(
+        Path::new("/proc/self/exe"),
+        Path::new(crate::sense::tasks::KERNEL_BTF),
+        filter,
+    ) {
         Ok(it) => {
             reader.use_tasks(it);
             let shed = shed_after_load(reader);

@@ -2,6 +2,7 @@
 
 use super::facts::{Facts, Listing, ProcInfo};
 use super::{Check, Severity};
+use crate::sense::tasks::KERNEL_BTF;
 use crate::values::human_kb;
 
 /// Where a sysctl is made permanent: systemd-sysctl reads `/etc/sysctl.d`; every init
@@ -60,26 +61,25 @@ fn process_listing(f: &Facts) -> Check {
     const ID: &str = "process_listing";
     const COST: &str = "with the kernel's task iterator (Linux 5.8 or later, built with BTF) a scan reads every process's memory figures in one pass; from /proc it opens a file per process, about ten times the CPU per scan. The guard works either way";
     match &f.listing {
-        None => Check::unreadable(ID, KERNEL_BTF_PATH),
-        Some(Listing::Iterator { processes }) => Check::new(
+        Listing::Iterator { processes } => Check::new(
             ID,
             Severity::Ok,
             format!("the kernel's task iterator (BPF): one pass listed {processes} processes; the daemon scans with it when it has CAP_BPF and CAP_PERFMON (the shipped unit grants them)"),
         )
         .why(COST),
-        Some(Listing::Described(not_loaded)) => Check::new(
+        Listing::Described(not_loaded) => Check::new(
             ID,
             Severity::Ok,
-            format!("the kernel's types ({KERNEL_BTF_PATH}) describe the task iterator (not loaded: {not_loaded}); the daemon scans with it when it has CAP_BPF and CAP_PERFMON (the shipped unit grants them)"),
+            format!("the kernel's types ({KERNEL_BTF}) describe the task iterator (not loaded: {not_loaded}); the daemon scans with it when it has CAP_BPF and CAP_PERFMON (the shipped unit grants them)"),
         )
         .why(COST),
-        Some(Listing::Proc(reason)) => Check::new(
+        Listing::Proc(reason) => Check::new(
             ID,
             Severity::Ok,
             format!("/proc, one read per process: {reason}"),
         )
         .why(COST),
-        Some(Listing::Broken(e)) => Check::new(
+        Listing::Broken(e) => Check::new(
             ID,
             Severity::Warn,
             format!("/proc, one read per process: the kernel's task iterator fails here: {e}"),
@@ -88,8 +88,6 @@ fn process_listing(f: &Facts) -> Check {
         .fix("nothing is needed for the guard to work; the message says what failed (the kernel's type information, or the kernel refusing the program): with `uname -r`, it is worth a bug report to oomguard"),
     }
 }
-
-const KERNEL_BTF_PATH: &str = crate::sense::tasks::KERNEL_BTF;
 
 fn swap(f: &Facts) -> Check {
     let Some(m) = &f.meminfo else {

@@ -89,7 +89,7 @@ pub enum Listing {
 }
 
 /// Everything the checks need.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Facts {
     pub meminfo: Option<Meminfo>,
     pub swaps: Option<Vec<SwapDev>>,
@@ -110,8 +110,8 @@ pub struct Facts {
     pub systemd: bool,
     /// What each running `oomguard run` guards.
     pub guards: Vec<Guard>,
-    /// How a daemon would list processes (`None`: not looked at).
-    pub listing: Option<Listing>,
+    /// How a daemon would list processes.
+    pub listing: Listing,
 }
 
 /// A running `oomguard run` and its scope.
@@ -204,7 +204,7 @@ impl Facts {
         Facts {
             systemd,
             guards,
-            listing: Some(listing(root)),
+            listing: listing(root),
             meminfo,
             swaps,
             vm,
