@@ -1,5 +1,6 @@
 //! System-wide scenarios in throwaway VMs (tests/vm/): a Debian cloud kernel (Debian 12's 6.1;
-//! a few scenarios also on Ubuntu 22.04's 5.15, Debian 11's 5.10 and Ubuntu 20.04's 5.4) under `qemu-system-x86_64 -accel tcg`,
+//! a few scenarios also on Ubuntu 22.04's 5.15, Debian 11's 5.10, Ubuntu 20.04's HWE 5.8 and
+//! its 5.4) under `qemu-system-x86_64 -accel tcg`,
 //! 512 MiB, one scenario per boot. Global OOMs, swap, zram,
 //! cgroup v2 and negative `oom_score_adj` can only be tested there (never on this host).
 //!
@@ -25,11 +26,13 @@ fn harness_ready(kernel: Option<&str>) -> bool {
     static JAMMY: OnceLock<Result<(), String>> = OnceLock::new();
     static BULLSEYE: OnceLock<Result<(), String>> = OnceLock::new();
     static FOCAL: OnceLock<Result<(), String>> = OnceLock::new();
+    static FOCAL_HWE: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = match kernel {
         None => &DEBIAN,
         Some("jammy") => &JAMMY,
         Some("bullseye") => &BULLSEYE,
         Some("focal") => &FOCAL,
+        Some("focal-hwe") => &FOCAL_HWE,
         Some(k) => panic!("no VM kernel {k}"),
     };
     let r = ready.get_or_init(|| {
@@ -242,6 +245,9 @@ enum Lists {
     WithTheIterator,
     /// Reading /proc per process: before 5.8 the kernel has no task iterator.
     FromProcBefore5_8,
+    /// Reading /proc per process: the kernel has the task iterator (5.8 or later) but was built
+    /// without its type information (no `/sys/kernel/btf/vmlinux`), which loading needs.
+    FromProcWithoutBtf,
 }
 
 /// The daemon's line at start says it lists processes as `lists`. Before 5.8 (Ubuntu 20.04's
@@ -274,6 +280,19 @@ fn assert_lists(o: &Outcome, lists: Lists) {
                     && doctor.contains("/proc, one read per process")
                     && doctor.contains("no bpf_iter_task"),
                 "doctor did not say (as no fault) that this kernel has no task iterator",
+            );
+        }
+        Lists::FromProcWithoutBtf => {
+            o.check(
+                said.contains("info: scanning /proc, one read per process")
+                    && said.contains("no /sys/kernel/btf/vmlinux"),
+                "oomguard did not say it scans /proc for want of the kernel's BTF (at the info level)",
+            );
+            o.check(
+                doctor.starts_with("[  OK  ] process_listing")
+                    && doctor.contains("/proc, one read per process")
+                    && doctor.contains("CONFIG_DEBUG_INFO_BTF"),
+                "doctor did not say (as no fault) that this kernel has no BTF",
             );
         }
     }
@@ -416,6 +435,13 @@ fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_20_04s_5_4_kernel() {
     // Before 5.8 there is no task iterator: the guard reads /proc per process, and must
     // still win.
     fast_hog_on("focal", "5.4.", Lists::FromProcBefore5_8);
+}
+
+#[test]
+fn vm_oomguard_beats_the_kernel_fast_hog_on_ubuntu_20_04s_hwe_5_8_kernel() {
+    // 20.04.2's hardware-enablement kernel has the task iterator (5.8) but no BTF (built
+    // without CONFIG_DEBUG_INFO_BTF), so the program cannot load: /proc, said as no fault.
+    fast_hog_on("focal-hwe", "5.8.", Lists::FromProcWithoutBtf);
 }
 
 /// `scenario` booted on the kernel `VM_KERNEL=kernel`, whose release must start with `version`.
@@ -710,13 +736,19 @@ fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_5_4_kernel() {
     cgroup_scope_on("focal", "5.4.", Lists::FromProcBefore5_8);
 }
 
+#[test]
+fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_hwe_5_8_kernel() {
+    // 5.8 without BTF: as before 5.8, the group's processes from cgroup.procs.
+    cgroup_scope_on("focal-hwe", "5.8.", Lists::FromProcWithoutBtf);
+}
+
 fn cgroup_scope_on(kernel: &str, version: &str, lists: Lists) {
     let Some(o) = vm_on(kernel, version, "cgroup", &["DAEMON=oomguard"], &[]) else {
         return;
     };
     match lists {
         Lists::WithTheIterator => assert_cgroup_scope_listed_and_killed(&o),
-        Lists::FromProcBefore5_8 => {
+        Lists::FromProcBefore5_8 | Lists::FromProcWithoutBtf => {
             assert_lists(&o, lists);
             assert_cgroup_scope_ranked_and_killed(&o);
         }

@@ -8,7 +8,7 @@
 # Environment: VM_MEM (512M), VM_SMP (1), VM_TIMEOUT (seconds, 120), VM_DISK (size of a blank
 # virtio disk for SWAP=disk, e.g. 256M), VM_DEBUG=1 (guest output and dmesg into the log),
 # VM_LOG (file for the whole serial console; default: a temporary file removed on success),
-# VM_NOHANG=1 (boot the initramfs with nohang), VM_KERNEL=jammy|focal|bullseye (boot Ubuntu 22.04's 5.15, 20.04's 5.4 or Debian 11's 5.10 kernel:
+# VM_NOHANG=1 (boot the initramfs with nohang), VM_KERNEL=jammy|focal|focal-hwe|bullseye (boot Ubuntu 22.04's 5.15, 20.04's 5.4, 20.04's HWE 5.8 or Debian 11's 5.10 kernel:
 # tests/vm/build.sh with the same VM_KERNEL first), VM_NICE (niceness of qemu: the tests use 10 so that timing-sensitive host tests keep the CPU).
 # Exit: 0 with results, 1 when the VM produced no result block (the console log is printed).
 set -euo pipefail
