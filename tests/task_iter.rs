@@ -116,7 +116,23 @@ fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
 /// starts it) included.
 #[test]
 fn a_cgroup_guard_lists_a_large_group_with_the_task_iterator() {
-    let Some(cg) = TestCgroup::new("iter", 1 << 30) else {
+    cgroup_guard_lists_a_large_group_with_the_task_iterator(false);
+}
+
+/// The same with the guard in a cgroup namespace of its own (a container's), rooted at this
+/// process's memory cgroup, the hierarchy mounted from that root: the group's path there
+/// says how deep it is below that root only, and the program takes the root's level from the
+/// guard's own memory cgroup.
+#[test]
+fn a_cgroup_guard_in_a_cgroup_namespace_lists_its_group_with_the_task_iterator() {
+    cgroup_guard_lists_a_large_group_with_the_task_iterator(true);
+}
+
+fn cgroup_guard_lists_a_large_group_with_the_task_iterator(in_cgroup_namespace: bool) {
+    let Some(cg) = TestCgroup::new(
+        if in_cgroup_namespace { "iterns" } else { "iter" },
+        1 << 30,
+    ) else {
         return;
     };
     let dir = tempdir();
@@ -150,8 +166,18 @@ fn a_cgroup_guard_lists_a_large_group_with_the_task_iterator() {
         assert!(sh.0.try_wait().unwrap().is_none(), "the hog exited");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let scope = format!("cgroup:{}", cg.rel());
-    let (guard, rx) = start_daemon(&[
+    let scope = if in_cgroup_namespace {
+        // Below the namespace's root (this process's group), as the guard sees it there.
+        format!("cgroup:/{}", cg.dir.file_name().unwrap().to_string_lossy())
+    } else {
+        format!("cgroup:{}", cg.rel())
+    };
+    let start = if in_cgroup_namespace {
+        start_in_a_cgroup_namespace
+    } else {
+        start_daemon
+    };
+    let (guard, rx) = start(&[
         "--scope",
         &scope,
         "--dry-run",
@@ -227,6 +253,27 @@ fn a_cgroup_guard_lists_a_large_group_with_the_task_iterator() {
         assert!((60 << 10..80 << 10).contains(&rss_kb), "{rec}");
     }
     drop(sh);
+}
+
+/// `oomguard run ARGS` in a cgroup namespace of its own rooted at this process's memory
+/// cgroup (v1, as `TestCgroup`), in a mount namespace of its own where the hierarchy is
+/// mounted from that root in place of the machine's mount: as a container sees it.
+fn start_in_a_cgroup_namespace(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<String>) {
+    let m = "/sys/fs/cgroup/memory";
+    let mut child = Command::new("unshare")
+        .args(["--cgroup", "--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "umount -l {m} && mount -t cgroup -o memory none {m} && exec \"$0\" run \"$@\""
+        ))
+        .arg(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run unshare(1) (util-linux): {e}"));
+    let rx = daemon_lines(&mut child);
+    (Reaped(child), rx)
 }
 
 /// Sleepers enough (`more` beyond the need) that a group of them keeps 1 in

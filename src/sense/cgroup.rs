@@ -266,16 +266,21 @@ impl Cgroup {
 
     /// The group as the kernel knows it: its id (the inode number of its directory, which is
     /// the kernel's `kernfs_node.id` on 64-bit kernels) and its level (how many groups deep it
-    /// is below the hierarchy's root). The level is known from the path only in the initial
-    /// cgroup namespace, with the hierarchy mounted from its root.
+    /// is below the hierarchy's root). The level is known from the path in the initial cgroup
+    /// namespace, with the hierarchy mounted from its root. In a cgroup namespace of its own
+    /// (a container's), with the hierarchy mounted from the namespace's root, the path gives
+    /// the depth below that root: the program then takes the root's level from this
+    /// process's memory cgroup, whose depth below it `/proc/self/cgroup` gives.
     /// What the task iterator's program for the group compares a process's memory cgroup
     /// with.
     pub fn kernel_id(&self, root: &Root) -> Result<CgroupFilter, NoKernelId> {
         let ns = root.path("proc/self/ns/cgroup");
         let meta = std::fs::metadata(&ns).map_err(|source| NoKernelId::Io { path: ns, source })?;
-        if meta.ino() != INITIAL_CGROUP_NS {
-            return Err(NoKernelId::Namespace);
-        }
+        let reader_depth = if meta.ino() == INITIAL_CGROUP_NS {
+            None
+        } else {
+            Some(self.own_depth(root)?)
+        };
         let text = std::fs::read(root.path("proc/self/mountinfo")).unwrap_or_default();
         if mount_root(&text, &self.mount).as_deref() != Some("/") {
             return Err(NoKernelId::MountRoot(self.mount.clone()));
@@ -300,7 +305,38 @@ impl Cgroup {
         Ok(CgroupFilter {
             id: meta.ino(),
             level: u32::try_from(level).unwrap_or(u32::MAX),
+            reader_depth,
         })
+    }
+
+    /// How many groups deep this process's memory cgroup in the group's hierarchy is below
+    /// the root of its cgroup namespace (`/proc/self/cgroup`'s path; on cgroup2 the nearest
+    /// group up from it with the memory controller on, as the kernel charges it).
+    fn own_depth(&self, root: &Root) -> Result<u32, NoKernelId> {
+        let at = root.path("proc/self/cgroup");
+        let text = std::fs::read_to_string(&at).map_err(|source| NoKernelId::Io {
+            path: at.clone(),
+            source,
+        })?;
+        let own = memory_path_of(&text, self.version == CgVersion::V2)
+            .ok_or_else(|| NoKernelId::OwnGroup(at.clone()))?;
+        let mut parts: Vec<&str> = own.split('/').filter(|c| !c.is_empty()).collect();
+        if !own.starts_with('/') || parts.contains(&"..") {
+            // A process outside its namespace's root is shown as `/..`.
+            return Err(NoKernelId::OwnGroup(at));
+        }
+        if self.version == CgVersion::V2 {
+            let mount = root.path(&self.mount);
+            while !parts.is_empty() && !mount.join(parts.join("/")).join("memory.current").exists()
+            {
+                parts.pop();
+            }
+            // Its memory cgroup above the namespace's root: its level says nothing here.
+            if parts.is_empty() && !mount.join("memory.current").exists() {
+                return Err(NoKernelId::OwnGroup(at));
+            }
+        }
+        Ok(u32::try_from(parts.len()).unwrap_or(u32::MAX))
     }
 }
 
@@ -311,9 +347,9 @@ const INITIAL_CGROUP_NS: u64 = 0xEFFF_FFFB;
 #[derive(Debug, thiserror::Error)]
 pub enum NoKernelId {
     #[error(
-        "this process is in a cgroup namespace of its own, where a group's path does not say how deep it is"
+        "this process is in a cgroup namespace of its own, and its memory cgroup is not found below the namespace's root in {0}, so a group's path does not say how deep it is"
     )]
-    Namespace,
+    OwnGroup(PathBuf),
     #[error("{0} mounts part of its hierarchy, not the whole of it")]
     MountRoot(PathBuf),
     #[error("{0} is not under its mount {1}")]

@@ -227,7 +227,13 @@ impl Ancestors {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CgroupFilter {
     pub id: u64,
+    /// The group's level; with `reader_depth`, its depth below the root of the reader's
+    /// cgroup namespace (which is all its path tells there).
     pub level: u32,
+    /// In a cgroup namespace of its own, the reader's memory cgroup's depth below the
+    /// namespace's root: the program takes the root's level from the reader's memory cgroup
+    /// (its level less this), and adds `level`. `None` in the initial namespace.
+    pub reader_depth: Option<u32>,
 }
 
 fn off(v: u32, what: &'static str) -> Result<i16, TaskIterError> {
@@ -409,7 +415,9 @@ impl Layout {
     /// filter's group has it on, so this is membership of the group's subtree, as
     /// `cgroup.procs` of the group and its descendants lists it (on v1, where a process's
     /// threads may be placed in groups one by one, its leader's group decides, which is where
-    /// v1 charges its memory).
+    /// v1 charges its memory). In a cgroup namespace of its own ([`CgroupFilter::reader_depth`])
+    /// L is worked out for each task from the reader's memory cgroup (fp−72 scratch too), and a
+    /// reader since moved up above its depth lists no one.
     pub fn program(&self, filter: Option<CgroupFilter>) -> Vec<Insn> {
         self.program_with(filter, Current::Btf)
     }
@@ -435,8 +443,41 @@ impl Layout {
             next(&mut p, 9, c.css_cgroup.into());
             p.probe_read(-64, 4, 9, c.cgroup_level.into());
             p.ldx(W, 1, 10, -64);
-            p.jlt_imm(1, f.level as i32, "out");
-            let at = |o: i16| i32::from(o).saturating_add(f.level as i32 * 8);
+            // Where ancestors[L] is from the memory cgroup in r9: at L × 8 past the list's start.
+            let shift = match f.reader_depth {
+                None => {
+                    p.jlt_imm(1, f.level as i32, "out");
+                    (f.level as i32).saturating_mul(8)
+                }
+                Some(depth) => {
+                    // The group's level L = the reader's memory cgroup's level − its depth
+                    // + the group's depth (both below the namespace's root), read from the
+                    // current task (the reader) for each task: the task's level into fp−72,
+                    // its memory cgroup into r8 (free until the PID below), r9 moved by L.
+                    p.stx(W, 10, 1, -72);
+                    p.mov_reg(8, 9);
+                    p.call(HELPER_GET_CURRENT_TASK);
+                    p.probe_read(-64, 8, 0, c.task_cgroups.into());
+                    p.ldx(DW, 9, 10, -64);
+                    p.jeq_imm(9, 0, "out");
+                    next(&mut p, 9, c.css_set_memory.into());
+                    next(&mut p, 9, c.css_cgroup.into());
+                    p.probe_read(-64, 4, 9, c.cgroup_level.into());
+                    p.ldx(W, 2, 10, -64);
+                    p.add_imm(2, f.level as i32);
+                    // The reader moved above its depth at the start: no level, no one listed
+                    // (the scan then reads the group's processes in /proc).
+                    p.jlt_imm(2, depth as i32, "out");
+                    p.add_imm(2, -(depth as i32));
+                    p.ldx(W, 1, 10, -72);
+                    p.jlt_reg(1, 2, "out");
+                    p.mul_imm(2, 8);
+                    p.mov_reg(9, 8);
+                    p.add_reg(9, 2);
+                    0
+                }
+            };
+            let at = |o: i16| i32::from(o).saturating_add(shift);
             match c.ancestors {
                 Ancestors::Pointers(o) => {
                     next(&mut p, 9, at(o));
@@ -981,6 +1022,11 @@ impl Asm {
         self.push(0x18, dst, 0, 0, imm as u32 as i32);
         self.push(0x00, 0, 0, 0, (imm >> 32) as u32 as i32);
     }
+    /// Unsigned `dst < src`.
+    fn jlt_reg(&mut self, dst: u8, src: u8, to: &'static str) {
+        self.fixups.push((self.insns.len(), to));
+        self.push(0xad, dst, src, 0, 0);
+    }
     fn jne_reg(&mut self, dst: u8, src: u8, to: &'static str) {
         self.fixups.push((self.insns.len(), to));
         self.push(0x5d, dst, src, 0, 0);
@@ -1258,6 +1304,112 @@ mod tests {
         }
     }
 
+    /// In a cgroup namespace of its own (a container's), with the hierarchy mounted from the
+    /// namespace's root, a group's path gives its depth below that root only: the program takes
+    /// the root's level from the reader's memory cgroup, and lists the group's processes as in
+    /// the initial namespace. Run in a scratch group made the namespace's root (at least two
+    /// levels below the hierarchy's root here), by this test binary re-run under unshare(1).
+    #[test]
+    fn the_cgroup_filter_lists_the_groups_processes_in_a_cgroup_namespace() {
+        use crate::act::scratch::{ScratchCgroup, spawn_in};
+        use crate::sense::Root;
+        use crate::sense::cgroup::{CgVersion, Cgroup, Mounts};
+        use std::process::{Command, Stdio};
+        let root = Root::default();
+        if let Ok(want) = std::env::var("OOMGUARD_TEST_IN_CGNS") {
+            // The inner run: this process is in the namespace's root group, listed with the
+            // group's sleeper and the sub-group's.
+            let mut want: Vec<Vec<i32>> = want
+                .split(';')
+                .map(|l| l.split(' ').map(|p| p.parse().unwrap()).collect())
+                .collect();
+            want[0].push(std::process::id() as i32);
+            want[0].sort();
+            let mounts = Mounts::discover(&root);
+            let mount = mounts.v2_memory.or(mounts.v1_memory).unwrap();
+            for (dir, want) in [(mount.clone(), &want[0]), (mount.join("sub"), &want[1])] {
+                let cg = Cgroup::resolve(&root, &Mounts::discover(&root), &dir).unwrap();
+                let f = cg
+                    .kernel_id(&root)
+                    .unwrap_or_else(|e| panic!("no filter for {}: {e}", dir.display()));
+                assert_eq!(f.reader_depth, Some(0), "{f:?}");
+                let it = TaskIter::load(Path::new(KERNEL_BTF), Some(f))
+                    .unwrap_or_else(|e| panic!("cannot load the filtered task iterator: {e}"));
+                let mut buf = vec![MaybeUninit::uninit(); 32 * 1024];
+                let mut rows = Vec::new();
+                it.read(&mut buf, &mut rows).unwrap();
+                let got: Vec<i32> = rows.iter().map(|r| r.pid).collect();
+                assert_eq!(&got, want, "{} ({f:?})", dir.display());
+            }
+            return;
+        }
+        let group = ScratchCgroup::create(
+            &root,
+            &format!("oomguard-filter-ns-{}", std::process::id()),
+            64 << 20,
+        )
+        .unwrap_or_else(|e| panic!("cannot check the cgroup filter in a namespace: {e}"));
+        let sub = group.dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let sleep = || {
+            let mut c = Command::new("sleep");
+            c.arg("300").stdin(Stdio::null());
+            c
+        };
+        let mut children = Vec::new();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let inside = group.spawn(&mut sleep()).unwrap();
+            let below = spawn_in(&sub, &mut sleep()).unwrap();
+            let outside = sleep().spawn().unwrap();
+            let (inside_pid, below_pid) = (inside.id() as i32, below.id() as i32);
+            children.extend([inside, below, outside]);
+            let cg = Cgroup::resolve(&root, &Mounts::discover(&root), &group.dir).unwrap();
+            let outer = cg.kernel_id(&root).unwrap();
+            assert!(
+                outer.level >= 1 && outer.reader_depth.is_none(),
+                "{outer:?}"
+            );
+            let fstype = match group.version {
+                CgVersion::V1 => "-t cgroup -o memory",
+                CgVersion::V2 => "-t cgroup2",
+            };
+            // The inner run moves itself into the group, then takes a new cgroup namespace
+            // there (its root) and mounts the hierarchy from that root in place of the old
+            // mount (the kernel refuses the same hierarchy over its own root).
+            let me = std::env::current_exe().unwrap();
+            let script = format!(
+                "echo $$ > '{}/cgroup.procs' && exec unshare --cgroup --mount --propagation private sh -c \"umount -l '{m}' && mount {fstype} none '{m}' && exec '{}' --exact sense::tasks::tests::the_cgroup_filter_lists_the_groups_processes_in_a_cgroup_namespace\"",
+                group.dir.display(),
+                me.display(),
+                m = cg.mount.display(),
+            );
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &script]).stdin(Stdio::null());
+            let out = cmd
+                .env(
+                    "OOMGUARD_TEST_IN_CGNS",
+                    format!("{inside_pid} {below_pid};{below_pid}"),
+                )
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run sh and unshare(1): {e}"));
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "in a cgroup namespace: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }));
+        for c in &mut children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir(&sub);
+        group.remove();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+
     fn a_layout() -> Layout {
         Layout {
             attach_btf_id: 1,
@@ -1384,9 +1536,15 @@ mod tests {
             }),
             ..a_layout()
         };
-        let filter = Some(CgroupFilter {
+        let group = CgroupFilter {
             id: 0x1_0000_0007,
             level: 3,
+            reader_depth: None,
+        };
+        let filter = Some(group);
+        let in_ns = Some(CgroupFilter {
+            reader_depth: Some(2),
+            ..group
         });
         let counters = Layout {
             probe_counters: true,
@@ -1399,6 +1557,8 @@ mod tests {
             (with_ptrs, None),
             (with_ptrs, filter),
             (with_ids, filter),
+            (with_ptrs, in_ns),
+            (with_ids, in_ns),
         ] {
             jumps_land(&l.program(f));
             jumps_land(&l.program_with(f, Current::Plain));
