@@ -130,7 +130,11 @@ fn a_cgroup_guard_in_a_cgroup_namespace_lists_its_group_with_the_task_iterator()
 
 fn cgroup_guard_lists_a_large_group_with_the_task_iterator(in_cgroup_namespace: bool) {
     let Some(cg) = TestCgroup::new(
-        if in_cgroup_namespace { "iterns" } else { "iter" },
+        if in_cgroup_namespace {
+            "iterns"
+        } else {
+            "iter"
+        },
         1 << 30,
     ) else {
         return;
@@ -261,7 +265,14 @@ fn cgroup_guard_lists_a_large_group_with_the_task_iterator(in_cgroup_namespace: 
 fn start_in_a_cgroup_namespace(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<String>) {
     let m = "/sys/fs/cgroup/memory";
     let mut child = Command::new("unshare")
-        .args(["--cgroup", "--mount", "--propagation", "private", "sh", "-c"])
+        .args([
+            "--cgroup",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+        ])
         .arg(format!(
             "umount -l {m} && mount -t cgroup -o memory none {m} && exec \"$0\" run \"$@\""
         ))

@@ -331,8 +331,13 @@ impl Cgroup {
             {
                 parts.pop();
             }
-            // Its memory cgroup above the namespace's root: its level says nothing here.
-            if parts.is_empty() && !mount.join("memory.current").exists() {
+            // Its memory cgroup above the namespace's root, a group without the controller
+            // (the hierarchy's real root, which alone has no `cgroup.type`, is the memory
+            // cgroup of what nothing else holds): its level says nothing here.
+            if parts.is_empty()
+                && !mount.join("memory.current").exists()
+                && mount.join("cgroup.type").exists()
+            {
                 return Err(NoKernelId::OwnGroup(at));
             }
         }
@@ -415,6 +420,46 @@ pub fn memory_path_of(text: &str, prefer_v2: bool) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In a cgroup namespace the reader's depth below its root comes from `/proc/self/cgroup`:
+    /// on cgroup2 from the nearest group up with the memory controller on; none when that is
+    /// above the namespace's root, or the process is outside it (`/..`).
+    #[test]
+    fn the_readers_depth_below_its_namespaces_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let v2 = Cgroup {
+            version: CgVersion::V2,
+            dir: PathBuf::from("/sys/fs/cgroup/app"),
+            rel: "/app".into(),
+            mount: PathBuf::from("/sys/fs/cgroup"),
+        };
+        let v1 = Cgroup {
+            version: CgVersion::V1,
+            mount: PathBuf::from("/sys/fs/cgroup/memory"),
+            ..v2.clone()
+        };
+        let mount = t.path().join("sys/fs/cgroup");
+        std::fs::create_dir_all(mount.join("a/b")).unwrap();
+        std::fs::write(mount.join("a/memory.current"), "0\n").unwrap();
+        std::fs::create_dir_all(t.path().join("proc/self")).unwrap();
+        let depth = |cg: &Cgroup, text: &str| {
+            std::fs::write(t.path().join("proc/self/cgroup"), text).unwrap();
+            cg.own_depth(&root).ok()
+        };
+        // b has no memory controller of its own: its memory cgroup is a.
+        assert_eq!(depth(&v2, "0::/a/b\n"), Some(1));
+        assert_eq!(depth(&v2, "0::/a\n"), Some(1));
+        assert_eq!(depth(&v2, "0::/../x\n"), None);
+        // The namespace's root is the hierarchy's (no cgroup.type there): depth 0.
+        assert_eq!(depth(&v2, "0::/\n"), Some(0));
+        // A group without the controller: the memory cgroup is above the namespace's root.
+        std::fs::write(mount.join("cgroup.type"), "domain\n").unwrap();
+        assert_eq!(depth(&v2, "0::/\n"), None);
+        // v1: the memory line's path, as it is.
+        assert_eq!(depth(&v1, "5:cpu:/\n4:memory:/x/y\n0::/a\n"), Some(2));
+        assert_eq!(depth(&v1, "5:cpu:/\n"), None);
+    }
 
     /// A group's level is known from its path only where the hierarchy is mounted from its
     /// root: mountinfo's fourth field, of the last mount on that point.
