@@ -742,6 +742,36 @@ fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_hwe_5_8_kernel() {
     cgroup_scope_on("focal-hwe", "5.8.", Lists::FromProcWithoutBtf);
 }
 
+#[test]
+fn vm_oomguard_cgroup_v2_scope_from_a_cgroup_namespace() {
+    // Debian 12's 6.1 (`cgroup.ancestors`): the group's level from the daemon's own memory
+    // cgroup (one level down) in a cgroup namespace of its own.
+    cgroup_scope_in_a_namespace_on(None, "6.1.");
+}
+
+#[test]
+fn vm_oomguard_cgroup_v2_scope_from_a_cgroup_namespace_on_debian_11s_5_10_kernel() {
+    // The same on 5.10 (`ancestor_ids`).
+    cgroup_scope_in_a_namespace_on(Some("bullseye"), "5.10.");
+}
+
+fn cgroup_scope_in_a_namespace_on(kernel: Option<&str>, version: &str) {
+    let env: Vec<(&str, &str)> = kernel.map(|k| ("VM_KERNEL", k)).into_iter().collect();
+    let name = format!("cgroup_cgns_oomguard_{}", kernel.unwrap_or("debian"));
+    let Some(o) = vm(&name, "cgroup", &["DAEMON=oomguard", "CGNS=1"], &env) else {
+        return;
+    };
+    o.check(
+        o.get("kernel").starts_with(version),
+        "not the kernel asked for",
+    );
+    o.check(
+        o.flag("og_cgns") && o.get("og_cgroup") == "0::/guard",
+        "the daemon was not in a cgroup namespace of its own, in /guard",
+    );
+    assert_cgroup_scope_listed_and_killed(&o);
+}
+
 fn cgroup_scope_on(kernel: &str, version: &str, lists: Lists) {
     let Some(o) = vm_on(kernel, version, "cgroup", &["DAEMON=oomguard"], &[]) else {
         return;

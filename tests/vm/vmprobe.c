@@ -22,6 +22,10 @@
  *                                        polling loop of the harness's own to show up in the
  *                                        heartbeat (a shell loop forking usleep every 20 ms cost
  *                                        1.5-4 ms of emulated CPU a time)
+ *   vmprobe cgns DIR PROG ARGS...        a cgroup namespace of its own, rooted at the group it
+ *                                        runs in; then into the group DIR (cgroup.procs), and
+ *                                        exec PROG: a daemon that sees its group as a
+ *                                        container's does
  *
  * Static, no dependencies beyond libc: it runs in a busybox initramfs.
  */
@@ -33,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
@@ -230,6 +235,23 @@ static int forkstorm(int n, long child_mb, long parent_mb, long interval_ms) {
     }
 }
 
+static int cgns(const char *dir, char **argv) {
+    char path[512];
+    if (unshare(CLONE_NEWCGROUP) != 0) {
+        perror("vmprobe: unshare(CLONE_NEWCGROUP)");
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
+        perror(path);
+        return 1;
+    }
+    execvp(argv[0], argv);
+    perror(argv[0]);
+    return 127;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "now")) {
         printf("%.0f\n", now_ms());
@@ -241,8 +263,9 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "waitexit")) return waitexit(atoi(argv[2]), atoi(argv[3]));
     if (argc == 6 && !strcmp(argv[1], "forkstorm"))
         return forkstorm(atoi(argv[2]), atol(argv[3]), atol(argv[4]), atol(argv[5]));
+    if (argc >= 4 && !strcmp(argv[1], "cgns")) return cgns(argv[2], argv + 3);
     fprintf(stderr,
             "usage: vmprobe now | heartbeat FILE | watch FILE RECOVER_KB PID... |\n"
-            "       forkstorm N CHILD_MB PARENT_MB_PER_CHILD INTERVAL_MS\n");
+            "       forkstorm N CHILD_MB PARENT_MB_PER_CHILD INTERVAL_MS | cgns DIR PROG ARGS...\n");
     return 2;
 }

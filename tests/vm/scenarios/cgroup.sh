@@ -1,6 +1,8 @@
 # cgroup v2 scope: app (memory.max = APP_MAX) holds job (memory.oom.group = 1: hog + jobmate)
 # and other (bystander); innocent runs outside, in a sibling group of app (elsewhere). DAEMON=oomguard runs with
 # --scope cgroup:/sys/fs/cgroup/app --kill-unit cgroup; DAEMON=none leaves it to the kernel.
+# CGNS=1: the daemon runs in a cgroup namespace of its own (rooted at the hierarchy's root), in
+# a group one level down (guard): its path there is all it has to say how deep groups are.
 cg=/sys/fs/cgroup
 echo +memory >$cg/cgroup.subtree_control
 mkdir -p $cg/app
@@ -26,10 +28,20 @@ i=0; while [ $i -lt "${SLEEPERS:-24}" ]; do
 done
 DARGS="--scope cgroup:$cg/app --kill-unit cgroup -v $DARGS"
 if [ "${DAEMON:-none}" = oomguard ]; then
-  # shellcheck disable=SC2086
-  oomguard run --event-log /tmp/events.jsonl $DARGS >/tmp/daemon.log 2>&1 &
+  if [ -n "${CGNS:-}" ]; then
+    mkdir -p $cg/guard
+    # shellcheck disable=SC2086
+    vmprobe cgns $cg/guard oomguard run --event-log /tmp/events.jsonl $DARGS >/tmp/daemon.log 2>&1 &
+  else
+    # shellcheck disable=SC2086
+    oomguard run --event-log /tmp/events.jsonl $DARGS >/tmp/daemon.log 2>&1 &
+  fi
   DPID=$!
   sleep 1.5
+  if [ -n "${CGNS:-}" ]; then
+    [ "$(readlink /proc/$DPID/ns/cgroup)" != "$(readlink /proc/1/ns/cgroup)" ] && res og_cgns 1 || res og_cgns 0
+    res og_cgroup "$(cat /proc/$DPID/cgroup)"
+  fi
 else DPID=; fi
 res oom_kills_before "$(oom_kills)"
 start_gated sh -c "echo \$\$ >$cg/app/job/cgroup.procs; exec hog --max 1G"
