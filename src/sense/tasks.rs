@@ -1307,8 +1307,9 @@ mod tests {
     /// In a cgroup namespace of its own (a container's), with the hierarchy mounted from the
     /// namespace's root, a group's path gives its depth below that root only: the program takes
     /// the root's level from the reader's memory cgroup, and lists the group's processes as in
-    /// the initial namespace. Run in a scratch group made the namespace's root (at least two
-    /// levels below the hierarchy's root here), by this test binary re-run under unshare(1).
+    /// the initial namespace. Run in a scratch group made the namespace's root (made below
+    /// this process's own group: one level down at least, three on these machines), by this
+    /// test binary re-run under unshare(1).
     #[test]
     fn the_cgroup_filter_lists_the_groups_processes_in_a_cgroup_namespace() {
         use crate::act::scratch::{ScratchCgroup, spawn_in};
