@@ -746,28 +746,49 @@ fn vm_oomguard_cgroup_v2_scope_on_ubuntu_20_04s_hwe_5_8_kernel() {
 fn vm_oomguard_cgroup_v2_scope_from_a_cgroup_namespace() {
     // Debian 12's 6.1 (`cgroup.ancestors`): the group's level from the daemon's own memory
     // cgroup (one level down) in a cgroup namespace of its own.
-    cgroup_scope_in_a_namespace_on(None, "6.1.");
+    cgroup_scope_in_a_namespace_on(None, "6.1.", "1");
 }
 
 #[test]
 fn vm_oomguard_cgroup_v2_scope_from_a_cgroup_namespace_on_debian_11s_5_10_kernel() {
     // The same on 5.10 (`ancestor_ids`).
-    cgroup_scope_in_a_namespace_on(Some("bullseye"), "5.10.");
+    cgroup_scope_in_a_namespace_on(Some("bullseye"), "5.10.", "1");
 }
 
-fn cgroup_scope_in_a_namespace_on(kernel: Option<&str>, version: &str) {
+#[test]
+fn vm_oomguard_cgroup_v2_scope_from_a_containers_cgroup_namespace() {
+    // As a container runtime sets it up: the namespace's root one level down (ct), cgroup2
+    // mounted from it, the daemon in ct/guard, the group at level 1 of the namespace's 2.
+    cgroup_scope_in_a_namespace_on(None, "6.1.", "ct");
+}
+
+#[test]
+fn vm_oomguard_cgroup_v2_scope_from_a_containers_cgroup_namespace_on_debian_11s_5_10_kernel() {
+    cgroup_scope_in_a_namespace_on(Some("bullseye"), "5.10.", "ct");
+}
+
+/// The cgroup scenario with the daemon in a cgroup namespace of its own (`CGNS=cgns`: `1`,
+/// rooted at the hierarchy's root, the daemon in /guard; `ct`, rooted at /ct, the daemon in
+/// /ct/guard).
+fn cgroup_scope_in_a_namespace_on(kernel: Option<&str>, version: &str, cgns: &str) {
     let env: Vec<(&str, &str)> = kernel.map(|k| ("VM_KERNEL", k)).into_iter().collect();
-    let name = format!("cgroup_cgns_oomguard_{}", kernel.unwrap_or("debian"));
-    let Some(o) = vm(&name, "cgroup", &["DAEMON=oomguard", "CGNS=1"], &env) else {
+    let name = format!("cgroup_cgns{cgns}_oomguard_{}", kernel.unwrap_or("debian"));
+    let var = format!("CGNS={cgns}");
+    let Some(o) = vm(&name, "cgroup", &["DAEMON=oomguard", &var], &env) else {
         return;
     };
     o.check(
         o.get("kernel").starts_with(version),
         "not the kernel asked for",
     );
+    let group = if cgns == "ct" {
+        "0::/ct/guard"
+    } else {
+        "0::/guard"
+    };
     o.check(
-        o.flag("og_cgns") && o.get("og_cgroup") == "0::/guard",
-        "the daemon was not in a cgroup namespace of its own, in /guard",
+        o.flag("og_cgns") && o.get("og_cgroup") == group,
+        &format!("the daemon was not in a cgroup namespace of its own, in {group}"),
     );
     assert_cgroup_scope_listed_and_killed(&o);
 }
