@@ -264,27 +264,21 @@ fn cgroup_guard_lists_a_large_group_with_the_task_iterator(in_cgroup_namespace: 
 /// mounted from that root in place of the machine's mount: as a container sees it.
 fn start_in_a_cgroup_namespace(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<String>) {
     let m = "/sys/fs/cgroup/memory";
-    let mut child = Command::new("unshare")
-        .args([
-            "--cgroup",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-        ])
-        .arg(format!(
-            "umount -l {m} && mount -t cgroup -o memory none {m} && exec \"$0\" run \"$@\""
-        ))
-        .arg(bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run unshare(1) (util-linux): {e}"));
-    let rx = daemon_lines(&mut child);
-    (Reaped(child), rx)
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--cgroup",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+    ])
+    .arg(format!(
+        "umount -l {m} && mount -t cgroup -o memory none {m} && exec \"$0\" run \"$@\""
+    ))
+    .arg(bin())
+    .args(args);
+    unshared(cmd)
 }
 
 /// Sleepers enough (`more` beyond the need) that a group of them keeps 1 in
@@ -347,9 +341,14 @@ fn thread_caps(pid: u32) -> Vec<(String, u64)> {
 /// `unshare --pid --fork --kill-child ARGS`: its stderr lines (stdout is dropped), and the
 /// child, ended with everything in the namespace when dropped.
 fn in_new_pid_namespace(args: &[&str]) -> (Reaped, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--kill-child"])
-        .args(args)
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child"]).args(args);
+    unshared(cmd)
+}
+
+/// `cmd` (an unshare(1) command line) started: its stderr lines, stdout dropped.
+fn unshared(mut cmd: Command) -> (Reaped, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

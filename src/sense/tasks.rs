@@ -1223,31 +1223,10 @@ mod tests {
     /// Needs root, a memory cgroup controller and the iterator's privileges; fails without.
     #[test]
     fn the_cgroup_filter_lists_the_groups_processes_and_no_others() {
-        use crate::act::scratch::{ScratchCgroup, spawn_in};
         use crate::sense::Root;
         use crate::sense::cgroup::{Cgroup, Mounts};
-        use std::process::{Command, Stdio};
         let root = Root::default();
-        let group = ScratchCgroup::create(
-            &root,
-            &format!("oomguard-filter-{}", std::process::id()),
-            64 << 20,
-        )
-        .unwrap_or_else(|e| panic!("cannot check the cgroup filter: {e}"));
-        let sub = group.dir.join("sub");
-        std::fs::create_dir(&sub).unwrap();
-        let sleep = || {
-            let mut c = Command::new("sleep");
-            c.arg("300").stdin(Stdio::null());
-            c
-        };
-        let mut children = Vec::new();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let inside = group.spawn(&mut sleep()).unwrap();
-            let below = spawn_in(&sub, &mut sleep()).unwrap();
-            let outside = sleep().spawn().unwrap();
-            let ids = [inside.id(), below.id(), outside.id()].map(|p| p as i32);
-            children.extend([inside, below, outside]);
+        with_sleepers_in_a_group("oomguard-filter", |group, sub, ids| {
             let cg = Cgroup::resolve(&root, &Mounts::discover(&root), &group.dir).unwrap();
             let k = cg.kernel_id(&root).unwrap();
             let pass = |filter: CgroupFilter| {
@@ -1277,7 +1256,7 @@ mod tests {
             assert!(pass(CgroupFilter { id: f.id + 1, ..f }).is_empty());
             // The sub-group alone: only the process in it. (On cgroup2 the sub-group has no
             // memory controller of its own here, the group having a process: no filter.)
-            let cs = Cgroup::resolve(&root, &Mounts::discover(&root), &sub).unwrap();
+            let cs = Cgroup::resolve(&root, &Mounts::discover(&root), sub).unwrap();
             match cs.kernel_id(&root) {
                 Ok(ks) => {
                     assert_eq!(ks.level, k.level + 1);
@@ -1292,6 +1271,37 @@ mod tests {
             let dotted = group.dir.join("sub/..");
             let cd = Cgroup::resolve(&root, &Mounts::discover(&root), &dotted).unwrap();
             assert_eq!(cd.kernel_id(&root).unwrap(), k);
+        });
+    }
+
+    /// A scratch memory cgroup `NAME-PID` (64 MiB) with a sub-group `sub`, a sleeper in each
+    /// and one outside them: `f` gets the group, the sub-group and the sleepers' PIDs (in, below,
+    /// outside). The sleepers are ended and the groups removed after, also when `f` panics.
+    fn with_sleepers_in_a_group(
+        name: &str,
+        f: impl FnOnce(&crate::act::scratch::ScratchCgroup, &Path, [i32; 3]),
+    ) {
+        use crate::act::scratch::{ScratchCgroup, spawn_in};
+        use std::process::{Command, Stdio};
+        let root = crate::sense::Root::default();
+        let group =
+            ScratchCgroup::create(&root, &format!("{name}-{}", std::process::id()), 64 << 20)
+                .unwrap_or_else(|e| panic!("cannot make a memory cgroup for the filter: {e}"));
+        let sub = group.dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let sleep = || {
+            let mut c = Command::new("sleep");
+            c.arg("300").stdin(Stdio::null());
+            c
+        };
+        let mut children = Vec::new();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let inside = group.spawn(&mut sleep()).unwrap();
+            let below = spawn_in(&sub, &mut sleep()).unwrap();
+            let outside = sleep().spawn().unwrap();
+            let ids = [inside.id(), below.id(), outside.id()].map(|p| p as i32);
+            children.extend([inside, below, outside]);
+            f(&group, &sub, ids);
         }));
         for c in &mut children {
             let _ = c.kill();
@@ -1312,7 +1322,6 @@ mod tests {
     /// test binary re-run under unshare(1).
     #[test]
     fn the_cgroup_filter_lists_the_groups_processes_in_a_cgroup_namespace() {
-        use crate::act::scratch::{ScratchCgroup, spawn_in};
         use crate::sense::Root;
         use crate::sense::cgroup::{CgVersion, Cgroup, Mounts};
         use std::process::{Command, Stdio};
@@ -1344,71 +1353,46 @@ mod tests {
             }
             return;
         }
-        let group = ScratchCgroup::create(
-            &root,
-            &format!("oomguard-filter-ns-{}", std::process::id()),
-            64 << 20,
-        )
-        .unwrap_or_else(|e| panic!("cannot check the cgroup filter in a namespace: {e}"));
-        let sub = group.dir.join("sub");
-        std::fs::create_dir(&sub).unwrap();
-        let sleep = || {
-            let mut c = Command::new("sleep");
-            c.arg("300").stdin(Stdio::null());
-            c
-        };
-        let mut children = Vec::new();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let inside = group.spawn(&mut sleep()).unwrap();
-            let below = spawn_in(&sub, &mut sleep()).unwrap();
-            let outside = sleep().spawn().unwrap();
-            let (inside_pid, below_pid) = (inside.id() as i32, below.id() as i32);
-            children.extend([inside, below, outside]);
-            let cg = Cgroup::resolve(&root, &Mounts::discover(&root), &group.dir).unwrap();
-            let outer = cg.kernel_id(&root).unwrap();
-            assert!(
-                outer.level >= 1 && outer.reader_depth.is_none(),
-                "{outer:?}"
-            );
-            let fstype = match group.version {
-                CgVersion::V1 => "-t cgroup -o memory",
-                CgVersion::V2 => "-t cgroup2",
-            };
-            // The inner run moves itself into the group, then takes a new cgroup namespace
-            // there (its root) and mounts the hierarchy from that root in place of the old
-            // mount (the kernel refuses the same hierarchy over its own root).
-            let me = std::env::current_exe().unwrap();
-            let script = format!(
-                "echo $$ > '{}/cgroup.procs' && exec unshare --cgroup --mount --propagation private sh -c \"umount -l '{m}' && mount {fstype} none '{m}' && exec '{}' --exact sense::tasks::tests::the_cgroup_filter_lists_the_groups_processes_in_a_cgroup_namespace\"",
-                group.dir.display(),
-                me.display(),
-                m = cg.mount.display(),
-            );
-            let mut cmd = Command::new("sh");
-            cmd.args(["-c", &script]).stdin(Stdio::null());
-            let out = cmd
-                .env(
-                    "OOMGUARD_TEST_IN_CGNS",
-                    format!("{inside_pid} {below_pid};{below_pid}"),
-                )
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run sh and unshare(1): {e}"));
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success() && text.contains("1 passed"),
-                "in a cgroup namespace: {text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }));
-        for c in &mut children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir(&sub);
-        group.remove();
-        if let Err(e) = result {
-            std::panic::resume_unwind(e);
-        }
+        with_sleepers_in_a_group(
+            "oomguard-filter-ns",
+            |group, _, [inside_pid, below_pid, _]| {
+                let cg = Cgroup::resolve(&root, &Mounts::discover(&root), &group.dir).unwrap();
+                let outer = cg.kernel_id(&root).unwrap();
+                assert!(
+                    outer.level >= 1 && outer.reader_depth.is_none(),
+                    "{outer:?}"
+                );
+                let fstype = match group.version {
+                    CgVersion::V1 => "-t cgroup -o memory",
+                    CgVersion::V2 => "-t cgroup2",
+                };
+                // The inner run moves itself into the group, then takes a new cgroup namespace
+                // there (its root) and mounts the hierarchy from that root in place of the old
+                // mount (the kernel refuses the same hierarchy over its own root).
+                let me = std::env::current_exe().unwrap();
+                let script = format!(
+                    "echo $$ > '{}/cgroup.procs' && exec unshare --cgroup --mount --propagation private sh -c \"umount -l '{m}' && mount {fstype} none '{m}' && exec '{}' --exact sense::tasks::tests::the_cgroup_filter_lists_the_groups_processes_in_a_cgroup_namespace\"",
+                    group.dir.display(),
+                    me.display(),
+                    m = cg.mount.display(),
+                );
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", &script]).stdin(Stdio::null());
+                let out = cmd
+                    .env(
+                        "OOMGUARD_TEST_IN_CGNS",
+                        format!("{inside_pid} {below_pid};{below_pid}"),
+                    )
+                    .output()
+                    .unwrap_or_else(|e| panic!("cannot run sh and unshare(1): {e}"));
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success() && text.contains("1 passed"),
+                    "in a cgroup namespace: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            },
+        );
     }
 
     fn a_layout() -> Layout {
