@@ -97,7 +97,7 @@ struct Slot {
 /// a fork storm's exits cost no shifting.
 #[derive(Debug, Default)]
 struct PidTable {
-    index: HashMap<i32, u32>,
+    index: HashMap<i32, u32, foldhash::fast::RandomState>,
     rows: Vec<(i32, Slot)>,
 }
 
@@ -109,7 +109,7 @@ impl PidTable {
         self.rows.is_empty()
     }
     fn clear(&mut self) {
-        self.index = HashMap::new();
+        self.index = HashMap::default();
         self.rows = Vec::new();
     }
     fn get(&self, pid: i32) -> Option<&Slot> {
@@ -1096,8 +1096,9 @@ impl Ranker {
                 self.order.push(Key::new(est, slot.e.starttime, pid));
             }
         }
-        // Best first, in the one victim order (its keys never tie).
-        self.order.sort_unstable_by(|a, b| b.cmp(a));
+        // Best first, in the one victim order (its keys never tie): a heap (built in linear
+        // time), as the first pass takes at most a few dozen of the best, not all of them sorted.
+        let mut best_first = std::collections::BinaryHeap::from(std::mem::take(&mut self.order));
         let mut sel = Selection::default();
         let big = (self.totalpages / 100).max(1) as i64;
         let growth = growth_bound_pages as i64;
@@ -1106,8 +1107,7 @@ impl Ranker {
         // Pass 1: fresh rss for the top of the table.
         self.fresh.clear();
         sel.bounded = true;
-        for i in 0..self.order.len() {
-            let k = self.order[i];
+        while let Some(k) = best_first.pop() {
             let pid = k.pid;
             if let Some(&best) = self.fresh.first()
                 && Key::new(k.score.saturating_add(growth), k.starttime, pid) <= best
@@ -1163,6 +1163,7 @@ impl Ranker {
             let at = self.fresh.partition_point(|&o| o > key);
             self.fresh.insert(at, key);
         }
+        self.order = best_first.into_vec();
 
         // Pass 2: verify in full, best first.
         let mut i = 0;

@@ -394,20 +394,28 @@ impl ProcReader {
     /// Opens `/proc/PID/FILE`, or `/proc/PID/task/TID/FILE` for a thread (no allocation).
     fn open_task(&self, pid: i32, tid: Option<i32>, file: &'static str) -> ProcResult<OwnedFd> {
         let mut name = [0u8; 64];
-        let n = {
+        let free = {
             use std::io::Write;
-            let mut cur = std::io::Cursor::new(&mut name[..]);
-            match tid {
-                Some(tid) => write!(cur, "{pid}/task/{tid}/{file}"),
-                None => write!(cur, "{pid}/{file}"),
-            }
-            .map_err(|_| ProcError::Io {
+            // Digits by `itoa`, not `write!`: this runs once per process per scan.
+            let mut digits = itoa::Buffer::new();
+            let mut rest = &mut name[..];
+            let built: std::io::Result<()> = (|| {
+                rest.write_all(digits.format(pid).as_bytes())?;
+                if let Some(tid) = tid {
+                    rest.write_all(b"/task/")?;
+                    rest.write_all(digits.format(tid).as_bytes())?;
+                }
+                rest.write_all(b"/")?;
+                rest.write_all(file.as_bytes())
+            })();
+            built.map_err(|_| ProcError::Io {
                 pid,
                 file,
                 errno: Errno::NAMETOOLONG,
             })?;
-            cur.position() as usize
+            rest.len()
         };
+        let n = name.len() - free;
         rustix::fs::openat(
             &self.dir,
             &name[..n],
