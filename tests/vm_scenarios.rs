@@ -767,6 +767,12 @@ fn vm_oomguard_cgroup_v2_scope_from_a_containers_cgroup_namespace_on_debian_11s_
     cgroup_scope_in_a_namespace_on(Some("bullseye"), "5.10.", "ct");
 }
 
+#[test]
+fn vm_oomguard_cgroup_v2_scope_from_a_containers_cgroup_namespace_on_ubuntu_22_04s_5_15_kernel() {
+    // 5.15: `ancestor_ids` as on 5.10, with the offsets of Ubuntu's build.
+    cgroup_scope_in_a_namespace_on(Some("jammy"), "5.15.", "ct");
+}
+
 /// The cgroup scenario with the daemon in a cgroup namespace of its own (`CGNS=cgns`: `1`,
 /// rooted at the hierarchy's root, the daemon in /guard; `ct`, rooted at /ct, the daemon in
 /// /ct/guard).
