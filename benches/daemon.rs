@@ -27,13 +27,17 @@
 //!    iterator's program for that group (kernel 6.0+). The load itself, once per daemon at
 //!    start, on its own row. Then a pass of a program whose group is empty (it walks every
 //!    thread and lists none): against the /proc rescan's cost per process, where a group's
-//!    iterator starts to pay off (`decide::victim::ITERATOR_SHARE`). Against earlyoom's
+//!    iterator starts to pay off (`decide::victim::ITERATOR_SHARE`). The floor under any scan
+//!    of /proc, measured beside them: list /proc and open, read and close each process's
+//!    `statm`, nothing else (`proc_floor`); the /proc rescan's ratio to it is what the table,
+//!    the choice and the other reads (`oom_score_adj` every tenth scan) add. Against earlyoom's
 //!    CPU per selection: `earlyoom --dryrun -m 99 -s 99 -r 0` scans everything and picks a
 //!    victim every 100 ms while memory is "low"; its CPU time over the run divided by the
 //!    selections it printed.
 //! 2. The oomguard daemon process itself at the same trigger (`run --dry-run --mem-min 99.9`):
 //!    process CPU per decision (it reuses a table younger than 2 s at the trigger, as it
-//!    does in production; printed for what it is, not as the scan figure).
+//!    does in production; printed for what it is, not as the scan figure); and the same
+//!    daemon without the capabilities to load the task iterator (`setpriv`), reading /proc.
 //! 3. Idle, with 0 and 1 000 extra processes: oomguard `run --dry-run` at its default levels,
 //!    the same oomguard with the cgroup v1 memory hierarchy unmounted in its own mount
 //!    namespace (no usage marks on the v1 root group: what it does on a cgroup v2 host, where
@@ -362,6 +366,27 @@ fn without_v1_memory(cmd: Command, copy: &Path) -> Command {
     c
 }
 
+/// `cmd` without the capabilities that let a process load the kernel's task iterator
+/// (`CAP_BPF`, `CAP_PERFMON`, and `CAP_SYS_ADMIN`, which stands for both): the daemon then reads
+/// /proc per process, as on a kernel without BTF. `setpriv` execs it: its PID is oomguard's.
+fn without_bpf(cmd: Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--inh-caps=-sys_admin,-bpf,-perfmon",
+        "--bounding-set=-sys_admin,-bpf,-perfmon",
+        "--",
+    ])
+    .arg(cmd.get_program())
+    .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
 fn earlyoom(args: &[&str]) -> Command {
     let mut c = Command::new("stdbuf");
     c.args(["-oL", "-eL", "earlyoom", "--dryrun"]).args(args);
@@ -508,6 +533,9 @@ fn inner_scan(n: usize, tmp: &Path) {
     };
     let it = run(Mode::Tasks);
     let pr = run(Mode::Proc);
+    let floor: Vec<f64> = (0..if q { 20 } else { 50 })
+        .map(|_| proc_floor(pr.seen))
+        .collect();
     let gr = run(Mode::Group);
     assert_eq!(gr.seen, kids.0.len(), "the group's processes, all of them");
     let seen = it.seen;
@@ -579,6 +607,25 @@ fn inner_scan(n: usize, tmp: &Path) {
         &og_all[..og_all.len().min(20)]
     );
     let og_dec = og_cpu.as_secs_f64() * 1e3 / og_n as f64;
+    // The same daemon where it may not load the task iterator: it reads /proc per process.
+    let (pl_lines, pl_cpu, pl_all) = measure(Daemon::spawn(&mut without_bpf(oomguard_run(
+        tmp,
+        &format!("trig-proc{n}"),
+        &["--mem-min", "99.9", "-v"],
+    ))));
+    assert!(
+        pl_all
+            .iter()
+            .any(|l| l.contains("scanning /proc, one read per process")),
+        "the daemon without CAP_BPF did not say it reads /proc: {:?}",
+        &pl_all[..pl_all.len().min(20)]
+    );
+    let pl_n = pl_lines
+        .iter()
+        .filter(|l| l.contains("decision in "))
+        .count();
+    assert!(pl_n > 0, "oomguard (reading /proc) made no decision");
+    let pl_dec = pl_cpu.as_secs_f64() * 1e3 / pl_n as f64;
     drop(kids);
     group.remove();
 
@@ -623,6 +670,16 @@ fn inner_scan(n: usize, tmp: &Path) {
             ratio(c, eo_sel)
         );
     }
+    let (fl, pw) = (median(&floor), median(&pr.warm));
+    println!(
+        "| the floor under any scan of /proc: listing it and one open, read and close of each process's `statm`, nothing else (no parsing, no table, no choice) (median of {}) | {fl:.2} | {eo_sel:.2} | {} |",
+        floor.len(),
+        ratio(fl, eo_sel)
+    );
+    println!(
+        "| hence the /proc rescan, warm in one go, over that floor: {} | | | |",
+        ratio(pw, fl)
+    );
     println!(
         "| loading the task iterator, once at the daemon's start (median of {}) | {:.2} | | |",
         it.load.len(),
@@ -643,7 +700,62 @@ fn inner_scan(n: usize, tmp: &Path) {
         "| daemon process at the trigger, per decision ({og_n} decisions, table reused up to 2 s) | {og_dec:.3} | {eo_sel:.2} | {} |",
         ratio(og_dec, eo_sel)
     );
+    println!(
+        "| daemon process at the trigger, reading /proc per process (no CAP_BPF, CAP_PERFMON or CAP_SYS_ADMIN), per decision ({pl_n} decisions, table reused up to 2 s) | {pl_dec:.3} | {eo_sel:.2} | {} |",
+        ratio(pl_dec, eo_sel)
+    );
     println!();
+}
+
+/// The floor under any scan that reads `/proc`, as the daemon does without the task iterator
+/// (and earlyoom always): one pass that lists `/proc` (its fd kept, as `ProcReader` keeps it)
+/// and opens, reads and closes each process's `statm` by path, nothing else. CPU ms; panics
+/// unless it read as many processes as the scan saw (`seen`), give or take a few.
+fn proc_floor(seen: usize) -> f64 {
+    use rustix::fs::{Mode, OFlags, RawDir, SeekFrom};
+    use std::mem::MaybeUninit;
+    thread_local! {
+        static DIR: rustix::fd::OwnedFd = rustix::fs::open(
+            "/proc",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    DIR.with(|dir| {
+        let mut dbuf = vec![MaybeUninit::uninit(); 32 * 1024];
+        let mut buf = [0u8; 512];
+        let mut path = [0u8; 32];
+        let t0 = thread_cpu();
+        rustix::fs::seek(dir, SeekFrom::Start(0)).unwrap();
+        let mut it = RawDir::new(dir, &mut dbuf);
+        let mut n = 0;
+        while let Some(e) = it.next() {
+            let e = e.unwrap();
+            let name = e.file_name().to_bytes();
+            if !name.first().is_some_and(u8::is_ascii_digit) || name.len() > 20 {
+                continue;
+            }
+            let len = name.len() + 6;
+            path[..name.len()].copy_from_slice(name);
+            path[name.len()..len].copy_from_slice(b"/statm");
+            if let Ok(fd) = rustix::fs::openat(
+                dir,
+                &path[..len],
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) && rustix::io::read(&fd, &mut buf).is_ok_and(|k| k > 0)
+            {
+                n += 1;
+            }
+        }
+        let cpu = (thread_cpu() - t0).as_secs_f64() * 1e3;
+        assert!(
+            n + 8 >= seen && n <= seen + 8,
+            "the floor read {n} processes, the scan saw {seen}"
+        );
+        cpu
+    })
 }
 
 /// How a scan lists the processes: the task iterator, /proc per process (system-wide), or
