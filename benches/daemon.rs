@@ -357,13 +357,7 @@ fn without_v1_memory(cmd: Command, copy: &Path) -> Command {
         .arg("umount -l /sys/fs/cgroup/memory 2>/dev/null; exec \"$0\" \"$@\"")
         .arg(copy)
         .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c
+    with_envs_of(c, &cmd)
 }
 
 /// `cmd` without the capabilities that let a process load the kernel's task iterator
@@ -378,6 +372,11 @@ fn without_bpf(cmd: Command) -> Command {
     ])
     .arg(cmd.get_program())
     .args(cmd.get_args());
+    with_envs_of(c, &cmd)
+}
+
+/// `c` with the environment changes `cmd` makes (for a wrapper that execs `cmd`'s program).
+fn with_envs_of(mut c: Command, cmd: &Command) -> Command {
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => c.env(k, v),
