@@ -97,6 +97,10 @@ struct Slot {
 /// a fork storm's exits cost no shifting.
 #[derive(Debug, Default)]
 struct PidTable {
+    /// Hashed with foldhash, seeded at random per map: "minimally DoS-resistant" by its own
+    /// account, which fits keys that a local user can pick only by cycling through the PID
+    /// space, from a map whose hashes it never sees; SipHash cost more per lookup, once per
+    /// process per scan.
     index: HashMap<i32, u32, foldhash::fast::RandomState>,
     rows: Vec<(i32, Slot)>,
 }
