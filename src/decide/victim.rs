@@ -13,7 +13,9 @@
 //! each `statm` open would spare the path lookup, `open` and `close`, but every open `/proc`
 //! file that has been read holds its own page-sized read buffer in the kernel until it is
 //! closed: 10 000 kept files held 41 MiB of unreclaimable kernel memory, charged to the
-//! daemon's cgroup, for about a quarter less CPU per rescan.) A process the table knows, found
+//! daemon's cgroup, for about a quarter less CPU per rescan in one measurement; the reads
+//! alone, 5 000 in a bare loop, took 10.4 ms by `pread` on kept files against 37.6 ms by
+//! path.) A process the table knows, found
 //! again under its PID, is taken for the same process until the choice reads its start time
 //! (a reused PID is learnt afresh then); one the choice never reaches needs no identity, but a
 //! protected one (`oom_score_adj` -1000), which the choice never looks at, has its start time
