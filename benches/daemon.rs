@@ -9,10 +9,14 @@
 //!    near the line, through the same library calls as `Daemon::tick` and
 //!    `Daemon::select` (src/daemon/mod.rs): read the scope's memory and `pgalloc`, the scan,
 //!    then `Ranker::select` (the choice). CPU time of the measuring thread. Near the line the
-//!    daemon rescans in slices (`Ranker::refresh_slice`, at most `daemon::NEAR_SCAN_SLICE` =
-//!    2 ms per wake-up, then its poll's sleep, 5 ms at the shortest): that is the first row,
-//!    the sleeps between slices not counted. A choice on a stale table scans in one go
-//!    (`Ranker::refresh`): the second row. Both on a table whose rows are all known: a newcomer
+//!    daemon rescans in one go (`Ranker::refresh_until`), looking every
+//!    `daemon::NEAR_SCAN_SLICE` = 2 ms at what a wake-up would see (`daemon::NearLook`: the
+//!    scope's memory, a `ppoll` of its notifications, every 50 ms the kernel's OOM kill
+//!    counter), the looks counted: that is the first row. The second is the same rescan as
+//!    the daemon did it before, in 2 ms slices (`Ranker::refresh_slice`), one per wake-up,
+//!    with its poll's sleep between them (5 ms at the shortest; not counted), measured
+//!    alternately with the first. A choice on a stale table scans in one go
+//!    (`Ranker::refresh`): the third row. Both on a table whose rows are all known: a newcomer
 //!    is learnt without its details (`status`), which each of the next ten rescans reads for
 //!    a tenth of the newcomers; those ten rescans (in one go) are the third row. The cold
 //!    first scan of a new table (plus freeing it) in one go. The thread breathes as the
@@ -462,6 +466,54 @@ fn inner_scan(n: usize, tmp: &Path) {
         assert!(sel.victim.is_some(), "no victim after a scan in slices");
         (cpu + (thread_cpu() - t0), slices)
     };
+    // Near the line the daemon rescans in one go (`Daemon::tick`, `NearLook`): every
+    // NEAR_SCAN_SLICE it looks at what a wake-up would see, the scope's memory, its
+    // notifications (a `ppoll` of none pending here: an eventfd nobody signals) and, every
+    // 50 ms, the kernel's OOM kill counter. The looks are counted; here none stops the scan.
+    let nothing = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    let near = |reader: &mut ProcReader, scope: &mut Scope, ranker: &mut Ranker| {
+        let t0 = thread_cpu();
+        let mem = scope.memory().unwrap();
+        let basis = ScanBasis {
+            totalpages: mem.totalpages(reader.page_kb),
+            swap_in_use: mem.swap_total_kb > mem.swap_free_kb,
+            pgalloc: scope.pgalloc(),
+        };
+        let mut looks = 0;
+        let mut kernel_looked = Instant::now();
+        let done = ranker.refresh_until(
+            reader,
+            scope,
+            &policy,
+            basis,
+            oomguard::daemon::NEAR_SCAN_SLICE,
+            |scope| {
+                looks += 1;
+                let mut fds = [rustix::event::PollFd::new(
+                    &nothing,
+                    rustix::event::PollFlags::IN,
+                )];
+                assert_eq!(
+                    rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default()))
+                        .unwrap(),
+                    0
+                );
+                std::hint::black_box(scope.memory().unwrap());
+                if kernel_looked.elapsed() >= Duration::from_millis(50) {
+                    kernel_looked = Instant::now();
+                    std::hint::black_box(scope.kernel_oom_kills());
+                }
+                false
+            },
+        );
+        assert!(done.finished, "a look stopped the scan");
+        let sel = ranker.select(reader, &policy, 0);
+        assert!(
+            sel.victim.is_some(),
+            "no victim after the rescan near the line"
+        );
+        (thread_cpu() - t0, looks)
+    };
     let reps = if q { 3 } else { 5 };
     // As the daemon's main thread (`Daemon::run`): every /proc read looks at the clock, and
     // sleeps after each stretch (`sense::breath`). The sleeps are not CPU; the looks are.
@@ -517,7 +569,12 @@ fn inner_scan(n: usize, tmp: &Path) {
                 decide(&mut reader, &mut scope, &mut ranker);
                 r.warm.push((thread_cpu() - t0).as_secs_f64() * 1e3);
             }
+            // The rescan near the line, and the same in slices (as the daemon did it before),
+            // alternating.
             for _ in 0..(if q { 2 } else { 4 }) {
+                let (cpu, n) = near(&mut reader, &mut scope, &mut ranker);
+                r.near.push(cpu.as_secs_f64() * 1e3);
+                r.looks = n;
                 let (cpu, n) = sliced(&mut reader, &mut scope, &mut ranker);
                 r.in_slices.push(cpu.as_secs_f64() * 1e3);
                 r.slices = n;
@@ -640,14 +697,22 @@ fn inner_scan(n: usize, tmp: &Path) {
             "cgroup scope (the same processes in one group), the task iterator listing the group's",
         ),
     ] {
-        let (c, w, sl, f) = (
+        let (c, w, sl, f, nl) = (
             median(&r.cold),
             median(&r.warm),
             median(&r.in_slices),
             median(&r.first),
+            median(&r.near),
         );
         println!(
-            "| scan + choice, {how}, warm: the rescan near the line, in {} slice{} of 2 ms {gap_ms} ms apart (median of {}) | {sl:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
+            "| scan + choice, {how}, warm: the rescan near the line, in one go with {} look{} at memory, notifications and the kernel's kills (median of {}) | {nl:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
+            r.looks,
+            if r.looks == 1 { "" } else { "s" },
+            r.near.len(),
+            ratio(nl, eo_sel)
+        );
+        println!(
+            "| the same rescan in {} slice{} of 2 ms {gap_ms} ms apart, one per wake-up, as the daemon did it before (median of {}) | {sl:.2} | {eo_sel:.2} | {} |",
             r.slices,
             if r.slices == 1 { "" } else { "s" },
             r.in_slices.len(),
@@ -669,14 +734,15 @@ fn inner_scan(n: usize, tmp: &Path) {
             ratio(c, eo_sel)
         );
     }
-    let (fl, pw) = (median(&floor), median(&pr.warm));
+    let (fl, pw, pn) = (median(&floor), median(&pr.warm), median(&pr.near));
     println!(
         "| the floor under any scan of /proc: listing it and one open, read and close of each process's `statm`, nothing else (no parsing, no table, no choice) (median of {}) | {fl:.2} | {eo_sel:.2} | {} |",
         floor.len(),
         ratio(fl, eo_sel)
     );
     println!(
-        "| hence the /proc rescan, warm in one go, over that floor: {} | | | |",
+        "| hence the /proc rescan over that floor: {} near the line, {} in one go without looks | | | |",
+        ratio(pn, fl),
         ratio(pw, fl)
     );
     println!(
@@ -773,8 +839,10 @@ struct Runs {
     first: Vec<f64>,
     warm: Vec<f64>,
     in_slices: Vec<f64>,
+    near: Vec<f64>,
     load: Vec<f64>,
     slices: usize,
+    looks: usize,
     seen: usize,
 }
 
@@ -1029,7 +1097,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), first with the kernel's task iterator (`sense::tasks`: one BPF pass gives every process's figures; what the daemon uses system-wide where it may load it), then reading every process's `statm` from /proc (what it does on a kernel without BTF, without CAP_BPF and CAP_PERFMON, which the shipped unit grants, or in a cgroup scope whose processes number under 1 in 12 of the machine's threads), then as the daemon of a cgroup scope whose group holds the same processes (the iterator's program for that group lists them; the first listing counts them in `cgroup.procs`); loading the iterator, once per daemon at its start, is not part of a scan and has its row; on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row of each kind is the rescan the daemon does near the line, in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`): each slice starts on caches that other work used meanwhile, which costs CPU a scan in one go (second row, what a choice on a stale table does) does not pay. Both are rescans of a table whose rows are all known, as in a daemon that has watched these processes for ten scans: a process new to the table is learnt from `statm` and `oom_score_adj`, and one of the next ten rescans reads its `status` (page tables) once; the third row is those ten rescans. After that a row's `status` is read again only when its resident set moved by more than an eighth (`decide::victim`). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
+        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), first with the kernel's task iterator (`sense::tasks`: one BPF pass gives every process's figures; what the daemon uses system-wide where it may load it), then reading every process's `statm` from /proc (what it does on a kernel without BTF, without CAP_BPF and CAP_PERFMON, which the shipped unit grants, or in a cgroup scope whose processes number under 1 in 12 of the machine's threads), then as the daemon of a cgroup scope whose group holds the same processes (the iterator's program for that group lists them; the first listing counts them in `cgroup.procs`); loading the iterator, once per daemon at its start, is not part of a scan and has its row; on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row of each kind is the rescan the daemon does near the line: in one go, with a look every 2 ms at the scope's memory, a `ppoll` of its notifications and, every 50 ms, the kernel's OOM kill counter (`daemon::NearLook`; the looks are counted, and none stops the scan here). The second is how the daemon did that rescan before, measured alternately with the first: in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`), each slice starting on caches that other work used meanwhile. The third is a scan in one go without looks (what a choice on a stale table does). All are rescans of a table whose rows are all known, as in a daemon that has watched these processes for ten scans: a process new to the table is learnt from `statm` and `oom_score_adj`, and one of the next ten rescans reads its `status` (page tables) once; the fourth row is those ten rescans. After that a row's `status` is read again only when its resident set moved by more than an eighth (`decide::victim`). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
         loadavg()
     );
     println!("{}", md.lines().last().unwrap_or_default());

@@ -115,6 +115,8 @@ pub struct Waker {
     machine_usage: Option<File>,
     /// Notes on what could not be set up (the daemon logs and empties them).
     pub notes: Vec<String>,
+    /// What [`Waker::pending`] found (and drained): the next [`Waker::wait`] returns it at once.
+    fired: Option<Wake>,
 }
 
 fn eventfd() -> std::io::Result<OwnedFd> {
@@ -158,6 +160,7 @@ impl Waker {
             machine_armed: None,
             machine_usage: None,
             notes: Vec::new(),
+            fired: None,
         };
         w.arm_thresholds(scope, levels, mem);
         w.arm_machine(levels, scope.last_free_kb(), mem.total_kb);
@@ -431,9 +434,29 @@ impl Waker {
         }
     }
 
-    /// Waits up to `timeout` for a notification (or `extra`, e.g. a victim's pidfd). Returns
-    /// why it woke. Signals (the signal pipe) end the wait early as `Timer`.
+    /// Waits up to `timeout` for a notification. Returns why it woke. Signals (the signal
+    /// pipe) end the wait early as `Timer`. A notification [`Waker::pending`] found ends it at
+    /// once.
     pub fn wait(&mut self, timeout: Duration) -> Wake {
+        if let Some(why) = self.fired.take() {
+            return why;
+        }
+        self.poll(timeout).unwrap_or(Wake::Timer)
+    }
+
+    /// Whether a notification or a signal has come (a look, no wait): the daemon's loop has
+    /// something to see to. What it found is kept for the next [`Waker::wait`], which returns
+    /// it at once (a PSI trigger's event is consumed by the look that sees it).
+    pub fn pending(&mut self) -> bool {
+        if self.fired.is_none() {
+            self.fired = self.poll(Duration::ZERO);
+        }
+        self.fired.is_some()
+    }
+
+    /// One `ppoll` of every source for up to `timeout`; the sources that fired drained. `None`
+    /// when none did.
+    fn poll(&mut self, timeout: Duration) -> Option<Wake> {
         self.pollfds.clear();
         for src in &self.sources {
             self.pollfds.push(libc::pollfd {
@@ -464,7 +487,7 @@ impl Waker {
             )
         };
         if n <= 0 {
-            return Wake::Timer;
+            return None;
         }
         let mut why = Wake::Timer;
         for i in 0..self.pollfds.len() {
@@ -482,7 +505,36 @@ impl Waker {
                 let _ = rustix::io::read(p.as_fd(), &mut b);
             }
         }
-        why
+        Some(why)
+    }
+}
+
+#[cfg(test)]
+impl Waker {
+    /// A waker with one eventfd source (a usage threshold's) and a signal pipe; with the
+    /// eventfd and the pipe's write end, to fire them.
+    pub(crate) fn bare() -> (Waker, OwnedFd, OwnedFd) {
+        let ev = eventfd().unwrap();
+        let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
+        let w = Waker {
+            sources: vec![Source {
+                fd: ev.try_clone().unwrap(),
+                kind: Wake::Threshold,
+                events: PollFlags::IN,
+                drain: true,
+                _keep: Vec::new(),
+            }],
+            pollfds: Vec::new(),
+            signal_pipe: Some(pipe_r),
+            armed_total_kb: 0,
+            armed_levels: Levels::default(),
+            machine: None,
+            machine_armed: None,
+            machine_usage: None,
+            notes: Vec::new(),
+            fired: None,
+        };
+        (w, ev, pipe_w)
     }
 }
 
@@ -499,6 +551,32 @@ mod tests {
             swap_term_kb: 0,
             swap_kill_kb: 0,
         }
+    }
+
+    /// A look while the rescan runs (`pending`) finds a notification, drains it as a wait
+    /// would, and keeps it: the next wait returns it at once, then waits as before.
+    #[test]
+    fn a_pending_notification_is_kept_for_the_next_wait() {
+        let (mut w, ev, pipe_w) = Waker::bare();
+        assert!(!w.pending(), "nothing has come");
+        rustix::io::write(&ev, &1u64.to_ne_bytes()).unwrap();
+        assert!(w.pending());
+        assert!(w.pending(), "still pending until a wait takes it");
+        let t = std::time::Instant::now();
+        assert_eq!(w.wait(Duration::from_secs(5)), Wake::Threshold);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "the kept wake-up waited"
+        );
+        // Drained by the look: the next wait is the timer's.
+        assert_eq!(w.wait(Duration::from_millis(1)), Wake::Timer);
+        assert!(!w.pending());
+
+        // A signal (the pipe) is pending too, and ends the next wait as the timer.
+        rustix::io::write(&pipe_w, b"x").unwrap();
+        assert!(w.pending());
+        assert_eq!(w.wait(Duration::from_secs(5)), Wake::Timer);
+        assert!(!w.pending(), "the pipe was drained");
     }
 
     #[test]

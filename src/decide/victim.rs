@@ -628,11 +628,10 @@ impl Ranker {
 
     /// The scan of [`Ranker::refresh`] spread over calls: each call goes on where the last one
     /// stopped and returns once `slice` has passed (looked at every 32 processes), so no
-    /// wake-up does the whole scan at once. The daemon's rescan near the levels uses it: in a
-    /// fork storm a rescan in one piece took 6–20 ms of CPU at nice −20 on a starved machine.
-    /// A call with no scan under way starts one (listing the processes, with `basis`). The
-    /// table's age and growth bound start from the listing, when the scan is done; until then
-    /// the choice uses the table as it is, rows already re-read fresher.
+    /// wake-up does the whole scan at once. A call with no scan under way starts one (listing
+    /// the processes, with `basis`). The table's age and growth bound start from the listing,
+    /// when the scan is done; until then the choice uses the table as it is, rows already
+    /// re-read fresher.
     pub fn refresh_slice(
         &mut self,
         reader: &mut ProcReader,
@@ -641,7 +640,34 @@ impl Ranker {
         basis: ScanBasis,
         slice: Duration,
     ) -> SliceDone {
+        self.refresh_until(reader, scope, policy, basis, slice, |_| true)
+    }
+
+    /// The scan of [`Ranker::refresh`], stopped when `stop` says so: it is asked each time
+    /// `every` has passed since it was last asked (the clock looked at every 32 processes read
+    /// from /proc, every 8 task-iterator rows). The scan then stops where it is, and the next
+    /// call (or [`Ranker::finish_watching`]) goes on from there; a call with no scan under way
+    /// starts one (listing the processes, with `basis`). `stop` gets the scope, to read its
+    /// memory. The daemon's rescan near the levels: in one go, while `stop` looks at memory,
+    /// the kernel's notifications and its OOM kills every 2 ms (`daemon::NearLook`). In 2 ms
+    /// slices, one per wake-up, the same rescan took about 40 wake-ups at 10 000 processes, so
+    /// its table was at least a quarter of a second old when done, for about the same CPU
+    /// (`benches/daemon.rs`, the two measured alternately, two runs: 1.5–6 % more at 5 000 and
+    /// 10 000 processes, each slice starting on caches gone cold in the poll's sleep; −3 to
+    /// +3 % at 1 000).
+    /// The table's age and growth bound start from the listing, when the scan is done; until
+    /// then the choice uses the table as it is, rows already re-read fresher.
+    pub fn refresh_until(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        basis: ScanBasis,
+        every: Duration,
+        mut stop: impl FnMut(&mut Scope) -> bool,
+    ) -> SliceDone {
         let t0 = Instant::now();
+        let mut look = t0;
         let mut p = match self.partial.take() {
             Some(p) => p,
             None => {
@@ -656,15 +682,18 @@ impl Ranker {
         let start = p.next;
         // The clock is looked at every 32 processes read from /proc, every 8 from the task
         // iterator's rows (no read between them: 32 took 2.5 ms in the VM's emulated CPU).
-        let every = if self.rows.is_empty() { 32 } else { 8 };
+        let clock_every = if self.rows.is_empty() { 32 } else { 8 };
         while p.next < self.pids.len() {
-            if p.next > start && (p.next - start) % every == 0 && t0.elapsed() >= slice {
-                let looked = p.next - start;
-                self.partial = Some(p);
-                return SliceDone {
-                    looked,
-                    finished: false,
-                };
+            if p.next > start && (p.next - start) % clock_every == 0 && look.elapsed() >= every {
+                if stop(scope) {
+                    let looked = p.next - start;
+                    self.partial = Some(p);
+                    return SliceDone {
+                        looked,
+                        finished: false,
+                    };
+                }
+                look = Instant::now();
             }
             self.scan_one(reader, policy, p.next, p.basis.swap_in_use);
             p.next += 1;
@@ -1572,6 +1601,59 @@ pub(crate) mod tests {
             full.select(&mut reader2, &policy, 0).victim.unwrap().pid,
             sliced
         );
+    }
+
+    /// The rescan near the levels: in one go while `stop` says no, asked every `every` (each
+    /// 32 processes with a zero `every`), handed the scope; stopped where it was when `stop`
+    /// says so, and gone on with from there by the next call.
+    #[test]
+    fn a_scan_until_told_asks_as_it_goes_and_stops_when_told() {
+        let (_fx, mut reader, mut scope) = hundred_workers();
+        let policy = Policy::default();
+        let basis = million_pages(0);
+        let mut rk = Ranker::new(4, false);
+        let mut asked = 0;
+        let d = rk.refresh_until(
+            &mut reader,
+            &mut scope,
+            &policy,
+            basis,
+            Duration::ZERO,
+            |scope| {
+                asked += 1;
+                assert!(scope.memory().is_ok(), "the look gets a readable scope");
+                false
+            },
+        );
+        // 107 processes: asked after 32, 64 and 96; never told to stop, done in one call.
+        assert_eq!((d.looked, d.finished, asked), (107, true, 3));
+        assert!(rk.age().is_some() && !rk.scan_under_way());
+
+        // Told to stop at the second question: 64 looked at, the rest left for the next call.
+        let mut asked = 0;
+        let d = rk.refresh_until(
+            &mut reader,
+            &mut scope,
+            &policy,
+            basis,
+            Duration::ZERO,
+            |_| {
+                asked += 1;
+                asked == 2
+            },
+        );
+        assert_eq!((d.looked, d.finished), (64, false));
+        assert!(rk.scan_under_way());
+        let d = rk.refresh_until(
+            &mut reader,
+            &mut scope,
+            &policy,
+            basis,
+            Duration::MAX,
+            |_| unreachable!("asked before `every` passed"),
+        );
+        assert_eq!((d.looked, d.finished), (43, true));
+        assert_eq!(rk.len(), 107);
     }
 
     /// Sets the kernel's last handed-out PID of the fixture (`/proc/loadavg`).

@@ -118,6 +118,19 @@ impl PsiWindow {
         let stalled = total_us.saturating_sub(v0) as f64;
         Some((stalled / span.as_micros() as f64 * 100.0).min(100.0))
     }
+
+    /// The share [`PsiWindow::push`] would return for this sample, without keeping it: from
+    /// the oldest sample kept, once that lies a whole window back. For a look between samples
+    /// (the daemon's rescan near the levels) that must not crowd the window's ring.
+    pub fn peek(&self, now: Instant, total_us: u64) -> Option<f64> {
+        let (t0, v0) = *self.samples.front()?;
+        let span = now.checked_duration_since(t0)?;
+        if span < self.window || span.is_zero() {
+            return None;
+        }
+        let stalled = total_us.saturating_sub(v0) as f64;
+        Some((stalled / span.as_micros() as f64 * 100.0).min(100.0))
+    }
 }
 
 /// How a trigger registration ended.
@@ -216,5 +229,28 @@ mod tests {
         // The oldest sample slides out: from 0.5 s to 1.6 s, 500 ms stalled of 1.1 s.
         let s = w.push(t0 + Duration::from_millis(1600), 600_000).unwrap();
         assert!((s - 500.0 / 1100.0 * 100.0).abs() < 1e-6, "{s}");
+    }
+
+    /// A peek gives the share a push would, and keeps nothing: the ring is as it was.
+    #[test]
+    fn a_peek_is_a_push_that_keeps_nothing() {
+        let t0 = Instant::now();
+        let mut w = PsiWindow::new(Duration::from_secs(1));
+        assert_eq!(w.peek(t0, 0), None, "no sample yet");
+        w.push(t0, 0);
+        assert_eq!(w.peek(t0 + Duration::from_millis(500), 100_000), None);
+        let at = t0 + Duration::from_millis(1200);
+        let s = w.peek(at, 600_000).unwrap();
+        assert!((s - 50.0).abs() < 1e-6, "{s}");
+        // Many peeks, then a push: the ring still starts at the first sample.
+        for i in 0..1000 {
+            w.peek(t0 + Duration::from_millis(1200 + i), 600_000);
+        }
+        let pushed = w.push(at, 600_000).unwrap();
+        assert!(
+            (pushed - s).abs() < 1e-9,
+            "{pushed} after peeks, {s} peeked"
+        );
+        assert_eq!(w.samples.len(), 2);
     }
 }
