@@ -84,6 +84,10 @@ impl Pressure {
     }
 }
 
+/// The fewest samples a [`PsiWindow`] keeps per window (a sample closer than a window's
+/// `SPACING`th to the one before replaces the newest); its ring holds twice as many.
+const SPACING: u32 = 128;
+
 /// A ring of `(time, total_us)` samples covering a window; the share is Δstall / Δtime.
 #[derive(Debug)]
 pub struct PsiWindow {
@@ -95,21 +99,34 @@ impl PsiWindow {
     pub fn new(window: Duration) -> PsiWindow {
         PsiWindow {
             window,
-            samples: VecDeque::with_capacity(256),
+            samples: VecDeque::with_capacity(2 * SPACING as usize),
         }
     }
 
     /// Adds a sample and returns the stall share in percent over the covered span, once the
     /// samples span at least the whole window (before that: `None`).
+    ///
+    /// A sample within [`SPACING`] of a window after the one before the newest replaces the
+    /// newest: the ring keeps at most about `SPACING` samples per window however often the
+    /// daemon wakes (near the levels, every 5 ms at the shortest, and at once after a rescan
+    /// that stopped for a look). Before, every sample was kept, and a full ring dropped its
+    /// oldest: with more than 256 samples in a window (a 2 s window sampled more often than
+    /// every 7.8 ms), the oldest kept sample was younger than the window, and the share stayed
+    /// `None`, the `--psi` level blind, for as long as the wake-ups came that fast.
     pub fn push(&mut self, now: Instant, total_us: u64) -> Option<f64> {
         // Keep one sample at or before the window start, drop older ones.
         while self.samples.len() >= 2 && now.duration_since(self.samples[1].0) >= self.window {
             self.samples.pop_front();
         }
-        if self.samples.len() == self.samples.capacity() {
-            self.samples.pop_front();
+        let n = self.samples.len();
+        if n >= 2 && now.duration_since(self.samples[n - 2].0) < self.window / SPACING {
+            self.samples[n - 1] = (now, total_us);
+        } else {
+            if n == self.samples.capacity() {
+                self.samples.pop_front();
+            }
+            self.samples.push_back((now, total_us));
         }
-        self.samples.push_back((now, total_us));
         let (t0, v0) = *self.samples.front()?;
         let span = now.duration_since(t0);
         if span < self.window || span.is_zero() {
@@ -229,6 +246,43 @@ mod tests {
         // The oldest sample slides out: from 0.5 s to 1.6 s, 500 ms stalled of 1.1 s.
         let s = w.push(t0 + Duration::from_millis(1600), 600_000).unwrap();
         assert!((s - 500.0 / 1100.0 * 100.0).abs() < 1e-6, "{s}");
+    }
+
+    /// Sampled far more often than the ring holds per window (every 5 ms for a 2 s window,
+    /// every 1 ms for a 10 s one), the window still reaches back a whole window: the share is
+    /// known from one window on, and right.
+    #[test]
+    fn a_window_sampled_fast_still_spans_the_whole_window() {
+        for (window, every) in [
+            (Duration::from_secs(2), Duration::from_millis(5)),
+            (Duration::from_secs(10), Duration::from_millis(1)),
+        ] {
+            let t0 = Instant::now();
+            let mut w = PsiWindow::new(window);
+            let steps = (3 * window.as_micros() / every.as_micros()) as u32;
+            let mut last = None;
+            for i in 0..=steps {
+                let at = every * i;
+                // Stalled a quarter of the time, all along.
+                let share = w.push(t0 + at, at.as_micros() as u64 / 4);
+                if at >= window + window / 64 {
+                    assert!(
+                        share.is_some(),
+                        "no share at {at:?} for a {window:?} window"
+                    );
+                }
+                last = share;
+                assert!(w.samples.len() <= 2 * SPACING as usize);
+            }
+            let s = last.unwrap();
+            assert!((s - 25.0).abs() < 1e-6, "{s} % for {window:?}");
+            let (t_front, _) = w.samples[0];
+            let span = (t0 + every * steps).duration_since(t_front);
+            assert!(
+                span >= window && span <= window + window / 64,
+                "{span:?} spanned for a {window:?} window"
+            );
+        }
     }
 
     /// A peek gives the share a push would, and keeps nothing: the ring is as it was.
