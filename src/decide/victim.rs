@@ -628,8 +628,10 @@ impl Ranker {
 
     /// The scan of [`Ranker::refresh`] spread over calls: each call goes on where the last one
     /// stopped and returns once `slice` has passed (looked at every 32 processes), so no
-    /// wake-up does the whole scan at once. A call with no scan under way starts one (listing
-    /// the processes, with `basis`). The table's age and growth bound start from the listing,
+    /// wake-up does the whole scan at once: how the daemon rescanned near the levels before
+    /// [`Ranker::refresh_until`], kept for the bench, which measures the two side by side, and
+    /// for the tests. A call with no scan under way starts one (listing the processes, with
+    /// `basis`). The table's age and growth bound start from the listing,
     /// when the scan is done; until then the choice uses the table as it is, rows already
     /// re-read fresher.
     pub fn refresh_slice(
