@@ -10,7 +10,7 @@
 //!    `Daemon::select` (src/daemon/mod.rs): read the scope's memory and `pgalloc`, the scan,
 //!    then `Ranker::select` (the choice). CPU time of the measuring thread. Near the line the
 //!    daemon rescans in one go (`Ranker::refresh_until`), looking every
-//!    `daemon::NEAR_SCAN_SLICE` = 2 ms at what a wake-up would see (`daemon::NearLook`: the
+//!    `daemon::NEAR_SCAN_LOOK` = 2 ms at what a wake-up would see (`daemon::NearLook`: the
 //!    scope's memory, a `ppoll` of its notifications, every 50 ms the kernel's OOM kill
 //!    counter), the looks counted: that is the first row. The second is the same rescan as
 //!    the daemon did it before, in 2 ms slices (`Ranker::refresh_slice`), one per wake-up,
@@ -426,9 +426,9 @@ fn inner_scan(n: usize, tmp: &Path) {
         assert!(sel.victim.is_some(), "no victim among {seen} processes");
         seen
     };
-    // Near the line the daemon rescans in slices (`Daemon::run`: at most NEAR_SCAN_SLICE of
-    // reading per wake-up, then its poll's sleep): the same scan and choice, with the sleeps
-    // between slices (not counted, being no CPU).
+    // Near the line the daemon rescanned in slices before (`Daemon::run`: at most 2 ms of
+    // reading per wake-up, the length NEAR_SCAN_LOOK has now, then its poll's sleep): the
+    // same scan and choice, with the sleeps between slices (not counted, being no CPU).
     let gap = Duration::from_millis(
         std::env::var("OOMGUARD_BENCH_GAP_MS")
             .ok()
@@ -452,7 +452,7 @@ fn inner_scan(n: usize, tmp: &Path) {
                 scope,
                 &policy,
                 basis.take().unwrap_or_default(),
-                oomguard::daemon::NEAR_SCAN_SLICE,
+                oomguard::daemon::NEAR_SCAN_LOOK,
             );
             if done.finished {
                 break;
@@ -467,7 +467,7 @@ fn inner_scan(n: usize, tmp: &Path) {
         (cpu + (thread_cpu() - t0), slices)
     };
     // Near the line the daemon rescans in one go (`Daemon::tick`, `NearLook`): every
-    // NEAR_SCAN_SLICE it looks at what a wake-up would see, the scope's memory, its
+    // NEAR_SCAN_LOOK it looks at what a wake-up would see, the scope's memory, its
     // notifications (a `ppoll` of none pending here: an eventfd nobody signals) and, every
     // 50 ms, the kernel's OOM kill counter. The looks are counted; here none stops the scan.
     let nothing = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
@@ -486,7 +486,7 @@ fn inner_scan(n: usize, tmp: &Path) {
             scope,
             &policy,
             basis,
-            oomguard::daemon::NEAR_SCAN_SLICE,
+            oomguard::daemon::NEAR_SCAN_LOOK,
             |scope| {
                 looks += 1;
                 let mut fds = [rustix::event::PollFd::new(

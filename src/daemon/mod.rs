@@ -266,11 +266,11 @@ const FAR_OOM_CHECK: Duration = Duration::from_secs(5);
 const FAR_POLL_WATCHED: Duration = Duration::from_secs(3);
 /// How often the rescan near the levels, done in one go, looks at what a wake-up would see
 /// ([`NearLook`]): memory, the kernel's notifications and signals, its OOM kills.
-pub const NEAR_SCAN_SLICE: Duration = Duration::from_millis(2);
+pub const NEAR_SCAN_LOOK: Duration = Duration::from_millis(2);
 
 /// What the rescan near the levels looks at while it runs ([`Ranker::refresh_until`]): the
 /// loop's reasons to act, so that the scan in one go never keeps the loop from them longer
-/// than [`NEAR_SCAN_SLICE`] (done in slices instead, one per wake-up, the rescan finished
+/// than [`NEAR_SCAN_LOOK`] (done in slices instead, one per wake-up, the rescan finished
 /// over about 40 wake-ups at 10 000 processes, for about the same CPU, and memory was looked
 /// at once per wake-up, 7 ms apart at the shortest). It stops the scan when memory reaches a
 /// level (with the PSI share, if `--psi`), a notification or signal has come
@@ -714,7 +714,7 @@ impl Daemon {
             } else {
                 self.basis(&mem)
             };
-            // In one go, with a look every NEAR_SCAN_SLICE at what a wake-up would see.
+            // In one go, with a look every NEAR_SCAN_LOOK at what a wake-up would see.
             let mut look = NearLook {
                 waker: &mut self.waker,
                 spec: &self.s.levels,
@@ -730,7 +730,7 @@ impl Daemon {
                 &mut self.scope,
                 &self.s.policy,
                 basis,
-                NEAR_SCAN_SLICE,
+                NEAR_SCAN_LOOK,
                 |scope| look.interrupts(scope),
             );
             interrupted = !done.finished;

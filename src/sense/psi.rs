@@ -106,8 +106,8 @@ impl PsiWindow {
     /// Adds a sample and returns the stall share in percent over the covered span, once the
     /// samples span at least the whole window (before that: `None`).
     ///
-    /// A sample within [`SPACING`] of a window after the one before the newest replaces the
-    /// newest: the ring keeps at most about `SPACING` samples per window however often the
+    /// A sample less than a window's [`SPACING`]th (2 s / 128 = 15.6 ms) after the one before
+    /// the newest replaces the newest: the ring keeps at most about `SPACING` samples per window however often the
     /// daemon wakes (near the levels, every 5 ms at the shortest, and at once after a rescan
     /// that stopped for a look). Before, every sample was kept, and a full ring dropped its
     /// oldest: with more than 256 samples in a window (a 2 s window sampled more often than
@@ -127,13 +127,7 @@ impl PsiWindow {
             }
             self.samples.push_back((now, total_us));
         }
-        let (t0, v0) = *self.samples.front()?;
-        let span = now.duration_since(t0);
-        if span < self.window || span.is_zero() {
-            return None;
-        }
-        let stalled = total_us.saturating_sub(v0) as f64;
-        Some((stalled / span.as_micros() as f64 * 100.0).min(100.0))
+        self.peek(now, total_us)
     }
 
     /// The share [`PsiWindow::push`] would return for this sample, without keeping it: from
