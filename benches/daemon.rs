@@ -42,6 +42,11 @@
 //!    process CPU per decision (it reuses a table younger than 2 s at the trigger, as it
 //!    does in production; printed for what it is, not as the scan figure); and the same
 //!    daemon without the capabilities to load the task iterator (`setpriv`), reading /proc.
+//!    Then paired rounds for the /proc rescan near the line, the figure nearest the goal's
+//!    line: in each round (3; 2 quick) a new table scanned eleven times, the rescan near the
+//!    line four times, each 500 ms after the last (the daemon's wait between rescans near the
+//!    levels), and right after it earlyoom per selection over a window of its own; the
+//!    ratio of each round, their median and range.
 //! 3. Idle, with 0 and 1 000 extra processes: oomguard `run --dry-run` at its default levels,
 //!    the same oomguard with the cgroup v1 memory hierarchy unmounted in its own mount
 //!    namespace (no usage marks on the v1 root group: what it does on a cgroup v2 host, where
@@ -682,6 +687,41 @@ fn inner_scan(n: usize, tmp: &Path) {
         .count();
     assert!(pl_n > 0, "oomguard (reading /proc) made no decision");
     let pl_dec = pl_cpu.as_secs_f64() * 1e3 / pl_n as f64;
+    // 3. The /proc rescan near the line and earlyoom, alternately, in rounds: each round
+    // scans a new table eleven times (as `run` does before its warm rows), then measures the
+    // rescan near the line four times, each after the half second the daemon waits between
+    // rescans near the levels (`Daemon::tick`: a table older than 500 ms), and right after
+    // that earlyoom's CPU per selection over a window of its own. Each round's ratio pairs
+    // figures taken seconds apart, so a load on the shared machine that comes and goes moves
+    // both sides of it.
+    let mut paired = Vec::new();
+    for _ in 0..(if q { 2 } else { 3 }) {
+        let mut reader = ProcReader::open(&root).unwrap();
+        let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        let mut ranker = Ranker::new(reader.page_kb, false);
+        for _ in 0..11 {
+            decide(&mut reader, &mut scope, &mut ranker);
+        }
+        let ours: Vec<f64> = (0..4)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(500));
+                near(&mut reader, &mut scope, &mut ranker).0.as_secs_f64() * 1e3
+            })
+            .collect();
+        let (lines, cpu, all) = measure(Daemon::spawn(&mut earlyoom(&[
+            "-m", "99", "-s", "99", "-r", "0",
+        ])));
+        let n = lines
+            .iter()
+            .filter(|l| l.starts_with("sending SIGTERM"))
+            .count();
+        assert!(
+            n > 0,
+            "earlyoom made no selection in a paired round; it printed: {:?}",
+            &all[..all.len().min(20)]
+        );
+        paired.push((median(&ours), cpu.as_secs_f64() * 1e3 / n as f64));
+    }
     drop(kids);
     group.remove();
 
@@ -744,6 +784,21 @@ fn inner_scan(n: usize, tmp: &Path) {
         "| hence the /proc rescan over that floor: {} near the line, {} in one go without looks | | | |",
         ratio(pn, fl),
         ratio(pw, fl)
+    );
+    let ratios: Vec<f64> = paired.iter().map(|&(o, e)| o / e).collect();
+    println!(
+        "| paired rounds, /proc: the rescan near the line (median of 4, each 500 ms after the last) and earlyoom per selection right after it, in {} rounds: {} | {:.2} | {:.2} | {:.2} (median of the rounds' ratios; {:.2}–{:.2}) |",
+        paired.len(),
+        paired
+            .iter()
+            .map(|(o, e)| format!("{o:.2} / {e:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        median(&paired.iter().map(|p| p.0).collect::<Vec<_>>()),
+        median(&paired.iter().map(|p| p.1).collect::<Vec<_>>()),
+        median(&ratios),
+        ratios.iter().cloned().fold(f64::INFINITY, f64::min),
+        ratios.iter().cloned().fold(0.0, f64::max),
     );
     println!(
         "| loading the task iterator, once at the daemon's start (median of {}) | {:.2} | | |",

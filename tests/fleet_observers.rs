@@ -158,6 +158,12 @@ fn warning_level_records_once_and_clears_with_hysteresis() {
     for avail in [500, 140, 130, 160, 190, 140, 210, 120] {
         w.sample(&sample(1000, avail));
     }
+    // An append does not wait for a write that must follow the writer's fsync of the record
+    // before (`EventLog::append`): records appended back to back reach the file a moment later.
+    assert!(
+        oomguard::record::eventlog::flush_all(Duration::from_secs(10)),
+        "the records were not written"
+    );
     let recs = crate::util::event_log_json(&p);
     let states: Vec<&str> = recs.iter().map(|r| r["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["high", "cleared", "high"]);

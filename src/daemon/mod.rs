@@ -198,11 +198,83 @@ fn faults_since(start: Faults) -> Faults {
     }
 }
 
+/// How long a choice waits for one large process that is already dying (SIGKILL pending or
+/// exiting) to free its memory before it chooses among the others. Dying processes free their
+/// memory in milliseconds, and ours are reaped by `process_mrelease` after a short wait
+/// (`act::kill`); one stuck in the kernel (uninterruptible sleep on storage that does not
+/// answer, with a SIGKILL from someone else) may never free it, and waiting for it without
+/// end would blind the guard. The kernel's OOM reaper gives up on a victim after about 1 s.
+const PROGRESS_MAX: Duration = Duration::from_secs(3);
+
+/// The dying process a choice is waiting for, since when, and whether giving up on it was said.
+#[derive(Debug, Default)]
+struct Progress(Option<(i32, Instant, bool)>);
+
+/// What a choice does about a dying process ([`Progress::waits`]).
+#[derive(Debug, PartialEq, Eq)]
+enum ProgressWait {
+    /// None is dying: choose.
+    Nobody,
+    /// Wait for it.
+    Waits,
+    /// Waited [`PROGRESS_MAX`] for it: choose among the others (`first`: the first time).
+    GaveUp { first: bool },
+}
+
+impl Progress {
+    fn waits(&mut self, dying: Option<i32>, now: Instant) -> ProgressWait {
+        let Some(pid) = dying else {
+            self.0 = None;
+            return ProgressWait::Nobody;
+        };
+        match &mut self.0 {
+            Some((p, since, said)) if *p == pid => {
+                if now.saturating_duration_since(*since) < PROGRESS_MAX {
+                    ProgressWait::Waits
+                } else {
+                    ProgressWait::GaveUp {
+                        first: !std::mem::replace(said, true),
+                    }
+                }
+            }
+            _ => {
+                self.0 = Some((pid, now, false));
+                ProgressWait::Waits
+            }
+        }
+    }
+}
+
 /// Why kills are held back after one that freed nothing.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
+    /// Available memory right after that kill.
     available_kb: u64,
     tiny_kb: u64,
+}
+
+impl Backoff {
+    /// Whether a kill freed almost nothing: less than `tiny_kb` (a 64th of the scope) and
+    /// less than half the victim's resident set. A small victim (a worker among many, under a
+    /// 64th of memory) that freed what it held did its part: memory still low then calls for
+    /// the next victim, not for a backoff. (Judged by `tiny_kb` alone, each such kill backed
+    /// off, and in a storm of small processes the guard stood aside.)
+    fn freed_nothing(freed_kb: u64, tiny_kb: u64, victim_rss_kb: u64) -> bool {
+        freed_kb < tiny_kb.min((victim_rss_kb / 2).max(512))
+    }
+
+    /// How far memory must fall below the level right after that kill to re-arm kills: a
+    /// 64th of the scope, or half of what was left then if that is less. (With `tiny_kb`
+    /// alone, a kill that left less than a 64th available could never be followed: memory
+    /// cannot fall by more than what is left.)
+    fn fall_kb(&self) -> u64 {
+        self.tiny_kb.min((self.available_kb / 2).max(1))
+    }
+
+    /// Whether memory fell far enough since that kill to re-arm kills.
+    fn rearms(&self, available_kb: u64) -> bool {
+        available_kb.saturating_add(self.fall_kb()) <= self.available_kb
+    }
 }
 
 /// After a kernel OOM kill no victim is chosen until memory recovers. The kernel's victim frees
@@ -420,6 +492,10 @@ pub struct Daemon {
     dry_last: Option<(i32, u64, Instant)>,
     warned_nothing: Option<Instant>,
     warned_progress: Option<Instant>,
+    /// Since when the choice has waited for the same dying process (`sel.in_progress`).
+    progress: Progress,
+    /// When to register the PSI trigger again after it was dropped for an error.
+    psi_rearm: Option<Instant>,
     /// Victims whose signal failed (pid, start time): never chosen again.
     refused: Vec<(i32, u64)>,
     /// Set by a kill that freed nothing; cleared when memory recovers or falls further.
@@ -484,6 +560,8 @@ impl Daemon {
             dry_last: None,
             warned_nothing: None,
             warned_progress: None,
+            progress: Progress::default(),
+            psi_rearm: None,
             refused: Vec::with_capacity(MAX_REFUSED),
             backoff: None,
             warned_backoff: None,
@@ -633,6 +711,18 @@ impl Daemon {
     fn tick(&mut self, wake: Wake) -> anyhow::Result<Duration> {
         let now = Instant::now();
         self.log.poke_reopen();
+        // A PSI trigger dropped for an error (its group removed, perhaps made again under the
+        // same name): registered again a second later, and again after each error, so that a
+        // trigger that keeps failing costs a registration a second, not a spinning loop.
+        if self.waker.take_broken_psi() {
+            self.psi_rearm = Some(now + Duration::from_secs(1));
+        }
+        if self.psi_rearm.is_some_and(|t| now >= t) {
+            self.psi_rearm = None;
+            if self.waker.set_psi(&mut self.scope, self.s.levels.psi) {
+                log::info!("PSI trigger registered again on {}", self.scope.label());
+            }
+        }
         let floor = self.far_floor();
         let mem = match floor {
             Some(m) => m,
@@ -1062,7 +1152,7 @@ impl Daemon {
         if !self.s.dry_run
             && let Some(b) = self.backoff
         {
-            if mem.available_kb.saturating_add(b.tiny_kb) <= b.available_kb {
+            if b.rearms(mem.available_kb) {
                 log::info!(
                     "memory in {} fell by another {} since the kill that freed nothing; kills re-armed",
                     self.scope.label(),
@@ -1105,17 +1195,30 @@ impl Daemon {
                 self.ranker.len(),
             )
         }));
-        if let Some((pid, comm)) = &sel.in_progress {
-            if self
-                .warned_progress
-                .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
-            {
-                log::info!(
-                    "{comm} ({pid}) is already being killed; waiting for its memory to be freed before choosing anyone"
-                );
-                self.warned_progress = Some(Instant::now());
+        match (
+            &sel.in_progress,
+            self.progress
+                .waits(sel.in_progress.as_ref().map(|p| p.0), now),
+        ) {
+            (Some((pid, comm)), ProgressWait::Waits) => {
+                if self
+                    .warned_progress
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
+                {
+                    log::info!(
+                        "{comm} ({pid}) is already being killed; waiting for its memory to be freed before choosing anyone"
+                    );
+                    self.warned_progress = Some(Instant::now());
+                }
+                return Ok(Duration::from_millis(10));
             }
-            return Ok(Duration::from_millis(10));
+            (Some((pid, comm)), ProgressWait::GaveUp { first }) if first => {
+                log::warn!(
+                    "{comm} ({pid}) has been dying for {} s without freeing its memory (stuck in the kernel, as in uninterruptible sleep on storage that does not answer?); no longer waiting for it: choosing among the others",
+                    PROGRESS_MAX.as_secs()
+                );
+            }
+            _ => {}
         }
         // The best candidate whose signal has not failed before.
         let refused = &self.refused;
@@ -1434,7 +1537,7 @@ impl Daemon {
     fn check_freed(&mut self, victim: &Candidate, freed_kb: u64) -> anyhow::Result<()> {
         let mem = self.scope.memory()?;
         let tiny_kb = (mem.total_kb / 64).max(1024);
-        if freed_kb >= tiny_kb {
+        if !Backoff::freed_nothing(freed_kb, tiny_kb, victim.rss_kb) {
             return Ok(());
         }
         let levels = self.s.levels.resolve(&mem);
@@ -1442,6 +1545,10 @@ impl Daemon {
         if sev == Severity::None {
             return Ok(());
         }
+        let backoff = Backoff {
+            available_kb: mem.available_kb,
+            tiny_kb,
+        };
         let (shmem_kb, shmem_source) = self.shmem_kb();
         log::warn!(
             "killing {} ({}) freed only {} and {} still has {} of {} available{}: backing off (no more kills until memory recovers or falls by another {})",
@@ -1455,7 +1562,7 @@ impl Daemon {
                 "; {} are tmpfs/shm files ({shmem_source}), which no kill frees",
                 human_kb(s)
             )),
-            human_kb(tiny_kb)
+            human_kb(backoff.fall_kb())
         );
         let rec = ev::Backoff {
             pid: victim.pid,
@@ -1472,10 +1579,7 @@ impl Daemon {
             extra: ev::Extra::new(),
         };
         self.append(Event::KillBackoff(rec));
-        self.backoff = Some(Backoff {
-            available_kb: mem.available_kb,
-            tiny_kb,
-        });
+        self.backoff = Some(backoff);
         self.warned_backoff = Some(Instant::now());
         Ok(())
     }
@@ -1755,6 +1859,77 @@ fn decision(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A choice waits for a large dying process, but not for ever: after `PROGRESS_MAX` for
+    /// the same one it chooses among the others (said once); another dying process, or none,
+    /// starts over.
+    #[test]
+    fn a_choice_waits_for_a_dying_process_but_not_for_ever() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut p = Progress::default();
+        assert_eq!(p.waits(None, at(0)), ProgressWait::Nobody);
+        assert_eq!(p.waits(Some(7), at(0)), ProgressWait::Waits);
+        assert_eq!(p.waits(Some(7), at(2_990)), ProgressWait::Waits);
+        assert_eq!(
+            p.waits(Some(7), at(3_000)),
+            ProgressWait::GaveUp { first: true }
+        );
+        assert_eq!(
+            p.waits(Some(7), at(3_010)),
+            ProgressWait::GaveUp { first: false }
+        );
+        // Another one dying: waited for afresh.
+        assert_eq!(p.waits(Some(8), at(3_020)), ProgressWait::Waits);
+        assert_eq!(
+            p.waits(Some(8), at(6_020)),
+            ProgressWait::GaveUp { first: true }
+        );
+        // Gone, then back (or its PID reused): afresh too.
+        assert_eq!(p.waits(None, at(6_030)), ProgressWait::Nobody);
+        assert_eq!(p.waits(Some(8), at(6_040)), ProgressWait::Waits);
+    }
+
+    /// A kill frees almost nothing when it frees under a 64th of the scope and under half
+    /// the victim's resident set; kills re-arm once memory falls by a 64th, or by half of
+    /// what was left after the kill if that is less, so a backoff can always end.
+    #[test]
+    fn a_backoff_is_for_kills_that_freed_nothing_and_always_can_end() {
+        const GIB: u64 = 1 << 20;
+        let tiny = GIB; // a 64 GiB scope
+        // A 100 MiB worker that freed its 95 MiB: not nothing, though under a 64th.
+        assert!(!Backoff::freed_nothing(95 << 10, tiny, 100 << 10));
+        // The same worker freeing 10 MiB (the rest shared or held elsewhere): nothing.
+        assert!(Backoff::freed_nothing(10 << 10, tiny, 100 << 10));
+        // An 8 GiB victim freeing 900 MiB: nothing, as before (under a 64th).
+        assert!(Backoff::freed_nothing(900 << 10, tiny, 8 * GIB));
+        assert!(!Backoff::freed_nothing(GIB, tiny, 8 * GIB));
+        // A process of 1.7 MiB, mostly shared libraries, freeing 150 KiB: nothing.
+        assert!(Backoff::freed_nothing(150, tiny, 1700));
+
+        // Plenty left after the kill: re-armed after another 64th.
+        let b = Backoff {
+            available_kb: 3 * GIB,
+            tiny_kb: tiny,
+        };
+        assert_eq!(b.fall_kb(), GIB);
+        assert!(!b.rearms(2 * GIB + 1));
+        assert!(b.rearms(2 * GIB));
+        // 300 MiB left, under a 64th: re-armed once 150 MiB more are gone (before, never).
+        let b = Backoff {
+            available_kb: 300 << 10,
+            tiny_kb: tiny,
+        };
+        assert_eq!(b.fall_kb(), 150 << 10);
+        assert!(!b.rearms(151 << 10));
+        assert!(b.rearms(150 << 10));
+        // Nothing left: nothing can fall, and nothing re-arms on a flat line.
+        let b = Backoff {
+            available_kb: 0,
+            tiny_kb: tiny,
+        };
+        assert!(!b.rearms(0));
+    }
 
     /// The rescan near the levels runs in one go and stops for what a wake-up would see:
     /// memory at a level, the PSI share at its level (near the levels), a notification, a

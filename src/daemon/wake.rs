@@ -26,9 +26,10 @@ use rustix::event::{EventfdFlags, PollFlags};
 
 use crate::decide::trigger::Levels;
 use crate::record::Wake;
+use crate::sense::cgroup::CgVersion;
 use crate::sense::mem::MemState;
 use crate::sense::psi::{Trigger, register_trigger};
-use crate::sense::scope::Scope;
+use crate::sense::scope::{Scope, ScopeKind};
 use crate::values::PsiSpec;
 
 struct Source {
@@ -117,6 +118,8 @@ pub struct Waker {
     pub notes: Vec<String>,
     /// What [`Waker::pending`] found (and drained): the next [`Waker::wait`] returns it at once.
     fired: Option<Wake>,
+    /// The PSI trigger reported an error and was dropped ([`Waker::take_broken_psi`]).
+    psi_broken: bool,
 }
 
 fn eventfd() -> std::io::Result<OwnedFd> {
@@ -161,6 +164,7 @@ impl Waker {
             machine_usage: None,
             notes: Vec::new(),
             fired: None,
+            psi_broken: false,
         };
         w.arm_thresholds(scope, levels, mem);
         w.arm_machine(levels, scope.last_free_kb(), mem.total_kb);
@@ -345,6 +349,8 @@ impl Waker {
             return;
         };
         let Some(p) = scope.pressure_path() else {
+            // Said, not silent: a `--psi` that can never act must not look armed.
+            self.notes.push(no_pressure_note(scope, spec));
             return;
         };
         let real = scope.root.path(&p);
@@ -490,9 +496,18 @@ impl Waker {
             return None;
         }
         let mut why = Wake::Timer;
+        let mut broken = false;
         for i in 0..self.pollfds.len() {
             if self.pollfds[i].revents == 0 {
                 continue;
+            }
+            if self.pollfds[i].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+                && i < self.sources.len()
+            {
+                // A source in error polls ready at once, every time: kept, it would make the
+                // loop spin. A PSI trigger whose group was removed does that (the kernel's
+                // file is gone, even if a group of the same name is made again).
+                broken = true;
             }
             if let Some(src) = self.sources.get(i) {
                 if src.drain {
@@ -505,7 +520,35 @@ impl Waker {
                 let _ = rustix::io::read(p.as_fd(), &mut b);
             }
         }
+        if broken {
+            for i in (0..self.sources.len()).rev() {
+                if self.pollfds[i].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0 {
+                    continue;
+                }
+                let src = self.sources.remove(i);
+                if src.kind == Wake::Psi {
+                    self.psi_broken = true;
+                }
+                self.notes.push(format!(
+                    "the kernel's {} reported an error (revents {:#x}: its group removed?) and is dropped; polling meanwhile",
+                    match src.kind {
+                        Wake::Psi => "PSI trigger",
+                        Wake::Threshold => "usage threshold notification",
+                        Wake::PressureLevel => "memory.pressure_level notification",
+                        Wake::ProcEvent => "process event socket",
+                        Wake::Timer => "timer",
+                    },
+                    self.pollfds[i].revents
+                ));
+            }
+        }
         Some(why)
+    }
+
+    /// True once after the PSI trigger was dropped for an error: register it again
+    /// ([`Waker::set_psi`]).
+    pub fn take_broken_psi(&mut self) -> bool {
+        std::mem::take(&mut self.psi_broken)
     }
 }
 
@@ -533,9 +576,31 @@ impl Waker {
             machine_usage: None,
             notes: Vec::new(),
             fired: None,
+            psi_broken: false,
         };
         (w, ev, pipe_w)
     }
+}
+
+/// Why `--psi` cannot act in `scope`: no pressure file to read or arm.
+pub(crate) fn no_pressure_note(scope: &Scope, spec: PsiSpec) -> String {
+    let why = match &scope.kind {
+        ScopeKind::System => {
+            "no /proc/pressure/memory: this kernel has PSI off (built without CONFIG_PSI, or \
+             booted with psi=0, the default of some distributions: boot with psi=1) or is \
+             older than 4.20"
+        }
+        ScopeKind::Cgroup(c) if c.version == CgVersion::V1 => {
+            "a cgroup v1 group has no memory.pressure (PSI per group needs cgroup v2)"
+        }
+        ScopeKind::Cgroup(_) => {
+            "the group has no memory.pressure (PSI off in this kernel: boot with psi=1)"
+        }
+    };
+    format!(
+        "--psi {spec} cannot act in {}: {why}; available memory and swap alone count",
+        scope.label()
+    )
 }
 
 #[cfg(test)]
@@ -551,6 +616,84 @@ mod tests {
             swap_term_kb: 0,
             swap_kill_kb: 0,
         }
+    }
+
+    /// A source in error (a PSI trigger whose group was removed polls POLLERR at once, every
+    /// time) is dropped with a note instead of making every wait return at once, and a PSI
+    /// trigger's is flagged to be registered again.
+    #[test]
+    fn a_source_in_error_is_dropped_not_spun_on() {
+        let (mut w, _ev, _pipe) = Waker::bare();
+        let (r, wr) = rustix::pipe::pipe().unwrap();
+        w.sources.push(Source {
+            fd: r,
+            kind: Wake::Psi,
+            events: PollFlags::PRI,
+            drain: false,
+            _keep: Vec::new(),
+        });
+        drop(wr); // the read end now polls POLLHUP, at once and every time
+        assert_eq!(w.poll(Duration::from_millis(200)), Some(Wake::Psi));
+        assert_eq!(w.sources.len(), 1, "the broken source stayed");
+        assert!(
+            w.notes
+                .iter()
+                .any(|n| n.contains("PSI trigger reported an error")),
+            "{:?}",
+            w.notes
+        );
+        assert!(w.take_broken_psi());
+        assert!(!w.take_broken_psi(), "flagged once");
+        // Nothing left in error: the next wait waits.
+        let t = std::time::Instant::now();
+        assert_eq!(w.poll(Duration::from_millis(50)), None);
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    /// `--psi` where there is no pressure file to read or arm (PSI off in the kernel): the
+    /// guard says the level cannot act, and says nothing of the kind once the file is there.
+    #[test]
+    fn a_psi_level_that_cannot_act_is_said() {
+        let d = tempfile::tempdir().unwrap();
+        let proc = d.path().join("proc");
+        std::fs::create_dir(&proc).unwrap();
+        std::fs::write(
+            proc.join("meminfo"),
+            "MemTotal: 4000000 kB\nMemFree: 100 kB\nMemAvailable: 1000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+        )
+        .unwrap();
+        let root = crate::sense::Root::new(d.path());
+        let mut scope = Scope::resolve(&root, &crate::values::ScopeSpec::System).unwrap();
+        let (mut w, _ev, _pipe) = Waker::bare();
+        let spec: PsiSpec = "full:20:2s".parse().unwrap();
+        w.arm_psi(&mut scope, Some(spec));
+        assert_eq!(w.notes.len(), 1, "{:?}", w.notes);
+        assert!(
+            w.notes[0].starts_with(
+                "--psi full:20:2s cannot act in system: no /proc/pressure/memory: this kernel has PSI off"
+            ),
+            "{}",
+            w.notes[0]
+        );
+        let sources = w.sources.len();
+        std::fs::create_dir(proc.join("pressure")).unwrap();
+        std::fs::write(
+            proc.join("pressure/memory"),
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+        )
+        .unwrap();
+        w.notes.clear();
+        w.arm_psi(&mut scope, Some(spec));
+        assert!(
+            !w.notes.iter().any(|n| n.contains("cannot act")),
+            "{:?}",
+            w.notes
+        );
+        assert_eq!(w.sources.len(), sources + 1, "no trigger armed on the file");
     }
 
     /// A look while the rescan runs (`pending`) finds a notification, drains it as a wait

@@ -477,9 +477,13 @@ impl Ranker {
         self.partial = None;
     }
 
-    /// Forgets rule matches (after a config reload).
+    /// Forgets rule matches (after a config reload): the rows go, and with them the table's
+    /// age and any scan under way, so the next choice rescans in full. (Kept fresh, an empty
+    /// table would be chosen from for up to [`TABLE_MAX_AGE`](crate::daemon) after a reload,
+    /// and a scan under way would finish over only its second half, the hog missing.)
     pub fn reset_rules(&mut self) {
         self.table.clear();
+        self.mark_stale();
     }
 
     /// A full scan of the scope's processes. Returns how many were looked at.
@@ -1602,6 +1606,42 @@ pub(crate) mod tests {
         assert_eq!(
             full.select(&mut reader2, &policy, 0).victim.unwrap().pid,
             sliced
+        );
+    }
+
+    /// A config reload forgets the rows, the table's age and a scan under way: the next
+    /// choice rescans everything (an empty table kept fresh would have nobody to choose).
+    #[test]
+    fn a_reload_leaves_no_fresh_empty_table_and_no_half_scan() {
+        let (_fx, mut reader, mut scope) = hundred_workers();
+        let policy = Policy::default();
+        let basis = million_pages(0);
+        let mut rk = Ranker::new(4, false);
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        assert!(rk.age().is_some() && rk.len() > 100);
+        rk.reset_rules();
+        assert_eq!((rk.age(), rk.len(), rk.scan_under_way()), (None, 0, false));
+        // Half a scan, then a reload: the scan under way is dropped too.
+        let mut asked = 0;
+        rk.refresh_until(
+            &mut reader,
+            &mut scope,
+            &policy,
+            basis,
+            Duration::ZERO,
+            |_| {
+                asked += 1;
+                asked == 2
+            },
+        );
+        assert!(rk.scan_under_way());
+        rk.reset_rules();
+        assert!(!rk.scan_under_way() && rk.age().is_none());
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        assert!(
+            rk.len() > 100,
+            "the rescan after the reload relearnt {}",
+            rk.len()
         );
     }
 

@@ -79,14 +79,15 @@ pub const QUEUE: usize = 256;
 /// The contract says a record is appended and fsynced before the daemon's next action. Both
 /// happen on the writer thread, so a slow disk, a full one or a hung NFS server can never
 /// stall the guard loop: `append` waits only for the `write` (microseconds into the page
-/// cache; at most this long, and not at all when the writer is already behind), and the
+/// cache; at most this long, and not at all when the writer is already behind or still in
+/// the fsync of the record before: that write could not start before the fsync ends), and the
 /// writer fsyncs right after. The trade-off: the fsync is no longer awaited by the loop, so
 /// a power loss in the few milliseconds between a kill and the fsync of its record can lose
 /// that record, and on a stalled disk the guard keeps killing while its records wait (or are
 /// counted as lost). Waiting for the fsync instead cost a 400 MiB hog race against the
 /// kernel's OOM killer under load (tests/record_blocking.rs): guarding memory comes first,
 /// the durable record of it a moment later. Readers (`oomguard events`) see the record as
-/// soon as `append` returns.
+/// soon as `append` returns, unless the writer was busy then: a moment later.
 pub const SYNC_WAIT: Duration = Duration::from_millis(250);
 
 /// Bumped by the reopen signals (SIGUSR1, SIGHUP); writers reopen their file when it changes.
@@ -342,7 +343,10 @@ impl EventLog {
     fn append_record(&self, rec: Record) -> Result<Record, EventLogError> {
         let (rec, line) = self.render_record(rec);
         let mut p = self.shared.lock();
-        let caught_up = p.written == p.queued;
+        // Waited for only when the writer is idle: done with every record, its fsync too. A
+        // writer still in an fsync (`written` counts the write before it) could make this
+        // wait the whole SYNC_WAIT for a write that cannot start before the fsync ends.
+        let caught_up = p.done == p.queued;
         p.queued += 1;
         let seq = p.queued;
         UNWRITTEN.fetch_add(1, Ordering::SeqCst);
@@ -639,6 +643,11 @@ mod tests {
         };
         log.append(Event::DryRun(with_rss(5))).unwrap();
         log.append(Event::Kill(with_rss(6))).unwrap();
+        // The second append did not wait if the writer was still in the first one's fsync.
+        assert!(
+            flush_all(Duration::from_secs(10)),
+            "the records were not written"
+        );
         // A torn tail, as after a crash mid-write.
         std::fs::OpenOptions::new()
             .append(true)

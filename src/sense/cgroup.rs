@@ -95,14 +95,16 @@ pub struct CgroupNotFound(pub String, pub String);
 /// One reading of a group's memory, all in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgMemory {
-    /// The effective limit: the group's own or its nearest limited ancestor's. `None`: unlimited
-    /// all the way up (the scope then takes the system's memory).
+    /// The effective limit: of the group's own and its ancestors', the one with the least room
+    /// left ([`Cgroup::limited_domain`]). `None`: unlimited all the way up (the scope then
+    /// takes the system's memory).
     pub limit: Option<u64>,
     /// Usage of the group whose limit applies (the domain).
     pub usage: u64,
     /// Reclaimable file pages of the domain (`total_inactive_file` / `inactive_file`).
     pub inactive_file: u64,
-    /// Swap limit and usage of the domain, when the hierarchy accounts swap.
+    /// Swap limit and usage, when the hierarchy accounts swap: v1 the domain's, v2 those of
+    /// the group on the way up with the least swap room left.
     pub swap_limit: Option<u64>,
     pub swap_usage: Option<u64>,
 }
@@ -181,21 +183,55 @@ impl Cgroup {
         })
     }
 
-    /// The nearest directory from the group up to the mount that has a memory limit.
+    /// The directory from the group up to the mount whose memory limit binds first, and that
+    /// limit: of the groups on the way with a limit, the one with the least room left (limit
+    /// − usage). A group's own limit is not always the one that binds: a service limited to
+    /// 16 GiB in a slice limited to 4 GiB, or a container inside a pod or a node's
+    /// allocatable, runs out at the ancestor, and its own figures would keep the guard blind
+    /// until the kernel's OOM killer acts there. (On cgroup v1 a parent's limit covers its
+    /// children with `use_hierarchy`, the only mode of kernels since 5.x.) `None`: no limit up
+    /// to the mount.
     pub fn limited_domain(&self, root: &Root, buf: &mut Vec<u8>) -> Option<(PathBuf, u64)> {
-        let file = match self.version {
-            CgVersion::V1 => "memory.limit_in_bytes",
-            CgVersion::V2 => "memory.max",
+        let (limit_file, usage_file) = match self.version {
+            CgVersion::V1 => ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+            CgVersion::V2 => ("memory.max", "memory.current"),
         };
         let mut dir = self.dir.clone();
+        let mut best: Option<(PathBuf, u64, u64)> = None;
         loop {
-            if let Some(l) = Self::read_u64(root, &dir, file, buf)
+            if let Some(l) = Self::read_u64(root, &dir, limit_file, buf)
                 && l < UNLIMITED
             {
-                return Some((dir, l));
+                let room =
+                    l.saturating_sub(Self::read_u64(root, &dir, usage_file, buf).unwrap_or(0));
+                if best.as_ref().is_none_or(|b| room < b.2) {
+                    best = Some((dir.clone(), l, room));
+                }
             }
             if dir == self.mount || !dir.pop() || !dir.starts_with(&self.mount) {
-                return None;
+                return best.map(|(d, l, _)| (d, l));
+            }
+        }
+    }
+
+    /// v2: the swap limit that binds first from the group up to the mount, as (limit, usage)
+    /// of the group with the least swap room left. A `memory.swap.max` of 0 anywhere on the
+    /// way (a unit's `MemorySwapMax=0`, kubelet's NoSwap) means no swap for the group, whatever
+    /// the machine has. `None`: no swap limit up to the mount.
+    fn v2_swap_bound(&self, root: &Root, buf: &mut Vec<u8>) -> Option<(u64, u64)> {
+        let mut dir = self.dir.clone();
+        let mut best: Option<(u64, u64)> = None;
+        loop {
+            if let Some(l) = Self::read_u64(root, &dir, "memory.swap.max", buf)
+                && l < UNLIMITED
+            {
+                let u = Self::read_u64(root, &dir, "memory.swap.current", buf).unwrap_or(0);
+                if best.is_none_or(|(bl, bu)| l.saturating_sub(u) < bl.saturating_sub(bu)) {
+                    best = Some((l, u));
+                }
+            }
+            if dir == self.mount || !dir.pop() || !dir.starts_with(&self.mount) {
+                return best;
             }
         }
     }
@@ -229,10 +265,13 @@ impl Cgroup {
                     _ => (None, None),
                 }
             }
-            CgVersion::V2 => (
-                Self::read_u64(root, &domain, "memory.swap.max", buf).filter(|&l| l < UNLIMITED),
-                Self::read_u64(root, &domain, "memory.swap.current", buf),
-            ),
+            CgVersion::V2 => match self.v2_swap_bound(root, buf) {
+                Some((l, u)) => (Some(l), Some(u)),
+                None => (
+                    None,
+                    Self::read_u64(root, &domain, "memory.swap.current", buf),
+                ),
+            },
         };
         Ok(CgMemory {
             limit,

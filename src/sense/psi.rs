@@ -106,10 +106,10 @@ impl PsiWindow {
     /// Adds a sample and returns the stall share in percent over the covered span, once the
     /// samples span at least the whole window (before that: `None`).
     ///
-    /// A sample less than a window's [`SPACING`]th (2 s / 128 = 15.6 ms) after the one before
-    /// the newest replaces the newest: the ring keeps at most about `SPACING` samples per window however often the
-    /// daemon wakes (near the levels, every 5 ms at the shortest, and at once after a rescan
-    /// that stopped for a look). Before, every sample was kept, and a full ring dropped its
+    /// A newest sample less than a window's [`SPACING`]th (2 s / 128 = 15.6 ms) after the one
+    /// before it is replaced by the next: the ring keeps about `SPACING` samples per window
+    /// however often the daemon wakes (near the levels, every 5 ms at the shortest, and at
+    /// once after a rescan that stopped for a look). Before, every sample was kept, and a full ring dropped its
     /// oldest: with more than 256 samples in a window (a 2 s window sampled more often than
     /// every 7.8 ms), the oldest kept sample was younger than the window, and the share stayed
     /// `None`, the `--psi` level blind, for as long as the wake-ups came that fast.
@@ -118,13 +118,17 @@ impl PsiWindow {
         while self.samples.len() >= 2 && now.duration_since(self.samples[1].0) >= self.window {
             self.samples.pop_front();
         }
+        // The newest sample stays only if it lies a spacing past the one before it; else the
+        // new one takes its place. Every other gap is then at least a spacing wide: at most
+        // `SPACING` + 3 samples reach back a window (the one at or before its start, the
+        // spaced ones, the newest), well inside the ring. Should it ever fill, the newest is
+        // replaced: the front, a window back, is what the share needs.
         let n = self.samples.len();
-        if n >= 2 && now.duration_since(self.samples[n - 2].0) < self.window / SPACING {
+        let crowded = n >= 2
+            && self.samples[n - 1].0.duration_since(self.samples[n - 2].0) < self.window / SPACING;
+        if crowded || n >= 2 * SPACING as usize {
             self.samples[n - 1] = (now, total_us);
         } else {
-            if n == self.samples.capacity() {
-                self.samples.pop_front();
-            }
             self.samples.push_back((now, total_us));
         }
         self.peek(now, total_us)
@@ -243,13 +247,17 @@ mod tests {
     }
 
     /// Sampled far more often than the ring holds per window (every 5 ms for a 2 s window,
-    /// every 1 ms for a 10 s one), the window still reaches back a whole window: the share is
-    /// known from one window on, and right.
+    /// every 1 ms for a 10 s one), or just too often for it, the window still reaches back a
+    /// whole window: the share is known from one window on, and right.
     #[test]
     fn a_window_sampled_fast_still_spans_the_whole_window() {
         for (window, every) in [
             (Duration::from_secs(2), Duration::from_millis(5)),
             (Duration::from_secs(10), Duration::from_millis(1)),
+            // Just over a 256th of the window apart: a rule that kept every other sample
+            // spaced let 257 of them into a window, one more than the ring.
+            (Duration::from_secs(2), Duration::from_micros(7_820)),
+            (Duration::from_secs(10), Duration::from_micros(39_100)),
         ] {
             let t0 = Instant::now();
             let mut w = PsiWindow::new(window);

@@ -364,6 +364,59 @@ mod tests {
         assert_eq!(sys.memory().unwrap().available_kb, 3000000);
     }
 
+    /// A service limited to 16 GiB in a slice limited to 4 GiB with 3.9 GiB used: the slice's
+    /// limit binds first, and its `memory.swap.max` of 0 means no swap for the service, though
+    /// the machine and the service's own limit have some. Once the slice has more room left
+    /// than the service, the service's own limit binds again.
+    #[test]
+    fn the_limit_that_binds_first_may_be_an_ancestors() {
+        const GIB: u64 = 1 << 30;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("proc/self")).unwrap();
+        fs::write(
+            r.join("proc/meminfo"),
+            "MemTotal: 32000000 kB\nMemAvailable: 30000000 kB\nSwapTotal: 8388608 kB\nSwapFree: 8388608 kB\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("proc/self/mountinfo"),
+            "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        let cg = r.join("sys/fs/cgroup");
+        let slice = cg.join("work.slice");
+        let app = slice.join("app.service");
+        fs::create_dir_all(&app).unwrap();
+        fs::write(cg.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        let limits = |dir: &Path, max: u64, current: u64, inactive: u64, swap_max: &str| {
+            fs::write(dir.join("memory.max"), format!("{max}\n")).unwrap();
+            fs::write(dir.join("memory.current"), format!("{current}\n")).unwrap();
+            fs::write(
+                dir.join("memory.stat"),
+                format!("anon 1\ninactive_file {inactive}\n"),
+            )
+            .unwrap();
+            fs::write(dir.join("memory.swap.max"), format!("{swap_max}\n")).unwrap();
+            fs::write(dir.join("memory.swap.current"), "0\n").unwrap();
+        };
+        limits(&slice, 4 * GIB, 4 * GIB - GIB / 10, 1 << 20, "0");
+        limits(&app, 16 * GIB, 2 * GIB, 1 << 30, "max");
+        let root = Root::new(r);
+        let mut s =
+            Scope::resolve(&root, &"cgroup:/work.slice/app.service".parse().unwrap()).unwrap();
+        let m = s.memory().unwrap();
+        assert_eq!(m.total_kb, 4 * GIB / 1024, "{m:?}");
+        assert_eq!(m.available_kb, (GIB / 10 + (1 << 20)) / 1024, "{m:?}");
+        assert_eq!((m.swap_total_kb, m.swap_free_kb), (0, 0), "{m:?}");
+        // The slice with room to spare: the service's own limit binds (and its usage counts).
+        limits(&slice, 30 * GIB, 3 * GIB, 1 << 20, "max");
+        let m = s.memory().unwrap();
+        assert_eq!(m.total_kb, 16 * GIB / 1024, "{m:?}");
+        assert_eq!(m.available_kb, (14 * GIB + (1 << 30)) / 1024, "{m:?}");
+        assert_eq!(m.swap_total_kb, 8388608, "{m:?}");
+    }
+
     #[test]
     fn v2_layout_with_swap_and_events() {
         let d = tempfile::tempdir().unwrap();

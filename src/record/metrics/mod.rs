@@ -57,9 +57,12 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The whole exposition text.
+    /// The whole exposition text. Rendered from a copy: the lock is held only to copy the
+    /// state, never while a scrape formats it (the guard's loop takes the same lock at every
+    /// wake-up, at nice −20, and a scrape's worker at the base nice may be starved mid-way).
     pub fn render(&self) -> String {
-        exposition::render(&self.lock(), &self.http)
+        let state = self.lock().clone();
+        exposition::render(&state, &self.http)
     }
 
     /// Starts the listener on `addr` (see [`http`]); returns the bound address (useful with

@@ -15,7 +15,7 @@ pub(super) const SCAN_BUCKETS: [f64; 12] = [
 ];
 
 /// The last process oomguard killed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Victim {
     pub pid: i64,
     pub comm: String,
@@ -26,7 +26,7 @@ pub(super) struct Victim {
 }
 
 /// Everything the exposition shows that the daemon tells the registry.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct State {
     pub sample: Option<Sample>,
     pub wakeups: BTreeMap<&'static str, u64>,
