@@ -44,7 +44,7 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
         "host": "h", "trigger": {"reason": "low_memory_kill"},
         "victim": {"pid": 4242, "comm": "hog", "rss_kb": 2048}});
     let t = Instant::now();
-    hooks.before_kill(
+    hooks.kill_signalled(
         &oomguard::record::event::Record::from_value(kill.clone()).unwrap(),
         false,
     );
@@ -85,7 +85,7 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
     // The hook failed (exit 7); a second kill still runs hooks at once.
     std::fs::remove_file(d.path().join("pre.pid")).unwrap();
     let t = Instant::now();
-    hooks.before_kill(
+    hooks.kill_signalled(
         &oomguard::record::event::Record::from_value(kill.clone()).unwrap(),
         false,
     );
@@ -101,7 +101,7 @@ fn slow_and_failing_hooks_never_delay_the_kill() {
     });
 }
 
-/// The daemon's warm-up calls `before_kill` with `warm_up` set (to fault in the kill path's
+/// The daemon's warm-up calls `kill_signalled` with `warm_up` set (to fault in the kill path's
 /// code): that call must run no hook. A real call after it runs the hook once.
 #[test]
 fn the_warm_up_runs_no_pre_kill_hook() {
@@ -115,8 +115,8 @@ fn the_warm_up_runs_no_pre_kill_hook() {
         "trigger": {"reason": "low_memory_kill"},
         "victim": {"pid": 4242, "comm": "hog", "rss_kb": 2048}});
     let rec = oomguard::record::event::Record::from_value(kill).unwrap();
-    hooks.before_kill(&rec, true);
-    hooks.before_kill(&rec, false);
+    hooks.kill_signalled(&rec, true);
+    hooks.kill_signalled(&rec, false);
     let runs = d.path().join("runs");
     wait_for(Duration::from_secs(5), || runs.exists().then_some(()))
         .expect("the real call ran the hook");

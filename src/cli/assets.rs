@@ -142,7 +142,7 @@ pub fn config_page() -> String {
         ),
         (
             "[hooks]",
-            "pre_kill, post_kill (a command as a list of strings), timeout.",
+            "pre_kill (started right after the first signal), post_kill (after the outcome): a command as a list of strings; timeout.",
         ),
         (
             "[notify]",

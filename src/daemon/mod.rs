@@ -773,7 +773,7 @@ impl Daemon {
             &mut self.scope,
             &levels,
             &mem,
-            wake == Wake::Threshold,
+            matches!(wake, Wake::Threshold | Wake::PressureLevel),
             near_now,
         );
         for n in self.waker.notes.drain(..) {
@@ -1344,21 +1344,6 @@ impl Daemon {
             );
             return Ok(Duration::from_millis(10));
         }
-        // The record's details, read only now: after the last look at the kernel's counter.
-        let (cmdline, cgroup) = self.victim_details(&victim);
-        let mut pre = decision(
-            Self::trigger_rec(mem, levels, sev, reason, psi),
-            victim_rec(&victim, cmdline, cgroup),
-            &sel.candidates,
-            kill.unit_note.clone(),
-            decision_us,
-        );
-        if !self.observers.is_empty() {
-            let before = pre_kill_record(&pre);
-            for o in &mut self.observers {
-                o.before_kill(&before, false);
-            }
-        }
         // A v2 cgroup goes at once through cgroup.kill (SIGKILL), as memory.oom.group and
         // systemd-oomd do: a service whose main process dies of SIGTERM exited cleanly for
         // systemd, and Restart=on-failure would leave it down.
@@ -1370,6 +1355,17 @@ impl Daemon {
         kill.signal_all(first);
         let to_signal = faults_since(faults0);
         drop(decision_debug);
+        // The record is built only now, after the signal: it copies the candidates and the
+        // victim's facts into fresh allocations, which at the bottom of memory can wait in
+        // reclaim. The details were read ahead (`victim_details` only looks them up).
+        let (cmdline, cgroup) = self.victim_details(&victim);
+        let mut pre = decision(
+            Self::trigger_rec(mem, levels, sev, reason, psi),
+            victim_rec(&victim, cmdline, cgroup),
+            &sel.candidates,
+            kill.unit_note.clone(),
+            decision_us,
+        );
         if let Some(f) = kill.victim_failed() {
             // Not a kill. ESRCH: the victim ended between the choice and the signal, almost
             // always by the kernel's OOM killer (often invoked by this very decision's reads);
@@ -1414,6 +1410,16 @@ impl Daemon {
         }
         if first == Signal::KILL {
             kill.release();
+        }
+        // The pre-kill hooks start now, with the signal sent: a hook is a thread and a
+        // process, its record JSON and environment allocations, none of which may come
+        // between the choice and the signal (a hook could never have stopped the kill anyway:
+        // it ran beside it). The victim may still be alive (SIGTERM and its grace time).
+        if !self.observers.is_empty() {
+            let before = pre_kill_record(&pre);
+            for o in &mut self.observers {
+                o.kill_signalled(&before, false);
+            }
         }
         log::info!(
             "sent {} to {} ({}){}, score {}, rss {}, swap {}: {} ({} of {} available, term level {})",
@@ -1623,7 +1629,7 @@ impl Daemon {
     /// signalling anyone: the choice (after a full scan and after a relisting), pinning
     /// (ourselves, by pidfd), signal 0 through the pidfd, `process_mrelease` (refused for a
     /// live process), the decision's debug line, the record's serialization with every
-    /// trigger a kill can carry, the observers' `before_kill` (in warm-up mode: nothing
+    /// trigger a kill can carry, the observers' `kill_signalled` (in warm-up mode: nothing
     /// launched), numbers of every magnitude formatted
     /// ([`crate::record::warm_number_formatting`]). Runs after `mlockall`
     /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
@@ -1716,7 +1722,7 @@ impl Daemon {
                 if !self.observers.is_empty() {
                     let before = pre_kill_record(&d);
                     for o in &mut self.observers {
-                        o.before_kill(&before, true);
+                        o.kill_signalled(&before, true);
                     }
                 }
                 d.ok = Some(true);

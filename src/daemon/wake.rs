@@ -108,6 +108,10 @@ pub struct Waker {
     /// on a reload, the levels change).
     armed_total_kb: u64,
     armed_levels: Levels,
+    /// The v1 group the thresholds and the pressure-level event are registered on, and its
+    /// inode: a group removed and made again under the same name (a container restarted) is
+    /// a new group, on which nothing is registered (see [`Waker::rearm_if_changed`]).
+    armed_group: Option<(PathBuf, u64)>,
     /// The system scope's v1 root group (`None`: no marks there, or they failed once).
     machine: Option<PathBuf>,
     /// What the machine's marks were armed with; `None`: not armed.
@@ -159,6 +163,7 @@ impl Waker {
             signal_pipe,
             armed_total_kb: 0,
             armed_levels: *levels,
+            armed_group: None,
             machine: Self::machine_domain(scope),
             machine_armed: None,
             machine_usage: None,
@@ -221,6 +226,9 @@ impl Waker {
             return;
         };
         self.sources.retain(|s| s.kind != Wake::Threshold);
+        self.armed_group = rustix::fs::stat(&dir)
+            .ok()
+            .map(|st| (dir.clone(), st.st_ino));
         let res = (|| -> std::io::Result<Source> {
             let efd = eventfd()?;
             let usage = File::open(dir.join("memory.usage_in_bytes"))?;
@@ -377,6 +385,11 @@ impl Waker {
     /// changed, when one fired (`fired`: this wake-up was a threshold's), or when free memory
     /// fell by 64 MiB and [`machine_drift_due`] says so (only then is the usage read); armed
     /// when they were not and free memory now allows them.
+    ///
+    /// A cgroup's v1 eventfds fire once more when their group is removed (the kernel's
+    /// goodbye, `memcg_event_remove`) and never again: after a wake-up of theirs (`fired`), a
+    /// group found made again under the same name (another inode) gets its thresholds and
+    /// pressure-level event registered anew, else the guard would be left to its polling.
     pub fn rearm_if_changed(
         &mut self,
         scope: &mut Scope,
@@ -386,8 +399,17 @@ impl Waker {
         near: bool,
     ) {
         if self.machine.is_none() {
-            if mem.total_kb != self.armed_total_kb || *levels != self.armed_levels {
+            let replaced = fired && self.group_replaced();
+            if replaced || mem.total_kb != self.armed_total_kb || *levels != self.armed_levels {
                 self.arm_thresholds(scope, levels, mem);
+            }
+            if replaced {
+                self.notes.push(format!(
+                    "{} was removed and made again: its usage thresholds and pressure-level event are registered anew",
+                    scope.label()
+                ));
+                self.sources.retain(|s| s.kind != Wake::PressureLevel);
+                self.arm_pressure_level(scope);
             }
             return;
         }
@@ -414,6 +436,14 @@ impl Waker {
         if due {
             self.arm_machine(levels, Some(free_kb), total_kb);
         }
+    }
+
+    /// Whether the group the v1 events were registered on is no longer the group at its path
+    /// (removed, perhaps made again: another inode). One `stat`, after an event only.
+    fn group_replaced(&self) -> bool {
+        self.armed_group
+            .as_ref()
+            .is_some_and(|(dir, ino)| !rustix::fs::stat(dir).is_ok_and(|st| st.st_ino == *ino))
     }
 
     /// Which kernel notifications are armed (for the start-up log line).
@@ -571,6 +601,7 @@ impl Waker {
             signal_pipe: Some(pipe_r),
             armed_total_kb: 0,
             armed_levels: Levels::default(),
+            armed_group: None,
             machine: None,
             machine_armed: None,
             machine_usage: None,
@@ -652,6 +683,86 @@ mod tests {
             "{:?}",
             t.elapsed()
         );
+    }
+
+    /// v1: a group removed and made again under the same name fires its eventfds once (the
+    /// kernel's goodbye) and never again; the wake-up finds another group there and registers
+    /// the thresholds and the pressure-level event on it. A wake-up of the same group
+    /// registers nothing. (A fixture tree: `cgroup.event_control` is a plain file here, so
+    /// what was registered is what was written to it.)
+    #[test]
+    fn thresholds_follow_a_group_made_again() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("proc/self")).unwrap();
+        std::fs::write(
+            r.join("proc/meminfo"),
+            "MemTotal: 4000000 kB\nMemFree: 100 kB\nMemAvailable: 3000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("proc/self/mountinfo"),
+            "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+        )
+        .unwrap();
+        let mount = r.join("sys/fs/cgroup/memory");
+        let app = mount.join("app");
+        let make = |dir: &Path| {
+            std::fs::create_dir_all(dir).unwrap();
+            for (f, v) in [
+                ("memory.limit_in_bytes", "1073741824\n"),
+                ("memory.usage_in_bytes", "100000000\n"),
+                ("memory.stat", "total_inactive_file 0\n"),
+                ("memory.pressure_level", ""),
+                ("cgroup.event_control", ""),
+            ] {
+                std::fs::write(dir.join(f), v).unwrap();
+            }
+        };
+        make(&app);
+        let root = crate::sense::Root::new(r);
+        let mut scope = Scope::resolve(&root, &"cgroup:/app".parse().unwrap()).unwrap();
+        let mem = scope.memory().unwrap();
+        let lv = Levels {
+            mem_term_kb: 100 << 10,
+            mem_kill_kb: 50 << 10,
+            swap_term_kb: 0,
+            swap_kill_kb: 0,
+        };
+        let mut w = Waker::new(&mut scope, &lv, &mem, None, None);
+        let control = app.join("cgroup.event_control");
+        let registered = || std::fs::read_to_string(&control).unwrap();
+        assert!(!registered().is_empty(), "nothing registered at start");
+        let kinds = |w: &Waker, k: Wake| w.sources.iter().filter(|s| s.kind == k).count();
+        assert_eq!(kinds(&w, Wake::Threshold), 1);
+        assert_eq!(kinds(&w, Wake::PressureLevel), 1);
+
+        // A threshold of the same group fired: nothing registered again.
+        std::fs::write(&control, "").unwrap();
+        w.rearm_if_changed(&mut scope, &lv, &mem, true, true);
+        assert_eq!(registered(), "", "registered again for the same group");
+        assert!(w.notes.is_empty(), "{:?}", w.notes);
+
+        // Removed and made again (the old directory kept aside, so the new one cannot get
+        // its inode back): the goodbye wake-up registers both anew, on the new group.
+        std::fs::rename(&app, mount.join("old")).unwrap();
+        make(&app);
+        w.rearm_if_changed(&mut scope, &lv, &mem, true, true);
+        let lines = registered();
+        assert!(!lines.is_empty(), "nothing registered on the new group");
+        assert_eq!(kinds(&w, Wake::Threshold), 1);
+        assert_eq!(kinds(&w, Wake::PressureLevel), 1);
+        assert!(
+            w.notes.iter().any(|n| n.contains("removed and made again")),
+            "{:?}",
+            w.notes
+        );
+        // And only once: the next wake-up of the new group finds the group it registered on.
+        w.notes.clear();
+        std::fs::write(&control, "").unwrap();
+        w.rearm_if_changed(&mut scope, &lv, &mem, true, true);
+        assert_eq!(registered(), "");
+        assert!(w.notes.is_empty(), "{:?}", w.notes);
     }
 
     /// `--psi` where there is no pressure file to read or arm (PSI off in the kernel): the

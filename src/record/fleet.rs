@@ -195,9 +195,9 @@ impl Observer for FleetObserver {
         }
     }
 
-    fn before_kill(&mut self, rec: &Record, warm_up: bool) {
+    fn kill_signalled(&mut self, rec: &Record, warm_up: bool) {
         for m in &mut self.members {
-            m.before_kill(rec, warm_up);
+            m.kill_signalled(rec, warm_up);
         }
     }
 }

@@ -299,8 +299,9 @@ impl Observer for Hooks {
         true
     }
 
-    fn before_kill(&mut self, rec: &Record, warm_up: bool) {
-        // The daemon hands over the kill record before it is written: give it its time.
+    fn kill_signalled(&mut self, rec: &Record, warm_up: bool) {
+        // The daemon hands over the kill record right after the signal, before the record is
+        // written: give it its time.
         let mut rec = rec.clone();
         if rec.time.is_empty() {
             rec.time = super::eventlog::now_rfc3339();

@@ -108,9 +108,11 @@ pub trait Observer: Send {
     }
     /// Every record appended to the event log, as written.
     fn record(&mut self, _rec: &event::Record) {}
-    /// A kill is about to be signalled (`rec` is the `kill` record without signals/outcome).
-    /// Must not delay the kill. `warm_up` is true when the daemon's warm-up calls it (with a
+    /// A kill was just signalled (`rec` is the `kill` record without signals/outcome; the
+    /// victim may still be alive, in its SIGTERM grace time). Called after the signal so that
+    /// nothing an observer does (a pre-kill hook's thread and process) comes between the choice
+    /// and the signal; must not delay what follows either (the escalation, the reaping). `warm_up` is true when the daemon's warm-up calls it (with a
     /// record of its own): run the code that comes before acting, so that its pages are
     /// resident and locked for the first real kill, and act on nothing.
-    fn before_kill(&mut self, _rec: &event::Record, _warm_up: bool) {}
+    fn kill_signalled(&mut self, _rec: &event::Record, _warm_up: bool) {}
 }

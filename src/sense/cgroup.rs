@@ -254,6 +254,12 @@ impl Cgroup {
         })?;
         let inactive_file = Self::stat_value(root, &domain, inactive_key, buf).unwrap_or(0);
         let (swap_limit, swap_usage) = match self.version {
+            // v1 `memory.swappiness` 0 on the group whose limit binds: reclaim at that limit
+            // takes page cache only and never swaps (the kernel's `get_scan_count` for cgroup
+            // reclaim), so however much swap is free, none of it is room for this group.
+            CgVersion::V1 if Self::read_u64(root, &domain, "memory.swappiness", buf) == Some(0) => {
+                (Some(0), Some(0))
+            }
             CgVersion::V1 => {
                 let memsw_limit = Self::read_u64(root, &domain, "memory.memsw.limit_in_bytes", buf);
                 let memsw_usage = Self::read_u64(root, &domain, "memory.memsw.usage_in_bytes", buf);

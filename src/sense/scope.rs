@@ -417,6 +417,28 @@ mod tests {
         assert_eq!(m.swap_total_kb, 8388608, "{m:?}");
     }
 
+    /// v1: a group whose limit binds with `memory.swappiness` 0 never swaps at that limit, so
+    /// free swap on the machine is no room for it (the swap levels must not hold a kill back);
+    /// with any other swappiness the machine's swap counts.
+    #[test]
+    fn a_v1_group_at_swappiness_zero_has_no_swap() {
+        let d = fixture(true);
+        let root = Root::new(d.path());
+        let lim = d.path().join("sys/fs/cgroup/memory/lim");
+        let mut s = Scope::resolve(&root, &"cgroup:/lim/app".parse().unwrap()).unwrap();
+        fs::write(lim.join("memory.swappiness"), "60\n").unwrap();
+        let m = s.memory().unwrap();
+        assert_eq!(
+            (m.swap_total_kb, m.swap_free_kb),
+            (2000000, 1500000),
+            "{m:?}"
+        );
+        fs::write(lim.join("memory.swappiness"), "0\n").unwrap();
+        let m = s.memory().unwrap();
+        assert_eq!((m.swap_total_kb, m.swap_free_kb), (0, 0), "{m:?}");
+        assert_eq!(m.total_kb, 1048576, "{m:?}");
+    }
+
     #[test]
     fn v2_layout_with_swap_and_events() {
         let d = tempfile::tempdir().unwrap();

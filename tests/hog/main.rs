@@ -27,6 +27,10 @@ struct HogArgs {
     /// Ignore SIGTERM (a victim that only SIGKILL ends).
     #[arg(long)]
     ignore_term: bool,
+    /// Block SIGTERM: it stays pending (`ShdPnd` in /proc/PID/status) and only SIGKILL ends
+    /// the hog.
+    #[arg(long)]
+    block_term: bool,
     /// Wait this long before allocating.
     #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
     delay: Option<Dur>,
@@ -53,6 +57,16 @@ fn main() -> ExitCode {
     if a.ignore_term {
         // SAFETY: installing SIG_IGN for SIGTERM has no handler code to race with.
         unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    }
+    if a.block_term {
+        // SAFETY: a sigset on our stack, filled by sigemptyset/sigaddset before use; blocking
+        // a signal in the only thread so far (threads started later inherit the mask).
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
     }
     let mut kids = Vec::new();
     for _ in 0..a.children {
