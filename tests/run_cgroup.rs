@@ -207,21 +207,53 @@ fn kills_a_slow_leak() {
 
 #[test]
 fn spares_a_larger_protected_process_and_kills_the_next() {
-    let Some(cg) = TestCgroup::new("protect", 400 * MIB) else {
+    spares_the_protected("protect", None);
+}
+
+/// The same with a `protect` rule on the command line (read for the loop by a side thread,
+/// `decide::rank::CmdlineSide`), where the name alone would not protect: both hogs share it.
+#[test]
+fn spares_a_process_protected_by_its_command_line() {
+    spares_the_protected("protect-cmdline", Some("--max 250M"));
+}
+
+fn spares_the_protected(name: &str, cmdline_rule: Option<&str>) {
+    let Some(cg) = TestCgroup::new(name, 400 * MIB) else {
         return;
     };
     let dir = tempdir();
     let log = dir.path().join("events.jsonl");
-    let big = hog(&cg, &["--name", "bigdb", "--max", "250M"]);
+    let cfg = dir.path().join("rules.toml");
+    let (big_name, leak_name, args) = match cmdline_rule {
+        None => (
+            "bigdb",
+            "leaker",
+            vec!["--protect".to_string(), "^bigdb$".into()],
+        ),
+        Some(re) => {
+            std::fs::write(
+                &cfg,
+                format!("[[protect]]\nname = \"^hog$\"\ncmdline = \"{re}\"\n"),
+            )
+            .unwrap();
+            (
+                "hog",
+                "hog",
+                vec!["--config".into(), cfg.display().to_string()],
+            )
+        }
+    };
+    let big = hog(&cg, &["--name", big_name, "--max", "250M"]);
     wait_rss(&big, 250 * MIB);
-    let d = Daemon::start(&cg, &log, &["--protect", "^bigdb$"]);
-    let mut leak = hog(&cg, &["--name", "leaker", "--max", "2G", "--rate", "100M"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = Daemon::start(&cg, &log, &args);
+    let mut leak = hog(&cg, &["--name", leak_name, "--max", "2G", "--rate", "100M"]);
     let st = leak
         .wait_timeout(Duration::from_secs(60))
         .expect("the leaker was not killed");
     assert!(signal_of(st).is_some(), "{st:?}");
     let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
-    assert_eq!(rec["victim"]["comm"], "leaker", "{rec}");
+    assert_eq!(rec["victim"]["pid"], leak.pid(), "{rec}");
     assert_eq!(cg.kernel_oom_kills(), 0);
     // The protected one was larger at the decision, and is not even a candidate.
     assert!(
@@ -233,7 +265,7 @@ fn spares_a_larger_protected_process_and_kills_the_next() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["comm"] == "bigdb"),
+            .any(|c| c["pid"] == big.pid()),
         "{rec}"
     );
     let mut big = big;

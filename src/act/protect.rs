@@ -257,7 +257,10 @@ impl Protector {
             &stat.comm,
             uid,
             self.filter.prefer_v2,
-        )?;
+            // Read here: this runs on the protection thread, not the guard's loop.
+            None,
+        )
+        .rule?;
         let comm = stat.comm.to_string_lossy().into_owned();
         Some((idx, comm, stat.starttime))
     }

@@ -189,6 +189,19 @@ fn faults_now() -> Faults {
     }
 }
 
+/// The thread that reads command lines for the rules that match on them (`cmdline` fields),
+/// off the loop (see [`crate::decide::rank::CmdlineSide`]); none when no rule does.
+fn cmdline_reader(s: &Settings, prefer_v2: bool) -> Option<Details> {
+    if !s.policy.rules.iter().any(|r| r.cmdline.is_some()) {
+        return None;
+    }
+    Details::start(&s.root, prefer_v2, Some(BREATH))
+        .inspect_err(|e| {
+            log::warn!("cannot start a thread to read command lines for the rules ({e}); they are read on the guard's loop")
+        })
+        .ok()
+}
+
 /// The faults taken since `start`.
 fn faults_since(start: Faults) -> Faults {
     let now = faults_now();
@@ -538,8 +551,10 @@ impl Daemon {
             .map(|p| KeptFile::whole(s.root.path(p)));
         let psi_window = s.levels.psi.map(|p| PsiWindow::new(p.window));
         let page_kb = reader.page_kb;
+        let mut ranker = Ranker::new(page_kb, prefer_v2);
+        ranker.set_cmdline_reader(cmdline_reader(&s, prefer_v2));
         Ok(Daemon {
-            ranker: Ranker::new(page_kb, prefer_v2),
+            ranker,
             scope,
             reader,
             waker,
@@ -701,6 +716,11 @@ impl Daemon {
                     ..new
                 };
                 self.ranker.reset_rules();
+                if !self.ranker.has_cmdline_reader() {
+                    let prefer_v2 = self.scope.mounts.v2_memory.is_some();
+                    self.ranker
+                        .set_cmdline_reader(cmdline_reader(&self.s, prefer_v2));
+                }
                 log::info!("config reloaded: {} rules", self.s.policy.rules.len());
             }
             Err(e) => log::error!("config reload refused, the old config stays in force: {e:#}"),
@@ -1674,6 +1694,7 @@ impl Daemon {
             .and_then(|d| d.read((me, st.starttime), Duration::from_secs(1)))
             .unwrap_or_default();
         let _ = self.victim_details(&cand);
+        self.ranker.warm_cmdline_reader((me, st.starttime));
         let now = Instant::now();
         match Kill::plan(&mut self.reader, &self.scope, self.s.kill_unit, &cand, now) {
             Ok(mut kill) => {

@@ -8,6 +8,7 @@
 //! victim, the process the daemon would choose.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -17,6 +18,7 @@ use super::policy::{Policy, ProcFacts, RuleKind, unit_of_cgroup};
 use super::score::{ScoreEra, Terms, badness, oom_score};
 use crate::sense::Root;
 use crate::sense::cgroup::memory_path_of;
+use crate::sense::details::{Details, Lookup};
 use crate::sense::mem::MemState;
 use crate::sense::procs::{Comm, ProcReader, Status};
 use crate::sense::scope::{Scope, ScopeError};
@@ -227,6 +229,45 @@ pub struct LazyFacts<'a> {
     cmdline: Option<Option<String>>,
     exe: Option<Option<String>>,
     prefer_v2: bool,
+    /// Where the command line comes from when not read here ([`CmdlineSide`]).
+    side: Option<CmdlineSide<'a>>,
+    /// The command line was not read in time ([`CmdlineSide`]).
+    late: bool,
+    /// How often a rule asked for the command line that was not read in time.
+    late_asks: u32,
+}
+
+/// Command lines read by a side thread ([`Details`]) within a time budget, not on the
+/// caller's thread: a read of `/proc/PID/cmdline` waits on the process's mmap lock, which a
+/// process faulting at the bottom of memory, or stuck on storage that does not answer, can
+/// hold for seconds (see `sense::details`). The guard's loop matches rules this way.
+pub struct CmdlineSide<'a> {
+    pub details: &'a Details,
+    /// The process's start time (a reused PID is not it).
+    pub starttime: u64,
+    /// What the caller may still wait, over all its reads; each read takes what it waited.
+    pub budget: &'a mut Duration,
+}
+
+impl CmdlineSide<'_> {
+    /// The command line of `pid`: `None` when it is gone, or (`late` set) not read in time.
+    pub(crate) fn read(&mut self, pid: i32, late: &mut bool) -> Option<String> {
+        if self.budget.is_zero() {
+            *late = true;
+            return None;
+        }
+        let t = Instant::now();
+        let got = self.details.lookup((pid, self.starttime), *self.budget);
+        *self.budget = self.budget.saturating_sub(t.elapsed());
+        match got {
+            Lookup::Found((cmdline, _)) => Some(cmdline),
+            Lookup::Gone => None,
+            Lookup::Late => {
+                *late = true;
+                None
+            }
+        }
+    }
 }
 
 impl<'a> LazyFacts<'a> {
@@ -247,6 +288,9 @@ impl<'a> LazyFacts<'a> {
             cmdline: None,
             exe: None,
             prefer_v2: false,
+            side: None,
+            late: false,
+            late_asks: 0,
         }
     }
 
@@ -268,7 +312,22 @@ impl<'a> LazyFacts<'a> {
             cmdline: None,
             exe: None,
             prefer_v2,
+            side: None,
+            late: false,
+            late_asks: 0,
         }
+    }
+
+    /// The same, with the command line read by a side thread within a budget.
+    pub fn with_side(mut self, side: Option<CmdlineSide<'a>>) -> LazyFacts<'a> {
+        self.side = side;
+        self
+    }
+
+    /// How often a rule asked for a command line that was not read in time (a rule that did
+    /// is undecided: it might have matched).
+    pub fn late_asks(&self) -> u32 {
+        self.late_asks
     }
 }
 
@@ -281,7 +340,14 @@ impl ProcFacts for LazyFacts<'_> {
     }
     fn cmdline(&mut self) -> Option<&str> {
         if self.cmdline.is_none() {
-            self.cmdline = Some(self.reader.cmdline(self.pid).ok());
+            let read = match &mut self.side {
+                None => self.reader.cmdline(self.pid).ok(),
+                Some(side) => side.read(self.pid, &mut self.late),
+            };
+            self.cmdline = Some(read);
+        }
+        if self.late {
+            self.late_asks += 1;
         }
         self.cmdline.as_ref().and_then(|c| c.as_deref())
     }

@@ -50,7 +50,9 @@ use std::time::{Duration, Instant};
 
 use super::order::{self, Key};
 use super::policy::{Policy, RuleKind};
+use super::rank::CmdlineSide;
 use super::score::{self, Terms};
+use crate::sense::details::Details;
 use crate::sense::procs::{Comm, ProcError, ProcReader, Stat};
 use crate::sense::scope::Scope;
 use crate::sense::tasks::TaskRow;
@@ -77,8 +79,11 @@ struct Entry {
     /// Real uid ([`NOT_READ`]: not read; `(uid_t)-1` is no uid), 4 bytes where an `Option`
     /// takes 8: the row stays 56 bytes.
     uid: u32,
-    /// Index of the first matching rule.
-    rule: Option<u16>,
+    /// Index of the first matching rule ([`NO_RULE`]: none), in 16 bits: with `class` the
+    /// pair takes the 4 bytes an `Option<u16>` would.
+    rule: u16,
+    /// How sure the rule is ([`CLASS_UNSURE`], [`CLASS_MAYBE_PROTECTED`]; 0: sure).
+    class: u8,
     /// Never chosen ([`order::immunity`]).
     immune: bool,
     seen_gen: u32,
@@ -185,6 +190,16 @@ const NOT_READ: u32 = u32::MAX;
 impl Entry {
     fn uid(&self) -> Option<u32> {
         (self.uid != NOT_READ).then_some(self.uid)
+    }
+
+    fn rule(&self) -> Option<u16> {
+        (self.rule != NO_RULE).then_some(self.rule)
+    }
+
+    /// Matched without a command line that was not read in time: matched again at its next
+    /// sight.
+    fn unsure(&self) -> bool {
+        self.class & CLASS_UNSURE != 0
     }
 
     /// Whether the page tables may have changed since they were read: never read, or the
@@ -375,9 +390,40 @@ pub struct Ranker {
     /// Match rules' `cgroup`/`unit` against the v2 path rather than the v1 memory path.
     prefer_v2_path: bool,
     unread: Unread,
+    /// The thread that reads command lines for rules ([`Ranker::set_cmdline_reader`]);
+    /// `None`: read here.
+    cmdline_side: Option<Details>,
+    /// What the scan or choice under way may still wait for command lines.
+    cmdline_budget: Duration,
 }
 
-/// Classifies one process with the policy (first matching rule).
+/// [`Entry::class`]: the rules were matched without a command line that was not read in
+/// time (a rule that needs it is undecided); matched again at the process's next sight.
+const CLASS_UNSURE: u8 = 1;
+/// [`Entry::class`]: with [`CLASS_UNSURE`], an undecided rule is a `protect` rule: never chosen
+/// until the rules are decided.
+const CLASS_MAYBE_PROTECTED: u8 = 2;
+/// [`Entry::rule`]: no rule matched (at most 256 rules are allowed).
+const NO_RULE: u16 = u16::MAX;
+
+/// How long matching rules may wait for command lines, in all, per scan and per choice
+/// ([`CmdlineSide`]); a process whose command line was not read in time is matched again
+/// at its next sight.
+const CMDLINE_BUDGET: Duration = Duration::from_millis(20);
+
+/// A process's rule (first match) and how sure it is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    pub rule: Option<usize>,
+    /// A rule before the match (or any, when none matched) needed the command line, which
+    /// was not read in time.
+    pub unsure: bool,
+    /// One of those undecided rules is a `protect` rule.
+    pub maybe_protected: bool,
+}
+
+/// Classifies one process with the policy (first matching rule). With `side`, command lines
+/// come from its thread within its budget (see [`CmdlineSide`]); without, they are read here.
 pub fn classify(
     reader: &mut ProcReader,
     policy: &Policy,
@@ -385,13 +431,26 @@ pub fn classify(
     comm: &Comm,
     uid: Option<u32>,
     prefer_v2: bool,
-) -> Option<usize> {
+    side: Option<CmdlineSide<'_>>,
+) -> Class {
+    let mut class = Class::default();
     if policy.rules.is_empty() {
-        return None;
+        return class;
     }
     let name = comm.to_string_lossy();
-    let mut f = super::rank::LazyFacts::lazy(reader, pid, &name, uid, prefer_v2);
-    policy.rules.iter().position(|r| r.matches(&mut f))
+    let mut f = super::rank::LazyFacts::lazy(reader, pid, &name, uid, prefer_v2).with_side(side);
+    for (i, r) in policy.rules.iter().enumerate() {
+        let asked = f.late_asks();
+        if r.matches(&mut f) {
+            class.rule = Some(i);
+            break;
+        }
+        if f.late_asks() > asked {
+            class.unsure = true;
+            class.maybe_protected |= r.kind == RuleKind::Protect;
+        }
+    }
+    class
 }
 
 /// The kernel's OOM kill counter, looked at during a scan at the bottom of memory at most
@@ -443,6 +502,8 @@ impl Ranker {
             page_kb: page_kb.max(1),
             prefer_v2_path,
             unread: Unread::default(),
+            cmdline_side: None,
+            cmdline_budget: CMDLINE_BUDGET,
         }
     }
 
@@ -475,6 +536,31 @@ impl Ranker {
     pub fn mark_stale(&mut self) {
         self.scanned_at = None;
         self.partial = None;
+    }
+
+    /// Command lines for rules (`cmdline` fields) come from this thread, within
+    /// [`CMDLINE_BUDGET`] per scan and per choice, not from the caller's thread (`None`: read
+    /// on the caller's; fine for a one-shot listing, not for the guard's loop).
+    pub fn set_cmdline_reader(&mut self, details: Option<Details>) {
+        self.cmdline_side = details;
+    }
+
+    pub fn has_cmdline_reader(&self) -> bool {
+        self.cmdline_side.is_some()
+    }
+
+    /// Looks `who` up through the command-line thread, if there is one (the warm-up: the
+    /// lookup's code is then resident and locked for the scans at the bottom of memory).
+    pub fn warm_cmdline_reader(&mut self, who: (i32, u64)) {
+        if let Some(details) = &self.cmdline_side {
+            let mut budget = Duration::from_secs(1);
+            let mut side = CmdlineSide {
+                details,
+                starttime: who.1,
+                budget: &mut budget,
+            };
+            std::hint::black_box(side.read(who.0, &mut false));
+        }
     }
 
     /// Forgets rule matches (after a config reload): the rows go, and with them the table's
@@ -605,6 +691,7 @@ impl Ranker {
         // The rows' values stay those of the last scan; only the membership is new.
         self.partial = None;
         self.generation = self.generation.wrapping_add(1);
+        self.cmdline_budget = CMDLINE_BUDGET;
         self.last_pid = Some(now);
         self.list(reader, scope, Some(load.threads));
         let generation = self.generation;
@@ -726,6 +813,7 @@ impl Ranker {
     fn begin_scan(&mut self, reader: &mut ProcReader, scope: &mut Scope, basis: ScanBasis) {
         self.partial = None;
         self.generation = self.generation.wrapping_add(1);
+        self.cmdline_budget = CMDLINE_BUDGET;
         self.totalpages = basis.totalpages.max(1);
         // The kernel's last PID is read before the listing: a process started meanwhile is
         // listed too.
@@ -859,6 +947,12 @@ impl Ranker {
             return;
         };
         let e = &mut slot.e;
+        if e.unsure() {
+            // Its rules were matched without its command line: learnt again, rules included.
+            self.forget(pid);
+            self.learn(reader, policy, pid, swap_in_use, row);
+            return;
+        }
         if e.immune && e.rss_pages == 0 && rss > 0 {
             // A kernel thread or zombie has no memory: this PID belongs to someone new.
             self.forget(pid);
@@ -954,7 +1048,8 @@ impl Ranker {
                 tables_rss: NOT_READ,
                 adj: 0,
                 uid: NOT_READ,
-                rule: None,
+                rule: NO_RULE,
+                class: 0,
                 immune: pid == self.self_pid,
                 seen_gen: self.generation,
                 // Due for a detail read within ten scans, newcomers spread over them.
@@ -1073,7 +1168,8 @@ impl Ranker {
             tables_rss: NOT_READ,
             adj: 0,
             uid: NOT_READ,
-            rule: None,
+            rule: NO_RULE,
+            class: 0,
             // "oomguard itself" is this process only (see `order`).
             immune: order::immunity(
                 st.pid,
@@ -1088,15 +1184,23 @@ impl Ranker {
         };
         if !e.immune {
             self.read_detail(reader, &mut e, st.pid);
-            e.rule = classify(
+            let side = self.cmdline_side.as_ref().map(|details| CmdlineSide {
+                details,
+                starttime: st.starttime,
+                budget: &mut self.cmdline_budget,
+            });
+            let c = classify(
                 reader,
                 policy,
                 st.pid,
                 &st.comm,
                 e.uid(),
                 self.prefer_v2_path,
-            )
-            .map(|i| i as u16);
+                side,
+            );
+            e.rule = c.rule.map_or(NO_RULE, |i| i as u16);
+            e.class =
+                (c.unsure as u8 * CLASS_UNSURE) | (c.maybe_protected as u8 * CLASS_MAYBE_PROTECTED);
         }
         e
     }
@@ -1106,15 +1210,17 @@ impl Ranker {
             .map(|r| r.kind)
     }
 
-    /// The estimated score of an entry from the table (`None`: never chosen).
+    /// The estimated score of an entry from the table (`None`: never chosen). A process that
+    /// a `protect` rule might still match (its command line was not read in time) is not
+    /// chosen until its rules are decided.
     fn estimate(&self, policy: &Policy, e: &Entry) -> Option<i64> {
-        if e.immune {
+        if e.immune || e.class & CLASS_MAYBE_PROTECTED != 0 {
             return None;
         }
         order::score(
             e.points(),
             e.adj,
-            Self::kind(policy, e.rule),
+            Self::kind(policy, e.rule()),
             self.totalpages,
         )
     }
@@ -1131,6 +1237,7 @@ impl Ranker {
         policy: &Policy,
         growth_bound_pages: u64,
     ) -> Selection {
+        self.cmdline_budget = CMDLINE_BUDGET;
         self.order.clear();
         for (pid, slot) in self.table.iter() {
             if let Some(est) = self.estimate(policy, &slot.e) {
@@ -1178,9 +1285,13 @@ impl Ranker {
                 e.comm_hash = comm_hash(&st.comm);
                 e.immune |= order::immunity(pid, st.is_kthread(), false, e.adj, false).is_some();
                 self.update(pid, e);
-            } else if st.starttime != e.starttime || e.comm_hash != comm_hash(&st.comm) {
-                // The PID was reused, or the process exec'd or renamed itself since the scan:
-                // learn it afresh (rules included) and judge it as it is now.
+            } else if st.starttime != e.starttime
+                || e.comm_hash != comm_hash(&st.comm)
+                || e.unsure()
+            {
+                // The PID was reused, or the process exec'd or renamed itself since the scan,
+                // or its rules were matched without its command line: learn it afresh (rules
+                // included) and judge it as it is now.
                 e = self.new_entry(reader, policy, &st);
                 self.update(pid, e);
             }
@@ -1266,7 +1377,7 @@ impl Ranker {
             e.adj = adj;
             e.uid = status.uid.unwrap_or(NOT_READ);
             self.update(pid, e);
-            let kind = Self::kind(policy, e.rule);
+            let kind = Self::kind(policy, e.rule());
             let badness = score::badness(&terms, adj as i64, self.totalpages);
             let Some(score) = order::score(terms.points(), adj, kind, self.totalpages) else {
                 continue;
@@ -1283,7 +1394,7 @@ impl Ranker {
                 badness,
                 score,
                 rule: e
-                    .rule
+                    .rule()
                     .and_then(|i| policy.rules.get(i as usize))
                     .map(|r| format!("{} ({})", r.kind.as_str(), r.origin)),
                 rule_kind: kind,
@@ -1331,7 +1442,8 @@ pub(crate) mod tests {
                 tables_rss: NOT_READ,
                 adj: 0,
                 uid: NOT_READ,
-                rule: None,
+                rule: NO_RULE,
+                class: 0,
                 immune: false,
                 seen_gen: 0,
                 detail_gen: 0,
@@ -1806,6 +1918,199 @@ pub(crate) mod tests {
         let pids: Vec<i32> = sel.candidates.iter().map(|c| c.pid).collect();
         assert_eq!(pids, [103, 100, 104]);
         assert_eq!(sel.candidates[1].comm, "web (worker) 1");
+    }
+
+    /// Rules on the command line are matched by a side thread within a budget, never by a
+    /// read on the caller's thread: a command line whose read is stuck (a FIFO nobody writes
+    /// here; on a real machine the mmap lock of a process faulting at the bottom of memory)
+    /// costs a scan at most the budget and leaves the process undecided, and while a `protect`
+    /// rule might match it, it is not chosen. Once its command line can be read, the next scan
+    /// decides it. (Read on the caller's thread, the scan would wait on the FIFO for ever.)
+    #[test]
+    fn a_stuck_command_line_read_leaves_the_process_undecided_not_the_scan_stalled() {
+        use rustix::fs::{Mode, OFlags};
+        let fx = Fixture::new();
+        let r = fx.dir.path();
+        // The largest process by far; its command line is a FIFO nobody writes yet.
+        proc(r, 105, "pg", 'S', 0, 700, 80_000, 0, 0);
+        let fifo = r.join("proc/105/cmdline");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        let mut protect = Rule::name_only(RuleKind::Protect, "^pg$").unwrap();
+        protect.cmdline = Some(regex::Regex::new("^postgres -D").unwrap());
+        let policy = Policy {
+            rules: vec![protect],
+        };
+        let (mut reader, mut scope, mut rk) = unscanned(&fx);
+        rk.set_cmdline_reader(Some(Details::start(&fx.root(), false, None).unwrap()));
+
+        let t = Instant::now();
+        rk.refresh(&mut reader, &mut scope, &policy, million_pages(0));
+        let sel = rk.select(&mut reader, &policy, 0);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a scan and a choice waited {:?} on a stuck read",
+            t.elapsed()
+        );
+        assert!(
+            sel.candidates.iter().all(|c| c.pid != 105),
+            "an undecided process that a protect rule might match was a candidate: {:?}",
+            sel.candidates
+        );
+        // Still stuck: the next scan is bounded too, and 105 stays out.
+        let t = Instant::now();
+        rk.refresh(&mut reader, &mut scope, &policy, million_pages(0));
+        let sel = rk.select(&mut reader, &policy, 0);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(sel.candidates.iter().all(|c| c.pid != 105));
+
+        let row = |rk: &Ranker| rk.table.get(105).map(|s| s.e).unwrap();
+        assert!(row(&rk).unsure() && row(&rk).class & CLASS_MAYBE_PROTECTED != 0);
+        // The read comes back with the command line: 105 is decided at a next scan, and
+        // protected by the rule.
+        let w = rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        rustix::io::write(&w, b"postgres\0-D\0/data\0").unwrap();
+        drop(w);
+        let until = Instant::now() + Duration::from_secs(10);
+        let sel = loop {
+            rk.refresh(&mut reader, &mut scope, &policy, million_pages(0));
+            let sel = rk.select(&mut reader, &policy, 0);
+            if !row(&rk).unsure() {
+                break sel;
+            }
+            assert!(
+                Instant::now() < until,
+                "never decided: {:?}",
+                sel.candidates
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!((row(&rk).rule(), row(&rk).class), (Some(0), 0));
+        assert!(
+            sel.candidates.iter().all(|c| c.pid != 105),
+            "{:?}",
+            sel.candidates
+        );
+        assert_eq!(
+            sel.victim.unwrap().pid,
+            103,
+            "the swapper, as without rules"
+        );
+
+        // A new "pg" whose command line does not match the rule: decided, and chosen first.
+        proc(r, 106, "pg", 'S', 0, 800, 90_000, 0, 0);
+        fs::write(r.join("proc/106/cmdline"), b"pg_dump\0big\0").unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            rk.refresh(&mut reader, &mut scope, &policy, million_pages(0));
+            let sel = rk.select(&mut reader, &policy, 0);
+            if sel.victim.as_ref().is_some_and(|v| v.pid == 106) {
+                break;
+            }
+            assert!(Instant::now() < until, "never chosen: {:?}", sel.candidates);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `classify` without a side thread reads the command line itself and is always sure;
+    /// with one whose reads are late, a rule that needed it is undecided, and only a
+    /// `protect` rule among the undecided makes the process maybe protected.
+    #[test]
+    fn a_rule_that_needed_a_late_command_line_is_undecided() {
+        use rustix::fs::Mode;
+        let fx = Fixture::new();
+        let r = fx.dir.path();
+        fs::write(r.join("proc/104/cmdline"), b"small\0--x\0").unwrap();
+        let cmd = |kind, re: &str| {
+            let mut rule = Rule::name_only(kind, "^small$").unwrap();
+            rule.cmdline = Some(regex::Regex::new(re).unwrap());
+            rule
+        };
+        let policy = Policy {
+            rules: vec![cmd(RuleKind::Prefer, "--x"), cmd(RuleKind::Protect, "--y")],
+        };
+        let mut reader = ProcReader::open(&fx.root()).unwrap();
+        let comm = reader.stat(104).unwrap().comm;
+        let c = classify(&mut reader, &policy, 104, &comm, None, false, None);
+        assert_eq!(
+            c,
+            Class {
+                rule: Some(0),
+                unsure: false,
+                maybe_protected: false
+            }
+        );
+        // Now the side thread is stuck on another process (a FIFO) and the budget runs out.
+        let fifo = r.join("proc/100/cmdline");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        let details = Details::start(&fx.root(), false, None).unwrap();
+        details.prefetch([(100, 500)]);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut budget = CMDLINE_BUDGET;
+        fn side<'a>(details: &'a Details, budget: &'a mut Duration) -> Option<CmdlineSide<'a>> {
+            Some(CmdlineSide {
+                details,
+                starttime: 600,
+                budget,
+            })
+        }
+        let c = classify(
+            &mut reader,
+            &policy,
+            104,
+            &comm,
+            None,
+            false,
+            side(&details, &mut budget),
+        );
+        assert_eq!(
+            c,
+            Class {
+                rule: None,
+                unsure: true,
+                maybe_protected: true
+            }
+        );
+        // Only the prefer rule can still match: undecided, not maybe protected.
+        let policy = Policy {
+            rules: vec![cmd(RuleKind::Prefer, "--x")],
+        };
+        let c = classify(
+            &mut reader,
+            &policy,
+            104,
+            &comm,
+            None,
+            false,
+            side(&details, &mut budget),
+        );
+        assert_eq!(
+            c,
+            Class {
+                rule: None,
+                unsure: true,
+                maybe_protected: false
+            }
+        );
+        // A rule whose name does not match never asks: decided.
+        let policy = Policy {
+            rules: vec![Rule {
+                name: Some(regex::Regex::new("^web").unwrap()),
+                ..cmd(RuleKind::Protect, "--y")
+            }],
+        };
+        let c = classify(
+            &mut reader,
+            &policy,
+            104,
+            &comm,
+            None,
+            false,
+            side(&details, &mut budget),
+        );
+        assert_eq!(c, Class::default());
+        // Unblock the stuck thread so it can end with the test.
+        let w = rustix::fs::open(&fifo, rustix::fs::OFlags::WRONLY, Mode::empty()).unwrap();
+        drop(w);
     }
 
     #[test]

@@ -37,8 +37,9 @@ type Who = (i32, u64);
 struct Slot {
     /// Processes to read, in order (replaced by each prefetch).
     want: Vec<Who>,
-    /// The process the thread is reading now (a request taken and not answered yet).
-    reading: Option<Who>,
+    /// The process the thread is reading now (a request taken and not answered yet), and
+    /// since when.
+    reading: Option<(Who, Instant)>,
     /// What was read, oldest first.
     kept: Vec<(Who, Facts)>,
 }
@@ -92,7 +93,7 @@ impl Details {
                     loop {
                         if !s.want.is_empty() {
                             let w = s.want.remove(0);
-                            s.reading = Some(w);
+                            s.reading = Some((w, Instant::now()));
                             break w;
                         }
                         s = sh.cv.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -121,7 +122,9 @@ impl Details {
         let mut s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
         s.want.clear();
         for w in who.into_iter().take(KEPT) {
-            if s.reading != Some(w) && !s.want.contains(&w) && !s.kept.iter().any(|(k, _)| *k == w)
+            if s.reading.is_none_or(|(r, _)| r != w)
+                && !s.want.contains(&w)
+                && !s.kept.iter().any(|(k, _)| *k == w)
             {
                 s.want.push(w);
             }
@@ -143,30 +146,72 @@ impl Details {
     /// Prefetches one process and waits up to `wait` for it (for callers away from the bottom
     /// of memory: the start-up warm-up, tests).
     pub fn read(&self, who: Who, wait: Duration) -> Option<Facts> {
+        match self.wait_for(who, wait, None) {
+            Lookup::Found(f) => Some(f),
+            Lookup::Gone | Lookup::Late => None,
+        }
+    }
+
+    /// Prefetches one process and waits up to `wait` for its facts; tells a process that is
+    /// gone from one not read in time. Gives up as soon as the thread has spent [`STUCK`] on
+    /// one read (this one's or another's that it queues behind): a read that slow waits on a
+    /// process's mmap lock, and may for seconds.
+    pub fn lookup(&self, who: Who, wait: Duration) -> Lookup {
+        self.wait_for(who, wait, Some(STUCK))
+    }
+
+    fn wait_for(&self, who: Who, wait: Duration, stuck: Option<Duration>) -> Lookup {
         self.prefetch([who]);
         let deadline = Instant::now() + wait;
         let mut s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some((_, f)) = s.kept.iter().find(|(w, _)| *w == who) {
-                return Some(f.clone());
+                return Lookup::Found(f.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.shared.gone.load(Ordering::Acquire) {
-                return None;
+                return Lookup::Late;
             }
-            if s.reading.is_none() && s.want.is_empty() {
-                // Read and not kept: the process is gone (or was never there).
-                return None;
+            // With `stuck`, looked at again at least that often: the thread takes a request
+            // without a word, and from then on it is the time it spends on it that counts.
+            let mut nap = stuck.map_or(left, |st| left.min(st));
+            match (s.reading, stuck) {
+                (Some((_, since)), Some(stuck)) => {
+                    let spent = since.elapsed();
+                    if spent >= stuck {
+                        return Lookup::Late;
+                    }
+                    nap = nap.min(stuck - spent);
+                }
+                (None, _) if s.want.is_empty() => {
+                    // Read and not kept: the process is gone (or was never there).
+                    return Lookup::Gone;
+                }
+                _ => {}
             }
             s = self
                 .shared
                 .cv
-                .wait_timeout(s, left)
+                .wait_timeout(s, nap)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
     }
 }
+
+/// What [`Details::lookup`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Facts),
+    /// Read, and the process is gone (or its PID is someone else's now).
+    Gone,
+    /// Not read in time (the read is stuck, or waits behind one that is).
+    Late,
+}
+
+/// How long one read may take before the thread counts as stuck on it: a read of a command
+/// line takes microseconds unless it waits on the process's mmap lock.
+const STUCK: Duration = Duration::from_millis(5);
 
 /// `None` when the process is gone or its PID now belongs to another process.
 fn read_facts(reader: &mut ProcReader, (pid, start): Who, prefer_v2: bool) -> Option<Facts> {
@@ -215,6 +260,42 @@ mod tests {
         assert_eq!(d.read((4242, 778), Duration::from_secs(5)), None);
         // A process that is gone reads as nothing.
         assert_eq!(d.read((9999, 1), Duration::from_secs(5)), None);
+    }
+
+    /// `lookup` tells a process that is gone from one not read in time, and gives up on a
+    /// thread stuck on one read (its own or another's) after [`STUCK`], not after `wait`.
+    #[test]
+    fn a_lookup_tells_gone_from_late_and_gives_up_on_a_stuck_read() {
+        use rustix::fs::{Mode, OFlags};
+        let (dir, root) = tree(4242, 777);
+        std::fs::write(dir.path().join("proc/4242/cmdline"), b"x\0").unwrap();
+        let d = Details::start(&root, true, None).unwrap();
+        assert_eq!(d.lookup((9999, 1), Duration::from_secs(5)), Lookup::Gone);
+        assert!(matches!(
+            d.lookup((4242, 777), Duration::from_secs(5)),
+            Lookup::Found((c, _)) if c == "x"
+        ));
+        std::fs::create_dir_all(dir.path().join("proc/4243")).unwrap();
+        let fifo = dir.path().join("proc/4243/cmdline");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        std::fs::copy(
+            dir.path().join("proc/4242/stat"),
+            dir.path().join("proc/4243/stat"),
+        )
+        .unwrap();
+        let t = Instant::now();
+        assert_eq!(d.lookup((4243, 777), Duration::from_secs(5)), Lookup::Late);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // Another process behind the stuck read: late at once.
+        let t = Instant::now();
+        assert_eq!(d.lookup((4242, 778), Duration::from_secs(5)), Lookup::Late);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        let w = rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        drop(w);
     }
 
     /// A command line whose read blocks (a FIFO nobody writes, as a cmdline read stalls at the
