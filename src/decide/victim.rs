@@ -947,6 +947,28 @@ impl Ranker {
             return;
         };
         let e = &mut slot.e;
+        let protected = e
+            .rule()
+            .and_then(|i| policy.rules.get(i as usize))
+            .is_some_and(|r| r.kind == RuleKind::Protect);
+        if protected && e.known {
+            // A row a rule protects never comes near the top, where the choice checks who a
+            // PID is: checked here, at every scan (one `stat` per protected process), or a new
+            // process given its PID would inherit the protection.
+            let (start, name) = (e.starttime, e.comm_hash);
+            let same = reader
+                .stat(pid)
+                .is_ok_and(|st| st.starttime == start && comm_hash(&st.comm) == name);
+            if !same {
+                self.forget(pid);
+                self.learn(reader, policy, pid, swap_in_use, row);
+                return;
+            }
+        }
+        let Some(slot) = self.table.get_mut(pid) else {
+            return;
+        };
+        let e = &mut slot.e;
         if e.unsure() {
             // Its rules were matched without its command line: learnt again, rules included.
             self.forget(pid);
@@ -2236,6 +2258,43 @@ pub(crate) mod tests {
         rk.refresh(&mut reader, &mut scope, &policy, basis);
         let v = rk.select(&mut reader, &policy, 0).victim.unwrap();
         assert_eq!((v.pid, v.comm.as_str(), v.starttime), (101, "hog", 9_000));
+    }
+
+    /// A PID that a rule protected, given to a new process (the protected one exited
+    /// between two scans): the new one is learnt afresh at the next scan and chosen if it is
+    /// the best, not protected by the rule that named its predecessor.
+    #[test]
+    fn a_rule_protected_pid_given_to_a_new_process_is_learnt_afresh() {
+        let fx = Fixture::new();
+        let policy = Policy {
+            rules: vec![Rule::name_only(RuleKind::Protect, "^small$").unwrap()],
+        };
+        let (mut reader, mut scope, mut rk) = unscanned(&fx);
+        let basis = million_pages(0);
+        for _ in 0..2 {
+            rk.refresh(&mut reader, &mut scope, &policy, basis);
+        }
+        let sel = rk.select(&mut reader, &policy, 0);
+        assert!(
+            sel.candidates.iter().all(|c| c.pid != 104),
+            "small is protected"
+        );
+        // small leaves; a larger process, which no rule names, gets PID 104.
+        proc(fx.dir.path(), 104, "hog", 'S', 0, 9_000, 200_000, 0, 0);
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        let v = rk.select(&mut reader, &policy, 0).victim.unwrap();
+        assert_eq!((v.pid, v.comm.as_str(), v.starttime), (104, "hog", 9_000));
+        // And a protected process keeps its row (and its protection) scan after scan.
+        proc(fx.dir.path(), 104, "small", 'S', 0, 9_500, 200_000, 0, 0);
+        for _ in 0..3 {
+            rk.refresh(&mut reader, &mut scope, &policy, basis);
+            let sel = rk.select(&mut reader, &policy, 0);
+            assert!(
+                sel.candidates.iter().all(|c| c.pid != 104),
+                "{:?}",
+                sel.candidates
+            );
+        }
     }
 
     /// A process that raises its `oom_score_adj` from -1000 is a candidate again within ten
