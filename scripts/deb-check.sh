@@ -26,7 +26,9 @@ done
 # The tests' hog is never shipped.
 if grep -q 'hog' <<<"$listing"; then echo "deb-check: the package ships a test hog" >&2; exit 1; fi
 # The control file: a one-line synopsis (under 80 characters), then the extended description.
-synopsis=$(dpkg-deb --field "$deb" Description | head -n1)
+# `sed -n 1p`, not `head -n1`: head exits after the first line, and under `pipefail` a writer
+# that writes after that dies of SIGPIPE and fails the script (exit 141 in a CI run).
+synopsis=$(dpkg-deb --field "$deb" Description | sed -n 1p)
 [ ${#synopsis} -lt 80 ] || { echo "deb-check: synopsis longer than 79 characters: $synopsis" >&2; exit 1; }
 second=$(dpkg-deb --field "$deb" Description | sed -n 2p)
 case $second in " "*) ;; *) echo "deb-check: the description's second line is not indented" >&2; exit 1 ;; esac
@@ -51,7 +53,7 @@ fi
 dpkg -i "$deb"
 version=$(/usr/bin/oomguard --version)
 echo "deb-check: installed: $version"
-[ "$version" = "oomguard $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)" ]
+[ "$version" = "oomguard $(awk -F'"' '/^version = /{print $2; exit}' Cargo.toml)" ]
 /usr/bin/oomguard check-config /etc/oomguard/oomguard.toml
 man -w oomguard-events >/dev/null 2>&1 || [ -f /usr/share/man/man1/oomguard-events.1.gz ]
 dpkg -r oomguard
