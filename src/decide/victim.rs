@@ -551,7 +551,7 @@ impl Ranker {
 
     /// Looks `who` up through the command-line thread, if there is one (the warm-up: the
     /// lookup's code is then resident and locked for the scans at the bottom of memory).
-    pub fn warm_cmdline_reader(&mut self, who: (i32, u64)) {
+    pub fn warm_cmdline_reader(&self, who: (i32, u64)) {
         if let Some(details) = &self.cmdline_side {
             let mut budget = Duration::from_secs(1);
             let mut side = CmdlineSide {
@@ -965,10 +965,6 @@ impl Ranker {
                 return;
             }
         }
-        let Some(slot) = self.table.get_mut(pid) else {
-            return;
-        };
-        let e = &mut slot.e;
         if e.unsure() {
             // Its rules were matched without its command line: learnt again, rules included.
             self.forget(pid);
