@@ -112,6 +112,11 @@ fn event_path_alone_adjusts_a_new_process_on_exec() {
     )
     .unwrap();
     assert!(g.event_driven);
+    // The scan at start runs on the protection thread.
+    assert!(
+        g.wait_first_scan(Duration::from_secs(10)),
+        "no scan at start"
+    );
     let rescans_at_start = g.stats().rescans.load(Relaxed);
     let mut cmd = named_sleep(d.path(), "oomg-prot-test");
     // The kernel may drop events under load (it says so: ENOBUFS or a sequence gap); the
@@ -174,6 +179,10 @@ fn a_name_change_triggers_the_rule_and_refusals_are_reported_per_process() {
         GuardianOptions::default(),
     )
     .unwrap();
+    assert!(
+        g.wait_first_scan(Duration::from_secs(10)),
+        "no scan at start"
+    );
     // The shell renames itself (a write to its own /proc/PID/comm), then waits on stdin. As
     // above, an attempt during which the kernel dropped events is repeated (at most 5 times).
     for attempt in 1..=5 {
@@ -417,6 +426,10 @@ fn a_cgroup_scope_adjusts_only_its_own_processes() {
         GuardianOptions::default(),
     )
     .unwrap();
+    assert!(
+        g.wait_first_scan(Duration::from_secs(10)),
+        "no scan at start"
+    );
     let d = tempdir();
     let mut outside_cmd = named_sleep(d.path(), "oomg-scope");
     let outside = Reaped(outside_cmd.spawn().unwrap());

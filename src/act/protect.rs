@@ -186,6 +186,7 @@ pub struct Stats {
     pub written: AtomicU64,
     pub refused: AtomicU64,
     pub gone: AtomicU64,
+    /// Scans finished (the one at start included).
     pub rescans: AtomicU64,
     pub lost: AtomicU64,
 }
@@ -343,8 +344,8 @@ impl Protector {
     }
 
     /// Applies the rules to every process of the scope.
+    /// Applies the rules to every process of the scope; counted in `stats.rescans` when done.
     pub fn scan(&mut self, via: &'static str) -> Vec<Applied> {
-        self.stats.rescans.fetch_add(1, Ordering::Relaxed);
         let mut pids = std::mem::take(&mut self.pids);
         pids.clear();
         if let Err(e) = self.reader.pids(&mut pids) {
@@ -357,6 +358,7 @@ impl Protector {
             .collect();
         self.refused.retain(|p, _| pids.binary_search(p).is_ok());
         self.pids = pids;
+        self.stats.rescans.fetch_add(1, Ordering::Relaxed);
         out
     }
 

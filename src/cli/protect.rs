@@ -246,6 +246,12 @@ fn watch(
     };
     let g = Guardian::spawn(root, ScopeFilter::of(scope), policy, log, opts)
         .context("cannot start the protection thread")?;
+    if !g.wait_first_scan(crate::daemon::guardian::FIRST_SCAN_WAIT) {
+        log::warn!(
+            "protect: the first scan is still running after {} s (a command line that cannot be read yet: its process's memory map is locked); it goes on beside the watch",
+            crate::daemon::guardian::FIRST_SCAN_WAIT.as_secs()
+        );
+    }
     log::info!(
         "protect: watching {} ({}{})",
         scope.label(),

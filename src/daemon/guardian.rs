@@ -49,10 +49,18 @@ impl PolicyUpdater {
 const FALLBACK_SCAN: Duration = Duration::from_secs(1);
 /// How often the thread looks at its stop flag and a new policy.
 const TICK: Duration = Duration::from_millis(200);
+/// How long a start waits for the first scan ([`Guardian::wait_first_scan`]).
+pub const FIRST_SCAN_WAIT: Duration = Duration::from_secs(1);
+/// How long a stop waits for the thread (a tick, and a scan of some thousand processes).
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl Guardian {
     /// Subscribes to process events (before returning, so no process started afterwards is
-    /// missed), applies the rules to all processes of the scope, then keeps applying them.
+    /// missed) and starts the thread, which applies the rules to all processes of the scope,
+    /// then keeps applying them. The first scan runs on that thread, not the caller's: it reads
+    /// command lines, and a read of `/proc/PID/cmdline` waits for the process's memory-map
+    /// lock, which a process faulting at the bottom of memory can hold for seconds. Called by
+    /// a reload that adds the first `oom_score_adj` rule, it would hold up the guard's loop.
     pub fn spawn(
         root: &Root,
         filter: ScopeFilter,
@@ -60,7 +68,7 @@ impl Guardian {
         log: Option<EventLog>,
         opts: GuardianOptions,
     ) -> std::io::Result<Guardian> {
-        let mut protector = Protector::new(root, filter, policy, log)?;
+        let protector = Protector::new(root, filter, policy, log)?;
         let events = if root.is_real() {
             match ProcEvents::open(opts.rcvbuf) {
                 Ok(e) => Some(e),
@@ -83,7 +91,6 @@ impl Guardian {
         let stop = Arc::new(AtomicBool::new(false));
         let pending: Arc<Mutex<Option<Policy>>> = Arc::default();
         let stats = protector.stats.clone();
-        protector.scan("start");
         let (stop2, pending2) = (stop.clone(), pending.clone());
         let handle = crate::record::side::spawn("oomguard-protect", move || {
             run_loop(protector, events, interval, &stop2, &pending2)
@@ -100,6 +107,22 @@ impl Guardian {
     /// Replaces the rules (SIGHUP reload); every process is checked again.
     pub fn set_policy(&self, policy: Policy) {
         self.updater().set(policy);
+    }
+
+    /// Waits at most `limit` for the scan at start to finish; whether it did. The daemon waits
+    /// [`FIRST_SCAN_WAIT`] at its start (not at a reload), so that processes already running
+    /// have their values before it says it is guarding, but a stuck read does not stop it.
+    pub fn wait_first_scan(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            if self.stats.rescans.load(Ordering::Relaxed) > 0 {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     pub fn updater(&self) -> PolicyUpdater {
@@ -157,10 +180,24 @@ impl Guardian {
         self.shutdown();
     }
 
+    /// Waits at most [`STOP_WAIT`]: a thread stuck in a read of `/proc` (see [`Guardian::spawn`])
+    /// is left to the process's exit, so that it cannot hold up the daemon's.
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
+        let Some(h) = self.handle.take() else {
+            return;
+        };
+        let until = Instant::now() + STOP_WAIT;
+        while !h.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if h.is_finished() {
             let _ = h.join();
+        } else {
+            log::warn!(
+                "protect: the protection thread did not stop within {} s (still reading /proc: a process's memory map may be locked); not waiting for it",
+                STOP_WAIT.as_secs()
+            );
         }
     }
 }
@@ -186,6 +223,7 @@ fn run_loop(
     stop: &AtomicBool,
     pending: &Mutex<Option<Policy>>,
 ) {
+    p.scan("start");
     let mut next_scan = interval.map(|i| Instant::now() + i);
     let mut batch = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -218,5 +256,114 @@ fn run_loop(
             p.scan("scan");
             next_scan = Some(Instant::now() + interval.unwrap_or(FALLBACK_SCAN));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::policy::{Rule, RuleKind};
+    use crate::decide::victim::tests::{Fixture, proc};
+    use rustix::fs::{Mode, OFlags};
+    use std::sync::mpsc;
+
+    /// A read of a process's command line that does not come back (its memory map locked; here
+    /// a FIFO nobody writes) holds up neither the caller that starts the thread (the guard's
+    /// loop, at a reload that adds the first `oom_score_adj` rule) nor the daemon's stop; the
+    /// thread's scan does its work up to the stuck process, and after it once the read returns.
+    #[test]
+    fn a_stuck_command_line_read_holds_up_neither_the_start_nor_the_stop() {
+        let fx = Fixture::new();
+        let r = fx.dir.path().to_path_buf();
+        proc(&r, 100, "web", 'S', 0, 500, 30_000, 0, 0);
+        std::fs::write(r.join("proc/100/cmdline"), b"web\0--serve\0").unwrap();
+        proc(&r, 104, "web", 'S', 0, 600, 1_000, 0, 0);
+        let fifo = r.join("proc/104/cmdline");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        proc(&r, 105, "web", 'S', 0, 700, 1_000, 0, 0);
+        std::fs::write(r.join("proc/105/cmdline"), b"web\0--serve\0").unwrap();
+        let mut rule = Rule::name_only(RuleKind::Avoid, "^web$").unwrap();
+        rule.cmdline = Some(regex::Regex::new("--serve").unwrap());
+        rule.oom_score_adj = Some(300);
+        let adj = |pid: i32| std::fs::read_to_string(r.join(format!("proc/{pid}/oom_score_adj")));
+        // Lets the stuck read return (a command line the rule does not match: one read).
+        let unblock = || {
+            let w =
+                rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+            rustix::io::write(&w, b"web\0--idle\0").unwrap();
+        };
+
+        let (tx, rx) = mpsc::channel();
+        let root = fx.root();
+        std::thread::spawn(move || {
+            let g = Guardian::spawn(
+                &root,
+                ScopeFilter::system(),
+                Policy { rules: vec![rule] },
+                None,
+                GuardianOptions::default(),
+            );
+            let _ = tx.send(g);
+        });
+        let g = match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(g) => g.unwrap(),
+            Err(_) => {
+                unblock();
+                panic!("Guardian::spawn waited on a stuck command-line read");
+            }
+        };
+        // The scan runs on the thread: 100 (before the stuck one) gets its value.
+        let until = Instant::now() + Duration::from_secs(5);
+        while adj(100).unwrap() != "300\n" {
+            assert!(Instant::now() < until, "100 not adjusted: {:?}", adj(100));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(adj(105).unwrap(), "0\n", "105 comes after the stuck read");
+        // Stuck at 104: a stop returns within its bound (on another thread, so that a stop
+        // that waits for ever fails the test instead of hanging it).
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            g.stop();
+            let _ = tx.send(t.elapsed());
+        });
+        let took = rx.recv_timeout(STOP_WAIT + Duration::from_secs(3));
+        unblock();
+        let took = took.expect("a stop waited on a stuck read");
+        assert!(
+            took < STOP_WAIT + Duration::from_millis(500),
+            "a stop waited {took:?} on a stuck read"
+        );
+    }
+
+    /// Without a stuck read the thread's first scan does all of them, and a stop is prompt.
+    #[test]
+    fn the_first_scan_runs_on_the_thread_and_a_stop_is_prompt() {
+        let fx = Fixture::new();
+        let r = fx.dir.path().to_path_buf();
+        std::fs::write(r.join("proc/100/cmdline"), b"web\0").unwrap();
+        let mut rule = Rule::name_only(RuleKind::Avoid, "^web").unwrap();
+        rule.oom_score_adj = Some(200);
+        let g = Guardian::spawn(
+            &fx.root(),
+            ScopeFilter::system(),
+            Policy { rules: vec![rule] },
+            None,
+            GuardianOptions::default(),
+        )
+        .unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while g.stats().rescans.load(Ordering::Relaxed) == 0
+            || std::fs::read_to_string(r.join("proc/100/oom_score_adj")).unwrap() != "200\n"
+        {
+            assert!(
+                Instant::now() < until,
+                "the first scan never wrote 100's value"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let t = Instant::now();
+        g.stop();
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     }
 }

@@ -62,6 +62,14 @@ pub fn start(opts: StartOptions, build: BuildSettings) -> anyhow::Result<()> {
     // The protection thread lives as long as the reload closure, i.e. the daemon.
     let mut guardian =
         Guardian::for_daemon(&s.root, &s.scope, &s.policy, &s.event_log, protect_opts)?;
+    if let Some(g) = &guardian
+        && !g.wait_first_scan(super::guardian::FIRST_SCAN_WAIT)
+    {
+        log::warn!(
+            "protection: the first scan is still running after {} s (a command line that cannot be read yet: its process's memory map is locked); the guard starts, and the scan goes on beside it",
+            super::guardian::FIRST_SCAN_WAIT.as_secs()
+        );
+    }
     let config_path = opts.config.clone();
     let reload_root = opts.root.clone();
     let reload: Reload = Box::new(move || {
