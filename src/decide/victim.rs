@@ -2232,64 +2232,54 @@ pub(crate) mod tests {
         assert!(!rk.table.get(2039).unwrap().e.known);
     }
 
-    /// A protected row (`oom_score_adj` -1000) is never looked at by the choice, so the scan
-    /// checks its identity: when its PID is given to a new process, the next scan learns that
-    /// one, and it can be chosen. (Reading by path, the PID alone does not tell.)
+    /// A protected row is never looked at by the choice, so the scan checks its identity: when
+    /// its PID is given to a new process (the protected one exited between two scans), the next
+    /// scan learns that one, and it is chosen if it is the best, not protected by what protected
+    /// its predecessor. (Reading by path, the PID alone does not tell.) Both kinds of
+    /// protection: `oom_score_adj` -1000 (db, 101) and a `protect` rule (small, 104).
     #[test]
     fn a_protected_pid_given_to_a_new_process_is_learnt_afresh() {
-        let fx = Fixture::new();
-        let policy = Policy::default();
-        let (mut reader, mut scope, mut rk) = unscanned(&fx);
-        let basis = million_pages(0);
-        for _ in 0..2 {
-            rk.refresh(&mut reader, &mut scope, &policy, basis);
-        }
-        let sel = rk.select(&mut reader, &policy, 0);
-        assert!(
-            sel.candidates.iter().all(|c| c.pid != 101),
-            "db is protected"
-        );
-        // db (50 000 pages, -1000) leaves; a larger, unprotected process gets PID 101.
-        proc(fx.dir.path(), 101, "hog", 'S', 0, 9_000, 200_000, 0, 0);
-        rk.refresh(&mut reader, &mut scope, &policy, basis);
-        let v = rk.select(&mut reader, &policy, 0).victim.unwrap();
-        assert_eq!((v.pid, v.comm.as_str(), v.starttime), (101, "hog", 9_000));
-    }
-
-    /// A PID that a rule protected, given to a new process (the protected one exited
-    /// between two scans): the new one is learnt afresh at the next scan and chosen if it is
-    /// the best, not protected by the rule that named its predecessor.
-    #[test]
-    fn a_rule_protected_pid_given_to_a_new_process_is_learnt_afresh() {
-        let fx = Fixture::new();
-        let policy = Policy {
+        let by_rule = Policy {
             rules: vec![Rule::name_only(RuleKind::Protect, "^small$").unwrap()],
         };
-        let (mut reader, mut scope, mut rk) = unscanned(&fx);
-        let basis = million_pages(0);
-        for _ in 0..2 {
-            rk.refresh(&mut reader, &mut scope, &policy, basis);
-        }
-        let sel = rk.select(&mut reader, &policy, 0);
-        assert!(
-            sel.candidates.iter().all(|c| c.pid != 104),
-            "small is protected"
-        );
-        // small leaves; a larger process, which no rule names, gets PID 104.
-        proc(fx.dir.path(), 104, "hog", 'S', 0, 9_000, 200_000, 0, 0);
-        rk.refresh(&mut reader, &mut scope, &policy, basis);
-        let v = rk.select(&mut reader, &policy, 0).victim.unwrap();
-        assert_eq!((v.pid, v.comm.as_str(), v.starttime), (104, "hog", 9_000));
-        // And a protected process keeps its row (and its protection) scan after scan.
-        proc(fx.dir.path(), 104, "small", 'S', 0, 9_500, 200_000, 0, 0);
-        for _ in 0..3 {
-            rk.refresh(&mut reader, &mut scope, &policy, basis);
+        for (pid, policy, how) in [
+            (101, Policy::default(), "oom_score_adj -1000"),
+            (104, by_rule, "a protect rule"),
+        ] {
+            let fx = Fixture::new();
+            let (mut reader, mut scope, mut rk) = unscanned(&fx);
+            let basis = million_pages(0);
+            for _ in 0..2 {
+                rk.refresh(&mut reader, &mut scope, &policy, basis);
+            }
             let sel = rk.select(&mut reader, &policy, 0);
             assert!(
-                sel.candidates.iter().all(|c| c.pid != 104),
-                "{:?}",
-                sel.candidates
+                sel.candidates.iter().all(|c| c.pid != pid),
+                "{pid} is protected by {how}"
             );
+            // It leaves; a larger process, which nothing protects, gets its PID.
+            proc(fx.dir.path(), pid, "hog", 'S', 0, 9_000, 200_000, 0, 0);
+            rk.refresh(&mut reader, &mut scope, &policy, basis);
+            let v = rk.select(&mut reader, &policy, 0).victim.unwrap();
+            assert_eq!(
+                (v.pid, v.comm.as_str(), v.starttime),
+                (pid, "hog", 9_000),
+                "{how}"
+            );
+            if pid != 104 {
+                continue;
+            }
+            // And a rule-protected process keeps its row (and its protection) scan after scan.
+            proc(fx.dir.path(), 104, "small", 'S', 0, 9_500, 200_000, 0, 0);
+            for _ in 0..3 {
+                rk.refresh(&mut reader, &mut scope, &policy, basis);
+                let sel = rk.select(&mut reader, &policy, 0);
+                assert!(
+                    sel.candidates.iter().all(|c| c.pid != 104),
+                    "{:?}",
+                    sel.candidates
+                );
+            }
         }
     }
 
