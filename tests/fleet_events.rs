@@ -45,6 +45,9 @@ fn table_json_since_and_follow_ups() {
     log.append(ev("missing", json!({"watch": "nginx", "after": {"time": kill.time, "action": "kill", "pid": 4242, "comm": "hog"}})),
     )
     .unwrap();
+    // `append` waits for its write only when the writer was idle (not still in the fsync of
+    // the record before): all three are in the file before the reads below.
+    assert!(log.sync(std::time::Duration::from_secs(10)));
     let ps = p.to_str().unwrap();
 
     let out = oomguard(&["events", "--event-log", ps]);
@@ -158,6 +161,7 @@ fn a_bogus_action_is_a_usage_error_and_an_empty_log_says_so() {
     let log = EventLog::open(&p, "system").unwrap();
     log.append(ev("kernel_kill", json!({"oom_kills": 1, "counter": "c"})))
         .unwrap();
+    assert!(log.sync(std::time::Duration::from_secs(10)));
     let out = oomguard(&["events", "--event-log", ps, "--action", "warn"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
