@@ -15,15 +15,18 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::decide::policy::{Policy, RuleKind};
+use crate::decide::rank::CmdlineSide;
 use crate::decide::victim::classify;
 use crate::record::event::{Event, Protect};
 use crate::record::eventlog::EventLog;
 use crate::sense::Root;
 use crate::sense::cgroup::{CgVersion, memory_path_of};
+use crate::sense::details::{Details, Lookup};
 use crate::sense::procevents::{ProcEvent, monotonic_ns};
 use crate::sense::procs::ProcReader;
 use crate::sense::scope::{Scope, ScopeKind};
@@ -191,6 +194,35 @@ pub struct Stats {
     pub lost: AtomicU64,
 }
 
+/// How long one process's check waits for the command lines its rules need, and a record for
+/// its command line (a read that waits on a locked memory map is given up after 5 ms anyway:
+/// `sense::details`).
+const CMDLINE_WAIT: Duration = Duration::from_millis(20);
+
+/// A process whose rule could not be told: a rule before its match needed the command line,
+/// and the side thread had not read it in time. Checked again at [`Protector::retry`] with
+/// the event that first asked (its latency then includes the wait).
+#[derive(Debug, Clone, Copy)]
+struct Undecided {
+    pid: i32,
+    via: &'static str,
+    event_ns: Option<u64>,
+}
+
+/// The most undecided processes kept; past that (a fork storm while a read is stuck) the next
+/// retry that gets through ends with a scan of all processes instead.
+const MAX_UNDECIDED: usize = 4096;
+
+/// What the rules make of one process.
+enum Verdict {
+    /// No rule, or nothing to apply (a kernel thread, a zombie, outside the scope, gone).
+    Nothing,
+    /// The first matching rule, with the process's name and start time.
+    Rule(usize, String, u64),
+    /// Not known yet (see [`Undecided`]).
+    Undecided,
+}
+
 /// Classifies processes and writes their rule's `oom_score_adj`.
 pub struct Protector {
     root: Root,
@@ -202,6 +234,12 @@ pub struct Protector {
     refused: HashMap<i32, (u64, i16)>,
     pub stats: Arc<Stats>,
     pids: Vec<i32>,
+    /// Reads command lines on its own thread ([`Protector::read_on_side`]; `None`: read here,
+    /// as a one-shot command does).
+    details: Option<Details>,
+    undecided: Vec<Undecided>,
+    /// Processes were left out of `undecided` (it was full): a scan is owed.
+    undecided_overflow: bool,
 }
 
 impl Protector {
@@ -227,7 +265,19 @@ impl Protector {
             refused: HashMap::new(),
             stats: Arc::default(),
             pids: Vec::new(),
+            details: None,
+            undecided: Vec::new(),
+            undecided_overflow: false,
         })
+    }
+
+    /// Command lines are read on a side thread from now on (the protection thread's way): such
+    /// a read waits on the process's mmap lock (for seconds, when it faults at the bottom of
+    /// memory), and one stuck read must not stop the protection of every other process. A
+    /// process not read in time is undecided, and checked again at [`Protector::retry`].
+    pub fn read_on_side(mut self) -> std::io::Result<Protector> {
+        self.details = Some(Details::start(&self.root, self.filter.prefer_v2, None)?);
+        Ok(self)
     }
 
     pub fn set_policy(&mut self, policy: Policy) {
@@ -235,15 +285,17 @@ impl Protector {
         self.refused.clear();
     }
 
-    /// The first rule matching `pid`, with the process's name and start time; `None` for
-    /// kernel threads, zombies, processes outside the scope and gone ones.
-    fn classify(&mut self, pid: i32) -> Option<(usize, String, u64)> {
-        let stat = self.reader.stat(pid).ok()?;
+    /// The first rule matching `pid` (see [`Verdict`]). `inline`: command lines are read
+    /// here even with a side thread (`matches`, which waits for every answer).
+    fn classify(&mut self, pid: i32, inline: bool) -> Verdict {
+        let Ok(stat) = self.reader.stat(pid) else {
+            return Verdict::Nothing;
+        };
         if stat.is_kthread() || stat.is_zombie() {
-            return None;
+            return Verdict::Nothing;
         }
         if !self.filter.contains(&mut self.reader, pid) {
-            return None;
+            return Verdict::Nothing;
         }
         // The uid costs a read of `status`: only when a rule looks at it.
         let uid = if self.policy.rules.iter().any(|r| r.user.is_some()) {
@@ -251,25 +303,94 @@ impl Protector {
         } else {
             None
         };
-        let idx = classify(
+        let mut budget = CMDLINE_WAIT;
+        let class = classify(
             &mut self.reader,
             &self.policy,
             pid,
             &stat.comm,
             uid,
             self.filter.prefer_v2,
-            // Read here: this runs on the protection thread, not the guard's loop.
-            None,
-        )
-        .rule?;
-        let comm = stat.comm.to_string_lossy().into_owned();
-        Some((idx, comm, stat.starttime))
+            self.details
+                .as_ref()
+                .filter(|_| !inline)
+                .map(|details| CmdlineSide {
+                    details,
+                    starttime: stat.starttime,
+                    budget: &mut budget,
+                }),
+        );
+        if class.unsure {
+            return Verdict::Undecided;
+        }
+        match class.rule {
+            Some(idx) => Verdict::Rule(
+                idx,
+                stat.comm.to_string_lossy().into_owned(),
+                stat.starttime,
+            ),
+            None => Verdict::Nothing,
+        }
+    }
+
+    /// The command line for a record: from the side thread if there is one (empty if not
+    /// read in time).
+    fn record_cmdline(&mut self, pid: i32, starttime: u64) -> String {
+        match &self.details {
+            Some(d) => match d.lookup((pid, starttime), CMDLINE_WAIT) {
+                Lookup::Found((cmdline, _)) => cmdline,
+                Lookup::Gone | Lookup::Late => String::new(),
+            },
+            None => self.reader.cmdline(pid).unwrap_or_default(),
+        }
+    }
+
+    /// Checks again the processes left undecided, until one is still undecided (the side
+    /// thread is still stuck: the rest wait for the next retry, at no cost). Processes gone
+    /// meanwhile drop out; a scan follows if some were not kept.
+    pub fn retry(&mut self) {
+        let mut list = std::mem::take(&mut self.undecided);
+        list.sort_unstable_by_key(|u| u.pid);
+        list.dedup_by_key(|u| u.pid);
+        let mut i = 0;
+        while i < list.len() {
+            let u = list[i];
+            i += 1;
+            self.check(u.pid, u.via, u.event_ns);
+            if !self.undecided.is_empty() {
+                break;
+            }
+        }
+        self.undecided.extend_from_slice(&list[i..]);
+        if self.undecided.is_empty() && std::mem::take(&mut self.undecided_overflow) {
+            self.scan("scan");
+        }
+    }
+
+    /// Whether some process waits for its rule to be told ([`Protector::retry`]).
+    pub fn has_undecided(&self) -> bool {
+        !self.undecided.is_empty() || self.undecided_overflow
+    }
+
+    fn defer(&mut self, pid: i32, via: &'static str, event_ns: Option<u64>) {
+        if self.undecided.len() >= MAX_UNDECIDED {
+            self.undecided_overflow = true;
+            return;
+        }
+        self.undecided.push(Undecided { pid, via, event_ns });
     }
 
     /// Applies the rules to one process. `event_ns`: the kernel's timestamp of the event that
     /// caused the check (for the latency). Returns what was written or refused, if anything.
     pub fn check(&mut self, pid: i32, via: &'static str, event_ns: Option<u64>) -> Option<Applied> {
-        let (idx, comm, start) = self.classify(pid)?;
+        let (idx, comm, start) = match self.classify(pid, false) {
+            Verdict::Rule(idx, comm, start) => (idx, comm, start),
+            Verdict::Undecided => {
+                self.defer(pid, via, event_ns);
+                return None;
+            }
+            Verdict::Nothing => return None,
+        };
         let rule = &self.policy.rules[idx];
         let target = rule.oom_score_adj?;
         let current = self.reader.oom_score_adj(pid).ok();
@@ -282,11 +403,12 @@ impl Protector {
         }
         let (outcome, error) = write_adj(&self.root, pid, target);
         let latency_ms = event_ns.map(|ns| monotonic_ns().saturating_sub(ns) as f64 / 1_000_000.0);
+        let cmdline = self.record_cmdline(pid, start);
         let rule = &self.policy.rules[idx];
         let applied = Applied {
             pid,
             comm,
-            cmdline: self.reader.cmdline(pid).unwrap_or_default(),
+            cmdline,
             rule: rule.origin.clone(),
             rule_kind: rule.kind,
             old_oom_score_adj: current,
@@ -369,7 +491,7 @@ impl Protector {
         pids.sort_unstable();
         let mut out = Vec::new();
         for pid in pids {
-            let Some((idx, comm, _)) = self.classify(pid) else {
+            let Verdict::Rule(idx, comm, _) = self.classify(pid, true) else {
                 continue;
             };
             let rule = &self.policy.rules[idx];
