@@ -644,3 +644,59 @@ fn a_reload_that_adds_the_first_adj_rule_starts_protection() {
             .any(|l| l.contains("protection: 1 rule(s)"))
     );
 }
+
+/// A rule that needs the command line, end to end: the daemon's protection thread has it read
+/// by its side thread (not inline) and applies the rule to the process whose arguments match,
+/// not to one of the same name whose arguments do not; the record carries the command line.
+#[test]
+fn the_daemon_applies_a_command_line_rule_read_on_its_side_thread() {
+    if !connector_ok() {
+        return;
+    }
+    let Some(cg) = crate::util::TestCgroup::new("protect-cmdline", 256 << 20) else {
+        return;
+    };
+    let d = tempdir();
+    let cfg = d.path().join("rules.toml");
+    std::fs::write(
+        &cfg,
+        "[[avoid]]\nname = \"^oomg-cmd$\"\ncmdline = \"--mark-me\"\noom_score_adj = 333\n",
+    )
+    .unwrap();
+    let logp = d.path().join("events.jsonl");
+    let scope = format!("cgroup:{}", cg.rel());
+    let (mut daemon, _lines) = start_dry_run(&scope, &cfg, &logp);
+    // The same name (a symlink to sh), different arguments.
+    let sh = d.path().join("oomg-cmd");
+    std::os::unix::fs::symlink("/bin/sh", &sh).unwrap();
+    let marked = Reaped(
+        cg.spawn(
+            Command::new(&sh)
+                .args(["-c", "read x", "--mark-me"])
+                .stdin(Stdio::piped()),
+        ),
+    );
+    let plain = Reaped(
+        cg.spawn(
+            Command::new(&sh)
+                .args(["-c", "read x", "--other"])
+                .stdin(Stdio::piped()),
+        ),
+    );
+    assert!(
+        wait_for_adj(marked.pid(), 333, Duration::from_secs(5)).is_some(),
+        "{:?}",
+        adj_of(marked.pid())
+    );
+    let rec = wait_record(&logp, marked.pid());
+    assert_eq!(rec["outcome"], "written", "{rec}");
+    assert!(
+        rec["cmdline"].as_str().unwrap().contains("--mark-me"),
+        "{rec}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(adj_of(plain.pid()), Some(0), "its arguments do not match");
+    // SAFETY: SIGINT to the daemon this test started.
+    unsafe { libc::kill(daemon.pid(), libc::SIGINT) };
+    assert!(daemon.wait_timeout(Duration::from_secs(10)).is_some());
+}
