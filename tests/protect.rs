@@ -645,11 +645,12 @@ fn a_reload_that_adds_the_first_adj_rule_starts_protection() {
     );
 }
 
-/// A rule that needs the command line, end to end: the daemon's protection thread has it read
-/// by its side thread (not inline) and applies the rule to the process whose arguments match,
-/// not to one of the same name whose arguments do not; the record carries the command line.
+/// A rule that needs the command line, end to end through the daemon: applied to the process
+/// whose arguments match, not to one of the same name whose arguments do not; the record
+/// carries the command line. (That the read is off the protection thread, and what a stuck
+/// read does, is `daemon::guardian`'s unit test.)
 #[test]
-fn the_daemon_applies_a_command_line_rule_read_on_its_side_thread() {
+fn the_daemon_applies_a_command_line_protection_rule() {
     if !connector_ok() {
         return;
     }
