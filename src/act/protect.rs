@@ -345,9 +345,10 @@ impl Protector {
         }
     }
 
-    /// Checks again the processes left undecided, until one is still undecided (the side
-    /// thread is still stuck: the rest wait for the next retry, at no cost). Processes gone
-    /// meanwhile drop out; a scan follows if some were not kept.
+    /// Checks again the processes left undecided, until every side reader is stuck (the rest
+    /// wait for the next retry, at no cost); one stuck on a process's read leaves it undecided,
+    /// and the others are read by the reader still free. Processes gone meanwhile drop out; a
+    /// scan follows if some were not kept.
     pub fn retry(&mut self) {
         let mut list = std::mem::take(&mut self.undecided);
         list.sort_unstable_by_key(|u| u.pid);
@@ -356,8 +357,9 @@ impl Protector {
         while i < list.len() {
             let u = list[i];
             i += 1;
+            let before = self.undecided.len();
             self.check(u.pid, u.via, u.event_ns);
-            if !self.undecided.is_empty() {
+            if self.undecided.len() > before && self.details.as_ref().is_none_or(Details::stuck) {
                 break;
             }
         }

@@ -2057,12 +2057,17 @@ pub(crate) mod tests {
                 maybe_protected: false
             }
         );
-        // Now the side thread is stuck on another process (a FIFO) and the budget runs out.
-        let fifo = r.join("proc/100/cmdline");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        // Now every side reader is stuck on another process (FIFOs) and the budget runs out.
+        let stuck = [(100, 500), (103, 450)];
+        assert_eq!(stuck.len(), crate::sense::details::READERS);
+        for (pid, _) in stuck {
+            let fifo = r.join(format!("proc/{pid}/cmdline"));
+            rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        }
         let details = Details::start(&fx.root(), false, None).unwrap();
-        details.prefetch([(100, 500)]);
+        details.prefetch(stuck);
         std::thread::sleep(Duration::from_millis(50));
+        assert!(details.stuck());
         let mut budget = CMDLINE_BUDGET;
         fn side<'a>(details: &'a Details, budget: &'a mut Duration) -> Option<CmdlineSide<'a>> {
             Some(CmdlineSide {
@@ -2126,9 +2131,12 @@ pub(crate) mod tests {
             side(&details, &mut budget),
         );
         assert_eq!(c, Class::default());
-        // Unblock the stuck thread so it can end with the test.
-        let w = rustix::fs::open(&fifo, rustix::fs::OFlags::WRONLY, Mode::empty()).unwrap();
-        drop(w);
+        // Unblock the stuck readers so they can end with the test.
+        for (pid, _) in stuck {
+            let fifo = r.join(format!("proc/{pid}/cmdline"));
+            let w = rustix::fs::open(&fifo, rustix::fs::OFlags::WRONLY, Mode::empty()).unwrap();
+            drop(w);
+        }
     }
 
     #[test]

@@ -15,8 +15,12 @@
 //! below them ([`Details::prefetch`], which never waits), and at kill time only looks them up
 //! ([`Details::cached`]). A victim nobody read ahead goes into the record without its command
 //! line.
+//!
+//! There are [`READERS`] reader threads: a read stuck on one process's mmap lock holds up that
+//! process's facts only, and the other reader goes on with everyone else's (the rules' command
+//! lines, `decide::rank::CmdlineSide`, and the protection thread's).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,83 +41,86 @@ type Who = (i32, u64);
 struct Slot {
     /// Processes to read, in order (replaced by each prefetch).
     want: Vec<Who>,
-    /// The process the thread is reading now (a request taken and not answered yet), and
-    /// since when.
-    reading: Option<(Who, Instant)>,
+    /// The processes the readers are reading now (requests taken and not answered yet), and
+    /// since when: one entry per busy reader.
+    reading: Vec<(Who, Instant)>,
     /// What was read, oldest first.
     kept: Vec<(Who, Facts)>,
+    /// Readers waiting for a request.
+    idle: usize,
 }
 
 struct Shared {
     slot: Mutex<Slot>,
     cv: Condvar,
-    /// The thread has ended (only on a bug: its panic is contained, see `record::side`).
-    gone: AtomicBool,
+    /// Readers still running (one ends only on a bug: its panic is contained, see
+    /// `record::side`).
+    alive: AtomicUsize,
+    /// The handle was dropped: the readers end (a stuck one once its read returns).
+    closed: AtomicBool,
 }
 
-/// The reader thread's handle (see the module documentation).
+/// The reader threads' handle (see the module documentation).
 pub struct Details {
     shared: Arc<Shared>,
 }
 
-/// Marks the thread gone however it ends.
+impl Drop for Details {
+    fn drop(&mut self) {
+        let _s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.cv.notify_all();
+    }
+}
+
+/// Counts a reader out however it ends.
 struct GoneOnDrop(Arc<Shared>);
 
 impl Drop for GoneOnDrop {
     fn drop(&mut self) {
-        self.0.gone.store(true, Ordering::Release);
+        self.0.alive.fetch_sub(1, Ordering::AcqRel);
         self.0.cv.notify_all();
     }
 }
 
+/// How many readers a [`Details`] runs: one read stuck on a process's mmap lock leaves the
+/// other to read everyone else's facts. Started with the handle, while memory is plentiful:
+/// a thread started later would be started when a read is stuck, at the bottom of memory,
+/// by the guard's loop.
+pub const READERS: usize = 2;
+
 impl Details {
-    /// Starts the thread, with its own `/proc` reader under `root`. `prefer_v2`: which memory
-    /// cgroup path to report when a process is in both hierarchies. `breath`: how the thread
-    /// shares the CPU while it reads ([`super::breath`]).
+    /// Starts the [`READERS`] threads, each with its own `/proc` reader under `root`.
+    /// `prefer_v2`: which memory cgroup path to report when a process is in both hierarchies.
+    /// `breath`: how the threads share the CPU while they read ([`super::breath`]).
     pub fn start(root: &Root, prefer_v2: bool, breath: Option<Breath>) -> std::io::Result<Details> {
-        let mut reader = ProcReader::open(root)?;
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {
                 want: Vec::with_capacity(KEPT),
-                reading: None,
+                reading: Vec::with_capacity(READERS),
                 kept: Vec::with_capacity(KEPT + 1),
+                idle: 0,
             }),
             cv: Condvar::new(),
-            gone: AtomicBool::new(false),
+            alive: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
         });
-        let theirs = Arc::clone(&shared);
-        let root = root.clone();
-        crate::record::side::spawn("oomguard-details", move || {
-            super::breath::enable(breath, &root);
-            let guard = GoneOnDrop(theirs);
-            let sh = &guard.0;
-            loop {
-                let who = {
-                    let mut s = sh.slot.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        if !s.want.is_empty() {
-                            let w = s.want.remove(0);
-                            s.reading = Some((w, Instant::now()));
-                            break w;
-                        }
-                        s = sh.cv.wait(s).unwrap_or_else(|e| e.into_inner());
-                        super::breath::rested();
-                    }
-                };
-                let facts = read_facts(&mut reader, who, prefer_v2);
-                let mut s = sh.slot.lock().unwrap_or_else(|e| e.into_inner());
-                s.reading = None;
-                if let Some(facts) = facts {
-                    s.kept.retain(|(w, _)| *w != who);
-                    s.kept.push((who, facts));
-                    if s.kept.len() > KEPT {
-                        s.kept.remove(0);
-                    }
-                }
-                sh.cv.notify_all();
-            }
-        })?;
-        Ok(Details { shared })
+        // Dropped on an error: the readers already started end.
+        let details = Details {
+            shared: Arc::clone(&shared),
+        };
+        for _ in 0..READERS {
+            let reader = ProcReader::open(root)?;
+            shared.alive.fetch_add(1, Ordering::AcqRel);
+            let guard = GoneOnDrop(Arc::clone(&shared));
+            let root = root.clone();
+            // A reader that did not start is counted out by its guard, dropped with the closure.
+            crate::record::side::spawn("oomguard-details", move || {
+                super::breath::enable(breath, &root);
+                serve(&guard.0, reader, prefer_v2);
+            })?;
+        }
+        Ok(details)
     }
 
     /// Asks for the facts of these processes (at most [`KEPT`], the likeliest first) that are
@@ -122,7 +129,7 @@ impl Details {
         let mut s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
         s.want.clear();
         for w in who.into_iter().take(KEPT) {
-            if s.reading.is_none_or(|(r, _)| r != w)
+            if !s.reading.iter().any(|(r, _)| *r == w)
                 && !s.want.contains(&w)
                 && !s.kept.iter().any(|(k, _)| *k == w)
             {
@@ -143,6 +150,13 @@ impl Details {
             .map(|(_, f)| f.clone())
     }
 
+    /// Whether every reader has spent [`STUCK`] or more on its read: a lookup now is late at
+    /// once, and stays so until a read returns.
+    pub fn stuck(&self) -> bool {
+        let s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+        all_stuck(&s, self.shared.alive.load(Ordering::Acquire), STUCK).is_none()
+    }
+
     /// Prefetches one process and waits up to `wait` for it (for callers away from the bottom
     /// of memory: the start-up warm-up, tests).
     pub fn read(&self, who: Who, wait: Duration) -> Option<Facts> {
@@ -153,9 +167,9 @@ impl Details {
     }
 
     /// Prefetches one process and waits up to `wait` for its facts; tells a process that is
-    /// gone from one not read in time. Gives up as soon as the thread has spent [`STUCK`] on
-    /// one read (this one's or another's that it queues behind): a read that slow waits on a
-    /// process's mmap lock, and may for seconds.
+    /// gone from one not read in time. Gives up as soon as its own read has taken [`STUCK`],
+    /// or, while it waits for a reader, every reader has spent that long on a read: a read
+    /// that slow waits on a process's mmap lock, and may for seconds.
     pub fn lookup(&self, who: Who, wait: Duration) -> Lookup {
         self.wait_for(who, wait, Some(STUCK))
     }
@@ -169,25 +183,32 @@ impl Details {
                 return Lookup::Found(f.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.shared.gone.load(Ordering::Acquire) {
+            let alive = self.shared.alive.load(Ordering::Acquire);
+            if left.is_zero() || alive == 0 {
                 return Lookup::Late;
             }
-            // With `stuck`, looked at again at least that often: the thread takes a request
+            // With `stuck`, looked at again at least that often: a reader takes a request
             // without a word, and from then on it is the time it spends on it that counts.
             let mut nap = stuck.map_or(left, |st| left.min(st));
-            match (s.reading, stuck) {
-                (Some((_, since)), Some(stuck)) => {
+            if let Some(&(_, since)) = s.reading.iter().find(|(w, _)| *w == who) {
+                if let Some(stuck) = stuck {
                     let spent = since.elapsed();
                     if spent >= stuck {
                         return Lookup::Late;
                     }
                     nap = nap.min(stuck - spent);
                 }
-                (None, _) if s.want.is_empty() => {
-                    // Read and not kept: the process is gone (or was never there).
-                    return Lookup::Gone;
+            } else if s.want.contains(&who) {
+                // Waits for a reader: in vain while every one is stuck.
+                if let Some(stuck) = stuck {
+                    match all_stuck(&s, alive, stuck) {
+                        None => return Lookup::Late,
+                        Some(until) => nap = nap.min(until),
+                    }
                 }
-                _ => {}
+            } else {
+                // Read and not kept: the process is gone (or was never there).
+                return Lookup::Gone;
             }
             s = self
                 .shared
@@ -199,17 +220,66 @@ impl Details {
     }
 }
 
+/// `None` when all `alive` readers have spent `stuck` or more on their reads; else how long
+/// until that could first be so (`stuck` itself while a reader is idle).
+fn all_stuck(s: &Slot, alive: usize, stuck: Duration) -> Option<Duration> {
+    if s.idle > 0 || s.reading.len() < alive {
+        // A reader is idle, or between two requests.
+        return Some(stuck);
+    }
+    s.reading
+        .iter()
+        .map(|(_, since)| since.elapsed())
+        .filter(|spent| *spent < stuck)
+        .map(|spent| stuck - spent)
+        .min()
+}
+
+/// One reader's loop: takes the first request waiting, reads it, keeps the facts.
+fn serve(sh: &Shared, mut reader: ProcReader, prefer_v2: bool) {
+    loop {
+        let who = {
+            let mut s = sh.slot.lock().unwrap_or_else(|e| e.into_inner());
+            while s.want.is_empty() {
+                if sh.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                s.idle += 1;
+                s = sh.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+                s.idle -= 1;
+                super::breath::rested();
+            }
+            let w = s.want.remove(0);
+            s.reading.push((w, Instant::now()));
+            w
+        };
+        let facts = read_facts(&mut reader, who, prefer_v2);
+        let mut s = sh.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = s.reading.iter().position(|(w, _)| *w == who) {
+            s.reading.swap_remove(i);
+        }
+        if let Some(facts) = facts {
+            s.kept.retain(|(w, _)| *w != who);
+            s.kept.push((who, facts));
+            if s.kept.len() > KEPT {
+                s.kept.remove(0);
+            }
+        }
+        sh.cv.notify_all();
+    }
+}
+
 /// What [`Details::lookup`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {
     Found(Facts),
     /// Read, and the process is gone (or its PID is someone else's now).
     Gone,
-    /// Not read in time (the read is stuck, or waits behind one that is).
+    /// Not read in time (the read is stuck, or waits for a reader and every one is stuck).
     Late,
 }
 
-/// How long one read may take before the thread counts as stuck on it: a read of a command
+/// How long one read may take before its reader counts as stuck on it: a read of a command
 /// line takes microseconds unless it waits on the process's mmap lock.
 const STUCK: Duration = Duration::from_millis(5);
 
@@ -262,11 +332,17 @@ mod tests {
         assert_eq!(d.read((9999, 1), Duration::from_secs(5)), None);
     }
 
-    /// `lookup` tells a process that is gone from one not read in time, and gives up on a
-    /// thread stuck on one read (its own or another's) after [`STUCK`], not after `wait`.
+    /// `lookup` tells a process that is gone from one not read in time, and gives up on its
+    /// own stuck read after [`STUCK`], not after `wait`. While one reader is stuck, the other
+    /// reads everyone else's facts; once every reader is stuck, a lookup is late at once; and
+    /// when the reads return, the readers go on.
     #[test]
-    fn a_lookup_tells_gone_from_late_and_gives_up_on_a_stuck_read() {
+    fn a_lookup_tells_gone_from_late_and_one_stuck_read_holds_up_no_other() {
         use rustix::fs::{Mode, OFlags};
+        assert_eq!(
+            READERS, 2,
+            "the test sticks every reader but one, then the last"
+        );
         let (dir, root) = tree(4242, 777);
         std::fs::write(dir.path().join("proc/4242/cmdline"), b"x\0").unwrap();
         let d = Details::start(&root, true, None).unwrap();
@@ -275,27 +351,64 @@ mod tests {
             d.lookup((4242, 777), Duration::from_secs(5)),
             Lookup::Found((c, _)) if c == "x"
         ));
-        std::fs::create_dir_all(dir.path().join("proc/4243")).unwrap();
-        let fifo = dir.path().join("proc/4243/cmdline");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
-        std::fs::copy(
-            dir.path().join("proc/4242/stat"),
-            dir.path().join("proc/4243/stat"),
-        )
-        .unwrap();
+        // Processes whose command line blocks (FIFOs nobody writes).
+        let stuck = |pid: i32| {
+            let p = dir.path().join(format!("proc/{pid}"));
+            std::fs::create_dir_all(&p).unwrap();
+            let fifo = p.join("cmdline");
+            rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+            std::fs::copy(dir.path().join("proc/4242/stat"), p.join("stat")).unwrap();
+            fifo
+        };
+        let (f1, f2) = (stuck(4243), stuck(4244));
+        let plain = |pid: i32, text: &[u8]| {
+            let p = dir.path().join(format!("proc/{pid}"));
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("cmdline"), text).unwrap();
+            std::fs::copy(dir.path().join("proc/4242/stat"), p.join("stat")).unwrap();
+        };
+        plain(4245, b"second\0");
+        plain(4246, b"third\0");
+
         let t = Instant::now();
         assert_eq!(d.lookup((4243, 777), Duration::from_secs(5)), Lookup::Late);
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
-        // Another process behind the stuck read: late at once.
+        assert!(!d.stuck(), "one reader is stuck, the other is free");
+        // Another process, while one reader is stuck: read by the other.
         let t = Instant::now();
-        assert_eq!(d.lookup((4242, 778), Duration::from_secs(5)), Lookup::Late);
+        assert!(
+            matches!(
+                d.lookup((4245, 777), Duration::from_secs(5)),
+                Lookup::Found((c, _)) if c == "second"
+            ),
+            "a stuck read held up another process's"
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // The other reader sticks too: from then on a lookup is late at once.
+        assert_eq!(d.lookup((4244, 777), Duration::from_secs(5)), Lookup::Late);
+        assert!(d.stuck());
+        let t = Instant::now();
+        assert_eq!(d.lookup((4246, 777), Duration::from_secs(5)), Lookup::Late);
         assert!(
             t.elapsed() < Duration::from_millis(500),
             "{:?}",
             t.elapsed()
         );
-        let w = rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
-        drop(w);
+        // The reads return (a writer that writes nothing: an empty command line); the readers
+        // go on with what waits.
+        for f in [&f1, &f2] {
+            let w = rustix::fs::open(f, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+            drop(w);
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while d.stuck() {
+            assert!(Instant::now() < until, "the readers never came back");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(matches!(
+            d.lookup((4246, 777), Duration::from_secs(5)),
+            Lookup::Found((c, _)) if c == "third"
+        ));
     }
 
     /// A command line whose read blocks (a FIFO nobody writes, as a cmdline read stalls at the
@@ -312,7 +425,7 @@ mod tests {
         let t = Instant::now();
         d.prefetch([(4242, 777)]);
         std::thread::sleep(Duration::from_millis(50));
-        // The thread is stuck in open(2) of the FIFO.
+        // A reader is stuck in open(2) of the FIFO.
         for _ in 0..100 {
             d.prefetch([(4242, 777)]);
             assert_eq!(d.cached((4242, 777)), None);
