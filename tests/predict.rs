@@ -38,6 +38,27 @@ pub fn hog(cg: &TestCgroup, max: &str) -> Reaped {
     child
 }
 
+/// A hog in `cg` whose main thread exits once its two threads allocate `max` (see the hog's
+/// `--leader-exits`), waited for until they hold it.
+pub fn headless_hog(cg: &TestCgroup, max: &str, bytes: u64) -> Reaped {
+    let mut cmd = Command::new(hog_bin());
+    cmd.args(["--max", max, "--threads", "2", "--leader-exits"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null());
+    let mut child = Reaped(cg.spawn(&mut cmd));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::util::threads_rss_kb(child.pid()) * 1024 < bytes {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the headless hog exited"
+        );
+        assert!(Instant::now() < deadline, "headless hog {max} too slow");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 /// A 1 GiB test group with one hog per size (in that order), all holding their memory.
 pub fn group_with_hogs(name: &str, sizes: &[&str]) -> Option<(TestCgroup, Vec<Reaped>)> {
     let cg = TestCgroup::new(name, 1 << 30)?;
@@ -88,15 +109,24 @@ fn meminfo_kb(key: &str) -> u64 {
 /// between our reads and the kernel's (re-read up to 20 times to find a stable moment first).
 #[test]
 fn computed_oom_score_equals_the_kernels() {
-    let Some((_cg, hogs)) = group_with_hogs("predict-score", &["300M", "64M", "16M"]) else {
+    let Some((cg, hogs)) = group_with_hogs("predict-score", &["300M", "64M", "16M"]) else {
         return;
     };
     let [big, mid, small] = &hogs[..] else {
         unreachable!()
     };
+    // And one whose main thread exited (`pthread_exit` from `main`): the kernel counts the
+    // memory its threads hold, which `/proc/PID` (the main thread's) does not show.
+    let headless = headless_hog(&cg, "96M", 90 << 20);
     set_adj(mid.pid(), 123);
     set_adj(small.pid(), 1000);
-    let mine = [(big.pid(), 0), (mid.pid(), 123), (small.pid(), 1000)];
+    set_adj(headless.pid(), 200);
+    let mine = [
+        (big.pid(), 0),
+        (mid.pid(), 123),
+        (small.pid(), 1000),
+        (headless.pid(), 200),
+    ];
 
     let root = Root::default();
     let scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
@@ -174,7 +204,7 @@ fn computed_oom_score_equals_the_kernels() {
     for e in &explained {
         eprintln!("  {e}");
     }
-    assert_eq!(seen_mine, 3, "the three test hogs were compared exactly");
+    assert_eq!(seen_mine, 4, "the four test hogs were compared exactly");
     assert!(exact >= 10, "only {exact} processes compared");
     assert!(
         explained.len() * 10 <= exact,

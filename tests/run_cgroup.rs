@@ -195,6 +195,18 @@ fn kills_a_multithreaded_hog_allocating_as_fast_as_it_can() {
     storm("fast4", &["--max", "2G", "--threads", "4"]);
 }
 
+/// A hog whose main thread exited (as `pthread_exit` from `main`): its threads allocate on,
+/// and what `/proc/PID` shows, read from the main thread, is a zombie without memory. The
+/// kernel's OOM killer finds its memory through a live thread; so must the guard, or it kills
+/// the bystander and the kernel the hog.
+#[test]
+fn kills_a_hog_whose_main_thread_exited() {
+    storm(
+        "headless",
+        &["--max", "2G", "--threads", "2", "--leader-exits"],
+    );
+}
+
 #[test]
 fn kills_a_paced_hog() {
     storm("paced", &["--max", "2G", "--rate", "400M"]);

@@ -116,7 +116,16 @@ fn a_guard_whose_proc_is_another_namespaces_reads_proc() {
 /// starts it) included.
 #[test]
 fn a_cgroup_guard_lists_a_large_group_with_the_task_iterator() {
-    cgroup_guard_lists_a_large_group_with_the_task_iterator(false);
+    cgroup_guard_lists_a_large_group_with_the_task_iterator(false, false);
+}
+
+/// The same with a hog whose main thread has exited (as `pthread_exit` from `main`) while its
+/// threads hold the memory: the iterator's row for the process is its main thread's, a zombie
+/// without memory, and the guard finds the memory through a live thread, as the kernel's OOM
+/// killer does.
+#[test]
+fn a_cgroup_guard_finds_a_headless_hog_with_the_task_iterator() {
+    cgroup_guard_lists_a_large_group_with_the_task_iterator(false, true);
 }
 
 /// The same with the guard in a cgroup namespace of its own (a container's), rooted at this
@@ -125,15 +134,18 @@ fn a_cgroup_guard_lists_a_large_group_with_the_task_iterator() {
 /// guard's own memory cgroup.
 #[test]
 fn a_cgroup_guard_in_a_cgroup_namespace_lists_its_group_with_the_task_iterator() {
-    cgroup_guard_lists_a_large_group_with_the_task_iterator(true);
+    cgroup_guard_lists_a_large_group_with_the_task_iterator(true, false);
 }
 
-fn cgroup_guard_lists_a_large_group_with_the_task_iterator(in_cgroup_namespace: bool) {
+fn cgroup_guard_lists_a_large_group_with_the_task_iterator(
+    in_cgroup_namespace: bool,
+    headless: bool,
+) {
     let Some(cg) = TestCgroup::new(
-        if in_cgroup_namespace {
-            "iterns"
-        } else {
-            "iter"
+        match (in_cgroup_namespace, headless) {
+            (true, _) => "iterns",
+            (false, false) => "iter",
+            (false, true) => "iterheadless",
         },
         1 << 30,
     ) else {
@@ -156,19 +168,35 @@ fn cgroup_guard_lists_a_large_group_with_the_task_iterator(in_cgroup_namespace: 
         "-c",
         &format!(
             "i=0; while [ $i -lt {sleepers} ]; do sleep 600 & i=$((i+1)); done; \
-             exec {hog} --max 64M --name bighog > {out}",
+             exec {hog} --max 64M --name bighog {how} > {out}",
             hog = hog_bin().display(),
+            how = if headless {
+                "--threads 2 --leader-exits"
+            } else {
+                ""
+            },
             out = out.display(),
         ),
     ])));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&out).is_ok_and(|t| t.contains("holding 64 MiB")) {
+    while !(if headless {
+        // Its main thread is gone: the memory shows in a live thread's status only.
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("main thread exiting"))
+            && crate::util::threads_rss_kb(sh.pid()) >= 60 << 10
+    } else {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("holding 64 MiB"))
+    }) {
         assert!(
             std::time::Instant::now() < deadline,
             "the hog did not start"
         );
         assert!(sh.0.try_wait().unwrap().is_none(), "the hog exited");
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if headless {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", sh.pid())).unwrap();
+        let state = stat.rsplit_once(") ").map(|(_, r)| &r[..1]);
+        assert_eq!(state, Some("Z"), "the hog's main thread: {stat}");
     }
     let scope = if in_cgroup_namespace {
         // Below the namespace's root (this process's group), as the guard sees it there.

@@ -217,6 +217,8 @@ pub struct Ranker {
     prefer_v2: bool,
     cache: HashMap<i32, Cached>,
     pids: Vec<i32>,
+    /// Thread ids, listed for a process whose main thread is gone.
+    tids: Vec<i32>,
 }
 
 /// The facts a rule may look at: name, uid and cgroup known, cmdline and exe read on demand.
@@ -421,6 +423,7 @@ impl Ranker {
             prefer_v2,
             cache: HashMap::new(),
             pids: Vec::new(),
+            tids: Vec::new(),
         })
     }
 
@@ -457,8 +460,27 @@ impl Ranker {
             }
         };
         let kthread = stat.is_kthread();
+        // Its main thread gone while others run on: its memory as a live thread sees it (the
+        // main thread's files show none), as the kernel's OOM killer counts it.
+        let live = if stat.main_thread_gone() {
+            self.reader
+                .live_thread_status(pid, &mut self.tids)
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        let headless = live.is_some();
+        // The live thread's own exit (its SIGKILL already taken): the process is ending.
+        let thread_exiting = live.as_ref().is_some_and(|&(tid, _)| {
+            self.reader
+                .task_stat(pid, tid)
+                .is_ok_and(|t| t.is_exiting())
+        });
         let status = if kthread {
             Status::default()
+        } else if let Some((_, s)) = live {
+            s
         } else {
             match self.reader.status(pid) {
                 Ok(s) => s,
@@ -475,8 +497,11 @@ impl Ranker {
         } else {
             self.reader.oom_score_adj(pid).unwrap_or(0)
         };
-        let terms = Terms::from_proc(&stat, &status, ctx.page_kb);
-        let zombie = stat.is_zombie() || (!kthread && !status.has_mm);
+        let mut terms = Terms::from_proc(&stat, &status, ctx.page_kb);
+        if headless {
+            terms.rss_pages = crate::decide::victim::status_rss_pages(&status, ctx.page_kb);
+        }
+        let zombie = (stat.is_zombie() && !headless) || (!kthread && !status.has_mm);
         // Facts that live as long as the process (and its name) do.
         let known = self
             .cache
@@ -510,7 +535,8 @@ impl Ranker {
             rss_file_kb: status.rss_file_kb,
             rss_shmem_kb: status.rss_shmem_kb,
             adj,
-            exiting: stat.is_exiting() || status.sigkill_pending,
+            // A headless process's main thread has exited: not the process.
+            exiting: (stat.is_exiting() && !headless) || thread_exiting || status.sigkill_pending,
             cgroup: cached.and_then(|c| c.cgroup.clone()),
             unit: cached.and_then(|c| c.unit.clone()),
             rule,

@@ -53,7 +53,7 @@ use super::policy::{Policy, RuleKind};
 use super::rank::CmdlineSide;
 use super::score::{self, Terms};
 use crate::sense::details::Details;
-use crate::sense::procs::{Comm, ProcError, ProcReader, Stat};
+use crate::sense::procs::{Comm, ProcError, ProcReader, Stat, Status};
 use crate::sense::scope::Scope;
 use crate::sense::tasks::TaskRow;
 
@@ -86,6 +86,11 @@ struct Entry {
     class: u8,
     /// Never chosen ([`order::immunity`]).
     immune: bool,
+    /// Its main thread has exited and other threads run on (`pthread_exit` from `main`): what
+    /// `/proc/PID` shows of memory is the main thread's, nothing, so it is read from a live
+    /// thread's `status` ([`Ranker::headless_status`]), as the kernel's OOM killer finds the
+    /// memory through any thread that still has it.
+    headless: bool,
     seen_gen: u32,
     detail_gen: u32,
 }
@@ -186,6 +191,12 @@ impl PidTable {
 
 /// A `u32` row field not read yet.
 const NOT_READ: u32 = u32::MAX;
+
+/// Resident pages from `status` (`RssAnon + RssFile + RssShmem`, the counters `stat`'s rss
+/// sums): for a headless process, whose `stat` shows none.
+pub(crate) fn status_rss_pages(s: &Status, page_kb: u64) -> u64 {
+    (s.rss_anon_kb + s.rss_file_kb + s.rss_shmem_kb) / page_kb.max(1)
+}
 
 impl Entry {
     fn uid(&self) -> Option<u32> {
@@ -372,6 +383,8 @@ pub struct Ranker {
     order: Vec<Key>,
     /// The keys with fresh rss of pass 1, best first.
     fresh: Vec<Key>,
+    /// Thread ids, listed for a headless process ([`Entry::headless`]).
+    tids: Vec<i32>,
     generation: u32,
     self_pid: i32,
     scanned_at: Option<Instant>,
@@ -490,6 +503,7 @@ impl Ranker {
             rows: Vec::new(),
             order: Vec::new(),
             fresh: Vec::with_capacity(64),
+            tids: Vec::new(),
             generation: 0,
             self_pid: std::process::id() as i32,
             scanned_at: None,
@@ -899,6 +913,15 @@ impl Ranker {
         let generation = self.generation;
         let known = match self.table.get(pid).map(|s| s.e) {
             None => None,
+            // Headless: its memory from a live thread (its `statm` and its task-iterator row
+            // are the main thread's: nothing).
+            Some(e) if e.headless => {
+                if !self.refresh_headless(reader, pid) {
+                    self.forget(pid);
+                    self.learn(reader, policy, pid, swap_in_use, row);
+                }
+                return;
+            }
             // Immune with memory (`oom_score_adj` -1000, or this process): the choice never
             // looks at the row, so its identity is checked here, or a PID reused by another
             // process would stay immune. Such rows are few.
@@ -943,6 +966,22 @@ impl Ranker {
                 return;
             }
         };
+        if rss == 0
+            && self
+                .table
+                .get(pid)
+                .is_some_and(|s| !s.e.immune && s.e.rss_pages > 0)
+            && let Ok(st) = reader.stat(pid)
+            && st.main_thread_gone()
+        {
+            // Its memory went to nothing since the last scan, and its main thread is a zombie
+            // while others run: headless from now on (see `Entry::headless`). A process that
+            // is ending or swapped out whole costs this one `stat`, once.
+            let mut e = self.new_entry(reader, policy, &st);
+            e.seen_gen = self.generation;
+            self.update(pid, e);
+            return;
+        }
         let Some(slot) = self.table.get_mut(pid) else {
             return;
         };
@@ -1069,6 +1108,7 @@ impl Ranker {
                 rule: NO_RULE,
                 class: 0,
                 immune: pid == self.self_pid,
+                headless: false,
                 seen_gen: self.generation,
                 // Due for a detail read within ten scans, newcomers spread over them.
                 detail_gen: self.generation.wrapping_sub(pid.unsigned_abs() % 10),
@@ -1112,10 +1152,61 @@ impl Ranker {
         e.detail_gen = generation;
     }
 
+    /// The `status` of a live thread of `pid` (see [`Entry::headless`]), with its id; `None`
+    /// when none has the address space any more (the process has ended, or is ending).
+    fn live_thread(&mut self, reader: &mut ProcReader, pid: i32) -> Option<(i32, Status)> {
+        reader
+            .live_thread_status(pid, &mut self.tids)
+            .unwrap_or_else(|err| {
+                self.unread.note(err);
+                None
+            })
+    }
+
+    /// [`Ranker::live_thread`]'s `status` alone.
+    fn headless_status(&mut self, reader: &mut ProcReader, pid: i32) -> Option<Status> {
+        self.live_thread(reader, pid).map(|(_, s)| s)
+    }
+
+    /// A known headless row ([`Entry::headless`]) brought up to date from a live thread: its
+    /// memory, swap and page tables, `oom_score_adj` and so whether it is immune. False when
+    /// no thread has the address space any more (the process ended, or its PID is another's).
+    fn refresh_headless(&mut self, reader: &mut ProcReader, pid: i32) -> bool {
+        let Some(mut e) = self.table.get(pid).map(|s| s.e) else {
+            return false;
+        };
+        let Some(status) = self.headless_status(reader, pid) else {
+            return false;
+        };
+        e.rss_pages = pages(status_rss_pages(&status, self.page_kb));
+        e.swap_pages = pages(status.swap_kb / self.page_kb);
+        e.pgtables_pages = pages((status.pte_kb + status.pmd_kb) / self.page_kb);
+        e.tables_rss = e.rss_pages;
+        if let Ok(adj) = reader
+            .oom_score_adj(pid)
+            .map_err(|err| self.unread.note(err))
+        {
+            e.adj = adj;
+        }
+        e.immune =
+            order::immunity(pid, status.kthread, false, e.adj, pid == self.self_pid).is_some();
+        e.seen_gen = self.generation;
+        e.detail_gen = self.generation;
+        self.update(pid, e);
+        true
+    }
+
     /// Swap, page tables and uid from `status`, and `oom_score_adj`; with both read, whether
     /// the process is immune is judged anew (its adj may have risen from -1000).
     fn read_detail(&mut self, reader: &mut ProcReader, e: &mut Entry, pid: i32) {
-        let status = match reader.status(pid) {
+        let status = if e.headless {
+            self.headless_status(reader, pid)
+                .inspect(|s| e.rss_pages = pages(status_rss_pages(s, self.page_kb)))
+                .ok_or(ProcError::Gone { pid })
+        } else {
+            reader.status(pid)
+        };
+        let status = match status {
             Ok(status) => {
                 e.swap_pages = pages(status.swap_kb / self.page_kb);
                 e.pgtables_pages = pages((status.pte_kb + status.pmd_kb) / self.page_kb);
@@ -1176,6 +1267,7 @@ impl Ranker {
     }
 
     fn new_entry(&mut self, reader: &mut ProcReader, policy: &Policy, st: &Stat) -> Entry {
+        let headless = st.main_thread_gone() && self.headless_status(reader, st.pid).is_some();
         let mut e = Entry {
             known: true,
             starttime: st.starttime,
@@ -1192,11 +1284,12 @@ impl Ranker {
             immune: order::immunity(
                 st.pid,
                 st.is_kthread(),
-                st.is_zombie(),
+                st.is_zombie() && !headless,
                 0,
                 st.pid == self.self_pid,
             )
             .is_some(),
+            headless,
             seen_gen: self.generation,
             detail_gen: self.generation,
         };
@@ -1322,14 +1415,17 @@ impl Ranker {
                 }
                 continue;
             }
-            if st.is_zombie() {
+            if st.is_zombie() && !e.headless {
                 continue;
             }
-            let key = Key::new(
-                est - e.rss_pages as i64 + st.rss_pages as i64,
-                st.starttime,
-                pid,
-            );
+            // Fresh resident pages: `stat`'s, or for a headless process (whose `stat` shows
+            // none) what its scan read from a live thread.
+            let rss_now = if e.headless {
+                e.rss_pages as i64
+            } else {
+                st.rss_pages as i64
+            };
+            let key = Key::new(est - e.rss_pages as i64 + rss_now, st.starttime, pid);
             let at = self.fresh.partition_point(|&o| o > key);
             self.fresh.insert(at, key);
         }
@@ -1363,7 +1459,21 @@ impl Ranker {
             if st.starttime != e.starttime {
                 continue;
             }
-            if status.sigkill_pending || (st.is_exiting() && !st.is_zombie()) {
+            // A headless process: memory, signals and exit as a live thread sees them (its main
+            // thread's exit is not the process's).
+            let (status, rss_pages, thread_exiting) = if e.headless && st.main_thread_gone() {
+                match self.live_thread(reader, pid) {
+                    Some((tid, s)) => {
+                        let rss = status_rss_pages(&s, self.page_kb);
+                        let exiting = reader.task_stat(pid, tid).is_ok_and(|t| t.is_exiting());
+                        (s, rss, exiting)
+                    }
+                    None => continue,
+                }
+            } else {
+                (status, st.rss_pages, false)
+            };
+            if status.sigkill_pending || thread_exiting || (st.is_exiting() && !st.is_zombie()) {
                 if e.points().max(st.rss_pages as i64) >= big && sel.in_progress.is_none() {
                     sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
                 }
@@ -1387,7 +1497,10 @@ impl Ranker {
             {
                 continue;
             }
-            let terms = Terms::from_proc(&st, &status, self.page_kb);
+            let terms = Terms {
+                rss_pages,
+                ..Terms::from_proc(&st, &status, self.page_kb)
+            };
             e.rss_pages = pages(terms.rss_pages);
             e.swap_pages = pages(terms.swap_pages);
             e.pgtables_pages = pages(terms.pgtables_pages);
@@ -1463,6 +1576,7 @@ pub(crate) mod tests {
                 rule: NO_RULE,
                 class: 0,
                 immune: false,
+                headless: false,
                 seen_gen: 0,
                 detail_gen: 0,
             },
@@ -2137,6 +2251,94 @@ pub(crate) mod tests {
             let w = rustix::fs::open(&fifo, rustix::fs::OFlags::WRONLY, Mode::empty()).unwrap();
             drop(w);
         }
+    }
+
+    /// Makes `pid` of the fixture headless: its main thread a zombie (no memory in its
+    /// `stat`, `statm` and `status`) among `threads` threads, of which those in `live` (thread
+    /// ids) hold `rss_kb` resident, as `pthread_exit` from `main` leaves a process.
+    fn behead(r: &Path, pid: i32, start: u64, threads: u32, live: &[i32], rss_kb: u64) {
+        let d = r.join(format!("proc/{pid}"));
+        fs::write(
+            d.join("stat"),
+            format!("{pid} (hless) Z 1 {pid} {pid} 0 -1 4194624 0 0 0 0 0 0 0 0 20 0 {threads} 0 {start} 0 0 18446744073709551615 0 0\n"),
+        )
+        .unwrap();
+        fs::write(d.join("statm"), "0 0 0 0 0 0 0\n").unwrap();
+        let dead = "Name:\thless\nUid:\t1000\t1000\t1000\t1000\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n";
+        fs::write(d.join("status"), dead).unwrap();
+        let _ = fs::remove_dir_all(d.join("task"));
+        fs::create_dir_all(d.join(format!("task/{pid}"))).unwrap();
+        fs::write(d.join(format!("task/{pid}/status")), dead).unwrap();
+        for &tid in live {
+            let t = d.join(format!("task/{tid}"));
+            fs::create_dir_all(&t).unwrap();
+            fs::write(
+                t.join("status"),
+                format!("Name:\thless\nUid:\t1000\t1000\t1000\t1000\nVmSize:\t 900000 kB\nRssAnon:\t {rss_kb} kB\nRssFile:\t 0 kB\nRssShmem:\t 0 kB\nVmPTE:\t 8 kB\nVmSwap:\t 0 kB\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n"),
+            )
+            .unwrap();
+        }
+    }
+
+    /// A process whose main thread exited while its other threads run on (`pthread_exit` from
+    /// `main`) shows a zombie without memory in `/proc/PID`; its memory is found through a live
+    /// thread, as the kernel's OOM killer finds it: whether it was headless when first seen or
+    /// became so after, it is the victim by the memory it holds. Once no thread holds the
+    /// address space (the process is ending), it is not chosen.
+    #[test]
+    fn a_process_whose_main_thread_exited_is_chosen_by_its_threads_memory() {
+        let fx = Fixture::new();
+        let r = fx.dir.path();
+        // Headless at first sight: 200 000 kB in its threads (50 000 pages), more than
+        // anyone's.
+        proc(r, 200, "hless", 'S', 0, 800, 0, 0, 0);
+        behead(r, 200, 800, 3, &[201, 202], 200_000);
+        let policy = Policy::default();
+        let (mut rk, mut reader) = ranked(&fx, &policy);
+        let sel = rk.select(&mut reader, &policy, 0);
+        let v = sel.victim.expect("a victim");
+        assert_eq!((v.pid, v.rss_kb), (200, 200_000), "{:?}", sel.candidates);
+
+        // A process learnt with its memory whose main thread exits after: from the next scan
+        // on, its memory too is read from a live thread.
+        proc(r, 300, "later", 'S', 0, 900, 70_000, 0, 0);
+        let (mut reader2, mut scope, _) = unscanned(&fx);
+        rk.refresh(&mut reader2, &mut scope, &policy, million_pages(0));
+        let sel = rk.select(&mut reader2, &policy, 0);
+        assert_eq!(sel.victim.unwrap().pid, 300);
+        behead(r, 300, 900, 2, &[301], 400_000);
+        rk.refresh(&mut reader2, &mut scope, &policy, million_pages(0));
+        let sel = rk.select(&mut reader2, &policy, 0);
+        let v = sel.victim.expect("a victim");
+        assert_eq!((v.pid, v.rss_kb), (300, 400_000), "{:?}", sel.candidates);
+
+        // Its live thread is exiting (its SIGKILL taken, PF_EXITING): the process is on its way
+        // out, as a dying process is, not a victim.
+        fs::write(
+            r.join("proc/300/task/301/stat"),
+            "301 (hless) R 1 300 300 0 -1 4194628 0 0 0 0 0 0 0 0 20 0 2 0 901 0 0 18446744073709551615 0 0\n",
+        )
+        .unwrap();
+        rk.refresh(&mut reader2, &mut scope, &policy, million_pages(0));
+        let sel = rk.select(&mut reader2, &policy, 0);
+        assert_eq!(sel.in_progress.as_ref().map(|p| p.0), Some(300));
+        assert!(
+            sel.candidates.iter().all(|c| c.pid != 300),
+            "{:?}",
+            sel.candidates
+        );
+
+        // No thread holds the address space any more: neither is chosen.
+        behead(r, 200, 800, 2, &[], 0);
+        behead(r, 300, 900, 2, &[], 0);
+        rk.refresh(&mut reader2, &mut scope, &policy, million_pages(0));
+        let sel = rk.select(&mut reader2, &policy, 0);
+        assert!(
+            sel.candidates.iter().all(|c| c.pid != 200 && c.pid != 300),
+            "{:?}",
+            sel.candidates
+        );
+        assert_eq!(sel.victim.unwrap().pid, 103, "the swapper, as without them");
     }
 
     #[test]

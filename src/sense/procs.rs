@@ -127,6 +127,13 @@ impl Stat {
     pub fn is_zombie(&self) -> bool {
         self.state == b'Z' || self.state == b'X'
     }
+    /// The main thread is a zombie while other threads of the process run on (`pthread_exit`
+    /// from `main`, or a process ending thread by thread): `stat`, `statm` and `status` of
+    /// `/proc/PID` are the main thread's and show no memory, while the process may still hold
+    /// all of it ([`ProcReader::live_thread_status`] tells).
+    pub fn main_thread_gone(&self) -> bool {
+        self.is_zombie() && !self.is_kthread() && self.num_threads > 1
+    }
     /// Stopped (`T`, `t`) or dead (`Z`, `X`): it runs no more code, so it cannot fork.
     pub fn is_settled(&self) -> bool {
         matches!(self.state, b'T' | b't' | b'Z' | b'X' | b'x')
@@ -454,6 +461,38 @@ impl ProcReader {
     pub fn task_stat(&mut self, pid: i32, tid: i32) -> ProcResult<Stat> {
         let b = self.read_task(pid, Some(tid), "stat")?;
         parse_stat(b, pid)
+    }
+
+    /// `/proc/PID/task/TID/status`: one thread's view, whose memory lines are the process's
+    /// (its address space is shared) while that thread lives.
+    pub fn task_status(&mut self, pid: i32, tid: i32) -> ProcResult<Status> {
+        let b = self.read_task(pid, Some(tid), "status")?;
+        if b.is_empty() {
+            return Err(ProcError::Gone { pid });
+        }
+        Ok(Status::parse(b))
+    }
+
+    /// For a process whose main thread is gone ([`Stat::main_thread_gone`]): the `status` of
+    /// the first other thread that still has the address space, whose memory lines are the
+    /// process's (as the kernel's OOM killer finds the memory through any such thread).
+    /// With the thread's id; `None` when no thread has it any more. `tids`: scratch for the
+    /// thread list.
+    pub fn live_thread_status(
+        &mut self,
+        pid: i32,
+        tids: &mut Vec<i32>,
+    ) -> ProcResult<Option<(i32, Status)>> {
+        tids.clear();
+        self.tids(pid, tids)?;
+        for &tid in tids.iter().filter(|&&t| t != pid) {
+            match self.task_status(pid, tid) {
+                Ok(s) if s.has_mm => return Ok(Some((tid, s))),
+                Ok(_) | Err(ProcError::Gone { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// Appends the thread ids of `pid` (`/proc/PID/task`) to `out`.

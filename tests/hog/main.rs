@@ -40,6 +40,12 @@ struct HogArgs {
     /// Set the process name (comm, up to 15 bytes) so rules and tests can tell hogs apart.
     #[arg(long)]
     name: Option<String>,
+    /// The main thread exits once the allocating threads have started (`exit(2)` of that
+    /// thread alone, as `pthread_exit` from `main`): the process lives on in its threads, and
+    /// `/proc/PID/stat`, `statm` and `status`, read from the main thread, show a zombie without
+    /// memory. The threads hold until killed.
+    #[arg(long)]
+    leader_exits: bool,
     /// Exit after holding the memory this long (default: hold until killed).
     #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
     hold: Option<Dur>,
@@ -85,6 +91,22 @@ fn main() -> ExitCode {
     let threads = a.threads.max(1);
     let per_thread = usize::try_from(a.max.0).unwrap_or(usize::MAX) / threads;
     let rate = a.rate.map(|r| r.0 as f64 / threads as f64);
+    if a.leader_exits {
+        for _ in 0..threads {
+            std::thread::spawn(move || {
+                oomguard::act::hog::fill(per_thread, rate);
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            });
+        }
+        println!("hog {} main thread exiting", std::process::id());
+        // SAFETY: `SYS_exit` ends the calling thread only (not `exit_group`): nothing unwinds
+        // and no destructor runs, and the allocating threads, which own nothing of this one's,
+        // go on. The process ends when they are killed.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+        unreachable!("SYS_exit returned");
+    }
     let held: usize = (0..threads)
         .map(|_| std::thread::spawn(move || oomguard::act::hog::fill(per_thread, rate)))
         .collect::<Vec<_>>()

@@ -248,3 +248,21 @@ pub fn wait_line(rx: &Receiver<String>, what: &str, timeout: Duration) -> String
 /// Tests that move the machine's free memory by GiBs (`machine_marks`) or need it to hold
 /// still far from the levels (`idle_floor`) take this, one at a time.
 pub static MACHINE_MEMORY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The largest resident set (kB) a thread of `pid` shows in its `status` (0 if none).
+pub fn threads_rss_kb(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .max()
+        .unwrap_or(0)
+}
