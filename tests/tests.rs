@@ -29,6 +29,7 @@ mod idle_floor;
 mod kill_path;
 mod link_order;
 mod machine_marks;
+mod memcg_hold;
 mod metrics_slowloris;
 mod order;
 mod predict;

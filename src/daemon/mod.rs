@@ -5,7 +5,9 @@
 //! - never a second victim while the first one's memory is being freed: after a kill the loop
 //!   waits for the victim's exit and for memory to recover; a large process that is exiting or
 //!   has SIGKILL pending (the kernel's victim, or anyone's) blocks new choices; a rise of the
-//!   kernel's OOM kill counter is recorded and holds kills back until memory recovers;
+//!   kernel's OOM kill counter is recorded and holds kills back until memory recovers, except,
+//!   for the system scope, a rise whose kills the kernel log shows were all at a memory
+//!   cgroup's own limit (`sense::kmsg`): recorded, never held for;
 //! - every signal goes through a pidfd verified against the scored start time;
 //! - every kill or would-be kill is one fsynced event-log record and one log line;
 //! - a signal that fails (EPERM, ESRCH) is a `kill_failed` record with `ok: false`, never a
@@ -44,6 +46,7 @@ use crate::record::eventlog::EventLog;
 use crate::record::{Observer, Sample, Wake};
 use crate::sense::breath::{self, Breath};
 use crate::sense::details::Details;
+use crate::sense::kmsg::RiseKind;
 use crate::sense::mem::MemState;
 use crate::sense::procs::ProcReader;
 use crate::sense::psi::{Pressure, PsiWindow};
@@ -494,7 +497,11 @@ pub struct Daemon {
     psi_some: PsiWindow,
     psi_full: PsiWindow,
     buf: Vec<u8>,
+    /// The scope's kernel OOM kill counter as last read, less the kills at a memory cgroup's
+    /// own limit (system scope, [`Scope::kernel_oom_kills`]).
     last_oom_kills: Option<u64>,
+    /// The kills at a memory cgroup's own limit as last read ([`crate::sense::kmsg::OomKinds`]).
+    last_memcg_kills: u64,
     last_oom_check: Instant,
     /// The last wake-up was near the levels (see `tick`).
     was_near: bool,
@@ -531,6 +538,11 @@ impl Daemon {
     ) -> anyhow::Result<Daemon> {
         let mut scope =
             Scope::resolve(&s.root, &s.scope).with_context(|| format!("--scope {}", s.scope))?;
+        if let Err(e) = scope.watch_kernel_log() {
+            log::info!(
+                "{e}: every rise of the kernel's OOM kill counter holds choices back, also a kill inside a memory cgroup at its own limit"
+            );
+        }
         let mut reader = ProcReader::open(&s.root)?;
         if s.root.as_path() == Path::new("/") {
             use_task_iterator(&mut reader, &scope);
@@ -568,6 +580,7 @@ impl Daemon {
             psi_full: PsiWindow::new(Duration::from_secs(10)),
             buf: Vec::with_capacity(8192),
             last_oom_kills: None,
+            last_memcg_kills: 0,
             last_oom_check: Instant::now(),
             was_near: false,
             stillness: Stillness::default(),
@@ -647,7 +660,7 @@ impl Daemon {
             log::warn!("{n}");
         }
         let mut settle = Some(Instant::now() + SETTLE);
-        self.last_oom_kills = self.scope.kernel_oom_kills();
+        self.watch_kernel_kills();
         let mut wake = Wake::Timer;
         while !self.flags.stop.load(Ordering::Relaxed) {
             if self.flags.reload.swap(false, Ordering::Relaxed) {
@@ -780,13 +793,15 @@ impl Daemon {
         let mut interrupted = false;
         let (sev, reason) = levels.evaluate(&mem, psi_user);
 
-        // The kernel's OOM killer acted in the scope: record it, and hold back. The counter is
-        // read on every wake-up below a level (a choice follows, and its /proc reads must not
-        // come after a kernel kill), before a rescan near the levels, every 50 ms otherwise near
-        // them (recording is all that waits: there is no choice to hold back above the levels,
-        // and `/proc/vmstat` costs four times the memory reading it guards), every 5 s when far
-        // (idle CPU). Also on the first wake-up after a near one: memory that came back at once
-        // may have come from a kernel kill, which is recorded now rather than up to 5 s later.
+        // The kernel's OOM killer acted in the scope: record it, and hold back (for the system
+        // scope, not for kills at a memory cgroup's own limit: `kernel_kill_check`). The
+        // counter is read on every wake-up below a level (a choice follows, and its /proc reads
+        // must not come after a kernel kill), before a rescan near the levels, every 50 ms
+        // otherwise near them (recording is all that waits: there is no choice to hold back
+        // above the levels, and `/proc/vmstat` costs four times the memory reading it guards),
+        // every 5 s when far (idle CPU). Also on the first wake-up after a near one: memory that
+        // came back at once may have come from a kernel kill, which is recorded now rather than
+        // up to 5 s later.
         let near_now = sev != Severity::None || levels.near(&mem);
         let was_near = std::mem::replace(&mut self.was_near, near_now);
         self.waker.rearm_if_changed(
@@ -969,38 +984,89 @@ impl Daemon {
         );
     }
 
+    /// Takes the kernel's OOM kill counters as they are now: rises from here on are recorded.
+    fn watch_kernel_kills(&mut self) {
+        self.last_oom_kills = self.scope.kernel_oom_kills();
+        self.last_memcg_kills = self.memcg_kills();
+    }
+
+    fn memcg_kills(&self) -> u64 {
+        self.scope.oom_kinds().map_or(0, |k| k.memcg_kills())
+    }
+
     /// Reads the kernel's OOM kill counter of the scope; when it rose since the last read,
-    /// records a `kernel_kill` and holds choices back (`Hold`). True when it rose.
+    /// records a `kernel_kill` and holds choices back (`Hold`). True when it held back.
     fn kernel_kill_seen(&mut self, now: Instant, mem: &MemState) -> bool {
         self.kernel_kill_check(now, mem, true)
     }
 
     /// [`Daemon::kernel_kill_seen`]; when `mem` is a floor (`exact` false), the record and the
-    /// hold take the kernel's figure, read only when the counter rose.
+    /// hold take the kernel's figure, read only when the counter rose. For the system scope, a
+    /// rise whose kills were all at a memory cgroup's own limit (the kernel log says so,
+    /// `sense::kmsg`) is recorded but holds nothing back, and false is returned: such a kill
+    /// frees nothing the machine is short of, and on a container host one container killed at
+    /// its limit every second or two would otherwise keep the guard from ever choosing.
     fn kernel_kill_check(&mut self, now: Instant, mem: &MemState, exact: bool) -> bool {
         self.last_oom_check = now;
         let Some(k) = self.scope.kernel_oom_kills() else {
             return false;
         };
-        let Some(prev) = self.last_oom_kills.replace(k).filter(|&p| k > p) else {
+        let held = self
+            .last_oom_kills
+            .replace(k)
+            .filter(|&p| k > p)
+            .map_or(0, |p| k - p);
+        let memcg = self.memcg_kills();
+        let at_limit = memcg.saturating_sub(std::mem::replace(&mut self.last_memcg_kills, memcg));
+        if held == 0 && at_limit == 0 {
             return false;
-        };
+        }
         let mem = &if exact {
             *mem
         } else {
             self.scope.memory().unwrap_or(*mem)
         };
+        let kinds = self.scope.oom_kinds();
+        let held_kind = kinds.and_then(|k| k.last_held());
+        let oom_memcg = kinds
+            .filter(|_| at_limit > 0)
+            .and_then(|k| k.last_memcg())
+            .map(str::to_string);
         let ev = Event::KernelKill(ev::KernelKill {
-            oom_kills: k - prev,
+            oom_kills: held + at_limit,
             counter: self.scope.oom_counter_source(),
             available_kb: Some(mem.available_kb),
             total_kb: Some(mem.total_kb),
+            constraint: kinds.map(|_| {
+                if held > 0 {
+                    held_kind.map_or("unknown", |k| k.as_str())
+                } else {
+                    "memcg"
+                }
+                .to_string()
+            }),
+            held: kinds.map(|_| held > 0),
+            oom_memcg,
             ..Default::default()
         });
+        if held == 0 {
+            log::info!(
+                "the kernel's OOM killer killed {at_limit} process(es) in {} at the limit of memory cgroup {}, the group's own: not holding back",
+                self.scope.label(),
+                kinds.and_then(|k| k.last_memcg()).unwrap_or("(not named)")
+            );
+            self.append(ev);
+            return false;
+        }
         log::warn!(
-            "the kernel's OOM killer killed {} process(es) in {}; holding back until memory recovers",
-            k - prev,
-            self.scope.label()
+            "the kernel's OOM killer killed {} process(es) in {}{}; holding back until memory recovers",
+            held + at_limit,
+            self.scope.label(),
+            match held_kind {
+                Some(RiseKind::Unknown(why)) => format!(" (of a kind not known: {})", why.as_str()),
+                Some(k) => format!(" ({})", k.as_str()),
+                None => String::new(),
+            }
         );
         self.append(ev);
         self.hold = Some(Hold::new(now, mem.available_kb));
@@ -2051,6 +2117,143 @@ mod tests {
         assert!(!look.interrupts(&mut scope));
         stop.store(true, Ordering::Relaxed);
         assert!(look.interrupts(&mut scope), "the daemon is stopping");
+    }
+
+    /// For the system scope, a rise of the kernel's OOM kill counter whose kills the kernel log
+    /// shows were all at a memory cgroup's own limit is recorded (`constraint: memcg`, the
+    /// group, `held: false`) and holds nothing back: the check says so (a signal about to go
+    /// out is not cancelled), no `Hold` is set, and the rescan near the levels goes on. A kill
+    /// of the machine's, or one the log does not tell, holds back as before. The daemon's own
+    /// check on a fixture tree (`proc/vmstat`, `dev/kmsg` as a plain file).
+    #[test]
+    fn a_kernel_kill_at_a_cgroups_own_limit_is_recorded_but_holds_nothing_back() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().to_path_buf();
+        std::fs::create_dir_all(r.join("proc")).unwrap();
+        std::fs::create_dir_all(r.join("dev")).unwrap();
+        std::fs::write(
+            r.join("proc/meminfo"),
+            "MemTotal: 4000000 kB\nMemFree: 100 kB\nMemAvailable: 300000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+        )
+        .unwrap();
+        let vmstat = |kills: u64| {
+            std::fs::write(
+                r.join("proc/vmstat"),
+                format!("pgalloc_normal 5\noom_kill {kills}\n"),
+            )
+            .unwrap()
+        };
+        vmstat(3);
+        std::fs::write(r.join("dev/kmsg"), "").unwrap();
+        let mut seq = 0;
+        let mut kmsg = |msg: String| {
+            seq += 1;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(r.join("dev/kmsg"))
+                .unwrap();
+            writeln!(f, "3,{seq},{seq}000,-;{msg}").unwrap();
+        };
+        let memcg = |pid: u32| {
+            format!(
+                "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods/pod1,task_memcg=/kubepods/pod1/c1,task=app,pid={pid},uid=0"
+            )
+        };
+        let global = |pid: u32| {
+            format!(
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice,task=big,pid={pid},uid=0"
+            )
+        };
+        let log = r.join("events.jsonl");
+        let settings = Settings {
+            root: Root::new(&r),
+            scope: crate::values::ScopeSpec::System,
+            levels: LevelSpec {
+                mem_pct: Some(crate::values::LevelPair::parse_pct("10,5").unwrap()),
+                mem_size: None,
+                swap_pct: None,
+                swap_size: None,
+                psi: None,
+            },
+            kill_unit: KillUnit::default(),
+            term_grace: Duration::from_secs(1),
+            dry_run: true,
+            event_log: log.clone(),
+            policy: Policy::default(),
+            report_interval: None,
+        };
+        let mut dm = Daemon::new(settings, Vec::new(), Flags::default(), None, None).unwrap();
+        dm.watch_kernel_kills();
+        let mem = dm.scope.memory().unwrap();
+        let t = Instant::now();
+        assert!(!dm.kernel_kill_check(t, &mem, true), "nothing happened yet");
+
+        // A container killed at its own limit: recorded, not held for.
+        kmsg(memcg(100));
+        vmstat(4);
+        assert!(!dm.kernel_kill_check(t, &mem, true));
+        assert!(dm.hold.is_none());
+        // The rescan near the levels does not stop for it either (the baseline stays).
+        assert_eq!(dm.scope.kernel_oom_kills(), dm.last_oom_kills);
+
+        // Memcg kills only again, seen first by a watcher (the rescan's look): no hold, and
+        // the daemon's next check records them.
+        kmsg(memcg(101));
+        kmsg(memcg(102));
+        vmstat(6);
+        assert_eq!(dm.scope.kernel_oom_kills(), dm.last_oom_kills);
+        assert!(!dm.kernel_kill_check(t, &mem, true));
+        assert!(dm.hold.is_none());
+
+        // The machine's own shortage: held back, as before.
+        kmsg(global(103));
+        vmstat(7);
+        assert!(dm.kernel_kill_check(t, &mem, true));
+        assert!(dm.hold.is_some());
+        dm.hold = None;
+        // A rise the log does not tell (its line rate-limited away, an old kernel): held.
+        vmstat(8);
+        assert!(dm.kernel_kill_check(t, &mem, true));
+        assert!(dm.hold.is_some());
+        dm.hold = None;
+        // A memcg kill beside a kill with no line: held.
+        kmsg(memcg(104));
+        vmstat(10);
+        assert!(dm.kernel_kill_check(t, &mem, true));
+        assert!(dm.hold.is_some());
+
+        assert!(dm.log.sync(Duration::from_secs(5)));
+        let (recs, _) = crate::record::eventlog::read_all(&log).unwrap();
+        let kk: Vec<_> = recs
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::KernelKill(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        let got: Vec<_> = kk
+            .iter()
+            .map(|k| {
+                (
+                    k.oom_kills,
+                    k.constraint.as_deref(),
+                    k.held,
+                    k.oom_memcg.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, Some("memcg"), Some(false), Some("/kubepods/pod1")),
+                (2, Some("memcg"), Some(false), Some("/kubepods/pod1")),
+                (1, Some("global"), Some(true), None),
+                (1, Some("unknown"), Some(true), None),
+                (2, Some("unknown"), Some(true), None),
+            ]
+        );
+        assert_eq!(kk[0].available_kb, Some(300_000));
     }
 
     /// The settle waits while memory falls (a storm) and runs once it holds still, or after

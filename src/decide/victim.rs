@@ -482,7 +482,8 @@ impl KernelWatch {
         }
     }
 
-    /// Whether the counter rose past the one last read.
+    /// Whether the counter rose past the one last read (for the system scope, not by kills at
+    /// a memory cgroup's own limit: [`Scope::kernel_oom_kills`]).
     fn acted(&mut self, scope: &mut Scope) -> bool {
         let Some(k0) = self.oom_kills else {
             return false;
@@ -1732,6 +1733,23 @@ pub(crate) mod tests {
         assert!(rk.age().is_none(), "a stopped scan must not count as fresh");
         // Unwatched (away from the bottom): the counter is not looked at.
         assert_eq!(rk.refresh(&mut reader, &mut scope, &policy, basis), 3007);
+
+        // The system scope telling kills by the kernel log (`sense::kmsg`): a kill at a memory
+        // cgroup's own limit does not stop the scan; a kill the log does not tell does.
+        fs::create_dir_all(r.join("dev")).unwrap();
+        fs::write(r.join("dev/kmsg"), "").unwrap();
+        assert_eq!(scope.watch_kernel_log(), Ok(()));
+        fs::write(
+            r.join("dev/kmsg"),
+            "3,7,7000,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/box,task_memcg=/box,task=hog,pid=77,uid=0\n",
+        )
+        .unwrap();
+        fs::write(r.join("proc/vmstat"), "pgalloc_normal 10\noom_kill 4\n").unwrap();
+        let seen = rk.refresh_watching(&mut reader, &mut scope, &policy, basis, Some(3));
+        assert_eq!(seen, Some(3007), "a memcg kill stopped the scan");
+        fs::write(r.join("proc/vmstat"), "pgalloc_normal 10\noom_kill 5\n").unwrap();
+        let seen = rk.refresh_watching(&mut reader, &mut scope, &policy, basis, Some(3));
+        assert_eq!(seen, None, "a kill with no line must stop the scan");
     }
 
     /// What the tests scan against: a million pages, and the allocation counter at `pgalloc`.

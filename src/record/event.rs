@@ -31,8 +31,12 @@
 //!   `comm`, `rss_kb`, `freed_kb`, `tiny_kb`, `available_kb`, `total_kb`, `mem_term_kb`,
 //!   `shmem_kb`?, `shmem_source`, `reason`.
 //! - `kernel_kill` ([`KernelKill`]): the kernel's OOM killer acted: `oom_kills` (the counter's
-//!   increase), `counter` (its source), `available_kb`, `total_kb`; `oomguard drill` adds
-//!   `drill`, `victim` {`pid`, `comm`}, `peak_kb`, `kernel_log`.
+//!   increase), `counter` (its source), `available_kb`, `total_kb`; the system scope's daemon
+//!   adds `constraint`? (what ran out, from the kernel log: `memcg` when every kill was at a
+//!   memory cgroup's own limit, else `global`, `cpuset`, `mempolicy` or `unknown`),
+//!   `oom_memcg`? (the group whose limit was hit, for `memcg`) and `held`? (whether choices
+//!   were held back: false only for `memcg`); `oomguard drill` adds `drill`, `victim` {`pid`,
+//!   `comm`}, `peak_kb`, `kernel_log`.
 //! - `warn` ([`Warn`]): memory use crossed the warning level: `state` (`high` or `cleared`),
 //!   `used_pct`, `level_pct`, `clear_pct`, `available_kb`, `total_kb`.
 //! - `protect` ([`Protect`]): an `oom_score_adj` write: `pid`, `comm`, `cmdline`, `rule`,
@@ -331,6 +335,16 @@ pub struct KernelKill {
     /// The process killed, when known (`oomguard drill`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub victim: Option<Who>,
+    /// What ran out (`memcg`, `global`, `cpuset`, `mempolicy`, `unknown`), system scope only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// The group whose own limit was hit (`constraint` `memcg`), when the kernel log said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_memcg: Option<String>,
+    /// Whether the daemon held its choices back for the kill (system scope only; a kill at a
+    /// group's own limit frees nothing the machine is short of).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<bool>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -360,6 +374,7 @@ impl KernelKill {
             total_kb: None,
             victim: Some(victim),
             extra,
+            ..KernelKill::default()
         }
     }
 }
@@ -553,11 +568,24 @@ impl fmt::Display for Event {
                 size(b.freed_kb),
                 size(b.rss_kb)
             ),
-            Event::KernelKill(k) => write!(
-                f,
-                "kernel OOM killer acted {} time(s) ({})",
-                k.oom_kills, k.counter
-            ),
+            Event::KernelKill(k) => {
+                write!(
+                    f,
+                    "kernel OOM killer acted {} time(s) ({})",
+                    k.oom_kills, k.counter
+                )?;
+                if k.constraint.as_deref() == Some("memcg") {
+                    write!(
+                        f,
+                        " at the limit of cgroup {}",
+                        k.oom_memcg.as_deref().unwrap_or("?")
+                    )?;
+                }
+                if k.held == Some(false) {
+                    write!(f, ", not held back")?;
+                }
+                Ok(())
+            }
             Event::Warn(w) => {
                 write!(f, "memory use {} {:.1}%", w.state, w.used_pct)?;
                 write!(f, " (warning level {}%)", w.level_pct)?;

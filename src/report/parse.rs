@@ -544,66 +544,21 @@ impl Parser {
     }
 
     fn oom_kill_line(&mut self, t: &[u8], stamp: &Stamp<'_>) {
-        const KEYS: [&[u8]; 10] = [
-            b"constraint=",
-            b"nodemask=",
-            b"cpuset=",
-            b"mems_allowed=",
-            b"oom_memcg=",
-            b"global_oom",
-            b"task_memcg=",
-            b"task=",
-            b"pid=",
-            b"uid=",
-        ];
-        let body = &t[9..];
-        // Positions of each key at the start or after a comma, in order.
-        let mut found: Vec<(usize, usize)> = Vec::new(); // (key index, value start)
-        let mut from = 0;
-        for (k, key) in KEYS.iter().enumerate() {
-            let mut search = from;
-            while let Some(p) = find(&body[search..], key) {
-                let at = search + p;
-                if at == 0 || body[at - 1] == b',' {
-                    found.push((k, at + key.len()));
-                    from = at + key.len();
-                    break;
-                }
-                search = at + 1;
-            }
-        }
-        let value = |idx: usize| -> Option<&[u8]> {
-            let pos = found.iter().position(|(k, _)| *k == idx)?;
-            let start = found[pos].1;
-            let end = found
-                .get(pos + 1)
-                .map(|(k, s)| s - KEYS[*k].len() - 1)
-                .unwrap_or(body.len());
-            (end >= start).then(|| trim_end(trim_start(&body[start..end])))
+        let Some(l) = OomKillLine::parse(t) else {
+            return;
         };
-        let constraint = value(0).map(lossy);
-        let nodemask = value(1).map(lossy);
-        let cpuset = value(2).map(lossy);
-        let mems = value(3).map(lossy);
-        let oom_memcg = value(4).map(lossy);
-        let task_memcg = value(6).map(lossy);
-        let task = value(7).map(lossy);
-        let pid = value(8).and_then(|v| int_at(v).map(|x| x.0));
+        let constraint = l.constraint.map(lossy);
+        let nodemask = l.nodemask.map(lossy);
+        let cpuset = l.cpuset.map(lossy);
+        let mems = l.mems_allowed.map(lossy);
+        let oom_memcg = l.oom_memcg.map(lossy);
+        let task_memcg = l.task_memcg.map(lossy);
+        let task = l.task.map(lossy);
+        let pid = l.pid;
+        let kind = l.kind();
         let c = self.open(stamp);
         c.in_meminfo = false;
-        let kind = match constraint.as_deref() {
-            Some("CONSTRAINT_MEMCG") => Some(Kind::Memcg),
-            Some("CONSTRAINT_CPUSET") => Some(Kind::Cpuset),
-            Some("CONSTRAINT_MEMORY_POLICY") => Some(Kind::Mempolicy),
-            Some("CONSTRAINT_NONE") => Some(Kind::Global),
-            _ => None,
-        };
-        // 5.0/5.1 printed CONSTRAINT_NONE for memcg OOMs too; oom_memcg= tells.
-        c.ev.kind = if oom_memcg.is_some() {
-            Some(Kind::Memcg)
-        } else {
-            kind.or(c.ev.kind)
-        };
+        c.ev.kind = kind.or(c.ev.kind);
         c.ev.constraint = constraint.or(c.ev.constraint.take());
         c.ev.nodemask = nodemask.or(c.ev.nodemask.take());
         c.ev.cpuset = cpuset.or(c.ev.cpuset.take());
@@ -791,35 +746,145 @@ impl Parser {
 
 /// Kind implied by the kill message prefix, when nothing more precise was seen.
 fn kind_from_prefix(ev: &mut OomEvent, prefix: &[u8]) {
-    if ev.kind.is_some() {
-        return;
-    }
-    if prefix.ends_with(b"Memory cgroup out of memory") {
-        ev.kind = Some(Kind::Memcg);
-    } else if prefix.starts_with(b"Out of memory") || prefix.starts_with(b"Out of Memory") {
-        ev.kind = Some(Kind::Global);
-    } else if prefix.ends_with(b"(MPOL_BIND)") {
-        ev.kind = Some(Kind::Mempolicy);
-    } else if prefix.ends_with(b"in cpuset") {
-        ev.kind = Some(Kind::Cpuset);
+    if ev.kind.is_none() {
+        ev.kind = kill_prefix_kind(prefix);
     }
 }
 
-/// `Killed process N (comm) total-vm:…` in all its variants (RHEL6 `Killed process N, UID U,
-/// (comm)`, RHEL7 `Killed process N (comm), UID U, total-vm…`, 2.6.33 `vsz:`, 5.4+ `UID:`).
-fn parse_killed(t: &[u8], i: usize) -> Option<Kill> {
+/// What ran out, as the text before `Kill process` / `Killed process` says (`Memory cgroup
+/// out of memory`, `Out of memory`, …); `None` when it says nothing (4.19–5.0 print `Killed
+/// process` with no prefix).
+pub fn kill_prefix_kind(prefix: &[u8]) -> Option<Kind> {
+    if prefix.ends_with(b"Memory cgroup out of memory") {
+        Some(Kind::Memcg)
+    } else if prefix.starts_with(b"Out of memory") || prefix.starts_with(b"Out of Memory") {
+        Some(Kind::Global)
+    } else if prefix.ends_with(b"(MPOL_BIND)") {
+        Some(Kind::Mempolicy)
+    } else if prefix.ends_with(b"in cpuset") {
+        Some(Kind::Cpuset)
+    } else {
+        None
+    }
+}
+
+/// The fields of the kernel's `oom-kill:` summary line (4.19+, printed before the kill is
+/// counted), borrowed from the line: `constraint=…,nodemask=…,cpuset=…,mems_allowed=…,`
+/// then `oom_memcg=…` or `global_oom`, then `task_memcg=…,task=…,pid=…,uid=…`. Parsing
+/// allocates nothing (the daemon reads it on its loop, `sense::kmsg`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OomKillLine<'a> {
+    pub constraint: Option<&'a [u8]>,
+    pub nodemask: Option<&'a [u8]>,
+    pub cpuset: Option<&'a [u8]>,
+    pub mems_allowed: Option<&'a [u8]>,
+    /// The group whose limit was hit (memcg OOMs only).
+    pub oom_memcg: Option<&'a [u8]>,
+    pub task_memcg: Option<&'a [u8]>,
+    pub task: Option<&'a [u8]>,
+    pub pid: Option<i64>,
+}
+
+impl<'a> OomKillLine<'a> {
+    /// Parses a message (prefix removed) that starts with `oom-kill:`; `None` for any other.
+    pub fn parse(t: &'a [u8]) -> Option<OomKillLine<'a>> {
+        const KEYS: [&[u8]; 10] = [
+            b"constraint=",
+            b"nodemask=",
+            b"cpuset=",
+            b"mems_allowed=",
+            b"oom_memcg=",
+            b"global_oom",
+            b"task_memcg=",
+            b"task=",
+            b"pid=",
+            b"uid=",
+        ];
+        let body = t.strip_prefix(b"oom-kill:")?;
+        // Positions of each key at the start or after a comma, in order: (key index, value
+        // start).
+        let mut found = [(0usize, 0usize); KEYS.len()];
+        let mut n = 0;
+        let mut from = 0;
+        for (k, key) in KEYS.iter().enumerate() {
+            let mut search = from;
+            while let Some(p) = find(&body[search..], key) {
+                let at = search + p;
+                if at == 0 || body[at - 1] == b',' {
+                    found[n] = (k, at + key.len());
+                    n += 1;
+                    from = at + key.len();
+                    break;
+                }
+                search = at + 1;
+            }
+        }
+        let found = &found[..n];
+        let value = |idx: usize| -> Option<&'a [u8]> {
+            let pos = found.iter().position(|(k, _)| *k == idx)?;
+            let start = found[pos].1;
+            let end = found
+                .get(pos + 1)
+                .map(|(k, s)| s - KEYS[*k].len() - 1)
+                .unwrap_or(body.len());
+            (end >= start).then(|| trim_end(trim_start(&body[start..end])))
+        };
+        Some(OomKillLine {
+            constraint: value(0),
+            nodemask: value(1),
+            cpuset: value(2),
+            mems_allowed: value(3),
+            oom_memcg: value(4),
+            task_memcg: value(6),
+            task: value(7),
+            pid: value(8).and_then(|v| int_at(v).map(|x| x.0)),
+        })
+    }
+
+    /// What ran out: the constraint, except that `oom_memcg=` always means a group's limit
+    /// (5.0/5.1 printed `CONSTRAINT_NONE` for memcg OOMs too). `None` for a constraint this
+    /// version does not know.
+    pub fn kind(&self) -> Option<Kind> {
+        if self.oom_memcg.is_some() {
+            return Some(Kind::Memcg);
+        }
+        match self.constraint? {
+            b"CONSTRAINT_MEMCG" => Some(Kind::Memcg),
+            b"CONSTRAINT_CPUSET" => Some(Kind::Cpuset),
+            b"CONSTRAINT_MEMORY_POLICY" => Some(Kind::Mempolicy),
+            b"CONSTRAINT_NONE" => Some(Kind::Global),
+            _ => None,
+        }
+    }
+}
+
+/// The pid of a `[prefix: ]Killed process N …` message and its prefix (without the colon),
+/// allocating nothing; `None` for any other message.
+pub fn killed_pid(t: &[u8]) -> Option<(i64, &[u8])> {
+    let (pid, prefix, _) = killed_head(t, finders().killed.find(t)?)?;
+    Some((pid, prefix))
+}
+
+/// `Killed process` at `i` of `t`: the pid, the prefix (without its colon), and the text
+/// after the pid.
+fn killed_head(t: &[u8], i: usize) -> Option<(i64, &[u8], &[u8])> {
     let rest = &t[i + "Killed process ".len()..];
     let (pid, n) = int_at(rest)?;
     if pid < 0 {
         return None;
     }
-    let after = &rest[n..];
+    let prefix = trim_end(&t[..i]);
+    Some((pid, prefix.strip_suffix(b":").unwrap_or(prefix), &rest[n..]))
+}
+
+/// `Killed process N (comm) total-vm:…` in all its variants (RHEL6 `Killed process N, UID U,
+/// (comm)`, RHEL7 `Killed process N (comm), UID U, total-vm…`, 2.6.33 `vsz:`, 5.4+ `UID:`).
+fn parse_killed(t: &[u8], i: usize) -> Option<Kill> {
+    let (pid, prefix, after) = killed_head(t, i)?;
     let mut kill = Kill {
         pid,
         ..Default::default()
     };
-    let prefix = trim_end(&t[..i]);
-    let prefix = prefix.strip_suffix(b":").unwrap_or(prefix);
     if !prefix.is_empty() {
         kill.message = Some(lossy(prefix));
     }

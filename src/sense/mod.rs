@@ -5,6 +5,7 @@ pub mod btf;
 pub mod cgroup;
 pub mod details;
 pub mod floor;
+pub mod kmsg;
 pub mod mem;
 pub mod meminfo;
 pub mod procevents;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::cgroup::{CgVersion, Cgroup, CgroupNotFound, Mounts};
 use super::floor::Floor;
+use super::kmsg::{KernelLog, OomKinds};
 use super::meminfo::{Meminfo, MeminfoError};
 use super::{KeptFile, Root};
 use crate::sense::mem::MemState;
@@ -50,6 +51,8 @@ pub struct Scope {
     floor: Option<Floor>,
     /// Free RAM (kB) at the last reading of the system scope (meminfo or the floor).
     last_free_kb: Option<u64>,
+    /// The kinds of the machine's OOM kills (system scope, once [`Scope::watch_kernel_log`]).
+    oom_kinds: Option<OomKinds>,
 }
 
 impl Scope {
@@ -68,6 +71,7 @@ impl Scope {
             root: root.clone(),
             floor,
             last_free_kb: None,
+            oom_kinds: None,
             kind,
             mounts,
             buf: Vec::with_capacity(8192),
@@ -173,15 +177,48 @@ impl Scope {
         })
     }
 
-    /// The kernel's OOM kill counter for the scope (`/proc/vmstat` or the cgroup's file).
+    /// The kernel's OOM kill counter for the scope (`/proc/vmstat` or the cgroup's file). For
+    /// the system scope once [`Scope::watch_kernel_log`] ran: less the kills at a memory
+    /// cgroup's own limit ([`OomKinds`]; the kernel log is read when the counter rose), so that
+    /// every reader that waits for a rise waits only for the kills of the machine's shortage.
     pub fn kernel_oom_kills(&mut self) -> Option<u64> {
         match &self.kind {
             ScopeKind::System => {
-                self.vmstat.read_to_line(&mut self.buf, b"oom_kill ").ok()?;
-                super::vmstat::Vmstat::parse(&self.buf).oom_kill
+                let raw = self.raw_oom_kills()?;
+                Some(match self.oom_kinds.as_mut() {
+                    Some(k) => k.observe(raw, std::time::Instant::now()),
+                    None => raw,
+                })
             }
             ScopeKind::Cgroup(c) => c.oom_kills(&self.root, &mut self.buf),
         }
+    }
+
+    /// `/proc/vmstat oom_kill` as it is.
+    fn raw_oom_kills(&mut self) -> Option<u64> {
+        self.vmstat.read_to_line(&mut self.buf, b"oom_kill ").ok()?;
+        super::vmstat::Vmstat::parse(&self.buf).oom_kill
+    }
+
+    /// For the system scope: from now on, tells the kills at a memory cgroup's own limit from
+    /// the machine's by the kernel log (`dev/kmsg` under the root, opened now at its end; see
+    /// [`crate::sense::kmsg`]). The counter is read first, so that a kill between the two
+    /// counts as one with no line. Returns why the log cannot be read (every kill then holds
+    /// back, as without it). Nothing for a cgroup scope: its counter counts only its own.
+    pub fn watch_kernel_log(&mut self) -> Result<(), String> {
+        if self.cgroup().is_some() {
+            return Ok(());
+        }
+        let raw = self.raw_oom_kills();
+        let (log, err) = KernelLog::open(&self.root);
+        let note = err.map(|e| format!("cannot read {}: {e}", log.path().display()));
+        self.oom_kinds = Some(OomKinds::new(raw, log));
+        note.map_or(Ok(()), Err)
+    }
+
+    /// The kinds of the machine's OOM kills, when they are told ([`Scope::watch_kernel_log`]).
+    pub fn oom_kinds(&self) -> Option<&OomKinds> {
+        self.oom_kinds.as_ref()
     }
 
     /// The page allocation counters (sum of `pgalloc_*` in `/proc/vmstat`); `u64::MAX` when
