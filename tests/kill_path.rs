@@ -691,7 +691,7 @@ fn a_settled_daemons_constant_tables_are_not_copied_or_kept() {
     // The GOT's pages are left out: the test build's code calls through it (its references
     // are not relaxed), so the pages it uses come back after the trim, as code pages do. Of
     // the 559 KiB outside it, the loop maps 56–140 KiB back after the trim (as the code
-    // stands); without the trim's drop, 240 KiB stay.
+    // stands); without the trim's drop, 240–300 KiB stay.
     for (perms, size, _, anon, (clean, rest)) in &maps {
         if perms.starts_with("r--") && *anon > 0 {
             assert!(
