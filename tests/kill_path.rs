@@ -1,7 +1,8 @@
 //! The daemon's kill path against real processes in real memory cgroups (v1 here): a signal the
 //! kernel refuses is a `kill_failed` record, not a kill; a kill that frees nothing (the memory
 //! is held by shm files) makes the daemon back off instead of killing innocents one by one; the
-//! first kill after start takes no page faults (the kill path was warmed up and locked).
+//! first kill after start takes no page faults (the kill path was warmed up and locked); a victim
+//! that does not exit after SIGKILL has its memory released by the reaper thread.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -732,4 +733,125 @@ fn got_range(exe: &Path) -> std::ops::Range<u64> {
     }
     assert!(lo < hi, "no .got in {}:\n{text}", exe.display());
     lo..hi
+}
+
+/// A v1 freezer group of the test's own (beside the memory group): its processes keep a
+/// pending SIGKILL without exiting, as a process stuck in the kernel does. Thawed and removed
+/// on drop (before the memory group's drop kills the processes, which a frozen one would not
+/// survive to be reaped).
+struct FreezerGroup(PathBuf);
+
+impl FreezerGroup {
+    /// `None` without a v1 freezer hierarchy.
+    fn new(name: &str) -> Option<FreezerGroup> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+                ctl.split(',')
+                    .any(|c| c == "freezer")
+                    .then(|| path.to_string())
+            })?;
+        let dir = Path::new("/sys/fs/cgroup/freezer")
+            .join(own.trim_start_matches('/'))
+            .join(format!("oomguard-test-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        Some(FreezerGroup(dir))
+    }
+
+    /// Moves `pid` in and freezes the group; waits until it is frozen.
+    fn freeze(&self, pid: i32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+        std::fs::write(self.0.join("freezer.state"), "FROZEN").unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(self.0.join("freezer.state"))
+            .unwrap()
+            .trim()
+            != "FROZEN"
+        {
+            assert!(Instant::now() < until, "the group did not freeze");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn thaw(&self) {
+        let _ = std::fs::write(self.0.join("freezer.state"), "THAWED");
+    }
+}
+
+impl Drop for FreezerGroup {
+    fn drop(&mut self) {
+        self.thaw();
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::fs::remove_dir(&self.0).is_err() && Instant::now() < until {
+            let procs = std::fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
+            for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // The test's own hog (only it was moved in).
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(p).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The group's memory use (`memory.usage_in_bytes`).
+fn usage(cg: &TestCgroup) -> u64 {
+    std::fs::read_to_string(cg.dir.join("memory.usage_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A victim that does not exit after SIGKILL (a hog frozen by the v1 freezer, as a process
+/// stuck in the kernel) has its memory reaped by the daemon's reaper thread 200 ms later: the
+/// group's memory comes back while the hog still lives, and the kill record says `released`.
+#[test]
+fn a_victim_that_does_not_exit_after_sigkill_has_its_memory_released() {
+    let Some(cg) = TestCgroup::new("mrelease", 256 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let mut h = hog(&cg, &["--name", "frozenhog", "--max", "200M"]);
+    wait_rss(&h, 200 * MIB);
+    // Made after the hog, so dropped (thawed) before it: a frozen process is never reaped.
+    let Some(freezer) = FreezerGroup::new("mrelease") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "a cgroup v1 freezer is needed (CI=true)"
+        );
+        return;
+    };
+    freezer.freeze(h.pid());
+    // 56 MiB of 256 available (22 %): below both levels, so SIGKILL at once.
+    let d = Guard::start(&[], &cg, &log, &["--mem-min", "30,30"]);
+    // The hog cannot exit while frozen: the group's memory comes back only through the release.
+    let until = Instant::now() + Duration::from_secs(20);
+    while usage(&cg) > 100 * MIB && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let back = usage(&cg);
+    let frozen_alive = alive(&mut h);
+    freezer.thaw();
+    assert!(
+        h.wait_timeout(Duration::from_secs(20)).is_some(),
+        "the hog outlived SIGKILL"
+    );
+    let kill = d.wait_for("kill", Duration::from_secs(20));
+    assert!(frozen_alive, "the frozen hog exited before the thaw");
+    assert!(
+        back <= 100 * MIB,
+        "the group still used {} MiB with the hog killed and frozen: not released",
+        back / MIB
+    );
+    assert_eq!(kill["victim"]["pid"], h.pid(), "{kill}");
+    assert_eq!(kill["signals"][0]["signal"], "SIGKILL", "{kill}");
+    assert_eq!(kill["outcome"]["released"], true, "{kill}");
+    assert_eq!(cg.kernel_oom_kills(), 0);
 }

@@ -35,12 +35,14 @@
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use super::pidfd::{Target, TargetError};
+use super::reaper::{Reaper, Refused, Tally};
 use crate::decide::victim::Candidate;
 use crate::sense::cgroup::{CgVersion, memory_path_of};
 use crate::sense::procs::{ProcError, ProcReader, stat_kept};
@@ -91,14 +93,18 @@ pub const VICTIM_WAIT: Duration = Duration::from_millis(100);
 /// after it). On a faster host the victim was mostly gone within 100 ms.
 pub const VICTIM_EXIT_WAIT: Duration = Duration::from_secs(1);
 
-/// How long a process sent SIGKILL is left to exit on its own before `process_mrelease` reaps
-/// its memory from the guard's thread. At once, the reaping ran at the guard's priority
-/// (nice −20) beside the victim's own exit: in the busybox VM (one CPU, a fast hog killed with
-/// SIGKILL) it took 65–66 ms of the guard's CPU, held a 10 ms heartbeat up 30–50 ms, made the
-/// victim's end come later (54–69 ms after the signal, against 24–26 ms without it) and
-/// brought the memory back no sooner (90–94 ms against 86–91 ms). A victim that has not
-/// exited by then is slow or stuck (the kernel's own OOM reaper waits 2 s for it).
+/// How long a process sent SIGKILL is left to exit on its own before it is handed to the reaper
+/// thread ([`super::reaper`]), whose `process_mrelease` reaps its memory; the loop never waits
+/// for that call (it waits for the process's mmap lock). At once, the reaping ran at the
+/// guard's priority (nice −20) beside the victim's own exit: in the busybox VM (one CPU, a fast
+/// hog killed with SIGKILL) it took 65–66 ms of the guard's CPU, held a 10 ms heartbeat up
+/// 30–50 ms, made the victim's end come later (54–69 ms after the signal, against 24–26 ms
+/// without it) and brought the memory back no sooner (90–94 ms against 86–91 ms). A victim
+/// that has not exited by then is slow or stuck (the kernel's own OOM reaper waits 2 s for it).
 pub const RELEASE_AFTER: Duration = Duration::from_millis(200);
+
+/// How soon a release that found the reaper's queue full is handed over again.
+const RELEASE_RETRY: Duration = Duration::from_millis(10);
 
 /// At most this many pidfds are polled by one [`Kill::wait`].
 const POLL_MAX: usize = 64;
@@ -301,7 +307,6 @@ pub struct Kill {
     pub cgroup_kill: Option<PathBuf>,
     pub signals: Vec<SignalSent>,
     pub decided: Instant,
-    pub released: bool,
     /// What the unit resolved to, for the record (`process`, `tree (3 processes)`, …).
     pub unit_note: String,
     /// The pinned processes were sent SIGSTOP (a tree) and not yet killed or continued: they
@@ -313,9 +318,13 @@ pub struct Kill {
     gone: Vec<bool>,
     /// When each member was sent SIGKILL (same numbering).
     kill_sent: Vec<Option<Instant>>,
-    /// [`Kill::release`] was asked for; members already given `process_mrelease`.
+    /// [`Kill::release`] was asked for; members already handed to the reaper (or given up on).
     release_wanted: bool,
     mreleased: Vec<bool>,
+    /// The thread that runs `process_mrelease` ([`Kill::reap_with`]); none: no release.
+    reaper: Option<Reaper>,
+    /// What became of this kill's releases (made at the first one handed over).
+    tally: Option<Arc<Tally>>,
     /// The victim's `/proc/PID/stat`, kept open for a stopped unit (see [`VICTIM_EXIT_WAIT`]),
     /// and the buffer it is read into.
     victim_stat: Option<(OwnedFd, Vec<u8>)>,
@@ -346,7 +355,6 @@ impl Kill {
             cgroup_kill: None,
             signals: Vec::new(),
             decided,
-            released: false,
             unit_note: "process".into(),
             stopped: false,
             waves: None,
@@ -354,6 +362,8 @@ impl Kill {
             kill_sent: Vec::new(),
             release_wanted: false,
             mreleased: Vec::new(),
+            reaper: None,
+            tally: None,
             victim_stat: None,
         };
         let me = std::process::id() as i32;
@@ -841,21 +851,63 @@ impl Kill {
             .filter(|s| !s.ok)
     }
 
+    /// The reaper thread that [`Kill::release`] hands processes to. Without one (the thread
+    /// could not be started) nothing is released: a killed process's memory comes back with
+    /// its exit, as on a kernel without `process_mrelease`.
+    pub fn reap_with(&mut self, reaper: Option<&Reaper>) {
+        self.reaper = reaper.cloned();
+    }
+
     /// Asks for `process_mrelease` (after SIGKILL only) of every pinned process that has not
-    /// exited [`RELEASE_AFTER`] after its SIGKILL: done by [`Kill::wait`] (or now, for those
-    /// already that late). A kill before any SIGKILL (the start-up warm-up's probe) tries the
-    /// victim at once: the kernel refuses a live process, and the call's code is then resident.
+    /// exited [`RELEASE_AFTER`] after its SIGKILL: handed to the reaper thread by
+    /// [`Kill::wait`] (or now, for those already that late), never waited for. A kill before
+    /// any SIGKILL (the start-up warm-up's probe) hands the victim over at once: the kernel
+    /// refuses a live process, and the hand-over's and the thread's code are then resident.
     pub fn release(&mut self) {
+        if self.reaper.is_none() {
+            return;
+        }
         self.release_wanted = true;
         if self.kill_sent.iter().all(Option::is_none) {
-            self.released |= self.victim.mrelease().is_ok();
+            let _ = self.hand_release(0);
             return;
         }
         self.release_due();
     }
 
-    /// `process_mrelease` on the members whose SIGKILL is [`RELEASE_AFTER`] old and who have
-    /// not been seen exiting (once each). The next time one falls due, if any.
+    /// A `process_mrelease` of this kill is known to have succeeded (the reaper thread's call
+    /// returned): memory was released.
+    pub fn released(&self) -> bool {
+        self.tally.as_ref().is_some_and(|t| t.released())
+    }
+
+    /// A release was handed to the reaper thread and its call has not returned yet (it waits
+    /// for the process's mmap lock, or behind another release that does).
+    pub fn release_pending(&self) -> bool {
+        self.tally.as_ref().is_some_and(|t| t.pending() > 0)
+    }
+
+    /// Hands member `m` to the reaper thread (a duplicate of its pidfd). False: the queue is
+    /// full, to be tried again; true: handed over, or given up on (no thread, the pidfd could
+    /// not be duplicated).
+    fn hand_release(&mut self, m: usize) -> bool {
+        let Some(reaper) = &self.reaper else {
+            return true;
+        };
+        let t = if m == 0 {
+            &self.victim
+        } else {
+            &self.others[m - 1]
+        };
+        let Ok(fd) = t.dup_fd() else {
+            return true;
+        };
+        let tally = self.tally.get_or_insert_with(Default::default);
+        !matches!(reaper.hand(fd, t.pid, tally), Err(Refused::Full))
+    }
+
+    /// Hands to the reaper thread the members whose SIGKILL is [`RELEASE_AFTER`] old and who
+    /// have not been seen exiting (once each). The next time one falls due, if any.
     fn release_due(&mut self) -> Option<Instant> {
         if !self.release_wanted {
             return None;
@@ -871,9 +923,12 @@ impl Kill {
             }
             let due = at + RELEASE_AFTER;
             if due <= now {
-                // Not exited yet: reap its memory now instead of waiting for its exit.
-                if !self.member(m).exited() {
-                    self.released |= self.member(m).mrelease().is_ok();
+                // Not exited yet: its memory is reaped now instead of at its exit (on the
+                // reaper thread: the call waits for the process's mmap lock).
+                if !self.member(m).exited() && !self.hand_release(m) {
+                    let again = now + RELEASE_RETRY;
+                    next = Some(next.map_or(again, |n| n.min(again)));
+                    continue;
                 }
                 if self.mreleased.len() <= m {
                     self.mreleased.resize(m + 1, false);
@@ -1288,6 +1343,8 @@ mod tests {
         let mut reader = ProcReader::open(&Root::default()).unwrap();
         let tag = format!("{}.{}", 3000 + std::process::id() % 1000, line!());
         let (mut sh, mut kill) = stopped_tree(&mut reader, &tag);
+        let reaper = Reaper::start().unwrap();
+        kill.reap_with(Some(&reaper));
         kill.signal_all(Signal::KILL);
         kill.release();
         assert_eq!(
@@ -1391,17 +1448,222 @@ mod tests {
             Instant::now(),
         )
         .unwrap();
+        let reaper = Reaper::start().unwrap();
+        kill.reap_with(Some(&reaper));
         kill.signal_all(Signal::KILL);
         kill.release();
         assert!(
-            !kill.released,
+            kill.tally.is_none(),
             "released at once, before the victim had its chance"
         );
         assert!(wait_all(&mut kill));
         let _ = child.wait();
         assert!(
-            !kill.released,
+            kill.tally.is_none() && !kill.released(),
             "a victim that exited on its own was released"
         );
+    }
+
+    /// Kills the child when dropped (a test that fails leaves no process behind).
+    struct Reap(std::process::Child);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A release that blocks, as `process_mrelease` does while the process's mmap lock is held
+    /// (here a release call that waits on a channel): the loop's [`Kill::release`] and
+    /// [`Kill::wait`] return while it blocks; the kill says memory was released only once the
+    /// call has returned; a member is handed over once. (The loop's calls run on a thread of
+    /// their own, so that a loop stuck in the release fails the test instead of hanging it.)
+    #[test]
+    fn a_stuck_release_does_not_hold_the_loop() {
+        use std::sync::mpsc;
+        let (entered_tx, entered) = mpsc::channel::<i32>();
+        let (unblock, unblock_rx) = mpsc::channel::<()>();
+        let reaper = Reaper::start_with(move |pid, _fd| {
+            let _ = entered_tx.send(pid);
+            let _ = unblock_rx.recv();
+            Ok(())
+        })
+        .unwrap();
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        let child = Reap(Command::new("sleep").arg("60").spawn().unwrap());
+        let pid = child.0.id() as i32;
+        let st = reader.stat(pid).unwrap();
+        let cand = Candidate::unscored(pid, st.starttime, "sleep");
+        let mut kill = Kill::plan(
+            &mut reader,
+            &scope,
+            KillUnit::Process,
+            &cand,
+            Instant::now(),
+        )
+        .unwrap();
+        kill.reap_with(Some(&reaper));
+        // As if its SIGKILL had gone out RELEASE_AFTER ago and it had not exited (a process
+        // whose mmap lock is held). No signal is sent: the release call is the test's.
+        kill.kill_sent = vec![Some(Instant::now() - RELEASE_AFTER)];
+        let (said, heard) = mpsc::channel::<(&str, bool, bool)>();
+        let looper = std::thread::spawn(move || {
+            kill.release();
+            let _ = said.send(("release", kill.released(), kill.release_pending()));
+            let exited = kill.wait(Duration::from_millis(30));
+            let _ = said.send(("wait", exited, kill.released()));
+            kill
+        });
+        let after_release = heard.recv_timeout(Duration::from_secs(5));
+        let in_call = entered.recv_timeout(Duration::from_secs(5));
+        let after_wait = heard.recv_timeout(Duration::from_secs(5));
+        let _ = unblock.send(());
+        let mut kill = looper.join().unwrap();
+        assert_eq!(in_call, Ok(pid), "the release never reached the reaper");
+        assert_eq!(
+            after_release,
+            Ok(("release", false, true)),
+            "release() did not return while the release call blocked (or said released)"
+        );
+        assert_eq!(
+            after_wait,
+            Ok(("wait", false, false)),
+            "wait() did not return while the release call blocked (or said released)"
+        );
+        // Unblocked: the call returned, and now (only now) the kill says so.
+        let until = Instant::now() + Duration::from_secs(10);
+        while !kill.released() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(kill.released(), "the release that returned is not seen");
+        assert!(!kill.release_pending());
+        // Once per member: later waits hand nothing more over.
+        assert!(!kill.wait(Duration::from_millis(30)));
+        kill.release();
+        assert_eq!(
+            entered.recv_timeout(Duration::from_millis(100)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        drop(child);
+        assert!(wait_all(&mut kill));
+    }
+
+    /// A v1 freezer group made for one test (frozen processes keep a pending SIGKILL without
+    /// exiting, as a process stuck in the kernel does); thawed, its processes killed and the
+    /// group removed on drop.
+    struct Frozen {
+        dir: std::path::PathBuf,
+        child: std::process::Child,
+    }
+
+    impl Frozen {
+        /// `sleep 60` in a new frozen group; `None` without a v1 freezer.
+        fn sleeper() -> Option<Frozen> {
+            let own = std::fs::read_to_string("/proc/self/cgroup")
+                .ok()?
+                .lines()
+                .find_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+                    ctl.split(',')
+                        .any(|c| c == "freezer")
+                        .then(|| path.to_string())
+                })?;
+            let base =
+                std::path::Path::new("/sys/fs/cgroup/freezer").join(own.trim_start_matches('/'));
+            let dir = base.join(format!("oomguard-mrelease-{}", std::process::id()));
+            std::fs::create_dir(&dir).ok()?;
+            let child = Command::new("sleep").arg("60").spawn().unwrap();
+            let f = Frozen { dir, child };
+            std::fs::write(f.dir.join("cgroup.procs"), f.child.id().to_string()).ok()?;
+            std::fs::write(f.dir.join("freezer.state"), "FROZEN").ok()?;
+            let until = Instant::now() + Duration::from_secs(10);
+            while std::fs::read_to_string(f.dir.join("freezer.state"))
+                .ok()?
+                .trim()
+                != "FROZEN"
+            {
+                if Instant::now() > until {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Some(f)
+        }
+    }
+
+    impl Drop for Frozen {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let until = Instant::now() + Duration::from_secs(10);
+            while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The real thing: a victim that does not exit after SIGKILL (frozen by the v1 freezer) is
+    /// handed to the reaper thread [`RELEASE_AFTER`] later, whose `process_mrelease` reaps its
+    /// memory; the kill says released once that call has returned.
+    #[test]
+    fn a_victim_that_does_not_exit_is_mreleased_by_the_reaper_thread() {
+        use std::os::fd::AsFd;
+        let me = rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
+        // A live process is refused (EINVAL); ENOSYS: a kernel before 5.15.
+        if super::super::pidfd::mrelease(me.as_fd())
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOSYS))
+        {
+            eprintln!("no process_mrelease in this kernel: skipped");
+            return;
+        }
+        let Some(frozen) = Frozen::sleeper() else {
+            eprintln!("no v1 freezer to hold a killed process: skipped");
+            return;
+        };
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        let pid = frozen.child.id() as i32;
+        let st = reader.stat(pid).unwrap();
+        let cand = Candidate::unscored(pid, st.starttime, "sleep");
+        let mut kill = Kill::plan(
+            &mut reader,
+            &scope,
+            KillUnit::Process,
+            &cand,
+            Instant::now(),
+        )
+        .unwrap();
+        let reaper = Reaper::start().unwrap();
+        kill.reap_with(Some(&reaper));
+        kill.signal_all(Signal::KILL);
+        let sent = Instant::now();
+        kill.release();
+        assert!(kill.tally.is_none(), "handed over before RELEASE_AFTER");
+        let until = sent + Duration::from_secs(10);
+        while !kill.released() && Instant::now() < until {
+            assert!(
+                !kill.wait(Duration::from_millis(20)),
+                "the frozen victim exited"
+            );
+        }
+        assert!(kill.released(), "not released ({:?})", kill.tally);
+        assert!(sent.elapsed() >= RELEASE_AFTER);
+        // Its anonymous memory is gone although it has not exited.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let anon = status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .map(|v| v.trim().to_string());
+        assert_eq!(anon.as_deref(), Some("0 kB"), "{status}");
+        drop(frozen);
+        assert!(wait_all(&mut kill));
     }
 }

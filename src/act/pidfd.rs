@@ -3,7 +3,7 @@
 //! recycled before `pidfd_open`, the start time differs and we refuse; if the process dies
 //! after it, the pidfd keeps pointing at the dead process and the signal fails with ESRCH.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
@@ -136,20 +136,28 @@ impl Target {
         matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
     }
 
-    /// `process_mrelease(2)` (5.15+): reap the killed process's memory now instead of waiting
-    /// for its exit path. Only valid after SIGKILL.
-    pub fn mrelease(&self) -> std::io::Result<()> {
-        // SAFETY: a plain syscall on a pidfd we own; no pointers.
-        let r = unsafe { libc::syscall(libc::SYS_process_mrelease, self.fd.as_raw_fd(), 0) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+    /// A duplicate of the pidfd (close-on-exec), for the reaper thread ([`super::reaper`]),
+    /// which may hold it after this target is dropped.
+    pub fn dup_fd(&self) -> std::io::Result<OwnedFd> {
+        self.fd.try_clone()
     }
 
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// `process_mrelease(2)` (5.15+) on a pidfd: reap the killed process's memory now instead of
+/// waiting for its exit path. Only valid after SIGKILL. It waits for the process's mmap lock,
+/// which a process stuck at the bottom of memory may hold for seconds: never called on the
+/// guard's loop, only by the reaper thread ([`super::reaper`]).
+pub fn mrelease(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    // SAFETY: a plain syscall on a pidfd the caller holds open; no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_process_mrelease, fd.as_raw_fd(), 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

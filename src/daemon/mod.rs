@@ -38,6 +38,7 @@ use rustix::thread::CapabilitySet;
 use crate::act::escalate::Reading;
 use crate::act::harden;
 use crate::act::kill::Kill;
+use crate::act::reaper::Reaper;
 use crate::decide::policy::Policy;
 use crate::decide::trigger::{LevelSpec, Levels, MAX_POLL, Reason, Severity};
 use crate::decide::victim::{Candidate, Ranker, ScanBasis, Selection};
@@ -192,6 +193,20 @@ fn faults_now() -> Faults {
     }
 }
 
+/// The reaper thread (`act::reaper`), started with the daemon while memory is plentiful. If it
+/// cannot be started, killed processes are not given `process_mrelease` at all (said once,
+/// here) rather than given it on the loop: the call waits for the victim's mmap lock, which a
+/// process that has not exited 200 ms after SIGKILL typically holds, or waits for, for seconds,
+/// and a loop in that wait sees no memory, no signal and no other victim. Without the release
+/// the memory still comes back, with the victim's exit, as on kernels before 5.15.
+fn start_reaper() -> Option<Reaper> {
+    Reaper::start()
+        .inspect_err(|e| {
+            log::warn!("cannot start the reaper thread ({e}); killed processes that do not exit at once are not given process_mrelease (their memory comes back when they exit)")
+        })
+        .ok()
+}
+
 /// The thread that reads command lines for the rules that match on them (`cmdline` fields),
 /// off the loop (see [`crate::decide::rank::CmdlineSide`]); none when no rule does.
 fn cmdline_reader(s: &Settings, prefer_v2: bool) -> Option<Details> {
@@ -217,9 +232,9 @@ fn faults_since(start: Faults) -> Faults {
 /// How long a choice waits for one large process that is already dying (SIGKILL pending or
 /// exiting) to free its memory before it chooses among the others. Dying processes free their
 /// memory in milliseconds, and ours are reaped by `process_mrelease` after a short wait
-/// (`act::kill`); one stuck in the kernel (uninterruptible sleep on storage that does not
-/// answer, with a SIGKILL from someone else) may never free it, and waiting for it without
-/// end would blind the guard. The kernel's OOM reaper gives up on a victim after about 1 s.
+/// (`act::kill`, on the reaper thread `act::reaper`); one stuck in the kernel (uninterruptible
+/// sleep on storage that does not answer, with a SIGKILL from someone else) may never free it,
+/// and waiting for it without end would blind the guard. The kernel's OOM reaper gives up on a victim after about 1 s.
 const PROGRESS_MAX: Duration = Duration::from_secs(3);
 
 /// The dying process a choice is waiting for, since when, and whether giving up on it was said.
@@ -525,6 +540,9 @@ pub struct Daemon {
     next_report: Option<Instant>,
     /// Reads the victim's command line off the loop (`None`: the thread could not start).
     details: Option<Details>,
+    /// Runs `process_mrelease` for killed processes off the loop (`None`: the thread could not
+    /// start, and nothing is released; see `start_reaper`).
+    reaper: Option<Reaper>,
 }
 
 impl Daemon {
@@ -599,6 +617,7 @@ impl Daemon {
                     log::warn!("cannot start the details thread ({e}); kill records will go without command lines")
                 })
                 .ok(),
+            reaper: start_reaper(),
             s,
         })
     }
@@ -1494,6 +1513,9 @@ impl Daemon {
                 Duration::from_millis(100)
             });
         }
+        // SIGKILL (now or at the escalation) hands a member that has not exited 200 ms later to
+        // the reaper thread; the loop never waits for its `process_mrelease`.
+        kill.reap_with(self.reaper.as_ref());
         if first == Signal::KILL {
             kill.release();
         }
@@ -1713,10 +1735,11 @@ impl Daemon {
 
     /// A decision (at start and at the settle) that runs the kill path's code without
     /// signalling anyone: the choice (after a full scan and after a relisting), pinning
-    /// (ourselves, by pidfd), signal 0 through the pidfd, `process_mrelease` (refused for a
-    /// live process), the decision's debug line, the record's serialization with every
-    /// trigger a kill can carry, the observers' `kill_signalled` (in warm-up mode: nothing
-    /// launched), numbers of every magnitude formatted
+    /// (ourselves, by pidfd), signal 0 through the pidfd, the hand-over to the reaper thread
+    /// and its `process_mrelease` (refused for a live process), the decision's debug line,
+    /// the record's serialization with every trigger a kill can carry, the observers'
+    /// `kill_signalled` (in warm-up mode: nothing launched), numbers of every magnitude
+    /// formatted
     /// ([`crate::record::warm_number_formatting`]). Runs after `mlockall`
     /// (`MCL_FUTURE | MCL_ONFAULT`), so every page it touches stays resident and the first real
     /// kill takes no page faults.
@@ -1767,6 +1790,10 @@ impl Daemon {
                 kill.probe_all();
                 let _ = kill.victim_failed();
                 let _ = kill.all_exited();
+                // Hands ourselves to the reaper thread, which the kernel refuses (a live
+                // process) without waiting on anything: the hand-over and the thread's call
+                // are resident for the first real one.
+                kill.reap_with(self.reaper.as_ref());
                 kill.release();
                 let decision_us = now.elapsed().as_micros() as u64;
                 // The decision's debug line as the real decision formats it (text pages of
@@ -1818,7 +1845,8 @@ impl Daemon {
                     exited: false,
                     exit_ms: None,
                     freed_kb: 0,
-                    released: kill.released,
+                    released: kill.released(),
+                    release_pending: kill.release_pending(),
                     available_after_kb: mem.available_kb,
                 });
                 d.faults = Some(KillFaults {
@@ -1869,7 +1897,8 @@ impl Daemon {
             exited: e.exit_ms.is_some(),
             exit_ms: e.exit_ms,
             freed_kb: e.available_after_kb.saturating_sub(avail_before),
-            released: kill.released,
+            released: kill.released(),
+            release_pending: kill.release_pending(),
             available_after_kb: e.available_after_kb,
         })
     }

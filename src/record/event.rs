@@ -25,8 +25,9 @@
 //!   `decision_us`; `kill` and `kill_failed` add `ok` (true for `kill`, false for
 //!   `kill_failed`) and `signals` ([`Signal`]: `signal`, `ms`, `us`, `pid`, `ok`, `error`?,
 //!   `errno`?); `kill` adds `outcome` ([`Outcome`]: `exited`, `exit_ms`, `freed_kb`,
-//!   `released`, `available_after_kb`) and `faults` {`to_signal`, `to_outcome`: {`minflt`,
-//!   `majflt`}}; `kill_failed` adds `then` (`next_candidate` or `wait`).
+//!   `released`, `release_pending`?, `available_after_kb`) and `faults` {`to_signal`,
+//!   `to_outcome`: {`minflt`, `majflt`}}; `kill_failed` adds `then` (`next_candidate` or
+//!   `wait`).
 //! - `kill_backoff` ([`Backoff`]): a kill freed almost nothing while memory stayed low: `pid`,
 //!   `comm`, `rss_kb`, `freed_kb`, `tiny_kb`, `available_kb`, `total_kb`, `mem_term_kb`,
 //!   `shmem_kb`?, `shmem_source`, `reason`.
@@ -244,7 +245,13 @@ pub struct Outcome {
     pub exited: bool,
     pub exit_ms: Option<u64>,
     pub freed_kb: u64,
+    /// A `process_mrelease` of the kill is known to have succeeded: memory was reaped before
+    /// the victim's own exit freed it.
     pub released: bool,
+    /// A `process_mrelease` was handed to the reaper thread and had not returned when the
+    /// record was made (it waits for the victim's mmap lock): not known to have released.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub release_pending: bool,
     pub available_after_kb: u64,
 }
 

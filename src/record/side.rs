@@ -1,8 +1,9 @@
 //! Side threads (event-log writer, log writer, metrics, hooks, notifications, watch list,
-//! protection) and what a bug in one of them may do to the guard: nothing. Each runs under
-//! [`spawn`], which catches a panic (the release profile unwinds for this), reports it once
-//! as an error log line and counts it ([`Health::thread_panics`], `oomguard_thread_panics_total`);
-//! the thread's feature stops, the guard loop goes on.
+//! protection, command-line reads, the reaper of killed processes) and what a bug in one of
+//! them may do to the guard: nothing. Each runs under [`spawn`], which catches a panic (the
+//! release profile unwinds for this), reports it once as an error log line and counts it
+//! ([`Health::thread_panics`], `oomguard_thread_panics_total`); the thread's feature stops, the
+//! guard loop goes on.
 //!
 //! The panic hook ([`install_panic_hook`]) sends the panic message through the log queue
 //! instead of the default hook's blocking write to stderr: a stderr nobody reads must not stall
