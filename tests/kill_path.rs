@@ -821,11 +821,11 @@ fn a_victim_that_does_not_exit_after_sigkill_has_its_memory_released() {
     let mut h = hog(&cg, &["--name", "frozenhog", "--max", "200M"]);
     wait_rss(&h, 200 * MIB);
     // Made after the hog, so dropped (thawed) before it: a frozen process is never reaped.
-    let Some(freezer) = FreezerGroup::new("mrelease") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "a cgroup v1 freezer is needed (CI=true)"
-        );
+    let freezer = FreezerGroup::new("mrelease");
+    if !require(freezer.is_some(), "a cgroup v1 freezer") {
+        return;
+    }
+    let Some(freezer) = freezer else {
         return;
     };
     freezer.freeze(h.pid());
