@@ -9,13 +9,13 @@
 //! cgroup OOM inside a test group.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oomguard::sense::Root;
 use oomguard::sense::floor::Floor;
 
 use crate::util::{
-    MACHINE_MEMORY, TestCgroup, event_log_json, hog_bin, require, start_daemon, tempdir, wait_line,
+    MACHINE_MEMORY, TestCgroup, event_log_json, require, start_daemon, tempdir, wait_line,
 };
 
 fn has(cmd: &str) -> bool {
@@ -99,19 +99,7 @@ fn far_from_the_levels_a_wake_up_reads_sysinfo_not_meminfo() {
     let cg = TestCgroup::new("floor", 32 << 20).unwrap();
     // The counter is checked on the first wake-up 5 s after the last check: within 6 s.
     let killed = strace(&dir.path().join("kill"), daemon.pid(), "9.5", || {
-        let mut hog = cg.spawn(
-            Command::new(hog_bin())
-                .args(["--name", "floorhog", "--max", "256M"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && !matches!(hog.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = hog.kill();
-        let _ = hog.wait();
+        cg.hog_to_the_limit("floorhog", Duration::from_secs(5));
     });
     assert!(
         cg.kernel_oom_kills() >= 1,

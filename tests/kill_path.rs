@@ -678,6 +678,12 @@ fn a_settled_daemons_constant_tables_are_not_copied_or_kept() {
             .all(|k| k == "R_X86_64_GLOB_DAT" || k == "R_X86_64_JUMP_SLOT" || k == "R_X86_64_COPY"),
         "relocations other than the libraries' symbols (relocated constants?): {kinds:?}"
     );
+    // The loader also writes the address of its debugger interface into `.dynamic`'s
+    // `DT_DEBUG` entry (glibc's rtld, for the main program), in the same read-only-after-
+    // relocation segment: the pages of `.dynamic` (under 1 KiB) may be copies too. Whether that
+    // entry shares a page with a relocation depends on the layout.
+    let dynamic = section_range(&exe, &[".dynamic"]);
+    reloc_pages.extend(dynamic.start / 4096..dynamic.end.div_ceil(4096));
     let copied: u64 = maps
         .iter()
         .filter(|m| !m.0.starts_with("rw"))
@@ -707,6 +713,12 @@ fn a_settled_daemons_constant_tables_are_not_copied_or_kept() {
 
 /// The addresses of the pages of `exe`'s GOT (`.got` and `.got.plt`, from `readelf -S`).
 fn got_range(exe: &Path) -> std::ops::Range<u64> {
+    section_range(exe, &[".got", ".got.plt"])
+}
+
+/// The addresses from the page of the first of `exe`'s sections named `names` to the end of
+/// the last (from `readelf -S`).
+fn section_range(exe: &Path, names: &[&str]) -> std::ops::Range<u64> {
     let out = Command::new("readelf")
         .arg("-SW")
         .arg(exe)
@@ -723,7 +735,7 @@ fn got_range(exe: &Path) -> std::ops::Range<u64> {
             .split_whitespace()
             .collect();
         if f.len() >= 5
-            && (f[0] == ".got" || f[0] == ".got.plt")
+            && names.contains(&f[0])
             && let (Ok(addr), Ok(size)) =
                 (u64::from_str_radix(f[2], 16), u64::from_str_radix(f[4], 16))
         {
@@ -731,7 +743,7 @@ fn got_range(exe: &Path) -> std::ops::Range<u64> {
             hi = hi.max(addr + size);
         }
     }
-    assert!(lo < hi, "no .got in {}:\n{text}", exe.display());
+    assert!(lo < hi, "no {names:?} in {}:\n{text}", exe.display());
     lo..hi
 }
 
@@ -744,18 +756,7 @@ struct FreezerGroup(PathBuf);
 impl FreezerGroup {
     /// `None` without a v1 freezer hierarchy.
     fn new(name: &str) -> Option<FreezerGroup> {
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()?
-            .lines()
-            .find_map(|l| {
-                let mut f = l.splitn(3, ':');
-                let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-                ctl.split(',')
-                    .any(|c| c == "freezer")
-                    .then(|| path.to_string())
-            })?;
-        let dir = Path::new("/sys/fs/cgroup/freezer")
-            .join(own.trim_start_matches('/'))
+        let dir = oomguard::act::scratch::own_v1_group("freezer")?
             .join(format!("oomguard-test-{name}-{}", std::process::id()));
         std::fs::create_dir(&dir).ok()?;
         Some(FreezerGroup(dir))
@@ -854,4 +855,119 @@ fn a_victim_that_does_not_exit_after_sigkill_has_its_memory_released() {
     assert_eq!(kill["signals"][0]["signal"], "SIGKILL", "{kill}");
     assert_eq!(kill["outcome"]["released"], true, "{kill}");
     assert_eq!(cg.kernel_oom_kills(), 0);
+}
+
+/// A victim that outlives SIGKILL without freeing its memory (a hog frozen by the v1 freezer,
+/// its memory shared anonymous pages, which `process_mrelease` leaves) is not waited for blind:
+/// a second after SIGKILL, with memory still low, the daemon records it as stuck and kills the
+/// next candidate, rather than waiting 10 s for it and then backing off as after a kill that
+/// freed nothing (which left the group short until the kernel acted).
+#[test]
+fn a_victim_stuck_after_sigkill_is_given_up_and_the_next_is_killed() {
+    let Some(cg) = TestCgroup::new("stuck", 256 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let mut stuck = hog(&cg, &["--name", "stuckhog", "--max", "150M", "--shared"]);
+    wait_rss(&stuck, 150 * MIB);
+    let mut next = hog(&cg, &["--name", "nexthog", "--max", "60M"]);
+    wait_rss(&next, 60 * MIB);
+    // Made after the hogs, so dropped (thawed) before them.
+    let freezer = FreezerGroup::new("stuck");
+    if !require(freezer.is_some(), "a cgroup v1 freezer") {
+        return;
+    }
+    let Some(freezer) = freezer else {
+        return;
+    };
+    freezer.freeze(stuck.pid());
+    // About 40 MiB of 256 available (16 %): below both levels, so SIGKILL at once.
+    let d = Guard::start(&[], &cg, &log, &["--mem-min", "30,30"]);
+    let next_died = next.wait_timeout(Duration::from_secs(8));
+    let stuck_alive = alive(&mut stuck);
+    freezer.thaw();
+    assert!(
+        stuck.wait_timeout(Duration::from_secs(20)).is_some(),
+        "the stuck hog outlived SIGKILL after the thaw"
+    );
+    assert!(stuck_alive, "the frozen hog exited before the thaw");
+    assert!(
+        next_died.is_some(),
+        "the next candidate was not killed within 8 s while the first victim was stuck: {:?}",
+        d.records()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.of("kill").len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kills = d.of("kill");
+    assert_eq!(kills.len(), 2, "{kills:?}");
+    assert_eq!(kills[0]["victim"]["pid"], stuck.pid(), "{kills:?}");
+    assert_eq!(kills[0]["outcome"]["exited"], false, "{kills:?}");
+    assert_eq!(kills[0]["outcome"]["stuck"], true, "{kills:?}");
+    assert_eq!(kills[1]["victim"]["pid"], next.pid(), "{kills:?}");
+    assert_eq!(kills[1]["outcome"]["exited"], true, "{kills:?}");
+    assert!(d.of("kill_backoff").is_empty(), "{:?}", d.records());
+    assert_eq!(cg.kernel_oom_kills(), 0);
+}
+
+/// The guarded cgroup is removed right after the guard killed its last process (as a service
+/// manager removes a unit's group when its processes are gone) and made again later under the
+/// same name (the service restarted). The daemon neither exits nor stops guarding: it records
+/// the kill, says the group is gone, and kills a hog in the group made again.
+#[test]
+fn a_removed_scope_is_waited_for_and_guarded_again_when_made_again() {
+    let Some(cg) = TestCgroup::new("regrow", 256 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let mut first = hog(&cg, &["--name", "firsthog", "--max", "200M"]);
+    wait_rss(&first, 200 * MIB);
+    let mut d = Guard::start(&[], &cg, &log, &["--mem-min", "30,30"]);
+    assert!(
+        first.wait_timeout(Duration::from_secs(10)).is_some(),
+        "the first hog was not killed"
+    );
+    // At once, while the daemon waits for the freed memory to show.
+    let until = Instant::now() + Duration::from_secs(5);
+    while std::fs::remove_dir(&cg.dir).is_err() {
+        assert!(Instant::now() < until, "cannot remove {}", cg.dir.display());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "the daemon exited when its cgroup was removed"
+    );
+    let kill = d.wait_for("kill", Duration::from_secs(5));
+    assert_eq!(kill["victim"]["pid"], first.pid(), "{kill}");
+    assert_eq!(kill["outcome"]["exited"], true, "{kill}");
+
+    std::fs::create_dir(&cg.dir).unwrap();
+    std::fs::write(
+        cg.dir.join("memory.limit_in_bytes"),
+        (256 * MIB).to_string(),
+    )
+    .unwrap();
+    let mut second = hog(&cg, &["--name", "secondhog", "--max", "200M"]);
+    assert!(
+        second.wait_timeout(Duration::from_secs(15)).is_some(),
+        "the hog in the group made again was not killed: {:?}",
+        d.records()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.of("kill").len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kills = d.of("kill");
+    assert_eq!(kills.len(), 2, "{kills:?}");
+    assert_eq!(kills[1]["victim"]["pid"], second.pid(), "{kills:?}");
+    assert_eq!(
+        cg.kernel_oom_kills(),
+        0,
+        "the kernel killed in the group made again"
+    );
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited");
 }

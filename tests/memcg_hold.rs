@@ -11,10 +11,9 @@
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{TestCgroup, event_log_json, hog_bin, require, start_daemon, tempdir, wait_line};
+use crate::util::{TestCgroup, event_log_json, require, start_daemon, tempdir, wait_line};
 
 /// The kernel log's records from now on, read without blocking (the test's own look, to say
 /// what the kernel printed when the daemon did not see what it expected).
@@ -81,20 +80,7 @@ fn a_kill_at_a_cgroups_own_limit_is_recorded_and_holds_no_choice_back() {
     wait_line(&rx, "decision in", Duration::from_secs(10));
     let _ = kmsg.messages();
 
-    let mut hog = cg.spawn(
-        Command::new(hog_bin())
-            .args(["--name", "memcghog", "--max", "256M"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let hog_pid = hog.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && !matches!(hog.try_wait(), Ok(Some(_))) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = hog.kill();
-    let _ = hog.wait();
+    let hog_pid = cg.hog_to_the_limit("memcghog", Duration::from_secs(20));
     assert!(
         cg.kernel_oom_kills() >= 1,
         "the kernel did not kill the hog at its 32 MiB group's limit"

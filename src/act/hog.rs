@@ -23,19 +23,33 @@ const CHUNK: usize = 1 << 20;
 /// as it can). The memory stays mapped (held) until the process exits. Returns the bytes held
 /// (less than `max` only when mmap failed). Only system calls, no heap allocation.
 pub fn fill(max: usize, rate: Option<f64>) -> usize {
+    fill_mapped(max, rate, false)
+}
+
+/// [`fill`], with `shared` anonymous memory (`MAP_SHARED`: shmem pages) when asked. Those pages
+/// are freed when the last process mapping them exits, but `process_mrelease` and the kernel's
+/// OOM reaper leave them (they reap private memory only): a killed process that cannot exit
+/// keeps them.
+pub fn fill_mapped(max: usize, rate: Option<f64>, shared: bool) -> usize {
     let start = Instant::now();
     let mut total = 0usize;
     while total < max {
         let n = CHUNK.min(max - total);
         use rustix::mm::{MapFlags, ProtFlags};
-        // SAFETY: a fresh private anonymous mapping at an address the kernel picks; nothing
-        // else refers to it.
+        let flags = if shared {
+            MapFlags::SHARED
+        } else {
+            MapFlags::PRIVATE
+        };
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks; nothing else
+        // refers to it (a shared one is shared only with children forked later, and this
+        // process forks none after it).
         let Ok(p) = (unsafe {
             rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 n,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
+                flags,
             )
         }) else {
             break;

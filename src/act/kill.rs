@@ -1123,18 +1123,7 @@ mod tests {
     /// forking as fast as it can leaves no live process in the group.
     #[test]
     fn a_forking_v1_cgroup_is_killed_whole() {
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .unwrap()
-            .lines()
-            .find_map(|l| {
-                let mut f = l.splitn(3, ':');
-                let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-                ctl.split(',')
-                    .any(|c| c == "memory")
-                    .then(|| path.to_string())
-            });
-        let base = own
-            .map(|p| std::path::Path::new("/sys/fs/cgroup/memory").join(p.trim_start_matches('/')));
+        let base = crate::act::scratch::own_v1_group("memory");
         let Some(base) = base.filter(|b| b.join("memory.limit_in_bytes").exists()) else {
             assert!(
                 std::env::var("CI").is_err(),
@@ -1430,24 +1419,28 @@ mod tests {
         );
     }
 
-    /// A process that ends at once after SIGKILL is left to its own exit: `process_mrelease`
-    /// is only for one that has not exited [`RELEASE_AFTER`] after its SIGKILL.
-    #[test]
-    fn a_victim_that_exits_at_once_is_not_mreleased() {
+    /// A `--kill-unit process` kill planned for `pid` (a child of the test's), nothing sent.
+    fn planned_kill(pid: i32) -> Kill {
         let mut reader = ProcReader::open(&Root::default()).unwrap();
         let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
-        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
-        let pid = child.id() as i32;
         let st = reader.stat(pid).unwrap();
         let cand = Candidate::unscored(pid, st.starttime, "sleep");
-        let mut kill = Kill::plan(
+        Kill::plan(
             &mut reader,
             &scope,
             KillUnit::Process,
             &cand,
             Instant::now(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A process that ends at once after SIGKILL is left to its own exit: `process_mrelease`
+    /// is only for one that has not exited [`RELEASE_AFTER`] after its SIGKILL.
+    #[test]
+    fn a_victim_that_exits_at_once_is_not_mreleased() {
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let mut kill = planned_kill(child.id() as i32);
         let reaper = Reaper::start().unwrap();
         kill.reap_with(Some(&reaper));
         kill.signal_all(Signal::KILL);
@@ -1490,20 +1483,9 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let mut reader = ProcReader::open(&Root::default()).unwrap();
-        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
         let child = Reap(Command::new("sleep").arg("60").spawn().unwrap());
         let pid = child.0.id() as i32;
-        let st = reader.stat(pid).unwrap();
-        let cand = Candidate::unscored(pid, st.starttime, "sleep");
-        let mut kill = Kill::plan(
-            &mut reader,
-            &scope,
-            KillUnit::Process,
-            &cand,
-            Instant::now(),
-        )
-        .unwrap();
+        let mut kill = planned_kill(pid);
         kill.reap_with(Some(&reaper));
         // As if its SIGKILL had gone out RELEASE_AFTER ago and it had not exited (a process
         // whose mmap lock is held). No signal is sent: the release call is the test's.
@@ -1561,19 +1543,8 @@ mod tests {
     impl Frozen {
         /// `sleep 60` in a new frozen group; `None` without a v1 freezer.
         fn sleeper() -> Option<Frozen> {
-            let own = std::fs::read_to_string("/proc/self/cgroup")
-                .ok()?
-                .lines()
-                .find_map(|l| {
-                    let mut f = l.splitn(3, ':');
-                    let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-                    ctl.split(',')
-                        .any(|c| c == "freezer")
-                        .then(|| path.to_string())
-                })?;
-            let base =
-                std::path::Path::new("/sys/fs/cgroup/freezer").join(own.trim_start_matches('/'));
-            let dir = base.join(format!("oomguard-mrelease-{}", std::process::id()));
+            let dir = crate::act::scratch::own_v1_group("freezer")?
+                .join(format!("oomguard-mrelease-{}", std::process::id()));
             std::fs::create_dir(&dir).ok()?;
             let child = Command::new("sleep").arg("60").spawn().unwrap();
             let f = Frozen { dir, child };
@@ -1633,19 +1604,8 @@ mod tests {
                  not pass"
             );
         };
-        let mut reader = ProcReader::open(&Root::default()).unwrap();
-        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
         let pid = frozen.child.id() as i32;
-        let st = reader.stat(pid).unwrap();
-        let cand = Candidate::unscored(pid, st.starttime, "sleep");
-        let mut kill = Kill::plan(
-            &mut reader,
-            &scope,
-            KillUnit::Process,
-            &cand,
-            Instant::now(),
-        )
-        .unwrap();
+        let mut kill = planned_kill(pid);
         let reaper = Reaper::start().unwrap();
         kill.reap_with(Some(&reaper));
         kill.signal_all(Signal::KILL);

@@ -274,6 +274,23 @@ pub fn spawn_in(dir: &Path, cmd: &mut Command) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
+/// This process's group in the cgroup v1 hierarchy of `controller` (`memory`, `freezer`)
+/// mounted at `/sys/fs/cgroup/<controller>`, when that directory exists: where the tests make
+/// their own groups. Test support only.
+#[cfg(any(test, feature = "test-support"))]
+pub fn own_v1_group(controller: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+        ctl.split(',').any(|c| c == controller).then_some(path)
+    })?;
+    let dir = Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(rel.trim_start_matches('/'));
+    dir.is_dir().then_some(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,6 +237,9 @@ fn faults_since(start: Faults) -> Faults {
 /// and waiting for it without end would blind the guard. The kernel's OOM reaper gives up on a victim after about 1 s.
 const PROGRESS_MAX: Duration = Duration::from_secs(3);
 
+/// How often a scope that cannot be read (a removed cgroup) is looked at again.
+const UNREADABLE_POLL: Duration = Duration::from_secs(1);
+
 /// The dying process a choice is waiting for, since when, and whether giving up on it was said.
 #[derive(Debug, Default)]
 struct Progress(Option<(i32, Instant, bool)>);
@@ -253,6 +256,14 @@ enum ProgressWait {
 }
 
 impl Progress {
+    /// Our own victim outlived SIGKILL without freeing its memory (`act::escalate`'s
+    /// `stuck`): the next choice does not wait for it again.
+    fn given_up(&mut self, pid: i32, now: Instant) {
+        if let Some(since) = now.checked_sub(PROGRESS_MAX) {
+            self.0 = Some((pid, since, true));
+        }
+    }
+
     fn waits(&mut self, dying: Option<i32>, now: Instant) -> ProgressWait {
         let Some(pid) = dying else {
             self.0 = None;
@@ -543,6 +554,8 @@ pub struct Daemon {
     /// Runs `process_mrelease` for killed processes off the loop (`None`: the thread could not
     /// start, and nothing is released; see `start_reaper`).
     reaper: Option<Reaper>,
+    /// Since when the scope's memory cannot be read, and why (see `scope_unreadable`).
+    unreadable: Option<(Instant, String)>,
 }
 
 impl Daemon {
@@ -618,6 +631,7 @@ impl Daemon {
                 })
                 .ok(),
             reaper: start_reaper(),
+            unreadable: None,
             s,
         })
     }
@@ -641,7 +655,8 @@ impl Daemon {
         Pressure::parse(&self.buf)
     }
 
-    /// Runs until SIGTERM/SIGINT. Errors only when the scope can no longer be read.
+    /// Runs until SIGTERM/SIGINT. Errors only when the scope cannot be read at start; later,
+    /// a scope that cannot be read (a cgroup removed) is waited for (`scope_unreadable`).
     pub fn run(&mut self) -> anyhow::Result<()> {
         breath::enable(Some(BREATH), &self.s.root);
         let mem = self.scope.memory()?;
@@ -778,13 +793,24 @@ impl Daemon {
         let floor = self.far_floor();
         let mem = match floor {
             Some(m) => m,
-            None => self.scope.memory().with_context(|| {
-                format!(
-                    "cannot read the memory of scope {} (was the cgroup removed?)",
-                    self.scope.label()
-                )
-            })?,
+            None => match self.scope.memory() {
+                Ok(m) => m,
+                Err(e) => return Ok(self.scope_unreadable(now, &e)),
+            },
         };
+        // Readable again (a removed cgroup made again under its name): its processes are
+        // listed afresh, and its kernel notifications checked and registered anew below.
+        let back = self.unreadable.take().is_some_and(|(since, _)| {
+            log::info!(
+                "{} can be read again after {} s: guarding it again",
+                self.scope.label(),
+                since.elapsed().as_secs()
+            );
+            true
+        });
+        if back {
+            self.ranker.mark_stale();
+        }
         self.stillness
             .look(mem.available_kb, floor.is_some(), now, mem.total_kb);
         let levels = self.s.levels.resolve(&mem);
@@ -827,7 +853,7 @@ impl Daemon {
             &mut self.scope,
             &levels,
             &mem,
-            matches!(wake, Wake::Threshold | Wake::PressureLevel),
+            back || matches!(wake, Wake::Threshold | Wake::PressureLevel),
             near_now,
         );
         for n in self.waker.notes.drain(..) {
@@ -938,6 +964,43 @@ impl Daemon {
             reason.unwrap_or(Reason::LowMemoryTerm),
             psi_user,
         )
+    }
+
+    /// The scope's memory cannot be read: almost always a cgroup that was removed (its service
+    /// stopped, its container gone, perhaps to be made again under the same name; or its last
+    /// process was just killed by us and the manager removed the group). The guard does not
+    /// exit, which would leave the group unguarded for good when it comes back: it says so
+    /// once (again when the reason changes), looks again every [`UNREADABLE_POLL`], and
+    /// guards the group again when it can read it. Returns the wait.
+    fn scope_unreadable(&mut self, now: Instant, e: &crate::sense::scope::ScopeError) -> Duration {
+        let why = e.to_string();
+        let since = match self.unreadable.take() {
+            Some((since, last)) if last == why => {
+                self.unreadable = Some((since, last));
+                // (The registration of a PSI trigger on the missing group fails each second.)
+                for n in self.waker.notes.drain(..) {
+                    log::debug!("{n}");
+                }
+                return UNREADABLE_POLL;
+            }
+            Some((since, _)) => since,
+            None => now,
+        };
+        let gone = self
+            .scope
+            .cgroup()
+            .is_some_and(|c| !self.scope.root.path(&c.dir).is_dir());
+        log::warn!(
+            "cannot read the memory of {} ({why}){}: not guarding it until it can be read again, looking every {} s",
+            self.scope.label(),
+            if gone { "; the cgroup was removed" } else { "" },
+            UNREADABLE_POLL.as_secs()
+        );
+        for n in self.waker.notes.drain(..) {
+            log::debug!("{n}");
+        }
+        self.unreadable = Some((since, why));
+        UNREADABLE_POLL
     }
 
     /// Far from the levels, the machine's memory from `sysinfo(2)` with a floor for the
@@ -1551,7 +1614,10 @@ impl Daemon {
             human_kb(mem.total_kb),
             human_kb(levels.mem_term_kb),
         );
-        let outcome = self.escalate(&mut kill, first, mem.available_kb)?;
+        let outcome = self.escalate(&mut kill, first, mem.available_kb);
+        if outcome.stuck {
+            self.progress.given_up(victim.pid, Instant::now());
+        }
         let faults = KillFaults {
             to_signal,
             to_outcome: faults_since(faults0),
@@ -1564,18 +1630,26 @@ impl Daemon {
             faults.to_outcome.majflt
         );
         let freed_kb = outcome.freed_kb;
-        log::info!(
-            "{} ({}) {} after {} ms; {} freed",
-            victim.comm,
-            victim.pid,
-            if outcome.exited {
-                "exited"
-            } else {
-                "did NOT exit"
-            },
-            outcome.exit_ms.unwrap_or(0),
-            human_kb(outcome.freed_kb)
-        );
+        let exited = outcome.exited;
+        match outcome.exit_ms {
+            Some(ms) => log::info!(
+                "{} ({}) exited after {ms} ms; {} freed",
+                victim.comm,
+                victim.pid,
+                human_kb(outcome.freed_kb)
+            ),
+            None => log::info!(
+                "{} ({}) did NOT exit{}; {} freed",
+                victim.comm,
+                victim.pid,
+                if outcome.stuck {
+                    " (stuck: not waited for)"
+                } else {
+                    ""
+                },
+                human_kb(outcome.freed_kb)
+            ),
+        }
         pre.ok = Some(true);
         pre.signals = Some(kill.signals.iter().map(ev::Signal::from).collect());
         pre.outcome = Some(outcome);
@@ -1590,21 +1664,25 @@ impl Daemon {
             .scope
             .memory()
             .is_ok_and(|m| self.s.levels.resolve(&m).evaluate(&m, None).0 == Severity::None);
-        let finish = |d: &mut Self| -> anyhow::Result<()> {
+        let finish = |d: &mut Self| {
             d.append(Event::Kill(pre));
             // A kernel kill during the escalation is recorded too, and holds the next choice
             // back.
             d.kernel_kill_seen(Instant::now(), mem);
-            d.check_freed(&victim, freed_kb)
+            // A victim that did not exit freed nothing because it still lives, not because
+            // files hold the memory: no backoff, the next choice takes another.
+            if exited {
+                d.check_freed(&victim, freed_kb);
+            }
         };
         if calm {
             // The kill's pidfds are closed there too (a tree's: one per member).
             crate::act::harden::at_base_priority(|| {
                 drop(kill);
                 finish(self)
-            })?;
+            });
         } else {
-            finish(self)?;
+            finish(self);
         }
         // The next choice rescans in full when it comes, not now: a rescan at −20 right after
         // the kill takes the CPU just when memory came back, and is stale by then anyway.
@@ -1648,16 +1726,19 @@ impl Daemon {
     /// After a kill: if it freed almost nothing and memory is still below the levels, the memory
     /// is held by something no exit frees (tmpfs/shm files, pinned page cache). Killing more
     /// would only kill innocents, so record why and back off.
-    fn check_freed(&mut self, victim: &Candidate, freed_kb: u64) -> anyhow::Result<()> {
-        let mem = self.scope.memory()?;
+    fn check_freed(&mut self, victim: &Candidate, freed_kb: u64) {
+        // Unreadable (the group removed with its last process): nothing left to back off for.
+        let Ok(mem) = self.scope.memory() else {
+            return;
+        };
         let tiny_kb = (mem.total_kb / 64).max(1024);
         if !Backoff::freed_nothing(freed_kb, tiny_kb, victim.rss_kb) {
-            return Ok(());
+            return;
         }
         let levels = self.s.levels.resolve(&mem);
         let (sev, _) = levels.evaluate(&mem, None);
         if sev == Severity::None {
-            return Ok(());
+            return;
         }
         let backoff = Backoff {
             available_kb: mem.available_kb,
@@ -1695,7 +1776,6 @@ impl Daemon {
         self.append(Event::KillBackoff(rec));
         self.backoff = Some(backoff);
         self.warned_backoff = Some(Instant::now());
-        Ok(())
     }
 
     /// Memory held by tmpfs/shm files in the scope, in kB, and where it was read.
@@ -1847,6 +1927,7 @@ impl Daemon {
                     freed_kb: 0,
                     released: kill.released(),
                     release_pending: kill.release_pending(),
+                    stuck: false,
                     available_after_kb: mem.available_kb,
                 });
                 d.faults = Some(KillFaults {
@@ -1868,19 +1949,16 @@ impl Daemon {
 
     /// SIGTERM → SIGKILL through [`crate::act::escalate`], reading the scope's memory; then
     /// the outcome record's figures.
-    fn escalate(
-        &mut self,
-        kill: &mut Kill,
-        first: Signal,
-        avail_before: u64,
-    ) -> anyhow::Result<Outcome> {
+    fn escalate(&mut self, kill: &mut Kill, first: Signal, avail_before: u64) -> Outcome {
         let (scope, spec) = (&mut self.scope, &self.s.levels);
-        let mut read = || -> anyhow::Result<Reading> {
-            let mem = scope.memory()?;
+        let mut read = || -> Option<Reading> {
+            let mem = scope.memory().ok()?;
             let levels = spec.resolve(&mem);
-            Ok(Reading {
+            let sev = levels.evaluate(&mem, None).0;
+            Some(Reading {
                 available_kb: mem.available_kb,
-                below_kill: levels.evaluate(&mem, None).0 == Severity::Kill,
+                below_kill: sev == Severity::Kill,
+                below_term: sev != Severity::None,
                 recovered: levels.recovered(&mem),
                 next_look: levels.next_kill_poll(&mem),
             })
@@ -1892,15 +1970,16 @@ impl Daemon {
             &self.flags.stop,
             avail_before,
             &mut read,
-        )?;
-        Ok(Outcome {
+        );
+        Outcome {
             exited: e.exit_ms.is_some(),
             exit_ms: e.exit_ms,
             freed_kb: e.available_after_kb.saturating_sub(avail_before),
             released: kill.released(),
             release_pending: kill.release_pending(),
+            stuck: e.stuck,
             available_after_kb: e.available_after_kb,
-        })
+        }
     }
 }
 
@@ -2010,6 +2089,12 @@ mod tests {
         // Gone, then back (or its PID reused): afresh too.
         assert_eq!(p.waits(None, at(6_030)), ProgressWait::Nobody);
         assert_eq!(p.waits(Some(8), at(6_040)), ProgressWait::Waits);
+        // Our own victim, given up on as stuck after SIGKILL: not waited for again (and not
+        // said again), while another dying process still is.
+        let now = Instant::now();
+        p.given_up(9, now);
+        assert_eq!(p.waits(Some(9), now), ProgressWait::GaveUp { first: false });
+        assert_eq!(p.waits(Some(10), now), ProgressWait::Waits);
     }
 
     /// A kill frees almost nothing when it frees under a 64th of the scope and under half

@@ -252,6 +252,10 @@ pub struct Outcome {
     /// record was made (it waits for the victim's mmap lock): not known to have released.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub release_pending: bool,
+    /// The victim outlived SIGKILL while memory stayed low and did not come back: the guard
+    /// stopped waiting for it and chose again (`act::escalate::STUCK_AFTER_KILL`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stuck: bool,
     pub available_after_kb: u64,
 }
 

@@ -192,6 +192,12 @@ impl Cgroup {
     /// children with `use_hierarchy`, the only mode of kernels since 5.x.) `None`: no limit up
     /// to the mount.
     pub fn limited_domain(&self, root: &Root, buf: &mut Vec<u8>) -> Option<(PathBuf, u64)> {
+        self.domain(root, buf).ok().flatten()
+    }
+
+    /// [`Cgroup::limited_domain`], failing when the group's directory is gone: a removed group's
+    /// ancestors' figures are not the group's.
+    fn domain(&self, root: &Root, buf: &mut Vec<u8>) -> std::io::Result<Option<(PathBuf, u64)>> {
         let (limit_file, usage_file) = match self.version {
             CgVersion::V1 => ("memory.limit_in_bytes", "memory.usage_in_bytes"),
             CgVersion::V2 => ("memory.max", "memory.current"),
@@ -199,7 +205,15 @@ impl Cgroup {
         let mut dir = self.dir.clone();
         let mut best: Option<(PathBuf, u64, u64)> = None;
         loop {
-            if let Some(l) = Self::read_u64(root, &dir, limit_file, buf)
+            let read = Self::read_u64(root, &dir, limit_file, buf);
+            // (A v2 root group has no `memory.max`: only a missing directory is an error.)
+            if read.is_none() && dir == self.dir && !root.path(&dir).is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the group's directory is gone",
+                ));
+            }
+            if let Some(l) = read
                 && l < UNLIMITED
             {
                 let room =
@@ -209,7 +223,7 @@ impl Cgroup {
                 }
             }
             if dir == self.mount || !dir.pop() || !dir.starts_with(&self.mount) {
-                return best.map(|(d, l, _)| (d, l));
+                return Ok(best.map(|(d, l, _)| (d, l)));
             }
         }
     }
@@ -238,7 +252,7 @@ impl Cgroup {
 
     /// Reads the memory of the group's domain. `buf` is reused.
     pub fn read_memory(&self, root: &Root, buf: &mut Vec<u8>) -> std::io::Result<CgMemory> {
-        let (domain, limit) = match self.limited_domain(root, buf) {
+        let (domain, limit) = match self.domain(root, buf)? {
             Some((d, l)) => (d, Some(l)),
             None => (self.dir.clone(), None),
         };
@@ -536,6 +550,40 @@ mod tests {
             Some(Path::new("/sys/fs/cgroup/unified"))
         );
         assert_eq!(m.v2_memory, None);
+    }
+
+    /// A removed group is an error, not its limited parent's figures; a v2 root group, which
+    /// has no `memory.max`, reads as unlimited.
+    #[test]
+    fn a_removed_groups_memory_is_an_error_not_its_parents() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let write = |rel: &str, text: &str| {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("cg/slice/memory.max", "1073741824\n");
+        write("cg/slice/memory.current", "536870912\n");
+        write("cg/slice/app/memory.max", "max\n");
+        write("cg/slice/app/memory.current", "1048576\n");
+        write("cg/memory.current", "2147483648\n");
+        let group = |dir: &str| Cgroup {
+            version: CgVersion::V2,
+            dir: PathBuf::from(dir),
+            rel: dir.trim_start_matches("/cg").into(),
+            mount: PathBuf::from("/cg"),
+        };
+        let mut buf = Vec::new();
+        let app = group("/cg/slice/app");
+        let m = app.read_memory(&root, &mut buf).unwrap();
+        assert_eq!((m.limit, m.usage), (Some(1 << 30), 512 << 20));
+        std::fs::remove_dir_all(t.path().join("cg/slice/app")).unwrap();
+        let e = app.read_memory(&root, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("gone"), "{e}");
+        let top = group("/cg").read_memory(&root, &mut buf).unwrap();
+        assert_eq!((top.limit, top.usage), (None, 2 << 30));
     }
 
     #[test]

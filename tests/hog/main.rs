@@ -46,6 +46,10 @@ struct HogArgs {
     /// memory. The threads hold until killed.
     #[arg(long)]
     leader_exits: bool,
+    /// Shared anonymous memory (shmem pages): freed at exit, but not by `process_mrelease` or
+    /// the kernel's OOM reaper, so a killed hog that cannot exit keeps it.
+    #[arg(long)]
+    shared: bool,
     /// Exit after holding the memory this long (default: hold until killed).
     #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
     hold: Option<Dur>,
@@ -91,10 +95,11 @@ fn main() -> ExitCode {
     let threads = a.threads.max(1);
     let per_thread = usize::try_from(a.max.0).unwrap_or(usize::MAX) / threads;
     let rate = a.rate.map(|r| r.0 as f64 / threads as f64);
+    let shared = a.shared;
     if a.leader_exits {
         for _ in 0..threads {
             std::thread::spawn(move || {
-                oomguard::act::hog::fill(per_thread, rate);
+                oomguard::act::hog::fill_mapped(per_thread, rate, shared);
                 loop {
                     std::thread::sleep(Duration::from_secs(3600));
                 }
@@ -108,7 +113,9 @@ fn main() -> ExitCode {
         unreachable!("SYS_exit returned");
     }
     let held: usize = (0..threads)
-        .map(|_| std::thread::spawn(move || oomguard::act::hog::fill(per_thread, rate)))
+        .map(|_| {
+            std::thread::spawn(move || oomguard::act::hog::fill_mapped(per_thread, rate, shared))
+        })
         .collect::<Vec<_>>()
         .into_iter()
         .filter_map(|h| h.join().ok())

@@ -48,16 +48,8 @@ pub fn corpus_dir() -> Option<PathBuf> {
 
 /// The v1 memory cgroup directory of this process (`/sys/fs/cgroup/memory` + own path).
 pub fn own_v1_memory_cgroup() -> Option<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = text.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-        ctl.split(',')
-            .any(|c| c == "memory")
-            .then(|| path.to_string())
-    })?;
-    let dir = Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
-    dir.join("memory.limit_in_bytes").exists().then_some(dir)
+    oomguard::act::scratch::own_v1_group("memory")
+        .filter(|dir| dir.join("memory.limit_in_bytes").exists())
 }
 
 /// A memory cgroup (v1) made for one test under this process's own group, removed on drop:
@@ -118,6 +110,27 @@ impl TestCgroup {
                     .and_then(|v| v.trim().parse().ok())
             })
             .unwrap_or(0)
+    }
+
+    /// Starts a hog named `name` that would take 256 MiB in this (smaller) group and waits up
+    /// to `timeout` for the kernel's OOM killer to end it at the group's limit; kills and reaps
+    /// it if it still lives then. Returns its PID. (Whether the kernel did kill it: the caller
+    /// checks [`TestCgroup::kernel_oom_kills`].)
+    pub fn hog_to_the_limit(&self, name: &str, timeout: Duration) -> u32 {
+        let mut hog = self.spawn(
+            Command::new(hog_bin())
+                .args(["--name", name, "--max", "256M"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && !matches!(hog.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = hog.kill();
+        let _ = hog.wait();
+        hog.id()
     }
 
     /// Starts `cmd` inside the group: the child moves itself in before exec, so not one page
