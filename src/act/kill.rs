@@ -348,6 +348,22 @@ impl Kill {
         victim: &Candidate,
         decided: Instant,
     ) -> Result<Kill, TargetError> {
+        Self::plan_in(reader, scope, unit, victim, decided, None)
+    }
+
+    /// [`Kill::plan`] with the victim's memory cgroup path already known (`cgroup`, as
+    /// [`crate::sense::cgroup::memory_path_of`] gives it; read ahead by the guard's side
+    /// readers, `sense::details`): `--kill-unit cgroup` then reads no `/proc/PID/cgroup` at
+    /// the bottom of memory (kernels before "cgroup: Make operations on the cgroup root_list
+    /// RCU safe" take the global `cgroup_mutex` in that read).
+    pub fn plan_in(
+        reader: &mut ProcReader,
+        scope: &Scope,
+        unit: KillUnit,
+        victim: &Candidate,
+        decided: Instant,
+        cgroup: Option<&str>,
+    ) -> Result<Kill, TargetError> {
         let main = Target::open(reader, victim.pid, victim.starttime)?;
         let mut kill = Kill {
             victim: main,
@@ -378,8 +394,13 @@ impl Kill {
             }
             KillUnit::Cgroup => {
                 let prefer_v2 = scope.mounts.v2_memory.is_some();
-                let text = reader.cgroup_text(victim.pid).unwrap_or_default();
-                let leaf = memory_path_of(&text, prefer_v2).unwrap_or("/").to_string();
+                let leaf = match cgroup {
+                    Some(known) => known.to_string(),
+                    None => {
+                        let text = reader.cgroup_text(victim.pid).unwrap_or_default();
+                        memory_path_of(&text, prefer_v2).unwrap_or("/").to_string()
+                    }
+                };
                 let (mount, version) = match (prefer_v2, &scope.mounts) {
                     (true, m) => (m.v2_memory.clone(), CgVersion::V2),
                     (false, m) => (m.v1_memory.clone(), CgVersion::V1),

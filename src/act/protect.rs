@@ -315,7 +315,8 @@ impl Protector {
                 .as_ref()
                 .filter(|_| !inline)
                 .map(|details| CmdlineSide {
-                    details,
+                    details: Some(details),
+                    cgroups: None,
                     starttime: stat.starttime,
                     budget: &mut budget,
                 }),

@@ -220,6 +220,24 @@ fn cmdline_reader(s: &Settings, prefer_v2: bool) -> Option<Details> {
         .ok()
 }
 
+/// The threads that read the processes' cgroup paths for rules with `cgroup` or `unit` off
+/// the loop ([`Details::start_cgroups`]); none when no rule needs them.
+fn cgroup_reader(s: &Settings, prefer_v2: bool) -> Option<Details> {
+    if !s
+        .policy
+        .rules
+        .iter()
+        .any(|r| r.cgroup.is_some() || r.unit.is_some())
+    {
+        return None;
+    }
+    Details::start_cgroups(&s.root, prefer_v2, Some(BREATH))
+        .inspect_err(|e| {
+            log::warn!("cannot start a thread to read cgroup paths for the rules ({e}); they are read on the guard's loop")
+        })
+        .ok()
+}
+
 /// The faults taken since `start`.
 fn faults_since(start: Faults) -> Faults {
     let now = faults_now();
@@ -596,6 +614,7 @@ impl Daemon {
         let page_kb = reader.page_kb;
         let mut ranker = Ranker::new(page_kb, prefer_v2);
         ranker.set_cmdline_reader(cmdline_reader(&s, prefer_v2));
+        ranker.set_cgroup_reader(cgroup_reader(&s, prefer_v2));
         Ok(Daemon {
             ranker,
             scope,
@@ -763,10 +782,14 @@ impl Daemon {
                     ..new
                 };
                 self.ranker.reset_rules();
+                let prefer_v2 = self.scope.mounts.v2_memory.is_some();
                 if !self.ranker.has_cmdline_reader() {
-                    let prefer_v2 = self.scope.mounts.v2_memory.is_some();
                     self.ranker
                         .set_cmdline_reader(cmdline_reader(&self.s, prefer_v2));
+                }
+                if !self.ranker.has_cgroup_reader() {
+                    self.ranker
+                        .set_cgroup_reader(cgroup_reader(&self.s, prefer_v2));
                 }
                 log::info!("config reloaded: {} rules", self.s.policy.rules.len());
             }
@@ -1474,12 +1497,21 @@ impl Daemon {
             );
             return Ok(Duration::from_millis(10));
         }
-        let mut kill = match Kill::plan(
+        // `--kill-unit cgroup`: the victim's cgroup as read ahead, not read now (only then:
+        // the lookup copies the facts, and nothing else allocates before the signal).
+        let known_cgroup = self
+            .details
+            .as_ref()
+            .filter(|_| self.s.kill_unit == KillUnit::Cgroup)
+            .and_then(|d| d.cached((victim.pid, victim.starttime)))
+            .and_then(|f| f.1);
+        let mut kill = match Kill::plan_in(
             &mut self.reader,
             &self.scope,
             self.s.kill_unit,
             &victim,
             now,
+            known_cgroup.as_deref(),
         ) {
             Ok(k) => k,
             Err(e) => {
@@ -1863,7 +1895,8 @@ impl Daemon {
             .and_then(|d| d.read((me, st.starttime), Duration::from_secs(1)))
             .unwrap_or_default();
         let _ = self.victim_details(&cand);
-        self.ranker.warm_cmdline_reader((me, st.starttime));
+        self.ranker
+            .warm_cmdline_reader(&mut self.reader, (me, st.starttime));
         let now = Instant::now();
         match Kill::plan(&mut self.reader, &self.scope, self.s.kill_unit, &cand, now) {
             Ok(mut kill) => {

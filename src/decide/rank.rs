@@ -235,7 +235,9 @@ pub struct LazyFacts<'a> {
     side: Option<CmdlineSide<'a>>,
     /// The command line was not read in time ([`CmdlineSide`]).
     late: bool,
-    /// How often a rule asked for the command line that was not read in time.
+    /// The cgroup path was not read in time ([`CmdlineSide::cgroup`]).
+    late_cgroup: bool,
+    /// How often a rule asked for the command line or cgroup path that was not read in time.
     late_asks: u32,
 }
 
@@ -244,7 +246,11 @@ pub struct LazyFacts<'a> {
 /// process faulting at the bottom of memory, or stuck on storage that does not answer, can
 /// hold for seconds (see `sense::details`). The guard's loop matches rules this way.
 pub struct CmdlineSide<'a> {
-    pub details: &'a Details,
+    /// The command lines' readers (`None`: read on the caller's thread).
+    pub details: Option<&'a Details>,
+    /// The cgroup paths' readers ([`Details::start_cgroups`]; `None`: read on the caller's
+    /// thread).
+    pub cgroups: Option<&'a Details>,
     /// The process's start time (a reused PID is not it).
     pub starttime: u64,
     /// What the caller may still wait, over all its reads; each read takes what it waited.
@@ -253,16 +259,49 @@ pub struct CmdlineSide<'a> {
 
 impl CmdlineSide<'_> {
     /// The command line of `pid`: `None` when it is gone, or (`late` set) not read in time.
-    pub(crate) fn read(&mut self, pid: i32, late: &mut bool) -> Option<String> {
-        if self.budget.is_zero() {
+    pub(crate) fn read(
+        &mut self,
+        reader: &mut ProcReader,
+        pid: i32,
+        late: &mut bool,
+    ) -> Option<String> {
+        match self.details {
+            Some(d) => Self::look(d, pid, self.starttime, self.budget, late).map(|f| f.0),
+            None => reader.cmdline(pid).ok(),
+        }
+    }
+
+    /// The memory cgroup path of `pid` (see [`crate::sense::cgroup::memory_path_of`]):
+    /// `None` when it is gone, has none, or (`late` set) was not read in time.
+    pub(crate) fn cgroup(
+        &mut self,
+        reader: &mut ProcReader,
+        pid: i32,
+        prefer_v2: bool,
+        late: &mut bool,
+    ) -> Option<String> {
+        match self.cgroups {
+            Some(d) => Self::look(d, pid, self.starttime, self.budget, late).and_then(|f| f.1),
+            None => read_cgroup(reader, pid, prefer_v2),
+        }
+    }
+
+    fn look(
+        d: &Details,
+        pid: i32,
+        starttime: u64,
+        budget: &mut Duration,
+        late: &mut bool,
+    ) -> Option<crate::sense::details::Facts> {
+        if budget.is_zero() {
             *late = true;
             return None;
         }
         let t = Instant::now();
-        let got = self.details.lookup((pid, self.starttime), *self.budget);
-        *self.budget = self.budget.saturating_sub(t.elapsed());
+        let got = d.lookup((pid, starttime), *budget);
+        *budget = budget.saturating_sub(t.elapsed());
         match got {
-            Lookup::Found((cmdline, _)) => Some(cmdline),
+            Lookup::Found(f) => Some(f),
             Lookup::Gone => None,
             Lookup::Late => {
                 *late = true;
@@ -270,6 +309,14 @@ impl CmdlineSide<'_> {
             }
         }
     }
+}
+
+/// `/proc/PID/cgroup`'s memory cgroup path, read on this thread.
+fn read_cgroup(reader: &mut ProcReader, pid: i32, prefer_v2: bool) -> Option<String> {
+    reader
+        .cgroup_text(pid)
+        .ok()
+        .and_then(|t| crate::sense::cgroup::memory_path_of(&t, prefer_v2).map(str::to_string))
 }
 
 impl<'a> LazyFacts<'a> {
@@ -292,6 +339,7 @@ impl<'a> LazyFacts<'a> {
             prefer_v2: false,
             side: None,
             late: false,
+            late_cgroup: false,
             late_asks: 0,
         }
     }
@@ -316,6 +364,7 @@ impl<'a> LazyFacts<'a> {
             prefer_v2,
             side: None,
             late: false,
+            late_cgroup: false,
             late_asks: 0,
         }
     }
@@ -326,7 +375,7 @@ impl<'a> LazyFacts<'a> {
         self
     }
 
-    /// How often a rule asked for a command line that was not read in time (a rule that did
+    /// How often a rule asked for a command line (or cgroup path) that was not read in time (a rule that did
     /// is undecided: it might have matched).
     pub fn late_asks(&self) -> u32 {
         self.late_asks
@@ -344,7 +393,7 @@ impl ProcFacts for LazyFacts<'_> {
         if self.cmdline.is_none() {
             let read = match &mut self.side {
                 None => self.reader.cmdline(self.pid).ok(),
-                Some(side) => side.read(self.pid, &mut self.late),
+                Some(side) => side.read(self.reader, self.pid, &mut self.late),
             };
             self.cmdline = Some(read);
         }
@@ -361,10 +410,16 @@ impl ProcFacts for LazyFacts<'_> {
     }
     fn cgroup(&mut self) -> Option<&str> {
         if self.cgroup.is_none() {
-            let prefer_v2 = self.prefer_v2;
-            self.cgroup = Some(self.reader.cgroup_text(self.pid).ok().and_then(|t| {
-                crate::sense::cgroup::memory_path_of(&t, prefer_v2).map(str::to_string)
-            }));
+            let read = match &mut self.side {
+                None => read_cgroup(self.reader, self.pid, self.prefer_v2),
+                Some(side) => {
+                    side.cgroup(self.reader, self.pid, self.prefer_v2, &mut self.late_cgroup)
+                }
+            };
+            self.cgroup = Some(read);
+        }
+        if self.late_cgroup {
+            self.late_asks += 1;
         }
         self.cgroup.as_ref().and_then(|c| c.as_deref())
     }

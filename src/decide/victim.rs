@@ -406,6 +406,9 @@ pub struct Ranker {
     /// The thread that reads command lines for rules ([`Ranker::set_cmdline_reader`]);
     /// `None`: read here.
     cmdline_side: Option<Details>,
+    /// The threads that read cgroup paths for rules ([`Ranker::set_cgroup_reader`]); `None`:
+    /// read here.
+    cgroup_side: Option<Details>,
     /// What the scan or choice under way may still wait for command lines.
     cmdline_budget: Duration,
 }
@@ -518,6 +521,7 @@ impl Ranker {
             prefer_v2_path,
             unread: Unread::default(),
             cmdline_side: None,
+            cgroup_side: None,
             cmdline_budget: CMDLINE_BUDGET,
         }
     }
@@ -564,17 +568,41 @@ impl Ranker {
         self.cmdline_side.is_some()
     }
 
+    /// Cgroup paths for rules (`cgroup` and `unit` fields) come from these threads
+    /// ([`Details::start_cgroups`]), within the same budget as command lines, not from the
+    /// caller's thread (`None`: read on the caller's).
+    pub fn set_cgroup_reader(&mut self, details: Option<Details>) {
+        self.cgroup_side = details;
+    }
+
+    pub fn has_cgroup_reader(&self) -> bool {
+        self.cgroup_side.is_some()
+    }
+
+    /// The rules' side readers, if any, for one process.
+    fn side<'a>(
+        cmdlines: &'a Option<Details>,
+        cgroups: &'a Option<Details>,
+        starttime: u64,
+        budget: &'a mut Duration,
+    ) -> Option<CmdlineSide<'a>> {
+        (cmdlines.is_some() || cgroups.is_some()).then_some(CmdlineSide {
+            details: cmdlines.as_ref(),
+            cgroups: cgroups.as_ref(),
+            starttime,
+            budget,
+        })
+    }
+
     /// Looks `who` up through the command-line thread, if there is one (the warm-up: the
     /// lookup's code is then resident and locked for the scans at the bottom of memory).
-    pub fn warm_cmdline_reader(&self, who: (i32, u64)) {
-        if let Some(details) = &self.cmdline_side {
-            let mut budget = Duration::from_secs(1);
-            let mut side = CmdlineSide {
-                details,
-                starttime: who.1,
-                budget: &mut budget,
-            };
-            std::hint::black_box(side.read(who.0, &mut false));
+    pub fn warm_cmdline_reader(&self, reader: &mut ProcReader, who: (i32, u64)) {
+        let mut budget = Duration::from_secs(1);
+        if let Some(mut side) =
+            Self::side(&self.cmdline_side, &self.cgroup_side, who.1, &mut budget)
+        {
+            std::hint::black_box(side.read(reader, who.0, &mut false));
+            std::hint::black_box(side.cgroup(reader, who.0, self.prefer_v2_path, &mut false));
         }
     }
 
@@ -1296,11 +1324,12 @@ impl Ranker {
         };
         if !e.immune {
             self.read_detail(reader, &mut e, st.pid);
-            let side = self.cmdline_side.as_ref().map(|details| CmdlineSide {
-                details,
-                starttime: st.starttime,
-                budget: &mut self.cmdline_budget,
-            });
+            let side = Self::side(
+                &self.cmdline_side,
+                &self.cgroup_side,
+                st.starttime,
+                &mut self.cmdline_budget,
+            );
             let c = classify(
                 reader,
                 policy,
@@ -2161,6 +2190,81 @@ pub(crate) mod tests {
         }
     }
 
+    /// A stuck read of a process's cgroup (a FIFO here; on kernels before "cgroup: Make
+    /// operations on the cgroup root_list RCU safe", the global `cgroup_mutex` held by a cgroup
+    /// operation stuck in reclaim) costs a scan at most the budget when the rules' cgroup
+    /// paths come from their readers: a `cgroup` protect rule leaves the process undecided and
+    /// out of the choice, and decides it once the read returns. And a `cgroup` rule does not
+    /// wait for a command line: with the command line stuck instead, it decides at once. (Read
+    /// on the scanning thread, the first scan would wait on the FIFO for ever: it runs on a
+    /// thread of its own here, so that the test fails instead of hanging.)
+    #[test]
+    fn a_stuck_cgroup_read_leaves_the_process_undecided_not_the_scan_stalled() {
+        use rustix::fs::{Mode, OFlags};
+        let fx = Fixture::new();
+        let r = fx.dir.path().to_path_buf();
+        proc(&r, 105, "pg", 'S', 0, 700, 80_000, 0, 0);
+        let fifo = r.join("proc/105/cgroup");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        let mut protect = Rule::name_only(RuleKind::Protect, "^pg$").unwrap();
+        protect.cgroup = Some(regex::Regex::new("^/db").unwrap());
+        let policy = Policy {
+            rules: vec![protect],
+        };
+        let (mut reader, mut scope, mut rk) = unscanned(&fx);
+        rk.set_cgroup_reader(Some(
+            Details::start_cgroups(&fx.root(), false, None).unwrap(),
+        ));
+        let answer = |fifo: &Path| {
+            let w =
+                rustix::fs::open(fifo, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+            rustix::io::write(&w, b"4:memory:/db/pg\n").unwrap();
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let scan = std::thread::spawn({
+            let policy = policy.clone();
+            move || {
+                rk.refresh(&mut reader, &mut scope, &policy, million_pages(0));
+                let sel = rk.select(&mut reader, &policy, 0);
+                let _ = tx.send(());
+                (reader, scope, rk, sel)
+            }
+        });
+        let done = rx.recv_timeout(Duration::from_secs(5));
+        if done.is_err() {
+            // Let the stalled scan end before failing.
+            answer(&fifo);
+        }
+        let (mut reader, mut scope, mut rk, sel) = scan.join().unwrap();
+        assert!(done.is_ok(), "the scan waited on a stuck cgroup read");
+        assert!(
+            sel.candidates.iter().all(|c| c.pid != 105),
+            "an undecided process that a protect rule might match was a candidate: {:?}",
+            sel.candidates
+        );
+        let row = |rk: &Ranker| rk.table.get(105).map(|s| s.e).unwrap();
+        assert!(row(&rk).unsure() && row(&rk).class & CLASS_MAYBE_PROTECTED != 0);
+        // The read returns: 105 is decided at a next scan, protected by the rule.
+        answer(&fifo);
+        let until = Instant::now() + Duration::from_secs(10);
+        while row(&rk).unsure() {
+            assert!(Instant::now() < until, "never decided");
+            std::thread::sleep(Duration::from_millis(10));
+            rk.refresh(&mut reader, &mut scope, &policy, million_pages(0));
+        }
+        assert_eq!((row(&rk).rule(), row(&rk).class), (Some(0), 0));
+
+        // A stuck command line (with a command-line reader too) does not hold a cgroup rule.
+        proc(&r, 106, "pg", 'S', 0, 800, 90_000, 0, 0);
+        fs::write(r.join("proc/106/cgroup"), b"4:memory:/db/pg2\n").unwrap();
+        let cmdline = r.join("proc/106/cmdline");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &cmdline, Mode::from_raw_mode(0o600)).unwrap();
+        rk.set_cmdline_reader(Some(Details::start(&fx.root(), false, None).unwrap()));
+        rk.refresh(&mut reader, &mut scope, &policy, million_pages(0));
+        let e = rk.table.get(106).map(|s| s.e).unwrap();
+        assert_eq!((e.rule(), e.unsure()), (Some(0), false));
+    }
+
     /// `classify` without a side thread reads the command line itself and is always sure;
     /// with one whose reads are late, a rule that needed it is undecided, and only a
     /// `protect` rule among the undecided makes the process maybe protected.
@@ -2203,7 +2307,8 @@ pub(crate) mod tests {
         let mut budget = CMDLINE_BUDGET;
         fn side<'a>(details: &'a Details, budget: &'a mut Duration) -> Option<CmdlineSide<'a>> {
             Some(CmdlineSide {
-                details,
+                details: Some(details),
+                cgroups: None,
                 starttime: 600,
                 budget,
             })

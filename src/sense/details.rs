@@ -94,6 +94,29 @@ impl Details {
     /// `prefer_v2`: which memory cgroup path to report when a process is in both hierarchies.
     /// `breath`: how the threads share the CPU while they read ([`super::breath`]).
     pub fn start(root: &Root, prefer_v2: bool, breath: Option<Breath>) -> std::io::Result<Details> {
+        Self::start_reading(root, prefer_v2, breath, true)
+    }
+
+    /// [`Details::start`] for readers of the memory cgroup path alone (the command line of
+    /// their facts is empty): for rules with `cgroup` or `unit`. Reading `/proc/PID/cgroup`
+    /// takes no mmap lock, but kernels before "cgroup: Make operations on the cgroup root_list
+    /// RCU safe" take the global `cgroup_mutex` in it, which a cgroup operation stuck in
+    /// reclaim can hold at the bottom of memory; and a rule that needs only the cgroup must not
+    /// wait for a command line (whose read waits on the process's mmap lock).
+    pub fn start_cgroups(
+        root: &Root,
+        prefer_v2: bool,
+        breath: Option<Breath>,
+    ) -> std::io::Result<Details> {
+        Self::start_reading(root, prefer_v2, breath, false)
+    }
+
+    fn start_reading(
+        root: &Root,
+        prefer_v2: bool,
+        breath: Option<Breath>,
+        cmdlines: bool,
+    ) -> std::io::Result<Details> {
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {
                 want: Vec::with_capacity(KEPT),
@@ -117,7 +140,7 @@ impl Details {
             // A reader that did not start is counted out by its guard, dropped with the closure.
             crate::record::side::spawn("oomguard-details", move || {
                 super::breath::enable(breath, &root);
-                serve(&guard.0, reader, prefer_v2);
+                serve(&guard.0, reader, prefer_v2, cmdlines);
             })?;
         }
         Ok(details)
@@ -236,7 +259,7 @@ fn all_stuck(s: &Slot, alive: usize, stuck: Duration) -> Option<Duration> {
 }
 
 /// One reader's loop: takes the first request waiting, reads it, keeps the facts.
-fn serve(sh: &Shared, mut reader: ProcReader, prefer_v2: bool) {
+fn serve(sh: &Shared, mut reader: ProcReader, prefer_v2: bool, cmdlines: bool) {
     loop {
         let who = {
             let mut s = sh.slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -253,7 +276,7 @@ fn serve(sh: &Shared, mut reader: ProcReader, prefer_v2: bool) {
             s.reading.push((w, Instant::now()));
             w
         };
-        let facts = read_facts(&mut reader, who, prefer_v2);
+        let facts = read_facts(&mut reader, who, prefer_v2, cmdlines);
         let mut s = sh.slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = s.reading.iter().position(|(w, _)| *w == who) {
             s.reading.swap_remove(i);
@@ -283,13 +306,23 @@ pub enum Lookup {
 /// line takes microseconds unless it waits on the process's mmap lock.
 const STUCK: Duration = Duration::from_millis(5);
 
-/// `None` when the process is gone or its PID now belongs to another process.
-fn read_facts(reader: &mut ProcReader, (pid, start): Who, prefer_v2: bool) -> Option<Facts> {
-    let cmdline = reader.cmdline(pid).ok()?;
-    let cgroup = reader
-        .cgroup_text(pid)
-        .ok()
-        .and_then(|t| super::cgroup::memory_path_of(&t, prefer_v2).map(str::to_string));
+/// `None` when the process is gone or its PID now belongs to another process. Without
+/// `cmdlines`, the cgroup path alone (a process whose cgroup cannot be read is gone).
+fn read_facts(
+    reader: &mut ProcReader,
+    (pid, start): Who,
+    prefer_v2: bool,
+    cmdlines: bool,
+) -> Option<Facts> {
+    let (cmdline, cgroup) = if cmdlines {
+        let cmdline = reader.cmdline(pid).ok()?;
+        let text = reader.cgroup_text(pid).ok();
+        (cmdline, text)
+    } else {
+        (String::new(), Some(reader.cgroup_text(pid).ok()?))
+    };
+    let cgroup =
+        cgroup.and_then(|t| super::cgroup::memory_path_of(&t, prefer_v2).map(str::to_string));
     // Read after the command line: the same process all along.
     (reader.stat(pid).ok()?.starttime == start).then_some((cmdline, cgroup))
 }
@@ -310,6 +343,28 @@ mod tests {
         .unwrap();
         let root = Root::new(dir.path());
         (dir, root)
+    }
+
+    /// Cgroup readers read the cgroup path alone: a command line that cannot be read (a FIFO
+    /// nobody writes, as a process whose mmap lock is held) does not hold them up; a process
+    /// without a readable cgroup is gone.
+    #[test]
+    fn cgroup_readers_read_no_command_line() {
+        let (dir, root) = tree(42, 777);
+        let fifo = dir.path().join("proc/42/cmdline");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let d = Details::start_cgroups(&root, true, None).unwrap();
+        assert_eq!(
+            d.lookup((42, 777), Duration::from_secs(5)),
+            Lookup::Found((String::new(), Some("/system.slice/x.service".into())))
+        );
+        std::fs::remove_file(dir.path().join("proc/42/cgroup")).unwrap();
+        assert_eq!(d.lookup((43, 1), Duration::from_secs(5)), Lookup::Gone);
     }
 
     #[test]
