@@ -133,6 +133,17 @@ impl Guard {
             .collect()
     }
 
+    /// The `action` records once there are `n` (asserted within `timeout`; more fail too).
+    fn wait_for_all(&self, action: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        while self.of(action).len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let all = self.of(action);
+        assert_eq!(all.len(), n, "{all:?}");
+        all
+    }
+
     fn wait_for(&self, action: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
@@ -762,6 +773,17 @@ impl FreezerGroup {
         Some(FreezerGroup(dir))
     }
 
+    /// A new group with `pid` frozen in it; `None` (through `require`) without a v1 freezer.
+    fn frozen(name: &str, pid: i32) -> Option<FreezerGroup> {
+        let f = FreezerGroup::new(name);
+        if !require(f.is_some(), "a cgroup v1 freezer") {
+            return None;
+        }
+        let f = f?;
+        f.freeze(pid);
+        Some(f)
+    }
+
     /// Moves `pid` in and freezes the group; waits until it is frozen.
     fn freeze(&self, pid: i32) {
         std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
@@ -822,14 +844,9 @@ fn a_victim_that_does_not_exit_after_sigkill_has_its_memory_released() {
     let mut h = hog(&cg, &["--name", "frozenhog", "--max", "200M"]);
     wait_rss(&h, 200 * MIB);
     // Made after the hog, so dropped (thawed) before it: a frozen process is never reaped.
-    let freezer = FreezerGroup::new("mrelease");
-    if !require(freezer.is_some(), "a cgroup v1 freezer") {
-        return;
-    }
-    let Some(freezer) = freezer else {
+    let Some(freezer) = FreezerGroup::frozen("mrelease", h.pid()) else {
         return;
     };
-    freezer.freeze(h.pid());
     // 56 MiB of 256 available (22 %): below both levels, so SIGKILL at once.
     let d = Guard::start(&[], &cg, &log, &["--mem-min", "30,30"]);
     // The hog cannot exit while frozen: the group's memory comes back only through the release.
@@ -874,14 +891,9 @@ fn a_victim_stuck_after_sigkill_is_given_up_and_the_next_is_killed() {
     let mut next = hog(&cg, &["--name", "nexthog", "--max", "60M"]);
     wait_rss(&next, 60 * MIB);
     // Made after the hogs, so dropped (thawed) before them.
-    let freezer = FreezerGroup::new("stuck");
-    if !require(freezer.is_some(), "a cgroup v1 freezer") {
-        return;
-    }
-    let Some(freezer) = freezer else {
+    let Some(freezer) = FreezerGroup::frozen("stuck", stuck.pid()) else {
         return;
     };
-    freezer.freeze(stuck.pid());
     // About 40 MiB of 256 available (16 %): below both levels, so SIGKILL at once.
     let d = Guard::start(&[], &cg, &log, &["--mem-min", "30,30"]);
     let next_died = next.wait_timeout(Duration::from_secs(8));
@@ -897,12 +909,7 @@ fn a_victim_stuck_after_sigkill_is_given_up_and_the_next_is_killed() {
         "the next candidate was not killed within 8 s while the first victim was stuck: {:?}",
         d.records()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while d.of("kill").len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let kills = d.of("kill");
-    assert_eq!(kills.len(), 2, "{kills:?}");
+    let kills = d.wait_for_all("kill", 2, Duration::from_secs(10));
     assert_eq!(kills[0]["victim"]["pid"], stuck.pid(), "{kills:?}");
     assert_eq!(kills[0]["outcome"]["exited"], false, "{kills:?}");
     assert_eq!(kills[0]["outcome"]["stuck"], true, "{kills:?}");
@@ -957,12 +964,7 @@ fn a_removed_scope_is_waited_for_and_guarded_again_when_made_again() {
         "the hog in the group made again was not killed: {:?}",
         d.records()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while d.of("kill").len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let kills = d.of("kill");
-    assert_eq!(kills.len(), 2, "{kills:?}");
+    let kills = d.wait_for_all("kill", 2, Duration::from_secs(10));
     assert_eq!(kills[1]["victim"]["pid"], second.pid(), "{kills:?}");
     assert_eq!(
         cg.kernel_oom_kills(),
