@@ -413,6 +413,53 @@ fn kill_unit_tree_takes_the_victims_descendants_and_nothing_else() {
     assert_eq!(cg.kernel_oom_kills(), 0);
 }
 
+/// `--kill-unit cgroup` in a v1 scope (no `cgroup.kill`: the group is stopped, then killed):
+/// the victim's leaf group goes whole, its sibling processes in the scope stay.
+#[test]
+fn kill_unit_cgroup_takes_the_victims_group_and_nothing_else() {
+    let Some(cg) = TestCgroup::new("unitcg", 400 * MIB) else {
+        return;
+    };
+    let job = cg.dir.join("job");
+    std::fs::create_dir(&job).expect("the job's sub-group");
+    let in_job = |args: &[&str]| {
+        let mut cmd = Command::new(hog_bin());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Reaped(oomguard::act::scratch::spawn_in(&job, &mut cmd).expect("spawn in the job"))
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let bystander = hog(&cg, &["--name", "bystander", "--max", "20M"]);
+    let mate = in_job(&["--name", "mate", "--max", "10M"]);
+    wait_rss(&bystander, 20 * MIB);
+    wait_rss(&mate, 10 * MIB);
+    let d = Daemon::start(&cg, &log, &["--kill-unit", "cgroup"]);
+    let mut h = in_job(&["--name", "jobhog", "--max", "2G", "--rate", "200M"]);
+    let st = h
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the hog was not killed");
+    assert!(signal_of(st).is_some(), "{st:?}");
+    let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
+    assert_eq!(rec["victim"]["comm"], "jobhog", "{rec}");
+    let unit = rec["kill_unit"].as_str().unwrap();
+    let leaf = format!("{}/job", cg.rel());
+    assert!(
+        unit.starts_with(&format!("cgroup {leaf} (2 processes)")),
+        "{rec}"
+    );
+    let mut mate = mate;
+    assert!(
+        mate.wait_timeout(Duration::from_secs(10)).is_some(),
+        "the hog's group mate lived on: {rec}"
+    );
+    // Only the bystander is left in the scope.
+    assert_eq!(cg.procs(), vec![bystander.pid()]);
+    assert_eq!(cg.kernel_oom_kills(), 0);
+}
+
 /// Runs inside a private PID namespace (see the next test): a PID is freed and handed to a new
 /// process; the old candidate's pidfd target must be refused and the new process left alone.
 /// Ignored in a plain run (it would check nothing on the host, and it sets `ns_last_pid`): the

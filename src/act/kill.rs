@@ -230,30 +230,113 @@ const WALK_SLICE: Duration = Duration::from_millis(2);
 /// stops of a few.
 const STOP_BATCH: usize = 8;
 
-/// Paces a stopping walk: after [`WALK_SLICE`] of work or [`STOP_BATCH`] stops, 1 ms of sleep.
-/// A pause the thread took on its own meanwhile (the daemon's [`crate::sense::breath`], 1 ms
+/// How long a walk (of a tree or a cgroup) may take in all before it takes the unit as found
+/// so far: the guard looks at nothing else meanwhile. Past [`TREE_SETTLE`] the walk no longer
+/// pauses between stops, so only a unit of many thousands reaches this.
+pub const WALK_CAP: Duration = Duration::from_secs(1);
+
+/// The times a walk keeps to: [`TREE_SETTLE`] and [`WALK_CAP`] (tests shorten them).
+#[derive(Debug, Clone, Copy)]
+struct WalkLimits {
+    settle: Duration,
+    cap: Duration,
+}
+
+impl WalkLimits {
+    const DEFAULT: WalkLimits = WalkLimits {
+        settle: TREE_SETTLE,
+        cap: WALK_CAP,
+    };
+}
+
+/// What a walk did beyond pinning the members.
+#[derive(Debug, Clone, Copy)]
+struct Walked {
+    /// Pauses taken to let members run to their stop.
+    slept: u32,
+    /// The walk ran out of time ([`WALK_CAP`]) before it had the whole unit.
+    cut: bool,
+}
+
+impl Walked {
+    fn log(&self, unit: &str, members: usize) {
+        log::debug!(
+            "{unit} walk: {members} processes pinned, {} pauses for them to stop{}",
+            self.slept,
+            if self.cut {
+                ", ended by its time limit"
+            } else {
+                ""
+            }
+        );
+    }
+
+    /// For the kill's unit note.
+    fn cut_note(&self) -> String {
+        if self.cut {
+            format!(
+                "; the walk ended after {} ms, before it reached every member",
+                WALK_CAP.as_millis()
+            )
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Paces a stopping walk: after [`WALK_SLICE`] of work or [`STOP_BATCH`] stops, 1 ms of sleep,
+/// until the walk's settle time is out; from then on it stops the rest at once (the deadline is
+/// checked per member, not per round: a round over a large tree takes longer than the settle
+/// time). A pause the thread took on its own meanwhile (the daemon's [`crate::sense::breath`], 1 ms
 /// after 2 ms of reading) counts as that sleep: without it, both slept, one right after the
 /// other (the kill came 10 ms later in the VM fork storm).
 struct Pace {
     since: Instant,
     stops: usize,
     breaths: u64,
+    /// Past this the walk no longer waits for members to stop, nor pauses.
+    settle: Instant,
+    /// Past this the walk ends with the unit as found so far.
+    cap: Instant,
+    /// Sleeps taken (tests).
+    slept: u32,
 }
 
 impl Pace {
-    fn new() -> Pace {
+    fn new(limits: WalkLimits) -> Pace {
+        let now = Instant::now();
         Pace {
-            since: Instant::now(),
+            since: now,
             stops: 0,
             breaths: crate::sense::breath::pauses(),
+            settle: now + limits.settle,
+            cap: now + limits.cap,
+            slept: 0,
         }
     }
 
-    /// Sleeps 1 ms if the slice or the batch of stops is used up.
+    /// The slice and the batch start over.
+    fn restart(&mut self) {
+        self.since = Instant::now();
+        self.stops = 0;
+        self.breaths = crate::sense::breath::pauses();
+    }
+
+    /// Whether the settle time is out.
+    fn late(&self) -> bool {
+        Instant::now() >= self.settle
+    }
+
+    /// Whether the walk has taken all the time it may.
+    fn out(&self) -> bool {
+        Instant::now() >= self.cap
+    }
+
+    /// Sleeps 1 ms if the slice or the batch of stops is used up (never once late).
     fn check(&mut self) {
         if crate::sense::breath::pauses() != self.breaths {
-            *self = Pace::new();
-        } else if self.stops >= STOP_BATCH || self.since.elapsed() > WALK_SLICE {
+            self.restart();
+        } else if (self.stops >= STOP_BATCH || self.since.elapsed() > WALK_SLICE) && !self.late() {
             self.sleep();
         }
     }
@@ -268,7 +351,8 @@ impl Pace {
     fn sleep(&mut self) {
         std::thread::sleep(Duration::from_millis(1));
         crate::sense::breath::rested();
-        *self = Pace::new();
+        self.slept += 1;
+        self.restart();
     }
 }
 
@@ -296,6 +380,19 @@ fn errno_name(e: &std::io::Error) -> &'static str {
         Some(libc::EACCES) => "EACCES",
         _ => "other",
     }
+}
+
+/// The victim's memory cgroup for `--kill-unit cgroup`, as the caller knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VictimGroup {
+    /// Not known yet: [`Kill::plan_in`] reads `/proc/PID/cgroup` itself (the start-up warm-up,
+    /// `drill`, tests, and a daemon whose side readers did not start).
+    ReadNow,
+    /// Read ahead: the memory cgroup path, as [`crate::sense::cgroup::memory_path_of`] gives
+    /// it (`None`: the process has none, as in the root).
+    Known(Option<String>),
+    /// Asked for and not read in time: the victim alone is killed.
+    Unread,
 }
 
 /// The processes of one kill decision, pinned.
@@ -348,21 +445,21 @@ impl Kill {
         victim: &Candidate,
         decided: Instant,
     ) -> Result<Kill, TargetError> {
-        Self::plan_in(reader, scope, unit, victim, decided, None)
+        Self::plan_in(reader, scope, unit, victim, decided, VictimGroup::ReadNow)
     }
 
-    /// [`Kill::plan`] with the victim's memory cgroup path already known (`cgroup`, as
-    /// [`crate::sense::cgroup::memory_path_of`] gives it; read ahead by the guard's side
-    /// readers, `sense::details`): `--kill-unit cgroup` then reads no `/proc/PID/cgroup` at
-    /// the bottom of memory (kernels before "cgroup: Make operations on the cgroup root_list
-    /// RCU safe" take the global `cgroup_mutex` in that read).
+    /// [`Kill::plan`] with the victim's memory cgroup as the caller knows it (`group`, for
+    /// `--kill-unit cgroup`): read by the guard's side readers (`sense::details`), the loop
+    /// reads no `/proc/PID/cgroup` at the bottom of memory (kernels before "cgroup: Make
+    /// operations on the cgroup root_list RCU safe" take the global `cgroup_mutex` in that
+    /// read); not read in time, the victim alone is killed.
     pub fn plan_in(
         reader: &mut ProcReader,
         scope: &Scope,
         unit: KillUnit,
         victim: &Candidate,
         decided: Instant,
-        cgroup: Option<&str>,
+        group: VictimGroup,
     ) -> Result<Kill, TargetError> {
         let main = Target::open(reader, victim.pid, victim.starttime)?;
         let mut kill = Kill {
@@ -389,16 +486,27 @@ impl Kill {
                 // Stopped and walked now, not taken from the ranker's table: a storm forks
                 // faster than scans. Never stop ourselves (the start-up warm-up plans a kill of
                 // the daemon itself: it walks with signal 0).
-                kill.walk_tree(reader, kill.victim.pid != me);
-                kill.unit_note = format!("tree ({} processes)", kill.others.len() + 1);
+                let walked = kill.walk_tree(reader, kill.victim.pid != me, WalkLimits::DEFAULT);
+                walked.log("tree", kill.others.len() + 1);
+                kill.unit_note = format!(
+                    "tree ({} processes{})",
+                    kill.others.len() + 1,
+                    walked.cut_note()
+                );
             }
             KillUnit::Cgroup => {
                 let prefer_v2 = scope.mounts.v2_memory.is_some();
-                let leaf = match cgroup {
-                    Some(known) => known.to_string(),
-                    None => {
+                let leaf = match group {
+                    VictimGroup::Known(known) => known.unwrap_or_else(|| "/".into()),
+                    VictimGroup::ReadNow => {
                         let text = reader.cgroup_text(victim.pid).unwrap_or_default();
                         memory_path_of(&text, prefer_v2).unwrap_or("/").to_string()
+                    }
+                    VictimGroup::Unread => {
+                        kill.unit_note = "process (its cgroup was not read in time; not read \
+                                          on the guard's loop at the bottom of memory)"
+                            .into();
+                        return Ok(kill);
                     }
                 };
                 let (mount, version) = match (prefer_v2, &scope.mounts) {
@@ -418,9 +526,13 @@ impl Kill {
                         // a member forking between the listing and the signal would leave a
                         // live child in the group.
                         let stop = kill.cgroup_kill.is_none() && kill.victim.pid != me;
-                        kill.walk_cgroup(reader, &procs, stop);
-                        kill.unit_note =
-                            format!("cgroup {leaf} ({} processes)", kill.others.len() + 1);
+                        let walked = kill.walk_cgroup(reader, &procs, stop, WalkLimits::DEFAULT);
+                        walked.log("cgroup", kill.others.len() + 1);
+                        kill.unit_note = format!(
+                            "cgroup {leaf} ({} processes{})",
+                            kill.others.len() + 1,
+                            walked.cut_note()
+                        );
                     }
                     _ => {
                         kill.unit_note = "process (the victim is in the root cgroup; not killing a whole root group)".into();
@@ -438,11 +550,14 @@ impl Kill {
     }
 
     /// Stops the victim and, top-down, every descendant (see the module docs); `stop: false`
-    /// finds them with signal 0 instead. Members are pinned into `others`.
-    fn walk_tree(&mut self, reader: &mut ProcReader, stop: bool) {
+    /// finds them with signal 0 instead. Members are pinned into `others`. Past the settle
+    /// time the rest is stopped without pauses, and past the cap the walk ends: the members
+    /// found by then are the tree.
+    fn walk_tree(&mut self, reader: &mut ProcReader, stop: bool, limits: WalkLimits) -> Walked {
         let me = std::process::id() as i32;
         let files = has_children_files(reader);
-        let deadline = Instant::now() + TREE_SETTLE;
+        let mut pace = Pace::new(limits);
+        let mut cut = false;
         if stop && self.victim.signal(Signal::STOP).is_ok() {
             self.stopped = true;
         }
@@ -457,9 +572,8 @@ impl Kill {
         // Parent links of every process (no children files): (pid, ppid, start time).
         let mut links: Vec<(i32, i32, u64)> = Vec::new();
         let mut late_rounds = 0;
-        let mut pace = Pace::new();
-        for round in 0u32.. {
-            let late = Instant::now() >= deadline;
+        'walk: for round in 0u32.. {
+            let late = pace.late();
             if late {
                 // Members that could not be stopped may fork on: a few more rounds, then the
                 // tree as it is.
@@ -485,6 +599,12 @@ impl Kill {
                     i += 1;
                     continue;
                 }
+                if pace.out() {
+                    cut = true;
+                    break 'walk;
+                }
+                // Checked per member: a round over a large tree outlasts the settle time.
+                let late = late || pace.late();
                 let pid = members[i].pid;
                 if stop {
                     pace.check();
@@ -562,31 +682,42 @@ impl Kill {
             if members.iter().all(|m| m.done) && !added {
                 break;
             }
-            if stop && !late {
+            if stop && !pace.late() {
                 // Let the members run to their stop; the guard does not hold the CPU meanwhile.
                 pace.sleep();
             }
+        }
+        Walked {
+            slept: pace.slept,
+            cut,
         }
     }
 
     /// Pins every process listed in `procs` (a cgroup's `cgroup.procs`). `stop`: each is sent
     /// SIGSTOP as it is found, and the list is read again until a reading made after every
-    /// member stopped names nobody new (at most [`TREE_SETTLE`], then the group as it is).
-    fn walk_cgroup(&mut self, reader: &mut ProcReader, procs: &std::path::Path, stop: bool) {
+    /// member stopped names nobody new (at most the settle time, then the group as it is;
+    /// past the cap, the members found so far).
+    fn walk_cgroup(
+        &mut self,
+        reader: &mut ProcReader,
+        procs: &std::path::Path,
+        stop: bool,
+        limits: WalkLimits,
+    ) -> Walked {
         let me = std::process::id() as i32;
+        let mut pace = Pace::new(limits);
+        let mut cut = false;
         if stop && self.victim.signal(Signal::STOP).is_ok() {
             self.stopped = true;
         }
         let stop = self.stopped;
-        let deadline = Instant::now() + TREE_SETTLE;
         let mut seen: HashSet<i32> = HashSet::from([self.victim.pid, me, 1]);
         let (mut buf, mut tids) = (Vec::new(), Vec::new());
         let mut pids: Vec<i32> = vec![self.victim.pid];
-        let mut pace = Pace::new();
-        loop {
+        'walk: loop {
             // Were all members stopped before this reading of the list?
             let mut all_settled = true;
-            if stop && Instant::now() < deadline {
+            if stop && !pace.late() {
                 for &p in &pids {
                     if matches!(settled_now(reader, p, &mut tids), Ok(false)) {
                         all_settled = false;
@@ -607,6 +738,10 @@ impl Kill {
                 if !seen.insert(pid) {
                     continue;
                 }
+                if pace.out() {
+                    cut = true;
+                    break 'walk;
+                }
                 let Ok(st) = reader.stat(pid) else { continue };
                 if let Ok(t) = Target::open(reader, pid, st.starttime) {
                     if stop {
@@ -618,10 +753,14 @@ impl Kill {
                     added = true;
                 }
             }
-            if !stop || (all_settled && !added) || Instant::now() >= deadline {
+            if !stop || (all_settled && !added) || pace.late() {
                 break;
             }
             pace.sleep();
+        }
+        Walked {
+            slept: pace.slept,
+            cut,
         }
     }
 
@@ -1138,6 +1277,84 @@ mod tests {
         );
         assert!(kill.others.len() >= 20, "{}", kill.unit_note);
         assert!(kill.unit_note.starts_with("tree ("), "{}", kill.unit_note);
+    }
+
+    /// A tree of 30 `sleep TAG` children, all forked; the shell and its candidate.
+    fn tree_of_30(reader: &mut ProcReader, tag: &str) -> (std::process::Child, Candidate) {
+        let script = format!("i=0; while [ $i -lt 30 ]; do sleep {tag} & i=$((i+1)); done; wait");
+        let (sh, cand) = forking_shell(reader, &script, tag);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sleepers(reader, tag).len() < 30 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (sh, cand)
+    }
+
+    /// A walk is paced (1 ms pauses between batches of stops) only until its settle time is
+    /// out, and that is checked per member, not per round (a round over a large tree outlasts
+    /// the settle time): a walk late from the start stops the whole tree without one pause and
+    /// still finds every member. A walk out of time ends with the members found so far.
+    #[test]
+    fn a_late_walk_stops_the_rest_at_once_and_one_out_of_time_ends() {
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        let long = Duration::from_secs(60);
+        let mut walk = |limits: WalkLimits, line: u32| {
+            let tag = format!("{}.{line}", 3000 + std::process::id() % 1000);
+            let (mut sh, cand) = tree_of_30(&mut reader, &tag);
+            let mut kill = Kill::plan(
+                &mut reader,
+                &scope,
+                KillUnit::Process,
+                &cand,
+                Instant::now(),
+            )
+            .unwrap();
+            let walked = kill.walk_tree(&mut reader, true, limits);
+            let found = kill.others.len();
+            // A late walk does not wait for its members to reach their stop.
+            let until = Instant::now() + Duration::from_secs(5);
+            let mut stopped = false;
+            while !stopped && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+                stopped = std::iter::once(&kill.victim)
+                    .chain(&kill.others)
+                    .all(|t| reader.stat(t.pid).is_ok_and(|s| s.state == b'T'));
+            }
+            kill.signal_all(Signal::KILL);
+            let all_exited = wait_all(&mut kill);
+            let _ = sh.wait();
+            let escaped = kill_escaped(&mut reader, &tag).len();
+            assert!(all_exited && stopped, "{walked:?}, {found} found");
+            (walked, found, escaped)
+        };
+        // Paced while there is time.
+        let (w, found, escaped) = walk(
+            WalkLimits {
+                settle: long,
+                cap: long,
+            },
+            line!(),
+        );
+        assert_eq!((found, escaped, w.cut), (30, 0, false), "{w:?}");
+        assert!(
+            w.slept >= 3,
+            "30 stops in batches of 8 took no pauses: {w:?}"
+        );
+        // Late from the start: every member, no pause.
+        let late = WalkLimits {
+            settle: Duration::ZERO,
+            cap: long,
+        };
+        let (w, found, escaped) = walk(late, line!());
+        assert_eq!((found, escaped, w.cut, w.slept), (30, 0, false, 0), "{w:?}");
+        // Out of time at once: the victim alone; its children live on (and are killed above).
+        let out = WalkLimits {
+            settle: Duration::ZERO,
+            cap: Duration::ZERO,
+        };
+        let (w, found, escaped) = walk(out, line!());
+        assert_eq!((found, escaped, w.cut), (0, 30, true), "{w:?}");
     }
 
     /// The same for `--kill-unit cgroup` on a v1 memory cgroup (no `cgroup.kill`): a member

@@ -37,7 +37,7 @@ use rustix::thread::CapabilitySet;
 
 use crate::act::escalate::Reading;
 use crate::act::harden;
-use crate::act::kill::Kill;
+use crate::act::kill::{Kill, VictimGroup};
 use crate::act::reaper::Reaper;
 use crate::decide::policy::Policy;
 use crate::decide::trigger::{LevelSpec, Levels, MAX_POLL, Reason, Severity};
@@ -46,7 +46,7 @@ use crate::record::event::{self as ev, Event, Faults, KillFaults, Outcome};
 use crate::record::eventlog::EventLog;
 use crate::record::{Observer, Sample, Wake};
 use crate::sense::breath::{self, Breath};
-use crate::sense::details::Details;
+use crate::sense::details::{Details, Lookup};
 use crate::sense::kmsg::RiseKind;
 use crate::sense::mem::MemState;
 use crate::sense::procs::ProcReader;
@@ -220,14 +220,16 @@ fn cmdline_reader(s: &Settings, prefer_v2: bool) -> Option<Details> {
         .ok()
 }
 
-/// The threads that read the processes' cgroup paths for rules with `cgroup` or `unit` off
-/// the loop ([`Details::start_cgroups`]); none when no rule needs them.
+/// The threads that read the processes' cgroup paths off the loop
+/// ([`Details::start_cgroups`]) for rules with `cgroup` or `unit` and for `--kill-unit
+/// cgroup`; none when nothing needs them.
 fn cgroup_reader(s: &Settings, prefer_v2: bool) -> Option<Details> {
-    if !s
-        .policy
-        .rules
-        .iter()
-        .any(|r| r.cgroup.is_some() || r.unit.is_some())
+    if s.kill_unit != KillUnit::Cgroup
+        && !s
+            .policy
+            .rules
+            .iter()
+            .any(|r| r.cgroup.is_some() || r.unit.is_some())
     {
         return None;
     }
@@ -236,6 +238,34 @@ fn cgroup_reader(s: &Settings, prefer_v2: bool) -> Option<Details> {
             log::warn!("cannot start a thread to read cgroup paths for the rules ({e}); they are read on the guard's loop")
         })
         .ok()
+}
+
+/// How long a kill waits for its victim's cgroup path from the side readers when it was not
+/// read ahead (`--kill-unit cgroup`); a read that takes longer waits on `cgroup_mutex`.
+const GROUP_WAIT: Duration = Duration::from_millis(20);
+
+/// The memory cgroup of `who` for `--kill-unit cgroup`, never read on the caller's thread when
+/// it has side readers: as read ahead near the levels (`ahead`: the command lines' readers,
+/// which read the cgroup too) or by the cgroup readers (`cgroups`), else asked of those and
+/// waited for up to `wait`. Without cgroup readers (they did not start): read by the kill.
+fn victim_group(
+    ahead: Option<&Details>,
+    cgroups: Option<&Details>,
+    who: (i32, u64),
+    wait: Duration,
+) -> VictimGroup {
+    if let Some(f) = ahead.and_then(|d| d.cached(who)) {
+        return VictimGroup::Known(f.1);
+    }
+    let Some(cgroups) = cgroups else {
+        return VictimGroup::ReadNow;
+    };
+    match cgroups.lookup(who, wait) {
+        Lookup::Found(f) => VictimGroup::Known(f.1),
+        // The kill finds it gone when it pins it.
+        Lookup::Gone => VictimGroup::Known(None),
+        Lookup::Late => VictimGroup::Unread,
+    }
 }
 
 /// The faults taken since `start`.
@@ -569,6 +599,9 @@ pub struct Daemon {
     next_report: Option<Instant>,
     /// Reads the victim's command line off the loop (`None`: the thread could not start).
     details: Option<Details>,
+    /// The last victim whose command line was said (at info) not to be read ahead: a dry run
+    /// decides on the same victim at each wake-up, and says it again only at debug.
+    said_unread: Option<(i32, u64)>,
     /// Runs `process_mrelease` for killed processes off the loop (`None`: the thread could not
     /// start, and nothing is released; see `start_reaper`).
     reaper: Option<Reaper>,
@@ -649,6 +682,7 @@ impl Daemon {
                     log::warn!("cannot start the details thread ({e}); kill records will go without command lines")
                 })
                 .ok(),
+            said_unread: None,
             reaper: start_reaper(),
             unreadable: None,
             s,
@@ -1497,21 +1531,28 @@ impl Daemon {
             );
             return Ok(Duration::from_millis(10));
         }
-        // `--kill-unit cgroup`: the victim's cgroup as read ahead, not read now (only then:
-        // the lookup copies the facts, and nothing else allocates before the signal).
-        let known_cgroup = self
-            .details
-            .as_ref()
-            .filter(|_| self.s.kill_unit == KillUnit::Cgroup)
-            .and_then(|d| d.cached((victim.pid, victim.starttime)))
-            .and_then(|f| f.1);
+        // `--kill-unit cgroup`: the victim's cgroup from the side readers, not read on the loop
+        // (only then: the lookup copies the facts, and nothing else allocates before the
+        // signal).
+        let group = match self.s.kill_unit {
+            KillUnit::Cgroup => self.victim_group(&victim),
+            _ => VictimGroup::ReadNow,
+        };
+        if group == VictimGroup::Unread {
+            log::info!(
+                "the cgroup of {} ({}) was not read in time; killing it alone (its cgroup is \
+                 not read on the guard's loop at the bottom of memory)",
+                victim.comm,
+                victim.pid
+            );
+        }
         let mut kill = match Kill::plan_in(
             &mut self.reader,
             &self.scope,
             self.s.kill_unit,
             &victim,
             now,
-            known_cgroup.as_deref(),
+            group,
         ) {
             Ok(k) => k,
             Err(e) => {
@@ -1732,7 +1773,14 @@ impl Daemon {
         {
             return f;
         }
-        log::info!(
+        let level = if self.said_unread == Some((v.pid, v.starttime)) {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        self.said_unread = Some((v.pid, v.starttime));
+        log::log!(
+            level,
             "the command line of {} ({}) was not read ahead; it is not read at the bottom of \
              memory (the read would keep the process's memory from being freed), recording \
              without it",
@@ -1740,6 +1788,16 @@ impl Daemon {
             v.pid
         );
         (String::new(), None)
+    }
+
+    /// The victim's memory cgroup for `--kill-unit cgroup` (see [`victim_group`]).
+    fn victim_group(&self, v: &Candidate) -> VictimGroup {
+        victim_group(
+            self.details.as_ref(),
+            self.ranker.cgroup_reader(),
+            (v.pid, v.starttime),
+            GROUP_WAIT,
+        )
     }
 
     /// Reads ahead the facts of the likely victims (near the levels, see `victim_details`):
@@ -1897,8 +1955,19 @@ impl Daemon {
         let _ = self.victim_details(&cand);
         self.ranker
             .warm_cmdline_reader(&mut self.reader, (me, st.starttime));
+        let group = match self.s.kill_unit {
+            KillUnit::Cgroup => self.victim_group(&cand),
+            _ => VictimGroup::ReadNow,
+        };
         let now = Instant::now();
-        match Kill::plan(&mut self.reader, &self.scope, self.s.kill_unit, &cand, now) {
+        match Kill::plan_in(
+            &mut self.reader,
+            &self.scope,
+            self.s.kill_unit,
+            &cand,
+            now,
+            group,
+        ) {
             Ok(mut kill) => {
                 kill.probe_all();
                 let _ = kill.victim_failed();
@@ -2093,6 +2162,80 @@ fn decision(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--kill-unit cgroup` never reads the victim's cgroup on the loop when side readers run:
+    /// it takes the facts read ahead, else asks the cgroup readers and waits a little; a read
+    /// that does not answer (a FIFO here, as a read waiting on `cgroup_mutex`) leaves the group
+    /// unread (the victim is killed alone) instead of holding the loop. Without cgroup readers
+    /// the kill reads it itself.
+    #[test]
+    fn the_victims_cgroup_is_taken_from_the_side_readers_and_a_stuck_read_waits_little() {
+        use rustix::fs::{Mode, OFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let proc_dir = |pid: i32, cgroup: Option<&str>| {
+            let p = dir.path().join(format!("proc/{pid}"));
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(
+                p.join("stat"),
+                format!("{pid} (x) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 100000 10 18446744073709551615 0 0\n"),
+            )
+            .unwrap();
+            std::fs::write(p.join("cmdline"), b"x\0").unwrap();
+            match cgroup {
+                Some(c) => std::fs::write(p.join("cgroup"), c).unwrap(),
+                None => rustix::fs::mkfifoat(
+                    rustix::fs::CWD,
+                    p.join("cgroup"),
+                    Mode::from_raw_mode(0o600),
+                )
+                .unwrap(),
+            }
+            p.join("cgroup")
+        };
+        proc_dir(42, Some("0::/system.slice/a.service\n"));
+        proc_dir(44, Some("0::/system.slice/b.service\n"));
+        let fifo = proc_dir(43, None);
+        let root = Root::new(dir.path());
+        let ahead = Details::start(&root, true, None).unwrap();
+        let cgroups = Details::start_cgroups(&root, true, None).unwrap();
+        let wait = Duration::from_secs(5);
+        let known = |s: &str| VictimGroup::Known(Some(s.into()));
+
+        assert_eq!(
+            victim_group(Some(&ahead), Some(&cgroups), (42, 777), wait),
+            known("/system.slice/a.service")
+        );
+        // Read ahead: taken as read, without the cgroup readers.
+        assert!(ahead.read((44, 777), wait).is_some());
+        std::fs::write(dir.path().join("proc/44/cgroup"), "0::/moved\n").unwrap();
+        assert_eq!(
+            victim_group(Some(&ahead), None, (44, 777), wait),
+            known("/system.slice/b.service")
+        );
+        // Neither read ahead nor any cgroup reader: the kill reads it.
+        assert_eq!(
+            victim_group(Some(&ahead), None, (42, 777), wait),
+            VictimGroup::ReadNow
+        );
+        // Gone (or its PID someone else's): no group; the kill finds it gone.
+        assert_eq!(
+            victim_group(None, Some(&cgroups), (42, 1), wait),
+            VictimGroup::Known(None)
+        );
+        // Stuck: unread, after the lookup's own limit, not the caller's 5 s.
+        let t = Instant::now();
+        let got = victim_group(None, Some(&cgroups), (43, 777), wait);
+        let took = t.elapsed();
+        // Let the stuck reader go.
+        let w = rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        rustix::io::write(&w, b"0::/c\n").unwrap();
+        drop(w);
+        assert_eq!(got, VictimGroup::Unread);
+        assert!(
+            took < Duration::from_secs(2),
+            "waited {took:?} on a stuck read"
+        );
+    }
 
     /// A choice waits for a large dying process, but not for ever: after `PROGRESS_MAX` for
     /// the same one it chooses among the others (said once); another dying process, or none,

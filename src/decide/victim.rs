@@ -579,6 +579,11 @@ impl Ranker {
         self.cgroup_side.is_some()
     }
 
+    /// The cgroup paths' readers, if started (`--kill-unit cgroup` asks them too).
+    pub fn cgroup_reader(&self) -> Option<&Details> {
+        self.cgroup_side.as_ref()
+    }
+
     /// The rules' side readers, if any, for one process.
     fn side<'a>(
         cmdlines: &'a Option<Details>,
