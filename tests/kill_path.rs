@@ -361,10 +361,14 @@ fn a_kill_that_frees_nothing_backs_off_instead_of_killing_innocents() {
     drop(shm);
 }
 
-/// The first kill after start takes no major fault and at most a few minor ones between the
-/// start of the decision and the first signal: the warm-up at start ran the choice, pinning,
-/// signalling and record code after `mlockall(MCL_FUTURE | MCL_ONFAULT)`, so those pages are
-/// resident and locked.
+/// The first kill after start reads nothing from storage and takes at most a few faults between
+/// the start of the decision and the first signal: the warm-up at start ran the choice,
+/// pinning, signalling and record code after `mlockall(MCL_FUTURE | MCL_ONFAULT)`, so those
+/// pages are resident and locked. A fault that read from storage shows in the record's
+/// `inblock` (the daemon's reads, all threads), which must be 0; the kernel counts a fault it
+/// retried as major too (`mm_account_fault`), one that met a folio locked for a moment, and
+/// reads nothing: at most one such, counted with the minor ones. (It was 0 major faults; two CI
+/// runs failed on 1 major fault beside 1 minor, each time alone in dozens of runs.)
 ///
 /// The bound: without the warm-up the same span takes a fault for every run of code pages of the
 /// kill path that start-up dropped (`trim_and_lock` drops the page-table entries of read-only
@@ -461,11 +465,27 @@ fn first_kill_faults(
     let kill = d.wait_for("kill", Duration::from_secs(10));
     assert_eq!(kill["victim"]["pid"], h.pid(), "{kill}");
     let f = &kill["faults"]["to_signal"];
-    assert_eq!(f["majflt"], 0, "{kill}");
+    let count = |k: &str| {
+        f[k].as_u64()
+            .unwrap_or_else(|| panic!("no faults.{k}: {kill}"))
+    };
+    assert_eq!(
+        count("inblock"),
+        0,
+        "the daemon read from storage before its first signal: {kill}"
+    );
+    // A fault the kernel retried counts major though it read nothing (the read above is 0):
+    // one such is a minor fault that met a folio locked for a moment.
     assert!(
-        f["minflt"].as_u64().unwrap() <= max_minflt,
-        "the first kill took {} minor faults before its signal: {kill}",
-        f["minflt"]
+        count("majflt") <= 1,
+        "the first kill took {} major faults before its signal: {kill}",
+        f["majflt"]
+    );
+    assert!(
+        count("minflt") + count("majflt") <= max_minflt,
+        "the first kill took {} minor and {} major faults before its signal: {kill}",
+        f["minflt"],
+        f["majflt"]
     );
     assert_eq!(cg.kernel_oom_kills(), 0);
 }

@@ -179,17 +179,24 @@ fn shed_after_load(reader: &mut ProcReader) -> &'static str {
     }
 }
 
-fn faults_now() -> Faults {
+/// `getrusage(who)`; `None` if it failed.
+fn rusage(who: libc::c_int) -> Option<libc::rusage> {
     // SAFETY: rusage is plain integers and timevals; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes only into the struct we pass, which lives for the call
     // (rustix has no getrusage).
-    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+    (unsafe { libc::getrusage(who, &mut ru) } == 0).then_some(ru)
+}
+
+/// The loop thread's page faults, and the whole daemon's reads from storage.
+fn faults_now() -> Faults {
+    let Some(ru) = rusage(libc::RUSAGE_THREAD) else {
         return Faults::default();
-    }
+    };
     Faults {
         minflt: ru.ru_minflt as u64,
         majflt: ru.ru_majflt as u64,
+        inblock: rusage(libc::RUSAGE_SELF).map_or(0, |s| s.ru_inblock as u64),
     }
 }
 
@@ -274,6 +281,7 @@ fn faults_since(start: Faults) -> Faults {
     Faults {
         minflt: now.minflt.saturating_sub(start.minflt),
         majflt: now.majflt.saturating_sub(start.majflt),
+        inblock: now.inblock.saturating_sub(start.inblock),
     }
 }
 
@@ -1696,11 +1704,13 @@ impl Daemon {
             to_outcome: faults_since(faults0),
         };
         log::debug!(
-            "page faults of the kill: {} minor, {} major to the first signal; {} minor, {} major to the outcome",
+            "page faults of the kill: {} minor, {} major ({} blocks read) to the first signal; {} minor, {} major ({} blocks read) to the outcome",
             faults.to_signal.minflt,
             faults.to_signal.majflt,
+            faults.to_signal.inblock,
             faults.to_outcome.minflt,
-            faults.to_outcome.majflt
+            faults.to_outcome.majflt,
+            faults.to_outcome.inblock
         );
         let freed_kb = outcome.freed_kb;
         let exited = outcome.exited;

@@ -26,7 +26,7 @@
 //!   `kill_failed`) and `signals` ([`Signal`]: `signal`, `ms`, `us`, `pid`, `ok`, `error`?,
 //!   `errno`?); `kill` adds `outcome` ([`Outcome`]: `exited`, `exit_ms`, `freed_kb`,
 //!   `released`, `release_pending`?, `available_after_kb`) and `faults` {`to_signal`,
-//!   `to_outcome`: {`minflt`, `majflt`}}; `kill_failed` adds `then` (`next_candidate` or
+//!   `to_outcome`: {`minflt`, `majflt`, `inblock`}}; `kill_failed` adds `then` (`next_candidate` or
 //!   `wait`).
 //! - `kill_backoff` ([`Backoff`]): a kill freed almost nothing while memory stayed low: `pid`,
 //!   `comm`, `rss_kb`, `freed_kb`, `tiny_kb`, `available_kb`, `total_kb`, `mem_term_kb`,
@@ -259,12 +259,18 @@ pub struct Outcome {
     pub available_after_kb: u64,
 }
 
-/// Page faults of the daemon's loop thread.
+/// Page faults of the daemon's loop thread, and what the daemon read from storage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
     pub minflt: u64,
+    /// Faults the kernel counts major: those that read from storage, and any fault it retried
+    /// (`mm_account_fault`: a folio locked by someone else, as compaction or the page cache
+    /// does for a moment), which reads nothing.
     pub majflt: u64,
+    /// Blocks of 512 bytes the daemon, all its threads, read from storage (`ru_inblock`): a
+    /// major fault that really read shows here.
+    pub inblock: u64,
 }
 
 /// Faults from the start of a decision to the first signal and to the outcome.
