@@ -450,6 +450,14 @@ fn first_kill_faults(
     hog_args: &[&str],
     max_minflt: u64,
 ) {
+    // Without task I/O accounting `inblock` is always 0, and a fault that read from storage
+    // would pass as a retried one.
+    if !crate::util::require(
+        Path::new("/proc/self/io").exists(),
+        "task I/O accounting (/proc/self/io, CONFIG_TASK_IO_ACCOUNTING)",
+    ) {
+        return;
+    }
     let Some(cg) = TestCgroup::new(name, 256 * MIB) else {
         return;
     };

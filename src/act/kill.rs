@@ -259,18 +259,6 @@ struct Walked {
 }
 
 impl Walked {
-    fn log(&self, unit: &str, members: usize) {
-        log::debug!(
-            "{unit} walk: {members} processes pinned, {} pauses for them to stop{}",
-            self.slept,
-            if self.cut {
-                ", ended by its time limit"
-            } else {
-                ""
-            }
-        );
-    }
-
     /// For the kill's unit note.
     fn cut_note(&self) -> String {
         if self.cut {
@@ -391,7 +379,8 @@ pub enum VictimGroup {
     /// Read ahead: the memory cgroup path, as [`crate::sense::cgroup::memory_path_of`] gives
     /// it (`None`: the process has none, as in the root).
     Known(Option<String>),
-    /// Asked for and not read in time: the victim alone is killed.
+    /// Asked for and not read in time, or its cgroup file could not be read: the victim
+    /// alone is killed.
     Unread,
 }
 
@@ -425,6 +414,8 @@ pub struct Kill {
     /// The victim's `/proc/PID/stat`, kept open for a stopped unit (see [`VICTIM_EXIT_WAIT`]),
     /// and the buffer it is read into.
     victim_stat: Option<(OwnedFd, Vec<u8>)>,
+    /// The walk of a tree or group, for [`Kill::log_walk`].
+    walked: Option<(&'static str, Walked)>,
 }
 
 fn name(sig: Option<Signal>) -> &'static str {
@@ -478,6 +469,7 @@ impl Kill {
             reaper: None,
             tally: None,
             victim_stat: None,
+            walked: None,
         };
         let me = std::process::id() as i32;
         match unit {
@@ -487,7 +479,7 @@ impl Kill {
                 // faster than scans. Never stop ourselves (the start-up warm-up plans a kill of
                 // the daemon itself: it walks with signal 0).
                 let walked = kill.walk_tree(reader, kill.victim.pid != me, WalkLimits::DEFAULT);
-                walked.log("tree", kill.others.len() + 1);
+                kill.walked = Some(("tree", walked));
                 kill.unit_note = format!(
                     "tree ({} processes{})",
                     kill.others.len() + 1,
@@ -503,8 +495,9 @@ impl Kill {
                         memory_path_of(&text, prefer_v2).unwrap_or("/").to_string()
                     }
                     VictimGroup::Unread => {
-                        kill.unit_note = "process (its cgroup was not read in time; not read \
-                                          on the guard's loop at the bottom of memory)"
+                        kill.unit_note = "process (its cgroup was not read in time, or could \
+                                          not be read; not read on the guard's loop at the \
+                                          bottom of memory)"
                             .into();
                         return Ok(kill);
                     }
@@ -527,7 +520,7 @@ impl Kill {
                         // live child in the group.
                         let stop = kill.cgroup_kill.is_none() && kill.victim.pid != me;
                         let walked = kill.walk_cgroup(reader, &procs, stop, WalkLimits::DEFAULT);
-                        walked.log("cgroup", kill.others.len() + 1);
+                        kill.walked = Some(("cgroup", walked));
                         kill.unit_note = format!(
                             "cgroup {leaf} ({} processes{})",
                             kill.others.len() + 1,
@@ -547,6 +540,22 @@ impl Kill {
                 .map(|fd| (fd, Vec::with_capacity(1024)));
         }
         Ok(kill)
+    }
+
+    /// Says at debug how the walk of the unit went (after the signal: the line allocates).
+    pub fn log_walk(&self) {
+        if let Some((unit, w)) = self.walked {
+            log::debug!(
+                "{unit} walk: {} processes pinned, {} pauses for them to stop{}",
+                self.others.len() + 1,
+                w.slept,
+                if w.cut {
+                    ", ended by its time limit"
+                } else {
+                    ""
+                }
+            );
+        }
     }
 
     /// Stops the victim and, top-down, every descendant (see the module docs); `stop: false`
@@ -603,10 +612,12 @@ impl Kill {
                     cut = true;
                     break 'walk;
                 }
-                // Checked per member: a round over a large tree outlasts the settle time.
-                let late = late || pace.late();
                 let pid = members[i].pid;
                 if stop {
+                    // Pauses only before the settle time, checked here, per member (a round
+                    // over a large tree outlasts it). A member is taken as it is only in a
+                    // round that began late: one stopped a moment ago gets its children read
+                    // once more, after a fork it was in has completed.
                     pace.check();
                 }
                 tids.clear();

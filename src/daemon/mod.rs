@@ -261,17 +261,19 @@ fn victim_group(
     who: (i32, u64),
     wait: Duration,
 ) -> VictimGroup {
-    if let Some(f) = ahead.and_then(|d| d.cached(who)) {
-        return VictimGroup::Known(f.1);
+    // Read ahead with its command line: a path, or none because that read failed (not
+    // because it has none: that is asked again below).
+    if let Some(path) = ahead.and_then(|d| d.cached(who)).and_then(|f| f.1) {
+        return VictimGroup::Known(Some(path));
     }
     let Some(cgroups) = cgroups else {
         return VictimGroup::ReadNow;
     };
     match cgroups.lookup(who, wait) {
         Lookup::Found(f) => VictimGroup::Known(f.1),
-        // The kill finds it gone when it pins it.
-        Lookup::Gone => VictimGroup::Known(None),
-        Lookup::Late => VictimGroup::Unread,
+        // Its cgroup file could not be read (or it is gone: the kill finds that when it pins
+        // it). Not taken for the root group.
+        Lookup::Gone | Lookup::Late => VictimGroup::Unread,
     }
 }
 
@@ -1483,7 +1485,6 @@ impl Daemon {
             return Ok(Duration::from_millis(100));
         };
         if self.s.dry_run {
-            let (cmdline, cgroup) = self.victim_details(&victim);
             let fresh = match self.dry_last {
                 None => true,
                 Some((pid, start, at)) => {
@@ -1497,6 +1498,7 @@ impl Daemon {
                 // records of one would-be victim are stamped at least 10 s apart.
                 let stamp = crate::record::eventlog::now_rfc3339();
                 self.dry_last = Some((victim.pid, victim.starttime, Instant::now()));
+                let (cmdline, cgroup) = self.victim_details(&victim);
                 log::info!(
                     "dry run: would send {} to {} ({}), score {}, rss {}: {} ({} of {} available)",
                     if sev == Severity::Kill {
@@ -1546,14 +1548,7 @@ impl Daemon {
             KillUnit::Cgroup => self.victim_group(&victim),
             _ => VictimGroup::ReadNow,
         };
-        if group == VictimGroup::Unread {
-            log::info!(
-                "the cgroup of {} ({}) was not read in time; killing it alone (its cgroup is \
-                 not read on the guard's loop at the bottom of memory)",
-                victim.comm,
-                victim.pid
-            );
-        }
+        let unread = group == VictimGroup::Unread;
         let mut kill = match Kill::plan_in(
             &mut self.reader,
             &self.scope,
@@ -1604,6 +1599,15 @@ impl Daemon {
         kill.signal_all(first);
         let to_signal = faults_since(faults0);
         drop(decision_debug);
+        kill.log_walk();
+        if unread {
+            log::info!(
+                "the cgroup of {} ({}) was not read in time; killed it alone (its cgroup is \
+                 not read on the guard's loop at the bottom of memory)",
+                victim.comm,
+                victim.pid
+            );
+        }
         // The record is built only now, after the signal: it copies the candidates and the
         // victim's facts into fresh allocations, which at the bottom of memory can wait in
         // reclaim. The details were read ahead (`victim_details` only looks them up).
@@ -2211,8 +2215,16 @@ mod tests {
         let wait = Duration::from_secs(5);
         let known = |s: &str| VictimGroup::Known(Some(s.into()));
 
+        // Asked of the cgroup readers. (A read that takes 5 ms is given up on: on a loaded
+        // machine a reader can be preempted that long; asked again then.)
+        let asked = |ahead: Option<&Details>, who| {
+            (0..5)
+                .map(|_| victim_group(ahead, Some(&cgroups), who, wait))
+                .find(|g| *g != VictimGroup::Unread)
+                .unwrap_or(VictimGroup::Unread)
+        };
         assert_eq!(
-            victim_group(Some(&ahead), Some(&cgroups), (42, 777), wait),
+            asked(Some(&ahead), (42, 777)),
             known("/system.slice/a.service")
         );
         // Read ahead: taken as read, without the cgroup readers.
@@ -2227,10 +2239,24 @@ mod tests {
             victim_group(Some(&ahead), None, (42, 777), wait),
             VictimGroup::ReadNow
         );
-        // Gone (or its PID someone else's): no group; the kill finds it gone.
+        // Gone (or its PID someone else's), or its cgroup file unreadable: unread, never taken
+        // for the root group (the kill finds a process that is gone when it pins it).
         assert_eq!(
             victim_group(None, Some(&cgroups), (42, 1), wait),
-            VictimGroup::Known(None)
+            VictimGroup::Unread
+        );
+        // Read ahead without its cgroup (that read failed): the cgroup readers are asked.
+        proc_dir(45, Some("0::/system.slice/e.service\n"));
+        std::fs::remove_file(dir.path().join("proc/45/cgroup")).unwrap();
+        assert_eq!(ahead.read((45, 777), wait), Some(("x".into(), None)));
+        std::fs::write(
+            dir.path().join("proc/45/cgroup"),
+            "0::/system.slice/e.service\n",
+        )
+        .unwrap();
+        assert_eq!(
+            asked(Some(&ahead), (45, 777)),
+            known("/system.slice/e.service")
         );
         // Stuck: unread, after the lookup's own limit, not the caller's 5 s.
         let t = Instant::now();
