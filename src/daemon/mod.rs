@@ -1544,10 +1544,7 @@ impl Daemon {
         // `--kill-unit cgroup`: the victim's cgroup from the side readers, not read on the loop
         // (only then: the lookup copies the facts, and nothing else allocates before the
         // signal).
-        let group = match self.s.kill_unit {
-            KillUnit::Cgroup => self.victim_group(&victim),
-            _ => VictimGroup::ReadNow,
-        };
+        let group = self.victim_group(&victim);
         let unread = group == VictimGroup::Unread;
         let mut kill = match Kill::plan_in(
             &mut self.reader,
@@ -1804,8 +1801,12 @@ impl Daemon {
         (String::new(), None)
     }
 
-    /// The victim's memory cgroup for `--kill-unit cgroup` (see [`victim_group`]).
+    /// The victim's memory cgroup for `--kill-unit cgroup` (see [`victim_group`]); other
+    /// units need none.
     fn victim_group(&self, v: &Candidate) -> VictimGroup {
+        if self.s.kill_unit != KillUnit::Cgroup {
+            return VictimGroup::ReadNow;
+        }
         victim_group(
             self.details.as_ref(),
             self.ranker.cgroup_reader(),
@@ -1969,10 +1970,7 @@ impl Daemon {
         let _ = self.victim_details(&cand);
         self.ranker
             .warm_cmdline_reader(&mut self.reader, (me, st.starttime));
-        let group = match self.s.kill_unit {
-            KillUnit::Cgroup => self.victim_group(&cand),
-            _ => VictimGroup::ReadNow,
-        };
+        let group = self.victim_group(&cand);
         let now = Instant::now();
         match Kill::plan_in(
             &mut self.reader,
