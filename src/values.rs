@@ -231,6 +231,26 @@ impl FromStr for Dur {
     }
 }
 
+/// The longest `term_grace` (between SIGTERM and SIGKILL): meanwhile the guard waits for that
+/// victim and chooses no other while memory stays above the KILL level, so a grace of hours
+/// would leave it blind. systemd's default stop timeout is 90 s; a service that needs longer to
+/// end cleanly is better protected or avoided than waited for at the bottom of memory.
+pub const TERM_GRACE_MAX: Duration = Duration::from_secs(60);
+
+/// `term_grace`: a [`Dur`] of at most [`TERM_GRACE_MAX`].
+pub fn parse_term_grace(s: &str) -> Result<Dur, ValueError> {
+    let d = s.parse::<Dur>()?;
+    if d.0 > TERM_GRACE_MAX {
+        return err(format!(
+            "term grace '{s}' is longer than {}: the guard chooses no other victim while it \
+             waits, so the grace is at most {}",
+            Dur(TERM_GRACE_MAX),
+            Dur(TERM_GRACE_MAX)
+        ));
+    }
+    Ok(d)
+}
+
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();

@@ -250,6 +250,28 @@ fn nothing_readable_or_bad_usage_is_unknown() {
         oomguard(&["doctor", "--no-such-flag"]).status.code(),
         Some(3)
     );
+    // Its own failure (the report cannot be written) is UNKNOWN too, never WARNING.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    for json in [false, true] {
+        let mut args = vec!["doctor"];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new(crate::util::bin())
+            .args(&args)
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("No space left"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

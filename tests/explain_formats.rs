@@ -146,7 +146,8 @@ fn every_line_format_gives_the_same_events() {
     assert_eq!(ev["also_killed"][0]["comm"], "my worker (2)");
     assert_eq!(ev["tasks"].as_array().unwrap().len(), 2);
     assert_eq!(ev["tasks"][1]["name"], "my worker (2)");
-    assert_eq!(ev["tasks"][0]["pgtables_bytes"], 1048576);
+    // The contract's units: kB or pages, named so.
+    assert_eq!(ev["tasks"][0]["pgtables_kb"], 1024);
     assert_eq!(ev["tasks"][0]["rss_anon_pages"], 119000);
     assert_eq!(ev["reaped"]["pid"], 4242);
     assert_eq!(ev["memory"]["memcg_limit_kb"], 524288);
@@ -179,6 +180,44 @@ fn times_are_read_from_every_stamp() {
     let evs = oomguard::report::parse_bytes(render("syslog-dmesg").as_bytes());
     assert_eq!(evs[0].time.wallclock.as_deref(), Some("Nov 30 18:00:01"));
     assert_eq!(evs[0].time.monotonic_s, Some(1234.5));
+}
+
+/// `--json` times are RFC 3339 whatever the log printed (`dmesg -T`, syslog without a year,
+/// journal formats, seconds since the epoch); `raw` keeps the log's own text.
+#[test]
+fn json_wall_clock_times_are_rfc3339_in_every_format() {
+    let d = tempfile::tempdir().unwrap();
+    let rfc3339 = |t: &str| {
+        let b = t.as_bytes();
+        b.len() == 29
+            && t.parse::<jiff::Timestamp>().is_ok()
+            && b[19] == b'.'
+            && (b[23] == b'+' || b[23] == b'-')
+            && b[26] == b':'
+    };
+    let mut with_wallclock = Vec::new();
+    for fmt in FORMATS {
+        let f = d.path().join(format!("{fmt}.log"));
+        std::fs::write(&f, render(fmt)).unwrap();
+        let (code, doc, err) = explain_json(&["--json", f.to_str().unwrap()], None);
+        assert_eq!(code, Some(0), "{fmt}: {err}");
+        for ev in doc["events"].as_array().unwrap() {
+            let t = &ev["time"];
+            match t["wallclock"].as_str() {
+                Some(w) => {
+                    assert!(rfc3339(w), "{fmt}: wallclock {w:?}");
+                    with_wallclock.push(*fmt);
+                }
+                None => assert!(t["wallclock"].is_null(), "{fmt}: {t}"),
+            }
+        }
+    }
+    for fmt in ["dmesg-T", "dmesg-iso", "syslog", "short-full", "short-unix"] {
+        assert!(
+            with_wallclock.contains(&fmt),
+            "{fmt}: no wallclock in any event"
+        );
+    }
 }
 
 /// A mail client wrapped the dmesg text at 70 columns (at spaces): same facts.
@@ -285,8 +324,8 @@ fn json_has_the_fixed_names() {
         "tgid",
         "total_vm_pages",
         "rss_pages",
-        "pgtables_bytes",
-        "swapents",
+        "pgtables_kb",
+        "swapents_pages",
         "oom_score_adj",
         "name",
     ] {

@@ -70,6 +70,35 @@ fn events_text_output_escapes_names_from_the_log() {
     );
 }
 
+/// A log file names processes as the kernel got them: `explain`'s text and summary show an
+/// escape sequence in a name escaped (a line holds no newline, so the name here has none).
+#[test]
+fn explain_text_output_escapes_names_from_the_log() {
+    let dir = tempdir();
+    let log = dir.path().join("kern.log");
+    let name = "ev\x1b[31mil\ty";
+    std::fs::write(
+        &log,
+        format!(
+            "[  100.000000] {name} invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0\n\
+             [  100.100000] Out of memory: Killed process 4242 ({name}) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:40kB oom_score_adj:0\n"
+        ),
+    )
+    .unwrap();
+    for args in [vec!["explain"], vec!["explain", "--summary"]] {
+        let mut args = args.clone();
+        args.push(log.to_str().unwrap());
+        let out = oomguard(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(text.contains("ev\\x1b[31mil\\ty"), "{args:?}:\n{text}");
+        assert!(
+            !text.contains('\x1b'),
+            "{args:?} printed a raw ESC:\n{text}"
+        );
+    }
+}
+
 /// The daemon's own log lines name the victim it kills: a hog named with control characters, in
 /// a memory cgroup the daemon guards, shows up escaped on its stderr (a terminal or journald
 /// reader never gets a raw escape sequence or a forged line).

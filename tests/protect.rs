@@ -336,6 +336,23 @@ fn protect_once_and_list_on_real_processes() {
     assert_eq!(m["rule_kind"], "prefer");
     assert!(m["target"].is_null());
     assert_eq!(find(&v, neg.pid())["target"], -600);
+    // The rule flags come first (the contract's order): one turns the config's prefer into an
+    // avoid for that process; a flag rule has only a name, so nothing to write.
+    let out = oomguard(&[
+        "protect",
+        "--list",
+        "--json",
+        "--config",
+        c,
+        "--avoid",
+        "^oomg-cli-none$",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = find(&v, none.pid());
+    assert_eq!(m["rule_kind"], "avoid", "{m}");
+    assert!(m["target"].is_null(), "{m}");
+    assert_eq!(find(&v, pos.pid())["rule_kind"], "protect");
 
     let logp = d.path().join("events.jsonl");
     let out = oomguard(&[

@@ -390,8 +390,9 @@ fn kill_unit_tree_takes_the_victims_descendants_and_nothing_else() {
     assert!(signal_of(st).is_some(), "{st:?}");
     let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
     assert_eq!(rec["victim"]["comm"], "parent", "{rec}");
+    assert_eq!(rec["kill_unit"], "tree", "{rec}");
     assert!(
-        rec["kill_unit"]
+        rec["kill_unit_note"]
             .as_str()
             .unwrap()
             .starts_with("tree (4 processes)"),
@@ -444,7 +445,8 @@ fn kill_unit_cgroup_takes_the_victims_group_and_nothing_else() {
     assert!(signal_of(st).is_some(), "{st:?}");
     let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
     assert_eq!(rec["victim"]["comm"], "jobhog", "{rec}");
-    let unit = rec["kill_unit"].as_str().unwrap();
+    assert_eq!(rec["kill_unit"], "cgroup", "{rec}");
+    let unit = rec["kill_unit_note"].as_str().unwrap();
     let leaf = format!("{}/job", cg.rel());
     assert!(
         unit.starts_with(&format!("cgroup {leaf} (2 processes)")),

@@ -542,6 +542,21 @@ impl Kill {
         Ok(kill)
     }
 
+    /// What the kill signals, for the record: `process`, `tree` or `cgroup` (the first word
+    /// of [`Kill::unit_note`]: a `--kill-unit cgroup` whose group was not read is a
+    /// `process`), and the note when it says more than that word.
+    pub fn unit_record(&self) -> (&'static str, Option<String>) {
+        let unit = match self.unit_note.split(' ').next() {
+            Some("tree") => "tree",
+            Some("cgroup") => "cgroup",
+            _ => "process",
+        };
+        (
+            unit,
+            (self.unit_note != unit).then(|| self.unit_note.clone()),
+        )
+    }
+
     /// Says at debug how the walk of the unit went (after the signal: the line allocates).
     pub fn log_walk(&self) {
         if let Some((unit, w)) = self.walked {
@@ -1305,6 +1320,30 @@ mod tests {
     /// out, and that is checked per member, not per round (a round over a large tree outlasts
     /// the settle time): a walk late from the start stops the whole tree without one pause and
     /// still finds every member. A walk out of time ends with the members found so far.
+    /// The record's `kill_unit` is one of the option's words, what was signalled: a cgroup kill
+    /// whose group was not read goes alone, a `process`, with the reason in the note.
+    #[test]
+    fn the_records_kill_unit_is_what_is_signalled() {
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        let me = std::process::id() as i32;
+        let st = reader.stat(me).unwrap();
+        let cand = Candidate::unscored(me, st.starttime, "me");
+        let plan = |reader: &mut ProcReader, unit, group| {
+            Kill::plan_in(reader, &scope, unit, &cand, Instant::now(), group).unwrap()
+        };
+        let k = plan(&mut reader, KillUnit::Process, VictimGroup::ReadNow);
+        assert_eq!(k.unit_record(), ("process", None));
+        let k = plan(&mut reader, KillUnit::Cgroup, VictimGroup::Unread);
+        let (unit, note) = k.unit_record();
+        assert_eq!(unit, "process");
+        assert!(note.unwrap().contains("was not read in time"));
+        let k = plan(&mut reader, KillUnit::Cgroup, VictimGroup::Known(None));
+        let (unit, note) = k.unit_record();
+        assert_eq!(unit, "process");
+        assert!(note.unwrap().contains("root cgroup"));
+    }
+
     #[test]
     fn a_late_walk_stops_the_rest_at_once_and_one_out_of_time_ends() {
         let mut reader = ProcReader::open(&Root::default()).unwrap();
@@ -1442,6 +1481,10 @@ mod tests {
         let cand = Candidate::unscored(pid, st.starttime, "sh");
         let kill = Kill::plan(&mut reader, &scope, KillUnit::Tree, &cand, Instant::now()).unwrap();
         assert_eq!(kill.unit_note, "tree (3 processes)");
+        assert_eq!(
+            kill.unit_record(),
+            ("tree", Some("tree (3 processes)".to_string()))
+        );
         for p in std::iter::once(pid).chain(kids.iter().copied()) {
             assert_eq!(reader.stat(p).unwrap().state, b'T', "{p} is not stopped");
         }

@@ -39,41 +39,9 @@ pub struct EventsArgs {
     pub follow: bool,
 }
 
-/// Parses `--since`: an instant, a date or a duration before `now`.
+/// Parses `--since` (see [`crate::report::time::parse_since`], shared with `explain`).
 pub fn parse_since(s: &str, now: jiff::Zoned) -> Result<jiff::Timestamp, UsageError> {
-    let t = s.trim();
-    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
-        return Ok(ts);
-    }
-    let tz = now.time_zone().clone();
-    if let Ok(dt) = t.replace(' ', "T").parse::<jiff::civil::DateTime>()
-        && let Ok(z) = dt.to_zoned(tz.clone())
-    {
-        return Ok(z.timestamp());
-    }
-    if let Ok(d) = t.parse::<jiff::civil::Date>()
-        && let Ok(z) = d.to_zoned(tz)
-    {
-        return Ok(z.timestamp());
-    }
-    let dur = if let Some(days) = t.strip_suffix('d') {
-        days.parse::<f64>()
-            .ok()
-            .filter(|d| d.is_finite() && *d >= 0.0 && *d < 1e6)
-            .map(|d| Duration::from_secs_f64(d * 86400.0))
-    } else {
-        t.parse::<crate::values::Dur>().ok().map(|d| d.0)
-    };
-    match dur.and_then(|d| jiff::SignedDuration::try_from(d).ok()) {
-        Some(d) => now
-            .timestamp()
-            .checked_sub(d)
-            .map_err(|e| UsageError(format!("--since {s}: {e}"))),
-        None => Err(UsageError(format!(
-            "--since '{s}': not a time; give RFC 3339 (2026-11-30T08:00:00Z), a date \
-             (2026-11-30), a local time (2026-11-30 08:00) or a duration ago (15m, 2h, 3d)"
-        ))),
-    }
+    crate::report::time::parse_since(s, &now).map_err(UsageError)
 }
 
 /// The filter the flags ask for.

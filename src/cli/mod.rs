@@ -83,6 +83,9 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    // doctor is a Nagios plugin: a failure of its own (its output cannot be written) is
+    // UNKNOWN (3), never WARNING (1).
+    let nagios = matches!(cli.command, Command::Doctor(_));
     let result = match cli.command {
         Command::Run(a) => run::run(*a),
         Command::Explain(a) => explain::run(a),
@@ -99,6 +102,14 @@ pub fn main() -> ExitCode {
     crate::record::eventlog::flush_all(std::time::Duration::from_secs(2));
     match result {
         Ok(code) => code,
+        Err(e) if nagios => {
+            let code = report_error(&e);
+            if code == ExitCode::SUCCESS {
+                code
+            } else {
+                ExitCode::from(3)
+            }
+        }
         Err(e) => report_error(&e),
     }
 }

@@ -32,7 +32,8 @@ use crate::values::{Dur, ScopeSpec};
       keep applying them to every new process until Ctrl-C (the daemon does this too)
   oomguard protect --list --json | jq '.matches[] | select(.current != .target)'
 
-Rules come from the config file ([[protect]], [[prefer]], [[avoid]] with oom_score_adj).
+Rules come from --protect/--prefer/--avoid (name only, listed first) and the config file
+([[protect]], [[prefer]], [[avoid]], with oom_score_adj to write).
 Lowering a value below 0 needs CAP_SYS_RESOURCE: each refused process is reported (EACCES)
 and the others are still written; the exit code is then 1."
 )]
@@ -56,6 +57,8 @@ pub struct ProtectArgs {
     /// The config file with the rules (default: /etc/oomguard/oomguard.toml if it exists).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: super::RuleFlags,
     /// Only processes of this scope: `system` or `cgroup:PATH`.
     #[arg(long, default_value = "system", value_parser = super::ScopeParser)]
     pub scope: ScopeSpec,
@@ -75,7 +78,7 @@ pub fn run(a: ProtectArgs) -> anyhow::Result<ExitCode> {
     let users = passwd_lookup(root.as_path());
     let config = Config::load(a.config.as_deref(), &users)?;
     let policy = Policy {
-        rules: config.rules,
+        rules: a.rules.rules(&config)?,
     };
     let scope = Scope::resolve(&root, &a.scope).with_context(|| format!("--scope {}", a.scope))?;
     let log = match &a.event_log {

@@ -66,8 +66,8 @@ pub struct RunArgs {
     /// What one decision kills: process, tree (with descendants) or cgroup (the victim's leaf group).
     #[arg(long, value_name = "UNIT", value_parser = super::kill_unit_parser())]
     pub kill_unit: Option<KillUnit>,
-    /// Time between SIGTERM and SIGKILL [default: 2s].
-    #[arg(long, value_name = "DURATION", value_parser = |s: &str| s.parse::<Dur>())]
+    /// Time between SIGTERM and SIGKILL, at most 60s [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::values::parse_term_grace)]
     pub term_grace: Option<Dur>,
     /// Event log (JSON lines) [default: /var/lib/oomguard/events.jsonl as root, else under $XDG_STATE_HOME].
     #[arg(long, value_name = "FILE")]

@@ -22,8 +22,9 @@ pub(super) struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWarn {
     enabled: Option<bool>,
-    level: Option<Spanned<String>>,
-    clear: Option<Spanned<String>>,
+    /// PCT: a string (`"85%"`) or a bare number (`85`).
+    level: Option<Spanned<super::Scalar>>,
+    clear: Option<Spanned<super::Scalar>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,8 +161,9 @@ pub struct FleetSettings {
 
 type At<'a> = &'a dyn Fn(std::ops::Range<usize>, String) -> super::ConfigError;
 
-fn pct(s: &Spanned<String>, key: &str, at: At) -> Result<f64, super::ConfigError> {
+fn pct(s: &Spanned<super::Scalar>, key: &str, at: At) -> Result<f64, super::ConfigError> {
     s.get_ref()
+        .text()
         .parse::<Pct>()
         .map(|p| p.0)
         .map_err(|e| at(s.span(), format!("{key}: {e}")))
@@ -327,6 +329,12 @@ mod tests {
         let f = &c.fleet;
         assert_eq!(f.metrics_listen.unwrap().port(), 9577);
         assert_eq!((f.warn.level_pct, f.warn.clear_pct), (Some(90.0), 85.0));
+        // A PCT may be a bare TOML number, as in [run].
+        let c = parse("[warn]\nlevel = 90\nclear = 72.5\n").unwrap();
+        assert_eq!(
+            (c.fleet.warn.level_pct, c.fleet.warn.clear_pct),
+            (Some(90.0), 72.5)
+        );
         assert_eq!(f.hooks.pre_kill, ["/bin/echo", "x"]);
         assert_eq!(f.hooks.timeout, std::time::Duration::from_secs(2));
         assert!(!f.notify.desktop && f.notify.dbus_signal);

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::decide::policy::{Rule, RuleKind, UserMatch};
-use crate::values::{Dur, KillUnit, LevelPair, PsiSpec, ScopeSpec, ValueError};
+use crate::values::{KillUnit, LevelPair, PsiSpec, ScopeSpec, ValueError};
 
 pub mod fleet;
 
@@ -132,14 +132,14 @@ struct RawRule {
 /// may be a bare number, a SIZE without unit is refused by its parser with the list of units.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Scalar {
+pub(super) enum Scalar {
     Str(String),
     Int(i64),
     Float(f64),
 }
 
 impl Scalar {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         match self {
             Scalar::Str(s) => s.clone(),
             Scalar::Int(i) => i.to_string(),
@@ -271,12 +271,12 @@ impl Config {
         })?;
         run.kill_unit = r.kill_unit.as_ref().and_then(|s| s.get_ref().parse().ok());
         val(&r.term_grace, "term_grace", &|s| {
-            s.parse::<Dur>().map(|_| ())
+            crate::values::parse_term_grace(s).map(|_| ())
         })?;
         run.term_grace = r
             .term_grace
             .as_ref()
-            .and_then(|s| s.get_ref().parse::<Dur>().ok())
+            .and_then(|s| crate::values::parse_term_grace(s.get_ref()).ok())
             .map(|d| d.0);
         run.event_log = r.event_log.as_ref().map(|s| PathBuf::from(s.get_ref()));
         run.dry_run = r.dry_run;
@@ -440,6 +440,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("t.toml:2:") && e.contains("no unit"), "{e}");
+        let e = parse("[run]\nterm_grace = \"999999999s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.toml:2:") && e.contains("at most 60s"),
+            "{e}"
+        );
+        assert!(parse("[run]\nterm_grace = \"60s\"\n").is_ok());
         let e = parse("[[avoid]]\nname = \"x\"\noom_score_adj = 2000\n")
             .unwrap_err()
             .to_string();

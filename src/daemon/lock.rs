@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -71,8 +72,17 @@ impl ScopeLock {
             .write(true)
             .create(true)
             .truncate(false)
+            // Never through a symbolic link, and only a regular file: the lock is truncated
+            // and written, and its directory may be someone else's (`/tmp/oomguard` when
+            // neither HOME nor XDG_STATE_HOME is set).
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
             .map_err(io)?;
+        if !file.metadata().map_err(io)?.file_type().is_file() {
+            return Err(io(std::io::Error::other(
+                "not a regular file; remove it, or point --event-log elsewhere",
+            )));
+        }
         match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -206,5 +216,31 @@ mod tests {
         drop(first);
         let again = ScopeLock::acquire(d.path(), &root, &ScopeSpec::System).unwrap();
         assert!(again.is_some());
+    }
+
+    #[test]
+    fn a_lock_path_that_is_a_link_or_no_file_is_refused_and_nothing_is_written() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::default();
+        // Someone else's directory, the lock's name a link to a file of ours.
+        let precious = d.path().join("precious");
+        std::fs::write(&precious, "keep me\n").unwrap();
+        let lock = d.path().join(file_name("system"));
+        std::os::unix::fs::symlink(&precious, &lock).unwrap();
+        let e = ScopeLock::acquire(d.path(), &root, &ScopeSpec::System).unwrap_err();
+        assert!(e.to_string().contains("cannot take the lock"), "{e}");
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+        // A FIFO in its place: refused, not waited on.
+        std::fs::remove_file(&lock).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &lock,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = ScopeLock::acquire(d.path(), &root, &ScopeSpec::System).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }

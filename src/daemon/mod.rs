@@ -1518,7 +1518,7 @@ impl Daemon {
                     Self::trigger_rec(mem, levels, sev, reason, psi),
                     victim_rec(&victim, cmdline, cgroup),
                     &sel.candidates,
-                    self.s.kill_unit.to_string(),
+                    (&self.s.kill_unit.to_string(), None),
                     decision_us,
                 );
                 let rec = self.log.append_at(stamp, Event::DryRun(d));
@@ -1593,10 +1593,24 @@ impl Daemon {
         } else {
             Signal::TERM
         };
+        // The contract: a record is "appended and fsynced before the next action". The writer
+        // thread fsyncs each record right after writing it, so the records of earlier actions
+        // are normally long on disk by now and this is one uncontended lock. On a stalled disk
+        // the kill waits at most `SYNC_WAIT` for them, then goes on: a guard held up by its
+        // own log would be blind (see `record::eventlog::SYNC_WAIT`).
+        let synced = self.log.sync(crate::record::eventlog::SYNC_WAIT);
         kill.signal_all(first);
         let to_signal = faults_since(faults0);
         drop(decision_debug);
         kill.log_walk();
+        if !synced {
+            log::warn!(
+                "event log {}: earlier records were not on disk {} ms after this kill was \
+                 decided (a slow or stalled disk); signalled without waiting longer",
+                self.log.path().display(),
+                crate::record::eventlog::SYNC_WAIT.as_millis()
+            );
+        }
         if unread {
             log::info!(
                 "the cgroup of {} ({}) was not read in time; killed it alone (its cgroup is \
@@ -1613,7 +1627,7 @@ impl Daemon {
             Self::trigger_rec(mem, levels, sev, reason, psi),
             victim_rec(&victim, cmdline, cgroup),
             &sel.candidates,
-            kill.unit_note.clone(),
+            kill.unit_record(),
             decision_us,
         );
         if let Some(f) = kill.victim_failed() {
@@ -1960,6 +1974,8 @@ impl Daemon {
             return;
         };
         let cand = Candidate::unscored(me, st.starttime, "oomguard");
+        // The kill's wait for earlier records (nothing queued now: no wait).
+        std::hint::black_box(self.log.sync(Duration::ZERO));
         let allowed = |c: &&Candidate| !self.refused.contains(&(c.pid, c.starttime));
         let _ = sel.candidates.iter().find(allowed);
         let (cmdline, cgroup) = self
@@ -2016,7 +2032,7 @@ impl Daemon {
                         trigger,
                         victim_rec(&cand, String::new(), None),
                         &[],
-                        String::new(),
+                        ("process", Some(String::new())),
                         decision_us,
                     )));
                 }
@@ -2024,7 +2040,7 @@ impl Daemon {
                     Self::trigger_rec(&mem, &levels, Severity::Kill, Reason::LowMemoryKill, None),
                     victim_rec(&cand, cmdline, cgroup),
                     &sel.candidates,
-                    kill.unit_note.clone(),
+                    kill.unit_record(),
                     decision_us,
                 );
                 if !self.observers.is_empty() {
@@ -2158,14 +2174,15 @@ fn decision(
     trigger: ev::Trigger,
     victim: ev::Victim,
     candidates: &[Candidate],
-    kill_unit: String,
+    (kill_unit, kill_unit_note): (&str, Option<String>),
     decision_us: u64,
 ) -> ev::Decision {
     ev::Decision {
         trigger,
         victim,
         candidates: candidates.iter().map(ev::Candidate::from).collect(),
-        kill_unit,
+        kill_unit: kill_unit.to_string(),
+        kill_unit_note,
         decision_us,
         ..Default::default()
     }

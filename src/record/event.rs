@@ -21,8 +21,10 @@
 //!   `window_ms`}), `victim` ([`Victim`]: `pid`, `comm`, `cmdline`, `uid`, `rss_kb`,
 //!   `swap_kb`, `pgtables_kb`, `oom_score_adj`, `score`, `badness`, `cgroup`, `rule`?),
 //!   `candidates` (the top five, [`Candidate`]: `pid`, `comm`, `uid`, `rss_kb`, `swap_kb`,
-//!   `pgtables_kb`, `oom_score_adj`, `badness`, `score`, `rule`?), `kill_unit`,
-//!   `decision_us`; `kill` and `kill_failed` add `ok` (true for `kill`, false for
+//!   `pgtables_kb`, `oom_score_adj`, `badness`, `score`, `rule`?), `kill_unit` (`process`,
+//!   `tree` or `cgroup`: what the decision signals; a `dry_run`'s is the configured one),
+//!   `kill_unit_note`? (what it resolved to: `tree (4 processes)`, `cgroup /job (2
+//!   processes)`, or why the victim went alone), `decision_us`; `kill` and `kill_failed` add `ok` (true for `kill`, false for
 //!   `kill_failed`) and `signals` ([`Signal`]: `signal`, `ms`, `us`, `pid`, `ok`, `error`?,
 //!   `errno`?); `kill` adds `outcome` ([`Outcome`]: `exited`, `exit_ms`, `freed_kb`,
 //!   `released`, `release_pending`?, `available_after_kb`) and `faults` {`to_signal`,
@@ -288,7 +290,11 @@ pub struct Decision {
     pub trigger: Trigger,
     pub victim: Victim,
     pub candidates: Vec<Candidate>,
+    /// `process`, `tree` or `cgroup`.
     pub kill_unit: String,
+    /// What the unit resolved to, when there is more to say than `kill_unit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kill_unit_note: Option<String>,
     /// `kill`: true; `kill_failed`: false.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ok: Option<bool>,

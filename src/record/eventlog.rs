@@ -87,7 +87,9 @@ pub const QUEUE: usize = 256;
 /// counted as lost). Waiting for the fsync instead cost a 400 MiB hog race against the
 /// kernel's OOM killer under load (tests/record_blocking.rs): guarding memory comes first,
 /// the durable record of it a moment later. Readers (`oomguard events`) see the record as
-/// soon as `append` returns, unless the writer was busy then: a moment later.
+/// soon as `append` returns, unless the writer was busy then: a moment later. Before its next
+/// kill's first signal the daemon waits (at most this long again) until every earlier record
+/// is fsynced: with a working disk the contract's order holds exactly.
 pub const SYNC_WAIT: Duration = Duration::from_millis(250);
 
 /// Bumped by the reopen signals (SIGUSR1, SIGHUP); writers reopen their file when it changes.

@@ -78,7 +78,9 @@ pub struct Chosen {
     pub score: Option<i64>,
 }
 
-/// One row of the task dump. Memory values in pages except `pgtables_bytes`.
+/// One row of the task dump. Memory values in pages except `pgtables_bytes`, which JSON
+/// gives in kB as `pgtables_kb` (the contract's units: `_kb` or `_pages`; the kernel's page
+/// tables are whole pages, so no byte is lost), and `swapents` as `swapents_pages`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Task {
     pub pid: i64,
@@ -90,12 +92,21 @@ pub struct Task {
     pub rss_file_pages: Option<u64>,
     pub rss_shmem_pages: Option<u64>,
     /// Page-table bytes (4.15+ `pgtables_bytes`; older layouts: `nr_ptes`(+`nr_pmds`) × 4096).
+    #[serde(rename = "pgtables_kb", serialize_with = "bytes_as_kb")]
     pub pgtables_bytes: Option<u64>,
+    #[serde(rename = "swapents_pages")]
     pub swapents: Option<u64>,
     pub oom_score_adj: Option<i64>,
     /// Legacy `oom_adj` column (2.6.x–3.5).
     pub oom_adj: Option<i64>,
     pub name: String,
+}
+
+fn bytes_as_kb<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(b) => s.serialize_u64(b / 1024),
+        None => s.serialize_none(),
+    }
 }
 
 /// `oom_reaper: reaped process …` for the victim.

@@ -780,6 +780,8 @@ pub struct OomKillLine<'a> {
     pub mems_allowed: Option<&'a [u8]>,
     /// The group whose limit was hit (memcg OOMs only).
     pub oom_memcg: Option<&'a [u8]>,
+    /// The kernel's `global_oom` token: no group's limit was hit.
+    pub global_oom: bool,
     pub task_memcg: Option<&'a [u8]>,
     pub task: Option<&'a [u8]>,
     pub pid: Option<i64>,
@@ -787,20 +789,36 @@ pub struct OomKillLine<'a> {
 
 impl<'a> OomKillLine<'a> {
     /// Parses a message (prefix removed) that starts with `oom-kill:`; `None` for any other.
+    ///
+    /// Two values in the line are anyone's to write: the victim's name (`task=`, up to 15
+    /// bytes, `prctl(PR_SET_NAME)`) and the cgroup paths (a user's delegated subtree may hold
+    /// a group named `x,oom_memcg=`). So the tail is read from the end (`pid=` is the last
+    /// `,pid=`, after the name; `task=` the first `,task=` within a name's length before it),
+    /// the keys before it only in the text before `task=`, and what ran out from the
+    /// constraint and a `global_oom` token, which the kernel prints for every OOM that no
+    /// group's limit caused: a name can never make a machine-wide kill look like a group's
+    /// (the daemon would not hold back for it).
     pub fn parse(t: &'a [u8]) -> Option<OomKillLine<'a>> {
-        const KEYS: [&[u8]; 10] = [
+        // `global_oom` (no value) is not among them: it is looked for as a token, and cut off
+        // the value it follows.
+        const KEYS: [&[u8]; 6] = [
             b"constraint=",
             b"nodemask=",
             b"cpuset=",
             b"mems_allowed=",
             b"oom_memcg=",
-            b"global_oom",
             b"task_memcg=",
-            b"task=",
-            b"pid=",
-            b"uid=",
         ];
+        /// `TASK_COMM_LEN` less its NUL, and `,task=`.
+        const TASK_SPAN: usize = 15 + 6;
         let body = t.strip_prefix(b"oom-kill:")?;
+        let pid_at = rfind(body, b",pid=");
+        let task_at = pid_at.and_then(|p| {
+            let lo = p.saturating_sub(TASK_SPAN);
+            find(&body[lo..p], b",task=").map(|q| lo + q)
+        });
+        // Without that tail (a line cut short): the keys in order, over the whole line.
+        let head = &body[..task_at.unwrap_or(body.len())];
         // Positions of each key at the start or after a comma, in order: (key index, value
         // start).
         let mut found = [(0usize, 0usize); KEYS.len()];
@@ -808,9 +826,9 @@ impl<'a> OomKillLine<'a> {
         let mut from = 0;
         for (k, key) in KEYS.iter().enumerate() {
             let mut search = from;
-            while let Some(p) = find(&body[search..], key) {
+            while let Some(p) = find(&head[search..], key) {
                 let at = search + p;
-                if at == 0 || body[at - 1] == b',' {
+                if at == 0 || head[at - 1] == b',' {
                     found[n] = (k, at + key.len());
                     n += 1;
                     from = at + key.len();
@@ -826,18 +844,43 @@ impl<'a> OomKillLine<'a> {
             let end = found
                 .get(pos + 1)
                 .map(|(k, s)| s - KEYS[*k].len() - 1)
-                .unwrap_or(body.len());
-            (end >= start).then(|| trim_end(trim_start(&body[start..end])))
+                .unwrap_or(head.len());
+            (end >= start).then(|| {
+                let v = trim_end(trim_start(&head[start..end]));
+                v.strip_suffix(b",global_oom").map_or(v, trim_end)
+            })
         };
+        let global_oom = head
+            .split(|&b| b == b',')
+            .skip(1)
+            .any(|f| trim_end(trim_start(f)) == b"global_oom");
+        let (task, pid) = match (task_at, pid_at) {
+            (Some(t), Some(p)) => (
+                Some(&body[t + 6..p]),
+                int_at(trim_start(&body[p + 5..])).map(|x| x.0),
+            ),
+            _ => (None, None),
+        };
+        let constraint = value(0);
+        // The constraint is the line's first value, a word of the kernel's: it settles a group's
+        // limit. Otherwise an `oom_memcg=` counts only where no `global_oom` was printed (a
+        // `global_oom` in a group's name can make a group's OOM look machine-wide: the daemon
+        // then holds back a moment longer than it needed to, never the other way round).
+        let memcg_constraint = constraint == Some(b"CONSTRAINT_MEMCG".as_slice());
         Some(OomKillLine {
-            constraint: value(0),
+            constraint,
             nodemask: value(1),
             cpuset: value(2),
             mems_allowed: value(3),
-            oom_memcg: value(4),
-            task_memcg: value(6),
-            task: value(7),
-            pid: value(8).and_then(|v| int_at(v).map(|x| x.0)),
+            oom_memcg: if global_oom && !memcg_constraint {
+                None
+            } else {
+                value(4)
+            },
+            global_oom,
+            task_memcg: value(5),
+            task,
+            pid,
         })
     }
 
@@ -1711,6 +1754,64 @@ mod tests {
             assert_eq!(ev.kind, Some(kind), "{line}");
             assert_eq!(ev.nodemask.as_deref(), Some("0"));
         }
+    }
+
+    #[test]
+    fn names_in_the_oom_kill_line_cannot_change_what_ran_out() {
+        let k = |line: &str| {
+            let l = OomKillLine::parse(line.as_bytes()).unwrap();
+            (l.kind(), l.oom_memcg.map(lossy), l.task.map(lossy), l.pid)
+        };
+        // A victim named to look like a group's OOM (15 bytes, `prctl(PR_SET_NAME)`).
+        assert_eq!(
+            k(
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/user.slice,task=x,oom_memcg=/,pid=4242,uid=1000"
+            ),
+            (
+                Some(Kind::Global),
+                None,
+                Some("x,oom_memcg=/".into()),
+                Some(4242)
+            )
+        );
+        // A group in a user's delegated subtree named so.
+        assert_eq!(
+            k(
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/user.slice/u/x,oom_memcg=/a,task=hog,pid=7,uid=1000"
+            ),
+            (Some(Kind::Global), None, Some("hog".into()), Some(7))
+        );
+        // A cpuset named to print a whole memcg head before the real one.
+        assert_eq!(
+            k("oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=x,mems_allowed=0,oom_memcg=/a,mems_allowed=0,global_oom,task_memcg=/,task=hog,pid=7,uid=0").0,
+            Some(Kind::Global)
+        );
+        // A name that prints a `pid=` of its own: the last one is the kernel's.
+        assert_eq!(
+            k(
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),global_oom,task_memcg=/,task=a,pid=1,pid=99,uid=0"
+            ),
+            (Some(Kind::Global), None, Some("a,pid=1".into()), Some(99))
+        );
+        // The other way round a group's OOM stays one: its constraint is the kernel's word.
+        assert_eq!(
+            k(
+                "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/liz,task_memcg=/liz/x,global_oom,task=hog,pid=8,uid=0"
+            ),
+            (
+                Some(Kind::Memcg),
+                Some("/liz".into()),
+                Some("hog".into()),
+                Some(8)
+            )
+        );
+        // The same through the parser of whole reports.
+        let ev = one(&[
+            HEADER,
+            "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/user.slice,task=x,oom_memcg=/,pid=4242,uid=1000",
+        ]);
+        assert_eq!((ev.kind, ev.memcg), (Some(Kind::Global), None));
+        assert_eq!(ev.chosen.unwrap().pid, 4242);
     }
 
     #[test]

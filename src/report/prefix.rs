@@ -111,7 +111,7 @@ pub fn split(line: &[u8], tagged_stream: bool) -> Split<'_> {
         if let Some((stamp, rest)) = rest
             .first()
             .filter(|b| **b == b'[')
-            .and(bracket_stamp(rest))
+            .and_then(|_| bracket_stamp(rest))
         {
             out.stamp = stamp;
             out.msg = skip_caller(rest);
@@ -246,6 +246,9 @@ fn seconds(s: &[u8]) -> Option<(f64, usize)> {
 
 /// `[  123.456789]`, `[  123.456789 <    0.000012>]` (short-delta), `[Thu May 14 23:17:24 2020]`.
 fn bracket_stamp(line: &[u8]) -> Option<(Stamp<'_>, &[u8])> {
+    if line.first() != Some(&b'[') {
+        return None;
+    }
     let close = memchr::memchr(b']', &line[..line.len().min(48)])?;
     let inner = &line[1..close];
     let rest = skip_one_space(&line[close + 1..]);
@@ -530,6 +533,12 @@ mod tests {
         assert_eq!(msg("1700000000.123456 host kernel: hi").0, "hi");
         assert_eq!(msg("5193605.506728] Task in /x").0, "Task in /x");
         assert_eq!(msg("kern  :info  : [  1.5] hi").0, "hi");
+        // A message that starts with a closing bracket (no stamp): taken as it is.
+        assert_eq!(
+            msg("kern  :warn  : ]Out of memory: Killed process 5 (a)").0,
+            "]Out of memory: Killed process 5 (a)"
+        );
+        assert!(bracket_stamp(b"]x").is_none() && bracket_stamp(b"").is_none());
         assert!(!msg("user  :notice: hi").1);
         assert_eq!(msg("no prefix at all").0, "no prefix at all");
         assert!(!split(b"no prefix", false).has_prefix);

@@ -88,20 +88,38 @@ fn local(dt: DateTime, tz: &TimeZone) -> Option<Timestamp> {
     dt.to_zoned(tz.clone()).ok().map(|z| z.timestamp())
 }
 
-/// `--since` values: a DURATION ago (`2h`, `30m`), RFC 3339, or `YYYY-MM-DD[ HH:MM[:SS]]`
-/// in the system time zone.
+/// `--since` values, for `explain` and `events` alike: a duration ago (a DURATION, `15m`,
+/// `2h`, or days, `3d`), RFC 3339, a date `YYYY-MM-DD`, a local time `YYYY-MM-DD HH:MM[:SS]`
+/// (the system time zone), or a wall-clock text as kernel log prefixes print it (`dmesg -T`,
+/// syslog, journal). A bare number is refused: `--since 15` is 15 what? (The contract's
+/// DURATION: "a bare number is an error".)
 pub fn parse_since(s: &str, now: &Zoned) -> Result<Timestamp, String> {
-    if let Ok(d) = s.parse::<crate::values::Dur>() {
-        let d = jiff::SignedDuration::try_from(d.0).map_err(|e| e.to_string())?;
+    let t = s.trim();
+    let ago = if let Some(days) = t.strip_suffix('d') {
+        days.parse::<f64>()
+            .ok()
+            .filter(|d| d.is_finite() && *d >= 0.0 && *d < 1e6)
+            .map(|d| std::time::Duration::from_secs_f64(d * 86400.0))
+    } else {
+        t.parse::<crate::values::Dur>().ok().map(|d| d.0)
+    };
+    if let Some(d) = ago {
+        let d = jiff::SignedDuration::try_from(d).map_err(|e| format!("--since {s}: {e}"))?;
         return now
             .timestamp()
             .checked_sub(d)
             .map_err(|e| format!("--since {s}: {e}"));
     }
-    if let Some(ts) = parse_wallclock(s, now) {
+    if !t.is_empty() && t.parse::<f64>().is_ok() {
+        return Err(format!(
+            "--since '{s}': a bare number has no unit; give a duration ago with its unit \
+             ({t}m, {t}h, {t}d), or a time"
+        ));
+    }
+    if let Some(ts) = parse_wallclock(t, now) {
         return Ok(ts);
     }
-    if let Ok(d) = s.parse::<jiff::civil::Date>()
+    if let Ok(d) = t.parse::<jiff::civil::Date>()
         && let Some(ts) = local(
             d.to_datetime(jiff::civil::Time::midnight()),
             now.time_zone(),
@@ -109,14 +127,27 @@ pub fn parse_since(s: &str, now: &Zoned) -> Result<Timestamp, String> {
     {
         return Ok(ts);
     }
-    if let Ok(dt) = format!("{}:00", s.replacen(' ', "T", 1)).parse::<DateTime>()
+    if let Ok(dt) = format!("{}:00", t.replacen(' ', "T", 1)).parse::<DateTime>()
         && let Some(ts) = local(dt, now.time_zone())
     {
         return Ok(ts);
     }
     Err(format!(
-        "--since '{s}': expected a DURATION ago (2h, 30m), RFC 3339 (2026-11-30T18:00:00Z) or 'YYYY-MM-DD[ HH:MM[:SS]]'"
+        "--since '{s}': not a time; give RFC 3339 (2026-11-30T08:00:00Z), a date (2026-11-30), \
+         a local time (2026-11-30 08:00) or a duration ago (15m, 2h, 3d)"
     ))
+}
+
+/// Wall-clock text of a log prefix as RFC 3339 with milliseconds and the offset of `now`'s time
+/// zone (`dmesg -T` and syslog print local time without a zone; syslog prints no year either:
+/// see [`parse_wallclock`]). `None` when the text is no time this knows.
+pub fn wallclock_rfc3339(w: &str, now: &Zoned) -> Option<String> {
+    let ts = parse_wallclock(w, now)?;
+    Some(
+        ts.to_zoned(now.time_zone().clone())
+            .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+            .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -174,5 +205,37 @@ mod tests {
             "2026-11-30T17:30:00Z"
         );
         assert!(parse_since("yesterday-ish", &n).is_err());
+        assert_eq!(
+            parse_since("3d", &n).unwrap().to_string(),
+            "2026-11-27T18:00:00Z"
+        );
+        assert_eq!(
+            parse_since("2026-11-30T08:00:00Z", &n).unwrap().to_string(),
+            "2026-11-30T08:00:00Z"
+        );
+        // A bare number is no time: the epoch's 15th second is not what `--since 15` means.
+        for bare in ["15", "1700000000", "7.5"] {
+            let e = parse_since(bare, &n).unwrap_err();
+            assert!(e.contains("bare number"), "{bare}: {e}");
+        }
+    }
+
+    #[test]
+    fn wallclock_text_becomes_rfc3339_in_the_readers_zone() {
+        let n = now();
+        let r = |s: &str| wallclock_rfc3339(s, &n);
+        assert_eq!(
+            r("Thu May 14 23:17:24 2020").as_deref(),
+            Some("2020-05-14T23:17:24.000+00:00")
+        );
+        assert_eq!(
+            r("Mar  2 17:35:10").as_deref(),
+            Some("2026-03-02T17:35:10.000+00:00")
+        );
+        assert_eq!(
+            r("2024-02-20T19:15:36,500000+01:00").as_deref(),
+            Some("2024-02-20T18:15:36.500+00:00")
+        );
+        assert_eq!(r("not a time"), None);
     }
 }

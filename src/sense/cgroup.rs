@@ -129,7 +129,7 @@ impl Cgroup {
                 return Ok(Cgroup {
                     version,
                     dir: path.to_path_buf(),
-                    rel: format!("/{}", rel.display()).replace("//", "/"),
+                    rel: rel_label(rel),
                     mount: mount.clone(),
                 });
             }
@@ -142,10 +142,7 @@ impl Cgroup {
                 if root.path(&dir).is_dir() {
                     return Ok(Cgroup {
                         version,
-                        rel: format!("/{}", rel.display())
-                            .trim_end_matches('/')
-                            .to_string()
-                            .replace("//", "/"),
+                        rel: rel_label(rel),
                         dir,
                         mount: mount.clone(),
                     });
@@ -476,6 +473,15 @@ pub fn memory_path_of(text: &str, prefer_v2: bool) -> Option<&str> {
     if prefer_v2 { v2.or(v1) } else { v1.or(v2) }
 }
 
+/// A group's path as `/proc/PID/cgroup` prints it: `/` for the root, else no trailing `/`.
+fn rel_label(rel: &Path) -> String {
+    let r = format!("/{}", rel.display()).replace("//", "/");
+    match r.trim_end_matches('/') {
+        "" => "/".into(),
+        r => r.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +524,30 @@ mod tests {
         // v1: the memory line's path, as it is.
         assert_eq!(depth(&v1, "5:cpu:/\n4:memory:/x/y\n0::/a\n"), Some(2));
         assert_eq!(depth(&v1, "5:cpu:/\n"), None);
+    }
+
+    /// The root group is labelled `/` however it was named; others without a trailing `/`.
+    #[test]
+    fn a_groups_label_is_its_path_and_the_roots_is_a_slash() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        std::fs::create_dir_all(t.path().join("sys/fs/cgroup/memory/app/web")).unwrap();
+        let mounts = Mounts {
+            v2_memory: None,
+            v2_any: None,
+            v1_memory: Some(PathBuf::from("/sys/fs/cgroup/memory")),
+        };
+        let rel = |p: &str| Cgroup::resolve(&root, &mounts, Path::new(p)).unwrap().rel;
+        for (given, label) in [
+            ("/", "/"),
+            ("/sys/fs/cgroup/memory", "/"),
+            ("/sys/fs/cgroup/memory/", "/"),
+            ("/app/", "/app"),
+            ("/app/web", "/app/web"),
+            ("/sys/fs/cgroup/memory/app/web/", "/app/web"),
+        ] {
+            assert_eq!(rel(given), label, "{given}");
+        }
     }
 
     /// A group's level is known from its path only where the hierarchy is mounted from its
