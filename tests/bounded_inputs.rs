@@ -1,6 +1,7 @@
 //! Bounded inputs (issue 17 item 8): a config file has a size cap (an endless one such as
 //! `/dev/zero` is a clear error, exit 2), regexes and rule counts are capped, a refused reload
-//! does not grow the daemon, and `explain` keeps memory bounded on input without newlines.
+//! does not grow the daemon, `explain` keeps memory bounded on input without newlines, and
+//! `events` on a large log.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -201,4 +202,71 @@ fn explain_on_input_without_newlines_keeps_memory_bounded() {
         hwm_kb < 32 * 1024,
         "explain peaked at {hwm_kb} kB on 64 MiB without a newline"
     );
+}
+
+/// `events` reads a large log in parts and keeps only the records it shows: 64 MiB of old
+/// records and three recent ones cost a few MiB, not the file (and its parsed records).
+#[test]
+fn events_on_a_large_log_keeps_memory_bounded() {
+    let d = crate::util::tempdir();
+    let log = d.path().join("events.jsonl");
+    let old = r#"{"time":"2020-01-01T00:00:00.000+00:00","action":"warn","scope":"system","host":"h","state":"high","used_pct":91.0,"level_pct":90.0,"clear_pct":85.0,"available_kb":1,"total_kb":10}"#;
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
+        let mut written = 0;
+        while written < 64 << 20 {
+            writeln!(f, "{old}").unwrap();
+            written += old.len() + 1;
+        }
+        let now = oomguard::record::eventlog::now_rfc3339();
+        for pid in [1, 2, 3] {
+            writeln!(
+                f,
+                r#"{{"time":"{now}","action":"kill","scope":"system","host":"h","victim":{{"pid":{pid},"comm":"hog","rss_kb":1}},"trigger":{{"reason":"low_memory_kill"}}}}"#
+            )
+            .unwrap();
+        }
+    }
+    for json in [true, false] {
+        let mut args = vec![
+            "events",
+            "--event-log",
+            log.to_str().unwrap(),
+            "--since",
+            "1h",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            use std::io::Read;
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let Some((status, hwm_kb)) = wait_hwm(pid, Duration::from_secs(120)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("events did not read a 64 MiB log in 120 s");
+        };
+        let out = reader.join().unwrap();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{args:?}: status {status}: {out}"
+        );
+        let kills = out.lines().filter(|l| l.contains("kill")).count();
+        assert_eq!(kills, 3, "{args:?}: {out}");
+        assert!(
+            hwm_kb < 32 * 1024,
+            "events {args:?} peaked at {hwm_kb} kB on a 64 MiB log"
+        );
+    }
 }

@@ -198,24 +198,39 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut tail = Tail::new(&path);
-    // Only complete lines now; a partial tail is picked up by --follow or reported.
-    let first = tail
-        .read()
-        .with_context(|| format!("cannot read event log {}", path.display()))?;
-    warn_unparsed(&first.unparsed, &path);
+    // Only complete lines now; a partial tail is picked up by --follow or reported. Read in
+    // parts: JSON lines go out as they are read, the table keeps only the records that pass
+    // the filter (it puts follow-ups under their kill).
+    let (mut total, mut shown) = (0, 0);
+    let mut recs: Vec<Record> = Vec::new();
+    let mut bad = eventlog::Unparsed::default();
+    loop {
+        let b = tail
+            .read()
+            .with_context(|| format!("cannot read event log {}", path.display()))?;
+        total += b.records.len();
+        bad.absorb(b.unparsed);
+        for r in b.records.into_iter().filter(|r| filter.keep(r)) {
+            shown += 1;
+            if args.json {
+                print(&mut out, &r, true)?;
+            } else {
+                recs.push(r);
+            }
+        }
+        if !b.more {
+            break;
+        }
+    }
+    out.flush()?;
+    warn_unparsed(&bad, &path);
     if tail.has_partial_line() && !args.follow {
         eprintln!(
             "oomguard: warning: {}: skipped a torn last line",
             path.display()
         );
     }
-    let total = first.records.len();
-    let recs: Vec<Record> = first
-        .records
-        .into_iter()
-        .filter(|r| filter.keep(r))
-        .collect();
-    if recs.is_empty() && path.exists() {
+    if shown == 0 && path.exists() {
         if total == 0 {
             eprintln!(
                 "oomguard: {}: no events recorded yet{}",
@@ -240,15 +255,13 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.json && !recs.is_empty() {
         writeln!(out, "{HEADER}")?;
-    }
-    let recs = if args.json { recs } else { group(recs) };
-    for r in &recs {
-        print(&mut out, r, args.json)?;
+        for r in &group(recs) {
+            print(&mut out, r, false)?;
+        }
     }
     out.flush()?;
     if args.follow {
         loop {
-            std::thread::sleep(Duration::from_millis(200));
             let b = tail
                 .read()
                 .with_context(|| format!("cannot read event log {}", path.display()))?;
@@ -257,6 +270,9 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
                 print(&mut out, r, args.json)?;
             }
             out.flush()?;
+            if !b.more {
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

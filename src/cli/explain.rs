@@ -46,7 +46,8 @@ pub struct ExplainArgs {
     /// One line per event (time, kind, victim, size, who asked, cgroup).
     #[arg(long, conflicts_with = "json")]
     pub summary: bool,
-    /// Only events at or after TIME: a DURATION ago (2h), RFC 3339, or 'YYYY-MM-DD[ HH:MM]'.
+    /// Only events at or after TIME: RFC 3339 (2026-11-30T08:00:00Z), a date (2026-11-30), a
+    /// local date and time (2026-11-30 08:00), or a DURATION ago (90s, 15m, 2h, 3d).
     /// Events whose time cannot be placed are left out (counted on stderr).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,

@@ -83,8 +83,8 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    // doctor is a Nagios plugin: a failure of its own (its output cannot be written) is
-    // UNKNOWN (3), never WARNING (1).
+    // doctor is a Nagios plugin: a failure of its own (its output cannot be written, a
+    // closed pipe included) is UNKNOWN (3), never WARNING (1) or OK (0).
     let nagios = matches!(cli.command, Command::Doctor(_));
     let result = match cli.command {
         Command::Run(a) => run::run(*a),
@@ -103,12 +103,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) if nagios => {
-            let code = report_error(&e);
-            if code == ExitCode::SUCCESS {
-                code
-            } else {
-                ExitCode::from(3)
-            }
+            // A broken pipe too: the checks were not all reported, so never OK.
+            let _ = report_error(&e);
+            ExitCode::from(3)
         }
         Err(e) => report_error(&e),
     }

@@ -1572,6 +1572,13 @@ impl Daemon {
                 return Ok(Duration::ZERO);
             }
         };
+        // The contract: a record is "appended and fsynced before the next action". The writer
+        // thread fsyncs each record right after writing it, so the records of earlier actions
+        // are normally long on disk by now and this is one uncontended lock. On a stalled disk
+        // the kill waits at most `SYNC_WAIT` for them, then goes on: a guard held up by its
+        // own log would be blind (see `record::eventlog::SYNC_WAIT`). Before the kernel's
+        // counter is read again: the kernel may act while this waits.
+        let synced = self.log.sync(crate::record::eventlog::SYNC_WAIT);
         // The kernel's OOM killer may have acted since this wake-up read its counter: its victim
         // can drop out of the choice before /proc shows it exiting (a thread group whose leader
         // is already a zombie reads as 0 rss while the other threads still free the memory), so
@@ -1593,12 +1600,6 @@ impl Daemon {
         } else {
             Signal::TERM
         };
-        // The contract: a record is "appended and fsynced before the next action". The writer
-        // thread fsyncs each record right after writing it, so the records of earlier actions
-        // are normally long on disk by now and this is one uncontended lock. On a stalled disk
-        // the kill waits at most `SYNC_WAIT` for them, then goes on: a guard held up by its
-        // own log would be blind (see `record::eventlog::SYNC_WAIT`).
-        let synced = self.log.sync(crate::record::eventlog::SYNC_WAIT);
         kill.signal_all(first);
         let to_signal = faults_since(faults0);
         drop(decision_debug);

@@ -561,6 +561,19 @@ impl Unparsed {
         }
     }
 
+    /// Adds the lines of a later part of the same file.
+    pub fn absorb(&mut self, later: Unparsed) {
+        if later.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.first_error = later.first_error;
+        }
+        self.count += later.count;
+        let room = LISTED.saturating_sub(self.lines.len());
+        self.lines.extend(later.lines.into_iter().take(room));
+    }
+
     /// One warning naming the file, the count and the line numbers; `None` when all parsed.
     pub fn warning(&self, path: &Path) -> Option<String> {
         if self.count == 0 {

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use super::event::Record;
 use super::eventlog::{Unparsed, parse};
 
+/// At most this much of the file per [`Tail::read`]: a log of gigabytes is read in parts
+/// (`Batch::more`), so reading it costs this buffer, not the file's size.
+pub const CHUNK: u64 = 1 << 20;
+
 /// A reader that remembers how far it has read.
 #[derive(Debug)]
 pub struct Tail {
@@ -31,6 +35,8 @@ pub struct Batch {
     pub unparsed: Unparsed,
     /// Whether the file was replaced or truncated (reading started over at its beginning).
     pub restarted: bool,
+    /// The file holds more than this read took ([`CHUNK`]): read again at once.
+    pub more: bool,
 }
 
 fn ino_of(m: &std::fs::Metadata) -> (u64, u64) {
@@ -80,9 +86,11 @@ impl Tail {
         }
         let mut f = std::fs::File::open(&self.path)?;
         f.seek(SeekFrom::Start(self.offset))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
+        let want = (meta.len() - self.offset).min(CHUNK);
+        let mut buf = Vec::with_capacity(want as usize);
+        f.take(want).read_to_end(&mut buf)?;
         self.offset += buf.len() as u64;
+        batch.more = !buf.is_empty() && self.offset < meta.len();
         self.pending.extend_from_slice(&buf);
         if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
             let complete: Vec<u8> = self.pending.drain(..=end).collect();
@@ -101,6 +109,34 @@ mod tests {
     use std::io::Write;
 
     const LINE: &str = r#"{"time":"2026-11-30T18:00:00.000+00:00","action":"warn","scope":"system","host":"h","state":"high","used_pct":91.0,"level_pct":90.0,"clear_pct":85.0,"available_kb":1,"total_kb":10}"#;
+
+    /// A log larger than a read's part comes in parts, every line once, none cut.
+    #[test]
+    fn a_large_log_is_read_in_parts_with_every_line_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let n = (CHUNK as usize * 5 / 2) / (LINE.len() + 1) + 3;
+        let mut f = std::fs::File::create(&p).unwrap();
+        for _ in 0..n {
+            writeln!(f, "{LINE}").unwrap();
+        }
+        writeln!(f, "not json").unwrap();
+        let mut t = Tail::new(&p);
+        let (mut recs, mut parts, mut bad) = (0, 0, Unparsed::default());
+        loop {
+            let b = t.read().unwrap();
+            recs += b.records.len();
+            bad.absorb(b.unparsed);
+            parts += 1;
+            if !b.more {
+                break;
+            }
+        }
+        assert_eq!(recs, n);
+        assert_eq!(parts, 3);
+        assert_eq!((bad.count, bad.lines.clone()), (1, vec![n + 1]));
+        assert!(!t.has_partial_line());
+    }
 
     #[test]
     fn reads_complete_lines_as_they_come_and_starts_over_after_truncation() {

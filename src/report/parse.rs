@@ -790,14 +790,15 @@ pub struct OomKillLine<'a> {
 impl<'a> OomKillLine<'a> {
     /// Parses a message (prefix removed) that starts with `oom-kill:`; `None` for any other.
     ///
-    /// Two values in the line are anyone's to write: the victim's name (`task=`, up to 15
-    /// bytes, `prctl(PR_SET_NAME)`) and the cgroup paths (a user's delegated subtree may hold
-    /// a group named `x,oom_memcg=`). So the tail is read from the end (`pid=` is the last
-    /// `,pid=`, after the name; `task=` the first `,task=` within a name's length before it),
-    /// the keys before it only in the text before `task=`, and what ran out from the
-    /// constraint and a `global_oom` token, which the kernel prints for every OOM that no
-    /// group's limit caused: a name can never make a machine-wide kill look like a group's
-    /// (the daemon would not hold back for it).
+    /// Values in the line are anyone's to write: the victim's name (`task=`, up to 15 bytes,
+    /// `prctl(PR_SET_NAME)`) and the cgroup and cpuset names (a user's delegated subtree may
+    /// hold a group named `x,oom_memcg=`). So the tail is read from the end (`pid=` is the
+    /// last `,pid=`, after the name; `task=` the first `,task=` within a name's length before
+    /// it), the keys before it only in the text before `task=`, and what ran out from the
+    /// constraint and a `global_oom` token anywhere in the line, which the kernel prints for
+    /// every OOM that no group's limit caused: a name can add one but never hide the kernel's,
+    /// so it can never make a machine-wide kill look like a group's (the daemon would not
+    /// hold back for it); the other way round it only makes the daemon hold back longer.
     pub fn parse(t: &'a [u8]) -> Option<OomKillLine<'a>> {
         // `global_oom` (no value) is not among them: it is looked for as a token, and cut off
         // the value it follows.
@@ -809,8 +810,9 @@ impl<'a> OomKillLine<'a> {
             b"oom_memcg=",
             b"task_memcg=",
         ];
-        /// `TASK_COMM_LEN` less its NUL, and `,task=`.
-        const TASK_SPAN: usize = 15 + 6;
+        /// `,task=` and a name of `TASK_COMM_LEN` less its NUL, each byte maybe printed as
+        /// `\xNN` (`/dev/kmsg` escapes bytes outside printable ASCII).
+        const TASK_SPAN: usize = 6 + 4 * 15;
         let body = t.strip_prefix(b"oom-kill:")?;
         let pid_at = rfind(body, b",pid=");
         let task_at = pid_at.and_then(|p| {
@@ -850,7 +852,10 @@ impl<'a> OomKillLine<'a> {
                 v.strip_suffix(b",global_oom").map_or(v, trim_end)
             })
         };
-        let global_oom = head
+        // Over the whole line: a `global_oom` can only be added, never hidden, and a record
+        // cut short (a long group path continued in the next record) may have its `pid=` only
+        // in an attacker's cpuset name, before the kernel's `global_oom`.
+        let global_oom = body
             .split(|&b| b == b',')
             .skip(1)
             .any(|f| trim_end(trim_start(f)) == b"global_oom");
@@ -1803,6 +1808,30 @@ mod tests {
                 Some("/liz".into()),
                 Some("hog".into()),
                 Some(8)
+            )
+        );
+        // A record cut short after `task_memcg=` (a long group path went on in the next
+        // record), with a cpuset named to print a tail of its own before `global_oom`.
+        assert_eq!(
+            k(
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=a,oom_memcg=,task=h,pid=4242,mems_allowed=0,global_oom,task_memcg="
+            )
+            .0,
+            Some(Kind::Global)
+        );
+        // A name `/dev/kmsg` printed escaped (15 bytes, 60 printed): its pid still read.
+        let esc = "\\xe3\\x83\\x86\\xe3\\x82\\xb9\\xe3\\x83\\x88\\xe3\\x82\\xb8\\xe3\\x83\\xa7";
+        assert_eq!(esc.len(), 60);
+        let line = format!(
+            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/c,task_memcg=/c/x,task={esc},pid=77,uid=0"
+        );
+        assert_eq!(
+            k(&line),
+            (
+                Some(Kind::Memcg),
+                Some("/c".into()),
+                Some(esc.into()),
+                Some(77)
             )
         );
         // The same through the parser of whole reports.

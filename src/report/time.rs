@@ -60,7 +60,9 @@ pub fn parse_wallclock(w: &str, now: &Zoned) -> Option<Timestamp> {
     }
     // short-unix: seconds since the epoch.
     if let Ok(secs) = w.parse::<f64>() {
-        return Timestamp::from_second(secs as i64).ok();
+        return jiff::SignedDuration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| Timestamp::from_duration(d).ok());
     }
     // dmesg -T: "Thu May 14 23:17:24 2020"
     if let Ok(b) = jiff::fmt::strtime::parse("%a %b %e %H:%M:%S %Y", w)
@@ -186,7 +188,10 @@ mod tests {
             ts("Mon 2024-01-01 03:04:05 UTC").as_deref(),
             Some("2024-01-01T03:04:05Z")
         );
-        assert_eq!(ts("1700000000.5").as_deref(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(
+            ts("1700000000.5").as_deref(),
+            Some("2023-11-14T22:13:20.5Z")
+        );
     }
 
     #[test]
@@ -235,6 +240,10 @@ mod tests {
         assert_eq!(
             r("2024-02-20T19:15:36,500000+01:00").as_deref(),
             Some("2024-02-20T18:15:36.500+00:00")
+        );
+        assert_eq!(
+            r("1700000000.25").as_deref(),
+            Some("2023-11-14T22:13:20.250+00:00")
         );
         assert_eq!(r("not a time"), None);
     }
