@@ -29,7 +29,11 @@ impl Terms {
     }
 
     pub fn points(&self) -> i64 {
-        (self.rss_pages + self.swap_pages + self.pgtables_pages) as i64
+        let sum = self
+            .rss_pages
+            .saturating_add(self.swap_pages)
+            .saturating_add(self.pgtables_pages);
+        i64::try_from(sum).unwrap_or(i64::MAX)
     }
 }
 
@@ -87,6 +91,16 @@ mod tests {
         // totalpages 6_291_455: unit 6291, not 6291.455.
         assert_eq!(adj_pages(1, 6_291_455), 6291);
         assert_eq!(adj_pages(-1000, 6_291_455), -6_291_000);
+    }
+
+    #[test]
+    fn points_saturate_on_values_no_kernel_has() {
+        let t = Terms {
+            rss_pages: u64::MAX,
+            swap_pages: 5,
+            pgtables_pages: 1,
+        };
+        assert_eq!(t.points(), i64::MAX);
     }
 
     #[test]

@@ -62,7 +62,10 @@ impl Meminfo {
     /// `MemFree + Cached + Buffers - Shmem`.
     pub fn available_kb(&self) -> u64 {
         self.mem_available_kb.unwrap_or_else(|| {
-            (self.mem_free_kb + self.cached_kb + self.buffers_kb).saturating_sub(self.shmem_kb)
+            (self.mem_free_kb)
+                .saturating_add(self.cached_kb)
+                .saturating_add(self.buffers_kb)
+                .saturating_sub(self.shmem_kb)
         })
     }
 }
@@ -86,5 +89,8 @@ mod tests {
             b"MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 10 kB\nCached: 300 kB\nShmem: 50 kB\n";
         assert_eq!(Meminfo::parse(t).unwrap().available_kb(), 360);
         assert!(Meminfo::parse(b"garbage").is_err());
+        // Values no kernel prints: the sum saturates, it does not wrap to a small number.
+        let t = b"MemTotal: 1000 kB\nMemFree: 18446744073709551615 kB\nBuffers: 10 kB\nCached: 300 kB\nShmem: 50 kB\n";
+        assert_eq!(Meminfo::parse(t).unwrap().available_kb(), u64::MAX - 50);
     }
 }

@@ -571,7 +571,7 @@ pub fn parse_record(r: &[u8], page_size: u64) -> Option<TaskRow> {
     Some(TaskRow {
         pid: u32_at(0) as i32,
         flags: u32_at(4),
-        rss_pages: narrow(pages(8) + pages(16) + pages(32)),
+        rss_pages: narrow(pages(8).saturating_add(pages(16)).saturating_add(pages(32))),
         swap_pages: narrow(pages(24)),
         pgtables_pages: narrow(pages(40) / page_size.max(1)),
         adj: i16::from_le_bytes([r[48], r[49]]),

@@ -22,7 +22,8 @@ impl Vmstat {
             if key == b"oom_kill" {
                 v.oom_kill = parse_u64(rest);
             } else if key.starts_with(b"pgalloc_") {
-                v.pgalloc += parse_u64(rest).unwrap_or(0);
+                // A counter: compared by difference, so a sum past u64 wraps as the kernel's do.
+                v.pgalloc = v.pgalloc.wrapping_add(parse_u64(rest).unwrap_or(0));
             }
         }
         v
