@@ -660,9 +660,7 @@ mod tests {
 /// use this: serde escapes exactly.)
 pub fn escape_text(s: &str) -> std::borrow::Cow<'_, str> {
     fn bad(c: char) -> bool {
-        c.is_control()
-            || c == '\\'
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        moves_the_terminal(c) || c == '\\'
     }
     if !s.chars().any(bad) {
         return std::borrow::Cow::Borrowed(s);
@@ -688,9 +686,39 @@ pub fn escape_text(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(o)
 }
 
+/// A control character or a bidi override: what [`escape_text`] must escape for a terminal.
+fn moves_the_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Multi-line text made safe for a terminal line by line: a line with a control character or
+/// a bidi override is escaped whole ([`escape_text`]); other lines stay as they are, their
+/// backslashes (systemd's escaped unit names in cgroup paths) included. Borrowed when no line
+/// needs it.
+pub fn escape_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    let risky = |l: &str| l.chars().any(|c| c != '\n' && moves_the_terminal(c));
+    if !risky(text) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        if risky(body) {
+            out.push_str(&escape_text(body));
+        } else {
+            out.push_str(body);
+        }
+        out.push_str(nl);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod escape_tests {
-    use super::escape_text;
+    use super::{escape_lines, escape_text};
 
     #[test]
     fn control_characters_are_escaped() {
@@ -699,5 +727,18 @@ mod escape_tests {
             escape_text("a\x1b[31mb\nc\td\\e\x7f\u{9b}\u{202e}"),
             "a\\x1b[31mb\\nc\\td\\\\e\\x7f\\u{9b}\\u{202e}"
         );
+    }
+
+    #[test]
+    fn lines_are_escaped_only_where_they_need_it() {
+        let text = "cgroup /system.slice/dev-x\\x2d1.swap\nname ev\x1b[31mil\ty\n";
+        assert_eq!(
+            escape_lines(text),
+            "cgroup /system.slice/dev-x\\x2d1.swap\nname ev\\x1b[31mil\\ty\n"
+        );
+        assert!(matches!(
+            escape_lines("a\nb\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -157,19 +157,48 @@ fn wait_hwm(pid: u32, limit: Duration) -> Option<(i32, u64)> {
     }
 }
 
-#[test]
-fn explain_on_input_without_newlines_keeps_memory_bounded() {
-    const SIZE: usize = 64 << 20;
+/// Runs oomguard with `args`, stdin fed by `feed` on a thread of its own (dropped at once
+/// when `None`), stdout read to the end; returns its wait status, peak RSS (kB) and stdout.
+/// Fails the test when it does not end within `limit`.
+fn run_measured(
+    args: &[&str],
+    feed: Option<Box<dyn FnOnce(std::process::ChildStdin) + Send>>,
+    limit: Duration,
+) -> (i32, u64, String) {
     let mut child = Command::new(bin())
-        .args(["explain", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id();
-    let mut stdin = child.stdin.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
+        if let Some(feed) = feed {
+            feed(stdin);
+        }
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        use std::io::Read;
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let Some((status, hwm_kb)) = wait_hwm(pid, limit) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{args:?} did not finish in {limit:?}");
+    };
+    writer.join().unwrap();
+    (status, hwm_kb, reader.join().unwrap())
+}
+
+#[test]
+fn explain_on_input_without_newlines_keeps_memory_bounded() {
+    const SIZE: usize = 64 << 20;
+    let feed = Box::new(|mut stdin: std::process::ChildStdin| {
         let chunk = vec![b'a'; 1 << 20];
         for _ in 0..SIZE >> 20 {
             if stdin.write_all(&chunk).is_err() {
@@ -179,20 +208,8 @@ fn explain_on_input_without_newlines_keeps_memory_bounded() {
         // A report after the endless line is still found.
         let _ = stdin.write_all(b"\n[  100.000000] Out of memory: Killed process 4242 (hog) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:100kB oom_score_adj:0\n");
     });
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let Some((status, hwm_kb)) = wait_hwm(pid, Duration::from_secs(300)) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("explain did not finish 64 MiB without newlines in 300 s (not linear)");
-    };
-    writer.join().unwrap();
-    let out = reader.join().unwrap();
+    let (status, hwm_kb, out) =
+        run_measured(&["explain", "-"], Some(feed), Duration::from_secs(300));
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "status {status}: {out}"
@@ -238,26 +255,7 @@ fn events_on_a_large_log_keeps_memory_bounded() {
         if json {
             args.push("--json");
         }
-        let mut child = Command::new(bin())
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let mut stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            use std::io::Read;
-            let _ = stdout.read_to_string(&mut s);
-            s
-        });
-        let Some((status, hwm_kb)) = wait_hwm(pid, Duration::from_secs(120)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("events did not read a 64 MiB log in 120 s");
-        };
-        let out = reader.join().unwrap();
+        let (status, hwm_kb, out) = run_measured(&args, None, Duration::from_secs(120));
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "{args:?}: status {status}: {out}"

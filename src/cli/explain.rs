@@ -176,7 +176,7 @@ impl<W: Write> Out<'_, W> {
                 serde_json::to_writer(&mut self.w, &j)?;
             }
         } else if self.summary {
-            writeln!(self.w, "{}", terminal_safe(&summary_line(ev)))?;
+            writeln!(self.w, "{}", crate::values::escape_lines(&summary_line(ev)))?;
         } else {
             if self.count > 1 {
                 writeln!(self.w)?;
@@ -185,8 +185,8 @@ impl<W: Write> Out<'_, W> {
                 self.w,
                 "[{}] {}: {}",
                 self.count,
-                terminal_safe(src),
-                terminal_safe(&render(ev))
+                crate::values::escape_lines(src),
+                crate::values::escape_lines(&render(ev))
             )?;
             self.w.flush()?;
         }
@@ -208,36 +208,6 @@ impl<W: Write> Out<'_, W> {
         }
         Ok(())
     }
-}
-
-/// Human output with the names a log carries (any user's process names, cgroup paths) made
-/// safe for a terminal: a line with a control character or a bidi override is escaped
-/// ([`crate::values::escape_text`]); other lines are left as they are, backslashes of
-/// systemd's escaped unit names included.
-fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    let risky = |l: &str| {
-        l.chars().any(|c| {
-            (c.is_control() && c != '\n')
-                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        })
-    };
-    if !risky(text) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for line in text.split_inclusive('\n') {
-        let (body, nl) = match line.strip_suffix('\n') {
-            Some(b) => (b, "\n"),
-            None => (line, ""),
-        };
-        if risky(body) {
-            out.push_str(&crate::values::escape_text(body));
-        } else {
-            out.push_str(body);
-        }
-        out.push_str(nl);
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 /// When this machine booted (now minus /proc/uptime), for monotonic stamps of live sources.
