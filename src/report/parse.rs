@@ -80,7 +80,10 @@ fn time_of(stamp: &Stamp<'_>) -> Time {
 }
 
 fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 /// Prebuilt searchers for the needles every line is checked for.
@@ -88,6 +91,7 @@ struct Finders {
     header: memchr::memmem::Finder<'static>,
     killed: memchr::memmem::Finder<'static>,
     kill: memchr::memmem::Finder<'static>,
+    ill: memchr::memmem::Finder<'static>,
     cpuset: memchr::memmem::Finder<'static>,
     mems_allowed: memchr::memmem::Finder<'static>,
 }
@@ -98,6 +102,7 @@ fn finders() -> &'static Finders {
         header: memchr::memmem::Finder::new(b"invoked oom-killer:"),
         killed: memchr::memmem::Finder::new(b"Killed process "),
         kill: memchr::memmem::Finder::new(b"ill process "),
+        ill: memchr::memmem::Finder::new(b"ill"),
         cpuset: memchr::memmem::Finder::new(b" cpuset="),
         mems_allowed: memchr::memmem::Finder::new(b" mems_allowed="),
     })
@@ -142,19 +147,21 @@ fn int_at(s: &[u8]) -> Option<(i64, usize)> {
     let neg = s.get(i) == Some(&b'-');
     let first = i + usize::from(neg);
     let mut end = first;
-    let mut v: i64 = 0;
+    // 19 digits fit a u64 without overflow; the i64 check is made once at the end.
+    let mut v: u64 = 0;
     while let Some(&b) = s.get(end)
         && b.is_ascii_digit()
     {
         if end - first == 19 {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+        v = v * 10 + u64::from(b - b'0');
         end += 1;
     }
     if end == first {
         return None;
     }
+    let v = i64::try_from(v).ok()?;
     Some((if neg { -v } else { v }, end))
 }
 
@@ -266,8 +273,9 @@ impl Parser {
         }
         if msg[0] == b' ' && self.tentative.is_none() {
             // Stack frames and continuation lines: only Mem-Info's matter.
-            if let Some(c) = self.cur.as_mut().filter(|c| !c.finished && c.in_meminfo) {
-                meminfo_counters(t, &mut c.ev.memory);
+            if let Some(c) = self.cur.as_mut().filter(|c| !c.finished && c.in_meminfo)
+                && meminfo_counters(t, &mut c.ev.memory)
+            {
                 c.idle = 0;
             }
             return;
@@ -288,20 +296,24 @@ impl Parser {
                 self.tentative = None;
             }
         }
-        if let Some(i) = finders().header.find(t) {
-            self.header(t, i, stamp);
-            return;
-        }
-        if t.starts_with(b"oom-killer: gfp_mask=") {
-            self.header(t, 0, stamp);
-            return;
-        }
-        if let Some(i) = finders().killed.find(t) {
-            self.killed(t, i, stamp);
-            return;
-        }
-        if let Some(i) = finders().kill.find(t) {
-            if i > 0 && (t[i - 1] == b'K' || t[i - 1] == b'k') {
+        // The needles below all hold "ill": one search rules them out on most lines.
+        if finders().ill.find(t).is_some() {
+            if let Some(i) = finders().header.find(t) {
+                self.header(t, i, stamp);
+                return;
+            }
+            if t.starts_with(b"oom-killer: gfp_mask=") {
+                self.header(t, 0, stamp);
+                return;
+            }
+            if let Some(i) = finders().killed.find(t) {
+                self.killed(t, i, stamp);
+                return;
+            }
+            if let Some(i) = finders().kill.find(t)
+                && i > 0
+                && (t[i - 1] == b'K' || t[i - 1] == b'k')
+            {
                 self.kill_process(t, i - 1, stamp);
                 return;
             }
@@ -419,8 +431,11 @@ impl Parser {
             return;
         }
         if !t.starts_with(b"Node ") && c.in_meminfo {
-            meminfo_counters(t, &mut c.ev.memory);
-            c.idle = 0;
+            // Only a line of Mem-Info's own keeps the report open: a report cut off inside
+            // Mem-Info must still go stale, not read the rest of the log line by line.
+            if meminfo_counters(t, &mut c.ev.memory) || mem_info_shaped(t) {
+                c.idle = 0;
+            }
             return;
         }
         if let Some(j) = finders().cpuset.find(t)
@@ -1082,8 +1097,10 @@ fn cpu_line(t: &[u8]) -> Option<(i64, Vec<u8>)> {
     Some((pid, trim_end(&c[..end]).to_vec()))
 }
 
-/// Global page counters of Mem-Info (`active_anon:N inactive_anon:N … free:N …`).
-fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) {
+/// Global page counters of Mem-Info (`active_anon:N inactive_anon:N … free:N …`). True when
+/// the line has a counter (`name:N`, the name in lower case, known or not).
+fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) -> bool {
+    let mut any = false;
     for w in t.split(|b| *b == b' ') {
         let Some(colon) = memchr::memchr(b':', w) else {
             continue;
@@ -1092,6 +1109,7 @@ fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) {
         if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
             continue;
         }
+        any |= !k.is_empty() && k.iter().all(|b| b.is_ascii_lowercase() || *b == b'_');
         let v = uint_at(v);
         match k {
             b"free" => m.free_pages = v,
@@ -1104,6 +1122,33 @@ fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) {
             _ => {}
         }
     }
+    any
+}
+
+/// The other lines `show_mem` prints in every era (kernel-oom-spec.md §4): page totals
+/// (`N pages RAM`), zone lines and per-CPU lists (`DMA per-cpu:`, `CPU    0: hi: …`),
+/// `lowmem_reserve[]:`, free lists and slab rows (ending in `kB`/`KB`), swap lines, the
+/// unreclaimable slab table's heading.
+fn mem_info_shaped(t: &[u8]) -> bool {
+    const STARTS: [&[u8]; 12] = [
+        b"lowmem_reserve",
+        b"Swap cache",
+        b"Free swap",
+        b"Total swap",
+        b"CPU ",
+        b"Unreclaimable slab",
+        b"Name ",
+        b"Active:",
+        b"DMA",
+        b"Normal",
+        b"HighMem",
+        b"Movable",
+    ];
+    let t = trim_end(t);
+    t.first().is_some_and(u8::is_ascii_digit)
+        || t.ends_with(b"kB")
+        || t.ends_with(b"KB")
+        || STARTS.iter().any(|s| t.starts_with(s))
 }
 
 /// One test per line kind of kernel-oom-spec.md §4, each era's format written out from the
@@ -1995,5 +2040,71 @@ mod tests {
             "oom_reaper: reaped process 1 (init), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB",
         ])
         .is_empty());
+    }
+
+    /// A report cut off inside Mem-Info goes stale like any other (it kept every later line
+    /// of the log in the line-by-line path, and a later `free:N` could overwrite its
+    /// counters); a long Mem-Info of the report's own (a slab table) keeps it open.
+    #[test]
+    fn mem_info_keeps_a_report_open_only_with_lines_of_its_own() {
+        let unrelated = "audit: type=1400 audit(1700000000.123:5): apparmor=\"ALLOWED\" operation=\"open\" pid=1 comm=\"x\"";
+        let mut p = Parser::new();
+        let s = Stamp::default();
+        for l in [
+            HEADER,
+            "Mem-Info:",
+            "active_anon:1 inactive_anon:2 isolated_anon:0",
+            " free:100 free_pcp:0",
+        ] {
+            p.push(l.as_bytes(), &s);
+        }
+        let mut read = 0;
+        while p.wants_all_lines() && read < 10_000 {
+            p.push(unrelated.as_bytes(), &s);
+            read += 1;
+        }
+        assert!(
+            read <= STALE_BEFORE_DUMP as usize + 1,
+            "read {read} unrelated lines"
+        );
+        p.push(b" free:5 free_pcp:0", &s);
+        // The next report (its header lost) is an event of its own, not merged into this one.
+        for l in [
+            "Task in /ltp killed as a result of limit of /ltp",
+            "memory: usage 132kB, limit 132kB, failcnt 9",
+            KILLED_54,
+        ] {
+            p.push(l.as_bytes(), &s);
+        }
+        let evs = p.finish();
+        assert_eq!(evs.len(), 2, "{evs:#?}");
+        assert_eq!(evs[0].memory.free_pages, Some(100));
+        assert!(evs[0].victim.is_none() && evs[0].memcg.is_none());
+        assert_eq!(evs[1].victim.as_ref().map(|v| v.pid), Some(114));
+        assert_eq!(evs[1].memcg.as_deref(), Some("/ltp"));
+
+        let mut lines = vec![
+            HEADER.to_string(),
+            "Mem-Info:".into(),
+            "active_anon:1 inactive_anon:2 isolated_anon:0".into(),
+            " free:100 free_pcp:0".into(),
+            "Node 0 DMA: 1*4kB (U) 0*8kB = 4kB".into(),
+            "lowmem_reserve[]: 0 1 2 3".into(),
+            "262014 pages RAM".into(),
+            "Unreclaimable slab info:".into(),
+            "Name                      Used          Total".into(),
+        ];
+        lines.extend((0..600).map(|i| format!("kmalloc-{i}             12KB         16KB")));
+        lines.extend([
+            "Tasks state (memory values in pages):".into(),
+            "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"
+                .into(),
+            "[    114]  1000   114    15650    15230   139264        0           300 hog".into(),
+            KILLED_54.into(),
+        ]);
+        let ev = one(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(ev.victim.as_ref().map(|v| v.pid), Some(114));
+        assert_eq!(ev.tasks.as_ref().map(Vec::len), Some(1));
+        assert_eq!(ev.memory.free_pages, Some(100));
     }
 }
