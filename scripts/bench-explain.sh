@@ -2,7 +2,8 @@
 # Benchmark (not a test): `oomguard explain --summary` against `grep -c` on a generated ~210 MB
 # kernel log (real-looking syslog/dmesg filler lines with a corpus OOM report every few hundred
 # lines), measured in the same run, runs interleaved; then peak RSS of `oomguard explain
-# --summary` on a ~1 GB log (/usr/bin/time -v). Prints the figures and ratios and writes them to
+# --summary` on a ~1 GB log (/usr/bin/time -v); and the log's filler alone, plain and after a
+# report cut off inside Mem-Info (which must not make the rest read line by line). Prints the figures and ratios and writes them to
 # docs/bench/explain.md. Generated logs go to a temporary directory (default /tmp) and are
 # removed at the end.
 # Usage: scripts/bench-explain.sh [MiB, default 200 (= 210 MB)] [corpus dir]
@@ -39,12 +40,14 @@ filler = [
 ]
 target = mb * 1024 * 1024
 size, t, n_reports = 0, 1.0, 0
-with open(out, 'wb', buffering=1 << 20) as f:
+# Beside it, the same filler with no report (out + ".filler").
+with open(out, 'wb', buffering=1 << 20) as f, open(out + ".filler", 'wb', buffering=1 << 20) as g:
     while size < target:
         chunk = []
         for _ in range(rnd.randint(300, 800)):
             t += 0.0001
             chunk.append(rnd.choice(filler) % (t, rnd.randint(1, 99999), rnd.randint(1, 99999)))
+        g.write(b"".join(chunk))
         chunk.append(rnd.choice(reports))
         n_reports += 1
         data = b"".join(chunk)
@@ -84,6 +87,23 @@ for _ in $(seq "$runs"); do
   echo "oomguard $(once "$bin" explain --summary "$log")" >> "$work/times"
 done
 events=$("$bin" explain --summary "$log" | tail -n +2 | wc -l)
+
+# The filler alone, plain and after a report cut off inside Mem-Info (a log excerpt, a crash
+# mid-report): what follows such a report must still be skimmed, not read line by line.
+cut=$work/cut.log
+{
+  printf '[    1.000000] hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n'
+  printf '[    1.000001] Mem-Info:\n'
+  printf '[    1.000002] active_anon:1 inactive_anon:2 isolated_anon:0\n'
+  printf '[    1.000003]  free:100 free_pcp:0 free_cma:0\n'
+  cat "$log.filler"
+} > "$cut"
+for _ in $(seq "$runs"); do
+  echo "filler $(once "$bin" explain --summary "$log.filler")" >> "$work/times"
+  echo "filler_cut $(once "$bin" explain --summary "$cut")" >> "$work/times"
+done
+filler_size=$(stat -c %s "$log.filler")
+rm -f "$cut" "$log.filler"
 kills=$(grep -c 'Killed process' "$log" || true)
 headers=$(grep -c 'invoked oom-killer' "$log" || true)
 
@@ -95,10 +115,11 @@ big_size=$(stat -c %s "$big")
 rss=$( { /usr/bin/time -v "$bin" explain --summary "$big" > /dev/null; } 2>&1 | awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}')
 rm -f "$big"
 
-python3 - "$size" "$events" "$kills" "$headers" "$big_size" "$rss" "$runs" "$work/times" "$(cat /proc/loadavg)" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" <<'PY' | tee docs/bench/explain.md
+python3 - "$size" "$events" "$kills" "$headers" "$big_size" "$rss" "$runs" "$work/times" "$(cat /proc/loadavg)" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$filler_size" <<'PY' | tee docs/bench/explain.md
 import sys, datetime
 size, events, kills, headers, big, rss, runs = (int(x) for x in sys.argv[1:8])
 times, load, rev = sys.argv[8], sys.argv[9], sys.argv[10]
+filler_mb = int(sys.argv[11]) / 1e6
 import statistics
 all_runs = {}
 for line in open(times):
@@ -128,5 +149,9 @@ for label, k in rows[:2]:
     mw, mc = med[k]
     print(f"- speed of oomguard / `{label}`: wall {w / ow:.2f}, CPU {c / oc if oc else 0:.2f} (target >= 0.50); "
           f"medians of the {runs} runs: wall {mw / med['oomguard'][0]:.2f}, CPU {mc / med['oomguard'][1]:.2f}")
+fw, fc = best["filler"]
+cw, cc = best["filler_cut"]
+print(f"- the log's {filler_mb:.0f} MB of filler alone: wall {fw:.4f} s; after a report cut off inside Mem-Info: "
+      f"wall {cw:.4f} s, CPU {cc:.4f} s ({cw / fw:.2f} of the plain filler's wall time)")
 print(f"- peak RSS of `oomguard explain --summary` on {big / 1e6:.0f} MB: {rss} kB = {rss / 1024:.1f} MiB (target <= 8 MiB)")
 PY
