@@ -151,7 +151,8 @@ for label, k in rows[:2]:
           f"medians of the {runs} runs: wall {mw / med['oomguard'][0]:.2f}, CPU {mc / med['oomguard'][1]:.2f}")
 fw, fc = best["filler"]
 cw, cc = best["filler_cut"]
-print(f"- the log's {filler_mb:.0f} MB of filler alone: wall {fw:.4f} s; after a report cut off inside Mem-Info: "
-      f"wall {cw:.4f} s, CPU {cc:.4f} s ({cw / fw:.2f} of the plain filler's wall time)")
+print(f"- the log's {filler_mb:.0f} MB of filler alone: wall {fw:.4f} s, CPU {fc:.4f} s; after a report cut off "
+      f"inside Mem-Info: wall {cw:.4f} s, CPU {cc:.4f} s ({cw / fw:.2f} of the plain filler's wall time, "
+      f"{cc / fc if fc else 0:.2f} of its CPU time)")
 print(f"- peak RSS of `oomguard explain --summary` on {big / 1e6:.0f} MB: {rss} kB = {rss / 1024:.1f} MiB (target <= 8 MiB)")
 PY

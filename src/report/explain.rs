@@ -579,46 +579,109 @@ fn why_line(ev: &OomEvent, a: &Analysis) -> Option<String> {
     ))
 }
 
-/// One line for `--summary`: time, kind, victim, size, who asked, cgroup.
+/// One line for `--summary`: time, kind, victim, size, who asked, cgroup. Written into one
+/// string (a log of thousands of events prints thousands of these).
 pub fn summary_line(ev: &OomEvent) -> String {
+    let mut s = String::with_capacity(128);
     let t = &ev.time;
-    let time = t
-        .wallclock
-        .clone()
-        .or(t.monotonic_s.map(|m| format!("{m:.3}")))
-        .unwrap_or_else(|| "-".into());
+    match (&t.wallclock, t.monotonic_s) {
+        (Some(w), _) => s.push_str(w),
+        (None, Some(m)) => {
+            let _ = write!(s, "{m:.3}");
+        }
+        (None, None) => s.push('-'),
+    }
     let kind = ev.kind.map_or("-", |k| k.as_str());
-    let victim = match (&ev.victim, &ev.chosen) {
-        (Some(v), _) => format!("{}[{}]", v.comm.as_deref().unwrap_or("?"), v.pid),
-        (None, Some(c)) => format!("chosen {}[{}]", c.comm.as_deref().unwrap_or("?"), c.pid),
-        (None, None) => "-".into(),
-    };
-    let rss = ev
-        .victim
-        .as_ref()
-        .and_then(|v| {
-            let a = v.anon_rss_kb?;
-            Some(a + v.file_rss_kb.unwrap_or(0) + v.shmem_rss_kb.unwrap_or(0))
-        })
-        .map(size_kb)
-        .unwrap_or_else(|| "-".into());
-    let by = ev
-        .invoker
-        .as_ref()
-        .map(|i| match i.pid {
-            Some(p) => format!("{}[{p}]", i.comm),
-            None => i.comm.clone(),
-        })
-        .unwrap_or_else(|| "-".into());
-    let extra = if ev.also_killed.is_empty() {
-        String::new()
-    } else {
-        format!(" +{} killed", ev.also_killed.len())
-    };
-    let cg = ev
-        .memcg
-        .as_deref()
-        .or(ev.task_memcg.as_deref())
-        .unwrap_or("-");
-    format!("{time}  {kind:<11}  {victim}{extra}  rss {rss}  by {by}  cgroup {cg}")
+    let _ = write!(s, "  {kind:<11}  ");
+    match (&ev.victim, &ev.chosen) {
+        (Some(v), _) => {
+            let _ = write!(s, "{}[{}]", v.comm.as_deref().unwrap_or("?"), v.pid);
+        }
+        (None, Some(c)) => {
+            let _ = write!(s, "chosen {}[{}]", c.comm.as_deref().unwrap_or("?"), c.pid);
+        }
+        (None, None) => s.push('-'),
+    }
+    if !ev.also_killed.is_empty() {
+        let _ = write!(s, " +{} killed", ev.also_killed.len());
+    }
+    s.push_str("  rss ");
+    let rss = ev.victim.as_ref().and_then(|v| {
+        let a = v.anon_rss_kb?;
+        Some(
+            a.saturating_add(v.file_rss_kb.unwrap_or(0))
+                .saturating_add(v.shmem_rss_kb.unwrap_or(0)),
+        )
+    });
+    match rss {
+        Some(kb) => {
+            let _ = write!(s, "{}", crate::values::HumanKb(kb));
+        }
+        None => s.push('-'),
+    }
+    s.push_str("  by ");
+    match &ev.invoker {
+        Some(i) => {
+            s.push_str(&i.comm);
+            if let Some(p) = i.pid {
+                let _ = write!(s, "[{p}]");
+            }
+        }
+        None => s.push('-'),
+    }
+    s.push_str("  cgroup ");
+    s.push_str(
+        ev.memcg
+            .as_deref()
+            .or(ev.task_memcg.as_deref())
+            .unwrap_or("-"),
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Invoker, Kill, Time};
+
+    #[test]
+    fn summary_line_fields_and_sizes_no_log_can_overflow() {
+        let mut ev = OomEvent {
+            kind: Some(Kind::Memcg),
+            time: Time {
+                monotonic_s: Some(12.3456),
+                ..Default::default()
+            },
+            invoker: Some(Invoker {
+                comm: "stress".into(),
+                pid: Some(4242),
+                oom_score_adj: None,
+            }),
+            victim: Some(Kill {
+                pid: 4242,
+                comm: Some("stress".into()),
+                anon_rss_kb: Some(2048),
+                file_rss_kb: Some(1024),
+                ..Default::default()
+            }),
+            memcg: Some("/app.slice".into()),
+            ..Default::default()
+        };
+        ev.also_killed.push(Kill::default());
+        assert_eq!(
+            summary_line(&ev),
+            "12.346  memcg        stress[4242] +1 killed  rss 3.0 MiB  by stress[4242]  cgroup /app.slice"
+        );
+        // Sizes from a damaged or hostile log add up without wrapping to a small number.
+        let v = ev.victim.as_mut().unwrap();
+        v.anon_rss_kb = Some(u64::MAX);
+        v.shmem_rss_kb = Some(2);
+        let line = summary_line(&ev);
+        assert!(
+            line.contains(&format!("rss {}", size_kb(u64::MAX))),
+            "{line}"
+        );
+        let empty = summary_line(&OomEvent::default());
+        assert_eq!(empty, "-  -            -  rss -  by -  cgroup -");
+    }
 }
