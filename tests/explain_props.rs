@@ -149,3 +149,54 @@ proptest! {
         }
     }
 }
+
+/// A report cut off after any of its lines (a log excerpt, a crash or reboot mid-report) is
+/// read line by line only for a bounded stretch of unrelated lines after it, never for the
+/// rest of the log: each report of the fixtures (and the corpus when present), cut after each
+/// of its lines, then unrelated kernel lines. (A report cut inside Mem-Info kept every later
+/// line on the slow path, and the next report merged into it.)
+#[test]
+fn a_report_cut_off_anywhere_is_read_line_by_line_for_a_bounded_stretch() {
+    use oomguard::report::lines::LogLines;
+    use oomguard::report::parse::Parser;
+    // The longest stretch of unrelated lines an open report is kept for (the parser's stale
+    // limit before a task dump, 400), with room for a line of the cut report itself.
+    const BOUND: usize = 402;
+    let unrelated: &[&[u8]] = &[
+        b"audit: type=1400 audit(1700000000.123:7): apparmor=\"ALLOWED\" operation=\"open\" pid=9 comm=\"x\"",
+        b"EXT4-fs (sda1): mounted filesystem with ordered data mode. Quota mode: none.",
+        b"e1000e 0000:00:1f.6 eth0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: None",
+    ];
+    let logs = crate::explain_corpus::all_report_logs();
+    assert!(!logs.is_empty(), "no report logs to cut");
+    let mut cuts = 0;
+    for log in &logs {
+        let text = std::fs::read(log).unwrap();
+        // The report's kernel messages, prefixes removed.
+        let mut msgs: Vec<Vec<u8>> = Vec::new();
+        let mut lines = LogLines::new(&text[..]);
+        while let Some(l) = lines.next_line(false).unwrap() {
+            msgs.push(l.msg.to_vec());
+        }
+        for k in 1..=msgs.len() {
+            let mut p = Parser::new();
+            for m in &msgs[..k] {
+                p.push(m, &Default::default());
+            }
+            let mut read = 0;
+            while p.wants_all_lines() && read < 10 * BOUND {
+                p.push(unrelated[read % unrelated.len()], &Default::default());
+                read += 1;
+            }
+            assert!(
+                read <= BOUND,
+                "{}: cut after message {k} of {} ({:?}), still read line by line after {read} unrelated lines",
+                log.display(),
+                msgs.len(),
+                String::from_utf8_lossy(&msgs[k - 1]),
+            );
+            cuts += 1;
+        }
+    }
+    assert!(cuts > 0);
+}
