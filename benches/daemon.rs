@@ -405,6 +405,10 @@ fn earlyoom(args: &[&str]) -> Command {
 /// (`decide::trigger`: the headroom at 6 GiB/s, from 5 ms). `OOMGUARD_BENCH_GAP_MS` sets another.
 const SLICE_GAP_MS: u64 = 5;
 
+/// The rescans near the line measured in a row in each paired round, 500 ms apart: 5.5 s,
+/// longer than `FULL_RESCAN_EVERY`.
+const PAIRED_RESCANS: usize = 11;
+
 /// Scan + choice and the daemons at the trigger, for `n` processes. Markdown on stdout.
 fn inner_scan(n: usize, tmp: &Path) {
     let q = quick();
@@ -476,7 +480,63 @@ fn inner_scan(n: usize, tmp: &Path) {
     // notifications (a `ppoll` of none pending here: an eventfd nobody signals) and, every
     // 50 ms, the kernel's OOM kill counter. The looks are counted; here none stops the scan.
     let nothing = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    let look_once = |scope: &mut Scope, kernel_looked: &mut Instant| {
+        let mut fds = [rustix::event::PollFd::new(
+            &nothing,
+            rustix::event::PollFlags::IN,
+        )];
+        assert_eq!(
+            rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())).unwrap(),
+            0
+        );
+        std::hint::black_box(scope.memory().unwrap());
+        if kernel_looked.elapsed() >= Duration::from_millis(50) {
+            *kernel_looked = Instant::now();
+            std::hint::black_box(scope.kernel_oom_kills());
+        }
+        false
+    };
+    // The rescan near the line as the daemon does it now (`Daemon::tick`:
+    // `Ranker::refresh_near`): bounded while the last full scan is under FULL_RESCAN_EVERY old
+    // and little was allocated since (only newcomers and the rows that could overtake the best
+    // are read), else in full. Returns its CPU, its looks, whether it was bounded and how many
+    // processes it read.
     let near = |reader: &mut ProcReader, scope: &mut Scope, ranker: &mut Ranker| {
+        let t0 = thread_cpu();
+        let mem = scope.memory().unwrap();
+        let basis = ScanBasis {
+            totalpages: mem.totalpages(reader.page_kb),
+            swap_in_use: mem.swap_total_kb > mem.swap_free_kb,
+            pgalloc: scope.pgalloc(),
+        };
+        let mut looks = 0;
+        let mut kernel_looked = Instant::now();
+        let done = ranker.refresh_near(
+            reader,
+            scope,
+            &policy,
+            basis,
+            oomguard::daemon::NEAR_SCAN_LOOK,
+            |scope| {
+                looks += 1;
+                look_once(scope, &mut kernel_looked)
+            },
+        );
+        assert!(done.finished, "a look stopped the scan");
+        let sel = ranker.select(
+            reader,
+            &policy,
+            basis.pgalloc.saturating_sub(ranker.pgalloc_at_scan()),
+        );
+        assert!(
+            sel.victim.is_some(),
+            "no victim after the rescan near the line"
+        );
+        (thread_cpu() - t0, looks, done.bounded, done.looked)
+    };
+    // The full rescan near the line (what `near` does every FULL_RESCAN_EVERY, or after much
+    // allocation; what the daemon did at every rescan there before).
+    let near_full = |reader: &mut ProcReader, scope: &mut Scope, ranker: &mut Ranker| {
         let t0 = thread_cpu();
         let mem = scope.memory().unwrap();
         let basis = ScanBasis {
@@ -494,21 +554,7 @@ fn inner_scan(n: usize, tmp: &Path) {
             oomguard::daemon::NEAR_SCAN_LOOK,
             |scope| {
                 looks += 1;
-                let mut fds = [rustix::event::PollFd::new(
-                    &nothing,
-                    rustix::event::PollFlags::IN,
-                )];
-                assert_eq!(
-                    rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default()))
-                        .unwrap(),
-                    0
-                );
-                std::hint::black_box(scope.memory().unwrap());
-                if kernel_looked.elapsed() >= Duration::from_millis(50) {
-                    kernel_looked = Instant::now();
-                    std::hint::black_box(scope.kernel_oom_kills());
-                }
-                false
+                look_once(scope, &mut kernel_looked)
             },
         );
         assert!(done.finished, "a look stopped the scan");
@@ -577,8 +623,15 @@ fn inner_scan(n: usize, tmp: &Path) {
             // The rescan near the line, and the same in slices (as the daemon did it before),
             // alternating.
             for _ in 0..(if q { 2 } else { 4 }) {
-                let (cpu, n) = near(&mut reader, &mut scope, &mut ranker);
+                // Right after a full scan (the previous measurement's), as near the line
+                // between two full ones.
+                let (cpu, n, bounded, looked) = near(&mut reader, &mut scope, &mut ranker);
                 r.near.push(cpu.as_secs_f64() * 1e3);
+                r.near_looks = n;
+                r.near_bounded = bounded;
+                r.near_read = looked;
+                let (cpu, n) = near_full(&mut reader, &mut scope, &mut ranker);
+                r.near_full.push(cpu.as_secs_f64() * 1e3);
                 r.looks = n;
                 let (cpu, n) = sliced(&mut reader, &mut scope, &mut ranker);
                 r.in_slices.push(cpu.as_secs_f64() * 1e3);
@@ -689,12 +742,14 @@ fn inner_scan(n: usize, tmp: &Path) {
     let pl_dec = pl_cpu.as_secs_f64() * 1e3 / pl_n as f64;
     // 3. The /proc rescan near the line and earlyoom, alternately, in rounds: each round
     // scans a new table eleven times (as `run` does before its warm rows), then measures the
-    // rescan near the line four times, each after the half second the daemon waits between
-    // rescans near the levels (`Daemon::tick`: a table older than 500 ms), and right after
-    // that earlyoom's CPU per selection over a window of its own. Each round's ratio pairs
+    // rescan near the line PAIRED_RESCANS times, each after the half second the daemon waits
+    // between rescans near the levels (`Daemon::tick`: a table older than 500 ms), over more
+    // than FULL_RESCAN_EVERY, so its full rescans are in the mean with its bounded ones, and
+    // right after that earlyoom's CPU per selection over a window of its own. Each round's ratio pairs
     // figures taken seconds apart, so a load on the shared machine that comes and goes moves
     // both sides of it.
     let mut paired = Vec::new();
+    let mut paired_full = Vec::new();
     for _ in 0..(if q { 2 } else { 3 }) {
         let mut reader = ProcReader::open(&root).unwrap();
         let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
@@ -702,12 +757,18 @@ fn inner_scan(n: usize, tmp: &Path) {
         for _ in 0..11 {
             decide(&mut reader, &mut scope, &mut ranker);
         }
-        let ours: Vec<f64> = (0..4)
+        // Rescans near the line for longer than FULL_RESCAN_EVERY, half a second apart: the
+        // bounded ones and the full one(s) among them, as the daemon does them there.
+        let mut full = 0;
+        let ours: Vec<f64> = (0..PAIRED_RESCANS)
             .map(|_| {
                 std::thread::sleep(Duration::from_millis(500));
-                near(&mut reader, &mut scope, &mut ranker).0.as_secs_f64() * 1e3
+                let (cpu, _, bounded, _) = near(&mut reader, &mut scope, &mut ranker);
+                full += usize::from(!bounded);
+                cpu.as_secs_f64() * 1e3
             })
             .collect();
+        paired_full.push(full);
         let (lines, cpu, all) = measure(Daemon::spawn(&mut earlyoom(&[
             "-m", "99", "-s", "99", "-r", "0",
         ])));
@@ -720,7 +781,10 @@ fn inner_scan(n: usize, tmp: &Path) {
             "earlyoom made no selection in a paired round; it printed: {:?}",
             &all[..all.len().min(20)]
         );
-        paired.push((median(&ours), cpu.as_secs_f64() * 1e3 / n as f64));
+        paired.push((
+            ours.iter().sum::<f64>() / ours.len() as f64,
+            cpu.as_secs_f64() * 1e3 / n as f64,
+        ));
     }
     drop(kids);
     group.remove();
@@ -737,22 +801,46 @@ fn inner_scan(n: usize, tmp: &Path) {
             "cgroup scope (the same processes in one group), the task iterator listing the group's",
         ),
     ] {
-        let (c, w, sl, f, nl) = (
+        let (c, w, sl, f, nl, nf) = (
             median(&r.cold),
             median(&r.warm),
             median(&r.in_slices),
             median(&r.first),
             median(&r.near),
+            median(&r.near_full),
         );
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let how_near = if r.near_bounded {
+            format!(
+                "bounded: {} of {} processes read (newcomers, and the rows that could overtake the best with the pages allocated since the last full scan), {} look{}",
+                r.near_read,
+                r.seen,
+                r.near_looks,
+                plural(r.near_looks)
+            )
+        } else {
+            format!(
+                "in full (the iterator's pass gives every row), {} look{}",
+                r.near_looks,
+                plural(r.near_looks)
+            )
+        };
         println!(
-            "| scan + choice, {how}, warm: the rescan near the line, in one go with {} look{} at memory, notifications and the kernel's kills (median of {}) | {nl:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
-            r.looks,
-            if r.looks == 1 { "" } else { "s" },
+            "| scan + choice, {how}, warm: the rescan near the line as the daemon does it between two full ones, {how_near} (median of {}) | {nl:.2} | {eo_sel:.2} ({eo_n} selections) | {} |",
             r.near.len(),
             ratio(nl, eo_sel)
         );
         println!(
-            "| the same rescan in {} slice{} of 2 ms {gap_ms} ms apart, one per wake-up, as the daemon did it before (median of {}) | {sl:.2} | {eo_sel:.2} | {} |",
+            "| the full rescan near the line (at least every {} s there, and after 1/{} of the pages allocated since the last), in one go with {} look{} at memory, notifications and the kernel's kills (median of {}) | {nf:.2} | {eo_sel:.2} | {} |",
+            oomguard::decide::victim::FULL_RESCAN_EVERY.as_secs(),
+            oomguard::decide::victim::BOUNDED_GROWTH_SHARE,
+            r.looks,
+            plural(r.looks),
+            r.near_full.len(),
+            ratio(nf, eo_sel)
+        );
+        println!(
+            "| the same full rescan in {} slice{} of 2 ms {gap_ms} ms apart, one per wake-up, as the daemon did it before (median of {}) | {sl:.2} | {eo_sel:.2} | {} |",
             r.slices,
             if r.slices == 1 { "" } else { "s" },
             r.in_slices.len(),
@@ -774,20 +862,25 @@ fn inner_scan(n: usize, tmp: &Path) {
             ratio(c, eo_sel)
         );
     }
-    let (fl, pw, pn) = (median(&floor), median(&pr.warm), median(&pr.near));
+    let (fl, pw, pn) = (median(&floor), median(&pr.warm), median(&pr.near_full));
     println!(
         "| the floor under any scan of /proc: listing it and one open, read and close of each process's `statm`, nothing else (no parsing, no table, no choice) (median of {}) | {fl:.2} | {eo_sel:.2} | {} |",
         floor.len(),
         ratio(fl, eo_sel)
     );
     println!(
-        "| hence the /proc rescan over that floor: {} near the line, {} in one go without looks | | | |",
+        "| hence the full /proc rescan over that floor: {} near the line, {} in one go without looks | | | |",
         ratio(pn, fl),
         ratio(pw, fl)
     );
     let ratios: Vec<f64> = paired.iter().map(|&(o, e)| o / e).collect();
     println!(
-        "| paired rounds, /proc: the rescan near the line (median of 4, each 500 ms after the last) and earlyoom per selection right after it, in {} rounds: {} | {:.2} | {:.2} | {:.2} (median of the rounds' ratios; {:.2}–{:.2}) |",
+        "| paired rounds, /proc: the rescans near the line as the daemon does them, mean CPU of {PAIRED_RESCANS}, each 500 ms after the last (full ones among them: {}), and earlyoom per selection right after them, in {} rounds: {} | {:.2} | {:.2} | {:.2} (median of the rounds' ratios; {:.2}–{:.2}) |",
+        paired_full
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         paired.len(),
         paired
             .iter()
@@ -895,6 +988,10 @@ struct Runs {
     warm: Vec<f64>,
     in_slices: Vec<f64>,
     near: Vec<f64>,
+    near_full: Vec<f64>,
+    near_looks: usize,
+    near_bounded: bool,
+    near_read: usize,
     load: Vec<f64>,
     slices: usize,
     looks: usize,
@@ -1152,7 +1249,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), first with the kernel's task iterator (`sense::tasks`: one BPF pass gives every process's figures; what the daemon uses system-wide where it may load it), then reading every process's `statm` from /proc (what it does on a kernel without BTF, without CAP_BPF and CAP_PERFMON, which the shipped unit grants, or in a cgroup scope whose processes number under 1 in 12 of the machine's threads), then as the daemon of a cgroup scope whose group holds the same processes (the iterator's program for that group lists them; the first listing counts them in `cgroup.procs`); loading the iterator, once per daemon at its start, is not part of a scan and has its row; on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row of each kind is the rescan the daemon does near the line: in one go, with a look every 2 ms at the scope's memory, a `ppoll` of its notifications and, every 50 ms, the kernel's OOM kill counter (`daemon::NearLook`; the looks are counted, and none stops the scan here). The second is how the daemon did that rescan before, measured alternately with the first: in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`), each slice starting on caches that other work used meanwhile. The third is a scan in one go without looks (what a choice on a stale table does). All are rescans of a table whose rows are all known, as in a daemon that has watched these processes for ten scans: a process new to the table is learnt from `statm` and `oom_score_adj`, and one of the next ten rescans reads its `status` (page tables) once; the fourth row is those ten rescans. After that a row's `status` is read again only when its resident set moved by more than an eighth (`decide::victim`). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
+        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), first with the kernel's task iterator (`sense::tasks`: one BPF pass gives every process's figures; what the daemon uses system-wide where it may load it), then reading every process's `statm` from /proc (what it does on a kernel without BTF, without CAP_BPF and CAP_PERFMON, which the shipped unit grants, or in a cgroup scope whose processes number under 1 in 12 of the machine's threads), then as the daemon of a cgroup scope whose group holds the same processes (the iterator's program for that group lists them; the first listing counts them in `cgroup.procs`); loading the iterator, once per daemon at its start, is not part of a scan and has its row; on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row of each kind is the rescan the daemon does near the line, every half second there, between two full ones (`Ranker::refresh_near`): reading /proc it is bounded, the processes listed again (newcomers learnt, leavers dropped) and only the rows re-read that could overtake the best one with the pages allocated system-wide since the last full scan (the bound the choice uses, `decide::victim`), best first; with the task iterator it is a full rescan (the pass gives every row). The second is the full rescan near the line, which the daemon does there at least every 5 s and once 1/40 of the pages were allocated since the last: in one go, with a look every 2 ms at the scope's memory, a `ppoll` of its notifications and, every 50 ms, the kernel's OOM kill counter (`daemon::NearLook`; the looks are counted, and none stops the scan here). The paired rounds time the rescans near the line as they come, bounded and full, for 5.5 s (their mean is what the daemon spends per rescan there while little is allocated; with much allocated, every rescan is full, the second row). The third is the full rescan as the daemon did it before, in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`), each slice starting on caches that other work used meanwhile, measured alternately with the first two. The fourth is a scan in one go without looks (what a choice on a stale table does). All are rescans of a table whose rows are all known, as in a daemon that has watched these processes for ten scans: a process new to the table is learnt from `statm` and `oom_score_adj`, and one of the next ten rescans reads its `status` (page tables) once; the fifth row is those ten rescans. After that a row's `status` is read again only when its resident set moved by more than an eighth (`decide::victim`). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
         loadavg()
     );
     println!("{}", md.lines().last().unwrap_or_default());

@@ -506,7 +506,10 @@ pub const BREATH: Breath = Breath {
     pause: Duration::from_millis(1),
 };
 
-/// The oldest table a choice uses without a rescan (`Daemon::select_watching`).
+/// The oldest table a choice uses without a rescan (`Daemon::select_watching`): its age is
+/// that of its last listing, by a full scan or a bounded rescan near the levels, whose rows it
+/// passed over are as old as the last full scan (at most `victim::FULL_RESCAN_EVERY` before),
+/// within the growth bound the choice allows for.
 const TABLE_MAX_AGE: Duration = Duration::from_secs(2);
 
 /// When start-up is over, side threads included (the log writers and the read-ahead thread
@@ -962,7 +965,9 @@ impl Daemon {
                 kernel_looked: Instant::now(),
                 stop: &self.flags.stop,
             };
-            let done = self.ranker.refresh_until(
+            // Bounded when it can be: newcomers and the rows that could overtake the best
+            // re-read, the rest allowed for by what was allocated since the last full scan.
+            let done = self.ranker.refresh_near(
                 &mut self.reader,
                 &mut self.scope,
                 &self.s.policy,
@@ -976,7 +981,11 @@ impl Daemon {
             // Memory is near the levels but not below: read the likely victims' command lines
             // now, while that is still safe (see `victim_details`).
             if done.finished && self.details.is_some() {
-                let sel = self.ranker.select(&mut self.reader, &self.s.policy, 0);
+                // After a bounded rescan the rows it passed over are as old as the last full
+                // scan: the choice allows for what was allocated since (a scan under way has
+                // a default basis: 0).
+                let growth = basis.pgalloc.saturating_sub(self.ranker.pgalloc_at_scan());
+                let sel = self.ranker.select(&mut self.reader, &self.s.policy, growth);
                 self.prefetch_details(&sel);
             }
         }

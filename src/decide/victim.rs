@@ -43,6 +43,21 @@
 //! [`Ranker::relist_watching`] lists the processes again and reads only the newcomers (a
 //! process started since has no such bound).
 //!
+//! The rescan near the levels, every half second there ([`Ranker::refresh_near`]), uses the
+//! same bound: between two full scans it lists the processes again (newcomers read, leavers
+//! dropped) and re-reads only the rows that could overtake the best one with the pages
+//! allocated since the last full scan, best first. A full scan follows when the last one is
+//! [`FULL_RESCAN_EVERY`] old, when more than 1/[`BOUNDED_GROWTH_SHARE`] of the scope's pages
+//! (memory and swap) was allocated since it, when more than [`BOUNDED_MAX_NEW`] PIDs were handed
+//! out since the last listing, when the PID counter wrapped or cannot be read, when the table
+//! is stale (after a kill, a reload, a scan the kernel's OOM killer interrupted) and while a
+//! full scan is under way; with the task iterator every rescan is full (its pass gives every
+//! row). So near the levels a row the bound rules out keeps its figures, and its
+//! `oom_score_adj`, for up to that long: what the bound does not cover (pages mapped from
+//! memory, an `oom_score_adj` raised) is seen at the next full scan, as the choice sees it at
+//! its next read. A bounded rescan counts as a scan for the detail reads below: where nine
+//! rescans in ten are bounded, the full one re-reads the `oom_score_adj` of most rows.
+//!
 //! Who may be chosen, the score and the tie-break are [`super::order`]'s, shared with `top`.
 
 use std::collections::HashMap;
@@ -317,6 +332,33 @@ pub struct SliceDone {
     pub finished: bool,
 }
 
+/// What a rescan near the levels did ([`Ranker::refresh_near`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearRescan {
+    /// Processes read: in a bounded rescan, the newcomers and the rows that could overtake
+    /// the best; in a full one (or its part done here), every listed process.
+    pub looked: usize,
+    /// The rescan is done (the table's age starts over).
+    pub finished: bool,
+    /// It was bounded: the processes listed again, and only the rows that could overtake the
+    /// best one re-read (`false`: a full rescan, or its part done in this call).
+    pub bounded: bool,
+}
+
+/// The longest the rescan near the levels goes on bounded ([`Ranker::refresh_near`]) before
+/// it reads every process again: ten of its rescans, half a second apart.
+pub const FULL_RESCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// The most PIDs handed out since the last listing with which a rescan near the levels is
+/// still bounded ([`Ranker::refresh_near`]): its newcomers are learnt without a look at memory.
+pub const BOUNDED_MAX_NEW: u32 = 128;
+
+/// The most allocated since the last full scan, as a share of the scope's pages (1 in this),
+/// with which a rescan near the levels is still bounded: half of what a choice takes from the
+/// table without relisting (`daemon::Daemon::select_watching`), so that a decision after a
+/// bounded rescan keeps its short way.
+pub const BOUNDED_GROWTH_SHARE: u64 = 40;
+
 /// The outcome of a choice.
 #[derive(Debug, Default)]
 pub struct Selection {
@@ -387,7 +429,12 @@ pub struct Ranker {
     tids: Vec<i32>,
     generation: u32,
     self_pid: i32,
+    /// When the table's processes were last listed with every row read or bounded: by a full
+    /// scan, or a bounded rescan ([`Ranker::refresh_near`]).
     scanned_at: Option<Instant>,
+    /// When the last full scan listed the processes (every row read then).
+    full_at: Option<Instant>,
+    /// The kernel's page allocation counter at the last full scan: the growth bound's start.
     pgalloc_at_scan: u64,
     /// A scan done in slices ([`Ranker::refresh_slice`]) that is not finished yet.
     partial: Option<Partial>,
@@ -511,6 +558,7 @@ impl Ranker {
             generation: 0,
             self_pid: std::process::id() as i32,
             scanned_at: None,
+            full_at: None,
             pgalloc_at_scan: 0,
             partial: None,
             last_pid: None,
@@ -531,7 +579,9 @@ impl Ranker {
         self.unread
     }
 
-    /// Time since the last full scan (`None`: never scanned).
+    /// Time since the table's processes were last listed with every row read or bounded: by
+    /// a full scan, or a bounded rescan near the levels ([`Ranker::refresh_near`]) (`None`:
+    /// never scanned, or stale).
     pub fn age(&self) -> Option<Duration> {
         self.scanned_at.map(|t| t.elapsed())
     }
@@ -712,6 +762,11 @@ impl Ranker {
     /// no such bound, so it is read. At a decision after much allocation this replaces the
     /// full rescan, which costs one `statm` read per known process at nice −20.
     ///
+    /// A known PID among those handed out since the last listing (above the kernel's last
+    /// handed-out PID then, up to it now) is learnt afresh: once the counter has gone round,
+    /// the kernel hands out the free PIDs above it, those of processes that ended since among
+    /// them.
+    ///
     /// Returns `Some(false)`, having done nothing, when the table has no scan to go on from or
     /// a known PID may since name someone else: the kernel's last handed-out PID fell since the
     /// last listing (the counter wrapped at `pid_max`) or cannot be read. (A whole turn of the
@@ -726,15 +781,43 @@ impl Ranker {
         basis: ScanBasis,
         oom_kills: Option<u64>,
     ) -> Option<bool> {
+        self.relist(reader, scope, policy, basis, oom_kills)
+            .map(|n| n.is_some())
+    }
+
+    /// [`Ranker::relist_watching`], saying how many newcomers it learnt: `Some(None)` when it
+    /// did nothing.
+    fn relist(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        basis: ScanBasis,
+        oom_kills: Option<u64>,
+    ) -> Option<Option<usize>> {
+        self.relist_at_most(reader, scope, policy, basis, oom_kills, u32::MAX)
+    }
+
+    /// [`Ranker::relist`], doing nothing (`Some(None)`) when more than `max_new` PIDs were
+    /// handed out since the last listing.
+    fn relist_at_most(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        basis: ScanBasis,
+        oom_kills: Option<u64>,
+        max_new: u32,
+    ) -> Option<Option<usize>> {
         if self.scanned_at.is_none() {
-            return Some(false);
+            return Some(None);
         }
         let (Some(before), Some(load)) = (self.last_pid, reader.loadavg()) else {
-            return Some(false);
+            return Some(None);
         };
         let now = load.last_pid;
-        if now < before {
-            return Some(false);
+        if now < before || (now - before) as u32 > max_new {
+            return Some(None);
         }
         // The rows' values stay those of the last scan; only the membership is new.
         self.partial = None;
@@ -744,6 +827,7 @@ impl Ranker {
         self.list(reader, scope, Some(load.threads));
         let generation = self.generation;
         let mut watch = KernelWatch::new(oom_kills);
+        let mut learnt = 0;
         for i in 0..self.pids.len() {
             if watch.acted(scope) {
                 self.scanned_at = None;
@@ -753,16 +837,25 @@ impl Ranker {
             if i % 8 == 0 && !self.rows.is_empty() {
                 crate::sense::breath::tick();
             }
+            // A PID handed out since the last listing names a process started since. Known
+            // under it, it belonged to an older one: once the counter has gone round, the
+            // kernel hands out the free PIDs above it, among them those of processes that
+            // ended since (`idr_alloc_cyclic`).
+            let handed_out = pid > before && pid <= now;
             match self.table.get_mut(pid) {
-                Some(slot) => slot.e.seen_gen = generation,
-                None => {
+                Some(slot) if !handed_out => slot.e.seen_gen = generation,
+                known => {
+                    if known.is_some() {
+                        self.forget(pid);
+                    }
                     let row = self.rows.get(i).copied();
-                    self.learn(reader, policy, pid, basis.swap_in_use, row)
+                    self.learn(reader, policy, pid, basis.swap_in_use, row);
+                    learnt += 1;
                 }
             }
         }
         self.drop_unseen();
-        Some(true)
+        Some(Some(learnt))
     }
 
     /// The scan of [`Ranker::refresh`] spread over calls: each call goes on where the last one
@@ -844,6 +937,120 @@ impl Ranker {
             looked: p.next - start,
             finished: true,
         }
+    }
+
+    /// The rescan near the levels, every half second there (`daemon::Daemon::tick`). Reading
+    /// from `/proc`, it is bounded when it can be: the processes are listed again (newcomers
+    /// learnt, leavers dropped, as [`Ranker::relist_watching`] does) and only the rows that
+    /// could now overtake the best one are re-read, best first, until the next row's estimate
+    /// plus the pages allocated since the last full scan (what it can have taken since, the
+    /// bound [`Ranker::select`] uses) is below the best score read. It is a full rescan
+    /// ([`Ranker::refresh_until`]) instead when a scan is under way, the last full scan is
+    /// [`FULL_RESCAN_EVERY`] old, more than 1/[`BOUNDED_GROWTH_SHARE`] of the scope's pages
+    /// was allocated since it, more than [`BOUNDED_MAX_NEW`] PIDs were handed out since the
+    /// last listing, the processes cannot be relisted (a stale table, the PID counter wrapped
+    /// or unreadable), or the table comes from the kernel's task iterator (whose pass gives every
+    /// row fresh for the cost of a listing). A bounded rescan sets the table's age, not its
+    /// growth bound, which stays that of the last full scan. `stop` is asked as in
+    /// [`Ranker::refresh_until`]; a bounded rescan it stops is dropped (the rows it re-read
+    /// stay fresher) and not marked done.
+    pub fn refresh_near(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        basis: ScanBasis,
+        every: Duration,
+        mut stop: impl FnMut(&mut Scope) -> bool,
+    ) -> NearRescan {
+        let bounded_due = self.partial.is_none()
+            && self.rows.is_empty()
+            && self
+                .full_at
+                .is_some_and(|t| t.elapsed() < FULL_RESCAN_EVERY)
+            && basis.pgalloc.saturating_sub(self.pgalloc_at_scan)
+                <= basis.totalpages / BOUNDED_GROWTH_SHARE;
+        if bounded_due
+            && let Some(done) = self.rescan_bounded(reader, scope, policy, basis, every, &mut stop)
+        {
+            return done;
+        }
+        let done = self.refresh_until(reader, scope, policy, basis, every, stop);
+        NearRescan {
+            looked: done.looked,
+            finished: done.finished,
+            bounded: false,
+        }
+    }
+
+    /// The bounded rescan of [`Ranker::refresh_near`]; `None` when the processes could not be
+    /// relisted, or the listing came from the task iterator (a full rescan follows).
+    fn rescan_bounded(
+        &mut self,
+        reader: &mut ProcReader,
+        scope: &mut Scope,
+        policy: &Policy,
+        basis: ScanBasis,
+        every: Duration,
+        stop: &mut impl FnMut(&mut Scope) -> bool,
+    ) -> Option<NearRescan> {
+        let t0 = Instant::now();
+        // Newcomers are learnt without a look (the listing is not resumable): with many, the
+        // full rescan, which looks every `every` and goes on where it stopped, does it.
+        let Some(Some(newcomers)) =
+            self.relist_at_most(reader, scope, policy, basis, None, BOUNDED_MAX_NEW)
+        else {
+            return None;
+        };
+        if !self.rows.is_empty() {
+            // A cgroup whose share of the threads grew past the iterator's: its rows came
+            // with the listing, and a full rescan takes them.
+            return None;
+        }
+        let growth = basis.pgalloc.saturating_sub(self.pgalloc_at_scan) as i64;
+        self.order.clear();
+        for (pid, slot) in self.table.iter() {
+            if let Some(est) = self.estimate(policy, &slot.e) {
+                self.order.push(Key::new(est, slot.e.starttime, pid));
+            }
+        }
+        let mut best_first = std::collections::BinaryHeap::from(std::mem::take(&mut self.order));
+        let mut best: Option<i64> = None;
+        let mut reread = 0;
+        let mut look = t0;
+        let mut finished = true;
+        while let Some(k) = best_first.pop() {
+            if best.is_some_and(|b| k.score.saturating_add(growth) < b) {
+                break;
+            }
+            if reread > 0 && reread % 32 == 0 && look.elapsed() >= every {
+                if stop(scope) {
+                    finished = false;
+                    break;
+                }
+                look = Instant::now();
+            }
+            let fresh = self.scan_pid(reader, policy, k.pid, None, basis.swap_in_use);
+            reread += 1;
+            // A row whose read failed keeps its older figures: no floor for the best.
+            if fresh
+                && let Some(est) = self
+                    .table
+                    .get(k.pid)
+                    .and_then(|s| self.estimate(policy, &s.e))
+            {
+                best = Some(best.map_or(est, |b| b.max(est)));
+            }
+        }
+        self.order = best_first.into_vec();
+        if finished {
+            self.scanned_at = Some(t0);
+        }
+        Some(NearRescan {
+            looked: newcomers + reread,
+            finished,
+            bounded: true,
+        })
     }
 
     /// Whether a scan in slices is under way.
@@ -944,6 +1151,20 @@ impl Ranker {
             // A row costs no read, and reads are where a breathing thread pauses.
             crate::sense::breath::tick();
         }
+        let _ = self.scan_pid(reader, policy, pid, row, swap_in_use);
+    }
+
+    /// Process `pid` re-read (known) or learnt (new), from its task-iterator `row` when there
+    /// is one, else from `/proc`. False when a read failed for a process that is there (its
+    /// row, if any, keeps its older figures).
+    fn scan_pid(
+        &mut self,
+        reader: &mut ProcReader,
+        policy: &Policy,
+        pid: i32,
+        row: Option<TaskRow>,
+        swap_in_use: bool,
+    ) -> bool {
         let generation = self.generation;
         let known = match self.table.get(pid).map(|s| s.e) {
             None => None,
@@ -954,7 +1175,7 @@ impl Ranker {
                     self.forget(pid);
                     self.learn(reader, policy, pid, swap_in_use, row);
                 }
-                return;
+                return true;
             }
             // Immune with memory (`oom_score_adj` -1000, or this process): the choice never
             // looks at the row, so its identity is checked here, or a PID reused by another
@@ -963,7 +1184,7 @@ impl Ranker {
                 Ok(st) if e.known && st.starttime != e.starttime => {
                     self.forget(pid);
                     self.learn(reader, policy, pid, swap_in_use, row);
-                    return;
+                    return true;
                 }
                 Ok(st) => {
                     if let Some(slot) = self.table.get_mut(pid) {
@@ -985,7 +1206,7 @@ impl Ranker {
         let rss = match known {
             None => {
                 self.learn(reader, policy, pid, swap_in_use, row);
-                return;
+                return true;
             }
             Some(Ok(rss)) => rss,
             Some(Err(err)) if err.is_gone() => {
@@ -993,11 +1214,11 @@ impl Ranker {
                 // belong to someone new.
                 self.forget(pid);
                 self.learn(reader, policy, pid, swap_in_use, row);
-                return;
+                return true;
             }
             Some(Err(err)) => {
                 self.unread.note(err);
-                return;
+                return false;
             }
         };
         if rss == 0
@@ -1014,10 +1235,10 @@ impl Ranker {
             let mut e = self.new_entry(reader, policy, &st);
             e.seen_gen = self.generation;
             self.update(pid, e);
-            return;
+            return true;
         }
         let Some(slot) = self.table.get_mut(pid) else {
-            return;
+            return false;
         };
         let e = &mut slot.e;
         let protected = e
@@ -1035,20 +1256,20 @@ impl Ranker {
             if !same {
                 self.forget(pid);
                 self.learn(reader, policy, pid, swap_in_use, row);
-                return;
+                return true;
             }
         }
         if e.unsure() {
             // Its rules were matched without its command line: learnt again, rules included.
             self.forget(pid);
             self.learn(reader, policy, pid, swap_in_use, row);
-            return;
+            return true;
         }
         if e.immune && e.rss_pages == 0 && rss > 0 {
             // A kernel thread or zombie has no memory: this PID belongs to someone new.
             self.forget(pid);
             self.learn(reader, policy, pid, swap_in_use, row);
-            return;
+            return true;
         }
         e.rss_pages = pages(rss);
         e.seen_gen = generation;
@@ -1056,7 +1277,7 @@ impl Ranker {
             // The row has what a detail read would fetch, fresh: swap, page tables, adj,
             // and whether it is a kernel thread or has no memory.
             self.take_row(pid, &r);
-            return;
+            return true;
         }
         let stale = generation.wrapping_sub(e.detail_gen) >= 10;
         // Protected rows with memory too: a process can raise its `oom_score_adj` from -1000.
@@ -1071,6 +1292,7 @@ impl Ranker {
             }
             self.update(pid, e2);
         }
+        true
     }
 
     /// The end of a scan: rows not seen in it dropped (their processes left), its time and
@@ -1079,6 +1301,7 @@ impl Ranker {
         self.drop_unseen();
         self.last_pid = self.listing_last_pid;
         self.scanned_at = Some(at);
+        self.full_at = Some(at);
         self.pgalloc_at_scan = pgalloc;
     }
 
@@ -2070,6 +2293,213 @@ pub(crate) mod tests {
             rk.relist_watching(&mut reader, &mut scope, &policy, later, None),
             Some(true)
         );
+    }
+
+    /// The rescan near the levels, bounded: the processes listed again (a newcomer learnt, a
+    /// leaver dropped) and only the rows that could overtake the best re-read; a full rescan
+    /// when much was allocated since the last full scan, when that scan is too old, or when
+    /// the PID counter wrapped.
+    #[test]
+    fn a_rescan_near_the_levels_rereads_only_the_rows_that_could_overtake_the_best() {
+        let (fx, mut reader, mut scope) = hundred_workers();
+        let r = fx.dir.path();
+        let policy = Policy::default();
+        let worker = |pid: i32, rss: u64| proc(r, pid, "w", 'S', 0, pid as u64, rss, 0, 0);
+        worker(1099, 20_000);
+        last_pid(&fx, 1099);
+        let basis = million_pages(500);
+        let mut rk = Ranker::new(4, false);
+        let never = |_: &mut Scope| -> bool { unreachable!("a look in a short rescan") };
+        // No full scan yet: the first rescan near the levels is one.
+        let d = rk.refresh_near(
+            &mut reader,
+            &mut scope,
+            &policy,
+            basis,
+            Duration::MAX,
+            never,
+        );
+        assert_eq!((d.looked, d.finished, d.bounded), (107, true, false));
+        // Ten more, so that every row's details (swap, page tables) were read once.
+        for _ in 0..10 {
+            rk.refresh(&mut reader, &mut scope, &policy, basis);
+        }
+        let rss = |rk: &Ranker, pid: i32| rk.table.get(pid).map(|s| s.e.rss_pages);
+        let est = |rk: &Ranker, pid: i32| rk.estimate(&policy, &rk.table.get(pid).unwrap().e);
+        // The best: "swapper" (10 000 resident pages and 25 000 swapped out), then "web"
+        // (30 000), then worker 1099 (20 000); the other workers hold 1 100–1 198.
+        let best = est(&rk, 103).unwrap();
+        assert!(best > est(&rk, 100).unwrap() && est(&rk, 100) > est(&rk, 1099));
+        std::thread::sleep(Duration::from_millis(20));
+
+        // Since then: worker 1099 and worker 1000 grew, one worker left, a newcomer came.
+        worker(1099, 40_000);
+        worker(1000, 9_000);
+        fs::remove_dir_all(r.join("proc/1050")).unwrap();
+        proc(r, 1150, "new", 'S', 0, 5000, 50, 0, 0);
+        last_pid(&fx, 1150);
+        // 150 pages allocated since the full scan: no one below "swapper" can have passed it.
+        let a = ScanBasis {
+            pgalloc: 500 + 150,
+            ..basis
+        };
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, a, Duration::MAX, never);
+        assert_eq!(
+            (d.looked, d.finished, d.bounded),
+            (2, true, true),
+            "the newcomer and the best re-read"
+        );
+        assert_eq!(rk.len(), 107, "one left, one came");
+        assert_eq!(rss(&rk, 1150), Some(50));
+        assert!(rk.table.get(1050).is_none());
+        assert_eq!(
+            (rss(&rk, 1099), rss(&rk, 1000)),
+            (Some(20_000), Some(1100)),
+            "rows that could not pass the best with 150 pages are not re-read"
+        );
+        assert!(rk.age().unwrap() < Duration::from_millis(20), "a new age");
+        assert_eq!(
+            rk.pgalloc_at_scan(),
+            500,
+            "the growth bound of the full scan"
+        );
+
+        // 24 000 pages since: "web" (30 000) could have passed "swapper", and is re-read;
+        // worker 1099 (20 000) could too, and is (40 000, the new best); worker 1000 (1 100
+        // then) could not pass that, and is not.
+        let b = ScanBasis {
+            pgalloc: 500 + 24_000,
+            ..basis
+        };
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, b, Duration::MAX, never);
+        assert_eq!((d.looked, d.finished, d.bounded), (3, true, true));
+        assert_eq!((rss(&rk, 1099), rss(&rk, 1000)), (Some(40_000), Some(1100)));
+        assert_eq!(rk.pgalloc_at_scan(), 500);
+
+        // More than 1/40 of the pages since the full scan: a full rescan.
+        let c = ScanBasis {
+            pgalloc: 500 + 1_000_000 / BOUNDED_GROWTH_SHARE + 1,
+            ..basis
+        };
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        assert_eq!((d.looked, d.finished, d.bounded), (107, true, false));
+        assert_eq!(rss(&rk, 1000), Some(9_000));
+        assert_eq!(rk.pgalloc_at_scan(), c.pgalloc, "a new growth bound");
+
+        // Bounded again from that scan, until it is FULL_RESCAN_EVERY old.
+        worker(1000, 1_100);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        assert!(d.bounded && rss(&rk, 1000) == Some(9_000));
+        rk.full_at = Instant::now().checked_sub(FULL_RESCAN_EVERY);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        assert!(!d.bounded && d.finished);
+        assert_eq!(rss(&rk, 1000), Some(1_100));
+
+        // The PID counter went back (wrapped): a known PID may name someone new.
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        assert!(d.bounded);
+        last_pid(&fx, 400);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        assert!(!d.bounded && d.finished);
+
+        // More than BOUNDED_MAX_NEW PIDs handed out since the last listing: the newcomers
+        // are learnt by the full rescan, which looks at memory as it goes.
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        assert!(d.bounded);
+        last_pid(&fx, 400 + BOUNDED_MAX_NEW as i32 + 1);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        assert!(!d.bounded && d.finished);
+    }
+
+    /// A bounded rescan asks `stop` as the full one does (every 32 reads once `every` has
+    /// passed); stopped, it is not done: the table keeps its age.
+    #[test]
+    fn a_bounded_rescan_stops_when_asked_and_is_not_done() {
+        let (fx, mut reader, mut scope) = hundred_workers();
+        let r = fx.dir.path();
+        let policy = Policy::default();
+        for pid in 1000..1100 {
+            proc(r, pid, "w", 'S', 0, pid as u64, 30_000, 0, 0);
+        }
+        last_pid(&fx, 1099);
+        let basis = million_pages(0);
+        let mut rk = Ranker::new(4, false);
+        for _ in 0..11 {
+            rk.refresh(&mut reader, &mut scope, &policy, basis);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        // 10 000 pages since: every worker (30 000) could have passed "swapper" (35 000).
+        let b = ScanBasis {
+            pgalloc: 10_000,
+            ..basis
+        };
+        let mut asked = 0;
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, b, Duration::ZERO, |_| {
+            asked += 1;
+            true
+        });
+        assert_eq!((d.looked, d.finished, d.bounded), (32, false, true));
+        assert_eq!(asked, 1);
+        assert!(rk.age().unwrap() >= Duration::from_millis(20), "not done");
+        // Not stopped: every worker is re-read, and the rescan is done.
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, b, Duration::MAX, |_| true);
+        assert!(d.finished && d.bounded && d.looked > 100, "{d:?}");
+        assert!(rk.age().unwrap() < Duration::from_millis(20));
+    }
+
+    /// Once the PID counter has gone round, the kernel hands out the free PIDs above it again:
+    /// a protected process's PID, given to a hog since the last listing, is learnt afresh by a
+    /// relisting (a bounded rescan, a choice after much allocation), not left protected.
+    #[test]
+    fn a_relisting_learns_afresh_a_known_pid_handed_out_again() {
+        let (fx, mut reader, mut scope) = hundred_workers();
+        let r = fx.dir.path();
+        let policy = Policy::default();
+        // Started before the counter went round: above it.
+        proc(r, 1150, "guarded", 'S', 0, 700, 5_000, 0, -1000);
+        last_pid(&fx, 1099);
+        let basis = million_pages(0);
+        let mut rk = Ranker::new(4, false);
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        assert!(rk.table.get(1150).unwrap().e.immune);
+        // It ended; the counter went on from 1099 to 1200 and gave its PID to a hog.
+        proc(r, 1150, "hog", 'R', 0, 9_000, 300_000, 0, 0);
+        last_pid(&fx, 1200);
+        let never = |_: &mut Scope| -> bool { unreachable!("a look in a short rescan") };
+        let d = rk.refresh_near(
+            &mut reader,
+            &mut scope,
+            &policy,
+            basis,
+            Duration::MAX,
+            never,
+        );
+        assert!(d.bounded && d.finished);
+        let e = rk.table.get(1150).unwrap().e;
+        assert!(!e.immune && e.rss_pages == 300_000, "{e:?}");
+        let sel = rk.select(&mut reader, &policy, 0);
+        assert_eq!(sel.victim.map(|v| v.comm), Some("hog".to_string()));
+        // A known PID not handed out since is not learnt again: the next relisting, with the
+        // counter where it was, learns none.
+        assert_eq!(
+            rk.relist(&mut reader, &mut scope, &policy, basis, None),
+            Some(Some(0))
+        );
+        // The same through a choice's relisting, on a table scanned before the hog came.
+        proc(r, 1150, "guarded", 'S', 0, 700, 5_000, 0, -1000);
+        last_pid(&fx, 1099);
+        let mut rk = Ranker::new(4, false);
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        assert!(rk.table.get(1150).unwrap().e.immune);
+        proc(r, 1150, "hog", 'R', 0, 9_000, 300_000, 0, 0);
+        last_pid(&fx, 1200);
+        assert_eq!(
+            rk.relist_watching(&mut reader, &mut scope, &policy, basis, None),
+            Some(true)
+        );
+        assert!(!rk.table.get(1150).unwrap().e.immune);
+        let sel = rk.select(&mut reader, &policy, 0);
+        assert_eq!(sel.victim.map(|v| v.comm), Some("hog".to_string()));
     }
 
     /// The choice says whether its first pass settled it: with a growth bound larger than
