@@ -750,6 +750,10 @@ fn inner_scan(n: usize, tmp: &Path) {
     // both sides of it.
     let mut paired = Vec::new();
     let mut paired_full = Vec::new();
+    // The longest rescan of each round, and the full ones' CPU (a full one also reads the
+    // details, `oom_score_adj`, that fell due over the bounded ones: `decide::victim`).
+    let mut paired_max = Vec::new();
+    let mut paired_full_ms: Vec<Vec<f64>> = Vec::new();
     for _ in 0..(if q { 2 } else { 3 }) {
         let mut reader = ProcReader::open(&root).unwrap();
         let mut scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
@@ -760,12 +764,17 @@ fn inner_scan(n: usize, tmp: &Path) {
         // Rescans near the line for longer than FULL_RESCAN_EVERY, half a second apart: the
         // bounded ones and the full one(s) among them, as the daemon does them there.
         let mut full = 0;
+        let mut full_ms = Vec::new();
         let ours: Vec<f64> = (0..PAIRED_RESCANS)
             .map(|_| {
                 std::thread::sleep(Duration::from_millis(500));
                 let (cpu, _, bounded, _) = near(&mut reader, &mut scope, &mut ranker);
+                let ms = cpu.as_secs_f64() * 1e3;
                 full += usize::from(!bounded);
-                cpu.as_secs_f64() * 1e3
+                if !bounded {
+                    full_ms.push(ms);
+                }
+                ms
             })
             .collect();
         paired_full.push(full);
@@ -785,6 +794,8 @@ fn inner_scan(n: usize, tmp: &Path) {
             ours.iter().sum::<f64>() / ours.len() as f64,
             cpu.as_secs_f64() * 1e3 / n as f64,
         ));
+        paired_max.push(ours.iter().cloned().fold(0.0, f64::max));
+        paired_full_ms.push(full_ms);
     }
     drop(kids);
     group.remove();
@@ -875,10 +886,21 @@ fn inner_scan(n: usize, tmp: &Path) {
     );
     let ratios: Vec<f64> = paired.iter().map(|&(o, e)| o / e).collect();
     println!(
-        "| paired rounds, /proc: the rescans near the line as the daemon does them, mean CPU of {PAIRED_RESCANS}, each 500 ms after the last (full ones among them: {}), and earlyoom per selection right after them, in {} rounds: {} | {:.2} | {:.2} | {:.2} (median of the rounds' ratios; {:.2}–{:.2}) |",
+        "| paired rounds, /proc: the rescans near the line as the daemon does them, mean CPU of {PAIRED_RESCANS}, each 500 ms after the last (full ones among them: {}, taking {} ms; the longest of each round: {} ms), and earlyoom per selection right after them, in {} rounds: {} | {:.2} | {:.2} | {:.2} (median of the rounds' ratios; {:.2}–{:.2}) |",
         paired_full
             .iter()
             .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        paired_full_ms
+            .iter()
+            .flatten()
+            .map(|m| format!("{m:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        paired_max
+            .iter()
+            .map(|m| format!("{m:.2}"))
             .collect::<Vec<_>>()
             .join(", "),
         paired.len(),
@@ -1249,7 +1271,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), first with the kernel's task iterator (`sense::tasks`: one BPF pass gives every process's figures; what the daemon uses system-wide where it may load it), then reading every process's `statm` from /proc (what it does on a kernel without BTF, without CAP_BPF and CAP_PERFMON, which the shipped unit grants, or in a cgroup scope whose processes number under 1 in 12 of the machine's threads), then as the daemon of a cgroup scope whose group holds the same processes (the iterator's program for that group lists them; the first listing counts them in `cgroup.procs`); loading the iterator, once per daemon at its start, is not part of a scan and has its row; on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row of each kind is the rescan the daemon does near the line, every half second there, between two full ones (`Ranker::refresh_near`): reading /proc it is bounded, the processes listed again (newcomers learnt, leavers dropped) and only the rows re-read that could overtake the best one with the pages allocated system-wide since the last full scan (the bound the choice uses, `decide::victim`), best first; with the task iterator it is a full rescan (the pass gives every row). The second is the full rescan near the line, which the daemon does there at least every 5 s and once 1/40 of the pages were allocated since the last: in one go, with a look every 2 ms at the scope's memory, a `ppoll` of its notifications and, every 50 ms, the kernel's OOM kill counter (`daemon::NearLook`; the looks are counted, and none stops the scan here). The paired rounds time the rescans near the line as they come, bounded and full, for 5.5 s (their mean is what the daemon spends per rescan there while little is allocated; with much allocated, every rescan is full, the second row). The third is the full rescan as the daemon did it before, in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`), each slice starting on caches that other work used meanwhile, measured alternately with the first two. The fourth is a scan in one go without looks (what a choice on a stale table does). All are rescans of a table whose rows are all known, as in a daemon that has watched these processes for ten scans: a process new to the table is learnt from `statm` and `oom_score_adj`, and one of the next ten rescans reads its `status` (page tables) once; the fifth row is those ten rescans. After that a row's `status` is read again only when its resident set moved by more than an eighth (`decide::victim`). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
+        "Notes: earlyoom's CPU per selection is its whole CPU time over the run divided by the victims it printed (`sending SIGTERM`), as the issue measures it; oomguard's scan + choice is thread CPU of the library calls the daemon makes (cold = a new table, the first wake-up near the line), first with the kernel's task iterator (`sense::tasks`: one BPF pass gives every process's figures; what the daemon uses system-wide where it may load it), then reading every process's `statm` from /proc (what it does on a kernel without BTF, without CAP_BPF and CAP_PERFMON, which the shipped unit grants, or in a cgroup scope whose processes number under 1 in 12 of the machine's threads), then as the daemon of a cgroup scope whose group holds the same processes (the iterator's program for that group lists them; the first listing counts them in `cgroup.procs`); loading the iterator, once per daemon at its start, is not part of a scan and has its row; on a thread that breathes as the daemon's main thread does (`sense::breath`: a look at the clock before every `/proc` read; after each 2 ms of reading, a 1 ms sleep if more tasks are runnable than CPUs, `/proc/loadavg`; sleeps are not counted, being no CPU). The first row of each kind is the rescan the daemon does near the line, every half second there, between two full ones (`Ranker::refresh_near`): reading /proc it is bounded, the processes listed again (newcomers learnt, leavers dropped) and only the rows re-read that could overtake the best one with the pages allocated system-wide since the last full scan (the bound the choice uses, `decide::victim`), best first; with the task iterator it is a full rescan (the pass gives every row). The second is the full rescan near the line, which the daemon does there at least every 5 s and once 1/40 of the pages were allocated since the last: in one go, with a look every 2 ms at the scope's memory, a `ppoll` of its notifications and, every 50 ms, the kernel's OOM kill counter (`daemon::NearLook`; the looks are counted, and none stops the scan here). The paired rounds time the rescans near the line as they come, bounded and full, for 5.5 s (their mean is what the daemon spends per rescan there while little is allocated; a full one after nine bounded ones also reads the `oom_score_adj` of most rows, due every tenth scan with the bounded ones counted, so it costs more than the second row; with much allocated, every rescan is full, as in the second row). The third is the full rescan as the daemon did it before, in slices of at most 2 ms with its poll's sleep between them (5 ms here, its shortest; `OOMGUARD_BENCH_GAP_MS`), each slice starting on caches that other work used meanwhile, measured alternately with the first two. The fourth is a scan in one go without looks (what a choice on a stale table does). All are rescans of a table whose rows are all known, as in a daemon that has watched these processes for ten scans: a process new to the table is learnt from `statm` and `oom_score_adj`, and one of the next ten rescans reads its `status` (page tables) once; the fifth row is those ten rescans. After that a row's `status` is read again only when its resident set moved by more than an eighth (`decide::victim`). The four idle daemons run at the same time, so the two earlyoom instances share their binary's pages (Pss splits them; earlyoom's text is 26 KiB, so this moves its Pss by under 0.02 MiB). CPU is from /proc/PID/task/*/schedstat, memory from /proc/PID/status and smaps_rollup at the end of each round. Idle CPU is counted from 5 s after the daemons start: oomguard trims and locks its memory again, with a second warm-up of the kill path (a choice over the whole table), 3 s after its start; the CPU of the first 5 s, start-up included, is in the last column. Far from the levels oomguard sleeps up to 3 s where it has armed usage marks on the cgroup v1 root group (the kernel wakes it as the machine's memory use rises; README, `daemon::wake`), else up to 1 s as earlyoom: the second oomguard row runs with the v1 hierarchy unmounted in its own mount namespace, which is what a cgroup v2 host gets, from a copy of the binary (two instances of one file would keep each other's pages in the page cache, which each drops for itself after start-up). Wake-ups per minute are schedstat's run counts (all threads). The daemons run without RUST_BACKTRACE, as a service does. oomguard is the shipped build (`cargo build --release --bin oomguard`, into target/shipped), not the one `cargo bench` builds with the tests' hooks.\n\nHost load (1, 5, 15 min) at the start: {load0}; at the end: {}. The machine is shared (other builds and VM runs): figures of one run are side by side, so ratios are fairer than absolute times.",
         loadavg()
     );
     println!("{}", md.lines().last().unwrap_or_default());

@@ -800,6 +800,8 @@ impl Ranker {
 
     /// [`Ranker::relist`], doing nothing (`Some(None)`) when more than `max_new` PIDs were
     /// handed out since the last listing.
+    // Inlined into both callers, as `scan_pid` is.
+    #[inline(always)]
     fn relist_at_most(
         &mut self,
         reader: &mut ProcReader,
@@ -1008,20 +1010,32 @@ impl Ranker {
             return None;
         }
         let growth = basis.pgalloc.saturating_sub(self.pgalloc_at_scan) as i64;
+        // The rows' estimates (`order`); the best one re-read first, for a floor under the
+        // best score; then every row that could reach the floor, which rises as they are read
+        // (a row passed over could not reach it when passed, nor the final best since).
         self.order.clear();
+        let mut top: Option<Key> = None;
         for (pid, slot) in self.table.iter() {
             if let Some(est) = self.estimate(policy, &slot.e) {
-                self.order.push(Key::new(est, slot.e.starttime, pid));
+                let k = Key::new(est, slot.e.starttime, pid);
+                self.order.push(k);
+                top = top.max(Some(k));
             }
         }
-        let mut best_first = std::collections::BinaryHeap::from(std::mem::take(&mut self.order));
         let mut best: Option<i64> = None;
         let mut reread = 0;
         let mut look = t0;
         let mut finished = true;
-        while let Some(k) = best_first.pop() {
-            if best.is_some_and(|b| k.score.saturating_add(growth) < b) {
-                break;
+        let mut keys = std::mem::take(&mut self.order);
+        let first = top.map(|t| t.pid);
+        for k in first.map(|pid| (pid, i64::MAX)).into_iter().chain(
+            keys.iter()
+                .filter(|k| Some(k.pid) != first)
+                .map(|k| (k.pid, k.score)),
+        ) {
+            let (pid, score) = k;
+            if best.is_some_and(|b| score.saturating_add(growth) < b) {
+                continue;
             }
             if reread > 0 && reread % 32 == 0 && look.elapsed() >= every {
                 if stop(scope) {
@@ -1030,19 +1044,20 @@ impl Ranker {
                 }
                 look = Instant::now();
             }
-            let fresh = self.scan_pid(reader, policy, k.pid, None, basis.swap_in_use);
+            let fresh = self.scan_pid(reader, policy, pid, None, basis.swap_in_use);
             reread += 1;
             // A row whose read failed keeps its older figures: no floor for the best.
             if fresh
                 && let Some(est) = self
                     .table
-                    .get(k.pid)
+                    .get(pid)
                     .and_then(|s| self.estimate(policy, &s.e))
             {
                 best = Some(best.map_or(est, |b| b.max(est)));
             }
         }
-        self.order = best_first.into_vec();
+        keys.clear();
+        self.order = keys;
         if finished {
             self.scanned_at = Some(t0);
         }
@@ -1157,6 +1172,10 @@ impl Ranker {
     /// Process `pid` re-read (known) or learnt (new), from its task-iterator `row` when there
     /// is one, else from `/proc`. False when a read failed for a process that is there (its
     /// row, if any, keeps its older figures).
+    // Inlined into both callers: the idle daemon's full scans keep the one body they ran
+    // before (`scan_one`, in `link/hot-symbols.txt`), and the bounded rescan near the levels
+    // has its own copy outside the locked hot range.
+    #[inline(always)]
     fn scan_pid(
         &mut self,
         reader: &mut ProcReader,
