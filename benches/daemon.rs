@@ -517,7 +517,7 @@ fn inner_scan(n: usize, tmp: &Path) {
             &policy,
             basis,
             oomguard::daemon::NEAR_SCAN_LOOK,
-            |scope| {
+            &mut |scope| {
                 looks += 1;
                 look_once(scope, &mut kernel_looked)
             },

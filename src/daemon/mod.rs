@@ -973,7 +973,7 @@ impl Daemon {
                 &self.s.policy,
                 basis,
                 NEAR_SCAN_LOOK,
-                |scope| look.interrupts(scope),
+                &mut |scope| look.interrupts(scope),
             );
             interrupted = !done.finished;
             scanned = done.looked;
@@ -1962,8 +1962,20 @@ impl Daemon {
         let _ = levels.evaluate(&mem, None);
         let _ = self.scope.kernel_oom_kills();
         let sel = self.select(&mem);
-        // The choice after a relisting (much allocated since a recent scan) runs other code.
+        // The rescan near the levels (bounded right after the choice's full scan; in full from
+        // the task iterator's rows), whose code is otherwise first run near the levels, when
+        // memory is short: without looks (`every` never passes), so it is done, not left under
+        // way.
         let basis = self.basis(&mem);
+        std::hint::black_box(self.ranker.refresh_near(
+            &mut self.reader,
+            &mut self.scope,
+            &self.s.policy,
+            basis,
+            Duration::MAX,
+            &mut |_| false,
+        ));
+        // The choice after a relisting (much allocated since a recent scan) runs other code.
         let kills = self.last_oom_kills;
         if self.ranker.relist_watching(
             &mut self.reader,

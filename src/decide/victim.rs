@@ -55,7 +55,8 @@
 //! row). So near the levels a row the bound rules out keeps its figures, and its
 //! `oom_score_adj`, for up to that long: what the bound does not cover (pages mapped from
 //! memory, an `oom_score_adj` raised) is seen at the next full scan, as the choice sees it at
-//! its next read. A bounded rescan counts as a scan for the detail reads below: where nine
+//! its next read. Rows whose rules are undecided are re-read at every rescan, bounded or
+//! not. A bounded rescan counts as a scan for the detail reads below: where nine
 //! rescans in ten are bounded, the full one re-reads the `oom_score_adj` of most rows.
 //!
 //! Who may be chosen, the score and the tie-break are [`super::order`]'s, shared with `top`.
@@ -335,8 +336,9 @@ pub struct SliceDone {
 /// What a rescan near the levels did ([`Ranker::refresh_near`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NearRescan {
-    /// Processes read: in a bounded rescan, the newcomers and the rows that could overtake
-    /// the best; in a full one (or its part done here), every listed process.
+    /// Processes read: in a bounded rescan, the newcomers and the rows re-read (a newcomer
+    /// that could overtake the best is both); in a full one (or its part done here), every
+    /// listed process.
     pub looked: usize,
     /// The rescan is done (the table's age starts over).
     pub finished: bool,
@@ -943,10 +945,11 @@ impl Ranker {
 
     /// The rescan near the levels, every half second there (`daemon::Daemon::tick`). Reading
     /// from `/proc`, it is bounded when it can be: the processes are listed again (newcomers
-    /// learnt, leavers dropped, as [`Ranker::relist_watching`] does) and only the rows that
-    /// could now overtake the best one are re-read, best first, until the next row's estimate
-    /// plus the pages allocated since the last full scan (what it can have taken since, the
-    /// bound [`Ranker::select`] uses) is below the best score read. It is a full rescan
+    /// learnt, leavers dropped, as [`Ranker::relist_watching`] does), the best row is re-read,
+    /// then every row whose estimate plus the pages allocated since the last full scan (what
+    /// it can have taken since, the bound [`Ranker::select`] uses) reaches the best score read
+    /// so far, and every row whose rules are undecided (matched again, as at every scan). It
+    /// is a full rescan
     /// ([`Ranker::refresh_until`]) instead when a scan is under way, the last full scan is
     /// [`FULL_RESCAN_EVERY`] old, more than 1/[`BOUNDED_GROWTH_SHARE`] of the scope's pages
     /// was allocated since it, more than [`BOUNDED_MAX_NEW`] PIDs were handed out since the
@@ -955,7 +958,8 @@ impl Ranker {
     /// row fresh for the cost of a listing). A bounded rescan sets the table's age, not its
     /// growth bound, which stays that of the last full scan. `stop` is asked as in
     /// [`Ranker::refresh_until`]; a bounded rescan it stops is dropped (the rows it re-read
-    /// stay fresher) and not marked done.
+    /// stay fresher) and not marked done. (`stop` is a `dyn` closure: the daemon's loop and its
+    /// warm-up run the one instance.)
     pub fn refresh_near(
         &mut self,
         reader: &mut ProcReader,
@@ -963,7 +967,7 @@ impl Ranker {
         policy: &Policy,
         basis: ScanBasis,
         every: Duration,
-        mut stop: impl FnMut(&mut Scope) -> bool,
+        stop: &mut dyn FnMut(&mut Scope) -> bool,
     ) -> NearRescan {
         let bounded_due = self.partial.is_none()
             && self.rows.is_empty()
@@ -973,7 +977,7 @@ impl Ranker {
             && basis.pgalloc.saturating_sub(self.pgalloc_at_scan)
                 <= basis.totalpages / BOUNDED_GROWTH_SHARE;
         if bounded_due
-            && let Some(done) = self.rescan_bounded(reader, scope, policy, basis, every, &mut stop)
+            && let Some(done) = self.rescan_bounded(reader, scope, policy, basis, every, stop)
         {
             return done;
         }
@@ -994,7 +998,7 @@ impl Ranker {
         policy: &Policy,
         basis: ScanBasis,
         every: Duration,
-        stop: &mut impl FnMut(&mut Scope) -> bool,
+        stop: &mut dyn FnMut(&mut Scope) -> bool,
     ) -> Option<NearRescan> {
         let t0 = Instant::now();
         // Newcomers are learnt without a look (the listing is not resumable): with many, the
@@ -1013,10 +1017,15 @@ impl Ranker {
         // The rows' estimates (`order`); the best one re-read first, for a floor under the
         // best score; then every row that could reach the floor, which rises as they are read
         // (a row passed over could not reach it when passed, nor the final best since).
+        // A row whose rules are undecided (its command line was not read in time) has no
+        // estimate while a `protect` rule may match it: read at every rescan, as a full one
+        // would, with a score that no floor passes over.
         self.order.clear();
         let mut top: Option<Key> = None;
         for (pid, slot) in self.table.iter() {
-            if let Some(est) = self.estimate(policy, &slot.e) {
+            if slot.e.unsure() {
+                self.order.push(Key::new(i64::MAX, slot.e.starttime, pid));
+            } else if let Some(est) = self.estimate(policy, &slot.e) {
                 let k = Key::new(est, slot.e.starttime, pid);
                 self.order.push(k);
                 top = top.max(Some(k));
@@ -2336,7 +2345,7 @@ pub(crate) mod tests {
             &policy,
             basis,
             Duration::MAX,
-            never,
+            &mut { never },
         );
         assert_eq!((d.looked, d.finished, d.bounded), (107, true, false));
         // Ten more, so that every row's details (swap, page tables) were read once.
@@ -2362,7 +2371,9 @@ pub(crate) mod tests {
             pgalloc: 500 + 150,
             ..basis
         };
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, a, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, a, Duration::MAX, &mut {
+            never
+        });
         assert_eq!(
             (d.looked, d.finished, d.bounded),
             (2, true, true),
@@ -2390,7 +2401,9 @@ pub(crate) mod tests {
             pgalloc: 500 + 24_000,
             ..basis
         };
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, b, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, b, Duration::MAX, &mut {
+            never
+        });
         assert_eq!((d.looked, d.finished, d.bounded), (3, true, true));
         assert_eq!((rss(&rk, 1099), rss(&rk, 1000)), (Some(40_000), Some(1100)));
         assert_eq!(rk.pgalloc_at_scan(), 500);
@@ -2400,34 +2413,79 @@ pub(crate) mod tests {
             pgalloc: 500 + 1_000_000 / BOUNDED_GROWTH_SHARE + 1,
             ..basis
         };
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, &mut {
+            never
+        });
         assert_eq!((d.looked, d.finished, d.bounded), (107, true, false));
         assert_eq!(rss(&rk, 1000), Some(9_000));
         assert_eq!(rk.pgalloc_at_scan(), c.pgalloc, "a new growth bound");
 
         // Bounded again from that scan, until it is FULL_RESCAN_EVERY old.
         worker(1000, 1_100);
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, &mut {
+            never
+        });
         assert!(d.bounded && rss(&rk, 1000) == Some(9_000));
         rk.full_at = Instant::now().checked_sub(FULL_RESCAN_EVERY);
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, &mut {
+            never
+        });
         assert!(!d.bounded && d.finished);
         assert_eq!(rss(&rk, 1000), Some(1_100));
 
         // The PID counter went back (wrapped): a known PID may name someone new.
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, &mut {
+            never
+        });
         assert!(d.bounded);
         last_pid(&fx, 400);
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, &mut {
+            never
+        });
         assert!(!d.bounded && d.finished);
 
         // More than BOUNDED_MAX_NEW PIDs handed out since the last listing: the newcomers
         // are learnt by the full rescan, which looks at memory as it goes.
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, &mut {
+            never
+        });
         assert!(d.bounded);
         last_pid(&fx, 400 + BOUNDED_MAX_NEW as i32 + 1);
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, never);
+        let d = rk.refresh_near(&mut reader, &mut scope, &policy, c, Duration::MAX, &mut {
+            never
+        });
         assert!(!d.bounded && d.finished);
+    }
+
+    /// A row whose rules are undecided (no estimate while a `protect` rule may match it) is
+    /// matched again at a bounded rescan, as at a full one, however small it is.
+    #[test]
+    fn a_bounded_rescan_matches_undecided_rows_again() {
+        let (fx, mut reader, mut scope) = hundred_workers();
+        let policy = Policy::default();
+        last_pid(&fx, 1099);
+        let basis = million_pages(0);
+        let mut rk = Ranker::new(4, false);
+        rk.refresh(&mut reader, &mut scope, &policy, basis);
+        // As if its command line had not come in time for a `protect` rule.
+        rk.table.get_mut(1000).unwrap().e.class = CLASS_UNSURE | CLASS_MAYBE_PROTECTED;
+        assert_eq!(rk.estimate(&policy, &rk.table.get(1000).unwrap().e), None);
+        let d = rk.refresh_near(
+            &mut reader,
+            &mut scope,
+            &policy,
+            basis,
+            Duration::MAX,
+            &mut |_| unreachable!("a look in a short rescan"),
+        );
+        assert_eq!(
+            (d.looked, d.finished, d.bounded),
+            (2, true, true),
+            "the best and the undecided row"
+        );
+        let e = rk.table.get(1000).unwrap().e;
+        assert_eq!(e.class, 0, "decided now (no rules)");
+        assert!(rk.estimate(&policy, &e).is_some());
     }
 
     /// A bounded rescan asks `stop` as the full one does (every 32 reads once `every` has
@@ -2453,15 +2511,29 @@ pub(crate) mod tests {
             ..basis
         };
         let mut asked = 0;
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, b, Duration::ZERO, |_| {
-            asked += 1;
-            true
-        });
+        let d = rk.refresh_near(
+            &mut reader,
+            &mut scope,
+            &policy,
+            b,
+            Duration::ZERO,
+            &mut |_| {
+                asked += 1;
+                true
+            },
+        );
         assert_eq!((d.looked, d.finished, d.bounded), (32, false, true));
         assert_eq!(asked, 1);
         assert!(rk.age().unwrap() >= Duration::from_millis(20), "not done");
         // Not stopped: every worker is re-read, and the rescan is done.
-        let d = rk.refresh_near(&mut reader, &mut scope, &policy, b, Duration::MAX, |_| true);
+        let d = rk.refresh_near(
+            &mut reader,
+            &mut scope,
+            &policy,
+            b,
+            Duration::MAX,
+            &mut |_| true,
+        );
         assert!(d.finished && d.bounded && d.looked > 100, "{d:?}");
         assert!(rk.age().unwrap() < Duration::from_millis(20));
     }
@@ -2491,7 +2563,7 @@ pub(crate) mod tests {
             &policy,
             basis,
             Duration::MAX,
-            never,
+            &mut { never },
         );
         assert!(d.bounded && d.finished);
         let e = rk.table.get(1150).unwrap().e;
