@@ -405,6 +405,16 @@ fn earlyoom(args: &[&str]) -> Command {
 /// (`decide::trigger`: the headroom at 6 GiB/s, from 5 ms). `OOMGUARD_BENCH_GAP_MS` sets another.
 const SLICE_GAP_MS: u64 = 5;
 
+/// The basis of a scan now, as the daemon takes it (`Daemon::basis`).
+fn basis_now(reader: &ProcReader, scope: &mut Scope) -> ScanBasis {
+    let mem = scope.memory().unwrap();
+    ScanBasis {
+        totalpages: mem.totalpages(reader.page_kb),
+        swap_in_use: mem.swap_total_kb > mem.swap_free_kb,
+        pgalloc: scope.pgalloc(),
+    }
+}
+
 /// The rescans near the line measured in a row in each paired round, 500 ms apart: 5.5 s,
 /// longer than `FULL_RESCAN_EVERY`.
 const PAIRED_RESCANS: usize = 11;
@@ -503,12 +513,7 @@ fn inner_scan(n: usize, tmp: &Path) {
     // processes it read.
     let near = |reader: &mut ProcReader, scope: &mut Scope, ranker: &mut Ranker| {
         let t0 = thread_cpu();
-        let mem = scope.memory().unwrap();
-        let basis = ScanBasis {
-            totalpages: mem.totalpages(reader.page_kb),
-            swap_in_use: mem.swap_total_kb > mem.swap_free_kb,
-            pgalloc: scope.pgalloc(),
-        };
+        let basis = basis_now(reader, scope);
         let mut looks = 0;
         let mut kernel_looked = Instant::now();
         let done = ranker.refresh_near(
@@ -538,12 +543,7 @@ fn inner_scan(n: usize, tmp: &Path) {
     // allocation; what the daemon did at every rescan there before).
     let near_full = |reader: &mut ProcReader, scope: &mut Scope, ranker: &mut Ranker| {
         let t0 = thread_cpu();
-        let mem = scope.memory().unwrap();
-        let basis = ScanBasis {
-            totalpages: mem.totalpages(reader.page_kb),
-            swap_in_use: mem.swap_total_kb > mem.swap_free_kb,
-            pgalloc: scope.pgalloc(),
-        };
+        let basis = basis_now(reader, scope);
         let mut looks = 0;
         let mut kernel_looked = Instant::now();
         let done = ranker.refresh_until(

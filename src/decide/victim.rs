@@ -783,25 +783,13 @@ impl Ranker {
         basis: ScanBasis,
         oom_kills: Option<u64>,
     ) -> Option<bool> {
-        self.relist(reader, scope, policy, basis, oom_kills)
+        self.relist_at_most(reader, scope, policy, basis, oom_kills, u32::MAX)
             .map(|n| n.is_some())
     }
 
-    /// [`Ranker::relist_watching`], saying how many newcomers it learnt: `Some(None)` when it
-    /// did nothing.
-    fn relist(
-        &mut self,
-        reader: &mut ProcReader,
-        scope: &mut Scope,
-        policy: &Policy,
-        basis: ScanBasis,
-        oom_kills: Option<u64>,
-    ) -> Option<Option<usize>> {
-        self.relist_at_most(reader, scope, policy, basis, oom_kills, u32::MAX)
-    }
-
-    /// [`Ranker::relist`], doing nothing (`Some(None)`) when more than `max_new` PIDs were
-    /// handed out since the last listing.
+    /// [`Ranker::relist_watching`], saying how many newcomers it learnt, and doing nothing
+    /// (`Some(None)`) when it cannot or when more than `max_new` PIDs were handed out since
+    /// the last listing.
     // Inlined into both callers, as `scan_pid` is.
     #[inline(always)]
     fn relist_at_most(
@@ -2573,7 +2561,7 @@ pub(crate) mod tests {
         // A known PID not handed out since is not learnt again: the next relisting, with the
         // counter where it was, learns none.
         assert_eq!(
-            rk.relist(&mut reader, &mut scope, &policy, basis, None),
+            rk.relist_at_most(&mut reader, &mut scope, &policy, basis, None, u32::MAX),
             Some(Some(0))
         );
         // The same through a choice's relisting, on a table scanned before the hog came.
