@@ -27,10 +27,24 @@ if [ $# -eq 0 ]; then
 fi
 
 cargo test --release "$@"
-# Tests that must run alone (marked #[ignore] with the reason; each named here).
+# Tests that must run alone (marked #[ignore] with the reason; each named here), one at a time.
+# A name that matches no test would run nothing and pass: the count of tests run is checked.
+alone() {
+  local want=$1 log
+  shift
+  log=$(mktemp)
+  "$@" --ignored --exact --test-threads 1 2>&1 | tee "$log"
+  if ! grep -q "test result: ok. $want passed" "$log"; then
+    echo "expected $want test(s) run alone and passed: $*" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+}
 if [ $# -eq 0 ]; then
-  cargo test --release --test integration -- --ignored --exact \
-    link_order::a_settled_daemons_resident_code_is_the_listed_code
+  alone 2 cargo test --release --test integration -- \
+    link_order::a_settled_daemons_resident_code_is_the_listed_code \
+    near_rescans::near_the_levels_the_rescans_between_full_ones_are_bounded
   # The same on the shipped build (no test-support feature: it inlines differently). Built after
   # the suite (its crates are cached from deb-check's build: a relink), copied out of the way of
   # the tests' own build of target/release/oomguard.
@@ -39,6 +53,6 @@ if [ $# -eq 0 ]; then
   # back itself before it evicts its start-up code (the kernel keeps dirty pages cached on
   # POSIX_FADV_DONTNEED; kill_path::a_daemon_started_from_a_fresh_copy_evicts_what_it_does_not_map).
   cp target/release/oomguard target/oomguard-shipped
-  OOMGUARD_RESIDENT_BIN="$PWD/target/oomguard-shipped" cargo test --release --test integration \
-    -- --ignored --exact link_order::a_settled_daemons_resident_code_is_the_listed_code
+  OOMGUARD_RESIDENT_BIN="$PWD/target/oomguard-shipped" alone 1 cargo test --release \
+    --test integration -- link_order::a_settled_daemons_resident_code_is_the_listed_code
 fi

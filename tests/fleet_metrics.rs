@@ -34,6 +34,7 @@ fn sample() -> Sample {
         wake: Wake::Timer,
         scan: Some(Duration::from_micros(1800)),
         scanned: 120,
+        bounded: false,
         floor: false,
     }
 }

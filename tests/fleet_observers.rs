@@ -141,6 +141,7 @@ fn sample(total_kb: u64, available_kb: u64) -> Sample {
         wake: Wake::Timer,
         scan: None,
         scanned: 0,
+        bounded: false,
         floor: false,
     }
 }

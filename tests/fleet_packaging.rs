@@ -166,6 +166,7 @@ fn full_exposition() -> String {
         wake: Wake::Timer,
         scan: Some(std::time::Duration::from_millis(1)),
         scanned: 1,
+        bounded: false,
         floor: false,
     });
     for r in [

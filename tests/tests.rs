@@ -31,6 +31,7 @@ mod link_order;
 mod machine_marks;
 mod memcg_hold;
 mod metrics_slowloris;
+mod near_rescans;
 mod order;
 mod predict;
 mod predict_live;

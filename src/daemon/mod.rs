@@ -905,6 +905,7 @@ impl Daemon {
         }
         let mut scan_time = None;
         let mut scanned = 0;
+        let mut bounded = false;
         let mut interrupted = false;
         let (sev, reason) = levels.evaluate(&mem, psi_user);
 
@@ -977,6 +978,7 @@ impl Daemon {
             );
             interrupted = !done.finished;
             scanned = done.looked;
+            bounded = done.bounded;
             scan_time = Some(t.elapsed());
             // Memory is near the levels but not below: read the likely victims' command lines
             // now, while that is still safe (see `victim_details`).
@@ -1000,6 +1002,7 @@ impl Daemon {
             wake,
             scan: scan_time,
             scanned,
+            bounded,
             floor: floor.is_some(),
         };
         for o in &mut self.observers {

@@ -83,6 +83,10 @@ pub struct Sample {
     pub scan: Option<Duration>,
     /// Processes the scan looked at.
     pub scanned: usize,
+    /// The scan was a bounded rescan near the levels (the processes listed again, only the
+    /// rows that could overtake the best one re-read: `decide::victim::Ranker::refresh_near`);
+    /// `false` for a full one or a slice of it.
+    pub bounded: bool,
     /// `mem.available_kb` is a floor, not the kernel's figure: far from the levels the daemon
     /// read only `sysinfo(2)` (see `sense::floor`). Such samples are taken only while every
     /// observer [`Observer::accepts_floor`] it.

@@ -279,6 +279,7 @@ mod tests {
             wake: Wake::Timer,
             scan: None,
             scanned: 0,
+            bounded: false,
             floor: false,
         }
     }

@@ -209,6 +209,21 @@ pub(super) fn render(s: &State, http: &Stats) -> String {
     o.line("scan_duration_seconds_sum", &[], s.scan_sum);
     o.line("scan_duration_seconds_count", &[], s.scan_count as f64);
     o.head(
+        "scans_total",
+        "counter",
+        "Process rescans near the levels (every half second there), by kind: bounded (between full ones: the processes listed again, only the rows that could overtake the best one re-read) or full (an interrupted full rescan counts once per part; scans at a decision are not counted).",
+    );
+    o.line(
+        "scans_total",
+        &[("kind", "bounded")],
+        s.bounded_scans as f64,
+    );
+    o.line(
+        "scans_total",
+        &[("kind", "full")],
+        s.scan_count.saturating_sub(s.bounded_scans) as f64,
+    );
+    o.head(
         "kills_total",
         "counter",
         "Victims oomguard signalled, by trigger reason and the strongest signal sent.",

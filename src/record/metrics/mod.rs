@@ -122,6 +122,7 @@ mod tests {
             wake: Wake::Timer,
             scan: Some(Duration::from_millis(scan_ms)),
             scanned: 10,
+            bounded: false,
             floor: false,
         }
     }
@@ -131,6 +132,10 @@ mod tests {
         let mut m = Metrics::new();
         m.sample(&sample(3));
         m.sample(&sample(300));
+        m.sample(&Sample {
+            bounded: true,
+            ..sample(2)
+        });
         let rec = |v| crate::record::event::Record::from_value(v).unwrap();
         m.record(&rec(serde_json::json!({
             "time": "2026-11-30T18:00:00.000+00:00", "action": "kill",
@@ -150,10 +155,15 @@ mod tests {
         );
         assert!(t.contains("oomguard_level_bytes{resource=\"memory\",level=\"kill\"} 51200\n"));
         assert!(t.contains("oomguard_psi_stall_ratio{kind=\"full\",window=\"window\"} 0.125\n"));
-        assert!(t.contains("oomguard_scan_duration_seconds_bucket{le=\"0.005\"} 1\n"));
-        assert!(t.contains("oomguard_scan_duration_seconds_bucket{le=\"0.5\"} 2\n"));
-        assert!(t.contains("oomguard_scan_duration_seconds_count 2\n"));
-        assert!(t.contains("oomguard_wakeups_total{cause=\"timer\"} 2\n"));
+        assert!(t.contains("oomguard_scan_duration_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(t.contains("oomguard_scan_duration_seconds_bucket{le=\"0.5\"} 3\n"));
+        assert!(t.contains("oomguard_scan_duration_seconds_count 3\n"));
+        assert!(
+            t.contains("oomguard_scans_total{kind=\"bounded\"} 1\n"),
+            "{t}"
+        );
+        assert!(t.contains("oomguard_scans_total{kind=\"full\"} 2\n"), "{t}");
+        assert!(t.contains("oomguard_wakeups_total{cause=\"timer\"} 3\n"));
         assert!(
             t.contains("oomguard_kills_total{reason=\"low_memory_term\",action=\"sigkill\"} 1\n")
         );

@@ -33,6 +33,8 @@ pub(super) struct State {
     pub scan_counts: [u64; SCAN_BUCKETS.len()],
     pub scan_count: u64,
     pub scan_sum: f64,
+    /// Of `scan_count`, the bounded rescans near the levels.
+    pub bounded_scans: u64,
     /// (reason, action) → count.
     pub kills: BTreeMap<(String, String), u64>,
     pub dry_runs: BTreeMap<String, u64>,
@@ -93,6 +95,7 @@ impl State {
             }
             self.scan_count += 1;
             self.scan_sum += secs;
+            self.bounded_scans += u64::from(smp.bounded);
         }
     }
 
