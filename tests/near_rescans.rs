@@ -8,12 +8,11 @@
 //! Run alone by `scripts/test.sh`: the bound is the machine's page allocation counter, which
 //! the other tests' hogs move by GiBs (every rescan would be full beside them).
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fleet_util::{free_port, http_get};
-use crate::run_cgroup::wait_rss;
-use crate::util::{Reaped, TestCgroup, hog_bin, require, start_daemon, tempdir, wait_line};
+use crate::run_cgroup::{hog, wait_rss};
+use crate::util::{TestCgroup, require, start_daemon, tempdir, wait_line};
 
 const MIB: u64 = 1 << 20;
 
@@ -47,18 +46,6 @@ fn last_pid() -> i64 {
         .ok()
         .and_then(|l| l.split_whitespace().nth(4)?.parse().ok())
         .expect("/proc/loadavg")
-}
-
-fn hog(cg: &TestCgroup, args: &[&str]) -> Reaped {
-    Reaped(
-        cg.spawn(
-            Command::new(hog_bin())
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        ),
-    )
 }
 
 #[test]
