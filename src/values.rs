@@ -123,6 +123,29 @@ impl fmt::Display for Size {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanKb(pub u64);
 
+/// A figure to one decimal (`85.2`; `85` when the decimal is 0), written with integer
+/// arithmetic: Rust's float formatting (`{:.1}`) runs code and reads tables that nothing on the
+/// guard loop's usual path touches, so in a daemon they are read from storage at first use
+/// (the warning's line, as memory runs short). Rounds half away from zero.
+#[derive(Debug, Clone, Copy)]
+pub struct Tenths(pub f64);
+
+impl fmt::Display for Tenths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.0.is_finite() || self.0.abs() >= 1e15 {
+            return write!(f, "{}", self.0);
+        }
+        let t = (self.0 * 10.0).round() as i64;
+        let sign = if t < 0 { "-" } else { "" };
+        let (whole, tenth) = (t.unsigned_abs() / 10, t.unsigned_abs() % 10);
+        if tenth == 0 {
+            write!(f, "{sign}{whole}")
+        } else {
+            write!(f, "{sign}{whole}.{tenth}")
+        }
+    }
+}
+
 impl fmt::Display for HumanKb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -480,6 +503,25 @@ impl fmt::Display for KillUnit {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tenths_are_written_without_float_formatting() {
+        for (x, text) in [
+            (85.0, "85"),
+            (85.24, "85.2"),
+            (72.5, "72.5"),
+            (0.04, "0"),
+            (99.96, "100"),
+            (-1.26, "-1.3"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(super::Tenths(x).to_string(), text, "{x}");
+            // What `{:.1}` says, without a trailing ".0".
+            let std = format!("{x:.1}");
+            assert_eq!(std.strip_suffix(".0").unwrap_or(&std), text, "{x}");
+        }
+        assert_eq!(super::Tenths(f64::NAN).to_string(), "NaN");
+    }
+
     use super::*;
 
     #[test]

@@ -498,6 +498,73 @@ fn first_kill_faults(
     assert_eq!(cg.kernel_oom_kills(), 0);
 }
 
+/// The guard loop's own faults and storage reads so far: (`majflt` of its thread, the bytes
+/// its thread caused to be read from storage).
+fn loop_faults(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is field 3, majflt field 12.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let majflt = rest.split_whitespace().nth(9).unwrap().parse().unwrap();
+    let io = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/io")).unwrap();
+    let read_bytes = io
+        .lines()
+        .find_map(|l| l.strip_prefix("read_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    (majflt, read_bytes)
+}
+
+/// The warning (`[warn]`) comes as memory runs short, when the page cache has lost what the
+/// warm-up did not touch: the guard loop writes its record with no page read from storage and
+/// no major fault (`daemon::warm_up` runs the warning's code too). Measured after start-up has
+/// settled, when the daemon has dropped its binary's unlocked pages from the page cache.
+#[test]
+fn the_first_warning_takes_no_page_faults_on_the_guard_loop() {
+    if !require(
+        Path::new("/proc/self/task").exists() && Path::new("/proc/self/io").exists(),
+        "per-thread I/O accounting (/proc/PID/task/TID/io, CONFIG_TASK_IO_ACCOUNTING)",
+    ) {
+        return;
+    }
+    let Some(cg) = TestCgroup::new("warn-faults", 256 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let cfg = dir.path().join("warn.toml");
+    // The warning at 40% in use; the kill levels (10% and 5% available) stay far below.
+    std::fs::write(&cfg, "[warn]\nlevel = \"40%\"\n").unwrap();
+    let d = Guard::start_alone(&cg, &log, &["--config", cfg.to_str().unwrap()]);
+    // Past the settle (daemon::SETTLE, 3 s): the second trim and warm-up are done.
+    std::thread::sleep(Duration::from_millis(4500));
+    let pid = d.child.id();
+    let before = loop_faults(pid);
+    let h = hog(&cg, &["--name", "hog", "--max", "140M"]);
+    wait_rss(&h, 140 * MIB);
+    let warn = d.wait_for("warn", Duration::from_secs(10));
+    assert_eq!(warn["state"], "high", "{warn}");
+    // The loop's next wake-ups, after the record.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = loop_faults(pid);
+    assert!(
+        d.of("kill").is_empty(),
+        "no kill was due: {:?}",
+        d.records()
+    );
+    assert_eq!(
+        after.1 - before.1,
+        0,
+        "the guard loop read {} bytes from storage for the warning ({warn})",
+        after.1 - before.1
+    );
+    // A fault the kernel retried counts major though it read nothing (see first_kill_faults).
+    assert!(
+        after.0 - before.0 <= 1,
+        "the guard loop took {} major faults for the warning ({warn})",
+        after.0 - before.0
+    );
+}
+
 /// Pages of `path` in the page cache, and the file's pages (mincore(2) on a mapping of it that
 /// is never touched, so the probe itself brings nothing in).
 fn cached_pages(path: &Path) -> (usize, usize) {

@@ -1946,7 +1946,7 @@ impl Daemon {
     }
 
     /// A decision (at start and at the settle) that runs the kill path's code without
-    /// signalling anyone: the choice (after a full scan and after a relisting), pinning
+    /// signalling anyone: the observers' warm-up (a warning's line and record), the choice (after a full scan and after a relisting), pinning
     /// (ourselves, by pidfd), signal 0 through the pidfd, the hand-over to the reaper thread
     /// and its `process_mrelease` (refused for a live process), the decision's debug line,
     /// the record's serialization with every trigger a kill can carry, the observers'
@@ -1964,6 +1964,12 @@ impl Daemon {
         let levels = self.s.levels.resolve(&mem);
         let _ = levels.evaluate(&mem, None);
         let _ = self.scope.kernel_oom_kills();
+        // What observers do on their own as memory runs short (a warning's line and record).
+        for o in &mut self.observers {
+            o.warm_up(&mem);
+        }
+        // The event log's writer thread: what it runs before a write (the kill waits for it).
+        self.log.warm_up();
         let sel = self.select(&mem);
         // The rescan near the levels (bounded right after the choice's full scan; in full from
         // the task iterator's rows), whose code is otherwise first run near the levels, when

@@ -136,6 +136,17 @@ struct Progress {
     dropped: u64,
 }
 
+/// What the writer thread is handed.
+#[derive(Debug)]
+enum Msg {
+    /// A record's line, to write and fsync.
+    Line(Vec<u8>),
+    /// A wake-up to reopen the path ([`EventLog::poke_reopen`]).
+    Reopen,
+    /// Run what a write does before it writes, and write nothing ([`EventLog::warm_up`]).
+    WarmUp,
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     progress: Mutex<Progress>,
@@ -154,7 +165,7 @@ impl Shared {
 /// the file: one writer thread per opened log writes and fsyncs (see [`SYNC_WAIT`]).
 #[derive(Clone, Debug)]
 pub struct EventLog {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Msg>,
     shared: Arc<Shared>,
     path: PathBuf,
     scope: String,
@@ -311,8 +322,17 @@ impl EventLog {
         let g = REOPEN.load(Ordering::SeqCst);
         if self.shared.poked.swap(g, Ordering::SeqCst) != g {
             // An empty line is a wake-up, never written. A full queue wakes it anyway.
-            let _ = self.tx.try_send(Vec::new());
+            let _ = self.tx.try_send(Msg::Reopen);
         }
+    }
+
+    /// Has the writer thread run what it does before a write (a look at the file's end), and
+    /// write nothing: the daemon's warm-up, after memory is locked on fault, so that the first
+    /// record's write, which the next kill waits for ([`EventLog::sync`]), reads none of the
+    /// writer's pages from storage. The first record after start-up otherwise did (the daemon
+    /// drops its binary's unlocked pages from the page cache). Does not wait.
+    pub fn warm_up(&self) {
+        let _ = self.tx.try_send(Msg::WarmUp);
     }
 
     /// `event` as a record of this log (now, its scope and host) and the line written for
@@ -332,19 +352,34 @@ impl EventLog {
     /// for that at most [`SYNC_WAIT`]. A record that cannot be queued (the writer is far
     /// behind) is dropped and counted. Returns the record.
     pub fn append(&self, event: Event) -> Result<Record, EventLogError> {
-        self.append_record(Record::new(&self.scope, &self.host, event))
+        self.append_record(Record::new(&self.scope, &self.host, event), Append::Wait)
+    }
+
+    /// As [`EventLog::append`] without the wait for the write: for records that nothing
+    /// waits on (the fleet features' `warn`, `missing`, `restart`). The next kill still waits
+    /// for them ([`EventLog::sync`]). `dry`: only render the record and take the lock, as a
+    /// warm-up (nothing is queued or written).
+    pub fn queue(&self, event: Event, dry: bool) -> Result<Record, EventLogError> {
+        let how = if dry { Append::Dry } else { Append::Queue };
+        self.append_record(Record::new(&self.scope, &self.host, event), how)
     }
 
     /// As [`EventLog::append`], with the record stamped `time` (taken when the decision was
     /// made, so that records a fixed interval apart are stamped that far apart however long
     /// each took to render).
     pub fn append_at(&self, time: String, event: Event) -> Result<Record, EventLogError> {
-        self.append_record(Record::at(time, &self.scope, &self.host, event))
+        self.append_record(
+            Record::at(time, &self.scope, &self.host, event),
+            Append::Wait,
+        )
     }
 
-    fn append_record(&self, rec: Record) -> Result<Record, EventLogError> {
+    fn append_record(&self, rec: Record, how: Append) -> Result<Record, EventLogError> {
         let (rec, line) = self.render_record(rec);
         let mut p = self.shared.lock();
+        if how == Append::Dry {
+            return Ok(rec);
+        }
         // Waited for only when the writer is idle: done with every record, its fsync too. A
         // writer still in an fsync (`written` counts the write before it) could make this
         // wait the whole SYNC_WAIT for a write that cannot start before the fsync ends.
@@ -352,7 +387,7 @@ impl EventLog {
         p.queued += 1;
         let seq = p.queued;
         UNWRITTEN.fetch_add(1, Ordering::SeqCst);
-        match self.tx.try_send(line) {
+        match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 p.written += 1;
@@ -363,7 +398,7 @@ impl EventLog {
                 return Ok(rec);
             }
         }
-        if caught_up {
+        if caught_up && how == Append::Wait {
             let deadline = Instant::now() + SYNC_WAIT;
             while p.written < seq {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -404,6 +439,17 @@ impl EventLog {
     }
 }
 
+/// How [`EventLog::append_record`] hands a record on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Append {
+    /// Queued, and waited for while the writer keeps up (at most [`SYNC_WAIT`]).
+    Wait,
+    /// Queued.
+    Queue,
+    /// Rendered only (a warm-up).
+    Dry,
+}
+
 /// The writer thread of one event log.
 struct Writer {
     path: PathBuf,
@@ -418,16 +464,22 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Vec<u8>>) {
+    fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let Ok(line) = rx.recv() else {
+            let Ok(msg) = rx.recv() else {
                 return;
             };
             self.maybe_reopen();
-            if line.is_empty() {
+            let line = match msg {
+                Msg::Line(line) => line,
                 // A wake-up to reopen (`EventLog::poke_reopen`).
-                continue;
-            }
+                Msg::Reopen => continue,
+                Msg::WarmUp => {
+                    // What a write does before it writes (see `EventLog::warm_up`).
+                    std::hint::black_box(self.ends_torn());
+                    continue;
+                }
+            };
             let r = self.write(&line);
             let r = match r {
                 Ok(()) => {

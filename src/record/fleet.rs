@@ -195,6 +195,12 @@ impl Observer for FleetObserver {
         }
     }
 
+    fn warm_up(&mut self, mem: &MemState) {
+        if let Some(w) = &mut self.warn {
+            w.warm_up(mem);
+        }
+    }
+
     fn kill_signalled(&mut self, rec: &Record, warm_up: bool) {
         for m in &mut self.members {
             m.kill_signalled(rec, warm_up);

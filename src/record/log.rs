@@ -52,6 +52,38 @@ struct Line {
     kv: Vec<(String, String)>,
 }
 
+impl Line {
+    /// What a log call hands to the writer thread.
+    fn of(r: &log::Record) -> Box<Line> {
+        let mut kv = Vec::new();
+        let _ = r.key_values().visit(&mut Collect(&mut kv));
+        Box::new(Line {
+            level: r.level(),
+            target: r.target().to_string(),
+            // Names in messages come from any user: control characters escaped once, here,
+            // for every sink.
+            msg: crate::values::escape_text(&r.args().to_string()).into_owned(),
+            module: r.module_path_static(),
+            file: r.file_static(),
+            line: r.line(),
+            kv,
+        })
+    }
+}
+
+/// Runs what a log call of `msg` at `level` does on the calling thread, without logging it:
+/// the daemon's warm-up, for lines that first come when memory is short (a page of this code
+/// that the warm-up leaves out is read from storage then).
+pub fn warm(level: log::Level, msg: &str) {
+    std::hint::black_box(Line::of(
+        &log::Record::builder()
+            .level(level)
+            .target("oomguard")
+            .args(format_args!("{msg}"))
+            .build(),
+    ));
+}
+
 struct Collect<'a>(&'a mut Vec<(String, String)>);
 
 impl<'kvs> log::kv::VisitSource<'kvs> for Collect<'_> {
@@ -83,19 +115,7 @@ impl log::Log for Queued {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let mut kv = Vec::new();
-        let _ = r.key_values().visit(&mut Collect(&mut kv));
-        let line = Box::new(Line {
-            level: r.level(),
-            target: r.target().to_string(),
-            // Names in messages come from any user: control characters escaped once, here,
-            // for every sink.
-            msg: crate::values::escape_text(&r.args().to_string()).into_owned(),
-            module: r.module_path_static(),
-            file: r.file_static(),
-            line: r.line(),
-            kv,
-        });
+        let line = Line::of(r);
         self.pending.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(line) {
             Ok(()) => {}

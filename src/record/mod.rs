@@ -119,4 +119,9 @@ pub trait Observer: Send {
     /// record of its own): run the code that comes before acting, so that its pages are
     /// resident and locked for the first real kill, and act on nothing.
     fn kill_signalled(&mut self, _rec: &event::Record, _warm_up: bool) {}
+    /// The daemon's warm-up (at start and when start-up has settled, memory locked on fault):
+    /// run the code of what the observer does on its own as memory runs short (a warning), so
+    /// that its pages are resident and locked by then, and write or send nothing. `mem` is the
+    /// scope's memory now.
+    fn warm_up(&mut self, _mem: &MemState) {}
 }
