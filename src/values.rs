@@ -126,7 +126,9 @@ pub struct HumanKb(pub u64);
 /// A figure to one decimal (`85.2`; `85` when the decimal is 0), written with integer
 /// arithmetic: Rust's float formatting (`{:.1}`) runs code and reads tables that nothing on the
 /// guard loop's usual path touches, so in a daemon they are read from storage at first use
-/// (the warning's line, as memory runs short). Rounds half away from zero.
+/// (the warning's line, as memory runs short). Rounds ten times the figure half away from
+/// zero, without the C library's `round` (see [`round_to`]): `1.45` gives `1.5` where `{:.1}`
+/// gives `1.4` (the binary `1.45` lies below it).
 #[derive(Debug, Clone, Copy)]
 pub struct Tenths(pub f64);
 
@@ -135,7 +137,7 @@ impl fmt::Display for Tenths {
         if !self.0.is_finite() || self.0.abs() >= 1e15 {
             return write!(f, "{}", self.0);
         }
-        let t = (self.0 * 10.0).round() as i64;
+        let t = round_half_away(self.0 * 10.0);
         let sign = if t < 0 { "-" } else { "" };
         let (whole, tenth) = (t.unsigned_abs() / 10, t.unsigned_abs() % 10);
         if tenth == 0 {
@@ -194,17 +196,22 @@ pub fn round_to(x: f64, scale: f64) -> f64 {
     if y.is_nan() || y.abs() >= 4_503_599_627_370_496.0 {
         return y / scale;
     }
+    // -0.4 rounds to -0.0, as f64::round gives it.
+    (round_half_away(y) as f64).copysign(y) / scale
+}
+
+/// `y` (finite, under 2^52 in size) rounded to a whole number, ties away from zero, without
+/// the C library's `round` (see [`round_to`]).
+fn round_half_away(y: f64) -> i64 {
     let whole = y as i64;
     let frac = y - whole as f64; // exact below 2^52
-    let r = if frac >= 0.5 {
+    if frac >= 0.5 {
         whole + 1
     } else if frac <= -0.5 {
         whole - 1
     } else {
         whole
-    };
-    // -0.4 rounds to -0.0, as f64::round gives it.
-    (r as f64).copysign(y) / scale
+    }
 }
 
 /// [`HumanKb`] as a string.
@@ -515,7 +522,8 @@ mod tests {
             (0.0, "0"),
         ] {
             assert_eq!(super::Tenths(x).to_string(), text, "{x}");
-            // What `{:.1}` says, without a trailing ".0".
+            // What `{:.1}` says for these, without a trailing ".0" (it differs at binary
+            // figures just below a half: see `Tenths`).
             let std = format!("{x:.1}");
             assert_eq!(std.strip_suffix(".0").unwrap_or(&std), text, "{x}");
         }

@@ -7,6 +7,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,6 +22,9 @@ const MIB: u64 = 1 << 20;
 struct Guard {
     child: Child,
     log: PathBuf,
+    /// Warm-ups done so far (the daemon's "kill path warmed up" lines: one at start, one when
+    /// start-up has settled).
+    warm_ups: Arc<AtomicUsize>,
     /// The private copy of the binary this daemon runs, if any (removed on drop).
     _copy: Option<tempfile::TempDir>,
 }
@@ -96,15 +101,18 @@ impl Guard {
         };
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let warm_ups = Arc::new(AtomicUsize::new(0));
+        let seen = warm_ups.clone();
         std::thread::spawn(move || {
             let mut ready = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[daemon] {line}");
                 // The warm-up runs right after the start-up line; wait for its end.
-                if line.contains("kill path warmed up")
-                    && let Some(t) = ready.take()
-                {
-                    let _ = t.send(());
+                if line.contains("kill path warmed up") {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if let Some(t) = ready.take() {
+                        let _ = t.send(());
+                    }
                 }
             }
         });
@@ -112,6 +120,7 @@ impl Guard {
         let g = Guard {
             child,
             log: log.to_path_buf(),
+            warm_ups,
             _copy: copy,
         };
         started.expect("daemon did not start (no warm-up line)");
@@ -535,8 +544,17 @@ fn the_first_warning_takes_no_page_faults_on_the_guard_loop() {
     // The warning at 40% in use; the kill levels (10% and 5% available) stay far below.
     std::fs::write(&cfg, "[warn]\nlevel = \"40%\"\n").unwrap();
     let d = Guard::start_alone(&cg, &log, &["--config", cfg.to_str().unwrap()]);
-    // Past the settle (daemon::SETTLE, 3 s): the second trim and warm-up are done.
-    std::thread::sleep(Duration::from_millis(4500));
+    // Past the settle (daemon::SETTLE, 3 s after start once memory holds still, at most 60 s
+    // later): the second trim and warm-up are done.
+    let deadline = Instant::now() + Duration::from_secs(70);
+    while d.warm_ups.load(Ordering::SeqCst) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "start-up did not settle (no second warm-up)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let pid = d.child.id();
     let before = loop_faults(pid);
     let h = hog(&cg, &["--name", "hog", "--max", "140M"]);

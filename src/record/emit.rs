@@ -1,12 +1,13 @@
 //! The path of records that fleet features write themselves (`warn`, `missing`, `restart`):
 //! into the event log, then to the sinks that want every record (metrics, notifications),
-//! as the daemon does for its own records.
+//! as the daemon does for its own records. The warning, which the guard loop writes, does not
+//! wait for its write ([`Emitter::emit_queued`]).
 
 use std::sync::Arc;
 
 use super::event::{Event, Record};
 
-use super::eventlog::EventLog;
+use super::eventlog::{Append, EventLog};
 
 type Sink = Arc<dyn Fn(&Record) + Send + Sync>;
 
@@ -40,25 +41,32 @@ impl Emitter {
         self.sinks.push(Arc::new(f));
     }
 
-    /// Writes one record without waiting for the write (see [`EventLog::queue`]) and hands
-    /// it to the sinks; a write failure is logged (the feature goes on without it).
+    /// Writes one record (waiting for the write as [`EventLog::append`] does) and hands it to
+    /// the sinks; a write failure is logged (the feature goes on without it).
     pub fn emit(&self, event: Event) -> Option<Record> {
-        self.send(event, false)
+        self.send(event, Append::Wait)
     }
 
-    /// Runs what [`Emitter::emit`] does and writes or hands on nothing: the daemon's warm-up,
-    /// for records that come as memory runs short (a warning).
+    /// [`Emitter::emit`] without the wait for the write: for the guard loop's own records (the
+    /// warning), which nothing it does next depends on (the next kill waits for them,
+    /// [`EventLog::sync`]). The sinks may see the record before it is in the file.
+    pub fn emit_queued(&self, event: Event) -> Option<Record> {
+        self.send(event, Append::Queue)
+    }
+
+    /// Runs what [`Emitter::emit_queued`] does and writes or hands on nothing: the daemon's
+    /// warm-up, for records that come as memory runs short (a warning).
     pub fn warm_up(&self, event: Event) {
-        std::hint::black_box(self.send(event, true));
+        std::hint::black_box(self.send(event, Append::Dry));
     }
 
     #[inline(never)]
-    fn send(&self, event: Event, dry: bool) -> Option<Record> {
+    fn send(&self, event: Event, how: Append) -> Option<Record> {
         let action = event.action().to_string();
-        match self.log.queue(event, dry) {
+        match self.log.append_as(event, how) {
             Ok(rec) => {
                 for s in &self.sinks {
-                    if dry {
+                    if how == Append::Dry {
                         // The sink's vtable (a page of relocated read-only data).
                         std::hint::black_box(std::mem::size_of_val(&**s));
                     } else {

@@ -355,12 +355,10 @@ impl EventLog {
         self.append_record(Record::new(&self.scope, &self.host, event), Append::Wait)
     }
 
-    /// As [`EventLog::append`] without the wait for the write: for records that nothing
-    /// waits on (the fleet features' `warn`, `missing`, `restart`). The next kill still waits
-    /// for them ([`EventLog::sync`]). `dry`: only render the record and take the lock, as a
-    /// warm-up (nothing is queued or written).
-    pub fn queue(&self, event: Event, dry: bool) -> Result<Record, EventLogError> {
-        let how = if dry { Append::Dry } else { Append::Queue };
+    /// [`EventLog::append`], or without its wait for the write ([`Append::Queue`]: for records
+    /// that nothing waits on; the next kill still waits for them, [`EventLog::sync`]), or only
+    /// rendered, as a warm-up ([`Append::Dry`]: nothing is queued or written).
+    pub fn append_as(&self, event: Event, how: Append) -> Result<Record, EventLogError> {
         self.append_record(Record::new(&self.scope, &self.host, event), how)
     }
 
@@ -439,9 +437,9 @@ impl EventLog {
     }
 }
 
-/// How [`EventLog::append_record`] hands a record on.
+/// How [`EventLog::append_as`] hands a record on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Append {
+pub enum Append {
     /// Queued, and waited for while the writer keeps up (at most [`SYNC_WAIT`]).
     Wait,
     /// Queued.

@@ -71,17 +71,12 @@ impl Line {
     }
 }
 
-/// Runs what a log call of `msg` at `level` does on the calling thread, without logging it:
-/// the daemon's warm-up, for lines that first come when memory is short (a page of this code
-/// that the warm-up leaves out is read from storage then).
-pub fn warm(level: log::Level, msg: &str) {
-    std::hint::black_box(Line::of(
-        &log::Record::builder()
-            .level(level)
-            .target("oomguard")
-            .args(format_args!("{msg}"))
-            .build(),
-    ));
+/// Runs what a log call of `r` does on the calling thread, without logging it: the daemon's
+/// warm-up, for lines that first come when memory is short (a page of this code, or of the
+/// call's strings, that the warm-up leaves out is read from storage then). `r` should carry
+/// the call's target (`module_path!()`), which the line copies.
+pub fn warm(r: &log::Record) {
+    std::hint::black_box(Line::of(r));
 }
 
 struct Collect<'a>(&'a mut Vec<(String, String)>);

@@ -176,8 +176,12 @@ fn system_bus_address(configured: Option<&str>) -> String {
 }
 
 /// The socket file of a `unix:path=…` address when it does not exist: no bus to connect to
-/// (a server or container without D-Bus). `None` for any other address, or when it exists.
+/// (a server or container without D-Bus). `None` for any other address, or when it exists;
+/// also for a list of addresses (`;`) and an escaped path (`%`), which zbus reads.
 fn missing_socket(address: &str) -> Option<&str> {
+    if address.contains([';', '%']) {
+        return None;
+    }
     let path = address
         .strip_prefix("unix:")?
         .split(',')
@@ -290,6 +294,10 @@ mod tests {
         assert_eq!(missing_socket(&addr), None);
         assert_eq!(missing_socket("unix:abstract=/tmp/dbus-x"), None);
         assert_eq!(missing_socket("tcp:host=localhost,port=1"), None);
+        // A list of addresses, or an escaped path: zbus tries them.
+        let list = format!("unix:path={};unix:path=/run/other", absent.display());
+        assert_eq!(missing_socket(&list), None);
+        assert_eq!(missing_socket("unix:path=/nonexistent%20dir/bus"), None);
         assert_eq!(
             system_bus_address(Some("unix:path=/x")),
             "unix:path=/x",

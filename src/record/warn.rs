@@ -111,21 +111,33 @@ impl Observer for Warn {
         let Some(change) = self.state.step(used) else {
             return;
         };
-        // Not urgent: at the base nice, not the guard loop's −20 (`act::harden`). In the VM fork
-        // storm (one emulated CPU) the record's first run took 3.5–4 ms of CPU in one stretch,
-        // which at −20 every other task waited for.
-        crate::act::harden::at_base_priority(|| {
-            let (level, msg, event) = self.announce(change, used, &s.mem);
-            log::log!(level, "{msg}");
-            self.emit.emit(event);
-        });
+        // Its code was run by the warm-up (`Observer::warm_up`): in the VM fork storm (one
+        // emulated CPU) its first run took 3.5–4 ms of CPU in one stretch at −20, and on a host
+        // it read 16 KiB of the binary from storage, as memory ran short. Queued: the loop
+        // does not wait for the write (the next kill does, as for every record).
+        let (level, msg, event) = self.announce(change, used, &s.mem);
+        log::log!(level, "{msg}");
+        self.emit.emit_queued(event);
     }
 
     fn warm_up(&mut self, mem: &MemState) {
+        // Both changes, each with a whole figure and one with a decimal (`Tenths` writes them
+        // with format strings of their own).
         for change in [Change::Raised, Change::Cleared] {
-            let (level, msg, event) = self.announce(change, used_pct(mem).unwrap_or(0.0), mem);
-            super::log::warm(level, &msg);
-            self.emit.warm_up(event);
+            for used in [85.0, 85.5] {
+                let (level, msg, event) = self.announce(change, used, mem);
+                // As `log::log!` in `sample` makes it (its target is copied).
+                super::log::warm(
+                    &log::Record::builder()
+                        .level(level)
+                        .target(module_path!())
+                        .module_path_static(Some(module_path!()))
+                        .file_static(Some(file!()))
+                        .args(format_args!("{msg}"))
+                        .build(),
+                );
+                self.emit.warm_up(event);
+            }
         }
     }
 }
