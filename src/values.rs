@@ -134,7 +134,8 @@ pub struct Tenths(pub f64);
 
 impl fmt::Display for Tenths {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.0.is_finite() || self.0.abs() >= 1e15 {
+        // Ten times the figure within `round_half_away`'s range (below 2^52).
+        if !self.0.is_finite() || self.0.abs() >= 1e14 {
             return write!(f, "{}", self.0);
         }
         let t = round_half_away(self.0 * 10.0);
@@ -510,6 +511,8 @@ impl fmt::Display for KillUnit {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn tenths_are_written_without_float_formatting() {
         for (x, text) in [
@@ -521,16 +524,14 @@ mod tests {
             (-1.26, "-1.3"),
             (0.0, "0"),
         ] {
-            assert_eq!(super::Tenths(x).to_string(), text, "{x}");
+            assert_eq!(Tenths(x).to_string(), text, "{x}");
             // What `{:.1}` says for these, without a trailing ".0" (it differs at binary
             // figures just below a half: see `Tenths`).
             let std = format!("{x:.1}");
             assert_eq!(std.strip_suffix(".0").unwrap_or(&std), text, "{x}");
         }
-        assert_eq!(super::Tenths(f64::NAN).to_string(), "NaN");
+        assert_eq!(Tenths(f64::NAN).to_string(), "NaN");
     }
-
-    use super::*;
 
     #[test]
     fn pct_accepts_decimals_and_percent_sign() {

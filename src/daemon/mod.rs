@@ -1946,8 +1946,8 @@ impl Daemon {
     }
 
     /// A decision (at start and at the settle) that runs the kill path's code without
-    /// signalling anyone: the observers' warm-up (a warning's line and record), the choice (after a full scan and after a relisting), pinning
-    /// (ourselves, by pidfd), signal 0 through the pidfd, the hand-over to the reaper thread
+    /// signalling anyone: the observers' warm-up (a warning's line and record), the choice
+    /// (after a full scan and after a relisting), pinning (ourselves, by pidfd), signal 0 through the pidfd, the hand-over to the reaper thread
     /// and its `process_mrelease` (refused for a live process), the decision's debug line,
     /// the record's serialization with every trigger a kill can carry, the observers'
     /// `kill_signalled` (in warm-up mode: nothing launched), numbers of every magnitude

@@ -321,7 +321,7 @@ impl EventLog {
     pub fn poke_reopen(&self) {
         let g = REOPEN.load(Ordering::SeqCst);
         if self.shared.poked.swap(g, Ordering::SeqCst) != g {
-            // An empty line is a wake-up, never written. A full queue wakes it anyway.
+            // A wake-up, nothing written. A full queue wakes it anyway.
             let _ = self.tx.try_send(Msg::Reopen);
         }
     }
