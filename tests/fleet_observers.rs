@@ -152,8 +152,7 @@ fn warning_level_records_once_and_clears_with_hysteresis() {
     let p = d.path().join("events.jsonl");
     let mut emit = Emitter::new(EventLog::open(&p, "system").unwrap());
     let metrics = Metrics::new();
-    let m = metrics.clone();
-    emit.add_sink(move |r| m.observe(r));
+    emit.add_sink(std::sync::Arc::new(metrics.clone()));
     let cfg = config("[warn]\nlevel = \"85%\"\nclear = \"80%\"\n");
     let mut w = Warn::new(&cfg.fleet.warn, emit).unwrap();
     for avail in [500, 140, 130, 160, 190, 140, 210, 120] {

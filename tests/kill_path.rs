@@ -529,20 +529,34 @@ fn loop_faults(pid: u32) -> (u64, u64) {
 /// settled, when the daemon has dropped its binary's unlocked pages from the page cache.
 #[test]
 fn the_first_warning_takes_no_page_faults_on_the_guard_loop() {
+    first_warning_faults("warn-faults", "");
+}
+
+/// The same with Prometheus metrics on: the warning's record is counted on the guard loop (the
+/// metrics sink), and the warm-up runs that count on a copy.
+#[test]
+fn the_first_warning_with_metrics_takes_no_page_faults_on_the_guard_loop() {
+    first_warning_faults(
+        "warn-faults-metrics",
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+}
+
+fn first_warning_faults(name: &str, extra_config: &str) {
     if !require(
         Path::new("/proc/self/task").exists() && Path::new("/proc/self/io").exists(),
         "per-thread I/O accounting (/proc/PID/task/TID/io, CONFIG_TASK_IO_ACCOUNTING)",
     ) {
         return;
     }
-    let Some(cg) = TestCgroup::new("warn-faults", 256 * MIB) else {
+    let Some(cg) = TestCgroup::new(name, 256 * MIB) else {
         return;
     };
     let dir = tempdir();
     let log = dir.path().join("events.jsonl");
     let cfg = dir.path().join("warn.toml");
     // The warning at 40% in use; the kill levels (10% and 5% available) stay far below.
-    std::fs::write(&cfg, "[warn]\nlevel = \"40%\"\n").unwrap();
+    std::fs::write(&cfg, format!("[warn]\nlevel = \"40%\"\n{extra_config}")).unwrap();
     let d = Guard::start_alone(&cg, &log, &["--config", cfg.to_str().unwrap()]);
     // Past the settle (daemon::SETTLE, 3 s after start once memory holds still, at most 60 s
     // later): the second trim and warm-up are done.

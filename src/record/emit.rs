@@ -9,14 +9,21 @@ use super::event::{Event, Record};
 
 use super::eventlog::{Append, EventLog};
 
-type Sink = Arc<dyn Fn(&Record) + Send + Sync>;
+/// What takes every record an [`Emitter`] writes (metrics, notifications, the journal).
+pub trait Sink: Send + Sync {
+    /// Takes one record, as written.
+    fn take(&self, rec: &Record);
+    /// Runs the code of [`Sink::take`] on this thread with no effect (nothing counted, sent or
+    /// logged): the daemon's warm-up, for records that first come as memory runs short.
+    fn warm(&self, rec: &Record);
+}
 
 /// Appends records and hands each, as written, to the sinks. Cheap to clone; usable from any
 /// thread.
 #[derive(Clone)]
 pub struct Emitter {
     log: EventLog,
-    sinks: Vec<Sink>,
+    sinks: Vec<Arc<dyn Sink>>,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -37,8 +44,8 @@ impl Emitter {
     }
 
     /// Adds a sink that sees every record this emitter writes.
-    pub fn add_sink(&mut self, f: impl Fn(&Record) + Send + Sync + 'static) {
-        self.sinks.push(Arc::new(f));
+    pub fn add_sink(&mut self, sink: Arc<dyn Sink>) {
+        self.sinks.push(sink);
     }
 
     /// Writes one record (waiting for the write as [`EventLog::append`] does) and hands it to
@@ -67,10 +74,9 @@ impl Emitter {
             Ok(rec) => {
                 for s in &self.sinks {
                     if how == Append::Dry {
-                        // The sink's vtable (a page of relocated read-only data).
-                        std::hint::black_box(std::mem::size_of_val(&**s));
+                        s.warm(&rec);
                     } else {
-                        s(&rec);
+                        s.take(&rec);
                     }
                 }
                 Some(rec)

@@ -108,16 +108,14 @@ impl FleetObserver {
         let mut members: Vec<Box<dyn Observer>> = Vec::new();
         let mut emit = Emitter::new(self.log.clone());
         if let Some(m) = &self.metrics {
-            let sink = m.clone();
-            emit.add_sink(move |r| sink.observe(r));
+            emit.add_sink(Arc::new(m.clone()));
         }
         if let Some(n) = Notify::start(&f.notify) {
-            let sink = n.clone();
-            emit.add_sink(move |r| sink.send(r));
+            emit.add_sink(Arc::new(n.clone()));
             members.push(Box::new(n));
         }
         if self.journal {
-            emit.add_sink(|r| Journal.record_entry(r));
+            emit.add_sink(Arc::new(Journal));
         }
         let warn = Warn::new(&f.warn, emit.clone()).map(|w| w.with_high(warn_high));
         if !f.hooks.pre_kill.is_empty() || !f.hooks.post_kill.is_empty() {

@@ -73,20 +73,34 @@ impl Observer for Journal {
 impl Journal {
     /// Logs the structured entry of one record.
     pub fn record_entry(&self, rec: &Record) {
-        let f = fields(rec);
-        let kv: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let level = match rec.event.action() {
-            "kill" | "kernel_kill" | "missing" | "warn" => log::Level::Warn,
-            _ => log::Level::Info,
-        };
-        log::logger().log(
-            &log::Record::builder()
-                .level(level)
-                .target("oomguard::event")
-                .key_values(&kv)
-                .args(format_args!("{}", message(rec)))
-                .build(),
-        );
+        entry(rec, |r| log::logger().log(r));
+    }
+}
+
+/// Builds the log call of `rec`'s entry and hands it to `f`.
+fn entry(rec: &Record, f: impl FnOnce(&log::Record)) {
+    let fs = fields(rec);
+    let kv: Vec<(&str, &str)> = fs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let level = match rec.event.action() {
+        "kill" | "kernel_kill" | "missing" | "warn" => log::Level::Warn,
+        _ => log::Level::Info,
+    };
+    f(&log::Record::builder()
+        .level(level)
+        .target("oomguard::event")
+        .key_values(&kv)
+        .args(format_args!("{}", message(rec)))
+        .build());
+}
+
+impl super::emit::Sink for Journal {
+    fn take(&self, rec: &Record) {
+        self.record_entry(rec);
+    }
+
+    /// The entry built and made into a log line, not queued ([`super::log::warm`]).
+    fn warm(&self, rec: &Record) {
+        entry(rec, super::log::warm);
     }
 }
 

@@ -153,6 +153,17 @@ impl Notify {
     }
 }
 
+impl super::emit::Sink for Notify {
+    fn take(&self, rec: &Record) {
+        self.send(rec);
+    }
+
+    /// The copy [`Notify::send`] queues, not queued.
+    fn warm(&self, rec: &Record) {
+        std::hint::black_box(Box::new(rec.clone()));
+    }
+}
+
 impl Observer for Notify {
     /// Reads records only, never a sample's memory.
     fn accepts_floor(&self, _floor: &MemState) -> bool {

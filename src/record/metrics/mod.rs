@@ -78,6 +78,19 @@ impl Metrics {
     }
 }
 
+impl super::emit::Sink for Metrics {
+    fn take(&self, rec: &Record) {
+        self.observe(rec);
+    }
+
+    /// Counts the record in a copy of the state, under the lock as [`Metrics::observe`] takes it.
+    fn warm(&self, rec: &Record) {
+        let mut scratch = self.lock().clone();
+        scratch.observe(rec);
+        std::hint::black_box(&scratch);
+    }
+}
+
 impl Observer for Metrics {
     fn wants_pressure(&self) -> bool {
         true
@@ -171,5 +184,24 @@ mod tests {
         assert!(t.contains("oomguard_last_kill_timestamp_seconds 1796061600\n"));
         assert!(t.contains("oomguard_kernel_oom_kills_total 2\n"));
         assert!(t.contains("oomguard_watch_restarts_total{result=\"failed\"} 1\n"));
+    }
+
+    /// The warm-up runs the count without counting.
+    #[test]
+    fn a_warm_up_counts_nothing() {
+        use crate::record::emit::Sink;
+        let m = Metrics::new();
+        let rec = crate::record::event::Record::from_value(serde_json::json!({
+            "action": "warn", "state": "high", "used_pct": 85.0, "level_pct": 85.0,
+            "clear_pct": 80.0, "available_kb": 150, "total_kb": 1000
+        }))
+        .unwrap();
+        let before = m.render();
+        m.warm(&rec);
+        assert_eq!(m.render(), before);
+        m.take(&rec);
+        let after = m.render();
+        assert!(after.contains("oomguard_warnings_total 1\n"), "{after}");
+        assert_ne!(after, before);
     }
 }
