@@ -61,8 +61,9 @@ impl Emitter {
         self.send(event, Append::Queue)
     }
 
-    /// Runs what [`Emitter::emit_queued`] does and writes or hands on nothing: the daemon's
-    /// warm-up, for records that come as memory runs short (a warning).
+    /// Runs what [`Emitter::emit_queued`] does and writes or hands on nothing (each sink runs
+    /// [`Sink::warm`]): the daemon's warm-up, for records that come as memory runs short (a
+    /// warning).
     pub fn warm_up(&self, event: Event) {
         std::hint::black_box(self.send(event, Append::Dry));
     }
