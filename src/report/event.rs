@@ -1,6 +1,7 @@
 //! One kernel OOM invocation as read from a log: the `--json` shape of `oomguard explain`
 //! (issue 10; names fixed there). `None` always means "the log does not say", never zero.
 
+use compact_str::CompactString;
 use serde::Serialize;
 
 /// What ran out.
@@ -99,7 +100,8 @@ pub struct Task {
     pub oom_score_adj: Option<i64>,
     /// Legacy `oom_adj` column (2.6.x–3.5).
     pub oom_adj: Option<i64>,
-    pub name: String,
+    /// The task's `comm` (kernel: at most 15 bytes), kept inline up to 24 bytes.
+    pub name: CompactString,
 }
 
 fn bytes_as_kb<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {

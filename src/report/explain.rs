@@ -19,7 +19,7 @@ const PAGE_KB: u64 = 4;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ranked {
     pub pid: i64,
-    pub name: String,
+    pub name: compact_str::CompactString,
     /// rss + swap + page tables, in pages.
     pub usage_pages: u64,
     /// Share of the listed tasks' total usage, percent.

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use super::event::{Chosen, Invoker, Kill, Kind, OomEvent, Reaped, Task, Time};
 use super::prefix::{Stamp, trim_end, trim_start};
+use compact_str::CompactString;
 
 /// How many finished events stay open for late lines (oom_reaper comes ≥2 s after the kill).
 const KEEP_OPEN: usize = 3;
@@ -51,6 +52,8 @@ struct Current {
     in_meminfo: bool,
     /// Lines since the last one that belongs to a report (see [`STALE_AFTER_DUMP`]).
     idle: u32,
+    /// Lines in a row that no part of a kernel report looks like (see [`FOREIGN_RUN`]).
+    foreign: u32,
 }
 
 /// An open report whose task dump has ended gets its kill line within a few lines; one that
@@ -59,6 +62,11 @@ struct Current {
 const STALE_AFTER_DUMP: u32 = 40;
 /// The same before the task dump (stack traces, Mem-Info, slab tables come first).
 const STALE_BEFORE_DUMP: u32 = 400;
+/// An open report followed by this many lines in a row that no part of a report looks like
+/// (see [`report_shaped`]) was cut off too: the window above is for the report's own lines
+/// that are not read (stack frames, slab tables, the cgroup's statistics), not for other
+/// programs' messages. Other messages interleaved with a report come a few at a time.
+const FOREIGN_RUN: u32 = 40;
 
 /// Parses kernel messages into [`OomEvent`]s; feed lines with [`Parser::push`].
 #[derive(Debug, Default)]
@@ -140,29 +148,20 @@ pub(crate) fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// At most 19 digits, and none that overflow an i64. One pass: task-dump rows call this for
 /// every column.
 fn int_at(s: &[u8]) -> Option<(i64, usize)> {
-    let mut i = 0;
-    while s.get(i) == Some(&b' ') {
-        i += 1;
-    }
-    let neg = s.get(i) == Some(&b'-');
-    let first = i + usize::from(neg);
-    let mut end = first;
+    let lead = s.iter().take_while(|&&b| b == b' ').count();
+    let neg = s.get(lead) == Some(&b'-');
+    let first = lead + usize::from(neg);
+    let digits = &s[first.min(s.len())..];
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
     // 19 digits fit a u64 without overflow; the i64 check is made once at the end.
-    let mut v: u64 = 0;
-    while let Some(&b) = s.get(end)
-        && b.is_ascii_digit()
-    {
-        if end - first == 19 {
-            return None;
-        }
-        v = v * 10 + u64::from(b - b'0');
-        end += 1;
-    }
-    if end == first {
+    if n == 0 || n > 19 {
         return None;
     }
+    let v = digits[..n]
+        .iter()
+        .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'));
     let v = i64::try_from(v).ok()?;
-    Some((if neg { -v } else { v }, end))
+    Some((if neg { -v } else { v }, first + n))
 }
 
 fn uint_at(s: &[u8]) -> Option<u64> {
@@ -260,13 +259,19 @@ impl Parser {
         }
         if let Some(c) = self.cur.as_mut().filter(|c| !c.finished) {
             c.idle += 1;
+            c.foreign = if report_shaped(msg, t) {
+                0
+            } else {
+                c.foreign + 1
+            };
             let dumped = c.ev.tasks.as_ref().is_some_and(|t| !t.is_empty());
-            if c.idle
-                > if dumped {
-                    STALE_AFTER_DUMP
-                } else {
-                    STALE_BEFORE_DUMP
-                }
+            if c.foreign > FOREIGN_RUN
+                || c.idle
+                    > if dumped {
+                        STALE_AFTER_DUMP
+                    } else {
+                        STALE_BEFORE_DUMP
+                    }
             {
                 c.finished = true;
             }
@@ -1078,7 +1083,10 @@ fn dump_row(t: &[u8], cols: &[Col]) -> Option<Task> {
     if name.is_empty() || rest.first().is_none_or(|b| *b != b' ') {
         return None;
     }
-    task.name = lossy(name);
+    task.name = match std::str::from_utf8(name) {
+        Ok(s) => CompactString::from(s),
+        Err(_) => CompactString::from_utf8_lossy(name),
+    };
     Some(task)
 }
 
@@ -1137,6 +1145,51 @@ fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) -> bool {
 /// (`N pages RAM`), zone lines and per-CPU lists (`DMA per-cpu:`, `CPU    0: hi: …`),
 /// `lowmem_reserve[]:`, free lists and slab rows (ending in `kB`/`KB`), swap lines, the
 /// unreclaimable slab table's heading.
+/// Whether a line (`msg` as logged, `t` without its indent) can be part of a kernel OOM
+/// report or of the warnings printed around one: indented or bracketed lines (stack frames,
+/// the task dump), stack frames (`+0x`), Mem-Info's and the cgroup's counters (`name 123`,
+/// `… kB`, `123 pages …`), and the report's other line starts. Other programs' messages
+/// (a driver's, the audit log's) are not.
+fn report_shaped(msg: &[u8], t: &[u8]) -> bool {
+    const STARTS: [&[u8]; 12] = [
+        b"Node ",
+        b"Call ",
+        b"<",
+        b"Hardware name",
+        b"Mem-Info",
+        b"Memory cgroup",
+        b"memory",
+        b"kmem:",
+        b"swap:",
+        b"Tasks state",
+        b"oom",
+        b"Modules linked in",
+    ];
+    if msg.first() == Some(&b' ')
+        || t.first() == Some(&b'[')
+        || mem_info_shaped(t)
+        || STARTS.iter().any(|p| t.starts_with(p))
+        || stat_shaped(t)
+    {
+        return true;
+    }
+    find(t, b"+0x").is_some()
+}
+
+/// `anon 1234`: one counter of a cgroup's `memory.stat` as a cgroup v2 report prints them.
+fn stat_shaped(t: &[u8]) -> bool {
+    let Some(sp) = memchr::memchr(b' ', t) else {
+        return false;
+    };
+    let (name, value) = (&t[..sp], &t[sp + 1..]);
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+        && !value.is_empty()
+        && value.iter().all(u8::is_ascii_digit)
+}
+
 fn mem_info_shaped(t: &[u8]) -> bool {
     const STARTS: [&[u8]; 12] = [
         b"lowmem_reserve",
@@ -2071,7 +2124,7 @@ mod tests {
             p.push(unrelated.as_bytes(), &s);
             read += 1;
         }
-        assert_eq!(read, STALE_BEFORE_DUMP as usize + 1, "unrelated lines read");
+        assert_eq!(read, FOREIGN_RUN as usize + 1, "unrelated lines read");
         p.push(b" free:5 free_pcp:0", &s);
         // The next report (its header lost) is an event of its own, not merged into this one.
         for l in [
@@ -2121,5 +2174,61 @@ mod tests {
         assert_eq!(ev.victim.as_ref().map(|v| v.pid), Some(114));
         assert_eq!(ev.tasks.as_ref().map(Vec::len), Some(1));
         assert_eq!(ev.memory.free_pages, Some(100));
+    }
+
+    /// Other programs' messages close a report after [`FOREIGN_RUN`] of them in a row; the
+    /// report's own lines that are not read (stack frames of every arch, a cgroup's
+    /// `memory.stat`, a slab table) keep it open up to [`STALE_BEFORE_DUMP`], with a few
+    /// foreign lines between them.
+    #[test]
+    fn only_other_programs_lines_close_a_report_early() {
+        let foreign = |i: usize| format!("e1000e 0000:00:1f.6 eth0: NIC Link is Up {i} Mbps");
+        let mut lines = vec![HEADER.to_string(), "Call Trace:".into()];
+        // 4 blocks and 4 gaps: 358 lines in all, under the longer window.
+        let long = 200;
+        let gap = FOREIGN_RUN as usize - 1;
+        lines.extend((0..long / 4).map(|i| format!(" ? frame_{i}+0x1a/0x2b0")));
+        lines.extend((0..gap).map(foreign));
+        lines.extend((0..long / 4).map(|i| format!("frame_{i} from show_stack+0x18/0x1c")));
+        lines.extend((0..gap).map(foreign));
+        lines.extend((0..long / 4).map(|i| format!("[<c0{i:06}>] (frame_{i}) from [<c0101010>]")));
+        lines.extend((0..gap).map(foreign));
+        lines.push("Memory cgroup stats for /ltp:".into());
+        lines.extend((0..long / 4).map(|i| format!("counter_{i} {}", i * 4096)));
+        lines.extend((0..gap).map(foreign));
+        lines.extend([
+            "Tasks state (memory values in pages):".into(),
+            "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"
+                .into(),
+            "[    114]  1000   114    15650    15230   139264        0           300 hog".into(),
+            KILLED_54.into(),
+        ]);
+        let ev = one(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(ev.victim.as_ref().map(|v| v.pid), Some(114));
+        assert_eq!(ev.tasks.as_ref().map(Vec::len), Some(1));
+
+        // One more foreign line in the gap: the report was cut off, the dump is another's.
+        let mut cut = lines.clone();
+        let at = cut
+            .iter()
+            .position(|l| l.starts_with("Tasks state"))
+            .unwrap();
+        cut.insert(at, foreign(0));
+        cut.insert(at, foreign(0));
+        let evs = run(&cut.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(evs.len(), 2, "{evs:#?}");
+        assert!(evs[0].victim.is_none() && evs[0].has_header);
+        assert_eq!(evs[1].tasks.as_ref().map(Vec::len), Some(1));
+
+        // The report's own lines, unread, still close it after the longer window.
+        let mut p = Parser::new();
+        let s = Stamp::default();
+        p.push(HEADER.as_bytes(), &s);
+        let mut read = 0;
+        while p.wants_all_lines() && read < 10_000 {
+            p.push(b" ? frame+0x1a/0x2b0", &s);
+            read += 1;
+        }
+        assert_eq!(read, STALE_BEFORE_DUMP as usize + 1, "stack frames read");
     }
 }
