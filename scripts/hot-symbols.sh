@@ -4,17 +4,19 @@
 # (link/hot-first.sh) packs them together at the start of .text.
 #
 # How: the release binary runs `oomguard run --dry-run` (nothing is killed) under gdb, guarding
-# the machine and then a memory cgroup made for the profile (50 of the sleepers in it); from the
+# the machine, then a memory cgroup made for the profile (50 of the sleepers in it), then the
+# machine with Prometheus metrics on and scraped every 2 s; from the
 # second return of act::harden::trim_and_lock (where start-up's pages are dropped for good, about
 # 3 s after start) the functions on every thread's stack are taken, then every function gets
 # a one-shot breakpoint, for PROF_SECS seconds (default 75: the floor re-reads /proc/zoneinfo
-# every 60 s), while PROF_PROCS sleepers (default 1000) run. Needs gdb and root (the daemon reads every process's /proc files). Rerun after
+# every 60 s), while PROF_PROCS sleepers (default 1000) run. Needs gdb, curl and root (the daemon reads every process's /proc files). Rerun after
 # changing what the loop or the kill path calls: `tests/link_order.rs` fails when the list has
 # gone stale; a name the compiler no longer emits is simply not matched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v gdb >/dev/null || { echo "hot-symbols: gdb is needed (apt-get install gdb)" >&2; exit 1; }
 command -v c++filt >/dev/null || { echo "hot-symbols: c++filt is needed (apt-get install binutils)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "hot-symbols: curl is needed (apt-get install curl)" >&2; exit 1; }
 work=$(mktemp -d)
 list_before=$work/hot-symbols.before
 cp link/hot-symbols.txt "$list_before" 2>/dev/null || : > "$list_before"
@@ -28,11 +30,13 @@ cargo build --release --bin oomguard >&2
 cp target/release/oomguard "$work/oomguard"
 sleepers=()
 churn=
+scraper=
 cg_dir=
 cleanup() {
     rm -rf "$work"
     [ ${#sleepers[@]} -eq 0 ] || kill "${sleepers[@]}" 2>/dev/null || true
     [ -z "$churn" ] || kill "$churn" 2>/dev/null || true
+    [ -z "$scraper" ] || kill "$scraper" 2>/dev/null || true
     if [ -n "$cg_dir" ]; then
         # The churner's last `sleep 0.3` outlives it by up to 0.3 s.
         for _ in $(seq 20); do
@@ -158,25 +162,37 @@ scopes=system
 # Profiles in the order the list takes them: the machine's daemon of both builds first, so the
 # code it runs is packed at the front and its fault-around windows stay off the code only a
 # cgroup's daemon runs, which comes after.
+# Last, the machine's daemon with Prometheus metrics on and scraped every 2 s: the sampling at
+# each wake-up, the server thread and the exposition (off by default, so after the rest; with
+# them outside the list an idle daemon with metrics had 0.6-0.8 MiB more resident, scraped
+# 1.3-1.4 MiB, session 47).
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+( while :; do sleep 2; curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true; done ) &
+scraper=$!
 hits=()
-for scope in $scopes; do
+for scope in $scopes metrics; do
     for build in oomguard oomguard-test-support; do
         out=$work/hits-$build-${scope%%:*}
+        args=(--scope "$scope")
+        [ "$scope" != metrics ] || args=(--scope system --metrics "127.0.0.1:$port")
         PROF_OUT="$out" timeout 600 gdb -q -batch -nx -x "$work/prof.py" \
-            --args "$work/$build" run --dry-run --scope "$scope" --lock-dir "$work" \
+            --args "$work/$build" run --dry-run "${args[@]}" --lock-dir "$work" \
             --event-log "$work/events.jsonl" >"$work/gdb.log" 2>&1 || true
         [ -s "$out" ] || { echo "hot-symbols: the profile of $build ($scope) recorded nothing; gdb said:" >&2; tail -20 "$work/gdb.log" >&2; exit 1; }
         hits+=("$out")
     done
 done
-clean() { sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//'; }
+# As `nm -C` (which link/hot-first.sh matches against) prints them: c++filt writes a const
+# generic's type (`4: usize`), nm -C does not.
+clean() { sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//; s/\b([0-9]+|true|false): (u|i)(size|8|16|32|64|128)\b/\1/g; s/\b(true|false): bool\b/\1/g'; }
 # What either build defines, to keep the earlier list's names that are still emitted.
 for build in oomguard oomguard-test-support; do
     nm -C --defined-only "$work/$build" | sed -E 's/^[0-9a-f]+ [^ ] //' | clean
 done | sort -u > "$work/defined"
 {
     echo "# Functions the daemon runs after start-up (warm-up of the kill path, idle loop), in the order"
-    echo "# it first ran them (guarding the machine, then one cgroup; the shipped build's, then the"
+    echo "# it first ran them (guarding the machine, then one cgroup, then the machine with metrics"
+    echo "# scraped; the shipped build's, then the"
     echo "# test-support build's); demangled v0 names"
     echo "# without crate disambiguators or LTO suffixes. Regenerate: scripts/hot-symbols.sh"
     # Only Rust paths: a plain C name (libm's `round`, from a precompiled object) stays where

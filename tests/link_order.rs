@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::fleet_util::{free_port, http_get};
 use crate::util::{
     MACHINE_MEMORY, Reaped, TestCgroup, require, start_daemon_of, tempdir, wait_line,
 };
@@ -243,22 +244,30 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
     );
 
     // The machine's daemon, then one cgroup's (a container host's: it reads the group's
-    // process list and memory files and each member's /proc files, no task iterator).
+    // process list and memory files and each member's /proc files, no task iterator), then
+    // the machine's with Prometheus metrics on and scraped (the sampling at each wake-up, the
+    // server thread, the exposition: 0.5-0.8 MiB more resident before they were listed).
     let cg = TestCgroup::new("resident", 1 << 30);
     let Some(cg) = cg else { return };
-    for scope in [None, Some(&cg)] {
-        check_scope(bin, &layout, (lo, hi), scope);
+    for (scope, metrics) in [(None, false), (Some(&cg), false), (None, true)] {
+        check_scope(bin, &layout, (lo, hi), scope, metrics);
     }
 }
 
 /// Runs [`settled_residency`] for one scope (the machine, or `cg` with the sleepers and the
-/// short-lived processes in it) and fails when more than [`STRAY_ALLOWED`] pages lie outside
-/// the hot range in two daemons.
-fn check_scope(bin: &str, layout: &Layout, (lo, hi): (u64, u64), cg: Option<&TestCgroup>) {
+/// short-lived processes in it), with metrics on and scraped or not, and fails when more than
+/// [`STRAY_ALLOWED`] pages lie outside the hot range in two daemons.
+fn check_scope(
+    bin: &str,
+    layout: &Layout,
+    (lo, hi): (u64, u64),
+    cg: Option<&TestCgroup>,
+    metrics: bool,
+) {
     let what = match cg {
         None => "the machine".to_string(),
         Some(cg) => format!("cgroup {}", cg.rel()),
-    };
+    } + if metrics { " with metrics scraped" } else { "" };
     eprintln!("-- a daemon guarding {what}");
     let sleepers: Vec<Reaped> = (0..200)
         .map(|_| {
@@ -270,7 +279,7 @@ fn check_scope(bin: &str, layout: &Layout, (lo, hi): (u64, u64), cg: Option<&Tes
             })
         })
         .collect();
-    let first = settled_residency(bin, layout, (lo, hi), cg);
+    let first = settled_residency(bin, layout, (lo, hi), cg, metrics);
     if first.stray.len() <= STRAY_ALLOWED {
         return;
     }
@@ -284,7 +293,7 @@ fn check_scope(bin: &str, layout: &Layout, (lo, hi): (u64, u64), cg: Option<&Tes
         first.stray.len()
     );
     drop_cached(bin);
-    let second = settled_residency(bin, layout, (lo, hi), cg);
+    let second = settled_residency(bin, layout, (lo, hi), cg, metrics);
     drop(sleepers);
     let both: Vec<u64> = first
         .stray
@@ -331,7 +340,8 @@ struct Residency {
 }
 
 /// Starts a `--dry-run` daemon on `bin` guarding the whole machine, or `cg`, lets it settle for
-/// 9 s while a short-lived process starts every 0.3 s (in `cg` when given), and compares its
+/// 9 s while a short-lived process starts every 0.3 s (in `cg` when given; with `metrics`, its
+/// metrics are served on a loopback port and scraped about every second), and compares its
 /// resident code pages with the hot range `lo..hi` (link-time addresses) widened to this load
 /// address's fault-around windows. Prints what it found.
 fn settled_residency(
@@ -339,6 +349,7 @@ fn settled_residency(
     layout: &Layout,
     (lo, hi): (u64, u64),
     cg: Option<&TestCgroup>,
+    metrics: bool,
 ) -> Residency {
     let dir = tempdir();
     let log = dir.path().join("events.jsonl");
@@ -346,20 +357,25 @@ fn settled_residency(
         Some(cg) => format!("cgroup:{}", cg.rel()),
         None => "system".to_string(),
     };
-    let (daemon, rx) = start_daemon_of(
-        Path::new(bin),
-        &[
-            "--dry-run",
-            "--scope",
-            &scope,
-            "--event-log",
-            log.to_str().unwrap(),
-            "--lock-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let addr_arg = addr.to_string();
+    let mut args = vec![
+        "--dry-run",
+        "--scope",
+        &scope,
+        "--event-log",
+        log.to_str().unwrap(),
+        "--lock-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    if metrics {
+        args.extend(["--metrics", &addr_arg]);
+    }
+    let (daemon, rx) = start_daemon_of(Path::new(bin), &args);
     wait_line(&rx, "guarding", Duration::from_secs(10));
     let until = std::time::Instant::now() + Duration::from_secs(9);
+    let mut scraped = 0;
+    let mut round = 0;
     while std::time::Instant::now() < until {
         let mut cmd = Command::new("sleep");
         cmd.arg("0.3");
@@ -367,7 +383,20 @@ fn settled_residency(
             Some(cg) => cg.spawn(&mut cmd).wait(),
             None => cmd.status(),
         };
+        round += 1;
+        if metrics
+            && round % 3 == 0
+            && http_get(addr, "/metrics").is_ok_and(|r| {
+                r.status == 200 && r.body.contains("oomguard_memory_available_bytes")
+            })
+        {
+            scraped += 1;
+        }
     }
+    assert!(
+        !metrics || scraped >= 3,
+        "the daemon's metrics at {addr} were served {scraped} times in 9 s"
+    );
     let pid = daemon.pid();
     let (pages, bias) = resident_code(pid, bin);
     drop(daemon);

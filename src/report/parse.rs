@@ -1141,10 +1141,6 @@ fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) -> bool {
     any
 }
 
-/// The other lines `show_mem` prints in every era (kernel-oom-spec.md §4): page totals
-/// (`N pages RAM`), zone lines and per-CPU lists (`DMA per-cpu:`, `CPU    0: hi: …`),
-/// `lowmem_reserve[]:`, free lists and slab rows (ending in `kB`/`KB`), swap lines, the
-/// unreclaimable slab table's heading.
 /// Whether a line (`msg` as logged, `t` without its indent) can be part of a kernel OOM
 /// report or of the warnings printed around one: indented or bracketed lines (stack frames,
 /// the task dump), stack frames (`+0x`), Mem-Info's and the cgroup's counters (`name 123`,
@@ -1190,6 +1186,10 @@ fn stat_shaped(t: &[u8]) -> bool {
         && value.iter().all(u8::is_ascii_digit)
 }
 
+/// The other lines `show_mem` prints in every era (kernel-oom-spec.md §4): page totals
+/// (`N pages RAM`), zone lines and per-CPU lists (`DMA per-cpu:`, `CPU    0: hi: …`),
+/// `lowmem_reserve[]:`, free lists and slab rows (ending in `kB`/`KB`), swap lines, the
+/// unreclaimable slab table's heading.
 fn mem_info_shaped(t: &[u8]) -> bool {
     const STARTS: [&[u8]; 12] = [
         b"lowmem_reserve",

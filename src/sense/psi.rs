@@ -144,7 +144,9 @@ impl PsiWindow {
             return None;
         }
         let stalled = total_us.saturating_sub(v0) as f64;
-        Some((stalled / span.as_micros() as f64 * 100.0).min(100.0))
+        // In seconds, not `as_micros() as f64`: that converts a u128 in a compiler-rt routine
+        // (`__floattidf`) that link/hot-symbols.txt cannot place, 64 KiB more resident code.
+        Some((stalled / (span.as_secs_f64() * 1e6) * 100.0).min(100.0))
     }
 }
 
