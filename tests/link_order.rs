@@ -246,7 +246,7 @@ fn a_settled_daemons_resident_code_is_the_listed_code() {
     // The machine's daemon, then one cgroup's (a container host's: it reads the group's
     // process list and memory files and each member's /proc files, no task iterator), then
     // the machine's with Prometheus metrics on and scraped (the sampling at each wake-up, the
-    // server thread, the exposition: 0.5-0.8 MiB more resident before they were listed).
+    // server thread, the exposition: 0.6-1.4 MiB more VmRSS before they were listed).
     let cg = TestCgroup::new("resident", 1 << 30);
     let Some(cg) = cg else { return };
     for (scope, metrics) in [(None, false), (Some(&cg), false), (None, true)] {

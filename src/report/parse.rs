@@ -1234,6 +1234,13 @@ mod tests {
 
     const HEADER: &str = "hog invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0";
     const KILLED_54: &str = "Out of memory: Killed process 114 (hog) total-vm:62600kB, anon-rss:60920kB, file-rss:4kB, shmem-rss:8kB, UID:1000 pgtables:164kB oom_score_adj:300";
+    /// A one-row task dump and its kill line (pid 114), to end a report in a test.
+    const DUMP_AND_KILL_114: [&str; 4] = [
+        "Tasks state (memory values in pages):",
+        "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+        "[    114]  1000   114    15650    15230   139264        0           300 hog",
+        KILLED_54,
+    ];
 
     #[test]
     fn header_5_0_and_later() {
@@ -2163,13 +2170,7 @@ mod tests {
         lines.push("Unreclaimable slab info:".into());
         lines.push("Name                      Used          Total".into());
         lines.extend((0..long).map(|i| format!("kmalloc-{i}             12KB         16KB")));
-        lines.extend([
-            "Tasks state (memory values in pages):".into(),
-            "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"
-                .into(),
-            "[    114]  1000   114    15650    15230   139264        0           300 hog".into(),
-            KILLED_54.into(),
-        ]);
+        lines.extend(DUMP_AND_KILL_114.map(String::from));
         let ev = one(&lines.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(ev.victim.as_ref().map(|v| v.pid), Some(114));
         assert_eq!(ev.tasks.as_ref().map(Vec::len), Some(1));
@@ -2196,18 +2197,13 @@ mod tests {
         lines.push("Memory cgroup stats for /ltp:".into());
         lines.extend((0..long / 4).map(|i| format!("counter_{i} {}", i * 4096)));
         lines.extend((0..gap).map(foreign));
-        lines.extend([
-            "Tasks state (memory values in pages):".into(),
-            "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"
-                .into(),
-            "[    114]  1000   114    15650    15230   139264        0           300 hog".into(),
-            KILLED_54.into(),
-        ]);
+        lines.extend(DUMP_AND_KILL_114.map(String::from));
         let ev = one(&lines.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(ev.victim.as_ref().map(|v| v.pid), Some(114));
         assert_eq!(ev.tasks.as_ref().map(Vec::len), Some(1));
 
-        // One more foreign line in the gap: the report was cut off, the dump is another's.
+        // Two more foreign lines in the last gap, 41 in a row: the report was cut off, the dump
+        // is another's.
         let mut cut = lines.clone();
         let at = cut
             .iter()
