@@ -9,7 +9,7 @@
 # second return of act::harden::trim_and_lock (where start-up's pages are dropped for good, about
 # 3 s after start) the functions on every thread's stack are taken, then every function gets
 # a one-shot breakpoint, for PROF_SECS seconds (default 75: the floor re-reads /proc/zoneinfo
-# every 60 s), while PROF_PROCS sleepers (default 1000) run. Needs gdb, curl and root (the daemon reads every process's /proc files). Rerun after
+# every 60 s), while PROF_PROCS sleepers (default 1000) run. Needs gdb, curl, python3 and root (the daemon reads every process's /proc files). Rerun after
 # changing what the loop or the kill path calls: `tests/link_order.rs` fails when the list has
 # gone stale; a name the compiler no longer emits is simply not matched.
 set -euo pipefail
@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 command -v gdb >/dev/null || { echo "hot-symbols: gdb is needed (apt-get install gdb)" >&2; exit 1; }
 command -v c++filt >/dev/null || { echo "hot-symbols: c++filt is needed (apt-get install binutils)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "hot-symbols: curl is needed (apt-get install curl)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "hot-symbols: python3 is needed (apt-get install python3)" >&2; exit 1; }
 work=$(mktemp -d)
 list_before=$work/hot-symbols.before
 cp link/hot-symbols.txt "$list_before" 2>/dev/null || : > "$list_before"
@@ -184,7 +185,7 @@ for scope in $scopes metrics; do
 done
 # As `nm -C` (which link/hot-first.sh matches against) prints them: c++filt writes a const
 # generic's type (`4: usize`), nm -C does not.
-clean() { sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//; s/\b([0-9]+|true|false): (u|i)(size|8|16|32|64|128)\b/\1/g; s/\b(true|false): bool\b/\1/g'; }
+clean() { sed -E 's/\[[0-9a-f]{6,}\]//g; s/\.llvm\.[0-9]+$//; s/ \[clone [^]]*\]$//; s/::h[0-9a-f]+$//; s/\b([0-9]+): [iu](size|8|16|32|64|128)\b/\1/g; s/\b(true|false): bool\b/\1/g'; }
 # What either build defines, to keep the earlier list's names that are still emitted.
 for build in oomguard oomguard-test-support; do
     nm -C --defined-only "$work/$build" | sed -E 's/^[0-9a-f]+ [^ ] //' | clean
