@@ -224,6 +224,18 @@ pub fn human_kb(kb: u64) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
+impl Dur {
+    /// An interval of at least 100 ms: a shorter one (`0s` included) would keep the daemon
+    /// busy with nothing but what the interval paces.
+    pub fn parse_interval(s: &str) -> Result<Dur, ValueError> {
+        let d: Dur = s.parse()?;
+        if d.0 < Duration::from_millis(100) {
+            return err(format!("interval '{s}' is too short: write at least 100ms"));
+        }
+        Ok(d)
+    }
+}
+
 impl FromStr for Dur {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, ValueError> {
@@ -567,6 +579,19 @@ mod tests {
         assert_eq!("2m".parse::<Dur>().unwrap().0, Duration::from_secs(120));
         assert_eq!("1h".parse::<Dur>().unwrap().0, Duration::from_secs(3600));
         assert!("2".parse::<Dur>().unwrap_err().0.contains("no unit"));
+        // An interval (`--report-interval`, the protection scan's) is at least 100 ms.
+        assert!(
+            Dur::parse_interval("0s")
+                .unwrap_err()
+                .0
+                .contains("at least 100ms")
+        );
+        assert!(Dur::parse_interval("99ms").is_err());
+        assert_eq!(
+            Dur::parse_interval("100ms").unwrap().0,
+            Duration::from_millis(100)
+        );
+        assert!(Dur::parse_interval("2").unwrap_err().0.contains("no unit"));
     }
 
     #[test]

@@ -34,3 +34,23 @@ fn unknown_flag_exits_2() {
     let out = oomguard(&["run", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// An argument that is not UTF-8 is a usage error (exit 2, 3 for doctor), not a panic.
+#[test]
+fn a_non_utf8_argument_is_a_usage_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff");
+    for (args, code) in [
+        (vec![bad], 2),
+        (vec![std::ffi::OsStr::new("doctor"), bad], 3),
+    ] {
+        let out = std::process::Command::new(crate::util::bin())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -444,3 +444,41 @@ fn summary_since_and_exit_codes() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("No kernel OOM report"));
 }
+
+/// `--json` keeps stdout one JSON document when a source fails: one that cannot be opened
+/// leaves stdout empty (every source is opened first); one that fails while read (a gzip
+/// file cut short) closes the document with the events so far and an `error` (exit 1).
+#[test]
+fn a_failing_source_leaves_json_whole() {
+    let d = tempdir();
+    let f = d.path().join("kern.log");
+    std::fs::write(&f, render("dmesg-T")).unwrap();
+    let p = f.to_str().unwrap();
+    let missing = d.path().join("missing.log");
+    let out = oomguard(&["explain", "--json", p, missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.log"));
+    // A gzip stream cut in its middle: the error comes while it is read.
+    let gz = d.path().join("cut.gz");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for i in $(seq 1 200); do cat '{p}'; done | gzip -c > '{0}.full' && head -c $(( $(stat -c %s '{0}.full') / 2 )) '{0}.full' > '{0}'",
+            gz.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = oomguard(&["explain", "--json", p, gz.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(doc["events"].as_array().unwrap().len() >= 3, "{doc}");
+    let err = doc["error"].as_str().unwrap();
+    assert!(err.contains("cut.gz"), "{err}");
+}

@@ -462,6 +462,60 @@ fn a_cgroup_scope_adjusts_only_its_own_processes() {
     g.stop();
 }
 
+/// `protect` works in the daemon's scope: without `--scope`, the config's `run.scope`.
+#[test]
+fn protect_list_takes_the_configs_scope() {
+    let Some(cg) = crate::util::TestCgroup::new("protect-cfgscope", 256 << 20) else {
+        return;
+    };
+    let d = tempdir();
+    let cfg = d.path().join("rules.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[run]\nscope = \"cgroup:{}\"\n\n[[prefer]]\nname = \"^oomg-cfgscope$\"\n",
+            cg.dir.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = named_sleep(d.path(), "oomg-cfgscope");
+    let outside = Reaped(cmd.spawn().unwrap());
+    let inside = Reaped(cg.spawn(&mut cmd));
+    std::thread::sleep(Duration::from_millis(50));
+    let listed = |args: &[&str]| {
+        let out = oomguard(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let pids: Vec<i64> = v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["pid"].as_i64())
+            .collect();
+        (
+            pids.contains(&(inside.pid() as i64)),
+            pids.contains(&(outside.pid() as i64)),
+        )
+    };
+    let c = cfg.to_str().unwrap();
+    assert_eq!(
+        listed(&["protect", "--list", "--json", "--config", c]),
+        (true, false)
+    );
+    // `--scope` still wins over the config.
+    assert_eq!(
+        listed(&[
+            "protect", "--list", "--json", "--config", c, "--scope", "system"
+        ]),
+        (true, true)
+    );
+}
+
 #[test]
 fn protect_watch_applies_rules_to_new_processes_until_stopped() {
     if !connector_ok() {

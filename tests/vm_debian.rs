@@ -342,6 +342,16 @@ fn debian_systemd_integration_for_real() {
         b.get("hook_out")
     );
     assert!(b.num("dbus_signals") >= 1.0, "{}", b.file("dbus.txt"));
+    // The drill on cgroup v2, from `systemd-run --scope -p Delegate=yes` (its own advice):
+    // its daemon killed the hog, and the scratch group and the drill's leaf are gone.
+    let drill = || format!("{}\n{}", b.file("drill.json"), b.file("drill.err"));
+    b.is("drill_rc", "0");
+    let d: Value =
+        serde_json::from_str(&b.file("drill.json")).unwrap_or_else(|e| panic!("{e}: {}", drill()));
+    assert_eq!(d["version"], "v2", "{}", drill());
+    assert_eq!(d["killed_by"], "oomguard", "{}", drill());
+    assert_eq!(d["cleaned_up"], true, "{}", drill());
+    b.is("drill_groups_left", "0");
     // The watch list checked after the kill: systemd had restarted hogsvc (nothing missing),
     // the entry that never runs was missing and its restart command ran.
     let missing: Vec<&Value> = ev.iter().filter(|e| e["action"] == "missing").collect();

@@ -53,6 +53,17 @@ use crate::values::KillUnit;
 /// member in uninterruptible sleep stops only when it leaves it).
 pub const TREE_SETTLE: Duration = Duration::from_millis(250);
 
+/// The first of `pids` that the group's `cgroup.procs` lists, if any (`None` also when the
+/// file cannot be read: the walk then finds no member either).
+fn group_holds(procs: &std::path::Path, pids: &[i32]) -> Option<i32> {
+    let mut buf = Vec::new();
+    crate::sense::read_into(procs, &mut buf).ok()?;
+    buf.split(|&b| b == b'\n')
+        .filter_map(crate::sense::parse_u64)
+        .map(|p| p as i32)
+        .find(|p| pids.contains(p))
+}
+
 /// True if this kernel has `/proc/PID/task/TID/children` (read on our own main thread).
 fn has_children_files(reader: &mut ProcReader) -> bool {
     let me = std::process::id() as i32;
@@ -509,12 +520,20 @@ impl Kill {
                 match mount {
                     Some(mount) if leaf != "/" => {
                         let dir = mount.join(leaf.trim_start_matches('/'));
+                        let procs = scope.root.path(dir.join("cgroup.procs"));
+                        // `cgroup.kill` signals every process of the group, the guard itself
+                        // and PID 1 with them, which no kill unit takes: a group holding
+                        // either has its other members signalled one by one, as on v1.
+                        let spared = match version {
+                            CgVersion::V2 => group_holds(&procs, &[me, 1]),
+                            CgVersion::V1 => None,
+                        };
                         if version == CgVersion::V2
+                            && spared.is_none()
                             && scope.root.path(dir.join("cgroup.kill")).exists()
                         {
                             kill.cgroup_kill = Some(scope.root.path(dir.join("cgroup.kill")));
                         }
-                        let procs = scope.root.path(dir.join("cgroup.procs"));
                         // Without cgroup.kill (v1) the group is stopped first, as a tree is:
                         // a member forking between the listing and the signal would leave a
                         // live child in the group.
@@ -522,9 +541,16 @@ impl Kill {
                         let walked = kill.walk_cgroup(reader, &procs, stop, WalkLimits::DEFAULT);
                         kill.walked = Some(("cgroup", walked));
                         kill.unit_note = format!(
-                            "cgroup {leaf} ({} processes{})",
+                            "cgroup {leaf} ({} processes{}{})",
                             kill.others.len() + 1,
-                            walked.cut_note()
+                            walked.cut_note(),
+                            match spared {
+                                Some(p) if p == me && kill.victim.pid != me => {
+                                    "; oomguard itself is in the group and is spared"
+                                }
+                                Some(1) => "; PID 1 is in the group and is spared",
+                                _ => "",
+                            }
                         );
                     }
                     _ => {
@@ -1342,6 +1368,74 @@ mod tests {
         let (unit, note) = k.unit_record();
         assert_eq!(unit, "process");
         assert!(note.unwrap().contains("root cgroup"));
+    }
+
+    /// `cgroup.kill` would take every process of the group: a v2 group that holds the guard
+    /// itself (or PID 1) is killed member by member instead, the guard left out, and the note
+    /// says so. The cgroup tree is a fixture (its `cgroup.kill` a plain file): nothing is
+    /// written to it here, and the victim is a real process that is stopped, then continued.
+    #[test]
+    fn a_v2_group_holding_the_guard_is_not_killed_through_cgroup_kill() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        std::fs::create_dir_all(d.path().join("proc/self")).unwrap();
+        std::fs::write(
+            d.path().join("proc/self/mountinfo"),
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        let cg = d.path().join("sys/fs/cgroup");
+        std::fs::create_dir_all(cg.join("app")).unwrap();
+        std::fs::write(cg.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        std::fs::write(cg.join("app/cgroup.kill"), "").unwrap();
+        let scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
+        assert!(scope.mounts.v2_memory.is_some(), "{:?}", scope.mounts);
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id() as i32;
+        let cand = Candidate::unscored(pid, reader.stat(pid).unwrap().starttime, "sleep");
+        let me = std::process::id() as i32;
+        let mut plan = |listed: &str| {
+            std::fs::write(cg.join("app/cgroup.procs"), listed).unwrap();
+            let group = VictimGroup::Known(Some("/app".into()));
+            let k = Kill::plan_in(
+                &mut reader,
+                &scope,
+                KillUnit::Cgroup,
+                &cand,
+                Instant::now(),
+                group,
+            )
+            .unwrap();
+            let r = (k.cgroup_kill.is_some(), k.others.len(), k.unit_note.clone());
+            drop(k);
+            r
+        };
+        let (through_kill, others, note) = plan(&format!("{pid}\n"));
+        assert!(through_kill && others == 0, "{note}");
+        assert_eq!(note, "cgroup /app (1 processes)");
+        let (through_kill, others, note) = plan(&format!("{me}\n{pid}\n"));
+        assert!(!through_kill && others == 0, "{note}");
+        assert!(
+            note.contains("oomguard itself is in the group and is spared"),
+            "{note}"
+        );
+        let (through_kill, _, note) = plan(&format!("1\n{pid}\n"));
+        assert!(!through_kill, "{note}");
+        assert!(
+            note.contains("PID 1 is in the group and is spared"),
+            "{note}"
+        );
+        // Planned and dropped unsent: the victim was stopped for the walk and runs on.
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut state = b'T';
+        while state == b'T' && Instant::now() < until {
+            state = reader.stat(pid).map_or(b'?', |st| st.state);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_ne!(state, b'T', "the victim was left stopped");
     }
 
     #[test]

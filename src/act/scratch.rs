@@ -32,7 +32,7 @@ pub enum ScratchError {
     #[error("/proc/self/cgroup names no memory cgroup")]
     NoOwnGroup,
     #[error(
-        "cannot enable the memory controller for children of {parent} (a cgroup2 group with processes cannot delegate it): run from a delegated group, e.g. systemd-run --scope -p Delegate=yes oomguard drill: {source}"
+        "cannot enable the memory controller for children of {parent} (a cgroup2 group with other processes in it cannot delegate it): run it alone in a delegated group, e.g. systemd-run --scope -p Delegate=yes oomguard drill: {source}"
     )]
     Delegate {
         parent: PathBuf,
@@ -62,6 +62,44 @@ pub struct ScratchCgroup {
     /// As in /proc/PID/cgroup.
     pub rel: String,
     pub version: CgVersion,
+    /// v2: the leaf this process moved itself into so that its own group could delegate the
+    /// memory controller ([`delegate_memory`]); it moves back on removal.
+    own_leaf: Option<PathBuf>,
+}
+
+/// Enables the memory controller for the children of `parent` (cgroup v2). A group with
+/// processes in it cannot delegate a controller (the kernel's "no internal processes" rule,
+/// EBUSY): when this process is alone in it, as in `systemd-run --scope -p Delegate=yes
+/// oomguard drill`, it moves itself into a leaf of its own first, as systemd's
+/// `DelegateSubgroup=` does, and returns that leaf (`None`: nothing moved).
+fn delegate_memory(parent: &Path, name: &str) -> Result<Option<PathBuf>, ScratchError> {
+    let control = parent.join("cgroup.subtree_control");
+    let delegate_err = |source| ScratchError::Delegate {
+        parent: parent.to_path_buf(),
+        source,
+    };
+    let busy = match std::fs::write(&control, "+memory") {
+        Ok(()) => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => e,
+        Err(e) => return Err(delegate_err(e)),
+    };
+    let me = std::process::id() as i32;
+    if procs(parent) != [me] {
+        return Err(delegate_err(busy));
+    }
+    let leaf = parent.join(format!("{name}-self"));
+    std::fs::create_dir(&leaf).map_err(|source| ScratchError::Create {
+        dir: leaf.clone(),
+        source,
+    })?;
+    let moved = std::fs::write(leaf.join("cgroup.procs"), me.to_string())
+        .and_then(|()| std::fs::write(&control, "+memory"));
+    if let Err(e) = moved {
+        let _ = std::fs::write(parent.join("cgroup.procs"), me.to_string());
+        let _ = std::fs::remove_dir(&leaf);
+        return Err(delegate_err(e));
+    }
+    Ok(Some(leaf))
 }
 
 impl ScratchCgroup {
@@ -84,27 +122,25 @@ impl ScratchCgroup {
             memory_path_of(&text, version == CgVersion::V2).ok_or(ScratchError::NoOwnGroup)?;
         let parent = root.path(mount.join(own.trim_start_matches('/')));
         let dir = parent.join(name);
+        let mut own_leaf = None;
         if version == CgVersion::V2 {
             let ctl =
                 std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
             if !ctl.split_whitespace().any(|c| c == "memory") {
-                std::fs::write(parent.join("cgroup.subtree_control"), "+memory").map_err(
-                    |source| ScratchError::Delegate {
-                        parent: parent.clone(),
-                        source,
-                    },
-                )?;
+                own_leaf = delegate_memory(&parent, name)?;
             }
         }
-        std::fs::create_dir(&dir).map_err(|source| ScratchError::Create {
-            dir: dir.clone(),
-            source,
-        })?;
-        let s = ScratchCgroup {
+        let mut s = ScratchCgroup {
             rel: format!("{}/{name}", own.trim_end_matches('/')),
-            dir,
+            dir: dir.clone(),
             version,
+            own_leaf,
         };
+        if let Err(source) = std::fs::create_dir(&dir) {
+            s.restore_own_group();
+            s.own_leaf = None;
+            return Err(ScratchError::Create { dir, source });
+        }
         let write = |file: &str, v: &str| {
             let path = s.dir.join(file);
             std::fs::write(&path, v).map_err(|source| ScratchError::Write {
@@ -176,9 +212,26 @@ impl ScratchCgroup {
         }
     }
 
-    /// Kills what is left inside (only this group's processes) and removes the group.
+    /// Kills what is left inside (only this group's processes) and removes the group; then
+    /// this process goes back to its own group, if it left it ([`delegate_memory`]).
     pub fn remove(&self) -> bool {
-        remove_group(&self.dir, self.version == CgVersion::V2)
+        let removed = remove_group(&self.dir, self.version == CgVersion::V2);
+        removed && self.restore_own_group()
+    }
+
+    /// Undoes [`delegate_memory`]: the memory controller off again for the own group's
+    /// children, this process back in it, its leaf removed. True when there was nothing to
+    /// undo or it is undone (a child of this process still in the leaf keeps it: false).
+    fn restore_own_group(&self) -> bool {
+        let Some(leaf) = self.own_leaf.as_ref().filter(|l| l.exists()) else {
+            return true;
+        };
+        let Some(parent) = leaf.parent() else {
+            return false;
+        };
+        let _ = std::fs::write(parent.join("cgroup.subtree_control"), "-memory");
+        let _ = std::fs::write(parent.join("cgroup.procs"), std::process::id().to_string());
+        std::fs::remove_dir(leaf).is_ok()
     }
 
     /// Starts `cmd` inside the group.
@@ -189,7 +242,9 @@ impl ScratchCgroup {
 
 impl Drop for ScratchCgroup {
     fn drop(&mut self) {
-        if self.dir.exists() && !self.remove() {
+        if (self.dir.exists() || self.own_leaf.as_ref().is_some_and(|l| l.exists()))
+            && !self.remove()
+        {
             log::warn!(
                 "could not remove the scratch cgroup {}; remove it with: rmdir {}",
                 self.dir.display(),

@@ -32,7 +32,8 @@ pub fn run(a: DoctorArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::from(code));
     }
-    let colour = out.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // no-color.org: NO_COLOR set to a non-empty value turns colour off (as `top` reads it).
+    let colour = out.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let paint = |s: Severity, text: &str| -> String {
         if !colour {
             return text.to_string();

@@ -61,8 +61,17 @@ struct GuardDaemon(Child, Option<std::thread::JoinHandle<()>>);
 impl GuardDaemon {
     fn start(exe: &std::path::Path, scope: &str, log: &std::path::Path) -> anyhow::Result<Self> {
         use std::io::BufRead;
+        // The built-in defaults, not the machine's config file: its metrics port, hooks,
+        // watch list or dry run are the production daemon's, not the drill's.
         let mut child = Command::new(exe)
-            .args(["run", "--scope", scope, "--event-log"])
+            .args([
+                "run",
+                "--config",
+                "/dev/null",
+                "--scope",
+                scope,
+                "--event-log",
+            ])
             .arg(log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -78,14 +87,22 @@ impl GuardDaemon {
             {
                 eprintln!("  [daemon] {line}");
                 if line.contains("guarding") {
-                    let _ = tx.send(());
+                    let _ = tx.send(true);
                 }
             }
+            // Its stderr closed: it exited.
+            let _ = tx.send(false);
         });
         let d = GuardDaemon(child, Some(forward));
-        rx.recv_timeout(Duration::from_secs(20))
-            .context("oomguard run did not start guarding the scratch group within 20 s")?;
-        Ok(d)
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(true) => Ok(d),
+            Ok(false) => anyhow::bail!(
+                "oomguard run exited before it guarded the scratch group (its lines above say why)"
+            ),
+            Err(_) => {
+                anyhow::bail!("oomguard run did not start guarding the scratch group within 20 s")
+            }
+        }
     }
     fn pid(&self) -> u32 {
         self.0.id()

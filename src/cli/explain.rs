@@ -193,6 +193,18 @@ impl<W: Write> Out<'_, W> {
         Ok(())
     }
 
+    /// A source failed after the output began: the JSON document is closed with the error
+    /// in it (`"error"`), so that stdout stays one document (the exit status is 1), and what
+    /// was written is flushed. Returns the error.
+    fn cut_short(&mut self, e: anyhow::Error) -> anyhow::Error {
+        if self.json && !self.json_lines {
+            let msg = serde_json::to_string(&format!("{e:#}")).unwrap_or_default();
+            let _ = write!(self.w, "\n], \"error\": {msg}}}\n");
+        }
+        let _ = self.w.flush();
+        e
+    }
+
     fn end(&mut self, sources: &str) -> io::Result<()> {
         if self.json && !self.json_lines {
             self.w.write_all(b"\n]}\n")?;
@@ -263,38 +275,65 @@ pub fn run(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if sources.iter().filter(|s| matches!(s, Src::Stdin)).count() > 1 {
         return Err(UsageError("'-' (standard input) can be given only once".into()).into());
     }
-    out.begin()?;
+    // The output begins once the first source is open, and every file was opened once
+    // before (each is read only when its turn comes: a glob of rotated logs holds one file
+    // and its buffers at a time): a missing file or an unreadable /dev/kmsg leaves stdout
+    // empty, not a JSON document cut short.
+    for src in &sources {
+        if let Src::File(p) = src {
+            drop(source::open_file(p)?);
+        }
+    }
     let names: Vec<String> = sources.iter().map(Src::name).collect();
+    let mut begun = false;
     for src in &sources {
         let name = src.name();
         let mut journal = None;
-        let (reader, live): (Box<dyn BufRead>, bool) = match src {
-            Src::Stdin => (
-                source::decompress(BufReader::with_capacity(64 * 1024, io::stdin()))
-                    .context("reading standard input")?,
-                false,
-            ),
-            Src::File(p) => (source::open_file(p)?, false),
-            Src::Kmsg => (
-                Box::new(BufReader::with_capacity(
-                    256 * 1024,
-                    Kmsg::open(Path::new(KMSG), true)?,
-                )),
-                true,
-            ),
-            Src::Journal => {
-                let mut j = Journal::spawn()?;
-                let stdout = j.child.stdout.take().context("journalctl stdout")?;
-                journal = Some(j);
-                (Box::new(BufReader::with_capacity(256 * 1024, stdout)), true)
-            }
+        let opened = (|| -> anyhow::Result<(Box<dyn BufRead>, bool)> {
+            Ok(match src {
+                Src::Stdin => (
+                    source::decompress(BufReader::with_capacity(64 * 1024, io::stdin()))
+                        .context("reading standard input")?,
+                    false,
+                ),
+                Src::File(p) => (source::open_file(p)?, false),
+                Src::Kmsg => (
+                    Box::new(BufReader::with_capacity(
+                        256 * 1024,
+                        Kmsg::open(Path::new(KMSG), true)?,
+                    )),
+                    true,
+                ),
+                Src::Journal => {
+                    let mut j = Journal::spawn()?;
+                    let stdout = j.child.stdout.take().context("journalctl stdout")?;
+                    journal = Some(j);
+                    (Box::new(BufReader::with_capacity(256 * 1024, stdout)), true)
+                }
+            })
+        })();
+        let (reader, live) = match opened {
+            Ok(r) => r,
+            Err(e) if !begun => return Err(e),
+            Err(e) => return Err(out.cut_short(e)),
         };
-        for ev in events(reader) {
-            let ev = ev.with_context(|| format!("reading {name}"))?;
-            out.event(ev, &name, live)?;
+        if !begun {
+            out.begin()?;
+            begun = true;
         }
-        if let Some(j) = journal {
-            j.finish()?;
+        for ev in events(reader) {
+            match ev {
+                Ok(ev) => out.event(ev, &name, live)?,
+                Err(e) => {
+                    let e = anyhow::Error::new(e).context(format!("reading {name}"));
+                    return Err(out.cut_short(e));
+                }
+            }
+        }
+        if let Some(j) = journal
+            && let Err(e) = j.finish()
+        {
+            return Err(out.cut_short(e.into()));
         }
     }
     out.end(&names.join(", "))?;

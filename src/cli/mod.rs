@@ -75,7 +75,9 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // doctor is a Nagios plugin: its usage errors are UNKNOWN (3).
-            let doctor = std::env::args().nth(1).as_deref() == Some("doctor");
+            // (args_os: an argument that is not UTF-8 is a usage error, not a panic here.)
+            let doctor =
+                std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("doctor"));
             return match e.exit_code() {
                 0 => ExitCode::SUCCESS,
                 _ if doctor => ExitCode::from(3),

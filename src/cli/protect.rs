@@ -48,8 +48,8 @@ pub struct ProtectArgs {
     /// (netlink proc connector), plus a periodic scan; until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
-    /// With --watch: the safety-net scan interval.
-    #[arg(long, default_value = "60s", value_parser = |s: &str| s.parse::<Dur>())]
+    /// With --watch: the safety-net scan interval (at least 100ms).
+    #[arg(long, default_value = "60s", value_parser = Dur::parse_interval)]
     pub scan_interval: Dur,
     /// With --watch: no periodic scan at all, process events only (tests).
     #[arg(long, hide = true)]
@@ -59,9 +59,10 @@ pub struct ProtectArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub rules: super::RuleFlags,
-    /// Only processes of this scope: `system` or `cgroup:PATH`.
-    #[arg(long, default_value = "system", value_parser = super::ScopeParser)]
-    pub scope: ScopeSpec,
+    /// Only processes of this scope: `system` or `cgroup:PATH` (default: the config's
+    /// run.scope, the daemon's, else system).
+    #[arg(long, value_parser = super::ScopeParser)]
+    pub scope: Option<ScopeSpec>,
     /// Also append a `protect` record per write or refusal to this event log.
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,
@@ -80,7 +81,12 @@ pub fn run(a: ProtectArgs) -> anyhow::Result<ExitCode> {
     let policy = Policy {
         rules: a.rules.rules(&config)?,
     };
-    let scope = Scope::resolve(&root, &a.scope).with_context(|| format!("--scope {}", a.scope))?;
+    let spec = a
+        .scope
+        .clone()
+        .or_else(|| config.run.scope.clone())
+        .unwrap_or(ScopeSpec::System);
+    let scope = Scope::resolve(&root, &spec).with_context(|| format!("--scope {spec}"))?;
     let log = match &a.event_log {
         Some(p) => Some(EventLog::open(p, &scope.label())?),
         None => None,
@@ -158,7 +164,7 @@ pub fn run(a: ProtectArgs) -> anyhow::Result<ExitCode> {
                 out,
                 "{:>7} {:<16} {:>5}  {what}  ({})",
                 r["pid"].as_i64().unwrap_or_default(),
-                r["comm"].as_str().unwrap_or_default(),
+                crate::values::escape_text(r["comm"].as_str().unwrap_or_default()),
                 r["oom_score_adj"].as_i64().unwrap_or_default(),
                 r["rule"].as_str().unwrap_or_default()
             )?;
@@ -208,7 +214,7 @@ fn print_list(matches: &[Match], json: bool) -> anyhow::Result<()> {
             out,
             "{:>7} {:<16} {:<8} {:>7} {:>6}  {}{mark}",
             m.pid,
-            m.comm,
+            crate::values::escape_text(&m.comm),
             m.rule_kind.as_str(),
             fmt(m.current),
             fmt(m.target),

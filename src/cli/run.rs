@@ -81,18 +81,18 @@ pub struct RunArgs {
     pub metrics: Option<std::net::SocketAddr>,
     /// The protection rules' safety-net scan interval (rules with oom_score_adj are applied on
     /// every process event; this scan catches what events miss).
-    #[arg(long, hide = true, value_name = "DURATION", default_value = "60s", value_parser = |s: &str| s.parse::<Dur>())]
+    #[arg(long, hide = true, value_name = "DURATION", default_value = "60s", value_parser = Dur::parse_interval)]
     pub protect_scan_interval: Dur,
     /// No periodic protection scan: process events only (tests).
     #[arg(long, hide = true)]
     pub no_protect_scan: bool,
     /// Directory of the per-scope lock files that keep a second guard off a scope (default:
     /// the state directory, /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard).
-    #[arg(long, hide = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
     /// Print a status line this often: available memory and swap, PSI, the would-be victim
-    /// (like earlyoom's -r) [default: off].
-    #[arg(long, value_name = "DURATION", value_parser = |s: &str| s.parse::<Dur>())]
+    /// (like earlyoom's -r; at least 100ms) [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = Dur::parse_interval)]
     pub report_interval: Option<Dur>,
     /// More log lines.
     #[arg(short, long)]
@@ -115,26 +115,13 @@ pub fn settings(args: &RunArgs, cfg: &Config) -> anyhow::Result<Settings> {
             );
         }
     }
-    let mem_pct = args.mem_min.or(r.mem_min);
-    let mem_size = args.mem_min_size.or(r.mem_min_size);
-    let swap_pct = args.swap_min.or(r.swap_min);
-    let swap_size = args.swap_min_size.or(r.swap_min_size);
-    let default_pair = LevelPair::parse_pct("10,5").expect("default levels parse");
-    let levels = LevelSpec {
-        mem_pct: mem_pct.or(if mem_size.is_none() {
-            Some(default_pair)
-        } else {
-            None
-        }),
-        mem_size,
-        swap_pct: swap_pct.or(if swap_size.is_none() {
-            Some(default_pair)
-        } else {
-            None
-        }),
-        swap_size,
-        psi: args.psi.or(r.psi),
-    };
+    let levels = LevelSpec::with_defaults(
+        args.mem_min.or(r.mem_min),
+        args.mem_min_size.or(r.mem_min_size),
+        args.swap_min.or(r.swap_min),
+        args.swap_min_size.or(r.swap_min_size),
+        args.psi.or(r.psi),
+    );
     Ok(Settings {
         scope: args
             .scope

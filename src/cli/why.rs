@@ -132,11 +132,11 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         s,
         "PID {} ({name}), user {}, state {}, {}",
         target.pid,
-        p.users.name(target.uid),
+        crate::values::escape_text(&p.users.name(target.uid)),
         target.state as char,
         match (&target.unit, &target.cgroup) {
-            (Some(u), _) => format!("unit {u}"),
-            (None, Some(c)) => format!("cgroup {c}"),
+            (Some(u), _) => format!("unit {}", crate::values::escape_text(u)),
+            (None, Some(c)) => format!("cgroup {}", crate::values::escape_text(c)),
             _ => "no cgroup".into(),
         }
     );

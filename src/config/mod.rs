@@ -130,12 +130,42 @@ struct RawRule {
 
 /// A level written as a string (`"10,5"`, `"800M"`) or a bare TOML number (`10`, `7.5`): a PCT
 /// may be a bare number, a SIZE without unit is refused by its parser with the list of units.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub(super) enum Scalar {
     Str(String),
     Int(i64),
     Float(f64),
+}
+
+/// By hand, not `untagged`: a value of the wrong type (`mem_min = [10, 5]`) is then refused
+/// with what is expected, not "did not match any variant".
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a level: a number (percent) or a string such as \"10,5\" or \"800M,400M\"",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                i64::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Scalar {
@@ -148,11 +178,37 @@ impl Scalar {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum UserValue {
     Uid(u32),
     Name(String),
+}
+
+/// By hand, not `untagged`, for the error's sake (see [`Scalar`]).
+impl<'de> Deserialize<'de> for UserValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = UserValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a user name (a string) or a numeric uid from 0 to 4294967295")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<UserValue, E> {
+                Ok(UserValue::Name(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<UserValue, E> {
+                u32::try_from(v)
+                    .map(UserValue::Uid)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<UserValue, E> {
+                u32::try_from(v)
+                    .map(UserValue::Uid)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Daemon settings that may come from the file; `None` = not set there.
@@ -401,6 +457,45 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("t.toml"), &no_users)
+    }
+
+    /// A value of the wrong type names its line and what is expected there.
+    #[test]
+    fn a_value_of_the_wrong_type_says_what_is_expected() {
+        for (text, line, want) in [
+            (
+                "[run]\nmem_min = [10, 5]\n",
+                2,
+                "expected a level: a number (percent) or a string",
+            ),
+            (
+                "[run]\n\nswap_min_size = true\n",
+                3,
+                "such as \"10,5\" or \"800M,400M\"",
+            ),
+            (
+                "[[avoid]]\nuser = -1\n",
+                2,
+                "a user name (a string) or a numeric uid",
+            ),
+            (
+                "[[avoid]]\nuser = 4294967296\n",
+                2,
+                "a numeric uid from 0 to 4294967295",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("t.toml:{line}")) && msg.contains(want),
+                "{text}: {msg}"
+            );
+            assert!(!msg.contains("variant"), "{msg}");
+        }
+        // The right types still parse: a bare number, a string, a uid, a name.
+        let c =
+            parse("[run]\nmem_min = 7.5\nswap_min = \"10,5\"\n\n[[avoid]]\nuser = 113\n").unwrap();
+        assert!(c.run.mem_min.is_some() && c.run.swap_min.is_some());
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub enum LockError {
         path: PathBuf,
     },
     #[error(
-        "cannot take the lock {path} that keeps a second guard off {scope}: {source} (the state directory must be writable: /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard)"
+        "cannot take the lock {path} that keeps a second guard off {scope}: {source} (the directory of the locks must be writable: /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard, or the one given with --lock-dir DIR)"
     )]
     Io {
         scope: String,
@@ -80,7 +80,7 @@ impl ScopeLock {
             .map_err(io)?;
         if !file.metadata().map_err(io)?.file_type().is_file() {
             return Err(io(std::io::Error::other(
-                "not a regular file; remove it, or point --event-log elsewhere",
+                "not a regular file; remove it, or put the locks elsewhere with --lock-dir DIR",
             )));
         }
         match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {

@@ -39,6 +39,29 @@ fn lower(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> (u64, u64) {
 }
 
 impl LevelSpec {
+    /// The levels as given, with the defaults for what is not: memory at 10 % / 5 % unless a
+    /// memory size is given, swap the same unless a swap size is (`run`'s levels, and the
+    /// ones `top` and `why` show).
+    pub fn with_defaults(
+        mem_pct: Option<LevelPair>,
+        mem_size: Option<LevelPair>,
+        swap_pct: Option<LevelPair>,
+        swap_size: Option<LevelPair>,
+        psi: Option<PsiSpec>,
+    ) -> LevelSpec {
+        let default = |size: Option<LevelPair>| {
+            size.is_none()
+                .then(|| LevelPair::parse_pct("10,5").expect("the default levels parse"))
+        };
+        LevelSpec {
+            mem_pct: mem_pct.or_else(|| default(mem_size)),
+            mem_size,
+            swap_pct: swap_pct.or_else(|| default(swap_size)),
+            swap_size,
+            psi,
+        }
+    }
+
     /// Levels for a scope: a percentage and a size given together → the lower one counts.
     pub fn resolve(&self, mem: &MemState) -> Levels {
         let pair =
@@ -226,6 +249,27 @@ impl Levels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A size replaces the default percentage of its own kind only: a swap size leaves the
+    /// memory levels at 10 % / 5 %, a memory size the swap levels.
+    #[test]
+    fn a_size_drops_only_its_own_kinds_default() {
+        let pct = LevelPair::parse_pct("10,5").ok();
+        let size = LevelPair::parse_size("1G").ok();
+        let s = LevelSpec::with_defaults(None, None, None, size, None);
+        assert_eq!(
+            (s.mem_pct, s.mem_size, s.swap_pct, s.swap_size),
+            (pct, None, None, size)
+        );
+        let s = LevelSpec::with_defaults(None, size, None, None, None);
+        assert_eq!(
+            (s.mem_pct, s.mem_size, s.swap_pct, s.swap_size),
+            (None, size, pct, None)
+        );
+        let given = LevelPair::parse_pct("20").ok();
+        let s = LevelSpec::with_defaults(given, size, None, None, None);
+        assert_eq!((s.mem_pct, s.swap_pct), (given, pct));
+    }
 
     fn spec(mem: &str, swap: &str) -> LevelSpec {
         LevelSpec {

@@ -599,7 +599,8 @@ fn config(f: &Facts) -> Check {
             )
             .why("the config parses; the daemon will accept it")
         }
-        Some((path, Err(e))) => Check::new("config", Severity::Critical, format!("{path}: {e}"))
+        // The error names the file already.
+        Some((path, Err(e))) => Check::new("config", Severity::Critical, e.clone())
             .why("the daemon refuses a bad config: it will not start (or keeps the old one on SIGHUP)")
             .fix(format!("fix the line named above; check with: oomguard check-config {path}")),
     }

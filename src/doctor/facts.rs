@@ -186,7 +186,14 @@ impl Facts {
             let users = passwd_lookup(root.as_path());
             (
                 crate::config::DEFAULT_CONFIG_PATH.to_string(),
-                Config::load(Some(&config_path), &users).map_err(|e| e.to_string()),
+                // The error names the file as read (under a test's root): named here as the
+                // machine knows it.
+                Config::load(Some(&config_path), &users).map_err(|e| {
+                    e.to_string().replace(
+                        &config_path.display().to_string(),
+                        crate::config::DEFAULT_CONFIG_PATH,
+                    )
+                }),
             )
         });
         let units = [

@@ -391,7 +391,9 @@ impl App {
             Row::new(vec![
                 p.rank.to_string().into(),
                 p.pid.to_string().into(),
-                self.p.users.name(p.uid).into(),
+                crate::values::escape_text(&self.p.users.name(p.uid))
+                    .into_owned()
+                    .into(),
                 crate::values::escape_text(&p.comm.to_string_lossy())
                     .into_owned()
                     .into(),

@@ -20,7 +20,7 @@ use crate::sense::Root;
 use crate::sense::psi::Pressure;
 use crate::sense::scope::Scope;
 use crate::values::human_kb;
-use crate::values::{Dur, LevelPair, ScopeSpec};
+use crate::values::{Dur, ScopeSpec};
 
 /// Scope and rules, as `run` takes them: shared by `top` and `why`.
 #[derive(Debug, Clone, clap::Args)]
@@ -70,15 +70,13 @@ impl PredictArgs {
 /// The daemon's levels as `run` would use them: the config's, else `--mem-min 10,5 --swap-min 10,5`.
 pub fn level_spec(config: &Config) -> LevelSpec {
     let r = &config.run;
-    let default = || LevelPair::parse_pct("10,5").ok();
-    let sized = r.mem_min_size.is_some() || r.swap_min_size.is_some();
-    LevelSpec {
-        mem_pct: r.mem_min.or_else(|| if sized { None } else { default() }),
-        mem_size: r.mem_min_size,
-        swap_pct: r.swap_min.or_else(|| if sized { None } else { default() }),
-        swap_size: r.swap_min_size,
-        psi: r.psi,
-    }
+    LevelSpec::with_defaults(
+        r.mem_min,
+        r.mem_min_size,
+        r.swap_min,
+        r.swap_min_size,
+        r.psi,
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -287,8 +285,15 @@ pub fn summary(snap: &Snapshot, levels: &Levels, psi: Option<&Pressure>) -> Stri
 }
 
 /// The cgroup column: the unit when there is one, else the cgroup path.
-pub fn where_of(p: &Proc) -> &str {
-    p.unit.as_deref().or(p.cgroup.as_deref()).unwrap_or("-")
+/// A user name for the table's USER column: escaped, at most 10 characters (not bytes: a
+/// name may be UTF-8).
+fn user_cell(name: &str) -> String {
+    crate::values::escape_text(name).chars().take(10).collect()
+}
+
+/// The process's unit, else its cgroup path, escaped: a delegated group's name is anyone's.
+pub fn where_of(p: &Proc) -> std::borrow::Cow<'_, str> {
+    crate::values::escape_text(p.unit.as_deref().or(p.cgroup.as_deref()).unwrap_or("-"))
 }
 
 /// The rule's description, if one matched.
@@ -320,8 +325,7 @@ fn table(snap: &Snapshot, users: &UserNames, rows: &[&Proc], _policy: &Policy) -
         c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
     );
     for p in rows {
-        let mut user = users.name(p.uid);
-        user.truncate(10);
+        let user = user_cell(&users.name(p.uid));
         let _ = writeln!(
             s,
             "{:>5} {:>7} {:<10} {:<16} {:>9} {:>9} {:>5} {:>5} {:>5.1}% {:<11} {}",
@@ -464,4 +468,31 @@ fn json_groups(snap: &Snapshot, by: GroupBy, n: Option<usize>) -> serde_json::Va
         })
         .collect();
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::LevelPair;
+
+    /// A long UTF-8 name is cut at a character, not inside one; control codes are escaped.
+    #[test]
+    fn user_names_are_cut_at_characters_and_escaped() {
+        assert_eq!(user_cell("jürgen.müller"), "jürgen.mül");
+        assert_eq!(user_cell("ééééééééééé"), "éééééééééé");
+        assert_eq!(user_cell("a\x1b[31m"), "a\\x1b[31m");
+        assert_eq!(user_cell("root"), "root");
+    }
+
+    /// `top` and `why` show the levels `run` uses: a swap size in the config leaves the
+    /// memory levels at their default.
+    #[test]
+    fn the_shown_levels_are_runs_with_a_swap_size_only() {
+        let text = "[run]\nswap_min_size = \"1G\"\n";
+        let config = Config::parse(text, std::path::Path::new("t.toml"), &|_| None).unwrap();
+        let spec = level_spec(&config);
+        assert_eq!(spec.mem_pct, LevelPair::parse_pct("10,5").ok());
+        assert_eq!(spec.swap_pct, None);
+        assert_eq!(spec.swap_size, LevelPair::parse_size("1G").ok());
+    }
 }

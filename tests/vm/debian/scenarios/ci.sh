@@ -138,6 +138,15 @@ curl -sf -o "$O/metrics-after.txt" http://127.0.0.1:9577/metrics
 result metrics_after_rc $?
 kill "$mon"
 result dbus_signals "$(grep -c 'interface=org.oomguard.Events1' "$O/dbus.txt")"
+
+# `oomguard drill` on cgroup v2, alone in a delegated scope as its error message advises: the
+# scope holds a process (the drill), so the drill moves itself into a leaf before the scope
+# can delegate the memory controller. Its daemon runs on the built-in defaults while the
+# packaged one runs with this config's metrics port, hooks and watch list.
+systemd-run --scope -q -p Delegate=yes oomguard drill --with-daemon --json \
+  --event-log /var/tmp/drill.jsonl > "$O/drill.json" 2> "$O/drill.err"
+result drill_rc $?
+result drill_groups_left "$(find /sys/fs/cgroup -name 'oomguard-drill-*' | wc -l)"
 systemctl stop hogsvc
 og_files systemd
 
