@@ -167,10 +167,13 @@ pub struct Buses {
     pub _dir: tempfile::TempDir,
     pub system: PathBuf,
     pub runtime: PathBuf,
+    /// `runtime/UID/bus`: the session bus of this test's user, who owns its socket (the guard
+    /// takes only a socket owned by the UID its directory names).
+    pub user: PathBuf,
     _daemons: Vec<Reaped>,
 }
 
-/// A system bus and one user's session bus under `DIR/run/1000/bus`.
+/// A system bus and this user's session bus under `DIR/run/UID/bus`.
 pub fn buses() -> Option<Buses> {
     if !require(
         have("dbus-daemon") && have("dbus-monitor"),
@@ -181,11 +184,12 @@ pub fn buses() -> Option<Buses> {
     let d = tempdir();
     let system = d.path().join("system/bus");
     let runtime = d.path().join("run");
-    let user = runtime.join("1000/bus");
+    let user = runtime.join(format!("{}/bus", rustix::process::getuid().as_raw()));
     let daemons = vec![start_bus(&system), start_bus(&user)];
     Some(Buses {
         system,
         runtime,
+        user,
         _dir: d,
         _daemons: daemons,
     })
@@ -195,7 +199,7 @@ pub fn buses() -> Option<Buses> {
 fn signal_on_the_system_bus_and_desktop_notification_on_the_session_bus() {
     let Some(b) = buses() else { return };
     let (_mon, signals) = monitor_signals(&b.system);
-    let (_srv, calls) = notification_server(&b.runtime.join("1000/bus"));
+    let (_srv, calls) = notification_server(&b.user);
     let n = Notify::start(&NotifySettings {
         dbus_signal: true,
         desktop: true,

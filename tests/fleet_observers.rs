@@ -11,7 +11,7 @@ use oomguard::record::eventlog::EventLog;
 use oomguard::record::hooks::Hooks;
 use oomguard::record::metrics::Metrics;
 use oomguard::record::warn::Warn;
-use oomguard::record::watch::{Watch, WatchTiming};
+use oomguard::record::watch::{Restarts, Watch, WatchTiming};
 use oomguard::record::{Observer, Sample, Wake};
 use oomguard::sense::Root;
 use serde_json::json;
@@ -195,14 +195,17 @@ fn watch_list_records_missing_and_restarts_a_bounded_number_of_times() {
         arg.replace('.', "\\\\."),
         pidfile.display()
     ));
-    let mut watch = Watch::start(
+    let timing = WatchTiming {
+        settle: Duration::from_millis(100),
+        verify: Duration::from_millis(500),
+    };
+    let restarts = Restarts::default();
+    let mut watch = Watch::start_with(
         cfg.fleet.watch.clone(),
         Root::default(),
-        emit,
-        WatchTiming {
-            settle: Duration::from_millis(100),
-            verify: Duration::from_millis(500),
-        },
+        emit.clone(),
+        timing.clone(),
+        restarts.clone(),
     )
     .unwrap();
     let first = Reaped(Command::new("sleep").arg(&arg).spawn().unwrap());
@@ -247,7 +250,17 @@ fn watch_list_records_missing_and_restarts_a_bounded_number_of_times() {
     assert_eq!(restart["running_after"], true, "{restart}");
     assert_eq!(restart["attempt"], 1);
     assert_eq!(restart["after"]["action"], "kernel_kill");
-    // Gone again: missing, but the one allowed restart is used up.
+    // Gone again: missing, but the one allowed restart is used up, also for the watch list a
+    // config reload starts anew (with the daemon's count of restarts).
+    drop(watch);
+    let mut watch = Watch::start_with(
+        cfg.fleet.watch.clone(),
+        Root::default(),
+        emit,
+        timing,
+        restarts,
+    )
+    .unwrap();
     // SAFETY: kill(2) takes no pointers; `restarted` is a child this test started.
     unsafe { libc::kill(restarted, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(100));

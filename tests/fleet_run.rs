@@ -168,7 +168,7 @@ fn a_real_kill_runs_hooks_without_delay_then_follow_ups_signals_and_notification
     };
     let Some(b) = buses() else { return };
     let (_mon, signals) = monitor_signals(&b.system);
-    let (_srv, calls) = notification_server(&b.runtime.join("1000/bus"));
+    let (_srv, calls) = notification_server(&b.user);
     let d = tempdir();
     let dir = d.path().display();
     let cfg = d.path().join("oomguard.toml");
@@ -179,7 +179,7 @@ fn a_real_kill_runs_hooks_without_delay_then_follow_ups_signals_and_notification
 level = "60%"
 
 [hooks]
-pre_kill = ["sh", "-c", "date +%s%N > {dir}/pre.start; exec sleep 30"]
+pre_kill = ["sh", "-c", "echo \"$OOMGUARD_SCOPE $OOMGUARD_HOST\" > {dir}/pre.env; date +%s%N > {dir}/pre.start; exec sleep 30"]
 post_kill = ["sh", "-c", "cat > {dir}/post.json; exit 3"]
 timeout = "5s"
 
@@ -229,6 +229,16 @@ max_restarts = 1
     assert_eq!(warn["state"], "high");
     let kill = run.wait_record("kill", |r| r["action"] == "kill");
     assert_eq!(kill["victim"]["pid"], h.pid());
+    // The pre_kill hook had the scope and host that the record was then written with.
+    let pre_env = std::fs::read_to_string(d.path().join("pre.env")).unwrap();
+    assert_eq!(
+        pre_env.trim(),
+        format!(
+            "{} {}",
+            kill["scope"].as_str().unwrap(),
+            kill["host"].as_str().unwrap()
+        )
+    );
     assert!(
         warn["time"].as_str().unwrap() <= kill["time"].as_str().unwrap(),
         "warned before killing"

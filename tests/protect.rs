@@ -716,6 +716,66 @@ fn a_reload_that_adds_the_first_adj_rule_starts_protection() {
     );
 }
 
+/// A reload that adds the first `oom_score_adj` rule and changes the scope and the event log
+/// (changes that need a restart): protection starts in the scope and with the log the daemon
+/// keeps, not in the new ones.
+#[test]
+fn a_reload_starts_protection_in_the_scope_the_daemon_keeps() {
+    if !connector_ok() {
+        return;
+    }
+    let Some(cg) = crate::util::TestCgroup::new("protect-reload-keep", 256 << 20) else {
+        return;
+    };
+    let d = tempdir();
+    let cfg = d.path().join("rules.toml");
+    let (log_a, log_b) = (d.path().join("a.jsonl"), d.path().join("b.jsonl"));
+    let run = |scope: &str, log: &Path| {
+        format!(
+            "[run]\ndry_run = true\nscope = \"{scope}\"\nevent_log = \"{}\"\n",
+            log.display()
+        )
+    };
+    std::fs::write(&cfg, run(&format!("cgroup:{}", cg.rel()), &log_a)).unwrap();
+    let (mut daemon, lines) = start_daemon(&[
+        "run",
+        "--no-protect-scan",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let mut cmd = named_sleep(d.path(), "oomg-keep");
+    // Outside first: `cg.spawn` leaves its hook (into the group) on the command.
+    let outside = Reaped(cmd.spawn().unwrap());
+    let inside = Reaped(cg.spawn(&mut cmd));
+    std::fs::write(
+        &cfg,
+        run("system", &log_b) + "\n[[avoid]]\nname = \"^oomg-keep$\"\noom_score_adj = 250\n",
+    )
+    .unwrap();
+    // SAFETY: SIGHUP to the daemon this test started.
+    unsafe { libc::kill(daemon.pid(), libc::SIGHUP) };
+    assert!(
+        wait_for_adj(inside.pid(), 250, Duration::from_secs(5)).is_some(),
+        "the process in the kept scope was not adjusted"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        adj_of(outside.pid()),
+        Some(0),
+        "adjusted outside the kept scope"
+    );
+    let rec = wait_record(&log_a, inside.pid());
+    assert_eq!(rec["action"], "protect");
+    assert!(
+        !log_b.exists(),
+        "the new event log was written before a restart"
+    );
+    // SAFETY: SIGINT to the daemon this test started.
+    unsafe { libc::kill(daemon.pid(), libc::SIGINT) };
+    assert!(daemon.wait_timeout(Duration::from_secs(10)).is_some());
+    assert!(lines.try_iter().any(|l| l.contains("need a restart")));
+}
+
 /// A rule that needs the command line, end to end through the daemon: applied to the process
 /// whose arguments match, not to one of the same name whose arguments do not; the record
 /// carries the command line. (That the read is off the protection thread, and what a stuck

@@ -131,3 +131,107 @@ fn a_notify_socket_nobody_reads_does_not_stall_the_guard() {
     }
     panic!("READY=1 never arrived: {seen}");
 }
+
+/// systemd's watchdog is pinged while a kill is under way: a victim that ignores SIGTERM keeps
+/// the loop in the escalation for the whole grace time (up to 60 s may be given; the shipped
+/// unit's `WatchdogSec` is 30 s), and without pings from there systemd would abort the daemon
+/// in the middle of the kill.
+#[test]
+fn the_watchdog_is_pinged_through_a_long_term_grace() {
+    let Some(cg) = TestCgroup::new("sdnotify-grace", 400 * MIB) else {
+        return;
+    };
+    let d = tempdir();
+    let log = d.path().join("events.jsonl");
+    let sock_path = d.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&sock_path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Pings every 100 ms (a quarter of 400 ms) while the daemon samples.
+    let _daemon = Daemon(
+        Command::new(bin())
+            .args(["run", "--scope", &format!("cgroup:{}", cg.rel())])
+            .args([
+                "--mem-min-size",
+                "200M,20M",
+                "--term-grace",
+                "3s",
+                "--event-log",
+            ])
+            .arg(&log)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "400000")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start oomguard run"),
+    );
+    let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (pings, stop) = (pings.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = systemd.recv(&mut buf)
+                    && String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .any(|l| l == "WATCHDOG=1")
+                {
+                    pings.lock().unwrap().push(Instant::now());
+                }
+            }
+        })
+    };
+    let ready = wait_for(Duration::from_secs(20), || {
+        (pings.lock().unwrap().len() >= 2).then_some(())
+    });
+    assert!(ready.is_some(), "no watchdog pings at start");
+    // 300 MiB of 400 held: about 100 MiB available, below the SIGTERM level (200M) and far
+    // above the SIGKILL level (20M), so only the grace time ends the victim.
+    let mut h = hog(
+        &cg,
+        &["--name", "gracehog", "--max", "300M", "--ignore-term"],
+    );
+    let start = Instant::now();
+    let st = h
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the hog was not killed");
+    let end = Instant::now();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "{st:?}");
+    assert!(
+        end - start >= Duration::from_secs(3),
+        "the hog died after {:?}, before the grace time was over",
+        end - start
+    );
+    let rec = wait_for(Duration::from_secs(10), || {
+        kill_records(&log)
+            .into_iter()
+            .find(|r| r["victim"]["pid"] == h.pid())
+    })
+    .expect("no kill record");
+    assert_eq!(rec["signals"][0]["signal"], "SIGTERM", "{rec}");
+    // The longest gap between two pings from the hog's start to its end.
+    let pings = pings.lock().unwrap();
+    let within: Vec<Instant> = pings
+        .iter()
+        .copied()
+        .filter(|&t| t >= start && t <= end)
+        .collect();
+    let gap = within
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(end - start);
+    assert!(
+        gap < Duration::from_secs(1),
+        "no watchdog ping for {gap:?} during the kill ({} pings in {:?})",
+        within.len(),
+        end - start
+    );
+}

@@ -146,27 +146,7 @@ fn is_usage(c: &(dyn std::error::Error + 'static)) -> bool {
             .is_some_and(|ce| !matches!(ce, crate::config::ConfigError::Read { .. }))
 }
 
-/// The error chain as one line, `context: cause: cause`, each cause said once. The library's
-/// errors are complete sentences that already name their cause (`cannot read FILE: No such
-/// file or directory`) and also return it from `source()` for callers that walk the chain;
-/// printing every link (anyhow's `{:#}`) would then say the cause twice. A link whose text the
-/// link before it already contains is left out.
-pub fn error_text(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut prev = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !prev.is_empty() && prev.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-        prev = text;
-    }
-    out
-}
+pub use crate::record::log::error_text;
 
 /// `--protect/--prefer/--avoid REGEX` (repeatable): rules with only `name`, shared by every
 /// subcommand that applies the policy.

@@ -840,7 +840,10 @@ impl Daemon {
                 }
                 log::info!("config reloaded: {} rules", self.s.policy.rules.len());
             }
-            Err(e) => log::error!("config reload refused, the old config stays in force: {e:#}"),
+            Err(e) => log::error!(
+                "config reload refused, the old config stays in force: {}",
+                crate::record::log::error_text(&e)
+            ),
         }
     }
 
@@ -1696,7 +1699,7 @@ impl Daemon {
         // between the choice and the signal (a hook could never have stopped the kill anyway:
         // it ran beside it). The victim may still be alive (SIGTERM and its grace time).
         if !self.observers.is_empty() {
-            let before = pre_kill_record(&pre);
+            let before = pre_kill_record(&self.log, &pre);
             for o in &mut self.observers {
                 o.kill_signalled(&before, false);
             }
@@ -1967,6 +1970,8 @@ impl Daemon {
         // What observers do on their own as memory runs short (a warning's line and record).
         for o in &mut self.observers {
             o.warm_up(&mem);
+            // What they do while a kill is under way (a ping only if one is due anyway).
+            o.alive();
         }
         // The event log's writer thread: what it runs before a write (the kill waits for it).
         self.log.warm_up();
@@ -2075,7 +2080,7 @@ impl Daemon {
                     decision_us,
                 );
                 if !self.observers.is_empty() {
-                    let before = pre_kill_record(&d);
+                    let before = pre_kill_record(&self.log, &d);
                     for o in &mut self.observers {
                         o.kill_signalled(&before, true);
                     }
@@ -2111,8 +2116,13 @@ impl Daemon {
     /// SIGTERM → SIGKILL through [`crate::act::escalate`], reading the scope's memory; then
     /// the outcome record's figures.
     fn escalate(&mut self, kill: &mut Kill, first: Signal, avail_before: u64) -> Outcome {
-        let (scope, spec) = (&mut self.scope, &self.s.levels);
+        let (scope, spec, observers) = (&mut self.scope, &self.s.levels, &mut self.observers);
         let mut read = || -> Option<Reading> {
+            // The loop has no wake-up until the kill is over: systemd's watchdog is pinged
+            // from here.
+            for o in observers.iter_mut() {
+                o.alive();
+            }
             let mem = scope.memory().ok()?;
             let levels = spec.resolve(&mem);
             let sev = levels.evaluate(&mem, None).0;
@@ -2160,14 +2170,10 @@ fn decision_line(
     )
 }
 
-/// The `kill` record the observers see before the signal: not written yet, so no scope or host.
-fn pre_kill_record(pre: &ev::Decision) -> ev::Record {
-    ev::Record {
-        time: crate::record::eventlog::now_rfc3339(),
-        scope: String::new(),
-        host: String::new(),
-        event: Event::Kill(pre.clone()),
-    }
+/// The `kill` record the observers see right after the signal (the pre-kill hooks): not
+/// written yet, with the scope and host that it will be written with.
+fn pre_kill_record(log: &EventLog, pre: &ev::Decision) -> ev::Record {
+    log.stamp(Event::Kill(pre.clone()))
 }
 
 /// A debug line logged when dropped (see `decide_and_act`).

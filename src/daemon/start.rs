@@ -72,24 +72,29 @@ pub fn start(opts: StartOptions, build: BuildSettings) -> anyhow::Result<()> {
     }
     let config_path = opts.config.clone();
     let reload_root = opts.root.clone();
+    // A reload keeps the scope and the event log (their changes need a restart): protection
+    // started by a reload works in these.
+    let (kept_root, kept_scope, kept_log) = (s.root.clone(), s.scope.clone(), s.event_log.clone());
     let reload: Reload = Box::new(move || {
         crate::record::systemd::reloading(false);
+        // Every step that can fail comes before anything of the new config is applied: a
+        // refused reload changes nothing.
         let mut apply = || -> anyhow::Result<Settings> {
             let cfg = load_config(config_path.as_deref(), &reload_root)?;
             let new = build(&cfg)?;
-            fleet_reload.push(cfg.fleet);
             match &guardian {
                 Some(g) => g.set_policy(new.policy.clone()),
                 None => {
                     guardian = Guardian::for_daemon(
-                        &new.root,
-                        &new.scope,
+                        &kept_root,
+                        &kept_scope,
                         &new.policy,
-                        &new.event_log,
+                        &kept_log,
                         protect_opts,
                     )?
                 }
             }
+            fleet_reload.push(cfg.fleet);
             Ok(new)
         };
         let r = apply();

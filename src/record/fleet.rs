@@ -19,7 +19,7 @@ use super::metrics::Metrics;
 use super::notify::Notify;
 use super::systemd::Systemd;
 use super::warn::Warn;
-use super::watch::{Watch, WatchTiming};
+use super::watch::{Restarts, Watch, WatchTiming};
 use super::{Observer, Sample};
 use crate::config::fleet::FleetSettings;
 use crate::sense::Root;
@@ -49,6 +49,9 @@ pub struct FleetObserver {
     warn: Option<Warn>,
     members: Vec<Box<dyn Observer>>,
     reloader: Reloader,
+    /// Kept across reloads: the watch list's restarts so far, and the hooks still running.
+    restarts: Restarts,
+    hooks_running: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What [`build`] made.
@@ -93,6 +96,8 @@ pub fn build(
         warn: None,
         members: Vec::new(),
         reloader,
+        restarts: Restarts::default(),
+        hooks_running: Arc::default(),
     };
     (observer.warn, observer.members) = observer.start_members(false);
     Ok(Fleet {
@@ -118,14 +123,20 @@ impl FleetObserver {
             emit.add_sink(Arc::new(Journal));
         }
         let warn = Warn::new(&f.warn, emit.clone()).map(|w| w.with_high(warn_high));
+        // The hooks still running and the restarts made count across reloads: the limits are
+        // the daemon's, not one config's.
         if !f.hooks.pre_kill.is_empty() || !f.hooks.post_kill.is_empty() {
-            members.push(Box::new(Hooks::new(f.hooks.clone())));
+            members.push(Box::new(Hooks::with_running(
+                f.hooks.clone(),
+                self.hooks_running.clone(),
+            )));
         }
-        if let Some(w) = Watch::start(
+        if let Some(w) = Watch::start_with(
             f.watch.clone(),
             self.root.clone(),
             emit,
             WatchTiming::default(),
+            self.restarts.clone(),
         ) {
             members.push(Box::new(w));
         }
@@ -196,6 +207,12 @@ impl Observer for FleetObserver {
     fn warm_up(&mut self, mem: &MemState) {
         if let Some(w) = &mut self.warn {
             w.warm_up(mem);
+        }
+    }
+
+    fn alive(&mut self) {
+        if let Some(sd) = &mut self.systemd {
+            sd.alive();
         }
     }
 

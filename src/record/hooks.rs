@@ -236,10 +236,13 @@ pub struct Hooks {
 
 impl Hooks {
     pub fn new(settings: HookSettings) -> Hooks {
-        Hooks {
-            settings,
-            running: Arc::new(AtomicUsize::new(0)),
-        }
+        Hooks::with_running(settings, Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// With `running` counting the hooks still running (kept across reloads, so that the
+    /// limit holds for hooks started under the config before).
+    pub fn with_running(settings: HookSettings, running: Arc<AtomicUsize>) -> Hooks {
+        Hooks { settings, running }
     }
 
     /// Starts `argv` for `rec` on a thread of its own and returns at once.

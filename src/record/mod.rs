@@ -99,6 +99,9 @@ pub struct Sample {
 pub trait Observer: Send {
     /// Every wake-up.
     fn sample(&mut self, _s: &Sample) {}
+    /// Every look at memory while a kill is under way (the SIGTERM grace, the wait for the
+    /// exit: up to a minute with no wake-up): what must go on meanwhile, systemd's watchdog.
+    fn alive(&mut self) {}
     /// Whether its samples need the pressure fields (the daemon reads the pressure file on
     /// every wake-up only while some observer, a `--psi` trigger or the status report does).
     fn wants_pressure(&self) -> bool {

@@ -15,6 +15,8 @@
 use crate::sense::mem::MemState;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -72,15 +74,19 @@ pub fn desktop_for(rec: &Record) -> Option<Desktop> {
     }
 }
 
-/// The session bus sockets of logged-in users: `DIR/*/bus`.
+/// The session bus sockets of logged-in users: `DIR/UID/bus`, a socket (not a symbolic link
+/// to one) owned by that UID: a user cannot point the guard at another socket (systemd's
+/// journal, a listener of their own) under their own runtime directory.
 pub fn session_buses(dir: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
-                .map(|e| e.path().join("bus"))
-                .filter(|p| {
-                    use std::os::unix::fs::FileTypeExt;
-                    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
+                .filter_map(|e| {
+                    let uid: u32 = e.file_name().to_str()?.parse().ok()?;
+                    let bus = e.path().join("bus");
+                    let m = std::fs::symlink_metadata(&bus).ok()?;
+                    (m.file_type().is_socket() && m.uid() == uid).then_some(bus)
                 })
                 .collect()
         })
@@ -89,13 +95,54 @@ pub fn session_buses(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Connects to the session bus at `socket`.
+/// How long a connection may take to be made, its authentication included. zbus has no limit
+/// for that: a socket that accepts and never answers (a stopped bus daemon) would hold the
+/// notification thread, and every notification after it, for good.
+const CONNECT_WITHIN: Duration = Duration::from_secs(2);
+
+/// Runs `connect(address)` on a thread of its own and waits up to [`CONNECT_WITHIN`]. An
+/// attempt that does not end in time is left to end (or hang) on its thread, and `busy` keeps
+/// its address until it ends: no second attempt piles up behind it.
+fn connect_within(
+    address: &str,
+    busy: &mut HashMap<String, Arc<AtomicBool>>,
+    connect: fn(&str) -> Result<Connection, String>,
+) -> Result<Connection, String> {
+    busy.retain(|_, running| running.load(Ordering::Relaxed));
+    if busy.contains_key(address) {
+        return Err("an earlier attempt to connect has not ended".into());
+    }
+    let running = Arc::new(AtomicBool::new(true));
+    let (tx, rx) = sync_channel(1);
+    let (a, r) = (address.to_string(), running.clone());
+    std::thread::Builder::new()
+        .name("oomguard-dbus".into())
+        .spawn(move || {
+            let c = connect(&a);
+            r.store(false, Ordering::Relaxed);
+            let _ = tx.send(c);
+        })
+        .map_err(|e| format!("cannot start a thread to connect: {e}"))?;
+    busy.insert(address.to_string(), running);
+    match rx.recv_timeout(CONNECT_WITHIN) {
+        Ok(c) => c,
+        Err(_) => Err(format!(
+            "no answer within {} s (the bus is stopped or is not one)",
+            CONNECT_WITHIN.as_secs()
+        )),
+    }
+}
+
+/// Connects to the session bus at `socket` (on the calling thread; the notification thread
+/// goes through [`connect_within`]).
 pub fn connect_session(socket: &Path) -> zbus::Result<Connection> {
-    zbus::blocking::connection::Builder::address(
-        format!("unix:path={}", socket.display()).as_str(),
-    )?
-    .method_timeout(Duration::from_secs(5))
-    .build()
+    session_at(&format!("unix:path={}", socket.display()))
+}
+
+fn session_at(address: &str) -> zbus::Result<Connection> {
+    zbus::blocking::connection::Builder::address(address)?
+        .method_timeout(Duration::from_secs(5))
+        .build()
 }
 
 /// Sends one desktop notification over `conn`; returns the notification id.
@@ -204,13 +251,18 @@ fn missing_socket(address: &str) -> Option<&str> {
 /// connection: zbus starts its I/O thread and runs much code it never ran before even for a
 /// socket that is not there (in the VM fork storm, 6–7.6 ms of CPU in one stretch at the first
 /// record, a warning as memory ran short).
-fn connect_system(address: &str) -> Result<Connection, String> {
+fn connect_system(
+    address: &str,
+    busy: &mut HashMap<String, Arc<AtomicBool>>,
+) -> Result<Connection, String> {
     if let Some(path) = missing_socket(address) {
         return Err(format!("{path} does not exist"));
     }
-    zbus::blocking::connection::Builder::address(address)
-        .and_then(|b| b.build())
-        .map_err(|e| e.to_string())
+    connect_within(address, busy, |a| {
+        zbus::blocking::connection::Builder::address(a)
+            .and_then(|b| b.build())
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn worker(rx: Receiver<Box<Record>>, s: NotifySettings) {
@@ -220,11 +272,13 @@ fn worker(rx: Receiver<Box<Record>>, s: NotifySettings) {
     let mut warned = false;
     // Session bus connections by socket, kept while they work.
     let mut sessions: HashMap<PathBuf, Connection> = HashMap::new();
+    // Connection attempts still under way on their threads, by address.
+    let mut busy: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     while let Ok(rec) = rx.recv() {
         if s.dbus_signal {
             // Reconnect at most every 10 s after a failure.
             if system.is_none() && last_fail.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                match connect_system(&address) {
+                match connect_system(&address, &mut busy) {
                     Ok(c) => system = Some(c),
                     Err(e) => {
                         last_fail = Some(Instant::now());
@@ -259,16 +313,21 @@ fn worker(rx: Receiver<Box<Record>>, s: NotifySettings) {
             for bus in buses {
                 let conn = match sessions.get(&bus) {
                     Some(c) => c.clone(),
-                    None => match connect_session(&bus) {
-                        Ok(c) => {
-                            sessions.insert(bus.clone(), c.clone());
-                            c
+                    None => {
+                        let address = format!("unix:path={}", bus.display());
+                        match connect_within(&address, &mut busy, |a| {
+                            session_at(a).map_err(|e| e.to_string())
+                        }) {
+                            Ok(c) => {
+                                sessions.insert(bus.clone(), c.clone());
+                                c
+                            }
+                            Err(e) => {
+                                log::debug!("cannot reach session bus {}: {e}", bus.display());
+                                continue;
+                            }
                         }
-                        Err(e) => {
-                            log::debug!("cannot reach session bus {}: {e}", bus.display());
-                            continue;
-                        }
-                    },
+                    }
                 };
                 match send_desktop(&conn, &d) {
                     Ok(id) => log::debug!("desktop notification {id} sent on {}", bus.display()),
@@ -290,6 +349,60 @@ mod tests {
         super::desktop_for(&Record::from_value(v.clone()).unwrap())
     }
 
+    /// A session bus is `DIR/UID/bus`, a socket of that UID's own: not a symbolic link to
+    /// another socket, not a socket that another user owns.
+    #[test]
+    fn session_buses_are_sockets_their_users_own() {
+        let me = rustix::process::getuid().as_raw();
+        let other = if me == 0 { 1000 } else { 0 };
+        let d = tempfile::tempdir().unwrap();
+        let elsewhere = d.path().join("elsewhere.sock");
+        let _e = std::os::unix::net::UnixListener::bind(&elsewhere).unwrap();
+        let run = d.path().join("run");
+        for dir in [me.to_string(), other.to_string(), "not-a-uid".into()] {
+            std::fs::create_dir_all(run.join(dir)).unwrap();
+        }
+        let _mine = std::os::unix::net::UnixListener::bind(run.join(format!("{me}/bus"))).unwrap();
+        // The other UID's "bus" is ours (we own the socket), and a name that is no UID.
+        let _theirs =
+            std::os::unix::net::UnixListener::bind(run.join(format!("{other}/bus"))).unwrap();
+        let _odd = std::os::unix::net::UnixListener::bind(run.join("not-a-uid/bus")).unwrap();
+        assert_eq!(session_buses(&run), [run.join(format!("{me}/bus"))]);
+        // Our own bus as a symbolic link to another socket: not taken.
+        std::fs::remove_file(run.join(format!("{me}/bus"))).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, run.join(format!("{me}/bus"))).unwrap();
+        assert!(session_buses(&run).is_empty());
+    }
+
+    /// A socket that accepts and never answers: the attempt ends after [`CONNECT_WITHIN`], and
+    /// while it hangs on its thread no second one starts for the same address.
+    #[test]
+    fn a_bus_that_never_answers_does_not_hold_the_thread() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("bus");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let addr = format!("unix:path={}", path.display());
+        let mut busy = HashMap::new();
+        let connect = |a: &str| session_at(a).map_err(|e| e.to_string());
+        let t0 = Instant::now();
+        let err = connect_within(&addr, &mut busy, connect).expect_err("nobody answers");
+        let took = t0.elapsed();
+        assert!(err.contains("no answer within"), "{err}");
+        assert!(took < CONNECT_WITHIN + Duration::from_secs(1), "{took:?}");
+        let t0 = Instant::now();
+        let err = connect_within(&addr, &mut busy, connect).expect_err("still hanging");
+        assert!(err.contains("has not ended"), "{err}");
+        assert!(t0.elapsed() < Duration::from_millis(100));
+        // The listener gone, the hanging attempt fails and ends: the address is free again.
+        drop(listener);
+        let until = Instant::now() + Duration::from_secs(5);
+        while busy.values().any(|r| r.load(Ordering::Relaxed)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let err = connect_within(&addr, &mut busy, connect).expect_err("no socket now");
+        assert!(!err.contains("has not ended"), "{err}");
+    }
+
     #[test]
     fn a_missing_bus_socket_is_told_without_connecting() {
         let d = tempfile::tempdir().unwrap();
@@ -298,7 +411,7 @@ mod tests {
         assert_eq!(missing_socket(&addr), absent.to_str());
         let with_guid = format!("unix:path={},guid=0123", absent.display());
         assert_eq!(missing_socket(&with_guid), absent.to_str());
-        let err = connect_system(&addr).expect_err("no bus there");
+        let err = connect_system(&addr, &mut HashMap::new()).expect_err("no bus there");
         assert!(err.contains("does not exist"), "{err}");
         // A socket that exists, and addresses that are not a path, go to zbus.
         let _l = std::os::unix::net::UnixListener::bind(&absent).unwrap();

@@ -191,6 +191,18 @@ impl Observer for Systemd {
             .is_some_and(|t| t.elapsed() + Duration::from_secs(1) < STATUS_EVERY)
     }
 
+    /// The watchdog's ping when it is due, and nothing else: during a kill the loop sits in
+    /// the escalation (a grace of up to 60 s against the shipped unit's `WatchdogSec=30s`).
+    fn alive(&mut self) {
+        if let Some(wd) = self.watchdog
+            && self.ready
+            && self.last_ping.elapsed() >= wd / 4
+        {
+            self.last_ping = Instant::now();
+            self.send(&[NotifyState::Watchdog]);
+        }
+    }
+
     fn sample(&mut self, s: &Sample) {
         let now = Instant::now();
         let status_due = !s.floor
@@ -221,7 +233,13 @@ impl Observer for Systemd {
         if states.is_empty() {
             return;
         }
-        match self.sock.send(&states) {
+        self.send(&states);
+    }
+}
+
+impl Systemd {
+    fn send(&mut self, states: &[NotifyState]) {
+        match self.sock.send(states) {
             Sent::Yes => {
                 if !self.ready {
                     log::info!("told systemd we are ready");

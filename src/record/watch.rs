@@ -12,7 +12,9 @@
 //!   was found running after the command), `after`.
 
 use crate::sense::mem::MemState;
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Observer;
@@ -148,6 +150,10 @@ pub struct Watch {
     tx: Sender<Record>,
 }
 
+/// The restarts made so far, by entry label: kept by the daemon across reloads, so that an
+/// entry's `max_restarts` holds over the daemon's life, not over one config's.
+pub type Restarts = Arc<Mutex<HashMap<String, u32>>>;
+
 impl Watch {
     /// Starts the watch thread. `None` when the list is empty.
     pub fn start(
@@ -156,12 +162,23 @@ impl Watch {
         emit: Emitter,
         timing: WatchTiming,
     ) -> Option<Watch> {
+        Watch::start_with(entries, root, emit, timing, Restarts::default())
+    }
+
+    /// [`Watch::start`], counting restarts in `restarts`.
+    pub fn start_with(
+        entries: Vec<WatchEntry>,
+        root: Root,
+        emit: Emitter,
+        timing: WatchTiming,
+        restarts: Restarts,
+    ) -> Option<Watch> {
         if entries.is_empty() {
             return None;
         }
         let (tx, rx) = channel();
         let spawned = super::side::spawn_background("oomguard-watch", move || {
-            worker(rx, entries, root, emit, timing)
+            worker(rx, entries, root, emit, timing, restarts)
         });
         match spawned {
             Ok(_) => Some(Watch { tx }),
@@ -192,8 +209,15 @@ fn worker(
     root: Root,
     emit: Emitter,
     timing: WatchTiming,
+    restarts: Restarts,
 ) {
-    let mut used = vec![0u32; entries.len()];
+    let used_of = |label: &str| {
+        *restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(label)
+            .unwrap_or(&0)
+    };
     while let Ok(mut event) = rx.recv() {
         std::thread::sleep(timing.settle);
         // Events that came meanwhile are one incident: check once, after the last of them.
@@ -213,7 +237,7 @@ fn worker(
                 continue;
             }
             let label = e.label();
-            let left = e.max_restarts.saturating_sub(used[i]);
+            let left = e.max_restarts.saturating_sub(used_of(&label));
             log::warn!(
                 "after the OOM event, watched '{label}' is not running{}",
                 if e.restart.is_empty() {
@@ -232,7 +256,12 @@ fn worker(
             if e.restart.is_empty() || left == 0 {
                 continue;
             }
-            used[i] += 1;
+            let attempt = {
+                let mut r = restarts.lock().unwrap_or_else(|p| p.into_inner());
+                let n = r.entry(label.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
             let env = [("OOMGUARD_WATCH".to_string(), label.clone())];
             let stdin = serde_json::to_vec(&event).unwrap_or_default();
             let r = run_program(&e.restart, &env, &stdin, e.timeout);
@@ -241,11 +270,10 @@ fn worker(
                 .map(|v| v[0])
                 .unwrap_or(false);
             if r.ok && running_after {
-                log::info!("restarted '{label}' (attempt {})", used[i]);
+                log::info!("restarted '{label}' (attempt {attempt})");
             } else {
                 log::warn!(
-                    "restart of '{label}' (attempt {}) {}; running now: {running_after}",
-                    used[i],
+                    "restart of '{label}' (attempt {attempt}) {}; running now: {running_after}",
                     r.error.clone().unwrap_or_else(|| if r.timed_out {
                         "timed out".into()
                     } else {
@@ -256,7 +284,7 @@ fn worker(
             emit.emit(Event::Restart(Restart {
                 watch: label,
                 argv: e.restart.clone(),
-                attempt: used[i],
+                attempt,
                 max_restarts: e.max_restarts,
                 ok: r.ok,
                 exit_code: r.exit_code,
