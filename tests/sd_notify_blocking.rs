@@ -34,6 +34,32 @@ fn kill_records(log: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `oomguard run` on `cg` with the event log `log`, systemd's notify socket at `sock` and the
+/// watchdog on (`WATCHDOG_USEC`), and `args`.
+fn notified_daemon(
+    cg: &TestCgroup,
+    log: &Path,
+    sock: &Path,
+    watchdog_usec: &str,
+    args: &[&str],
+) -> Daemon {
+    Daemon(
+        Command::new(bin())
+            .args(["run", "--scope", &format!("cgroup:{}", cg.rel())])
+            .args(args)
+            .arg("--event-log")
+            .arg(log)
+            .env("NOTIFY_SOCKET", sock)
+            .env("WATCHDOG_USEC", watchdog_usec)
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start oomguard run"),
+    )
+}
+
 /// Binds a datagram socket at `path` and fills its queue; returns it and how many it holds.
 fn full_socket(path: &Path) -> (UnixDatagram, usize) {
     let sock = UnixDatagram::bind(path).unwrap();
@@ -58,20 +84,7 @@ fn a_notify_socket_nobody_reads_does_not_stall_the_guard() {
     let sock_path = d.path().join("notify.sock");
     let (systemd, queued) = full_socket(&sock_path);
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut daemon = Daemon(
-        Command::new(bin())
-            .args(["run", "--scope", &format!("cgroup:{}", cg.rel())])
-            .args(["--metrics", &addr, "--event-log"])
-            .arg(&log)
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("WATCHDOG_USEC", "200000")
-            .env_remove("WATCHDOG_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start oomguard run"),
-    );
+    let mut daemon = notified_daemon(&cg, &log, &sock_path, "200000", &["--metrics", &addr]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !log.exists() {
         assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon exited");
@@ -149,25 +162,12 @@ fn the_watchdog_is_pinged_through_a_long_term_grace() {
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     // Pings every 100 ms (a quarter of 400 ms) while the daemon samples.
-    let _daemon = Daemon(
-        Command::new(bin())
-            .args(["run", "--scope", &format!("cgroup:{}", cg.rel())])
-            .args([
-                "--mem-min-size",
-                "200M,20M",
-                "--term-grace",
-                "3s",
-                "--event-log",
-            ])
-            .arg(&log)
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("WATCHDOG_USEC", "400000")
-            .env_remove("WATCHDOG_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start oomguard run"),
+    let _daemon = notified_daemon(
+        &cg,
+        &log,
+        &sock_path,
+        "400000",
+        &["--mem-min-size", "200M,20M", "--term-grace", "3s"],
     );
     let pings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
