@@ -1391,8 +1391,8 @@ mod tests {
         let scope = Scope::resolve(&root, &ScopeSpec::System).unwrap();
         assert!(scope.mounts.v2_memory.is_some(), "{:?}", scope.mounts);
         let mut reader = ProcReader::open(&Root::default()).unwrap();
-        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
-        let pid = child.id() as i32;
+        let child = Reap(Command::new("sleep").arg("60").spawn().unwrap());
+        let pid = child.0.id() as i32;
         let cand = Candidate::unscored(pid, reader.stat(pid).unwrap().starttime, "sleep");
         let me = std::process::id() as i32;
         let mut plan = |listed: &str| {
@@ -1433,8 +1433,7 @@ mod tests {
             state = reader.stat(pid).map_or(b'?', |st| st.state);
             std::thread::sleep(Duration::from_millis(5));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         assert_ne!(state, b'T', "the victim was left stopped");
     }
 

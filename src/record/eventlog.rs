@@ -347,16 +347,16 @@ impl EventLog {
         (rec, line)
     }
 
-    /// Appends one record of `event`: `time`, `action`, `scope`, `host` and the event's
-    /// fields, as one line. The writer thread writes it in one `write` and fsyncs; this waits
-    /// for that at most [`SYNC_WAIT`]. A record that cannot be queued (the writer is far
-    /// behind) is dropped and counted. Returns the record.
     /// A record of `event` stamped now with this log's scope and host, not written: what the
     /// pre-kill hooks get before the `kill` record is written.
     pub fn stamp(&self, event: Event) -> Record {
         Record::new(&self.scope, &self.host, event)
     }
 
+    /// Appends one record of `event`: `time`, `action`, `scope`, `host` and the event's
+    /// fields, as one line. The writer thread writes it in one `write` and fsyncs; this waits
+    /// for that at most [`SYNC_WAIT`]. A record that cannot be queued (the writer is far
+    /// behind) is dropped and counted. Returns the record.
     pub fn append(&self, event: Event) -> Result<Record, EventLogError> {
         self.append_record(Record::new(&self.scope, &self.host, event), Append::Wait)
     }

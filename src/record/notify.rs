@@ -133,12 +133,8 @@ fn connect_within(
     }
 }
 
-/// Connects to the session bus at `socket` (on the calling thread; the notification thread
+/// Connects to the session bus at `address` (on the calling thread: the notification thread
 /// goes through [`connect_within`]).
-pub fn connect_session(socket: &Path) -> zbus::Result<Connection> {
-    session_at(&format!("unix:path={}", socket.display()))
-}
-
 fn session_at(address: &str) -> zbus::Result<Connection> {
     zbus::blocking::connection::Builder::address(address)?
         .method_timeout(Duration::from_secs(5))

@@ -158,6 +158,38 @@ impl Systemd {
     pub fn is_ready(&self) -> bool {
         self.ready
     }
+
+    /// Sends one message of `states` (without blocking); says once when messages start being
+    /// dropped and when they get through again.
+    fn send(&mut self, states: &[NotifyState]) {
+        match self.sock.send(states) {
+            Sent::Yes => {
+                if !self.ready {
+                    log::info!("told systemd we are ready");
+                }
+                if self.dropping {
+                    log::info!("systemd takes notify messages again");
+                }
+                self.ready = true;
+                self.dropping = false;
+            }
+            r => {
+                if !self.dropping {
+                    let why = match r {
+                        Sent::Full => "its queue is full: systemd is not reading it".to_string(),
+                        Sent::Failed(k) => k.to_string(),
+                        Sent::Yes => unreachable!(),
+                    };
+                    log::warn!(
+                        "systemd notify socket {}: message dropped ({why}); the guard goes on \
+                         and keeps trying (drops are counted in oomguard_sd_notify_dropped_total)",
+                        self.sock.name
+                    );
+                }
+                self.dropping = true;
+            }
+        }
+    }
 }
 
 /// Tells systemd a config reload starts (`RELOADING=1` with the monotonic time) or ended.
@@ -234,38 +266,6 @@ impl Observer for Systemd {
             return;
         }
         self.send(&states);
-    }
-}
-
-impl Systemd {
-    fn send(&mut self, states: &[NotifyState]) {
-        match self.sock.send(states) {
-            Sent::Yes => {
-                if !self.ready {
-                    log::info!("told systemd we are ready");
-                }
-                if self.dropping {
-                    log::info!("systemd takes notify messages again");
-                }
-                self.ready = true;
-                self.dropping = false;
-            }
-            r => {
-                if !self.dropping {
-                    let why = match r {
-                        Sent::Full => "its queue is full: systemd is not reading it".to_string(),
-                        Sent::Failed(k) => k.to_string(),
-                        Sent::Yes => unreachable!(),
-                    };
-                    log::warn!(
-                        "systemd notify socket {}: message dropped ({why}); the guard goes on \
-                         and keeps trying (drops are counted in oomguard_sd_notify_dropped_total)",
-                        self.sock.name
-                    );
-                }
-                self.dropping = true;
-            }
-        }
     }
 }
 
