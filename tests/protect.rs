@@ -832,3 +832,71 @@ fn the_daemon_applies_a_command_line_protection_rule() {
     unsafe { libc::kill(daemon.pid(), libc::SIGINT) };
     assert!(daemon.wait_timeout(Duration::from_secs(10)).is_some());
 }
+
+/// The protection thread's records reach the daemon's sinks as its other records do: with
+/// Prometheus metrics on, `oomguard_events_total{action="protect"}` counts every `protect`
+/// record in the event log, the first scan's at the start (a process already running) and the
+/// process events' after it (one started later).
+#[test]
+fn protection_records_are_counted_in_the_daemons_metrics() {
+    if !connector_ok() {
+        return;
+    }
+    let Some(cg) = crate::util::TestCgroup::new("protect-metrics", 256 << 20) else {
+        return;
+    };
+    let d = tempdir();
+    let cfg = d.path().join("rules.toml");
+    std::fs::write(
+        &cfg,
+        "[[avoid]]\nname = \"^oomg-counted$\"\noom_score_adj = 310\n",
+    )
+    .unwrap();
+    let logp = d.path().join("events.jsonl");
+    let mut cmd = named_sleep(d.path(), "oomg-counted");
+    let before = Reaped(cg.spawn(&mut cmd));
+    let port = crate::fleet_util::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (mut daemon, _lines) = start_daemon(&[
+        "run",
+        "--dry-run",
+        "--scope",
+        &format!("cgroup:{}", cg.rel()),
+        "--no-protect-scan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--event-log",
+        logp.to_str().unwrap(),
+        "--metrics",
+        &addr.to_string(),
+    ]);
+    assert_eq!(wait_record(&logp, before.pid())["via"], "start");
+    let after = Reaped(cg.spawn(&mut cmd));
+    assert!(wait_record(&logp, after.pid())["via"] != "start");
+    let want = records(&logp)
+        .iter()
+        .filter(|r| r["action"] == "protect")
+        .count();
+    assert!(want >= 2, "{:?}", records(&logp));
+    let line = format!("oomguard_events_total{{action=\"protect\"}} {want}\n");
+    let t0 = Instant::now();
+    let body = loop {
+        let body = crate::fleet_util::http_get(addr, "/metrics")
+            .map(|r| r.body)
+            .unwrap_or_default();
+        if body.contains(&line) || t0.elapsed() > Duration::from_secs(5) {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: SIGINT to the daemon this test started.
+    unsafe { libc::kill(daemon.pid(), libc::SIGINT) };
+    assert!(daemon.wait_timeout(Duration::from_secs(10)).is_some());
+    assert!(
+        body.contains(&line),
+        "want {line:?} in the metrics: {:?}",
+        body.lines()
+            .filter(|l| l.contains("events_total"))
+            .collect::<Vec<_>>()
+    );
+}

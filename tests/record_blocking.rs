@@ -259,6 +259,11 @@ fn an_event_log_that_is_not_a_regular_file_is_refused_at_start() {
             "{}: {err}",
             p.display()
         );
+        assert_eq!(
+            err.matches("--event-log").count(),
+            1,
+            "the hint once: {err}"
+        );
     }
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
 }
@@ -270,6 +275,11 @@ fn an_event_log_directory_that_cannot_be_written_is_a_clear_error_at_start() {
     let (code, err) = run_with_log(&d.path().join("file/sub/events.jsonl"));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot create its directory"), "{err}");
+    assert_eq!(
+        err.matches("--event-log").count(),
+        1,
+        "the hint once: {err}"
+    );
     // A read-only file system (root ignores permission bits): a private mount namespace.
     let ro = d.path().join("ro");
     std::fs::create_dir(&ro).unwrap();

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::decide::policy::{Policy, RuleKind};
 use crate::decide::rank::CmdlineSide;
 use crate::decide::victim::classify;
+use crate::record::emit::SharedSinks;
 use crate::record::event::{Event, Protect};
 use crate::record::eventlog::EventLog;
 use crate::sense::Root;
@@ -230,6 +231,8 @@ pub struct Protector {
     filter: ScopeFilter,
     policy: Policy,
     log: Option<EventLog>,
+    /// Where each record goes once written (the daemon's metrics, notifications, journal).
+    sinks: Option<SharedSinks>,
     /// Processes whose write was refused: (starttime, target), not retried by scans.
     refused: HashMap<i32, (u64, i16)>,
     pub stats: Arc<Stats>,
@@ -262,6 +265,7 @@ impl Protector {
             filter,
             policy,
             log,
+            sinks: None,
             refused: HashMap::new(),
             stats: Arc::default(),
             pids: Vec::new(),
@@ -269,6 +273,13 @@ impl Protector {
             undecided: Vec::new(),
             undecided_overflow: false,
         })
+    }
+
+    /// Every record written from now on also goes to `sinks` (the daemon's: its protection
+    /// thread's records are counted, signalled and journaled as its other records are).
+    pub fn with_sinks(mut self, sinks: SharedSinks) -> Protector {
+        self.sinks = Some(sinks);
+        self
     }
 
     /// Command lines are read on a side thread from now on (the protection thread's way): such
@@ -461,10 +472,15 @@ impl Protector {
                 a.rule
             ),
         }
-        if let Some(log) = &self.log
-            && let Err(e) = log.append(Event::Protect(Protect::from(a)))
-        {
-            log::error!("{e}");
+        if let Some(log) = &self.log {
+            match log.append(Event::Protect(Protect::from(a))) {
+                Ok(rec) => {
+                    if let Some(s) = &self.sinks {
+                        s.take(&rec);
+                    }
+                }
+                Err(e) => log::error!("{e}"),
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::act::protect::{Protector, ScopeFilter, Stats};
 use crate::decide::policy::Policy;
+use crate::record::emit::SharedSinks;
 use crate::record::eventlog::EventLog;
 use crate::sense::Root;
 use crate::sense::procevents::ProcEvents;
@@ -68,8 +69,22 @@ impl Guardian {
         log: Option<EventLog>,
         opts: GuardianOptions,
     ) -> std::io::Result<Guardian> {
-        let protector = Protector::new(root, filter, policy, log)?.read_on_side()?;
-        let events = if root.is_real() {
+        Guardian::spawn_with(
+            Protector::new(root, filter, policy, log)?,
+            root.is_real(),
+            opts,
+        )
+    }
+
+    /// [`Guardian::spawn`] for a protector made by the caller; `connector`: whether to
+    /// subscribe to process events (only for the real /proc).
+    fn spawn_with(
+        protector: Protector,
+        connector: bool,
+        opts: GuardianOptions,
+    ) -> std::io::Result<Guardian> {
+        let protector = protector.read_on_side()?;
+        let events = if connector {
             match ProcEvents::open(opts.rcvbuf) {
                 Ok(e) => Some(e),
                 Err(e) => {
@@ -131,12 +146,14 @@ impl Guardian {
 
     /// The daemon's protection thread: started only when some rule carries `oom_score_adj`
     /// (`None` otherwise). Writes happen in `--dry-run` too: protection is not a kill, and the
-    /// rule asks for it explicitly.
+    /// rule asks for it explicitly. Its records go to the event log and to `sinks`, the
+    /// daemon's metrics, notifications and journal.
     pub fn for_daemon(
         root: &Root,
         scope: &crate::values::ScopeSpec,
         policy: &Policy,
         event_log: &std::path::Path,
+        sinks: &SharedSinks,
         opts: GuardianOptions,
     ) -> anyhow::Result<Option<Guardian>> {
         use anyhow::Context;
@@ -150,14 +167,11 @@ impl Guardian {
             .iter()
             .filter(|r| r.oom_score_adj.is_some())
             .count();
-        let g = Guardian::spawn(
-            root,
-            ScopeFilter::of(&scope),
-            policy.clone(),
-            Some(log),
-            opts,
-        )
-        .context("cannot start the protection thread")?;
+        let protector = Protector::new(root, ScopeFilter::of(&scope), policy.clone(), Some(log))
+            .context("cannot start the protection thread")?
+            .with_sinks(sinks.clone());
+        let g = Guardian::spawn_with(protector, root.is_real(), opts)
+            .context("cannot start the protection thread")?;
         log::info!(
             "protection: {n} rule(s) with oom_score_adj applied to {} on {}{} (also in --dry-run: protection is not a kill)",
             scope.label(),

@@ -649,8 +649,8 @@ impl Daemon {
             .memory()
             .with_context(|| format!("cannot read the memory of scope {}", scope.label()))?;
         let levels = s.levels.resolve(&mem);
-        let log = EventLog::open(&s.event_log, &scope.label())
-            .context("cannot open the event log (choose another path with --event-log)")?;
+        // Its errors name the path and say what to do.
+        let log = EventLog::open(&s.event_log, &scope.label())?;
         let waker = wake::Waker::new(&mut scope, &levels, &mem, s.levels.psi, signal_pipe);
         let prefer_v2 = scope.mounts.v2_memory.is_some();
         let pressure = scope

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +12,7 @@ use anyhow::Context;
 use crate::config::{Config, passwd_lookup};
 use crate::daemon::guardian::{Guardian, GuardianOptions};
 use crate::daemon::{Daemon, Flags, Reload, Settings};
+use crate::record::emit::SharedSinks;
 use crate::sense::Root;
 
 /// What the daemon needs besides its settings.
@@ -59,37 +60,37 @@ pub fn start(opts: StartOptions, build: BuildSettings) -> anyhow::Result<()> {
     let reloader = crate::record::fleet::Reloader::default();
     let fleet_reload = reloader.clone();
     let protect_opts = opts.protect;
-    // The protection thread lives as long as the reload closure, i.e. the daemon.
-    let mut guardian =
-        Guardian::for_daemon(&s.root, &s.scope, &s.policy, &s.event_log, protect_opts)?;
-    if let Some(g) = &guardian
-        && !g.wait_first_scan(super::guardian::FIRST_SCAN_WAIT)
-    {
-        log::warn!(
-            "protection: the first scan is still running after {} s (a command line that cannot be read yet: its process's memory map is locked); the guard starts, and the scan goes on beside it",
-            super::guardian::FIRST_SCAN_WAIT.as_secs()
-        );
-    }
+    // The fleet's sinks (metrics, notifications, the journal), for the protection thread's
+    // records: the fleet starts before the protection thread, so that the first scan's records
+    // are counted too.
+    let sinks = SharedSinks::default();
+    // The protection thread, held by the reload closure (which starts it when a reload brings
+    // the first `oom_score_adj` rule) and by this function: it lives as long as the daemon.
+    let guardian: Arc<Mutex<Option<Guardian>>> = Arc::default();
     let config_path = opts.config.clone();
     let reload_root = opts.root.clone();
     // A reload keeps the scope and the event log (their changes need a restart): protection
     // started by a reload works in these.
     let (kept_root, kept_scope, kept_log) = (s.root.clone(), s.scope.clone(), s.event_log.clone());
+    let start_policy = s.policy.clone();
+    let (reload_guardian, reload_sinks) = (guardian.clone(), sinks.clone());
     let reload: Reload = Box::new(move || {
         crate::record::systemd::reloading(false);
         // Every step that can fail comes before anything of the new config is applied: a
         // refused reload changes nothing.
-        let mut apply = || -> anyhow::Result<Settings> {
+        let apply = || -> anyhow::Result<Settings> {
             let cfg = load_config(config_path.as_deref(), &reload_root)?;
             let new = build(&cfg)?;
-            match &guardian {
+            let mut guardian = reload_guardian.lock().unwrap_or_else(|p| p.into_inner());
+            match &*guardian {
                 Some(g) => g.set_policy(new.policy.clone()),
                 None => {
-                    guardian = Guardian::for_daemon(
+                    *guardian = Guardian::for_daemon(
                         &kept_root,
                         &kept_scope,
                         &new.policy,
                         &kept_log,
+                        &reload_sinks,
                         protect_opts,
                     )?
                 }
@@ -101,6 +102,8 @@ pub fn start(opts: StartOptions, build: BuildSettings) -> anyhow::Result<()> {
         crate::record::systemd::reloading(true);
         r
     });
+    let (guard_root, guard_scope, guard_log) =
+        (s.root.clone(), s.scope.clone(), s.event_log.clone());
     let mut d = Daemon::new(s, Vec::new(), flags, Some(pipe_r), Some(reload))?;
     let built = crate::record::fleet::build(
         &cfg.fleet,
@@ -108,7 +111,25 @@ pub fn start(opts: StartOptions, build: BuildSettings) -> anyhow::Result<()> {
         d.event_log().clone(),
         root,
         reloader,
+        sinks.clone(),
     )?;
+    let started = Guardian::for_daemon(
+        &guard_root,
+        &guard_scope,
+        &start_policy,
+        &guard_log,
+        &sinks,
+        protect_opts,
+    )?;
+    if let Some(g) = &started
+        && !g.wait_first_scan(super::guardian::FIRST_SCAN_WAIT)
+    {
+        log::warn!(
+            "protection: the first scan is still running after {} s (a command line that cannot be read yet: its process's memory map is locked); the guard starts, and the scan goes on beside it",
+            super::guardian::FIRST_SCAN_WAIT.as_secs()
+        );
+    }
+    *guardian.lock().unwrap_or_else(|p| p.into_inner()) = started;
     d.add_observer(Box::new(built.observer));
     let r = d.run();
     // Records and log lines still queued get a moment to reach their files.

@@ -3,7 +3,7 @@
 //! as the daemon does for its own records. The warning, which the guard loop writes, does not
 //! wait for its write ([`Emitter::emit_queued`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::event::{Event, Record};
 
@@ -16,6 +16,40 @@ pub trait Sink: Send + Sync {
     /// Runs the code of [`Sink::take`] on this thread with no effect (nothing counted, sent or
     /// logged): the daemon's warm-up, for records that first come as memory runs short.
     fn warm(&self, rec: &Record);
+}
+
+/// The fleet's sinks as they are now, for records written on a thread of their own (the
+/// protection thread's `protect` records): set when the fleet starts and at every reload, so
+/// that such records reach the same metrics, notifications and journal as the daemon's own.
+/// Empty until then (and for a one-shot command, which has no fleet).
+#[derive(Clone, Default)]
+pub struct SharedSinks(Arc<Mutex<Vec<Arc<dyn Sink>>>>);
+
+impl std::fmt::Debug for SharedSinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedSinks")
+            .field(&self.now().len())
+            .finish()
+    }
+}
+
+impl SharedSinks {
+    /// Replaces the sinks (the fleet's start and each reload).
+    pub fn set(&self, sinks: Vec<Arc<dyn Sink>>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = sinks;
+    }
+
+    /// Hands one written record to every sink there is now.
+    pub fn take(&self, rec: &Record) {
+        // Not under the lock: a sink's work (a journal write) does not hold up a reload.
+        for s in self.now() {
+            s.take(rec);
+        }
+    }
+
+    fn now(&self) -> Vec<Arc<dyn Sink>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Appends records and hands each, as written, to the sinks. Cheap to clone; usable from any
@@ -46,6 +80,11 @@ impl Emitter {
     /// Adds a sink that sees every record this emitter writes.
     pub fn add_sink(&mut self, sink: Arc<dyn Sink>) {
         self.sinks.push(sink);
+    }
+
+    /// The sinks added so far (the fleet shares them with other writers: [`SharedSinks`]).
+    pub fn sinks(&self) -> &[Arc<dyn Sink>] {
+        &self.sinks
     }
 
     /// Writes one record (waiting for the write as [`EventLog::append`] does) and hands it to

@@ -42,14 +42,20 @@ pub enum EventLogError {
     )]
     NotRegular { path: PathBuf, what: &'static str },
     /// Its directory does not exist and cannot be made.
-    #[error("event log {path}: cannot create its directory {dir}: {source}")]
+    #[error(
+        "event log {path}: cannot create its directory {dir}: {source} \
+         (choose another path with --event-log)"
+    )]
     Dir {
         path: PathBuf,
         dir: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("event log {path}: cannot open it for appending: {source}")]
+    #[error(
+        "event log {path}: cannot open it for appending: {source} \
+         (choose another path with --event-log)"
+    )]
     Open {
         path: PathBuf,
         #[source]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::event::Record;
 use anyhow::Context;
 
-use super::emit::Emitter;
+use super::emit::{Emitter, SharedSinks};
 use super::eventlog::EventLog;
 use super::hooks::Hooks;
 use super::journald::{Journal, under_journal};
@@ -52,6 +52,8 @@ pub struct FleetObserver {
     /// Kept across reloads: the watch list's restarts so far, and the hooks still running.
     restarts: Restarts,
     hooks_running: Arc<std::sync::atomic::AtomicUsize>,
+    /// The sinks of the moment, for the protection thread's records.
+    shared: SharedSinks,
 }
 
 /// What [`build`] made.
@@ -63,13 +65,15 @@ pub struct Fleet {
 
 /// Starts the fleet features. `metrics` (from `--metrics`) overrides `[metrics] listen`.
 /// `log` is the daemon's event log (records the features write go there too); `reloader`
-/// brings new sections after a SIGHUP.
+/// brings new sections after a SIGHUP; `shared` is given the sinks (metrics, notifications,
+/// the journal) at the start and at each reload, for records written on other threads.
 pub fn build(
     f: &FleetSettings,
     metrics: Option<SocketAddr>,
     log: EventLog,
     root: Root,
     reloader: Reloader,
+    shared: SharedSinks,
 ) -> anyhow::Result<Fleet> {
     let mut metrics_addr = None;
     let mut registry = None;
@@ -98,6 +102,7 @@ pub fn build(
         reloader,
         restarts: Restarts::default(),
         hooks_running: Arc::default(),
+        shared,
     };
     (observer.warn, observer.members) = observer.start_members(false);
     Ok(Fleet {
@@ -122,6 +127,7 @@ impl FleetObserver {
         if self.journal {
             emit.add_sink(Arc::new(Journal));
         }
+        self.shared.set(emit.sinks().to_vec());
         let warn = Warn::new(&f.warn, emit.clone()).map(|w| w.with_high(warn_high));
         // The hooks still running and the restarts made count across reloads: the limits are
         // the daemon's, not one config's.
