@@ -29,6 +29,39 @@ fn check_config_names_the_line_and_exits_2() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// Rules that parse but can match nothing (a user unknown here, a name longer than the
+/// kernel's 15-byte comm) or everything (a `protect` every field of which matches any text)
+/// are warned of; the file is still valid.
+#[test]
+fn check_config_warns_of_rules_that_match_nothing_or_everything() {
+    let d = crate::util::tempdir();
+    let f = d.path().join("rules.toml");
+    std::fs::write(
+        &f,
+        "[[protect]]\nname = \"^systemd-journald$\"\n\n[[protect]]\nname = \"\"\n\n\
+         [[avoid]]\nuser = \"no-such-user-oomg\"\n\n[[protect]]\nname = \"^systemd-journal$\"\n\
+         cmdline = \".*\"\nuser = \"root\"\n",
+    )
+    .unwrap();
+    let out = oomguard(&["check-config", f.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("rules.toml:1") && err.contains("needs more than 15 bytes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rules.toml:4") && err.contains("matches every process"),
+        "{err}"
+    );
+    assert!(err.contains("no-such-user-oomg"), "{err}");
+    assert_eq!(
+        err.matches("warning").count(),
+        3,
+        "the last rule is fine: {err}"
+    );
+}
+
 #[test]
 fn unknown_flag_exits_2() {
     let out = oomguard(&["run", "--no-such-flag"]);

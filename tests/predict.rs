@@ -575,3 +575,28 @@ fn vanishing_processes_are_dropped_silently() {
         assert!(procs(&doc).iter().any(|p| p["pid"] == churn.pid()));
     }
 }
+
+/// `why TID` of a thread explains its process (a thread has a `/proc/TID` of its own, which
+/// listings leave out), and says so.
+#[test]
+fn why_of_a_thread_explains_its_process() {
+    let me = std::process::id() as i32;
+    // This test binary runs its tests on threads of its own.
+    let tid = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&t| t != me)
+        .expect("a thread of the test process");
+    let out = Command::new(bin())
+        .args(["why", "--json", &tid.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["pid"], me, "{doc}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{tid} is a thread of process {me}")),
+        "{err}"
+    );
+}

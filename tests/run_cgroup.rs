@@ -529,3 +529,165 @@ fn a_reused_pid_is_never_signalled() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Killing a process whose vfork child has not exec'd kills the child too, as the kernel does:
+/// the memory they share comes back only when both are gone.
+#[test]
+fn killing_a_vfork_parent_takes_the_child_that_shares_its_memory() {
+    let Some(cg) = TestCgroup::new("vfork-kill", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let mut parent = hog(
+        &cg,
+        &["--name", "vfparent", "--max", "200M", "--vfork-child"],
+    );
+    wait_rss(&parent, 200 * MIB);
+    let child = vfork_child_of(parent.pid());
+    let d = Daemon::start(&cg, &log, &["--mem-min", "100,99"]);
+    let st = parent
+        .wait_timeout(Duration::from_secs(20))
+        .expect("the parent was not killed");
+    assert!(signal_of(st).is_some(), "{st:?}");
+    let rec = d.wait_for("kill", Duration::from_secs(10), |r| r["action"] == "kill");
+    assert_eq!(rec["victim"]["pid"], parent.pid(), "{rec}");
+    assert!(
+        rec["kill_unit_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("1 vfork child")),
+        "{rec}"
+    );
+    assert!(
+        rec["outcome"]["freed_kb"].as_u64().unwrap() >= 150 * 1024,
+        "the shared memory was not freed: {rec}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "the vfork child lives on");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(cg.kernel_oom_kills(), 0);
+}
+
+/// The vfork child of an `oomguard-hog --vfork-child` (waits until it is there).
+fn vfork_child_of(p: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let kids =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        if let Some(c) = kids.split_whitespace().next() {
+            return c.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the hog started no vfork child");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A vfork child shares its parent's memory until it execs: the kernel never picks it (its
+/// `oom_score` is 0), and neither does oomguard: the daemon's choice is the parent, and `top`
+/// shows the child as immune with the kernel's score.
+#[test]
+fn a_vfork_child_is_never_the_victim_its_parent_is() {
+    let Some(cg) = TestCgroup::new("vfork", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let parent = hog(
+        &cg,
+        &["--name", "vfparent", "--max", "200M", "--vfork-child"],
+    );
+    wait_rss(&parent, 200 * MIB);
+    let p = parent.pid();
+    let child = vfork_child_of(p);
+    let oom_score = |pid: i32| -> u32 {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // The kernel's view, which oomguard must share.
+    assert_eq!(oom_score(child), 0, "the kernel scores a vfork child 0");
+    assert!(oom_score(p) > 0);
+
+    let d = Daemon::start(&cg, &log, &["--dry-run", "--mem-min", "100,99"]);
+    let rec = d.wait_for("dry_run", Duration::from_secs(10), |r| {
+        r["action"] == "dry_run"
+    });
+    assert_eq!(rec["victim"]["pid"], p, "{rec}");
+    assert!(
+        !rec["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["pid"] == child),
+        "{rec}"
+    );
+
+    let out = Command::new(bin())
+        .args(["top", "--once", "--json", "-n", "100", "--scope"])
+        .arg(format!("cgroup:{}", cg.rel()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let top: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let procs = top["processes"].as_array().unwrap();
+    let row = |pid: i32| procs.iter().find(|r| r["pid"] == pid).cloned();
+    let c = row(child).unwrap_or_else(|| panic!("no row for the child: {top}"));
+    assert_eq!(c["immune_reason"], "vfork", "{c}");
+    assert_eq!(c["oom_score"], 0, "{c}");
+    let par = row(p).unwrap();
+    assert_eq!(par["verdict"], "next_victim", "{par}");
+    assert_eq!(par["oom_score"], oom_score(p), "{par}");
+}
+
+/// Rules are matched on the process as it is at the choice: the largest process, moved into a
+/// group that a `protect` rule names after the daemon had matched it, is no longer the
+/// would-be victim, and the next one is.
+#[test]
+fn a_process_moved_under_a_protect_rule_is_no_longer_chosen() {
+    let Some(cg) = TestCgroup::new("moved", 400 * MIB) else {
+        return;
+    };
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let cfg = dir.path().join("rules.toml");
+    std::fs::write(&cfg, "[[protect]]\ncgroup = \"/safe$\"\n").unwrap();
+    let safe = cg.dir.join("safe");
+    std::fs::create_dir(&safe).unwrap();
+    let big = hog(&cg, &["--name", "big", "--max", "150M"]);
+    let small = hog(&cg, &["--name", "small", "--max", "30M"]);
+    wait_rss(&big, 150 * MIB);
+    wait_rss(&small, 30 * MIB);
+    let d = Daemon::start(
+        &cg,
+        &log,
+        &[
+            "--dry-run",
+            "--mem-min",
+            "100,99",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let first = d.wait_for("dry_run", Duration::from_secs(10), |r| {
+        r["action"] == "dry_run"
+    });
+    assert_eq!(first["victim"]["pid"], big.pid(), "{first}");
+    std::fs::write(safe.join("cgroup.procs"), big.pid().to_string()).unwrap();
+    let next = d.wait_for("dry_run", Duration::from_secs(15), |r| {
+        r["action"] == "dry_run" && r["victim"]["pid"] != big.pid()
+    });
+    assert_eq!(next["victim"]["pid"], small.pid(), "{next}");
+    assert!(
+        !next["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["pid"] == big.pid()),
+        "{next}"
+    );
+}

@@ -484,7 +484,7 @@ impl Kill {
         };
         let me = std::process::id() as i32;
         match unit {
-            KillUnit::Process => {}
+            KillUnit::Process => kill.take_mm_sharers(reader),
             KillUnit::Tree => {
                 // Stopped and walked now, not taken from the ranker's table: a storm forks
                 // faster than scans. Never stop ourselves (the start-up warm-up plans a kill of
@@ -595,6 +595,33 @@ impl Kill {
                 } else {
                     ""
                 }
+            );
+        }
+    }
+
+    /// Takes the victim's children that share its memory (vfork children that have not
+    /// exec'd yet): the kernel kills every process that shares a victim's memory with it,
+    /// since none of it is freed while one of them holds it. Read from the victim's main
+    /// thread (a vfork from another thread is short: its child execs at once).
+    fn take_mm_sharers(&mut self, reader: &mut ProcReader) {
+        let (pid, me) = (self.victim.pid, std::process::id() as i32);
+        let mut kids = Vec::new();
+        if reader.children(pid, pid, &mut kids).is_err() {
+            return;
+        }
+        for c in kids {
+            if c == me || c == 1 || !reader.shares_mm(c, pid) {
+                continue;
+            }
+            if let Ok(t) = Target::open_child(reader, c, pid) {
+                self.others.push(t);
+            }
+        }
+        if !self.others.is_empty() {
+            self.unit_note = format!(
+                "process (and {} vfork child{} sharing its memory)",
+                self.others.len(),
+                if self.others.len() == 1 { "" } else { "ren" }
             );
         }
     }
@@ -1329,6 +1356,46 @@ mod tests {
         );
         assert!(kill.others.len() >= 20, "{}", kill.unit_note);
         assert!(kill.unit_note.starts_with("tree ("), "{}", kill.unit_note);
+    }
+
+    /// A parent with more children than one read of `/proc/PID/task/TID/children` returns (the
+    /// file hands them out a page at a time: about 800 PIDs) loses none to a tree kill.
+    #[test]
+    fn a_parent_with_1200_children_is_killed_whole() {
+        /// Kills the test's sleepers whatever happens (an assertion failing included).
+        struct Sleepers(String);
+        impl Drop for Sleepers {
+            fn drop(&mut self) {
+                let mut reader = ProcReader::open(&Root::default()).unwrap();
+                kill_escaped(&mut reader, &self.0);
+            }
+        }
+        const N: usize = 1200;
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        let tag = format!("{}.{}", 3000 + std::process::id() % 1000, line!());
+        let _cleanup = Sleepers(tag.clone());
+        let script = format!("i=0; while [ $i -lt {N} ]; do sleep {tag} & i=$((i+1)); done; wait");
+        let (mut sh, cand) = forking_shell(&mut reader, &script, &tag);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sleepers(&mut reader, &tag).len() < N && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut kids = Vec::new();
+        reader.children(cand.pid, cand.pid, &mut kids).unwrap();
+        assert_eq!(kids.len(), N, "children listed");
+        let mut kill =
+            Kill::plan(&mut reader, &scope, KillUnit::Tree, &cand, Instant::now()).unwrap();
+        kill.signal_all(Signal::KILL);
+        let _ = sh.wait();
+        let until = Instant::now() + Duration::from_secs(20);
+        while !kill.all_exited() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(kill.others.len(), N, "{}", kill.unit_note);
+        assert!(kill.all_exited(), "a member outlived SIGKILL");
+        let escaped = kill_escaped(&mut reader, &tag);
+        assert!(escaped.is_empty(), "{} children escaped", escaped.len());
     }
 
     /// A tree of 30 `sleep TAG` children, all forked; the shell and its candidate.

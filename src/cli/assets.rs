@@ -130,7 +130,7 @@ pub fn config_page() -> String {
         ("dry_run", "true: decide and log, never signal."),
         (
             "[[protect]], [[prefer]], [[avoid]]",
-            "Rules: never chosen, chosen first, chosen last. Match fields (all given must match): name, cmdline, exe (regexes), user (name or uid), cgroup, unit (regexes). oom_score_adj (\\-1000..1000) is also written to every matching process. Command-line rules come first, then the file's in file order; the first match decides.",
+            "Rules: never chosen, chosen first, chosen last. Match fields (all given must match): name, cmdline, exe (regexes), user (name or uid), cgroup, unit (regexes; unit is the system unit the process runs in, as systemctl status names it: a user's own units count as user@UID.service). Any user can give a process any name: protect by name together with user or unit. oom_score_adj (\\-1000..1000) is also written to every matching process. Command-line rules come first, then the file's in file order; the first match decides.",
         ),
         (
             "[metrics]",

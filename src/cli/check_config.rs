@@ -20,15 +20,8 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let users = crate::config::passwd_lookup(Root::default().as_path());
     let cfg = Config::load(Some(&args.file), &users).context("config check failed")?;
     println!("{}: ok ({} rules)", args.file.display(), cfg.rules.len());
-    for r in &cfg.rules {
-        if let Some(u) = &r.user
-            && u.uid.is_none()
-        {
-            eprintln!(
-                "oomguard: warning: {}: user '{}' does not exist here; the rule matches nothing",
-                r.origin, u.written
-            );
-        }
+    for w in cfg.rules.iter().flat_map(|r| r.warnings()) {
+        eprintln!("oomguard: warning: {w}");
     }
     Ok(ExitCode::SUCCESS)
 }

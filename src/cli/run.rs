@@ -104,16 +104,8 @@ pub fn settings(args: &RunArgs, cfg: &Config) -> anyhow::Result<Settings> {
     let root = Root::new(&args.root);
     let r = &cfg.run;
     let rules = args.rules.rules(cfg)?;
-    for rule in &rules {
-        if let Some(u) = &rule.user
-            && u.uid.is_none()
-        {
-            log::warn!(
-                "{}: user '{}' does not exist here; the rule matches nothing",
-                rule.origin,
-                u.written
-            );
-        }
+    for w in rules.iter().flat_map(|r| r.warnings()) {
+        log::warn!("{w}");
     }
     let levels = LevelSpec::with_defaults(
         args.mem_min.or(r.mem_min),

@@ -42,7 +42,16 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         .ranker
         .snapshot()
         .with_context(|| format!("reading scope {}", p.ranker.scope.label()))?;
-    let (target, others) = explain_rank::find(&snap, &args.target, |pid| {
+    // A thread's ID (a `/proc/TID` of its own, left out of listings) means its process.
+    let mut wanted = args.target.clone();
+    if let Ok(tid) = wanted.parse::<i32>()
+        && let Some(tgid) = tgid_of(&p.ranker.reader, tid)
+        && tgid != tid
+    {
+        eprintln!("oomguard: {tid} is a thread of process {tgid}: explaining the process");
+        wanted = tgid.to_string();
+    }
+    let (target, others) = explain_rank::find(&snap, &wanted, |pid| {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     })?;
     let kernel_score = p.ranker.reader.oom_score(target.pid).ok();
@@ -301,4 +310,12 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     }
     std::io::stdout().lock().write_all(s.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The process (thread group) that thread `tid` belongs to, from its `status`.
+fn tgid_of(reader: &crate::sense::procs::ProcReader, tid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(reader.root().path(format!("proc/{tid}/status"))).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -3,7 +3,9 @@
 //! through these functions, so the next victim `top` shows is the process the daemon would take.
 //!
 //! - Immune (contract, "Rules"): PID 1, kernel threads, oomguard itself, `oom_score_adj` −1000,
-//!   zombies (and processes whose memory is already gone). A `protect` rule excludes too.
+//!   zombies (and processes whose memory is already gone). A `protect` rule excludes too. And,
+//!   as the kernel does, a vfork child ([`Immune::Vfork`], found by the caller: it shares its
+//!   parent's memory, so its kill frees nothing).
 //! - Score: the kernel's badness with a prefer/avoid rule shifting `oom_score_adj` by ±300,
 //!   clamped to −1000…1000 ([`score`]).
 //! - Ties: the most recently started process first (as the kernel's own scan, which keeps the
@@ -36,6 +38,7 @@ pub enum Immune {
     Zombie,
     AdjMin,
     Oomguard,
+    Vfork,
 }
 
 impl Immune {
@@ -46,6 +49,9 @@ impl Immune {
             Immune::Zombie => "a zombie (or exiting process) has no memory left to free",
             Immune::AdjMin => "oom_score_adj -1000 makes it unkillable for the kernel and oomguard",
             Immune::Oomguard => "an oomguard daemon never chooses itself",
+            Immune::Vfork => {
+                "a vfork child shares its parent's memory until it execs: killing it frees nothing (the kernel skips it too; its parent is the one to take)"
+            }
         }
     }
     /// The kernel never picks these either (except oomguard's own processes).

@@ -160,11 +160,73 @@ impl Rule {
     }
 }
 
-/// The systemd unit named by a cgroup path: the last component that ends in a unit suffix.
+impl Rule {
+    /// What is wrong with the rule though it parses: it can match nothing (a user that does
+    /// not exist here, a name longer than the kernel's 15-byte comm) or everything (every
+    /// field it has matches any text). Said by `check-config` and at the daemon's start: a
+    /// typo must not silently disable a protection, nor protect every process.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(u) = &self.user
+            && u.uid.is_none()
+        {
+            w.push(format!(
+                "{}: user '{}' does not exist here; the rule matches nothing",
+                self.origin, u.written
+            ));
+        }
+        if let Some(name) = &self.name
+            && let Ok(hir) = regex_syntax::Parser::new().parse(name.as_str())
+            && hir.properties().minimum_len().is_some_and(|n| n > 15)
+        {
+            w.push(format!(
+                "{}: name '{}' needs more than 15 bytes, and a process name (the kernel's comm) has at most 15; the rule matches nothing (match the first 15 bytes, or use cmdline or exe)",
+                self.origin,
+                name.as_str()
+            ));
+        }
+        let regexes = [
+            &self.name,
+            &self.cmdline,
+            &self.exe,
+            &self.cgroup,
+            &self.unit,
+        ];
+        if self.user.is_none()
+            && regexes
+                .iter()
+                .all(|r| r.as_ref().is_none_or(|r| r.is_match("")))
+        {
+            w.push(format!(
+                "{}: every field matches any text, so the rule matches every process{}",
+                self.origin,
+                if self.kind == RuleKind::Protect {
+                    ": none can be chosen, and the guard cannot act"
+                } else {
+                    ""
+                }
+            ));
+        }
+        w
+    }
+}
+
+/// The systemd unit named by a cgroup path, as systemd reads it (`sd_pid_get_unit`): the
+/// first component that is not a slice. Units below it do not count: a user's own
+/// `sshd.service` (`/user.slice/user-1000.slice/user@1000.service/app.slice/sshd.service`)
+/// and a container's (`/machine.slice/machine-web.scope/…/sshd.service`) are in
+/// `user@1000.service` and `machine-web.scope`, not in the system's `sshd.service`: a rule
+/// on the unit cannot be met by anyone who can start a unit of their own.
 pub fn unit_of_cgroup(path: &str) -> Option<&str> {
-    const SUFFIXES: [&str; 4] = [".service", ".scope", ".slice", ".socket"];
-    path.rsplit('/')
-        .find(|c| SUFFIXES.iter().any(|s| c.ends_with(s) && c.len() > s.len()))
+    const SUFFIXES: [&str; 5] = [".service", ".scope", ".socket", ".mount", ".swap"];
+    let first = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .find(|c| !(c.ends_with(".slice") && c.len() > ".slice".len()))?;
+    SUFFIXES
+        .iter()
+        .any(|s| first.ends_with(s) && first.len() > s.len())
+        .then_some(first)
 }
 
 /// The ordered rule list: command-line rules first, then the config file's in file order.
@@ -258,9 +320,13 @@ mod tests {
     }
 
     #[test]
-    fn unit_is_the_last_unit_component() {
+    fn unit_is_the_first_component_below_the_slices() {
         assert_eq!(
             unit_of_cgroup("/system.slice/nginx.service"),
+            Some("nginx.service")
+        );
+        assert_eq!(
+            unit_of_cgroup("/system.slice/nginx.service/worker"),
             Some("nginx.service")
         );
         assert_eq!(
@@ -268,10 +334,47 @@ mod tests {
             Some("session-2.scope")
         );
         assert_eq!(
-            unit_of_cgroup("/docker/abc"),
-            Some("docker").filter(|_| false)
+            unit_of_cgroup(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-ab.scope"
+            ),
+            Some("cri-containerd-ab.scope")
         );
+        // A user's own unit and a container's inner unit are not the system's unit.
+        assert_eq!(
+            unit_of_cgroup("/user.slice/user-1000.slice/user@1000.service/app.slice/sshd.service"),
+            Some("user@1000.service")
+        );
+        assert_eq!(
+            unit_of_cgroup("/machine.slice/machine-web.scope/payload/system.slice/sshd.service"),
+            Some("machine-web.scope")
+        );
+        assert_eq!(
+            unit_of_cgroup("/docker/abc/system.slice/sshd.service"),
+            None
+        );
+        assert_eq!(unit_of_cgroup("/user.slice/user-1000.slice"), None);
         assert_eq!(unit_of_cgroup("/"), None);
+    }
+
+    /// `unit = "^sshd\.service$"` protects the system's sshd, not a user's unit of that name.
+    #[test]
+    fn a_unit_rule_is_not_met_by_a_users_unit_of_the_same_name() {
+        let mut rule = Rule::name_only(RuleKind::Protect, "^sshd$").unwrap();
+        rule.unit = Some(Regex::new(r"^sshd\.service$").unwrap());
+        let policy = Policy { rules: vec![rule] };
+        let mut system = P {
+            comm: "sshd",
+            uid: 0,
+            cmdline: "",
+            cgroup: "/system.slice/sshd.service",
+        };
+        assert!(policy.classify(&mut system).is_some());
+        let mut user = P {
+            cgroup: "/user.slice/user-1000.slice/user@1000.service/app.slice/sshd.service",
+            uid: 1000,
+            ..system
+        };
+        assert!(policy.classify(&mut user).is_none());
     }
 
     #[test]

@@ -575,7 +575,12 @@ impl Ranker {
         // Every oomguard daemon excludes itself; `top` cannot tell which one guards this scope
         // (see `order` on why the daemon spares no other guard).
         let daemon = cached.is_some_and(|c| c.daemon);
-        let immune = order::immunity(pid, kthread || status.kthread, zombie, adj, daemon);
+        let immune =
+            order::immunity(pid, kthread || status.kthread, zombie, adj, daemon).or_else(|| {
+                // A vfork child: the kernel scores it 0 and never picks it (see `order`).
+                (!kthread && stat.ppid > 1 && self.reader.shares_mm(pid, stat.ppid))
+                    .then_some(Immune::Vfork)
+            });
         let rule = cached.and_then(|c| c.rule);
         let rule_kind = rule.map(|i| self.policy.rules[i].kind);
         let mut p = Proc {

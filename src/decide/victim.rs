@@ -1264,12 +1264,15 @@ impl Ranker {
         if protected && e.known {
             // A row a rule protects never comes near the top, where the choice checks who a
             // PID is: checked here, at every scan (one `stat` per protected process), or a new
-            // process given its PID would inherit the protection.
+            // process given its PID would inherit the protection. And matched again every
+            // tenth scan (with its details): a process that exec'd under the same name,
+            // changed its user or moved to another cgroup may no longer meet the rule.
             let (start, name) = (e.starttime, e.comm_hash);
+            let rematch = generation.wrapping_sub(e.detail_gen) >= 10;
             let same = reader
                 .stat(pid)
                 .is_ok_and(|st| st.starttime == start && comm_hash(&st.comm) == name);
-            if !same {
+            if !same || rematch {
                 self.forget(pid);
                 self.learn(reader, policy, pid, swap_in_use, row);
                 return true;
@@ -1770,6 +1773,37 @@ impl Ranker {
             .is_some()
             {
                 continue;
+            }
+            // A vfork child (its parent's memory, until it execs): its kill frees nothing, and
+            // its parent, which shows the same memory, is the one to take (as the kernel does).
+            if st.ppid > 1 && reader.shares_mm(pid, st.ppid) {
+                continue;
+            }
+            // The rules again, on the process as it is now (its user from this `status`, its
+            // executable, command line and cgroup as read ahead within the last seconds): one
+            // that exec'd under the same name, changed its user or moved to another cgroup since
+            // it was matched must neither keep a rule it no longer meets nor miss a `protect`
+            // it now meets. A match that cannot be completed in time keeps the earlier one.
+            if !policy.rules.is_empty() {
+                let side = Self::side(
+                    &self.cmdline_side,
+                    &self.cgroup_side,
+                    e.starttime,
+                    &mut self.cmdline_budget,
+                );
+                let c = classify(
+                    reader,
+                    policy,
+                    pid,
+                    &st.comm,
+                    status.uid,
+                    self.prefer_v2_path,
+                    side,
+                );
+                if !c.unsure {
+                    e.rule = c.rule.map_or(NO_RULE, |i| i as u16);
+                    e.class = 0;
+                }
             }
             let terms = Terms {
                 rss_pages,

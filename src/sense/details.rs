@@ -34,6 +34,11 @@ pub type Facts = (String, Option<String>);
 /// How many processes' facts are kept (the likely victims of the last look).
 const KEPT: usize = 4;
 
+/// How long kept facts answer a lookup, and a prefetch leaves them be: a process can exec
+/// (a new command line under the same PID and start time) or move to another cgroup. Read
+/// ahead every half second near the levels, a likely victim's facts stay fresher than this.
+const FRESH: Duration = Duration::from_secs(2);
+
 /// A process: PID and start time (clock ticks after boot), so a reused PID never matches.
 type Who = (i32, u64);
 
@@ -44,8 +49,8 @@ struct Slot {
     /// The processes the readers are reading now (requests taken and not answered yet), and
     /// since when: one entry per busy reader.
     reading: Vec<(Who, Instant)>,
-    /// What was read, oldest first.
-    kept: Vec<(Who, Facts)>,
+    /// What was read, and when, oldest first.
+    kept: Vec<(Who, Facts, Instant)>,
     /// Readers waiting for a request.
     idle: usize,
 }
@@ -147,14 +152,17 @@ impl Details {
     }
 
     /// Asks for the facts of these processes (at most [`KEPT`], the likeliest first) that are
-    /// neither kept nor being read; replaces an earlier request still waiting. Never waits for the reads.
+    /// neither kept (read within [`FRESH`]) nor being read; replaces an earlier request still waiting. Never waits for the reads.
     pub fn prefetch(&self, who: impl IntoIterator<Item = Who>) {
         let mut s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
         s.want.clear();
         for w in who.into_iter().take(KEPT) {
             if !s.reading.iter().any(|(r, _)| *r == w)
                 && !s.want.contains(&w)
-                && !s.kept.iter().any(|(k, _)| *k == w)
+                && !s
+                    .kept
+                    .iter()
+                    .any(|(k, _, at)| *k == w && at.elapsed() < FRESH)
             {
                 s.want.push(w);
             }
@@ -164,13 +172,13 @@ impl Details {
         }
     }
 
-    /// The facts of the process if they were read ahead; never reads.
+    /// The facts of the process if they were read ahead (however long ago); never reads.
     pub fn cached(&self, who: Who) -> Option<Facts> {
         let s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
         s.kept
             .iter()
-            .find(|(w, _)| *w == who)
-            .map(|(_, f)| f.clone())
+            .find(|(w, _, _)| *w == who)
+            .map(|(_, f, _)| f.clone())
     }
 
     /// Whether every reader has spent [`STUCK`] or more on its read: a lookup now is late at
@@ -202,7 +210,11 @@ impl Details {
         let deadline = Instant::now() + wait;
         let mut s = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some((_, f)) = s.kept.iter().find(|(w, _)| *w == who) {
+            if let Some((_, f, _)) = s
+                .kept
+                .iter()
+                .find(|(w, _, at)| *w == who && at.elapsed() < FRESH)
+            {
                 return Lookup::Found(f.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -282,8 +294,8 @@ fn serve(sh: &Shared, mut reader: ProcReader, prefer_v2: bool, cmdlines: bool) {
             s.reading.swap_remove(i);
         }
         if let Some(facts) = facts {
-            s.kept.retain(|(w, _)| *w != who);
-            s.kept.push((who, facts));
+            s.kept.retain(|(w, _, _)| *w != who);
+            s.kept.push((who, facts, Instant::now()));
             if s.kept.len() > KEPT {
                 s.kept.remove(0);
             }
@@ -385,6 +397,30 @@ mod tests {
         assert_eq!(d.read((4242, 778), Duration::from_secs(5)), None);
         // A process that is gone reads as nothing.
         assert_eq!(d.read((9999, 1), Duration::from_secs(5)), None);
+    }
+
+    /// Kept facts answer for [`FRESH`], then are read again: a process that exec'd or moved to
+    /// another cgroup under the same PID and start time is not matched on what it was.
+    #[test]
+    fn kept_facts_are_read_again_once_stale() {
+        let (dir, root) = tree(4343, 777);
+        let cmdline = dir.path().join("proc/4343/cmdline");
+        std::fs::write(&cmdline, b"before\0").unwrap();
+        let d = Details::start(&root, true, None).unwrap();
+        let look = |d: &Details| match d.lookup((4343, 777), Duration::from_secs(5)) {
+            Lookup::Found(f) => f.0,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(look(&d), "before");
+        std::fs::write(&cmdline, b"after\0").unwrap();
+        assert_eq!(look(&d), "before", "fresh facts answer without a read");
+        std::thread::sleep(FRESH + Duration::from_millis(50));
+        assert_eq!(
+            d.cached((4343, 777)).unwrap().0,
+            "before",
+            "cached never reads"
+        );
+        assert_eq!(look(&d), "after");
     }
 
     /// `lookup` tells a process that is gone from one not read in time, and gives up on its

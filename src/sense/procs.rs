@@ -437,9 +437,10 @@ impl ProcReader {
         let fd = self.open_task(pid, tid, file)?;
         self.buf.clear();
         // The per-scan files are generated whole on the first read: a short read is their end
-        // (one syscall saved per file per process). The others are read until end of file.
+        // (one syscall saved per file per process). The others are read until end of file:
+        // `children` among them, which the kernel hands out a page (about 800 PIDs) per read.
         let (until, max) = match file {
-            "stat" | "statm" | "status" | "oom_score_adj" | "oom_score" | "children" => {
+            "stat" | "statm" | "status" | "oom_score_adj" | "oom_score" => {
                 (Until::ShortRead, MAX_FILE)
             }
             "cmdline" => (Until::Eof, MAX_CMDLINE),
@@ -606,11 +607,44 @@ impl ProcReader {
     }
 
     /// The executable's path. Kernel threads and zombies have none (`Gone`, as the kernel
-    /// answers `ENOENT` for both).
+    /// answers `ENOENT` for both). The path it was started from also when the file has since
+    /// been replaced or removed (the kernel then adds " (deleted)"): a package upgrade does
+    /// not make a running daemon another program, nor lift an `exe` rule from it.
     pub fn exe(&self, pid: i32) -> ProcResult<String> {
         std::fs::read_link(self.root.path(format!("proc/{pid}/exe")))
-            .map(|p| p.to_string_lossy().into_owned())
+            .map(|p| {
+                let mut s = p.to_string_lossy().into_owned();
+                if let Some(n) = s.strip_suffix(" (deleted)").map(str::len) {
+                    s.truncate(n);
+                }
+                s
+            })
             .map_err(|e| ProcError::from_io(pid, "exe", &e))
+    }
+
+    /// Whether processes `pid` and `other` share one address space (`kcmp(2)`, `KCMP_VM`): a
+    /// vfork child and its parent do until the child execs or exits. Killing either frees
+    /// nothing while the other holds it. Only on the real /proc (a fixture tree's PIDs are not
+    /// processes); false when the kernel cannot tell (no `CONFIG_KCMP`, no right to inspect
+    /// one of them) or either is gone.
+    pub fn shares_mm(&self, pid: i32, other: i32) -> bool {
+        const KCMP_VM: libc::c_long = 1;
+        if !self.root.is_real() || pid <= 0 || other <= 0 || pid == other {
+            return false;
+        }
+        // SAFETY: kcmp(2) takes two PIDs, a type and two unused integers; it reads and writes
+        // no memory of ours.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_kcmp,
+                pid as libc::c_long,
+                other as libc::c_long,
+                KCMP_VM,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            )
+        };
+        r == 0
     }
 
     /// The raw `/proc/PID/cgroup` text.
@@ -767,6 +801,41 @@ mod tests {
     /// Each way a read fails is told apart: a missing process (or a file emptied by the exit
     /// that reaped it) is gone, a mode that forbids reading is denied, anything else is an I/O
     /// error with its errno, and text that does not parse is malformed.
+    /// A program whose file was replaced (as a package upgrade does: a new file renamed over
+    /// it) keeps its path: the kernel's " (deleted)" is not part of it.
+    #[test]
+    fn exe_is_the_path_also_after_the_file_was_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("oomg-upgraded");
+        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("sleep");
+        std::fs::copy(sleep, &bin).unwrap();
+        struct Child(std::process::Child);
+        impl Drop for Child {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = Child(std::process::Command::new(&bin).arg("30").spawn().unwrap());
+        let pid = child.0.id() as i32;
+        let r = ProcReader::open(&Root::default()).unwrap();
+        let want = bin.to_string_lossy().into_owned();
+        let t0 = std::time::Instant::now();
+        while r.exe(pid).ok().as_deref() != Some(&want) {
+            assert!(t0.elapsed().as_secs() < 5, "{:?}", r.exe(pid));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let new = d.path().join("oomg-upgraded.new");
+        std::fs::copy(sleep, &new).unwrap();
+        std::fs::rename(&new, &bin).unwrap();
+        let link = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(link.to_string_lossy().ends_with(" (deleted)"), "{link:?}");
+        assert_eq!(r.exe(pid).unwrap(), want);
+    }
+
     #[test]
     fn reads_tell_gone_denied_io_and_malformed_apart() {
         use std::os::unix::fs::PermissionsExt;

@@ -50,6 +50,11 @@ struct HogArgs {
     /// the kernel's OOM reaper, so a killed hog that cannot exit keeps it.
     #[arg(long)]
     shared: bool,
+    /// Once holding, start a child with vfork semantics (`clone(CLONE_VM | CLONE_VFORK)`, as
+    /// `vfork(2)` and `posix_spawn(3)` do) that never execs: the child shares the hog's memory
+    /// and the hog waits, suspended, until the child ends. Prints `hog PID vfork` first.
+    #[arg(long)]
+    vfork_child: bool,
     /// Exit after holding the memory this long (default: hold until killed).
     #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
     hold: Option<Dur>,
@@ -121,6 +126,10 @@ fn main() -> ExitCode {
         .filter_map(|h| h.join().ok())
         .sum();
     println!("hog {} holding {} MiB", std::process::id(), held >> 20);
+    if a.vfork_child {
+        println!("hog {} vfork", std::process::id());
+        vfork_child();
+    }
     match a.hold {
         Some(d) => std::thread::sleep(d.0),
         None => loop {
@@ -132,4 +141,31 @@ fn main() -> ExitCode {
         let _ = k.wait();
     }
     ExitCode::SUCCESS
+}
+
+/// Starts a child that shares this process's memory and waits (`pause`) until it is killed;
+/// this process is suspended meanwhile (vfork semantics). Returns when the child has ended.
+fn vfork_child() {
+    extern "C" fn child(_: *mut libc::c_void) -> libc::c_int {
+        loop {
+            // SAFETY: pause(2) only waits for a signal.
+            unsafe { libc::pause() };
+        }
+    }
+    let mut stack = vec![0u8; 64 << 10];
+    // SAFETY: the child runs `child` on `stack` (its top passed, 16-byte aligned, as clone(2)
+    // wants for a downward-growing stack), which lives until clone returns: CLONE_VFORK keeps
+    // this thread suspended until the child has ended, and the child touches nothing else.
+    let r = unsafe {
+        let top = stack.as_mut_ptr().add(stack.len()) as usize & !15;
+        libc::clone(
+            child,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        eprintln!("oomguard-hog: clone: {}", std::io::Error::last_os_error());
+    }
 }
