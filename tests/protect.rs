@@ -62,6 +62,64 @@ fn connector_ok() -> bool {
     )
 }
 
+/// The kernel drops a subscription from outside its initial PID or user namespace without an
+/// error, so a socket opened there would never see an event: `ProcEvents::open` refuses, and
+/// the protection thread is not event-driven (it scans every second). The test binary runs
+/// this test again under `unshare`, as the child that opens the connector and says how it went.
+#[test]
+fn the_connector_refuses_a_pid_or_user_namespace_of_its_own() {
+    const CHILD: &str = "OOMGUARD_TEST_CONNECTOR_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        match ProcEvents::open(None) {
+            Ok(_) => println!("connector: open ok"),
+            Err(e) => println!("connector: open failed: {e}"),
+        }
+        let g = Guardian::spawn(
+            &Root::default(),
+            ScopeFilter::system(),
+            Policy {
+                rules: vec![rule("^oomg-ns-none$", 100)],
+            },
+            None,
+            GuardianOptions::default(),
+        );
+        match g {
+            Ok(g) => {
+                println!("connector: event_driven {}", g.event_driven);
+                g.stop();
+            }
+            Err(e) => println!("connector: guardian failed: {e}"),
+        }
+        return;
+    }
+    if !connector_ok() {
+        return;
+    }
+    let test = "protect::the_connector_refuses_a_pid_or_user_namespace_of_its_own";
+    for (args, ns) in [(&["-pf", "--mount-proc"][..], "pid"), (&["-U"][..], "user")] {
+        let out = Command::new("unshare")
+            .args(args)
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let said = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "unshare {args:?}: {said}");
+        let refused = format!(
+            "connector: open failed: netlink proc connector: this process is not in the \
+             machine's initial {ns} namespace"
+        );
+        assert!(text.contains(&refused), "unshare {args:?}: {said}");
+        assert!(
+            text.contains("connector: event_driven false"),
+            "unshare {args:?}: {said}"
+        );
+    }
+}
+
 fn records(path: &Path) -> Vec<serde_json::Value> {
     crate::util::event_log_json(path)
 }

@@ -12,11 +12,18 @@
 //! So a floor above the near level proves the scope is far from every level, and that
 //! wake-up needs no meminfo. Only the live machine has a `sysinfo(2)`: a fixture root gets
 //! no floor and every wake-up reads meminfo.
+//!
+//! `sysinfo(2)` is always the kernel's, but `/proc/meminfo` need not be: in a container with
+//! lxcfs it is a file of the container's (its limit as `MemTotal`, its usage in `MemAvailable`),
+//! and the host's free RAM is no floor under that. So whenever the reserve is read, meminfo's
+//! `MemTotal` is compared with `sysinfo(2)`'s total RAM (the kernel prints the same page count
+//! in both); while they differ there is no floor and every wake-up reads meminfo.
 
 use std::time::{Duration, Instant};
 
 use super::{KeptFile, Root};
 use crate::sense::mem::MemState;
+use crate::sense::meminfo::Meminfo;
 
 /// How long a reserve read from `/proc/zoneinfo` is used.
 const RESERVE_FOR: Duration = Duration::from_secs(60);
@@ -63,50 +70,107 @@ fn number(v: &[u8]) -> Option<u64> {
 #[derive(Debug)]
 pub struct Floor {
     zoneinfo: KeptFile,
+    meminfo: KeptFile,
     reserve_kb: u64,
     read_at: Option<Instant>,
     page_kb: u64,
+    /// `/proc/meminfo`'s `MemTotal` differed from `sysinfo(2)`'s at the last reading of the
+    /// reserve (lxcfs): no floor until the next reading.
+    foreign: bool,
     /// Free RAM (kB) at the last [`Floor::memory`].
     pub free_kb: u64,
+}
+
+/// `sysinfo(2)` with its figures in kB: (total RAM, free RAM, total swap, free swap).
+fn sysinfo_kb() -> (u64, u64, u64, u64) {
+    let si = rustix::system::sysinfo();
+    let unit = u64::from(si.mem_unit.max(1));
+    let kb = |v: u64| v.saturating_mul(unit) / 1024;
+    (
+        kb(si.totalram as u64),
+        kb(si.freeram as u64),
+        kb(si.totalswap as u64),
+        kb(si.freeswap as u64),
+    )
 }
 
 impl Floor {
     /// A floor for `root`, if it is the live machine's.
     pub fn new(root: &Root) -> Option<Floor> {
-        root.is_real().then(|| Floor {
+        root.is_real().then(|| Floor::at(root))
+    }
+
+    /// A floor reading `/proc/zoneinfo` and `/proc/meminfo` under `root`, with the live
+    /// machine's `sysinfo(2)`.
+    fn at(root: &Root) -> Floor {
+        Floor {
             zoneinfo: KeptFile::new(root.path("proc/zoneinfo")),
+            meminfo: KeptFile::whole(root.path("proc/meminfo")),
             reserve_kb: 0,
             read_at: None,
             page_kb: (rustix::param::page_size() / 1024) as u64,
+            foreign: false,
             free_kb: 0,
-        })
+        }
     }
 
     /// The machine's memory with `available_kb` a floor under `MemAvailable` (see the module).
-    /// `None` when the reserve or `sysinfo(2)` cannot be read. `buf` is scratch space for
-    /// `/proc/zoneinfo` (the scope's read buffer: no memory of its own).
+    /// `None` when the reserve or `sysinfo(2)` cannot be read, or while `/proc/meminfo` is not
+    /// the kernel's. `buf` is scratch space for `/proc/zoneinfo` and `/proc/meminfo` (the
+    /// scope's read buffer: no memory of its own).
     pub fn memory(&mut self, buf: &mut Vec<u8>) -> Option<MemState> {
         let now = Instant::now();
         if self
             .read_at
             .is_none_or(|t| now.duration_since(t) >= RESERVE_FOR)
         {
-            self.zoneinfo.read_into(buf).ok()?;
-            self.reserve_kb = total_reserve_pages(buf)? * self.page_kb;
-            self.read_at = Some(now);
+            self.refresh(buf, now)?;
         }
-        let si = rustix::system::sysinfo();
-        let unit = u64::from(si.mem_unit.max(1));
-        let kb = |v: u64| v.saturating_mul(unit) / 1024;
-        let total_kb = kb(si.totalram as u64);
+        if self.foreign {
+            return None;
+        }
+        let (total_kb, free_kb, swap_total_kb, swap_free_kb) = sysinfo_kb();
         let margin = total_kb / 64;
-        self.free_kb = kb(si.freeram as u64);
+        self.free_kb = free_kb;
         Some(MemState {
             total_kb,
-            available_kb: self.free_kb.saturating_sub(self.reserve_kb + margin),
-            swap_total_kb: kb(si.totalswap as u64),
-            swap_free_kb: kb(si.freeswap as u64),
+            available_kb: free_kb.saturating_sub(self.reserve_kb + margin),
+            swap_total_kb,
+            swap_free_kb,
         })
+    }
+
+    /// Once a minute: whether `/proc/meminfo` is the kernel's (its `MemTotal` is
+    /// `sysinfo(2)`'s total RAM), and if so the reserve. `None` when a file cannot be read
+    /// (tried again at the next wake-up).
+    fn refresh(&mut self, buf: &mut Vec<u8>, now: Instant) -> Option<()> {
+        self.meminfo.read_into(buf).ok()?;
+        let meminfo_kb = Meminfo::parse(buf).ok()?.mem_total_kb;
+        let sysinfo_kb = sysinfo_kb().0;
+        let foreign = meminfo_kb != sysinfo_kb;
+        if foreign != self.foreign {
+            if foreign {
+                log::info!(
+                    "{}: MemTotal {meminfo_kb} kB is not the kernel's total RAM ({sysinfo_kb} kB, \
+                     sysinfo(2)): a container's view of memory (lxcfs?); every wake-up reads it, \
+                     without the cheaper sysinfo(2) look far from the levels",
+                    self.meminfo.path().display()
+                );
+            } else {
+                log::info!(
+                    "{}: MemTotal is the kernel's total RAM again: far from the levels a \
+                     wake-up looks at sysinfo(2) only",
+                    self.meminfo.path().display()
+                );
+            }
+            self.foreign = foreign;
+        }
+        if !foreign {
+            self.zoneinfo.read_into(buf).ok()?;
+            self.reserve_kb = total_reserve_pages(buf)? * self.page_kb;
+        }
+        self.read_at = Some(now);
+        Some(())
     }
 }
 
@@ -182,6 +246,50 @@ Node 0, zone  Movable
         assert_eq!(floor.total_kb, mi.mem_total_kb);
         assert_eq!(floor.swap_total_kb, mi.swap_total_kb);
         assert!(f.reserve_kb > 0, "no reserve read from /proc/zoneinfo");
+        assert!(!f.foreign);
         assert!(Floor::new(&Root::new("/tmp")).is_none());
+    }
+
+    /// A root whose `proc/zoneinfo` is the machine's and whose `proc/meminfo` says `total_kb`.
+    fn fixture(total_kb: u64) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("proc")).unwrap();
+        std::fs::write(
+            d.path().join("proc/zoneinfo"),
+            std::fs::read("/proc/zoneinfo").unwrap(),
+        )
+        .unwrap();
+        let meminfo =
+            |kb: u64| format!("MemTotal: {kb} kB\nMemFree: 1000 kB\nMemAvailable: 2000 kB\n");
+        std::fs::write(d.path().join("proc/meminfo"), meminfo(total_kb)).unwrap();
+        d
+    }
+
+    /// lxcfs: `/proc/meminfo` is the container's (its `MemTotal` not the kernel's), so the
+    /// host's free RAM is no floor under its `MemAvailable`: no floor, until a reading of the
+    /// reserve finds the kernel's `MemTotal` again.
+    #[test]
+    fn a_meminfo_not_the_kernels_gives_no_floor() {
+        let host_kb = sysinfo_kb().0;
+        let d = fixture(host_kb / 2);
+        let mut f = Floor::at(&Root::new(d.path()));
+        let mut buf = Vec::new();
+        assert_eq!(f.memory(&mut buf), None);
+        assert!(f.foreign);
+        // Decided for a minute: a kernel's meminfo in its place changes nothing before then.
+        let d2 = fixture(host_kb);
+        std::fs::write(
+            d.path().join("proc/meminfo"),
+            std::fs::read(d2.path().join("proc/meminfo")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(f.memory(&mut buf), None);
+        // At the next reading of the reserve the floor is back.
+        f.read_at = f.read_at.and_then(|t| t.checked_sub(RESERVE_FOR));
+        let m = f.memory(&mut buf).expect("the kernel's MemTotal: a floor");
+        assert_eq!(m.total_kb, host_kb);
+        assert!(!f.foreign && f.reserve_kb > 0);
+        // The same root with the machine's MemTotal has a floor from the start.
+        assert!(Floor::at(&Root::new(d2.path())).memory(&mut buf).is_some());
     }
 }

@@ -59,13 +59,35 @@ pub enum ProcEvent {
 
 /// The proc connector could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "netlink proc connector: {what}: {source} (the kernel needs CONFIG_PROC_EVENTS and the caller CAP_NET_ADMIN)"
-)]
-pub struct ProcEventsError {
-    pub what: &'static str,
-    #[source]
-    pub source: std::io::Error,
+pub enum ProcEventsError {
+    #[error(
+        "netlink proc connector: {what}: {source} (the kernel needs CONFIG_PROC_EVENTS and the caller CAP_NET_ADMIN)"
+    )]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel takes subscriptions only from its initial PID and user namespaces and drops
+    /// any other without an error or an answer: a socket that would never see an event.
+    #[error(
+        "netlink proc connector: this process is not in the machine's initial {0} namespace, whose subscriptions the kernel ignores (run oomguard in the host's PID and user namespaces, not in a container or under unshare, for process events)"
+    )]
+    Namespace(&'static str),
+}
+
+/// `/proc/self/ns/{pid,user}`'s inode numbers in the initial namespaces (the kernel's
+/// PROC_PID_INIT_INO and PROC_USER_INIT_INO, fixed since 3.8).
+const INITIAL_NAMESPACES: [(&str, u64); 2] = [("pid", 0xEFFF_FFFC), ("user", 0xEFFF_FFFD)];
+
+/// The first of this process's PID and user namespaces that is not the initial one. A
+/// namespace that cannot be looked at (no `/proc`, a kernel before 3.8) is taken as initial:
+/// the subscription is tried.
+fn foreign_namespace() -> Option<&'static str> {
+    INITIAL_NAMESPACES.into_iter().find_map(|(ns, initial)| {
+        let st = rustix::fs::stat(format!("/proc/self/ns/{ns}").as_str()).ok()?;
+        (st.st_ino as u64 != initial).then_some(ns)
+    })
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -185,13 +207,17 @@ pub struct ProcEvents {
 
 impl ProcEvents {
     /// Opens the socket, joins the proc events group and asks for events. `rcvbuf`: the
-    /// receive buffer in bytes (None: 4 MiB, so bursts of forks are not dropped).
+    /// receive buffer in bytes (None: 4 MiB, so bursts of forks are not dropped). Refused
+    /// outside the initial PID or user namespace, where the kernel ignores the request.
     pub fn open(rcvbuf: Option<usize>) -> Result<ProcEvents, ProcEventsError> {
         use rustix::net::{
             AddressFamily, SocketFlags, SocketType, bind, netlink, socket_with, sockopt,
         };
+        if let Some(ns) = foreign_namespace() {
+            return Err(ProcEventsError::Namespace(ns));
+        }
         let err = |what| {
-            move |e: rustix::io::Errno| ProcEventsError {
+            move |e: rustix::io::Errno| ProcEventsError::Io {
                 what,
                 source: e.into(),
             }
@@ -224,6 +250,8 @@ impl ProcEvents {
         msg.extend_from_slice(&4u16.to_ne_bytes()); // len
         msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
         msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+        // The kernel's ack (PROC_EVENT_NONE) is not awaited: it goes to every listener of the
+        // group, may be lost with events in a burst, and only a timeout would tell its absence.
         rustix::net::send(&fd, &msg, rustix::net::SendFlags::empty())
             .map_err(err("send PROC_CN_MCAST_LISTEN"))?;
         Ok(ProcEvents {

@@ -83,6 +83,10 @@ pub enum TaskIterError {
     Read(Errno),
     #[error("the task iterator wrote a partial record ({0} bytes)")]
     Torn(usize),
+    #[error(
+        "the task iterator's read buffer of {0} bytes holds no whole record ({RECORD} bytes): a bug, please report it"
+    )]
+    SmallBuffer(usize),
 }
 
 impl TaskIterError {
@@ -799,13 +803,19 @@ impl TaskIter {
     }
 
     /// One pass: every thread-group leader of this PID namespace into `out` (cleared first),
-    /// in increasing PID order. `buf` is scratch space for the reads (32 KiB is plenty).
+    /// in increasing PID order. `buf` is scratch space for the reads (32 KiB is plenty; at
+    /// least one [`RECORD`]).
     pub fn read(
         &self,
         buf: &mut [MaybeUninit<u8>],
         out: &mut Vec<TaskRow>,
     ) -> Result<(), TaskIterError> {
         out.clear();
+        // Whole records only: the kernel fills its buffer (8 pages) until it holds at least
+        // what was asked and then hands out just that, so a read of a length that is no
+        // multiple of the record (32 KiB where a page is 64 KiB) would cut one in two.
+        let len = buf.len();
+        let buf = whole_records(buf).ok_or(TaskIterError::SmallBuffer(len))?;
         let fd = iter_create(&self.link).map_err(TaskIterError::Iter)?;
         loop {
             // A read lists up to 585 processes (the kernel's 32 KiB buffer); a breathing
@@ -833,6 +843,12 @@ impl TaskIter {
             }
         }
     }
+}
+
+/// The longest start of `buf` that holds whole [`RECORD`]s; `None` when not even one fits.
+fn whole_records(buf: &mut [MaybeUninit<u8>]) -> Option<&mut [MaybeUninit<u8>]> {
+    let len = buf.len() / RECORD * RECORD;
+    (len > 0).then(|| &mut buf[..len])
 }
 
 // --- the bpf(2) system call ---
@@ -1108,6 +1124,42 @@ mod tests {
         agrees_with_proc(Current::Btf);
         // The program of 5.8 to 5.10, which finds the reader without a typed pointer.
         agrees_with_proc(Current::Plain);
+    }
+
+    /// A read asks for whole records only: 32 KiB holds 585 and 8 bytes over (a 64 KiB-page
+    /// kernel fills its 512 KiB buffer past 32 KiB and would hand out 32768 bytes).
+    #[test]
+    fn reads_ask_for_whole_records() {
+        let len = |n: usize| whole_records(&mut vec![MaybeUninit::uninit(); n]).map(|b| b.len());
+        assert_eq!(len(32 * 1024), Some(585 * RECORD));
+        assert_eq!(len(RECORD), Some(RECORD));
+        assert_eq!(len(RECORD - 1), None);
+    }
+
+    /// The same on this machine's kernel: a buffer of 1000 bytes (17 records and 48 bytes) is
+    /// what 32 KiB is to a 64 KiB-page kernel, whose buffer holds more than was asked: the
+    /// kernel fills its buffer to at least the length read and hands out that much, so a read
+    /// of 1000 bytes would end in the middle of the 18th record. Needs what
+    /// `the_kernels_task_iterator_agrees_with_proc` needs.
+    #[test]
+    fn a_buffer_of_no_whole_number_of_records_reads_whole_records() {
+        let it = Layout::read(Path::new("/sys/kernel/btf/vmlinux"))
+            .and_then(|layout| TaskIter::attach(&layout, None, Current::Btf))
+            .unwrap_or_else(|e| {
+                panic!("cannot check the task iterator: {e} (run the tests as root on a kernel with BTF)")
+            });
+        let mut rows = Vec::new();
+        it.read(&mut vec![MaybeUninit::uninit(); 1000], &mut rows)
+            .expect("a pass with a 1000-byte buffer");
+        assert!(rows.len() > 17, "one read's worth only: {}", rows.len());
+        assert!(rows.windows(2).all(|w| w[0].pid < w[1].pid), "in PID order");
+        let me = std::process::id() as i32;
+        assert!(rows.iter().any(|r| r.pid == me), "this process is listed");
+        let mut small = Vec::new();
+        assert!(matches!(
+            it.read(&mut [MaybeUninit::uninit(); RECORD - 1], &mut small),
+            Err(TaskIterError::SmallBuffer(55))
+        ));
     }
 
     fn agrees_with_proc(current: Current) {

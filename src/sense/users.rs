@@ -8,8 +8,11 @@ pub struct Users(Vec<(String, u32)>);
 
 impl Users {
     /// Reads `ROOT/etc/passwd`; an unreadable file gives no users (names then stay unresolved).
+    /// The file need not be UTF-8 (a Latin-1 GECOS field): bytes that are not become U+FFFD,
+    /// and every other entry reads as it is.
     pub fn load(root: &Path) -> Users {
-        Users::parse(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default())
+        let bytes = std::fs::read(root.join("etc/passwd")).unwrap_or_default();
+        Users::parse(&String::from_utf8_lossy(&bytes))
     }
 
     pub fn parse(text: &str) -> Users {
@@ -48,5 +51,24 @@ mod tests {
         assert_eq!(u.uid("bob"), Some(1000));
         assert_eq!(u.uid("x"), None);
         assert_eq!(u.iter().count(), 2);
+    }
+
+    /// One byte of ISO-8859-1 (a GECOS field) does not cost the file's other users.
+    #[test]
+    fn a_passwd_file_that_is_not_utf8_still_names_its_users() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            b"root:x:0:0:root:/root:/bin/sh\n\
+              j\xfcrgen:x:1001:1001:J\xfcrgen M\xfcller:/home/j:/bin/bash\n\
+              postgres:x:114:120:PostgreSQL administrator:/var/lib/postgresql:/bin/bash\n",
+        )
+        .unwrap();
+        let u = Users::load(d.path());
+        assert_eq!(u.uid("root"), Some(0));
+        assert_eq!(u.uid("postgres"), Some(114));
+        assert_eq!(u.uid("j\u{fffd}rgen"), Some(1001));
+        assert_eq!(u.iter().count(), 3);
     }
 }
