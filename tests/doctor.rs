@@ -34,10 +34,15 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/doctor")
 }
 
+/// Copies a fixture tree; symlinks stay links (as `/etc/sysctl.d/99-sysctl.conf` is one).
 fn copy_tree(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap().flatten() {
         let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
+        let kind = e.file_type().unwrap();
+        if kind.is_symlink() {
+            let _ = std::fs::remove_file(&dst);
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), dst).unwrap();
+        } else if kind.is_dir() {
             std::fs::create_dir_all(&dst).unwrap();
             copy_tree(&e.path(), &dst);
         } else if e.file_name() != "DELETE" {
@@ -158,7 +163,13 @@ fn a_healthy_box_passes_every_check_with_stable_ids() {
 #[test]
 fn broken_boxes_fail_exactly_what_they_break() {
     let c = assert_only("no-swap", &[("swap", "warn")], 1);
-    assert!(c["swap"]["fix"].as_str().unwrap().contains("swapon"));
+    let fix = c["swap"]["fix"].as_str().unwrap();
+    // zramctl takes a size, not a percentage: a quarter of the tree's 16 GiB.
+    assert!(
+        fix.contains("zramctl --find --size 4G --algorithm zstd |") && fix.contains("swapon"),
+        "{fix}"
+    );
+    assert!(!fix.contains('%'), "{fix}");
     let c = assert_only("overcommit-always", &[("overcommit", "warn")], 1);
     assert!(
         c["overcommit"]["fix"]
@@ -169,7 +180,7 @@ fn broken_boxes_fail_exactly_what_they_break() {
     let c = assert_only("panic-on-oom", &[("panic_on_oom", "critical")], 2);
     assert_eq!(
         c["panic_on_oom"]["fix"],
-        "sysctl -w vm.panic_on_oom=0 && echo 'vm.panic_on_oom = 0' >> /etc/sysctl.d/90-oomguard.conf"
+        "sysctl -w vm.panic_on_oom=0 && echo 'vm.panic_on_oom = 0' >> /etc/sysctl.d/99-zz-oomguard.conf"
     );
     let c = assert_only("immune-hog", &[("immune_processes", "warn")], 1);
     assert!(
@@ -178,10 +189,17 @@ fn broken_boxes_fail_exactly_what_they_break() {
             .unwrap()
             .contains("java (800")
     );
+    // The rule for root's java names root: a user's process called java is not shielded.
+    let fix = c["immune_processes"]["fix"].as_str().unwrap();
+    assert!(
+        fix.ends_with(r#"[[protect]] name = "^java$" user = "root" oom_score_adj = -900"#),
+        "{fix}"
+    );
     let c = assert_only("sshd-unprotected", &[("sshd", "warn")], 1);
     let fix = c["sshd"]["fix"].as_str().unwrap();
     assert!(
-        fix.contains("OOMScoreAdjust=-900") && fix.contains("[[protect]]"),
+        fix.contains("OOMScoreAdjust=-900")
+            && fix.contains(r#"[[protect]] name = "^sshd$" user = "root" oom_score_adj = -900"#),
         "{fix}"
     );
     let c = assert_only("earlyoom", &[("other_oom_daemons", "warn")], 1);
@@ -323,7 +341,7 @@ fn advice_fits_the_init_system() {
         c["panic_on_oom"]["fix"]
             .as_str()
             .unwrap()
-            .ends_with(">> /etc/sysctl.d/90-oomguard.conf")
+            .ends_with(">> /etc/sysctl.d/99-zz-oomguard.conf")
     );
     let c = assert_only("earlyoom", &[("other_oom_daemons", "warn")], 1);
     assert!(
@@ -485,4 +503,140 @@ fn doctor_says_how_the_daemon_lists_processes() {
         found.contains("the kernel's task iterator fails here"),
         "{found}"
     );
+}
+
+/// A value set for good goes to a sysctl.d file that sorts after Debian's and Fedora's
+/// `99-sysctl.conf` link to /etc/sysctl.conf (the last file read wins), and the line that
+/// would set it back at boot is named.
+#[test]
+fn a_sysctl_fix_outlasts_the_boot_files_and_names_the_line_that_sets_it_back() {
+    let c = assert_only("sysctl-conf-panic", &[("panic_on_oom", "critical")], 2);
+    assert_eq!(
+        c["panic_on_oom"]["fix"],
+        "sysctl -w vm.panic_on_oom=0 && echo 'vm.panic_on_oom = 0' >> /etc/sysctl.d/99-zz-oomguard.conf; then remove or correct what sets it back at boot: /etc/sysctl.conf line 7 ('vm.panic_on_oom = 1')"
+    );
+    assert!("99-zz-oomguard.conf" > "99-sysctl.conf");
+    // A setting of the right value is no culprit: the healthy tree's fixes name no file.
+    let d = tree(Some("sysctl-conf-panic"));
+    std::fs::write(d.path().join("etc/sysctl.conf"), "vm.panic_on_oom = 0\n").unwrap();
+    let (_, checks) = doctor(d.path());
+    assert!(
+        checks["panic_on_oom"]["fix"]
+            .as_str()
+            .unwrap()
+            .ends_with(">> /etc/sysctl.d/99-zz-oomguard.conf")
+    );
+    // Without systemd the fix appends to /etc/sysctl.conf itself, and still names the line.
+    let d = tree(Some("sysctl-conf-panic"));
+    copy_tree(&fixtures().join("sysvinit"), d.path());
+    let (_, checks) = doctor(d.path());
+    assert_eq!(
+        checks["panic_on_oom"]["fix"],
+        "sysctl -w vm.panic_on_oom=0 && echo 'vm.panic_on_oom = 0' >> /etc/sysctl.conf; then remove or correct what sets it back at boot: /etc/sysctl.conf line 7 ('vm.panic_on_oom = 1')"
+    );
+}
+
+/// The sshd drop-in goes to the unit root's sshd runs in, read from its cgroup: ssh.service
+/// (Debian, Ubuntu) or sshd.service (RHEL, Fedora, SUSE, Arch); ssh.service when unknown.
+#[test]
+fn the_sshd_drop_in_names_the_unit_sshd_runs_in() {
+    let drop_in = |overlay: Option<&str>| {
+        let d = tree(Some("sshd-unprotected"));
+        if let Some(o) = overlay {
+            copy_tree(&fixtures().join(o), d.path());
+        }
+        let (_, checks) = doctor(d.path());
+        let c = &checks["sshd"];
+        assert_eq!(c["severity"], "warn", "{c}");
+        let fix = c["fix"].as_str().unwrap();
+        fix[fix.find("or a drop-in: ").expect(fix)..].to_string()
+    };
+    let want = |unit: &str, name: &str| {
+        format!(
+            "or a drop-in: mkdir -p /etc/systemd/system/{unit}.d && printf '[Service]\\nOOMScoreAdjust=-900\\n' > /etc/systemd/system/{unit}.d/oom.conf && systemctl daemon-reload && systemctl restart {name}"
+        )
+    };
+    assert_eq!(drop_in(Some("sshd-unit-ssh")), want("ssh.service", "ssh"));
+    // sshd.service; a user's process named sshd (pid 450, in the user's own manager) is not
+    // taken for it.
+    assert_eq!(
+        drop_in(Some("sshd-unit-sshd")),
+        want("sshd.service", "sshd")
+    );
+    assert_eq!(drop_in(None), want("ssh.service", "ssh"));
+}
+
+/// A daemon that runs dry (`--dry-run`, or `dry_run = true` in the config it reads) kills
+/// nothing: a warning that says so and how to let it act, not "guards system".
+#[test]
+fn a_dry_run_daemon_is_no_guard() {
+    let c = assert_only("daemon-dry-run", &[("oomguard_service", "warn")], 1);
+    let c = &c["oomguard_service"];
+    assert!(
+        c["found"]
+            .as_str()
+            .unwrap()
+            .contains("pid 600 guards system (the default), dry run (--dry-run)"),
+        "{c}"
+    );
+    assert!(
+        c["why"].as_str().unwrap().contains(
+            "runs dry (--dry-run): it decides and records what it would kill, but never kills"
+        ),
+        "{c}"
+    );
+    assert_eq!(
+        c["fix"],
+        "remove --dry-run from the unit's ExecStart (systemctl edit --full oomguard) so it can act, then systemctl restart oomguard"
+    );
+
+    // No --config: the default file, and its [run] dry_run = true.
+    let c = assert_only("daemon-dry-run-config", &[("oomguard_service", "warn")], 1);
+    let c = &c["oomguard_service"];
+    assert!(
+        c["found"].as_str().unwrap().contains(
+            "pid 600 guards system (the default), dry run (dry_run = true in /etc/oomguard/oomguard.toml)"
+        ),
+        "{c}"
+    );
+    assert_eq!(
+        c["fix"],
+        "remove dry_run = true from the [run] section of /etc/oomguard/oomguard.toml (or set dry_run = false) so it can act, then systemctl reload oomguard"
+    );
+
+    // Both, and a daemon started by hand (no unit, no systemd): each step, no systemctl.
+    let d = tree(Some("daemon-dry-run-config"));
+    copy_tree(&fixtures().join("daemon-dry-run"), d.path());
+    copy_tree(&fixtures().join("sysvinit"), d.path());
+    std::fs::remove_file(d.path().join("etc/systemd/system/oomguard.service")).unwrap();
+    let (_, checks) = doctor(d.path());
+    let c = &checks["oomguard_service"];
+    assert_eq!(c["severity"], "warn", "{c}");
+    assert_eq!(
+        c["fix"],
+        "remove dry_run = true from the [run] section of /etc/oomguard/oomguard.toml (or set dry_run = false) so it can act; and remove --dry-run from the command that starts the daemon (pid 600) so it can act, and restart it"
+    );
+
+    // A daemon that acts on the whole machine beside a dry-run one: guarded.
+    let d = tree(Some("daemon-dry-run"));
+    std::fs::create_dir(d.path().join("proc/601")).unwrap();
+    copy_tree(
+        &fixtures().join("healthy/proc/600"),
+        &d.path().join("proc/601"),
+    );
+    std::fs::write(
+        d.path().join("proc/601/stat"),
+        "601 (oomguard) S 1 601 601 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1601 100000 1500 0\n",
+    )
+    .unwrap();
+    let (code, checks) = doctor(d.path());
+    let c = &checks["oomguard_service"];
+    assert_eq!(c["severity"], "ok", "{c}");
+    assert!(
+        c["found"].as_str().unwrap().contains(
+            "pid 600 guards system (the default), dry run (--dry-run), pid 601 guards system (the default)"
+        ),
+        "{c}"
+    );
+    assert_eq!(code, 0);
 }

@@ -63,6 +63,7 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         &mut p.ranker.reader,
         &p.ranker.policy,
         &levels,
+        &p.users,
     );
     let policy = &p.ranker.policy;
     let pk = snap.ctx.page_kb;

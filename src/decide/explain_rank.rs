@@ -3,8 +3,8 @@
 //! have with `oom_score_adj` 0, the rules that match it, and advice. Pure functions over a
 //! ranked [`Snapshot`]; the command line only parses and prints.
 
-use super::policy::{Policy, RuleKind, effective_adj};
-use super::rank::{Immune, LazyFacts, Proc, Snapshot, Verdict};
+use super::policy::{Policy, RuleKind, effective_adj, protect_fields};
+use super::rank::{Immune, LazyFacts, Proc, Snapshot, UserNames, Verdict};
 use super::score::{adj_pages, badness};
 use super::trigger::Levels;
 use crate::sense::procs::ProcReader;
@@ -176,7 +176,8 @@ pub struct Explanation<'a> {
     pub advice: Vec<String>,
 }
 
-/// Explains `target` in `snap` under `policy` and the resolved `levels`.
+/// Explains `target` in `snap` under `policy` and the resolved `levels` (`users`: passwd's
+/// names, for the rules the advice suggests).
 pub fn explain<'a>(
     snap: &'a Snapshot,
     target: &'a Proc,
@@ -184,6 +185,7 @@ pub fn explain<'a>(
     reader: &mut ProcReader,
     policy: &Policy,
     levels: &Levels,
+    users: &UserNames,
 ) -> Explanation<'a> {
     let tp = snap.ctx.totalpages;
     let before = killed_before(snap, target);
@@ -198,7 +200,7 @@ pub fn explain<'a>(
         adj_pages: adj_pages(target.adj as i64, tp),
         unit_pages: tp / 1000,
         rules: matching_rules(reader, policy, target),
-        advice: advice(snap, target, policy, levels, rank_with_adj_0),
+        advice: advice(snap, target, policy, levels, rank_with_adj_0, users),
         before,
         freed_pages,
         rank_with_adj_0,
@@ -213,13 +215,16 @@ pub fn advice(
     policy: &Policy,
     levels: &Levels,
     rank_adj0: Option<usize>,
+    users: &UserNames,
 ) -> Vec<String> {
-    let name = t.comm.to_string_lossy();
-    // A TOML string as JSON writes it: control characters in the name become \uXXXX escapes
-    // (valid TOML), never raw bytes on the terminal.
-    let quoted = serde_json::to_string(&format!("^{}$", regex::escape(&name)))
-        .unwrap_or_else(|_| "\"?\"".into());
-    let rule_hint = format!("a rule `[[protect]] name = {quoted}` in the config");
+    // Its name (quoted as JSON writes it: control characters become \uXXXX escapes, valid
+    // TOML, never raw bytes on the terminal), and its user when that is root or a system user.
+    let fields = protect_fields(
+        &t.comm.to_string_lossy(),
+        t.uid,
+        t.uid.and_then(|u| users.get(u)),
+    );
+    let rule_hint = format!("a rule `[[protect]] {fields}` in the config");
     let unit_hint = t.unit.as_ref().map_or_else(
         || {
             format!(
@@ -428,7 +433,8 @@ mod tests {
         let policy = Policy::default();
         let web = s.find(20).unwrap();
         assert_eq!(web.verdict, Verdict::NextVictim);
-        let a = advice(&s, web, &policy, &levels, Some(2));
+        let users = UserNames::parse("root:x:0:0::/root:/bin/sh\n");
+        let a = advice(&s, web, &policy, &levels, Some(2), &users);
         assert!(a[0].contains("falls to 100 MiB"), "{a:?}");
         assert!(
             a.iter()
@@ -437,14 +443,29 @@ mod tests {
             "{a:?}"
         );
         let db = s.find(10).unwrap();
-        let a = advice(&s, db, &policy, &levels, Some(1));
+        let a = advice(&s, db, &policy, &levels, Some(1), &users);
         assert!(
             a[0].starts_with("1 processes would be chosen before it"),
             "{a:?}"
         );
+        // The rule it suggests names root, whose process it is: a user's process named db
+        // would not be shielded by it.
+        assert!(
+            a[1].ends_with(
+                "or with a rule `[[protect]] name = \"^db$\" user = \"root\"` in the config"
+            ),
+            "{a:?}"
+        );
+        let mut users_db = db.clone();
+        users_db.uid = Some(1000);
+        let a = advice(&s, &users_db, &policy, &levels, Some(1), &users);
+        assert!(
+            a[1].ends_with("or with a rule `[[protect]] name = \"^db$\"` in the config"),
+            "{a:?}"
+        );
         let k = s.find(3).unwrap();
         assert_eq!(
-            advice(&s, k, &policy, &levels, None)[0],
+            advice(&s, k, &policy, &levels, None, &users)[0],
             "never chosen: a kernel thread has no user memory to free"
         );
     }

@@ -229,6 +229,29 @@ pub fn unit_of_cgroup(path: &str) -> Option<&str> {
         .then_some(first)
 }
 
+/// Highest uid of a system user (Debian's and Fedora's `SYS_UID_MAX`); `nobody` (65534) counts
+/// as one too.
+pub const SYSTEM_UID_MAX: u32 = 999;
+
+/// The match fields of a suggested `[[protect]]` rule for a process named `comm` run by `uid`
+/// (`user`: its name in passwd, if known), as one line of TOML key/value pairs:
+/// `name = "^sshd$" user = "root"`. A name alone can be taken by any local user (a copy of a
+/// binary under that name, or `prctl(PR_SET_NAME)`), whose process the rule would then shield
+/// (and, with `oom_score_adj`, have a root daemon lower its adj): so when the process runs as
+/// root or as a system user, its user is part of the rule. Strings are quoted as JSON writes
+/// them (control characters in a name become `\uXXXX` escapes, valid TOML).
+pub fn protect_fields(comm: &str, uid: Option<u32>, user: Option<&str>) -> String {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"?\"".into());
+    let name = quote(&format!("^{}$", regex::escape(comm)));
+    match uid {
+        Some(u) if u <= SYSTEM_UID_MAX || u == 65534 => {
+            let user = user.map_or_else(|| u.to_string(), quote);
+            format!("name = {name} user = {user}")
+        }
+        _ => format!("name = {name}"),
+    }
+}
+
 /// The ordered rule list: command-line rules first, then the config file's in file order.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -375,6 +398,56 @@ mod tests {
             ..system
         };
         assert!(policy.classify(&mut user).is_none());
+    }
+
+    /// A suggested protect rule for a root or system-user process names the user: as a config
+    /// rule it shields that process and not a user's process given the same name.
+    #[test]
+    fn a_suggested_protect_rule_names_a_system_processs_user() {
+        let users = |n: &str| match n {
+            "root" => Some(0),
+            "postgres" => Some(113),
+            _ => None,
+        };
+        let rule = |fields: String| {
+            let text = format!("[[protect]]\n{}\n", fields.replace(" user = ", "\nuser = "));
+            let c = crate::config::Config::parse(&text, std::path::Path::new("t.toml"), &users)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            c.rules.into_iter().next().unwrap()
+        };
+        let sshd = protect_fields("sshd", Some(0), Some("root"));
+        assert_eq!(sshd, r#"name = "^sshd$" user = "root""#);
+        let r = rule(sshd);
+        let mut root_sshd = P {
+            comm: "sshd",
+            uid: 0,
+            cmdline: "",
+            cgroup: "/",
+        };
+        let mut fake_sshd = P {
+            uid: 1000,
+            ..root_sshd
+        };
+        assert!(r.matches(&mut root_sshd));
+        assert!(!r.matches(&mut fake_sshd));
+        // A system user by name, or by uid when passwd does not name it.
+        let pg = protect_fields("postgres", Some(113), Some("postgres"));
+        assert_eq!(pg, r#"name = "^postgres$" user = "postgres""#);
+        assert!(rule(pg).user.is_some_and(|u| u.uid == Some(113)));
+        assert_eq!(
+            protect_fields("x.y", Some(998), None),
+            r#"name = "^x\\.y$" user = 998"#
+        );
+        assert_eq!(
+            protect_fields("nobodyd", Some(65534), None),
+            r#"name = "^nobodyd$" user = 65534"#
+        );
+        // A login user's process, or one whose user is unknown: the name alone.
+        assert_eq!(
+            protect_fields("firefox", Some(1000), Some("bob")),
+            r#"name = "^firefox$""#
+        );
+        assert_eq!(protect_fields("sshd", None, None), r#"name = "^sshd$""#);
     }
 
     #[test]

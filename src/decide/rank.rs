@@ -931,6 +931,10 @@ impl UserNames {
         }
         UserNames(m)
     }
+    /// The name of `uid` in passwd, if it has one.
+    pub fn get(&self, uid: u32) -> Option<&str> {
+        self.0.get(&uid).map(String::as_str)
+    }
     /// The name, or the number when unknown.
     pub fn name(&self, uid: Option<u32>) -> String {
         match uid {

@@ -2,22 +2,58 @@
 
 use super::facts::{Facts, Listing, ProcInfo};
 use super::{Check, Severity};
+use crate::decide::policy::protect_fields;
 use crate::sense::tasks::KERNEL_BTF;
 use crate::values::human_kb;
 
 /// Where a sysctl is made permanent: systemd-sysctl reads `/etc/sysctl.d`; every init
 /// (busybox, OpenRC, sysvinit's procps script) reads `/etc/sysctl.conf`.
+///
+/// sysctl.d(5) applies the files of all its directories in the lexicographic order of their
+/// names, and the last setting of a key wins. Debian and Fedora link
+/// `/etc/sysctl.d/99-sysctl.conf` to `/etc/sysctl.conf`, and local tuning often comes as
+/// other `99-*.conf` files: a file sorting before them (such as `90-…`) would be overridden
+/// at boot by a bad line there. `99-zz-` sorts after every `99-<letter>` name.
+pub const SYSCTL_D_FILE: &str = "/etc/sysctl.d/99-zz-oomguard.conf";
+
 fn sysctl_file(f: &Facts) -> &'static str {
     if f.systemd {
-        "/etc/sysctl.d/90-oomguard.conf"
+        SYSCTL_D_FILE
     } else {
         "/etc/sysctl.conf"
     }
 }
 
+/// Sets `key` now and at boot; and names the lines of the boot-time files that set it to
+/// something else (they would win if they sort after the fix's file, and mislead either way).
 fn sysctl_fix(f: &Facts, key: &str, value: &str) -> String {
     let file = sysctl_file(f);
-    format!("sysctl -w {key}={value} && echo '{key} = {value}' >> {file}")
+    let fix = format!("sysctl -w {key}={value} && echo '{key} = {value}' >> {file}");
+    let others: Vec<String> = f
+        .sysctl_boot
+        .iter()
+        .filter(|l| l.key == key && l.value != value)
+        .map(|l| format!("{} line {} ('{} = {}')", l.file, l.line, l.key, l.value))
+        .collect();
+    if others.is_empty() {
+        return fix;
+    }
+    format!(
+        "{fix}; then remove or correct what sets it back at boot: {}",
+        others.join(", ")
+    )
+}
+
+/// A zram size for `zramctl --size` (which takes a size, not a percentage): a quarter of RAM,
+/// in whole GiB from 2 GiB up, else in MiB rounded down to 64 (at least 64M).
+fn zram_size(mem_total_kb: u64) -> String {
+    const GIB_KB: u64 = 1024 * 1024;
+    let quarter = mem_total_kb / 4;
+    if quarter >= 2 * GIB_KB {
+        format!("{}G", (quarter + GIB_KB / 2) / GIB_KB)
+    } else {
+        format!("{}M", (quarter / 1024 / 64 * 64).max(64))
+    }
 }
 
 /// How to start the daemon for good on this box's init.
@@ -102,7 +138,7 @@ fn swap(f: &Facts) -> Check {
     if m.swap_total_kb == 0 {
         return Check::new("swap", Severity::Warn, "no swap and no zram")
             .why("without swap, anonymous memory that is rarely used cannot be moved out: the box goes from fine to the OOM killer with little warning, and reclaim can only evict file pages (thrashing)")
-            .fix("zram (fast, no disk): modprobe zram && zramctl --find --size 25% --algorithm zstd | xargs -I{} sh -c 'mkswap {} && swapon -p 100 {}'; or a swap file: fallocate -l 4G /swapfile && chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile && echo '/swapfile none swap sw 0 0' >> /etc/fstab");
+            .fix(format!("zram (fast, no disk; a quarter of RAM): modprobe zram && zramctl --find --size {} --algorithm zstd | xargs -I{{}} sh -c 'mkswap {{}} && swapon -p 100 {{}}'; or a swap file: fallocate -l 4G /swapfile && chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile && echo '/swapfile none swap sw 0 0' >> /etc/fstab", zram_size(m.mem_total_kb)));
     }
     let used = m.swap_total_kb.saturating_sub(m.swap_free_kb);
     let pct = used * 100 / m.swap_total_kb.max(1);
@@ -429,9 +465,15 @@ fn immune_processes(f: &Facts) -> Check {
         .iter()
         .any(|p| p.rss_kb > 1024 * 1024 || (mem > 0 && p.rss_kb > mem / 10));
     if big || (mem > 0 && rss > mem / 20) {
+        // The rule for the biggest of them (its user too when that is a system user).
+        let top = immune.iter().max_by_key(|p| p.rss_kb).copied();
+        let rule = top.map_or_else(
+            || "name = \"^NAME$\"".to_string(),
+            |p| protect_fields(&p.comm, p.uid, p.uid.and_then(|u| f.users.name(u))),
+        );
         return Check::new("immune_processes", Severity::Warn, found)
             .why("processes with oom_score_adj -1000 are never killed; if one of them grows, the kernel kills everything else and finally panics with 'no killable processes'")
-            .fix("use -900 instead of -1000 (systemd: OOMScoreAdjust=-900 in the unit), or an oomguard rule: [[protect]] name = \"^NAME$\" oom_score_adj = -900");
+            .fix(format!("use -900 instead of -1000 (systemd: OOMScoreAdjust=-900 in the unit), or an oomguard rule: [[protect]] {rule} oom_score_adj = -900"));
     }
     Check::new("immune_processes", Severity::Ok, found)
         .why("small immune daemons are fine; a large one would leave the kernel nothing to kill")
@@ -477,15 +519,45 @@ fn sshd(f: &Facts) -> Check {
     let check = Check::new("sshd", Severity::Warn, found).why(
         "in an OOM the kernel may kill sshd (or its sessions' parent) and lock you out of the box",
     );
+    // root's sshd only: any user can call a process sshd.
+    let rule_fields = protect_fields("sshd", Some(0), Some("root"));
     match rule {
         Some(r) => check.fix(format!(
             "the config already protects sshd ({}): start the daemon ({}) or run 'oomguard protect --once'",
             r.origin,
             start_daemon(f)
         )),
-        None if !f.systemd => check.fix("add to /etc/oomguard/oomguard.toml: [[protect]] name = \"^sshd$\" oom_score_adj = -900 (applied by 'oomguard run' to every new sshd; 'oomguard protect --once' applies it now); or in sshd's init script, before it starts sshd: echo -900 > /proc/self/oom_score_adj"),
-        None => check.fix("add to /etc/oomguard/oomguard.toml: [[protect]] name = \"^sshd$\" oom_score_adj = -900 (applied by 'oomguard run' to every new sshd); or a drop-in: mkdir -p /etc/systemd/system/ssh.service.d && printf '[Service]\\nOOMScoreAdjust=-900\\n' > /etc/systemd/system/ssh.service.d/oom.conf && systemctl daemon-reload && systemctl restart ssh"),
+        None if !f.systemd => check.fix(format!("add to /etc/oomguard/oomguard.toml: [[protect]] {rule_fields} oom_score_adj = -900 (applied by 'oomguard run' to every new sshd; 'oomguard protect --once' applies it now); or in sshd's init script, before it starts sshd: echo -900 > /proc/self/oom_score_adj")),
+        None => check.fix(format!("add to /etc/oomguard/oomguard.toml: [[protect]] {rule_fields} oom_score_adj = -900 (applied by 'oomguard run' to every new sshd); or a drop-in: {}", sshd_drop_in(f))),
     }
+}
+
+/// A systemd drop-in giving sshd's unit `OOMScoreAdjust=-900`. The unit is the one root's
+/// sshd runs in, from its cgroup (`ssh.service` on Debian and Ubuntu, `sshd.service` on RHEL,
+/// Fedora, SUSE and Arch); `ssh.service` when no cgroup names one. A per-connection instance
+/// (`sshd@….service`, socket activation) gets the drop-in for its template, which new
+/// connections read: nothing to restart.
+fn sshd_drop_in(f: &Facts) -> String {
+    let unit = f
+        .procs
+        .iter()
+        .filter(|p| p.comm == "sshd" && p.uid == Some(0))
+        .find_map(|p| p.service.clone())
+        .unwrap_or_else(|| "ssh.service".to_string());
+    let (dir_unit, restart) = match unit.split_once('@') {
+        Some((template, _)) => (format!("{template}@.service"), String::new()),
+        None => (
+            unit.clone(),
+            format!(
+                " && systemctl restart {}",
+                unit.trim_end_matches(".service")
+            ),
+        ),
+    };
+    let dir = format!("/etc/systemd/system/{dir_unit}.d");
+    format!(
+        "mkdir -p {dir} && printf '[Service]\\nOOMScoreAdjust=-900\\n' > {dir}/oom.conf && systemctl daemon-reload{restart}"
+    )
 }
 
 fn headroom(f: &Facts) -> Check {
@@ -640,7 +712,14 @@ fn oomguard_service(f: &Facts) -> Check {
     let scopes: Vec<String> = f
         .guards
         .iter()
-        .map(|g| format!("pid {} guards {} ({})", g.pid, g.scope, g.origin))
+        .map(|g| {
+            let dry = if g.dry_run() {
+                format!(", dry run ({})", dry_run_origin(g))
+            } else {
+                String::new()
+            };
+            format!("pid {} guards {} ({}){dry}", g.pid, g.scope, g.origin)
+        })
         .collect();
     let how = match unit {
         Some(u) => format!("unit {u}"),
@@ -655,7 +734,24 @@ fn oomguard_service(f: &Facts) -> Check {
             ))
             .fix("give --scope an existing cgroup (as in /proc/PID/cgroup) or --scope system, then restart the daemon");
     }
-    if f.guards.iter().any(|g| g.scope == "system") {
+    // A dry-run daemon decides and records, and kills nothing: it guards nothing unless a
+    // daemon that acts guards the whole machine beside it.
+    let acting_system = f.guards.iter().any(|g| g.scope == "system" && !g.dry_run());
+    if let Some(g) = f
+        .guards
+        .iter()
+        .find(|g| g.dry_run())
+        .filter(|_| !acting_system)
+    {
+        return Check::new("oomguard_service", Severity::Warn, found)
+            .why(format!(
+                "the daemon (pid {}) runs dry ({}): it decides and records what it would kill, but never kills; a shortage meets nothing but the kernel's OOM killer",
+                g.pid,
+                dry_run_origin(g)
+            ))
+            .fix(dry_run_fix(f, g, unit.is_some()));
+    }
+    if acting_system {
         let why = if unit.is_some() {
             "the guard is active for the whole machine"
         } else {
@@ -672,6 +768,47 @@ fn oomguard_service(f: &Facts) -> Check {
         })
 }
 
+/// Where a guard's dry run comes from: `--dry-run`, `dry_run = true in FILE`, or both.
+fn dry_run_origin(g: &super::facts::Guard) -> String {
+    let file = g
+        .dry_run_config
+        .as_ref()
+        .map(|c| format!("dry_run = true in {c}"));
+    match (g.dry_run_flag, file) {
+        (true, Some(file)) => format!("--dry-run and {file}"),
+        (true, None) => "--dry-run".to_string(),
+        (false, Some(file)) => file,
+        (false, None) => "not a dry run".to_string(),
+    }
+}
+
+/// How to let a dry-run guard act: the config's setting gone (then a reload applies it:
+/// SIGHUP reloads dry_run), and the flag gone where it is started (then a restart).
+fn dry_run_fix(f: &Facts, g: &super::facts::Guard, unit: bool) -> String {
+    let by_systemd = f.systemd && unit;
+    let mut steps = Vec::new();
+    if let Some(file) = &g.dry_run_config {
+        let reload = if g.dry_run_flag {
+            String::new()
+        } else if by_systemd {
+            ", then systemctl reload oomguard".to_string()
+        } else {
+            format!(", then kill -HUP {} (the daemon rereads its config)", g.pid)
+        };
+        steps.push(format!(
+            "remove dry_run = true from the [run] section of {file} (or set dry_run = false) so it can act{reload}"
+        ));
+    }
+    if g.dry_run_flag {
+        steps.push(if by_systemd {
+            "remove --dry-run from the unit's ExecStart (systemctl edit --full oomguard) so it can act, then systemctl restart oomguard".to_string()
+        } else {
+            format!("remove --dry-run from the command that starts the daemon (pid {}) so it can act, and restart it", g.pid)
+        });
+    }
+    steps.join("; and ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,5 +819,27 @@ mod tests {
         assert_eq!(default_min_free_kb(24 * 1024 * 1024), 20066);
         assert_eq!(default_min_free_kb(1024), 128);
         assert_eq!(default_min_free_kb(1 << 40), 262_144);
+    }
+
+    /// zramctl takes a size with a unit (`4G`, `1536M`), never a percentage: a quarter of RAM.
+    #[test]
+    fn zram_size_is_a_quarter_of_ram_in_units_zramctl_takes() {
+        const GIB: u64 = 1024 * 1024;
+        assert_eq!(zram_size(16 * GIB), "4G");
+        assert_eq!(zram_size(8 * GIB), "2G");
+        // 62.8 GiB: 15.7 GiB, to the nearest GiB.
+        assert_eq!(zram_size(65_843_200), "16G");
+        assert_eq!(zram_size(6 * GIB), "1536M");
+        // 7.7 GiB: 1972 MiB, down to a multiple of 64.
+        assert_eq!(zram_size(8_079_888), "1920M");
+        assert_eq!(zram_size(128 * 1024), "64M");
+        for kb in [128 * 1024, 6 * GIB, 16 * GIB, 65_843_200] {
+            let s = zram_size(kb);
+            let (n, unit) = s.split_at(s.len() - 1);
+            assert!(
+                n.parse::<u64>().is_ok() && (unit == "G" || unit == "M"),
+                "{s}"
+            );
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! What `doctor` reads: every file through the root, so fixture trees can model any box.
 //! Gathering never fails on a missing file; the checks say what they could not read.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use crate::config::{Config, passwd_lookup};
 use crate::sense::cgroup::{CgVersion, Mounts};
 use crate::sense::meminfo::Meminfo;
 use crate::sense::procs::ProcReader;
+use crate::sense::users::Users;
 use crate::sense::vmstat::Vmstat;
 use crate::sense::{Root, parse_i64, parse_u64};
 
@@ -49,6 +50,10 @@ pub struct ProcInfo {
     pub cmdline: String,
     pub adj: Option<i16>,
     pub rss_kb: u64,
+    /// Real uid (`None`: unreadable).
+    pub uid: Option<u32>,
+    /// The systemd service its cgroup names ([`service_of_cgroup_text`]).
+    pub service: Option<String>,
 }
 
 /// A memory cgroup of a service (or a top-level group) and whether it has a limit.
@@ -112,6 +117,11 @@ pub struct Facts {
     pub guards: Vec<Guard>,
     /// How a daemon would list processes.
     pub listing: Listing,
+    /// `ROOT/etc/passwd`: user names for the rules fixes suggest.
+    pub users: Users,
+    /// The sysctl settings applied at boot, in the order they are applied
+    /// ([`sysctl_boot_lines`]).
+    pub sysctl_boot: Vec<SysctlLine>,
 }
 
 /// A running `oomguard run` and its scope.
@@ -124,31 +134,60 @@ pub struct Guard {
     pub origin: String,
     /// For a cgroup scope: the group exists (under the root's memory mounts).
     pub exists: bool,
+    /// Dry run: `--dry-run` on its command line.
+    pub dry_run_flag: bool,
+    /// Dry run: `dry_run = true` in the `[run]` section of this config file (the one it reads).
+    pub dry_run_config: Option<String>,
+}
+
+impl Guard {
+    /// It decides and records but never signals anything.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run_flag || self.dry_run_config.is_some()
+    }
 }
 
 /// The scope of an `oomguard run` command line (arguments joined by single spaces): its
 /// `--scope`, else `[run] scope` of its `--config` file (or of the default config when it
 /// names none), else `system`. `load_scope(path)` reads a config file's scope.
 pub fn guard_scope(cmdline: &str, load_scope: impl Fn(&str) -> Option<String>) -> (String, String) {
-    let args: Vec<&str> = cmdline.split(' ').collect();
-    let flag = |name: &str| {
-        args.iter().enumerate().find_map(|(i, a)| {
-            a.strip_prefix(&format!("{name}="))
-                .map(str::to_string)
-                .or_else(|| (*a == name).then(|| args.get(i + 1).map(|v| v.to_string()))?)
-        })
-    };
-    if let Some(s) = flag("--scope") {
+    if let Some(s) = run_flag(cmdline, "--scope") {
         return (s, "--scope".into());
     }
-    let config = flag("--config");
-    let file = config
-        .clone()
-        .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_PATH.to_string());
+    let file = guard_config(cmdline);
     match load_scope(&file) {
         Some(s) => (s, format!("scope in {file}")),
         None => ("system".into(), "the default".into()),
     }
+}
+
+/// The value of `--NAME VALUE` or `--NAME=VALUE` on an `oomguard run` command line.
+fn run_flag(cmdline: &str, name: &str) -> Option<String> {
+    let args: Vec<&str> = cmdline.split(' ').collect();
+    args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix(&format!("{name}="))
+            .map(str::to_string)
+            .or_else(|| (*a == name).then(|| args.get(i + 1).map(|v| v.to_string()))?)
+    })
+}
+
+/// The config file an `oomguard run` command line reads: its `--config`, else the default
+/// path (read when it exists, as `Config::load` does).
+pub fn guard_config(cmdline: &str) -> String {
+    run_flag(cmdline, "--config").unwrap_or_else(|| crate::config::DEFAULT_CONFIG_PATH.to_string())
+}
+
+/// Whether an `oomguard run` command line runs dry: `--dry-run` on it (a switch, as clap takes
+/// it), and the config file it reads with `dry_run = true` (`load_dry_run(path)`: that file's
+/// `[run] dry_run`). The daemon runs dry when either says so.
+pub fn guard_dry_run(
+    cmdline: &str,
+    load_dry_run: impl Fn(&str) -> Option<bool>,
+) -> (bool, Option<String>) {
+    let flag = cmdline.split(' ').any(|a| a == "--dry-run");
+    let file = guard_config(cmdline);
+    let config = (load_dry_run(&file) == Some(true)).then_some(file);
+    (flag, config)
 }
 
 fn read_i64(root: &Root, rel: &str) -> Option<i64> {
@@ -211,6 +250,8 @@ impl Facts {
         Facts {
             systemd,
             guards,
+            users: Users::load(root.as_path()),
+            sysctl_boot: sysctl_boot_lines(root),
             listing: listing(root),
             meminfo,
             swaps,
@@ -274,16 +315,18 @@ fn listing(root: &Root) -> Listing {
 /// The `oomguard run` processes and what they guard.
 fn guards(root: &Root, mounts: &Mounts, procs: &[ProcInfo]) -> Vec<Guard> {
     let users = passwd_lookup(root.as_path());
-    let load_scope = |file: &str| {
+    let load = |file: &str| {
         let path = root.path(file.trim_start_matches('/'));
-        let c = Config::load(Some(&path), &users).ok()?;
-        c.run.scope.map(|s| s.to_string())
+        Config::load(Some(&path), &users).ok()
     };
+    let load_scope = |file: &str| load(file)?.run.scope.map(|s| s.to_string());
+    let load_dry_run = |file: &str| load(file)?.run.dry_run;
     procs
         .iter()
         .filter(|p| is_daemon(p))
         .map(|p| {
             let (scope, origin) = guard_scope(&p.cmdline, load_scope);
+            let (dry_run_flag, dry_run_config) = guard_dry_run(&p.cmdline, load_dry_run);
             let exists = match scope.parse::<crate::values::ScopeSpec>() {
                 Ok(crate::values::ScopeSpec::Cgroup(path)) => {
                     crate::sense::cgroup::Cgroup::resolve(root, mounts, &path).is_ok()
@@ -296,6 +339,8 @@ fn guards(root: &Root, mounts: &Mounts, procs: &[ProcInfo]) -> Vec<Guard> {
                 scope,
                 origin,
                 exists,
+                dry_run_flag,
+                dry_run_config,
             }
         })
         .collect()
@@ -329,9 +374,165 @@ fn processes(root: &Root, exclude_pid: Option<i32>) -> Vec<ProcInfo> {
                 cmdline: r.cmdline(pid).unwrap_or_default(),
                 adj: r.oom_score_adj(pid).ok(),
                 rss_kb: st.rss_pages * page_kb,
+                uid: r.status(pid).ok().and_then(|s| s.uid),
+                service: r
+                    .cgroup_text(pid)
+                    .ok()
+                    .and_then(|t| service_of_cgroup_text(&t)),
             })
         })
         .collect()
+}
+
+/// The systemd service a process runs in, from its `/proc/PID/cgroup` text: the first
+/// component of its path (the v2 line, else the `name=systemd` line, else another) that is not
+/// a `.slice`, when that is a `.service` with a name systemd could have given it
+/// (`/system.slice/sshd.service` → `sshd.service`; a `session-2.scope` is none).
+pub fn service_of_cgroup_text(text: &str) -> Option<String> {
+    let mut best: Option<(u8, &str)> = None;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctl), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let pref = match ctl {
+            "" => 0,
+            "name=systemd" => 1,
+            _ => 2,
+        };
+        if best.is_none_or(|(p, _)| pref < p) {
+            best = Some((pref, path));
+        }
+    }
+    let first = best?
+        .1
+        .split('/')
+        .find(|c| !c.is_empty() && !c.ends_with(".slice"))?;
+    // Fixes put it in shell commands: plain names only (systemd's `\x2d` escapes are none).
+    let unit_chars = |c: char| c.is_ascii_alphanumeric() || ":-_.@".contains(c);
+    (first.len() > ".service".len() && first.ends_with(".service") && first.chars().all(unit_chars))
+        .then(|| first.to_string())
+}
+
+/// The directories of sysctl.d(5), most important first: a file name in an earlier one hides
+/// the same name in a later one.
+const SYSCTL_DIRS: [&str; 5] = [
+    "etc/sysctl.d",
+    "run/sysctl.d",
+    "usr/local/lib/sysctl.d",
+    "usr/lib/sysctl.d",
+    "lib/sysctl.d",
+];
+
+/// One `key = value` line of a sysctl configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlLine {
+    /// The file that holds the line, as the machine names it (a symlink followed).
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+    /// Dotted (`vm.panic_on_oom`), whether the file wrote dots or slashes.
+    pub key: String,
+    pub value: String,
+}
+
+/// The settings of a sysctl configuration file's text: `(line, key, value)`. Comments (`#`,
+/// `;`), blank lines and lines without `=` are skipped; a leading `-` (ignore failure) is
+/// dropped and slashes in the key become dots.
+pub fn parse_sysctl_conf(text: &str) -> Vec<(usize, String, String)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let l = l.trim();
+            if l.starts_with(['#', ';']) {
+                return None;
+            }
+            let (key, value) = l.trim_start_matches('-').split_once('=')?;
+            let key = key.trim().replace('/', ".");
+            (!key.is_empty()).then(|| (i + 1, key, value.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The sysctl settings applied at boot, in the order they are applied, so the last line of a
+/// key is the value it gets. sysctl.d(5) (systemd-sysctl, and procps' `sysctl --system`):
+/// the `*.conf` files of all [`SYSCTL_DIRS`] sorted by file name (a name found in two
+/// directories read from the first), then `/etc/sysctl.conf`, which procps reads last and
+/// systemd reads where a `99-sysctl.conf` link in `/etc/sysctl.d` points to it (Debian,
+/// Fedora). A file read twice through a link is listed once, at its first place.
+pub fn sysctl_boot_lines(root: &Root) -> Vec<SysctlLine> {
+    let mut names: Vec<(String, PathBuf)> = Vec::new();
+    for dir in SYSCTL_DIRS {
+        let Ok(rd) = std::fs::read_dir(root.path(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".conf") && !names.iter().any(|(n, _)| *n == name) {
+                names.push((name.clone(), Path::new(dir).join(&name)));
+            }
+        }
+    }
+    names.sort();
+    let files = names
+        .into_iter()
+        .map(|(_, rel)| rel)
+        .chain([PathBuf::from("etc/sysctl.conf")]);
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::new();
+    for rel in files {
+        let Some(real) = resolve_in_root(root, &rel) else {
+            continue;
+        };
+        if seen.contains(&real) {
+            continue;
+        }
+        seen.push(real.clone());
+        let Ok(text) = std::fs::read_to_string(root.path(&real)) else {
+            continue;
+        };
+        let file = format!("/{}", real.display());
+        out.extend(
+            parse_sysctl_conf(&text)
+                .into_iter()
+                .map(|(line, key, value)| SysctlLine {
+                    file: file.clone(),
+                    line,
+                    key,
+                    value,
+                }),
+        );
+    }
+    out
+}
+
+/// `rel` (a path under the root, without its leading `/`) with its symlinks followed inside
+/// the root (an absolute target is read under the root too): the file as the machine names
+/// it, relative to the root. `None` for a broken link or a loop.
+fn resolve_in_root(root: &Root, rel: &Path) -> Option<PathBuf> {
+    let mut cur = rel.to_path_buf();
+    for _ in 0..8 {
+        let Ok(target) = std::fs::read_link(root.path(&cur)) else {
+            return root.path(&cur).is_file().then_some(cur);
+        };
+        let joined = match target.strip_prefix("/") {
+            Ok(abs) => abs.to_path_buf(),
+            Err(_) => cur.parent().unwrap_or(Path::new("")).join(&target),
+        };
+        // `..` taken lexically, never above the root.
+        let mut norm = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                Component::Normal(n) => norm.push(n),
+                Component::ParentDir => {
+                    norm.pop();
+                }
+                _ => {}
+            }
+        }
+        cur = norm;
+    }
+    None
 }
 
 /// Service groups and their limits: `system.slice/*` when there is one, else the top-level
@@ -486,5 +687,127 @@ mod tests {
             guard_scope("oomguard run", cfg),
             ("system".to_string(), "the default".to_string())
         );
+    }
+
+    /// A daemon runs dry with `--dry-run` on its command line, or `dry_run = true` in the
+    /// config it reads: its `--config`, else the default file.
+    #[test]
+    fn a_daemon_runs_dry_by_its_flag_or_its_config() {
+        let never = |_: &str| None;
+        assert_eq!(
+            guard_dry_run("/usr/bin/oomguard run --dry-run --lock-dir /tmp/x", never),
+            (true, None)
+        );
+        assert_eq!(guard_dry_run("oomguard run", never), (false, None));
+        // Not a flag of its own: part of another value.
+        assert_eq!(
+            guard_dry_run("oomguard run --event-log /x/--dry-run.jsonl", never),
+            (false, None)
+        );
+        let dry = |f: &str| Some(f == "/srv/og.toml");
+        assert_eq!(
+            guard_dry_run("oomguard run --config /srv/og.toml", dry),
+            (false, Some("/srv/og.toml".to_string()))
+        );
+        assert_eq!(
+            guard_dry_run("oomguard run --config=/srv/og.toml --dry-run", dry),
+            (true, Some("/srv/og.toml".to_string()))
+        );
+        // Without --config: the default file's setting.
+        assert_eq!(guard_dry_run("oomguard run", dry), (false, None));
+        let default_dry = |f: &str| Some(f == crate::config::DEFAULT_CONFIG_PATH);
+        assert_eq!(
+            guard_dry_run("oomguard run", default_dry).1.as_deref(),
+            Some(crate::config::DEFAULT_CONFIG_PATH)
+        );
+    }
+
+    #[test]
+    fn the_service_is_the_first_component_below_the_slices() {
+        let svc = |t: &str| service_of_cgroup_text(t);
+        assert_eq!(
+            svc("0::/system.slice/sshd.service\n").as_deref(),
+            Some("sshd.service")
+        );
+        // v1: the name=systemd line before a controller's.
+        assert_eq!(
+            svc("5:memory:/system.slice\n1:name=systemd:/system.slice/ssh.service\n").as_deref(),
+            Some("ssh.service")
+        );
+        // The unit, not a group a service made below it.
+        assert_eq!(
+            svc("0::/system.slice/ssh.service/extra\n").as_deref(),
+            Some("ssh.service")
+        );
+        assert_eq!(
+            svc("0::/system.slice/system-sshd.slice/sshd@3-10.0.0.1:22-10.0.0.2:4000.service\n")
+                .as_deref(),
+            Some("sshd@3-10.0.0.1:22-10.0.0.2:4000.service")
+        );
+        // A login session's scope, the root, a name no shell should see: none.
+        assert_eq!(
+            svc("0::/user.slice/user-1000.slice/session-2.scope\n"),
+            None
+        );
+        assert_eq!(svc("0::/\n"), None);
+        assert_eq!(svc("0::/system.slice/a'b.service\n"), None);
+        assert_eq!(svc(""), None);
+    }
+
+    #[test]
+    fn sysctl_files_parse_as_sysctl_d_says() {
+        assert_eq!(
+            parse_sysctl_conf(
+                "# c\n; c\n\nvm.swappiness=10\n  -vm/panic_on_oom = 1 \nnot a setting\n"
+            ),
+            [
+                (4, "vm.swappiness".to_string(), "10".to_string()),
+                (5, "vm.panic_on_oom".to_string(), "1".to_string()),
+            ]
+        );
+    }
+
+    /// Files are applied by name across the directories (a name in /etc hides the same name
+    /// in /usr/lib), /etc/sysctl.conf last or where a link points to it, each file once.
+    #[test]
+    fn sysctl_boot_order_is_by_file_name_across_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        w("usr/lib/sysctl.d/50-default.conf", "vm.swappiness = 1\n");
+        w("etc/sysctl.d/50-default.conf", "vm.swappiness = 2\n");
+        w("usr/lib/sysctl.d/10-early.conf", "vm.swappiness = 3\n");
+        w("run/sysctl.d/60-run.conf", "vm.swappiness = 4\n");
+        w("etc/sysctl.d/readme.txt", "vm.swappiness = 99\n");
+        w("etc/sysctl.conf", "\nvm.panic_on_oom = 1\n");
+        std::os::unix::fs::symlink(
+            "../sysctl.conf",
+            d.path().join("etc/sysctl.d/99-sysctl.conf"),
+        )
+        .unwrap();
+        w("etc/sysctl.d/99-zz-oomguard.conf", "vm.panic_on_oom = 0\n");
+        let got: Vec<(String, usize, String)> = sysctl_boot_lines(&Root::new(d.path()))
+            .into_iter()
+            .map(|l| (l.file, l.line, l.value))
+            .collect();
+        let want = [
+            ("/usr/lib/sysctl.d/10-early.conf", 1, "3"),
+            ("/etc/sysctl.d/50-default.conf", 1, "2"),
+            ("/run/sysctl.d/60-run.conf", 1, "4"),
+            ("/etc/sysctl.conf", 2, "1"),
+            ("/etc/sysctl.d/99-zz-oomguard.conf", 1, "0"),
+        ];
+        let want: Vec<(String, usize, String)> = want
+            .iter()
+            .map(|&(f, l, v)| (f.to_string(), l, v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // Without the link, /etc/sysctl.conf comes last (procps reads it after the rest).
+        std::fs::remove_file(d.path().join("etc/sysctl.d/99-sysctl.conf")).unwrap();
+        let last = sysctl_boot_lines(&Root::new(d.path())).pop().unwrap();
+        assert_eq!(last.file, "/etc/sysctl.conf");
     }
 }

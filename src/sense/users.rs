@@ -32,6 +32,14 @@ impl Users {
         self.0.iter().find(|(n, _)| n == name).map(|&(_, u)| u)
     }
 
+    /// The name of the first entry with `uid`.
+    pub fn name(&self, uid: u32) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|&&(_, u)| u == uid)
+            .map(|(n, _)| n.as_str())
+    }
+
     /// All entries, in file order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
         self.0.iter().map(|(n, u)| (n.as_str(), *u))
@@ -50,6 +58,7 @@ mod tests {
         assert_eq!(u.uid("root"), Some(0));
         assert_eq!(u.uid("bob"), Some(1000));
         assert_eq!(u.uid("x"), None);
+        assert_eq!((u.name(1000), u.name(7)), (Some("bob"), None));
         assert_eq!(u.iter().count(), 2);
     }
 
