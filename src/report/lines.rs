@@ -24,7 +24,7 @@ const WORD_WRAP_WIDTH: usize = 78;
 
 /// Every line that can start, end or extend an OOM report outside its middle part. (A
 /// `dump_header` frame matters only after a `PID:` line, when every line is read anyway.)
-const KEYWORDS: [&str; 14] = [
+const KEYWORDS: [&str; 15] = [
     "oom-killer",
     "Killed process",
     "Kill process",
@@ -39,6 +39,7 @@ const KEYWORDS: [&str; 14] = [
     "killable process",
     "PID: ",
     "Pid: ",
+    "is already exiting",
 ];
 
 /// Finds the next keyword: SIMD Teddy where the CPU has it, else an Aho-Corasick automaton.
