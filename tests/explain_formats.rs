@@ -482,3 +482,55 @@ fn a_failing_source_leaves_json_whole() {
     let err = doc["error"].as_str().unwrap();
     assert!(err.contains("cut.gz"), "{err}");
 }
+
+/// `--json` with `TZ=UTC` on files of `d`; returns the events.
+fn explain_utc(args: &[&str]) -> (Option<i32>, Value, String) {
+    let out = Command::new(bin())
+        .arg("explain")
+        .args(args)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A gzip file whose end is missing (its trailer cut off): every report before the error is
+/// given, the last ones that the parser still held open too, then the error in the one JSON
+/// document (exit 1).
+#[test]
+fn a_read_error_keeps_the_events_before_it() {
+    let d = tempdir();
+    let mut text = String::new();
+    for pid in 1..=5 {
+        text += &format!(
+            "[  {pid}.0] Out of memory: Killed process {pid} (a) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB\n"
+        );
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(text.as_bytes()).unwrap();
+    let gz = enc.finish().unwrap();
+    let cut = d.path().join("kern.log.gz");
+    std::fs::write(&cut, &gz[..gz.len() - 8]).unwrap();
+    let (code, doc, err) = explain_utc(&["--json", cut.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    let pids: Vec<i64> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["victim"]["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pids, [1, 2, 3, 4, 5], "{doc}");
+    assert!(
+        doc["error"].as_str().unwrap().contains("kern.log.gz"),
+        "{doc}"
+    );
+    // Text output: the same events, then the error on stderr.
+    let out = oomguard(&["explain", "--summary", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+}

@@ -176,6 +176,7 @@ pub fn follow_kmsg(
     })?;
     let mut parser = super::parse::Parser::new();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut text = Vec::new();
     let mut last = std::time::Instant::now();
     let read_err = |source: io::Error| ReportError::Read {
         what: path.display().to_string(),
@@ -185,10 +186,17 @@ pub fn follow_kmsg(
         match k.read(&mut buf) {
             Ok(0) => {}
             Ok(n) => {
-                let line = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+                // One record: its text up to the first newline (the text's own newlines are
+                // escaped), then the device's ` KEY=value` lines.
+                let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
                 let s = super::prefix::split(line, false);
                 if s.kernel {
-                    parser.push(s.msg, &s.stamp);
+                    // Escaped bytes (`\xe3`, `\x0a`) decoded, each line of the record pushed.
+                    text.clear();
+                    super::prefix::kmsg_unescape(s.msg, &mut text);
+                    for part in text.split(|&b| b == b'\n') {
+                        parser.push(part, &s.stamp);
+                    }
                 }
                 last = std::time::Instant::now();
                 for ev in parser.take_ready() {
