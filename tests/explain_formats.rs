@@ -499,6 +499,91 @@ fn explain_utc(args: &[&str]) -> (Option<i32>, Value, String) {
     )
 }
 
+/// A syslog file prints no year: its dates keep one year per file, placed by its last line
+/// (which its mtime places), in file order. A log that runs over New Year, read in
+/// December: 2025-11-30, 2025-12-20, 2026-01-02 (not 2026-11-30, 2025-12-20, 2026-01-02 as
+/// a year guessed per line from today gives); `--since` reads them the same way.
+#[test]
+fn syslog_dates_over_new_year_keep_one_year_per_file() {
+    let d = tempdir();
+    let f = d.path().join("kern.log");
+    let kill = |date: &str, pid: u32| {
+        format!(
+            "{date} host kernel: Out of memory: Killed process {pid} (a) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB\n"
+        )
+    };
+    let text = kill("Nov 30 10:00:00", 1001)
+        + &kill("Dec 20 10:00:00", 1002)
+        + &kill("Jan  2 10:00:00", 1003)
+        + "Jan  2 10:00:05 host systemd[1]: Started something.\n";
+    std::fs::write(&f, &text).unwrap();
+    // Written on 2026-12-07 (the file's last line is of an earlier January, so 2026-01-02).
+    let written = "2026-12-07T12:00:00Z".parse::<jiff::Timestamp>().unwrap();
+    let set_mtime = |p: &std::path::Path, t: jiff::Timestamp| {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(std::time::SystemTime::from(t))
+            .unwrap();
+    };
+    set_mtime(&f, written);
+    let p = f.to_str().unwrap();
+    let times = |doc: &Value| -> Vec<String> {
+        doc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["time"]["wallclock"].as_str().unwrap_or("-").to_string())
+            .collect()
+    };
+    let (code, doc, err) = explain_utc(&["--json", p]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        times(&doc),
+        [
+            "2025-11-30T10:00:00.000+00:00",
+            "2025-12-20T10:00:00.000+00:00",
+            "2026-01-02T10:00:00.000+00:00"
+        ]
+    );
+    let (_, doc, _) = explain_utc(&["--json", "--since", "2025-12-15", p]);
+    assert_eq!(
+        times(&doc),
+        [
+            "2025-12-20T10:00:00.000+00:00",
+            "2026-01-02T10:00:00.000+00:00"
+        ]
+    );
+    // The same text redirected on standard input is the same file.
+    let out = Command::new(bin())
+        .args(["explain", "--json", "-"])
+        .env("TZ", "UTC")
+        .stdin(std::fs::File::open(&f).unwrap())
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(times(&doc)[0], "2025-11-30T10:00:00.000+00:00");
+    // Compressed, the file's mtime is its last line's time (gzip keeps the original's).
+    let gz = d.path().join("kern.log.1.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    set_mtime(&gz, "2026-01-02T10:00:05Z".parse().unwrap());
+    let (_, doc, _) = explain_utc(&["--json", gz.to_str().unwrap()]);
+    assert_eq!(
+        times(&doc),
+        [
+            "2025-11-30T10:00:00.000+00:00",
+            "2025-12-20T10:00:00.000+00:00",
+            "2026-01-02T10:00:00.000+00:00"
+        ]
+    );
+}
+
 /// A gzip file whose end is missing (its trailer cut off): every report before the error is
 /// given, the last ones that the parser still held open too, then the error in the one JSON
 /// document (exit 1).
