@@ -39,6 +39,14 @@ pub struct Events<R> {
 }
 
 impl<R: Read> Events<R> {
+    /// Events whose `tasks` holds no row (`Some(empty)` where the report had a task dump):
+    /// for output that shows none (`explain --summary`), a report of tens of thousands of
+    /// tasks then costs no memory.
+    pub fn without_task_rows(mut self) -> Self {
+        self.parser.drop_rows = true;
+        self
+    }
+
     /// Reads until at least one event is final or the input ends (or fails).
     #[inline]
     fn advance(&mut self) {

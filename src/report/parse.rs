@@ -55,6 +55,8 @@ struct Current {
     since_header: u32,
     /// When the invocation's last kill line was logged.
     last_kill: Option<KillAt>,
+    /// Task-dump rows read (kept in `ev.tasks` unless [`Parser::without_task_rows`]).
+    rows: u32,
     /// Columns of the task-dump header, when one was seen.
     cols: Option<Vec<Col>>,
     /// Inside Mem-Info (global memory counters are read only there).
@@ -63,6 +65,16 @@ struct Current {
     idle: u32,
     /// Lines in a row that no part of a kernel report looks like (see [`FOREIGN_RUN`]).
     foreign: u32,
+}
+
+impl Current {
+    fn add_row(&mut self, task: Task, keep: bool) {
+        self.rows = self.rows.saturating_add(1);
+        let tasks = self.ev.tasks.get_or_insert_with(Vec::new);
+        if keep {
+            tasks.push(task);
+        }
+    }
 }
 
 /// Kill lines of one invocation come within milliseconds of each other (the victim, mm sharers,
@@ -147,6 +159,8 @@ pub struct Parser {
     done: VecDeque<OomEvent>,
     /// A `CPU:`/`Pid:` line not inside a report: (invoker, stamp, lines left).
     tentative: Option<(Invoker, Time, u32)>,
+    /// Task-dump rows are read but not kept (see [`Parser::without_task_rows`]).
+    pub(super) drop_rows: bool,
 }
 
 fn time_of(stamp: &Stamp<'_>) -> Time {
@@ -261,6 +275,16 @@ impl Parser {
         Parser::default()
     }
 
+    /// A parser that reads task-dump rows without keeping them: an event's `tasks` is then
+    /// `Some(empty)` when its report had a dump. For what needs no row (`explain --summary`):
+    /// a dump of tens of thousands of tasks costs no memory.
+    pub fn without_task_rows() -> Self {
+        Parser {
+            drop_rows: true,
+            ..Parser::default()
+        }
+    }
+
     /// True while every line matters (inside a report before its kill, or just after a
     /// `CPU:` line); otherwise only lines with an OOM keyword can change anything, and the
     /// reader may skip the rest (see [`super::lines`]).
@@ -338,7 +362,7 @@ impl Parser {
             } else {
                 c.foreign + 1
             };
-            let dumped = c.ev.tasks.as_ref().is_some_and(|t| !t.is_empty());
+            let dumped = c.rows > 0;
             if c.foreign > FOREIGN_RUN
                 || c.idle
                     > if dumped {
@@ -360,12 +384,13 @@ impl Parser {
             return;
         }
         // Task-dump rows, the bulk of a report: straight to the row parser.
+        let keep = !self.drop_rows;
         if t[0] == b'['
             && let Some(c) = self.cur.as_mut().filter(|c| !c.finished)
             && let Some(cols) = &c.cols
             && let Some(task) = dump_row(t, cols)
         {
-            c.ev.tasks.get_or_insert_with(Vec::new).push(task);
+            c.add_row(task, keep);
             c.idle = 0;
             return;
         }
@@ -466,7 +491,7 @@ impl Parser {
             if let Some(cols) = &c.cols
                 && let Some(task) = dump_row(t, cols)
             {
-                c.ev.tasks.get_or_insert_with(Vec::new).push(task);
+                c.add_row(task, keep);
             }
             return;
         }
@@ -2722,6 +2747,36 @@ mod tests {
             let line = format!("oom-kill:constraint=CONSTRAINT_NONE,task_memcg=/a,task=x{bad}");
             let l = OomKillLine::parse(line.as_bytes()).unwrap();
             assert_eq!((l.task_memcg, l.pid), (None, None), "{line}");
+        }
+    }
+
+    /// Without task rows (`explain --summary`), the same events: the dump's rows read (its
+    /// extent, where its report ends) but not kept.
+    #[test]
+    fn without_task_rows_the_events_are_the_same_but_the_rows() {
+        for (filler, n, events) in [("x", STALE_AFTER_DUMP - 1, 1), (" frame+0x1/0x2", 100, 2)] {
+            let mut lines = vec![HEADER.to_string()];
+            lines.push(DUMP_AND_KILL_114[0].into());
+            lines.push(DUMP_AND_KILL_114[1].into());
+            for pid in 0..20_000 {
+                lines.push(format!(
+                    "[{pid:>7}]  1000 {pid:>5}    15650    15230   139264        0             0 w"
+                ));
+            }
+            lines.extend((0..n).map(|_| filler.to_string()));
+            lines.push("oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=hog,pid=114,uid=1000".into());
+            lines.push(KILLED_54.into());
+            let parse = |mut p: Parser| {
+                for l in &lines {
+                    p.push(l.as_bytes(), &Stamp::default());
+                }
+                p.finish()
+            };
+            let mut kept = parse(Parser::new());
+            assert_eq!(kept.len(), events, "{filler}");
+            assert_eq!(kept[0].tasks.as_ref().map(Vec::len), Some(20_000));
+            kept[0].tasks = Some(Vec::new());
+            assert_eq!(parse(Parser::without_task_rows()), kept, "{filler}");
         }
     }
 }
