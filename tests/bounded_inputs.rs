@@ -1,7 +1,7 @@
 //! Bounded inputs (issue 17 item 8): a config file has a size cap (an endless one such as
 //! `/dev/zero` is a clear error, exit 2), regexes and rule counts are capped, a refused reload
-//! does not grow the daemon, `explain` keeps memory bounded on input without newlines, and
-//! `events` on a large log.
+//! does not grow the daemon, `explain` keeps memory bounded on input without newlines and on
+//! huge task dumps (`--summary`), and `events` on a large log.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -218,6 +218,47 @@ fn explain_on_input_without_newlines_keeps_memory_bounded() {
     assert!(
         hwm_kb < 32 * 1024,
         "explain peaked at {hwm_kb} kB on 64 MiB without a newline"
+    );
+}
+
+/// `explain --summary` shows no task row and keeps none: a report listing 60 000 tasks
+/// costs a few MiB (kept, its rows alone take some 14 MiB).
+#[test]
+fn explain_summary_keeps_no_task_row() {
+    let feed = Box::new(|stdin: std::process::ChildStdin| {
+        let mut w = std::io::BufWriter::new(stdin);
+        let mut text = String::from(
+            "[    1.000000] hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n\
+             [    1.000001] Tasks state (memory values in pages):\n\
+             [    1.000002] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name\n",
+        );
+        for pid in 1000..61_000 {
+            text += &format!(
+                "[    1.000003] [{pid:>7}]  1000 {pid:>5}    15650    15230   139264        0             0 worker\n"
+            );
+            if text.len() > 1 << 16 {
+                if w.write_all(text.as_bytes()).is_err() {
+                    return;
+                }
+                text.clear();
+            }
+        }
+        text += "[    1.000004] Out of memory: Killed process 60999 (worker) total-vm:62600kB, anon-rss:60920kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:136kB oom_score_adj:0\n";
+        let _ = w.write_all(text.as_bytes());
+    });
+    let (status, hwm_kb, out) = run_measured(
+        &["explain", "--summary", "-"],
+        Some(feed),
+        Duration::from_secs(120),
+    );
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}: {out}"
+    );
+    assert!(out.contains("global       worker[60999]"), "{out}");
+    assert!(
+        hwm_kb < 10 * 1024,
+        "explain --summary peaked at {hwm_kb} kB on a dump of 60 000 tasks"
     );
 }
 

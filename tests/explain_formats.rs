@@ -482,3 +482,140 @@ fn a_failing_source_leaves_json_whole() {
     let err = doc["error"].as_str().unwrap();
     assert!(err.contains("cut.gz"), "{err}");
 }
+
+/// `--json` with `TZ=UTC` on files of `d`; returns the events.
+fn explain_utc(args: &[&str]) -> (Option<i32>, Value, String) {
+    let out = Command::new(bin())
+        .arg("explain")
+        .args(args)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A syslog file prints no year: its dates keep one year per file, placed by its last line
+/// (which its mtime places), in file order. A log that runs over New Year, read in
+/// December: 2025-11-30, 2025-12-20, 2026-01-02 (not 2026-11-30, 2025-12-20, 2026-01-02 as
+/// a year guessed per line from today gives); `--since` reads them the same way.
+#[test]
+fn syslog_dates_over_new_year_keep_one_year_per_file() {
+    let d = tempdir();
+    let f = d.path().join("kern.log");
+    let kill = |date: &str, pid: u32| {
+        format!(
+            "{date} host kernel: Out of memory: Killed process {pid} (a) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB\n"
+        )
+    };
+    let text = kill("Nov 30 10:00:00", 1001)
+        + &kill("Dec 20 10:00:00", 1002)
+        + &kill("Jan  2 10:00:00", 1003)
+        + "Jan  2 10:00:05 host systemd[1]: Started something.\n";
+    std::fs::write(&f, &text).unwrap();
+    // Written on 2026-12-07 (the file's last line is of an earlier January, so 2026-01-02).
+    let written = "2026-12-07T12:00:00Z".parse::<jiff::Timestamp>().unwrap();
+    let set_mtime = |p: &std::path::Path, t: jiff::Timestamp| {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(std::time::SystemTime::from(t))
+            .unwrap();
+    };
+    set_mtime(&f, written);
+    let p = f.to_str().unwrap();
+    let times = |doc: &Value| -> Vec<String> {
+        doc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["time"]["wallclock"].as_str().unwrap_or("-").to_string())
+            .collect()
+    };
+    let (code, doc, err) = explain_utc(&["--json", p]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        times(&doc),
+        [
+            "2025-11-30T10:00:00.000+00:00",
+            "2025-12-20T10:00:00.000+00:00",
+            "2026-01-02T10:00:00.000+00:00"
+        ]
+    );
+    let (_, doc, _) = explain_utc(&["--json", "--since", "2025-12-15", p]);
+    assert_eq!(
+        times(&doc),
+        [
+            "2025-12-20T10:00:00.000+00:00",
+            "2026-01-02T10:00:00.000+00:00"
+        ]
+    );
+    // The same text redirected on standard input is the same file.
+    let out = Command::new(bin())
+        .args(["explain", "--json", "-"])
+        .env("TZ", "UTC")
+        .stdin(std::fs::File::open(&f).unwrap())
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(times(&doc)[0], "2025-11-30T10:00:00.000+00:00");
+    // Compressed, the file's mtime is its last line's time (gzip keeps the original's).
+    let gz = d.path().join("kern.log.1.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    set_mtime(&gz, "2026-01-02T10:00:05Z".parse().unwrap());
+    let (_, doc, _) = explain_utc(&["--json", gz.to_str().unwrap()]);
+    assert_eq!(
+        times(&doc),
+        [
+            "2025-11-30T10:00:00.000+00:00",
+            "2025-12-20T10:00:00.000+00:00",
+            "2026-01-02T10:00:00.000+00:00"
+        ]
+    );
+}
+
+/// A gzip file whose end is missing (its trailer cut off): every report before the error is
+/// given, the last ones that the parser still held open too, then the error in the one JSON
+/// document (exit 1).
+#[test]
+fn a_read_error_keeps_the_events_before_it() {
+    let d = tempdir();
+    let mut text = String::new();
+    for pid in 1..=5 {
+        text += &format!(
+            "[  {pid}.0] Out of memory: Killed process {pid} (a) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB\n"
+        );
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(text.as_bytes()).unwrap();
+    let gz = enc.finish().unwrap();
+    let cut = d.path().join("kern.log.gz");
+    std::fs::write(&cut, &gz[..gz.len() - 8]).unwrap();
+    let (code, doc, err) = explain_utc(&["--json", cut.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    let pids: Vec<i64> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["victim"]["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pids, [1, 2, 3, 4, 5], "{doc}");
+    assert!(
+        doc["error"].as_str().unwrap().contains("kern.log.gz"),
+        "{doc}"
+    );
+    // Text output: the same events, then the error on stderr.
+    let out = oomguard(&["explain", "--summary", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+}

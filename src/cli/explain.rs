@@ -101,6 +101,9 @@ struct Out<'a, W: Write> {
     since: Option<jiff::Timestamp>,
     boot: Option<jiff::Timestamp>,
     now: &'a jiff::Zoned,
+    /// What places the current source's year-less dates (syslog, journal `short`): see
+    /// [`crate::report::time::year_anchor`]. `--since` and the JSON times read them alike.
+    anchor: jiff::Zoned,
     undated: usize,
 }
 
@@ -127,19 +130,28 @@ impl<W: Write> Out<'_, W> {
                     .to_string(),
             );
         }
+        // `--since` and JSON times read a log's wall-clock text alike: the year of a syslog
+        // date from the source's anchor (one year per source, in file order).
+        let at = if let Some(since) = self.since {
+            let boot = if live { self.boot } else { None };
+            Some((
+                since,
+                crate::report::time::instant(&ev.time, boot, &self.anchor),
+            ))
+        } else {
+            None
+        };
         // JSON times are RFC 3339 (the contract): a log's own wall-clock text (`dmesg -T`,
-        // syslog, journal) as an instant in this machine's zone, the year of a syslog date
-        // guessed as `--since` does; `raw` keeps the text as the log printed it. Text that
-        // is no known time: no wallclock.
+        // syslog, journal) as an instant in this machine's zone; `raw` keeps the text as the
+        // log printed it. Text that is no known time: no wallclock.
         if self.json
             && let Some(w) = &ev.time.wallclock
         {
-            ev.time.wallclock = crate::report::time::wallclock_rfc3339(w, self.now);
+            ev.time.wallclock = crate::report::time::wallclock_rfc3339(w, &self.anchor);
         }
         let ev = &ev;
-        if let Some(since) = self.since {
-            let boot = if live { self.boot } else { None };
-            match crate::report::time::instant(&ev.time, boot, self.now) {
+        if let Some((since, at)) = at {
+            match at {
                 Some(t) if t >= since => {}
                 Some(_) => return Ok(()),
                 None => {
@@ -222,6 +234,31 @@ impl<W: Write> Out<'_, W> {
     }
 }
 
+/// The anchor of a source's year-less dates ([`crate::report::time::year_anchor`]): for a
+/// file (or standard input redirected from one), its last stamped line, placed by its mtime;
+/// for a stream, now.
+fn year_anchor(src: &Src, now: &jiff::Zoned) -> jiff::Zoned {
+    let file = match src {
+        Src::File(p) => std::fs::File::open(p).ok(),
+        Src::Stdin => {
+            use std::os::fd::AsFd;
+            io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(std::fs::File::from)
+        }
+        Src::Kmsg | Src::Journal => None,
+    };
+    let Some((written, last)) = file.as_ref().and_then(source::written_and_last_stamp) else {
+        return now.clone();
+    };
+    let written = jiff::Timestamp::try_from(written)
+        .map(|t| t.to_zoned(now.time_zone().clone()))
+        .unwrap_or_else(|_| now.clone());
+    crate::report::time::year_anchor(last.as_deref(), &written)
+}
+
 /// When this machine booted (now minus /proc/uptime), for monotonic stamps of live sources.
 fn boot_time(now: &jiff::Zoned) -> Option<jiff::Timestamp> {
     let up = std::fs::read_to_string("/proc/uptime").ok()?;
@@ -247,6 +284,7 @@ pub fn run(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         since,
         boot: boot_time(&now),
         now: &now,
+        anchor: now.clone(),
         undated: 0,
     };
     if a.follow {
@@ -317,11 +355,18 @@ pub fn run(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             Err(e) if !begun => return Err(e),
             Err(e) => return Err(out.cut_short(e)),
         };
+        out.anchor = year_anchor(src, &now);
         if !begun {
             out.begin()?;
             begun = true;
         }
-        for ev in events(reader) {
+        // --summary shows no task row: none is kept (a dump of 50 000 tasks costs no memory).
+        let evs = if a.summary {
+            events(reader).without_task_rows()
+        } else {
+            events(reader)
+        };
+        for ev in evs {
             match ev {
                 Ok(ev) => out.event(ev, &name, live)?,
                 Err(e) => {

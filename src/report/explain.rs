@@ -142,11 +142,7 @@ pub fn analyse(ev: &OomEvent) -> Analysis {
     {
         a.not_by_badness =
             Some("vm.oom_kill_allocating_task is set: the task that asked was killed".into());
-    } else if ev
-        .kernel_notes
-        .iter()
-        .any(|n| n.contains("already exiting"))
-    {
+    } else if exiting(ev) {
         a.not_by_badness =
             Some("the chosen task was already exiting; the kernel only waited for it".into());
     } else if let (Some(ch), Some(v)) = (&ev.chosen, &ev.victim)
@@ -163,6 +159,13 @@ pub fn analyse(ev: &OomEvent) -> Analysis {
     }
     a.advice = advice(ev, &a);
     a
+}
+
+/// The kernel printed that its chosen task was already exiting (`Skip killing the task`).
+fn exiting(ev: &OomEvent) -> bool {
+    ev.kernel_notes
+        .iter()
+        .any(|n| n.contains("already exiting"))
 }
 
 /// kB in the one size format of text output ([`crate::values::HumanKb`]).
@@ -481,9 +484,14 @@ pub fn render(ev: &OomEvent) -> String {
         }
         None => {
             if let Some(c) = &ev.chosen {
+                let why = if exiting(ev) {
+                    "already exiting: the kernel killed nothing"
+                } else {
+                    "the kill is not in the log"
+                };
                 let _ = writeln!(
                     s,
-                    "  Chosen:        {} (pid {}), the kill is not in the log",
+                    "  Chosen:        {} (pid {}), {why}",
                     c.comm.as_deref().unwrap_or("?"),
                     c.pid
                 );

@@ -24,7 +24,7 @@ const WORD_WRAP_WIDTH: usize = 78;
 
 /// Every line that can start, end or extend an OOM report outside its middle part. (A
 /// `dump_header` frame matters only after a `PID:` line, when every line is read anyway.)
-const KEYWORDS: [&str; 14] = [
+const KEYWORDS: [&str; 15] = [
     "oom-killer",
     "Killed process",
     "Kill process",
@@ -39,6 +39,7 @@ const KEYWORDS: [&str; 14] = [
     "killable process",
     "PID: ",
     "Pid: ",
+    "is already exiting",
 ];
 
 /// Finds the next keyword: SIMD Teddy where the CPU has it, else an Aho-Corasick automaton.
@@ -81,6 +82,9 @@ fn keywords() -> &'static Finder {
 pub struct Logical<'a> {
     pub msg: &'a [u8],
     pub stamp: Stamp<'a>,
+    /// The text holds newlines (a /dev/kmsg record of several lines, its `\x0a` decoded):
+    /// each is a line of its own.
+    pub lines: bool,
 }
 
 /// Reads logical kernel lines from any byte stream.
@@ -97,6 +101,12 @@ pub struct LogLines<R> {
     /// The prefix split of the line at `pos` and its end and next start (as [`Self::line_at`]
     /// gives them), when already computed.
     peek: Option<(Off, usize, usize)>,
+    /// A read that failed while looking past the line just given (for its continuation
+    /// lines): given at the next call, so that the line is not lost.
+    error: Option<io::Error>,
+    /// `pos` is in the rest of a line cut at [`MAX_LINE`]: it is dropped up to the next
+    /// newline, never read as lines of its own (the rest of a long message is anyone's text).
+    cut: bool,
 }
 
 impl<R: Read> LogLines<R> {
@@ -110,6 +120,8 @@ impl<R: Read> LogLines<R> {
             tagged: false,
             joined: Vec::new(),
             peek: None,
+            error: None,
+            cut: false,
         }
     }
 
@@ -147,8 +159,29 @@ impl<R: Read> LogLines<R> {
         }
     }
 
+    /// Drops the rest of a line cut at [`MAX_LINE`], through its newline. False at end of
+    /// input.
+    fn drop_cut_rest(&mut self) -> io::Result<bool> {
+        loop {
+            let hay = &self.buf[self.pos..self.end];
+            if let Some(nl) = memchr::memchr(b'\n', hay) {
+                self.pos += nl + 1;
+                self.cut = false;
+                self.peek = None;
+                return Ok(true);
+            }
+            self.pos = self.end;
+            if !self.fill()? {
+                self.cut = false;
+                return Ok(false);
+            }
+        }
+    }
+
     /// End (exclusive, without newline) and next start of the physical line at `from`
-    /// (relative to `pos`), reading more input as needed. None at end of input.
+    /// (relative to `pos`), reading more input as needed. None at end of input. A line
+    /// longer than [`MAX_LINE`] ends there, and its next start is that end too: the caller
+    /// drops the rest ([`Self::cut`]).
     fn line_at(&mut self, from: usize) -> io::Result<Option<(usize, usize)>> {
         loop {
             let start = self.pos + from;
@@ -157,7 +190,6 @@ impl<R: Read> LogLines<R> {
                 return Ok(Some((from + nl, from + nl + 1)));
             }
             if avail.len() >= MAX_LINE {
-                // Cut an over-long line; the remainder is read as further lines.
                 return Ok(Some((from + MAX_LINE, from + MAX_LINE)));
             }
             if !self.fill()? {
@@ -182,6 +214,15 @@ impl<R: Read> LogLines<R> {
             let hay = &self.buf[self.pos..self.end];
             if let Some(m) = keywords().find(hay) {
                 let mut start = memchr::memrchr(b'\n', &hay[..m]).map_or(0, |i| i + 1);
+                if m - start >= MAX_LINE {
+                    // In the part of an over-long line that is cut off: not a line of its own.
+                    self.pos += m;
+                    self.cut = true;
+                    if !self.drop_cut_rest()? {
+                        return Ok(false);
+                    }
+                    continue;
+                }
                 // A keyword on a wrapped continuation line: start at the line it continues.
                 let line_end = memchr::memchr(b'\n', &hay[m..]).map_or(hay.len(), |e| m + e);
                 for _ in 0..MAX_JOINS {
@@ -198,12 +239,19 @@ impl<R: Read> LogLines<R> {
                 self.pos += start;
                 return Ok(true);
             }
-            // Keep only the unfinished last line (a keyword may complete in it), and of that
-            // at most its last MAX_LINE bytes: a longer line is cut, so memory stays bounded
-            // and each byte is searched a bounded number of times (linear time).
-            let keep = memchr::memrchr(b'\n', hay)
-                .map_or(0, |i| i + 1)
-                .max(hay.len().saturating_sub(MAX_LINE));
+            // Keep only the unfinished last line (a keyword may complete in it). One longer
+            // than MAX_LINE is cut there and its first MAX_LINE bytes held no keyword: the
+            // rest is dropped, so memory stays bounded and each byte is searched a bounded
+            // number of times (linear time).
+            let keep = memchr::memrchr(b'\n', hay).map_or(0, |i| i + 1);
+            if hay.len() - keep >= MAX_LINE {
+                self.pos = self.end;
+                self.cut = true;
+                if !self.drop_cut_rest()? {
+                    return Ok(false);
+                }
+                continue;
+            }
             self.pos += keep;
             if !self.fill()? {
                 return Ok(self.pos < self.end);
@@ -214,7 +262,13 @@ impl<R: Read> LogLines<R> {
     /// The next kernel message. With `skip`, lines without an OOM keyword may be skipped.
     #[inline]
     pub fn next_line(&mut self, skip: bool) -> io::Result<Option<Logical<'_>>> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         loop {
+            if self.cut && !self.drop_cut_rest()? {
+                return Ok(None);
+            }
             if skip {
                 let before = self.pos;
                 if !self.skip_to_candidate()? {
@@ -233,15 +287,25 @@ impl<R: Read> LogLines<R> {
                     (offsets(self.text(0, end0), self.tagged), end0, next)
                 }
             };
+            // Cut at MAX_LINE (not at a newline, nor at the end of input): the rest is dropped.
+            let cut_here = next == end0 && next == MAX_LINE;
             self.tagged |= first.tagged;
             let mut joins: Vec<(usize, usize, bool)> = Vec::new();
             let mut prev_width = end0;
             let mut peek = None;
-            if first.has_prefix {
+            if first.has_prefix && !cut_here {
                 for _ in 0..MAX_JOINS {
-                    let Some((e, n)) = self.line_at(next)? else {
-                        break;
+                    let (e, n) = match self.line_at(next) {
+                        Ok(Some(x)) => x,
+                        Ok(None) => break,
+                        Err(err) => {
+                            self.error = Some(err);
+                            break;
+                        }
                     };
+                    if e == n && e - next == MAX_LINE {
+                        break; // an over-long line: read (and cut) as a line of its own
+                    }
                     let t = self.text(next, e);
                     if t.is_empty() {
                         break;
@@ -267,14 +331,29 @@ impl<R: Read> LogLines<R> {
             let line_len = self.text(0, end0).len();
             self.pos += next;
             self.peek = peek;
+            self.cut = cut_here;
             if !first.kernel {
                 continue;
             }
             let whole = &self.buf[base..base + line_len];
             let stamp = first.stamp(whole);
             let msg = &whole[first.msg..];
+            if first.kmsg && memchr::memmem::find(msg, b"\\x").is_some() {
+                // /dev/kmsg escapes bytes outside printable ASCII (`\xe3`, `\x0a`).
+                self.joined.clear();
+                let lines = super::prefix::kmsg_unescape(msg, &mut self.joined);
+                return Ok(Some(Logical {
+                    msg: &self.joined,
+                    stamp,
+                    lines,
+                }));
+            }
             if joins.is_empty() {
-                return Ok(Some(Logical { msg, stamp }));
+                return Ok(Some(Logical {
+                    msg,
+                    stamp,
+                    lines: false,
+                }));
             }
             self.joined.clear();
             self.joined.extend_from_slice(msg);
@@ -292,6 +371,7 @@ impl<R: Read> LogLines<R> {
             return Ok(Some(Logical {
                 msg: &self.joined,
                 stamp,
+                lines: false,
             }));
         }
     }
@@ -344,4 +424,79 @@ fn offsets(line: &[u8], tagged: bool) -> Off {
 /// mark a person left (`[...]`, `<trim>`, `...`, `(...snipped...)`).
 fn continues(t: &[u8]) -> bool {
     !(t.starts_with(b"[") || t.starts_with(b"<") || t.starts_with(b"...") || t.starts_with(b"(..."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(text: &[u8], skip: bool) -> Vec<Vec<u8>> {
+        let mut r = LogLines::new(text);
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line(skip).unwrap() {
+            out.push(l.msg.to_vec());
+        }
+        out
+    }
+
+    /// A line longer than MAX_LINE is cut there; its rest is no line of its own, whether the
+    /// reader skips between keywords or reads every line (a message of another program's
+    /// cannot pass off its tail as a kernel line).
+    #[test]
+    fn the_rest_of_an_over_long_line_is_dropped() {
+        let spoof = b"Out of memory: Killed process 666 (evil) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB";
+        let real = b"[    2.0] Out of memory: Killed process 5 (hog) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB";
+        for pad in [MAX_LINE, MAX_LINE + 1, MAX_LINE + 777, 3 * MAX_LINE + 5] {
+            let mut text = b"[    1.0] ".to_vec();
+            text.resize(pad, b'x');
+            text.extend_from_slice(spoof);
+            text.push(b'\n');
+            text.extend_from_slice(real);
+            text.push(b'\n');
+            for skip in [true, false] {
+                let got = messages(&text, skip);
+                assert!(
+                    got.iter().all(|m| m.len() <= MAX_LINE
+                        && !m.windows(11).any(|w| w == b"process 666")),
+                    "pad {pad}, skip {skip}: {:?}",
+                    got.iter().map(|m| m.len()).collect::<Vec<_>>()
+                );
+                assert_eq!(
+                    got.last().map(Vec::as_slice),
+                    Some(&real[10..]),
+                    "pad {pad}"
+                );
+            }
+            let evs = crate::report::parse_bytes(&text);
+            let pids: Vec<i64> = evs
+                .iter()
+                .filter_map(|e| e.victim.as_ref())
+                .map(|v| v.pid)
+                .collect();
+            assert_eq!(pids, [5], "pad {pad}");
+        }
+        // Inside an open report (every line read) as well.
+        let mut text = b"[    0.5] hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n[    1.0] ".to_vec();
+        let line_start = text.len() - 10;
+        text.resize(line_start + MAX_LINE, b' ');
+        text.extend_from_slice(spoof);
+        text.push(b'\n');
+        text.extend_from_slice(real);
+        text.push(b'\n');
+        let evs = crate::report::parse_bytes(&text);
+        assert_eq!(evs.len(), 1, "{evs:#?}");
+        assert_eq!(evs[0].victim.as_ref().map(|v| v.pid), Some(5));
+        // A line of exactly MAX_LINE bytes, then its newline: nothing is dropped after it.
+        let mut text = b"[    1.0] ".to_vec();
+        text.resize(MAX_LINE, b'x');
+        text.push(b'\n');
+        text.extend_from_slice(real);
+        text.push(b'\n');
+        for skip in [true, false] {
+            assert_eq!(
+                messages(&text, skip).last().map(Vec::as_slice),
+                Some(&real[10..])
+            );
+        }
+    }
 }

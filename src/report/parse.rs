@@ -46,6 +46,17 @@ struct Current {
     finished: bool,
     /// `Tasks in … memory.oom.group` seen: further kills belong here.
     group: bool,
+    /// The kernel chose a task that was already exiting and killed nothing (`OOM victim N (x)
+    /// is already exiting. Skip killing the task`): a later kill line is another invocation's.
+    skipped: bool,
+    /// The text of the invocation's `invoked oom-killer` line.
+    header: Option<Box<[u8]>>,
+    /// Lines read since that line (while the report is open).
+    since_header: u32,
+    /// When the invocation's last kill line was logged.
+    last_kill: Option<KillAt>,
+    /// Task-dump rows read (kept in `ev.tasks` unless [`Parser::without_task_rows`]).
+    rows: u32,
     /// Columns of the task-dump header, when one was seen.
     cols: Option<Vec<Col>>,
     /// Inside Mem-Info (global memory counters are read only there).
@@ -54,6 +65,78 @@ struct Current {
     idle: u32,
     /// Lines in a row that no part of a kernel report looks like (see [`FOREIGN_RUN`]).
     foreign: u32,
+}
+
+impl Current {
+    fn add_row(&mut self, task: Task, keep: bool) {
+        self.rows = self.rows.saturating_add(1);
+        let tasks = self.ev.tasks.get_or_insert_with(Vec::new);
+        if keep {
+            tasks.push(task);
+        }
+    }
+}
+
+/// Kill lines of one invocation come within milliseconds of each other (the victim, mm sharers,
+/// the memory.oom.group members, the victim reprinted); one this long after the last is
+/// another invocation's, even for the same pid.
+const SAME_INVOCATION_S: f64 = 10.0;
+
+/// The stamp of a kill line, kept to tell a kill printed twice from a later invocation's.
+#[derive(Debug)]
+struct KillAt {
+    mono: Option<f64>,
+    wall: Option<String>,
+}
+
+impl KillAt {
+    fn of(stamp: &Stamp<'_>) -> KillAt {
+        KillAt {
+            mono: stamp.monotonic_s,
+            wall: stamp.wallclock.map(lossy),
+        }
+    }
+
+    /// Whether a kill line with `stamp` can belong to the same invocation: at most
+    /// [`SAME_INVOCATION_S`] later by the same clock, not earlier (a reboot restarts the
+    /// seconds since boot), and stamped the same way (a line without a stamp after a stamped
+    /// one, or the other way round, comes from another log). Two lines without any stamp
+    /// cannot be told apart.
+    fn same_invocation(&self, stamp: &Stamp<'_>) -> bool {
+        let within = |gap: f64| (0.0..=SAME_INVOCATION_S).contains(&gap);
+        match (self.mono, stamp.monotonic_s) {
+            (Some(a), Some(b)) => return within(b - a),
+            (Some(_), None) | (None, Some(_)) => return false,
+            (None, None) => {}
+        }
+        match (&self.wall, stamp.wallclock) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                let b = lossy(b);
+                match wall_gap(a, &b) {
+                    Some(gap) => within(gap),
+                    None => *a == b,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Seconds from wall-clock text `a` to `b` (any prefix format; a year-less date is placed
+/// in the year that puts it nearest after `a`).
+fn wall_gap(a: &str, b: &str) -> Option<f64> {
+    use super::time::parse_wallclock;
+    let reference = jiff::Timestamp::from_second(4_102_444_800)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC);
+    let ta = parse_wallclock(a, &reference)?;
+    let after_a = ta
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC);
+    let tb = parse_wallclock(b, &after_a)?;
+    Some(tb.duration_since(ta).as_secs_f64())
 }
 
 /// An open report whose task dump has ended gets its kill line within a few lines; one that
@@ -76,6 +159,8 @@ pub struct Parser {
     done: VecDeque<OomEvent>,
     /// A `CPU:`/`Pid:` line not inside a report: (invoker, stamp, lines left).
     tentative: Option<(Invoker, Time, u32)>,
+    /// Task-dump rows are read but not kept (see [`Parser::without_task_rows`]).
+    pub(super) drop_rows: bool,
 }
 
 fn time_of(stamp: &Stamp<'_>) -> Time {
@@ -102,6 +187,7 @@ struct Finders {
     ill: memchr::memmem::Finder<'static>,
     cpuset: memchr::memmem::Finder<'static>,
     mems_allowed: memchr::memmem::Finder<'static>,
+    exiting: memchr::memmem::Finder<'static>,
 }
 
 fn finders() -> &'static Finders {
@@ -113,6 +199,7 @@ fn finders() -> &'static Finders {
         ill: memchr::memmem::Finder::new(b"ill"),
         cpuset: memchr::memmem::Finder::new(b" cpuset="),
         mems_allowed: memchr::memmem::Finder::new(b" mems_allowed="),
+        exiting: memchr::memmem::Finder::new(b") is already exiting. Skip killing"),
     })
 }
 
@@ -188,6 +275,16 @@ impl Parser {
         Parser::default()
     }
 
+    /// A parser that reads task-dump rows without keeping them: an event's `tasks` is then
+    /// `Some(empty)` when its report had a dump. For what needs no row (`explain --summary`):
+    /// a dump of tens of thousands of tasks costs no memory.
+    pub fn without_task_rows() -> Self {
+        Parser {
+            drop_rows: true,
+            ..Parser::default()
+        }
+    }
+
     /// True while every line matters (inside a report before its kill, or just after a
     /// `CPU:` line); otherwise only lines with an OOM keyword can change anything, and the
     /// reader may skip the rest (see [`super::lines`]).
@@ -259,12 +356,13 @@ impl Parser {
         }
         if let Some(c) = self.cur.as_mut().filter(|c| !c.finished) {
             c.idle += 1;
+            c.since_header = c.since_header.saturating_add(1);
             c.foreign = if report_shaped(msg, t) {
                 0
             } else {
                 c.foreign + 1
             };
-            let dumped = c.ev.tasks.as_ref().is_some_and(|t| !t.is_empty());
+            let dumped = c.rows > 0;
             if c.foreign > FOREIGN_RUN
                 || c.idle
                     > if dumped {
@@ -286,12 +384,13 @@ impl Parser {
             return;
         }
         // Task-dump rows, the bulk of a report: straight to the row parser.
+        let keep = !self.drop_rows;
         if t[0] == b'['
             && let Some(c) = self.cur.as_mut().filter(|c| !c.finished)
             && let Some(cols) = &c.cols
             && let Some(task) = dump_row(t, cols)
         {
-            c.ev.tasks.get_or_insert_with(Vec::new).push(task);
+            c.add_row(task, keep);
             c.idle = 0;
             return;
         }
@@ -320,6 +419,10 @@ impl Parser {
                 && (t[i - 1] == b'K' || t[i - 1] == b'k')
             {
                 self.kill_process(t, i - 1, stamp);
+                return;
+            }
+            if let Some(e) = finders().exiting.find(t) {
+                self.already_exiting(t, e, stamp);
                 return;
             }
         }
@@ -388,7 +491,7 @@ impl Parser {
             if let Some(cols) = &c.cols
                 && let Some(task) = dump_row(t, cols)
             {
-                c.ev.tasks.get_or_insert_with(Vec::new).push(task);
+                c.add_row(task, keep);
             }
             return;
         }
@@ -397,7 +500,14 @@ impl Parser {
             c.idle = 0;
             return;
         }
+        if t.starts_with(b"Memory cgroup stats for ") {
+            // One per group of the subtree before 5.3 (hundreds on a busy host), each with
+            // its statistics on the same line; 5.3+ prints one, its statistics below.
+            c.idle = 0;
+            return;
+        }
         if let Some(rest) = t.strip_prefix(b"memory: usage ") {
+            c.idle = 0;
             c.ev.memory.memcg_usage_kb = uint_at(rest);
             c.ev.memory.memcg_limit_kb = kb_after(rest, b"limit ");
             c.ev.memory.memcg_failcnt = kb_after(rest, b"failcnt ");
@@ -405,17 +515,20 @@ impl Parser {
             return;
         }
         if let Some(rest) = t.strip_prefix(b"memory+swap: usage ") {
+            c.idle = 0;
             c.ev.memory.memsw_usage_kb = uint_at(rest);
             c.ev.memory.memsw_limit_kb = kb_after(rest, b"limit ");
             c.ev.memory.memsw_failcnt = kb_after(rest, b"failcnt ");
             return;
         }
         if let Some(rest) = t.strip_prefix(b"swap: usage ") {
+            c.idle = 0;
             c.ev.memory.memcg_swap_usage_kb = uint_at(rest);
             c.ev.memory.memcg_swap_limit_kb = kb_after(rest, b"limit ");
             return;
         }
         if let Some(rest) = t.strip_prefix(b"kmem: usage ") {
+            c.idle = 0;
             c.ev.memory.kmem_usage_kb = uint_at(rest);
             return;
         }
@@ -462,20 +575,30 @@ impl Parser {
 
     /// Kernel notes that can come after the kill.
     fn late_note(&mut self, t: &[u8]) {
-        let note = find(t, b"is already exiting. Skip killing the task").is_some()
-            || find(t, b"has a pending SIGKILL").is_some()
-            || find(t, b"has mm pinned by").is_some();
+        let note =
+            find(t, b"has a pending SIGKILL").is_some() || find(t, b"has mm pinned by").is_some();
         if note && let Some(c) = self.cur.as_mut() {
             c.ev.kernel_notes.push(lossy(t));
         }
     }
 
     fn header(&mut self, t: &[u8], i: usize, stamp: &Stamp<'_>) {
+        if let Some(c) = &self.cur
+            && !c.finished
+            && c.since_header == 1
+            && stamp.raw.is_some()
+            && c.header.as_deref() == Some(t)
+            && c.ev.time == time_of(stamp)
+        {
+            // The line just before, logged twice (same stamp, same text): one invocation.
+            return;
+        }
         self.tentative = None;
         self.close_current();
         let mut c = Current::default();
         c.ev.time = time_of(stamp);
         c.ev.has_header = true;
+        c.header = Some(t.into());
         let who = trim_end(&t[..i]);
         if !who.is_empty() {
             let mut inv = Invoker {
@@ -660,18 +783,27 @@ impl Parser {
         let prefix = prefix.strip_suffix(b":").unwrap_or(prefix);
         if let Some(c) = self.cur.as_mut()
             && let Some(v) = &c.ev.victim
+            && c.last_kill
+                .as_ref()
+                .is_none_or(|k| k.same_invocation(stamp))
         {
+            // Within one invocation (kill lines a few seconds apart at most, the clock not
+            // gone back, the same kind of line prefix): the same pid again is the kill printed
+            // twice (a memory.oom.group kill reprints the victim), one kill; with
+            // memory.oom.group, other pids are the group's.
             if v.pid == kill.pid || c.ev.also_killed.iter().any(|k| k.pid == kill.pid) {
-                return; // printed twice: one kill
+                return;
             }
             if c.group && kill.message == v.message {
                 c.ev.also_killed.push(kill);
+                c.last_kill = Some(KillAt::of(stamp));
                 return;
             }
         }
         let c = match self.cur.as_mut() {
             Some(c)
                 if c.ev.victim.is_none()
+                    && (!c.skipped || c.group)
                     && !matches!(c.ev.kind, Some(Kind::Panic | Kind::NoKillable)) =>
             {
                 c
@@ -691,6 +823,60 @@ impl Parser {
             );
         }
         c.ev.victim = Some(kill);
+        c.last_kill = Some(KillAt::of(stamp));
+        self.tentative = None;
+    }
+
+    /// `[prefix: ]OOM victim N (comm) is already exiting. Skip killing the task` (5.9+,
+    /// `__oom_kill_process`; `e`: where `) is already exiting` starts): the kernel chose N but
+    /// killed nothing, as the task had already lost its memory. It ends the invocation of the
+    /// open report (its kill line will never come), or, after a kill, is a memory.oom.group
+    /// member of that invocation; otherwise (the header rate-limited) an invocation of its own.
+    fn already_exiting(&mut self, t: &[u8], e: usize, stamp: &Stamp<'_>) {
+        let head = &t[..e];
+        let Some(v) = find(head, b"OOM victim ") else {
+            return;
+        };
+        let Some((pid, n)) = int_at(&head[v + 11..]) else {
+            return;
+        };
+        let after = &head[v + 11 + n..];
+        let comm = trim_start(after).strip_prefix(b"(").map(lossy);
+        let prefix = trim_end(&t[..v]);
+        let prefix = prefix.strip_suffix(b":").unwrap_or(prefix);
+        let note = lossy(t);
+        if let Some(c) = self.cur.as_mut()
+            && c.finished
+            && c.last_kill
+                .as_ref()
+                .is_none_or(|k| k.same_invocation(stamp))
+            && (c.group
+                || c.ev.victim.as_ref().is_some_and(|k| k.pid == pid)
+                || c.ev.also_killed.iter().any(|k| k.pid == pid)
+                || (c.skipped && c.ev.chosen.as_ref().is_some_and(|ch| ch.pid == pid)))
+        {
+            // A group member, or the same note again.
+            if !c.ev.kernel_notes.contains(&note) {
+                c.ev.kernel_notes.push(note);
+            }
+            return;
+        }
+        let c = match self.cur.as_mut() {
+            Some(c) if !c.finished => c,
+            _ => self.start(stamp),
+        };
+        c.finished = true;
+        c.skipped = true;
+        c.in_meminfo = false;
+        kind_from_prefix(&mut c.ev, prefix);
+        if c.ev.chosen.as_ref().is_none_or(|ch| ch.pid != pid) {
+            c.ev.chosen = Some(Chosen {
+                pid,
+                comm,
+                score: None,
+            });
+        }
+        c.ev.kernel_notes.push(note);
         self.tentative = None;
     }
 
@@ -773,10 +959,22 @@ impl Parser {
 }
 
 /// Kind implied by the kill message prefix, when nothing more precise was seen.
+///
+/// `Out of memory` is the prefix of cpuset and memory-policy OOMs too; before 5.0 nothing else
+/// may tell them apart. A header of 4.9–4.20 that names a node list (`nodemask=1`, not
+/// `(null)`) shows an allocation confined to some nodes (4.14–4.20 print the mask only for a
+/// memory policy; 4.9 the policy's or the cpuset's nodes): what ran out is then not known to
+/// be the whole machine, and the kind stays unknown.
 fn kind_from_prefix(ev: &mut OomEvent, prefix: &[u8]) {
-    if ev.kind.is_none() {
-        ev.kind = kill_prefix_kind(prefix);
+    if ev.kind.is_some() {
+        return;
     }
+    let kind = kill_prefix_kind(prefix);
+    let confined = ev.nodemask.as_deref().is_some_and(|n| n != "(null)");
+    if kind == Some(Kind::Global) && confined {
+        return;
+    }
+    ev.kind = kind;
 }
 
 /// What ran out, as the text before `Kill process` / `Killed process` says (`Memory cgroup
@@ -887,13 +1085,18 @@ impl<'a> OomKillLine<'a> {
             .split(|&b| b == b',')
             .skip(1)
             .any(|f| trim_end(trim_start(f)) == b"global_oom");
+        // The kernel's tail is `,task=NAME,pid=N,uid=N` at the end of the line (a line cut
+        // short may end inside it, after `pid=`'s digits). Text of another shape there (a
+        // translated or hand-edited line: `pid= 2953 , liquid=999`) is no kernel's: the task,
+        // its pid, and the end of the group path before it are not known.
+        let tail_ok = pid_at.is_some_and(|p| kernel_tail(&body[p + 5..]));
         let (task, pid) = match (task_at, pid_at) {
-            (Some(t), Some(p)) => (
-                Some(&body[t + 6..p]),
-                int_at(trim_start(&body[p + 5..])).map(|x| x.0),
-            ),
+            (Some(t), Some(p)) if tail_ok => {
+                (Some(&body[t + 6..p]), int_at(&body[p + 5..]).map(|x| x.0))
+            }
             _ => (None, None),
         };
+        let garbled = task_at.is_some() && !tail_ok;
         let constraint = value(0);
         // The constraint is the line's first value, a word of the kernel's: it settles a group's
         // limit. Otherwise an `oom_memcg=` counts only where no `global_oom` was printed (a
@@ -911,7 +1114,7 @@ impl<'a> OomKillLine<'a> {
                 value(4)
             },
             global_oom,
-            task_memcg: value(5),
+            task_memcg: if garbled { None } else { value(5) },
             task,
             pid,
         })
@@ -932,6 +1135,33 @@ impl<'a> OomKillLine<'a> {
             _ => None,
         }
     }
+}
+
+/// `N,uid=N` (the text after the `oom-kill:` line's `,pid=`), or `N` or `N,uid` and less (a
+/// line cut short), with nothing after but spaces.
+fn kernel_tail(s: &[u8]) -> bool {
+    let s = trim_end(s);
+    let digits = |x: &[u8]| x.iter().take_while(|b| b.is_ascii_digit()).count();
+    let n = digits(s);
+    if n == 0 {
+        return false;
+    }
+    let rest = &s[n..];
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(after) = rest.strip_prefix(b",") else {
+        return false;
+    };
+    // Cut short: a prefix of `uid=`; else `uid=` then digits, a `-` allowed.
+    if b"uid=".starts_with(after) {
+        return true;
+    }
+    let Some(uid) = after.strip_prefix(b"uid=") else {
+        return false;
+    };
+    let uid = uid.strip_prefix(b"-").unwrap_or(uid);
+    digits(uid) == uid.len()
 }
 
 /// The pid of a `[prefix: ]Killed process N …` message and its prefix (without the colon),
@@ -2226,5 +2456,327 @@ mod tests {
             read += 1;
         }
         assert_eq!(read, STALE_BEFORE_DUMP as usize + 1, "stack frames read");
+    }
+
+    /// Parses lines through the line reader (prefixes, keyword skipping), as `explain` does.
+    fn read(text: &str) -> Vec<OomEvent> {
+        crate::report::parse_bytes(text.as_bytes())
+    }
+
+    const EXITING_121: &str =
+        "Out of memory: OOM victim 121 (hog) is already exiting. Skip killing the task";
+
+    /// 5.9+: the chosen task had already lost its memory: the kernel prints that it skips the
+    /// kill, and the invocation ends there. The next invocation's kill (its header
+    /// rate-limited) is an event of its own, not this one's victim.
+    #[test]
+    fn a_victim_already_exiting_ends_the_invocation_without_a_kill() {
+        let text = [
+            "[    7.382101] hog invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), order=0, oom_score_adj=0",
+            "[    7.382200] CPU: 0 PID: 121 Comm: hog Not tainted 6.1.0 #1",
+            "[    7.385000] Tasks state (memory values in pages):",
+            "[    7.385105] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+            "[    7.385200] [    121]     0   121    95010    94673   798720        0             0 hog",
+            "[    7.385300] [    130]     0   130    25000    22500   204800        0             0 other",
+            "[    7.385447] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=hog,pid=121,uid=0",
+            &format!("[    7.386359] {EXITING_121}"),
+            "[    9.100000] Out of memory: Killed process 130 (other) total-vm:100000kB, anon-rss:90000kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:200kB oom_score_adj:0",
+        ]
+        .join("\n");
+        let evs = read(&text);
+        assert_eq!(evs.len(), 2, "{evs:#?}");
+        let ev = &evs[0];
+        assert!(ev.has_header && ev.victim.is_none(), "{ev:#?}");
+        assert_eq!(ev.kind, Some(Kind::Global));
+        assert_eq!(ev.chosen.as_ref().map(|c| c.pid), Some(121));
+        assert_eq!(ev.kernel_notes, [EXITING_121]);
+        assert_eq!(ev.tasks.as_ref().map(Vec::len), Some(2));
+        let a = crate::report::explain::analyse(ev);
+        assert!(
+            a.not_by_badness
+                .as_deref()
+                .is_some_and(|n| n.contains("already exiting")),
+            "{a:?}"
+        );
+        let text = crate::report::explain::render(ev);
+        assert!(
+            text.contains("Chosen:        hog (pid 121), already exiting"),
+            "{text}"
+        );
+        assert!(!evs[1].has_header);
+        assert_eq!(evs[1].victim.as_ref().map(|v| v.pid), Some(130));
+        assert!(evs[1].kernel_notes.is_empty());
+    }
+
+    /// Without an open report (its header and dump rate-limited), the line is an invocation of
+    /// its own; after a memory.oom.group kill, a group member already exiting is a note of
+    /// that invocation; the same line twice is one note.
+    #[test]
+    fn already_exiting_outside_an_open_report() {
+        let evs = read(&format!(
+            "[ 1.0] {KILLED_54}\n[ 3.0] {EXITING_121}\n[ 3.0] {EXITING_121}\n"
+        ));
+        assert_eq!(evs.len(), 2, "{evs:#?}");
+        assert_eq!(evs[0].victim.as_ref().map(|v| v.pid), Some(114));
+        assert!(evs[0].kernel_notes.is_empty());
+        assert!(evs[1].victim.is_none() && !evs[1].has_header);
+        assert_eq!(evs[1].chosen.as_ref().map(|c| c.pid), Some(121));
+        assert_eq!(evs[1].kind, Some(Kind::Global));
+        assert_eq!(evs[1].kernel_notes, [EXITING_121]);
+        let evs = read(
+            "[ 1.0] Memory cgroup out of memory: Killed process 114 (hog) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB\n\
+             [ 1.1] Tasks in /app are going to be killed due to memory.oom.group set\n\
+             [ 1.2] Memory cgroup out of memory: OOM victim 115 (w) is already exiting. Skip killing the task\n\
+             [ 1.3] Memory cgroup out of memory: Killed process 116 (w) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB\n",
+        );
+        assert_eq!(evs.len(), 1, "{evs:#?}");
+        assert_eq!(evs[0].also_killed.len(), 1);
+        assert_eq!(evs[0].kernel_notes.len(), 1);
+        assert!(evs[0].kernel_notes[0].contains("OOM victim 115"));
+    }
+
+    /// Kernels ≤ 5.2 print one `Memory cgroup stats for` line per group of the OOMing
+    /// subtree, hundreds on a busy host, between the memcg counters and the task dump: the
+    /// report stays one invocation.
+    #[test]
+    fn hundreds_of_memcg_stats_lines_stay_in_one_report() {
+        let mut lines = vec![
+            "java invoked oom-killer: gfp_mask=0x6000c0(GFP_KERNEL), nodemask=(null), order=0, oom_score_adj=0".to_string(),
+            "CPU: 1 PID: 4242 Comm: java Not tainted 4.19.0 #1".into(),
+            "Task in /kubepods/pod1/c1 killed as a result of limit of /kubepods".into(),
+            "memory: usage 1048576kB, limit 1048576kB, failcnt 12".into(),
+            "memory+swap: usage 0kB, limit 9007199254740988kB, failcnt 0".into(),
+            "kmem: usage 10240kB, limit 9007199254740988kB, failcnt 0".into(),
+        ];
+        for g in 0..600 {
+            lines.push(format!(
+                "Memory cgroup stats for /kubepods/pod{g}/c{g}: cache:0KB rss:4KB rss_huge:0KB shmem:0KB mapped_file:0KB dirty:0KB writeback:0KB inactive_anon:0KB active_anon:4KB inactive_file:0KB active_file:0KB unevictable:0KB"
+            ));
+        }
+        lines.push("Tasks state (memory values in pages):".into());
+        lines.push(
+            "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"
+                .into(),
+        );
+        lines.push(
+            "[   4242]  1000  4242   400000   262000  2200000        0             0 java".into(),
+        );
+        lines.push(
+            "Memory cgroup out of memory: Kill process 4242 (java) score 999 or sacrifice child"
+                .into(),
+        );
+        lines.push("Killed process 4242 (java) total-vm:1600000kB, anon-rss:1040000kB, file-rss:8000kB, shmem-rss:0kB".into());
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let ev = one(&refs);
+        assert_eq!(ev.victim.as_ref().map(|v| v.pid), Some(4242));
+        assert_eq!(ev.tasks.as_ref().map(Vec::len), Some(1));
+        assert_eq!(ev.memcg.as_deref(), Some("/kubepods"));
+        assert_eq!(ev.kind, Some(Kind::Memcg));
+    }
+
+    /// The same pid killed again is the kill printed twice only within one invocation:
+    /// within seconds, by a clock that did not go back (a reboot), with the same kind of
+    /// stamp. Otherwise (pids are reused) it is another invocation.
+    #[test]
+    fn a_pid_killed_again_later_is_another_invocation() {
+        let kill = |stamp: &str, rss: u32| {
+            let sep = if stamp.is_empty() { "" } else { " " };
+            format!(
+                "{stamp}{sep}Out of memory: Killed process 1234 (java) total-vm:7823732kB, anon-rss:{rss}kB, file-rss:768kB, shmem-rss:0kB\n"
+            )
+        };
+        let victims = |text: String| -> Vec<Option<u64>> {
+            read(&text)
+                .iter()
+                .map(|e| e.victim.as_ref().and_then(|v| v.anon_rss_kb))
+                .collect()
+        };
+        // A reboot between: the seconds since boot went back (syslog with the kernel's stamp).
+        assert_eq!(
+            victims(
+                kill("Mar  2 17:35:10 server1 kernel: [2858609.598568]", 1)
+                    + &kill("Mar  9 04:01:22 server1 kernel: [  812.000001]", 2)
+            ),
+            [Some(1), Some(2)]
+        );
+        // An hour later by the same clock.
+        assert_eq!(
+            victims(kill("[ 100.000000]", 1) + &kill("[3700.000000]", 2)),
+            [Some(1), Some(2)]
+        );
+        // A week later by the wall clock only (syslog, `dmesg -T`).
+        assert_eq!(
+            victims(
+                kill("Mar  2 17:35:10 server1 kernel:", 1)
+                    + &kill("Mar  9 04:01:22 server1 kernel:", 2)
+            ),
+            [Some(1), Some(2)]
+        );
+        assert_eq!(
+            victims(kill("[Mon Mar  2 17:35:10 2026]", 1) + &kill("[Mon Mar  9 04:01:22 2026]", 2)),
+            [Some(1), Some(2)]
+        );
+        // One stamped, one not: two logs.
+        let mut p = Parser::new();
+        let line = kill("", 1);
+        let stamped = Stamp {
+            monotonic_s: Some(100.0),
+            ..Default::default()
+        };
+        p.push(line.as_bytes(), &stamped);
+        p.push(line.as_bytes(), &Stamp::default());
+        assert_eq!(p.finish().len(), 2);
+        // Printed twice within the invocation: one kill, the first line's values.
+        assert_eq!(
+            victims(kill("[ 139.201482]", 1) + &kill("[ 139.243276]", 2)),
+            [Some(1)]
+        );
+        assert_eq!(
+            victims(kill("Dec 31 23:59:59 h kernel:", 1) + &kill("Jan  1 00:00:01 h kernel:", 2)),
+            [Some(1)]
+        );
+        assert_eq!(
+            victims(kill("[Mon Mar  2 17:35:10 2026]", 1) + &kill("[Mon Mar  2 17:35:10 2026]", 2)),
+            [Some(1)]
+        );
+        assert_eq!(victims(kill("", 1) + &kill("", 2)), [Some(1)]);
+        // memory.oom.group kills after a long pause are not the group's.
+        let evs = read(
+            "[ 1.0] Memory cgroup out of memory: Killed process 114 (hog) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB\n\
+             [ 1.1] Tasks in /app are going to be killed due to memory.oom.group set\n\
+             [ 1.2] Memory cgroup out of memory: Killed process 115 (w) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB\n\
+             [ 900.0] Memory cgroup out of memory: Killed process 116 (w) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB\n",
+        );
+        assert_eq!(evs.len(), 2, "{evs:#?}");
+        assert_eq!(evs[0].also_killed.len(), 1);
+        assert_eq!(evs[1].victim.as_ref().map(|v| v.pid), Some(116));
+    }
+
+    /// A header line logged twice (same stamp, same text) is one invocation, not a phantom
+    /// header-only event before the real one.
+    #[test]
+    fn a_header_logged_twice_is_one_invocation() {
+        let h = format!("[    7.382101] {HEADER}");
+        let mut text = format!("{h}\n{h}\n");
+        for l in DUMP_AND_KILL_114 {
+            text += &format!("[    7.385000] {l}\n");
+        }
+        let evs = read(&text);
+        assert_eq!(evs.len(), 1, "{evs:#?}");
+        assert_eq!(evs[0].victim.as_ref().map(|v| v.pid), Some(114));
+        assert_eq!(evs[0].time.monotonic_s, Some(7.382101));
+        // Two headers with different stamps are two invocations, also within one second of
+        // syslog's clock (the kernel's own stamps differ).
+        let text = format!("[    7.382101] {HEADER}\n[    7.482101] {HEADER}\n");
+        assert_eq!(read(&text).len(), 2);
+        let text = format!(
+            "Oct 12 19:00:20 h kernel: [ 8523.444701] {HEADER}\nOct 12 19:00:20 h kernel: [ 8523.347168] {HEADER}\n"
+        );
+        assert_eq!(read(&text).len(), 2);
+        // The same header again after other lines (a log read twice): two.
+        let text =
+            format!("{h}\n[    7.382200] CPU: 0 PID: 114 Comm: hog Not tainted 6.1.0 #1\n{h}\n");
+        assert_eq!(read(&text).len(), 2);
+    }
+
+    /// `Out of memory` before 5.0 is also the prefix of cpuset and memory-policy OOMs: with a
+    /// node list in the header's nodemask (4.9–4.20), the kind is not known; with
+    /// `nodemask=(null)`, or no nodemask, it is a global OOM.
+    #[test]
+    fn a_node_list_in_the_header_leaves_the_kind_unknown() {
+        let report = |nodemask: &str| {
+            one(&[
+                &format!(
+                    "oom02 invoked oom-killer: gfp_mask=0x16080c0(GFP_KERNEL|__GFP_ZERO|__GFP_NOTRACK), nodemask={nodemask},  order=0, oom_score_adj=0"
+                ),
+                "Out of memory: Kill process 4578 (oom02) score 952 or sacrifice child",
+                "Killed process 4578 (oom02) total-vm:151104120kB, anon-rss:131562528kB, file-rss:1300kB, shmem-rss:0kB",
+            ])
+        };
+        assert_eq!(report("1").kind, None);
+        assert_eq!(report("0-1").kind, None);
+        assert_eq!(report("(null)").kind, Some(Kind::Global));
+        // A memcg prefix still says what it says.
+        let ev = one(&[
+            "x invoked oom-killer: gfp_mask=0x14000c0(GFP_KERNEL), nodemask=0, order=0, oom_score_adj=0",
+            "Memory cgroup out of memory: Kill process 5 (x) score 1 or sacrifice child",
+        ]);
+        assert_eq!(ev.kind, Some(Kind::Memcg));
+    }
+
+    /// An `oom-kill:` line whose tail is not the kernel's `,task=…,pid=N,uid=N` (a translated
+    /// or edited line) gives no task, pid or task group: where the group path ends is not
+    /// known. A line cut short inside the tail still gives what it has.
+    #[test]
+    fn an_oom_kill_line_with_a_tail_of_another_shape() {
+        let l = OomKillLine::parse(b"oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/docker/e9d9 5 a33d,task=python,pid= 2953 , liquid=999").unwrap();
+        assert_eq!((l.task_memcg, l.task, l.pid), (None, None, None), "{l:?}");
+        assert_eq!(l.constraint, Some(&b"CONSTRAINT_NONE"[..]));
+        assert_eq!(l.kind(), Some(Kind::Global));
+        for (line, pid) in [
+            (
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),global_oom,task_memcg=/a b,task=x,pid=12,uid=0",
+                12,
+            ),
+            (
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),global_oom,task_memcg=/a b,task=x,pid=12,uid=-1  ",
+                12,
+            ),
+            (
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),global_oom,task_memcg=/a b,task=x,pid=12,ui",
+                12,
+            ),
+            (
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),global_oom,task_memcg=/a b,task=x,pid=12",
+                12,
+            ),
+        ] {
+            let l = OomKillLine::parse(line.as_bytes()).unwrap();
+            assert_eq!(
+                (l.task_memcg, l.task, l.pid),
+                (Some(&b"/a b"[..]), Some(&b"x"[..]), Some(pid)),
+                "{line}"
+            );
+        }
+        for bad in [
+            ",pid=12 ,uid=0",
+            ",pid=12,uid=0 x",
+            ",pid=12,gid=0",
+            ",pid=x12",
+        ] {
+            let line = format!("oom-kill:constraint=CONSTRAINT_NONE,task_memcg=/a,task=x{bad}");
+            let l = OomKillLine::parse(line.as_bytes()).unwrap();
+            assert_eq!((l.task_memcg, l.pid), (None, None), "{line}");
+        }
+    }
+
+    /// Without task rows (`explain --summary`), the same events: the dump's rows read (its
+    /// extent, where its report ends) but not kept.
+    #[test]
+    fn without_task_rows_the_events_are_the_same_but_the_rows() {
+        for (filler, n, events) in [("x", STALE_AFTER_DUMP - 1, 1), (" frame+0x1/0x2", 100, 2)] {
+            let mut lines = vec![HEADER.to_string()];
+            lines.push(DUMP_AND_KILL_114[0].into());
+            lines.push(DUMP_AND_KILL_114[1].into());
+            for pid in 0..20_000 {
+                lines.push(format!(
+                    "[{pid:>7}]  1000 {pid:>5}    15650    15230   139264        0             0 w"
+                ));
+            }
+            lines.extend((0..n).map(|_| filler.to_string()));
+            lines.push("oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=hog,pid=114,uid=1000".into());
+            lines.push(KILLED_54.into());
+            let parse = |mut p: Parser| {
+                for l in &lines {
+                    p.push(l.as_bytes(), &Stamp::default());
+                }
+                p.finish()
+            };
+            let mut kept = parse(Parser::new());
+            assert_eq!(kept.len(), events, "{filler}");
+            assert_eq!(kept[0].tasks.as_ref().map(Vec::len), Some(20_000));
+            kept[0].tasks = Some(Vec::new());
+            assert_eq!(parse(Parser::without_task_rows()), kept, "{filler}");
+        }
     }
 }

@@ -42,7 +42,38 @@ const DAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"S
 
 /// Splits a line (without its newline). `tagged_stream`: an earlier line of the same stream
 /// had a `host kernel:` tag, so timestamped lines without one belong to other programs.
+///
+/// A syslog priority `<N>` before it all (`dmesg -r`, `/proc/kmsg`) is taken off: facility 0
+/// (N < 8) is the kernel's, any other (a program writing to /dev/kmsg: `<12>`) is not.
 pub fn split(line: &[u8], tagged_stream: bool) -> Split<'_> {
+    if line.first() == Some(&b'<')
+        && let Some((pri, n)) = priority(line)
+    {
+        let mut out = split_after_priority(&line[n..], tagged_stream);
+        out.has_prefix = true;
+        out.kernel &= pri >> 3 == 0;
+        return out;
+    }
+    split_after_priority(line, tagged_stream)
+}
+
+/// `<N>` (one to three digits) at the start of a line: (N, its length).
+fn priority(line: &[u8]) -> Option<(u32, usize)> {
+    let digits = line[1..]
+        .iter()
+        .take(4)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || digits > 3 || line.get(1 + digits) != Some(&b'>') {
+        return None;
+    }
+    let pri = line[1..1 + digits]
+        .iter()
+        .fold(0u32, |v, &b| v * 10 + u32::from(b - b'0'));
+    Some((pri, digits + 2))
+}
+
+fn split_after_priority(line: &[u8], tagged_stream: bool) -> Split<'_> {
     let mut out = Split {
         msg: line,
         stamp: Stamp::default(),
@@ -241,7 +272,30 @@ fn seconds(s: &[u8]) -> Option<(f64, usize)> {
     }
     // 10^frac, exact for frac <= 9 (the same values as 10f64.powi, without the call).
     const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
-    Some((whole as f64 + part as f64 / POW10[frac], int + 1 + frac))
+    const POW10_INT: [u64; 10] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+    ];
+    // The digits as one integer over a power of ten: both exact in an f64 (below 2^53), the
+    // one division rounds once, to the f64 nearest the printed decimal, which prints back as
+    // it was written (7.382101, not 7.3821010000000005 as whole + part / 10^frac gives).
+    let value = match whole
+        .checked_mul(POW10_INT[frac])
+        .and_then(|w| w.checked_add(part))
+        .filter(|n| *n < 1 << 53)
+    {
+        Some(n) => n as f64 / POW10[frac],
+        None => whole as f64 + part as f64 / POW10[frac],
+    };
+    Some((value, int + 1 + frac))
 }
 
 /// `[  123.456789]`, `[  123.456789 <    0.000012>]` (short-delta), `[Thu May 14 23:17:24 2020]`.
@@ -438,6 +492,41 @@ fn kmsg_record(line: &[u8]) -> Option<Split<'_>> {
     })
 }
 
+/// Decodes the `\xNN` escapes of a /dev/kmsg record's text (the kernel escapes every byte
+/// below a space, from 127 up, and the backslash itself) into `out`. True when the text holds
+/// a newline (`\x0a`: a message of several lines, as Mem-Info's counters are printed).
+pub fn kmsg_unescape(msg: &[u8], out: &mut Vec<u8>) -> bool {
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let mut lines = false;
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\\', &msg[i..]) {
+        let at = i + p;
+        out.extend_from_slice(&msg[i..at]);
+        let code = match msg.get(at + 1..at + 4) {
+            Some([b'x', h, l]) => hex(*h).zip(hex(*l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match code {
+            Some(c) => {
+                lines |= c == b'\n';
+                out.push(c);
+                i = at + 4;
+            }
+            None => {
+                out.push(b'\\');
+                i = at + 1;
+            }
+        }
+    }
+    out.extend_from_slice(&msg[i..]);
+    lines
+}
+
 fn num(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
         return None;
@@ -571,6 +660,81 @@ mod tests {
         assert_eq!(host_tag(long_host.as_bytes()), None);
         let ok_host = format!("{} kernel: x", "h".repeat(255));
         assert_eq!(host_tag(ok_host.as_bytes()), Some((true, &b"x"[..])));
+    }
+
+    /// `dmesg -r` and `/proc/kmsg` put the syslog priority first: taken off; facility 0 is
+    /// the kernel's.
+    #[test]
+    fn priority_prefixes() {
+        let s = split(b"<4>[    7.382101] hog invoked oom-killer: x", false);
+        assert_eq!(
+            (s.msg, s.kernel, s.has_prefix, s.stamp.monotonic_s),
+            (
+                &b"hog invoked oom-killer: x"[..],
+                true,
+                true,
+                Some(7.382101)
+            )
+        );
+        let s = split(b"<6>Out of memory: Killed process 5 (a)", false);
+        assert_eq!(
+            (s.msg, s.kernel),
+            (&b"Out of memory: Killed process 5 (a)"[..], true)
+        );
+        let s = split(
+            b"<12>[    8.0] vmh: Out of memory: Killed process 5 (a)",
+            false,
+        );
+        assert!(!s.kernel);
+        let s = split(b"<14>Out of memory: Killed process 5 (a)", false);
+        assert!(!s.kernel);
+        // Not a priority: taken as it is.
+        for text in [&b"<trim>"[..], b"<TASK>", b"<1234>x", b"<>x", b"<4", b"<"] {
+            let s = split(text, false);
+            assert_eq!(
+                (s.msg, s.has_prefix),
+                (text, false),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn kmsg_escapes_are_decoded() {
+        let mut out = Vec::new();
+        assert!(kmsg_unescape(b"a:1\\x0a b:2", &mut out));
+        assert_eq!(out, b"a:1\n b:2");
+        out.clear();
+        assert!(!kmsg_unescape(
+            b"(\\xe3\\x83\\x86st) \\x5c \\xZZ \\x4",
+            &mut out
+        ));
+        assert_eq!(out, "(\u{30c6}st) \\ \\xZZ \\x4".as_bytes());
+    }
+
+    /// Seconds since boot are the f64 nearest the printed decimal: they print back as the
+    /// log wrote them (JSON's `monotonic_s`), with no float noise.
+    #[test]
+    fn seconds_are_read_exactly() {
+        for text in [
+            "7.382101",
+            "139.201253",
+            "2858609.598568",
+            "0.1",
+            "5193605.506728",
+            "1.000001",
+        ] {
+            let (v, _) = seconds(text.as_bytes()).unwrap();
+            assert_eq!(v, text.parse::<f64>().unwrap(), "{text}");
+            assert_eq!(v.to_string(), text);
+            assert_eq!(serde_json::to_string(&v).unwrap(), text);
+        }
+        let s = split(b"[    7.382101] hog invoked oom-killer", false);
+        assert_eq!(
+            s.stamp.monotonic_s.map(|m| m.to_string()).as_deref(),
+            Some("7.382101")
+        );
     }
 
     #[test]

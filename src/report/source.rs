@@ -67,6 +67,56 @@ pub fn decompress<R: BufRead + Send + 'static>(mut r: R) -> io::Result<Box<dyn B
     Ok(Box::new(r))
 }
 
+/// When a log file was last written (its mtime) and, when it is an uncompressed regular file,
+/// the wall-clock text of its last stamped line (read from its last 64 KiB, without moving
+/// the file's offset): what places its year-less syslog dates ([`super::time::year_anchor`]).
+/// `None` for what is no regular file (a pipe).
+pub fn written_and_last_stamp(f: &File) -> Option<(std::time::SystemTime, Option<String>)> {
+    use std::os::unix::fs::FileExt;
+    const TAIL: u64 = 64 * 1024;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let written = meta.modified().ok()?;
+    let len = meta.len();
+    let mut magic = [0u8; 6];
+    let n = f.read_at(&mut magic, 0).unwrap_or(0);
+    let magic = &magic[..n];
+    let compressed = magic.starts_with(&[0x1f, 0x8b])
+        || magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    if compressed {
+        return Some((written, None));
+    }
+    let start = len.saturating_sub(TAIL);
+    let mut tail = vec![0u8; (len - start) as usize];
+    let mut got = 0;
+    while got < tail.len() {
+        match f.read_at(&mut tail[got..], start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    tail.truncate(got);
+    // The first line may be cut by the window: it is not read.
+    let lines = tail.split(|&b| b == b'\n');
+    let skip_first = usize::from(start > 0);
+    let last = lines
+        .skip(skip_first)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find_map(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            super::prefix::split(l, false).stamp.wallclock
+        })
+        .map(|w| String::from_utf8_lossy(w).into_owned());
+    Some((written, last))
+}
+
 /// `/dev/kmsg` opened for reading; `EPIPE` (records overwritten while reading) is skipped.
 pub struct Kmsg {
     file: File,
@@ -176,6 +226,7 @@ pub fn follow_kmsg(
     })?;
     let mut parser = super::parse::Parser::new();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut text = Vec::new();
     let mut last = std::time::Instant::now();
     let read_err = |source: io::Error| ReportError::Read {
         what: path.display().to_string(),
@@ -185,10 +236,17 @@ pub fn follow_kmsg(
         match k.read(&mut buf) {
             Ok(0) => {}
             Ok(n) => {
-                let line = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+                // One record: its text up to the first newline (the text's own newlines are
+                // escaped), then the device's ` KEY=value` lines.
+                let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
                 let s = super::prefix::split(line, false);
                 if s.kernel {
-                    parser.push(s.msg, &s.stamp);
+                    // Escaped bytes (`\xe3`, `\x0a`) decoded, each line of the record pushed.
+                    text.clear();
+                    super::prefix::kmsg_unescape(s.msg, &mut text);
+                    for part in text.split(|&b| b == b'\n') {
+                        parser.push(part, &s.stamp);
+                    }
                 }
                 last = std::time::Instant::now();
                 for ev in parser.take_ready() {

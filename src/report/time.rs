@@ -70,12 +70,13 @@ pub fn parse_wallclock(w: &str, now: &Zoned) -> Option<Timestamp> {
     {
         return local(dt, &tz);
     }
-    // syslog: "May 19 18:14:43[.frac]" — the year is not printed: this year, or the last
-    // one when that would lie in the future.
-    let base = w.split('.').next().unwrap_or(w);
+    // syslog and journal short(-precise): "May 19 18:14:43[.frac]" — the year is not
+    // printed: the year of `now`, or the one before when that would lie after it (`now` is the
+    // source's anchor, see [`year_anchor`]: then the dates of a log that runs over New Year
+    // fall on both sides of it, in order).
     let year = now.year();
     for y in [year, year - 1] {
-        if let Ok(b) = jiff::fmt::strtime::parse("%b %e %H:%M:%S %Y", format!("{base} {y}"))
+        if let Ok(b) = jiff::fmt::strtime::parse("%b %e %H:%M:%S%.f %Y", format!("{w} {y}"))
             && let Ok(dt) = b.to_datetime()
             && let Some(ts) = local(dt, &tz)
             && ts <= now.timestamp() + jiff::SignedDuration::from_hours(24)
@@ -84,6 +85,23 @@ pub fn parse_wallclock(w: &str, now: &Zoned) -> Option<Timestamp> {
         }
     }
     None
+}
+
+/// The reference that places a source's year-less dates (syslog, journal `short`): the time of
+/// its last line when known, so that a log read long after it ends, or one that runs over New
+/// Year, keeps one year per date in file order (each date in the year up to that last line:
+/// one that comes later in the month order than the last line's is of the year before).
+///
+/// `last`: the wall-clock text of the source's last stamped line, when it could be read (an
+/// uncompressed file's tail); `written`: when the source was last written (a file's mtime:
+/// at or after its last line, so that line's date is placed by it), or now for a stream.
+/// Without `last`, `written` itself is the reference (a compressed file's mtime is its last
+/// line's time, as gzip, xz and zstd keep the original's). A source that spans more than a
+/// year cannot be told apart from one that does not: its older dates land in the last year.
+pub fn year_anchor(last: Option<&str>, written: &Zoned) -> Zoned {
+    last.and_then(|w| parse_wallclock(w, written))
+        .map(|ts| ts.to_zoned(written.time_zone().clone()))
+        .unwrap_or_else(|| written.clone())
 }
 
 fn local(dt: DateTime, tz: &TimeZone) -> Option<Timestamp> {
@@ -191,6 +209,53 @@ mod tests {
         assert_eq!(
             ts("1700000000.5").as_deref(),
             Some("2023-11-14T22:13:20.5Z")
+        );
+    }
+
+    /// Year-less dates take their year from the source's anchor, its last line: a log that
+    /// runs over New Year, read in December, keeps its dates in order on both sides of it.
+    #[test]
+    fn year_less_dates_are_placed_by_the_sources_last_line() {
+        let read_on: Zoned = "2026-12-07T12:00:00[UTC]".parse().unwrap();
+        let anchor = year_anchor(Some("Jan  2 10:00:00"), &read_on);
+        assert_eq!(anchor.timestamp().to_string(), "2026-01-02T10:00:00Z");
+        let ts = |w: &str| parse_wallclock(w, &anchor).map(|t| t.to_string());
+        assert_eq!(
+            ts("Nov 30 10:00:00").as_deref(),
+            Some("2025-11-30T10:00:00Z")
+        );
+        assert_eq!(
+            ts("Dec 20 10:00:00").as_deref(),
+            Some("2025-12-20T10:00:00Z")
+        );
+        assert_eq!(
+            ts("Jan  2 10:00:00").as_deref(),
+            Some("2026-01-02T10:00:00Z")
+        );
+        // No last line known: the anchor is when the source was written (or now).
+        assert_eq!(year_anchor(None, &read_on), read_on);
+        assert_eq!(year_anchor(Some("not a time"), &read_on), read_on);
+        // A last line of a full date: that instant.
+        assert_eq!(
+            year_anchor(Some("2025-03-01T00:00:00Z"), &read_on)
+                .timestamp()
+                .to_string(),
+            "2025-03-01T00:00:00Z"
+        );
+    }
+
+    /// journalctl `short-precise` keeps its fraction of a second.
+    #[test]
+    fn short_precise_keeps_its_fraction() {
+        let n = now();
+        let ts = |s: &str| parse_wallclock(s, &n).map(|t| t.to_string());
+        assert_eq!(
+            ts("Nov 30 17:35:10.123456").as_deref(),
+            Some("2026-11-30T17:35:10.123456Z")
+        );
+        assert_eq!(
+            wallclock_rfc3339("Nov 30 17:35:10.25", &n).as_deref(),
+            Some("2026-11-30T17:35:10.250+00:00")
         );
     }
 
