@@ -646,7 +646,7 @@ fn a_vfork_child_is_never_the_victim_its_parent_is() {
 
 /// Rules are matched on the process as it is at the choice: the largest process, moved into a
 /// group that a `protect` rule names after the daemon had matched it, is no longer the
-/// would-be victim, and the next one is.
+/// would-be victim, and the next one is; moved out again, it is the would-be victim again.
 #[test]
 fn a_process_moved_under_a_protect_rule_is_no_longer_chosen() {
     let Some(cg) = TestCgroup::new("moved", 400 * MIB) else {
@@ -690,4 +690,11 @@ fn a_process_moved_under_a_protect_rule_is_no_longer_chosen() {
             .any(|c| c["pid"] == big.pid()),
         "{next}"
     );
+    // And back out: no longer protected, it is the would-be victim again.
+    let seen = d.records().len();
+    std::fs::write(cg.dir.join("cgroup.procs"), big.pid().to_string()).unwrap();
+    let back = d.wait_for("dry_run", Duration::from_secs(15), |r| {
+        r["action"] == "dry_run" && r["victim"]["pid"] == big.pid() && r["time"] != first["time"]
+    });
+    assert!(d.records().len() > seen, "{back}");
 }

@@ -1263,20 +1263,13 @@ impl Ranker {
             .is_some_and(|r| r.kind == RuleKind::Protect);
         if protected && e.known {
             // A row a rule protects never comes near the top, where the choice checks who a
-            // PID is: checked here, at every scan (one `stat` per protected process), or a new
-            // process given its PID would inherit the protection. And matched again every
-            // tenth scan (with its details): a process that exec'd under the same name,
-            // changed its user or moved to another cgroup may no longer meet the rule.
-            let (start, name) = (e.starttime, e.comm_hash);
-            let rematch = generation.wrapping_sub(e.detail_gen) >= 10;
-            let same = reader
-                .stat(pid)
-                .is_ok_and(|st| st.starttime == start && comm_hash(&st.comm) == name);
-            if !same || rematch {
-                self.forget(pid);
-                self.learn(reader, policy, pid, swap_in_use, row);
-                return true;
-            }
+            // PID is and matches the rules again: learnt afresh here, at every full scan (a
+            // few reads per protected process). A new process given its PID must not inherit
+            // the protection, nor may a process that exec'd under the same name, changed its
+            // user or moved to another cgroup keep a rule it no longer meets.
+            self.forget(pid);
+            self.learn(reader, policy, pid, swap_in_use, row);
+            return true;
         }
         if e.unsure() {
             // Its rules were matched without its command line: learnt again, rules included.
