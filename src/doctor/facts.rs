@@ -384,34 +384,15 @@ fn processes(root: &Root, exclude_pid: Option<i32>) -> Vec<ProcInfo> {
         .collect()
 }
 
-/// The systemd service a process runs in, from its `/proc/PID/cgroup` text: the first
-/// component of its path (the v2 line, else the `name=systemd` line, else another) that is not
-/// a `.slice`, when that is a `.service` with a name systemd could have given it
+/// The systemd service a process runs in, from its `/proc/PID/cgroup` text: the unit systemd
+/// names for it ([`crate::decide::rank::unit_of_cgroup_text`]: the first component below the
+/// slices), when that is a `.service` with a name systemd could have given it
 /// (`/system.slice/sshd.service` → `sshd.service`; a `session-2.scope` is none).
 pub fn service_of_cgroup_text(text: &str) -> Option<String> {
-    let mut best: Option<(u8, &str)> = None;
-    for line in text.lines() {
-        let mut f = line.splitn(3, ':');
-        let (Some(_), Some(ctl), Some(path)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let pref = match ctl {
-            "" => 0,
-            "name=systemd" => 1,
-            _ => 2,
-        };
-        if best.is_none_or(|(p, _)| pref < p) {
-            best = Some((pref, path));
-        }
-    }
-    let first = best?
-        .1
-        .split('/')
-        .find(|c| !c.is_empty() && !c.ends_with(".slice"))?;
+    let unit = crate::decide::rank::unit_of_cgroup_text(text)?;
     // Fixes put it in shell commands: plain names only (systemd's `\x2d` escapes are none).
     let unit_chars = |c: char| c.is_ascii_alphanumeric() || ":-_.@".contains(c);
-    (first.len() > ".service".len() && first.ends_with(".service") && first.chars().all(unit_chars))
-        .then(|| first.to_string())
+    (unit.ends_with(".service") && unit.chars().all(unit_chars)).then_some(unit)
 }
 
 /// The directories of sysctl.d(5), most important first: a file name in an earlier one hides
