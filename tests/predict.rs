@@ -600,3 +600,46 @@ fn why_of_a_thread_explains_its_process() {
         "{err}"
     );
 }
+
+/// A container's init (PID 1 of a PID namespace of its own, with its own /proc) is scored by the
+/// kernel like any other process; only the machine's init is never killed. `why 1` run inside
+/// the namespace must give the kernel's score, not 0 and "PID 1 (init) is never killed".
+#[test]
+fn a_containers_init_has_the_kernels_score() {
+    let unshare = std::path::Path::new("/usr/bin/unshare").exists();
+    if !crate::util::require(unshare, "unshare (util-linux) to make a PID namespace") {
+        return;
+    }
+    let script = format!(
+        "{} why --json 1 && echo && cat /proc/1/oom_score",
+        bin().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (json, score) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .expect("why's json, then the score");
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+    let kernel: u64 = score.trim().parse().unwrap();
+    assert!(
+        kernel > 0,
+        "the kernel scores the namespace's init: {kernel}"
+    );
+    assert_eq!(doc["pid"], 1, "{doc}");
+    assert_eq!(doc["immune_reason"], "namespace_init", "{doc}");
+    let ours = doc["kernel_oom_score"].as_u64().expect("a kernel score");
+    assert!(
+        ours.abs_diff(kernel) <= 2,
+        "why says {ours}, the kernel {kernel}: {doc}"
+    );
+    let advice = doc["advice"].to_string();
+    assert!(
+        advice.contains("kernel's own OOM killer still can"),
+        "{advice}"
+    );
+}

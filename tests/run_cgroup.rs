@@ -698,3 +698,47 @@ fn a_process_moved_under_a_protect_rule_is_no_longer_chosen() {
     });
     assert!(d.records().len() > seen, "{back}");
 }
+
+/// Cgroup v1 counts a kernel OOM kill only in the victim's own group. A kill at the limit of a
+/// sub-group of the scope (a container's own groups, a service's children) must still be a
+/// `kernel_kill` of the scope's, as v2's hierarchical `memory.events` makes it. Before, the
+/// daemon read only the scope's own `memory.oom_control` and never saw it.
+#[test]
+fn a_kernel_kill_in_a_sub_group_of_the_scope_is_recorded() {
+    let Some(cg) = TestCgroup::new("subkill", 512 * MIB) else {
+        return;
+    };
+    let sub = TestCgroup {
+        dir: cg.dir.join("inner"),
+    };
+    std::fs::create_dir(&sub.dir).expect("make the sub-group");
+    std::fs::write(
+        sub.dir.join("memory.limit_in_bytes"),
+        (32 * MIB).to_string(),
+    )
+    .expect("limit the sub-group");
+    let dir = tempdir();
+    let log = dir.path().join("events.jsonl");
+    let d = Daemon::start(&cg, &log, &[]);
+    let pid = sub.hog_to_the_limit("subhog", Duration::from_secs(30));
+    assert_eq!(
+        sub.kernel_oom_kills(),
+        1,
+        "the kernel did not kill the hog at the sub-group's limit"
+    );
+    assert_eq!(
+        cg.kernel_oom_kills(),
+        0,
+        "v1 counted it in the scope's own group"
+    );
+    let kk = d.wait_for("kernel_kill", Duration::from_secs(10), |r| {
+        r["action"] == "kernel_kill"
+    });
+    assert_eq!(kk["oom_kills"], 1, "{kk}");
+    let recs = d.records();
+    assert!(
+        recs.iter()
+            .all(|r| r["action"] != "kill" && r["action"] != "dry_run"),
+        "the daemon chose at a scope far from its limit (the hog was {pid}): {recs:?}"
+    );
+}

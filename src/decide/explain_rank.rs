@@ -237,10 +237,15 @@ pub fn advice(
     let mut v = Vec::new();
     if let Some(i) = t.immune {
         v.push(format!("never chosen: {}", i.describe()));
-        if i == Immune::Oomguard {
-            v.push(
+        match i {
+            Immune::Oomguard => v.push(
                 "the kernel may still pick it; oomguard's daemon sets its own oom_score_adj".into(),
-            );
+            ),
+            Immune::NamespaceInit => v.push(format!(
+                "the kernel's own OOM killer still can (#{} in its order)",
+                t.kernel_rank.unwrap_or(0)
+            )),
+            _ => {}
         }
         return v;
     }

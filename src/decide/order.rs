@@ -39,6 +39,11 @@ pub enum Immune {
     AdjMin,
     Oomguard,
     Vfork,
+    /// PID 1 of a PID namespace of its own (a container's init, seen by a `top`, `why` or
+    /// daemon that runs inside the container): the kernel scores and may kill it like any other
+    /// process (`is_global_init` spares only the machine's init), but a signal from inside its
+    /// namespace cannot (the kernel drops SIGKILL sent to a namespace's init from within).
+    NamespaceInit,
 }
 
 impl Immune {
@@ -49,6 +54,9 @@ impl Immune {
             Immune::Zombie => "a zombie (or exiting process) has no memory left to free",
             Immune::AdjMin => "oom_score_adj -1000 makes it unkillable for the kernel and oomguard",
             Immune::Oomguard => "an oomguard daemon never chooses itself",
+            Immune::NamespaceInit => {
+                "the init of this PID namespace (a container's) ignores SIGKILL sent from inside it: oomguard, running there, cannot kill it (the kernel can, and scores it)"
+            }
             Immune::Vfork => {
                 "a vfork child shares its parent's memory until it execs: killing it frees nothing (the kernel skips it too; its parent is the one to take)"
             }
@@ -56,7 +64,7 @@ impl Immune {
     }
     /// The kernel never picks these either (except oomguard's own processes).
     pub fn kernel_immune(self) -> bool {
-        !matches!(self, Immune::Oomguard)
+        !matches!(self, Immune::Oomguard | Immune::NamespaceInit)
     }
 }
 

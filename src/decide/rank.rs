@@ -219,6 +219,8 @@ pub struct Ranker {
     pids: Vec<i32>,
     /// Thread ids, listed for a process whose main thread is gone.
     tids: Vec<i32>,
+    /// Whether PID 1 is the machine's init ([`ProcReader::pid1_is_global_init`]).
+    pid1_global: bool,
 }
 
 /// The facts a rule may look at: name, uid and cgroup known, cmdline and exe read on demand.
@@ -466,7 +468,9 @@ impl Ranker {
             .to_string_lossy()
             .into_owned();
         let prefer_v2 = scope.mounts.v2_memory.is_some();
+        let pid1_global = reader.pid1_is_global_init();
         Ok(Ranker {
+            pid1_global,
             reader,
             scope,
             policy,
@@ -581,6 +585,11 @@ impl Ranker {
                 (!kthread && stat.ppid > 1 && self.reader.shares_mm(pid, stat.ppid))
                     .then_some(Immune::Vfork)
             });
+        // A container's init: the kernel scores it (see `order`).
+        let immune = match immune {
+            Some(Immune::Init) if !self.pid1_global => Some(Immune::NamespaceInit),
+            i => i,
+        };
         let rule = cached.and_then(|c| c.rule);
         let rule_kind = rule.map(|i| self.policy.rules[i].kind);
         let mut p = Proc {

@@ -647,6 +647,21 @@ impl ProcReader {
         r == 0
     }
 
+    /// Whether PID 1 of this /proc is the machine's init, which the kernel never kills, rather
+    /// than the init of a PID namespace of its own (a container's, when /proc is the
+    /// container's), which it scores and kills like any other process. Told by its namespace
+    /// link: the initial PID namespace is always `pid:[4026531836]` (`PROC_PID_INIT_INO`). PID
+    /// 1's link needs the right to inspect it (a non-dumpable init refuses even root without
+    /// CAP_SYS_PTRACE): then this process's own namespace tells, the /proc it reads being its
+    /// own. True when neither can be read.
+    pub fn pid1_is_global_init(&self) -> bool {
+        const INITIAL: &str = "pid:[4026531836]";
+        ["proc/1/ns/pid", "proc/self/ns/pid"]
+            .iter()
+            .find_map(|p| std::fs::read_link(self.root.path(p)).ok())
+            .is_none_or(|l| l.as_os_str() == INITIAL)
+    }
+
     /// The raw `/proc/PID/cgroup` text.
     pub fn cgroup_text(&mut self, pid: i32) -> ProcResult<String> {
         self.read(pid, "cgroup")
@@ -717,6 +732,31 @@ mod tests {
             b"Name:\tz\nUid:\t0\t0\t0\t0\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n",
         );
         assert!(!z.sigkill_pending && !z.has_mm);
+    }
+
+    /// PID 1 is the machine's init only in the initial PID namespace: by its `ns/pid` link,
+    /// else by the reader's own, else assumed.
+    #[test]
+    fn pid1_is_the_machines_init_only_in_the_initial_pid_namespace() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("proc")).unwrap();
+        let r = ProcReader::open(&Root::new(d.path())).unwrap();
+        assert!(r.pid1_is_global_init(), "nothing to tell by: assumed");
+        let link = |pid: &str, target: &str| {
+            let ns = d.path().join(format!("proc/{pid}/ns"));
+            std::fs::create_dir_all(&ns).unwrap();
+            let _ = std::fs::remove_file(ns.join("pid"));
+            std::os::unix::fs::symlink(target, ns.join("pid")).unwrap();
+        };
+        link("self", "pid:[4026532555]");
+        assert!(
+            !r.pid1_is_global_init(),
+            "the reader's own namespace, a container's"
+        );
+        link("1", "pid:[4026531836]");
+        assert!(r.pid1_is_global_init(), "PID 1's link first");
+        link("1", "pid:[4026532555]");
+        assert!(!r.pid1_is_global_init());
     }
 
     /// A command line the kernel hands out in pieces is read whole; one longer than

@@ -53,6 +53,60 @@ pub struct Scope {
     last_free_kb: Option<u64>,
     /// The kinds of the machine's OOM kills (system scope, once [`Scope::watch_kernel_log`]).
     oom_kinds: Option<OomKinds>,
+    /// A v1 cgroup scope's sub-groups, whose kills its counter does not count.
+    sub_groups: SubGroups,
+}
+
+/// The `memory.oom_control` files of a v1 scope's descendant groups. Cgroup v1 counts a kernel
+/// OOM kill only in the victim's own group (`memcg_memory_event` stops at the first group off
+/// the default hierarchy), where v2's `memory.events` counts it up the tree: without these, a
+/// kill in a sub-group of the scope (a container's own groups, a service's children) was
+/// never seen. Listed again at most every [`SubGroups::RELIST`], and when one is gone.
+#[derive(Debug, Default)]
+struct SubGroups {
+    files: Vec<PathBuf>,
+    listed: Option<std::time::Instant>,
+}
+
+impl SubGroups {
+    const RELIST: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// The sum of the sub-groups' kill counters (read through `root`).
+    fn kills(&mut self, root: &Root, dir: &std::path::Path, buf: &mut Vec<u8>) -> u64 {
+        if self.listed.is_none_or(|t| t.elapsed() >= Self::RELIST) {
+            self.files.clear();
+            list_sub_groups(root, dir, &mut self.files);
+            self.listed = Some(std::time::Instant::now());
+        }
+        let mut sum = 0u64;
+        for f in &self.files {
+            match super::read_into(f, buf) {
+                Ok(_) => {
+                    sum += buf
+                        .split(|&b| b == b'\n')
+                        .find_map(|l| l.strip_prefix(b"oom_kill ").and_then(super::parse_u64))
+                        .unwrap_or(0)
+                }
+                // Removed: listed again at the next read.
+                Err(_) => self.listed = None,
+            }
+        }
+        sum
+    }
+}
+
+/// Appends the `memory.oom_control` file of every group below `dir` (real paths).
+fn list_sub_groups(root: &Root, dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(root.path(dir)) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let sub = dir.join(e.file_name());
+            out.push(root.path(sub.join("memory.oom_control")));
+            list_sub_groups(root, &sub, out);
+        }
+    }
 }
 
 impl Scope {
@@ -72,6 +126,7 @@ impl Scope {
             floor,
             last_free_kb: None,
             oom_kinds: None,
+            sub_groups: SubGroups::default(),
             kind,
             mounts,
             buf: Vec::with_capacity(8192),
@@ -190,7 +245,13 @@ impl Scope {
                     None => raw,
                 })
             }
-            ScopeKind::Cgroup(c) => c.oom_kills(&self.root, &mut self.buf),
+            ScopeKind::Cgroup(c) => {
+                let own = c.oom_kills(&self.root, &mut self.buf)?;
+                Some(match c.version {
+                    CgVersion::V1 => own + self.sub_groups.kills(&self.root, &c.dir, &mut self.buf),
+                    CgVersion::V2 => own,
+                })
+            }
         }
     }
 
@@ -235,7 +296,10 @@ impl Scope {
         match &self.kind {
             ScopeKind::System => "/proc/vmstat oom_kill".into(),
             ScopeKind::Cgroup(c) => match c.version {
-                CgVersion::V1 => format!("{}/memory.oom_control oom_kill", c.dir.display()),
+                CgVersion::V1 => format!(
+                    "{}/memory.oom_control oom_kill, with its sub-groups'",
+                    c.dir.display()
+                ),
                 CgVersion::V2 => format!("{}/memory.events oom_kill", c.dir.display()),
             },
         }
@@ -318,6 +382,38 @@ mod tests {
         fs::write(app.join("cgroup.procs"), "10\n11\n").unwrap();
         fs::write(app.join("sub/cgroup.procs"), "12\n").unwrap();
         d
+    }
+
+    /// Cgroup v1 counts a kernel OOM kill only in the victim's own group: the scope's counter
+    /// adds its sub-groups' (v2's `memory.events` counts them up the tree already). A group made
+    /// after the first read is counted once listed again; a removed one stops being read.
+    #[test]
+    fn a_v1_scopes_kill_counter_counts_its_sub_groups_kills() {
+        let d = fixture(false);
+        let root = Root::new(d.path());
+        let app = d.path().join("sys/fs/cgroup/memory/lim/app");
+        let oc = |n: u64| format!("oom_kill_disable 0\nunder_oom 0\noom_kill {n}\n");
+        fs::write(app.join("sub/memory.oom_control"), oc(2)).unwrap();
+        let mut s = Scope::resolve(&root, &"cgroup:/lim/app".parse().unwrap()).unwrap();
+        assert_eq!(s.kernel_oom_kills(), Some(1 + 2));
+        fs::create_dir_all(app.join("sub/deeper")).unwrap();
+        fs::write(app.join("sub/deeper/memory.oom_control"), oc(4)).unwrap();
+        fs::write(app.join("sub/memory.oom_control"), oc(3)).unwrap();
+        assert_eq!(
+            s.kernel_oom_kills(),
+            Some(1 + 3),
+            "listed again only after a while"
+        );
+        s.sub_groups.listed = None;
+        assert_eq!(s.kernel_oom_kills(), Some(1 + 3 + 4));
+        fs::remove_dir_all(app.join("sub/deeper")).unwrap();
+        assert_eq!(s.kernel_oom_kills(), Some(1 + 3));
+        assert!(
+            s.sub_groups.listed.is_none(),
+            "a group gone is listed again"
+        );
+        assert_eq!(s.kernel_oom_kills(), Some(1 + 3));
+        assert_eq!(s.sub_groups.files.len(), 1);
     }
 
     #[test]
