@@ -87,12 +87,37 @@ const FORMATS: &[&str] = &[
     "short-unix",
     "short-monotonic",
     "kmsg",
+    "journal-json",
 ];
 
 /// The report in one format, with foreign lines where the format can tell them apart.
 fn render(fmt: &str) -> String {
     let mut s = String::new();
     for (i, m) in MESSAGES.iter().enumerate() {
+        if fmt == "journal-json" {
+            // `journalctl -o json`: one object per record, the kernel's stamp in microseconds.
+            let usec = ((1234.5 + i as f64 * 0.001) * 1e6).round() as u64;
+            let rec = serde_json::json!({
+                "__CURSOR": format!("s=ab;i={i}"),
+                "__REALTIME_TIMESTAMP": (1764525601123456u64 + i as u64).to_string(),
+                "__MONOTONIC_TIMESTAMP": (usec + 900).to_string(),
+                "_TRANSPORT": "kernel",
+                "SYSLOG_IDENTIFIER": "kernel",
+                "_SOURCE_MONOTONIC_TIMESTAMP": usec.to_string(),
+                "MESSAGE": m,
+                "_HOSTNAME": "host",
+            });
+            s.push_str(&format!("{rec}\n"));
+            if i == 17 {
+                let other = serde_json::json!({
+                    "_TRANSPORT": "syslog",
+                    "SYSLOG_IDENTIFIER": "containerd",
+                    "MESSAGE": FOREIGN,
+                });
+                s.push_str(&format!("{other}\n"));
+            }
+            continue;
+        }
         s.push_str(&stamp(fmt, i));
         s.push_str(m);
         s.push('\n');
@@ -177,6 +202,12 @@ fn times_are_read_from_every_stamp() {
     }
     let evs = oomguard::report::parse_bytes(render("dmesg").as_bytes());
     assert_eq!(evs[0].time.monotonic_s, Some(1234.5));
+    let evs = oomguard::report::parse_bytes(render("journal-json").as_bytes());
+    assert_eq!(evs[0].time.monotonic_s, Some(1234.5));
+    assert_eq!(
+        evs[0].time.wallclock.as_deref(),
+        Some("2025-11-30T18:00:01.123456Z")
+    );
     let evs = oomguard::report::parse_bytes(render("syslog-dmesg").as_bytes());
     assert_eq!(evs[0].time.wallclock.as_deref(), Some("Nov 30 18:00:01"));
     assert_eq!(evs[0].time.monotonic_s, Some(1234.5));
@@ -212,7 +243,14 @@ fn json_wall_clock_times_are_rfc3339_in_every_format() {
             }
         }
     }
-    for fmt in ["dmesg-T", "dmesg-iso", "syslog", "short-full", "short-unix"] {
+    for fmt in [
+        "dmesg-T",
+        "dmesg-iso",
+        "syslog",
+        "short-full",
+        "short-unix",
+        "journal-json",
+    ] {
         assert!(
             with_wallclock.contains(&fmt),
             "{fmt}: no wallclock in any event"

@@ -18,12 +18,14 @@ use crate::report::{OomEvent, events};
   oomguard explain /var/log/kern.log        every OOM report in a log
   oomguard explain --summary /var/log/kern.log.*.gz   one line per event over rotated logs
   dmesg -T | oomguard explain -             from standard input
+  oomguard explain journal.json             a journal exported with journalctl -k -o json
   oomguard explain --journalctl --since 2h  the journal's kernel messages of the last two hours
   oomguard explain --kmsg --json            machine-readable, from the ring buffer
   oomguard explain --follow                 print each new OOM event as the kernel reports it
 
-Reads dmesg (also -T, --time-format iso, -x), syslog, journalctl short formats, raw
-/dev/kmsg records and prefix-less text; .gz, .xz and .zst files are decompressed.
+Reads dmesg (also -T, --time-format iso, -x), syslog, journalctl short formats and its JSON
+(journalctl -o json), raw /dev/kmsg records and prefix-less text; .gz, .xz and .zst files are
+decompressed.
 Exit codes: 0 success (also when no report was found), 1 a source cannot be read, 2 bad usage.")]
 pub struct ExplainArgs {
     /// Kernel log files (plain, .gz, .xz, .zst), or - for standard input. None: the kernel

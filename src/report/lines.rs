@@ -98,6 +98,8 @@ pub struct LogLines<R> {
     eof: bool,
     tagged: bool,
     joined: Vec<u8>,
+    /// The wall-clock time of a journal record in JSON ([`super::journal`]).
+    wall: Vec<u8>,
     /// The prefix split of the line at `pos` and its end and next start (as [`Self::line_at`]
     /// gives them), when already computed.
     peek: Option<(Off, usize, usize)>,
@@ -119,6 +121,7 @@ impl<R: Read> LogLines<R> {
             eof: false,
             tagged: false,
             joined: Vec::new(),
+            wall: Vec::new(),
             peek: None,
             error: None,
             cut: false,
@@ -334,6 +337,28 @@ impl<R: Read> LogLines<R> {
             self.cut = cut_here;
             if !first.kernel {
                 continue;
+            }
+            if !first.has_prefix
+                && self.buf.get(base) == Some(&b'{')
+                && let Some(j) = super::journal::record(
+                    &self.buf[base..base + line_len],
+                    &mut self.joined,
+                    &mut self.wall,
+                )
+            {
+                if !j.kernel {
+                    continue;
+                }
+                let wall = (!self.wall.is_empty()).then_some(&self.wall[..]);
+                return Ok(Some(Logical {
+                    msg: &self.joined,
+                    stamp: Stamp {
+                        raw: wall,
+                        monotonic_s: j.monotonic_s,
+                        wallclock: wall,
+                    },
+                    lines: j.lines,
+                }));
             }
             let whole = &self.buf[base..base + line_len];
             let stamp = first.stamp(whole);

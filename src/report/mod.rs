@@ -7,11 +7,12 @@
 //!   its end).
 //! - [`explain`]: recomputed badness ranking and human text for one event.
 //!
-//! The layers: [`prefix`] (line formats) → [`lines`] (logical lines, continuation joining,
+//! The layers: [`prefix`] (line formats) and [`journal`] (journal records in JSON) → [`lines`] (logical lines, continuation joining,
 //! keyword skipping) → [`parse`] (the per-invocation state machine) → [`event`] (the data).
 
 pub mod event;
 pub mod explain;
+pub mod journal;
 pub mod lines;
 pub mod parse;
 pub mod prefix;
