@@ -643,3 +643,56 @@ fn a_containers_init_has_the_kernels_score() {
         "{advice}"
     );
 }
+
+/// The contract: command-line rules first, and the first rule that matches decides. Among the
+/// flags that is the order they were typed in, whatever their kinds: `--prefer x --protect x`
+/// prefers, `--protect x --prefer x` protects.
+#[test]
+fn command_line_rules_keep_the_order_they_were_typed_in() {
+    let mut child = Reaped(
+        Command::new("sleep")
+            .arg("60")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.pid().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n" {
+        assert!(Instant::now() < deadline, "sleep never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let why = |flags: &[&str]| -> serde_json::Value {
+        let out = oomguard(&[&["why", "--json", &pid], flags].concat());
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let kinds = |doc: &serde_json::Value| -> Vec<String> {
+        doc["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let preferred = why(&[
+        "--prefer",
+        "^sleep$",
+        "--avoid",
+        "^sle",
+        "--protect",
+        "^sleep$",
+    ]);
+    assert_eq!(
+        kinds(&preferred),
+        ["prefer", "avoid", "protect"],
+        "{preferred}"
+    );
+    assert_ne!(preferred["verdict"], "protected", "{preferred}");
+    assert_eq!(preferred["rules"][0]["decides"], true, "{preferred}");
+    assert_eq!(preferred["effective_adj"], 300, "{preferred}");
+    let protected = why(&["--protect=^sleep$", "--prefer", "^sleep$"]);
+    assert_eq!(kinds(&protected), ["protect", "prefer"], "{protected}");
+    assert_eq!(protected["verdict"], "protected", "{protected}");
+    let _ = child.0.kill();
+}

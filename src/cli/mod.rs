@@ -15,7 +15,7 @@ pub mod why;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
 /// An error that is the user's to fix (bad flag, bad config): exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +24,7 @@ pub struct UsageError(pub String);
 
 /// Linux out-of-memory guard: acts before the kernel's OOM killer, explains its reports,
 /// predicts who dies next.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(
     name = "oomguard",
     version,
@@ -34,6 +34,37 @@ pub struct UsageError(pub String);
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Keeps the order in which `--protect`, `--prefer` and `--avoid` were typed: the first
+    /// rule that matches decides (the contract), so `--prefer x --protect x` prefers.
+    fn with_typed_rules(mut self, m: &clap::ArgMatches) -> Cli {
+        use crate::decide::policy::RuleKind;
+        let Some((_, sub)) = m.subcommand() else {
+            return self;
+        };
+        let flags = match &mut self.command {
+            Command::Run(a) => &mut a.rules,
+            Command::Top(a) => &mut a.predict.rules,
+            Command::Why(a) => &mut a.predict.rules,
+            Command::Protect(a) => &mut a.rules,
+            _ => return self,
+        };
+        let mut typed = Vec::new();
+        for (kind, id) in [
+            (RuleKind::Protect, "protect"),
+            (RuleKind::Prefer, "prefer"),
+            (RuleKind::Avoid, "avoid"),
+        ] {
+            if let (Some(at), Some(res)) = (sub.indices_of(id), sub.get_many::<String>(id)) {
+                typed.extend(at.zip(res).map(|(i, re)| (i, kind, re.clone())));
+            }
+        }
+        typed.sort_by_key(|t| t.0);
+        flags.typed = Some(typed.into_iter().map(|(_, k, re)| (k, re)).collect());
+        self
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,7 +101,10 @@ pub fn main() -> ExitCode {
         crate::act::harden::shed_iterator_capabilities();
         return crate::sense::tasks::layout_helper_main(std::path::Path::new(&btf));
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| c.with_typed_rules(&m)))
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -161,6 +195,10 @@ pub struct RuleFlags {
     /// Choose matching processes last (scored as if oom_score_adj were 300 lower).
     #[arg(long, value_name = "REGEX")]
     pub avoid: Vec<String>,
+    /// The three lists merged in the order they were typed, when the command line was parsed
+    /// ([`Cli::with_typed_rules`]); else they are taken kind by kind.
+    #[arg(skip)]
+    pub typed: Option<Vec<(crate::decide::policy::RuleKind, String)>>,
 }
 
 impl RuleFlags {
@@ -171,17 +209,24 @@ impl RuleFlags {
         config: &crate::config::Config,
     ) -> Result<Vec<crate::decide::policy::Rule>, UsageError> {
         use crate::decide::policy::{Rule, RuleKind};
-        let mut rules = Vec::new();
-        for (kind, list) in [
+        let by_kind = [
             (RuleKind::Protect, &self.protect),
             (RuleKind::Prefer, &self.prefer),
             (RuleKind::Avoid, &self.avoid),
-        ] {
-            for re in list {
-                rules.push(Rule::name_only(kind, re).map_err(|e| {
+        ]
+        .into_iter()
+        .flat_map(|(kind, list)| list.iter().map(move |re| (kind, re)));
+        let flags: Vec<(RuleKind, &String)> = match &self.typed {
+            Some(t) => t.iter().map(|(k, re)| (*k, re)).collect(),
+            None => by_kind.collect(),
+        };
+        let mut rules = Vec::new();
+        for (kind, re) in flags {
+            rules.push(
+                Rule::name_only(kind, re).map_err(|e| {
                     UsageError(format!("--{} '{re}': bad regex: {e}", kind.as_str()))
-                })?);
-            }
+                })?,
+            );
         }
         rules.extend(config.rules.iter().cloned());
         Ok(rules)
