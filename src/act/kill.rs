@@ -209,11 +209,13 @@ struct Member {
 }
 
 /// Is every thread of `pid` stopped or dead? Leaves its thread ids in `tids`. `Err` if the
-/// process is gone.
+/// process is gone. A main thread that is a zombie while other threads run on (`pthread_exit`
+/// from `main`) is not the process: those threads can fork, and the main thread's children
+/// were handed to one of them when it exited, so each thread is looked at.
 fn settled_now(reader: &mut ProcReader, pid: i32, tids: &mut Vec<i32>) -> Result<bool, ProcError> {
     let st = reader.stat(pid)?;
     tids.clear();
-    if st.num_threads <= 1 || st.is_zombie() {
+    if st.num_threads <= 1 {
         tids.push(pid);
         return Ok(st.is_settled());
     }
