@@ -7,12 +7,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use oomguard::act::protect::{Protector, ScopeFilter};
+use oomguard::act::protect::{Outcome, Protector, ScopeFilter, write_adj};
 use oomguard::daemon::guardian::{Guardian, GuardianOptions};
 use oomguard::decide::policy::{Policy, Rule, RuleKind};
 use oomguard::record::eventlog::EventLog;
 use oomguard::sense::Root;
 use oomguard::sense::procevents::{ProcEvent, ProcEvents};
+use oomguard::sense::procs::ProcReader;
 
 use crate::util::{Reaped, oomguard, require, tempdir};
 
@@ -355,6 +356,86 @@ fn lost_events_make_the_protector_rescan_everything() {
     let recs = records(&logp);
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["via"], "lost");
+}
+
+/// A fixture process 42 (`oomg-fixture`, start time 100) whose `oom_score_adj` is `adj`;
+/// the directory and the process's directory.
+fn fixture_42(adj: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempdir();
+    let p = d.path().join("proc/42");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(
+        p.join("stat"),
+        "42 (oomg-fixture) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 0\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("oom_score_adj"), adj).unwrap();
+    std::fs::write(p.join("cmdline"), "oomg-fixture\0").unwrap();
+    (d, p)
+}
+
+/// A write that failed is not tried again at each event of the same process: a process that
+/// renames itself or execs in a loop (without CAP_SYS_RESOURCE, every lowering is refused)
+/// would otherwise have a failed write, a warning and an event-log record per event. A
+/// thread's rename is not the process's and is not looked at. (The write fails here because
+/// the fixture's `oom_score_adj` is a directory: root writes any fixture file.)
+#[test]
+fn a_refused_process_is_not_tried_again_at_each_of_its_events() {
+    let (d, p) = fixture_42("0\n");
+    std::fs::remove_file(p.join("oom_score_adj")).unwrap();
+    std::fs::create_dir(p.join("oom_score_adj")).unwrap();
+    let logp = d.path().join("events.jsonl");
+    let mut prot = Protector::new(
+        &Root::new(d.path()),
+        ScopeFilter::system(),
+        Policy {
+            rules: vec![rule("^oomg-fixture$", -300)],
+        },
+        Some(EventLog::open(&logp, "system").unwrap()),
+    )
+    .unwrap();
+    let comm = ProcEvent::Comm {
+        pid: 42,
+        tgid: 42,
+        ts_ns: 1,
+    };
+    let exec = ProcEvent::Exec {
+        pid: 42,
+        tgid: 42,
+        ts_ns: 2,
+    };
+    let thread = ProcEvent::Comm {
+        pid: 43,
+        tgid: 42,
+        ts_ns: 3,
+    };
+    prot.handle(&[comm, comm, exec, thread, comm, thread]);
+    prot.scan("scan");
+    let recs = records(&logp);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["outcome"], "failed", "{}", recs[0]);
+    assert_eq!(prot.stats.refused.load(Relaxed), 1);
+}
+
+/// The write goes to the process whose rule was matched: one with another start time (its PID
+/// handed to a new process since) is not written.
+#[test]
+fn an_adj_write_checks_the_start_time_after_opening() {
+    let (d, p) = fixture_42("0\n");
+    let root = Root::new(d.path());
+    let mut reader = ProcReader::open(&root).unwrap();
+    let (outcome, _) = write_adj(&root, &mut reader, 42, 99, 300);
+    assert_eq!(outcome, Outcome::Gone);
+    assert_eq!(
+        std::fs::read_to_string(p.join("oom_score_adj")).unwrap(),
+        "0\n"
+    );
+    let (outcome, _) = write_adj(&root, &mut reader, 42, 100, 300);
+    assert_eq!(outcome, Outcome::Written);
+    assert_eq!(
+        std::fs::read_to_string(p.join("oom_score_adj")).unwrap(),
+        "300\n"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test, with its location"
 )]
+mod act_kill;
 mod bounded_inputs;
 mod cli_assets;
 mod cli_basics;

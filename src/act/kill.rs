@@ -209,11 +209,13 @@ struct Member {
 }
 
 /// Is every thread of `pid` stopped or dead? Leaves its thread ids in `tids`. `Err` if the
-/// process is gone.
+/// process is gone. A main thread that is a zombie while other threads run on (`pthread_exit`
+/// from `main`) is not the process: those threads can fork, and the main thread's children
+/// were handed to one of them when it exited, so each thread is looked at.
 fn settled_now(reader: &mut ProcReader, pid: i32, tids: &mut Vec<i32>) -> Result<bool, ProcError> {
     let st = reader.stat(pid)?;
     tids.clear();
-    if st.num_threads <= 1 || st.is_zombie() {
+    if st.num_threads <= 1 {
         tids.push(pid);
         return Ok(st.is_settled());
     }
@@ -847,13 +849,22 @@ impl Kill {
     /// A stopped tree is woken in waves (see the module docs): SIGTERM goes to every member
     /// now and the victim is continued, the others later by [`Kill::wait`]; SIGKILL goes to the
     /// victim now and to the others as their waves come. SIGKILL while waves are under way
-    /// goes at once to the members already woken; the held ones get it in their waves.
+    /// goes at once to the members already woken; the held ones get it in their waves. When
+    /// the first signal cannot reach the victim (`kill_failed`), no other member is signalled
+    /// (a stopped tree is let go when the kill is dropped).
     pub fn signal_all(&mut self, sig: Signal) {
         let kill = sig == Signal::KILL;
-        if std::mem::take(&mut self.stopped) {
+        if self.stopped {
             let us = self.decided.elapsed().as_micros() as u64;
             let r = self.victim.signal(sig);
+            let failed = r.is_err();
             self.record_member(0, Some(sig), us, self.victim.pid, r);
+            if failed {
+                // Not a kill (`kill_failed`): the others are let go unsignalled, still
+                // stopped until the kill is dropped (or signalled again).
+                return;
+            }
+            self.stopped = false;
             if !kill {
                 for i in 0..self.others.len() {
                     let r = self.others[i].signal(sig);
@@ -1064,8 +1075,16 @@ impl Kill {
             Some(s) => t.signal(s),
             None => t.probe(),
         };
+        // The kill's first signal failing to reach the victim is not a kill (`kill_failed`):
+        // nothing else of its unit is signalled. (A later one, SIGKILL after SIGTERM, goes to
+        // the others whether or not the victim has exited.)
+        let first = self.signals.is_empty();
         let r = fire(&self.victim);
+        let failed = r.is_err();
         self.record_member(0, sig, us, self.victim.pid, r);
+        if failed && first && sig.is_some() {
+            return;
+        }
         if sig == Some(Signal::KILL)
             && let Some(ck) = &self.cgroup_kill
             && std::fs::write(ck, "1").is_ok()
@@ -1661,6 +1680,46 @@ mod tests {
         }
         let _ = sh.kill();
         let _ = sh.wait();
+    }
+
+    /// A victim whose own signal fails (ESRCH here: it ended while its tree was stopped, as
+    /// when the kernel's OOM killer takes it; EPERM alike) makes a `kill_failed` record, "not
+    /// a kill": the rest of its stopped tree is let go, neither signalled then nor sent SIGKILL
+    /// (or woken with SIGTERM pending) unrecorded when the kill is dropped.
+    #[test]
+    fn a_tree_whose_victims_signal_fails_is_let_go_unsignalled() {
+        struct Sleepers(String);
+        impl Drop for Sleepers {
+            fn drop(&mut self) {
+                let mut reader = ProcReader::open(&Root::default()).unwrap();
+                kill_escaped(&mut reader, &self.0);
+            }
+        }
+        for sig in [Signal::KILL, Signal::TERM] {
+            let mut reader = ProcReader::open(&Root::default()).unwrap();
+            let tag = format!(
+                "{}.{}{}",
+                3000 + std::process::id() % 1000,
+                line!(),
+                sig.as_raw()
+            );
+            let _cleanup = Sleepers(tag.clone());
+            let (mut sh, mut kill) = stopped_tree(&mut reader, &tag);
+            // The victim ends (reaped) before the signal.
+            let _ = sh.kill();
+            let _ = sh.wait();
+            kill.signal_all(sig);
+            let failed = kill.victim_failed().expect("the victim's signal failed");
+            assert_eq!(failed.errno, Some("ESRCH"));
+            assert_eq!(kill.signals.len(), 1, "{:?}", kill.signals);
+            drop(kill);
+            std::thread::sleep(Duration::from_millis(100));
+            let left = sleepers(&mut reader, &tag);
+            assert_eq!(left.len(), 30, "{sig:?}: members killed by a failed kill");
+            for p in left {
+                assert_ne!(reader.stat(p).unwrap().state, b'T', "{p} is still stopped");
+            }
+        }
     }
 
     /// The signals pending for `pid` (SigPnd | ShdPnd of /proc/PID/status), as a bit mask.

@@ -56,13 +56,28 @@ impl Outcome {
     }
 }
 
-/// The result of writing `value` to `/proc/PID/oom_score_adj`, with a message for the failures.
-pub fn write_adj(root: &Root, pid: i32, value: i16) -> (Outcome, Option<String>) {
+/// The result of writing `value` to `/proc/PID/oom_score_adj` of the process `pid` that
+/// started at `starttime`, with a message for the failures. The file is opened first, and the
+/// process's start time read after: an open `/proc/PID` file stays bound to the process that
+/// had the PID when it was opened (a write to it after that process ended fails with ESRCH),
+/// so a PID handed to another process since the rules were matched is never written (`Gone`).
+pub fn write_adj(
+    root: &Root,
+    reader: &mut ProcReader,
+    pid: i32,
+    starttime: u64,
+    value: i16,
+) -> (Outcome, Option<String>) {
     let path = root.path(format!("proc/{pid}/oom_score_adj"));
     let res = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()));
+        .and_then(|mut f| {
+            if !reader.stat(pid).is_ok_and(|st| st.starttime == starttime) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            f.write_all(format!("{value}\n").as_bytes())
+        });
     match res {
         Ok(()) => (Outcome::Written, None),
         Err(e) => match e.raw_os_error() {
@@ -233,7 +248,7 @@ pub struct Protector {
     log: Option<EventLog>,
     /// Where each record goes once written (the daemon's metrics, notifications, journal).
     sinks: Option<SharedSinks>,
-    /// Processes whose write was refused: (starttime, target), not retried by scans.
+    /// Processes whose write was refused: (starttime, target), not retried.
     refused: HashMap<i32, (u64, i16)>,
     pub stats: Arc<Stats>,
     pids: Vec<i32>,
@@ -411,11 +426,14 @@ impl Protector {
         if current == Some(target) {
             return None;
         }
-        let by_event = matches!(via, "fork" | "exec" | "comm");
-        if !by_event && self.refused.get(&pid) == Some(&(start, target)) {
+        // Refused once, refused again (the process, its start time and the value are the
+        // same): not tried again, whatever the cause of the check. A process that renames
+        // itself or execs in a loop would otherwise have a refused write, a warning and a
+        // record for every event.
+        if self.refused.get(&pid) == Some(&(start, target)) {
             return None;
         }
-        let (outcome, error) = write_adj(&self.root, pid, target);
+        let (outcome, error) = write_adj(&self.root, &mut self.reader, pid, start, target);
         let latency_ms = event_ns.map(|ns| monotonic_ns().saturating_sub(ns) as f64 / 1_000_000.0);
         let cmdline = self.record_cmdline(pid, start);
         let rule = &self.policy.rules[idx];
@@ -547,7 +565,8 @@ impl Protector {
                 ProcEvent::Exec { tgid, ts_ns, .. } => {
                     self.check(tgid, "exec", Some(ts_ns));
                 }
-                ProcEvent::Comm { tgid, ts_ns, .. } => {
+                // A thread's new name is not the process's (rules see the main thread's).
+                ProcEvent::Comm { pid, tgid, ts_ns } if pid == tgid => {
                     self.check(tgid, "comm", Some(ts_ns));
                 }
                 ProcEvent::Exit { pid, tgid } if pid == tgid => {
