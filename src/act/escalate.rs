@@ -99,8 +99,7 @@ pub fn escalate(
                 sent_kill = true;
                 killed_at = Some(Instant::now());
                 log::info!(
-                    "{} ({}) still alive after SIGTERM; sent SIGKILL ({})",
-                    kill.victim.pid,
+                    "process {} still alive after SIGTERM; sent SIGKILL ({})",
                     kill.victim.pid,
                     if below_kill {
                         "memory fell below the kill level"

@@ -53,6 +53,27 @@ use crate::values::KillUnit;
 /// member in uninterruptible sleep stops only when it leaves it).
 pub const TREE_SETTLE: Duration = Duration::from_millis(250);
 
+/// Reads a group's `cgroup.procs` into `buf` through `list`, and its PIDs, sorted, into
+/// `listed`. False when it cannot be read.
+fn read_listing(
+    list: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+    buf: &mut Vec<u8>,
+    listed: &mut Vec<i32>,
+) -> bool {
+    buf.clear();
+    if !list(buf) {
+        return false;
+    }
+    listed.clear();
+    listed.extend(
+        buf.split(|&b| b == b'\n')
+            .filter_map(crate::sense::parse_u64)
+            .map(|p| p as i32),
+    );
+    listed.sort_unstable();
+    true
+}
+
 /// The first of `pids` that the group's `cgroup.procs` lists, if any (`None` also when the
 /// file cannot be read: the walk then finds no member either).
 fn group_holds(procs: &std::path::Path, pids: &[i32]) -> Option<i32> {
@@ -777,11 +798,31 @@ impl Kill {
     /// Pins every process listed in `procs` (a cgroup's `cgroup.procs`). `stop`: each is sent
     /// SIGSTOP as it is found, and the list is read again until a reading made after every
     /// member stopped names nobody new (at most the settle time, then the group as it is;
-    /// past the cap, the members found so far).
+    /// past the cap, the members found so far). Every member is kept only if a reading made
+    /// after it was pinned still names it: a listed PID can be handed to a process outside
+    /// the group before it is pinned (its start time is read at the pin, not at the listing),
+    /// and that process is let go (continued, if it was stopped) instead of killed.
     fn walk_cgroup(
         &mut self,
         reader: &mut ProcReader,
         procs: &std::path::Path,
+        stop: bool,
+        limits: WalkLimits,
+    ) -> Walked {
+        self.walk_listing(
+            reader,
+            &mut |buf| crate::sense::read_into(procs, buf).is_ok(),
+            stop,
+            limits,
+        )
+    }
+
+    /// [`Kill::walk_cgroup`] over the readings `list` makes of the group's list (into the
+    /// buffer it is given; false when it cannot be read).
+    fn walk_listing(
+        &mut self,
+        reader: &mut ProcReader,
+        list: &mut dyn FnMut(&mut Vec<u8>) -> bool,
         stop: bool,
         limits: WalkLimits,
     ) -> Walked {
@@ -793,8 +834,11 @@ impl Kill {
         }
         let stop = self.stopped;
         let mut seen: HashSet<i32> = HashSet::from([self.victim.pid, me, 1]);
-        let (mut buf, mut tids) = (Vec::new(), Vec::new());
+        let (mut buf, mut tids, mut listed) = (Vec::new(), Vec::new(), Vec::new());
         let mut pids: Vec<i32> = vec![self.victim.pid];
+        // Members from this index on were pinned after the last reading of the list.
+        let mut unconfirmed = self.others.len();
+        let first = unconfirmed;
         'walk: loop {
             // Were all members stopped before this reading of the list?
             let mut all_settled = true;
@@ -806,10 +850,11 @@ impl Kill {
                     }
                 }
             }
-            buf.clear();
-            if crate::sense::read_into(procs, &mut buf).is_err() {
+            if !read_listing(list, &mut buf, &mut listed) {
                 break;
             }
+            self.keep_listed(first, unconfirmed, &listed, &mut pids, &mut seen);
+            unconfirmed = self.others.len();
             let mut added = false;
             for pid in buf
                 .split(|&b| b == b'\n')
@@ -839,9 +884,40 @@ impl Kill {
             }
             pace.sleep();
         }
+        if unconfirmed < self.others.len() && read_listing(list, &mut buf, &mut listed) {
+            self.keep_listed(first, unconfirmed, &listed, &mut pids, &mut seen);
+        }
         Walked {
             slept: pace.slept,
             cut,
+        }
+    }
+
+    /// Lets go the members pinned from `from` on (of the walk's, which began at `first`) that
+    /// `listed` (sorted) does not name: continued when stopped, dropped from the kill (and
+    /// from `seen`, so that a process given the PID in the group later is taken).
+    fn keep_listed(
+        &mut self,
+        first: usize,
+        from: usize,
+        listed: &[i32],
+        pids: &mut Vec<i32>,
+        seen: &mut HashSet<i32>,
+    ) {
+        let mut i = from;
+        while i < self.others.len() {
+            let pid = self.others[i].pid;
+            if listed.binary_search(&pid).is_ok() {
+                i += 1;
+                continue;
+            }
+            let t = self.others.remove(i);
+            if self.stopped {
+                let _ = t.signal(Signal::CONT);
+            }
+            // `pids` holds the victim first, then the walk's members in `others`' order.
+            pids.remove(1 + i - first);
+            seen.remove(&pid);
         }
     }
 
@@ -1629,6 +1705,62 @@ mod tests {
         );
         assert!(kill.unit_note.starts_with("cgroup /"), "{}", kill.unit_note);
         assert!(kill.others.len() >= 20, "{}", kill.unit_note);
+    }
+
+    /// A PID that `cgroup.procs` listed and that was handed to a process outside the group
+    /// before the walk pinned it (its start time is read at the pin): the next reading of the
+    /// list does not name it, and it is let go (continued, when the walk stopped it), never
+    /// killed with the group. Both ways of walking: stopping the group (v1) and not.
+    #[test]
+    fn a_listed_pid_reused_outside_the_group_is_let_go() {
+        let mut reader = ProcReader::open(&Root::default()).unwrap();
+        let scope = Scope::resolve(&Root::default(), &ScopeSpec::System).unwrap();
+        struct Reaped(std::process::Child);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        for stop in [false, true] {
+            let mut victim = Reaped(Command::new("sleep").arg("60").spawn().unwrap());
+            let mut outsider = Reaped(Command::new("sleep").arg("60").spawn().unwrap());
+            let (v, o) = (victim.0.id() as i32, outsider.0.id() as i32);
+            let st = reader.stat(v).unwrap();
+            let cand = Candidate::unscored(v, st.starttime, "sleep");
+            let mut kill = Kill::plan(
+                &mut reader,
+                &scope,
+                KillUnit::Process,
+                &cand,
+                Instant::now(),
+            )
+            .unwrap();
+            // The first reading names the outsider's PID (as if a member had it then); every
+            // later one names the victim alone.
+            let mut readings = 0;
+            let mut list = |buf: &mut Vec<u8>| {
+                readings += 1;
+                let text = if readings == 1 {
+                    format!("{v}\n{o}\n")
+                } else {
+                    format!("{v}\n")
+                };
+                buf.extend_from_slice(text.as_bytes());
+                true
+            };
+            kill.walk_listing(&mut reader, &mut list, stop, WalkLimits::DEFAULT);
+            assert!(readings >= 2, "no reading after the pin");
+            let pinned: Vec<i32> = kill.others.iter().map(|t| t.pid).collect();
+            assert!(pinned.is_empty(), "stop {stop}: pinned {pinned:?}");
+            let state = reader.stat(o).unwrap().state;
+            kill.signal_all(Signal::KILL);
+            assert!(wait_all(&mut kill), "the victim did not end");
+            let alive = outsider.0.try_wait().unwrap().is_none();
+            let _ = victim.0.wait();
+            assert!(alive, "stop {stop}: the outsider was killed with the group");
+            assert_ne!(state, b'T', "stop {stop}: the outsider was left stopped");
+        }
     }
 
     /// A stopped tree whose kill is dropped unsent runs on.
