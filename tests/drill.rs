@@ -180,3 +180,74 @@ fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
         "{err}"
     );
 }
+
+/// A drill that ends without its cleanup (SIGKILL) takes the daemon it started with it: the
+/// daemon has the drill's death signal (SIGTERM) and stops. Before, it went on guarding the
+/// scratch group left behind, for ever. (What the drill left behind, the group and its hog,
+/// is removed here.)
+#[test]
+fn a_drill_killed_outright_does_not_leave_its_daemon_running() {
+    if !v1_available() {
+        return;
+    }
+    let d = tempdir();
+    // A hog that stays under the limit: nothing ends this drill but the signal.
+    let mut child = Command::new(bin())
+        .args([
+            "drill",
+            "--with-daemon",
+            "--limit",
+            "64M",
+            "--hog-max",
+            "8M",
+            "--timeout",
+            "60s",
+            "--event-log",
+        ])
+        .arg(d.path().join("events.jsonl"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut daemon = None;
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        if let Some(rest) = l.strip_prefix("drill: started oomguard run") {
+            daemon = rest
+                .split("(pid ")
+                .nth(1)
+                .and_then(|p| p.split(')').next())
+                .and_then(|p| p.parse::<i64>().ok());
+        }
+        if l.starts_with("drill: started hog ") {
+            break;
+        }
+    }
+    let scratch: Vec<_> = drill_dirs()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(&format!("-{}", child.id())))
+        .collect();
+    let daemon = daemon.expect("the drill named no daemon");
+    assert!(alive(daemon), "the daemon {daemon} is not running");
+    // SIGKILL: the drill cleans nothing up.
+    let _ = child.kill();
+    let _ = child.wait();
+    let t0 = Instant::now();
+    while alive(daemon) && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survived = alive(daemon);
+    // What the drill left: its daemon (if it survived), the group and the hog in it.
+    if survived {
+        // SAFETY: SIGKILL to the daemon the drill this test started left running.
+        unsafe { libc::kill(daemon as i32, libc::SIGKILL) };
+    }
+    for dir in &scratch {
+        oomguard::act::scratch::remove_group(dir, false);
+    }
+    assert!(
+        !survived,
+        "the daemon {daemon} went on running after its drill was killed"
+    );
+}

@@ -57,6 +57,65 @@ fn a_process_named_with_control_characters_is_shown_escaped_by_top_and_why() {
     );
 }
 
+/// `top --group`: a group's key is a tree root's name (the process names itself) or a cgroup
+/// path (a delegated group's name is its owner's choice); the table shows both escaped, the
+/// JSON exact. Before, the key went to the terminal raw: a process named with an OSC sequence
+/// set the terminal's title, as the first tree root of `top --once --group tree`.
+#[test]
+fn top_group_keys_are_shown_escaped() {
+    let Some(cg) = crate::util::TestCgroup::new("hostile-groups", 256 << 20) else {
+        return;
+    };
+    let group = "gr\x1b[31mp";
+    let sub = cg.dir.join(group);
+    std::fs::create_dir(&sub).unwrap();
+    let dir = tempdir();
+    let exe = dir.path().join(NAME);
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.arg("60").stdin(Stdio::null());
+    // Its parent (this test) is outside the scope: it is the root of its tree there.
+    let child = Reaped(oomguard::act::scratch::spawn_in(&sub, &mut cmd).unwrap());
+    let pid = child.pid();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default()
+        != format!("{NAME}\n")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the name was not taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let scope = format!("cgroup:{}", cg.rel());
+    let tree = oomguard(&["top", "--once", "--group", "tree", "--scope", &scope]);
+    assert_escaped("top --group tree", &tree);
+    let cgroups = oomguard(&["top", "--once", "--group", "cgroup", "--scope", &scope]);
+    let text = String::from_utf8_lossy(&cgroups.stdout);
+    assert!(cgroups.status.success(), "{cgroups:?}");
+    assert!(
+        text.contains("gr\\x1b[31mp"),
+        "top --group cgroup does not show the escaped group:\n{text}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "top --group cgroup printed a raw ESC:\n{text}"
+    );
+    // JSON stays exact.
+    let out = oomguard(&["top", "--json", "--group", "tree", "--scope", &scope]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = format!("{pid} {NAME}");
+    assert!(
+        doc["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["key"].as_str() == Some(want.as_str())),
+        "{doc}"
+    );
+    drop(child);
+}
+
 #[test]
 fn events_text_output_escapes_names_from_the_log() {
     let dir = tempdir();

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use crate::predict::hog;
 use crate::util::{Reaped, TestCgroup, bin, require};
 
+static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A tmux server of its own (socket named after the test), killed on drop.
 struct Tmux {
     socket: String,
@@ -22,7 +24,12 @@ impl Tmux {
             return None;
         }
         let t = Tmux {
-            socket: format!("oomguard-test-live-{}", std::process::id()),
+            // One server per view: the tests of this file run side by side.
+            socket: format!(
+                "oomguard-test-live-{}-{}",
+                std::process::id(),
+                SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
         };
         let ok = t
             .cmd(&[
@@ -53,6 +60,14 @@ impl Tmux {
         let mut a = vec!["send-keys", "-t", "top"];
         a.extend_from_slice(keys);
         assert!(self.cmd(&a).success(), "send-keys {keys:?}");
+    }
+    /// A tmux format of the pane (`#{alternate_on}`, `#{pane_pid}`).
+    fn display(&self, format: &str) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "display", "-p", "-t", "top", format])
+            .output()
+            .expect("display");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
     fn screen(&self) -> String {
         let out = Command::new("tmux")
@@ -171,4 +186,49 @@ fn live_view_in_tmux_shows_filters_sorts_switches_scope_and_quits() {
     let s = t.wait_for("exit", |s| s.contains("top-exit="));
     assert!(s.contains("top-exit=0"), "{s}");
     drop((big, sleeper));
+}
+
+/// `kill`, `timeout` or a closed terminal end the live view as `q` does: SIGTERM, SIGINT and
+/// SIGHUP restore the terminal (alternate screen left, raw mode off) and exit 0. Before, their
+/// default action ended `top` at once and left the shell's terminal without echo and line
+/// editing, on the alternate screen.
+#[test]
+fn a_signal_ends_the_live_view_with_the_terminal_restored() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let cmd = format!(
+            "{} top; echo top-exit=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 60",
+            bin().display()
+        );
+        let Some(t) = Tmux::start(&cmd) else { return };
+        t.wait_for("the live view", |s| s.contains("oomguard top"));
+        assert_eq!(
+            t.display("#{alternate_on}"),
+            "1",
+            "the view is not on the alternate screen"
+        );
+        // The shell running the command line, and `top` its child.
+        let shell: i32 = t.display("#{pane_pid}").parse().expect("pane pid");
+        let children =
+            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+        let top: Vec<i32> = children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        assert_eq!(top.len(), 1, "the shell's children: {children}");
+        // SAFETY: a signal to the `top` this test started (the pane shell's only child).
+        assert_eq!(unsafe { libc::kill(top[0], sig) }, 0);
+        let s = t.wait_for("the exit", |s| {
+            s.contains("top-exit=") && s.contains("icanon")
+        });
+        assert!(s.contains("top-exit=0"), "signal {sig}:\n{s}");
+        assert!(
+            s.lines().any(|l| l.trim() == "icanon"),
+            "signal {sig}: raw mode left on:\n{s}"
+        );
+        assert_eq!(
+            t.display("#{alternate_on}"),
+            "0",
+            "signal {sig}: the alternate screen left on:\n{s}"
+        );
+    }
 }

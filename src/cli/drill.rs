@@ -10,6 +10,7 @@
 //! "event_log", "cleaned_up", "interrupted"}`.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -63,21 +64,37 @@ impl GuardDaemon {
         use std::io::BufRead;
         // The built-in defaults, not the machine's config file: its metrics port, hooks,
         // watch list or dry run are the production daemon's, not the drill's.
-        let mut child = Command::new(exe)
-            .args([
-                "run",
-                "--config",
-                "/dev/null",
-                "--scope",
-                scope,
-                "--event-log",
-            ])
-            .arg(log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start oomguard run")?;
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "run",
+            "--config",
+            "/dev/null",
+            "--scope",
+            scope,
+            "--event-log",
+        ])
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        // The daemon stops (SIGTERM) when the drill ends without its cleanup (SIGKILL, the
+        // OOM killer): before, it guarded the scratch group left behind for ever, holding its
+        // lock. A drill that ended before the daemon asked for that: the daemon does not run.
+        let drill = std::process::id() as libc::pid_t;
+        // SAFETY: prctl(2) and getppid(2) between fork and exec: async-signal-safe system
+        // calls, no allocation, no lock.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != drill {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("cannot start oomguard run")?;
         let stderr = child.stderr.take().context("daemon stderr")?;
         let (tx, rx) = std::sync::mpsc::channel();
         let forward = std::thread::spawn(move || {

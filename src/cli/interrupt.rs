@@ -1,5 +1,6 @@
-//! Ctrl-C and friends for the foreground subcommands (`drill`, `protect --watch`): a flag set
-//! by the signal handler that the command's loop polls, so cleanup code always runs.
+//! Ctrl-C and friends for the foreground subcommands (`drill`, `protect --watch`, `top`'s live
+//! view): a flag set by the signal handler that the command's loop polls, so cleanup code (the
+//! scratch group removed, the terminal restored) always runs.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 

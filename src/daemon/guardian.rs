@@ -83,7 +83,6 @@ impl Guardian {
         connector: bool,
         opts: GuardianOptions,
     ) -> std::io::Result<Guardian> {
-        let protector = protector.read_on_side()?;
         let events = if connector {
             match ProcEvents::open(opts.rcvbuf) {
                 Ok(e) => Some(e),
@@ -98,9 +97,19 @@ impl Guardian {
         } else {
             None
         };
+        Guardian::spawn_on(protector, events, opts)
+    }
+
+    /// [`Guardian::spawn_with`] on the process events given (`None`: scans only).
+    fn spawn_on(
+        protector: Protector,
+        events: Option<ProcEvents>,
+        opts: GuardianOptions,
+    ) -> std::io::Result<Guardian> {
+        let protector = protector.read_on_side()?;
         let event_driven = events.is_some();
         let interval = match (&events, opts.scan_interval) {
-            (None, i) => Some(i.map_or(FALLBACK_SCAN, |i| i.min(FALLBACK_SCAN))),
+            (None, i) => Some(fallback_every(i)),
             (Some(_), i) => i,
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -222,6 +231,12 @@ impl Drop for Guardian {
     }
 }
 
+/// How often scans run without process events: the safety net's interval, at most
+/// [`FALLBACK_SCAN`].
+fn fallback_every(interval: Option<Duration>) -> Duration {
+    interval.map_or(FALLBACK_SCAN, |i| i.min(FALLBACK_SCAN))
+}
+
 fn opts_desc(opts: &GuardianOptions, event_driven: bool) -> String {
     match (event_driven, opts.scan_interval) {
         (true, Some(i)) => format!(", and a safety-net scan every {i:?}"),
@@ -252,7 +267,8 @@ fn run_loop(
             Some(ev) => {
                 if let Err(e) = ev.wait(wait, &mut batch) {
                     log::error!(
-                        "protect: reading process events failed ({e}); falling back to scans"
+                        "protect: reading process events failed ({e}); falling back to a scan every {} s",
+                        fallback_every(interval).as_secs()
                     );
                     events = None;
                     next_scan = Some(Instant::now());
@@ -273,7 +289,14 @@ fn run_loop(
             && Instant::now() >= t
         {
             p.scan("scan");
-            next_scan = Some(Instant::now() + interval.unwrap_or(FALLBACK_SCAN));
+            // Without events (the connector failed, here or at start) at least every second, as
+            // at a start without them: the safety net's interval (60 s by default) left a
+            // process started after the failure without its value for up to a minute.
+            let every = match events {
+                Some(_) => interval.unwrap_or(FALLBACK_SCAN),
+                None => fallback_every(interval),
+            };
+            next_scan = Some(Instant::now() + every);
         }
     }
 }
@@ -381,6 +404,53 @@ mod tests {
             "stop took {:?}",
             t.elapsed()
         );
+    }
+
+    /// A connector whose reads fail while the daemon runs: the thread falls back to scans at
+    /// least every second, as a start without the connector does, not at the safety net's
+    /// interval (60 s by default, here 1 h): a process started after the failure gets its
+    /// value from the next scan. (A "connector" that polls readable and whose read fails.)
+    #[test]
+    fn a_connector_that_fails_is_replaced_by_scans_every_second() {
+        let fx = Fixture::new();
+        let r = fx.dir.path().to_path_buf();
+        let mut rule = Rule::name_only(RuleKind::Avoid, "^late$").unwrap();
+        rule.oom_score_adj = Some(250);
+        let protector = Protector::new(
+            &fx.root(),
+            ScopeFilter::system(),
+            Policy { rules: vec![rule] },
+            None,
+        )
+        .unwrap();
+        let g = Guardian::spawn_on(
+            protector,
+            Some(ProcEvents::failing()),
+            GuardianOptions {
+                scan_interval: Some(Duration::from_secs(3600)),
+                rcvbuf: None,
+            },
+        )
+        .unwrap();
+        // The start's scan, then the one at the failure.
+        let until = Instant::now() + Duration::from_secs(10);
+        while g.stats().rescans.load(Ordering::Relaxed) < 2 {
+            assert!(Instant::now() < until, "no scan at the connector's failure");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A process started after the failure: no event will tell of it.
+        proc(&r, 321, "late", 'S', 0, 900, 1_000, 0, 0);
+        let adj = || std::fs::read_to_string(r.join("proc/321/oom_score_adj")).unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        while adj().trim() != "250" {
+            assert!(
+                Instant::now() < until,
+                "the process started after the connector failed was not protected by a scan ({} scans)",
+                g.stats().rescans.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        g.stop();
     }
 
     /// Without a stuck read the thread's first scan does all of them, and a stop is prompt.

@@ -138,10 +138,32 @@ pub fn default_dir() -> PathBuf {
 /// What identifies a scope: `system`, or the group's real directory (so both spellings of one
 /// group, and the v1 and v2 groups of one path, are told apart right); under a fixture root,
 /// prefixed by the root.
+///
+/// The directory as the kernel resolves it, not as it was written: `cgroup:` takes a path with
+/// `//`, `/./`, `..` or a symbolic link on the way, and each spelling of one group must name one
+/// lock file (before, `--scope cgroup:/sys/fs/cgroup/memory//app` started a second guard beside
+/// the one on `cgroup:/app`). A group that cannot be resolved now (removed since) keeps its
+/// path with the separators and `.` components folded.
 fn key(root: &Root, scope: &Scope) -> String {
     let k = match &scope.kind {
         ScopeKind::System => "system".to_string(),
-        ScopeKind::Cgroup(c) => format!("cgroup{}", c.dir.display()),
+        ScopeKind::Cgroup(c) => {
+            let real = std::fs::canonicalize(root.path(&c.dir))
+                .ok()
+                .and_then(|p| {
+                    if root.is_real() {
+                        Some(p)
+                    } else {
+                        // Under a fixture root: the path inside it, as on a real machine.
+                        let base = std::fs::canonicalize(root.as_path()).ok()?;
+                        p.strip_prefix(base)
+                            .ok()
+                            .map(|rel| Path::new("/").join(rel))
+                    }
+                })
+                .unwrap_or_else(|| c.dir.components().collect());
+            format!("cgroup{}", real.display())
+        }
     };
     if root.is_real() {
         k
@@ -216,6 +238,57 @@ mod tests {
         drop(first);
         let again = ScopeLock::acquire(d.path(), &root, &ScopeSpec::System).unwrap();
         assert!(again.is_some());
+    }
+
+    /// One group, however its path is spelt (`//`, `/./`, `..`, a link, a path as in
+    /// /proc/PID/cgroup or the directory), is one lock: the second guard refuses to start.
+    /// Another group is another lock. (A fixture tree with a v1 memory mount.)
+    #[test]
+    fn every_spelling_of_one_group_takes_the_same_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("root");
+        std::fs::create_dir_all(r.join("proc/self")).unwrap();
+        std::fs::write(
+            r.join("proc/self/mountinfo"),
+            "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+        )
+        .unwrap();
+        let mount = r.join("sys/fs/cgroup/memory");
+        std::fs::create_dir_all(mount.join("app")).unwrap();
+        std::fs::create_dir_all(mount.join("other")).unwrap();
+        std::os::unix::fs::symlink(mount.join("app"), mount.join("link")).unwrap();
+        let root = Root::new(&r);
+        let locks = d.path().join("locks");
+        let spec = |s: &str| s.parse::<ScopeSpec>().unwrap();
+        let first = ScopeLock::acquire(&locks, &root, &spec("cgroup:/app"))
+            .unwrap()
+            .expect("the group resolves");
+        for other in [
+            "cgroup:/app/",
+            "cgroup:/sys/fs/cgroup/memory/app",
+            "cgroup:/sys/fs/cgroup/memory//app",
+            "cgroup:/sys/fs/cgroup/memory/./app",
+            "cgroup:/other/../app",
+            "cgroup:/link",
+        ] {
+            match ScopeLock::acquire(&locks, &root, &spec(other)) {
+                Err(LockError::Held { pid, .. }) => {
+                    assert_eq!(pid, std::process::id().to_string(), "{other}")
+                }
+                Err(e) => panic!("{other}: {e}"),
+                Ok(l) => panic!(
+                    "{other}: a second lock {:?} beside {}",
+                    l.map(|l| l.path().to_path_buf()),
+                    first.path().display()
+                ),
+            }
+        }
+        assert!(
+            ScopeLock::acquire(&locks, &root, &spec("cgroup:/other"))
+                .unwrap()
+                .is_some(),
+            "another group is another lock"
+        );
     }
 
     #[test]

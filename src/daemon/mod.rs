@@ -861,6 +861,12 @@ impl Daemon {
             self.psi_rearm = None;
             if self.waker.set_psi(&mut self.scope, self.s.levels.psi) {
                 log::info!("PSI trigger registered again on {}", self.scope.label());
+            } else if self.scope_group_gone() {
+                // Its group is still gone (a restart takes longer than a second): tried again
+                // each second until the group is made again. Given up after the first try,
+                // the trigger never came back, and the guard woke for the group's pressure by
+                // polling alone.
+                self.psi_rearm = Some(now + Duration::from_secs(1));
             }
         }
         let floor = self.far_floor();
@@ -1068,10 +1074,7 @@ impl Daemon {
             Some((since, _)) => since,
             None => now,
         };
-        let gone = self
-            .scope
-            .cgroup()
-            .is_some_and(|c| !self.scope.root.path(&c.dir).is_dir());
+        let gone = self.scope_group_gone();
         log::warn!(
             "cannot read the memory of {} ({why}){}: not guarding it until it can be read again, looking every {} s",
             self.scope.label(),
@@ -1083,6 +1086,13 @@ impl Daemon {
         }
         self.unreadable = Some((since, why));
         UNREADABLE_POLL
+    }
+
+    /// Whether the scope is a cgroup whose directory is gone (removed, not made again yet).
+    fn scope_group_gone(&self) -> bool {
+        self.scope
+            .cgroup()
+            .is_some_and(|c| !self.scope.root.path(&c.dir).is_dir())
     }
 
     /// Far from the levels, the machine's memory from `sysinfo(2)` with a floor for the
@@ -2632,6 +2642,107 @@ mod tests {
             ]
         );
         assert_eq!(kk[0].available_kb, Some(300_000));
+    }
+
+    /// `--psi` on a v2 group that is removed and made again later than a second after: the
+    /// trigger, dropped for its error, is tried again each second while the group is gone and
+    /// is registered on the new group. Before, the one try a second after the error failed
+    /// (the group still gone) and the trigger never came back. A fixture tree (the pressure
+    /// file a plain file, which takes the trigger's line); the second's wait is skipped by
+    /// moving the due time to now.
+    #[test]
+    fn a_psi_trigger_is_registered_again_on_a_group_made_again_after_a_while() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().to_path_buf();
+        std::fs::create_dir_all(r.join("proc/self")).unwrap();
+        std::fs::write(
+            r.join("proc/meminfo"),
+            "MemTotal: 4000000 kB\nMemFree: 3000000 kB\nMemAvailable: 3000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+        )
+        .unwrap();
+        std::fs::write(r.join("proc/vmstat"), "pgalloc_normal 5\noom_kill 0\n").unwrap();
+        std::fs::write(
+            r.join("proc/self/mountinfo"),
+            "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        let mount = r.join("sys/fs/cgroup");
+        std::fs::create_dir_all(&mount).unwrap();
+        std::fs::write(mount.join("cgroup.controllers"), "memory\n").unwrap();
+        let app = mount.join("app");
+        let make = || {
+            std::fs::create_dir_all(&app).unwrap();
+            for (f, v) in [
+                ("memory.max", "1073741824\n"),
+                ("memory.current", "100000000\n"),
+                ("memory.stat", "anon 0\ninactive_file 0\n"),
+                ("memory.swap.max", "0\n"),
+                ("memory.swap.current", "0\n"),
+                ("memory.events", "oom_kill 0\n"),
+                ("cgroup.procs", ""),
+                (
+                    "memory.pressure",
+                    "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+                ),
+            ] {
+                std::fs::write(app.join(f), v).unwrap();
+            }
+        };
+        make();
+        let settings = Settings {
+            root: Root::new(&r),
+            scope: "cgroup:/app".parse().unwrap(),
+            levels: LevelSpec {
+                mem_pct: Some(crate::values::LevelPair::parse_pct("10,5").unwrap()),
+                mem_size: None,
+                swap_pct: None,
+                swap_size: None,
+                psi: Some("full:20:2s".parse().unwrap()),
+            },
+            kill_unit: KillUnit::default(),
+            term_grace: Duration::from_secs(1),
+            dry_run: true,
+            event_log: r.join("events.jsonl"),
+            policy: Policy::default(),
+            report_interval: None,
+        };
+        let mut dm = Daemon::new(settings, Vec::new(), Flags::default(), None, None).unwrap();
+        assert!(dm.waker.psi_armed(), "no trigger at start");
+        // A second has passed since the last try, if one is due.
+        let second_passes = |dm: &mut Daemon| {
+            if let Some(t) = dm.psi_rearm.as_mut() {
+                *t = Instant::now();
+            }
+        };
+
+        // The group is removed: its trigger polls in error and is dropped.
+        std::fs::rename(&app, mount.join("old")).unwrap();
+        dm.waker.psi_in_error();
+        dm.tick(Wake::Psi).unwrap();
+        assert!(!dm.waker.psi_armed());
+        // A second later, and some more: the group is still gone.
+        for _ in 0..3 {
+            second_passes(&mut dm);
+            dm.tick(Wake::Timer).unwrap();
+            assert!(!dm.waker.psi_armed(), "armed on a group that is not there");
+        }
+
+        // Made again: registered at the next try, on the new group.
+        make();
+        second_passes(&mut dm);
+        dm.tick(Wake::Timer).unwrap();
+        assert!(
+            dm.waker.psi_armed(),
+            "the PSI trigger was not registered again on the group made again"
+        );
+        let line = std::fs::read(app.join("memory.pressure")).unwrap();
+        assert!(
+            line.starts_with(b"full "),
+            "{:?}",
+            String::from_utf8_lossy(&line)
+        );
+        // Registered: no more tries.
+        assert!(dm.psi_rearm.is_none());
     }
 
     /// The settle waits while memory falls (a storm) and runs once it holds still, or after

@@ -613,6 +613,21 @@ impl Waker {
     }
 }
 
+#[cfg(test)]
+impl Waker {
+    /// What [`Waker::poll`] does with a PSI trigger in error (its group removed): dropped, and
+    /// flagged to be registered again.
+    pub(crate) fn psi_in_error(&mut self) {
+        self.sources.retain(|s| s.kind != Wake::Psi);
+        self.psi_broken = true;
+    }
+
+    /// Whether a PSI trigger is registered.
+    pub(crate) fn psi_armed(&self) -> bool {
+        self.sources.iter().any(|s| s.kind == Wake::Psi)
+    }
+}
+
 /// Why `--psi` cannot act in `scope`: no pressure file to read or arm.
 pub(crate) fn no_pressure_note(scope: &Scope, spec: PsiSpec) -> String {
     let why = match &scope.kind {

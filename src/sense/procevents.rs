@@ -304,6 +304,23 @@ impl ProcEvents {
     }
 }
 
+#[cfg(test)]
+impl ProcEvents {
+    /// A connector whose reads fail: a pipe that polls readable (a byte in it), whose `recv`
+    /// fails with ENOTSOCK.
+    pub(crate) fn failing() -> ProcEvents {
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        rustix::io::write(&w, b"x").expect("write");
+        ProcEvents {
+            fd: r,
+            buf: vec![0; 64],
+            seqs: SeqTracker::default(),
+            overruns: 0,
+            gaps: 0,
+        }
+    }
+}
+
 impl AsFd for ProcEvents {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

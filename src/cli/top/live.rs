@@ -69,18 +69,36 @@ pub fn run(p: Predict, args: &TopArgs, interval: Duration) -> anyhow::Result<Exi
         rows_limit: args.rows,
         height: 50,
     };
-    let mut terminal = ratatui::try_init()?;
+    // SIGINT, SIGTERM and SIGHUP (`kill`, `timeout`, a closed terminal) end the view like `q`:
+    // the terminal is restored. Killed by their default action instead, `top` left the
+    // terminal in raw mode on the alternate screen. (Ctrl-C at the keyboard is a key in raw
+    // mode, see `App::key`.)
+    crate::cli::interrupt::catch();
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            // Raw mode may be on already (the alternate screen is what failed).
+            ratatui::restore();
+            return Err(e.into());
+        }
+    };
     let result = app.main_loop(&mut terminal);
     ratatui::restore();
     result?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The longest the live view waits for a key before it looks at the signal flag.
+const SIGNAL_LOOK: Duration = Duration::from_millis(100);
+
 impl App {
     fn main_loop(&mut self, terminal: &mut ratatui::DefaultTerminal) -> anyhow::Result<()> {
         let mut next = Instant::now();
         let mut dirty = true;
         loop {
+            if crate::cli::interrupt::interrupted() {
+                return Ok(());
+            }
             let now = Instant::now();
             if now >= next {
                 self.refresh();
@@ -91,7 +109,10 @@ impl App {
                 terminal.draw(|f| self.draw(f))?;
                 dirty = false;
             }
-            let timeout = next.saturating_duration_since(Instant::now());
+            // crossterm's poll resumes after a signal: it is looked for between shorter polls.
+            let timeout = next
+                .saturating_duration_since(Instant::now())
+                .min(SIGNAL_LOOK);
             if event::poll(timeout)? {
                 match event::read()? {
                     Event::Key(k) if k.kind != KeyEventKind::Release => match self.key(k) {
@@ -444,7 +465,7 @@ impl App {
                 g.best_rank.to_string(),
                 format!(
                     "{}{}",
-                    g.key,
+                    crate::values::escape_text(&g.key),
                     if g.has_next_victim {
                         "  ← next victim"
                     } else {

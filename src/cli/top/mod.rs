@@ -373,7 +373,9 @@ fn group_table(snap: &Snapshot, by: GroupBy, n: Option<usize>) -> String {
             human_kb(g.terms.pgtables_pages * pk),
             g.share_pct(snap.ctx.totalpages),
             g.best_rank,
-            g.key,
+            // A process name, a cgroup path or a unit: anyone's (a tree's root names itself,
+            // a delegated group's name is its owner's), escaped as in the process table.
+            crate::values::escape_text(&g.key),
             if g.has_next_victim {
                 "  (holds the next victim)"
             } else {
