@@ -107,15 +107,28 @@ impl Tail {
         Ok(batch)
     }
 
-    /// Opens the path. Returns whether a file is held now (false: there is none yet).
+    /// Opens the path. Returns whether a file is held now (false: there is none yet). Errors:
+    /// it cannot be opened, or it is not a regular file (opened without blocking: a FIFO with
+    /// no writer must not hold the reader up for ever).
     fn open_path(&mut self) -> std::io::Result<bool> {
-        let f = match File::open(&self.path) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&self.path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
-        let ino = ino_of(&f.metadata()?);
-        self.file = Some((f, ino));
+        let m = f.metadata()?;
+        if !m.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (an event log is one)",
+            ));
+        }
+        self.file = Some((f, ino_of(&m)));
         Ok(true)
     }
 
@@ -337,5 +350,20 @@ mod tests {
         assert!(!t.has_partial_line());
         writeln!(f, "garbage").unwrap();
         assert_eq!(t.read().unwrap().unparsed.lines, [4]);
+    }
+
+    /// A FIFO (or anything but a regular file) at the path is an error at once, not a read
+    /// that waits for a writer for ever.
+    #[test]
+    fn a_fifo_is_an_error_not_a_wait() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("events.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a path in a fresh temporary directory.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = Tail::new(&fifo).read().unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = Tail::new(d.path()).read().unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }
