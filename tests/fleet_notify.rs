@@ -35,6 +35,8 @@ pub fn start_bus(socket: &Path) -> Reaped {
     <allow user="*"/>
     <allow own="*"/>
     <allow send_type="method_call"/>
+    <allow send_type="method_return"/>
+    <allow send_type="error"/>
     <allow send_type="signal"/>
     <allow receive_type="signal"/>
     <allow eavesdrop="true"/>
@@ -121,6 +123,11 @@ struct Server {
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
 impl Server {
+    /// As GNOME Shell, KDE Plasma, dunst and mako answer: bodies are read as markup.
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into(), "body-markup".into()]
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn notify(
         &self,
@@ -217,7 +224,8 @@ fn signal_on_the_system_bus_and_desktop_notification_on_the_session_bus() {
     .unwrap();
     kill["host"] = "box".into();
     kill["victim"]["pid"] = 4242.into();
-    kill["victim"]["comm"] = "hog".into();
+    // A name with markup characters (any user picks names).
+    kill["victim"]["comm"] = "hog<b>&co".into();
     kill["victim"]["rss_kb"] = 2097152.into();
     n.send(&oomguard::record::event::Record::from_value(kill.clone()).unwrap());
     n.send(
@@ -235,9 +243,16 @@ fn signal_on_the_system_bus_and_desktop_notification_on_the_session_bus() {
         .recv_timeout(Duration::from_secs(10))
         .expect("a Notify call on the session bus");
     assert_eq!(call.app_name, "oomguard");
-    assert_eq!(call.summary, "Out of memory: hog was stopped");
+    assert_eq!(call.summary, "Out of memory: hog<b>&co was stopped");
     assert!(
         call.body.contains("pid 4242") && call.body.contains("rss 2.0 GiB"),
+        "{}",
+        call.body
+    );
+    // The server reads markup in bodies: the name is escaped there, shown as it is.
+    assert!(
+        call.body
+            .starts_with("oomguard stopped hog&lt;b&gt;&amp;co (pid 4242)"),
         "{}",
         call.body
     );

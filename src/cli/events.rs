@@ -97,7 +97,11 @@ const HEADER: &str = "TIME                 ACTION       PID      COMM           
 pub fn row(rec: &Record) -> String {
     let w = rec.event.who();
     let (pid, comm) = who(w.map(|w| w.0), w.map(|w| w.1));
+    // The DETAIL names what the record holds (a rule's name, a cgroup from the kernel log, a
+    // restart command, an error): control characters escaped as for the names, whoever wrote
+    // the line.
     let detail = rec.event.summary();
+    let detail = crate::values::escape_text(&detail);
     match rec.event.after() {
         Some(after) => {
             let (apid, acomm) = who(after.pid, after.comm.as_deref());
@@ -108,7 +112,7 @@ pub fn row(rec: &Record) -> String {
                 pid,
                 comm,
                 detail,
-                after.action,
+                crate::values::escape_text(&after.action),
                 apid,
                 acomm,
                 short_time(&after.time)
@@ -321,6 +325,28 @@ mod tests {
         );
         assert!(row(&g[0]).contains("reason low_memory_kill, rss 1.0 MiB"));
         assert!(row(&g[3]).contains("'db' attempt 1/3: true → ok"));
+    }
+
+    /// Text from the record in the DETAIL column is escaped like the names: no raw control
+    /// character reaches the terminal.
+    #[test]
+    fn the_detail_column_escapes_control_characters() {
+        let kk = json!({"time": "2026-11-30T18:00:00.000+00:00", "action": "kernel_kill",
+            "oom_kills": 1, "counter": "c", "constraint": "memcg", "oom_memcg": "/a\x1b]2;x\x07\nb"});
+        let r = row(&Record::from_value(kk).unwrap());
+        assert!(!r.chars().any(|c| c.is_control()), "{r:?}");
+        assert!(
+            r.contains("at the limit of cgroup /a\\x1b]2;x\\x07\\nb"),
+            "{r}"
+        );
+        let miss = json!({"time": "2026-11-30T18:00:06.000+00:00", "action": "missing",
+            "watch": "w\rx", "after": {"time": "t", "action": "ki\x1bll"}});
+        let r = row(&Record::from_value(miss).unwrap());
+        assert!(!r.chars().any(|c| c.is_control()), "{r:?}");
+        assert!(
+            r.contains("'w\\rx'") && r.contains("after ki\\x1bll"),
+            "{r}"
+        );
     }
 
     #[test]

@@ -300,6 +300,7 @@ impl EventLog {
             failing: None,
             lost: 0,
             dropped_reported: 0,
+            unfollowed: None,
         };
         super::side::spawn_background("oomguard-eventlog", move || w.run(rx)).map_err(
             |source| EventLogError::Thread {
@@ -471,6 +472,15 @@ struct Writer {
     /// Records lost to failed writes in the current failure.
     lost: u64,
     dropped_reported: u64,
+    /// What the path named (device, inode; `None`: nothing) when opening it anew failed
+    /// ([`Writer::follow_path`]): not tried again, nor said again, until that changes.
+    unfollowed: Option<Option<(u64, u64)>>,
+}
+
+/// The (device, inode) of a file.
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
 }
 
 impl Writer {
@@ -486,10 +496,12 @@ impl Writer {
                 Msg::Reopen => continue,
                 Msg::WarmUp => {
                     // What a write does before it writes (see `EventLog::warm_up`).
+                    self.follow_path();
                     std::hint::black_box(self.ends_torn());
                     continue;
                 }
             };
+            self.follow_path();
             let r = self.write(&line);
             let r = match r {
                 Ok(()) => {
@@ -535,6 +547,50 @@ impl Writer {
                 log::info!("event log {} reopened", self.path.display());
             }
             Err(e) => log::error!("{e}; writing on to the file opened before"),
+        }
+    }
+
+    /// Opens the path anew when it no longer names the file written, without a reopen signal:
+    /// the file was removed, renamed away (a rotation without `postrotate`) or replaced.
+    /// Records written on into the old file would be lost to every reader of the path (and a
+    /// removed file's space never freed). Before each record: two `stat`s. A path that cannot
+    /// be opened (now a symbolic link, a directory) is said once and the old file written on.
+    fn follow_path(&mut self) {
+        let Ok(held) = self.file.metadata().map(|m| identity(&m)) else {
+            return;
+        };
+        let now = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| identity(&m));
+        if now == Some(held) {
+            self.unfollowed = None;
+            return;
+        }
+        if self.unfollowed == Some(now) {
+            return;
+        }
+        let what = if now.is_some() {
+            "replaced"
+        } else {
+            "removed or moved away"
+        };
+        match open_file(&self.path) {
+            Ok(f) => {
+                self.file = f;
+                self.unfollowed = None;
+                log::warn!(
+                    "event log {}: the file was {what}; writing on into the file now at the path",
+                    self.path.display()
+                );
+            }
+            Err(e) => {
+                self.unfollowed = Some(now);
+                log::error!(
+                    "event log {}: the file was {what}, and {e}; writing on to the file \
+                     opened before",
+                    self.path.display()
+                );
+            }
         }
     }
 
@@ -613,7 +669,8 @@ pub struct Unparsed {
 }
 
 impl Unparsed {
-    fn add(&mut self, line: usize, err: impl FnOnce() -> String) {
+    /// Counts line `line` (1-based), with what was wrong with it.
+    pub fn add(&mut self, line: usize, err: impl FnOnce() -> String) {
         if self.count == 0 {
             self.first_error = err();
         }
@@ -779,6 +836,53 @@ mod tests {
             warns[0].contains("1 line(s)") && warns[0].contains("line 2"),
             "{warns:?}"
         );
+    }
+
+    /// The file renamed away or removed without a reopen signal: the next record goes to a
+    /// file at the path, where readers look, not into the old one.
+    #[test]
+    fn a_file_moved_away_or_removed_without_a_signal_is_followed_by_its_path() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let rotated = d.path().join("events.jsonl.1");
+        let log = EventLog::open(&p, "system").unwrap();
+        let warn = |used_pct| {
+            Event::Warn(Warn {
+                used_pct,
+                ..Default::default()
+            })
+        };
+        let used = |path: &Path| -> Vec<f64> {
+            read_all(path)
+                .unwrap()
+                .0
+                .iter()
+                .map(|r| match &r.event {
+                    Event::Warn(w) => w.used_pct,
+                    e => panic!("{e:?}"),
+                })
+                .collect()
+        };
+        log.append(warn(1.0)).unwrap();
+        assert!(log.sync(Duration::from_secs(10)));
+        std::fs::rename(&p, &rotated).unwrap();
+        log.append(warn(2.0)).unwrap();
+        assert!(log.sync(Duration::from_secs(10)));
+        assert_eq!(used(&rotated), [1.0]);
+        assert_eq!(used(&p), [2.0]);
+        std::fs::remove_file(&p).unwrap();
+        log.append(warn(3.0)).unwrap();
+        assert!(log.sync(Duration::from_secs(10)));
+        assert_eq!(used(&p), [3.0]);
+        // A path that cannot be opened now (a symbolic link): the file opened before is
+        // written on, and the record is not lost.
+        std::fs::rename(&p, d.path().join("moved.jsonl")).unwrap();
+        std::os::unix::fs::symlink(&rotated, &p).unwrap();
+        log.append(warn(4.0)).unwrap();
+        log.append(warn(5.0)).unwrap();
+        assert!(log.sync(Duration::from_secs(10)));
+        assert_eq!(used(&d.path().join("moved.jsonl")), [3.0, 4.0, 5.0]);
+        assert_eq!(used(&rotated), [1.0]);
     }
 
     #[test]

@@ -1,7 +1,15 @@
 //! Reading an event log as it grows (`oomguard events --follow`, like `tail -F`): the complete
 //! lines appended since the last read, as typed records. Survives the file being created
 //! later, truncated, or replaced (logrotate).
+//!
+//! The file is read through a descriptor held open between reads, not opened by its path each
+//! time: after a rotation (the file renamed away, a new one made at the path) the records the
+//! daemon appended to the old file after the last read, before it reopened the path, are
+//! still read from the old file before the new one. The switch to the new file waits until it
+//! holds something: the daemon writes there only once it has reopened the path, and so wrote
+//! its last record into the old one before.
 
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -12,18 +20,26 @@ use super::eventlog::{Unparsed, parse};
 /// (`Batch::more`), so reading it costs this buffer, not the file's size.
 pub const CHUNK: u64 = 1 << 20;
 
+/// The longest line kept while its newline has not come: no record is anywhere near this
+/// long (a command line is cut at 64 KiB). A longer line is no record; it is skipped up to its
+/// newline and counted as a line that is not one, so a line without end costs a reader
+/// bounded memory, not the file's size.
+pub const MAX_LINE: usize = 4 << 20;
+
 /// A reader that remembers how far it has read.
 #[derive(Debug)]
 pub struct Tail {
     path: PathBuf,
-    /// Bytes read so far (complete lines and `pending`).
+    /// The file being read, held open across reads, and its (device, inode).
+    file: Option<(File, (u64, u64))>,
+    /// Bytes of `file` read so far (complete lines and `pending`).
     offset: u64,
     /// Complete lines read so far (for the line numbers in warnings).
     lines_read: usize,
     /// A line read without its newline yet.
     pending: Vec<u8>,
-    /// The file read (device, inode), to notice a replacement.
-    ino: Option<(u64, u64)>,
+    /// The line being read was longer than [`MAX_LINE`]: skipped up to its newline.
+    skipping: bool,
 }
 
 /// What one read found.
@@ -49,10 +65,11 @@ impl Tail {
     pub fn new(path: &Path) -> Tail {
         Tail {
             path: path.to_path_buf(),
+            file: None,
             offset: 0,
             lines_read: 0,
             pending: Vec::new(),
-            ino: None,
+            skipping: false,
         }
     }
 
@@ -62,44 +79,136 @@ impl Tail {
 
     /// Whether a line without its newline is waiting (a record being written, or a torn one).
     pub fn has_partial_line(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || self.skipping
     }
 
     /// Reads what was appended since the last read. A file that does not exist (yet) reads as
     /// nothing. Errors: the file exists but cannot be read.
     pub fn read(&mut self) -> std::io::Result<Batch> {
         let mut batch = Batch::default();
-        let Ok(meta) = std::fs::metadata(&self.path) else {
+        if self.file.is_none() && !self.open_path()? {
             return Ok(batch);
+        }
+        let at_end = self.read_held(&mut batch)?;
+        if at_end && self.replacement() {
+            // Drained: the old file's last records are in this batch. On with the new one.
+            if self.has_partial_line() {
+                let n = self.lines_read + 1;
+                batch.unparsed.add(n, || {
+                    "a torn last line in the file before it was replaced".to_string()
+                });
+            }
+            self.reset();
+            batch.restarted = true;
+            if self.open_path()? {
+                self.read_held(&mut batch)?;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Opens the path. Returns whether a file is held now (false: there is none yet). Errors:
+    /// it cannot be opened, or it is not a regular file (opened without blocking: a FIFO with
+    /// no writer must not hold the reader up for ever).
+    fn open_path(&mut self) -> std::io::Result<bool> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
         };
-        let ino = ino_of(&meta);
-        if self.ino.is_some_and(|i| i != ino) || meta.len() < self.offset {
-            // Replaced or truncated: start over at its beginning.
+        let m = f.metadata()?;
+        if !m.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (an event log is one)",
+            ));
+        }
+        self.file = Some((f, ino_of(&m)));
+        Ok(true)
+    }
+
+    /// Starts over at the beginning of a file.
+    fn reset(&mut self) {
+        self.file = None;
+        self.offset = 0;
+        self.lines_read = 0;
+        self.pending.clear();
+        self.skipping = false;
+    }
+
+    /// The file the path names now, when it is another one than the one held and already holds
+    /// something (the writer has moved on to it). A path that names nothing (the file removed,
+    /// or renamed and not made again yet) keeps the held file.
+    fn replacement(&self) -> bool {
+        let Some((_, held)) = self.file.as_ref() else {
+            return false;
+        };
+        std::fs::metadata(&self.path).is_ok_and(|m| ino_of(&m) != *held && m.len() > 0)
+    }
+
+    /// Reads the held file from where the last read stopped, at most [`CHUNK`]. Returns whether
+    /// it is now read to its end.
+    fn read_held(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
+        let Some((f, _)) = self.file.as_mut() else {
+            return Ok(true);
+        };
+        let len = f.metadata()?.len();
+        if len < self.offset {
+            // Truncated: start over at its beginning.
             self.offset = 0;
             self.lines_read = 0;
             self.pending.clear();
+            self.skipping = false;
             batch.restarted = true;
         }
-        self.ino = Some(ino);
-        if meta.len() <= self.offset {
-            return Ok(batch);
+        if len <= self.offset {
+            return Ok(true);
         }
-        let mut f = std::fs::File::open(&self.path)?;
         f.seek(SeekFrom::Start(self.offset))?;
-        let want = (meta.len() - self.offset).min(CHUNK);
+        let want = (len - self.offset).min(CHUNK);
         let mut buf = Vec::with_capacity(want as usize);
         f.take(want).read_to_end(&mut buf)?;
         self.offset += buf.len() as u64;
-        batch.more = !buf.is_empty() && self.offset < meta.len();
-        self.pending.extend_from_slice(&buf);
+        let more = !buf.is_empty() && self.offset < len;
+        batch.more |= more;
+        self.take_lines(&buf, batch);
+        Ok(!more)
+    }
+
+    /// Adds `buf` to the line being read and parses the lines it completes.
+    fn take_lines(&mut self, mut buf: &[u8], batch: &mut Batch) {
+        if self.skipping {
+            // The rest of an over-long line, up to its newline.
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.skipping = false;
+                    self.lines_read += 1;
+                    buf = &buf[end + 1..];
+                }
+                None => return,
+            }
+        }
+        self.pending.extend_from_slice(buf);
         if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
             let complete: Vec<u8> = self.pending.drain(..=end).collect();
             let (recs, bad) = parse(&complete, self.lines_read + 1);
             self.lines_read += complete.iter().filter(|&&b| b == b'\n').count();
-            batch.records = recs;
-            batch.unparsed = bad;
+            batch.records.extend(recs);
+            batch.unparsed.absorb(bad);
         }
-        Ok(batch)
+        if self.pending.len() > MAX_LINE {
+            let n = self.lines_read + 1;
+            batch.unparsed.add(n, || {
+                format!("a line longer than {MAX_LINE} bytes, not an event record")
+            });
+            self.pending = Vec::new();
+            self.skipping = true;
+        }
     }
 }
 
@@ -160,5 +269,101 @@ mod tests {
         assert!(b.restarted);
         assert_eq!(b.unparsed.count, 1);
         assert_eq!(b.unparsed.lines, [1]);
+    }
+    /// Rotation (the file renamed away and a new one made): what was appended to the old file
+    /// after the last read is read before the new file, none lost.
+    #[test]
+    fn lines_appended_to_a_rotated_file_before_the_switch_are_not_lost() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let rotated = d.path().join("events.jsonl.1");
+        let mut f = std::fs::File::create(&p).unwrap();
+        writeln!(f, "{LINE}").unwrap();
+        let mut t = Tail::new(&p);
+        assert_eq!(t.read().unwrap().records.len(), 1);
+        // The daemon writes one more record, half of another, then logrotate moves the file
+        // and the daemon, reopening, finishes nothing there and writes on into a new one.
+        write!(f, "{}\n{}", LINE.replace("91.0", "92.0"), &LINE[..30]).unwrap();
+        std::fs::rename(&p, &rotated).unwrap();
+        writeln!(f, "{}", &LINE[30..]).unwrap();
+        drop(f);
+        std::fs::write(&p, format!("{}\n", LINE.replace("91.0", "93.0"))).unwrap();
+        let mut used = Vec::new();
+        loop {
+            let b = t.read().unwrap();
+            assert_eq!(b.unparsed.count, 0, "{:?}", b.unparsed);
+            used.extend(b.records.iter().map(|r| match &r.event {
+                crate::record::event::Event::Warn(w) => w.used_pct,
+                e => panic!("{e:?}"),
+            }));
+            if !b.more {
+                break;
+            }
+        }
+        assert_eq!(used, [92.0, 91.0, 93.0]);
+        assert!(!t.has_partial_line());
+        // And on from the new file.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(format!("{LINE}\n").as_bytes())
+            .unwrap();
+        assert_eq!(t.read().unwrap().records.len(), 1);
+    }
+
+    /// A line that never ends costs bounded memory: it is skipped up to its newline and
+    /// counted once, and the records after it are read.
+    #[test]
+    fn an_endless_line_is_skipped_with_bounded_memory() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("events.jsonl");
+        let mut f = std::fs::File::create(&p).unwrap();
+        writeln!(f, "{LINE}").unwrap();
+        let junk = vec![b'x'; CHUNK as usize];
+        for _ in 0..(MAX_LINE / CHUNK as usize) * 2 + 1 {
+            f.write_all(&junk).unwrap();
+        }
+        let mut t = Tail::new(&p);
+        let (mut recs, mut bad) = (0, Unparsed::default());
+        loop {
+            let b = t.read().unwrap();
+            recs += b.records.len();
+            bad.absorb(b.unparsed);
+            assert!(
+                t.pending.len() <= MAX_LINE + CHUNK as usize,
+                "{}",
+                t.pending.len()
+            );
+            if !b.more {
+                break;
+            }
+        }
+        assert_eq!(recs, 1);
+        assert!(t.has_partial_line());
+        assert_eq!((bad.count, bad.lines.clone()), (1, vec![2]));
+        // Its end, and a record after it (line 3).
+        write!(f, "yyy\n{LINE}\n").unwrap();
+        let b = t.read().unwrap();
+        assert_eq!(b.records.len(), 1);
+        assert_eq!(b.unparsed.count, 0);
+        assert!(!t.has_partial_line());
+        writeln!(f, "garbage").unwrap();
+        assert_eq!(t.read().unwrap().unparsed.lines, [4]);
+    }
+
+    /// A FIFO (or anything but a regular file) at the path is an error at once, not a read
+    /// that waits for a writer for ever.
+    #[test]
+    fn a_fifo_is_an_error_not_a_wait() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("events.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a path in a fresh temporary directory.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = Tail::new(&fifo).read().unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = Tail::new(d.path()).read().unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }

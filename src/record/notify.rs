@@ -141,8 +141,44 @@ fn session_at(address: &str) -> zbus::Result<Connection> {
         .build()
 }
 
-/// Sends one desktop notification over `conn`; returns the notification id.
-pub fn send_desktop(conn: &Connection, d: &Desktop) -> zbus::Result<u32> {
+/// The body as it goes to a notification server: escaped for its markup when the server reads
+/// markup in bodies (capability `body-markup`). There `&` and `<` are markup, so a process
+/// named `a&b` or `<u>x</u>` (any user picks names) would show as something else, or make the
+/// whole body invalid markup that servers drop or show raw. The summary is plain text for
+/// every server.
+pub fn body_as_sent(d: &Desktop, markup: bool) -> std::borrow::Cow<'_, str> {
+    if !markup || !d.body.contains(['&', '<', '>']) {
+        return std::borrow::Cow::Borrowed(&d.body);
+    }
+    let mut out = String::with_capacity(d.body.len() + 16);
+    for c in d.body.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether the notification server on `conn` reads markup in bodies (`GetCapabilities` lists
+/// `body-markup`). A server that does not answer is taken to read plain text.
+pub fn reads_body_markup(conn: &Connection) -> bool {
+    conn.call_method(
+        Some("org.freedesktop.Notifications"),
+        "/org/freedesktop/Notifications",
+        Some("org.freedesktop.Notifications"),
+        "GetCapabilities",
+        &(),
+    )
+    .and_then(|reply| reply.body().deserialize::<Vec<String>>())
+    .is_ok_and(|caps| caps.iter().any(|c| c == "body-markup"))
+}
+
+/// Sends one desktop notification over `conn` (its body escaped for `markup`, see
+/// [`body_as_sent`]); returns the notification id.
+pub fn send_desktop(conn: &Connection, d: &Desktop, markup: bool) -> zbus::Result<u32> {
     let mut hints: HashMap<&str, zvariant::Value> = HashMap::new();
     hints.insert("urgency", zvariant::Value::U8(d.urgency));
     hints.insert("desktop-entry", zvariant::Value::from("oomguard"));
@@ -156,7 +192,7 @@ pub fn send_desktop(conn: &Connection, d: &Desktop) -> zbus::Result<u32> {
             0u32,
             "dialog-warning",
             d.summary.as_str(),
-            d.body.as_str(),
+            &*body_as_sent(d, markup),
             Vec::<&str>::new(),
             hints,
             -1i32,
@@ -266,8 +302,9 @@ fn worker(rx: Receiver<Box<Record>>, s: NotifySettings) {
     let mut system: Option<Connection> = None;
     let mut last_fail: Option<Instant> = None;
     let mut warned = false;
-    // Session bus connections by socket, kept while they work.
-    let mut sessions: HashMap<PathBuf, Connection> = HashMap::new();
+    // Session bus connections by socket, kept while they work, and whether their server reads
+    // markup in bodies.
+    let mut sessions: HashMap<PathBuf, (Connection, bool)> = HashMap::new();
     // Connection attempts still under way on their threads, by address.
     let mut busy: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     while let Ok(rec) = rx.recv() {
@@ -307,7 +344,7 @@ fn worker(rx: Receiver<Box<Record>>, s: NotifySettings) {
             let buses = session_buses(Path::new(&s.user_runtime_dir));
             sessions.retain(|k, _| buses.contains(k));
             for bus in buses {
-                let conn = match sessions.get(&bus) {
+                let (conn, markup) = match sessions.get(&bus) {
                     Some(c) => c.clone(),
                     None => {
                         let address = format!("unix:path={}", bus.display());
@@ -315,8 +352,9 @@ fn worker(rx: Receiver<Box<Record>>, s: NotifySettings) {
                             session_at(a).map_err(|e| e.to_string())
                         }) {
                             Ok(c) => {
-                                sessions.insert(bus.clone(), c.clone());
-                                c
+                                let markup = reads_body_markup(&c);
+                                sessions.insert(bus.clone(), (c.clone(), markup));
+                                (c, markup)
                             }
                             Err(e) => {
                                 log::debug!("cannot reach session bus {}: {e}", bus.display());
@@ -325,7 +363,7 @@ fn worker(rx: Receiver<Box<Record>>, s: NotifySettings) {
                         }
                     }
                 };
-                match send_desktop(&conn, &d) {
+                match send_desktop(&conn, &d, markup) {
                     Ok(id) => log::debug!("desktop notification {id} sent on {}", bus.display()),
                     Err(e) => {
                         log::debug!("desktop notification on {} failed: {e}", bus.display());
@@ -422,6 +460,34 @@ mod tests {
             system_bus_address(Some("unix:path=/x")),
             "unix:path=/x",
             "the configured address comes first"
+        );
+    }
+
+    /// A name with markup in it shows as written: escaped for a server that reads markup in
+    /// bodies, as is for one that does not (the summary is plain text everywhere).
+    #[test]
+    fn names_with_markup_characters_are_escaped_for_servers_that_read_markup() {
+        let kill = serde_json::json!({"action": "kill", "host": "a&b",
+            "victim": {"pid": 7, "comm": "<u>x</u>&y", "rss_kb": 1}, "trigger": {"reason": "r"}});
+        let d = desktop_for(&kill).unwrap();
+        assert_eq!(d.summary, "Out of memory: <u>x</u>&y was stopped");
+        let marked = body_as_sent(&d, true);
+        assert!(
+            marked.starts_with("oomguard stopped &lt;u&gt;x&lt;/u&gt;&amp;y (pid 7) on a&amp;b "),
+            "{marked}"
+        );
+        assert!(!marked.contains(['<', '>']), "{marked}");
+        assert!(
+            !marked
+                .replace("&amp;", "")
+                .replace("&lt;", "")
+                .replace("&gt;", "")
+                .contains('&')
+        );
+        assert_eq!(body_as_sent(&d, false), d.body);
+        assert!(
+            d.body
+                .starts_with("oomguard stopped <u>x</u>&y (pid 7) on a&b ")
         );
     }
 
