@@ -186,7 +186,7 @@ fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
 /// scratch group left behind, for ever. (What the drill left behind, the group and its hog,
 /// is removed here.)
 #[test]
-fn a_drill_killed_outright_does_not_leave_its_daemon_running() {
+fn a_drill_killed_outright_leaves_neither_its_daemon_nor_its_hog_running() {
     if !v1_available() {
         return;
     }
@@ -211,6 +211,7 @@ fn a_drill_killed_outright_does_not_leave_its_daemon_running() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut daemon = None;
+    let mut hog = None;
     for l in lines.by_ref() {
         let l = l.unwrap();
         if let Some(rest) = l.strip_prefix("drill: started oomguard run") {
@@ -220,7 +221,8 @@ fn a_drill_killed_outright_does_not_leave_its_daemon_running() {
                 .and_then(|p| p.split(')').next())
                 .and_then(|p| p.parse::<i64>().ok());
         }
-        if l.starts_with("drill: started hog ") {
+        if let Some(rest) = l.strip_prefix("drill: started hog ") {
+            hog = rest.split(' ').next().and_then(|p| p.parse::<i64>().ok());
             break;
         }
     }
@@ -229,15 +231,34 @@ fn a_drill_killed_outright_does_not_leave_its_daemon_running() {
         .filter(|p| p.to_string_lossy().ends_with(&format!("-{}", child.id())))
         .collect();
     let daemon = daemon.expect("the drill named no daemon");
+    let hog = hog.expect("the drill named no hog");
     assert!(alive(daemon), "the daemon {daemon} is not running");
+    // The hog settled: named, in its group, holding its memory (a drill killed while its fork
+    // is under way takes the child being made with it, whatever the hog does).
+    let t0 = Instant::now();
+    let settled = || {
+        std::fs::read_to_string(format!("/proc/{hog}/comm"))
+            .is_ok_and(|c| c.trim() == "oomguard-hog")
+            && std::fs::read_to_string(format!("/proc/{hog}/status")).is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .is_some_and(|kb| kb >= 8 * 1024)
+            })
+    };
+    while !settled() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(alive(hog) && settled(), "the hog {hog} is not running");
     // SIGKILL: the drill cleans nothing up.
     let _ = child.kill();
     let _ = child.wait();
     let t0 = Instant::now();
-    while alive(daemon) && t0.elapsed() < Duration::from_secs(20) {
+    while (alive(daemon) || alive(hog)) && t0.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let survived = alive(daemon);
+    let hog_survived = alive(hog);
     // What the drill left: its daemon (if it survived), the group and the hog in it.
     if survived {
         // SAFETY: SIGKILL to the daemon the drill this test started left running.
@@ -249,5 +270,9 @@ fn a_drill_killed_outright_does_not_leave_its_daemon_running() {
     assert!(
         !survived,
         "the daemon {daemon} went on running after its drill was killed"
+    );
+    assert!(
+        !hog_survived,
+        "the hog {hog} went on running after its drill was killed"
     );
 }

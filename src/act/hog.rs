@@ -1,8 +1,9 @@
 //! The fire drill's memory hog: a forked child that joins a scratch cgroup, maps anonymous
 //! memory and touches every page, up to a bound, at a rate or as fast as it can, then holds it
 //! until it is killed. It is not a command of the shipped binary: the child runs only system
-//! calls (open, write, mmap, clock_gettime, nanosleep, _exit) and allocates nothing, so forking
-//! from a multi-threaded drill is safe.
+//! calls (open, write, prctl, getppid, mmap, clock_gettime, nanosleep, _exit) and allocates
+//! nothing, so forking from a multi-threaded drill is safe. It dies with the thread that forked
+//! it (`PR_SET_PDEATHSIG`): a drill killed outright leaves no hog behind.
 //!
 //! [`fill`] is the allocation loop on its own; the tests' `oomguard-hog` helper binary (feature
 //! `test-support`) runs it in threads.
@@ -130,6 +131,7 @@ pub fn spawn_in(dir: &Path, max: u64, rate: Option<u64>) -> std::io::Result<HogC
     let name = CString::new(HOG_NAME).map_err(|_| std::io::ErrorKind::InvalidInput)?;
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     let rate = rate.map(|r| r as f64);
+    let parent = rustix::process::getpid();
     // SAFETY: fork(2) has no memory-safety preconditions for the parent. The child of a possibly
     // multi-threaded parent runs only async-signal-safe system calls below (everything it needs
     // was built before the fork), never returns, and leaves through _exit.
@@ -151,6 +153,15 @@ pub fn spawn_in(dir: &Path, max: u64, rate: Option<u64>) -> std::io::Result<HogC
         if joined.is_err() {
             // SAFETY: _exit ends the child at once without running the parent's atexit handlers.
             unsafe { libc::_exit(126) };
+        }
+        // A drill killed outright (SIGKILL, the OOM killer) takes its hog with it: the hog
+        // never outlives the one that would end it. (Gone already before the call: the
+        // parent is no longer the one that forked.)
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        if rustix::process::getppid() != Some(parent) {
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
         }
         let _ = rustix::process::setpgid(None, None);
         let _ = rustix::thread::set_name(&name);
