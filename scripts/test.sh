@@ -42,9 +42,10 @@ alone() {
   rm -f "$log"
 }
 if [ $# -eq 0 ]; then
-  alone 2 cargo test --release --test integration -- \
+  alone 3 cargo test --release --test integration -- \
     link_order::a_settled_daemons_resident_code_is_the_listed_code \
-    near_rescans::near_the_levels_the_rescans_between_full_ones_are_bounded
+    near_rescans::near_the_levels_the_rescans_between_full_ones_are_bounded \
+    idle_floor::far_from_the_levels_a_wake_up_reads_sysinfo_not_meminfo
   # The same on the shipped build (no test-support feature: it inlines differently). Built after
   # the suite (its crates are cached from deb-check's build: a relink), copied out of the way of
   # the tests' own build of target/release/oomguard.

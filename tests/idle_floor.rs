@@ -7,6 +7,12 @@
 //! every second. Checked with strace on a real
 //! `--dry-run` daemon of the whole machine (it kills nothing); the kernel kill is a memory
 //! cgroup OOM inside a test group.
+//!
+//! The floor path needs free RAM (not only available RAM) far above the levels: 18 GiB on this
+//! 24 GiB host, where the 3 s sleep of the machine's marks must last at 6 GiB/s. A CI run's build
+//! leaves GiBs of page cache, so the test first drops the clean cache of the build's and the
+//! tools' files (`util::evict_page_cache`: no setting changed), and `scripts/test.sh` runs it
+//! alone after the suite, so no other test's hog or VM takes free memory during its trace.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -15,7 +21,8 @@ use oomguard::sense::Root;
 use oomguard::sense::floor::Floor;
 
 use crate::util::{
-    MACHINE_MEMORY, TestCgroup, event_log_json, require, start_daemon, tempdir, wait_line,
+    MACHINE_MEMORY, TestCgroup, build_and_tool_dirs, event_log_json, evict_page_cache, require,
+    start_daemon, tempdir, wait_line,
 };
 
 fn has(cmd: &str) -> bool {
@@ -27,6 +34,7 @@ fn has(cmd: &str) -> bool {
 }
 
 #[test]
+#[ignore = "run alone by scripts/test.sh: it needs 18 GiB of free RAM held still for its trace; other tests' hogs and VMs take GiBs"]
 fn far_from_the_levels_a_wake_up_reads_sysinfo_not_meminfo() {
     require(has("strace"), "strace (apt-get install strace)");
     // Not beside the tests whose hogs take GiBs of free memory (`machine_marks`).
@@ -36,14 +44,31 @@ fn far_from_the_levels_a_wake_up_reads_sysinfo_not_meminfo() {
     // the 3 s the guard sleeps where the machine's usage marks are armed (v1 root group).
     let marks = std::path::Path::new("/sys/fs/cgroup/memory/cgroup.sane_behavior").exists();
     let (longest_s, head_mib) = if marks { (3, 18000) } else { (1, 6000) };
-    let floor = Floor::new(&Root::default())
-        .and_then(|mut f| f.memory(&mut Vec::new()))
-        .expect("sysinfo and /proc/zoneinfo are readable");
-    let term_kb = floor.total_kb / 100;
+    let floor_now = || {
+        Floor::new(&Root::default())
+            .and_then(|mut f| f.memory(&mut Vec::new()))
+            .expect("sysinfo and /proc/zoneinfo are readable")
+    };
+    let enough = |f: &oomguard::sense::mem::MemState| {
+        let term_kb = f.total_kb / 100;
+        f.available_kb > 2 * term_kb && f.available_kb - term_kb >= head_mib * 1024
+    };
+    let mut floor = floor_now();
+    if !enough(&floor) {
+        // The build's page cache: dropped (clean pages only), then looked at again.
+        let before = floor.available_kb / 1024;
+        let files = evict_page_cache(&build_and_tool_dirs());
+        floor = floor_now();
+        eprintln!(
+            "free minus reserve {before} MiB; after dropping the page cache of {files} files: {} MiB",
+            floor.available_kb / 1024
+        );
+    }
     require(
-        floor.available_kb > 2 * term_kb && floor.available_kb - term_kb >= head_mib * 1024,
+        enough(&floor),
         &format!(
-            "{head_mib} MiB of free RAM above 2 % of RAM (free minus reserve is {} MiB of {} MiB)",
+            "{head_mib} MiB of free RAM above 2 % of RAM (free minus reserve is {} MiB of {} MiB, \
+             after dropping the page cache of the build's and the tools' files)",
             floor.available_kb / 1024,
             floor.total_kb / 1024
         ),

@@ -279,3 +279,64 @@ pub fn threads_rss_kb(pid: i32) -> u64 {
         .max()
         .unwrap_or(0)
 }
+
+/// Drops the clean page cache of the files under `dirs` (`POSIX_FADV_DONTNEED` per regular
+/// file, after a `sync` so the dirty pages are written back first): the build's files, the
+/// toolchain's, apt's. It changes no setting and frees nothing a process maps; it gives back
+/// the free memory a fresh machine would have before a test that needs it (`idle_floor`).
+/// Symbolic links are not followed, and only regular files are opened (non-blocking, so a
+/// file swapped for a FIFO cannot hang the walk). Returns how many files were advised.
+pub fn evict_page_cache(dirs: &[PathBuf]) -> usize {
+    rustix::fs::sync();
+    let mut advised = 0;
+    let mut todo: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                todo.push(e.path());
+            } else if ft.is_file() {
+                let opened = rustix::fs::open(
+                    e.path(),
+                    rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::NONBLOCK
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                );
+                if let Ok(fd) = opened
+                    && rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::DontNeed).is_ok()
+                {
+                    advised += 1;
+                }
+            }
+        }
+    }
+    advised
+}
+
+/// Where a CI run's page cache mostly lies: this project (its build tree included), a build
+/// tree set apart by `CARGO_TARGET_DIR`, `../shared`, cargo's and rustup's homes, apt's caches
+/// and lists, the installed programs under `/usr`, and `/tmp`.
+pub fn build_and_tool_dirs() -> Vec<PathBuf> {
+    let project = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let env_or = |var: &str, sub: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(sub)))
+    };
+    let mut dirs = vec![project.join("../shared"), project];
+    dirs.extend(std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from));
+    dirs.extend(env_or("CARGO_HOME", ".cargo"));
+    dirs.extend(env_or("RUSTUP_HOME", ".rustup"));
+    dirs.extend(
+        ["/var/cache/apt", "/var/lib/apt/lists", "/usr", "/tmp"]
+            .iter()
+            .map(PathBuf::from),
+    );
+    dirs
+}
