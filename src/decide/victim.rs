@@ -1676,10 +1676,20 @@ impl Ranker {
                 e = self.new_entry(reader, policy, &st);
                 self.update(pid, e);
             }
+            if st.main_thread_gone() && !e.headless {
+                // Its main thread exited (or is exiting) since the scan while other threads
+                // run on: headless from now on, its memory read from a live thread (its row
+                // holds what the main thread showed; skipped as a zombie, it would be missed
+                // until the next scan).
+                e = self.new_entry(reader, policy, &st);
+                self.update(pid, e);
+            }
             let Some(est) = self.estimate(policy, &e) else {
                 continue;
             };
-            if st.is_exiting() && !st.is_zombie() {
+            // Exiting; for a headless process, its main thread's exit is not the process's
+            // (pass 2 looks at a live thread).
+            if st.is_exiting() && !st.is_zombie() && !(e.headless && st.main_thread_gone()) {
                 if e.points() >= big && sel.in_progress.is_none() {
                     sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
                 }
@@ -1731,7 +1741,8 @@ impl Ranker {
             }
             // A headless process: memory, signals and exit as a live thread sees them (its main
             // thread's exit is not the process's).
-            let (status, rss_pages, thread_exiting) = if e.headless && st.main_thread_gone() {
+            let headless = e.headless && st.main_thread_gone();
+            let (status, rss_pages, thread_exiting) = if headless {
                 match self.live_thread(reader, pid) {
                     Some((tid, s)) => {
                         let rss = status_rss_pages(&s, self.page_kb);
@@ -1743,7 +1754,9 @@ impl Ranker {
             } else {
                 (status, st.rss_pages, false)
             };
-            if status.sigkill_pending || thread_exiting || (st.is_exiting() && !st.is_zombie()) {
+            // A headless process's main thread in its exit is not the process's exit.
+            let main_exiting = st.is_exiting() && !st.is_zombie() && !headless;
+            if status.sigkill_pending || thread_exiting || main_exiting {
                 if e.points().max(st.rss_pages as i64) >= big && sel.in_progress.is_none() {
                     sel.in_progress = Some((pid, st.comm.to_string_lossy().into_owned()));
                 }
@@ -3003,6 +3016,67 @@ pub(crate) mod tests {
             sel.candidates
         );
         assert_eq!(sel.victim.unwrap().pid, 103, "the swapper, as without them");
+    }
+
+    /// The main thread caught in its exit (`PF_EXITING`, its memory let go, not yet a zombie)
+    /// while the other threads run on: a process first seen so, and one learnt with its
+    /// memory and rescanned in that instant, are found through a live thread, then and once
+    /// the main thread is a zombie. (Before, such a row kept no memory for ever: the memory
+    /// was looked for again only when a row with memory fell to none.)
+    #[test]
+    fn a_process_seen_while_its_main_thread_exits_is_found_through_its_threads() {
+        let fx = Fixture::new();
+        let r = fx.dir.path();
+        let mid_exit = |pid: i32, start: u64, rss_kb: u64| {
+            behead(r, pid, start, 2, &[pid + 1], rss_kb);
+            fs::write(
+                r.join(format!("proc/{pid}/stat")),
+                format!("{pid} (hless) R 1 {pid} {pid} 0 -1 4194628 0 0 0 0 0 0 0 0 20 0 2 0 {start} 0 0 18446744073709551615 0 0\n"),
+            )
+            .unwrap();
+        };
+        let policy = Policy::default();
+        // Learnt with its memory (named as `behead` names it: a new name is learnt afresh
+        // anyway), rescanned while its main thread exits.
+        proc(r, 300, "hless", 'S', 0, 900, 70_000, 0, 0);
+        let (mut rk, mut reader) = ranked(&fx, &policy);
+        assert_eq!(rk.select(&mut reader, &policy, 0).victim.unwrap().pid, 300);
+        // Its main thread exits between the scan and the choice: the choice finds it headless.
+        behead(r, 300, 900, 2, &[301], 400_000);
+        let sel = rk.select(&mut reader, &policy, 0);
+        let v = sel.victim.as_ref().expect("a victim");
+        assert_eq!((v.pid, v.rss_kb), (300, 400_000), "{:?}", sel.candidates);
+        let (mut reader2, mut scope, _) = unscanned(&fx);
+        proc(r, 300, "hless", 'S', 0, 900, 70_000, 0, 0);
+        let _ = fs::remove_dir_all(r.join("proc/300/task"));
+        rk.refresh(&mut reader2, &mut scope, &policy, million_pages(0));
+        mid_exit(300, 900, 400_000);
+        // First seen while its main thread exits.
+        proc(r, 500, "hless", 'S', 0, 950, 0, 0, 0);
+        mid_exit(500, 950, 300_000);
+        for zombie in [false, true] {
+            if zombie {
+                behead(r, 300, 900, 2, &[301], 400_000);
+                behead(r, 500, 950, 2, &[501], 300_000);
+            }
+            rk.refresh(&mut reader2, &mut scope, &policy, million_pages(0));
+            let sel = rk.select(&mut reader2, &policy, 0);
+            let v = sel.victim.as_ref().expect("a victim");
+            assert_eq!(
+                (v.pid, v.rss_kb, sel.in_progress.is_none()),
+                (300, 400_000, true),
+                "zombie: {zombie}; in progress {:?}; {:?}",
+                sel.in_progress,
+                sel.candidates
+            );
+            let first = sel.candidates.iter().find(|c| c.pid == 500);
+            assert_eq!(
+                first.map(|c| c.rss_kb),
+                Some(300_000),
+                "zombie: {zombie}; {:?}",
+                sel.candidates
+            );
+        }
     }
 
     #[test]

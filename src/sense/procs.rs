@@ -127,12 +127,13 @@ impl Stat {
     pub fn is_zombie(&self) -> bool {
         self.state == b'Z' || self.state == b'X'
     }
-    /// The main thread is a zombie while other threads of the process run on (`pthread_exit`
-    /// from `main`, or a process ending thread by thread): `stat`, `statm` and `status` of
-    /// `/proc/PID` are the main thread's and show no memory, while the process may still hold
-    /// all of it ([`ProcReader::live_thread_status`] tells).
+    /// The main thread is a zombie, or on its way to being one (`PF_EXITING`: it may have let
+    /// go of the address space already), while other threads of the process run on
+    /// (`pthread_exit` from `main`, or a process ending thread by thread): `stat`, `statm` and
+    /// `status` of `/proc/PID` are the main thread's and show no memory, while the process may
+    /// still hold all of it ([`ProcReader::live_thread_status`] tells).
     pub fn main_thread_gone(&self) -> bool {
-        self.is_zombie() && !self.is_kthread() && self.num_threads > 1
+        (self.is_zombie() || self.is_exiting()) && !self.is_kthread() && self.num_threads > 1
     }
     /// Stopped (`T`, `t`) or dead (`Z`, `X`): it runs no more code, so it cannot fork.
     pub fn is_settled(&self) -> bool {
