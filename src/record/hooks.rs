@@ -1,7 +1,8 @@
 //! `[hooks]`: `pre_kill` and `post_kill` programs, run without a shell, with the event's JSON
 //! on stdin and its key facts in `OOMGUARD_*` environment variables. Each run has its own
 //! thread and a timeout (the program's whole process group is killed when it runs out), so a
-//! slow or failing hook never delays a kill. The program runs at `oom_score_adj` 0, not at the
+//! slow or failing hook never delays a kill; that thread feeds the JSON to the program's stdin
+//! as the pipe takes it, and closes the pipe when the program ends. The program runs at `oom_score_adj` 0, not at the
 //! daemon's -1000.
 
 use crate::sense::mem::MemState;
@@ -89,15 +90,19 @@ pub fn run_program(
             return out;
         }
     };
-    if let Some(mut pipe) = child.stdin.take() {
-        let data = stdin.to_vec();
-        // A program that does not read its stdin must not hold us up.
-        let _ = std::thread::Builder::new()
-            .name("oomguard-hook-stdin".into())
-            .spawn(move || {
-                let _ = pipe.write_all(&data);
-            });
-    }
+    // The record is fed to the program's stdin from this loop, as the pipe takes it: a program
+    // that does not read it (or a child it leaves behind holding the pipe, after it exits) holds
+    // nobody up, and the pipe is closed when the program ends or runs out of time. (A writer
+    // thread of its own would block in `write` for as long as such a child lives.)
+    let mut feed = child
+        .stdin
+        .take()
+        .filter(|_| !stdin.is_empty())
+        .and_then(|pipe| {
+            rustix::io::ioctl_fionbio(&pipe, true).ok()?;
+            Some(pipe)
+        });
+    let mut fed = 0;
     let pgid = child.id() as i32;
     let deadline = start + timeout;
     let status = loop {
@@ -117,8 +122,32 @@ pub fn run_program(
             }
             break child.wait().ok();
         }
-        std::thread::sleep(Duration::from_millis(10));
+        feed = feed.and_then(|mut pipe| match pipe.write(&stdin[fed..]) {
+            Ok(n) if fed + n < stdin.len() => {
+                fed += n;
+                Some(pipe)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(pipe),
+            // All written (end of file for the program), or the program closed its end.
+            _ => None,
+        });
+        match &feed {
+            // Until the pipe takes more or 10 ms have passed.
+            Some(pipe) => {
+                let mut fds = [rustix::event::PollFd::new(
+                    pipe,
+                    rustix::event::PollFlags::OUT,
+                )];
+                let ten_ms = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 10_000_000,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&ten_ms));
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
     };
+    drop(feed);
     if let Some(s) = status {
         use std::os::unix::process::ExitStatusExt;
         out.exit_code = s.code();
@@ -368,6 +397,65 @@ mod tests {
         let marker = format!("...[cut, {} bytes in all]", huge.len());
         assert!(got.ends_with(&marker), "{}", &got[got.len() - 60..]);
         assert_eq!(got.len(), MAX_ENV_VALUE + marker.len());
+    }
+
+    #[test]
+    fn a_record_larger_than_the_pipe_reaches_the_programs_stdin_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("count");
+        let data: Vec<u8> = (0..(1 << 20) + 7).map(|i| (i % 251) as u8).collect();
+        let script = format!("cksum > '{}'", out.display());
+        let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
+        let r = run_program(&argv, &[], &data, Duration::from_secs(20));
+        assert!(r.ok, "{r:?}");
+        let got = std::fs::read_to_string(&out).unwrap();
+        let mut want = Command::new("cksum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        want.stdin.take().unwrap().write_all(&data).unwrap();
+        let want = String::from_utf8(want.wait_with_output().unwrap().stdout).unwrap();
+        assert_eq!(got, want, "the program read other bytes than the record's");
+    }
+
+    /// A hook that leaves a child behind holding its stdin unread: once the hook exits, no
+    /// thread or descriptor of ours is left on that pipe (a writer thread stayed blocked in
+    /// `write` for as long as the child lived, holding the pipe).
+    #[test]
+    fn a_child_left_holding_stdin_unread_keeps_nothing_of_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // Its stdin named again: a shell gives a background command /dev/null otherwise.
+        let script = format!(
+            "exec 3<&0; sleep 30 0<&3 3<&- & echo $! > '{}'; exit 0",
+            pidfile.display()
+        );
+        let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
+        let r = run_program(&argv, &[], &vec![b'x'; 256 << 10], Duration::from_secs(10));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let pipe = std::fs::read_link(format!("/proc/{pid}/fd/0"));
+        let ours: Vec<_> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .collect();
+        // The sleep is this test's own child's child: ended by its PID.
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+        assert!(r.ok && !r.timed_out && r.ms < 5000, "{r:?}");
+        let pipe = pipe.expect("the left child's stdin");
+        assert!(pipe.to_string_lossy().starts_with("pipe:"), "{pipe:?}");
+        assert!(
+            !ours.contains(&pipe),
+            "a descriptor of ours still holds the hook's stdin {pipe:?}"
+        );
     }
 
     #[test]
