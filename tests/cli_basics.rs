@@ -87,3 +87,27 @@ fn a_non_utf8_argument_is_a_usage_error() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// A negative level is the level's own error (what is wrong with it), not clap's "unexpected
+/// argument '-1'" (as if a flag named 1 had been given). Exit 2 either way.
+#[test]
+fn a_negative_level_is_named_as_a_bad_level() {
+    for (flag, value) in [
+        ("--mem-min", "-1"),
+        ("--swap-min", "-5,2"),
+        ("--mem-min-size", "-1G"),
+        ("--swap-min-size", "-100M"),
+    ] {
+        let out = oomguard(&["run", "--dry-run", flag, value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{flag} {value}: {err}"
+        );
+        assert!(
+            !err.contains("unexpected argument"),
+            "{flag} {value}: {err}"
+        );
+    }
+}

@@ -101,16 +101,13 @@ fn the_kernel_kills_the_hog_inside_the_scratch_group_and_it_is_recorded() {
     );
 }
 
-#[test]
-fn ctrl_c_cleans_up_the_hog_and_the_group() {
-    if !v1_available() {
-        return;
-    }
-    let d = tempdir();
-    // A hog that stays under the limit: only Ctrl-C ends this drill.
-    let mut child = Command::new(bin())
+/// A drill whose 8 MiB hog stays under its 64 MiB limit, so only a signal or its 60 s timeout
+/// ends it; `extra` arguments, stdout piped (its progress lines), event log at `log`.
+fn endless_drill(log: &std::path::Path, extra: &[&str], stderr: Stdio) -> std::process::Child {
+    Command::new(bin())
+        .arg("drill")
+        .args(extra)
         .args([
-            "drill",
             "--limit",
             "64M",
             "--hog-max",
@@ -119,10 +116,21 @@ fn ctrl_c_cleans_up_the_hog_and_the_group() {
             "60s",
             "--event-log",
         ])
-        .arg(d.path().join("events.jsonl"))
+        .arg(log)
         .stdout(Stdio::piped())
+        .stderr(stderr)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn ctrl_c_cleans_up_the_hog_and_the_group() {
+    if !v1_available() {
+        return;
+    }
+    let d = tempdir();
+    // A hog that stays under the limit: only Ctrl-C ends this drill.
+    let mut child = endless_drill(&d.path().join("events.jsonl"), &[], Stdio::inherit());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut hog = None;
     for l in lines.by_ref() {
@@ -192,23 +200,11 @@ fn a_drill_killed_outright_leaves_neither_its_daemon_nor_its_hog_running() {
     }
     let d = tempdir();
     // A hog that stays under the limit: nothing ends this drill but the signal.
-    let mut child = Command::new(bin())
-        .args([
-            "drill",
-            "--with-daemon",
-            "--limit",
-            "64M",
-            "--hog-max",
-            "8M",
-            "--timeout",
-            "60s",
-            "--event-log",
-        ])
-        .arg(d.path().join("events.jsonl"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = endless_drill(
+        &d.path().join("events.jsonl"),
+        &["--with-daemon"],
+        Stdio::null(),
+    );
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut daemon = None;
     let mut hog = None;

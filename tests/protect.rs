@@ -325,16 +325,7 @@ fn an_overrun_connector_reports_lost_events() {
 #[test]
 fn lost_events_make_the_protector_rescan_everything() {
     // A fixture /proc: the rescan must find and write pid 42 with no event naming it.
-    let d = tempdir();
-    let p = d.path().join("proc/42");
-    std::fs::create_dir_all(&p).unwrap();
-    std::fs::write(
-        p.join("stat"),
-        "42 (oomg-fixture) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 100 1000 10 0\n",
-    )
-    .unwrap();
-    std::fs::write(p.join("oom_score_adj"), "0\n").unwrap();
-    std::fs::write(p.join("cmdline"), "oomg-fixture\0").unwrap();
+    let (d, p) = fixture_42("0\n");
     let logp = d.path().join("events.jsonl");
     let mut prot = Protector::new(
         &Root::new(d.path()),

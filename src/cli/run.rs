@@ -47,16 +47,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "SCOPE", value_parser = super::ScopeParser)]
     pub scope: Option<ScopeSpec>,
     /// Available-memory levels TERM[,KILL] in percent of the scope's total [default: 10,5].
-    #[arg(long, value_name = "PCT[,PCT]", value_parser = LevelPair::parse_pct)]
+    #[arg(long, value_name = "PCT[,PCT]", value_parser = LevelPair::parse_pct, allow_hyphen_values = true)]
     pub mem_min: Option<LevelPair>,
     /// Free-swap levels TERM[,KILL] in percent of the swap total [default: 10,5].
-    #[arg(long, value_name = "PCT[,PCT]", value_parser = LevelPair::parse_pct)]
+    #[arg(long, value_name = "PCT[,PCT]", value_parser = LevelPair::parse_pct, allow_hyphen_values = true)]
     pub swap_min: Option<LevelPair>,
     /// Available-memory levels as sizes (with --mem-min too, the lower one counts).
-    #[arg(long, value_name = "SIZE[,SIZE]", value_parser = LevelPair::parse_size)]
+    #[arg(long, value_name = "SIZE[,SIZE]", value_parser = LevelPair::parse_size, allow_hyphen_values = true)]
     pub mem_min_size: Option<LevelPair>,
     /// Free-swap levels as sizes (with --swap-min too, the lower one counts).
-    #[arg(long, value_name = "SIZE[,SIZE]", value_parser = LevelPair::parse_size)]
+    #[arg(long, value_name = "SIZE[,SIZE]", value_parser = LevelPair::parse_size, allow_hyphen_values = true)]
     pub swap_min_size: Option<LevelPair>,
     /// Pressure trigger some|full:PCT:DURATION, e.g. full:20:2s.
     #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<PsiSpec>())]
