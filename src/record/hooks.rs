@@ -2,8 +2,8 @@
 //! on stdin and its key facts in `OOMGUARD_*` environment variables. Each run has its own
 //! thread and a timeout (the program's whole process group is killed when it runs out), so a
 //! slow or failing hook never delays a kill; that thread feeds the JSON to the program's stdin
-//! as the pipe takes it, and closes the pipe when the program ends. The program runs at `oom_score_adj` 0, not at the
-//! daemon's -1000.
+//! as the pipe takes it, and closes the pipe when the program ends. The program runs at
+//! `oom_score_adj` 0, not at the daemon's -1000.
 
 use crate::sense::mem::MemState;
 use std::io::Write;
