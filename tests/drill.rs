@@ -31,6 +31,14 @@ fn alive(pid: i64) -> bool {
             .contains(") Z ")
 }
 
+/// Drill tests run one at a time: a drill removes the groups that ended drills left, and a
+/// test that checks that must be the one that removes them.
+static DRILLS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    DRILLS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn v1_available() -> bool {
     require(
         own_v1_memory_cgroup().is_some(),
@@ -58,6 +66,7 @@ fn the_kernel_kills_the_hog_inside_the_scratch_group_and_it_is_recorded() {
     if !v1_available() {
         return;
     }
+    let _one = one_at_a_time();
     let d = tempdir();
     let log = d.path().join("events.jsonl");
     let out = Command::new(bin())
@@ -123,24 +132,38 @@ fn endless_drill(log: &std::path::Path, extra: &[&str], stderr: Stdio) -> std::p
         .unwrap()
 }
 
+/// The PIDs a drill's progress lines name, read up to the hog's line: (its daemon's, if it
+/// started one; its hog's).
+fn started(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> (Option<i64>, i64) {
+    let mut daemon = None;
+    for l in lines {
+        let l = l.unwrap();
+        if let Some(rest) = l.strip_prefix("drill: started oomguard run") {
+            daemon = rest
+                .split("(pid ")
+                .nth(1)
+                .and_then(|p| p.split(')').next())
+                .and_then(|p| p.parse::<i64>().ok());
+        }
+        if let Some(rest) = l.strip_prefix("drill: started hog ") {
+            let hog = rest.split(' ').next().and_then(|p| p.parse::<i64>().ok());
+            return (daemon, hog.expect("the hog's PID"));
+        }
+    }
+    panic!("the drill named no hog")
+}
+
 #[test]
 fn ctrl_c_cleans_up_the_hog_and_the_group() {
     if !v1_available() {
         return;
     }
+    let _one = one_at_a_time();
     let d = tempdir();
     // A hog that stays under the limit: only Ctrl-C ends this drill.
     let mut child = endless_drill(&d.path().join("events.jsonl"), &[], Stdio::inherit());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut hog = None;
-    for l in lines.by_ref() {
-        let l = l.unwrap();
-        if let Some(rest) = l.strip_prefix("drill: started hog ") {
-            hog = rest.split(' ').next().and_then(|p| p.parse::<i64>().ok());
-            break;
-        }
-    }
-    let hog = hog.expect("drill started no hog");
+    let (_, hog) = started(&mut lines);
     let scratch: Vec<_> = drill_dirs()
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(&format!("-{}", child.id())))
@@ -170,6 +193,7 @@ fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
     if !v1_available() {
         return;
     }
+    let _one = one_at_a_time();
     let d = tempdir();
     let log = d.path().join("events.jsonl");
     let (code, v, err) = drill_json(&["--with-daemon"], &log);
@@ -198,6 +222,7 @@ fn a_drill_killed_outright_leaves_neither_its_daemon_nor_its_hog_running() {
     if !v1_available() {
         return;
     }
+    let _one = one_at_a_time();
     let d = tempdir();
     // A hog that stays under the limit: nothing ends this drill but the signal.
     let mut child = endless_drill(
@@ -206,28 +231,12 @@ fn a_drill_killed_outright_leaves_neither_its_daemon_nor_its_hog_running() {
         Stdio::null(),
     );
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut daemon = None;
-    let mut hog = None;
-    for l in lines.by_ref() {
-        let l = l.unwrap();
-        if let Some(rest) = l.strip_prefix("drill: started oomguard run") {
-            daemon = rest
-                .split("(pid ")
-                .nth(1)
-                .and_then(|p| p.split(')').next())
-                .and_then(|p| p.parse::<i64>().ok());
-        }
-        if let Some(rest) = l.strip_prefix("drill: started hog ") {
-            hog = rest.split(' ').next().and_then(|p| p.parse::<i64>().ok());
-            break;
-        }
-    }
+    let (daemon, hog) = started(&mut lines);
     let scratch: Vec<_> = drill_dirs()
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(&format!("-{}", child.id())))
         .collect();
     let daemon = daemon.expect("the drill named no daemon");
-    let hog = hog.expect("the drill named no hog");
     assert!(alive(daemon), "the daemon {daemon} is not running");
     // The hog settled: named, in its group, holding its memory (a drill killed while its fork
     // is under way takes the child being made with it, whatever the hog does).
@@ -260,7 +269,15 @@ fn a_drill_killed_outright_leaves_neither_its_daemon_nor_its_hog_running() {
         // SAFETY: SIGKILL to the daemon the drill this test started left running.
         unsafe { libc::kill(daemon as i32, libc::SIGKILL) };
     }
-    for dir in &scratch {
+    // The next drill removes the group this one left, once nothing is in it; it leaves a group
+    // whose maker runs (this test's PID in the name: a running process's).
+    let running = own_v1_memory_cgroup()
+        .unwrap()
+        .join(format!("oomguard-drill-{}", std::process::id()));
+    let _ = std::fs::create_dir(&running);
+    let after = (!hog_survived).then(|| drill_json(&["--limit", "16M"], &d.path().join("2.jsonl")));
+    let kept = running.exists();
+    for dir in scratch.iter().chain([&running]) {
         oomguard::act::scratch::remove_group(dir, false);
     }
     assert!(
@@ -271,4 +288,88 @@ fn a_drill_killed_outright_leaves_neither_its_daemon_nor_its_hog_running() {
         !hog_survived,
         "the hog {hog} went on running after its drill was killed"
     );
+    assert_eq!(scratch.len(), 1, "{scratch:?}");
+    let (code, v, err) = after.unwrap();
+    assert_eq!(code, Some(0), "{v} {err}");
+    assert_eq!(
+        v["removed_abandoned"],
+        serde_json::json!([scratch[0]]),
+        "{v} {err}"
+    );
+    assert!(kept, "a running drill's group was removed: {v}");
+}
+
+/// Ctrl-C from the terminal (SIGINT to the drill's process group) while the drill's daemon
+/// starts: a daemon caught before it has set its handlers dies of it, and the drill ends as
+/// interrupted (130, its group gone), not as failed. Before, it said "oomguard run exited
+/// before it guarded the scratch group" and exited 1. (The SIGINTs repeat every 2 ms from the
+/// drill's first line on, so that one lands in the daemon's first moments.)
+#[test]
+fn ctrl_c_while_the_daemon_starts_is_an_interruption() {
+    if !v1_available() {
+        return;
+    }
+    let _one = one_at_a_time();
+    use std::os::unix::process::CommandExt;
+    let d = tempdir();
+    let mut child = Command::new(bin())
+        .args([
+            "drill",
+            "--with-daemon",
+            "--limit",
+            "64M",
+            "--hog-max",
+            "8M",
+            "--event-log",
+        ])
+        .arg(d.path().join("events.jsonl"))
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid = child.id() as i32;
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let err = std::thread::spawn(move || err.lines().map_while(Result::ok).collect::<Vec<_>>());
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Its first line: its handlers are set and its group is made.
+    let first = out.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.starts_with("drill: scratch cgroup"), "{first}");
+    let scratch: Vec<_> = drill_dirs()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(&format!("-{pgid}")))
+        .collect();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the drill did not stop");
+        }
+        // SAFETY: SIGINT to the process group of the drill this test started (its own).
+        unsafe { libc::kill(-pgid, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let rest: Vec<String> = out.map_while(Result::ok).collect();
+    let err = err.join().unwrap();
+    let left: Vec<_> = scratch.iter().filter(|p| p.exists()).collect();
+    for dir in &left {
+        oomguard::act::scratch::remove_group(dir, false);
+    }
+    assert_eq!(scratch.len(), 1, "{scratch:?}");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "{}\n{}",
+        rest.join("\n"),
+        err.join("\n")
+    );
+    assert!(
+        err.iter().any(|l| l.contains("drill interrupted")),
+        "{err:?}"
+    );
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

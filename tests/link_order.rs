@@ -464,8 +464,7 @@ fn settled_residency(
 fn drop_cached(bin: &str) {
     let f = std::fs::File::open(bin).expect("open the binary");
     f.sync_data().expect("write the binary back");
-    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)
-        .expect("drop the binary's page cache");
+    crate::util::evict_file(std::path::Path::new(bin)).expect("drop the binary's page cache");
 }
 
 /// A code page present in the daemon's page tables: its link-time address, and the page frame

@@ -373,3 +373,97 @@ fn events_reports_lines_it_cannot_parse_with_count_and_numbers() {
     );
     assert!(err.contains("torn last line"), "{err}");
 }
+
+/// The directories (`-y` paths) that the trace at `out` shows fsynced, in order.
+fn fsynced_dirs(out: &Path, dirs: &[&Path]) -> Vec<String> {
+    let text = std::fs::read_to_string(out).expect("strace output");
+    text.lines()
+        .filter(|l| l.contains("fsync("))
+        .filter_map(|l| {
+            dirs.iter()
+                .find(|d| l.contains(&format!("<{}>)", d.display())))
+                .map(|d| d.display().to_string())
+        })
+        .collect()
+}
+
+/// `oomguard run` (dry run on a test group) under `strace -f`, its event log at `log`; after
+/// `during(daemon's pid, its stderr lines)`, stopped by SIGINT. Returns the trace's path.
+fn traced_run(
+    dir: &Path,
+    name: &str,
+    scope: &str,
+    log: &Path,
+    during: impl FnOnce(i32, &std::sync::mpsc::Receiver<String>),
+) -> std::path::PathBuf {
+    let out = dir.join(format!("{name}.strace"));
+    let mut child = Command::new("strace")
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&out)
+        .arg(bin())
+        .args(["run", "--dry-run", "--scope", scope, "--lock-dir"])
+        .arg(dir)
+        .arg("--event-log")
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run strace (apt-get install strace)");
+    let lines = crate::util::daemon_lines(&mut child);
+    let mut strace = Reaped(child);
+    crate::util::wait_line(&lines, "guarding", Duration::from_secs(20));
+    // The traced daemon: strace's child.
+    let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.pid()))
+        .unwrap_or_default();
+    let daemon: i32 = kids
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("strace's child");
+    during(daemon, &lines);
+    // SAFETY: SIGINT to the daemon this test started (under strace).
+    unsafe { libc::kill(daemon, libc::SIGINT) };
+    let st = strace.wait_timeout(Duration::from_secs(10));
+    assert!(st.is_some(), "the traced daemon did not stop");
+    out
+}
+
+/// A new event log's name is made durable: once the log and its directories are created, the
+/// directory holding each new entry is fsynced (fsync(2): fsyncing a file does not make its
+/// directory entry durable). Before, a new log's records were fsynced but a crash could lose
+/// the file itself. Also when a rotation's reopen creates the file again; a log that exists
+/// costs no directory fsync.
+#[test]
+fn a_new_event_logs_directories_are_fsynced_once_and_an_existing_ones_are_not() {
+    let Some(cg) = TestCgroup::new("rec-dirsync", 400 * MIB) else {
+        return;
+    };
+    let d = tempdir();
+    let scope = format!("cgroup:{}", cg.rel());
+    let (a, b) = (d.path().join("a"), d.path().join("a/b"));
+    let log = b.join("events.jsonl");
+    let dirs = [d.path(), a.as_path(), b.as_path()];
+    let out = traced_run(d.path(), "new", &scope, &log, |daemon, lines| {
+        std::fs::rename(&log, d.path().join("events.jsonl.1")).unwrap();
+        // SAFETY: SIGUSR1 to the daemon this test started.
+        unsafe { libc::kill(daemon, libc::SIGUSR1) };
+        crate::util::wait_line(lines, "reopened", Duration::from_secs(10));
+    });
+    let synced = fsynced_dirs(&out, &dirs);
+    let count = |dir: &Path| {
+        synced
+            .iter()
+            .filter(|s| **s == dir.display().to_string())
+            .count()
+    };
+    assert_eq!(
+        (count(d.path()), count(&a), count(&b)),
+        (1, 1, 2),
+        "directories fsynced (the parent of a, of b, of the log at start and at the reopen): {synced:?}"
+    );
+    assert!(log.exists());
+    let out = traced_run(d.path(), "existing", &scope, &log, |_, _| {});
+    let synced = fsynced_dirs(&out, &dirs);
+    assert!(synced.is_empty(), "a log that exists: {synced:?}");
+}

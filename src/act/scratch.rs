@@ -102,25 +102,75 @@ fn delegate_memory(parent: &Path, name: &str) -> Result<Option<PathBuf>, Scratch
     Ok(Some(leaf))
 }
 
+/// The caller's own memory cgroup, where scratch groups are made: its directory, the
+/// hierarchy's version (v2 where the memory controller is on cgroup2, else v1), and its path
+/// as in /proc/PID/cgroup.
+fn own_group(root: &Root) -> Result<(PathBuf, CgVersion, String), ScratchError> {
+    let mounts = Mounts::discover(root);
+    let (mount, version) = match (&mounts.v2_memory, &mounts.v1_memory) {
+        (Some(m), _) => (m.clone(), CgVersion::V2),
+        (None, Some(m)) => (m.clone(), CgVersion::V1),
+        _ => return Err(ScratchError::NoController),
+    };
+    let path = root.path("proc/self/cgroup");
+    let text = std::fs::read_to_string(&path).map_err(|source| ScratchError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let own = memory_path_of(&text, version == CgVersion::V2).ok_or(ScratchError::NoOwnGroup)?;
+    let dir = root.path(mount.join(own.trim_start_matches('/')));
+    Ok((dir, version, own.to_string()))
+}
+
+/// Scratch groups that their maker left behind: named `PREFIX<pid>` (or v2's `PREFIX<pid>-self`
+/// leaf, [`delegate_memory`]) beside where [`ScratchCgroup::create`] makes them, whose maker
+/// (`pid`) no longer runs: what a drill ended by SIGKILL, the OOM killer or a power cut could
+/// not remove. A group whose maker runs (or whose number was taken again) is left alone.
+pub fn abandoned(root: &Root, prefix: &str) -> Vec<PathBuf> {
+    let Ok((parent, _, _)) = own_group(root) else {
+        return Vec::new();
+    };
+    let Ok(rd) = std::fs::read_dir(&parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+                return false;
+            };
+            let pid = rest.strip_suffix("-self").unwrap_or(rest);
+            !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && !root.path(format!("proc/{pid}")).exists()
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Removes the [`abandoned`] groups that hold no process (`rmdir`: the kernel refuses a group
+/// with a task or a sub-group in it). Nothing is signalled: a process still inside is not
+/// this caller's. Returns each group with whether it is gone.
+pub fn remove_abandoned(root: &Root, prefix: &str) -> Vec<(PathBuf, bool)> {
+    abandoned(root, prefix)
+        .into_iter()
+        .map(|d| {
+            let gone = procs(&d).is_empty() && std::fs::remove_dir(&d).is_ok();
+            (d, gone)
+        })
+        .collect()
+}
+
 impl ScratchCgroup {
     /// Makes `<own memory cgroup>/NAME` with `limit` bytes and no swap, under the caller's own
     /// group (v2 where the memory controller is on cgroup2, else v1). `root` is `/` except in
     /// tests (the group is then made under the root).
     pub fn create(root: &Root, name: &str, limit: u64) -> Result<ScratchCgroup, ScratchError> {
-        let mounts = Mounts::discover(root);
-        let (mount, version) = match (&mounts.v2_memory, &mounts.v1_memory) {
-            (Some(m), _) => (m.clone(), CgVersion::V2),
-            (None, Some(m)) => (m.clone(), CgVersion::V1),
-            _ => return Err(ScratchError::NoController),
-        };
-        let path = root.path("proc/self/cgroup");
-        let text = std::fs::read_to_string(&path).map_err(|source| ScratchError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let own =
-            memory_path_of(&text, version == CgVersion::V2).ok_or(ScratchError::NoOwnGroup)?;
-        let parent = root.path(mount.join(own.trim_start_matches('/')));
+        let (parent, version, own) = own_group(root)?;
         let dir = parent.join(name);
         let mut own_leaf = None;
         if version == CgVersion::V2 {
@@ -402,5 +452,43 @@ mod tests {
         std::fs::remove_file(s.dir.join("memory.max")).unwrap();
         assert!(s.remove());
         assert!(!own.join(&name).exists());
+    }
+
+    /// Only groups named for a maker that no longer runs are abandoned: not a running maker's,
+    /// not a name that is not a drill's, not a file.
+    #[test]
+    fn a_scratch_group_whose_maker_is_gone_is_abandoned_and_a_running_makers_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let own = r.join("sys/fs/cgroup/memory/app");
+        std::fs::create_dir_all(r.join("proc/77")).unwrap();
+        std::fs::create_dir_all(r.join("proc/self")).unwrap();
+        std::fs::write(
+            r.join("proc/self/mountinfo"),
+            "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+        )
+        .unwrap();
+        std::fs::write(r.join("proc/self/cgroup"), "4:memory:/app\n").unwrap();
+        for n in [
+            "oomguard-drill-77",
+            "oomguard-drill-78",
+            "oomguard-drill-79-self",
+            "oomguard-drill-x",
+            "oomguard-drill-",
+            "other-80",
+        ] {
+            std::fs::create_dir_all(own.join(n)).unwrap();
+        }
+        std::fs::write(own.join("oomguard-drill-81"), "").unwrap();
+        assert_eq!(
+            abandoned(&Root::new(r), "oomguard-drill-"),
+            [
+                own.join("oomguard-drill-78"),
+                own.join("oomguard-drill-79-self")
+            ]
+        );
+        // No memory controller: nothing, no error.
+        std::fs::write(r.join("proc/self/mountinfo"), "").unwrap();
+        assert!(abandoned(&Root::new(r), "oomguard-drill-").is_empty());
     }
 }

@@ -7,7 +7,9 @@
 //!
 //! `--json` prints one document: `{"cgroup", "version", "limit_kb", "hog_pid", "killed_by"
 //! ("kernel" | "oomguard" | null), "seconds", "oom_kills", "peak_kb", "kernel_log" [str],
-//! "event_log", "cleaned_up", "interrupted"}`.
+//! "event_log", "cleaned_up", "interrupted", "removed_abandoned" [path], "daemon_signals" [str]}`.
+//! Before it makes its group it removes the empty groups of earlier drills that no longer run
+//! (ended by SIGKILL or a power cut, without their cleanup).
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -27,7 +29,7 @@ use crate::values::{Dur, Size, human_kb};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  oomguard drill                       64 MiB scratch group, the kernel's OOM killer ends the hog\n  oomguard drill --limit 256M --timeout 1m\n  oomguard drill --with-daemon         oomguard run on the scratch group kills it first
-  oomguard drill --json | jq .killed_by\n\nThe scratch group is made under this shell's own memory cgroup and removed afterwards, also on\nCtrl-C. Only processes inside it are ever signalled. The kill is appended to the event log as a\n'kernel_kill' record (scope cgroup:<scratch group>)."
+  oomguard drill --json | jq .killed_by\n\nThe scratch group is made under this shell's own memory cgroup and removed afterwards, also on\nCtrl-C; an empty group left by an earlier drill that was killed outright is removed first. Only\nprocesses inside it are ever signalled. The kill is appended to the event log as a\n'kernel_kill' record (scope cgroup:<scratch group>)."
 )]
 pub struct DrillArgs {
     /// Memory limit of the scratch group.
@@ -111,13 +113,22 @@ impl GuardDaemon {
             let _ = tx.send(false);
         });
         let d = GuardDaemon(child, Some(forward));
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(true) => Ok(d),
-            Ok(false) => anyhow::bail!(
-                "oomguard run exited before it guarded the scratch group (its lines above say why)"
-            ),
-            Err(_) => {
-                anyhow::bail!("oomguard run did not start guarding the scratch group within 20 s")
+        // Ctrl-C meanwhile ends the wait (the terminal's SIGINT also reaches the daemon, which
+        // then exits before it guards anything: that is the interruption, not a failure).
+        let t0 = Instant::now();
+        loop {
+            if super::interrupt::interrupted() {
+                anyhow::bail!("interrupted while oomguard run was starting");
+            }
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(true) => return Ok(d),
+                Ok(false) => anyhow::bail!(
+                    "oomguard run exited before it guarded the scratch group (its lines above say why)"
+                ),
+                Err(_) if t0.elapsed() > Duration::from_secs(20) => anyhow::bail!(
+                    "oomguard run did not start guarding the scratch group within 20 s"
+                ),
+                Err(_) => {}
             }
         }
     }
@@ -206,11 +217,55 @@ fn say(json: bool, msg: std::fmt::Arguments) {
 
 pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     super::interrupt::catch();
+    match drill(a) {
+        // Ctrl-C at any step (the scratch group being made, the daemon starting) ends the
+        // drill as an interruption: the group and the hog are removed on the way out (their
+        // drops), and the shell sees 130, not a failure's 1.
+        Err(e) if super::interrupt::interrupted() => {
+            eprintln!("oomguard: drill interrupted ({e:#})");
+            Ok(ExitCode::from(130))
+        }
+        r => r,
+    }
+}
+
+/// The scratch groups of earlier drills that ended without their cleanup (SIGKILL, a power
+/// cut) and hold no process: removed, and said.
+fn remove_abandoned(json: bool) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for (dir, gone) in crate::act::scratch::remove_abandoned(&Root::default(), DRILL_PREFIX) {
+        if gone {
+            say(
+                json,
+                format_args!(
+                    "removed {}, left by an earlier drill that no longer runs",
+                    dir.display()
+                ),
+            );
+            removed.push(dir);
+        } else {
+            log::warn!(
+                "{} was left by an earlier drill that no longer runs and still holds processes; \
+                 look at them (cat {}/cgroup.procs), end them, then: rmdir {}",
+                dir.display(),
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    removed
+}
+
+/// Scratch groups are named this and the drill's PID.
+const DRILL_PREFIX: &str = "oomguard-drill-";
+
+fn drill(a: DrillArgs) -> anyhow::Result<ExitCode> {
     let limit = a.limit.0.max(8 << 20);
     let hog_max = a.hog_max.map_or(limit * 4, |s| s.0);
     let log_path = a.event_log.clone().unwrap_or_else(eventlog::default_path);
     let mut kmsg = Kmsg::open();
-    let name = format!("oomguard-drill-{}", std::process::id());
+    let removed_abandoned = remove_abandoned(a.json);
+    let name = format!("{DRILL_PREFIX}{}", std::process::id());
     let scratch = ScratchCgroup::create(&Root::default(), &name, limit)?;
     let scope = format!("cgroup:{}", scratch.rel);
     let log = EventLog::open(&log_path, &scope)?;
@@ -281,7 +336,8 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
     let signalled = status.is_some_and(|s| s.signal().is_some());
     let sigkilled = status.is_some_and(|s| s.signal() == Some(libc::SIGKILL));
     let daemon_rec = match &daemon {
-        Some(_) if signalled => wait_kill_record(&log_path, hog_pid),
+        // After Ctrl-C the hog died of the terminal's SIGINT, not of the daemon.
+        Some(_) if signalled && !interrupted => wait_kill_record(&log_path, hog_pid),
         _ => None,
     };
     let killed_by = if daemon_rec.is_some() {
@@ -324,6 +380,7 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         event_log: log_path,
         cleaned_up,
         interrupted,
+        removed_abandoned,
         hog_status: status.map(|s| s.to_string()),
         daemon_signals: daemon_rec
             .and_then(|d| d.signals)
@@ -339,7 +396,11 @@ pub fn run(a: DrillArgs) -> anyhow::Result<ExitCode> {
         r.print();
     }
     if interrupted {
-        eprintln!("oomguard: drill interrupted; the scratch cgroup and the hog are gone");
+        if cleaned_up {
+            eprintln!("oomguard: drill interrupted; the scratch cgroup and the hog are gone");
+        } else {
+            eprintln!("oomguard: drill interrupted; the scratch cgroup could not be removed");
+        }
         return Ok(ExitCode::from(130));
     }
     if killed_by.is_none() || !cleaned_up {
@@ -369,6 +430,8 @@ struct DrillResult {
     event_log: PathBuf,
     cleaned_up: bool,
     interrupted: bool,
+    /// Scratch groups of earlier drills (that ended without their cleanup) removed first.
+    removed_abandoned: Vec<PathBuf>,
     #[serde(skip)]
     hog_status: Option<String>,
     /// The daemon's signals from its `kill` record.

@@ -59,8 +59,12 @@ impl ScopeLock {
         let Ok(scope) = Scope::resolve(root, spec) else {
             return Ok(None);
         };
-        let label = scope.label();
-        let path = dir.join(file_name(&key(root, &scope)));
+        let key = key(root, &scope);
+        let mut label = scope.label();
+        if scope.cgroup().is_some() && key.ends_with("system") {
+            label.push_str(" (the root group: every process, as with --scope system)");
+        }
+        let path = dir.join(file_name(&key));
         let io = |source| LockError::Io {
             scope: label.clone(),
             path: path.clone(),
@@ -144,9 +148,19 @@ pub fn default_dir() -> PathBuf {
 /// lock file (before, `--scope cgroup:/sys/fs/cgroup/memory//app` started a second guard beside
 /// the one on `cgroup:/app`). A group that cannot be resolved now (removed since) keeps its
 /// path with the separators and `.` components folded.
+///
+/// The hierarchy's root group (`cgroup:/`) is `system`: it holds every process, so a guard on
+/// each would choose among the same processes, and kill twice for one shortage (before, on v1
+/// `--scope system` and `--scope cgroup:/` ran side by side).
 fn key(root: &Root, scope: &Scope) -> String {
+    let canonical = |p: &Path| std::fs::canonicalize(root.path(p)).ok();
     let k = match &scope.kind {
         ScopeKind::System => "system".to_string(),
+        ScopeKind::Cgroup(c)
+            if canonical(&c.dir).is_some_and(|d| Some(d) == canonical(&c.mount)) =>
+        {
+            "system".to_string()
+        }
         ScopeKind::Cgroup(c) => {
             let real = std::fs::canonicalize(root.path(&c.dir))
                 .ok()
@@ -288,6 +302,28 @@ mod tests {
                 .unwrap()
                 .is_some(),
             "another group is another lock"
+        );
+        // The root group holds every process: it is the machine's lock, however it is spelt.
+        let machine = ScopeLock::acquire(&locks, &root, &ScopeSpec::System)
+            .unwrap()
+            .expect("the machine's lock");
+        for other in ["cgroup:/", "cgroup://", "cgroup:/sys/fs/cgroup/memory"] {
+            match ScopeLock::acquire(&locks, &root, &spec(other)) {
+                Err(LockError::Held { .. }) => {}
+                r => panic!("{other}: {r:?} beside {}", machine.path().display()),
+            }
+        }
+        drop(machine);
+        let group_root = ScopeLock::acquire(&locks, &root, &spec("cgroup:/"))
+            .unwrap()
+            .expect("the root group resolves");
+        assert!(
+            matches!(
+                ScopeLock::acquire(&locks, &root, &ScopeSpec::System),
+                Err(LockError::Held { .. })
+            ),
+            "system beside {}",
+            group_root.path().display()
         );
     }
 

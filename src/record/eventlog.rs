@@ -229,8 +229,14 @@ fn file_kind(t: std::fs::FileType) -> &'static str {
 
 /// Opens `path` for appending, creating its directories and the file: only a regular file,
 /// never through a symbolic link (`O_NOFOLLOW`), never opening a device or FIFO at all.
+///
+/// What it creates is made durable: the directory holding each new entry (a new file, a new
+/// directory) is fsynced, as fsync(2) asks. Before, a new log's first records were fsynced but
+/// its name was not: a crash soon after could leave a directory without the file, and the
+/// records with it. A file that was there already costs nothing more.
 pub fn open_file(path: &Path) -> Result<File, EventLogError> {
     let p = || path.to_path_buf();
+    let new = new_entries(path);
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -277,7 +283,36 @@ pub fn open_file(path: &Path) -> Result<File, EventLogError> {
             what: file_kind(m.file_type()),
         });
     }
+    for dir in new.iter().filter_map(|e| e.parent()) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+            log::warn!(
+                "event log {}: cannot fsync the directory {} that holds what was created: {e}; \
+                 a crash soon could lose the log's name, and its records with it",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
     Ok(f)
+}
+
+/// What opening `path` will create: the directories that do not exist yet and the file, from
+/// the deepest up (each one's parent is to be fsynced once it exists). Empty when the file is
+/// there.
+fn new_entries(path: &Path) -> Vec<&Path> {
+    let mut new = Vec::new();
+    for a in path.ancestors() {
+        if a.as_os_str().is_empty() || std::fs::symlink_metadata(a).is_ok() {
+            break;
+        }
+        new.push(a);
+    }
+    new
 }
 
 impl EventLog {
@@ -763,6 +798,23 @@ mod tests {
             apart.abs() < jiff::SignedDuration::from_secs(5),
             "{t} vs {now}"
         );
+    }
+
+    /// The entries a new log creates, deepest first: the directories whose names the fsyncs
+    /// make durable (each one's parent). None for a log that exists.
+    #[test]
+    fn a_new_logs_created_entries_are_listed_and_an_existing_log_creates_none() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b/events.jsonl");
+        assert_eq!(
+            new_entries(&p),
+            [p.as_path(), &d.path().join("a/b"), &d.path().join("a")]
+        );
+        drop(open_file(&p).unwrap());
+        assert!(new_entries(&p).is_empty());
+        assert_eq!(new_entries(Path::new("/")), Vec::<&Path>::new());
+        let rel = Path::new("no-such-oomguard-log.jsonl");
+        assert_eq!(new_entries(rel), [rel]);
     }
 
     #[test]

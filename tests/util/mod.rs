@@ -298,24 +298,26 @@ pub fn evict_page_cache(dirs: &[PathBuf]) -> usize {
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
                 todo.push(e.path());
-            } else if ft.is_file() {
-                let opened = rustix::fs::open(
-                    e.path(),
-                    rustix::fs::OFlags::RDONLY
-                        | rustix::fs::OFlags::NONBLOCK
-                        | rustix::fs::OFlags::NOFOLLOW
-                        | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                );
-                if let Ok(fd) = opened
-                    && rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::DontNeed).is_ok()
-                {
-                    advised += 1;
-                }
+            } else if ft.is_file() && evict_file(&e.path()).is_ok() {
+                advised += 1;
             }
         }
     }
     advised
+}
+
+/// Drops the clean page cache of one regular file (`POSIX_FADV_DONTNEED`; dirty pages stay
+/// until written back). Opened non-blocking, without following a symbolic link.
+pub fn evict_file(path: &Path) -> rustix::io::Result<()> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::DontNeed)
 }
 
 /// Where a CI run's page cache mostly lies: this project (its build tree included), a build
