@@ -61,7 +61,7 @@ impl ScopeLock {
         };
         let key = key(root, &scope);
         let mut label = scope.label();
-        if scope.cgroup().is_some() && key.ends_with("system") {
+        if scope.cgroup().is_some_and(|c| is_root_group(root, c)) {
             label.push_str(" (the root group: every process, as with --scope system)");
         }
         let path = dir.join(file_name(&key));
@@ -153,14 +153,9 @@ pub fn default_dir() -> PathBuf {
 /// each would choose among the same processes, and kill twice for one shortage (before, on v1
 /// `--scope system` and `--scope cgroup:/` ran side by side).
 fn key(root: &Root, scope: &Scope) -> String {
-    let canonical = |p: &Path| std::fs::canonicalize(root.path(p)).ok();
     let k = match &scope.kind {
         ScopeKind::System => "system".to_string(),
-        ScopeKind::Cgroup(c)
-            if canonical(&c.dir).is_some_and(|d| Some(d) == canonical(&c.mount)) =>
-        {
-            "system".to_string()
-        }
+        ScopeKind::Cgroup(c) if is_root_group(root, c) => "system".to_string(),
         ScopeKind::Cgroup(c) => {
             let real = std::fs::canonicalize(root.path(&c.dir))
                 .ok()
@@ -184,6 +179,12 @@ fn key(root: &Root, scope: &Scope) -> String {
     } else {
         format!("root{}-{k}", root.as_path().display())
     }
+}
+
+/// Whether `c` is its hierarchy's root group (its directory, resolved, is the mount's).
+fn is_root_group(root: &Root, c: &crate::sense::cgroup::Cgroup) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(root.path(p)).ok();
+    canonical(&c.dir).is_some_and(|d| Some(d) == canonical(&c.mount))
 }
 
 /// `run-KEY.lock` with KEY escaped as systemd does (`/` → `-`, other bytes outside
@@ -313,6 +314,15 @@ mod tests {
                 r => panic!("{other}: {r:?} beside {}", machine.path().display()),
             }
         }
+        // A group that is only named so is not the machine.
+        std::fs::create_dir_all(mount.join("system")).unwrap();
+        let named = match ScopeLock::acquire(&locks, &root, &spec("cgroup:/system")) {
+            Ok(Some(l)) => l,
+            r => panic!("cgroup:/system: {r:?}"),
+        };
+        assert_ne!(named.path(), machine.path());
+        let e = ScopeLock::acquire(&locks, &root, &spec("cgroup:/system")).unwrap_err();
+        assert!(!e.to_string().contains("root group"), "{e}");
         drop(machine);
         let group_root = ScopeLock::acquire(&locks, &root, &spec("cgroup:/"))
             .unwrap()
@@ -325,6 +335,8 @@ mod tests {
             "system beside {}",
             group_root.path().display()
         );
+        let e = ScopeLock::acquire(&locks, &root, &spec("cgroup:/")).unwrap_err();
+        assert!(e.to_string().contains("the root group"), "{e}");
     }
 
     #[test]
