@@ -467,3 +467,50 @@ fn a_new_event_logs_directories_are_fsynced_once_and_an_existing_ones_are_not() 
     let synced = fsynced_dirs(&out, &dirs);
     assert!(synced.is_empty(), "a log that exists: {synced:?}");
 }
+
+/// Where `/proc` hides other users' processes (`hidepid`), a new event log, which names them and
+/// their command lines, is made 0640, not 0644; elsewhere 0644 (any user reads it with `oomguard
+/// events`, as any user reads `/proc`). The daemon starts in a private mount namespace whose
+/// `/proc` is mounted with `hidepid=invisible`.
+#[test]
+fn a_new_event_log_is_kept_from_other_users_where_proc_hides_their_processes() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(cg) = TestCgroup::new("rec-hidepid", 400 * MIB) else {
+        return;
+    };
+    let d = tempdir();
+    let scope = format!("cgroup:{}", cg.rel());
+    let mode = |name: &str, hide: bool| {
+        let log = d.path().join(name);
+        let mount = if hide {
+            "mount -t proc -o hidepid=invisible proc /proc && "
+        } else {
+            ""
+        };
+        let out = Command::new("unshare")
+            .args(["-m", "sh", "-c"])
+            .arg(format!(
+                "umask 022 && {mount}exec timeout -s INT 2 '{}' run --dry-run --scope '{scope}' \
+                 --lock-dir '{}' --event-log '{}'",
+                bin().display(),
+                d.path().display(),
+                log.display()
+            ))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            crate::util::require(
+                !err.contains("unshare failed") && !err.contains("mount:"),
+                "unshare -m and mounting proc (root)"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("guarding"), "{err}");
+        let meta = std::fs::metadata(&log).unwrap_or_else(|e| panic!("{e}: {err}"));
+        meta.permissions().mode() & 0o777
+    };
+    assert_eq!(mode("hidden.jsonl", true), 0o640);
+    assert_eq!(mode("open.jsonl", false), 0o644);
+}

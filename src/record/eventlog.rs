@@ -260,6 +260,7 @@ pub fn open_file(path: &Path) -> Result<File, EventLogError> {
         .read(true)
         .create(true)
         .append(true)
+        .mode(new_file_mode())
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|source| match source.raw_os_error() {
@@ -299,6 +300,36 @@ pub fn open_file(path: &Path) -> Result<File, EventLogError> {
         }
     }
     Ok(f)
+}
+
+/// The mode a new event log is made with (an existing file keeps its own): 0640 where `/proc`
+/// hides other users' processes (`hidepid`), as the log names processes of every user with
+/// their command lines, which such a host keeps from them; else 0644, so that any user can read
+/// it with `oomguard events`, as any user can read `/proc`.
+fn new_file_mode() -> u32 {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if proc_hides_pids(&text) { 0o640 } else { 0o644 }
+}
+
+/// Whether the `/proc` of this mount table (`/proc/self/mountinfo`; the last mount on `/proc`
+/// is the one seen) has `hidepid` set to anything but 0 (`noaccess`, `invisible`,
+/// `ptraceable` or their numbers).
+fn proc_hides_pids(mountinfo: &str) -> bool {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (mount, fs) = l.split_once(" - ")?;
+            let mut fs = fs.split(' ');
+            let (kind, _source, options) = (fs.next()?, fs.next()?, fs.next().unwrap_or(""));
+            (kind == "proc" && mount.split(' ').nth(4) == Some("/proc")).then_some(options)
+        })
+        .next_back()
+        .is_some_and(|options| {
+            options.split(',').any(|o| {
+                o.strip_prefix("hidepid=")
+                    .is_some_and(|v| !matches!(v, "0" | "off"))
+            })
+        })
 }
 
 /// What opening `path` will create: the directories that do not exist yet and the file, from
@@ -798,6 +829,30 @@ mod tests {
             apart.abs() < jiff::SignedDuration::from_secs(5),
             "{t} vs {now}"
         );
+    }
+
+    #[test]
+    fn a_proc_that_hides_processes_is_told_from_its_mount_options() {
+        let line = |opts: &str| format!("22 27 0:21 / /proc rw,relatime - proc proc {opts}\n");
+        assert!(!proc_hides_pids(&line("rw")));
+        assert!(!proc_hides_pids(&line("rw,hidepid=0")));
+        assert!(!proc_hides_pids(&line("rw,hidepid=off")));
+        for v in ["1", "2", "4", "noaccess", "invisible", "ptraceable"] {
+            assert!(
+                proc_hides_pids(&line(&format!("rw,hidepid={v},gid=27"))),
+                "{v}"
+            );
+        }
+        // Another mount of proc, elsewhere, is not the one seen at /proc.
+        let elsewhere = "40 27 0:50 / /run/proc rw - proc proc rw,hidepid=2\n";
+        assert!(!proc_hides_pids(&format!("{}{elsewhere}", line("rw"))));
+        // A mount over /proc hides the one below it.
+        assert!(proc_hides_pids(&format!(
+            "{}{}",
+            line("rw"),
+            line("rw,hidepid=invisible")
+        )));
+        assert!(!proc_hides_pids(""));
     }
 
     /// The entries a new log creates, deepest first: the directories whose names the fsyncs
