@@ -469,23 +469,24 @@ fn a_new_event_logs_directories_are_fsynced_once_and_an_existing_ones_are_not() 
 }
 
 /// Where `/proc` hides other users' processes (`hidepid`), a new event log, which names them and
-/// their command lines, is made 0640, not 0644; elsewhere 0644 (any user reads it with `oomguard
-/// events`, as any user reads `/proc`). The daemon starts in a private mount namespace whose
-/// `/proc` is mounted with `hidepid=invisible`.
+/// their command lines, is made 0640, not 0644, and given to the group that may see every
+/// process (`gid=`); elsewhere 0644 (any user reads it with `oomguard events`, as any user reads
+/// `/proc`). The daemon starts in a private mount namespace whose `/proc` is mounted with
+/// `hidepid=invisible`.
 #[test]
 fn a_new_event_log_is_kept_from_other_users_where_proc_hides_their_processes() {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Some(cg) = TestCgroup::new("rec-hidepid", 400 * MIB) else {
         return;
     };
     let d = tempdir();
     let scope = format!("cgroup:{}", cg.rel());
-    let mode = |name: &str, hide: bool| {
+    let mode = |name: &str, hide: &str| {
         let log = d.path().join(name);
-        let mount = if hide {
-            "mount -t proc -o hidepid=invisible proc /proc && "
+        let mount = if hide.is_empty() {
+            String::new()
         } else {
-            ""
+            format!("mount -t proc -o {hide} proc /proc && ")
         };
         let out = Command::new("unshare")
             .args(["-m", "sh", "-c"])
@@ -509,8 +510,12 @@ fn a_new_event_log_is_kept_from_other_users_where_proc_hides_their_processes() {
         );
         assert!(err.contains("guarding"), "{err}");
         let meta = std::fs::metadata(&log).unwrap_or_else(|e| panic!("{e}: {err}"));
-        meta.permissions().mode() & 0o777
+        (meta.permissions().mode() & 0o777, meta.gid())
     };
-    assert_eq!(mode("hidden.jsonl", true), 0o640);
-    assert_eq!(mode("open.jsonl", false), 0o644);
+    assert_eq!(mode("hidden.jsonl", "hidepid=invisible"), (0o640, 0));
+    assert_eq!(
+        mode("shown.jsonl", "hidepid=invisible,gid=4321"),
+        (0o640, 4321)
+    );
+    assert_eq!(mode("open.jsonl", ""), (0o644, 0));
 }

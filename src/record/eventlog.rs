@@ -237,6 +237,8 @@ fn file_kind(t: std::fs::FileType) -> &'static str {
 pub fn open_file(path: &Path) -> Result<File, EventLogError> {
     let p = || path.to_path_buf();
     let new = new_entries(path);
+    let hidepid =
+        proc_hidepid(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -260,7 +262,7 @@ pub fn open_file(path: &Path) -> Result<File, EventLogError> {
         .read(true)
         .create(true)
         .append(true)
-        .mode(new_file_mode())
+        .mode(if hidepid.is_some() { 0o640 } else { 0o644 })
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|source| match source.raw_os_error() {
@@ -284,6 +286,17 @@ pub fn open_file(path: &Path) -> Result<File, EventLogError> {
             what: file_kind(m.file_type()),
         });
     }
+    // The group that hidepid lets see every process may read the log too.
+    if let Some(Some(gid)) = hidepid
+        && new.first() == Some(&path)
+        && let Err(e) = rustix::fs::fchown(&f, None, Some(rustix::fs::Gid::from_raw(gid)))
+    {
+        log::warn!(
+            "event log {}: cannot give it to group {gid}, which /proc's hidepid lets see every \
+             process: {e}; only root can read it",
+            path.display()
+        );
+    }
     for dir in new.iter().filter_map(|e| e.parent()) {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -302,20 +315,17 @@ pub fn open_file(path: &Path) -> Result<File, EventLogError> {
     Ok(f)
 }
 
-/// The mode a new event log is made with (an existing file keeps its own): 0640 where `/proc`
-/// hides other users' processes (`hidepid`), as the log names processes of every user with
-/// their command lines, which such a host keeps from them; else 0644, so that any user can read
-/// it with `oomguard events`, as any user can read `/proc`.
-fn new_file_mode() -> u32 {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if proc_hides_pids(&text) { 0o640 } else { 0o644 }
-}
-
 /// Whether the `/proc` of this mount table (`/proc/self/mountinfo`; the last mount on `/proc`
-/// is the one seen) has `hidepid` set to anything but 0 (`noaccess`, `invisible`,
-/// `ptraceable` or their numbers).
-fn proc_hides_pids(mountinfo: &str) -> bool {
-    mountinfo
+/// is the one seen) hides other users' processes: `hidepid` set to anything but 0
+/// (`noaccess`, `invisible`, `ptraceable` or their numbers). `Some(gid)`: the group it lets
+/// see every process (`gid=`), if any.
+///
+/// A new event log is made 0640 there (an existing file keeps its mode), given to that group:
+/// the log names processes of every user with their command lines, which such a host keeps
+/// from other users. Elsewhere it is made 0644, so that any user can read it with `oomguard
+/// events`, as any user can read `/proc`.
+fn proc_hidepid(mountinfo: &str) -> Option<Option<u32>> {
+    let options = mountinfo
         .lines()
         .filter_map(|l| {
             let (mount, fs) = l.split_once(" - ")?;
@@ -323,13 +333,11 @@ fn proc_hides_pids(mountinfo: &str) -> bool {
             let (kind, _source, options) = (fs.next()?, fs.next()?, fs.next().unwrap_or(""));
             (kind == "proc" && mount.split(' ').nth(4) == Some("/proc")).then_some(options)
         })
-        .next_back()
-        .is_some_and(|options| {
-            options.split(',').any(|o| {
-                o.strip_prefix("hidepid=")
-                    .is_some_and(|v| !matches!(v, "0" | "off"))
-            })
-        })
+        .next_back()?;
+    let option = |name: &str| options.split(',').find_map(|o| o.strip_prefix(name));
+    option("hidepid=")
+        .filter(|v| !matches!(*v, "0" | "off"))
+        .map(|_| option("gid=").and_then(|g| g.parse().ok()))
 }
 
 /// What opening `path` will create: the directories that do not exist yet and the file, from
@@ -834,25 +842,26 @@ mod tests {
     #[test]
     fn a_proc_that_hides_processes_is_told_from_its_mount_options() {
         let line = |opts: &str| format!("22 27 0:21 / /proc rw,relatime - proc proc {opts}\n");
-        assert!(!proc_hides_pids(&line("rw")));
-        assert!(!proc_hides_pids(&line("rw,hidepid=0")));
-        assert!(!proc_hides_pids(&line("rw,hidepid=off")));
+        assert_eq!(proc_hidepid(&line("rw")), None);
+        assert_eq!(proc_hidepid(&line("rw,hidepid=0,gid=27")), None);
+        assert_eq!(proc_hidepid(&line("rw,hidepid=off")), None);
         for v in ["1", "2", "4", "noaccess", "invisible", "ptraceable"] {
-            assert!(
-                proc_hides_pids(&line(&format!("rw,hidepid={v},gid=27"))),
+            assert_eq!(
+                proc_hidepid(&line(&format!("rw,hidepid={v},gid=27"))),
+                Some(Some(27)),
                 "{v}"
             );
         }
+        assert_eq!(proc_hidepid(&line("rw,hidepid=2")), Some(None));
         // Another mount of proc, elsewhere, is not the one seen at /proc.
         let elsewhere = "40 27 0:50 / /run/proc rw - proc proc rw,hidepid=2\n";
-        assert!(!proc_hides_pids(&format!("{}{elsewhere}", line("rw"))));
+        assert_eq!(proc_hidepid(&format!("{}{elsewhere}", line("rw"))), None);
         // A mount over /proc hides the one below it.
-        assert!(proc_hides_pids(&format!(
-            "{}{}",
-            line("rw"),
-            line("rw,hidepid=invisible")
-        )));
-        assert!(!proc_hides_pids(""));
+        assert_eq!(
+            proc_hidepid(&format!("{}{}", line("rw"), line("rw,hidepid=invisible"))),
+            Some(None)
+        );
+        assert_eq!(proc_hidepid(""), None);
     }
 
     /// The entries a new log creates, deepest first: the directories whose names the fsyncs
