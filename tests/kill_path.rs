@@ -153,6 +153,20 @@ impl Guard {
         all
     }
 
+    /// Waits until start-up has settled (daemon::SETTLE, 3 s after start once memory holds
+    /// still, at most 60 s later): the second trim and warm-up are done.
+    fn wait_settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(70);
+        while self.warm_ups.load(Ordering::SeqCst) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "start-up did not settle (no second warm-up)"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     fn wait_for(&self, action: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
@@ -388,14 +402,15 @@ fn a_kill_that_frees_nothing_backs_off_instead_of_killing_innocents() {
 /// CI run was counted major (a retried fault) while it passed alone every time.
 #[test]
 fn the_first_kill_takes_no_page_faults() {
-    first_kill_faults("faults", Duration::ZERO, &[], HOG, 6);
+    first_kill_faults("faults", false, &[], HOG, 6);
 }
 
 /// The daemon drops start-up's pages again 3 s after start and warms the kill path up once
-/// more (daemon::SETTLE): a kill after that is as free of faults as one right after start.
+/// more (daemon::SETTLE): a kill after that (the test waits for the second warm-up) is as free
+/// of faults as one right after start.
 #[test]
 fn a_kill_after_start_up_has_settled_takes_no_page_faults() {
-    first_kill_faults("faults-settled", Duration::from_millis(4500), &[], HOG, 6);
+    first_kill_faults("faults-settled", true, &[], HOG, 6);
 }
 
 /// A pre-kill hook starts after the signal, not before it: its record's JSON, its
@@ -421,7 +436,7 @@ fn a_pre_kill_hook_starts_after_the_signal() {
     // Term below 80 MiB available, kill below 20 MiB: the hog holds ~66 MiB free, in between.
     first_kill_faults(
         "faults-hook",
-        Duration::ZERO,
+        false,
         &[
             "--config",
             cfg.to_str().unwrap(),
@@ -450,11 +465,12 @@ fn a_pre_kill_hook_starts_after_the_signal() {
 /// A hog that grows until it is killed.
 const HOG: &[&str] = &["--name", "hog", "--max", "1G", "--rate", "200M"];
 
-/// The first kill of a hog (`hog_args`) after `after_start`, by a daemon with `extra`
-/// arguments: no major fault and at most `max_minflt` minor ones before its signal.
+/// The first kill of a hog (`hog_args`) right after start or, `settled`, after start-up has
+/// settled, by a daemon with `extra` arguments: no major fault and at most `max_minflt` minor
+/// ones before its signal.
 fn first_kill_faults(
     name: &str,
-    after_start: Duration,
+    settled: bool,
     extra: &[&str],
     hog_args: &[&str],
     max_minflt: u64,
@@ -475,10 +491,22 @@ fn first_kill_faults(
     let bystander = hog(&cg, &["--name", "bystander", "--max", "20M"]);
     wait_rss(&bystander, 20 * MIB);
     let d = Guard::start_alone(&cg, &log, extra);
-    std::thread::sleep(after_start);
+    if settled {
+        d.wait_settled();
+    }
     let mut h = hog(&cg, hog_args);
     h.wait_timeout(Duration::from_secs(60))
         .expect("the hog was not killed within 60 s");
+    let oom_kills = cg.kernel_oom_kills();
+    if oom_kills > 0 {
+        // Told apart from a missing record: the guard loop's own faults so far say whether it
+        // was held up reading from storage.
+        let (majflt, read_bytes) = loop_faults(d.child.id());
+        panic!(
+            "the kernel's OOM killer ended the hog ({oom_kills} kills) before the daemon did; the guard loop so far: {majflt} major faults, {read_bytes} bytes read from storage; records: {:?}",
+            d.records()
+        );
+    }
     let kill = d.wait_for("kill", Duration::from_secs(10));
     assert_eq!(kill["victim"]["pid"], h.pid(), "{kill}");
     let f = &kill["faults"]["to_signal"];
@@ -572,17 +600,7 @@ fn first_warning_faults(name: &str, extra_config: &str, then: impl FnOnce()) {
     // The warning at 40% in use; the kill levels (10% and 5% available) stay far below.
     std::fs::write(&cfg, format!("[warn]\nlevel = \"40%\"\n{extra_config}")).unwrap();
     let d = Guard::start_alone(&cg, &log, &["--config", cfg.to_str().unwrap()]);
-    // Past the settle (daemon::SETTLE, 3 s after start once memory holds still, at most 60 s
-    // later): the second trim and warm-up are done.
-    let deadline = Instant::now() + Duration::from_secs(70);
-    while d.warm_ups.load(Ordering::SeqCst) < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "start-up did not settle (no second warm-up)"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    d.wait_settled();
     let pid = d.child.id();
     let before = loop_faults(pid);
     let h = hog(&cg, &["--name", "hog", "--max", "140M"]);
