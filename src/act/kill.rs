@@ -912,7 +912,7 @@ impl Kill {
                 continue;
             }
             let t = self.others.remove(i);
-            if self.stopped {
+            if self.stopped && !t.was_stopped {
                 let _ = t.signal(Signal::CONT);
             }
             // `pids` holds the victim first, then the walk's members in `others`' order.
@@ -1132,10 +1132,13 @@ impl Kill {
         });
     }
 
-    /// SIGCONT to every pinned process.
+    /// SIGCONT to every pinned process but those that were stopped before the walk stopped
+    /// them ([`Target::was_stopped`]).
     fn resume(&self) {
         for t in std::iter::once(&self.victim).chain(&self.others) {
-            let _ = t.signal(Signal::CONT);
+            if !t.was_stopped {
+                let _ = t.signal(Signal::CONT);
+            }
         }
     }
 
@@ -1284,8 +1287,9 @@ impl Kill {
 }
 
 impl Drop for Kill {
-    /// A tree stopped for a kill that was then not sent is let go; members still held after
-    /// the signal are woken (their SIGTERM is pending) or sent SIGKILL, all at once.
+    /// A tree stopped for a kill that was then not sent is let go (members stopped before the
+    /// walk stay stopped); members still held after the signal are woken (their SIGTERM is
+    /// pending) or sent SIGKILL, all at once.
     fn drop(&mut self) {
         if self.stopped {
             self.resume();
@@ -1763,7 +1767,8 @@ mod tests {
         }
     }
 
-    /// A stopped tree whose kill is dropped unsent runs on.
+    /// A stopped tree whose kill is dropped unsent runs on, but for a member that was stopped
+    /// before (a job its user stopped): it stays stopped.
     #[test]
     fn a_tree_planned_but_not_signalled_is_continued() {
         let mut reader = ProcReader::open(&Root::default()).unwrap();
@@ -1788,6 +1793,14 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(kids.len(), 2);
+        // The second child stopped before the walk, as by job control.
+        let held = kids[1];
+        rustix::process::kill_process(rustix::process::Pid::from_raw(held).unwrap(), Signal::STOP)
+            .unwrap();
+        while reader.stat(held).unwrap().state != b'T' {
+            assert!(Instant::now() < deadline, "{held} did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let st = reader.stat(pid).unwrap();
         let cand = Candidate::unscored(pid, st.starttime, "sh");
         let kill = Kill::plan(&mut reader, &scope, KillUnit::Tree, &cand, Instant::now()).unwrap();
@@ -1801,9 +1814,14 @@ mod tests {
         }
         drop(kill);
         std::thread::sleep(Duration::from_millis(100));
-        for p in std::iter::once(pid).chain(kids.iter().copied()) {
+        for p in [pid, kids[0]] {
             assert_ne!(reader.stat(p).unwrap().state, b'T', "{p} is still stopped");
         }
+        assert_eq!(
+            reader.stat(held).unwrap().state,
+            b'T',
+            "a member stopped before the walk was continued"
+        );
         for p in kids {
             let _ = rustix::process::kill_process(
                 rustix::process::Pid::from_raw(p).unwrap(),

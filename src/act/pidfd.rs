@@ -38,6 +38,10 @@ pub enum TargetError {
 pub struct Target {
     pub pid: i32,
     pub starttime: u64,
+    /// It was stopped (state `T`: by its shell's job control, or by another's SIGSTOP) when
+    /// it was pinned, from the same read of its stat: a kill dropped unsent leaves it stopped,
+    /// where a SIGCONT would resume a job its user had stopped.
+    pub was_stopped: bool,
     fd: OwnedFd,
 }
 
@@ -74,7 +78,12 @@ impl Target {
                 now: st.starttime,
             });
         }
-        Ok(Target { pid, starttime, fd })
+        Ok(Target {
+            pid,
+            starttime,
+            was_stopped: st.state == b'T',
+            fd,
+        })
     }
 
     /// Opens a pidfd for `pid` and checks that it is a child of `parent` (taking its start time
@@ -91,6 +100,7 @@ impl Target {
         Ok(Target {
             pid,
             starttime: st.starttime,
+            was_stopped: st.state == b'T',
             fd,
         })
     }
