@@ -219,11 +219,17 @@ fn the_release_profile_unwinds_so_side_thread_panics_can_be_contained() {
 /// `oomguard run --dry-run` (system-wide dry run: allowed here) with the event log at `log`;
 /// returns its exit code and stderr. Never hangs (a FIFO once did).
 fn run_with_log(log: &Path) -> (Option<i32>, String) {
+    run_with_log_and(log, &[])
+}
+
+/// [`run_with_log`] with more arguments.
+fn run_with_log_and(log: &Path, extra: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
     let dir = tempdir();
     let errf = dir.path().join("stderr.txt");
     let child = Command::new(bin())
         .args(["run", "--dry-run", "--event-log"])
         .arg(log)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&errf).unwrap())
@@ -266,6 +272,37 @@ fn an_event_log_that_is_not_a_regular_file_is_refused_at_start() {
         );
     }
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+}
+
+/// A directory of the event log or of the locks that belongs to another user (one who made it
+/// first, as anyone can under `/tmp`) is refused at start with exit 1, naming it and its owner:
+/// that user could read, replace or fill the log, or hold the lock.
+#[test]
+fn a_log_or_lock_directory_of_another_user_is_refused_at_start() {
+    let d = tempdir();
+    let theirs = d.path().join("theirs");
+    let mine = d.path().join("mine");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::create_dir(&mine).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(4321), Some(4321)).unwrap();
+    for (log, locks, what) in [
+        (theirs.join("events.jsonl"), &mine, "event log"),
+        (mine.join("events.jsonl"), &theirs, "cannot take the lock"),
+    ] {
+        let (code, err) = run_with_log_and(&log, &["--lock-dir".as_ref(), locks.as_os_str()]);
+        assert_eq!(code, Some(1), "{what}: {err}");
+        assert!(
+            err.contains(what)
+                && err.contains(&*theirs.to_string_lossy())
+                && err.contains("belongs to uid 4321, not to you (uid 0) or root"),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&theirs).unwrap().count(),
+        0,
+        "something was written in the other user's directory"
+    );
 }
 
 #[test]

@@ -30,6 +30,18 @@ pub enum LockError {
         pid: String,
         path: PathBuf,
     },
+    /// The directory of the locks belongs to another user
+    /// ([`crate::record::eventlog::foreign_owner`]): that user could hold the lock, or put
+    /// something else in its place, and keep this guard from starting.
+    #[error(
+        "cannot take the lock {path} that keeps a second guard off {scope}: its directory belongs to uid {owner}, not to you (uid {me}) or root, and that user could hold or replace the lock (remove the directory, or put the locks elsewhere with --lock-dir DIR)"
+    )]
+    ForeignDir {
+        scope: String,
+        path: PathBuf,
+        owner: u32,
+        me: u32,
+    },
     #[error(
         "cannot take the lock {path} that keeps a second guard off {scope}: {source} (the directory of the locks must be writable: /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard, or the one given with --lock-dir DIR)"
     )]
@@ -71,14 +83,21 @@ impl ScopeLock {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
+        if let Some(owner) = crate::record::eventlog::foreign_owner(dir) {
+            return Err(LockError::ForeignDir {
+                scope: label,
+                path,
+                owner,
+                me: rustix::process::geteuid().as_raw(),
+            });
+        }
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             // Never through a symbolic link, and only a regular file: the lock is truncated
-            // and written, and its directory may be someone else's (`/tmp/oomguard` when
-            // neither HOME nor XDG_STATE_HOME is set).
+            // and written, and its directory may be one that others can write (`/tmp`).
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
             .map_err(io)?;

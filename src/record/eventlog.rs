@@ -19,17 +19,79 @@ use super::event::{Event, Record};
 use super::side::HEALTH;
 
 /// The default path: `/var/lib/oomguard/events.jsonl` for root, else
-/// `$XDG_STATE_HOME/oomguard/events.jsonl` (`~/.local/state/...`).
+/// `$XDG_STATE_HOME/oomguard/events.jsonl` (`~/.local/state/...`; the home directory from the
+/// user database when HOME is not set), else `/tmp/oomguard-UID/events.jsonl`.
 pub fn default_path() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
         return PathBuf::from("/var/lib/oomguard/events.jsonl");
     }
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    state.join("oomguard/events.jsonl")
+    match state_home(
+        std::env::var_os("XDG_STATE_HOME"),
+        std::env::var_os("HOME"),
+        || passwd_home(uid.as_raw()),
+    ) {
+        Some(state) => state.join("oomguard/events.jsonl"),
+        None => PathBuf::from(format!("/tmp/oomguard-{}/events.jsonl", uid.as_raw())),
+    }
+}
+
+/// The state directory: `xdg` if absolute (the XDG spec ignores a relative one), else
+/// `HOME/.local/state` for an absolute `home`, else the same under the home directory of the
+/// user database (`passwd`). None without any: the caller falls back to a directory of its
+/// own under `/tmp`, one per user (a shared `/tmp/oomguard` could be made first by another
+/// user, who could then read, replace or fill what is written there).
+fn state_home(
+    xdg: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+    passwd: impl FnOnce() -> Option<PathBuf>,
+) -> Option<PathBuf> {
+    let absolute = |p: PathBuf| p.is_absolute().then_some(p);
+    xdg.map(PathBuf::from).and_then(absolute).or_else(|| {
+        home.map(PathBuf::from)
+            .and_then(absolute)
+            .or_else(passwd)
+            .map(|h| h.join(".local/state"))
+    })
+}
+
+/// The home directory of `uid` in the user database (`getpwuid_r`, through NSS): None when it
+/// has no entry, or its home is `/` or a directory that does not exist (`nobody`'s
+/// `/nonexistent`), where no state directory could be made.
+fn passwd_home(uid: u32) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `passwd` is plain data (integers and pointers): all zeroes is a valid value.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `pw` and `buf` outlive the call and the reads of `pw`'s strings below, which
+        // point into `buf` (of the length given); `out` is set to `&pw` or null.
+        let r =
+            unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if r != 0 || out.is_null() || pw.pw_dir.is_null() {
+            return None;
+        }
+        // SAFETY: a NUL-terminated string in `buf`, set by getpwuid_r.
+        let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+        return (dir.is_absolute() && dir != Path::new("/") && dir.is_dir()).then_some(dir);
+    }
+}
+
+/// The owner of the directory `dir` when it is another user's: neither the effective uid's
+/// nor root's. An event log or a lock in it could be read, replaced or filled by that user (a
+/// directory made first, under `/tmp`, by someone else). None when it is ours or root's, or
+/// cannot be read (what opens in it then says why).
+pub fn foreign_owner(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(dir).ok()?.uid();
+    let me = rustix::process::geteuid().as_raw();
+    (owner != me && owner != 0).then_some(owner)
 }
 
 /// The event log could not be opened or written.
@@ -60,6 +122,18 @@ pub enum EventLogError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// Its directory belongs to another user (see [`foreign_owner`]).
+    #[error(
+        "event log {path}: its directory {dir} belongs to uid {owner}, not to you (uid {me}) or \
+         root: that user could read, replace or fill the log (remove the directory, or choose \
+         another path with --event-log)"
+    )]
+    ForeignDir {
+        path: PathBuf,
+        dir: PathBuf,
+        owner: u32,
+        me: u32,
     },
     #[error("event log {path}: cannot start its writer thread: {source}")]
     Thread {
@@ -247,6 +321,14 @@ pub fn open_file(path: &Path) -> Result<File, EventLogError> {
             dir: dir.to_path_buf(),
             source,
         })?;
+        if let Some(owner) = foreign_owner(dir) {
+            return Err(EventLogError::ForeignDir {
+                path: p(),
+                dir: dir.to_path_buf(),
+                owner,
+                me: rustix::process::geteuid().as_raw(),
+            });
+        }
     }
     // Refuse before opening: opening a device or a FIFO can have effects of its own.
     if let Ok(m) = std::fs::symlink_metadata(path)
@@ -824,6 +906,65 @@ pub fn parse_lines(text: &[u8], path: &Path) -> (Vec<Record>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_directory_is_xdgs_then_homes_then_the_user_databases() {
+        let p = |s: &str| Some(std::ffi::OsString::from(s));
+        let never = || -> Option<PathBuf> { panic!("the user database was asked") };
+        let db = || Some(PathBuf::from("/home/db"));
+        assert_eq!(
+            state_home(p("/x/state"), p("/home/a"), never),
+            Some(PathBuf::from("/x/state"))
+        );
+        // A relative XDG_STATE_HOME is ignored (the XDG spec), and so is a relative HOME.
+        assert_eq!(
+            state_home(p("rel"), p("/home/a"), never),
+            Some(PathBuf::from("/home/a/.local/state"))
+        );
+        assert_eq!(
+            state_home(None, p("rel"), db),
+            Some(PathBuf::from("/home/db/.local/state"))
+        );
+        assert_eq!(
+            state_home(None, None, db),
+            Some(PathBuf::from("/home/db/.local/state"))
+        );
+        // Nothing known: the caller's own directory under /tmp.
+        assert_eq!(state_home(None, None, || None), None);
+    }
+
+    #[test]
+    fn a_directory_is_foreign_when_another_user_owns_it() {
+        let d = tempfile::tempdir().unwrap();
+        // Ours (and root's: `/`) is not; another user's is (giving it away takes root).
+        assert_eq!(foreign_owner(d.path()), None);
+        assert_eq!(foreign_owner(Path::new("/")), None);
+        assert_eq!(foreign_owner(&d.path().join("missing")), None);
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(d.path(), Some(4321), None).unwrap();
+            assert_eq!(foreign_owner(d.path()), Some(4321));
+        }
+    }
+
+    /// The user database names root's home for uid 0 (this host's, from NSS).
+    #[test]
+    fn the_user_databases_home_is_read() {
+        let home = passwd_home(0);
+        let listed = std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("root:")?
+                    .split(':')
+                    .nth(4)
+                    .map(PathBuf::from)
+            });
+        let listed = listed.expect("no root entry in /etc/passwd");
+        assert_eq!(
+            home,
+            (listed != Path::new("/") && listed.is_dir()).then_some(listed)
+        );
+    }
     use crate::record::event::{Decision, Warn};
 
     #[test]
