@@ -35,15 +35,16 @@ fn alive(pid: i64) -> bool {
 /// test that checks that must be the one that removes them.
 static DRILLS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    DRILLS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn v1_available() -> bool {
-    require(
+/// What every drill test needs: a writable v1 memory controller (None without one, outside
+/// CI; in CI `require` fails the test), and its turn (the guard, held for the test).
+fn drill_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !require(
         own_v1_memory_cgroup().is_some(),
         "a writable cgroup v1 memory controller (run as root)",
-    )
+    ) {
+        return None;
+    }
+    Some(DRILLS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Runs `oomguard drill ARGS --json --event-log LOG`: exit code, the document, stderr.
@@ -63,10 +64,9 @@ fn drill_json(args: &[&str], log: &std::path::Path) -> (Option<i32>, serde_json:
 
 #[test]
 fn the_kernel_kills_the_hog_inside_the_scratch_group_and_it_is_recorded() {
-    if !v1_available() {
+    let Some(_turn) = drill_turn() else {
         return;
-    }
-    let _one = one_at_a_time();
+    };
     let d = tempdir();
     let log = d.path().join("events.jsonl");
     let out = Command::new(bin())
@@ -155,10 +155,9 @@ fn started(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> (Option
 
 #[test]
 fn ctrl_c_cleans_up_the_hog_and_the_group() {
-    if !v1_available() {
+    let Some(_turn) = drill_turn() else {
         return;
-    }
-    let _one = one_at_a_time();
+    };
     let d = tempdir();
     // A hog that stays under the limit: only Ctrl-C ends this drill.
     let mut child = endless_drill(&d.path().join("events.jsonl"), &[], Stdio::inherit());
@@ -190,10 +189,9 @@ fn ctrl_c_cleans_up_the_hog_and_the_group() {
 
 #[test]
 fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
-    if !v1_available() {
+    let Some(_turn) = drill_turn() else {
         return;
-    }
-    let _one = one_at_a_time();
+    };
     let d = tempdir();
     let log = d.path().join("events.jsonl");
     let (code, v, err) = drill_json(&["--with-daemon"], &log);
@@ -219,10 +217,9 @@ fn with_the_daemon_oomguard_kills_the_hog_before_the_kernel() {
 /// is removed here.)
 #[test]
 fn a_drill_killed_outright_leaves_neither_its_daemon_nor_its_hog_running() {
-    if !v1_available() {
+    let Some(_turn) = drill_turn() else {
         return;
-    }
-    let _one = one_at_a_time();
+    };
     let d = tempdir();
     // A hog that stays under the limit: nothing ends this drill but the signal.
     let mut child = endless_drill(
@@ -306,10 +303,9 @@ fn a_drill_killed_outright_leaves_neither_its_daemon_nor_its_hog_running() {
 /// drill's first line on, so that one lands in the daemon's first moments.)
 #[test]
 fn ctrl_c_while_the_daemon_starts_is_an_interruption() {
-    if !v1_available() {
+    let Some(_turn) = drill_turn() else {
         return;
-    }
-    let _one = one_at_a_time();
+    };
     use std::os::unix::process::CommandExt;
     let d = tempdir();
     let mut child = Command::new(bin())
