@@ -27,12 +27,14 @@ fn harness_ready(kernel: Option<&str>) -> bool {
     static BULLSEYE: OnceLock<Result<(), String>> = OnceLock::new();
     static FOCAL: OnceLock<Result<(), String>> = OnceLock::new();
     static FOCAL_HWE: OnceLock<Result<(), String>> = OnceLock::new();
+    static BIONIC: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = match kernel {
         None => &DEBIAN,
         Some("jammy") => &JAMMY,
         Some("bullseye") => &BULLSEYE,
         Some("focal") => &FOCAL,
         Some("focal-hwe") => &FOCAL_HWE,
+        Some("bionic") => &BIONIC,
         Some(k) => panic!("no VM kernel {k}"),
     };
     let r = ready.get_or_init(|| {
@@ -402,6 +404,81 @@ fn vm_explain_reads_the_guest_kernel_oom_report() {
         tasks.iter().any(|t| t["name"] == "innocent"),
         "the task dump lacks the innocent process",
     );
+}
+
+/// `oomguard why` computes the guest kernel's own `/proc/PID/oom_score` for three hogs of 96
+/// MiB: two with CAP_SYS_ADMIN (one at oom_score_adj 300) and one without. `bonus`: the
+/// kernel gives the 3 % root bonus (before 4.17), which `why` then shows as a term of its own
+/// for the two with CAP_SYS_ADMIN only.
+fn why_agrees(o: &Outcome, bonus: bool) {
+    for (name, admin) in [("withadmin", true), ("adjusted", true), ("noadmin", false)] {
+        let capeff = u64::from_str_radix(o.get(&format!("capeff_{name}")), 16)
+            .unwrap_or_else(|e| panic!("{}: CapEff of {name}: {e}", o.name));
+        o.check(
+            (capeff >> 21) & 1 == admin as u64,
+            &format!("{name}: CAP_SYS_ADMIN is not as the scenario set it"),
+        );
+        o.check(
+            o.num(&format!("why_exit_{name}")) == 0.0,
+            &format!("oomguard why failed on {name}"),
+        );
+        let doc: serde_json::Value = serde_json::from_str(o.get(&format!("why_{name}")))
+            .unwrap_or_else(|e| panic!("{}: why --json of {name} is not JSON ({e})", o.name));
+        let kernel = o.num(&format!("kernel_score_{name}")) as i64;
+        o.check(
+            doc["oom_score"].as_i64() == Some(kernel),
+            &format!(
+                "{name}: why computed oom_score {} where the kernel says {kernel}: {doc}",
+                doc["oom_score"]
+            ),
+        );
+        o.check(
+            doc["kernel_oom_score"].as_i64() == Some(kernel),
+            &format!("{name}: why read another kernel score: {doc}"),
+        );
+        let bonus_pages = doc["terms"]["root_bonus_pages"].as_i64().unwrap_or(-1);
+        o.check(
+            if bonus && admin {
+                bonus_pages == doc["terms"]["points"].as_i64().unwrap_or(0) * 3 / 100
+                    && bonus_pages > 0
+            } else {
+                bonus_pages == 0
+            },
+            &format!("{name}: root_bonus_pages {bonus_pages}: {doc}"),
+        );
+        // The text says the same: the bonus as a term, and the formula of the kernel's score.
+        let text = o.get(&format!("why_text_{name}"));
+        o.check(
+            text.contains("  root bonus ") == (bonus && admin)
+                && text.contains(&format!("Kernel score: oom_score {kernel} ("))
+                && text.contains("oom_score agrees"),
+            &format!("{name}: why's text: {text}"),
+        );
+    }
+}
+
+#[test]
+fn vm_why_computes_the_kernels_oom_score() {
+    if let Some(o) = vm("why", "predict", &[], &[]) {
+        why_agrees(&o, false);
+    }
+}
+
+/// Ubuntu 18.04's 4.15: `/proc/PID/oom_score` of before 5.9 (`max(badness, 1) × 1000 /
+/// totalpages`) and the root bonus of before 4.17.
+#[test]
+fn vm_why_computes_the_kernels_oom_score_on_ubuntu_18_04s_4_15_kernel() {
+    if let Some(o) = vm_on("bionic", "4.15.", "predict", &[], &[]) {
+        why_agrees(&o, true);
+    }
+}
+
+/// Ubuntu 20.04's 5.4: no root bonus, the score of before 5.9 by its version.
+#[test]
+fn vm_why_computes_the_kernels_oom_score_on_ubuntu_20_04s_5_4_kernel() {
+    if let Some(o) = vm_on("focal", "5.4.", "predict", &[], &[]) {
+        why_agrees(&o, false);
+    }
 }
 
 #[test]

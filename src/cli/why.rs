@@ -12,6 +12,7 @@ use serde_json::json;
 use super::top::{PredictArgs, level_spec};
 use crate::decide::explain_rank::{self, margin};
 use crate::decide::policy::effective_adj;
+use crate::decide::score::ScoreEra;
 use crate::values::human_kb;
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +76,10 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         x.freed_pages,
         x.rank_with_adj_0,
     );
+    // What the root bonus of a kernel before 4.17 took off (0: none).
+    let bonus_pages = target
+        .badness
+        .map_or(0, |b| target.terms.points() + adj_part - b);
     if args.json {
         let terms = json!({
             "rss_pages": target.terms.rss_pages,
@@ -88,6 +93,7 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             "pgtables_kb": target.terms.pgtables_pages * pk,
             "points": target.terms.points(),
             "adj_pages": adj_part,
+            "root_bonus_pages": bonus_pages,
         });
         let doc = json!({
             "pid": target.pid,
@@ -205,6 +211,14 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         adj_part,
         &format!("   ({} x (totalpages / 1000 = {unit_pages}))", target.adj),
     );
+    if bonus_pages != 0 {
+        row(
+            &mut s,
+            "root bonus",
+            -bonus_pages,
+            &format!("   ({})", snap.ctx.bonus.describe().unwrap_or("")),
+        );
+    }
     match target.badness {
         Some(b) => row(&mut s, "badness", b, ""),
         None => {
@@ -229,10 +243,16 @@ pub fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         "Kernel score: oom_score {} ({}){}",
         target.oom_score,
         match target.badness {
-            Some(_) => format!(
-                "= (1000 + badness x 1000 / {}) x 2 / 3 against the machine's totalpages",
-                snap.ctx.global_totalpages
-            ),
+            Some(_) => match snap.ctx.era {
+                ScoreEra::Signed => format!(
+                    "= (1000 + badness x 1000 / {}) x 2 / 3 against the machine's totalpages",
+                    snap.ctx.global_totalpages
+                ),
+                ScoreEra::Clamped => format!(
+                    "= max(badness, 1) x 1000 / {} against the machine's totalpages (a kernel before 5.9)",
+                    snap.ctx.global_totalpages
+                ),
+            },
             None => "never eligible".into(),
         },
         match kernel_score {

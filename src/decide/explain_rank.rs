@@ -311,7 +311,7 @@ pub fn advice(
 mod tests {
     use super::*;
     use crate::decide::rank::{Context, Unreadable, rank};
-    use crate::decide::score::{ScoreEra, Terms};
+    use crate::decide::score::{RootBonus, ScoreEra, Terms};
     use crate::sense::mem::MemState;
     use crate::sense::procs::Comm;
 
@@ -335,6 +335,7 @@ mod tests {
             rss_file_kb: 0,
             rss_shmem_kb: 0,
             adj,
+            sys_admin: false,
             exiting: false,
             cgroup: None,
             unit: None,
@@ -371,6 +372,7 @@ mod tests {
                 global_totalpages: TOTAL,
                 totalpages: TOTAL,
                 era: ScoreEra::Signed,
+                bonus: RootBonus::None,
             },
             procs: v,
             kernel_threads: 2,

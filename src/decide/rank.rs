@@ -15,7 +15,7 @@ use serde::Serialize;
 pub use super::order::Immune;
 use super::order::{self, Key};
 use super::policy::{Policy, ProcFacts, RuleKind, unit_of_cgroup};
-use super::score::{ScoreEra, Terms, badness, oom_score};
+use super::score::{RootBonus, ScoreEra, Terms, badness_on, oom_score};
 use crate::sense::Root;
 use crate::sense::cgroup::memory_path_of;
 use crate::sense::details::{Details, Lookup};
@@ -62,6 +62,8 @@ pub struct Proc {
     pub rss_file_kb: u64,
     pub rss_shmem_kb: u64,
     pub adj: i16,
+    /// CAP_SYS_ADMIN in its effective set (the root bonus of kernels before 4.17).
+    pub sys_admin: bool,
     pub exiting: bool,
     /// The memory-controller cgroup path as in `/proc/PID/cgroup`.
     pub cgroup: Option<String>,
@@ -109,6 +111,8 @@ pub struct Context {
     /// The scope's totalpages (the machine's, or the cgroup's limit + swap).
     pub totalpages: u64,
     pub era: ScoreEra,
+    /// The kernel's root bonus (before 4.17).
+    pub bonus: RootBonus,
 }
 
 /// Something a snapshot could not read (said once, with a count).
@@ -202,6 +206,7 @@ pub struct Ranker {
     pub scope: Scope,
     pub policy: Policy,
     pub era: ScoreEra,
+    pub bonus: RootBonus,
     /// Include kernel threads in snapshots.
     pub kernel_threads: bool,
     /// Incremental refresh (1: off, every snapshot reads every process in full). With N > 1
@@ -469,12 +474,18 @@ impl Ranker {
             .into_owned();
         let prefer_v2 = scope.mounts.v2_memory.is_some();
         let pid1_global = reader.pid1_is_global_init();
+        let bonus = RootBonus::from_release(&release);
+        let mut scope = scope;
+        let mut reader = reader;
+        let era = own_era(&mut reader, &mut scope, bonus)
+            .unwrap_or_else(|| ScoreEra::from_release(&release));
         Ok(Ranker {
             pid1_global,
             reader,
             scope,
             policy,
-            era: ScoreEra::from_release(&release),
+            era,
+            bonus,
             kernel_threads: false,
             full_every: 1,
             watched: Vec::new(),
@@ -496,6 +507,7 @@ impl Ranker {
             global_totalpages: mi.mem_total_kb / page_kb + mi.swap_total_kb / page_kb,
             totalpages: memory.totalpages(page_kb),
             era: self.era,
+            bonus: self.bonus,
         };
         Ok((memory, ctx))
     }
@@ -604,6 +616,7 @@ impl Ranker {
             rss_file_kb: status.rss_file_kb,
             rss_shmem_kb: status.rss_shmem_kb,
             adj,
+            sys_admin: status.sys_admin,
             // A headless process's main thread has exited: not the process.
             exiting: (stat.is_exiting() && !headless) || thread_exiting || status.sigkill_pending,
             cgroup: cached.and_then(|c| c.cgroup.clone()),
@@ -749,13 +762,30 @@ impl Ranker {
     }
 }
 
+/// The formula of `/proc/PID/oom_score` on this kernel, told by this process's own score
+/// ([`ScoreEra::from_sample`]); None when it cannot be read (a fixture root) or does not tell.
+fn own_era(reader: &mut ProcReader, scope: &mut Scope, bonus: RootBonus) -> Option<ScoreEra> {
+    let pid = std::process::id() as i32;
+    let mi = scope.meminfo().ok()?;
+    let page_kb = reader.page_kb.max(1);
+    let total = mi.mem_total_kb / page_kb + mi.swap_total_kb / page_kb;
+    let stat = reader.stat(pid).ok()?;
+    let status = reader.status(pid).ok()?;
+    let adj = reader.oom_score_adj(pid).ok()?;
+    let kernel = reader.oom_score(pid).ok()?;
+    let terms = Terms::from_proc(&stat, &status, page_kb);
+    let b = badness_on(&terms, adj as i64, total, bonus, status.sys_admin);
+    ScoreEra::from_sample(b, total, kernel as i64)
+}
+
 /// Computes a process's badness, oom_score, effective score and base verdict from its terms,
 /// adj, immunity and rule (rank and kernel rank are reset for [`rank`]).
 fn score(p: &mut Proc, ctx: &Context) {
     let kernel_ok = p.immune.is_none_or(|i| !i.kernel_immune());
     let adj = p.adj as i64;
-    p.badness = kernel_ok.then(|| badness(&p.terms, adj, ctx.totalpages));
-    let global = kernel_ok.then(|| badness(&p.terms, adj, ctx.global_totalpages));
+    let of = |total| badness_on(&p.terms, adj, total, ctx.bonus, p.sys_admin);
+    p.badness = kernel_ok.then(|| of(ctx.totalpages));
+    let global = kernel_ok.then(|| of(ctx.global_totalpages));
     p.oom_score = oom_score(global, ctx.global_totalpages, ctx.era);
     p.effective = match p.immune {
         None => order::score(p.terms.points(), p.adj, p.rule_kind, ctx.totalpages),
@@ -956,6 +986,7 @@ impl UserNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::score::badness;
 
     /// The live view's quick path (the last full reading again when the memory did not move)
     /// tells a PID given to a new process from the old one: same resident pages, another
@@ -1001,6 +1032,7 @@ mod tests {
             rss_file_kb: 0,
             rss_shmem_kb: 0,
             adj,
+            sys_admin: false,
             exiting: false,
             cgroup: None,
             unit: None,
@@ -1088,6 +1120,7 @@ mod tests {
                 global_totalpages: 1_000_000,
                 totalpages: 1_000_000,
                 era: ScoreEra::Signed,
+                bonus: RootBonus::None,
             },
             procs: v,
             kernel_threads: 0,

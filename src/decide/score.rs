@@ -48,6 +48,73 @@ pub fn badness(terms: &Terms, adj: i64, totalpages: u64) -> i64 {
     terms.points() + adj_pages(adj, totalpages)
 }
 
+/// Badness with the root bonus of kernels before 4.17 (`docs/kernel-oom-spec.md` §1.3): a
+/// process with CAP_SYS_ADMIN in its effective set (`sys_admin`) was discounted 3 %.
+pub fn badness_on(
+    terms: &Terms,
+    adj: i64,
+    totalpages: u64,
+    bonus: RootBonus,
+    sys_admin: bool,
+) -> i64 {
+    match bonus {
+        RootBonus::OfPoints if sys_admin => {
+            let points = terms.points();
+            points - points * 3 / 100 + adj_pages(adj, totalpages)
+        }
+        RootBonus::OfTotal if sys_admin => terms.points() + adj_pages(adj - 30, totalpages),
+        _ => badness(terms, adj, totalpages),
+    }
+}
+
+/// The 3 % that kernels before 4.17 took off the badness of a process with CAP_SYS_ADMIN in
+/// its effective set ("Root processes get 3% bonus, just like `__vm_enough_memory()`").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootBonus {
+    /// 4.17 and later: none (d46078b28889 "mm, oom: remove 3% bonus for CAP_SYS_ADMIN
+    /// processes").
+    None,
+    /// 3.14 to 4.16, and the 3.10.99 and 3.13.10 stable releases (778c14affaf9 "mm, oom:
+    /// base root bonus on current usage"): `points -= points * 3 / 100`.
+    OfPoints,
+    /// 3.5 to 3.13: `adj -= 30` before `adj *= totalpages / 1000`, 3 % of totalpages.
+    OfTotal,
+}
+
+impl RootBonus {
+    /// The bonus of a kernel release string such as `4.15.0-213-generic`.
+    pub fn from_release(release: &str) -> RootBonus {
+        let (major, minor, patch) = version(release);
+        match (major, minor) {
+            v if v >= (4, 17) => RootBonus::None,
+            v if v >= (3, 14) => RootBonus::OfPoints,
+            (3, 10) if patch >= 99 => RootBonus::OfPoints,
+            (3, 13) if patch >= 10 => RootBonus::OfPoints,
+            _ => RootBonus::OfTotal,
+        }
+    }
+
+    /// The line `why` shows for it, for a process with CAP_SYS_ADMIN.
+    pub fn describe(self) -> Option<&'static str> {
+        match self {
+            RootBonus::None => None,
+            RootBonus::OfPoints => Some("points x 3 / 100, CAP_SYS_ADMIN on a kernel before 4.17"),
+            RootBonus::OfTotal => {
+                Some("30 x (totalpages / 1000), CAP_SYS_ADMIN on a kernel before 3.14")
+            }
+        }
+    }
+}
+
+/// (major, minor, patch) of a release string; a part that is missing is 0 (a major: 6).
+fn version(release: &str) -> (u32, u32, u32) {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let minor: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let patch: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor, patch)
+}
+
 /// Which formula `/proc/PID/oom_score` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScoreEra {
@@ -60,14 +127,31 @@ pub enum ScoreEra {
 impl ScoreEra {
     /// The era from a kernel release string such as `6.18.44-fc` or `5.4.214-1`.
     pub fn from_release(release: &str) -> ScoreEra {
-        let mut it = release.split(|c: char| !c.is_ascii_digit());
-        let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(6);
-        let minor: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let patch: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (major, minor, patch) = version(release);
         if (major, minor) >= (5, 9) || ((major, minor) == (5, 4) && patch >= 214) {
             ScoreEra::Signed
         } else {
             ScoreEra::Clamped
+        }
+    }
+}
+
+impl ScoreEra {
+    /// The era that one process's own `/proc/PID/oom_score` (`kernel`) shows, from its
+    /// `badness` against the machine's `totalpages`: the formula whose score lies nearest,
+    /// when the other lies at least 50 further off (0 against about 666 for a small process at
+    /// oom_score_adj 0). None when that cannot tell (an adj near -1000 scores 0 in both). A
+    /// distribution's kernel version need not say which it has (a stable release can carry
+    /// the newer formula, as 5.4.214 does, under a version such as `5.4.0-N`).
+    pub fn from_sample(badness: i64, totalpages: u64, kernel: i64) -> Option<ScoreEra> {
+        let off = |era| (oom_score(Some(badness), totalpages, era) - kernel).abs();
+        let (signed, clamped) = (off(ScoreEra::Signed), off(ScoreEra::Clamped));
+        if signed + 50 <= clamped {
+            Some(ScoreEra::Signed)
+        } else if clamped + 50 <= signed {
+            Some(ScoreEra::Clamped)
+        } else {
+            None
         }
     }
 }
@@ -132,6 +216,76 @@ mod tests {
         );
         assert_eq!(oom_score(Some(-5), total, ScoreEra::Clamped), 0);
         assert_eq!(oom_score(Some(3_000_000), total, ScoreEra::Clamped), 500);
+    }
+
+    /// The kernel's own arithmetic, as 4.15's `oom_badness()` and 3.10.17's do it.
+    #[test]
+    fn the_root_bonus_of_kernels_before_4_17() {
+        let t = Terms {
+            rss_pages: 10_000,
+            swap_pages: 0,
+            pgtables_pages: 37,
+        };
+        let total = 2_000_000;
+        // 10037 - 10037 * 3 / 100 (301) + 100 * 2000.
+        assert_eq!(
+            badness_on(&t, 100, total, RootBonus::OfPoints, true),
+            10037 - 301 + 200_000
+        );
+        // (100 - 30) * 2000.
+        assert_eq!(
+            badness_on(&t, 100, total, RootBonus::OfTotal, true),
+            10037 + 140_000
+        );
+        for bonus in [RootBonus::None, RootBonus::OfPoints, RootBonus::OfTotal] {
+            assert_eq!(
+                badness_on(&t, 100, total, bonus, false),
+                badness(&t, 100, total)
+            );
+        }
+        assert_eq!(
+            badness_on(&t, 100, total, RootBonus::None, true),
+            badness(&t, 100, total)
+        );
+    }
+
+    #[test]
+    fn root_bonus_from_release() {
+        for (release, bonus) in [
+            ("6.18.44-fc", RootBonus::None),
+            ("4.17.0", RootBonus::None),
+            ("4.16.18", RootBonus::OfPoints),
+            ("4.15.0-213-generic", RootBonus::OfPoints),
+            ("3.14.65", RootBonus::OfPoints),
+            ("3.13.10", RootBonus::OfPoints),
+            ("3.13.9", RootBonus::OfTotal),
+            ("3.10.99", RootBonus::OfPoints),
+            ("3.10.17", RootBonus::OfTotal),
+            ("3.5.0", RootBonus::OfTotal),
+        ] {
+            assert_eq!(RootBonus::from_release(release), bonus, "{release}");
+        }
+    }
+
+    #[test]
+    fn era_from_a_sample() {
+        let total = 6_000_000;
+        // A small process at adj 0: 666 on 5.9 and later, 0 before.
+        assert_eq!(
+            ScoreEra::from_sample(3_000, total, 667),
+            Some(ScoreEra::Signed)
+        );
+        assert_eq!(
+            ScoreEra::from_sample(3_000, total, 0),
+            Some(ScoreEra::Clamped)
+        );
+        // A counter that moved a little between the reads.
+        assert_eq!(
+            ScoreEra::from_sample(3_000, total, 668),
+            Some(ScoreEra::Signed)
+        );
+        // adj -1000: 0 in both.
+        assert_eq!(ScoreEra::from_sample(3_000 - 6_000_000, total, 0), None);
     }
 
     #[test]

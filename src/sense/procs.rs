@@ -160,6 +160,9 @@ pub struct Status {
     pub sigkill_pending: bool,
     /// The process has an mm (a VmSize line); zombies and kernel threads have none.
     pub has_mm: bool,
+    /// CAP_SYS_ADMIN (bit 21) is in its effective set (`CapEff`): kernels before 4.17 gave
+    /// such a process a 3 % bonus in its badness.
+    pub sys_admin: bool,
 }
 
 impl Status {
@@ -180,6 +183,14 @@ impl Status {
                 b"VmPTE" => s.pte_kb = parse_u64(rest).unwrap_or(0),
                 b"VmPMD" => s.pmd_kb = parse_u64(rest).unwrap_or(0),
                 b"Kthread" => s.kthread = parse_u64(rest) == Some(1),
+                b"CapEff" => {
+                    // Hex mask; CAP_SYS_ADMIN (21) is bit 1 of the sixth hex digit from the end.
+                    let hex = rest.trim_ascii();
+                    s.sys_admin = hex.len() >= 6
+                        && (hex[hex.len() - 6] as char)
+                            .to_digit(16)
+                            .is_some_and(|v| v & 2 != 0);
+                }
                 b"SigPnd" | b"ShdPnd" => {
                     // Hex mask; SIGKILL (9) is bit 8.
                     let hex = rest.trim_ascii();
@@ -733,6 +744,20 @@ mod tests {
             b"Name:\tz\nUid:\t0\t0\t0\t0\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n",
         );
         assert!(!z.sigkill_pending && !z.has_mm);
+        assert!(!s.sys_admin && !z.sys_admin, "no CapEff line");
+    }
+
+    /// CAP_SYS_ADMIN is bit 21 of `CapEff` (root's full set; a set without it; one with only
+    /// it; a short mask).
+    #[test]
+    fn cap_sys_admin_from_the_effective_set() {
+        let cap =
+            |mask: &str| Status::parse(format!("Name:\tx\nCapEff:\t{mask}\n").as_bytes()).sys_admin;
+        assert!(cap("000001ffffffffff"));
+        assert!(!cap("000001ffffdfffff"));
+        assert!(cap("0000000000200000"));
+        assert!(!cap("0000000000100000"));
+        assert!(!cap("ff"));
     }
 
     /// PID 1 is the machine's init only in the initial PID namespace: by its `ns/pid` link,

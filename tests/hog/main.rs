@@ -55,6 +55,10 @@ struct HogArgs {
     /// and the hog waits, suspended, until the child ends. Prints `hog PID vfork` first.
     #[arg(long)]
     vfork_child: bool,
+    /// Give up CAP_SYS_ADMIN (effective and permitted sets) first: a root process that kernels
+    /// before 4.17 score without their 3 % root bonus.
+    #[arg(long)]
+    no_sys_admin: bool,
     /// Exit after holding the memory this long (default: hold until killed).
     #[arg(long, value_parser = |s: &str| s.parse::<Dur>())]
     hold: Option<Dur>,
@@ -68,6 +72,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         };
         let _ = rustix::thread::set_name(&c);
+    }
+    if a.no_sys_admin {
+        use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+        let dropped = capabilities(None).and_then(|mut c| {
+            c.effective.remove(CapabilitySet::SYS_ADMIN);
+            c.permitted.remove(CapabilitySet::SYS_ADMIN);
+            set_capabilities(None, c)
+        });
+        if let Err(e) = dropped {
+            eprintln!("oomguard-hog: cannot give up CAP_SYS_ADMIN: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     if a.ignore_term {
         // SAFETY: installing SIG_IGN for SIGTERM has no handler code to race with.

@@ -16,6 +16,8 @@
 # VM_KERNEL=focal: Ubuntu 20.04's 5.4 (linux-image-5.4.0-*-generic and its modules, focal-updates);
 # VM_KERNEL=focal-hwe: Ubuntu 20.04.2's hardware-enablement 5.8 (linux-image-5.8.0-*-generic, the
 # kernel of 20.10, from focal-updates): the first release with the task iterator (bpf_iter_task);
+# VM_KERNEL=bionic: Ubuntu 18.04's 4.15 (linux-image-4.15.0-*-generic and its modules,
+# bionic-updates): a kernel before 4.17, which still gives root processes a 3 % bonus;
 # VM_KERNEL=bullseye: Debian 11's (the newest linux-image-5.10.0-*-cloud-amd64 of
 # bullseye-security). Each .deb is checked against the SHA256 of the archive's package list;
 # out: vmlinuz-NAME, initrd-NAME.cpio. 5.x kernels: a cgroup lists its ancestors' ids
@@ -88,14 +90,15 @@ if [ -n "$kernel" ]; then
   if [ ! -e "$work/vmlinuz$kernel" ] || [ ! -d "$kdir/lib/modules" ]; then
     rm -rf "$kdir"; mkdir -p "$kdir"
     case $VM_KERNEL in
-      jammy|focal|focal-hwe)
+      jammy|focal|focal-hwe|bionic)
         # Ubuntu's newest generic kernel of a series in its -updates suite, and its modules:
         # 22.04's 5.15, 20.04's 5.4 (before the task iterator: the guard scans /proc), or
-        # 20.04's HWE 5.8 (the task iterator's first release).
+        # 20.04's HWE 5.8 (the task iterator's first release), or 18.04's 4.15.
         case $VM_KERNEL in
           jammy) suite=jammy-updates series=5.15.0 ;;
           focal) suite=focal-updates series=5.4.0 ;;
           focal-hwe) suite=focal-updates series=5.8.0 ;;
+          bionic) suite=bionic-updates series=4.15.0 ;;
         esac
         mirror=${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
         list=$(fetch_list "$mirror" "$suite")
@@ -110,7 +113,7 @@ if [ -n "$kernel" ]; then
         img=$(newest "$list" '^linux-image-5\.10\.0-[0-9]+-cloud-amd64$')
         [ -n "$img" ] || { log "no linux-image-5.10.0-*-cloud-amd64 in bullseye-security"; exit 1; }
         fetch_deb "$list" "$mirror" "$img" "$kdir" ;;
-      *) log "unknown VM_KERNEL=$VM_KERNEL (jammy, focal, focal-hwe, bullseye, or unset for Debian 12's)"; exit 1 ;;
+      *) log "unknown VM_KERNEL=$VM_KERNEL (jammy, focal, focal-hwe, bionic, bullseye, or unset for Debian 12's)"; exit 1 ;;
     esac
     ln -sf "$(ls "$kdir"/boot/vmlinuz-*)" "$work/vmlinuz$kernel"
   fi
