@@ -466,8 +466,8 @@ fn is_daemon_cmdline(cmdline: &str) -> bool {
 }
 
 impl Ranker {
-    pub fn new(root: &Root, scope: Scope, policy: Policy) -> std::io::Result<Ranker> {
-        let reader = ProcReader::open(root)?;
+    pub fn new(root: &Root, mut scope: Scope, policy: Policy) -> std::io::Result<Ranker> {
+        let mut reader = ProcReader::open(root)?;
         let release = rustix::system::uname()
             .release()
             .to_string_lossy()
@@ -475,8 +475,6 @@ impl Ranker {
         let prefer_v2 = scope.mounts.v2_memory.is_some();
         let pid1_global = reader.pid1_is_global_init();
         let bonus = RootBonus::from_release(&release);
-        let mut scope = scope;
-        let mut reader = reader;
         let era = own_era(&mut reader, &mut scope, bonus)
             .unwrap_or_else(|| ScoreEra::from_release(&release));
         Ok(Ranker {
