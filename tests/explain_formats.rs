@@ -144,16 +144,128 @@ fn render(fmt: &str) -> String {
     s
 }
 
-/// The events as JSON values without their times (which differ by format).
+/// The events as JSON values without their times and hosts (which differ by format).
 fn parsed(text: &str) -> Vec<Value> {
     oomguard::report::parse_bytes(text.as_bytes())
         .iter()
         .map(|e| {
             let mut v = serde_json::to_value(e).unwrap();
             v.as_object_mut().unwrap().remove("time");
+            v.as_object_mut().unwrap().remove("host");
             v
         })
         .collect()
+}
+
+/// Formats whose lines name the machine.
+const WITH_HOST: &[&str] = &[
+    "syslog",
+    "syslog-dmesg",
+    "short-precise",
+    "short-iso",
+    "short-full",
+    "short-unix",
+    "short-monotonic",
+    "journal-json",
+];
+
+/// The report as logged by machine `host`; `other` gives it other processes (another
+/// machine's OOM: other pids and names, so that a mix-up shows).
+fn render_on(fmt: &str, host: &str, other: bool) -> String {
+    let mut s = render(fmt).replace(" host ", &format!(" {host} ")).replace(
+        "\"_HOSTNAME\":\"host\"",
+        &format!("\"_HOSTNAME\":\"{host}\""),
+    );
+    if other {
+        for (a, b) in [
+            ("stress", "pgsql"),
+            ("4242", "7001"),
+            ("4250", "7002"),
+            ("5000 (java)", "7003 (java)"),
+            ("PID: 111", "PID: 7004"),
+        ] {
+            s = s.replace(a, b);
+        }
+    }
+    s
+}
+
+/// A central syslog (rsyslog collecting a fleet) or `journalctl -m`: two machines' reports
+/// interleave line by line. Each machine's events are those of its log alone, named by host.
+#[test]
+fn a_log_of_several_machines_is_read_machine_by_machine() {
+    for fmt in WITH_HOST {
+        let a = render_on(fmt, "web-1", false);
+        let b = render_on(fmt, "db-2.example.com", true);
+        let alone = |t: &str, host: &str| {
+            let evs = oomguard::report::parse_bytes(t.as_bytes());
+            assert!(evs.iter().all(|e| e.host.as_deref() == Some(host)), "{fmt}");
+            evs
+        };
+        let (ea, eb) = (alone(&a, "web-1"), alone(&b, "db-2.example.com"));
+        assert_eq!(ea.len(), 3, "{fmt}");
+        assert_eq!(eb[0].victim.as_ref().unwrap().pid, 7001, "{fmt}");
+        // Line by line, then in runs of three lines of one machine and two of the other.
+        for (na, nb) in [(1, 1), (3, 2)] {
+            let (mut la, mut lb) = (a.lines().peekable(), b.lines().peekable());
+            let mut mixed = String::new();
+            while la.peek().is_some() || lb.peek().is_some() {
+                for l in la.by_ref().take(na).chain(lb.by_ref().take(nb)) {
+                    mixed.push_str(l);
+                    mixed.push('\n');
+                }
+            }
+            let got = oomguard::report::parse_bytes(mixed.as_bytes());
+            let of = |h: &str| -> Vec<_> {
+                got.iter()
+                    .filter(|e| e.host.as_deref() == Some(h))
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(got.len(), 6, "{fmt} {na}:{nb}: {got:#?}");
+            assert_eq!(of("web-1"), ea, "{fmt} {na}:{nb}");
+            assert_eq!(of("db-2.example.com"), eb, "{fmt} {na}:{nb}");
+        }
+    }
+    // What the command shows: the host on each event, in text and in the summary.
+    let dir = tempdir();
+    let log = dir.path().join("central.log");
+    let a = render_on("syslog", "web-1", false);
+    let b = render_on("syslog", "db-2", true);
+    let mixed: String = a
+        .lines()
+        .zip(b.lines())
+        .flat_map(|(x, y)| [x, "\n", y, "\n"])
+        .collect();
+    std::fs::write(&log, mixed).unwrap();
+    let log = log.to_str().unwrap();
+    let out = oomguard(&["explain", "--summary", log]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        rows[0], "TIME  KIND  VICTIM  RSS  INVOKER  CGROUP  HOST",
+        "{text}"
+    );
+    assert_eq!(rows.len(), 7, "{text}");
+    assert!(
+        rows.iter().any(|r| r.contains("stress[4242]")
+            && r.contains("by stress[4242]")
+            && r.ends_with("host web-1")),
+        "{text}"
+    );
+    assert!(
+        rows.iter().any(|r| r.contains("pgsql[7001]")
+            && r.contains("by pgsql[7001]")
+            && r.ends_with("host db-2")),
+        "{text}"
+    );
+    let out = oomguard(&["explain", log]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("memory cgroup OOM at Nov 30 18:00:01 on host db-2\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -186,6 +298,11 @@ fn every_line_format_gives_the_same_events() {
     for fmt in FORMATS {
         let got = parsed(&render(fmt));
         assert_eq!(got, base, "format {fmt}");
+        let host = oomguard::report::parse_bytes(render(fmt).as_bytes())[0]
+            .host
+            .clone();
+        let named = WITH_HOST.contains(fmt).then(|| "host".to_string());
+        assert_eq!(host, named, "format {fmt}");
     }
 }
 

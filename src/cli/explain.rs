@@ -25,7 +25,8 @@ use crate::report::{OomEvent, events};
 
 Reads dmesg (also -T, --time-format iso, -x), syslog, journalctl short formats and its JSON
 (journalctl -o json), raw /dev/kmsg records and prefix-less text; .gz, .xz and .zst files are
-decompressed.
+decompressed. A log of several machines (a central syslog, journalctl -m) is read machine by
+machine, by the host each line names: their reports may interleave, and each event names its host.
 Exit codes: 0 success (also when no report was found), 1 a source cannot be read, 2 bad usage.")]
 pub struct ExplainArgs {
     /// Kernel log files (plain, .gz, .xz, .zst), or - for standard input. None: the kernel
@@ -114,7 +115,7 @@ impl<W: Write> Out<'_, W> {
         if self.json && !self.json_lines {
             self.w.write_all(b"{\"events\": [")?;
         } else if self.summary {
-            writeln!(self.w, "TIME  KIND  VICTIM  RSS  INVOKER  CGROUP")?;
+            writeln!(self.w, "TIME  KIND  VICTIM  RSS  INVOKER  CGROUP  HOST")?;
         }
         Ok(())
     }

@@ -155,6 +155,8 @@ pub struct Memory {
 pub struct OomEvent {
     pub kind: Option<Kind>,
     pub time: Time,
+    /// The machine that logged the report, when its lines name one (syslog, the journal).
+    pub host: Option<String>,
     pub invoker: Option<Invoker>,
     pub gfp_mask: Option<String>,
     pub gfp_flags: Option<String>,

@@ -414,7 +414,11 @@ pub fn render(ev: &OomEvent) -> String {
         Kind::Panic => "OOM panic",
         Kind::NoKillable => "OOM with nothing killable",
     });
-    let _ = writeln!(s, "{kind} at {}", when(ev));
+    match &ev.host {
+        Some(h) => writeln!(s, "{kind} at {} on host {h}", when(ev)),
+        None => writeln!(s, "{kind} at {}", when(ev)),
+    }
+    .ok();
     let _ = writeln!(s, "  What ran out:  {}", what_ran_out(ev));
     if let Some(w) = who_asked(ev) {
         let _ = writeln!(s, "  Who asked:     {w}");
@@ -644,6 +648,8 @@ pub fn summary_line(ev: &OomEvent) -> String {
             .or(ev.task_memcg.as_deref())
             .unwrap_or("-"),
     );
+    s.push_str("  host ");
+    s.push_str(ev.host.as_deref().unwrap_or("-"));
     s
 }
 
@@ -678,8 +684,10 @@ mod tests {
         ev.also_killed.push(Kill::default());
         assert_eq!(
             summary_line(&ev),
-            "12.346  memcg        stress[4242] +1 killed  rss 3.0 MiB  by stress[4242]  cgroup /app.slice"
+            "12.346  memcg        stress[4242] +1 killed  rss 3.0 MiB  by stress[4242]  cgroup /app.slice  host -"
         );
+        ev.host = Some("web-1".into());
+        assert!(summary_line(&ev).ends_with("cgroup /app.slice  host web-1"));
         // Sizes from a damaged or hostile log add up without wrapping to a small number.
         let v = ev.victim.as_mut().unwrap();
         v.anon_rss_kb = Some(u64::MAX);
@@ -690,6 +698,6 @@ mod tests {
             "{line}"
         );
         let empty = summary_line(&OomEvent::default());
-        assert_eq!(empty, "-  -            -  rss -  by -  cgroup -");
+        assert_eq!(empty, "-  -            -  rss -  by -  cgroup -  host -");
     }
 }

@@ -19,6 +19,9 @@ struct Record<'a> {
     transport: Option<Field<'a>>,
     #[serde(rename = "SYSLOG_IDENTIFIER", borrow)]
     identifier: Option<Field<'a>>,
+    /// The machine (`journalctl -m` and systemd-journal-remote merge several).
+    #[serde(rename = "_HOSTNAME", borrow)]
+    hostname: Option<Field<'a>>,
 }
 
 /// A field's value: text, or (a field the record holds more than once) a list of them.
@@ -58,14 +61,24 @@ pub struct Journal {
     pub lines: bool,
 }
 
-/// Reads a line that is a journal record in JSON: the message into `msg`, the wall-clock time
-/// (RFC 3339, UTC, from `__REALTIME_TIMESTAMP`) into `wall` (empty when the record has none).
-/// `None`: not a JSON object with a `MESSAGE` (the line is then read as text).
-pub fn record(line: &[u8], msg: &mut Vec<u8>, wall: &mut Vec<u8>) -> Option<Journal> {
+/// The texts of one record, each refilled by [`record`] (empty when the record has none).
+#[derive(Debug, Default)]
+pub struct Texts {
+    pub msg: Vec<u8>,
+    /// The wall-clock time, RFC 3339 in UTC, from `__REALTIME_TIMESTAMP`.
+    pub wall: Vec<u8>,
+    /// `_HOSTNAME`.
+    pub host: Vec<u8>,
+}
+
+/// Reads a line that is a journal record in JSON into `out`. `None`: not a JSON object with a
+/// `MESSAGE` (the line is then read as text).
+pub fn record(line: &[u8], out: &mut Texts) -> Option<Journal> {
     if !line.starts_with(b"{") {
         return None;
     }
     let rec: Record = serde_json::from_slice(line).ok()?;
+    let Texts { msg, wall, host } = out;
     msg.clear();
     match rec.message? {
         Message::Text(t) => msg.extend_from_slice(t.as_bytes()),
@@ -79,6 +92,10 @@ pub fn record(line: &[u8], msg: &mut Vec<u8>, wall: &mut Vec<u8>) -> Option<Jour
     if let Some(ts) = micros(&rec.realtime).and_then(|u| jiff::Timestamp::from_microsecond(u).ok())
     {
         let _ = write!(wall, "{ts:.6}");
+    }
+    host.clear();
+    if let Some(h) = rec.hostname.as_ref().and_then(Field::first) {
+        host.extend_from_slice(h.as_bytes());
     }
     let is = |f: &Option<Field>, v: &str| f.as_ref().and_then(|f| f.first()).map(|s| s == v);
     let kernel = is(&rec.transport, "kernel")
@@ -96,18 +113,19 @@ mod tests {
     use super::*;
 
     fn read(line: &str) -> Option<(Journal, String, String)> {
-        let (mut m, mut w) = (Vec::new(), Vec::new());
-        let j = record(line.as_bytes(), &mut m, &mut w)?;
-        Some((
-            j,
-            String::from_utf8(m).unwrap(),
-            String::from_utf8(w).unwrap(),
-        ))
+        read_with_host(line).map(|(j, m, w, _)| (j, m, w))
+    }
+
+    fn read_with_host(line: &str) -> Option<(Journal, String, String, String)> {
+        let mut t = Texts::default();
+        let j = record(line.as_bytes(), &mut t)?;
+        let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        Some((j, s(t.msg), s(t.wall), s(t.host)))
     }
 
     #[test]
     fn a_kernel_record_gives_its_message_and_both_clocks() {
-        let (j, m, w) = read(
+        let (j, m, w, h) = read_with_host(
             r#"{"__CURSOR":"s=1","__REALTIME_TIMESTAMP":"1764525601123456","__MONOTONIC_TIMESTAMP":"1234600000","_BOOT_ID":"b","_TRANSPORT":"kernel","PRIORITY":"3","SYSLOG_FACILITY":"0","SYSLOG_IDENTIFIER":"kernel","_SOURCE_MONOTONIC_TIMESTAMP":"1234500000","MESSAGE":"Out of memory: Killed process 5 (a)","_HOSTNAME":"h"}"#,
         )
         .unwrap();
@@ -115,6 +133,7 @@ mod tests {
         assert_eq!(j.monotonic_s, Some(1234.5));
         assert_eq!(m, "Out of memory: Killed process 5 (a)");
         assert_eq!(w, "2025-11-30T18:00:01.123456Z");
+        assert_eq!(h, "h");
     }
 
     #[test]
@@ -126,9 +145,10 @@ mod tests {
         assert!(!j.kernel);
         assert_eq!(m, "Killed process 1 (x)");
         // Not UTF-8: journalctl prints the bytes as numbers.
-        let (j, m, w) =
-            read(r#"{"MESSAGE":[104,105,10],"SYSLOG_IDENTIFIER":["kernel","x"]}"#).unwrap();
-        assert!(j.kernel && !j.lines && w.is_empty());
+        let (j, m, w, h) =
+            read_with_host(r#"{"MESSAGE":[104,105,10],"SYSLOG_IDENTIFIER":["kernel","x"]}"#)
+                .unwrap();
+        assert!(j.kernel && !j.lines && w.is_empty() && h.is_empty());
         assert_eq!(m, "hi");
         assert!(
             read(r#"{"MESSAGE":null}"#).is_none(),

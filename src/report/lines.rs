@@ -85,6 +85,8 @@ pub struct Logical<'a> {
     /// The text holds newlines (a /dev/kmsg record of several lines, its `\x0a` decoded):
     /// each is a line of its own.
     pub lines: bool,
+    /// The machine that logged it (syslog's and the journal's host), when the line names one.
+    pub host: Option<&'a [u8]>,
 }
 
 /// Reads logical kernel lines from any byte stream.
@@ -98,8 +100,9 @@ pub struct LogLines<R> {
     eof: bool,
     tagged: bool,
     joined: Vec<u8>,
-    /// The wall-clock time of a journal record in JSON ([`super::journal`]).
-    wall: Vec<u8>,
+    /// The wall-clock time and host of a journal record in JSON ([`super::journal`]); its
+    /// message goes to `joined`.
+    journal: super::journal::Texts,
     /// The prefix split of the line at `pos` and its end and next start (as [`Self::line_at`]
     /// gives them), when already computed.
     peek: Option<(Off, usize, usize)>,
@@ -121,7 +124,7 @@ impl<R: Read> LogLines<R> {
             eof: false,
             tagged: false,
             joined: Vec::new(),
-            wall: Vec::new(),
+            journal: Default::default(),
             peek: None,
             error: None,
             cut: false,
@@ -340,28 +343,28 @@ impl<R: Read> LogLines<R> {
             }
             if !first.has_prefix
                 && self.buf.get(base) == Some(&b'{')
-                && let Some(j) = super::journal::record(
-                    &self.buf[base..base + line_len],
-                    &mut self.joined,
-                    &mut self.wall,
-                )
+                && let Some(j) =
+                    super::journal::record(&self.buf[base..base + line_len], &mut self.journal)
             {
                 if !j.kernel {
                     continue;
                 }
-                let wall = (!self.wall.is_empty()).then_some(&self.wall[..]);
+                let t = &self.journal;
+                let wall = (!t.wall.is_empty()).then_some(&t.wall[..]);
                 return Ok(Some(Logical {
-                    msg: &self.joined,
+                    msg: &t.msg,
                     stamp: Stamp {
                         raw: wall,
                         monotonic_s: j.monotonic_s,
                         wallclock: wall,
                     },
                     lines: j.lines,
+                    host: (!t.host.is_empty()).then_some(&t.host[..]),
                 }));
             }
             let whole = &self.buf[base..base + line_len];
             let stamp = first.stamp(whole);
+            let host = first.host.and_then(|(a, b)| whole.get(a..b));
             let msg = &whole[first.msg..];
             if first.kmsg && memchr::memmem::find(msg, b"\\x").is_some() {
                 // /dev/kmsg escapes bytes outside printable ASCII (`\xe3`, `\x0a`).
@@ -371,6 +374,7 @@ impl<R: Read> LogLines<R> {
                     msg: &self.joined,
                     stamp,
                     lines,
+                    host,
                 }));
             }
             if joins.is_empty() {
@@ -378,6 +382,7 @@ impl<R: Read> LogLines<R> {
                     msg,
                     stamp,
                     lines: false,
+                    host,
                 }));
             }
             self.joined.clear();
@@ -397,6 +402,7 @@ impl<R: Read> LogLines<R> {
                 msg: &self.joined,
                 stamp,
                 lines: false,
+                host,
             }));
         }
     }
@@ -413,6 +419,7 @@ struct Off {
     has_prefix: bool,
     kmsg: bool,
     tagged: bool,
+    host: Option<(usize, usize)>,
 }
 
 impl Off {
@@ -442,6 +449,7 @@ fn offsets(line: &[u8], tagged: bool) -> Off {
         has_prefix: s.has_prefix,
         kmsg: s.kmsg,
         tagged: s.tagged,
+        host: s.host.map(rel),
     }
 }
 

@@ -68,6 +68,16 @@ struct Current {
 }
 
 impl Current {
+    /// Too many unrelated lines since the last line of the report: it was cut off.
+    fn stale(&self) -> bool {
+        self.idle
+            > if self.rows > 0 {
+                STALE_AFTER_DUMP
+            } else {
+                STALE_BEFORE_DUMP
+            }
+    }
+
     fn add_row(&mut self, task: Task, keep: bool) {
         self.rows = self.rows.saturating_add(1);
         let tasks = self.ev.tasks.get_or_insert_with(Vec::new);
@@ -347,6 +357,24 @@ impl Parser {
         self.cur.get_or_insert_with(Current::default)
     }
 
+    /// `n` lines of other machines went by (a log of several machines, see
+    /// [`super::Events`]): unrelated lines toward closing a report that was cut off, and
+    /// toward giving up a `CPU:` line whose report did not follow.
+    pub fn elapse(&mut self, n: u32) {
+        if let Some(c) = self.cur.as_mut().filter(|c| !c.finished) {
+            c.idle = c.idle.saturating_add(n);
+            if c.stale() {
+                c.finished = true;
+            }
+        }
+        if let Some((_, _, left)) = &mut self.tentative {
+            *left = left.saturating_sub(n);
+            if *left == 0 {
+                self.tentative = None;
+            }
+        }
+    }
+
     /// Feeds one kernel message (one logical line, prefix removed).
     pub fn push(&mut self, msg: &[u8], stamp: &Stamp<'_>) {
         let msg = trim_end(msg);
@@ -362,15 +390,7 @@ impl Parser {
             } else {
                 c.foreign + 1
             };
-            let dumped = c.rows > 0;
-            if c.foreign > FOREIGN_RUN
-                || c.idle
-                    > if dumped {
-                        STALE_AFTER_DUMP
-                    } else {
-                        STALE_BEFORE_DUMP
-                    }
-            {
+            if c.foreign > FOREIGN_RUN || c.stale() {
                 c.finished = true;
             }
         }

@@ -33,6 +33,9 @@ pub struct Split<'a> {
     /// True when the prefix carried a `host tag:` part (syslog or journal): from then on
     /// a timestamped line without `kernel:` is another program's.
     pub tagged: bool,
+    /// The host of that part: a central syslog holds several machines' lines, and their
+    /// reports interleave.
+    pub host: Option<&'a [u8]>,
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -81,6 +84,7 @@ fn split_after_priority(line: &[u8], tagged_stream: bool) -> Split<'_> {
         has_prefix: false,
         kmsg: false,
         tagged: false,
+        host: None,
     };
     let Some(&first) = line.first() else {
         return out;
@@ -153,27 +157,29 @@ fn split_after_priority(line: &[u8], tagged_stream: bool) -> Split<'_> {
 }
 
 /// A wall-clock stamp followed by `host tag:` (syslog, journal).
-fn tagged<'a>(mut out: Split<'a>, ts: &'a [u8], (kernel, msg): (bool, &'a [u8])) -> Split<'a> {
+fn tagged<'a>(mut out: Split<'a>, ts: &'a [u8], tag: Tag<'a>) -> Split<'a> {
     out.has_prefix = true;
     out.tagged = true;
     out.stamp.raw = Some(ts);
     out.stamp.wallclock = Some(ts);
-    out.kernel = kernel;
-    out.msg = msg;
-    if kernel { inner_dmesg(out) } else { out }
+    out.kernel = tag.kernel;
+    out.host = Some(tag.host);
+    out.msg = tag.msg;
+    if tag.kernel { inner_dmesg(out) } else { out }
 }
 
 /// After a stamp: either `host kernel: msg` (journal / syslog with high-precision time),
 /// another program's `host tag: msg`, or the kernel's message directly (dmesg).
 fn with_tag<'a>(mut out: Split<'a>, rest: &'a [u8], tagged_stream: bool) -> Split<'a> {
     if (tagged_stream || kernel_tag_follows(rest))
-        && let Some((kernel, msg)) = host_tag(rest)
-        && (kernel || tagged_stream)
+        && let Some(tag) = host_tag(rest)
+        && (tag.kernel || tagged_stream)
     {
         out.tagged = true;
-        out.kernel = kernel;
-        out.msg = msg;
-        return if kernel { inner_dmesg(out) } else { out };
+        out.kernel = tag.kernel;
+        out.host = Some(tag.host);
+        out.msg = tag.msg;
+        return if tag.kernel { inner_dmesg(out) } else { out };
     }
     out.msg = rest;
     out
@@ -201,13 +207,21 @@ fn skip_one_space(s: &[u8]) -> &[u8] {
     s.strip_prefix(b" ").unwrap_or(s)
 }
 
-/// `host tag: msg` → (tag is the kernel, msg). Host: no spaces; tag: no spaces, may end in
-/// `[pid]`.
+/// The parts of `host tag: msg`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tag<'a> {
+    /// The tag is the kernel's (`kernel:`).
+    kernel: bool,
+    host: &'a [u8],
+    msg: &'a [u8],
+}
+
+/// `host tag: msg` → its parts. Host: no spaces; tag: no spaces, may end in `[pid]`.
 ///
 /// Once a stream is tagged this runs for every line, so each part is one short scan: the
 /// host ends at the first space (a colon before it: no host), the tag at the first colon
 /// (a space before it: no tag).
-fn host_tag(s: &[u8]) -> Option<(bool, &[u8])> {
+fn host_tag(s: &[u8]) -> Option<Tag<'_>> {
     let sp = s[..s.len().min(256)]
         .iter()
         .position(|b| *b == b' ' || *b == b':')
@@ -236,7 +250,11 @@ fn host_tag(s: &[u8]) -> Option<(bool, &[u8])> {
     if name.is_empty() {
         return None;
     }
-    Some((name == b"kernel", skip_one_space(after)))
+    Some(Tag {
+        kernel: name == b"kernel",
+        host: &s[..sp],
+        msg: skip_one_space(after),
+    })
 }
 
 /// Leading decimal seconds `123.456789` (digits, dot, digits). Returns (value, length).
@@ -489,6 +507,7 @@ fn kmsg_record(line: &[u8]) -> Option<Split<'_>> {
         has_prefix: true,
         kmsg: true,
         tagged: false,
+        host: None,
     })
 }
 
@@ -636,11 +655,38 @@ mod tests {
         assert_eq!(msg("Dec  8 17:51:31.123456 h kernel: x").0, "x");
     }
 
+    /// The machine a line names: syslog's and the journal's short formats; dmesg names none.
+    #[test]
+    fn the_host_of_a_line() {
+        for (line, host) in [
+            ("Nov 30 18:00:01 web-1 kernel: [  1.0] x", Some("web-1")),
+            (
+                "Nov 30 18:00:01.123456 db.example kernel: x",
+                Some("db.example"),
+            ),
+            ("2026-11-30T18:00:01+0000 h2 kernel: x", Some("h2")),
+            ("Mon 2026-11-30 18:00:01 UTC h3 kernel: x", Some("h3")),
+            ("1764525601.123456 h4 kernel: x", Some("h4")),
+            ("[ 1234.500000] h5 kernel: x", Some("h5")),
+            ("Nov 30 18:00:01 h6 systemd[1]: x", Some("h6")),
+            ("[ 1234.500000] x", None),
+            ("6,1,2,-;x", None),
+            ("x", None),
+        ] {
+            let s = split(line.as_bytes(), false);
+            assert_eq!(s.host, host.map(str::as_bytes), "{line}");
+        }
+    }
+
     #[test]
     fn host_tag_bounds() {
-        assert_eq!(host_tag(b"h kernel: x"), Some((true, &b"x"[..])));
-        assert_eq!(host_tag(b"h systemd[1]: x"), Some((false, &b"x"[..])));
-        assert_eq!(host_tag(b"h kernel:"), Some((true, &b""[..])));
+        let parts = |s: &'static [u8]| host_tag(s).map(|t| (t.kernel, t.host, t.msg));
+        assert_eq!(parts(b"h kernel: x"), Some((true, &b"h"[..], &b"x"[..])));
+        assert_eq!(
+            parts(b"web-1.example systemd[1]: x"),
+            Some((false, &b"web-1.example"[..], &b"x"[..]))
+        );
+        assert_eq!(parts(b"h kernel:"), Some((true, &b"h"[..], &b""[..])));
         for bad in [
             &b"audit: type=1400 x"[..], // a colon before the first space: no host
             b" kernel: x",              // empty host
@@ -659,7 +705,8 @@ mod tests {
         let long_host = format!("{} kernel: x", "h".repeat(256));
         assert_eq!(host_tag(long_host.as_bytes()), None);
         let ok_host = format!("{} kernel: x", "h".repeat(255));
-        assert_eq!(host_tag(ok_host.as_bytes()), Some((true, &b"x"[..])));
+        let ok = host_tag(ok_host.as_bytes()).unwrap();
+        assert_eq!((ok.kernel, ok.host.len(), ok.msg), (true, 255, &b"x"[..]));
     }
 
     /// `dmesg -r` and `/proc/kmsg` put the syslog priority first: taken off; facility 0 is
