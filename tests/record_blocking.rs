@@ -285,16 +285,26 @@ fn a_log_or_lock_directory_of_another_user_is_refused_at_start() {
     std::fs::create_dir(&theirs).unwrap();
     std::fs::create_dir(&mine).unwrap();
     std::os::unix::fs::chown(&theirs, Some(4321), Some(4321)).unwrap();
+    // Also below it (its owner could rename what is below away), in paths not made yet.
+    let their_sub = theirs.join("locks");
     for (log, locks, what) in [
         (theirs.join("events.jsonl"), &mine, "event log"),
         (mine.join("events.jsonl"), &theirs, "cannot take the lock"),
+        (theirs.join("log/events.jsonl"), &mine, "event log"),
+        (
+            mine.join("events.jsonl"),
+            &their_sub,
+            "cannot take the lock",
+        ),
     ] {
         let (code, err) = run_with_log_and(&log, &["--lock-dir".as_ref(), locks.as_os_str()]);
         assert_eq!(code, Some(1), "{what}: {err}");
         assert!(
             err.contains(what)
-                && err.contains(&*theirs.to_string_lossy())
-                && err.contains("belongs to uid 4321, not to you (uid 0) or root"),
+                && err.contains(&format!(
+                    "{}, a directory on its path, belongs to uid 4321, not to you (uid 0) or root",
+                    theirs.display()
+                )),
             "{what}: {err}"
         );
     }

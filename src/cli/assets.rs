@@ -64,7 +64,7 @@ fn exit_status(name: &str) -> &'static str {
     }
 }
 
-const FILES: &str = ".TP\n/etc/oomguard/oomguard.toml\nThe config file, used when it exists and no \\-\\-config is given; see oomguard.toml(5).\n.TP\n/var/lib/oomguard/events.jsonl\nThe event log when running as root (else $XDG_STATE_HOME/oomguard/events.jsonl, ~/.local/state/oomguard/events.jsonl).\n.TP\n/proc/pressure/memory, /sys/fs/cgroup\nPressure and memory cgroups read by the daemon.";
+const FILES: &str = ".TP\n/etc/oomguard/oomguard.toml\nThe config file, used when it exists and no \\-\\-config is given; see oomguard.toml(5).\n.TP\n/var/lib/oomguard/events.jsonl\nThe event log when running as root (else $XDG_STATE_HOME/oomguard/events.jsonl, ~/.local/state/oomguard/events.jsonl, the same under the user database's home, or /tmp/oomguard-UID/events.jsonl).\n.TP\n/proc/pressure/memory, /sys/fs/cgroup\nPressure and memory cgroups read by the daemon.";
 
 /// The man page of `cmd`, named `name` (`oomguard` or `oomguard-SUB`).
 fn man_page(cmd: &clap::Command, name: &str, all: &[String]) -> anyhow::Result<Vec<u8>> {

@@ -19,7 +19,8 @@ use anyhow::Context;
 )]
 pub struct EventsArgs {
     /// The event log to read (default: /var/lib/oomguard/events.jsonl for root, else
-    /// $XDG_STATE_HOME/oomguard/events.jsonl).
+    /// oomguard/events.jsonl under $XDG_STATE_HOME, ~/.local/state or the user database's
+    /// home, else /tmp/oomguard-UID/events.jsonl: where `run` writes it by default).
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,
     /// Print the records as JSON lines: each record parsed and written back out, so fields and

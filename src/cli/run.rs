@@ -69,7 +69,9 @@ pub struct RunArgs {
     /// Time between SIGTERM and SIGKILL, at most 60s [default: 2s].
     #[arg(long, value_name = "DURATION", value_parser = crate::values::parse_term_grace)]
     pub term_grace: Option<Dur>,
-    /// Event log (JSON lines) [default: /var/lib/oomguard/events.jsonl as root, else under $XDG_STATE_HOME].
+    /// Event log (JSON lines) [default: /var/lib/oomguard/events.jsonl as root, else
+    /// oomguard/events.jsonl under $XDG_STATE_HOME, ~/.local/state or the user database's
+    /// home, else /tmp/oomguard-UID]. Refused when a directory on its path is another user's.
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,
     /// Root of the filesystem to read /proc and /sys from (for tests on fixture trees).
@@ -87,7 +89,9 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     pub no_protect_scan: bool,
     /// Directory of the per-scope lock files that keep a second guard off a scope (default:
-    /// the state directory, /var/lib/oomguard as root, else $XDG_STATE_HOME/oomguard).
+    /// the event log's default directory: /var/lib/oomguard as root, else oomguard under
+    /// $XDG_STATE_HOME, ~/.local/state or the user database's home, else /tmp/oomguard-UID).
+    /// Refused when a directory on its path is another user's.
     #[arg(long, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
     /// Print a status line this often: available memory and swap, PSI, the would-be victim

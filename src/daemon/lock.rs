@@ -30,15 +30,16 @@ pub enum LockError {
         pid: String,
         path: PathBuf,
     },
-    /// The directory of the locks belongs to another user
+    /// A directory on the way to the locks belongs to another user
     /// ([`crate::record::eventlog::foreign_owner`]): that user could hold the lock, or put
     /// something else in its place, and keep this guard from starting.
     #[error(
-        "cannot take the lock {path} that keeps a second guard off {scope}: its directory belongs to uid {owner}, not to you (uid {me}) or root, and that user could hold or replace the lock (remove the directory, or put the locks elsewhere with --lock-dir DIR)"
+        "cannot take the lock {path} that keeps a second guard off {scope}: {dir}, a directory on its path, belongs to uid {owner}, not to you (uid {me}) or root, and that user could hold or replace the lock (remove the directory or give it to root, or put the locks elsewhere with --lock-dir DIR)"
     )]
     ForeignDir {
         scope: String,
         path: PathBuf,
+        dir: PathBuf,
         owner: u32,
         me: u32,
     },
@@ -82,15 +83,17 @@ impl ScopeLock {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        if let Some(owner) = crate::record::eventlog::foreign_owner(dir) {
+        // Before anything is made in another user's directory.
+        if let Some((theirs, owner)) = crate::record::eventlog::foreign_owner(dir) {
             return Err(LockError::ForeignDir {
                 scope: label,
                 path,
+                dir: theirs,
                 owner,
                 me: rustix::process::geteuid().as_raw(),
             });
         }
+        std::fs::create_dir_all(dir).map_err(io)?;
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

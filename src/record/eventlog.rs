@@ -83,15 +83,31 @@ fn passwd_home(uid: u32) -> Option<PathBuf> {
     }
 }
 
-/// The owner of the directory `dir` when it is another user's: neither the effective uid's
-/// nor root's. An event log or a lock in it could be read, replaced or filled by that user (a
-/// directory made first, under `/tmp`, by someone else). None when it is ours or root's, or
-/// cannot be read (what opens in it then says why).
-pub fn foreign_owner(dir: &Path) -> Option<u32> {
+/// The first directory on the way to `dir` that is another user's, and its owner: neither the
+/// effective uid's nor root's. An event log or a lock there could be read, replaced or filled
+/// by that user (a directory made first, under `/tmp`, by someone else), and the owner of any
+/// directory above it could rename it away and put one of their own in its place (as sshd's
+/// StrictModes reasons). Checked: `dir` and each directory above it as the path names them
+/// (a symbolic link by its own owner), then as the path resolves; parts not made yet are
+/// skipped (they will be ours). None when every one is ours or root's, or cannot be read
+/// (what opens there then says why).
+pub fn foreign_owner(dir: &Path) -> Option<(PathBuf, u32)> {
     use std::os::unix::fs::MetadataExt;
-    let owner = std::fs::metadata(dir).ok()?.uid();
     let me = rustix::process::geteuid().as_raw();
-    (owner != me && owner != 0).then_some(owner)
+    let theirs = |m: std::fs::Metadata| Some(m.uid()).filter(|&u| u != me && u != 0);
+    let named = std::path::absolute(dir).ok()?;
+    for a in named.ancestors() {
+        if let Some(owner) = std::fs::symlink_metadata(a).ok().and_then(theirs) {
+            return Some((a.to_path_buf(), owner));
+        }
+    }
+    let real = named
+        .ancestors()
+        .find_map(|a| std::fs::canonicalize(a).ok())?;
+    real.ancestors().find_map(|a| {
+        let owner = std::fs::metadata(a).ok().and_then(theirs)?;
+        Some((a.to_path_buf(), owner))
+    })
 }
 
 /// The event log could not be opened or written.
@@ -123,11 +139,11 @@ pub enum EventLogError {
         #[source]
         source: std::io::Error,
     },
-    /// Its directory belongs to another user (see [`foreign_owner`]).
+    /// A directory on its path belongs to another user (see [`foreign_owner`]).
     #[error(
-        "event log {path}: its directory {dir} belongs to uid {owner}, not to you (uid {me}) or \
-         root: that user could read, replace or fill the log (remove the directory, or choose \
-         another path with --event-log)"
+        "event log {path}: {dir}, a directory on its path, belongs to uid {owner}, not to you \
+         (uid {me}) or root: that user could read, replace or fill the log (remove the \
+         directory or give it to root, or choose another path with --event-log)"
     )]
     ForeignDir {
         path: PathBuf,
@@ -316,19 +332,20 @@ pub fn open_file(path: &Path) -> Result<File, EventLogError> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
+        // Before anything is made in another user's directory.
+        if let Some((theirs, owner)) = foreign_owner(dir) {
+            return Err(EventLogError::ForeignDir {
+                path: p(),
+                dir: theirs,
+                owner,
+                me: rustix::process::geteuid().as_raw(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(|source| EventLogError::Dir {
             path: p(),
             dir: dir.to_path_buf(),
             source,
         })?;
-        if let Some(owner) = foreign_owner(dir) {
-            return Err(EventLogError::ForeignDir {
-                path: p(),
-                dir: dir.to_path_buf(),
-                owner,
-                me: rustix::process::geteuid().as_raw(),
-            });
-        }
     }
     // Refuse before opening: opening a device or a FIFO can have effects of its own.
     if let Ok(m) = std::fs::symlink_metadata(path)
@@ -941,8 +958,25 @@ mod tests {
         assert_eq!(foreign_owner(Path::new("/")), None);
         assert_eq!(foreign_owner(&d.path().join("missing")), None);
         if rustix::process::geteuid().is_root() {
+            // Below another user's directory: ours, and not made yet, alike.
+            let sub = d.path().join("sub");
+            std::fs::create_dir(&sub).unwrap();
             std::os::unix::fs::chown(d.path(), Some(4321), None).unwrap();
-            assert_eq!(foreign_owner(d.path()), Some(4321));
+            let theirs = Some((d.path().to_path_buf(), 4321));
+            assert_eq!(foreign_owner(d.path()), theirs);
+            assert_eq!(foreign_owner(&sub), theirs);
+            assert_eq!(foreign_owner(&sub.join("missing/deeper")), theirs);
+            // A symbolic link of another user's on the way, in a directory of ours, though it
+            // leads to one of ours; and the way through a link to another user's directory.
+            let e = tempfile::tempdir().unwrap();
+            let link = e.path().join("link");
+            std::os::unix::fs::symlink(&sub, &link).unwrap();
+            assert_eq!(foreign_owner(&link), theirs, "through the link");
+            std::os::unix::fs::chown(d.path(), Some(0), None).unwrap();
+            assert_eq!(foreign_owner(&link), None);
+            std::os::unix::fs::lchown(&link, Some(4321), None).unwrap();
+            assert_eq!(foreign_owner(&link), Some((link.clone(), 4321)));
+            assert_eq!(foreign_owner(&link.join("missing")), Some((link, 4321)));
         }
     }
 
