@@ -100,8 +100,8 @@ pub struct LogLines<R> {
     eof: bool,
     tagged: bool,
     joined: Vec<u8>,
-    /// The wall-clock time and host of a journal record in JSON ([`super::journal`]); its
-    /// message goes to `joined`.
+    /// The message, wall-clock time and host of a journal record in JSON
+    /// ([`super::journal`]).
     journal: super::journal::Texts,
     /// The prefix split of the line at `pos` and its end and next start (as [`Self::line_at`]
     /// gives them), when already computed.
