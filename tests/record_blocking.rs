@@ -222,13 +222,23 @@ fn run_with_log(log: &Path) -> (Option<i32>, String) {
     run_with_log_and(log, &[])
 }
 
-/// [`run_with_log`] with more arguments.
+/// [`run_with_log`] with more arguments. The locks go to a directory of the run's own unless
+/// `extra` names one: the lock is taken before the event log is opened, and two of these runs
+/// at once (tests run in parallel) would otherwise meet on the system scope's lock, the second
+/// refused as "another oomguard already guards system" before it reaches its log.
 fn run_with_log_and(log: &Path, extra: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
     let dir = tempdir();
     let errf = dir.path().join("stderr.txt");
+    let own_locks = dir.path().join("locks");
+    let locks: &[&std::ffi::OsStr] = if extra.iter().any(|a| *a == "--lock-dir") {
+        &[]
+    } else {
+        &["--lock-dir".as_ref(), own_locks.as_os_str()]
+    };
     let child = Command::new(bin())
         .args(["run", "--dry-run", "--event-log"])
         .arg(log)
+        .args(locks)
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -333,10 +343,11 @@ fn an_event_log_directory_that_cannot_be_written_is_a_clear_error_at_start() {
     let out = Command::new("unshare")
         .args(["-m", "sh", "-c"])
         .arg(format!(
-            "mount -t tmpfs -o ro none '{}' && exec '{}' run --dry-run --event-log '{}/events.jsonl'",
+            "mount -t tmpfs -o ro none '{}' && exec '{}' run --dry-run --event-log '{}/events.jsonl' --lock-dir '{}'",
             ro.display(),
             bin().display(),
-            ro.display()
+            ro.display(),
+            d.path().join("locks").display()
         ))
         .stdin(Stdio::null())
         .output()
