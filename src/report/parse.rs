@@ -78,12 +78,11 @@ impl Current {
             }
     }
 
-    fn add_row(&mut self, task: Task, keep: bool) {
+    /// A task-dump row read: counted, and kept unless the parser drops rows (`None`).
+    fn add_row(&mut self, task: Option<Task>) {
         self.rows = self.rows.saturating_add(1);
         let tasks = self.ev.tasks.get_or_insert_with(Vec::new);
-        if keep {
-            tasks.push(task);
-        }
+        tasks.extend(task);
     }
 }
 
@@ -245,20 +244,27 @@ pub(crate) fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// At most 19 digits, and none that overflow an i64. One pass: task-dump rows call this for
 /// every column.
 fn int_at(s: &[u8]) -> Option<(i64, usize)> {
-    let lead = s.iter().take_while(|&&b| b == b' ').count();
-    let neg = s.get(lead) == Some(&b'-');
-    let first = lead + usize::from(neg);
-    let digits = &s[first.min(s.len())..];
-    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-    // 19 digits fit a u64 without overflow; the i64 check is made once at the end.
+    // One pass, by hand: the task dump's columns make this the parser's busiest loop.
+    let mut i = 0;
+    while i < s.len() && s[i] == b' ' {
+        i += 1;
+    }
+    let neg = i < s.len() && s[i] == b'-';
+    let first = i + usize::from(neg);
+    let mut end = first;
+    let mut v = 0u64;
+    // 19 digits fit a u64 without overflow (a 20th makes it no number: wrapping is harmless);
+    // the i64 check is made once at the end.
+    while end < s.len() && s[end].is_ascii_digit() && end - first < 20 {
+        v = v.wrapping_mul(10).wrapping_add(u64::from(s[end] - b'0'));
+        end += 1;
+    }
+    let n = end - first;
     if n == 0 || n > 19 {
         return None;
     }
-    let v = digits[..n]
-        .iter()
-        .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'));
     let v = i64::try_from(v).ok()?;
-    Some((if neg { -v } else { v }, first + n))
+    Some((if neg { -v } else { v }, end))
 }
 
 fn uint_at(s: &[u8]) -> Option<u64> {
@@ -408,9 +414,9 @@ impl Parser {
         if t[0] == b'['
             && let Some(c) = self.cur.as_mut().filter(|c| !c.finished)
             && let Some(cols) = &c.cols
-            && let Some(task) = dump_row(t, cols)
+            && let Some(task) = row(t, cols, keep)
         {
-            c.add_row(task, keep);
+            c.add_row(task);
             c.idle = 0;
             return;
         }
@@ -509,9 +515,9 @@ impl Parser {
         };
         if t[0] == b'[' {
             if let Some(cols) = &c.cols
-                && let Some(task) = dump_row(t, cols)
+                && let Some(task) = row(t, cols, keep)
             {
-                c.add_row(task, keep);
+                c.add_row(task);
             }
             return;
         }
@@ -1292,18 +1298,10 @@ fn dump_columns(t: &[u8]) -> Vec<Col> {
 
 /// `[ 1234]  uid  tgid … name` with the columns of the header.
 fn dump_row(t: &[u8], cols: &[Col]) -> Option<Task> {
-    let close = memchr::memchr(b']', &t[..t.len().min(16)])?;
-    let (pid, _) = int_at(trim_start(&t[1..close]))?;
-    let mut task = Task {
-        pid,
-        ..Default::default()
-    };
-    let mut rest = &t[close + 1..];
+    let mut task = Task::default();
     let mut ptes: Option<u64> = None;
     let mut pmds: Option<u64> = None;
-    for col in cols {
-        let (v, n) = int_at(rest)?;
-        rest = &rest[n..];
+    let (pid, name) = scan_row(t, cols, |col, v| {
         let u = u64::try_from(v).ok();
         match col {
             Col::Uid => task.uid = Some(v),
@@ -1321,7 +1319,8 @@ fn dump_row(t: &[u8], cols: &[Col]) -> Option<Task> {
             Col::OomAdj => task.oom_adj = Some(v),
             Col::Other => {}
         }
-    }
+    })?;
+    task.pid = pid;
     if task.pgtables_bytes.is_none() && ptes.is_some() {
         task.pgtables_bytes = Some(
             ptes.unwrap_or(0)
@@ -1329,15 +1328,44 @@ fn dump_row(t: &[u8], cols: &[Col]) -> Option<Task> {
                 .saturating_mul(4096),
         );
     }
-    let name = trim_start(rest);
-    if name.is_empty() || rest.first().is_none_or(|b| *b != b' ') {
-        return None;
-    }
     task.name = match std::str::from_utf8(name) {
         Ok(s) => CompactString::from(s),
         Err(_) => CompactString::from_utf8_lossy(name),
     };
     Some(task)
+}
+
+/// A task-dump row: `Some(task)` to keep, `Some(None)` when rows are not kept (the row is
+/// checked without making the task), `None` when `t` is no row.
+fn row(t: &[u8], cols: &[Col], keep: bool) -> Option<Option<Task>> {
+    if keep {
+        dump_row(t, cols).map(Some)
+    } else {
+        scan_row(t, cols, |_, _| {}).map(|_| None)
+    }
+}
+
+/// A task-dump row `[  pid]  n  n … name`: its pid and name, each column's number given to
+/// `col` as it is read. None when it is not one (a column without a number, no name).
+#[inline]
+fn scan_row<'a>(
+    t: &'a [u8],
+    cols: &[Col],
+    mut col: impl FnMut(Col, i64),
+) -> Option<(i64, &'a [u8])> {
+    let close = memchr::memchr(b']', &t[..t.len().min(16)])?;
+    let (pid, _) = int_at(trim_start(&t[1..close]))?;
+    let mut rest = &t[close + 1..];
+    for &c in cols {
+        let (v, n) = int_at(rest)?;
+        rest = &rest[n..];
+        col(c, v);
+    }
+    let name = trim_start(rest);
+    if name.is_empty() || rest.first().is_none_or(|b| *b != b' ') {
+        return None;
+    }
+    Some((pid, name))
 }
 
 /// `CPU: 1 PID: 946 Comm: x …`, `CPU: 1 UID: 0 PID: 946 Comm: x …`, `Pid: 9247, comm: x …`.
@@ -1368,7 +1396,8 @@ fn cpu_line(t: &[u8]) -> Option<(i64, Vec<u8>)> {
 fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) -> bool {
     let mut any = false;
     for w in t.split(|b| *b == b' ') {
-        let Some(colon) = memchr::memchr(b':', w) else {
+        // Words are short: a plain search beats memchr's set-up.
+        let Some(colon) = w.iter().position(|&b| b == b':') else {
             continue;
         };
         let (k, v) = (&w[..colon], &w[colon + 1..]);
@@ -2797,6 +2826,34 @@ mod tests {
             assert_eq!(kept[0].tasks.as_ref().map(Vec::len), Some(20_000));
             kept[0].tasks = Some(Vec::new());
             assert_eq!(parse(Parser::without_task_rows()), kept, "{filler}");
+        }
+    }
+
+    /// A line shaped like a task-dump row that is none (a column without a number, no name)
+    /// is no row whether rows are kept or not: it does not make the report's dump begin, so
+    /// the report stays open through the lines a report before its dump may hold.
+    #[test]
+    fn a_row_without_its_columns_or_name_is_no_row_with_or_without_kept_rows() {
+        let mut lines = vec![HEADER.to_string()];
+        lines.push(DUMP_AND_KILL_114[0].into());
+        lines.push(DUMP_AND_KILL_114[1].into());
+        lines.push("[    115]  1000   115    15650    15230   139264        0           0".into());
+        lines.push("[    116]  1000   116    15650    x   139264        0           0 w".into());
+        lines.push("[    117]  1000   117    15650    15230   139264        0           0w".into());
+        lines.extend((0..STALE_AFTER_DUMP + 20).map(|_| " frame+0x1/0x2".to_string()));
+        // Read only while the report is open (a dump begun would have closed it by now).
+        lines.push("Free swap  = 4kB".into());
+        lines.push(KILLED_54.into());
+        for mut p in [Parser::new(), Parser::without_task_rows()] {
+            for l in &lines {
+                p.push(l.as_bytes(), &Stamp::default());
+            }
+            let evs = p.finish();
+            assert_eq!(evs.len(), 1, "{evs:#?}");
+            assert!(evs[0].has_header);
+            assert_eq!(evs[0].victim.as_ref().map(|v| v.pid), Some(114));
+            assert_eq!(evs[0].memory.swap_free_kb, Some(4), "the report went stale");
+            assert_eq!(evs[0].tasks.as_deref(), Some(&[][..]));
         }
     }
 }
