@@ -8,6 +8,9 @@
 # removed at the end.
 # Usage: scripts/bench-explain.sh [MiB, default 200 (= 210 MB)] [corpus dir]
 # BENCH_RUNS (default 5): runs of each tool; the best is kept (the machine is shared).
+# OOMGUARD_BASE_BIN: another build (the code before a change) run in the same rounds: prints
+# the median of the per-round CPU ratios and whether both print the same summary (take
+# BENCH_RUNS=41 or so for a ratio: the host's noise is of the size of a few per cent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,8 @@ command -v python3 >/dev/null || { echo "python3 is needed to generate the log" 
 
 # OOMGUARD_BIN: a binary already built (skips the release build).
 bin=${OOMGUARD_BIN:-target/release/oomguard}
+base=${OOMGUARD_BASE_BIN:-}
+[ -z "$base" ] || [ -x "$base" ] || { echo "OOMGUARD_BASE_BIN=$base is not an executable" >&2; exit 1; }
 [ -n "${OOMGUARD_BIN:-}" ] || cargo build --release --quiet --bin oomguard
 work=$(mktemp -d "${TMPDIR:-/tmp}/oomguard-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -85,8 +90,13 @@ for _ in $(seq "$runs"); do
   echo "grep_killed $(once grep -c 'Killed process' "$log")" >> "$work/times"
   echo "grep_invoked $(once grep -c 'invoked oom-killer' "$log")" >> "$work/times"
   echo "oomguard $(once "$bin" explain --summary "$log")" >> "$work/times"
+  [ -z "$base" ] || echo "base $(once "$base" explain --summary "$log")" >> "$work/times"
 done
 events=$("$bin" explain --summary "$log" | tail -n +2 | wc -l)
+same=-
+if [ -n "$base" ]; then
+  if cmp -s <("$bin" explain --summary "$log") <("$base" explain --summary "$log"); then same=yes; else same=no; fi
+fi
 
 # The filler alone, plain and after a report cut off inside Mem-Info (a log excerpt, a crash
 # mid-report): what follows such a report must still be skimmed, not read line by line.
@@ -120,11 +130,12 @@ big_size=$(stat -c %s "$big")
 rss=$( { /usr/bin/time -v "$bin" explain --summary "$big" > /dev/null; } 2>&1 | awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}')
 rm -f "$big"
 
-python3 - "$size" "$events" "$kills" "$headers" "$big_size" "$rss" "$runs" "$work/times" "$(cat /proc/loadavg)" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$filler_size" <<'PY' | tee docs/bench/explain.md
+python3 - "$size" "$events" "$kills" "$headers" "$big_size" "$rss" "$runs" "$work/times" "$(cat /proc/loadavg)" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$filler_size" "$base" "$same" <<'PY' | tee docs/bench/explain.md
 import sys, datetime
 size, events, kills, headers, big, rss, runs = (int(x) for x in sys.argv[1:8])
 times, load, rev = sys.argv[8], sys.argv[9], sys.argv[10]
 filler_mb = int(sys.argv[11]) / 1e6
+base, same = sys.argv[12], sys.argv[13]
 import statistics
 all_runs = {}
 for line in open(times):
@@ -160,4 +171,11 @@ print(f"- the log's {filler_mb:.0f} MB of filler alone: wall {fw:.4f} s, CPU {fc
       f"inside Mem-Info: wall {cw:.4f} s, CPU {cc:.4f} s ({cw / fw:.2f} of the plain filler's wall time, "
       f"{cc / fc if fc else 0:.2f} of its CPU time)")
 print(f"- peak RSS of `oomguard explain --summary` on {big / 1e6:.0f} MB: {rss} kB = {rss / 1024:.1f} MiB (target <= 8 MiB)")
+if base:
+    # Round by round (the two ran back to back in each), so a load change hits both.
+    r = sorted(o[1] / b[1] for o, b in zip(all_runs["oomguard"], all_runs["base"]) if b[1] > 0)
+    q = lambda f: r[min(len(r) - 1, int(f * len(r)))]
+    print(f"- against `{base}` in the same rounds: CPU of this build / that one, median of the {len(r)} rounds' "
+          f"ratios {statistics.median(r):.3f} (quartiles {q(0.25):.3f}-{q(0.75):.3f}; this build the faster in "
+          f"{sum(x < 1 for x in r)} of {len(r)}); the same summary printed: {same}")
 PY
