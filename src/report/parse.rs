@@ -244,7 +244,6 @@ pub(crate) fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// At most 19 digits, and none that overflow an i64. One pass: task-dump rows call this for
 /// every column.
 fn int_at(s: &[u8]) -> Option<(i64, usize)> {
-    // One pass, by hand: the task dump's columns make this the parser's busiest loop.
     let mut i = 0;
     while i < s.len() && s[i] == b' ' {
         i += 1;
@@ -1396,7 +1395,7 @@ fn cpu_line(t: &[u8]) -> Option<(i64, Vec<u8>)> {
 fn meminfo_counters(t: &[u8], m: &mut super::event::Memory) -> bool {
     let mut any = false;
     for w in t.split(|b| *b == b' ') {
-        // Words are short: a plain search beats memchr's set-up.
+        // Words are short: memchr's set-up per word showed in perf (not measured apart).
         let Some(colon) = w.iter().position(|&b| b == b':') else {
             continue;
         };
